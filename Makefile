@@ -1,0 +1,45 @@
+# The two set-up commands are `make run` and `make test`; both create the venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint bench browser-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Serve on http://127.0.0.1:8000 with SQLite and demo accounts (local use only).
+run: install
+	mkdir -p var
+	$(BIN)/medchat db upgrade
+	$(BIN)/medchat demo
+	@echo "Serving on http://127.0.0.1:8000 (Ctrl-C stops)"
+	MEDCHAT_BIND=127.0.0.1:8000 MEDCHAT_WORKERS=$${MEDCHAT_WORKERS:-2} \
+		$(BIN)/gunicorn -c deploy/gunicorn.conf.py wsgi:app
+
+## The whole suite: SQLite always, PostgreSQL too when MEDCHAT_TEST_DATABASE_URL is set.
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## Debian's chromium and chromium-driver for the console's browser tests (needs root).
+browser-deps:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+		echo "chromium and chromedriver are present"; \
+	else \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; \
+	fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts

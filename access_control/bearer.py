@@ -1,0 +1,40 @@
+"""Loads the caller from ``Authorization: Bearer <access token>`` for Flask-Login.
+
+A request without the header is anonymous; a header with a dead, unknown or expired token is
+answered 401 ``invalid_token`` (the app then knows to refresh). The token row must belong to
+an active account; the account's role and id become the audit context of the request.
+"""
+
+from __future__ import annotations
+
+from flask import Request
+from sqlalchemy.orm import Session
+
+from access_control.principal import Principal
+from access_control.tokens import TokenStore
+from medchat import audit
+from medchat.clock import Clock
+from medchat.errors import InvalidToken
+from medchat.models import TokenKind
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise InvalidToken
+    return value.strip()
+
+
+def load_principal(request: Request, session: Session, clock: Clock) -> Principal | None:
+    token = bearer_token(request)
+    if token is None:
+        return None
+    record, account = TokenStore(session, clock.now()).authenticate(token, TokenKind.ACCESS)
+    audit.set_context(
+        session,
+        audit.AuditContext(actor_id=account.id, actor_role=account.role, address=request.remote_addr),
+    )
+    return Principal(account, record)

@@ -1,0 +1,73 @@
+"""Server-held keys live in ``MEDCHAT_KEY_DIR``, never in the database.
+
+These keys protect personal data at rest, the blind e-mail index, the audit chain's MACs,
+the console cookie signature and (later) key-integrity tags. None of them opens medical
+content: that needs a private key that exists only inside an authenticated request
+(SECURITY-MODEL "Key hierarchy"). A stolen database without this directory names nobody and
+cannot have its audit chain recomputed.
+
+In development missing keys are generated (file mode 0600); in production they must exist,
+so a fresh, empty key directory is refused instead of silently creating new keys that would
+make existing data unreadable.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from medchat.errors import ConfigurationError
+
+KEY_NAMES = ("profile", "blind-index", "audit-mac", "session-signing", "integrity")
+KEY_BYTES = 32
+
+
+@dataclass(frozen=True, repr=False)
+class ServerKeys:
+    """The symmetric keys read from the key directory. ``repr`` shows no key material."""
+
+    profile: bytes
+    blind_index: bytes
+    audit_mac: bytes
+    session_signing: bytes
+    integrity: bytes
+    directory: Path
+
+    def __repr__(self) -> str:
+        return f"ServerKeys(directory={str(self.directory)!r})"
+
+    def __reduce__(self) -> object:
+        raise TypeError("server keys must not be pickled")
+
+
+def _read_or_create(path: Path, create: bool) -> bytes:
+    if path.exists():
+        data = path.read_bytes()
+        if len(data) != KEY_BYTES:
+            raise ConfigurationError(f"{path} does not hold a {KEY_BYTES}-byte key")
+        return data
+    if not create:
+        raise ConfigurationError(
+            f"missing key file {path}: production never generates keys; "
+            "create them with 'medchat keys server-init' and distribute them to every host"
+        )
+    data = secrets.token_bytes(KEY_BYTES)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    return data
+
+
+def load_server_keys(directory: Path, *, create_missing: bool) -> ServerKeys:
+    """Read the server keys, generating missing ones only when ``create_missing``."""
+    if create_missing:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    elif not directory.is_dir():
+        raise ConfigurationError(f"MEDCHAT_KEY_DIR {directory} does not exist")
+    values = {
+        name.replace("-", "_"): _read_or_create(directory / f"{name}.key", create_missing)
+        for name in KEY_NAMES
+    }
+    return ServerKeys(directory=directory, **values)

@@ -1,0 +1,171 @@
+"""Bearer access tokens and rotating refresh tokens, revocable at once.
+
+The database keeps only SHA-256 hashes of tokens. A login opens a *family*; each refresh spends
+its refresh token and issues a new pair in the same family, never past the family's absolute
+end. Presenting a spent refresh token means it leaked: the whole family is revoked (written
+even though the request itself fails). Revocation deletes rows, so a revoked token and the
+session secret sealed beside it (SECURITY-MODEL "Sessions carry the secret") are gone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from access_control import crypto
+from medchat import audit
+from medchat.db import on_rollback
+from medchat.errors import InvalidToken
+from medchat.models import Account, AuthToken, TokenKind
+
+ACCESS_PREFIX = "mca_"
+REFRESH_PREFIX = "mcr_"
+
+
+@dataclass(frozen=True, repr=False)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    family_id: uuid.UUID
+
+    def __repr__(self) -> str:
+        return f"TokenPair(family_id={self.family_id})"
+
+
+@dataclass(frozen=True)
+class TokenLifetimes:
+    access: timedelta
+    refresh: timedelta
+
+
+class TokenStore:
+    """Issues, checks, rotates and revokes tokens within the caller's transaction."""
+
+    def __init__(self, session: Session, now: datetime) -> None:
+        self.session = session
+        self.now = now
+
+    def _add(
+        self,
+        account_id: uuid.UUID,
+        family_id: uuid.UUID,
+        kind: TokenKind,
+        lifetime: timedelta,
+        family_expires_at: datetime,
+        mfa_verified: bool,
+    ) -> str:
+        prefix = ACCESS_PREFIX if kind is TokenKind.ACCESS else REFRESH_PREFIX
+        token = prefix + crypto.random_token()
+        self.session.add(
+            AuthToken(
+                account_id=account_id,
+                family_id=family_id,
+                kind=kind,
+                token_hash=crypto.token_hash(token),
+                mfa_verified=mfa_verified,
+                created_at=self.now,
+                expires_at=min(self.now + lifetime, family_expires_at),
+                family_expires_at=family_expires_at,
+            )
+        )
+        return token
+
+    def issue_pair(
+        self,
+        account_id: uuid.UUID,
+        lifetimes: TokenLifetimes,
+        *,
+        mfa_verified: bool,
+        family_id: uuid.UUID | None = None,
+        family_expires_at: datetime | None = None,
+    ) -> TokenPair:
+        """Start a family (login) or continue one (refresh)."""
+        family_id = family_id or uuid.uuid4()
+        family_expires_at = family_expires_at or self.now + lifetimes.refresh
+        access = self._add(
+            account_id, family_id, TokenKind.ACCESS, lifetimes.access, family_expires_at,
+            mfa_verified,
+        )
+        refresh = self._add(
+            account_id, family_id, TokenKind.REFRESH, lifetimes.refresh, family_expires_at,
+            mfa_verified,
+        )
+        self.session.flush()
+        return TokenPair(access, refresh, int(lifetimes.access.total_seconds()), family_id)
+
+    def authenticate(self, token: str, kind: TokenKind) -> tuple[AuthToken, Account]:
+        """The live token row and its active account; ``InvalidToken`` otherwise."""
+        row = self.session.execute(
+            select(AuthToken, Account)
+            .join(Account, Account.id == AuthToken.account_id)
+            .where(AuthToken.token_hash == crypto.token_hash(token), AuthToken.kind == kind)
+        ).one_or_none()
+        if row is None:
+            raise InvalidToken
+        record, account = row
+        if record.used_at is not None or record.expires_at <= self.now or not account.is_active:
+            raise InvalidToken
+        return record, account
+
+    def rotate(
+        self, refresh_token: str, lifetimes: Callable[[Account], TokenLifetimes]
+    ) -> tuple[TokenPair, Account]:
+        """Spend a refresh token for a new pair; reuse of a spent one revokes its family."""
+        record = self.session.scalar(
+            select(AuthToken).where(
+                AuthToken.token_hash == crypto.token_hash(refresh_token),
+                AuthToken.kind == TokenKind.REFRESH,
+            )
+        )
+        if record is None:
+            raise InvalidToken
+        if record.used_at is not None:
+            family_id, account_id = record.family_id, record.account_id
+
+            def _revoke(fresh: Session) -> None:
+                TokenStore(fresh, self.now).revoke_family(family_id)
+                audit.record(
+                    fresh, "auth.refresh_reuse", target_type="account", target_id=account_id,
+                    outcome="denied", details={"family_revoked": str(family_id)},
+                )
+
+            on_rollback(self.session, _revoke)
+            raise InvalidToken
+        account = self.session.get(Account, record.account_id)
+        if record.expires_at <= self.now or account is None or not account.is_active:
+            raise InvalidToken
+        record.used_at = self.now
+        record.sealed_keys = None
+        # The family's access tokens die with the spent refresh token.
+        self.session.execute(
+            delete(AuthToken).where(
+                AuthToken.family_id == record.family_id, AuthToken.kind == TokenKind.ACCESS
+            )
+        )
+        pair = self.issue_pair(
+            record.account_id,
+            lifetimes(account),
+            mfa_verified=record.mfa_verified,
+            family_id=record.family_id,
+            family_expires_at=record.family_expires_at,
+        )
+        return pair, account
+
+    def revoke_family(self, family_id: uuid.UUID) -> None:
+        self.session.execute(delete(AuthToken).where(AuthToken.family_id == family_id))
+
+    def revoke_account(self, account_id: uuid.UUID, *, keep_family: uuid.UUID | None = None) -> None:
+        """Delete every token of the account (except one family: the caller's own)."""
+        statement = delete(AuthToken).where(AuthToken.account_id == account_id)
+        if keep_family is not None:
+            statement = statement.where(AuthToken.family_id != keep_family)
+        self.session.execute(statement)
+
+    def touch(self, record: AuthToken) -> None:
+        record.last_used_at = self.now

@@ -1,0 +1,1 @@
+"""HTTP blueprints by audience: auth, member, clinician, compliance, admin, health."""

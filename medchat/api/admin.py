@@ -1,0 +1,73 @@
+"""``/api/v1/admin``: staff accounts and the audit trail (metadata only, never content)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from flask_smorest import Blueprint
+
+from access_control.guard import requires
+from access_control.permissions import Permission
+from access_control.roles import Role
+from medchat.api.pagination import decode_cursor, encode_cursor
+from medchat.schemas.admin import AuditPageSchema, StaffCreatedSchema, StaffCreateSchema
+from medchat.schemas.common import PageArgsSchema
+from medchat.services.accounts import AccountService
+from medchat.services.audit_log import AuditLogService
+from medchat.web import db_session, runtime
+
+bp = Blueprint("admin", __name__, url_prefix="/api/v1/admin", description="Operations staff")
+
+
+@bp.route("/accounts", methods=["POST"])
+@bp.arguments(StaffCreateSchema)
+@bp.response(201, StaffCreatedSchema)
+@requires(Permission.ADMIN_ACCOUNTS)
+def create_account(data: dict[str, Any]) -> dict[str, Any]:
+    """Create a staff account; it enrolls with the one-time token returned here."""
+    account, token = AccountService(db_session(), runtime()).create_staff(
+        email=data["email"],
+        role=Role(data["role"]),
+        first_name=data["first_name"],
+        last_name=data["last_name"],
+        display_name=data.get("display_name"),
+    )
+    return {"id": account.id, "enrollment_token": token}
+
+
+@bp.route("/accounts/<uuid:account_id>/disable", methods=["POST"])
+@bp.response(204)
+@requires(Permission.ADMIN_ACCOUNTS)
+def disable_account(account_id: uuid.UUID) -> None:
+    """Disable an account for good; all of its sessions end at once."""
+    AccountService(db_session(), runtime()).disable(account_id)
+
+
+@bp.route("/audit", methods=["GET"])
+@bp.arguments(PageArgsSchema, location="query")
+@bp.response(200, AuditPageSchema)
+@requires(Permission.ADMIN_AUDIT)
+def audit_entries(args: dict[str, Any]) -> dict[str, Any]:
+    """Page through the audit trail, newest first."""
+    before = decode_cursor(args["cursor"])
+    entries = AuditLogService(db_session()).page(before_seq=before, limit=args["limit"])
+    items = [
+        {
+            "seq": e.seq,
+            "id": e.id,
+            "at": e.at,
+            "actor_id": e.actor_id,
+            "actor_role": e.actor_role,
+            "action": e.action,
+            "outcome": e.outcome,
+            "target_type": e.target_type,
+            "target_id": e.target_id,
+            "address": e.address,
+            "details": json.loads(e.details),
+        }
+        for e in entries
+    ]
+    more = len(entries) == args["limit"] and entries[-1].seq > 1
+    return {"items": items, "next_cursor": encode_cursor(entries[-1].seq) if more else None}

@@ -1,0 +1,174 @@
+"""``/api/v1/auth``: registration, sign-in, enrollment, refresh, logout, password, 2FA."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+from flask_smorest import Blueprint
+
+from access_control import crypto
+from access_control.guard import requires, signed_in
+from access_control.permissions import Permission
+from access_control.throttling import (
+    PER_ACCOUNT_FAILURES,
+    PER_ADDRESS,
+    client_address,
+    is_failed_attempt,
+    limiter,
+)
+from medchat.schemas.auth import (
+    EnrollConfirmSchema,
+    EnrollSchema,
+    MfaConfirmSchema,
+    PasswordChangeSchema,
+    ProvisioningSchema,
+    RecoveryCodesSchema,
+    RefreshSchema,
+    RegisterSchema,
+    TokenRequestSchema,
+    TokenResponseSchema,
+)
+from medchat.schemas.common import StatusSchema
+from medchat.services.accounts import AccountService, NewMember
+from medchat.services.authentication import AuthenticationService, SignIn
+from medchat.web import db_session, runtime
+
+bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Sign-in and 2FA")
+
+
+def _account_key() -> str:
+    """Limit per account by the e-mail's blind index (no address reaches the limiter)."""
+    body = request.get_json(silent=True)
+    email = body.get("email") if isinstance(body, dict) else None
+    if not isinstance(email, str) or not email:
+        token = body.get("enrollment_token") if isinstance(body, dict) else None
+        if isinstance(token, str) and token:
+            return "enroll:" + crypto.token_hash(token).hex()
+        return "address:" + client_address()
+    return "account:" + runtime().profiles.email_index(email).hex()
+
+
+_per_address = limiter.limit(PER_ADDRESS, key_func=client_address, scope="auth-address")
+_per_account = limiter.limit(
+    PER_ACCOUNT_FAILURES,
+    key_func=_account_key,
+    scope="auth-account",
+    deduct_when=is_failed_attempt,
+)
+
+
+def _token_body(sign_in: SignIn) -> dict[str, Any]:
+    return {
+        "access_token": sign_in.tokens.access_token,
+        "refresh_token": sign_in.tokens.refresh_token,
+        "token_type": "Bearer",
+        "expires_in": sign_in.tokens.expires_in,
+        "role": sign_in.account.role,
+    }
+
+
+def _auth() -> AuthenticationService:
+    return AuthenticationService(db_session(), runtime())
+
+
+def _accounts() -> AccountService:
+    return AccountService(db_session(), runtime())
+
+
+@bp.route("/register", methods=["POST"])
+@bp.arguments(RegisterSchema)
+@bp.response(202, StatusSchema)
+@_per_address
+@requires(Permission.PUBLIC)
+def register(data: dict[str, Any]) -> dict[str, str]:
+    """Create a member account; the answer never tells whether the address was taken."""
+    _accounts().register_member(NewMember(**data))
+    return {"status": "accepted"}
+
+
+@bp.route("/token", methods=["POST"])
+@bp.arguments(TokenRequestSchema)
+@bp.response(200, TokenResponseSchema)
+@_per_address
+@_per_account
+@requires(Permission.PUBLIC)
+def token(data: dict[str, Any]) -> dict[str, Any]:
+    """Sign in with e-mail, password and (where needed) a TOTP or recovery code."""
+    return _token_body(_auth().login(data["email"], data["password"], data.get("totp_code")))
+
+
+@bp.route("/refresh", methods=["POST"])
+@bp.arguments(RefreshSchema)
+@bp.response(200, TokenResponseSchema)
+@_per_address
+@requires(Permission.PUBLIC)
+def refresh(data: dict[str, Any]) -> dict[str, Any]:
+    """Spend a refresh token for a new pair; a reused one revokes its whole family."""
+    return _token_body(_auth().refresh(data["refresh_token"]))
+
+
+@bp.route("/enroll", methods=["POST"])
+@bp.arguments(EnrollSchema)
+@bp.response(200, ProvisioningSchema)
+@_per_address
+@_per_account
+@requires(Permission.PUBLIC)
+def enroll(data: dict[str, Any]) -> dict[str, str]:
+    """Set the password of a new staff account and start TOTP enrollment."""
+    start = _accounts().begin_enrollment(data["enrollment_token"], data["password"])
+    return {"provisioning_uri": start.provisioning_uri, "qr_svg": start.qr_svg}
+
+
+@bp.route("/enroll/confirm", methods=["POST"])
+@bp.arguments(EnrollConfirmSchema)
+@bp.response(200, RecoveryCodesSchema)
+@_per_address
+@_per_account
+@requires(Permission.PUBLIC)
+def enroll_confirm(data: dict[str, Any]) -> dict[str, list[str]]:
+    """Confirm the first TOTP code; the account becomes active and gets recovery codes."""
+    codes = _accounts().confirm_enrollment(data["enrollment_token"], data["totp_code"])
+    return {"recovery_codes": codes}
+
+
+@bp.route("/logout", methods=["POST"])
+@bp.response(204)
+@requires(Permission.SELF_MANAGE)
+def logout() -> None:
+    """End this sign-in: its access and refresh tokens stop working at once."""
+    principal = signed_in()
+    _auth().logout(principal.token)
+
+
+@bp.route("/password", methods=["POST"])
+@bp.arguments(PasswordChangeSchema)
+@bp.response(204)
+@_per_address
+@requires(Permission.SELF_MANAGE)
+def change_password(data: dict[str, Any]) -> None:
+    """Change the password; every other session of the account ends."""
+    principal = signed_in()
+    _auth().change_password(
+        principal.account, principal.token, data["current_password"], data["new_password"]
+    )
+
+
+@bp.route("/mfa/enroll", methods=["POST"])
+@bp.response(200, ProvisioningSchema)
+@requires(Permission.SELF_MANAGE)
+def mfa_enroll() -> dict[str, str]:
+    """Start (or restart) TOTP enrollment for the signed-in account."""
+    principal = signed_in()
+    start = _accounts().start_mfa(principal.account)
+    return {"provisioning_uri": start.provisioning_uri, "qr_svg": start.qr_svg}
+
+
+@bp.route("/mfa/confirm", methods=["POST"])
+@bp.arguments(MfaConfirmSchema)
+@bp.response(200, RecoveryCodesSchema)
+@requires(Permission.SELF_MANAGE)
+def mfa_confirm(data: dict[str, Any]) -> dict[str, list[str]]:
+    """Confirm TOTP with a first code; sign-ins then ask for a code."""
+    principal = signed_in()
+    return {"recovery_codes": _accounts().confirm_mfa(principal.account, data["totp_code"])}

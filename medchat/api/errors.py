@@ -1,0 +1,136 @@
+"""The one place where failures become HTTP answers: ``{"error": {"code", "message"}}``.
+
+Domain errors carry their code and status; schema errors become 422 with ``details``; a body
+that is not JSON becomes 400; werkzeug's 404/405/413/429 keep their status with our body; any
+other exception is logged with its trace and answered 500 with no trace. Refusals (403, 429)
+are audited after the request's own work is rolled back.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from medchat import audit
+from medchat.errors import MedchatError
+
+log = logging.getLogger("medchat.errors")
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    503: "dependency_unavailable",
+}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    response = jsonify({"error": body})
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _audit_refusal(status: int, code: str) -> None:
+    session = g.get("db")
+    if session is None or status not in (403, 429):
+        return
+    audit.record_on_rollback(
+        session,
+        "request.denied",
+        outcome="denied",
+        details={
+            "code": code,
+            "status": status,
+            "method": request.method,
+            "endpoint": request.endpoint or request.path[:64],
+        },
+    )
+
+
+def render_medchat_error(error: MedchatError) -> Response:
+    _audit_refusal(error.status, error.code)
+    return error_response(error.status, error.code, error.message, error.details, error.headers)
+
+
+def _webargs_details(error: HTTPException) -> Any:
+    data = getattr(error, "data", None) or {}
+    messages = data.get("messages") or data.get("errors")
+    if isinstance(messages, dict) and len(messages) == 1:
+        # {"json": {"field": [...]}} -> {"field": [...]}: the location is noise to clients.
+        (only,) = messages.values()
+        return only
+    return messages
+
+
+def render_http_exception(error: HTTPException) -> Response:
+    status = error.code or 500
+    code = _HTTP_CODES.get(status, "error")
+    details = None
+    message = error.description or "The request could not be processed."
+    headers: dict[str, str] = {}
+    if status == 422:
+        message = "Some fields are invalid."
+        details = _webargs_details(error)
+    elif status == 400:
+        message = "The request body is not valid JSON." if _is_json_error(error) else message
+    elif status == 405:
+        message = "This method is not allowed here."
+        allowed = error.get_response().headers.get("Allow")
+        if allowed:
+            headers["Allow"] = allowed
+    elif status == 429:
+        message = "Too many attempts; try again later."
+        headers["Retry-After"] = str(_retry_after())
+    elif status == 404:
+        message = "Not found."
+    _audit_refusal(status, code)
+    return error_response(status, code, message, details, headers)
+
+
+def _is_json_error(error: HTTPException) -> bool:
+    data = getattr(error, "data", None) or {}
+    return "json" in (data.get("messages") or {}) or "JSON" in (error.description or "")
+
+
+def _retry_after() -> int:
+    current = getattr(g, "view_rate_limit", None)
+    if current is not None:
+        try:
+            return max(1, math.ceil(current.reset_at - time.time()))
+        except AttributeError:
+            pass
+    return 60
+
+
+def render_unexpected(error: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return error_response(500, "internal_error", "Something went wrong on our side.")
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(MedchatError, render_medchat_error)
+    app.register_error_handler(HTTPException, render_http_exception)
+    app.register_error_handler(Exception, render_unexpected)

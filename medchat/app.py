@@ -1,0 +1,95 @@
+"""The application factory: configuration, database, sign-in, limits, blueprints.
+
+``create_app`` reads like a table of contents (flaskr's ``create_app``): tests pass their own
+settings and clock; production reads ``MEDCHAT_*`` and refuses unsafe settings.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, g
+from flask_login import LoginManager
+from flask_smorest import Api
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from access_control import bearer
+from access_control.guard import check_routes_declare_permissions
+from access_control.throttling import limiter
+from medchat import http_security, http_transaction
+from medchat.api import admin, auth, health, member
+from medchat.api.errors import register_error_handlers
+from medchat.clock import Clock
+from medchat.config import Settings
+from medchat.runtime import build_runtime
+
+
+class MedchatApi(Api):
+    """flask-smorest's Api with our error contract instead of its default error body."""
+
+    def _register_error_handlers(self) -> None:
+        register_error_handlers(self._app)
+
+
+def create_app(config: Mapping[str, Any] | None = None, *, clock: Clock | None = None) -> Flask:
+    """Build the WSGI application. ``config`` overrides settings by field name."""
+    settings = Settings.from_env(overrides=config)
+    runtime = build_runtime(settings, clock)
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=runtime.keys.session_signing,
+        MAX_CONTENT_LENGTH=settings.max_attachment_bytes + 64 * 1024,
+        JSON_SORT_KEYS=False,
+        API_TITLE="medchat",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.1.0",
+        OPENAPI_URL_PREFIX="/api/v1",
+        OPENAPI_JSON_PATH="openapi.json",
+        RATELIMIT_STORAGE_URI=settings.ratelimit_storage_uri,
+        RATELIMIT_KEY_PREFIX=settings.ratelimit_key_prefix,
+        RATELIMIT_HEADERS_ENABLED=True,
+        SESSION_COOKIE_SECURE=settings.cookie_secure,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+    )
+    app.extensions["medchat"] = runtime
+    if settings.trusted_proxies:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies
+        )
+
+    # Order matters: the transaction opens first, so refusals below can be audited in it.
+    http_transaction.init_app(app)
+    http_security.init_app(app)
+    limiter.init_app(app)
+    _init_login(app)
+
+    app.register_blueprint(health.bp)
+    api = MedchatApi(app)
+    for blueprint in (auth.bp, member.bp, admin.bp):
+        api.register_blueprint(blueprint)
+    check_routes_declare_permissions(app)
+
+    from medchat.cli import register_commands
+
+    register_commands(app)
+    logging.getLogger("medchat").setLevel(logging.INFO)
+    return app
+
+
+def _init_login(app: Flask) -> None:
+    login = LoginManager()
+    login.init_app(app)
+
+    @login.request_loader
+    def _load(req: Any) -> Any:
+        return bearer.load_principal(req, g.db, app.extensions["medchat"].clock)
+
+    @login.unauthorized_handler
+    def _unauthorized() -> Any:  # pragma: no cover - views raise NotAuthenticated instead
+        from medchat.errors import NotAuthenticated
+
+        raise NotAuthenticated

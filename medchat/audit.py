@@ -1,0 +1,275 @@
+"""Every data change and every read of medical content is audited, and the log cannot be
+rewritten unnoticed (SECURITY-MODEL "Audit").
+
+Entries are recorded during a unit of work and appended when it commits, in the same
+transaction: if the audit append fails the change is rolled back (audit fails closed), and a
+rolled-back change leaves no entry. Refusals (403, network refusals, lockouts, failed logins)
+are recorded with ``record_on_rollback`` and written after the rollback.
+
+The chain: ``entry_hash = SHA-256(fields, prev_hash)``, ``mac = HMAC(audit key, entry_hash)``
+with the key in ``MEDCHAT_KEY_DIR``. Appends lock the chain head row (``UPDATE ... RETURNING``
+on PostgreSQL, the database write lock on SQLite), so concurrent writers never fork the chain;
+the head also records the last sequence number, so a truncated tail is caught. ``verify``
+names the first entry that is edited, missing, reordered, or carries a MAC the key did not make.
+Entries never hold message content, names or e-mail addresses: only ids and codes.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import event, select, update
+from sqlalchemy.orm import Session
+
+from access_control import crypto
+from medchat.clock import Clock, SystemClock
+from medchat.db import on_rollback
+from medchat.models import AuditEntry, ChainHead
+
+AUDIT_CHAIN = "audit"
+GENESIS_HASH = bytes(32)
+_ENTRY_LABEL = "medchat/audit-entry/v1"
+_MAC_LABEL = "medchat/audit-mac/v1"
+_HEAD_LABEL = "medchat/audit-head/v1"
+
+
+@dataclass(frozen=True)
+class AuditContext:
+    """Who acts and from where; set once per request or CLI command."""
+
+    actor_id: uuid.UUID | None = None
+    actor_role: str | None = None
+    address: str | None = None
+
+
+@dataclass(frozen=True)
+class PendingEntry:
+    action: str
+    outcome: str
+    target_type: str | None
+    target_id: str | None
+    subject_id: uuid.UUID | None
+    details: dict[str, Any]
+    context: AuditContext
+    at: datetime
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    entries: int
+    first_bad: int | None = None
+    reason: str | None = None
+    head_seq: int = 0
+    head_hash: str = field(default="")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "entries": self.entries,
+            "first_bad": self.first_bad,
+            "reason": self.reason,
+            "head_seq": self.head_seq,
+            "head_hash": self.head_hash,
+        }
+
+
+def set_context(session: Session, context: AuditContext) -> None:
+    """Attach the acting principal and client address to this unit of work."""
+    session.info["audit_context"] = context
+
+
+def get_context(session: Session) -> AuditContext:
+    return session.info.get("audit_context") or AuditContext()
+
+
+def _clock(session: Session) -> Clock:
+    return session.info.get("clock") or SystemClock()
+
+
+def record(
+    session: Session,
+    action: str,
+    *,
+    target_type: str | None = None,
+    target_id: object | None = None,
+    subject_id: uuid.UUID | None = None,
+    outcome: str = "success",
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Queue an entry; it is appended when (and only if) this transaction commits.
+
+    ``subject_id`` names the member whose data the action touched (their access log reads it);
+    ``details`` holds codes and ids only, never content or personal data.
+    """
+    entry = PendingEntry(
+        action=action,
+        outcome=outcome,
+        target_type=target_type,
+        target_id=None if target_id is None else str(target_id),
+        subject_id=subject_id,
+        details=details or {},
+        context=get_context(session),
+        at=_clock(session).now(),
+    )
+    session.info.setdefault("audit_pending", []).append(entry)
+
+
+def record_on_rollback(session: Session, action: str, **kwargs: Any) -> None:
+    """Audit a refusal: written in its own transaction after the failed one is undone."""
+    kwargs.setdefault("outcome", "denied")
+    context = get_context(session)
+
+    def _write(fresh: Session) -> None:
+        set_context(fresh, context)
+        record(fresh, action, **kwargs)
+
+    on_rollback(session, _write)
+
+
+def _entry_hash(seq: int, entry_id: uuid.UUID, prev_hash: bytes, row: dict[str, Any]) -> bytes:
+    return crypto.digest(
+        _ENTRY_LABEL,
+        seq,
+        entry_id,
+        row["at"].isoformat(),
+        row["actor_id"],
+        row["actor_role"],
+        row["action"],
+        row["outcome"],
+        row["target_type"],
+        row["target_id"],
+        row["subject_id"],
+        row["address"],
+        row["details"],
+        prev_hash,
+    )
+
+
+def _head_mac(key: bytes, seq: int, entry_hash: bytes) -> bytes:
+    return crypto.mac(key, _HEAD_LABEL, seq, entry_hash)
+
+
+def append_pending(session: Session) -> None:
+    """Append the queued entries to the chain. Runs inside the committing transaction."""
+    pending: list[PendingEntry] = session.info.pop("audit_pending", [])
+    if not pending:
+        return
+    key: bytes = session.info["audit_mac_key"]
+    # Taking the head row lock first serialises appends: the chain can never fork.
+    start_seq, prev_hash = session.execute(
+        update(ChainHead)
+        .where(ChainHead.chain == AUDIT_CHAIN)
+        .values(seq=ChainHead.seq + len(pending))
+        .returning(ChainHead.seq, ChainHead.entry_hash)
+    ).one()
+    seq = start_seq - len(pending)
+    for item in pending:
+        seq += 1
+        row = {
+            "at": item.at,
+            "actor_id": item.context.actor_id,
+            "actor_role": item.context.actor_role,
+            "action": item.action,
+            "outcome": item.outcome,
+            "target_type": item.target_type,
+            "target_id": item.target_id,
+            "subject_id": item.subject_id,
+            "address": item.context.address,
+            "details": json.dumps(item.details, sort_keys=True, separators=(",", ":")),
+        }
+        entry_id = uuid.uuid4()
+        entry_hash = _entry_hash(seq, entry_id, prev_hash, row)
+        session.add(
+            AuditEntry(
+                seq=seq,
+                id=entry_id,
+                prev_hash=prev_hash,
+                entry_hash=entry_hash,
+                mac=crypto.mac(key, _MAC_LABEL, entry_hash),
+                **row,
+            )
+        )
+        prev_hash = entry_hash
+    session.flush()
+    session.execute(
+        update(ChainHead)
+        .where(ChainHead.chain == AUDIT_CHAIN)
+        .values(entry_hash=prev_hash, mac=_head_mac(key, seq, prev_hash))
+    )
+
+
+@event.listens_for(Session, "before_commit")
+def _append_on_commit(session: Session) -> None:
+    if session.info.get("audit_pending"):
+        append_pending(session)
+
+
+def _rows(session: Session, batch: int = 2000) -> Iterator[AuditEntry]:
+    last = 0
+    while True:
+        rows = session.scalars(
+            select(AuditEntry).where(AuditEntry.seq > last).order_by(AuditEntry.seq).limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].seq
+        session.expunge_all()
+
+
+def verify(session: Session, key: bytes) -> VerifyResult:
+    """Walk the whole chain; report the first entry that breaks it, or ok."""
+    prev_hash = GENESIS_HASH
+    expected_seq = 1
+    count = 0
+    for entry in _rows(session):
+        count += 1
+        if entry.seq != expected_seq:
+            return VerifyResult(False, count, entry.seq, f"entry {expected_seq} is missing")
+        row = {
+            "at": entry.at,
+            "actor_id": entry.actor_id,
+            "actor_role": entry.actor_role,
+            "action": entry.action,
+            "outcome": entry.outcome,
+            "target_type": entry.target_type,
+            "target_id": entry.target_id,
+            "subject_id": entry.subject_id,
+            "address": entry.address,
+            "details": entry.details,
+        }
+        computed = _entry_hash(entry.seq, entry.id, prev_hash, row)
+        if entry.prev_hash != prev_hash:
+            return VerifyResult(False, count, entry.seq, "does not link to the previous entry")
+        if computed != entry.entry_hash:
+            return VerifyResult(False, count, entry.seq, "content does not match its hash")
+        try:
+            crypto.verify_mac(key, entry.mac, _MAC_LABEL, entry.entry_hash)
+        except crypto.IntegrityCheckFailed:
+            return VerifyResult(False, count, entry.seq, "MAC not made with the audit key")
+        prev_hash = entry.entry_hash
+        expected_seq += 1
+    head = session.get(ChainHead, AUDIT_CHAIN)
+    last_seq = expected_seq - 1
+    if head is None:
+        return VerifyResult(False, count, None, "the chain head is missing")
+    result = VerifyResult(True, count, head_seq=head.seq, head_hash=head.entry_hash.hex())
+    if head.seq != last_seq or head.entry_hash != (prev_hash if last_seq else GENESIS_HASH):
+        result.ok = False
+        result.first_bad = last_seq + 1
+        result.reason = f"chain ends at entry {last_seq} but its head records entry {head.seq}"
+        return result
+    if head.seq:
+        try:
+            crypto.verify_mac(key, head.mac, _HEAD_LABEL, head.seq, head.entry_hash)
+        except crypto.IntegrityCheckFailed:
+            result.ok = False
+            result.first_bad = head.seq
+            result.reason = "the chain head's MAC was not made with the audit key"
+    return result

@@ -1,0 +1,162 @@
+"""The ``medchat`` command: migrations, bootstrap, verification, local demo.
+
+Every command takes ``--json`` and then prints one JSON object on stdout; without it, text for
+people. Success exits 0; a failure exits non-zero with a one-line reason on stderr
+(API.md "Bootstrap and operations").
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from medchat import audit
+from medchat.errors import ConfigurationError, MedchatError
+from medchat.runtime import Runtime
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+
+
+def _runtime() -> Runtime:
+    return current_app.extensions["medchat"]  # type: ignore[no-any-return]
+
+
+def emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
+    click.echo(json.dumps(payload, default=str) if as_json else text)
+
+
+def fail(reason: str, code: int = 1) -> None:
+    click.echo(f"error: {reason}", err=True)
+    sys.exit(code)
+
+
+def cli_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn domain and configuration errors into a one-line reason and exit status 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (MedchatError, ConfigurationError) as exc:
+            fail(str(exc) or exc.__class__.__name__)
+
+    return wrapper
+
+
+CLI_CONTEXT = audit.AuditContext(actor_role="cli", address="cli")
+
+
+@click.group("db", help="Database schema.")
+def db_group() -> None:
+    pass
+
+
+@db_group.command("upgrade", help="Apply the Alembic migrations (idempotent).")
+@json_option
+@with_appcontext
+@cli_errors
+def db_upgrade(as_json: bool) -> None:
+    from medchat.migrate import upgrade
+
+    upgrade(_runtime().settings.database_url)
+    emit(as_json, {"ok": True}, "database is up to date")
+
+
+@click.command("create-admin", help="Create the first admin and print its enrollment token.")
+@click.option("--email", required=True)
+@click.option("--first-name", required=True)
+@click.option("--last-name", required=True)
+@json_option
+@with_appcontext
+@cli_errors
+def create_admin(email: str, first_name: str, last_name: str, as_json: bool) -> None:
+    from access_control.roles import Role
+    from medchat.services.accounts import AccountService
+
+    runtime = _runtime()
+    with runtime.database.transaction() as session:
+        audit.set_context(session, CLI_CONTEXT)
+        account, token = AccountService(session, runtime).create_staff(
+            email=email, role=Role.ADMIN, first_name=first_name, last_name=last_name
+        )
+    emit(
+        as_json,
+        {"id": str(account.id), "enrollment_token": token},
+        f"admin created: {account.id}\none-time enrollment token (shown once): {token}",
+    )
+
+
+@click.group("audit", help="The audit trail.")
+def audit_group() -> None:
+    pass
+
+
+@audit_group.command("verify", help="Walk the hash chain; name the first broken entry.")
+@json_option
+@with_appcontext
+@cli_errors
+def audit_verify(as_json: bool) -> None:
+    runtime = _runtime()
+    with runtime.database.transaction() as session:
+        result = audit.verify(session, runtime.keys.audit_mac)
+    text = (
+        f"audit chain ok: {result.entries} entries, head {result.head_seq} {result.head_hash}"
+        if result.ok
+        else f"audit chain BROKEN at entry {result.first_bad}: {result.reason}"
+    )
+    emit(as_json, result.as_dict(), text)
+    if not result.ok:
+        sys.exit(1)
+
+
+@click.command("demo", help="Create demo accounts for local use and print how to sign in.")
+@json_option
+@with_appcontext
+@cli_errors
+def demo(as_json: bool) -> None:
+    from medchat.demo import seed_demo
+
+    runtime = _runtime()
+    if runtime.settings.is_production:
+        fail("demo accounts are refused in production")
+    with runtime.database.transaction() as session:
+        audit.set_context(session, CLI_CONTEXT)
+        accounts = seed_demo(session, runtime)
+    if as_json:
+        emit(True, {"accounts": accounts}, "")
+        return
+    lines = ["Demo accounts (local use only):"]
+    for item in accounts:
+        line = f"  {item['role']:<11} {item['email']:<28} password: {item['password']}"
+        if item.get("totp_secret"):
+            line += f"  TOTP secret: {item['totp_secret']}"
+        lines.append(line)
+    lines.append("Staff sign in with a TOTP code: python -m medchat.totp_code SECRET")
+    click.echo("\n".join(lines))
+
+
+def register_commands(app: Flask) -> None:
+    for command in (db_group, create_admin, audit_group, demo):
+        app.cli.add_command(command)
+
+
+def _create_app() -> Flask:
+    from medchat.app import create_app
+
+    return create_app()
+
+
+def main() -> None:
+    """Entry point of the ``medchat`` console script."""
+    try:
+        group = FlaskGroup(create_app=_create_app, add_default_commands=True, add_version_option=False)
+        group.main(prog_name="medchat")
+    except ConfigurationError as exc:
+        fail(str(exc))

@@ -1,0 +1,173 @@
+"""Settings: one typed object read from ``MEDCHAT_*`` variables, safe by default.
+
+A deployment configures medchat only through its environment (API.md "Configuration a
+deployment sets"). Development gets working defaults (SQLite under ``./var``, keys generated
+into ``./var/keys``); production refuses to start with anything that only makes sense on a
+laptop: lowered password-hashing costs, generated keys, insecure cookies, SQLite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from medchat.errors import ConfigurationError
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+PRODUCTION_BCRYPT_ROUNDS = 12
+#: scrypt cost for password-derived key encryption keys (SECURITY-MODEL key hierarchy 3).
+PRODUCTION_SCRYPT_LOG2_N = 17
+
+DEVELOPMENT_STAFF_NETWORKS = "127.0.0.0/8,::1/128"
+
+
+def _parse_networks(value: str) -> tuple[IPNetwork, ...]:
+    networks = []
+    for part in value.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError as exc:
+            raise ConfigurationError(f"MEDCHAT_STAFF_NETWORKS: {part!r} is not a CIDR") from exc
+    return tuple(networks)
+
+
+def _parse_bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigurationError(f"expected a boolean, got {value!r}")
+
+
+def _parse_int(name: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ConfigurationError(f"MEDCHAT_{name.upper()}: expected an integer") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from its environment, already parsed and checked."""
+
+    env: str = "development"
+    database_url: str = "sqlite:///var/medchat.sqlite3"
+    key_dir: Path = Path("var/keys")
+    staff_networks: tuple[IPNetwork, ...] = field(
+        default_factory=lambda: _parse_networks(DEVELOPMENT_STAFF_NETWORKS)
+    )
+    trusted_proxies: int = 0
+    ratelimit_storage_uri: str = "memory://"
+    ratelimit_key_prefix: str = "medchat"
+    cookie_secure: bool = False
+    retention_days: int = 730
+    archive_retention_days: int = 3650
+    mail_url: str = "file://var/mail"
+    registration_open: bool = True
+    cors_origins: tuple[str, ...] = ()
+    bcrypt_rounds: int = PRODUCTION_BCRYPT_ROUNDS
+    scrypt_log2_n: int = PRODUCTION_SCRYPT_LOG2_N
+    access_token_minutes: int = 15
+    member_refresh_days: int = 30
+    staff_refresh_hours: int = 12
+    enrollment_token_hours: int = 72
+    console_idle_minutes: int = 15
+    console_absolute_hours: int = 8
+    max_attachment_bytes: int = 10 * 1024 * 1024
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def access_token_ttl(self) -> timedelta:
+        return timedelta(minutes=self.access_token_minutes)
+
+    @property
+    def enrollment_token_ttl(self) -> timedelta:
+        return timedelta(hours=self.enrollment_token_hours)
+
+    def refresh_token_ttl(self, staff: bool) -> timedelta:
+        """Members stay signed in on their phone for weeks; staff for one working day."""
+        if staff:
+            return timedelta(hours=self.staff_refresh_hours)
+        return timedelta(days=self.member_refresh_days)
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> Settings:
+        """Build settings from ``MEDCHAT_*`` variables, then apply explicit overrides.
+
+        Overrides take already-typed values (tests pass ``bcrypt_rounds=4``); environment
+        values are strings parsed per field. Unknown override names raise, so a typo in a
+        test config cannot silently keep a production default.
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for name, spec in fields.items():
+            raw = environ.get(f"MEDCHAT_{name.upper()}")
+            if raw is None:
+                continue
+            values[name] = _parse_field(name, spec.type, raw)
+        for name, value in (overrides or {}).items():
+            if name not in fields:
+                raise ConfigurationError(f"unknown setting {name!r}")
+            if isinstance(value, str) and fields[name].type not in ("str",):
+                value = _parse_field(name, fields[name].type, value)
+            values[name] = value
+        if values.get("env", cls.env) == "production":
+            values.setdefault("cookie_secure", True)
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse settings that are unsafe for the environment they run in."""
+        if self.env not in {"development", "production"}:
+            raise ConfigurationError("MEDCHAT_ENV must be 'development' or 'production'")
+        if self.trusted_proxies < 0:
+            raise ConfigurationError("MEDCHAT_TRUSTED_PROXIES must be 0 or more")
+        if not self.is_production:
+            return
+        problems = []
+        if self.bcrypt_rounds < PRODUCTION_BCRYPT_ROUNDS:
+            problems.append(f"bcrypt cost {self.bcrypt_rounds} < {PRODUCTION_BCRYPT_ROUNDS}")
+        if self.scrypt_log2_n < PRODUCTION_SCRYPT_LOG2_N:
+            problems.append(f"scrypt log2(N) {self.scrypt_log2_n} < {PRODUCTION_SCRYPT_LOG2_N}")
+        if not self.cookie_secure:
+            problems.append("cookies must be Secure (MEDCHAT_COOKIE_SECURE)")
+        if self.database_url.startswith("sqlite"):
+            problems.append("SQLite is for development; set MEDCHAT_DATABASE_URL to PostgreSQL")
+        if not self.staff_networks:
+            problems.append("MEDCHAT_STAFF_NETWORKS is empty: staff could never sign in")
+        if problems:
+            raise ConfigurationError("refusing to start in production: " + "; ".join(problems))
+
+
+def _parse_field(name: str, type_name: Any, raw: str) -> Any:
+    type_name = str(type_name)
+    if type_name == "int":
+        return _parse_int(name, raw)
+    if type_name == "bool":
+        return _parse_bool(raw)
+    if type_name == "Path":
+        return Path(raw)
+    if "IPNetwork" in type_name:
+        return _parse_networks(raw)
+    if type_name.startswith("tuple[str"):
+        return tuple(p.strip() for p in raw.split(",") if p.strip())
+    return raw

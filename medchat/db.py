@@ -1,0 +1,159 @@
+"""One transaction per unit of work: a request or CLI command that fails changes nothing.
+
+The schema comes only from Alembic (``migrations/``). This module holds the declarative
+``Base`` (naming convention, UTC-aware times, portable UUIDs), the engine set-up for SQLite
+and PostgreSQL, and ``Database.transaction()``: commit on success, roll back on any error.
+
+Some writes must survive a failed request: a denied request and a failed login are audited
+(SECURITY-MODEL "Audit"). Code registers those with ``on_rollback(session, action)``; after the
+rollback they run in a fresh transaction of their own, so the failed change stays undone while
+the record of the refusal is kept.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator, Uuid
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+RollbackAction = Callable[[Session], None]
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC, on SQLite as on PostgreSQL.
+
+    SQLite drops the offset; this type refuses naive datetimes on the way in and restores
+    UTC on the way out, so comparisons never mix naive and aware values.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UtcDateTime(), uuid.UUID: Uuid(as_uuid=True)}
+
+
+def new_id() -> uuid.UUID:
+    """Primary keys are made in Python so SQLite and PostgreSQL behave alike."""
+    return uuid.uuid4()
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Foreign keys are off by default in SQLite; WAL lets readers run beside a writer.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+        # pysqlite opens transactions lazily and only for DML; take control. Every unit of
+        # work takes the write lock up front (BEGIN IMMEDIATE): a WAL reader that later tries
+        # to write after another writer committed would fail at once instead of waiting.
+        # SQLite is the single-host development store, so serialising writers costs little.
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str) -> Engine:
+    """Create the engine for a SQLite file or a PostgreSQL (psycopg 3) URL."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+class Database:
+    """The engine and the unit-of-work boundary shared by HTTP requests and the CLI."""
+
+    def __init__(self, url: str, *, info: dict[str, Any] | None = None) -> None:
+        """``info`` is copied into every session (the audit MAC key, the clock)."""
+        self.url = url
+        self.engine = make_engine(url)
+        self.info = dict(info or {})
+        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    def session(self) -> Session:
+        session = self.sessionmaker()
+        session.info.update(self.info)
+        return session
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """Yield a session; commit if the block succeeds, otherwise undo everything.
+
+        Actions registered with ``on_rollback`` run after an undo, in a transaction of
+        their own (used to audit refusals).
+        """
+        session = self.session()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            self.rollback(session)
+            raise
+        finally:
+            session.close()
+
+    def rollback(self, session: Session) -> None:
+        """Undo the session's work, then run its rollback actions in a new transaction."""
+        actions: list[RollbackAction] = session.info.pop("on_rollback", [])
+        context = session.info.get("audit_context")
+        session.rollback()
+        if not actions:
+            return
+        with self.transaction() as fresh:
+            if context is not None:
+                fresh.info["audit_context"] = context
+            for action in actions:
+                action(fresh)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def on_rollback(session: Session, action: RollbackAction) -> None:
+    """Run ``action`` in a fresh transaction if this session's work is rolled back."""
+    session.info.setdefault("on_rollback", []).append(action)

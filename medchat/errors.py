@@ -1,0 +1,118 @@
+"""Domain errors: each carries the contract code and HTTP status of API.md "Conventions".
+
+Services raise these and know nothing of HTTP; ``medchat.api.errors`` is the one place that
+turns them into ``{"error": {"code", "message"}}`` responses. Messages are written for the
+person at the other end and never contain personal or medical data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ConfigurationError(RuntimeError):
+    """The service refuses to start: its configuration is missing or unsafe."""
+
+
+class MedchatError(Exception):
+    """Base of every error a client may see. Subclasses fix ``code`` and ``status``."""
+
+    code = "error"
+    status = 400
+    message = "The request could not be processed."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message or self.message)
+        self.message = message or self.message
+        self.details = details
+        self.headers = headers or {}
+
+
+class BadRequest(MedchatError):
+    code, status, message = "bad_request", 400, "The request is malformed."
+
+
+class ValidationFailed(MedchatError):
+    code, status, message = "validation_error", 422, "Some fields are invalid."
+
+
+class WeakPassword(ValidationFailed):
+    code, message = "weak_password", "The password is too weak."
+
+
+class NotAuthenticated(MedchatError):
+    code, status, message = "not_authenticated", 401, "Authentication is required."
+
+
+class InvalidCredentials(NotAuthenticated):
+    code, message = "invalid_credentials", "The email or password is wrong."
+
+
+class InvalidMfaCode(NotAuthenticated):
+    code, message = "invalid_mfa_code", "The one-time code is wrong or was already used."
+
+
+class MfaRequired(NotAuthenticated):
+    code, message = "mfa_required", "A one-time code from the authenticator app is required."
+
+
+class InvalidToken(NotAuthenticated):
+    code, message = "invalid_token", "The token is invalid, expired or revoked."
+
+
+class InvalidEnrollmentToken(NotAuthenticated):
+    code, message = "invalid_enrollment_token", "The enrollment token is spent, expired or unknown."
+
+
+class InvalidResetToken(NotAuthenticated):
+    code, message = "invalid_reset_token", "The reset token is spent, expired or unknown."
+
+
+class Forbidden(MedchatError):
+    code, status, message = "forbidden", 403, "You are not allowed to do this."
+
+
+class MfaEnrollmentRequired(Forbidden):
+    code, message = "mfa_enrollment_required", "Two-factor enrollment is required first."
+
+
+class MfaSessionRequired(Forbidden):
+    code, message = "mfa_required", "This action needs a session that passed two-factor sign-in."
+
+
+class ConsentRequired(Forbidden):
+    code, message = "consent_required", "Consent to health messaging is required first."
+
+
+class NetworkNotAllowed(Forbidden):
+    code, message = "network_not_allowed", "This service is not reachable from your network."
+
+
+class NotFound(MedchatError):
+    code, status, message = "not_found", 404, "Not found."
+
+
+class Conflict(MedchatError):
+    code, status, message = "conflict", 409, "The request conflicts with the current state."
+
+
+class PayloadTooLarge(MedchatError):
+    code, status, message = "payload_too_large", 413, "The upload is too large."
+
+
+class UnsupportedMediaType(MedchatError):
+    code, status, message = "unsupported_media_type", 415, "This type of content is not accepted."
+
+
+class RateLimited(MedchatError):
+    code, status, message = "rate_limited", 429, "Too many attempts; try again later."
+
+
+class DependencyDown(MedchatError):
+    code, status, message = "dependency_unavailable", 503, "A dependency is unavailable."

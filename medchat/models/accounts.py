@@ -1,0 +1,104 @@
+"""Accounts, member profiles, enrollment tokens and recovery codes.
+
+Personal data that a database dump must not reveal is stored only as ciphertext
+(``*_ciphertext``, sealed under the profile key with the row id and field as associated data)
+and e-mail addresses are found through ``email_index``, a keyed blind index.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import date, datetime
+
+from sqlalchemy import ForeignKey, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from medchat.db import Base, new_id
+
+
+class AccountStatus(enum.StrEnum):
+    """``pending`` until enrollment is confirmed (staff); ``disabled`` is final."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+class Account(Base):
+    """A person who signs in. Exactly one role per account (separation of duties)."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    role: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default=AccountStatus.ACTIVE)
+    email_index: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    email_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    display_name: Mapped[str | None] = mapped_column(String(100))
+    password_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    password_changed_at: Mapped[datetime | None]
+    totp_secret_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    totp_confirmed_at: Mapped[datetime | None]
+    # Last accepted TOTP time step: a code is accepted once, even across processes.
+    totp_last_step: Mapped[int | None]
+    created_at: Mapped[datetime]
+    disabled_at: Mapped[datetime | None]
+
+    profile: Mapped[MemberProfile | None] = relationship(
+        back_populates="account", uselist=False, lazy="joined"
+    )
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == AccountStatus.ACTIVE
+
+    @property
+    def has_totp(self) -> bool:
+        return self.totp_confirmed_at is not None
+
+
+class MemberProfile(Base):
+    """What a member told the insurer about themselves; a clinician sees only a slice."""
+
+    __tablename__ = "member_profiles"
+
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    birth_date: Mapped[date]
+    sex: Mapped[str] = mapped_column(String(8))
+    phone_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    insurance_number_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    account: Mapped[Account] = relationship(back_populates="profile")
+
+
+class EnrollmentToken(Base):
+    """A one-time, expiring token that lets a staff account set its password and TOTP."""
+
+    __tablename__ = "enrollment_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class RecoveryCode(Base):
+    """A single-use 2FA recovery code, stored as a hash only."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    used_at: Mapped[datetime | None]

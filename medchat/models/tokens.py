@@ -1,0 +1,48 @@
+"""Bearer access tokens and rotating refresh tokens, stored only as hashes.
+
+A login starts a *family*: its access and refresh tokens share ``family_id``. Refresh tokens
+rotate; a refresh token that was already used is kept (without secrets) until the family
+expires, so its reuse is recognised and revokes the whole family. Revocation deletes rows:
+nothing on the server can use a token afterwards.
+
+``sealed_keys`` is the per-session secret of SECURITY-MODEL "Sessions carry the secret": the
+opened private keys encrypted under a key derived from the token itself, which only the
+client holds.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from medchat.db import Base, new_id
+
+
+class TokenKind(enum.StrEnum):
+    ACCESS = "access"
+    REFRESH = "refresh"
+    CONSOLE = "console"
+
+
+class AuthToken(Base):
+    __tablename__ = "auth_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    family_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    mfa_verified: Mapped[bool]
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    # Absolute end of the family: rotation never extends a login past it.
+    family_expires_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    used_at: Mapped[datetime | None]
+    sealed_keys: Mapped[bytes | None] = mapped_column(LargeBinary)

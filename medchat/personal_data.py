@@ -1,0 +1,50 @@
+"""Personal data at rest: e-mail, last name, phone and insurance number are never stored
+in clear, and e-mail addresses are found through a keyed blind index.
+
+SECURITY-MODEL "What counts as content": these fields are not medical content but a database
+dump alone must name nobody. Each value is sealed (AES-256-GCM) under the profile key from
+``MEDCHAT_KEY_DIR`` with the account id and field name as associated data, so a ciphertext
+moved to another account or field does not open.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+import uuid
+
+from access_control import crypto
+from access_control.key_directory import ServerKeys
+
+_PURPOSE = "medchat/personal-data/v1"
+
+
+def normalise_email(email: str) -> str:
+    """Compare addresses case-insensitively and after Unicode normalisation."""
+    return unicodedata.normalize("NFKC", email).strip().lower()
+
+
+class ProfileCipher:
+    """Seals and opens personal fields; computes the e-mail blind index."""
+
+    def __init__(self, keys: ServerKeys) -> None:
+        self._profile_key = keys.profile
+        self._index_key = keys.blind_index
+
+    def __repr__(self) -> str:
+        return "ProfileCipher()"
+
+    def email_index(self, email: str) -> bytes:
+        return crypto.blind_index(self._index_key, normalise_email(email))
+
+    def seal(self, account_id: uuid.UUID, field: str, value: str | None) -> bytes | None:
+        if value is None:
+            return None
+        aad = crypto.associated_data(_PURPOSE, account_id, field)
+        return crypto.seal(self._profile_key, value.encode("utf-8"), aad)
+
+    def open(self, account_id: uuid.UUID, field: str, sealed: bytes | None) -> str | None:
+        """Raises ``crypto.DecryptionFailed`` if the value was moved or altered."""
+        if sealed is None:
+            return None
+        aad = crypto.associated_data(_PURPOSE, account_id, field)
+        return crypto.open_sealed(self._profile_key, sealed, aad).decode("utf-8")

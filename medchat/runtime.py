@@ -1,0 +1,52 @@
+"""The long-lived collaborators a service needs, built once per process.
+
+Services receive a database session and this ``Runtime`` (settings, server keys, clock,
+password hasher, profile cipher) instead of reaching into Flask's ``current_app``, so they are
+plain Python and tested without HTTP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from access_control.key_directory import ServerKeys, load_server_keys
+from access_control.passwords import PasswordHasher
+from access_control.tokens import TokenLifetimes
+from medchat.clock import Clock, SystemClock
+from medchat.config import Settings
+from medchat.db import Database
+from medchat.personal_data import ProfileCipher
+
+
+@dataclass(frozen=True, repr=False)
+class Runtime:
+    settings: Settings
+    keys: ServerKeys
+    clock: Clock
+    hasher: PasswordHasher
+    profiles: ProfileCipher
+    database: Database
+
+    def __repr__(self) -> str:
+        return f"Runtime(env={self.settings.env!r})"
+
+    def token_lifetimes(self, staff: bool) -> TokenLifetimes:
+        return TokenLifetimes(
+            access=self.settings.access_token_ttl,
+            refresh=self.settings.refresh_token_ttl(staff),
+        )
+
+
+def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
+    """Load keys (generating them only in development) and connect the database."""
+    keys = load_server_keys(settings.key_dir, create_missing=not settings.is_production)
+    clock = clock or SystemClock()
+    database = Database(settings.database_url, info={"audit_mac_key": keys.audit_mac, "clock": clock})
+    return Runtime(
+        settings=settings,
+        keys=keys,
+        clock=clock,
+        hasher=PasswordHasher(settings.bcrypt_rounds),
+        profiles=ProfileCipher(keys),
+        database=database,
+    )

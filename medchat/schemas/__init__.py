@@ -1,0 +1,1 @@
+"""Marshmallow schemas: one validates, serialises and documents each endpoint (OpenAPI)."""

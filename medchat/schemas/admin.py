@@ -1,0 +1,42 @@
+"""Bodies of ``/api/v1/admin`` (API.md "Admin")."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from medchat.schemas.common import StrictSchema, UtcDateTime
+
+STAFF_ROLES = ("clinician", "compliance", "admin")
+
+
+class StaffCreateSchema(StrictSchema):
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+    role = fields.String(required=True, validate=validate.OneOf(STAFF_ROLES))
+    first_name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    last_name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    display_name = fields.String(validate=validate.Length(min=1, max=100))
+
+
+class StaffCreatedSchema(ma.Schema):
+    id = fields.UUID(required=True)
+    enrollment_token = fields.String(required=True)
+
+
+class AuditEntrySchema(ma.Schema):
+    seq = fields.Integer()
+    id = fields.UUID()
+    at = UtcDateTime()
+    actor_id = fields.UUID(allow_none=True)
+    actor_role = fields.String(allow_none=True)
+    action = fields.String()
+    outcome = fields.String()
+    target_type = fields.String(allow_none=True)
+    target_id = fields.String(allow_none=True)
+    address = fields.String(allow_none=True)
+    details = fields.Raw()
+
+
+class AuditPageSchema(ma.Schema):
+    items = fields.List(fields.Nested(AuditEntrySchema))
+    next_cursor = fields.String(allow_none=True)

@@ -1,0 +1,1 @@
+"""Domain services: plain Python over a session and the runtime, no Flask state."""

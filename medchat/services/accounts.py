@@ -1,0 +1,292 @@
+"""Accounts: member self-registration, admin-created staff, enrollment, disabling.
+
+Registration answers the same way whether or not the address is taken (and takes the same
+time), so it cannot be used to learn who is a member. Staff accounts are created by an admin
+with a one-time, expiring enrollment token; the admin never sets or sees a password. Every
+change is audited without personal data (ids and roles only).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from access_control import crypto, totp
+from access_control.passwords import check_strength
+from access_control.roles import Role, is_staff
+from access_control.tokens import TokenStore
+from medchat import audit
+from medchat.errors import Conflict, Forbidden, InvalidEnrollmentToken, InvalidMfaCode, NotFound
+from medchat.models import Account, AccountStatus, EnrollmentToken, MemberProfile
+from medchat.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class NewMember:
+    email: str
+    password: str
+    first_name: str
+    last_name: str
+    birth_date: date
+    sex: str
+    phone: str | None = None
+    insurance_number: str | None = None
+
+
+@dataclass(frozen=True, repr=False)
+class EnrollmentStart:
+    provisioning_uri: str
+    qr_svg: str
+
+
+class AccountService:
+    def __init__(self, session: Session, runtime: Runtime) -> None:
+        self.session = session
+        self.runtime = runtime
+        self.profiles = runtime.profiles
+
+    # -- lookups -------------------------------------------------------------------------
+
+    def find_by_email(self, email: str) -> Account | None:
+        return self.session.scalar(
+            select(Account).where(Account.email_index == self.profiles.email_index(email))
+        )
+
+    def get(self, account_id: uuid.UUID) -> Account:
+        account = self.session.get(Account, account_id)
+        if account is None:
+            raise NotFound
+        return account
+
+    def email_of(self, account: Account) -> str:
+        return self.profiles.open(account.id, "email", account.email_ciphertext) or ""
+
+    def last_name_of(self, account: Account) -> str:
+        return self.profiles.open(account.id, "last_name", account.last_name_ciphertext) or ""
+
+    # -- creation ------------------------------------------------------------------------
+
+    def _new_account(
+        self,
+        *,
+        role: Role,
+        email: str,
+        first_name: str,
+        last_name: str,
+        display_name: str | None,
+        status: AccountStatus,
+    ) -> Account:
+        account_id = uuid.uuid4()
+        account = Account(
+            id=account_id,
+            role=role,
+            status=status,
+            email_index=self.profiles.email_index(email),
+            email_ciphertext=self.profiles.seal(account_id, "email", email.strip()),
+            first_name=first_name,
+            last_name_ciphertext=self.profiles.seal(account_id, "last_name", last_name),
+            display_name=display_name,
+            created_at=self.runtime.clock.now(),
+        )
+        self.session.add(account)
+        return account
+
+    def register_member(self, data: NewMember) -> None:
+        """Create a member who can log in at once; silently keep an existing account as is."""
+        if not self.runtime.settings.registration_open:
+            raise Forbidden("Registration is closed.")
+        check_strength(data.password, [data.email, data.first_name, data.last_name])
+        if self.find_by_email(data.email) is not None:
+            self.runtime.hasher.burn(data.password)
+            audit.record(self.session, "account.register", outcome="duplicate")
+            return
+        account = self._new_account(
+            role=Role.MEMBER,
+            email=data.email,
+            first_name=data.first_name,
+            last_name=data.last_name,
+            display_name=None,
+            status=AccountStatus.ACTIVE,
+        )
+        account.password_hash = self.runtime.hasher.hash(data.password)
+        account.password_changed_at = account.created_at
+        account.profile = MemberProfile(
+            account_id=account.id,
+            birth_date=data.birth_date,
+            sex=data.sex,
+            phone_ciphertext=self.profiles.seal(account.id, "phone", data.phone),
+            insurance_number_ciphertext=self.profiles.seal(
+                account.id, "insurance_number", data.insurance_number
+            ),
+        )
+        self.session.flush()
+        audit.record(
+            self.session, "account.register", target_type="account", target_id=account.id,
+            subject_id=account.id, details={"role": Role.MEMBER},
+        )
+
+    def create_staff(
+        self,
+        *,
+        email: str,
+        role: Role,
+        first_name: str,
+        last_name: str,
+        display_name: str | None = None,
+    ) -> tuple[Account, str]:
+        """Create a pending staff account and its one-time enrollment token."""
+        if not is_staff(role):
+            raise Forbidden("Admins create staff accounts only; members register themselves.")
+        if self.find_by_email(email) is not None:
+            raise Conflict("An account with this e-mail address exists.")
+        account = self._new_account(
+            role=role,
+            email=email,
+            first_name=first_name,
+            last_name=last_name,
+            display_name=display_name or default_display_name(role, first_name, last_name),
+            status=AccountStatus.PENDING,
+        )
+        self.session.flush()
+        token = self.issue_enrollment_token(account)
+        audit.record(
+            self.session, "account.create", target_type="account", target_id=account.id,
+            details={"role": role},
+        )
+        return account, token
+
+    def issue_enrollment_token(self, account: Account) -> str:
+        """A new one-time token; earlier unspent tokens of the account stop working."""
+        token = new_enrollment_token()
+        self.store_enrollment_token(account.id, token)
+        return token
+
+    def store_enrollment_token(self, account_id: uuid.UUID, token: str) -> None:
+        now = self.runtime.clock.now()
+        for old in self.session.scalars(
+            select(EnrollmentToken).where(
+                EnrollmentToken.account_id == account_id, EnrollmentToken.used_at.is_(None)
+            )
+        ):
+            old.used_at = now
+        self.session.add(
+            EnrollmentToken(
+                account_id=account_id,
+                token_hash=crypto.token_hash(token),
+                created_at=now,
+                expires_at=now + self.runtime.settings.enrollment_token_ttl,
+            )
+        )
+        self.session.flush()
+
+    def disable(self, account_id: uuid.UUID) -> None:
+        """Disable an account for good and end every one of its sessions at once."""
+        account = self.get(account_id)
+        now = self.runtime.clock.now()
+        account.status = AccountStatus.DISABLED
+        account.disabled_at = now
+        TokenStore(self.session, now).revoke_account(account.id)
+        audit.record(
+            self.session, "account.disable", target_type="account", target_id=account.id,
+            details={"role": account.role},
+        )
+
+    # -- enrollment ----------------------------------------------------------------------
+
+    def _enrollment(self, token: str) -> tuple[EnrollmentToken, Account]:
+        now = self.runtime.clock.now()
+        row = self.session.execute(
+            select(EnrollmentToken, Account)
+            .join(Account, Account.id == EnrollmentToken.account_id)
+            .where(EnrollmentToken.token_hash == crypto.token_hash(token))
+        ).one_or_none()
+        if row is None:
+            raise InvalidEnrollmentToken
+        record, account = row
+        if record.used_at is not None or record.expires_at <= now:
+            raise InvalidEnrollmentToken
+        if account.status == AccountStatus.DISABLED:
+            raise InvalidEnrollmentToken
+        return record, account
+
+    def begin_enrollment(self, token: str, password: str) -> EnrollmentStart:
+        """Set the password and start TOTP enrollment; the token stays valid until confirmed."""
+        _record, account = self._enrollment(token)
+        email = self.email_of(account)
+        check_strength(password, [email, account.first_name, self.last_name_of(account)])
+        account.password_hash = self.runtime.hasher.hash(password)
+        account.password_changed_at = self.runtime.clock.now()
+        start = self._start_totp(account, email)
+        audit.record(self.session, "auth.enroll_start", target_type="account", target_id=account.id)
+        return start
+
+    def confirm_enrollment(self, token: str, code: str) -> list[str]:
+        """Check the first TOTP code, activate the account, spend the token."""
+        record, account = self._enrollment(token)
+        if account.password_hash is None or account.totp_secret_ciphertext is None:
+            raise InvalidEnrollmentToken("Start enrollment with a password first.")
+        codes = self._confirm_totp(account, code)
+        account.status = AccountStatus.ACTIVE
+        record.used_at = self.runtime.clock.now()
+        audit.record(
+            self.session, "auth.enroll_confirm", target_type="account", target_id=account.id
+        )
+        return codes
+
+    def start_mfa(self, account: Account) -> EnrollmentStart:
+        """Begin TOTP enrollment for a signed-in account that has none yet.
+
+        An account with TOTP keeps it: a stolen access token must not be able to replace the
+        second factor (a lost device goes through an admin reset).
+        """
+        if account.has_totp:
+            raise Conflict("Two-factor sign-in is already set up for this account.")
+        start = self._start_totp(account, self.email_of(account))
+        audit.record(self.session, "auth.mfa_start", target_type="account", target_id=account.id)
+        return start
+
+    def confirm_mfa(self, account: Account, code: str) -> list[str]:
+        if account.totp_secret_ciphertext is None:
+            raise Conflict("Start two-factor enrollment first.")
+        codes = self._confirm_totp(account, code)
+        audit.record(
+            self.session, "auth.mfa_confirm", target_type="account", target_id=account.id
+        )
+        return codes
+
+    def totp_secret(self, account: Account) -> str | None:
+        return self.profiles.open(account.id, "totp_secret", account.totp_secret_ciphertext)
+
+    def _start_totp(self, account: Account, email: str) -> EnrollmentStart:
+        secret = totp.generate_secret()
+        account.totp_secret_ciphertext = self.profiles.seal(account.id, "totp_secret", secret)
+        account.totp_confirmed_at = None
+        account.totp_last_step = None
+        self.session.flush()
+        uri = totp.provisioning_uri(secret, email)
+        return EnrollmentStart(provisioning_uri=uri, qr_svg=totp.qr_svg(uri))
+
+    def _confirm_totp(self, account: Account, code: str) -> list[str]:
+        secret = self.totp_secret(account)
+        now = self.runtime.clock.now()
+        step = totp.matching_step(secret or "", code, now) if secret else None
+        if step is None or not totp.consume_step(self.session, account.id, step):
+            raise InvalidMfaCode
+        account.totp_confirmed_at = now
+        return totp.new_recovery_codes(self.session, account.id)
+
+
+def new_enrollment_token() -> str:
+    return "mce_" + crypto.random_token()
+
+
+def default_display_name(role: str, first_name: str, last_name: str) -> str:
+    """How staff are shown to members: "Dr. A." for a clinician, never their e-mail."""
+    initial = (last_name[:1] or first_name[:1]).upper()
+    if role == Role.CLINICIAN:
+        return f"Dr. {initial}."
+    return f"{first_name} {initial}."

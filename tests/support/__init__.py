@@ -1,0 +1,1 @@
+"""Test helpers: a controllable clock, account factories, database set-up."""
