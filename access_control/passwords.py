@@ -41,7 +41,8 @@ def check_strength(password: str, user_inputs: Sequence[str] = ()) -> None:
             details={"password": [f"At most {MAX_LENGTH} characters."]},
         )
     inputs = [part for value in user_inputs if value for part in _input_parts(value)]
-    result = zxcvbn(password[:_ZXCVBN_PREFIX], user_inputs=inputs)
+    prefix = password[:_ZXCVBN_PREFIX]
+    result = zxcvbn(prefix, user_inputs=inputs, max_length=_ZXCVBN_PREFIX)
     if result["score"] < MIN_SCORE:
         feedback = result.get("feedback") or {}
         messages = [m for m in [feedback.get("warning"), *feedback.get("suggestions", [])] if m]

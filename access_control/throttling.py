@@ -5,12 +5,23 @@ one process, ``redis://`` for many hosts), so every process stays stateless. The
 limits count failed attempts only and tighten with the window (5 in 15 minutes, 10 an hour,
 20 a day): that is the progressive lockout. The account key is the e-mail's blind index, so
 unknown and known addresses are limited alike and no address is written to the storage.
+
+Views declare their limits with ``@throttled(...)``; ``init_app`` builds one ``Limiter`` per
+application from the settings and applies the declared limits, so two apps in one process
+(tests, or an app and a CLI) never share a storage or a key prefix.
 """
 
 from __future__ import annotations
 
-from flask import Response, request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flask import Flask, Response, request
 from flask_limiter import Limiter
+
+F = TypeVar("F", bound=Callable[..., Any])
+_ATTRIBUTE = "throttles"
 
 #: Every sign-in style request from one address.
 PER_ADDRESS = "30 per minute; 300 per hour"
@@ -28,4 +39,43 @@ def is_failed_attempt(response: Response) -> bool:
     return response.status_code == 401
 
 
-limiter = Limiter(key_func=client_address, headers_enabled=True, strategy="fixed-window")
+@dataclass(frozen=True)
+class Throttle:
+    limit: str
+    scope: str
+    key: Callable[[], str] = client_address
+    deduct_when: Callable[[Response], bool] | None = None
+
+
+def throttled(*throttles: Throttle) -> Callable[[F], F]:
+    """Declare the limits of a view; ``init_app`` enforces them."""
+
+    def decorator(view: F) -> F:
+        setattr(view, _ATTRIBUTE, (*getattr(view, _ATTRIBUTE, ()), *throttles))
+        return view
+
+    return decorator
+
+
+def init_app(app: Flask, storage_uri: str, key_prefix: str) -> Limiter:
+    """Create this app's limiter and wrap every view that declared throttles."""
+    limiter = Limiter(
+        key_func=client_address,
+        app=app,
+        storage_uri=storage_uri,
+        key_prefix=key_prefix,
+        headers_enabled=True,
+        strategy="fixed-window",
+    )
+    for endpoint, view in list(app.view_functions.items()):
+        throttles: tuple[Throttle, ...] = getattr(view, _ATTRIBUTE, ())
+        for throttle in throttles:
+            view = limiter.limit(
+                throttle.limit,
+                key_func=throttle.key,
+                scope=throttle.scope,
+                deduct_when=throttle.deduct_when,
+            )(view)
+        if throttles:
+            app.view_functions[endpoint] = view
+    return limiter

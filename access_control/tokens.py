@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from access_control import crypto
@@ -156,6 +156,11 @@ class TokenStore:
             family_expires_at=record.family_expires_at,
         )
         return pair, account
+
+    def mark_mfa_verified(self, family_id: uuid.UUID) -> None:
+        self.session.execute(
+            update(AuthToken).where(AuthToken.family_id == family_id).values(mfa_verified=True)
+        )
 
     def revoke_family(self, family_id: uuid.UUID) -> None:
         self.session.execute(delete(AuthToken).where(AuthToken.family_id == family_id))

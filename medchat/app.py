@@ -17,7 +17,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from access_control import bearer
 from access_control.guard import check_routes_declare_permissions
-from access_control.throttling import limiter
+from access_control import throttling
 from medchat import http_security, http_transaction
 from medchat.api import admin, auth, health, member
 from medchat.api.errors import register_error_handlers
@@ -48,9 +48,6 @@ def create_app(config: Mapping[str, Any] | None = None, *, clock: Clock | None =
         OPENAPI_VERSION="3.1.0",
         OPENAPI_URL_PREFIX="/api/v1",
         OPENAPI_JSON_PATH="openapi.json",
-        RATELIMIT_STORAGE_URI=settings.ratelimit_storage_uri,
-        RATELIMIT_KEY_PREFIX=settings.ratelimit_key_prefix,
-        RATELIMIT_HEADERS_ENABLED=True,
         SESSION_COOKIE_SECURE=settings.cookie_secure,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",
@@ -61,10 +58,10 @@ def create_app(config: Mapping[str, Any] | None = None, *, clock: Clock | None =
             app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies
         )
 
-    # Order matters: the transaction opens first, so refusals below can be audited in it.
+    # Order matters: the transaction opens first, so refusals after it (network, rate
+    # limits: the limiter registers its checks last) can be audited in it.
     http_transaction.init_app(app)
     http_security.init_app(app)
-    limiter.init_app(app)
     _init_login(app)
 
     app.register_blueprint(health.bp)
@@ -72,6 +69,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, clock: Clock | None =
     for blueprint in (auth.bp, member.bp, admin.bp):
         api.register_blueprint(blueprint)
     check_routes_declare_permissions(app)
+    throttling.init_app(app, settings.ratelimit_storage_uri, settings.ratelimit_key_prefix)
 
     from medchat.cli import register_commands
 

@@ -231,7 +231,7 @@ def verify(session: Session, key: bytes) -> VerifyResult:
     for entry in _rows(session):
         count += 1
         if entry.seq != expected_seq:
-            return VerifyResult(False, count, entry.seq, f"entry {expected_seq} is missing")
+            return VerifyResult(False, count, expected_seq, f"entry {expected_seq} is missing")
         row = {
             "at": entry.at,
             "actor_id": entry.actor_id,

@@ -13,9 +13,9 @@ from access_control.permissions import Permission
 from access_control.throttling import (
     PER_ACCOUNT_FAILURES,
     PER_ADDRESS,
-    client_address,
+    Throttle,
     is_failed_attempt,
-    limiter,
+    throttled,
 )
 from medchat.schemas.auth import (
     EnrollConfirmSchema,
@@ -45,16 +45,16 @@ def _account_key() -> str:
         token = body.get("enrollment_token") if isinstance(body, dict) else None
         if isinstance(token, str) and token:
             return "enroll:" + crypto.token_hash(token).hex()
-        return "address:" + client_address()
+        return "address:" + (request.remote_addr or "unknown")
     return "account:" + runtime().profiles.email_index(email).hex()
 
 
-_per_address = limiter.limit(PER_ADDRESS, key_func=client_address, scope="auth-address")
-_per_account = limiter.limit(
-    PER_ACCOUNT_FAILURES,
-    key_func=_account_key,
-    scope="auth-account",
-    deduct_when=is_failed_attempt,
+
+_per_address = throttled(Throttle(PER_ADDRESS, scope="auth-address"))
+_per_account = throttled(
+    Throttle(
+        PER_ACCOUNT_FAILURES, scope="auth-account", key=_account_key, deduct_when=is_failed_attempt
+    )
 )
 
 
@@ -171,4 +171,5 @@ def mfa_enroll() -> dict[str, str]:
 def mfa_confirm(data: dict[str, Any]) -> dict[str, list[str]]:
     """Confirm TOTP with a first code; sign-ins then ask for a code."""
     principal = signed_in()
-    return {"recovery_codes": _accounts().confirm_mfa(principal.account, data["totp_code"])}
+    codes = _accounts().confirm_mfa(principal.account, data["totp_code"], principal.token.family_id)
+    return {"recovery_codes": codes}

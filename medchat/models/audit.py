@@ -26,7 +26,7 @@ class AuditEntry(Base):
     actor_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
     actor_role: Mapped[str | None] = mapped_column(String(16))
     action: Mapped[str] = mapped_column(String(64), index=True)
-    outcome: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(String(32))
     target_type: Mapped[str | None] = mapped_column(String(32))
     target_id: Mapped[str | None] = mapped_column(String(64), index=True)
     subject_id: Mapped[uuid.UUID | None] = mapped_column(index=True)

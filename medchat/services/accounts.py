@@ -249,10 +249,12 @@ class AccountService:
         audit.record(self.session, "auth.mfa_start", target_type="account", target_id=account.id)
         return start
 
-    def confirm_mfa(self, account: Account, code: str) -> list[str]:
+    def confirm_mfa(self, account: Account, code: str, family_id: uuid.UUID) -> list[str]:
+        """Turn on TOTP; the confirming session counts as having passed it (it just did)."""
         if account.totp_secret_ciphertext is None:
             raise Conflict("Start two-factor enrollment first.")
         codes = self._confirm_totp(account, code)
+        TokenStore(self.session, self.runtime.clock.now()).mark_mfa_verified(family_id)
         audit.record(
             self.session, "auth.mfa_confirm", target_type="account", target_id=account.id
         )

@@ -46,7 +46,7 @@ def upgrade() -> None:
     sa.Column('actor_id', sa.Uuid(), nullable=True),
     sa.Column('actor_role', sa.String(length=16), nullable=True),
     sa.Column('action', sa.String(length=64), nullable=False),
-    sa.Column('outcome', sa.String(length=16), nullable=False),
+    sa.Column('outcome', sa.String(length=32), nullable=False),
     sa.Column('target_type', sa.String(length=32), nullable=True),
     sa.Column('target_id', sa.String(length=64), nullable=True),
     sa.Column('subject_id', sa.Uuid(), nullable=True),

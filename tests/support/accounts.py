@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -54,7 +55,7 @@ def make_member(runtime: Runtime, *, totp: bool = False, **fields: Any) -> Perso
         if totp:
             service.start_mfa(account)
             secret = service.totp_secret(account)
-            service.confirm_mfa(account, pyotp.TOTP(secret).at(runtime.clock.now()))
+            service.confirm_mfa(account, pyotp.TOTP(secret).at(runtime.clock.now()), uuid.uuid4())
     return Person(account.id, data["email"], data["password"], Role.MEMBER, secret)
 
 
