@@ -1,4 +1,4 @@
-"""Gunicorn settings for medchat: no token and no personal data ever reaches a log line.
+"""Gunicorn settings for medchat: tokens and personal data in URLs never reach a log line.
 
 The access log records the method and the *path* of each request (``%(U)s``), never the
 request line (``%(r)s``), the query string (``%(q)s``) or the referrer (``%(f)s``). A query
@@ -12,8 +12,8 @@ resolved by the application from ``X-Forwarded-For`` (``MEDCHAT_TRUSTED_PROXIES`
 recorded in the audit log. ``forwarded_allow_ips`` only decides whose ``X-Forwarded-Proto``
 gunicorn believes (the request scheme); keep it to the proxy's address.
 
-Every value can be set from the environment (the systemd unit's ``EnvironmentFile`` or the
-container's ``ENV``): ``MEDCHAT_BIND``, ``MEDCHAT_WORKERS``, ``MEDCHAT_THREADS``,
+Read from the environment (the systemd unit's ``EnvironmentFile`` or the container's
+``ENV``): ``MEDCHAT_BIND``, ``MEDCHAT_WORKERS``, ``MEDCHAT_THREADS`` and
 ``MEDCHAT_FORWARDED_ALLOW_IPS``.
 """
 
@@ -59,3 +59,9 @@ limit_request_line = 8190
 # Each worker imports the application itself: no database connection or key material is
 # created in the master and then shared across fork().
 preload_app = False
+
+# No runtime control socket (gunicorn 25.1+ opens one under $HOME by default): the service is
+# managed through signals (systemd's reload sends HUP), the sandbox gives it no writable home,
+# and a socket that can resize or stop the server is one more thing to guard. Older gunicorn
+# versions ignore this name.
+control_socket_disable = True

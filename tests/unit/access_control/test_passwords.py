@@ -1,0 +1,68 @@
+"""Password policy and hashing (SECURITY-MODEL "Authentication")."""
+
+from __future__ import annotations
+
+import pytest
+
+from access_control.passwords import PasswordHasher, check_strength
+from medchat.errors import WeakPassword
+
+STRONG = "quokka-harbor-lantern-42"
+
+
+@pytest.fixture(scope="module")
+def hasher() -> PasswordHasher:
+    return PasswordHasher(4)
+
+
+def test_strong_password_passes():
+    check_strength(STRONG, ["jeanne.moreau@example.org", "Jeanne", "Moreau"])
+
+
+def test_eight_characters_are_too_few_even_if_random():
+    with pytest.raises(WeakPassword):
+        check_strength("Zq8#pL2w")
+    check_strength("Zq8#pL2w!")  # nine random characters are enough
+
+
+def test_the_persons_own_email_and_names_are_user_inputs():
+    # Strong to zxcvbn on its own, trivial once the person's e-mail is known.
+    check_strength("jeanne.moreau@example.org")
+    with pytest.raises(WeakPassword) as caught:
+        check_strength("jeanne.moreau@example.org", ["jeanne.moreau@example.org", "Jeanne", "Moreau"])
+    assert caught.value.details["password"]
+
+
+def test_absurdly_long_passwords_are_refused():
+    with pytest.raises(WeakPassword):
+        check_strength("x" * 1025)
+
+
+def test_hash_verifies_only_the_same_password(hasher):
+    hashed = hasher.hash(STRONG)
+    assert hasher.verify(STRONG, hashed)
+    assert not hasher.verify(STRONG + "!", hashed)
+
+
+def test_hashes_are_salted_per_password(hasher):
+    assert hasher.hash(STRONG) != hasher.hash(STRONG)
+
+
+def test_bytes_past_72_still_count(hasher):
+    base = "correct horse battery staple " * 3
+    assert len(base.encode()) > 72
+    hashed = hasher.hash(base + "A")
+    assert hasher.verify(base + "A", hashed)
+    assert not hasher.verify(base + "B", hashed)
+
+
+def test_multibyte_passwords_past_72_bytes_are_prehashed(hasher):
+    password = "é" * 40  # 80 bytes, 40 characters
+    hashed = hasher.hash(password)
+    assert hasher.verify(password, hashed)
+    assert not hasher.verify("é" * 36, hashed)  # the first 72 bytes alone do not match
+
+
+def test_unknown_account_check_fails_after_equal_work(hasher):
+    assert hasher.verify(STRONG, None) is False
+    assert hasher._dummy.startswith(b"$2b$04$")

@@ -1,0 +1,104 @@
+"""Settings: production defaults are the strong ones, and production refuses weakened ones."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import bcrypt
+import pytest
+
+from access_control.passwords import PasswordHasher
+from medchat.config import Settings
+from medchat.errors import ConfigurationError
+
+PRODUCTION = {
+    "MEDCHAT_ENV": "production",
+    "MEDCHAT_DATABASE_URL": "postgresql+psycopg://medchat@db/medchat",
+    "MEDCHAT_STAFF_NETWORKS": "10.20.0.0/16",
+}
+
+
+def test_production_defaults_hash_passwords_at_bcrypt_cost_12():
+    settings = Settings.from_env(PRODUCTION)
+    assert settings.bcrypt_rounds == 12
+    assert settings.scrypt_log2_n >= 17
+    assert settings.cookie_secure is True
+    hashed = PasswordHasher(settings.bcrypt_rounds).hash("quokka-harbor-lantern-42")
+    assert hashed.startswith(b"$2b$12$")
+    assert bcrypt.checkpw(b"quokka-harbor-lantern-42", hashed)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"MEDCHAT_BCRYPT_ROUNDS": "4"},
+        {"MEDCHAT_SCRYPT_LOG2_N": "10"},
+        {"MEDCHAT_COOKIE_SECURE": "false"},
+        {"MEDCHAT_DATABASE_URL": "sqlite:///var/medchat.sqlite3"},
+        {"MEDCHAT_STAFF_NETWORKS": ""},
+    ],
+    ids=["bcrypt", "scrypt", "cookies", "sqlite", "no-staff-network"],
+)
+def test_production_refuses_weakened_settings(override):
+    with pytest.raises(ConfigurationError, match="refusing to start in production"):
+        Settings.from_env({**PRODUCTION, **override})
+
+
+def test_development_accepts_lowered_costs_for_tests():
+    settings = Settings.from_env({}, overrides={"bcrypt_rounds": 4})
+    assert settings.bcrypt_rounds == 4
+
+
+def test_environment_values_are_parsed():
+    settings = Settings.from_env(
+        {
+            "MEDCHAT_STAFF_NETWORKS": "10.0.0.0/8, 2001:db8::/32",
+            "MEDCHAT_TRUSTED_PROXIES": "1",
+            "MEDCHAT_RETENTION_DAYS": "365",
+            "MEDCHAT_REGISTRATION_OPEN": "no",
+        }
+    )
+    assert settings.staff_networks == (
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("2001:db8::/32"),
+    )
+    assert settings.trusted_proxies == 1
+    assert settings.retention_days == 365
+    assert settings.registration_open is False
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"MEDCHAT_STAFF_NETWORKS": "10.0.0.0/33"},
+        {"MEDCHAT_TRUSTED_PROXIES": "one"},
+        {"MEDCHAT_TRUSTED_PROXIES": "-1"},
+        {"MEDCHAT_REGISTRATION_OPEN": "maybe"},
+        {"MEDCHAT_ENV": "staging"},
+    ],
+)
+def test_malformed_settings_are_refused(environ):
+    with pytest.raises(ConfigurationError):
+        Settings.from_env(environ)
+
+
+def test_unknown_override_names_are_refused():
+    with pytest.raises(ConfigurationError, match="unknown setting"):
+        Settings.from_env({}, overrides={"bcrypt_round": 4})
+
+
+def test_production_never_generates_missing_keys(tmp_path):
+    from medchat import create_app
+
+    environ_keys = tmp_path / "empty-keys"
+    environ_keys.mkdir()
+    with pytest.raises(ConfigurationError, match="missing key file"):
+        create_app(
+            {
+                "env": "production",
+                "database_url": "postgresql+psycopg://medchat@db/medchat",
+                "key_dir": environ_keys,
+                "staff_networks": "10.0.0.0/8",
+            }
+        )
+    assert list(environ_keys.iterdir()) == []
