@@ -113,7 +113,7 @@ def audit_verify(as_json: bool) -> None:
     )
     emit(as_json, result.as_dict(), text)
     if not result.ok:
-        sys.exit(1)
+        fail(f"audit chain broken at entry {result.first_bad}: {result.reason}")
 
 
 @click.command("demo", help="Create demo accounts for local use and print how to sign in.")
@@ -142,8 +142,32 @@ def demo(as_json: bool) -> None:
     click.echo("\n".join(lines))
 
 
+@click.group("keys", help="Key custody.")
+def keys_group() -> None:
+    pass
+
+
+@keys_group.command("server-init", help="Create the server key files missing from MEDCHAT_KEY_DIR.")
+@json_option
+@cli_errors
+def keys_server_init(as_json: bool) -> None:
+    """Needs no application: production refuses to start until these files exist."""
+    from access_control.key_directory import KEY_NAMES, load_server_keys
+    from medchat.config import Settings
+
+    directory = Settings.from_env().key_dir
+    existed = {name for name in KEY_NAMES if (directory / f"{name}.key").exists()}
+    load_server_keys(directory, create_missing=True)
+    created = sorted(set(KEY_NAMES) - existed)
+    emit(
+        as_json,
+        {"key_dir": str(directory), "created": created, "kept": sorted(existed)},
+        f"{directory}: created {', '.join(created) or 'nothing'}; kept {len(existed)} existing",
+    )
+
+
 def register_commands(app: Flask) -> None:
-    for command in (db_group, create_admin, audit_group, demo):
+    for command in (db_group, create_admin, audit_group, demo, keys_group):
         app.cli.add_command(command)
 
 
@@ -156,7 +180,11 @@ def _create_app() -> Flask:
 def main() -> None:
     """Entry point of the ``medchat`` console script."""
     try:
-        group = FlaskGroup(create_app=_create_app, add_default_commands=True, add_version_option=False)
+        group = FlaskGroup(
+            create_app=_create_app, add_default_commands=True, add_version_option=False
+        )
+        # Usable before the app can start (production refuses to start without keys).
+        group.add_command(keys_group)
         group.main(prog_name="medchat")
     except ConfigurationError as exc:
         fail(str(exc))
