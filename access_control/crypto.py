@@ -1,10 +1,17 @@
-"""The only module that touches cryptographic primitives.
+"""Symmetric crypto core: sealed envelopes, MACs, key tags, hashes and tokens, each made once.
 
-Everything else asks this module to seal, open, tag or hash, so each primitive and each
-format exists once (STYLE "one place for each rule"). Formats are versioned byte strings whose
-first byte is the version; every ciphertext names the key that made it. Any failure to open
-or verify raises one exception (``DecryptionFailed`` or ``IntegrityCheckFailed``) and says
-nothing about why, so there is no oracle to probe (as pyca/cryptography's Fernet does).
+Everything else asks the crypto core to seal, open, tag or hash, so each primitive and each
+format exists once (STYLE "one place for each rule"). The crypto core is this module
+(symmetric: AES-256-GCM, HMAC-SHA256, HKDF-SHA256 (RFC 5869), SHA-256, tokens) together with
+``hybrid_kem`` (HPKE key wraps, RFC 9180, RFC 7748), ``password_kdf`` (scrypt, RFC 7914) and
+``signatures`` (Ed25519, RFC 8032); only these four modules import ``cryptography``.
+
+Threat: a copy of the database, or someone who can write its rows. Formats are versioned byte
+strings whose first byte is the version; every ciphertext names the key that made it. Any
+failure to open raises ``DecryptionFailed`` and any failure to verify raises
+``IntegrityCheckFailed``, and neither says why, so there is no oracle to probe (as
+pyca/cryptography's Fernet does with ``InvalidToken``). Misuse by the caller (a key of the
+wrong size) raises ``ValueError``: that is a bug to fix, not an input to refuse.
 
 Associated data binds each ciphertext to its place: callers build it with ``associated_data``
 from (purpose, row id, field, ...) so a ciphertext copied to another row or field fails.
@@ -18,28 +25,51 @@ import os
 import secrets
 import uuid
 from collections.abc import Callable
-from typing import Final
+from typing import Final, NoReturn
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 AEAD_VERSION: Final = 0x01
 KEY_SIZE: Final = 32
 NONCE_SIZE: Final = 12
+TAG_SIZE: Final = 16
 KEY_ID_SIZE: Final = 8
 _AEAD_HEADER = 1 + KEY_ID_SIZE + NONCE_SIZE
 _AEAD_DOMAIN: Final = b"medchat/aead/v1"
+_KEY_INTEGRITY_LABEL: Final = "medchat/key-integrity/v1"
+_KEY_COMMITMENT_LABEL: Final = "medchat/key-commitment/v1"
 
 Part = str | bytes | int | uuid.UUID | None
 RandomBytes = Callable[[int], bytes]
 
 
 class DecryptionFailed(Exception):
-    """A ciphertext could not be opened: wrong key, wrong place, altered, or malformed."""
+    """A ciphertext, wrap or stored secret could not be opened: wrong key, wrong place,
+    altered, or malformed. Deliberately carries no reason."""
 
 
 class IntegrityCheckFailed(Exception):
-    """A tag over key material or a record did not verify."""
+    """A tag, commitment, signature or public key did not verify. Carries no reason."""
+
+
+class SecretHandle:
+    """Base for objects that hold secret key material (tink's ``KeysetHandle`` rule).
+
+    Pickling is refused, so opened keys never reach a cache, a queue or a session store by
+    accident; subclasses keep key bytes out of ``repr`` and hand them out only through a method
+    whose name says so (``private_bytes_for_storage``), which is easy to grep for.
+    """
+
+    __slots__ = ()
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError(f"{type(self).__name__} holds secret key material and cannot be pickled")
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        self.__reduce__()
 
 
 def _encode_part(part: Part) -> bytes:
@@ -75,21 +105,49 @@ def generate_key() -> bytes:
     return secrets.token_bytes(KEY_SIZE)
 
 
+def _aesgcm_encrypt_from_parts(key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    """Raw AES-256-GCM with a caller-chosen nonce: ``ciphertext || 16-byte tag``.
+
+    Internal, like Fernet's ``_encrypt_from_parts``: the formats build on it and the Wycheproof
+    vectors test it. Reusing a nonce under one key breaks GCM, so callers outside the crypto
+    core use ``seal``, which draws a fresh random nonce.
+    """
+    if len(key) != KEY_SIZE:
+        raise ValueError("AES-256-GCM needs a 32-byte key")
+    if len(nonce) != NONCE_SIZE:
+        raise ValueError("the formats use 96-bit GCM nonces only")
+    return AESGCM(key).encrypt(nonce, plaintext, aad)
+
+
+def _aesgcm_decrypt_from_parts(key: bytes, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
+    """Inverse of ``_aesgcm_encrypt_from_parts``; raises ``DecryptionFailed`` on any mismatch."""
+    if len(key) != KEY_SIZE:
+        raise ValueError("AES-256-GCM needs a 32-byte key")
+    if len(nonce) != NONCE_SIZE:
+        raise ValueError("the formats use 96-bit GCM nonces only")
+    if len(ciphertext) < TAG_SIZE:
+        raise DecryptionFailed
+    try:
+        return AESGCM(key).decrypt(nonce, ciphertext, aad)
+    except InvalidTag as exc:
+        raise DecryptionFailed from exc
+
+
 def seal(
     key: bytes, plaintext: bytes, aad: bytes, *, random_bytes: RandomBytes = os.urandom
 ) -> bytes:
     """Encrypt with AES-256-GCM under a fresh 96-bit random nonce.
 
     Envelope: ``version (1) || key id (8) || nonce (12) || ciphertext+tag``. The version and
-    key id are authenticated too, so neither can be swapped.
+    key id are authenticated too, so neither can be swapped. Random 96-bit nonces keep the
+    collision risk negligible below 2**32 messages per key (NIST SP 800-38D 8.3); a DEK
+    encrypts one conversation.
     """
     if len(key) != KEY_SIZE:
         raise ValueError("AES-256-GCM needs a 32-byte key")
-    kid = key_id(key)
     nonce = random_bytes(NONCE_SIZE)
-    header = bytes([AEAD_VERSION]) + kid + nonce
-    ciphertext = AESGCM(key).encrypt(nonce, plaintext, _aead_aad(header, aad))
-    return header + ciphertext
+    header = bytes([AEAD_VERSION]) + key_id(key) + nonce
+    return header + _aesgcm_encrypt_from_parts(key, nonce, plaintext, _aead_aad(header, aad))
 
 
 def open_sealed(key: bytes, envelope: bytes, aad: bytes) -> bytes:
@@ -97,16 +155,13 @@ def open_sealed(key: bytes, envelope: bytes, aad: bytes) -> bytes:
 
     Raises ``DecryptionFailed`` for every failure, whatever its cause.
     """
-    if len(envelope) < _AEAD_HEADER + 16 or envelope[0] != AEAD_VERSION:
+    if len(envelope) < _AEAD_HEADER + TAG_SIZE or envelope[0] != AEAD_VERSION:
         raise DecryptionFailed
     header = envelope[:_AEAD_HEADER]
     if not hmac.compare_digest(header[1 : 1 + KEY_ID_SIZE], key_id(key)):
         raise DecryptionFailed
     nonce = header[1 + KEY_ID_SIZE :]
-    try:
-        return AESGCM(key).decrypt(nonce, envelope[_AEAD_HEADER:], _aead_aad(header, aad))
-    except InvalidTag as exc:
-        raise DecryptionFailed from exc
+    return _aesgcm_decrypt_from_parts(key, nonce, envelope[_AEAD_HEADER:], _aead_aad(header, aad))
 
 
 def envelope_key_id(envelope: bytes) -> bytes:
@@ -120,6 +175,15 @@ def _aead_aad(header: bytes, aad: bytes) -> bytes:
     return associated_data(_AEAD_DOMAIN, header, aad)
 
 
+def hkdf_sha256(ikm: bytes, *, salt: bytes, info: bytes, length: int) -> bytes:
+    """HKDF-SHA256 (RFC 5869): ``length`` bytes of key material bound to ``info``.
+
+    An empty salt means RFC 5869's default (HashLen zero bytes). Raises ``ValueError`` when
+    ``length`` exceeds 255 * 32 bytes, the most HKDF-SHA256 can produce.
+    """
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
+
+
 def mac(key: bytes, label: str, *parts: Part) -> bytes:
     """HMAC-SHA256 over a domain label and unambiguously encoded parts."""
     return hmac.new(key, associated_data(label, *parts), hashlib.sha256).digest()
@@ -128,6 +192,68 @@ def mac(key: bytes, label: str, *parts: Part) -> bytes:
 def verify_mac(key: bytes, tag: bytes, label: str, *parts: Part) -> None:
     """Raise ``IntegrityCheckFailed`` unless ``tag`` is ``mac(key, label, *parts)``."""
     if not hmac.compare_digest(tag, mac(key, label, *parts)):
+        raise IntegrityCheckFailed
+
+
+def key_integrity_tag(
+    integrity_key: bytes,
+    *,
+    owner_id: Part,
+    key_id: bytes,
+    key_bytes: bytes,
+    purpose: str,
+    version: int,
+) -> bytes:
+    """HMAC-SHA256 tag over a stored key and what it is for (SECURITY-MODEL key hierarchy 10).
+
+    ``integrity_key`` lives outside the database, so someone who can write rows cannot tag a
+    public key of their own; every field is bound, so a tag moved to another owner, key id,
+    purpose or version fails. Raises ``ValueError`` for an integrity key under 32 bytes.
+    """
+    if len(integrity_key) < KEY_SIZE:
+        raise ValueError("the integrity key needs at least 32 bytes")
+    return mac(integrity_key, _KEY_INTEGRITY_LABEL, owner_id, key_id, key_bytes, purpose, version)
+
+
+def verify_key_integrity(
+    integrity_key: bytes,
+    tag: bytes,
+    *,
+    owner_id: Part,
+    key_id: bytes,
+    key_bytes: bytes,
+    purpose: str,
+    version: int,
+) -> None:
+    """Raise ``IntegrityCheckFailed`` unless ``tag`` is the key's ``key_integrity_tag``."""
+    expected = key_integrity_tag(
+        integrity_key,
+        owner_id=owner_id,
+        key_id=key_id,
+        key_bytes=key_bytes,
+        purpose=purpose,
+        version=version,
+    )
+    if not hmac.compare_digest(tag, expected):
+        raise IntegrityCheckFailed
+
+
+def key_commitment(dek: bytes, conversation_id: Part) -> bytes:
+    """A commitment to a conversation key: HMAC-SHA256 keyed by the DEK over a fixed label and
+    the conversation id.
+
+    Checked after every unwrap, so a wrap replaced by one sealing a key of someone's choosing
+    (HPKE needs only the public key) is detected before anything is encrypted under it.
+    """
+    if len(dek) != KEY_SIZE:
+        raise ValueError("a conversation key is 32 bytes")
+    return mac(dek, _KEY_COMMITMENT_LABEL, conversation_id)
+
+
+def verify_key_commitment(dek: bytes, commitment: bytes, conversation_id: Part) -> None:
+    """Raise ``IntegrityCheckFailed`` unless ``commitment`` commits to ``dek`` for this
+    conversation."""
+    if not hmac.compare_digest(commitment, key_commitment(dek, conversation_id)):
         raise IntegrityCheckFailed
 
 
@@ -152,4 +278,5 @@ def digest(*parts: Part) -> bytes:
 
 
 def constant_time_equal(a: bytes, b: bytes) -> bool:
+    """Compare two byte strings in time independent of where they differ."""
     return hmac.compare_digest(a, b)

@@ -1,0 +1,127 @@
+"""Password-sealed secrets (scrypt + AES-256-GCM): round trips, refusals, and parameters that
+travel with the blob and are bounded before any work is done."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from access_control import password_kdf
+from access_control.crypto import DecryptionFailed
+from access_control.password_kdf import ScryptParams
+
+FAST = ScryptParams(log2_n=10)  # production uses 17; the format is the same
+PASSWORD = "correct horse battery"
+AAD = b"personal-key"
+SECRET = bytes(range(32))
+BLOB = password_kdf.seal_with_password(SECRET, PASSWORD, aad=AAD, params=FAST)
+
+examples = settings(max_examples=25, deadline=None)
+
+
+def flip_bit(blob: bytes, bit: int) -> bytes:
+    out = bytearray(blob)
+    out[bit // 8] ^= 1 << (bit % 8)
+    return bytes(out)
+
+
+def test_blob_format_is_pinned() -> None:
+    blob = password_kdf.seal_with_password(
+        SECRET, PASSWORD, aad=AAD, params=FAST, random_bytes=lambda n: bytes(range(n))
+    )
+    assert blob.hex() == (
+        "010a0801000102030405060708090a0b0c0d0e0f000102030405060708090a0bf3185d4ec5ce3498aa641c"
+        "7c8bc5e3d4905e5c7098696724d67e7ee5a1e3a4f879ac4dc49320f7560ea4226ecf4a41a6"
+    )
+
+
+@examples
+@given(
+    secret=st.binary(max_size=128),
+    password=st.text(min_size=1, max_size=40),
+    aad=st.binary(max_size=32),
+)
+def test_sealed_secret_opens_with_its_password(secret: bytes, password: str, aad: bytes) -> None:
+    blob = password_kdf.seal_with_password(secret, password, aad=aad, params=FAST)
+    assert password_kdf.open_with_password(blob, password, aad=aad) == secret
+
+
+@examples
+@given(other=st.text(max_size=40))
+def test_wrong_password_is_refused(other: str) -> None:
+    if other != PASSWORD:
+        with pytest.raises(DecryptionFailed):
+            password_kdf.open_with_password(BLOB, other, aad=AAD)
+
+
+@examples
+@given(bit=st.integers(0, len(BLOB) * 8 - 1))
+def test_any_flipped_bit_in_a_blob_is_refused(bit: int) -> None:
+    with pytest.raises(DecryptionFailed):
+        password_kdf.open_with_password(flip_bit(BLOB, bit), PASSWORD, aad=AAD)
+
+
+@examples
+@given(cut=st.integers(0, len(BLOB) - 1))
+def test_truncated_blob_is_refused(cut: int) -> None:
+    with pytest.raises(DecryptionFailed):
+        password_kdf.open_with_password(BLOB[:cut], PASSWORD, aad=AAD)
+
+
+def test_blob_for_another_key_is_refused() -> None:
+    with pytest.raises(DecryptionFailed):
+        password_kdf.open_with_password(BLOB, PASSWORD, aad=b"role-key")
+
+
+def test_parameters_are_read_back_from_the_blob_and_can_be_raised() -> None:
+    assert password_kdf.password_blob_params(BLOB) == FAST
+    stronger = ScryptParams(log2_n=11)
+    secret = password_kdf.open_with_password(BLOB, PASSWORD, aad=AAD)
+    resealed = password_kdf.seal_with_password(secret, PASSWORD, aad=AAD, params=stronger)
+    assert password_kdf.password_blob_params(resealed) == stronger
+    assert password_kdf.open_with_password(resealed, PASSWORD, aad=AAD) == SECRET
+
+
+def test_production_default_matches_the_configured_cost() -> None:
+    assert ScryptParams() == ScryptParams(log2_n=17, r=8, p=1)
+    assert ScryptParams().memory_bytes == 128 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("log2_n", "r", "p"),
+    [
+        (9, 8, 1),
+        (21, 8, 1),
+        (30, 8, 1),
+        (10, 0, 1),
+        (10, 8, 0),
+        (10, 17, 1),
+        (10, 8, 5),
+        (20, 16, 1),
+    ],
+)
+def test_absurd_parameters_in_a_blob_are_refused_before_any_work(
+    log2_n: int, r: int, p: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_scrypt(*args: object, **kwargs: object) -> None:
+        raise AssertionError("scrypt ran for parameters that should have been refused")
+
+    monkeypatch.setattr(password_kdf, "Scrypt", no_scrypt)
+    forged = BLOB[:1] + bytes([log2_n, r, p]) + BLOB[4:]
+    with pytest.raises(DecryptionFailed):
+        password_kdf.open_with_password(forged, PASSWORD, aad=AAD)
+    with pytest.raises(ValueError):
+        ScryptParams(log2_n=log2_n, r=r, p=p)
+
+
+def test_empty_password_cannot_seal_and_does_not_open() -> None:
+    with pytest.raises(ValueError):
+        password_kdf.seal_with_password(SECRET, "", aad=AAD, params=FAST)
+    with pytest.raises(DecryptionFailed):
+        password_kdf.open_with_password(BLOB, "", aad=AAD)
+
+
+def test_every_seal_draws_a_fresh_salt() -> None:
+    again = password_kdf.seal_with_password(SECRET, PASSWORD, aad=AAD, params=FAST)
+    assert again[4:20] != BLOB[4:20]
