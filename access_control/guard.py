@@ -38,6 +38,12 @@ def signed_in() -> Principal:
 
 
 def requires(permission: Permission) -> Callable[[F], F]:
+    """Refuse callers without ``permission`` before the view runs.
+
+    Place it directly under ``@bp.route``: decorators below it (``@bp.arguments``) run after
+    the check, so an anonymous or unauthorised caller learns nothing from body validation.
+    """
+
     def decorator(view: F) -> F:
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:

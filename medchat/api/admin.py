@@ -22,9 +22,9 @@ bp = Blueprint("admin", __name__, url_prefix="/api/v1/admin", description="Opera
 
 
 @bp.route("/accounts", methods=["POST"])
+@requires(Permission.ADMIN_ACCOUNTS)
 @bp.arguments(StaffCreateSchema)
 @bp.response(201, StaffCreatedSchema)
-@requires(Permission.ADMIN_ACCOUNTS)
 def create_account(data: dict[str, Any]) -> dict[str, Any]:
     """Create a staff account; it enrolls with the one-time token returned here."""
     account, token = AccountService(db_session(), runtime()).create_staff(
@@ -38,17 +38,17 @@ def create_account(data: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.route("/accounts/<uuid:account_id>/disable", methods=["POST"])
-@bp.response(204)
 @requires(Permission.ADMIN_ACCOUNTS)
+@bp.response(204)
 def disable_account(account_id: uuid.UUID) -> None:
     """Disable an account for good; all of its sessions end at once."""
     AccountService(db_session(), runtime()).disable(account_id)
 
 
 @bp.route("/audit", methods=["GET"])
+@requires(Permission.ADMIN_AUDIT)
 @bp.arguments(PageArgsSchema, location="query")
 @bp.response(200, AuditPageSchema)
-@requires(Permission.ADMIN_AUDIT)
 def audit_entries(args: dict[str, Any]) -> dict[str, Any]:
     """Page through the audit trail, newest first."""
     before = decode_cursor(args["cursor"])

@@ -77,10 +77,10 @@ def _accounts() -> AccountService:
 
 
 @bp.route("/register", methods=["POST"])
+@requires(Permission.PUBLIC)
 @bp.arguments(RegisterSchema)
 @bp.response(202, StatusSchema)
 @_per_address
-@requires(Permission.PUBLIC)
 def register(data: dict[str, Any]) -> dict[str, str]:
     """Create a member account; the answer never tells whether the address was taken."""
     _accounts().register_member(NewMember(**data))
@@ -88,32 +88,32 @@ def register(data: dict[str, Any]) -> dict[str, str]:
 
 
 @bp.route("/token", methods=["POST"])
+@requires(Permission.PUBLIC)
 @bp.arguments(TokenRequestSchema)
 @bp.response(200, TokenResponseSchema)
 @_per_address
 @_per_account
-@requires(Permission.PUBLIC)
 def token(data: dict[str, Any]) -> dict[str, Any]:
     """Sign in with e-mail, password and (where needed) a TOTP or recovery code."""
     return _token_body(_auth().login(data["email"], data["password"], data.get("totp_code")))
 
 
 @bp.route("/refresh", methods=["POST"])
+@requires(Permission.PUBLIC)
 @bp.arguments(RefreshSchema)
 @bp.response(200, TokenResponseSchema)
 @_per_address
-@requires(Permission.PUBLIC)
 def refresh(data: dict[str, Any]) -> dict[str, Any]:
     """Spend a refresh token for a new pair; a reused one revokes its whole family."""
     return _token_body(_auth().refresh(data["refresh_token"]))
 
 
 @bp.route("/enroll", methods=["POST"])
+@requires(Permission.PUBLIC)
 @bp.arguments(EnrollSchema)
 @bp.response(200, ProvisioningSchema)
 @_per_address
 @_per_account
-@requires(Permission.PUBLIC)
 def enroll(data: dict[str, Any]) -> dict[str, str]:
     """Set the password of a new staff account and start TOTP enrollment."""
     start = _accounts().begin_enrollment(data["enrollment_token"], data["password"])
@@ -121,11 +121,11 @@ def enroll(data: dict[str, Any]) -> dict[str, str]:
 
 
 @bp.route("/enroll/confirm", methods=["POST"])
+@requires(Permission.PUBLIC)
 @bp.arguments(EnrollConfirmSchema)
 @bp.response(200, RecoveryCodesSchema)
 @_per_address
 @_per_account
-@requires(Permission.PUBLIC)
 def enroll_confirm(data: dict[str, Any]) -> dict[str, list[str]]:
     """Confirm the first TOTP code; the account becomes active and gets recovery codes."""
     codes = _accounts().confirm_enrollment(data["enrollment_token"], data["totp_code"])
@@ -133,8 +133,8 @@ def enroll_confirm(data: dict[str, Any]) -> dict[str, list[str]]:
 
 
 @bp.route("/logout", methods=["POST"])
-@bp.response(204)
 @requires(Permission.SELF_MANAGE)
+@bp.response(204)
 def logout() -> None:
     """End this sign-in: its access and refresh tokens stop working at once."""
     principal = signed_in()
@@ -142,10 +142,10 @@ def logout() -> None:
 
 
 @bp.route("/password", methods=["POST"])
+@requires(Permission.SELF_MANAGE)
 @bp.arguments(PasswordChangeSchema)
 @bp.response(204)
 @_per_address
-@requires(Permission.SELF_MANAGE)
 def change_password(data: dict[str, Any]) -> None:
     """Change the password; every other session of the account ends."""
     principal = signed_in()
@@ -155,8 +155,8 @@ def change_password(data: dict[str, Any]) -> None:
 
 
 @bp.route("/mfa/enroll", methods=["POST"])
-@bp.response(200, ProvisioningSchema)
 @requires(Permission.SELF_MANAGE)
+@bp.response(200, ProvisioningSchema)
 def mfa_enroll() -> dict[str, str]:
     """Start (or restart) TOTP enrollment for the signed-in account."""
     principal = signed_in()
@@ -165,9 +165,9 @@ def mfa_enroll() -> dict[str, str]:
 
 
 @bp.route("/mfa/confirm", methods=["POST"])
+@requires(Permission.SELF_MANAGE)
 @bp.arguments(MfaConfirmSchema)
 @bp.response(200, RecoveryCodesSchema)
-@requires(Permission.SELF_MANAGE)
 def mfa_confirm(data: dict[str, Any]) -> dict[str, list[str]]:
     """Confirm TOTP with a first code; sign-ins then ask for a code."""
     principal = signed_in()

@@ -16,8 +16,8 @@ bp = Blueprint("member", __name__, url_prefix="/api/v1", description="Members")
 
 
 @bp.route("/me", methods=["GET"])
-@bp.response(200, ProfileSchema)
 @requires(Permission.MEMBER_PROFILE)
+@bp.response(200, ProfileSchema)
 def me() -> dict[str, Any]:
     """The signed-in member's own profile."""
     return ProfileService(db_session(), runtime()).own_profile(signed_in().account)

@@ -16,7 +16,8 @@ class AuditLogService:
         """Newest first; keyset pagination on the sequence number (cost independent of size)."""
         statement = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(limit)
         if before_seq is not None:
-            if not isinstance(before_seq, int):
+            # bool is an int in Python, but no sequence number.
+            if not isinstance(before_seq, int) or isinstance(before_seq, bool):
                 from medchat.errors import ValidationFailed
 
                 raise ValidationFailed(details={"cursor": ["Not a valid cursor."]})

@@ -1,0 +1,158 @@
+"""The ``medchat`` command: one JSON object with ``--json``, exit 0 on success, and a one-line
+reason on stderr with a non-zero exit on failure (API.md "Bootstrap and operations").
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from sqlalchemy import func, select, text
+
+from medchat.demo import DEMO_ACCOUNTS
+from medchat.models import Account
+
+
+@pytest.fixture
+def cli(app):
+    runner = app.test_cli_runner()
+
+    def invoke(*args: str):
+        return runner.invoke(args=list(args))
+
+    return invoke
+
+
+def one_json_object(output: str) -> dict:
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, output
+    payload = json.loads(lines[0])
+    assert isinstance(payload, dict)
+    return payload
+
+
+def count_accounts(runtime) -> int:
+    with runtime.database.transaction() as session:
+        return session.scalar(select(func.count()).select_from(Account))
+
+
+def create_admin(cli, email: str = "root@ops.example.org"):
+    return cli(
+        "create-admin", "--email", email, "--first-name", "Ada", "--last-name", "Quillfeather",
+        "--json",
+    )
+
+
+def test_create_admin_prints_id_and_enrollment_token_as_json(cli, runtime):
+    result = create_admin(cli)
+
+    assert result.exit_code == 0, result.output
+    payload = one_json_object(result.stdout)
+    assert set(payload) == {"id", "enrollment_token"}
+    assert payload["enrollment_token"]
+    assert result.stderr == ""
+    with runtime.database.transaction() as session:
+        account = session.get(Account, uuid.UUID(payload["id"]))
+        assert account is not None
+        assert account.role == "admin"
+        assert account.status == "pending"
+
+
+def test_create_admin_with_a_taken_email_exits_1_with_one_line_reason(cli, runtime):
+    assert create_admin(cli).exit_code == 0
+
+    result = create_admin(cli, "ROOT@ops.example.org")
+
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    reason = result.stderr.strip()
+    assert reason.startswith("error:")
+    assert "\n" not in reason
+    assert "root@ops.example.org" not in reason.lower()
+    assert count_accounts(runtime) == 1
+
+
+def test_create_admin_without_required_option_fails(cli, runtime):
+    result = cli("create-admin", "--email", "x@ops.example.org", "--json")
+    assert result.exit_code != 0
+    assert count_accounts(runtime) == 0
+
+
+def test_audit_verify_reports_an_intact_chain(cli):
+    assert create_admin(cli).exit_code == 0
+
+    result = cli("audit", "verify", "--json")
+
+    assert result.exit_code == 0, result.output
+    payload = one_json_object(result.stdout)
+    assert payload["ok"] is True
+    assert payload["entries"] >= 1
+    assert payload["first_bad"] is None
+
+
+def test_audit_verify_exits_1_naming_the_tampered_entry(cli, runtime):
+    assert create_admin(cli).exit_code == 0
+    assert create_admin(cli, "second@ops.example.org").exit_code == 0
+    with runtime.database.transaction() as session:
+        session.execute(text("UPDATE audit_entries SET action = 'tampered' WHERE seq = 1"))
+
+    result = cli("audit", "verify", "--json")
+
+    assert result.exit_code == 1
+    payload = one_json_object(result.stdout)
+    assert payload["ok"] is False
+    assert payload["first_bad"] == 1
+    reason = result.stderr.strip()
+    assert reason.startswith("error:")
+    assert "\n" not in reason
+
+
+def test_audit_verify_text_output_names_the_broken_entry(cli, runtime):
+    assert create_admin(cli).exit_code == 0
+    with runtime.database.transaction() as session:
+        session.execute(text("DELETE FROM audit_entries WHERE seq = 1"))
+
+    result = cli("audit", "verify")
+
+    assert result.exit_code == 1
+    assert "BROKEN at entry 1" in result.stdout
+
+
+def test_demo_is_idempotent(cli, runtime):
+    first = cli("demo", "--json")
+    assert first.exit_code == 0, first.output
+    accounts = one_json_object(first.stdout)["accounts"]
+    assert sorted(a["role"] for a in accounts) == ["admin", "clinician", "compliance", "member"]
+    assert {a["email"] for a in accounts} == {spec["email"] for spec in DEMO_ACCOUNTS}
+    assert count_accounts(runtime) == 4
+
+    second = cli("demo", "--json")
+
+    assert second.exit_code == 0, second.output
+    assert one_json_object(second.stdout)["accounts"] == accounts
+    assert count_accounts(runtime) == 4
+
+
+def test_demo_accounts_can_sign_in(cli, client, runtime):
+    accounts = one_json_object(cli("demo", "--json").stdout)["accounts"]
+    member = next(a for a in accounts if a["role"] == "member")
+
+    response = client.post(
+        "/api/v1/auth/token", json={"email": member["email"], "password": member["password"]}
+    )
+
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["role"] == "member"
+
+
+def test_db_upgrade_is_idempotent_and_keeps_data(cli, runtime):
+    assert create_admin(cli).exit_code == 0
+
+    for _ in range(2):
+        result = cli("db", "upgrade", "--json")
+        assert result.exit_code == 0, result.output
+        assert one_json_object(result.stdout) == {"ok": True}
+
+    assert count_accounts(runtime) == 1
+    assert cli("audit", "verify", "--json").exit_code == 0
