@@ -35,6 +35,8 @@ def load_principal(request: Request, session: Session, clock: Clock) -> Principa
     record, account = TokenStore(session, clock.now()).authenticate(token, TokenKind.ACCESS)
     audit.set_context(
         session,
-        audit.AuditContext(actor_id=account.id, actor_role=account.role, address=request.remote_addr),
+        audit.AuditContext(
+            actor_id=account.id, actor_role=account.role, address=request.remote_addr
+        ),
     )
     return Principal(account, record)

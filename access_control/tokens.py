@@ -89,11 +89,19 @@ class TokenStore:
         family_id = family_id or uuid.uuid4()
         family_expires_at = family_expires_at or self.now + lifetimes.refresh
         access = self._add(
-            account_id, family_id, TokenKind.ACCESS, lifetimes.access, family_expires_at,
+            account_id,
+            family_id,
+            TokenKind.ACCESS,
+            lifetimes.access,
+            family_expires_at,
             mfa_verified,
         )
         refresh = self._add(
-            account_id, family_id, TokenKind.REFRESH, lifetimes.refresh, family_expires_at,
+            account_id,
+            family_id,
+            TokenKind.REFRESH,
+            lifetimes.refresh,
+            family_expires_at,
             mfa_verified,
         )
         self.session.flush()
@@ -131,8 +139,12 @@ class TokenStore:
             def _revoke(fresh: Session) -> None:
                 TokenStore(fresh, self.now).revoke_family(family_id)
                 audit.record(
-                    fresh, "auth.refresh_reuse", target_type="account", target_id=account_id,
-                    outcome="denied", details={"family_revoked": str(family_id)},
+                    fresh,
+                    "auth.refresh_reuse",
+                    target_type="account",
+                    target_id=account_id,
+                    outcome="denied",
+                    details={"family_revoked": str(family_id)},
                 )
 
             on_rollback(self.session, _revoke)
@@ -165,7 +177,9 @@ class TokenStore:
     def revoke_family(self, family_id: uuid.UUID) -> None:
         self.session.execute(delete(AuthToken).where(AuthToken.family_id == family_id))
 
-    def revoke_account(self, account_id: uuid.UUID, *, keep_family: uuid.UUID | None = None) -> None:
+    def revoke_account(
+        self, account_id: uuid.UUID, *, keep_family: uuid.UUID | None = None
+    ) -> None:
         """Delete every token of the account (except one family: the caller's own)."""
         statement = delete(AuthToken).where(AuthToken.account_id == account_id)
         if keep_family is not None:

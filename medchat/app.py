@@ -15,9 +15,8 @@ from flask_login import LoginManager
 from flask_smorest import Api
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from access_control import bearer
+from access_control import bearer, throttling
 from access_control.guard import check_routes_declare_permissions
-from access_control import throttling
 from medchat import http_security, http_transaction
 from medchat.api import admin, auth, health, member
 from medchat.api.errors import register_error_handlers

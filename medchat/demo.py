@@ -18,14 +18,34 @@ from medchat.runtime import Runtime
 from medchat.services.accounts import AccountService, NewMember
 
 DEMO_ACCOUNTS: tuple[dict[str, str], ...] = (
-    {"role": Role.MEMBER, "email": "member@demo.medchat.test", "first_name": "Camille",
-     "last_name": "Durand", "password": "quokka-harbor-lantern-42"},
-    {"role": Role.CLINICIAN, "email": "doctor@demo.medchat.test", "first_name": "Alice",
-     "last_name": "Martin", "password": "fennel-orbit-cascade-17"},
-    {"role": Role.COMPLIANCE, "email": "compliance@demo.medchat.test", "first_name": "Bruno",
-     "last_name": "Leroy", "password": "granite-willow-sonnet-93"},
-    {"role": Role.ADMIN, "email": "admin@demo.medchat.test", "first_name": "Chloe",
-     "last_name": "Bernard", "password": "meadow-copper-violin-58"},
+    {
+        "role": Role.MEMBER,
+        "email": "member@demo.medchat.test",
+        "first_name": "Camille",
+        "last_name": "Durand",
+        "password": "quokka-harbor-lantern-42",
+    },
+    {
+        "role": Role.CLINICIAN,
+        "email": "doctor@demo.medchat.test",
+        "first_name": "Alice",
+        "last_name": "Martin",
+        "password": "fennel-orbit-cascade-17",
+    },
+    {
+        "role": Role.COMPLIANCE,
+        "email": "compliance@demo.medchat.test",
+        "first_name": "Bruno",
+        "last_name": "Leroy",
+        "password": "granite-willow-sonnet-93",
+    },
+    {
+        "role": Role.ADMIN,
+        "email": "admin@demo.medchat.test",
+        "first_name": "Chloe",
+        "last_name": "Bernard",
+        "password": "meadow-copper-violin-58",
+    },
 )
 
 
@@ -39,17 +59,23 @@ def seed_demo(session: Session, runtime: Runtime) -> list[dict[str, Any]]:
             if spec["role"] == Role.MEMBER:
                 service.register_member(
                     NewMember(
-                        email=spec["email"], password=spec["password"],
-                        first_name=spec["first_name"], last_name=spec["last_name"],
-                        birth_date=date(1988, 4, 12), sex="female",
-                        phone="+33 6 12 34 56 78", insurance_number="FR-DEMO-0001",
+                        email=spec["email"],
+                        password=spec["password"],
+                        first_name=spec["first_name"],
+                        last_name=spec["last_name"],
+                        birth_date=date(1988, 4, 12),
+                        sex="female",
+                        phone="+33 6 12 34 56 78",
+                        insurance_number="FR-DEMO-0001",
                     )
                 )
                 account = service.find_by_email(spec["email"])
             else:
                 account, token = service.create_staff(
-                    email=spec["email"], role=Role(spec["role"]),
-                    first_name=spec["first_name"], last_name=spec["last_name"],
+                    email=spec["email"],
+                    role=Role(spec["role"]),
+                    first_name=spec["first_name"],
+                    last_name=spec["last_name"],
                 )
                 service.begin_enrollment(token, spec["password"])
                 secret = service.totp_secret(account) or ""

@@ -44,7 +44,9 @@ def _add_headers(response: Response) -> Response:
     origin = request.headers.get("Origin")
     if origin and origin in runtime().settings.cors_origins:
         response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Idempotency-Key"
+        response.headers["Access-Control-Allow-Headers"] = (
+            "Authorization, Content-Type, Idempotency-Key"
+        )
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, PATCH, DELETE"
         response.headers["Vary"] = "Origin"
     return response

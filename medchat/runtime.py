@@ -41,7 +41,9 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     """Load keys (generating them only in development) and connect the database."""
     keys = load_server_keys(settings.key_dir, create_missing=not settings.is_production)
     clock = clock or SystemClock()
-    database = Database(settings.database_url, info={"audit_mac_key": keys.audit_mac, "clock": clock})
+    database = Database(
+        settings.database_url, info={"audit_mac_key": keys.audit_mac, "clock": clock}
+    )
     return Runtime(
         settings=settings,
         keys=keys,

@@ -11,8 +11,8 @@ import os
 
 from alembic import context
 
-from medchat.db import Base, make_engine
 from medchat import models  # noqa: F401  (registers every table on Base.metadata)
+from medchat.db import Base, make_engine
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or os.environ.get(

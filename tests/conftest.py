@@ -31,7 +31,9 @@ TEST_SETTINGS: dict[str, Any] = {
 
 
 @pytest.fixture(scope="session", params=backends())
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     with fresh_database(request.param, tmp_path_factory.mktemp(request.param)) as url:
         yield url
 
@@ -56,7 +58,9 @@ def make_app(database_url: str, key_dir: Path, clock: ManualClock) -> Iterator[A
             **TEST_SETTINGS,
             "database_url": database_url,
             "key_dir": key_dir,
-            "ratelimit_storage_uri": os.environ.get("MEDCHAT_TEST_RATELIMIT_STORAGE_URI", "memory://"),
+            "ratelimit_storage_uri": os.environ.get(
+                "MEDCHAT_TEST_RATELIMIT_STORAGE_URI", "memory://"
+            ),
             "ratelimit_key_prefix": f"medchat-test-{uuid.uuid4().hex}",
             **overrides,
         }

@@ -49,7 +49,6 @@ def _account_key() -> str:
     return "account:" + runtime().profiles.email_index(email).hex()
 
 
-
 _per_address = throttled(Throttle(PER_ADDRESS, scope="auth-address"))
 _per_account = throttled(
     Throttle(

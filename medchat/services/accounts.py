@@ -125,8 +125,12 @@ class AccountService:
         )
         self.session.flush()
         audit.record(
-            self.session, "account.register", target_type="account", target_id=account.id,
-            subject_id=account.id, details={"role": Role.MEMBER},
+            self.session,
+            "account.register",
+            target_type="account",
+            target_id=account.id,
+            subject_id=account.id,
+            details={"role": Role.MEMBER},
         )
 
     def create_staff(
@@ -154,7 +158,10 @@ class AccountService:
         self.session.flush()
         token = self.issue_enrollment_token(account)
         audit.record(
-            self.session, "account.create", target_type="account", target_id=account.id,
+            self.session,
+            "account.create",
+            target_type="account",
+            target_id=account.id,
             details={"role": role},
         )
         return account, token
@@ -191,7 +198,10 @@ class AccountService:
         account.disabled_at = now
         TokenStore(self.session, now).revoke_account(account.id)
         audit.record(
-            self.session, "account.disable", target_type="account", target_id=account.id,
+            self.session,
+            "account.disable",
+            target_type="account",
+            target_id=account.id,
             details={"role": account.role},
         )
 
@@ -255,9 +265,7 @@ class AccountService:
             raise Conflict("Start two-factor enrollment first.")
         codes = self._confirm_totp(account, code)
         TokenStore(self.session, self.runtime.clock.now()).mark_mfa_verified(family_id)
-        audit.record(
-            self.session, "auth.mfa_confirm", target_type="account", target_id=account.id
-        )
+        audit.record(self.session, "auth.mfa_confirm", target_type="account", target_id=account.id)
         return codes
 
     def totp_secret(self, account: Account) -> str | None:

@@ -77,7 +77,10 @@ class AuthenticationService:
             def _store(fresh: Session) -> None:
                 AccountService(fresh, runtime).store_enrollment_token(account_id, token)
                 audit.record(
-                    fresh, "auth.login", target_type="account", target_id=account_id,
+                    fresh,
+                    "auth.login",
+                    target_type="account",
+                    target_id=account_id,
                     outcome="mfa_enrollment_required",
                 )
 
@@ -102,7 +105,10 @@ class AuthenticationService:
             account.id, self.runtime.token_lifetimes(is_staff(account.role)), mfa_verified=mfa
         )
         audit.record(
-            self.session, "auth.login", target_type="account", target_id=account.id,
+            self.session,
+            "auth.login",
+            target_type="account",
+            target_id=account.id,
             details={"mfa": mfa, "family": str(pair.family_id)},
         )
         return SignIn(pair, account)
@@ -112,20 +118,19 @@ class AuthenticationService:
             refresh_token, lambda acc: self.runtime.token_lifetimes(is_staff(acc.role))
         )
         audit.record(
-            self.session, "auth.refresh", target_type="account", target_id=account.id,
+            self.session,
+            "auth.refresh",
+            target_type="account",
+            target_id=account.id,
             details={"family": str(pair.family_id)},
         )
         return SignIn(pair, account)
 
     def logout(self, token: AuthToken) -> None:
         self._tokens().revoke_family(token.family_id)
-        audit.record(
-            self.session, "auth.logout", target_type="account", target_id=token.account_id
-        )
+        audit.record(self.session, "auth.logout", target_type="account", target_id=token.account_id)
 
-    def change_password(
-        self, account: Account, token: AuthToken, current: str, new: str
-    ) -> None:
+    def change_password(self, account: Account, token: AuthToken, current: str, new: str) -> None:
         """Change the password and end every other session of the account."""
         if not self.runtime.hasher.verify(current, account.password_hash):
             raise self._fail("auth.password_change", account, InvalidCredentials())

@@ -1,4 +1,4 @@
-"""Sign-in through the API: registration, credentials, 2FA, tokens, lockout (API.md "Authentication")."""
+"""Sign-in through the API: registration, credentials, 2FA, tokens, lockout."""
 
 from __future__ import annotations
 
@@ -29,7 +29,10 @@ def _count(runtime, model) -> int:
 
 def _audit_actions(runtime) -> list[tuple[str, str]]:
     with runtime.database.transaction() as session:
-        return [(e.action, e.outcome) for e in session.scalars(select(AuditEntry).order_by(AuditEntry.seq))]
+        return [
+            (e.action, e.outcome)
+            for e in session.scalars(select(AuditEntry).order_by(AuditEntry.seq))
+        ]
 
 
 # -- registration ----------------------------------------------------------------------------
@@ -43,7 +46,8 @@ def test_register_new_and_taken_address_answer_identically(client, runtime):
     assert _count(runtime, Account) == 1
     # The existing account is unchanged: the original password still works.
     token = client.post(
-        "/api/v1/auth/token", json={"email": REGISTRATION["email"], "password": REGISTRATION["password"]}
+        "/api/v1/auth/token",
+        json={"email": REGISTRATION["email"], "password": REGISTRATION["password"]},
     )
     assert token.status_code == 200
     me = client.get("/api/v1/me", headers=bearer(token.get_json())).get_json()
@@ -108,7 +112,9 @@ def test_registration_can_be_switched_off(make_app):
 
 def test_unknown_account_and_wrong_password_answer_identically(client, runtime):
     person = make_member(runtime)
-    unknown = client.post("/api/v1/auth/token", json={"email": "nobody@example.org", "password": "x" * 12})
+    unknown = client.post(
+        "/api/v1/auth/token", json={"email": "nobody@example.org", "password": "x" * 12}
+    )
     wrong = client.post("/api/v1/auth/token", json={"email": person.email, "password": "x" * 12})
     assert unknown.status_code == wrong.status_code == 401
     assert unknown.get_json() == wrong.get_json()
@@ -125,7 +131,9 @@ def test_unknown_accounts_cost_a_bcrypt_check_of_the_configured_cost(runtime):
 
 def test_login_returns_the_token_contract(client, runtime):
     person = make_member(runtime)
-    body = client.post("/api/v1/auth/token", json={"email": person.email, "password": person.password}).get_json()
+    body = client.post(
+        "/api/v1/auth/token", json={"email": person.email, "password": person.password}
+    ).get_json()
     assert body["token_type"] == "Bearer"
     assert body["role"] == "member"
     assert body["expires_in"] == 15 * 60
@@ -161,7 +169,9 @@ def test_garbage_bearer_token_is_refused(client):
 
 def test_staff_without_code_get_mfa_required(client, runtime):
     person = make_staff(runtime, Role.CLINICIAN)
-    response = client.post("/api/v1/auth/token", json={"email": person.email, "password": person.password})
+    response = client.post(
+        "/api/v1/auth/token", json={"email": person.email, "password": person.password}
+    )
     assert response.status_code == 401
     assert response.get_json()["error"]["code"] == "mfa_required"
 
@@ -171,7 +181,8 @@ def test_staff_with_a_wrong_code_are_refused(client, runtime, clock):
     clock.advance(seconds=30)
     wrong = f"{(int(code_for(person, runtime)) + 1) % 1_000_000:06d}"
     response = client.post(
-        "/api/v1/auth/token", json={"email": person.email, "password": person.password, "totp_code": wrong}
+        "/api/v1/auth/token",
+        json={"email": person.email, "password": person.password, "totp_code": wrong},
     )
     assert response.status_code == 401
     assert response.get_json()["error"]["code"] == "invalid_mfa_code"
@@ -180,7 +191,11 @@ def test_staff_with_a_wrong_code_are_refused(client, runtime, clock):
 def test_a_totp_code_is_accepted_once(client, runtime, clock):
     person = make_staff(runtime, Role.CLINICIAN)
     clock.advance(seconds=30)
-    body = {"email": person.email, "password": person.password, "totp_code": code_for(person, runtime)}
+    body = {
+        "email": person.email,
+        "password": person.password,
+        "totp_code": code_for(person, runtime),
+    }
     assert client.post("/api/v1/auth/token", json=body).status_code == 200
     replay = client.post("/api/v1/auth/token", json=body)
     assert replay.status_code == 401
@@ -202,24 +217,35 @@ def test_staff_who_never_enrolled_get_an_enrollment_token(client, runtime, clock
     created = client.post(
         "/api/v1/admin/accounts",
         headers=bearer(login(client, runtime, admin)),
-        json={"email": "dr.new@example.org", "role": "clinician", "first_name": "Nora", "last_name": "Petit"},
+        json={
+            "email": "dr.new@example.org",
+            "role": "clinician",
+            "first_name": "Nora",
+            "last_name": "Petit",
+        },
     ).get_json()
     password = "saffron-kettle-nebula-61"
     started = client.post(
-        "/api/v1/auth/enroll", json={"enrollment_token": created["enrollment_token"], "password": password}
+        "/api/v1/auth/enroll",
+        json={"enrollment_token": created["enrollment_token"], "password": password},
     )
     assert started.status_code == 200
     # Enrollment is left unconfirmed: sign-in hands out a new enrollment token instead.
-    response = client.post("/api/v1/auth/token", json={"email": "dr.new@example.org", "password": password})
+    response = client.post(
+        "/api/v1/auth/token", json={"email": "dr.new@example.org", "password": password}
+    )
     assert response.status_code == 403
     error = response.get_json()["error"]
     assert error["code"] == "mfa_enrollment_required"
     fresh_token = error["details"]["enrollment_token"]
     # That token works on the enrollment endpoints (and the admin's earlier one is dead).
-    restarted = client.post("/api/v1/auth/enroll", json={"enrollment_token": fresh_token, "password": password})
+    restarted = client.post(
+        "/api/v1/auth/enroll", json={"enrollment_token": fresh_token, "password": password}
+    )
     assert restarted.status_code == 200
     old = client.post(
-        "/api/v1/auth/enroll", json={"enrollment_token": created["enrollment_token"], "password": password}
+        "/api/v1/auth/enroll",
+        json={"enrollment_token": created["enrollment_token"], "password": password},
     )
     assert old.status_code == 401
     secret = parse_qs(urlparse(restarted.get_json()["provisioning_uri"]).query)["secret"][0]
@@ -230,7 +256,10 @@ def test_staff_who_never_enrolled_get_an_enrollment_token(client, runtime, clock
     assert confirmed.status_code == 200
     assert len(confirmed.get_json()["recovery_codes"]) == 10
     # ...but it is not a session: it opens nothing else.
-    assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {fresh_token}"}).status_code == 401
+    assert (
+        client.get("/api/v1/me", headers={"Authorization": f"Bearer {fresh_token}"}).status_code
+        == 401
+    )
 
 
 def test_recovery_code_works_once(client, runtime, clock):
@@ -238,16 +267,25 @@ def test_recovery_code_works_once(client, runtime, clock):
     created = client.post(
         "/api/v1/admin/accounts",
         headers=bearer(login(client, runtime, admin)),
-        json={"email": "officer@example.org", "role": "compliance", "first_name": "Léa", "last_name": "Roux"},
+        json={
+            "email": "officer@example.org",
+            "role": "compliance",
+            "first_name": "Léa",
+            "last_name": "Roux",
+        },
     ).get_json()
     password = "saffron-kettle-nebula-61"
     uri = client.post(
-        "/api/v1/auth/enroll", json={"enrollment_token": created["enrollment_token"], "password": password}
+        "/api/v1/auth/enroll",
+        json={"enrollment_token": created["enrollment_token"], "password": password},
     ).get_json()["provisioning_uri"]
     secret = parse_qs(urlparse(uri).query)["secret"][0]
     codes = client.post(
         "/api/v1/auth/enroll/confirm",
-        json={"enrollment_token": created["enrollment_token"], "totp_code": pyotp.TOTP(secret).at(clock.now())},
+        json={
+            "enrollment_token": created["enrollment_token"],
+            "totp_code": pyotp.TOTP(secret).at(clock.now()),
+        },
     ).get_json()["recovery_codes"]
     body = {"email": "officer@example.org", "password": password, "totp_code": codes[0]}
     assert client.post("/api/v1/auth/token", json=body).status_code == 200
@@ -262,13 +300,19 @@ def test_recovery_code_works_once(client, runtime, clock):
 def test_member_can_opt_into_totp_and_then_needs_it(client, runtime, clock):
     person = make_member(runtime)
     tokens = login(client, runtime, person)
-    uri = client.post("/api/v1/auth/mfa/enroll", headers=bearer(tokens)).get_json()["provisioning_uri"]
+    uri = client.post("/api/v1/auth/mfa/enroll", headers=bearer(tokens)).get_json()[
+        "provisioning_uri"
+    ]
     secret = parse_qs(urlparse(uri).query)["secret"][0]
     confirm = client.post(
-        "/api/v1/auth/mfa/confirm", headers=bearer(tokens), json={"totp_code": pyotp.TOTP(secret).at(clock.now())}
+        "/api/v1/auth/mfa/confirm",
+        headers=bearer(tokens),
+        json={"totp_code": pyotp.TOTP(secret).at(clock.now())},
     )
     assert confirm.status_code == 200
-    without = client.post("/api/v1/auth/token", json={"email": person.email, "password": person.password})
+    without = client.post(
+        "/api/v1/auth/token", json={"email": person.email, "password": person.password}
+    )
     assert without.get_json()["error"]["code"] == "mfa_required"
     # A stolen access token cannot swap the second factor for one of its own.
     again = client.post("/api/v1/auth/mfa/enroll", headers=bearer(tokens))
@@ -283,7 +327,9 @@ def test_repeated_failures_lock_the_account_with_retry_after(client, runtime):
     wrong = {"email": person.email, "password": "not-the-password-1"}
     for _ in range(5):
         assert client.post("/api/v1/auth/token", json=wrong).status_code == 401
-    locked = client.post("/api/v1/auth/token", json={"email": person.email, "password": person.password})
+    locked = client.post(
+        "/api/v1/auth/token", json={"email": person.email, "password": person.password}
+    )
     assert locked.status_code == 429
     assert locked.get_json()["error"]["code"] == "rate_limited"
     assert int(locked.headers["Retry-After"]) > 0
@@ -294,15 +340,24 @@ def test_lockout_is_per_account_and_the_same_for_unknown_addresses(client, runti
     person = make_member(runtime)
     for _ in range(5):
         client.post("/api/v1/auth/token", json={"email": "ghost@example.org", "password": "x" * 12})
-    assert client.post("/api/v1/auth/token", json={"email": "ghost@example.org", "password": "x" * 12}).status_code == 429
+    assert (
+        client.post(
+            "/api/v1/auth/token", json={"email": "ghost@example.org", "password": "x" * 12}
+        ).status_code
+        == 429
+    )
     # Another account from the same address is not locked by those failures.
-    ok = client.post("/api/v1/auth/token", json={"email": person.email, "password": person.password})
+    ok = client.post(
+        "/api/v1/auth/token", json={"email": person.email, "password": person.password}
+    )
     assert ok.status_code == 200
 
 
 def test_per_address_limit_applies_across_accounts(client, runtime):
     statuses = [
-        client.post("/api/v1/auth/token", json={"email": f"p{i}@example.org", "password": "x" * 12}).status_code
+        client.post(
+            "/api/v1/auth/token", json={"email": f"p{i}@example.org", "password": "x" * 12}
+        ).status_code
         for i in range(31)
     ]
     assert statuses[:30] == [401] * 30
@@ -323,12 +378,19 @@ def test_refresh_rotates_and_kills_the_previous_pair(client, runtime):
 
 def test_refresh_token_reuse_revokes_family(client, runtime):
     tokens = login(client, runtime, make_member(runtime))
-    new = client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}).get_json()
+    new = client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+    ).get_json()
     reuse = client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert reuse.status_code == 401
     # The thief's replay killed the legitimate new pair too.
     assert client.get("/api/v1/me", headers=bearer(new)).status_code == 401
-    assert client.post("/api/v1/auth/refresh", json={"refresh_token": new["refresh_token"]}).status_code == 401
+    assert (
+        client.post(
+            "/api/v1/auth/refresh", json={"refresh_token": new["refresh_token"]}
+        ).status_code
+        == 401
+    )
     assert ("auth.refresh_reuse", "denied") in _audit_actions(runtime)
 
 
@@ -336,7 +398,9 @@ def test_refresh_never_outlives_the_family(client, runtime, clock):
     tokens = login(client, runtime, make_staff(runtime, Role.ADMIN))
     for _ in range(3):
         clock.advance(hours=4)
-        response = client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+        response = client.post(
+            "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+        )
         if response.status_code != 200:
             break
         tokens = response.get_json()
@@ -349,7 +413,12 @@ def test_logout_kills_access_and_refresh_tokens_at_once(client, runtime):
     tokens = login(client, runtime, make_member(runtime))
     assert client.post("/api/v1/auth/logout", headers=bearer(tokens)).status_code == 204
     assert client.get("/api/v1/me", headers=bearer(tokens)).status_code == 401
-    assert client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}).status_code == 401
+    assert (
+        client.post(
+            "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+        ).status_code
+        == 401
+    )
 
 
 def test_password_change_revokes_every_other_session(client, runtime):
@@ -365,10 +434,22 @@ def test_password_change_revokes_every_other_session(client, runtime):
     assert changed.status_code == 204
     assert client.get("/api/v1/me", headers=bearer(this)).status_code == 200
     assert client.get("/api/v1/me", headers=bearer(other)).status_code == 401
-    assert client.post("/api/v1/auth/refresh", json={"refresh_token": other["refresh_token"]}).status_code == 401
-    old = client.post("/api/v1/auth/token", json={"email": person.email, "password": person.password})
+    assert (
+        client.post(
+            "/api/v1/auth/refresh", json={"refresh_token": other["refresh_token"]}
+        ).status_code
+        == 401
+    )
+    old = client.post(
+        "/api/v1/auth/token", json={"email": person.email, "password": person.password}
+    )
     assert old.status_code == 401
-    assert client.post("/api/v1/auth/token", json={"email": person.email, "password": new_password}).status_code == 200
+    assert (
+        client.post(
+            "/api/v1/auth/token", json={"email": person.email, "password": new_password}
+        ).status_code
+        == 200
+    )
 
 
 def test_password_change_needs_the_current_password_and_a_strong_new_one(client, runtime):
@@ -388,24 +469,43 @@ def test_password_change_needs_the_current_password_and_a_strong_new_one(client,
     assert weak.status_code == 422
     assert weak.get_json()["error"]["code"] == "weak_password"
     # Neither attempt changed anything.
-    assert client.post("/api/v1/auth/token", json={"email": person.email, "password": person.password}).status_code == 200
+    assert (
+        client.post(
+            "/api/v1/auth/token", json={"email": person.email, "password": person.password}
+        ).status_code
+        == 200
+    )
 
 
 def test_long_passwords_are_not_truncated(client, runtime):
     base = "correct horse battery staple " * 3  # > 72 bytes
     person = make_member(runtime, password=base + "A")
-    assert client.post("/api/v1/auth/token", json={"email": person.email, "password": base + "B"}).status_code == 401
-    assert client.post("/api/v1/auth/token", json={"email": person.email, "password": base + "A"}).status_code == 200
+    assert (
+        client.post(
+            "/api/v1/auth/token", json={"email": person.email, "password": base + "B"}
+        ).status_code
+        == 401
+    )
+    assert (
+        client.post(
+            "/api/v1/auth/token", json={"email": person.email, "password": base + "A"}
+        ).status_code
+        == 200
+    )
 
 
 def test_sessions_older_than_a_members_totp_must_sign_in_again(client, runtime, clock):
     person = make_member(runtime)
     older = login(client, runtime, person)
     current = login(client, runtime, person)
-    uri = client.post("/api/v1/auth/mfa/enroll", headers=bearer(current)).get_json()["provisioning_uri"]
+    uri = client.post("/api/v1/auth/mfa/enroll", headers=bearer(current)).get_json()[
+        "provisioning_uri"
+    ]
     secret = parse_qs(urlparse(uri).query)["secret"][0]
     client.post(
-        "/api/v1/auth/mfa/confirm", headers=bearer(current), json={"totp_code": pyotp.TOTP(secret).at(clock.now())}
+        "/api/v1/auth/mfa/confirm",
+        headers=bearer(current),
+        json={"totp_code": pyotp.TOTP(secret).at(clock.now())},
     )
     assert client.get("/api/v1/me", headers=bearer(current)).status_code == 200
     refused = client.get("/api/v1/me", headers=bearer(older))

@@ -180,8 +180,14 @@ def test_openapi_document_describes_the_api(client):
     document = response.get_json()
     assert document["info"]["title"] == "medchat"
     paths = document["paths"]
-    for path in ("/api/v1/auth/register", "/api/v1/auth/token", "/api/v1/auth/enroll",
-                 "/api/v1/admin/accounts", "/api/v1/admin/audit", "/api/v1/me"):
+    for path in (
+        "/api/v1/auth/register",
+        "/api/v1/auth/token",
+        "/api/v1/auth/enroll",
+        "/api/v1/admin/accounts",
+        "/api/v1/admin/audit",
+        "/api/v1/me",
+    ):
         assert path in paths, path
     assert "post" in paths["/api/v1/auth/token"]
     schemas = document["components"]["schemas"]

@@ -22,7 +22,9 @@ CANARIES = {
 def test_the_dump_holds_no_email_last_name_phone_or_insurance_number(client, runtime):
     body = {**REGISTRATION, **CANARIES}
     assert client.post("/api/v1/auth/register", json=body).status_code == 202
-    token = client.post("/api/v1/auth/token", json={"email": CANARIES["email"], "password": body["password"]})
+    token = client.post(
+        "/api/v1/auth/token", json={"email": CANARIES["email"], "password": body["password"]}
+    )
     assert token.status_code == 200
     # The member reads the values back: they are stored, just not in clear.
     me = client.get("/api/v1/me", headers=bearer(token.get_json())).get_json()
@@ -38,10 +40,20 @@ def test_an_encrypted_field_moved_to_another_account_does_not_open(client, runti
     client.post("/api/v1/auth/register", json={**REGISTRATION, **CANARIES})
     client.post("/api/v1/auth/register", json={**REGISTRATION, "email": "other@example.org"})
     with runtime.database.transaction() as session:
-        victim = session.scalar(select(Account).where(Account.email_index == runtime.profiles.email_index(CANARIES["email"])))
-        other = session.scalar(select(Account).where(Account.email_index == runtime.profiles.email_index("other@example.org")))
+        victim = session.scalar(
+            select(Account).where(
+                Account.email_index == runtime.profiles.email_index(CANARIES["email"])
+            )
+        )
+        other = session.scalar(
+            select(Account).where(
+                Account.email_index == runtime.profiles.email_index("other@example.org")
+            )
+        )
         session.execute(
-            update(Account).where(Account.id == other.id).values(last_name_ciphertext=victim.last_name_ciphertext)
+            update(Account)
+            .where(Account.id == other.id)
+            .values(last_name_ciphertext=victim.last_name_ciphertext)
         )
     with runtime.database.transaction() as session:
         moved = session.get(Account, other.id)

@@ -1,5 +1,5 @@
-from tests.support.accounts import bearer, login, make_member, make_staff
 from access_control.roles import Role
+from tests.support.accounts import bearer, login, make_member, make_staff
 
 
 def test_health(client):

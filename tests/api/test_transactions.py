@@ -21,22 +21,33 @@ def audit_inserts_fail(runtime):
     engine = runtime.database.engine
     with engine.begin() as connection:
         if engine.dialect.name == "sqlite":
-            connection.execute(text(
-                "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_entries "
-                "BEGIN SELECT RAISE(ABORT, 'audit store unavailable'); END"
-            ))
+            connection.execute(
+                text(
+                    "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_entries "
+                    "BEGIN SELECT RAISE(ABORT, 'audit store unavailable'); END"
+                )
+            )
         else:
-            connection.execute(text(
-                "CREATE FUNCTION refuse_audit() RETURNS trigger AS $$ BEGIN "
-                "RAISE EXCEPTION 'audit store unavailable'; END $$ LANGUAGE plpgsql"
-            ))
-            connection.execute(text(
-                "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_entries "
-                "FOR EACH ROW EXECUTE FUNCTION refuse_audit()"
-            ))
+            connection.execute(
+                text(
+                    "CREATE FUNCTION refuse_audit() RETURNS trigger AS $$ BEGIN "
+                    "RAISE EXCEPTION 'audit store unavailable'; END $$ LANGUAGE plpgsql"
+                )
+            )
+            connection.execute(
+                text(
+                    "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_entries "
+                    "FOR EACH ROW EXECUTE FUNCTION refuse_audit()"
+                )
+            )
     yield
     with engine.begin() as connection:
-        connection.execute(text("DROP TRIGGER refuse_audit" + ("" if engine.dialect.name == "sqlite" else " ON audit_entries")))
+        connection.execute(
+            text(
+                "DROP TRIGGER refuse_audit"
+                + ("" if engine.dialect.name == "sqlite" else " ON audit_entries")
+            )
+        )
         if engine.dialect.name != "sqlite":
             connection.execute(text("DROP FUNCTION refuse_audit()"))
 

@@ -29,13 +29,24 @@ def database_dump(engine: Engine) -> bytes:
         url = engine.url
         chunks.append(
             subprocess.run(
-                [pg_dump, "-h", url.host or "127.0.0.1", "-p", str(url.port or 5432),
-                 "-U", url.username or "postgres", "--data-only", url.database or ""],
-                check=True, capture_output=True,
+                [
+                    pg_dump,
+                    "-h",
+                    url.host or "127.0.0.1",
+                    "-p",
+                    str(url.port or 5432),
+                    "-U",
+                    url.username or "postgres",
+                    "--data-only",
+                    url.database or "",
+                ],
+                check=True,
+                capture_output=True,
             ).stdout
         )
     with engine.connect() as connection:
         for table in inspect(connection).get_table_names():
+            # Table names come from the schema itself, not from input.
             for row in connection.execute(text(f'SELECT * FROM "{table}"')):
                 for value in row:
                     if isinstance(value, (bytes, memoryview)):

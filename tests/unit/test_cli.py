@@ -39,7 +39,13 @@ def count_accounts(runtime) -> int:
 
 def create_admin(cli, email: str = "root@ops.example.org"):
     return cli(
-        "create-admin", "--email", email, "--first-name", "Ada", "--last-name", "Quillfeather",
+        "create-admin",
+        "--email",
+        email,
+        "--first-name",
+        "Ada",
+        "--last-name",
+        "Quillfeather",
         "--json",
     )
 

@@ -17,7 +17,9 @@ def test_addresses_inside_the_networks_pass(address):
     require_allowed_network(address, NETWORKS)
 
 
-@pytest.mark.parametrize("address", ["10.21.0.1", "203.0.113.9", "2001:db9::1", "", None, "not-an-ip"])
+@pytest.mark.parametrize(
+    "address", ["10.21.0.1", "203.0.113.9", "2001:db9::1", "", None, "not-an-ip"]
+)
 def test_everything_else_is_refused(address):
     with pytest.raises(NetworkNotAllowed):
         require_allowed_network(address, NETWORKS)

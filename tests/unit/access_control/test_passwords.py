@@ -29,7 +29,9 @@ def test_the_persons_own_email_and_names_are_user_inputs():
     # Strong to zxcvbn on its own, trivial once the person's e-mail is known.
     check_strength("jeanne.moreau@example.org")
     with pytest.raises(WeakPassword) as caught:
-        check_strength("jeanne.moreau@example.org", ["jeanne.moreau@example.org", "Jeanne", "Moreau"])
+        check_strength(
+            "jeanne.moreau@example.org", ["jeanne.moreau@example.org", "Jeanne", "Moreau"]
+        )
     assert caught.value.details["password"]
 
 

@@ -38,6 +38,8 @@ def test_require_raises_for_anonymous_wrong_role_and_missing_mfa():
     with pytest.raises(Forbidden):
         require(Role.ADMIN, Permission.CLINICIAN_CONVERSATIONS, mfa_verified=True, mfa_needed=True)
     with pytest.raises(MfaSessionRequired):
-        require(Role.CLINICIAN, Permission.CLINICIAN_CONVERSATIONS, mfa_verified=False, mfa_needed=True)
+        require(
+            Role.CLINICIAN, Permission.CLINICIAN_CONVERSATIONS, mfa_verified=False, mfa_needed=True
+        )
     require(Role.CLINICIAN, Permission.CLINICIAN_CONVERSATIONS, mfa_verified=True, mfa_needed=True)
     require(None, Permission.PUBLIC, mfa_verified=False, mfa_needed=False)

@@ -82,7 +82,7 @@ def test_empty_chain_verifies(runtime):
 def test_edited_entry_is_named(runtime, column, value):
     write_entries(runtime)
 
-    execute(runtime, f"UPDATE audit_entries SET {column} = :value WHERE seq = 3", value=value)  # noqa: S608
+    execute(runtime, f"UPDATE audit_entries SET {column} = :value WHERE seq = 3", value=value)
 
     result = verify(runtime)
     assert not result.ok
@@ -259,8 +259,9 @@ def test_concurrent_writers_leave_one_unbroken_chain(runtime):
             for n in range(transactions):
                 with runtime.database.transaction() as session:
                     for k in range(per_transaction):
-                        audit.record(session, "test.concurrent", details={"w": worker, "n": n,
-                                                                         "k": k})
+                        audit.record(
+                            session, "test.concurrent", details={"w": worker, "n": n, "k": k}
+                        )
         except BaseException as exc:  # reported to the main thread below
             errors.append(exc)
 
