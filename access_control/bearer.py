@@ -39,4 +39,4 @@ def load_principal(request: Request, session: Session, clock: Clock) -> Principa
             actor_id=account.id, actor_role=account.role, address=request.remote_addr
         ),
     )
-    return Principal(account, record)
+    return Principal(account, record, token)

@@ -1,4 +1,5 @@
-"""The authenticated caller of one request: an account, its token, and what it proved."""
+"""The authenticated caller of one request: an account, its token, what it proved, and the
+private keys its token can unseal (opened only when a request needs them)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,21 @@ import uuid
 
 from flask_login import UserMixin
 
+from access_control.crypto import DecryptionFailed
+from access_control.keyring import Keyring, open_keyring
 from access_control.roles import requires_mfa
+from medchat.errors import InvalidToken
 from medchat.models import Account, AuthToken
 
 
 class Principal(UserMixin):
     """What Flask-Login's ``current_user`` is for a signed-in request."""
 
-    def __init__(self, account: Account, token: AuthToken) -> None:
+    def __init__(self, account: Account, token: AuthToken, presented: str) -> None:
         self.account = account
         self.token = token
+        self._presented = presented
+        self._keyring: Keyring | None = None
 
     def __repr__(self) -> str:
         return f"Principal(account={self.account.id}, role={self.account.role})"
@@ -38,6 +44,21 @@ class Principal(UserMixin):
     @property
     def mfa_needed(self) -> bool:
         return requires_mfa(self.account.role) or self.account.has_totp
+
+    @property
+    def keyring(self) -> Keyring:
+        """The caller's opened private keys, unsealed on first use with the presented token."""
+        if self._keyring is None:
+            if self.token.sealed_keys is None:
+                self._keyring = Keyring(self.account.id)
+            else:
+                try:
+                    self._keyring = open_keyring(
+                        self.token.sealed_keys, self._presented, self.token.id, self.account.id
+                    )
+                except DecryptionFailed as exc:
+                    raise InvalidToken from exc
+        return self._keyring
 
     def get_id(self) -> str:
         return str(self.account.id)

@@ -18,6 +18,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from access_control import crypto
+from access_control.keyring import Keyring, open_keyring, seal_keyring
 from medchat import audit
 from medchat.db import on_rollback
 from medchat.errors import InvalidToken
@@ -59,11 +60,14 @@ class TokenStore:
         lifetime: timedelta,
         family_expires_at: datetime,
         mfa_verified: bool,
+        keyring: Keyring | None,
     ) -> str:
         prefix = ACCESS_PREFIX if kind is TokenKind.ACCESS else REFRESH_PREFIX
         token = prefix + crypto.random_token()
+        row_id = uuid.uuid4()
         self.session.add(
             AuthToken(
+                id=row_id,
                 account_id=account_id,
                 family_id=family_id,
                 kind=kind,
@@ -72,6 +76,7 @@ class TokenStore:
                 created_at=self.now,
                 expires_at=min(self.now + lifetime, family_expires_at),
                 family_expires_at=family_expires_at,
+                sealed_keys=seal_keyring(keyring, token, row_id) if keyring else None,
             )
         )
         return token
@@ -84,8 +89,13 @@ class TokenStore:
         mfa_verified: bool,
         family_id: uuid.UUID | None = None,
         family_expires_at: datetime | None = None,
+        keyring: Keyring | None = None,
     ) -> TokenPair:
-        """Start a family (login) or continue one (refresh)."""
+        """Start a family (login) or continue one (refresh).
+
+        ``keyring`` (the opened private keys) is sealed beside each token under a key derived
+        from that token, which only the client holds.
+        """
         family_id = family_id or uuid.uuid4()
         family_expires_at = family_expires_at or self.now + lifetimes.refresh
         access = self._add(
@@ -95,6 +105,7 @@ class TokenStore:
             lifetimes.access,
             family_expires_at,
             mfa_verified,
+            keyring,
         )
         refresh = self._add(
             account_id,
@@ -103,6 +114,7 @@ class TokenStore:
             lifetimes.refresh,
             family_expires_at,
             mfa_verified,
+            keyring,
         )
         self.session.flush()
         return TokenPair(access, refresh, int(lifetimes.access.total_seconds()), family_id)
@@ -152,6 +164,14 @@ class TokenStore:
         account = self.session.get(Account, record.account_id)
         if record.expires_at <= self.now or account is None or not account.is_active:
             raise InvalidToken
+        keyring = None
+        if record.sealed_keys is not None:
+            try:
+                keyring = open_keyring(
+                    record.sealed_keys, refresh_token, record.id, record.account_id
+                )
+            except crypto.DecryptionFailed as exc:
+                raise InvalidToken from exc
         record.used_at = self.now
         record.sealed_keys = None
         # The family's access tokens die with the spent refresh token.
@@ -166,6 +186,7 @@ class TokenStore:
             mfa_verified=record.mfa_verified,
             family_id=record.family_id,
             family_expires_at=record.family_expires_at,
+            keyring=keyring,
         )
         return pair, account
 

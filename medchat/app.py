@@ -18,7 +18,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from access_control import bearer, throttling
 from access_control.guard import check_routes_declare_permissions
 from medchat import http_security, http_transaction
-from medchat.api import admin, auth, health, member
+from medchat.api import admin, auth, colleagues, health, member
 from medchat.api.errors import register_error_handlers
 from medchat.clock import Clock
 from medchat.config import Settings
@@ -65,7 +65,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, clock: Clock | None =
 
     app.register_blueprint(health.bp)
     api = MedchatApi(app)
-    for blueprint in (auth.bp, member.bp, admin.bp):
+    for blueprint in (auth.bp, member.bp, colleagues.bp, admin.bp):
         api.register_blueprint(blueprint)
     check_routes_declare_permissions(app)
     throttling.init_app(app, settings.ratelimit_storage_uri, settings.ratelimit_key_prefix)

@@ -166,6 +166,34 @@ def keys_server_init(as_json: bool) -> None:
     )
 
 
+@keys_group.command("init", help="Create the role keys and seal them to their first holders.")
+@click.option("--clinician", required=True, help="E-mail of an enrolled clinician.")
+@click.option("--compliance", required=True, help="E-mail of an enrolled compliance officer.")
+@json_option
+@with_appcontext
+@cli_errors
+def keys_init(clinician: str, compliance: str, as_json: bool) -> None:
+    from medchat.services.role_keys import RoleKeyService
+
+    runtime = _runtime()
+    with runtime.database.transaction() as session:
+        audit.set_context(session, CLI_CONTEXT)
+        keys = RoleKeyService(session, runtime).initialise(clinician, compliance)
+    emit(
+        as_json,
+        {
+            "physician_key_id": str(keys.physician_key_id),
+            "archive_key_id": str(keys.archive_key_id),
+            "physician_fingerprint": keys.physician_fingerprint,
+            "archive_fingerprint": keys.archive_fingerprint,
+            "pin_file": str(runtime.pins.path),
+        },
+        f"physician role key {keys.physician_key_id} ({keys.physician_fingerprint})\n"
+        f"archive role key   {keys.archive_key_id} ({keys.archive_fingerprint})\n"
+        f"pinned in {runtime.pins.path}",
+    )
+
+
 def register_commands(app: Flask) -> None:
     for command in (db_group, create_admin, audit_group, demo, keys_group):
         app.cli.add_command(command)

@@ -86,6 +86,8 @@ class Settings:
     console_absolute_hours: int = 8
     max_attachment_bytes: int = 10 * 1024 * 1024
     public_base_url: str = "http://127.0.0.1:8000"
+    #: ``physician:<fingerprint>,archive:<fingerprint>``; empty: the pin file in the key dir.
+    role_key_pins: str = ""
 
     @property
     def is_production(self) -> bool:

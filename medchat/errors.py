@@ -94,6 +94,10 @@ class NetworkNotAllowed(Forbidden):
     code, message = "network_not_allowed", "This service is not reachable from your network."
 
 
+class RoleKeyRequired(Forbidden):
+    code, message = "role_key_required", "Your session does not hold the role key this needs."
+
+
 class NotFound(MedchatError):
     code, status, message = "not_found", 404, "Not found."
 
@@ -112,6 +116,20 @@ class UnsupportedMediaType(MedchatError):
 
 class RateLimited(MedchatError):
     code, status, message = "rate_limited", 429, "Too many attempts; try again later."
+
+
+class KeyIntegrityFailure(MedchatError):
+    """A key failed its pin, tag or commitment check: refuse rather than seal or read."""
+
+    code, status, message = "key_integrity_failed", 500, "A key failed its integrity check."
+
+
+class KeysNotInitialized(MedchatError):
+    code, status, message = (
+        "keys_not_initialized",
+        503,
+        "The role keys are not initialised yet (medchat keys init).",
+    )
 
 
 class DependencyDown(MedchatError):

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.orm import Session
+
 from access_control.key_directory import ServerKeys, load_server_keys
+from access_control.keys import KeyCustody
+from access_control.password_kdf import ScryptParams
 from access_control.passwords import PasswordHasher
+from access_control.pins import RolePins
 from access_control.tokens import TokenLifetimes
 from medchat.clock import Clock, SystemClock
 from medchat.config import Settings
+from medchat.conversation_keys import ConversationKeys
 from medchat.db import Database
 from medchat.personal_data import ProfileCipher
 
@@ -26,9 +32,24 @@ class Runtime:
     hasher: PasswordHasher
     profiles: ProfileCipher
     database: Database
+    pins: RolePins
+    scrypt: ScryptParams
 
     def __repr__(self) -> str:
         return f"Runtime(env={self.settings.env!r})"
+
+    def custody(self, session: Session) -> KeyCustody:
+        """Key custody bound to a unit of work and to the current time."""
+        return KeyCustody(
+            session,
+            integrity_key=self.keys.integrity,
+            pins=self.pins,
+            scrypt=self.scrypt,
+            now=self.clock.now(),
+        )
+
+    def conversation_keys(self, session: Session) -> ConversationKeys:
+        return ConversationKeys(session, self.custody(session), self.keys.integrity)
 
     def token_lifetimes(self, staff: bool) -> TokenLifetimes:
         return TokenLifetimes(
@@ -51,4 +72,6 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         hasher=PasswordHasher(settings.bcrypt_rounds),
         profiles=ProfileCipher(keys),
         database=database,
+        pins=RolePins(settings.key_dir, settings.role_key_pins or None),
+        scrypt=ScryptParams(log2_n=settings.scrypt_log2_n),
     )

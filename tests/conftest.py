@@ -38,8 +38,9 @@ def database_url(
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A key directory per test: role-key pins written by one test never leak into another."""
     return tmp_path_factory.mktemp("keys")
 
 

@@ -8,16 +8,40 @@ from medchat.models.accounts import (
     RecoveryCode,
 )
 from medchat.models.audit import AuditEntry, ChainHead
+from medchat.models.conversations import (
+    Attachment,
+    Consent,
+    Conversation,
+    ConversationKeyWrap,
+    ConversationStatus,
+    Holder,
+    IdempotencyRecord,
+    Message,
+)
+from medchat.models.keys import KeyRole, PersonalKey, RoleKey, RoleKeyGrant, RoleKeyStatus
 from medchat.models.tokens import AuthToken, TokenKind
 
 __all__ = [
     "Account",
     "AccountStatus",
+    "Attachment",
     "AuditEntry",
     "AuthToken",
     "ChainHead",
+    "Consent",
+    "Conversation",
+    "ConversationKeyWrap",
+    "ConversationStatus",
     "EnrollmentToken",
+    "Holder",
+    "IdempotencyRecord",
+    "KeyRole",
     "MemberProfile",
+    "Message",
+    "PersonalKey",
     "RecoveryCode",
+    "RoleKey",
+    "RoleKeyGrant",
+    "RoleKeyStatus",
     "TokenKind",
 ]

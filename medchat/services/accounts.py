@@ -114,6 +114,8 @@ class AccountService:
         )
         account.password_hash = self.runtime.hasher.hash(data.password)
         account.password_changed_at = account.created_at
+        self.session.flush()
+        self.runtime.custody(self.session).create_personal_key(account.id, data.password)
         account.profile = MemberProfile(
             account_id=account.id,
             birth_date=data.birth_date,
@@ -197,12 +199,13 @@ class AccountService:
         account.status = AccountStatus.DISABLED
         account.disabled_at = now
         TokenStore(self.session, now).revoke_account(account.id)
+        revoked = self.runtime.custody(self.session).revoke_grants(account.id)
         audit.record(
             self.session,
             "account.disable",
             target_type="account",
             target_id=account.id,
-            details={"role": account.role},
+            details={"role": account.role, "grants_revoked": revoked},
         )
 
     # -- enrollment ----------------------------------------------------------------------
@@ -230,6 +233,10 @@ class AccountService:
         check_strength(password, [email, account.first_name, self.last_name_of(account)])
         account.password_hash = self.runtime.hasher.hash(password)
         account.password_changed_at = self.runtime.clock.now()
+        if holds_keys(account.role):
+            # A fresh keypair for every enrollment: a re-enrolled account's old grants and
+            # wraps stop opening, and a colleague re-grants the role key.
+            self.runtime.custody(self.session).create_personal_key(account.id, password)
         start = self._start_totp(account, email)
         audit.record(self.session, "auth.enroll_start", target_type="account", target_id=account.id)
         return start
@@ -288,6 +295,11 @@ class AccountService:
             raise InvalidMfaCode
         account.totp_confirmed_at = now
         return totp.new_recovery_codes(self.session, account.id)
+
+
+def holds_keys(role: str) -> bool:
+    """Members, clinicians and compliance officers have keypairs; admins never hold keys."""
+    return role in (Role.MEMBER, Role.CLINICIAN, Role.COMPLIANCE)
 
 
 def new_enrollment_token() -> str:

@@ -101,8 +101,12 @@ class AuthenticationService:
         mfa = self.check_second_factor(account, totp_code)
         if account.status != AccountStatus.ACTIVE:
             raise self._fail("auth.login", account, InvalidCredentials())
+        keyring = self.runtime.custody(self.session).open_keyring(account.id, password)
         pair = self._tokens().issue_pair(
-            account.id, self.runtime.token_lifetimes(is_staff(account.role)), mfa_verified=mfa
+            account.id,
+            self.runtime.token_lifetimes(is_staff(account.role)),
+            mfa_verified=mfa,
+            keyring=keyring,
         )
         audit.record(
             self.session,
@@ -136,6 +140,9 @@ class AuthenticationService:
             raise self._fail("auth.password_change", account, InvalidCredentials())
         email = self.accounts.email_of(account)
         check_strength(new, [email, account.first_name, self.accounts.last_name_of(account)])
+        custody = self.runtime.custody(self.session)
+        if custody.personal_key(account.id) is not None:
+            custody.reseal_personal_key(account.id, current, new)
         account.password_hash = self.runtime.hasher.hash(new)
         account.password_changed_at = self.runtime.clock.now()
         self._tokens().revoke_account(account.id, keep_family=token.family_id)

@@ -95,3 +95,11 @@ def login(client: Any, runtime: Runtime, person: Person) -> dict[str, Any]:
 
 def bearer(tokens: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def init_role_keys(runtime: Runtime, clinician: Person, compliance: Person) -> None:
+    """``medchat keys init`` for these two holders (pins go to the test key directory)."""
+    from medchat.services.role_keys import RoleKeyService
+
+    with runtime.database.transaction() as session:
+        RoleKeyService(session, runtime).initialise(clinician.email, compliance.email)

@@ -1,0 +1,121 @@
+"""Opened private keys live only inside a session, sealed under a secret the client holds.
+
+SECURITY-MODEL 5, "Sessions carry the secret, the database does not": at sign-in the server
+opens the caller's personal private key (with the password) and the role private keys it was
+granted, and stores them sealed under a key derived from the bearer token or console cookie,
+beside the token's *hash*. Each request re-opens them from the token it presents. Deleting
+the token row (logout, expiry, revocation) leaves nothing on the server that can open them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from access_control import crypto
+from access_control.hybrid_kem import PrivateKeyHandle, load_private_key
+
+_FORMAT_VERSION = 1
+_SESSION_INFO = b"medchat/session-keyring/v1"
+_AAD_LABEL = "medchat/session-keyring/v1"
+_SEED = 32
+
+
+@dataclass(frozen=True)
+class HeldRoleKey:
+    """A role private key opened for this session."""
+
+    role_key_id: uuid.UUID
+    role: str
+    key: PrivateKeyHandle
+
+
+class Keyring(crypto.SecretHandle):
+    """The private keys one signed-in person may use. Refuses pickling; shows no key bytes."""
+
+    __slots__ = ("account_id", "personal", "personal_key_row_id", "roles")
+
+    def __init__(
+        self,
+        account_id: uuid.UUID,
+        personal: PrivateKeyHandle | None = None,
+        personal_key_row_id: uuid.UUID | None = None,
+        roles: tuple[HeldRoleKey, ...] = (),
+    ) -> None:
+        self.account_id = account_id
+        self.personal = personal
+        self.personal_key_row_id = personal_key_row_id
+        self.roles = roles
+
+    def __repr__(self) -> str:
+        held = ",".join(f"{r.role}:{r.key.key_id.hex()}" for r in self.roles)
+        return f"Keyring(account={self.account_id}, roles=[{held}])"
+
+    def role_keys(self, role: str) -> list[HeldRoleKey]:
+        return [held for held in self.roles if held.role == role]
+
+    def holds_role(self, role: str) -> bool:
+        return any(held.role == role for held in self.roles)
+
+    def _serialise(self) -> bytes:
+        out = bytearray([_FORMAT_VERSION]) + self.account_id.bytes
+        if self.personal is not None and self.personal_key_row_id is not None:
+            out += b"\x01" + self.personal_key_row_id.bytes
+            out += self.personal.private_bytes_for_storage()
+        else:
+            out += b"\x00"
+        out += bytes([len(self.roles)])
+        for held in self.roles:
+            role = held.role.encode()
+            out += held.role_key_id.bytes + bytes([len(role)]) + role
+            out += held.key.private_bytes_for_storage()
+        return bytes(out)
+
+    @classmethod
+    def _parse(cls, data: bytes) -> Keyring:
+        try:
+            if data[0] != _FORMAT_VERSION:
+                raise crypto.DecryptionFailed
+            position = 1
+            account_id = uuid.UUID(bytes=data[position : position + 16])
+            position += 16
+            personal = personal_row = None
+            if data[position] == 1:
+                personal_row = uuid.UUID(bytes=data[position + 1 : position + 17])
+                personal = load_private_key(data[position + 17 : position + 17 + _SEED])
+                position += 17 + _SEED
+            else:
+                position += 1
+            roles = []
+            for _ in range(data[position]):
+                start = position + 1
+                role_key_id = uuid.UUID(bytes=data[start : start + 16])
+                length = data[start + 16]
+                role = data[start + 17 : start + 17 + length].decode()
+                seed = data[start + 17 + length : start + 17 + length + _SEED]
+                roles.append(HeldRoleKey(role_key_id, role, load_private_key(seed)))
+                position = start + 16 + length + _SEED
+            return cls(account_id, personal, personal_row, tuple(roles))
+        except (IndexError, ValueError, UnicodeDecodeError) as exc:
+            raise crypto.DecryptionFailed from exc
+
+
+def _session_key(token: str) -> bytes:
+    return crypto.hkdf_sha256(token.encode("utf-8"), salt=b"", info=_SESSION_INFO, length=32)
+
+
+def seal_keyring(keyring: Keyring, token: str, token_row_id: uuid.UUID) -> bytes:
+    """Seal the opened keys under a key only ``token`` (held by the client) can derive."""
+    aad = crypto.associated_data(_AAD_LABEL, token_row_id, keyring.account_id)
+    return crypto.seal(_session_key(token), keyring._serialise(), aad)
+
+
+def open_keyring(
+    sealed: bytes, token: str, token_row_id: uuid.UUID, account_id: uuid.UUID
+) -> Keyring:
+    """Re-open the session's keys; ``DecryptionFailed`` for the wrong token, row or account."""
+    aad = crypto.associated_data(_AAD_LABEL, token_row_id, account_id)
+    keyring = Keyring._parse(crypto.open_sealed(_session_key(token), sealed, aad))
+    if keyring.account_id != account_id:
+        raise crypto.DecryptionFailed
+    return keyring

@@ -1,0 +1,284 @@
+"""Key custody by role: personal keypairs, role keypairs and grants (SECURITY-MODEL 3-4, 9-11).
+
+- A personal private key is stored sealed under a key derived from its owner's password
+  (scrypt, never the bcrypt hash); its public key carries an integrity tag made with the
+  integrity key from ``MEDCHAT_KEY_DIR``, so a public key planted through SQL is refused.
+- A role private key (physician, compliance archive) is stored once per holder, wrapped to the
+  holder's personal public key; the role public key must match a pinned fingerprint before
+  anything is sealed to it or a holder's copy is trusted.
+- Granting needs a caller whose session holds the role key; nothing on the server can grant
+  on its own, and an admin never can (admins have no keys).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from access_control import crypto, hybrid_kem
+from access_control.keyring import HeldRoleKey, Keyring
+from access_control.password_kdf import ScryptParams, open_with_password, seal_with_password
+from access_control.pins import RolePins
+from medchat.errors import KeyIntegrityFailure, KeysNotInitialized, NotFound
+from medchat.models import PersonalKey, RoleKey, RoleKeyGrant, RoleKeyStatus
+
+PERSONAL_PURPOSE = "personal"
+PERSONAL_VERSION = 1
+_PERSONAL_AAD = "medchat/personal-key/v1"
+
+
+class KeyCustody:
+    """Creates, opens, verifies and grants keys inside the caller's transaction."""
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        integrity_key: bytes,
+        pins: RolePins,
+        scrypt: ScryptParams,
+        now: datetime,
+    ) -> None:
+        self.session = session
+        self._integrity_key = integrity_key
+        self.pins = pins
+        self._scrypt = scrypt
+        self.now = now
+
+    # -- personal keys -----------------------------------------------------------------------
+
+    def _tag(self, account_id: uuid.UUID, key_id: bytes, public_key: bytes) -> bytes:
+        return crypto.key_integrity_tag(
+            self._integrity_key,
+            owner_id=account_id,
+            key_id=key_id,
+            key_bytes=public_key,
+            purpose=PERSONAL_PURPOSE,
+            version=PERSONAL_VERSION,
+        )
+
+    def create_personal_key(self, account_id: uuid.UUID, password: str) -> PersonalKey:
+        """A new keypair for the account, sealed under its password; earlier keys retire."""
+        self.session.execute(
+            update(PersonalKey)
+            .where(PersonalKey.account_id == account_id, PersonalKey.retired_at.is_(None))
+            .values(retired_at=self.now)
+        )
+        handle = hybrid_kem.generate_kem_keypair()
+        row = PersonalKey(
+            id=uuid.uuid4(),
+            account_id=account_id,
+            key_id=handle.key_id,
+            public_key=handle.public_key_bytes,
+            integrity_tag=self._tag(account_id, handle.key_id, handle.public_key_bytes),
+            version=PERSONAL_VERSION,
+            created_at=self.now,
+        )
+        row.private_key_ciphertext = seal_with_password(
+            handle.private_bytes_for_storage(),
+            password,
+            aad=crypto.associated_data(_PERSONAL_AAD, account_id, row.id),
+            params=self._scrypt,
+        )
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    def personal_key(self, account_id: uuid.UUID) -> PersonalKey | None:
+        return self.session.scalar(
+            select(PersonalKey).where(
+                PersonalKey.account_id == account_id, PersonalKey.retired_at.is_(None)
+            )
+        )
+
+    def verified_personal_key(self, account_id: uuid.UUID) -> PersonalKey:
+        """The account's public key, only if its integrity tag verifies (else refuse)."""
+        row = self.personal_key(account_id)
+        if row is None:
+            raise NotFound("This account has no key yet.")
+        try:
+            crypto.verify_key_integrity(
+                self._integrity_key,
+                row.integrity_tag,
+                owner_id=account_id,
+                key_id=row.key_id,
+                key_bytes=row.public_key,
+                purpose=PERSONAL_PURPOSE,
+                version=row.version,
+            )
+            if hybrid_kem.public_key_id(row.public_key) != row.key_id:
+                raise crypto.IntegrityCheckFailed
+        except crypto.IntegrityCheckFailed as exc:
+            raise KeyIntegrityFailure(
+                "This account's public key failed its integrity check; nothing was sealed to it."
+            ) from exc
+        return row
+
+    def open_personal_key(
+        self, account_id: uuid.UUID, password: str
+    ) -> tuple[PersonalKey, hybrid_kem.PrivateKeyHandle]:
+        """Open the account's private key with its (already verified) password."""
+        row = self.verified_personal_key(account_id)
+        try:
+            seed = open_with_password(
+                row.private_key_ciphertext,
+                password,
+                aad=crypto.associated_data(_PERSONAL_AAD, account_id, row.id),
+            )
+            handle = hybrid_kem.load_private_key(seed)
+        except crypto.DecryptionFailed as exc:
+            raise KeyIntegrityFailure("The stored private key does not open.") from exc
+        if handle.public_key_bytes != row.public_key:
+            raise KeyIntegrityFailure("The stored private key does not match its public key.")
+        return row, handle
+
+    def reseal_personal_key(self, account_id: uuid.UUID, current: str, new: str) -> None:
+        """Password change: the same keypair, sealed under the new password."""
+        row, handle = self.open_personal_key(account_id, current)
+        row.private_key_ciphertext = seal_with_password(
+            handle.private_bytes_for_storage(),
+            new,
+            aad=crypto.associated_data(_PERSONAL_AAD, account_id, row.id),
+            params=self._scrypt,
+        )
+
+    # -- role keys ---------------------------------------------------------------------------
+
+    def role_keys(self, role: str, *statuses: RoleKeyStatus) -> list[RoleKey]:
+        statement = select(RoleKey).where(RoleKey.role == role).order_by(RoleKey.version)
+        if statuses:
+            statement = statement.where(RoleKey.status.in_(list(statuses)))
+        return list(self.session.scalars(statement))
+
+    def active_role_key(self, role: str) -> RoleKey:
+        """The role key new wraps are sealed to, checked against the deployment's pins."""
+        row = self.session.scalar(
+            select(RoleKey).where(RoleKey.role == role, RoleKey.status == RoleKeyStatus.ACTIVE)
+        )
+        if row is None:
+            raise KeysNotInitialized
+        self.require_pinned(row)
+        return row
+
+    def require_pinned(self, row: RoleKey) -> None:
+        fingerprint = hybrid_kem.public_key_fingerprint(row.public_key)
+        if fingerprint != row.fingerprint:
+            raise KeyIntegrityFailure(f"The {row.role} role key does not match its fingerprint.")
+        self.pins.require_pinned(row.role, fingerprint)
+
+    def create_role_key(
+        self, role: str, status: RoleKeyStatus
+    ) -> tuple[RoleKey, hybrid_kem.PrivateKeyHandle]:
+        """A new role keypair (the caller pins it and grants it before anyone relies on it)."""
+        versions = [row.version for row in self.role_keys(role)]
+        handle = hybrid_kem.generate_kem_keypair()
+        row = RoleKey(
+            id=uuid.uuid4(),
+            role=role,
+            version=max(versions, default=0) + 1,
+            key_id=handle.key_id,
+            public_key=handle.public_key_bytes,
+            fingerprint=hybrid_kem.public_key_fingerprint(handle.public_key_bytes),
+            status=status,
+            created_at=self.now,
+            activated_at=self.now if status == RoleKeyStatus.ACTIVE else None,
+        )
+        self.session.add(row)
+        self.session.flush()
+        return row, handle
+
+    def grant(
+        self,
+        role_key: RoleKey,
+        role_private: hybrid_kem.PrivateKeyHandle,
+        account_id: uuid.UUID,
+        *,
+        granted_by: uuid.UUID | None,
+    ) -> str:
+        """Seal a role private key to a holder's verified public key; return its fingerprint.
+
+        Raises ``KeyIntegrityFailure`` if the holder's key fails its tag or the role key its
+        pin: nothing is sealed then.
+        """
+        self.require_pinned(role_key)
+        if role_private.public_key_bytes != role_key.public_key:
+            raise KeyIntegrityFailure("The held role key does not match the stored role key.")
+        holder = self.verified_personal_key(account_id)
+        wrap = hybrid_kem.wrap_key(
+            holder.public_key,
+            role_private.private_bytes_for_storage(),
+            recipient_id=account_id,
+            context_id=role_key.id,
+            purpose=hybrid_kem.PURPOSE_ROLE_KEY,
+        )
+        self.session.execute(
+            delete(RoleKeyGrant).where(
+                RoleKeyGrant.role_key_id == role_key.id, RoleKeyGrant.account_id == account_id
+            )
+        )
+        self.session.add(
+            RoleKeyGrant(
+                role_key_id=role_key.id,
+                account_id=account_id,
+                wrap=wrap,
+                granted_by=granted_by,
+                created_at=self.now,
+            )
+        )
+        self.session.flush()
+        return hybrid_kem.public_key_fingerprint(holder.public_key)
+
+    def revoke_grants(self, account_id: uuid.UUID, role: str | None = None) -> int:
+        """Delete the account's copies of role keys (of one role, or all)."""
+        statement = delete(RoleKeyGrant).where(RoleKeyGrant.account_id == account_id)
+        if role is not None:
+            ids = select(RoleKey.id).where(RoleKey.role == role)
+            statement = statement.where(RoleKeyGrant.role_key_id.in_(ids))
+        return self.session.execute(statement).rowcount  # type: ignore[attr-defined,no-any-return]
+
+    def holders(self, role_key_id: uuid.UUID) -> list[uuid.UUID]:
+        return list(
+            self.session.scalars(
+                select(RoleKeyGrant.account_id).where(RoleKeyGrant.role_key_id == role_key_id)
+            )
+        )
+
+    def open_grants(
+        self, account_id: uuid.UUID, personal: hybrid_kem.PrivateKeyHandle
+    ) -> tuple[HeldRoleKey, ...]:
+        """Open every non-retired role key granted to the account (pinned ones only)."""
+        rows = self.session.execute(
+            select(RoleKeyGrant, RoleKey)
+            .join(RoleKey, RoleKey.id == RoleKeyGrant.role_key_id)
+            .where(RoleKeyGrant.account_id == account_id, RoleKey.status != RoleKeyStatus.RETIRED)
+            .order_by(RoleKey.role, RoleKey.version)
+        ).all()
+        held = []
+        for grant, role_key in rows:
+            self.require_pinned(role_key)
+            try:
+                seed = hybrid_kem.unwrap_key(
+                    personal,
+                    grant.wrap,
+                    recipient_id=account_id,
+                    context_id=role_key.id,
+                    purpose=hybrid_kem.PURPOSE_ROLE_KEY,
+                )
+                handle = hybrid_kem.load_private_key(seed)
+            except crypto.DecryptionFailed:
+                # A grant sealed to an older personal key (reset): the colleague re-grants.
+                continue
+            if handle.public_key_bytes != role_key.public_key:
+                raise KeyIntegrityFailure(f"A granted {role_key.role} key does not match.")
+            held.append(HeldRoleKey(role_key.id, role_key.role, handle))
+        return tuple(held)
+
+    def open_keyring(self, account_id: uuid.UUID, password: str) -> Keyring:
+        """Everything the account may open, for sealing into its new session."""
+        if self.personal_key(account_id) is None:
+            return Keyring(account_id)
+        row, personal = self.open_personal_key(account_id, password)
+        return Keyring(account_id, personal, row.id, self.open_grants(account_id, personal))

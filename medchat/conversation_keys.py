@@ -1,0 +1,165 @@
+"""Per-conversation keys, wrapped for three holders and checked on every unwrap.
+
+SECURITY-MODEL 1-2 and 10: each conversation has its own random 256-bit DEK, stored only as
+HPKE wraps for the physician role key, the member's personal key and the compliance archive
+key. Sealing needs only public keys (so any code path can create a conversation); each is
+checked first: role keys against the deployment's pins, the member's key against its
+integrity tag. The conversation row keeps a commitment to the DEK and a tag over (conversation,
+member, commitment) made with the integrity key outside the database: a wrap swapped for one
+sealing a key of someone else's choosing opens to a DEK that fails the commitment, and a
+commitment swapped with it fails the tag. Either way the read is refused, never silently
+served. Content itself is sealed by ``medchat.content`` under the DEK this module returns.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from access_control import crypto, hybrid_kem
+from access_control.keyring import Keyring
+from access_control.keys import KeyCustody
+from medchat.errors import KeyIntegrityFailure, NotFound
+from medchat.models import Conversation, ConversationKeyWrap, Holder, KeyRole
+
+_KEY_SET_PURPOSE = "conversation-keys"
+_KEY_SET_VERSION = 1
+
+
+def wrap_purpose(holder: str) -> str:
+    """The holder is part of the HPKE info: a member wrap cannot pose as a physician wrap."""
+    return f"{hybrid_kem.PURPOSE_CONVERSATION_DEK}/{holder}"
+
+
+def _key_set_tag(integrity_key: bytes, conversation: Conversation) -> bytes:
+    return crypto.key_integrity_tag(
+        integrity_key,
+        owner_id=conversation.id,
+        key_id=conversation.member_id.bytes,
+        key_bytes=conversation.key_commitment,
+        purpose=_KEY_SET_PURPOSE,
+        version=_KEY_SET_VERSION,
+    )
+
+
+class ConversationKeys:
+    """Creates a conversation's DEK and its wraps; opens it for a caller's keyring."""
+
+    def __init__(self, session: Session, custody: KeyCustody, integrity_key: bytes) -> None:
+        self.session = session
+        self.custody = custody
+        self._integrity_key = integrity_key
+
+    def new_key(self, conversation: Conversation, now: datetime) -> bytes:
+        """Generate the DEK, wrap it for the three holders, set commitment and tag.
+
+        Raises ``KeysNotInitialized`` before ``keys init``, ``KeyIntegrityFailure`` if a role
+        key is not pinned or the member's key fails its tag: nothing is sealed then.
+        """
+        physician = self.custody.active_role_key(KeyRole.PHYSICIAN)
+        archive = self.custody.active_role_key(KeyRole.ARCHIVE)
+        member = self.custody.verified_personal_key(conversation.member_id)
+        dek = crypto.generate_key()
+        conversation.key_commitment = crypto.key_commitment(dek, conversation.id)
+        conversation.key_tag = _key_set_tag(self._integrity_key, conversation)
+        recipients = (
+            (Holder.PHYSICIAN, physician.id, physician.public_key, physician.key_id),
+            (Holder.ARCHIVE, archive.id, archive.public_key, archive.key_id),
+            (Holder.MEMBER, conversation.member_id, member.public_key, member.key_id),
+        )
+        for holder, recipient_id, public_key, key_id in recipients:
+            self.add_wrap(conversation, dek, holder, recipient_id, public_key, key_id, now)
+        return dek
+
+    def add_wrap(
+        self,
+        conversation: Conversation,
+        dek: bytes,
+        holder: str,
+        recipient_id: uuid.UUID,
+        public_key: bytes,
+        key_id: bytes,
+        now: datetime,
+    ) -> None:
+        """Seal ``dek`` to one more recipient (new conversation, rotation, re-wrap)."""
+        self.session.add(
+            ConversationKeyWrap(
+                conversation_id=conversation.id,
+                holder=holder,
+                recipient_key_id=key_id,
+                wrap=hybrid_kem.wrap_key(
+                    public_key,
+                    dek,
+                    recipient_id=recipient_id,
+                    context_id=conversation.id,
+                    purpose=wrap_purpose(holder),
+                ),
+                created_at=now,
+            )
+        )
+
+    def open_key(self, conversation: Conversation, keyring: Keyring, holder: str) -> bytes:
+        """The conversation's DEK, opened with a key the caller's session holds.
+
+        Raises ``NotFound`` when the caller holds no key with a wrap here (for a member, a
+        history that is not re-sealed yet) and ``KeyIntegrityFailure`` when the key set was
+        tampered with.
+        """
+        try:
+            crypto.verify_key_integrity(
+                self._integrity_key,
+                conversation.key_tag,
+                owner_id=conversation.id,
+                key_id=conversation.member_id.bytes,
+                key_bytes=conversation.key_commitment,
+                purpose=_KEY_SET_PURPOSE,
+                version=_KEY_SET_VERSION,
+            )
+        except crypto.IntegrityCheckFailed as exc:
+            raise KeyIntegrityFailure("This conversation's key set was altered.") from exc
+        candidates = self._candidates(keyring, holder, conversation)
+        if not candidates:
+            raise NotFound("No key this session holds opens this conversation.")
+        wraps = {
+            row.recipient_key_id: row
+            for row in self.session.scalars(
+                select(ConversationKeyWrap).where(
+                    ConversationKeyWrap.conversation_id == conversation.id,
+                    ConversationKeyWrap.holder == holder,
+                    ConversationKeyWrap.recipient_key_id.in_(list(candidates)),
+                )
+            )
+        }
+        for key_id, (recipient_id, private_key) in candidates.items():
+            row = wraps.get(key_id)
+            if row is None:
+                continue
+            try:
+                dek = hybrid_kem.unwrap_key(
+                    private_key,
+                    row.wrap,
+                    recipient_id=recipient_id,
+                    context_id=conversation.id,
+                    purpose=wrap_purpose(holder),
+                )
+                crypto.verify_key_commitment(dek, conversation.key_commitment, conversation.id)
+            except (crypto.DecryptionFailed, crypto.IntegrityCheckFailed) as exc:
+                raise KeyIntegrityFailure(
+                    "This conversation's key does not match its commitment."
+                ) from exc
+            return dek
+        raise NotFound("No key this session holds opens this conversation.")
+
+    @staticmethod
+    def _candidates(
+        keyring: Keyring, holder: str, conversation: Conversation
+    ) -> dict[bytes, tuple[uuid.UUID, hybrid_kem.PrivateKeyHandle]]:
+        if holder == Holder.MEMBER:
+            if keyring.personal is None or keyring.account_id != conversation.member_id:
+                return {}
+            return {keyring.personal.key_id: (keyring.account_id, keyring.personal)}
+        role = KeyRole.PHYSICIAN if holder == Holder.PHYSICIAN else KeyRole.ARCHIVE
+        return {held.key.key_id: (held.role_key_id, held.key) for held in keyring.role_keys(role)}

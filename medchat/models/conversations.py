@@ -1,0 +1,132 @@
+"""Conversations, their key wraps, messages, attachments, consents and idempotency records.
+
+Everything that counts as content (subject, bodies, attachment bytes, file names and types)
+is stored only as ``*_ciphertext`` under the conversation's DEK, with associated data naming
+the conversation, the row and the field. The DEK itself exists only wrapped, once per holder
+(physician role, member, compliance archive); ``key_commitment`` and ``key_tag`` let the
+service detect a wrap or DEK swapped in by someone who can write the database.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from medchat.db import Base, new_id
+
+
+class ConversationStatus(enum.StrEnum):
+    OPEN = "open"  # waiting for a doctor
+    ANSWERED = "answered"  # a doctor wrote last
+    CLOSED = "closed"
+
+
+class Holder(enum.StrEnum):
+    PHYSICIAN = "physician"
+    MEMBER = "member"
+    ARCHIVE = "archive"
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+    __table_args__ = (Index("ix_conversations_status_last", "status", "last_message_at", "id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    member_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(16))
+    subject_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    message_count: Mapped[int] = mapped_column(default=0)
+    key_commitment: Mapped[bytes] = mapped_column(LargeBinary(32))
+    key_tag: Mapped[bytes] = mapped_column(LargeBinary(32))
+    created_at: Mapped[datetime]
+    last_message_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+
+
+class ConversationKeyWrap(Base):
+    __tablename__ = "conversation_key_wraps"
+    __table_args__ = (UniqueConstraint("conversation_id", "holder", "recipient_key_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    conversation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    holder: Mapped[str] = mapped_column(String(16))
+    # The role key (physician, archive) or the member's personal key the wrap is sealed to.
+    recipient_key_id: Mapped[bytes] = mapped_column(LargeBinary(8), index=True)
+    wrap: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("conversation_id", "seq"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    conversation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    # Position in the conversation: keyset pagination whose cost ignores history length.
+    seq: Mapped[int]
+    author_role: Mapped[str] = mapped_column(String(16))
+    author_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    body_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+
+
+class Attachment(Base):
+    __tablename__ = "attachments"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    conversation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), index=True
+    )
+    size: Mapped[int]
+    filename_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    content_type_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    data_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+
+
+class Consent(Base):
+    """A versioned consent decision; withdrawal keeps the row (the history is the record)."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    purpose: Mapped[str] = mapped_column(String(32))
+    version: Mapped[str] = mapped_column(String(32))
+    granted_at: Mapped[datetime]
+    withdrawn_at: Mapped[datetime | None]
+
+
+class IdempotencyRecord(Base):
+    """The first result of a create, found again by (account, ``Idempotency-Key``).
+
+    ``request_hash`` is a keyed MAC of the request body (a plain hash would let a dump test
+    guesses of a message); the response is rebuilt from the stored resource, so no content
+    is kept here.
+    """
+
+    __tablename__ = "idempotency_records"
+    __table_args__ = (UniqueConstraint("account_id", "key"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(200))
+    scope: Mapped[str] = mapped_column(String(64))
+    request_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    resource_id: Mapped[uuid.UUID]
+    created_at: Mapped[datetime]

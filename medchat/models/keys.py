@@ -1,0 +1,83 @@
+"""Key custody tables: personal keypairs, role keypairs and the grants that hand them out.
+
+Private keys are stored only sealed: a personal private key under a key derived from its
+owner's password (scrypt), a role private key once per holder, wrapped (HPKE) to that holder's
+personal public key. Personal public keys carry an integrity tag made with a key outside the
+database; role public keys are pinned by fingerprint in the deployment's configuration.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from medchat.db import Base, new_id
+
+
+class KeyRole(enum.StrEnum):
+    """The two role keys: doctors open live conversations, compliance opens the archive."""
+
+    PHYSICIAN = "physician"
+    ARCHIVE = "archive"
+
+
+class RoleKeyStatus(enum.StrEnum):
+    """``pending`` keys are pinned but not sealed to yet; ``active`` is sealed to."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    RETIRED = "retired"
+
+
+class PersonalKey(Base):
+    __tablename__ = "personal_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    key_id: Mapped[bytes] = mapped_column(LargeBinary(8))
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    private_key_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    integrity_tag: Mapped[bytes] = mapped_column(LargeBinary(32))
+    version: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime]
+    retired_at: Mapped[datetime | None]
+
+
+class RoleKey(Base):
+    __tablename__ = "role_keys"
+    __table_args__ = (UniqueConstraint("role", "version"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    role: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int]
+    key_id: Mapped[bytes] = mapped_column(LargeBinary(8))
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    activated_at: Mapped[datetime | None]
+    retired_at: Mapped[datetime | None]
+
+
+class RoleKeyGrant(Base):
+    """One holder's copy of a role private key, wrapped to their personal public key."""
+
+    __tablename__ = "role_key_grants"
+    __table_args__ = (UniqueConstraint("role_key_id", "account_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    role_key_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("role_keys.id", ondelete="CASCADE"), index=True
+    )
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    wrap: Mapped[bytes] = mapped_column(LargeBinary)
+    granted_by: Mapped[uuid.UUID | None]
+    created_at: Mapped[datetime]

@@ -1,0 +1,141 @@
+"""Role keys: bootstrap, grants between colleagues, revocation (SECURITY-MODEL 4, 6, 9, 11).
+
+``initialise`` creates the physician and compliance-archive keypairs and seals each to its
+first holder; after that only a holder can hand a role key on (``grant``), from a session that
+holds it. An admin can create a clinician but never give it access to content. Revoking a
+grant, like disabling an account, deletes the holder's sessions at once, because they carry
+opened keys.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from access_control.hybrid_kem import format_fingerprint
+from access_control.principal import Principal
+from access_control.roles import Role
+from access_control.tokens import TokenStore
+from medchat import audit
+from medchat.errors import Conflict, NotFound, RoleKeyRequired
+from medchat.models import Account, AccountStatus, KeyRole, RoleKeyStatus
+from medchat.runtime import Runtime
+from medchat.services.accounts import AccountService
+
+#: Which account role may hold which role key.
+HOLDER_ROLE = {KeyRole.PHYSICIAN: Role.CLINICIAN, KeyRole.ARCHIVE: Role.COMPLIANCE}
+
+
+@dataclass(frozen=True)
+class InitialisedKeys:
+    physician_key_id: uuid.UUID
+    archive_key_id: uuid.UUID
+    physician_fingerprint: str
+    archive_fingerprint: str
+
+
+class RoleKeyService:
+    def __init__(self, session: Session, runtime: Runtime) -> None:
+        self.session = session
+        self.runtime = runtime
+        self.custody = runtime.custody(session)
+
+    def _holder(self, email_or_id: str | uuid.UUID, key_role: KeyRole) -> Account:
+        accounts = AccountService(self.session, self.runtime)
+        if isinstance(email_or_id, uuid.UUID):
+            account = self.session.get(Account, email_or_id)
+        else:
+            account = accounts.find_by_email(email_or_id)
+        if account is None or account.role != HOLDER_ROLE[key_role]:
+            raise NotFound(f"No {HOLDER_ROLE[key_role]} account with that identity.")
+        if account.status != AccountStatus.ACTIVE:
+            raise Conflict("The account has not finished enrollment (or is disabled).")
+        return account
+
+    def initialise(self, clinician: str, compliance: str) -> InitialisedKeys:
+        """Create both role keypairs, seal them to their first holders, pin them.
+
+        Refuses when role keys exist: a second bootstrap would split the deployment in two.
+        """
+        if self.custody.role_keys(KeyRole.PHYSICIAN) or self.custody.role_keys(KeyRole.ARCHIVE):
+            raise Conflict("Role keys exist already; use grants and 'medchat keys rotate'.")
+        holders = {
+            KeyRole.PHYSICIAN: self._holder(clinician, KeyRole.PHYSICIAN),
+            KeyRole.ARCHIVE: self._holder(compliance, KeyRole.ARCHIVE),
+        }
+        created = {}
+        for key_role, holder in holders.items():
+            row, private = self.custody.create_role_key(key_role, RoleKeyStatus.ACTIVE)
+            # Pinned before anything is sealed to it, so the grant's pin check passes.
+            self.runtime.pins.add(key_role, [row.fingerprint])
+            holder_fingerprint = self.custody.grant(row, private, holder.id, granted_by=None)
+            created[key_role] = row
+            audit.record(
+                self.session,
+                "role_key.init",
+                target_type="role_key",
+                target_id=row.id,
+                details={
+                    "role": str(key_role),
+                    "fingerprint": row.fingerprint,
+                    "holder": str(holder.id),
+                    "holder_key_fingerprint": holder_fingerprint,
+                },
+            )
+        return InitialisedKeys(
+            physician_key_id=created[KeyRole.PHYSICIAN].id,
+            archive_key_id=created[KeyRole.ARCHIVE].id,
+            physician_fingerprint=created[KeyRole.PHYSICIAN].fingerprint,
+            archive_fingerprint=created[KeyRole.ARCHIVE].fingerprint,
+        )
+
+    def grant(self, actor: Principal, key_role: KeyRole, colleague_id: uuid.UUID) -> str:
+        """Seal every version of the role key the actor holds to a colleague's key.
+
+        Returns the colleague's key fingerprint (also written to the audit entry). Raises
+        ``Forbidden`` when the actor's session holds no such key, ``NotFound`` for anyone but
+        an active colleague of the right role, ``KeyIntegrityFailure`` when the colleague's
+        public key fails its tag (nothing is sealed then).
+        """
+        held = actor.keyring.role_keys(key_role)
+        if not held:
+            raise RoleKeyRequired
+        colleague = self._holder(colleague_id, key_role)
+        rows = {row.id: row for row in self.custody.role_keys(key_role)}
+        fingerprint = ""
+        for item in held:
+            row = rows.get(item.role_key_id)
+            if row is None or row.status == RoleKeyStatus.RETIRED:
+                continue
+            fingerprint = self.custody.grant(row, item.key, colleague.id, granted_by=actor.id)
+        audit.record(
+            self.session,
+            "role_key.grant",
+            target_type="account",
+            target_id=colleague.id,
+            details={
+                "role": str(key_role),
+                "holder_key_fingerprint": fingerprint,
+                "role_key_versions": sorted(rows[i.role_key_id].version for i in held),
+            },
+        )
+        return format_fingerprint(fingerprint)
+
+    def revoke(self, actor: Principal, key_role: KeyRole, colleague_id: uuid.UUID) -> None:
+        """Delete a colleague's copies of the role key and end their sessions at once."""
+        if not actor.keyring.role_keys(key_role):
+            raise RoleKeyRequired
+        account = self.session.get(Account, colleague_id)
+        if account is None or account.role != HOLDER_ROLE[key_role]:
+            raise NotFound
+        removed = self.custody.revoke_grants(colleague_id, key_role)
+        TokenStore(self.session, self.runtime.clock.now()).revoke_account(colleague_id)
+        audit.record(
+            self.session,
+            "role_key.revoke",
+            target_type="account",
+            target_id=colleague_id,
+            details={"role": str(key_role), "grants_removed": removed},
+        )
