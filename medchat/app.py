@@ -17,7 +17,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from access_control import bearer, throttling
 from access_control.guard import check_routes_declare_permissions
-from medchat import http_security, http_transaction
+from medchat import console, http_security, http_transaction
+from medchat.console import cookie as console_cookie
+from medchat.console import security as console_security
 from medchat.api import admin, auth, colleagues, health, member
 from medchat.api.errors import register_error_handlers
 from medchat.clock import Clock
@@ -47,9 +49,17 @@ def create_app(config: Mapping[str, Any] | None = None, *, clock: Clock | None =
         OPENAPI_VERSION="3.1.0",
         OPENAPI_URL_PREFIX="/api/v1",
         OPENAPI_JSON_PATH="openapi.json",
+        # The console's cookie: its own name, __Host- bound to this origin outside development.
+        SESSION_COOKIE_NAME=("__Host-" if settings.cookie_secure else "") + "medchat-console",
+        SESSION_COOKIE_PATH="/",
         SESSION_COOKIE_SECURE=settings.cookie_secure,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",
+        # CSRF is checked by the console blueprint only (the API uses bearer tokens). The
+        # Referer check is off: pages send no Referer (Referrer-Policy: no-referrer); the
+        # console checks Origin and Sec-Fetch-Site instead.
+        WTF_CSRF_CHECK_DEFAULT=False,
+        WTF_CSRF_SSL_STRICT=False,
     )
     app.extensions["medchat"] = runtime
     if settings.trusted_proxies:
@@ -64,6 +74,8 @@ def create_app(config: Mapping[str, Any] | None = None, *, clock: Clock | None =
     _init_login(app)
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(console.bp)
+    console_security.init_app(app)
     api = MedchatApi(app)
     for blueprint in (auth.bp, member.bp, colleagues.bp, admin.bp):
         api.register_blueprint(blueprint)
@@ -83,6 +95,8 @@ def _init_login(app: Flask) -> None:
 
     @login.request_loader
     def _load(req: Any) -> Any:
+        if "Authorization" not in req.headers and req.path.startswith("/console"):
+            return console_cookie.load_principal()
         return bearer.load_principal(req, g.db, app.extensions["medchat"].clock)
 
     @login.unauthorized_handler

@@ -101,6 +101,14 @@ class Settings:
     def enrollment_token_ttl(self) -> timedelta:
         return timedelta(hours=self.enrollment_token_hours)
 
+    @property
+    def console_idle(self) -> timedelta:
+        return timedelta(minutes=self.console_idle_minutes)
+
+    @property
+    def console_absolute(self) -> timedelta:
+        return timedelta(hours=self.console_absolute_hours)
+
     def refresh_token_ttl(self, staff: bool) -> timedelta:
         """Members stay signed in on their phone for weeks; staff for one working day."""
         if staff:

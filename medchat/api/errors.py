@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from medchat import audit
@@ -43,6 +44,14 @@ def error_response(
     details: Any = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
+    """The error contract under ``/api``; the console renders the same failure as a page."""
+    if request.path.startswith("/console"):
+        from medchat.console.errors import render_console_error
+
+        response = render_console_error(status, code, message)
+        for name, value in (headers or {}).items():
+            response.headers[name] = value
+        return response
     body: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
         body["details"] = details
@@ -86,6 +95,9 @@ def _webargs_details(error: HTTPException) -> Any:
 
 
 def render_http_exception(error: HTTPException) -> Response:
+    if isinstance(error, CSRFError):
+        _audit_refusal(403, "csrf_failed")
+        return error_response(403, "csrf_failed", "The form expired or did not come from here.")
     status = error.code or 500
     code = _HTTP_CODES.get(status, "error")
     details = None

@@ -26,6 +26,8 @@ class TokenKind(enum.StrEnum):
     ACCESS = "access"
     REFRESH = "refresh"
     CONSOLE = "console"
+    # Password accepted, second factor not yet: opens nothing but the TOTP step.
+    CONSOLE_PENDING = "console_pending"
 
 
 class AuthToken(Base):

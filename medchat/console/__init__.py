@@ -1,0 +1,22 @@
+"""The clinician console: server-rendered pages under ``/console``, no JavaScript needed.
+
+It calls the same services as the clinician API, shows the same minimal patient view and
+audits the same reads. Sessions live in a cookie of their own (``console_session``), every
+form carries a CSRF token, cross-site posts are refused, and pages load nothing from another
+origin (the CSP forbids it).
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+bp = Blueprint(
+    "console",
+    __name__,
+    url_prefix="/console",
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
+
+from medchat.console import auth_views, conversation_views  # noqa: E402, F401

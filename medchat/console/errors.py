@@ -1,0 +1,28 @@
+"""Console answers to failures: HTML pages, and the login page when not signed in."""
+
+from __future__ import annotations
+
+from flask import g, make_response, redirect, render_template, url_for
+from werkzeug.wrappers import Response
+
+TITLES = {
+    400: "The request could not be understood",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Not allowed",
+    409: "Not possible now",
+    413: "The file is too large",
+    415: "This type of file is not accepted",
+    429: "Too many attempts",
+}
+
+
+def render_console_error(status: int, code: str, message: str) -> Response:
+    if status == 401:
+        ended = 1 if g.get("console_session_ended") else None
+        return redirect(url_for("console.login", ended=ended))
+    title = TITLES.get(status, "Something went wrong")
+    response = make_response(
+        render_template("console/error.html", title=title, message=message, code=code), status
+    )
+    return response

@@ -1,0 +1,57 @@
+"""Console forms: every field labelled, every form CSRF-protected (Flask-WTF)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
+from wtforms import PasswordField, StringField, TextAreaField
+from wtforms.validators import DataRequired, EqualTo, Length
+
+
+class LoginForm(FlaskForm):
+    email = StringField("E-mail", validators=[DataRequired(), Length(max=254)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+
+
+class TotpForm(FlaskForm):
+    code = StringField(
+        "Code from your authenticator app (or a recovery code)",
+        validators=[DataRequired(), Length(min=6, max=32)],
+    )
+
+
+class EnrollForm(FlaskForm):
+    enrollment_token = StringField("Enrollment token", validators=[DataRequired(), Length(max=200)])
+    password = PasswordField("New password", validators=[DataRequired(), Length(max=1024)])
+    confirm = PasswordField(
+        "Repeat the password",
+        validators=[DataRequired(), EqualTo("password", message="The passwords differ.")],
+    )
+
+
+class EnrollConfirmForm(FlaskForm):
+    enrollment_token = StringField("Enrollment token", validators=[DataRequired(), Length(max=200)])
+    code = StringField(
+        "Code from your authenticator app", validators=[DataRequired(), Length(min=6, max=32)]
+    )
+
+
+class PasswordChangeForm(FlaskForm):
+    current_password = PasswordField("Current password", validators=[DataRequired()])
+    new_password = PasswordField("New password", validators=[DataRequired(), Length(max=1024)])
+    confirm = PasswordField(
+        "Repeat the new password",
+        validators=[DataRequired(), EqualTo("new_password", message="The passwords differ.")],
+    )
+
+
+class ReplyForm(FlaskForm):
+    body = TextAreaField("Your answer", validators=[DataRequired(), Length(max=10000)])
+
+
+class AttachForm(FlaskForm):
+    file = FileField("Attach a file (PDF, PNG, JPEG, HEIC)", validators=[FileRequired()])
+
+
+class ActionForm(FlaskForm):
+    """A button-only form (close, logout): just the CSRF token."""
