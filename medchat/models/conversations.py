@@ -130,3 +130,18 @@ class IdempotencyRecord(Base):
     request_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     resource_id: Mapped[uuid.UUID]
     created_at: Mapped[datetime]
+
+
+class ConversationRead(Base):
+    """How far one clinician has read a conversation (the console's unread markers)."""
+
+    __tablename__ = "conversation_reads"
+
+    conversation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
+    )
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    last_read_seq: Mapped[int]
+    read_at: Mapped[datetime]
