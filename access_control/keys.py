@@ -154,14 +154,19 @@ class KeyCustody:
         return list(self.session.scalars(statement))
 
     def active_role_key(self, role: str) -> RoleKey:
-        """The role key new wraps are sealed to, checked against the deployment's pins."""
-        row = self.session.scalar(
-            select(RoleKey).where(RoleKey.role == role, RoleKey.status == RoleKeyStatus.ACTIVE)
-        )
-        if row is None:
+        """The role key new wraps are sealed to, checked against the deployment's pins.
+
+        One key per role is active (a new one is pending until it is made active). Several
+        active rows were written around the service, and which one a query returns first is
+        the database's choice, so that is refused rather than resolved.
+        """
+        rows = self.role_keys(role, RoleKeyStatus.ACTIVE)
+        if not rows:
             raise KeysNotInitialized
-        self.require_pinned(row)
-        return row
+        if len(rows) > 1:
+            raise KeyIntegrityFailure(f"More than one {role} role key is active.")
+        self.require_pinned(rows[0])
+        return rows[0]
 
     def require_pinned(self, row: RoleKey) -> None:
         fingerprint = hybrid_kem.public_key_fingerprint(row.public_key)

@@ -18,12 +18,22 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from access_control import bearer, throttling
 from access_control.guard import check_routes_declare_permissions
 from medchat import console, http_security, http_transaction
-from medchat.console import cookie as console_cookie
-from medchat.console import security as console_security
-from medchat.api import admin, auth, colleagues, health, member
+from medchat.api import (
+    admin,
+    attachments,
+    auth,
+    clinician,
+    colleagues,
+    conversations,
+    health,
+    member,
+)
 from medchat.api.errors import register_error_handlers
 from medchat.clock import Clock
 from medchat.config import Settings
+from medchat.console import cookie as console_cookie
+from medchat.console import security as console_security
+from medchat.http_uploads import InMemoryUploadRequest
 from medchat.runtime import build_runtime
 
 
@@ -40,6 +50,9 @@ def create_app(config: Mapping[str, Any] | None = None, *, clock: Clock | None =
     runtime = build_runtime(settings, clock)
 
     app = Flask(__name__)
+    # Multipart files stay in bounded memory: werkzeug would spool uploads over 500 KB to
+    # temporary files, and attachment plaintext must never touch a disk (http_uploads).
+    app.request_class = InMemoryUploadRequest
     app.config.update(
         SECRET_KEY=runtime.keys.session_signing,
         MAX_CONTENT_LENGTH=settings.max_attachment_bytes + 64 * 1024,
@@ -77,7 +90,15 @@ def create_app(config: Mapping[str, Any] | None = None, *, clock: Clock | None =
     app.register_blueprint(console.bp)
     console_security.init_app(app)
     api = MedchatApi(app)
-    for blueprint in (auth.bp, member.bp, colleagues.bp, admin.bp):
+    for blueprint in (
+        auth.bp,
+        member.bp,
+        colleagues.bp,
+        admin.bp,
+        attachments.bp,
+        conversations.bp,
+        clinician.bp,
+    ):
         api.register_blueprint(blueprint)
     check_routes_declare_permissions(app)
     throttling.init_app(app, settings.ratelimit_storage_uri, settings.ratelimit_key_prefix)

@@ -1,4 +1,4 @@
-"""``/api/v1/me``: the member's own profile (full data: it is theirs)."""
+"""``/api/v1/me``: the member's own profile (full data: it is theirs) and consent."""
 
 from __future__ import annotations
 
@@ -8,11 +8,16 @@ from flask_smorest import Blueprint
 
 from access_control.guard import requires, signed_in
 from access_control.permissions import Permission
-from medchat.schemas.member import ProfileSchema
+from medchat.schemas.member import ConsentGrantSchema, ConsentSchema, ProfileSchema
+from medchat.services.consent import ConsentService
 from medchat.services.profiles import ProfileService
 from medchat.web import db_session, runtime
 
 bp = Blueprint("member", __name__, url_prefix="/api/v1", description="Members")
+
+
+def _consent() -> ConsentService:
+    return ConsentService(db_session(), runtime())
 
 
 @bp.route("/me", methods=["GET"])
@@ -21,3 +26,28 @@ bp = Blueprint("member", __name__, url_prefix="/api/v1", description="Members")
 def me() -> dict[str, Any]:
     """The signed-in member's own profile."""
     return ProfileService(db_session(), runtime()).own_profile(signed_in().account)
+
+
+@bp.route("/me/consent", methods=["GET"])
+@requires(Permission.MEMBER_PROFILE)
+@bp.response(200, ConsentSchema)
+def consent() -> dict[str, Any]:
+    """Whether the member consents to health messaging now, to which text version, since when."""
+    return {"health_messaging": _consent().state(signed_in().id)}
+
+
+@bp.route("/me/consent", methods=["PUT"])
+@requires(Permission.MEMBER_PROFILE)
+@bp.arguments(ConsentGrantSchema)
+@bp.response(200, ConsentSchema)
+def grant_consent(data: dict[str, Any]) -> dict[str, Any]:
+    """Consent to health messaging under a version of the text (a new, audited record)."""
+    return {"health_messaging": _consent().grant(signed_in(), data["version"])}
+
+
+@bp.route("/me/consent", methods=["DELETE"])
+@requires(Permission.MEMBER_PROFILE)
+@bp.response(204)
+def withdraw_consent() -> None:
+    """Withdraw consent: no new questions or messages; the history stays readable."""
+    _consent().withdraw(signed_in())

@@ -1,13 +1,22 @@
-"""Opaque cursors: clients pass back what they were given and never build one themselves."""
+"""Opaque cursors: clients pass back what they were given and never build one themselves.
+
+A cursor is base64url JSON of a keyset position. The typed decoders below are the one place
+that checks a position's shape, so a forged or garbled cursor is a 422, never a 500 or a
+query on a value of the wrong type.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+import uuid
+from datetime import datetime
 from typing import Any
 
 from medchat.errors import ValidationFailed
+
+_NOT_A_CURSOR = {"cursor": ["Not a valid cursor."]}
 
 
 def encode_cursor(position: Any) -> str:
@@ -23,4 +32,39 @@ def decode_cursor(cursor: str | None) -> Any:
         padded = cursor + "=" * (-len(cursor) % 4)
         return json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
-        raise ValidationFailed(details={"cursor": ["Not a valid cursor."]}) from exc
+        raise ValidationFailed(details=_NOT_A_CURSOR) from exc
+
+
+def decode_seq_cursor(cursor: str | None) -> int | None:
+    """A sequence-number position (message pages); 422 unless it is a plain integer."""
+    position = decode_cursor(cursor)
+    if position is None:
+        return None
+    # bool is an int in Python, but no sequence number.
+    if not isinstance(position, int) or isinstance(position, bool):
+        raise ValidationFailed(details=_NOT_A_CURSOR)
+    return position
+
+
+def encode_activity_cursor(position: tuple[datetime, uuid.UUID] | None) -> str | None:
+    """Encode a (last activity, id) keyset position; ``None`` stays ``None`` (last page)."""
+    if position is None:
+        return None
+    at, row_id = position
+    return encode_cursor([at.isoformat(), str(row_id)])
+
+
+def decode_activity_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    """A (last activity, id) position (conversation lists); 422 unless it has that shape."""
+    position = decode_cursor(cursor)
+    if position is None:
+        return None
+    try:
+        at_text, id_text = position
+        at = datetime.fromisoformat(at_text)
+        row_id = uuid.UUID(id_text)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ValidationFailed(details=_NOT_A_CURSOR) from exc
+    if at.tzinfo is None:
+        raise ValidationFailed(details=_NOT_A_CURSOR)
+    return at, row_id

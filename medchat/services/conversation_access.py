@@ -2,7 +2,9 @@
 
 Holding the physician role key opens every conversation, so the server still checks on each
 request that the caller may see the row; cryptography is the second wall. A member asking for
-someone else's conversation gets 404, exactly as for one that does not exist.
+someone else's conversation gets 404, exactly as for one that does not exist. A clinician whose
+session holds no physician role key (never granted, or signed in before the grant) is told so
+(403 ``role_key_required``) before any row is looked at, rather than failing on the unwrap.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from sqlalchemy.orm import Session
 from access_control.keyring import Keyring
 from access_control.principal import Principal
 from access_control.roles import Role
-from medchat.errors import Forbidden, NotFound
-from medchat.models import Conversation, Holder
+from medchat.errors import Forbidden, NotFound, RoleKeyRequired
+from medchat.models import Conversation, Holder, KeyRole
 from medchat.runtime import Runtime
 
 
@@ -25,7 +27,12 @@ class ConversationAccess:
         self.runtime = runtime
 
     def load(self, actor: Principal, conversation_id: uuid.UUID) -> Conversation:
-        """The conversation if ``actor`` may see it; ``NotFound`` otherwise (never 403)."""
+        """The conversation if ``actor`` may see it; ``NotFound`` otherwise (never 403).
+
+        A clinician without the physician role key in their session gets ``RoleKeyRequired``.
+        """
+        if actor.role == Role.CLINICIAN:
+            self.require_role_key(actor)
         conversation = self.session.get(Conversation, conversation_id)
         if conversation is None:
             raise NotFound
@@ -35,6 +42,12 @@ class ConversationAccess:
         elif actor.role != Role.CLINICIAN:
             raise Forbidden
         return conversation
+
+    @staticmethod
+    def require_role_key(actor: Principal) -> None:
+        """Raise ``RoleKeyRequired`` unless a clinician's session holds the physician key."""
+        if not actor.keyring.holds_role(KeyRole.PHYSICIAN):
+            raise RoleKeyRequired
 
     def holder_for(self, actor: Principal) -> Holder:
         if actor.role == Role.MEMBER:

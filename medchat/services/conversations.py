@@ -5,6 +5,14 @@ check of ``ConversationAccess``) and every write seals under it; no content is e
 logged in clear. Message pages are keyset-paginated on the per-conversation sequence number,
 so page 1 costs the same for 10 messages as for 100,000. Reads of content by a clinician are
 audited, naming the member as the subject (their access log reads it).
+
+The flows below the building blocks serve members and clinicians alike (the row check of
+``ConversationAccess`` decides what each may open): read one conversation, page its
+messages, send. No new message enters a conversation whose member has no current consent
+(``ConsentService``), or that is closed. Sends honour ``Idempotency-Key``
+(``IdempotencyService``): a retry replays the first result, rebuilt from the stored row.
+Each audience has its own front: ``member_conversations`` (ask, list own) and
+``clinician_conversations`` (queue, close, the patient view).
 """
 
 from __future__ import annotations
@@ -20,10 +28,13 @@ from access_control.principal import Principal
 from access_control.roles import Role
 from medchat import audit
 from medchat.content import open_text, seal_text
-from medchat.errors import Conflict
+from medchat.errors import Conflict, ConsentRequired, NotFound
 from medchat.models import Account, Attachment, Conversation, ConversationStatus, Message
 from medchat.runtime import Runtime
+from medchat.services.consent import ConsentService
 from medchat.services.conversation_access import ConversationAccess
+from medchat.services.conversation_pages import Page
+from medchat.services.idempotency import Created, IdempotencyService
 
 
 @dataclass
@@ -56,10 +67,9 @@ class ConversationView:
     messages: list[MessageView] = field(default_factory=list)
 
 
-@dataclass
-class Page:
-    items: list  # type: ignore[type-arg]
-    next_cursor: object | None
+def message_scope(conversation_id: uuid.UUID) -> str:
+    """Idempotency scope of a send: a key used in one conversation cannot replay in another."""
+    return f"message.send:{conversation_id}"
 
 
 class ConversationService:
@@ -67,6 +77,8 @@ class ConversationService:
         self.session = session
         self.runtime = runtime
         self.access = ConversationAccess(session, runtime)
+        self.consent = ConsentService(session, runtime)
+        self.idempotency = IdempotencyService(session, runtime)
 
     # -- building blocks ---------------------------------------------------------------------
 
@@ -74,12 +86,19 @@ class ConversationService:
         return self.runtime.clock.now()
 
     def append_message(
-        self, conversation: Conversation, dek: bytes, actor: Principal, body: str
+        self,
+        conversation: Conversation,
+        dek: bytes,
+        actor: Principal,
+        body: str,
+        *,
+        message_id: uuid.UUID | None = None,
     ) -> Message:
         """Add a message at the next sequence number and move the conversation's status.
 
         The conversation row is updated with a single ``UPDATE ... RETURNING``, which also
         serialises concurrent sends to one conversation (no two messages share a number).
+        ``message_id`` is given when the id was reserved beforehand (``Idempotency-Key``).
         """
         now = self.now()
         author = "clinician" if actor.role == Role.CLINICIAN else "member"
@@ -98,7 +117,7 @@ class ConversationService:
         conversation.message_count, conversation.last_message_at = seq, now
         conversation.status = status
         message = Message(
-            id=uuid.uuid4(),
+            id=message_id or uuid.uuid4(),
             conversation_id=conversation.id,
             seq=seq,
             author_role=author,
@@ -222,3 +241,106 @@ class ConversationService:
     def require_open(self, conversation: Conversation) -> None:
         if conversation.status == ConversationStatus.CLOSED:
             raise Conflict("This conversation is closed.")
+
+    # -- flows ------------------------------------------------------------------------------
+
+    def open(self, actor: Principal, conversation_id: uuid.UUID) -> tuple[Conversation, bytes]:
+        """Row check, then the DEK from the actor's session (``NotFound`` if not theirs)."""
+        conversation = self.access.load(actor, conversation_id)
+        return conversation, self.access.open_key(actor, conversation)
+
+    def conversation(self, actor: Principal, conversation_id: uuid.UUID) -> ConversationView:
+        """One conversation (subject decrypted); a clinician's read is audited."""
+        conversation, dek = self.open(actor, conversation_id)
+        self.audit_content_read(actor, conversation, "read.conversation")
+        return self.conversation_view(conversation, dek)
+
+    def messages(
+        self,
+        actor: Principal,
+        conversation_id: uuid.UUID,
+        *,
+        limit: int,
+        cursor: int | None = None,
+        ascending: bool = False,
+    ) -> Page:
+        """A page of messages, newest first unless ``ascending``; a clinician's read is audited.
+
+        ``cursor`` is the sequence number the previous page ended on.
+        """
+        conversation, dek = self.open(actor, conversation_id)
+        self.audit_content_read(actor, conversation, "read.messages")
+        if ascending:
+            return self.message_page(
+                conversation, dek, limit=limit, after_seq=cursor, ascending=True
+            )
+        return self.message_page(conversation, dek, limit=limit, before_seq=cursor)
+
+    def send(
+        self,
+        actor: Principal,
+        conversation_id: uuid.UUID,
+        body: str,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Created[MessageView]:
+        """Add a message from the member or a clinician.
+
+        The row check comes first (someone else's conversation is a 404 whatever the key);
+        then a retry is replayed; then ``Conflict`` if the conversation is closed and
+        ``ConsentRequired`` if its member has no current consent.
+        """
+        conversation, dek = self.open(actor, conversation_id)
+        message_id = uuid.uuid4()
+        if idempotency_key is not None:
+            first = self.idempotency.claim(
+                actor.id,
+                idempotency_key,
+                message_scope(conversation.id),
+                {"body": body},
+                message_id,
+            )
+            if first is not None:
+                return Created(self._sent_view(conversation, dek, first), replayed=True)
+        self.lock_for_write(conversation)
+        self.require_open(conversation)
+        self.require_consent(actor, conversation)
+        message = self.append_message(conversation, dek, actor, body, message_id=message_id)
+        audit.record(
+            self.session,
+            "message.send",
+            target_type="message",
+            target_id=message.id,
+            subject_id=conversation.member_id,
+            details={"conversation_id": str(conversation.id), "author": message.author_role},
+        )
+        return Created(self.message_views(conversation, dek, [message])[0])
+
+    def _sent_view(
+        self, conversation: Conversation, dek: bytes, message_id: uuid.UUID
+    ) -> MessageView:
+        message = self.session.scalar(
+            select(Message).where(
+                Message.id == message_id, Message.conversation_id == conversation.id
+            )
+        )
+        if message is None:
+            raise NotFound
+        return self.message_views(conversation, dek, [message])[0]
+
+    def lock_for_write(self, conversation: Conversation) -> None:
+        """Lock the row and re-read its status, so a send never lands after a racing close.
+
+        PostgreSQL: ``SELECT ... FOR UPDATE`` waits for a concurrent close or send to commit.
+        SQLite: every unit of work holds the write lock already (``BEGIN IMMEDIATE``).
+        """
+        self.session.refresh(conversation, ["status"], with_for_update=True)
+
+    def require_consent(self, actor: Principal, conversation: Conversation) -> None:
+        """No new message, from either side, once the member has withdrawn consent."""
+        try:
+            self.consent.require_current(conversation.member_id)
+        except ConsentRequired:
+            if actor.role == Role.MEMBER:
+                raise
+            raise ConsentRequired("The member has withdrawn consent to health messaging.") from None

@@ -95,9 +95,10 @@ class RoleKeyService:
         """Seal every version of the role key the actor holds to a colleague's key.
 
         Returns the colleague's key fingerprint (also written to the audit entry). Raises
-        ``Forbidden`` when the actor's session holds no such key, ``NotFound`` for anyone but
-        an active colleague of the right role, ``KeyIntegrityFailure`` when the colleague's
-        public key fails its tag (nothing is sealed then).
+        ``RoleKeyRequired`` (a ``Forbidden``) when the actor's session holds no current
+        version of the key, ``NotFound`` for anyone but an active colleague of the right role,
+        ``KeyIntegrityFailure`` when the colleague's public key fails its tag (nothing is
+        sealed then).
         """
         held = actor.keyring.role_keys(key_role)
         if not held:
@@ -105,11 +106,16 @@ class RoleKeyService:
         colleague = self._holder(colleague_id, key_role)
         rows = {row.id: row for row in self.custody.role_keys(key_role)}
         fingerprint = ""
+        versions = []
         for item in held:
             row = rows.get(item.role_key_id)
             if row is None or row.status == RoleKeyStatus.RETIRED:
                 continue
             fingerprint = self.custody.grant(row, item.key, colleague.id, granted_by=actor.id)
+            versions.append(row.version)
+        if not versions:
+            # Only retired or vanished versions in this session: a success would seal nothing.
+            raise RoleKeyRequired
         audit.record(
             self.session,
             "role_key.grant",
@@ -118,7 +124,7 @@ class RoleKeyService:
             details={
                 "role": str(key_role),
                 "holder_key_fingerprint": fingerprint,
-                "role_key_versions": sorted(rows[i.role_key_id].version for i in held),
+                "role_key_versions": sorted(versions),
             },
         )
         return format_fingerprint(fingerprint)

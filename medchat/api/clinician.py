@@ -1,0 +1,101 @@
+"""``/api/v1/clinician``: the queue and the conversations, as a doctor sees them.
+
+Thin over ``ClinicianConversationService``: the patient appears only as the four-field
+object of ``medchat.patient_view``, every read of content is audited there, and a session
+without the physician role key gets 403 ``role_key_required``. The staff-network rule is
+applied to this prefix by the app before any view runs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask_smorest import Blueprint
+
+from access_control.guard import requires, signed_in
+from access_control.permissions import Permission
+from medchat.api.conversations import activity_page, created, message_page
+from medchat.api.pagination import decode_activity_cursor, decode_seq_cursor
+from medchat.schemas.clinician import CasePageSchema, CaseSchema, ClosedSchema, QueueArgsSchema
+from medchat.schemas.conversations import (
+    IdempotencyHeaderSchema,
+    MessageCreateSchema,
+    MessagePageArgsSchema,
+    MessagePageSchema,
+    MessageSchema,
+)
+from medchat.services.clinician_conversations import ClinicianConversationService
+from medchat.web import db_session, runtime
+
+bp = Blueprint("clinician", __name__, url_prefix="/api/v1/clinician", description="Clinicians")
+
+
+def _service() -> ClinicianConversationService:
+    return ClinicianConversationService(db_session(), runtime())
+
+
+@bp.route("/queue", methods=["GET"])
+@requires(Permission.CLINICIAN_CONVERSATIONS)
+@bp.arguments(QueueArgsSchema, location="query")
+@bp.response(200, CasePageSchema)
+def queue(args: dict[str, Any]) -> dict[str, Any]:
+    """Conversations by status: ``open`` oldest waiting first, the others newest first."""
+    return activity_page(
+        _service().queue(
+            signed_in(),
+            status=args["status"],
+            limit=args["limit"],
+            after=decode_activity_cursor(args["cursor"]),
+        )
+    )
+
+
+@bp.route("/conversations/<uuid:conversation_id>", methods=["GET"])
+@requires(Permission.CLINICIAN_CONVERSATIONS)
+@bp.response(200, CaseSchema)
+def conversation(conversation_id: uuid.UUID) -> Any:
+    """One conversation with its patient object."""
+    return _service().case(signed_in(), conversation_id)
+
+
+@bp.route("/conversations/<uuid:conversation_id>/messages", methods=["GET"])
+@requires(Permission.CLINICIAN_CONVERSATIONS)
+@bp.arguments(MessagePageArgsSchema, location="query")
+@bp.response(200, MessagePageSchema)
+def messages(args: dict[str, Any], conversation_id: uuid.UUID) -> dict[str, Any]:
+    """Messages, newest first (``?order=asc`` pages from the oldest)."""
+    return message_page(
+        _service().messages(
+            signed_in(),
+            conversation_id,
+            limit=args["limit"],
+            cursor=decode_seq_cursor(args["cursor"]),
+            ascending=args["order"] == "asc",
+        )
+    )
+
+
+@bp.route("/conversations/<uuid:conversation_id>/messages", methods=["POST"])
+@requires(Permission.CLINICIAN_CONVERSATIONS)
+@bp.arguments(MessageCreateSchema)
+@bp.arguments(IdempotencyHeaderSchema, location="headers")
+@bp.response(201, MessageSchema)
+def reply(data: dict[str, Any], headers: dict[str, Any], conversation_id: uuid.UUID) -> Any:
+    """Answer; the conversation becomes ``answered`` (409 when closed)."""
+    return created(
+        _service().reply(
+            signed_in(),
+            conversation_id,
+            data["body"],
+            idempotency_key=headers["idempotency_key"],
+        )
+    )
+
+
+@bp.route("/conversations/<uuid:conversation_id>/close", methods=["POST"])
+@requires(Permission.CLINICIAN_CONVERSATIONS)
+@bp.response(200, ClosedSchema)
+def close(conversation_id: uuid.UUID) -> dict[str, str]:
+    """Close the conversation: no more messages from either side."""
+    return {"status": _service().close(signed_in(), conversation_id)}

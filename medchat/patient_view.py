@@ -1,0 +1,94 @@
+"""The only shape of a member a clinician ever gets: first name, birth date, sex, pseudonym.
+
+SECURITY-MODEL "Who uses it": a clinician may see of the patient only the first name, the
+birth date, the sex and a per-conversation pseudonym; never the last name, e-mail, phone,
+insurance number, member id, or anything that links two conversations of one person.
+Every clinician-facing answer builds its ``patient`` object here, and the query below selects
+only those columns, so the other personal fields are not even loaded (let alone decrypted).
+
+The pseudonym is an HMAC (integrity key from ``MEDCHAT_KEY_DIR``, a fixed label) of the
+conversation id alone: stable for one conversation, unrelated across two conversations of the
+same member, and not computable by someone holding only the database.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from access_control import crypto
+from medchat.models import Account, MemberProfile
+
+_PSEUDONYM_LABEL = "medchat/patient-pseudonym/v1"
+#: 5 bytes = 40 bits = exactly 8 base32 characters: short enough to say over the phone.
+_PSEUDONYM_BYTES = 5
+
+
+class OfMember(Protocol):
+    """A conversation row or view: its id and the member it belongs to."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def member_id(self) -> uuid.UUID: ...
+
+
+@dataclass(frozen=True)
+class PatientView:
+    """Exactly what a clinician may know of the member behind one conversation."""
+
+    pseudonym: str
+    first_name: str
+    birth_date: date | None
+    sex: str | None
+
+
+def pseudonym_for(integrity_key: bytes, conversation_id: uuid.UUID) -> str:
+    """``P-`` and 8 base32 characters derived from the conversation id only (never the member).
+
+    The member id is deliberately not an input: two conversations of one person must not be
+    linkable through their pseudonyms.
+    """
+    tag = crypto.mac(integrity_key, _PSEUDONYM_LABEL, conversation_id)[:_PSEUDONYM_BYTES]
+    return "P-" + base64.b32encode(tag).decode("ascii")
+
+
+def patient_views(
+    session: Session, integrity_key: bytes, conversations: Iterable[OfMember]
+) -> dict[uuid.UUID, PatientView]:
+    """The patient object for each conversation, keyed by conversation id (one query)."""
+    conversations = list(conversations)
+    member_ids = {c.member_id for c in conversations}
+    rows = {}
+    if member_ids:
+        rows = {
+            row.id: row
+            for row in session.execute(
+                select(Account.id, Account.first_name, MemberProfile.birth_date, MemberProfile.sex)
+                .outerjoin(MemberProfile, MemberProfile.account_id == Account.id)
+                .where(Account.id.in_(member_ids))
+            )
+        }
+    views = {}
+    for conversation in conversations:
+        row = rows.get(conversation.member_id)
+        views[conversation.id] = PatientView(
+            pseudonym=pseudonym_for(integrity_key, conversation.id),
+            first_name=row.first_name if row else "",
+            birth_date=row.birth_date if row else None,
+            sex=row.sex if row else None,
+        )
+    return views
+
+
+def patient_view(session: Session, integrity_key: bytes, conversation: OfMember) -> PatientView:
+    """The patient object for one conversation."""
+    return patient_views(session, integrity_key, [conversation])[conversation.id]

@@ -1,0 +1,32 @@
+"""Bodies of the attachment endpoints (API.md "Member": attachments)."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields
+
+from medchat.schemas.common import StrictSchema
+
+
+class AttachmentUploadSchema(StrictSchema):
+    """``multipart/form-data`` with one file part named ``file``.
+
+    The part's own ``Content-Type`` and file name are claims: the type is sniffed from the
+    bytes, and a label naming another type is refused (415).
+    """
+
+    file = fields.Raw(
+        required=True,
+        metadata={
+            "type": "string",
+            "format": "binary",
+            "description": "PDF, PNG, JPEG or HEIC; at most the configured size (10 MiB).",
+        },
+    )
+
+
+class AttachmentSchema(ma.Schema):
+    id = fields.UUID(required=True)
+    filename = fields.String(required=True)
+    content_type = fields.String(required=True, metadata={"description": "sniffed, not declared"})
+    size = fields.Integer(required=True, metadata={"description": "bytes"})

@@ -1,0 +1,44 @@
+"""Bodies of ``/api/v1/clinician``: the patient object has exactly four fields.
+
+These schemas are the second wall behind ``medchat.patient_view``: they have no field for a
+last name, e-mail, phone, insurance number or member id, so none can be serialised to a
+clinician even by mistake.
+"""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from medchat.schemas.common import PageArgsSchema, UtcDateTime
+
+QUEUE_STATUSES = ("open", "answered", "closed")
+
+
+class QueueArgsSchema(PageArgsSchema):
+    status = fields.String(load_default="open", validate=validate.OneOf(QUEUE_STATUSES))
+
+
+class PatientSchema(ma.Schema):
+    pseudonym = fields.String(required=True, metadata={"description": "per conversation"})
+    first_name = fields.String(required=True)
+    birth_date = fields.Date(allow_none=True)
+    sex = fields.String(allow_none=True)
+
+
+class CaseSchema(ma.Schema):
+    id = fields.UUID(required=True)
+    subject = fields.String(allow_none=True)
+    status = fields.String(required=True, metadata={"enum": list(QUEUE_STATUSES)})
+    created_at = UtcDateTime(required=True)
+    last_message_at = UtcDateTime(required=True)
+    patient = fields.Nested(PatientSchema, required=True)
+
+
+class CasePageSchema(ma.Schema):
+    items = fields.List(fields.Nested(CaseSchema), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class ClosedSchema(ma.Schema):
+    status = fields.String(required=True)

@@ -1,0 +1,90 @@
+"""Bodies of ``/api/v1/conversations`` and the message shape both audiences share.
+
+Subject and body are content: their limits (subject up to 200 characters, body 1 to 10,000
+and not blank) are checked here, before anything is sealed or stored. ``Idempotency-Key`` is
+1 to 200 printable ASCII characters (API.md "Conventions").
+"""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from medchat.schemas.attachments import AttachmentSchema
+from medchat.schemas.common import PageArgsSchema, StrictSchema, UtcDateTime
+
+SUBJECT_MAX = 200
+BODY_MAX = 10_000
+IDEMPOTENCY_KEY_MAX = 200
+
+
+def _not_blank(value: str) -> None:
+    if not value.strip():
+        raise ma.ValidationError("Must not be blank.")
+
+
+_body = fields.String(required=True, validate=[validate.Length(min=1, max=BODY_MAX), _not_blank])
+
+
+class ConversationCreateSchema(StrictSchema):
+    subject = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=[validate.Length(min=1, max=SUBJECT_MAX), _not_blank],
+    )
+    body = _body
+
+
+class MessageCreateSchema(StrictSchema):
+    body = _body
+
+
+class IdempotencyHeaderSchema(ma.Schema):
+    """The optional ``Idempotency-Key`` header of creating POSTs."""
+
+    idempotency_key = fields.String(
+        data_key="Idempotency-Key",
+        load_default=None,
+        validate=validate.Regexp(
+            rf"^[\x20-\x7e]{{1,{IDEMPOTENCY_KEY_MAX}}}$",
+            error=f"Must be 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters.",
+        ),
+        metadata={"description": "Retries with the same key and body return the first result."},
+    )
+
+
+class MessagePageArgsSchema(PageArgsSchema):
+    order = fields.String(load_default="desc", validate=validate.OneOf(("asc", "desc")))
+
+
+class MessageSchema(ma.Schema):
+    """A message; a clinician author is named by display name only ("Dr. A."), never e-mail."""
+
+    id = fields.UUID(required=True)
+    author = fields.String(required=True, metadata={"enum": ["member", "clinician"]})
+    author_name = fields.String(allow_none=True)
+    body = fields.String(required=True)
+    created_at = UtcDateTime(required=True)
+    attachments = fields.List(fields.Nested(AttachmentSchema), required=True)
+
+
+class MessagePageSchema(ma.Schema):
+    items = fields.List(fields.Nested(MessageSchema), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class ConversationSchema(ma.Schema):
+    id = fields.UUID(required=True)
+    subject = fields.String(allow_none=True)
+    status = fields.String(required=True, metadata={"enum": ["open", "answered", "closed"]})
+    created_at = UtcDateTime(required=True)
+    last_message_at = UtcDateTime(required=True)
+
+
+class ConversationCreatedSchema(ConversationSchema):
+    messages = fields.List(fields.Nested(MessageSchema), required=True)
+
+
+class ConversationPageSchema(ma.Schema):
+    items = fields.List(fields.Nested(ConversationSchema), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)

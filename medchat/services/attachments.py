@@ -1,0 +1,209 @@
+"""Attachments: files sent in a conversation, sealed like messages, typed by their bytes.
+
+Each upload becomes its own message (empty body, written by the uploader's role) carrying one
+attachment row. The file's bytes, its name and its sniffed type are sealed under the
+conversation's DEK (``medchat.content``) with the attachment id as the row in the associated
+data, so a ciphertext copied to another attachment fails to open; only the size is stored in
+clear. Every read and write starts with ``ConversationService.open``: the row check of
+``ConversationAccess`` (404 for someone else's conversation, SECURITY-MODEL key hierarchy 12),
+then the DEK from the caller's session keys. Uploads are audited with their size only (the
+name and the type are content); a clinician's download is audited as a content read naming
+the member.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from access_control.crypto import DecryptionFailed
+from access_control.principal import Principal
+from medchat import attachment_names, attachment_types, audit
+from medchat.content import open_content, open_text, seal_content, seal_text
+from medchat.errors import KeyIntegrityFailure, NotFound, PayloadTooLarge
+from medchat.models import Attachment, Conversation
+from medchat.runtime import Runtime
+from medchat.services.conversations import AttachmentView, ConversationService
+from medchat.services.idempotency import Created, IdempotencyService
+
+log = logging.getLogger("medchat.attachments")
+
+INTEGRITY_FAILED = "An attachment failed its integrity check; it was not served."
+
+
+@dataclass(frozen=True, repr=False)
+class Upload:
+    """A file as the client sent it: every field here is a claim until checked."""
+
+    filename: str | None
+    declared_type: str | None
+    data: bytes
+
+
+@dataclass(frozen=True, repr=False)
+class AttachmentFile:
+    """An opened attachment, ready to be sent back. ``repr`` shows no content."""
+
+    id: uuid.UUID
+    filename: str
+    content_type: str
+    data: bytes
+
+
+class AttachmentService:
+    def __init__(self, session: Session, runtime: Runtime) -> None:
+        self.session = session
+        self.runtime = runtime
+        self.conversations = ConversationService(session, runtime)
+        self.idempotency = IdempotencyService(session, runtime)
+
+    def upload(
+        self,
+        actor: Principal,
+        conversation_id: uuid.UUID,
+        upload: Upload,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Created[AttachmentView]:
+        """Seal ``upload`` into a new message of the conversation; return its metadata.
+
+        Checks run as for a text message (``ConversationService.send``): ``NotFound`` (not
+        the caller's conversation, whatever the key), then a retry with the same
+        ``Idempotency-Key`` and file is replayed (``Conflict`` for another file), then
+        ``Conflict`` (closed) and ``ConsentRequired`` (the member withdrew consent), then the
+        file itself: ``PayloadTooLarge`` (over ``max_attachment_bytes``) and
+        ``UnsupportedMediaType`` (not an accepted type, or labelled as another one). Nothing
+        is stored unless all pass.
+        """
+        conversation, dek = self.conversations.open(actor, conversation_id)
+        attachment_id = uuid.uuid4()
+        if idempotency_key is not None:
+            first = self.idempotency.claim(
+                actor.id,
+                idempotency_key,
+                upload_scope(conversation.id),
+                _request_payload(upload),
+                attachment_id,
+            )
+            if first is not None:
+                return Created(self._stored_view(conversation, dek, first), replayed=True)
+        self.conversations.lock_for_write(conversation)
+        self.conversations.require_open(conversation)
+        self.conversations.require_consent(actor, conversation)
+        size = len(upload.data)
+        # The HTTP layer already stops reading past the limit; this keeps the rule true for
+        # callers that are not HTTP (console, CLI, tests).
+        if size > self.runtime.settings.max_attachment_bytes:
+            raise PayloadTooLarge
+        media_type = attachment_types.sniff(upload.data)
+        base_name = attachment_names.clean_filename(upload.filename)
+        attachment_types.check_label(media_type, upload.declared_type, base_name)
+        filename = attachment_names.with_extension(base_name, media_type)
+
+        message = self.conversations.append_message(conversation, dek, actor, "")
+        self.session.add(
+            Attachment(
+                id=attachment_id,
+                conversation_id=conversation.id,
+                message_id=message.id,
+                size=size,
+                filename_ciphertext=seal_text(
+                    dek, conversation.id, attachment_id, "filename", filename
+                ),
+                content_type_ciphertext=seal_text(
+                    dek, conversation.id, attachment_id, "content_type", media_type
+                ),
+                data_ciphertext=seal_content(
+                    dek, conversation.id, attachment_id, "data", upload.data
+                ),
+                created_at=message.created_at,
+            )
+        )
+        self.session.flush()
+        audit.record(
+            self.session,
+            "attachment.upload",
+            # The conversation is the target, as for every content action, so the member's
+            # access log can name it; the file's name and type are content and stay out.
+            target_type="conversation",
+            target_id=conversation.id,
+            subject_id=conversation.member_id,
+            details={"attachment_id": str(attachment_id), "size": size},
+        )
+        return Created(AttachmentView(attachment_id, filename, media_type, size))
+
+    def download(self, actor: Principal, attachment_id: uuid.UUID) -> AttachmentFile:
+        """The opened attachment, if ``actor`` may read its conversation.
+
+        Raises ``NotFound`` for an unknown id and for someone else's attachment alike, and
+        ``KeyIntegrityFailure`` (500 ``key_integrity_failed``) when a ciphertext does not open
+        under this row's associated data: it was moved, altered or replaced in the database.
+        That is tampering, not a client error, so it is refused, logged and audited, never
+        served and never retried with another key.
+        """
+        row = self.session.get(Attachment, attachment_id)
+        if row is None:
+            raise NotFound
+        conversation, dek = self.conversations.open(actor, row.conversation_id)
+        opened = self._open(conversation, dek, row)
+        self.conversations.audit_content_read(actor, conversation, "read.attachment")
+        return opened
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _stored_view(
+        self, conversation: Conversation, dek: bytes, attachment_id: uuid.UUID
+    ) -> AttachmentView:
+        """The metadata of an attachment made by an earlier request (idempotent replay)."""
+        row = self.session.get(Attachment, attachment_id)
+        if row is None or row.conversation_id != conversation.id:
+            raise NotFound
+        opened = self._open(conversation, dek, row, data=False)
+        return AttachmentView(row.id, opened.filename, opened.content_type, row.size)
+
+    def _open(
+        self, conversation: Conversation, dek: bytes, row: Attachment, *, data: bool = True
+    ) -> AttachmentFile:
+        """Open the row's sealed fields (the bytes only when ``data``), refusing tampering."""
+        try:
+            filename = open_text(dek, conversation.id, row.id, "filename", row.filename_ciphertext)
+            content_type = open_text(
+                dek, conversation.id, row.id, "content_type", row.content_type_ciphertext
+            )
+            content = (
+                open_content(dek, conversation.id, row.id, "data", row.data_ciphertext)
+                if data
+                else b""
+            )
+        except DecryptionFailed as exc:
+            log.error("attachment %s failed to decrypt under its own row binding", row.id)
+            audit.record_on_rollback(
+                self.session,
+                "attachment.integrity_failed",
+                outcome="failed",
+                target_type="conversation",
+                target_id=conversation.id,
+                subject_id=conversation.member_id,
+                details={"attachment_id": str(row.id)},
+            )
+            raise KeyIntegrityFailure(INTEGRITY_FAILED) from exc
+        return AttachmentFile(row.id, filename, content_type, content)
+
+
+def upload_scope(conversation_id: uuid.UUID) -> str:
+    """A key used for an upload in one conversation cannot replay elsewhere or as a message."""
+    return f"attachment.upload:{conversation_id}"
+
+
+def _request_payload(upload: Upload) -> dict[str, str]:
+    # What makes a retry "the same request". The file enters as its SHA-256, which only feeds
+    # the keyed MAC of ``IdempotencyService``: neither is stored, so a dump tests no guesses.
+    return {
+        "filename": upload.filename or "",
+        "declared_type": upload.declared_type or "",
+        "sha256": hashlib.sha256(upload.data).hexdigest(),
+    }

@@ -1,0 +1,157 @@
+"""The clinicians' side of conversations: the queue, one case, replies, closing.
+
+A clinician sees every conversation (one physician role key opens them all), so each call
+first checks that the session holds that key (403 ``role_key_required`` otherwise) and then
+audits every read of content with the member as subject: SECURITY-MODEL "Audit" and the
+member's access log. Of the member, a clinician gets only what ``medchat.patient_view``
+builds: first name, birth date, sex and a per-conversation pseudonym.
+
+Queue order: ``open`` conversations oldest-waiting first (ascending last activity: the
+member's latest message), so the queue is worked front to back and nobody starves;
+``answered`` and ``closed`` newest activity first, as a history is read. (The schema keeps no
+"waiting since" time, so a member's second message before any answer moves the conversation
+to the back of the open queue.) Both are keyset
+walks of ``ix_conversations_status_last``. The queue is audited per conversation listed (one
+``content.read.queue`` entry each, since each shows a sealed subject and has its own member).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from access_control.principal import Principal
+from access_control.roles import Role
+from medchat import audit
+from medchat.errors import Forbidden, ValidationFailed
+from medchat.models import Conversation, ConversationStatus
+from medchat.patient_view import PatientView, patient_view, patient_views
+from medchat.runtime import Runtime
+from medchat.services.conversation_pages import (
+    ActivityPosition,
+    Page,
+    activity_position,
+    order_by_activity,
+)
+from medchat.services.conversations import ConversationService, ConversationView, MessageView
+from medchat.services.idempotency import Created
+
+
+@dataclass
+class CaseView:
+    """A conversation as a clinician sees it: no member id, only the patient view."""
+
+    id: uuid.UUID
+    subject: str | None
+    status: str
+    created_at: datetime
+    last_message_at: datetime
+    patient: PatientView
+
+
+def case_view(conversation: ConversationView, patient: PatientView) -> CaseView:
+    return CaseView(
+        id=conversation.id,
+        subject=conversation.subject,
+        status=conversation.status,
+        created_at=conversation.created_at,
+        last_message_at=conversation.last_message_at,
+        patient=patient,
+    )
+
+
+class ClinicianConversationService:
+    def __init__(self, session: Session, runtime: Runtime) -> None:
+        self.session = session
+        self.runtime = runtime
+        self.conversations = ConversationService(session, runtime)
+        self.access = self.conversations.access
+
+    def _require_clinician(self, actor: Principal) -> None:
+        if actor.role != Role.CLINICIAN:
+            raise Forbidden
+        self.access.require_role_key(actor)
+
+    def queue(
+        self,
+        actor: Principal,
+        *,
+        status: str = ConversationStatus.OPEN,
+        limit: int,
+        after: ActivityPosition | None = None,
+    ) -> Page:
+        """One page of conversations in ``status`` (order: see the module docstring)."""
+        self._require_clinician(actor)
+        if status not in set(ConversationStatus):
+            raise ValidationFailed(details={"status": ["Not a conversation status."]})
+        statement = select(Conversation).where(Conversation.status == status)
+        descending = status != ConversationStatus.OPEN
+        statement = order_by_activity(statement, after, descending=descending)
+        rows = list(self.session.scalars(statement.limit(limit + 1)))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        patients = patient_views(self.session, self.runtime.keys.integrity, rows)
+        items = []
+        for conversation in rows:
+            dek = self.access.open_key(actor, conversation)
+            self.conversations.audit_content_read(actor, conversation, "read.queue")
+            view = self.conversations.conversation_view(conversation, dek)
+            items.append(case_view(view, patients[conversation.id]))
+        return Page(items, activity_position(rows[-1]) if more else None)
+
+    def case(self, actor: Principal, conversation_id: uuid.UUID) -> CaseView:
+        """One conversation with its patient view (audited as a read)."""
+        self._require_clinician(actor)
+        view = self.conversations.conversation(actor, conversation_id)
+        return case_view(view, patient_view(self.session, self.runtime.keys.integrity, view))
+
+    def messages(
+        self,
+        actor: Principal,
+        conversation_id: uuid.UUID,
+        *,
+        limit: int,
+        cursor: int | None = None,
+        ascending: bool = False,
+    ) -> Page:
+        """A page of messages (audited as a read), exactly as a member pages them."""
+        self._require_clinician(actor)
+        return self.conversations.messages(
+            actor, conversation_id, limit=limit, cursor=cursor, ascending=ascending
+        )
+
+    def reply(
+        self,
+        actor: Principal,
+        conversation_id: uuid.UUID,
+        body: str,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Created[MessageView]:
+        """Answer: the conversation becomes ``answered``. 409 when closed, 403 without consent."""
+        self._require_clinician(actor)
+        return self.conversations.send(
+            actor, conversation_id, body, idempotency_key=idempotency_key
+        )
+
+    def close(self, actor: Principal, conversation_id: uuid.UUID) -> str:
+        """Close the conversation: no more messages from either side. 409 if already closed."""
+        self._require_clinician(actor)
+        conversation = self.access.load(actor, conversation_id)
+        self.conversations.lock_for_write(conversation)
+        self.conversations.require_open(conversation)
+        conversation.status = ConversationStatus.CLOSED
+        conversation.closed_at = self.conversations.now()
+        self.session.flush()
+        audit.record(
+            self.session,
+            "conversation.close",
+            target_type="conversation",
+            target_id=conversation.id,
+            subject_id=conversation.member_id,
+        )
+        return ConversationStatus.CLOSED

@@ -1,0 +1,47 @@
+"""Keyset pages: cost independent of how much history exists (API.md "Conventions").
+
+Conversations are paged on (last_message_at, id), messages on their sequence number: each page
+is an index range scan that starts where the previous page ended, never an offset.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, tuple_
+
+from medchat.models import Conversation
+
+#: Where a page of conversations ended: the last one's activity time and id.
+ActivityPosition = tuple[datetime, uuid.UUID]
+
+
+@dataclass
+class Page:
+    """One page of items and the position to resume from (``None`` on the last page)."""
+
+    items: list  # type: ignore[type-arg]
+    next_cursor: object | None
+
+
+def order_by_activity(
+    statement: Select[tuple[Conversation]], after: ActivityPosition | None, *, descending: bool
+) -> Select[tuple[Conversation]]:
+    """Keyset order on (last_message_at, id), resuming strictly past ``after``.
+
+    The id breaks ties between conversations touched at the same instant, so a walk through
+    the pages sees every conversation exactly once. Row-value comparison lets PostgreSQL use
+    ``ix_conversations_status_last`` as a range scan.
+    """
+    key = tuple_(Conversation.last_message_at, Conversation.id)
+    if after is not None:
+        statement = statement.where(key < tuple_(*after) if descending else key > tuple_(*after))
+    if descending:
+        return statement.order_by(Conversation.last_message_at.desc(), Conversation.id.desc())
+    return statement.order_by(Conversation.last_message_at.asc(), Conversation.id.asc())
+
+
+def activity_position(conversation: Conversation) -> ActivityPosition:
+    return conversation.last_message_at, conversation.id

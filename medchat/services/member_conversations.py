@@ -1,0 +1,162 @@
+"""The member's side of conversations: ask a question, list, read and write their own.
+
+API.md "Member". A member sees only their own conversations (anyone else's is a 404, as for
+one that does not exist: ``ConversationAccess``). Asking needs current consent to health
+messaging and the role keys (``keys init``): the new conversation's DEK is sealed at once to
+the physician role, the member and the compliance archive. Subject and body are content,
+sealed under that DEK; ``Idempotency-Key`` makes a retried question return the first
+conversation instead of a second one. Members' own reads are not audited (it is their data);
+each question is.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from access_control.principal import Principal
+from access_control.roles import Role
+from medchat import audit
+from medchat.content import seal_text
+from medchat.errors import Forbidden
+from medchat.models import Conversation, ConversationStatus
+from medchat.runtime import Runtime
+from medchat.services.conversation_pages import (
+    ActivityPosition,
+    Page,
+    activity_position,
+    order_by_activity,
+)
+from medchat.services.conversations import ConversationService, ConversationView, MessageView
+from medchat.services.idempotency import Created
+
+#: Idempotency scope of a question: a key used to ask cannot replay as a message.
+START_SCOPE = "conversation.start"
+#: What a member's list shows; any other status (a later "sealed" or "deleted") is not live.
+LIVE_STATUSES = (ConversationStatus.OPEN, ConversationStatus.ANSWERED, ConversationStatus.CLOSED)
+
+
+class MemberConversationService:
+    def __init__(self, session: Session, runtime: Runtime) -> None:
+        self.session = session
+        self.runtime = runtime
+        self.conversations = ConversationService(session, runtime)
+
+    @staticmethod
+    def _require_member(actor: Principal) -> None:
+        if actor.role != Role.MEMBER:
+            raise Forbidden
+
+    def start(
+        self,
+        actor: Principal,
+        *,
+        subject: str | None,
+        body: str,
+        idempotency_key: str | None = None,
+    ) -> Created[ConversationView]:
+        """Ask a question: a new open conversation, its keys, and the first message.
+
+        Raises ``ConsentRequired`` without current consent, ``KeysNotInitialized`` before
+        ``keys init`` and ``Conflict`` for an ``Idempotency-Key`` used on another request.
+        """
+        self._require_member(actor)
+        conversations = self.conversations
+        conversation_id = uuid.uuid4()
+        if idempotency_key is not None:
+            payload = {"subject": subject, "body": body}
+            first = conversations.idempotency.claim(
+                actor.id, idempotency_key, START_SCOPE, payload, conversation_id
+            )
+            if first is not None:
+                return Created(self._started_view(actor, first), replayed=True)
+        conversations.consent.require_current(actor.id)
+        now = conversations.now()
+        conversation = Conversation(
+            id=conversation_id,
+            member_id=actor.id,
+            status=ConversationStatus.OPEN,
+            message_count=0,
+            created_at=now,
+            last_message_at=now,
+        )
+        dek = self.runtime.conversation_keys(self.session).new_key(conversation, now)
+        if subject is not None:
+            # The subject is content: sealed with the conversation itself as its row.
+            conversation.subject_ciphertext = seal_text(
+                dek, conversation.id, conversation.id, "subject", subject
+            )
+        self.session.add(conversation)
+        self.session.flush()
+        message = conversations.append_message(conversation, dek, actor, body)
+        audit.record(
+            self.session,
+            "conversation.start",
+            target_type="conversation",
+            target_id=conversation.id,
+            subject_id=actor.id,
+            details={"message_id": str(message.id)},
+        )
+        view = conversations.conversation_view(conversation, dek)
+        view.messages = conversations.message_views(conversation, dek, [message])
+        return Created(view)
+
+    def _started_view(self, actor: Principal, conversation_id: uuid.UUID) -> ConversationView:
+        """The answer to a replayed question, rebuilt from the rows (nothing was stored)."""
+        conversation, dek = self.conversations.open(actor, conversation_id)
+        view = self.conversations.conversation_view(conversation, dek)
+        first = self.conversations.message_page(conversation, dek, limit=1, ascending=True)
+        view.messages = first.items
+        return view
+
+    def list_own(
+        self, actor: Principal, *, limit: int, after: ActivityPosition | None = None
+    ) -> Page:
+        """The member's conversations, newest activity first, from the position ``after``."""
+        self._require_member(actor)
+        statement = select(Conversation).where(
+            Conversation.member_id == actor.id, Conversation.status.in_(LIVE_STATUSES)
+        )
+        statement = order_by_activity(statement, after, descending=True)
+        rows = list(self.session.scalars(statement.limit(limit + 1)))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        access = self.conversations.access
+        items = [self.conversations.conversation_view(c, access.open_key(actor, c)) for c in rows]
+        return Page(items, activity_position(rows[-1]) if more else None)
+
+    def conversation(self, actor: Principal, conversation_id: uuid.UUID) -> ConversationView:
+        """One of the member's conversations (``NotFound`` for anyone else's)."""
+        self._require_member(actor)
+        return self.conversations.conversation(actor, conversation_id)
+
+    def messages(
+        self,
+        actor: Principal,
+        conversation_id: uuid.UUID,
+        *,
+        limit: int,
+        cursor: int | None = None,
+        ascending: bool = False,
+    ) -> Page:
+        """A page of the conversation's messages, newest first unless ``ascending``."""
+        self._require_member(actor)
+        return self.conversations.messages(
+            actor, conversation_id, limit=limit, cursor=cursor, ascending=ascending
+        )
+
+    def send(
+        self,
+        actor: Principal,
+        conversation_id: uuid.UUID,
+        body: str,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Created[MessageView]:
+        """Write to one's own conversation: 409 when closed, 403 once consent is withdrawn."""
+        self._require_member(actor)
+        return self.conversations.send(
+            actor, conversation_id, body, idempotency_key=idempotency_key
+        )

@@ -1,0 +1,44 @@
+"""Signing in through the real service and holding the principal a request would get."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from access_control.principal import Principal
+from access_control.tokens import TokenPair, TokenStore
+from medchat.models import TokenKind
+from medchat.runtime import Runtime
+from medchat.services.authentication import AuthenticationService
+from tests.support.accounts import Person, code_for
+
+
+@dataclass(frozen=True, repr=False)
+class SignedIn:
+    """A sign-in: the tokens the client holds and the principal its access token loads."""
+
+    principal: Principal
+    tokens: TokenPair
+
+
+def sign_in(runtime: Runtime, person: Person) -> SignedIn:
+    """Log in with password (and a fresh TOTP code where the account has one), then load the
+    principal exactly as the bearer loader does; its keyring is opened while the row is loaded.
+    """
+    code = None
+    if person.totp_secret:
+        runtime.clock.advance(seconds=30)  # type: ignore[attr-defined]
+        code = code_for(person, runtime)
+    with runtime.database.transaction() as session:
+        signed = AuthenticationService(session, runtime).login(person.email, person.password, code)
+    return SignedIn(principal_for(runtime, signed.tokens.access_token), signed.tokens)
+
+
+def principal_for(runtime: Runtime, access_token: str) -> Principal:
+    """The principal of a live access token (``InvalidToken`` for a dead one)."""
+    with runtime.database.transaction() as session:
+        record, account = TokenStore(session, runtime.clock.now()).authenticate(
+            access_token, TokenKind.ACCESS
+        )
+        principal = Principal(account, record, access_token)
+        principal.keyring  # noqa: B018  (opened while the row is loaded)
+    return principal

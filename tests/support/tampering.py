@@ -1,0 +1,51 @@
+"""Writing the database as an attacker with SQL access does: raw statements, no service.
+
+Statements go straight to ``runtime.database.engine``; the service learns of them only by
+reading the rows later. Parameters are typed for the dialect (UUIDs and UTC times are stored
+differently by SQLite and PostgreSQL) and nothing else is done for the attacker.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Uuid, bindparam, select, text
+
+from access_control import crypto, hybrid_kem
+from medchat.db import UtcDateTime
+from medchat.models import ConversationKeyWrap, RoleKeyGrant
+from medchat.runtime import Runtime
+
+
+def execute_sql(runtime: Runtime, statement: str, **params: Any) -> int:
+    """Run one statement in its own committed transaction; returns the rows it touched."""
+    typed = [
+        bindparam(name, type_=Uuid() if isinstance(value, uuid.UUID) else UtcDateTime())
+        for name, value in params.items()
+        if isinstance(value, (uuid.UUID, datetime))
+    ]
+    with runtime.database.engine.begin() as connection:
+        result = connection.execute(text(statement).bindparams(*typed), params)
+        return result.rowcount
+
+
+def sealed_to(runtime: Runtime, key_id: bytes) -> list[str]:
+    """Every stored wrap or grant sealed to the public key named ``key_id``."""
+    found = []
+    with runtime.database.transaction() as session:
+        for wrap in session.scalars(select(ConversationKeyWrap)):
+            if wrap.recipient_key_id == key_id or _names(wrap.wrap, key_id):
+                found.append(f"conversation {wrap.conversation_id} {wrap.holder} wrap")
+        for grant in session.scalars(select(RoleKeyGrant)):
+            if _names(grant.wrap, key_id):
+                found.append(f"role key grant {grant.role_key_id} to {grant.account_id}")
+    return found
+
+
+def _names(wrap: bytes, key_id: bytes) -> bool:
+    try:
+        return hybrid_kem.wrap_key_id(wrap) == key_id
+    except crypto.DecryptionFailed:
+        return False
