@@ -51,11 +51,32 @@ class Keyring(crypto.SecretHandle):
         held = ",".join(f"{r.role}:{r.key.key_id.hex()}" for r in self.roles)
         return f"Keyring(account={self.account_id}, roles=[{held}])"
 
+    @property
+    def is_empty(self) -> bool:
+        """Holds no key at all (an admin's session): nothing worth sealing."""
+        return self.personal is None and not self.roles
+
     def role_keys(self, role: str) -> list[HeldRoleKey]:
         return [held for held in self.roles if held.role == role]
 
     def holds_role(self, role: str) -> bool:
         return any(held.role == role for held in self.roles)
+
+    def derive_secret(self, label: str) -> bytes:
+        """A 32-byte secret only this person's session can compute (from the personal key).
+
+        For MACs over content-derived data (idempotency records): the server holds nothing at
+        rest that recomputes them, so a database dump plus the key directory cannot confirm
+        a guessed message. Raises ``ValueError`` for a keyring without a personal key.
+        """
+        if self.personal is None:
+            raise ValueError("this session holds no personal key")
+        return crypto.hkdf_sha256(
+            self.personal.private_bytes_for_storage(),
+            salt=b"",
+            info=b"medchat/derived-secret/v1/" + label.encode(),
+            length=32,
+        )
 
     def _serialise(self) -> bytes:
         out = bytearray([_FORMAT_VERSION]) + self.account_id.bytes

@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from access_control import crypto, hybrid_kem
@@ -26,6 +26,7 @@ from medchat.errors import KeyIntegrityFailure, KeysNotInitialized, NotFound
 from medchat.models import PersonalKey, RoleKey, RoleKeyGrant, RoleKeyStatus
 
 PERSONAL_PURPOSE = "personal"
+RETIRED_PURPOSE = "personal-retired"
 PERSONAL_VERSION = 1
 _PERSONAL_AAD = "medchat/personal-key/v1"
 
@@ -50,23 +51,40 @@ class KeyCustody:
 
     # -- personal keys -----------------------------------------------------------------------
 
-    def _tag(self, account_id: uuid.UUID, key_id: bytes, public_key: bytes) -> bytes:
+    def _tag(
+        self,
+        account_id: uuid.UUID,
+        key_id: bytes,
+        public_key: bytes,
+        *,
+        purpose: str = PERSONAL_PURPOSE,
+    ) -> bytes:
         return crypto.key_integrity_tag(
             self._integrity_key,
             owner_id=account_id,
             key_id=key_id,
             key_bytes=public_key,
-            purpose=PERSONAL_PURPOSE,
+            purpose=purpose,
             version=PERSONAL_VERSION,
         )
 
     def create_personal_key(self, account_id: uuid.UUID, password: str) -> PersonalKey:
-        """A new keypair for the account, sealed under its password; earlier keys retire."""
-        self.session.execute(
-            update(PersonalKey)
-            .where(PersonalKey.account_id == account_id, PersonalKey.retired_at.is_(None))
-            .values(retired_at=self.now)
-        )
+        """A new keypair for the account, sealed under its password; earlier keys retire.
+
+        Retiring re-tags the old key for the purpose "retired": a database writer who sets
+        ``retired_at`` back to NULL gets a key whose tag no longer verifies as a current one.
+        (Replaying a copy of the row taken before the retirement is a database rollback; see
+        docs/security.md.)
+        """
+        for old in self.session.scalars(
+            select(PersonalKey).where(
+                PersonalKey.account_id == account_id, PersonalKey.retired_at.is_(None)
+            )
+        ):
+            old.retired_at = self.now
+            old.integrity_tag = self._tag(
+                account_id, old.key_id, old.public_key, purpose=RETIRED_PURPOSE
+            )
         handle = hybrid_kem.generate_kem_keypair()
         row = PersonalKey(
             id=uuid.uuid4(),

@@ -34,7 +34,7 @@ from medchat.config import Settings
 from medchat.console import cookie as console_cookie
 from medchat.console import security as console_security
 from medchat.http_uploads import InMemoryUploadRequest
-from medchat.runtime import build_runtime
+from medchat.runtime import build_runtime, verify_role_key_pins
 
 
 class MedchatApi(Api):
@@ -44,10 +44,22 @@ class MedchatApi(Api):
         register_error_handlers(self._app)
 
 
-def create_app(config: Mapping[str, Any] | None = None, *, clock: Clock | None = None) -> Flask:
-    """Build the WSGI application. ``config`` overrides settings by field name."""
+def create_app(
+    config: Mapping[str, Any] | None = None,
+    *,
+    clock: Clock | None = None,
+    check_pins: bool = True,
+) -> Flask:
+    """Build the WSGI application. ``config`` overrides settings by field name.
+
+    Refuses to start (``ConfigurationError``) when a role key in the database is not pinned
+    by the deployment (SECURITY-MODEL 9). The CLI skips that check so an operator can still
+    inspect and repair keys.
+    """
     settings = Settings.from_env(overrides=config)
     runtime = build_runtime(settings, clock)
+    if check_pins:
+        verify_role_key_pins(runtime)
 
     app = Flask(__name__)
     # Multipart files stay in bounded memory: werkzeug would spool uploads over 500 KB to

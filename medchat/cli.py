@@ -202,7 +202,7 @@ def register_commands(app: Flask) -> None:
 def _create_app() -> Flask:
     from medchat.app import create_app
 
-    return create_app()
+    return create_app(check_pins=False)
 
 
 def main() -> None:

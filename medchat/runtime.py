@@ -7,8 +7,11 @@ plain Python and tested without HTTP.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from access_control.key_directory import ServerKeys, load_server_keys
@@ -21,6 +24,8 @@ from medchat.clock import Clock, SystemClock
 from medchat.config import Settings
 from medchat.conversation_keys import ConversationKeys
 from medchat.db import Database
+from medchat.errors import ConfigurationError, KeyIntegrityFailure
+from medchat.models import RoleKey, RoleKeyStatus
 from medchat.personal_data import ProfileCipher
 
 
@@ -75,3 +80,30 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         pins=RolePins(settings.key_dir, settings.role_key_pins or None),
         scrypt=ScryptParams(log2_n=settings.scrypt_log2_n),
     )
+
+
+def verify_role_key_pins(runtime: Runtime) -> None:
+    """Every role key in use must match a pinned fingerprint, or the service does not start.
+
+    A database not migrated yet has no role keys to check (``medchat db upgrade`` comes
+    first in every deployment). A database that does not answer cannot be checked: the
+    process starts, ``/readyz`` says 503, and every seal still checks the pins itself.
+    """
+    try:
+        with runtime.database.transaction() as session:
+            if not inspect(session.connection()).has_table(RoleKey.__tablename__):
+                return
+            custody = runtime.custody(session)
+            in_use = select(RoleKey).where(RoleKey.status != RoleKeyStatus.RETIRED)
+            for row in session.scalars(in_use):
+                try:
+                    custody.require_pinned(row)
+                except KeyIntegrityFailure as exc:
+                    raise ConfigurationError(
+                        f"refusing to start: the {row.role} role key version {row.version} "
+                        f"({row.fingerprint}) is not pinned by this deployment"
+                    ) from exc
+    except DBAPIError:
+        logging.getLogger("medchat.startup").warning(
+            "the database does not answer; role-key pins are checked at each seal instead"
+        )

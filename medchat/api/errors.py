@@ -17,8 +17,9 @@ from flask import Flask, Response, g, jsonify, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from access_control.crypto import DecryptionFailed, IntegrityCheckFailed
 from medchat import audit
-from medchat.errors import MedchatError
+from medchat.errors import KeyIntegrityFailure, MedchatError
 
 log = logging.getLogger("medchat.errors")
 
@@ -137,6 +138,13 @@ def _retry_after() -> int:
     return 60
 
 
+def render_crypto_failure(error: Exception) -> Response:
+    """A ciphertext or key that does not open where it must: altered data, never a trace."""
+    log.error("integrity failure on %s %s: %s", request.method, request.path, type(error).__name__)
+    failure = KeyIntegrityFailure()
+    return error_response(failure.status, failure.code, failure.message)
+
+
 def render_unexpected(error: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.path)
     return error_response(500, "internal_error", "Something went wrong on our side.")
@@ -144,5 +152,7 @@ def render_unexpected(error: Exception) -> Response:
 
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(MedchatError, render_medchat_error)
+    app.register_error_handler(DecryptionFailed, render_crypto_failure)
+    app.register_error_handler(IntegrityCheckFailed, render_crypto_failure)
     app.register_error_handler(HTTPException, render_http_exception)
     app.register_error_handler(Exception, render_unexpected)

@@ -83,7 +83,7 @@ class AttachmentService:
         attachment_id = uuid.uuid4()
         if idempotency_key is not None:
             first = self.idempotency.claim(
-                actor.id,
+                actor,
                 idempotency_key,
                 upload_scope(conversation.id),
                 _request_payload(upload),

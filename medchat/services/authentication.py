@@ -106,7 +106,7 @@ class AuthenticationService:
             account.id,
             self.runtime.token_lifetimes(is_staff(account.role)),
             mfa_verified=mfa,
-            keyring=keyring,
+            keyring=None if keyring.is_empty else keyring,
         )
         audit.record(
             self.session,

@@ -294,7 +294,7 @@ class ConversationService:
         message_id = uuid.uuid4()
         if idempotency_key is not None:
             first = self.idempotency.claim(
-                actor.id,
+                actor,
                 idempotency_key,
                 message_scope(conversation.id),
                 {"body": body},

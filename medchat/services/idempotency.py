@@ -2,10 +2,11 @@
 
 API.md "Conventions": a retry with the same key and the same body gets the first result; the
 same key with a different body is a 409. A record is keyed by (account, key) and remembers a
-keyed MAC of the request (integrity key outside the database, a label, the account, the
-scope and the canonical JSON body), never a plain hash: a dump must not let anyone test
-guesses of a message. No content is stored: the caller rebuilds the answer from the stored
-resource id.
+keyed MAC of the request (a label, the account, the scope and the canonical JSON body), never
+a plain hash. The MAC key is derived from the caller's personal private key, which exists only
+inside their session: neither a dump nor a dump plus the server's key directory can test
+guesses of a message against it. No content is stored: the caller rebuilds the answer from
+the stored resource id.
 
 Concurrency: the record is *claimed* before anything is created, with the id the new
 resource will get, inside a savepoint. Two racing requests both try to insert; the unique
@@ -27,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from access_control import crypto
+from access_control.principal import Principal
 from medchat.errors import Conflict
 from medchat.models import IdempotencyRecord
 from medchat.runtime import Runtime
@@ -51,16 +53,16 @@ def canonical_json(payload: dict[str, Any]) -> str:
 class IdempotencyService:
     def __init__(self, session: Session, runtime: Runtime) -> None:
         self.session = session
-        self._key = runtime.keys.integrity
         self._now = runtime.clock.now
 
-    def request_mac(self, account_id: uuid.UUID, scope: str, payload: dict[str, Any]) -> bytes:
+    def request_mac(self, actor: Principal, scope: str, payload: dict[str, Any]) -> bytes:
         """The keyed MAC that tells "the same request" from "a different one"."""
-        return crypto.mac(self._key, _REQUEST_LABEL, account_id, scope, canonical_json(payload))
+        key = actor.keyring.derive_secret("idempotency")
+        return crypto.mac(key, _REQUEST_LABEL, actor.id, scope, canonical_json(payload))
 
     def claim(
         self,
-        account_id: uuid.UUID,
+        actor: Principal,
         key: str,
         scope: str,
         payload: dict[str, Any],
@@ -74,7 +76,8 @@ class IdempotencyService:
         when the key was used for a different request (another body, endpoint or
         conversation).
         """
-        request_mac = self.request_mac(account_id, scope, payload)
+        account_id = actor.id
+        request_mac = self.request_mac(actor, scope, payload)
         existing = self._find(account_id, key)
         if existing is not None:
             return self._replay(existing, scope, request_mac)

@@ -68,7 +68,7 @@ class MemberConversationService:
         if idempotency_key is not None:
             payload = {"subject": subject, "body": body}
             first = conversations.idempotency.claim(
-                actor.id, idempotency_key, START_SCOPE, payload, conversation_id
+                actor, idempotency_key, START_SCOPE, payload, conversation_id
             )
             if first is not None:
                 return Created(self._started_view(actor, first), replayed=True)

@@ -260,3 +260,16 @@ def test_readyz_is_503_when_the_database_is_unreachable(app_without_database):
 
     assert_error(response, 503, "dependency_unavailable")
     assert "Traceback" not in response.get_data(as_text=True)
+
+
+def test_a_ciphertext_that_does_not_open_is_a_clear_integrity_error(app):
+    from access_control.crypto import DecryptionFailed
+
+    def altered():
+        raise DecryptionFailed
+
+    app.add_url_rule("/altered", view_func=altered)
+    response = app.test_client().get("/altered")
+    assert response.status_code == 500
+    assert response.get_json()["error"]["code"] == "key_integrity_failed"
+    assert "Traceback" not in response.get_data(as_text=True)

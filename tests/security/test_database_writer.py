@@ -202,16 +202,6 @@ def test_another_accounts_valid_key_and_tag_copied_onto_a_member_are_refused(run
     assert sealed_to(runtime, own.key_id) == [f"conversation {own_conversation.id} member wrap"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "VULNERABILITY: a retired personal key keeps a valid integrity tag (the tag binds "
-        "account, key id, key bytes, purpose and version, not which key is current), so a "
-        "database writer who knows the old password can un-retire the old row and receive "
-        "every new conversation; needs a non-replayable binding of the current key "
-        "(e.g. a generation counter held outside the database)"
-    ),
-)
 def test_a_retired_member_key_restored_through_sql_is_refused(runtime, world):
     """After a key change (password reset: a new keypair), the old key must stay dead."""
     with runtime.database.transaction() as session:
@@ -448,15 +438,6 @@ def test_a_role_key_replaced_through_sql_is_never_granted(runtime, world, with_f
     assert sealed_to(runtime, attacker.key_id) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "GAP: SECURITY-MODEL 9 says the service refuses to start when the active role keys "
-        "and the pinned fingerprints disagree; create_app does not compare them, so a "
-        "swapped key is refused only at the first seal, grant or holder sign-in"
-    ),
-)
 def test_the_service_refuses_to_start_when_a_role_key_disagrees_with_its_pin(
     make_app, runtime, world
 ):

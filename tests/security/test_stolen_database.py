@@ -514,16 +514,6 @@ def test_content_sent_through_the_api_leaves_nothing_readable_in_the_dump(app, c
     assert found_in(dump, PERSONAL_DATA) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "LEAK: idempotency_records.request_hash is HMAC-SHA256 under the integrity key of "
-        "MEDCHAT_KEY_DIR over (account, scope, canonical JSON body); account and scope are "
-        "stored beside it, so the database plus the key directory confirm a guessed subject "
-        "or message offline. Needs a MAC key the server does not hold at rest"
-    ),
-)
 def test_the_server_keys_confirm_no_guess_of_a_message_from_an_idempotency_record(
     app, client, runtime
 ):

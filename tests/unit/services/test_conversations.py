@@ -46,8 +46,8 @@ def member(runtime, team):
 
 @pytest.fixture
 def account(runtime):
-    """A member account (no sign-in, no role keys): enough for idempotency records."""
-    return make_member(runtime)
+    """A signed-in member (no consent needed): enough for idempotency records."""
+    return sign_in(runtime, make_member(runtime)).principal
 
 
 @pytest.fixture
@@ -140,26 +140,35 @@ def test_clinician_without_role_key_and_strangers(runtime, member, team):
             ConversationService(session, runtime).conversation(stranger, conversation_id)
 
 
-def test_request_mac_is_keyed_and_binds_account_scope_and_body(runtime):
-    account_id = uuid.uuid4()
+def test_request_mac_is_keyed_by_the_session_and_binds_account_scope_and_body(runtime, account):
+    other = sign_in(runtime, make_member(runtime)).principal
     with runtime.database.transaction() as session:
         service = IdempotencyService(session, runtime)
         payload = {"subject": None, "body": "Question"}
-        mac = service.request_mac(account_id, START_SCOPE, payload)
+        mac = service.request_mac(account, START_SCOPE, payload)
         assert mac == crypto.mac(
-            runtime.keys.integrity,
+            account.keyring.derive_secret("idempotency"),
             "medchat/idempotency-request/v1",
-            account_id,
+            account.id,
             START_SCOPE,
             canonical_json(payload),
         )
+        # No key the server holds at rest recomputes it.
+        for server_key in (runtime.keys.integrity, runtime.keys.profile, runtime.keys.audit_mac):
+            assert mac != crypto.mac(
+                server_key,
+                "medchat/idempotency-request/v1",
+                account.id,
+                START_SCOPE,
+                canonical_json(payload),
+            )
         assert mac != crypto.digest(canonical_json(payload))
-        assert mac != service.request_mac(uuid.uuid4(), START_SCOPE, payload)
-        assert mac != service.request_mac(account_id, "message.send:x", payload)
-        assert mac != service.request_mac(account_id, START_SCOPE, {**payload, "body": "Other"})
+        assert mac != service.request_mac(other, START_SCOPE, payload)
+        assert mac != service.request_mac(account, "message.send:x", payload)
+        assert mac != service.request_mac(account, START_SCOPE, {**payload, "body": "Other"})
         # Key order does not matter: the JSON is canonical.
         reordered = dict(reversed(payload.items()))
-        assert mac == service.request_mac(account_id, START_SCOPE, reordered)
+        assert mac == service.request_mac(account, START_SCOPE, reordered)
 
 
 @pytest.mark.parametrize("same_body", [True, False], ids=["same-body", "other-body"])
@@ -175,7 +184,7 @@ def test_a_racing_claim_waits_for_the_winner_then_replays_or_conflicts(runtime, 
             with runtime.database.transaction() as session:
                 other = payload if same_body else {"body": "Different"}
                 outcome["result"] = IdempotencyService(session, runtime).claim(
-                    account.id, "race-key", START_SCOPE, other, loser_id
+                    account, "race-key", START_SCOPE, other, loser_id
                 )
         except Conflict as exc:
             outcome["result"] = exc
@@ -183,7 +192,7 @@ def test_a_racing_claim_waits_for_the_winner_then_replays_or_conflicts(runtime, 
     with runtime.database.transaction() as session:
         assert (
             IdempotencyService(session, runtime).claim(
-                account.id, "race-key", START_SCOPE, payload, winner_id
+                account, "race-key", START_SCOPE, payload, winner_id
             )
             is None
         )
