@@ -57,7 +57,8 @@ def _upload_into(
     )
 
 
-def _download(opened: AttachmentFile) -> Response:
+def download_response(opened: AttachmentFile) -> Response:
+    """The decrypted file as a download, never rendered (the console uses it too)."""
     response = Response(opened.data, mimetype=opened.content_type)
     response.headers["Content-Disposition"] = content_disposition(opened.filename)
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -82,7 +83,7 @@ def upload_attachment(
 @bp.doc(**_DOWNLOAD_DOC)
 def download_attachment(attachment_id: uuid.UUID) -> Response:
     """Download a file from one's own conversation."""
-    return _download(_service().download(signed_in(), attachment_id))
+    return download_response(_service().download(signed_in(), attachment_id))
 
 
 @bp.route("/clinician/conversations/<uuid:conversation_id>/attachments", methods=["POST"])
@@ -102,4 +103,4 @@ def upload_clinician_attachment(
 @bp.doc(**_DOWNLOAD_DOC)
 def download_clinician_attachment(attachment_id: uuid.UUID) -> Response:
     """Download a file of a conversation (audited as a content read)."""
-    return _download(_service().download(signed_in(), attachment_id))
+    return download_response(_service().download(signed_in(), attachment_id))

@@ -1,17 +1,173 @@
-"""Console pages for the queue and a conversation (built on the clinician services)."""
+"""Console pages for the queue and a conversation, on the clinician services.
+
+Every page calls ``ClinicianConversationService`` (or ``AttachmentService``), exactly as the
+clinician API does: the same row checks, the same minimal patient view, the same audit
+entries for each read. Pages work without JavaScript: each action is a form post followed by
+a redirect (post/redirect/get), so reloading never repeats an action.
+"""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from access_control.guard import requires
+from flask import abort, redirect, render_template, request, url_for
+
+from access_control.guard import requires, signed_in
 from access_control.permissions import Permission
+from medchat.api.attachments import download_response
+from medchat.api.pagination import (
+    decode_activity_cursor,
+    decode_seq_cursor,
+    encode_activity_cursor,
+    encode_cursor,
+)
 from medchat.console import bp
+from medchat.console.forms import ActionForm, AttachForm, ReplyForm
+from medchat.errors import MedchatError
+from medchat.models import Conversation, ConversationStatus
+from medchat.services.attachments import AttachmentService, Upload
+from medchat.services.clinician_conversations import ClinicianConversationService
+from medchat.services.read_markers import ReadMarkers
+from medchat.web import db_session, runtime
+
+TABS = (
+    (ConversationStatus.OPEN, "Waiting"),
+    (ConversationStatus.ANSWERED, "Answered"),
+    (ConversationStatus.CLOSED, "Closed"),
+)
+PAGE_SIZE = 25
+MESSAGES_PER_PAGE = 50
+
+
+def _service() -> ClinicianConversationService:
+    return ClinicianConversationService(db_session(), runtime())
 
 
 @bp.get("/queue")
 @requires(Permission.CLINICIAN_CONVERSATIONS)
 def queue() -> Any:
-    from flask import render_template
+    """The three tabs: waiting (oldest first), answered, closed; unread ones marked."""
+    status = request.args.get("status", ConversationStatus.OPEN)
+    if status not in {tab for tab, _ in TABS}:
+        abort(404)
+    principal = signed_in()
+    page = _service().queue(
+        principal,
+        status=status,
+        limit=PAGE_SIZE,
+        after=decode_activity_cursor(request.args.get("cursor")),
+    )
+    unread = ReadMarkers(db_session()).unread(principal.id, [item.id for item in page.items])
+    next_url = None
+    if page.next_cursor is not None:
+        next_url = url_for(
+            "console.queue", status=status, cursor=encode_activity_cursor(page.next_cursor)
+        )
+    return render_template(
+        "console/queue.html",
+        tabs=TABS,
+        status=status,
+        items=page.items,
+        unread=unread,
+        next_url=next_url,
+    )
 
-    return render_template("console/error.html", title="Queue", message="Coming soon")
+
+@bp.get("/conversations/<uuid:conversation_id>")
+@requires(Permission.CLINICIAN_CONVERSATIONS)
+def conversation(conversation_id: uuid.UUID) -> Any:
+    """Messages oldest first (the latest page by default), reply, attach, close."""
+    principal = signed_in()
+    service = _service()
+    case = service.case(principal, conversation_id)
+    before = decode_seq_cursor(request.args.get("before"))
+    page = service.messages(principal, conversation_id, limit=MESSAGES_PER_PAGE, cursor=before)
+    messages = list(reversed(page.items))
+    earlier_url = None
+    if page.next_cursor is not None:
+        earlier_url = url_for(
+            "console.conversation",
+            conversation_id=conversation_id,
+            before=encode_cursor(page.next_cursor),
+        )
+    row = db_session().get(Conversation, conversation_id)
+    if row is not None and before is None:
+        ReadMarkers(db_session()).mark_read(principal.id, row, runtime().clock.now())
+    return render_template(
+        "console/conversation.html",
+        case=case,
+        messages=messages,
+        earlier_url=earlier_url,
+        reply_form=ReplyForm(),
+        attach_form=AttachForm(),
+        close_form=ActionForm(),
+        notice=request.args.get("notice"),
+    )
+
+
+def _back(conversation_id: uuid.UUID, notice: str | None = None) -> Any:
+    return redirect(url_for("console.conversation", conversation_id=conversation_id, notice=notice))
+
+
+def _problem(error: MedchatError) -> Any:
+    """Domain refusals (closed, consent withdrawn, bad file) as a page with the same status."""
+    return (
+        render_template("console/error.html", title="Not possible", message=error.message),
+        error.status,
+    )
+
+
+@bp.post("/conversations/<uuid:conversation_id>/reply")
+@requires(Permission.CLINICIAN_CONVERSATIONS)
+def reply(conversation_id: uuid.UUID) -> Any:
+    form = ReplyForm()
+    if not form.validate_on_submit():
+        return _problem(MedchatError("Write an answer (at most 10,000 characters)."))
+    try:
+        _service().reply(signed_in(), conversation_id, form.body.data or "")
+    except MedchatError as error:
+        if error.status in (404, 403) and error.code != "consent_required":
+            raise
+        return _problem(error)
+    return _back(conversation_id, "sent")
+
+
+@bp.post("/conversations/<uuid:conversation_id>/attach")
+@requires(Permission.CLINICIAN_CONVERSATIONS)
+def attach(conversation_id: uuid.UUID) -> Any:
+    form = AttachForm()
+    if not form.validate_on_submit():
+        return _problem(MedchatError("Choose a file to attach."))
+    part = form.file.data
+    upload = Upload(filename=part.filename, declared_type=part.mimetype, data=part.stream.read())
+    try:
+        AttachmentService(db_session(), runtime()).upload(signed_in(), conversation_id, upload)
+    except MedchatError as error:
+        if error.status in (404, 403) and error.code != "consent_required":
+            raise
+        return _problem(error)
+    return _back(conversation_id, "attached")
+
+
+@bp.post("/conversations/<uuid:conversation_id>/close")
+@requires(Permission.CLINICIAN_CONVERSATIONS)
+def close(conversation_id: uuid.UUID) -> Any:
+    if not ActionForm().validate_on_submit():
+        abort(403)
+    try:
+        _service().close(signed_in(), conversation_id)
+    except MedchatError as error:
+        if error.status != 409:
+            raise
+        return _problem(error)
+    return _back(conversation_id, "closed")
+
+
+@bp.get("/attachments/<uuid:attachment_id>")
+@requires(Permission.CLINICIAN_CONVERSATIONS)
+def download(attachment_id: uuid.UUID) -> Any:
+    """The file as a download (audited as a content read, like the API's)."""
+    return download_response(
+        AttachmentService(db_session(), runtime()).download(signed_in(), attachment_id)
+    )

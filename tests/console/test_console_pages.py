@@ -1,0 +1,138 @@
+"""Console pages over the clinician services: queue, conversation, reply, attach, close."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import select
+
+from medchat.models import AuditEntry
+from tests.support.accounts import bearer, login, make_member
+from tests.support.console import console_login, csrf_from
+from tests.support.messaging import asked, care_team, give_consent
+from tests.support.sample_files import pdf
+
+CANARIES = {
+    "last_name": "Zzcanarylastname",
+    "email": "zz.canary.mail@example.org",
+    "phone": "+33 6 00 11 22 99",
+    "insurance_number": "INS-ZZCANARY-42",
+}
+
+
+@pytest.fixture
+def clinic(app, client, runtime):
+    team = care_team(runtime)
+    member = make_member(runtime, first_name="Camille", **CANARIES)
+    api = app.test_client()
+    tokens = login(api, runtime, member)
+    give_consent(api, tokens)
+    conversation_id = asked(api, tokens, "My knee hurts when I climb stairs.", subject="Knee pain")
+    console_login(client, runtime, team.clinician)
+    return {"api": api, "tokens": tokens, "conversation_id": conversation_id, "member": member}
+
+
+def _page(client, path):
+    response = client.get(path)
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    return response.get_data(as_text=True)
+
+
+def test_queue_lists_the_question_with_the_minimal_patient_view_and_an_unread_marker(
+    client, clinic
+):
+    html = _page(client, "/console/queue")
+    assert "Knee pain" in html and "Camille" in html
+    assert 'class="unread"' in html
+    _page(client, f"/console/conversations/{clinic['conversation_id']}")
+    assert 'class="unread"' not in _page(client, "/console/queue")
+
+
+def test_reply_attach_and_close_reach_the_member(client, clinic):
+    path = f"/console/conversations/{clinic['conversation_id']}"
+    html = _page(client, path)
+    assert "My knee hurts" in html
+    token = csrf_from(html)
+    response = client.post(
+        f"{path}/reply", data={"csrf_token": token, "body": "Rest and ice for two days."}
+    )
+    assert response.status_code == 302 and "notice=sent" in response.headers["Location"]
+    response = client.post(
+        f"{path}/attach",
+        data={
+            "csrf_token": token,
+            "file": (__import__("io").BytesIO(pdf("advice")), "advice.pdf", "application/pdf"),
+        },
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)[:300]
+    html = _page(client, path)
+    download = re.search(r'href="(/console/attachments/[^"]+)"', html).group(1)
+    file = client.get(download)
+    assert file.status_code == 200 and file.data.startswith(b"%PDF")
+    assert file.headers["Content-Disposition"].startswith("attachment")
+    response = client.post(f"{path}/close", data={"csrf_token": token})
+    assert response.status_code == 302
+    assert "This conversation is closed" in _page(client, path)
+    messages = (
+        clinic["api"]
+        .get(
+            f"/api/v1/conversations/{clinic['conversation_id']}/messages?order=asc",
+            headers=bearer(clinic["tokens"]),
+        )
+        .get_json()["items"]
+    )
+    assert [m["author"] for m in messages] == ["member", "clinician", "clinician"]
+    assert messages[1]["body"] == "Rest and ice for two days."
+    assert messages[2]["attachments"][0]["filename"] == "advice.pdf"
+    status = clinic["api"].get(
+        f"/api/v1/conversations/{clinic['conversation_id']}", headers=bearer(clinic["tokens"])
+    )
+    assert status.get_json()["status"] == "closed"
+
+
+def test_actions_on_a_closed_conversation_are_refused(client, clinic):
+    path = f"/console/conversations/{clinic['conversation_id']}"
+    token = csrf_from(_page(client, path))
+    client.post(f"{path}/close", data={"csrf_token": token})
+    refused = client.post(f"{path}/reply", data={"csrf_token": token, "body": "late"})
+    assert refused.status_code == 409
+
+
+def test_no_page_shows_the_patients_last_name_email_phone_or_insurance_number(client, clinic):
+    path = f"/console/conversations/{clinic['conversation_id']}"
+    pages = [
+        _page(client, "/console/queue"),
+        _page(client, path),
+        _page(client, "/console/account"),
+        _page(client, "/console/queue?status=answered"),
+    ]
+    for html in pages:
+        for name, canary in CANARIES.items():
+            assert canary not in html, name
+        assert str(clinic["member"].id) not in html
+
+
+def test_console_reads_are_audited_like_api_reads(client, clinic, runtime):
+    _page(client, f"/console/conversations/{clinic['conversation_id']}")
+    with runtime.database.transaction() as session:
+        entries = session.scalars(
+            select(AuditEntry).where(AuditEntry.action.like("content.read%"))
+        ).all()
+    assert {e.subject_id for e in entries} == {clinic["member"].id}
+    assert any(e.target_id == clinic["conversation_id"] for e in entries)
+
+
+def test_a_form_posted_without_csrf_changes_nothing(client, clinic):
+    path = f"/console/conversations/{clinic['conversation_id']}"
+    assert client.post(f"{path}/reply", data={"body": "no token"}).status_code == 403
+    assert client.post(f"{path}/close", data={}).status_code == 403
+    assert "no token" not in _page(client, path)
+    assert "Send answer" in _page(client, path)  # still open
+
+
+def test_unknown_conversation_is_a_404_page(client, clinic):
+    response = client.get("/console/conversations/00000000-0000-0000-0000-000000000000")
+    assert response.status_code == 404
+    assert response.mimetype == "text/html"
