@@ -29,6 +29,17 @@ class Principal(UserMixin):
     def __reduce__(self) -> object:
         raise TypeError("a principal (and any keys it holds) must not be pickled")
 
+    @classmethod
+    def in_process(cls, account: Account, keyring: Keyring) -> Principal:
+        """A caller acting inside this process with keys it opened itself (CLI commands that
+        authenticated the person, the local demo): no token, no HTTP session."""
+        principal = cls.__new__(cls)
+        principal.account = account
+        principal.token = None  # type: ignore[assignment]
+        principal._presented = ""
+        principal._keyring = keyring
+        return principal
+
     @property
     def id(self) -> uuid.UUID:
         return self.account.id
@@ -39,7 +50,7 @@ class Principal(UserMixin):
 
     @property
     def mfa_verified(self) -> bool:
-        return self.token.mfa_verified
+        return self.token.mfa_verified if self.token is not None else True
 
     @property
     def mfa_needed(self) -> bool:

@@ -138,7 +138,12 @@ def demo(as_json: bool) -> None:
         if item.get("totp_secret"):
             line += f"  TOTP secret: {item['totp_secret']}"
         lines.append(line)
-    lines.append("Staff sign in with a TOTP code: python -m medchat.totp_code SECRET")
+    base = runtime.settings.public_base_url
+    lines += [
+        "Staff sign in with a TOTP code: .venv/bin/python -m medchat.totp_code SECRET",
+        f"Doctor's console: {base}/console/login (the member's question is waiting there)",
+        f"Member API: POST {base}/api/v1/auth/token, then GET {base}/api/v1/conversations",
+    ]
     click.echo("\n".join(lines))
 
 

@@ -1,4 +1,8 @@
-"""Demo accounts for ``make run``: one per role, enrolled and ready, for local use only.
+"""Demo data for ``make run``: one account per role, the role keys, one answered question.
+
+For local use only: the demo doctor and compliance officer become the first holders of the
+role keys (as ``medchat keys init`` would make them), and the demo member's question is
+answered, so a newcomer can sign in as either side and see the exchange at once.
 
 Running it again finds the same accounts (by blind index) and prints the same sign-in data;
 it never duplicates them. Refused in production by the CLI.
@@ -9,13 +13,19 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from access_control import totp
+from access_control.principal import Principal
 from access_control.roles import Role
-from medchat.models import AccountStatus
+from medchat.models import AccountStatus, Conversation, KeyRole
 from medchat.runtime import Runtime
 from medchat.services.accounts import AccountService, NewMember
+from medchat.services.consent import ConsentService
+from medchat.services.conversations import ConversationService
+from medchat.services.member_conversations import MemberConversationService
+from medchat.services.role_keys import RoleKeyService
 
 DEMO_ACCOUNTS: tuple[dict[str, str], ...] = (
     {
@@ -92,4 +102,42 @@ def seed_demo(session: Session, runtime: Runtime) -> list[dict[str, Any]]:
                 "totp_secret": service.totp_secret(account) if account.has_totp else None,
             }
         )
+    _seed_keys_and_conversation(session, runtime)
     return out
+
+
+def _acting(session: Session, runtime: Runtime, email: str, password: str) -> Principal:
+    account = AccountService(session, runtime).find_by_email(email)
+    assert account is not None
+    keyring = runtime.custody(session).open_keyring(account.id, password)
+    return Principal.in_process(account, keyring)
+
+
+def _seed_keys_and_conversation(session: Session, runtime: Runtime) -> None:
+    """``keys init`` for the demo doctor and officer, then one question and its answer."""
+    member_spec, doctor_spec, compliance_spec = DEMO_ACCOUNTS[0], DEMO_ACCOUNTS[1], DEMO_ACCOUNTS[2]
+    custody = runtime.custody(session)
+    if not custody.role_keys(KeyRole.PHYSICIAN):
+        RoleKeyService(session, runtime).initialise(doctor_spec["email"], compliance_spec["email"])
+    member = _acting(session, runtime, member_spec["email"], member_spec["password"])
+    if session.scalar(select(Conversation.id).where(Conversation.member_id == member.id)):
+        return
+    ConsentService(session, runtime).grant(member, "2026-01")
+    started = (
+        MemberConversationService(session, runtime)
+        .start(
+            member,
+            subject="Persistent cough",
+            body="I have had a dry cough for two weeks, worse at night. No fever. "
+            "Should I see someone?",
+        )
+        .result
+    )
+    doctor = _acting(session, runtime, doctor_spec["email"], doctor_spec["password"])
+    ConversationService(session, runtime).send(
+        doctor,
+        started.id,
+        "Thank you for writing. A dry cough lasting two weeks is common after a cold, but it "
+        "should be checked if it lasts beyond three weeks or if you become short of breath. "
+        "Does anything make it worse, such as lying down or cold air?",
+    )

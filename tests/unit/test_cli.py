@@ -162,3 +162,24 @@ def test_db_upgrade_is_idempotent_and_keeps_data(cli, runtime):
 
     assert count_accounts(runtime) == 1
     assert cli("audit", "verify", "--json").exit_code == 0
+
+
+def test_demo_seeds_role_keys_and_one_answered_question_once(app):
+    from medchat.demo import DEMO_ACCOUNTS
+
+    runner = app.test_cli_runner()
+    for _ in range(2):
+        assert runner.invoke(args=["demo", "--json"]).exit_code == 0
+    client = app.test_client()
+    member = DEMO_ACCOUNTS[0]
+    tokens = client.post(
+        "/api/v1/auth/token", json={"email": member["email"], "password": member["password"]}
+    ).get_json()
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+    conversations = client.get("/api/v1/conversations", headers=headers).get_json()["items"]
+    assert [c["status"] for c in conversations] == ["answered"]
+    messages = client.get(
+        f"/api/v1/conversations/{conversations[0]['id']}/messages?order=asc", headers=headers
+    ).get_json()["items"]
+    assert [m["author"] for m in messages] == ["member", "clinician"]
+    assert messages[1]["author_name"] == "Dr. M."
