@@ -20,6 +20,7 @@ from medchat.models.conversations import (
     Message,
 )
 from medchat.models.keys import KeyRole, PersonalKey, RoleKey, RoleKeyGrant, RoleKeyStatus
+from medchat.models.lifecycle import PasswordResetToken, RewrapRequest, RoleKeyRotation
 from medchat.models.tokens import AuthToken, TokenKind
 
 __all__ = [
@@ -40,10 +41,13 @@ __all__ = [
     "KeyRole",
     "MemberProfile",
     "Message",
+    "PasswordResetToken",
     "PersonalKey",
     "RecoveryCode",
+    "RewrapRequest",
     "RoleKey",
     "RoleKeyGrant",
+    "RoleKeyRotation",
     "RoleKeyStatus",
     "TokenKind",
 ]

@@ -26,10 +26,13 @@ class KeyRole(enum.StrEnum):
 
 
 class RoleKeyStatus(enum.StrEnum):
-    """``pending`` keys are pinned but not sealed to yet; ``active`` is sealed to."""
+    """``pending`` keys are pinned and granted but not sealed to yet; ``active`` is sealed
+    to; ``retiring`` still opens wraps while a rotation re-seals them; ``retired`` opens
+    nothing and is unpinned."""
 
     PENDING = "pending"
     ACTIVE = "active"
+    RETIRING = "retiring"
     RETIRED = "retired"
 
 
@@ -63,6 +66,9 @@ class RoleKey(Base):
     created_at: Mapped[datetime]
     activated_at: Mapped[datetime | None]
     retired_at: Mapped[datetime | None]
+    # Set when a holder lost access (grant revoked, account disabled): rotate soon.
+    rotation_due_at: Mapped[datetime | None]
+    rotation_reason: Mapped[str | None] = mapped_column(String(64))
 
 
 class RoleKeyGrant(Base):

@@ -1,0 +1,72 @@
+"""Key lifecycle state: password-reset tokens, the member re-wrap queue, role-key rotations.
+
+None of these rows holds a secret that opens anything: reset tokens are stored as hashes, a
+re-wrap request only names a conversation and the member's new key (a clinician session does
+the re-sealing), and a rotation records its progress so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from medchat.db import Base, new_id
+
+
+class PasswordResetToken(Base):
+    """A single-use, 30-minute token mailed to a member who forgot their password."""
+
+    __tablename__ = "password_reset_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class RewrapRequest(Base):
+    """A member's conversation waiting to be re-sealed to their new personal key.
+
+    After a password reset the member's old key is gone with the old password; a clinician
+    session holding the physician role key opens the DEK and seals it to the new key.
+    """
+
+    __tablename__ = "rewrap_requests"
+    __table_args__ = (UniqueConstraint("conversation_id", "personal_key_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    conversation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    member_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    personal_key_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("personal_keys.id", ondelete="CASCADE")
+    )
+    created_at: Mapped[datetime]
+
+
+class RoleKeyRotation(Base):
+    """One rotation of a role key: from the old version to the new, with a resumable cursor."""
+
+    __tablename__ = "role_key_rotations"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    role: Mapped[str] = mapped_column(String(16))
+    from_key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("role_keys.id"))
+    to_key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("role_keys.id"))
+    started_by: Mapped[uuid.UUID | None]
+    started_at: Mapped[datetime]
+    activated_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    # Last conversation id whose wrap was re-sealed: a resumed run starts after it.
+    cursor: Mapped[uuid.UUID | None]
+    resealed: Mapped[int] = mapped_column(default=0)
