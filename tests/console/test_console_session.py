@@ -81,7 +81,8 @@ def test_a_cross_site_form_post_is_refused_even_with_a_valid_token(client, runti
     for headers in (
         {"Origin": "https://evil.example"},
         {"Sec-Fetch-Site": "cross-site"},
-        {"Origin": "null"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Origin": "null", "Sec-Fetch-Site": "cross-site"},
     ):
         response = client.post("/console/logout", data={"csrf_token": token}, headers=headers)
         assert response.status_code == 403, headers
