@@ -7,6 +7,7 @@ from medchat.models.accounts import (
     MemberProfile,
     RecoveryCode,
 )
+from medchat.models.archive import ArchiveRecord, RetrievalRequest
 from medchat.models.audit import AuditEntry, ChainHead
 from medchat.models.conversations import (
     Attachment,
@@ -26,6 +27,7 @@ from medchat.models.tokens import AuthToken, TokenKind
 __all__ = [
     "Account",
     "AccountStatus",
+    "ArchiveRecord",
     "Attachment",
     "AuditEntry",
     "AuthToken",
@@ -45,6 +47,7 @@ __all__ = [
     "PersonalKey",
     "RecoveryCode",
     "RewrapRequest",
+    "RetrievalRequest",
     "RoleKey",
     "RoleKeyGrant",
     "RoleKeyRotation",

@@ -23,6 +23,8 @@ class ConversationStatus(enum.StrEnum):
     OPEN = "open"  # waiting for a doctor
     ANSWERED = "answered"  # a doctor wrote last
     CLOSED = "closed"
+    # Deleted at the member's request: gone from every interface, kept only in the archive.
+    SEALED = "sealed"
 
 
 class Holder(enum.StrEnum):
@@ -47,6 +49,7 @@ class Conversation(Base):
     created_at: Mapped[datetime]
     last_message_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
+    sealed_at: Mapped[datetime | None]
 
 
 class ConversationKeyWrap(Base):
