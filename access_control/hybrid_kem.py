@@ -240,9 +240,30 @@ def wrap_key(
     Raises ``IntegrityCheckFailed`` if the public key is malformed or unsafe, ``ValueError``
     if ``key`` is not 32 bytes. Pinning and tag checks are the caller's, before this call.
     """
+    return wrap_key_to(
+        load_public_key(recipient_public_key),
+        key,
+        recipient_id=recipient_id,
+        context_id=context_id,
+        purpose=purpose,
+    )
+
+
+def wrap_key_to(
+    recipient: KemPublicKey,
+    key: bytes,
+    *,
+    recipient_id: Part,
+    context_id: Part,
+    purpose: str,
+) -> bytes:
+    """``wrap_key`` to a key already validated by ``load_public_key``.
+
+    For sealing many keys to one recipient (a role-key rotation re-seals every conversation):
+    the public key is parsed and checked once instead of once per wrap.
+    """
     if len(key) != KEY_SIZE:
         raise ValueError("wrap_key seals 32-byte keys")
-    recipient = load_public_key(recipient_public_key)
     header = bytes([WRAP_VERSION]) + ACTIVE_SUITE.to_bytes(2, "big") + recipient.key_id
     info = _wrap_info(header, purpose, recipient_id, context_id)
     try:

@@ -1,10 +1,12 @@
 """Server-held keys live in ``MEDCHAT_KEY_DIR``, never in the database.
 
 These keys protect personal data at rest, the blind e-mail index, the audit chain's MACs,
-the console cookie signature and (later) key-integrity tags. None of them opens medical
-content: that needs a private key that exists only inside an authenticated request
-(SECURITY-MODEL "Key hierarchy"). A stolen database without this directory names nobody and
-cannot have its audit chain recomputed.
+the console cookie signature, key-integrity tags and the sealed-archive ledger's signatures
+(``archive-signing``: a 32-byte Ed25519 private seed, RFC 8032; its public key is pinned in
+the configuration, ``medchat.archive_signing``). None of them opens medical content: that
+needs a private key that exists only inside an authenticated request (SECURITY-MODEL "Key
+hierarchy"); a signing key can only vouch for records, never open them. A stolen database
+without this directory names nobody and cannot have its audit chain recomputed.
 
 In development missing keys are generated (file mode 0600); in production they must exist,
 so a fresh, empty key directory is refused instead of silently creating new keys that would
@@ -20,7 +22,14 @@ from pathlib import Path
 
 from medchat.errors import ConfigurationError
 
-KEY_NAMES = ("profile", "blind-index", "audit-mac", "session-signing", "integrity")
+KEY_NAMES = (
+    "profile",
+    "blind-index",
+    "audit-mac",
+    "session-signing",
+    "integrity",
+    "archive-signing",
+)
 KEY_BYTES = 32
 
 
@@ -33,6 +42,8 @@ class ServerKeys:
     audit_mac: bytes
     session_signing: bytes
     integrity: bytes
+    #: Ed25519 private seed (RFC 8032) that signs sealed-archive records and export bundles.
+    archive_signing: bytes
     directory: Path
 
     def __repr__(self) -> str:

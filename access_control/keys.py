@@ -8,14 +8,19 @@
   anything is sealed to it or a holder's copy is trusted.
 - Granting needs a caller whose session holds the role key; nothing on the server can grant
   on its own, and an admin never can (admins have no keys).
+- Rotation (``medchat.services.rotation``) needs two orderings the database must enforce, not
+  hope for: no wrap is sealed to a role key after the rotation has made a newer one active
+  (``hold_sealing_lock``), and no new-key grant outlives a revocation that raced with it
+  (``hold_grant_lock``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from access_control import crypto, hybrid_kem
@@ -23,7 +28,7 @@ from access_control.keyring import HeldRoleKey, Keyring
 from access_control.password_kdf import ScryptParams, open_with_password, seal_with_password
 from access_control.pins import RolePins
 from medchat.errors import KeyIntegrityFailure, KeysNotInitialized, NotFound
-from medchat.models import PersonalKey, RoleKey, RoleKeyGrant, RoleKeyStatus
+from medchat.models import PersonalKey, RoleKey, RoleKeyGrant, RoleKeyRotation, RoleKeyStatus
 
 PERSONAL_PURPOSE = "personal"
 RETIRED_PURPOSE = "personal-retired"
@@ -177,7 +182,11 @@ class KeyCustody:
         One key per role is active (a new one is pending until it is made active). Several
         active rows were written around the service, and which one a query returns first is
         the database's choice, so that is refused rather than resolved.
+
+        The caller's transaction holds the role's sealing lock (shared) until it commits, so a
+        rotation activating a newer key waits for every wrap sealed to this one to be written.
         """
+        self.hold_sealing_lock(role, exclusive=False)
         rows = self.role_keys(role, RoleKeyStatus.ACTIVE)
         if not rows:
             raise KeysNotInitialized
@@ -191,6 +200,57 @@ class KeyCustody:
         if fingerprint != row.fingerprint:
             raise KeyIntegrityFailure(f"The {row.role} role key does not match its fingerprint.")
         self.pins.require_pinned(row.role, fingerprint)
+
+    def is_pinned(self, row: RoleKey) -> bool:
+        """The key matches its fingerprint and the deployment pins it (no exception)."""
+        fingerprint = hybrid_kem.public_key_fingerprint(row.public_key)
+        return fingerprint == row.fingerprint and self.pins.is_pinned(row.role, fingerprint)
+
+    def awaiting_pin(self, row: RoleKey) -> bool:
+        """A rotation's new key that the operator has yet to add to ``MEDCHAT_ROLE_KEY_PINS``.
+
+        Only there can a pending key be legitimately unpinned (the pin file is written before
+        the key exists). Nothing is sealed to it and it cannot become active unpinned, so
+        sign-in and start-up leave it out instead of refusing; any other unpinned key is
+        still refused, so a key planted through SQL stays loud.
+        """
+        if row.status != RoleKeyStatus.PENDING or not self.pins.fixed or self.is_pinned(row):
+            return False
+        rotating = select(RoleKeyRotation.id).where(
+            RoleKeyRotation.to_key_id == row.id, RoleKeyRotation.finished_at.is_(None)
+        )
+        return self.session.scalar(rotating) is not None
+
+    def hold_sealing_lock(self, role: str, *, exclusive: bool) -> None:
+        """Order "read the active key, seal to it" against a rotation's activation.
+
+        Sealers take the lock shared (``active_role_key``); the activation takes it exclusive,
+        so it waits until every transaction that read the old key as active has committed its
+        wraps, and every later transaction reads the new key. Without it a conversation
+        created across the activation could commit a wrap to the old key after the rotation
+        checked that none is left, and lose its physician (or archive) copy at retirement.
+        PostgreSQL: a transaction-scoped advisory lock, released at commit. SQLite needs none:
+        every unit of work takes the database write lock at BEGIN (``medchat.db``).
+        """
+        self._advisory_lock("role-key-sealing", role, exclusive=exclusive)
+
+    def hold_grant_lock(self, role: str) -> None:
+        """Serialise revocations with a rotation handing the new key to the current holders.
+
+        Otherwise a rotation that read a colleague's old grant just before a revocation
+        deleted it would seal the new key to that colleague after the revocation.
+        """
+        self._advisory_lock("role-key-grants", role, exclusive=True)
+
+    def _advisory_lock(self, purpose: str, role: str, *, exclusive: bool) -> None:
+        if self.session.get_bind().dialect.name != "postgresql":
+            return
+        label = hashlib.sha256(f"medchat/{purpose}/{role}".encode()).digest()
+        function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        self.session.execute(
+            text(f"SELECT {function}(:key)"),
+            {"key": int.from_bytes(label[:8], "big", signed=True)},
+        )
 
     def create_role_key(
         self, role: str, status: RoleKeyStatus
@@ -220,13 +280,22 @@ class KeyCustody:
         account_id: uuid.UUID,
         *,
         granted_by: uuid.UUID | None,
+        require_pin: bool = True,
     ) -> str:
         """Seal a role private key to a holder's verified public key; return its fingerprint.
 
         Raises ``KeyIntegrityFailure`` if the holder's key fails its tag or the role key its
-        pin: nothing is sealed then.
+        pin: nothing is sealed then. ``require_pin=False`` is for one case only: a rotation's
+        pending key under environment pins, sealed to the rotation's starter so that it
+        survives until the operator has pinned it (nothing is sealed *to* a pending key, and
+        sign-in leaves it out while it is unpinned).
         """
-        self.require_pinned(role_key)
+        if require_pin:
+            self.require_pinned(role_key)
+        elif hybrid_kem.public_key_fingerprint(role_key.public_key) != role_key.fingerprint:
+            raise KeyIntegrityFailure(
+                f"The {role_key.role} role key does not match its fingerprint."
+            )
         if role_private.public_key_bytes != role_key.public_key:
             raise KeyIntegrityFailure("The held role key does not match the stored role key.")
         holder = self.verified_personal_key(account_id)
@@ -256,11 +325,44 @@ class KeyCustody:
 
     def revoke_grants(self, account_id: uuid.UUID, role: str | None = None) -> int:
         """Delete the account's copies of role keys (of one role, or all)."""
+        for each in sorted([role] if role is not None else ("archive", "physician")):
+            self.hold_grant_lock(each)
         statement = delete(RoleKeyGrant).where(RoleKeyGrant.account_id == account_id)
         if role is not None:
             ids = select(RoleKey.id).where(RoleKey.role == role)
             statement = statement.where(RoleKeyGrant.role_key_id.in_(ids))
         return self.session.execute(statement).rowcount  # type: ignore[attr-defined,no-any-return]
+
+    def mark_rotation_due(self, role: str, reason: str) -> list[RoleKey]:
+        """Flag the role's active key for rotation because a holder lost access.
+
+        SECURITY-MODEL 11: deleting a grant stops the live copy, but a database copy taken
+        earlier plus that holder's password still opens the key, so every loss of access
+        (grant revoked, account disabled, staff reset) schedules a rotation. The earliest
+        mark and its reason are kept: the rotation has been due since then. Returns the
+        rows marked (none before ``keys init``). The one place this is decided.
+        """
+        # A pending key is marked too: a rotation under way may already have sealed its new
+        # key to the holder who just lost access, so finishing it must not look like a cure.
+        rows = self.role_keys(role, RoleKeyStatus.ACTIVE, RoleKeyStatus.PENDING)
+        for row in rows:
+            if row.rotation_due_at is None:
+                row.rotation_due_at = self.now
+                row.rotation_reason = reason[:64]
+        self.session.flush()
+        return rows
+
+    def granted_roles(self, account_id: uuid.UUID) -> list[str]:
+        """The roles whose keys (any version) the account holds a copy of."""
+        return sorted(
+            set(
+                self.session.scalars(
+                    select(RoleKey.role)
+                    .join(RoleKeyGrant, RoleKeyGrant.role_key_id == RoleKey.id)
+                    .where(RoleKeyGrant.account_id == account_id)
+                )
+            )
+        )
 
     def holders(self, role_key_id: uuid.UUID) -> list[uuid.UUID]:
         return list(
@@ -281,6 +383,8 @@ class KeyCustody:
         ).all()
         held = []
         for grant, role_key in rows:
+            if self.awaiting_pin(role_key):
+                continue
             self.require_pinned(role_key)
             try:
                 seed = hybrid_kem.unwrap_key(

@@ -50,6 +50,14 @@ class RolePins:
     def path(self) -> Path:
         return self._path
 
+    @property
+    def fixed(self) -> bool:
+        """Pinned in ``MEDCHAT_ROLE_KEY_PINS``: the service cannot add a pin, the operator must."""
+        return self._fixed is not None
+
+    def is_pinned(self, role: str, fingerprint: str) -> bool:
+        return fingerprint.lower() in self.current().get(role, frozenset())
+
     def current(self) -> Mapping[str, frozenset[str]]:
         """The pins in force now (the file is re-read when its modification time changes)."""
         if self._fixed is not None:
@@ -70,7 +78,7 @@ class RolePins:
 
     def require_pinned(self, role: str, fingerprint: str) -> None:
         """Raise ``KeyIntegrityFailure`` unless ``fingerprint`` is pinned for ``role``."""
-        if fingerprint.lower() not in self.current().get(role, frozenset()):
+        if not self.is_pinned(role, fingerprint):
             raise KeyIntegrityFailure(f"The {role} role key is not pinned by this deployment.")
 
     def add(self, role: str, fingerprints: Iterable[str]) -> None:

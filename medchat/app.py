@@ -17,13 +17,14 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from access_control import bearer, throttling
 from access_control.guard import check_routes_declare_permissions
-from medchat import console, http_security, http_transaction
+from medchat import console, http_rewrap, http_security, http_transaction
 from medchat.api import (
     admin,
     attachments,
     auth,
     clinician,
     colleagues,
+    compliance,
     conversations,
     health,
     member,
@@ -96,6 +97,8 @@ def create_app(
     # limits: the limiter registers its checks last) can be audited in it.
     http_transaction.init_app(app)
     http_security.init_app(app)
+    # After-request steps run in reverse order: this drain runs before the commit above.
+    http_rewrap.init_app(app)
     _init_login(app)
 
     app.register_blueprint(health.bp)
@@ -110,6 +113,7 @@ def create_app(
         attachments.bp,
         conversations.bp,
         clinician.bp,
+        compliance.bp,
     ):
         api.register_blueprint(blueprint)
     check_routes_declare_permissions(app)

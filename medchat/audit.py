@@ -206,6 +206,11 @@ def append_pending(session: Session) -> None:
 
 @event.listens_for(Session, "before_commit")
 def _append_on_commit(session: Session) -> None:
+    # Releasing a SAVEPOINT fires this too. Entries wait for the outermost commit: appended
+    # at a release, they (the whole request's so far) would vanish with an enclosing
+    # savepoint rolled back later, and the chain head would stay locked for the rest of it.
+    if session.in_nested_transaction():
+        return
     if session.info.get("audit_pending"):
         append_pending(session)
 

@@ -74,6 +74,10 @@ class Settings:
     retention_days: int = 730
     archive_retention_days: int = 3650
     mail_url: str = "file://var/mail"
+    #: How long a mailed password-reset token works (SECURITY-MODEL "Authentication").
+    password_reset_minutes: int = 30
+    #: Re-wrap requests a clinician request drains before it commits (key hierarchy 7).
+    rewrap_batch: int = 20
     registration_open: bool = True
     cors_origins: tuple[str, ...] = ()
     bcrypt_rounds: int = PRODUCTION_BCRYPT_ROUNDS
@@ -88,6 +92,12 @@ class Settings:
     public_base_url: str = "http://127.0.0.1:8000"
     #: ``physician:<fingerprint>,archive:<fingerprint>``; empty: the pin file in the key dir.
     role_key_pins: str = ""
+    #: Ed25519 public key (64 hex digits) of ``archive-signing.key``: the ledger and exported
+    #: bundles verify against this pin, never against a key read from the database. Required
+    #: in production (``medchat archive public-key`` prints it); derived in development.
+    archive_signing_public_key: str = ""
+    #: How long an approved compliance retrieval stays open to its requester.
+    retrieval_hours: int = 24
 
     @property
     def is_production(self) -> bool:
@@ -100,6 +110,14 @@ class Settings:
     @property
     def enrollment_token_ttl(self) -> timedelta:
         return timedelta(hours=self.enrollment_token_hours)
+
+    @property
+    def password_reset_ttl(self) -> timedelta:
+        return timedelta(minutes=self.password_reset_minutes)
+
+    @property
+    def retrieval_ttl(self) -> timedelta:
+        return timedelta(hours=self.retrieval_hours)
 
     @property
     def console_idle(self) -> timedelta:
@@ -151,6 +169,15 @@ class Settings:
             raise ConfigurationError("MEDCHAT_ENV must be 'development' or 'production'")
         if self.trusted_proxies < 0:
             raise ConfigurationError("MEDCHAT_TRUSTED_PROXIES must be 0 or more")
+        if self.rewrap_batch < 0:
+            raise ConfigurationError("MEDCHAT_REWRAP_BATCH must be 0 or more (0: workers only)")
+        if not 1 <= self.password_reset_minutes <= 24 * 60:
+            raise ConfigurationError("MEDCHAT_PASSWORD_RESET_MINUTES must be 1 to 1440")
+        if not 1 <= self.retrieval_hours <= 24 * 30:
+            raise ConfigurationError("MEDCHAT_RETRIEVAL_HOURS must be 1 to 720")
+        pin = self.archive_signing_public_key
+        if pin and (len(pin) != 64 or any(c not in "0123456789abcdefABCDEF" for c in pin)):
+            raise ConfigurationError("MEDCHAT_ARCHIVE_SIGNING_PUBLIC_KEY must be 64 hex digits")
         if not self.is_production:
             return
         problems = []

@@ -45,6 +45,24 @@ def _key_set_tag(integrity_key: bytes, conversation: Conversation) -> bytes:
     )
 
 
+def seal_wrap(
+    recipient: hybrid_kem.KemPublicKey,
+    dek: bytes,
+    *,
+    holder: str,
+    recipient_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+) -> bytes:
+    """The wrap of ``dek`` for one holder: HPKE info binds purpose, recipient, conversation."""
+    return hybrid_kem.wrap_key_to(
+        recipient,
+        dek,
+        recipient_id=recipient_id,
+        context_id=conversation_id,
+        purpose=wrap_purpose(holder),
+    )
+
+
 class ConversationKeys:
     """Creates a conversation's DEK and its wraps; opens it for a caller's keyring."""
 
@@ -84,22 +102,77 @@ class ConversationKeys:
         key_id: bytes,
         now: datetime,
     ) -> None:
-        """Seal ``dek`` to one more recipient (new conversation, rotation, re-wrap)."""
+        """Seal ``dek`` to one more recipient (new conversation, re-wrap).
+
+        A rotation re-seals thousands at once with ``open_wrap`` and ``seal_wrap`` and inserts
+        the rows in bulk (``medchat.services.rotation``); the bytes are the same.
+        """
         self.session.add(
             ConversationKeyWrap(
                 conversation_id=conversation.id,
                 holder=holder,
                 recipient_key_id=key_id,
-                wrap=hybrid_kem.wrap_key(
-                    public_key,
+                wrap=seal_wrap(
+                    hybrid_kem.load_public_key(public_key),
                     dek,
+                    holder=holder,
                     recipient_id=recipient_id,
-                    context_id=conversation.id,
-                    purpose=wrap_purpose(holder),
+                    conversation_id=conversation.id,
                 ),
                 created_at=now,
             )
         )
+
+    def verify_key_set(
+        self,
+        conversation_id: uuid.UUID,
+        member_id: uuid.UUID,
+        commitment: bytes,
+        tag: bytes,
+    ) -> None:
+        """Raise ``KeyIntegrityFailure`` unless the commitment is the one the tag vouches for."""
+        try:
+            crypto.verify_key_integrity(
+                self._integrity_key,
+                tag,
+                owner_id=conversation_id,
+                key_id=member_id.bytes,
+                key_bytes=commitment,
+                purpose=_KEY_SET_PURPOSE,
+                version=_KEY_SET_VERSION,
+            )
+        except crypto.IntegrityCheckFailed as exc:
+            raise KeyIntegrityFailure("This conversation's key set was altered.") from exc
+
+    @staticmethod
+    def open_wrap(
+        wrap: bytes,
+        private_key: hybrid_kem.PrivateKeyHandle,
+        *,
+        holder: str,
+        recipient_id: uuid.UUID,
+        conversation_id: uuid.UUID,
+        commitment: bytes,
+    ) -> bytes:
+        """Unwrap a DEK and check it against the conversation's (verified) commitment.
+
+        Raises ``KeyIntegrityFailure`` when the wrap does not open or opens to another key:
+        a swapped wrap is refused, never used or re-sealed.
+        """
+        try:
+            dek = hybrid_kem.unwrap_key(
+                private_key,
+                wrap,
+                recipient_id=recipient_id,
+                context_id=conversation_id,
+                purpose=wrap_purpose(holder),
+            )
+            crypto.verify_key_commitment(dek, commitment, conversation_id)
+        except (crypto.DecryptionFailed, crypto.IntegrityCheckFailed) as exc:
+            raise KeyIntegrityFailure(
+                "This conversation's key does not match its commitment."
+            ) from exc
+        return dek
 
     def open_key(self, conversation: Conversation, keyring: Keyring, holder: str) -> bytes:
         """The conversation's DEK, opened with a key the caller's session holds.
@@ -107,22 +180,40 @@ class ConversationKeys:
         Raises ``NotFound`` when the caller holds no key with a wrap here (for a member, a
         history that is not re-sealed yet) and ``KeyIntegrityFailure`` when the key set was
         tampered with.
+
+        A role holder's session opened before a rotation holds only the old role key, and the
+        rotation re-seals every wrap to the new one; the session's own personal key opens the
+        holder's current grants (exactly what signing in again would do), so it keeps reading
+        without a new sign-in. A revoked holder has no grants left, so this opens nothing.
         """
-        try:
-            crypto.verify_key_integrity(
-                self._integrity_key,
-                conversation.key_tag,
-                owner_id=conversation.id,
-                key_id=conversation.member_id.bytes,
-                key_bytes=conversation.key_commitment,
-                purpose=_KEY_SET_PURPOSE,
-                version=_KEY_SET_VERSION,
-            )
-        except crypto.IntegrityCheckFailed as exc:
-            raise KeyIntegrityFailure("This conversation's key set was altered.") from exc
+        self.verify_key_set(
+            conversation.id,
+            conversation.member_id,
+            conversation.key_commitment,
+            conversation.key_tag,
+        )
         candidates = self._candidates(keyring, holder, conversation)
-        if not candidates:
+        dek = self._open_with(conversation, holder, candidates)
+        if dek is None and holder != Holder.MEMBER and keyring.personal is not None:
+            held = self.custody.open_grants(keyring.account_id, keyring.personal)
+            fresher = self._candidates(
+                Keyring(keyring.account_id, roles=held), holder, conversation
+            )
+            for key_id in candidates:
+                fresher.pop(key_id, None)
+            dek = self._open_with(conversation, holder, fresher)
+        if dek is None:
             raise NotFound("No key this session holds opens this conversation.")
+        return dek
+
+    def _open_with(
+        self,
+        conversation: Conversation,
+        holder: str,
+        candidates: dict[bytes, tuple[uuid.UUID, hybrid_kem.PrivateKeyHandle]],
+    ) -> bytes | None:
+        if not candidates:
+            return None
         wraps = {
             row.recipient_key_id: row
             for row in self.session.scalars(
@@ -137,21 +228,15 @@ class ConversationKeys:
             row = wraps.get(key_id)
             if row is None:
                 continue
-            try:
-                dek = hybrid_kem.unwrap_key(
-                    private_key,
-                    row.wrap,
-                    recipient_id=recipient_id,
-                    context_id=conversation.id,
-                    purpose=wrap_purpose(holder),
-                )
-                crypto.verify_key_commitment(dek, conversation.key_commitment, conversation.id)
-            except (crypto.DecryptionFailed, crypto.IntegrityCheckFailed) as exc:
-                raise KeyIntegrityFailure(
-                    "This conversation's key does not match its commitment."
-                ) from exc
-            return dek
-        raise NotFound("No key this session holds opens this conversation.")
+            return self.open_wrap(
+                row.wrap,
+                private_key,
+                holder=holder,
+                recipient_id=recipient_id,
+                conversation_id=conversation.id,
+                commitment=conversation.key_commitment,
+            )
+        return None
 
     @staticmethod
     def _candidates(

@@ -106,6 +106,16 @@ class Conflict(MedchatError):
     code, status, message = "conflict", 409, "The request conflicts with the current state."
 
 
+class HistoryPending(Conflict):
+    """A member's conversation not yet re-sealed to their new key after a password reset."""
+
+    code, message = (
+        "history_pending",
+        "This conversation is being restored after your password reset; a doctor's next "
+        "session re-seals it to your new key. Try again later.",
+    )
+
+
 class PayloadTooLarge(MedchatError):
     code, status, message = "payload_too_large", 413, "The upload is too large."
 
@@ -122,6 +132,16 @@ class KeyIntegrityFailure(MedchatError):
     """A key failed its pin, tag or commitment check: refuse rather than seal or read."""
 
     code, status, message = "key_integrity_failed", 500, "A key failed its integrity check."
+
+
+class ArchiveIntegrityFailure(MedchatError):
+    """Archived content or its ledger record was altered: refuse to open or export it."""
+
+    code, status, message = (
+        "archive_integrity_failed",
+        500,
+        "The archived conversation does not match its ledger record.",
+    )
 
 
 class KeysNotInitialized(MedchatError):

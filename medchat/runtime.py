@@ -1,8 +1,8 @@
 """The long-lived collaborators a service needs, built once per process.
 
 Services receive a database session and this ``Runtime`` (settings, server keys, clock,
-password hasher, profile cipher) instead of reaching into Flask's ``current_app``, so they are
-plain Python and tested without HTTP.
+password hasher, profile cipher, the mail postman) instead of reaching into Flask's
+``current_app``, so they are plain Python and tested without HTTP.
 """
 
 from __future__ import annotations
@@ -20,11 +20,13 @@ from access_control.password_kdf import ScryptParams
 from access_control.passwords import PasswordHasher
 from access_control.pins import RolePins
 from access_control.tokens import TokenLifetimes
+from medchat.archive_signing import ArchiveSigner, load_archive_signer
 from medchat.clock import Clock, SystemClock
 from medchat.config import Settings
 from medchat.conversation_keys import ConversationKeys
 from medchat.db import Database
 from medchat.errors import ConfigurationError, KeyIntegrityFailure
+from medchat.mail import Mailer, Postman, mailer_from_url
 from medchat.models import RoleKey, RoleKeyStatus
 from medchat.personal_data import ProfileCipher
 
@@ -39,6 +41,12 @@ class Runtime:
     database: Database
     pins: RolePins
     scrypt: ScryptParams
+    #: The adapter ``MEDCHAT_MAIL_URL`` names (SMTP relay or a folder of files).
+    mailer: Mailer
+    #: Delivers through ``mailer`` in the background, after the unit of work commits.
+    postman: Postman
+    #: Signs sealed-archive records and exports; checked against the pinned public key.
+    archive_signer: ArchiveSigner
 
     def __repr__(self) -> str:
         return f"Runtime(env={self.settings.env!r})"
@@ -64,12 +72,17 @@ class Runtime:
 
 
 def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
-    """Load keys (generating them only in development) and connect the database."""
+    """Load keys (generating them only in development) and connect the database.
+
+    Raises ``ConfigurationError`` when the archive-signing key does not match its pin (or, in
+    production, has none): see ``medchat.archive_signing``.
+    """
     keys = load_server_keys(settings.key_dir, create_missing=not settings.is_production)
     clock = clock or SystemClock()
     database = Database(
         settings.database_url, info={"audit_mac_key": keys.audit_mac, "clock": clock}
     )
+    mailer = mailer_from_url(settings.mail_url)
     return Runtime(
         settings=settings,
         keys=keys,
@@ -79,6 +92,13 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         database=database,
         pins=RolePins(settings.key_dir, settings.role_key_pins or None),
         scrypt=ScryptParams(log2_n=settings.scrypt_log2_n),
+        mailer=mailer,
+        postman=Postman(mailer),
+        archive_signer=load_archive_signer(
+            keys.archive_signing,
+            settings.archive_signing_public_key,
+            production=settings.is_production,
+        ),
     )
 
 
@@ -96,6 +116,10 @@ def verify_role_key_pins(runtime: Runtime) -> None:
             custody = runtime.custody(session)
             in_use = select(RoleKey).where(RoleKey.status != RoleKeyStatus.RETIRED)
             for row in session.scalars(in_use):
+                if custody.awaiting_pin(row):
+                    # A rotation's new key not yet in MEDCHAT_ROLE_KEY_PINS: nothing is sealed
+                    # to it, so a host restarted before the operator added it still starts.
+                    continue
                 try:
                     custody.require_pinned(row)
                 except KeyIntegrityFailure as exc:

@@ -8,14 +8,21 @@ from typing import Any
 
 from flask_smorest import Blueprint
 
-from access_control.guard import requires
+from access_control.guard import requires, signed_in
 from access_control.permissions import Permission
 from access_control.roles import Role
 from medchat.api.pagination import decode_cursor, encode_cursor
-from medchat.schemas.admin import AuditPageSchema, StaffCreatedSchema, StaffCreateSchema
+from medchat.api.rotation_due import rotation_due_headers
+from medchat.schemas.admin import (
+    AuditPageSchema,
+    StaffCreatedSchema,
+    StaffCreateSchema,
+    StaffResetSchema,
+)
 from medchat.schemas.common import PageArgsSchema
 from medchat.services.accounts import AccountService
 from medchat.services.audit_log import AuditLogService
+from medchat.services.staff_reset import StaffResetService
 from medchat.web import db_session, runtime
 
 bp = Blueprint("admin", __name__, url_prefix="/api/v1/admin", description="Operations staff")
@@ -40,9 +47,21 @@ def create_account(data: dict[str, Any]) -> dict[str, Any]:
 @bp.route("/accounts/<uuid:account_id>/disable", methods=["POST"])
 @requires(Permission.ADMIN_ACCOUNTS)
 @bp.response(204)
-def disable_account(account_id: uuid.UUID) -> None:
-    """Disable an account for good; all of its sessions end at once."""
-    AccountService(db_session(), runtime()).disable(account_id)
+def disable_account(account_id: uuid.UUID) -> tuple[None, dict[str, str]]:
+    """Disable an account for good; all of its sessions end at once.
+
+    ``Medchat-Rotation-Due`` names the role keys the account held, now due for rotation.
+    """
+    return None, rotation_due_headers(AccountService(db_session(), runtime()).disable(account_id))
+
+
+@bp.route("/accounts/<uuid:account_id>/reset", methods=["POST"])
+@requires(Permission.ADMIN_ACCOUNTS)
+@bp.response(201, StaffResetSchema)
+def reset_account(account_id: uuid.UUID) -> dict[str, str]:
+    """Clear a staff account's password and TOTP; it re-enrolls with the token returned."""
+    token = StaffResetService(db_session(), runtime()).reset(signed_in(), account_id)
+    return {"enrollment_token": token}
 
 
 @bp.route("/audit", methods=["GET"])

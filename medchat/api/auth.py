@@ -1,4 +1,5 @@
-"""``/api/v1/auth``: registration, sign-in, enrollment, refresh, logout, password, 2FA."""
+"""``/api/v1/auth``: registration, sign-in, enrollment, refresh, logout, password, 2FA, and
+the forgotten-password flow (``password-reset``, ``password-reset/confirm``)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from medchat.schemas.auth import (
     EnrollSchema,
     MfaConfirmSchema,
     PasswordChangeSchema,
+    PasswordResetConfirmSchema,
+    PasswordResetRequestSchema,
     ProvisioningSchema,
     RecoveryCodesSchema,
     RefreshSchema,
@@ -32,6 +35,7 @@ from medchat.schemas.auth import (
 from medchat.schemas.common import StatusSchema
 from medchat.services.accounts import AccountService, NewMember
 from medchat.services.authentication import AuthenticationService, SignIn
+from medchat.services.password_reset import PasswordResetService
 from medchat.web import db_session, runtime
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Sign-in and 2FA")
@@ -48,6 +52,19 @@ def _account_key() -> str:
         return "address:" + (request.remote_addr or "unknown")
     return "account:" + runtime().profiles.email_index(email).hex()
 
+
+def _reset_token_key() -> str:
+    """Limit wrong codes per reset token (its hash): a token is one account's."""
+    body = request.get_json(silent=True)
+    token = body.get("reset_token") if isinstance(body, dict) else None
+    if isinstance(token, str) and token:
+        return "reset:" + crypto.token_hash(token).hex()
+    return "address:" + (request.remote_addr or "unknown")
+
+
+#: Reset mails per address asked for, counted for every address alike (known or not), so
+#: the limit says nothing about who is a member and nobody's mailbox can be flooded.
+RESET_REQUESTS_PER_ACCOUNT = "5 per hour; 20 per day"
 
 _per_address = throttled(Throttle(PER_ADDRESS, scope="auth-address"))
 _per_account = throttled(
@@ -172,3 +189,35 @@ def mfa_confirm(data: dict[str, Any]) -> dict[str, list[str]]:
     principal = signed_in()
     codes = _accounts().confirm_mfa(principal.account, data["totp_code"], principal.token.family_id)
     return {"recovery_codes": codes}
+
+
+@bp.route("/password-reset", methods=["POST"])
+@requires(Permission.PUBLIC)
+@bp.arguments(PasswordResetRequestSchema)
+@bp.response(202, StatusSchema)
+@_per_address
+@throttled(Throttle(RESET_REQUESTS_PER_ACCOUNT, scope="reset-account", key=_account_key))
+def password_reset(data: dict[str, Any]) -> dict[str, str]:
+    """Mail a single-use reset token to a member; the same answer for every address."""
+    PasswordResetService(db_session(), runtime()).request(data["email"])
+    return {"status": "accepted"}
+
+
+@bp.route("/password-reset/confirm", methods=["POST"])
+@requires(Permission.PUBLIC)
+@bp.arguments(PasswordResetConfirmSchema)
+@bp.response(204)
+@_per_address
+@throttled(
+    Throttle(
+        PER_ACCOUNT_FAILURES,
+        scope="reset-token",
+        key=_reset_token_key,
+        deduct_when=is_failed_attempt,
+    )
+)
+def password_reset_confirm(data: dict[str, Any]) -> None:
+    """Set a new password with the mailed token (and a TOTP code where the member has it)."""
+    PasswordResetService(db_session(), runtime()).confirm(
+        data["reset_token"], data["new_password"], data.get("totp_code")
+    )

@@ -20,7 +20,7 @@ from medchat.api.pagination import (
     encode_activity_cursor,
     encode_cursor,
 )
-from medchat.schemas.common import PageArgsSchema
+from medchat.schemas.common import PageArgsSchema, StatusSchema
 from medchat.schemas.conversations import (
     ConversationCreatedSchema,
     ConversationCreateSchema,
@@ -33,6 +33,7 @@ from medchat.schemas.conversations import (
     MessageSchema,
 )
 from medchat.services.conversation_pages import ActivityPosition, Page
+from medchat.services.deletion import DeletionService
 from medchat.services.idempotency import Created
 from medchat.services.member_conversations import MemberConversationService
 from medchat.web import db_session, runtime
@@ -102,6 +103,17 @@ def list_own(args: dict[str, Any]) -> dict[str, Any]:
 def conversation(conversation_id: uuid.UUID) -> Any:
     """One of the member's conversations."""
     return _service().conversation(signed_in(), conversation_id)
+
+
+@bp.route("/<uuid:conversation_id>", methods=["DELETE"])
+@requires(Permission.MEMBER_CONVERSATIONS)
+@bp.response(202, StatusSchema)
+def delete(conversation_id: uuid.UUID) -> dict[str, str]:
+    """Delete: gone from every member and clinician view at once, kept as a sealed archive
+    record (only compliance can open it, with four eyes)."""
+    return {
+        "status": DeletionService(db_session(), runtime()).delete_own(signed_in(), conversation_id)
+    }
 
 
 @bp.route("/<uuid:conversation_id>/messages", methods=["GET"])

@@ -23,6 +23,10 @@ class StaffCreatedSchema(ma.Schema):
     enrollment_token = fields.String(required=True)
 
 
+class StaffResetSchema(ma.Schema):
+    enrollment_token = fields.String(required=True)
+
+
 class AuditEntrySchema(ma.Schema):
     seq = fields.Integer()
     id = fields.UUID()

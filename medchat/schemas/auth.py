@@ -77,3 +77,13 @@ class RecoveryCodesSchema(ma.Schema):
 class PasswordChangeSchema(StrictSchema):
     current_password = _password
     new_password = _password
+
+
+class PasswordResetRequestSchema(StrictSchema):
+    email = fields.String(required=True, validate=validate.Length(min=1, max=254))
+
+
+class PasswordResetConfirmSchema(StrictSchema):
+    reset_token = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    new_password = _password
+    totp_code = _code

@@ -79,6 +79,13 @@ class ConversationSchema(ma.Schema):
     status = fields.String(required=True, metadata={"enum": ["open", "answered", "closed"]})
     created_at = UtcDateTime(required=True)
     last_message_at = UtcDateTime(required=True)
+    readable = fields.Boolean(
+        required=True,
+        metadata={
+            "description": "False while the history is re-sealed after a password reset "
+            "(subject is null then; reading answers 409 history_pending)."
+        },
+    )
 
 
 class ConversationCreatedSchema(ConversationSchema):

@@ -24,6 +24,9 @@ from medchat.errors import Conflict, Forbidden, InvalidEnrollmentToken, InvalidM
 from medchat.models import Account, AccountStatus, EnrollmentToken, MemberProfile
 from medchat.runtime import Runtime
 
+#: ``rotation_reason`` of a role key whose holder's account was disabled.
+DISABLED_REASON = "account_disabled"
+
 
 @dataclass(frozen=True)
 class NewMember:
@@ -192,21 +195,30 @@ class AccountService:
         )
         self.session.flush()
 
-    def disable(self, account_id: uuid.UUID) -> None:
-        """Disable an account for good and end every one of its sessions at once."""
+    def disable(self, account_id: uuid.UUID) -> list[str]:
+        """Disable an account for good and end every one of its sessions at once.
+
+        Returns the roles whose keys it held: their rotation is now due (a database copy
+        taken earlier plus this account's password still opens them), and the caller says so.
+        """
         account = self.get(account_id)
         now = self.runtime.clock.now()
         account.status = AccountStatus.DISABLED
         account.disabled_at = now
         TokenStore(self.session, now).revoke_account(account.id)
-        revoked = self.runtime.custody(self.session).revoke_grants(account.id)
+        custody = self.runtime.custody(self.session)
+        held = custody.granted_roles(account.id)
+        revoked = custody.revoke_grants(account.id)
+        for role in held:
+            custody.mark_rotation_due(role, DISABLED_REASON)
         audit.record(
             self.session,
             "account.disable",
             target_type="account",
             target_id=account.id,
-            details={"role": account.role, "grants_revoked": revoked},
+            details={"role": account.role, "grants_revoked": revoked, "rotation_due": held},
         )
+        return held
 
     # -- enrollment ----------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from medchat.errors import Forbidden, ValidationFailed
 from medchat.models import Conversation, ConversationStatus
 from medchat.patient_view import PatientView, patient_view, patient_views
 from medchat.runtime import Runtime
+from medchat.services.conversation_access import LIVE_STATUSES
 from medchat.services.conversation_pages import (
     ActivityPosition,
     Page,
@@ -86,7 +87,8 @@ class ClinicianConversationService:
     ) -> Page:
         """One page of conversations in ``status`` (order: see the module docstring)."""
         self._require_clinician(actor)
-        if status not in set(ConversationStatus):
+        # A sealed conversation is in no queue: it left every clinician view at deletion.
+        if status not in LIVE_STATUSES:
             raise ValidationFailed(details={"status": ["Not a conversation status."]})
         statement = select(Conversation).where(Conversation.status == status)
         descending = status != ConversationStatus.OPEN

@@ -65,6 +65,8 @@ class ConversationView:
     last_message_at: datetime
     member_id: uuid.UUID
     messages: list[MessageView] = field(default_factory=list)
+    #: False while a member's history waits to be re-sealed to their new key (subject None).
+    readable: bool = True
 
 
 def message_scope(conversation_id: uuid.UUID) -> str:
@@ -144,6 +146,19 @@ class ConversationService:
             created_at=conversation.created_at,
             last_message_at=conversation.last_message_at,
             member_id=conversation.member_id,
+        )
+
+    @staticmethod
+    def pending_view(conversation: Conversation) -> ConversationView:
+        """A conversation the caller cannot open yet: metadata only, no subject."""
+        return ConversationView(
+            id=conversation.id,
+            subject=None,
+            status=conversation.status,
+            created_at=conversation.created_at,
+            last_message_at=conversation.last_message_at,
+            member_id=conversation.member_id,
+            readable=False,
         )
 
     def message_views(
@@ -239,6 +254,11 @@ class ConversationService:
         )
 
     def require_open(self, conversation: Conversation) -> None:
+        """Checked after ``lock_for_write``: ``Conflict`` when closed, ``NotFound`` when a
+        deletion sealed it while this request waited for the lock (nothing may be added to
+        content the archive ledger has hashed)."""
+        if conversation.status == ConversationStatus.SEALED:
+            raise NotFound
         if conversation.status == ConversationStatus.CLOSED:
             raise Conflict("This conversation is closed.")
 

@@ -7,6 +7,10 @@ the physician role, the member and the compliance archive. Subject and body are 
 sealed under that DEK; ``Idempotency-Key`` makes a retried question return the first
 conversation instead of a second one. Members' own reads are not audited (it is their data);
 each question is.
+
+After a password reset the member's earlier conversations wait for a clinician session to
+re-seal them (``medchat.services.rewrap``): the list still shows them, with ``readable`` false
+and no subject, and opening one answers 409 ``history_pending`` (``ConversationAccess``).
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from access_control.principal import Principal
 from access_control.roles import Role
 from medchat import audit
 from medchat.content import seal_text
-from medchat.errors import Forbidden
+from medchat.errors import Forbidden, HistoryPending
 from medchat.models import Conversation, ConversationStatus
 from medchat.runtime import Runtime
+from medchat.services import conversation_access
 from medchat.services.conversation_pages import (
     ActivityPosition,
     Page,
@@ -34,8 +39,8 @@ from medchat.services.idempotency import Created
 
 #: Idempotency scope of a question: a key used to ask cannot replay as a message.
 START_SCOPE = "conversation.start"
-#: What a member's list shows; any other status (a later "sealed" or "deleted") is not live.
-LIVE_STATUSES = (ConversationStatus.OPEN, ConversationStatus.ANSWERED, ConversationStatus.CLOSED)
+#: What a member's list shows (defined with the row check; re-exported for the re-wrap queue).
+LIVE_STATUSES = conversation_access.LIVE_STATUSES
 
 
 class MemberConversationService:
@@ -123,9 +128,16 @@ class MemberConversationService:
         rows = list(self.session.scalars(statement.limit(limit + 1)))
         more = len(rows) > limit
         rows = rows[:limit]
-        access = self.conversations.access
-        items = [self.conversations.conversation_view(c, access.open_key(actor, c)) for c in rows]
+        items = [self._listed(actor, conversation) for conversation in rows]
         return Page(items, activity_position(rows[-1]) if more else None)
+
+    def _listed(self, actor: Principal, conversation: Conversation) -> ConversationView:
+        """One list item: decrypted, or marked unreadable while its re-wrap is pending."""
+        try:
+            dek = self.conversations.access.open_key(actor, conversation)
+        except HistoryPending:
+            return self.conversations.pending_view(conversation)
+        return self.conversations.conversation_view(conversation, dek)
 
     def conversation(self, actor: Principal, conversation_id: uuid.UUID) -> ConversationView:
         """One of the member's conversations (``NotFound`` for anyone else's)."""

@@ -4,7 +4,8 @@
 first holder; after that only a holder can hand a role key on (``grant``), from a session that
 holds it. An admin can create a clinician but never give it access to content. Revoking a
 grant, like disabling an account, deletes the holder's sessions at once, because they carry
-opened keys.
+opened keys, and makes a rotation of the role key due (``medchat keys rotate``): a copy of the
+database taken earlier plus the holder's password still opens the old key.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from medchat.services.accounts import AccountService
 
 #: Which account role may hold which role key.
 HOLDER_ROLE = {KeyRole.PHYSICIAN: Role.CLINICIAN, KeyRole.ARCHIVE: Role.COMPLIANCE}
+#: ``rotation_reason`` of a role key whose holder lost access.
+REVOKED_REASON = "grant_revoked"
 
 
 @dataclass(frozen=True)
@@ -129,8 +132,12 @@ class RoleKeyService:
         )
         return format_fingerprint(fingerprint)
 
-    def revoke(self, actor: Principal, key_role: KeyRole, colleague_id: uuid.UUID) -> None:
-        """Delete a colleague's copies of the role key and end their sessions at once."""
+    def revoke(self, actor: Principal, key_role: KeyRole, colleague_id: uuid.UUID) -> list[str]:
+        """Delete a colleague's copies of the role key and end their sessions at once.
+
+        Returns the roles whose rotation this made due (``[key_role]`` when a copy was
+        deleted, ``[]`` when the colleague held none): the caller tells the person so.
+        """
         if not actor.keyring.role_keys(key_role):
             raise RoleKeyRequired
         account = self.session.get(Account, colleague_id)
@@ -138,10 +145,14 @@ class RoleKeyService:
             raise NotFound
         removed = self.custody.revoke_grants(colleague_id, key_role)
         TokenStore(self.session, self.runtime.clock.now()).revoke_account(colleague_id)
+        due = [str(key_role)] if removed else []
+        for role in due:
+            self.custody.mark_rotation_due(role, REVOKED_REASON)
         audit.record(
             self.session,
             "role_key.revoke",
             target_type="account",
             target_id=colleague_id,
-            details={"role": str(key_role), "grants_removed": removed},
+            details={"role": str(key_role), "grants_removed": removed, "rotation_due": due},
         )
+        return due

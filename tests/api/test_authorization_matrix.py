@@ -119,6 +119,10 @@ def test_public_routes_are_few_and_known(app):
         "/api/v1/auth/refresh",
         "/api/v1/auth/enroll",
         "/api/v1/auth/enroll/confirm",
+        "/api/v1/auth/password-reset",
+        "/api/v1/auth/password-reset/confirm",
+        # The archive-signing public key: anyone verifies exported records offline with it.
+        "/api/v1/archive/public-key",
     }
 
 

@@ -9,10 +9,10 @@ the password-derived keys, the tokens and the keys derived from them. Then:
 
 - the stored bytes (the SQLite file with its WAL, or ``pg_dump`` plus every column) hold no
   content, no personal field and none of those secrets, in any usual encoding;
-- every key the server holds at rest (the five keys of ``MEDCHAT_KEY_DIR``; the pin file holds
-  public fingerprints only) fails to open every content ciphertext, every wrap, every
-  password-sealed private key and every session keyring, each of which opens with the key
-  it was made for (so the failures are the keys', not the test's).
+- every key the server holds at rest (the six keys of ``MEDCHAT_KEY_DIR``, the archive-signing
+  seed among them; the pin file holds public fingerprints only) fails to open every content
+  ciphertext, every wrap, every password-sealed private key and every session keyring, each
+  of which opens with the key it was made for (so the failures are the keys', not the test's).
 """
 
 from __future__ import annotations
@@ -120,6 +120,7 @@ def server_keys(runtime: Runtime) -> dict[str, bytes]:
         "audit-mac": keys.audit_mac,
         "session-signing": keys.session_signing,
         "integrity": keys.integrity,
+        "archive-signing": keys.archive_signing,
     }
 
 

@@ -1,0 +1,435 @@
+"""Four-eyes retrieval of sealed archive content (SECURITY-MODEL "Deletion, sealed archive").
+
+Officer A asks, with a written justification (20 to 2,000 characters; stored sealed under the
+profile key, since it may name a person); officer B, never A, approves; then A alone opens the
+conversation, for ``retrieval_hours`` (default 24) after the approval, with the archive role key
+that A's two-factor session holds (``ConversationKeys.open_key`` with ``Holder.ARCHIVE``): the
+server holds no key that opens it. Before approval, after expiry, and for anyone but A (B or a
+third officer) the answer is 403. Before anything is decrypted, the record's hash, its
+signature under the pinned key and the stored content's hash are checked against the ledger
+(``ArchiveIntegrityFailure`` otherwise), so what A reads is what was sealed.
+
+Every step is audited with the member as subject (their access log shows "retrieval by
+compliance"): request, approval, each opening, attachment download and export, and each
+refusal (written after the refused request rolls back).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from access_control import crypto
+from access_control.principal import Principal
+from access_control.roles import Role
+from medchat import audit, ledger
+from medchat.archive_bundle import conversation_document, record_document, sign_bundle
+from medchat.content import open_content, open_text
+from medchat.errors import (
+    ArchiveIntegrityFailure,
+    Conflict,
+    Forbidden,
+    NotFound,
+    RoleKeyRequired,
+    ValidationFailed,
+)
+from medchat.models import (
+    ArchiveRecord,
+    Attachment,
+    Conversation,
+    Holder,
+    KeyRole,
+    Message,
+    RetrievalRequest,
+)
+from medchat.runtime import Runtime
+from medchat.services.attachments import AttachmentFile
+from medchat.services.conversation_pages import Page
+from medchat.services.conversations import ConversationService, MessageView
+
+PENDING = "pending"
+APPROVED = "approved"
+EXPIRED = "expired"
+JUSTIFICATION_MIN = 20
+JUSTIFICATION_MAX = 2000
+_JUSTIFICATION_FIELD = "retrieval_justification"
+_MESSAGES_PER_QUERY = 500
+
+
+@dataclass
+class RetrievalView:
+    """A request as officers see it (the justification is for the approver to judge)."""
+
+    id: uuid.UUID
+    record_id: uuid.UUID
+    conversation_id: uuid.UUID
+    status: str
+    requested_by: uuid.UUID
+    requested_at: datetime
+    approved_by: uuid.UUID | None
+    approved_at: datetime | None
+    expires_at: datetime | None
+    justification: str
+
+
+@dataclass
+class ArchivedConversation:
+    """A sealed conversation opened for its requester: subject, messages, attachment metadata."""
+
+    record_id: uuid.UUID
+    conversation_id: uuid.UUID
+    subject: str | None
+    created_at: datetime
+    sealed_at: datetime
+    reason: str
+    expires_at: datetime
+    messages: list[MessageView] = field(default_factory=list)
+
+
+class RetrievalService:
+    def __init__(self, session: Session, runtime: Runtime) -> None:
+        self.session = session
+        self.runtime = runtime
+
+    # -- asking and approving ------------------------------------------------------------------
+
+    def request(self, actor: Principal, record_id: uuid.UUID, justification: str) -> RetrievalView:
+        """Ask to open a sealed record. ``NotFound`` for an unknown record, ``Conflict`` when
+        retention destroyed its content."""
+        self._require_compliance(actor)
+        if not JUSTIFICATION_MIN <= len(justification.strip()) <= JUSTIFICATION_MAX:
+            raise ValidationFailed(
+                details={
+                    "justification": [
+                        f"Write {JUSTIFICATION_MIN} to {JUSTIFICATION_MAX} characters."
+                    ]
+                }
+            )
+        record = self._sealed_record(record_id)
+        if self._destroyed(record):
+            raise Conflict("Retention destroyed this record's content.")
+        now = self.runtime.clock.now()
+        row = RetrievalRequest(
+            id=uuid.uuid4(),
+            record_id=record.id,
+            requested_by=actor.id,
+            requested_at=now,
+            status=PENDING,
+        )
+        row.justification_ciphertext = self._seal_justification(row.id, justification)
+        self.session.add(row)
+        self.session.flush()
+        self._audit("archive.retrieval.request", row, record)
+        return self._view(row, record, justification)
+
+    def list_requests(
+        self,
+        actor: Principal,
+        *,
+        status: str = PENDING,
+        limit: int,
+        before: tuple[datetime, uuid.UUID] | None = None,
+    ) -> Page:
+        """Requests in ``status`` (``pending`` by default: what awaits a second officer),
+        newest first, justification included."""
+        self._require_compliance(actor)
+        statement = (
+            select(RetrievalRequest, ArchiveRecord)
+            .join(ArchiveRecord, ArchiveRecord.id == RetrievalRequest.record_id)
+            .where(RetrievalRequest.status == status)
+            .order_by(RetrievalRequest.requested_at.desc(), RetrievalRequest.id.desc())
+            .limit(limit + 1)
+        )
+        if before is not None:
+            at, row_id = before
+            statement = statement.where(
+                (RetrievalRequest.requested_at < at)
+                | ((RetrievalRequest.requested_at == at) & (RetrievalRequest.id < row_id))
+            )
+        rows = self.session.execute(statement).all()
+        items = [
+            self._view(row, record, self._open_justification(row)) for row, record in rows[:limit]
+        ]
+        last = rows[limit - 1][0] if len(rows) > limit else None
+        return Page(items, (last.requested_at, last.id) if last is not None else None)
+
+    def get(self, actor: Principal, retrieval_id: uuid.UUID) -> RetrievalView:
+        """One request with its justification (any compliance officer: the approver reads it)."""
+        self._require_compliance(actor)
+        row, record = self._load(retrieval_id)
+        return self._view(row, record, self._open_justification(row))
+
+    def approve(self, actor: Principal, retrieval_id: uuid.UUID) -> str:
+        """Approve another officer's request: it opens for them until ``retrieval_hours`` from
+        now. ``Forbidden`` for the requester, ``Conflict`` once approved."""
+        self._require_compliance(actor)
+        row, record = self._load(retrieval_id, lock=True)
+        if row.requested_by == actor.id:
+            self._refuse("archive.retrieval.approve", row, record, "self_approval")
+        if row.status != PENDING:
+            raise Conflict("This retrieval request was already approved.")
+        now = self.runtime.clock.now()
+        row.status = APPROVED
+        row.approved_by = actor.id
+        row.approved_at = now
+        row.expires_at = now + self.runtime.settings.retrieval_ttl
+        self.session.flush()
+        self._audit("archive.retrieval.approve", row, record, {"expires_at": _iso(row.expires_at)})
+        return APPROVED
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def content(self, actor: Principal, retrieval_id: uuid.UUID) -> ArchivedConversation:
+        """The decrypted conversation, for the requester of an approved, unexpired request."""
+        row, record, conversation, dek = self._open("archive.retrieval.open", actor, retrieval_id)
+        opened = self._conversation(row, record, conversation, dek)
+        self._audit("archive.retrieval.open", row, record)
+        return opened
+
+    def attachment(
+        self, actor: Principal, retrieval_id: uuid.UUID, attachment_id: uuid.UUID
+    ) -> AttachmentFile:
+        """One attachment's bytes, under the same rule as ``content``."""
+        row, record, conversation, dek = self._open(
+            "archive.retrieval.attachment", actor, retrieval_id
+        )
+        stored = self.session.get(Attachment, attachment_id)
+        if stored is None or stored.conversation_id != conversation.id:
+            raise NotFound
+        opened = _open_attachment(conversation.id, dek, stored)
+        self._audit(
+            "archive.retrieval.attachment", row, record, {"attachment_id": str(attachment_id)}
+        )
+        return opened
+
+    def export(self, actor: Principal, retrieval_id: uuid.UUID) -> dict[str, Any]:
+        """The signed bundle of ``medchat.archive_bundle``, under the same rule as ``content``."""
+        row, record, conversation, dek = self._open("archive.retrieval.export", actor, retrieval_id)
+        opened = self._conversation(row, record, conversation, dek)
+        digests: dict[uuid.UUID, str] = {}
+        for stored in self.session.scalars(
+            select(Attachment).where(Attachment.conversation_id == conversation.id)
+        ):
+            digests[stored.id] = _open_attachment(conversation.id, dek, stored).sha256
+        body = {
+            "exported_at": _iso(self.runtime.clock.now()),
+            "exported_by": str(actor.id),
+            "retrieval": {
+                "id": str(row.id),
+                "requested_by": str(row.requested_by),
+                "approved_by": str(row.approved_by),
+                "approved_at": _iso(row.approved_at),
+                "expires_at": _iso(row.expires_at),
+            },
+            "record": record_document(record),
+            "conversation": conversation_document(
+                opened.conversation_id, opened.subject, opened.created_at, opened.messages, digests
+            ),
+        }
+        bundle = sign_bundle(self.runtime.archive_signer, body)
+        self._audit("archive.retrieval.export", row, record)
+        return bundle
+
+    # -- internals -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _require_compliance(actor: Principal) -> None:
+        if actor.role != Role.COMPLIANCE:
+            raise Forbidden
+
+    def _sealed_record(self, record_id: uuid.UUID) -> ArchiveRecord:
+        record = self.session.get(ArchiveRecord, record_id)
+        if record is None or record.kind != ledger.RecordKind.SEALED:
+            raise NotFound
+        return record
+
+    def _destroyed(self, record: ArchiveRecord) -> bool:
+        return (
+            self.session.scalar(
+                select(ArchiveRecord.id).where(
+                    ArchiveRecord.refers_to == record.id,
+                    ArchiveRecord.kind == ledger.RecordKind.DESTROYED,
+                )
+            )
+            is not None
+        )
+
+    def _load(
+        self, retrieval_id: uuid.UUID, *, lock: bool = False
+    ) -> tuple[RetrievalRequest, ArchiveRecord]:
+        row = self.session.get(RetrievalRequest, retrieval_id, with_for_update=lock or None)
+        if row is None:
+            raise NotFound
+        return row, self._sealed_record(row.record_id)
+
+    def _open(
+        self, action: str, actor: Principal, retrieval_id: uuid.UUID
+    ) -> tuple[RetrievalRequest, ArchiveRecord, Conversation, bytes]:
+        """The checks every opening passes, in order; the DEK from the actor's archive key."""
+        self._require_compliance(actor)
+        row, record = self._load(retrieval_id)
+        if row.requested_by != actor.id:
+            self._refuse(action, row, record, "not_the_requester")
+        if row.status != APPROVED or row.expires_at is None:
+            self._refuse(action, row, record, "not_approved")
+        if self.runtime.clock.now() >= row.expires_at:
+            self._refuse(action, row, record, "expired")
+        if not actor.keyring.holds_role(KeyRole.ARCHIVE):
+            raise RoleKeyRequired
+        conversation = self.session.get(Conversation, record.conversation_id)
+        if conversation is None:
+            raise Conflict("Retention destroyed this record's content.")
+        self._check_integrity(record)
+        keys = self.runtime.conversation_keys(self.session)
+        dek = keys.open_key(conversation, actor.keyring, Holder.ARCHIVE)
+        return row, record, conversation, dek
+
+    def _check_integrity(self, record: ArchiveRecord) -> None:
+        """The record is the one the signing key made, and the content is what it hashed."""
+        try:
+            ledger.check_record(self.session, self.runtime.archive_signer.public_key, record)
+        except crypto.IntegrityCheckFailed:
+            audit.record_on_rollback(
+                self.session,
+                "archive.integrity_failed",
+                outcome="failed",
+                target_type="archive_record",
+                target_id=record.id,
+                subject_id=_member_of(record),
+            )
+            raise ArchiveIntegrityFailure from None
+
+    def _conversation(
+        self,
+        row: RetrievalRequest,
+        record: ArchiveRecord,
+        conversation: Conversation,
+        dek: bytes,
+    ) -> ArchivedConversation:
+        conversations = ConversationService(self.session, self.runtime)
+        opened = ArchivedConversation(
+            record_id=record.id,
+            conversation_id=conversation.id,
+            subject=conversations.subject_of(conversation, dek),
+            created_at=conversation.created_at,
+            sealed_at=record.sealed_at,
+            reason=record.reason,
+            expires_at=row.expires_at or record.sealed_at,
+        )
+        after = 0
+        while True:
+            batch = list(
+                self.session.scalars(
+                    select(Message)
+                    .where(Message.conversation_id == conversation.id, Message.seq > after)
+                    .order_by(Message.seq)
+                    .limit(_MESSAGES_PER_QUERY)
+                )
+            )
+            if not batch:
+                return opened
+            opened.messages += conversations.message_views(conversation, dek, batch)
+            after = batch[-1].seq
+
+    def _seal_justification(self, retrieval_id: uuid.UUID, text: str) -> bytes:
+        return self.runtime.profiles.seal(retrieval_id, _JUSTIFICATION_FIELD, text) or b""
+
+    def _open_justification(self, row: RetrievalRequest) -> str:
+        opened = self.runtime.profiles.open(
+            row.id, _JUSTIFICATION_FIELD, row.justification_ciphertext
+        )
+        return opened or ""
+
+    def _view(
+        self, row: RetrievalRequest, record: ArchiveRecord, justification: str
+    ) -> RetrievalView:
+        status = row.status
+        if status == APPROVED and row.expires_at and self.runtime.clock.now() >= row.expires_at:
+            status = EXPIRED
+        return RetrievalView(
+            id=row.id,
+            record_id=record.id,
+            conversation_id=record.conversation_id,
+            status=status,
+            requested_by=row.requested_by,
+            requested_at=row.requested_at,
+            approved_by=row.approved_by,
+            approved_at=row.approved_at,
+            expires_at=row.expires_at,
+            justification=justification,
+        )
+
+    def _audit(
+        self,
+        action: str,
+        row: RetrievalRequest,
+        record: ArchiveRecord,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        audit.record(
+            self.session,
+            action,
+            target_type="retrieval",
+            target_id=row.id,
+            subject_id=_member_of(record),
+            details={"record_id": str(record.id), **(details or {})},
+        )
+
+    def _refuse(self, action: str, row: RetrievalRequest, record: ArchiveRecord, why: str) -> None:
+        """Audit the refusal (after the rollback) and raise ``Forbidden``."""
+        audit.record_on_rollback(
+            self.session,
+            action,
+            target_type="retrieval",
+            target_id=row.id,
+            subject_id=_member_of(record),
+            details={"record_id": str(record.id), "refused": why},
+        )
+        raise Forbidden(_REFUSALS[why])
+
+
+_REFUSALS = {
+    "self_approval": "A retrieval must be approved by another officer than the one who asked.",
+    "not_the_requester": "Only the officer who asked for this retrieval may open it.",
+    "not_approved": "This retrieval has not been approved by a second officer yet.",
+    "expired": "This retrieval has expired; ask again.",
+}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+def _member_of(record: ArchiveRecord) -> uuid.UUID | None:
+    """The member a record is about (from its metadata), for the audit trail's subject."""
+    try:
+        return uuid.UUID(json.loads(record.metadata_json)["member_id"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+@dataclass(frozen=True, repr=False)
+class _OpenedAttachment(AttachmentFile):
+    sha256: str = ""
+
+
+def _open_attachment(
+    conversation_id: uuid.UUID, dek: bytes, stored: Attachment
+) -> _OpenedAttachment:
+    data = open_content(dek, conversation_id, stored.id, "data", stored.data_ciphertext)
+    return _OpenedAttachment(
+        id=stored.id,
+        filename=open_text(dek, conversation_id, stored.id, "filename", stored.filename_ciphertext),
+        content_type=open_text(
+            dek, conversation_id, stored.id, "content_type", stored.content_type_ciphertext
+        ),
+        data=data,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )

@@ -1,0 +1,291 @@
+"""A member's history across a password reset, through the real HTTP endpoints (SECURITY-MODEL
+key hierarchy 7).
+
+After the reset the member's earlier conversations are listed but unreadable (``readable``
+false, 409 ``history_pending``) until a clinician's request, API or console, drains the
+re-wrap queue; then the member reads the whole history again. At every point the stored wraps
+of the member's conversations open only with the physician key, the archive key or the
+member's current personal key.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import select, text
+
+from access_control.roles import Role
+from medchat.models import AuditEntry, RewrapRequest
+from medchat.runtime import Runtime
+from medchat.services.rewrap import RewrapQueue
+from tests.support.accounts import Person, bearer, login, make_member
+from tests.support.console import console_login
+from tests.support.mailbox import delivered, reset_token_in
+from tests.support.messaging import CareTeam, asked, care_team, count, give_consent, send
+from tests.support.sample_files import png
+from tests.support.sessions import sign_in
+from tests.support.wraps import assert_only_the_three_holders
+
+CONVERSATIONS = "/api/v1/conversations"
+QUEUE = "/api/v1/clinician/queue"
+NEW_PASSWORD = "lichen-tundra-pelican-86"
+PICTURE = png(2, 2)
+
+
+@dataclass
+class Before:
+    """What the member could read before the reset, to compare with after."""
+
+    app: Flask
+    client: Any
+    runtime: Runtime
+    team: CareTeam
+    member: Person
+    clinician_auth: dict[str, str]
+    listed: dict[str, dict[str, Any]]
+    histories: dict[str, list[dict[str, Any]]]
+    attachment_id: str
+
+
+def history(client, auth, conversation_id: str) -> list[dict[str, Any]]:
+    response = client.get(
+        f"{CONVERSATIONS}/{conversation_id}/messages?order=asc&limit=100", headers=auth
+    )
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["items"]  # type: ignore[no-any-return]
+
+
+def listing(client, auth) -> dict[str, dict[str, Any]]:
+    response = client.get(CONVERSATIONS, headers=auth)
+    assert response.status_code == 200, response.get_json()
+    return {item["id"]: item for item in response.get_json()["items"]}
+
+
+def a_member_with_history(app: Flask, mail_dir, conversations: int = 2) -> Before:
+    """Questions, answers, an attachment and a closed case; then a reset by mail."""
+    runtime: Runtime = app.extensions["medchat"]
+    client = app.test_client()
+    team = care_team(runtime)
+    member = make_member(runtime)
+    tokens = login(client, runtime, member)
+    give_consent(client, tokens)
+    clinician_auth = bearer(login(client, runtime, team.clinician))
+    ids = [
+        asked(client, tokens, f"Question {n}: my knee hurts.", subject=f"Knee {n}")
+        for n in range(conversations)
+    ]
+    first = ids[0]
+    answered = client.post(
+        f"/api/v1/clinician/conversations/{first}/messages",
+        json={"body": "Rest it and ice it twice a day."},
+        headers=clinician_auth,
+    )
+    assert answered.status_code == 201
+    assert (
+        send(client, tokens, f"{CONVERSATIONS}/{first}/messages", "Thank you.").status_code == 201
+    )
+    upload = client.post(
+        f"{CONVERSATIONS}/{first}/attachments",
+        headers=bearer(tokens),
+        data={"file": (io.BytesIO(PICTURE), "knee.png", "image/png")},
+        content_type="multipart/form-data",
+    )
+    assert upload.status_code == 201, upload.get_json()
+    if conversations > 1:
+        closed = client.post(
+            f"/api/v1/clinician/conversations/{ids[1]}/close", headers=clinician_auth
+        )
+        assert closed.status_code == 200
+    before = Before(
+        app,
+        client,
+        runtime,
+        team,
+        member,
+        clinician_auth,
+        listing(client, bearer(tokens)),
+        {cid: history(client, bearer(tokens), cid) for cid in ids},
+        upload.get_json()["id"],
+    )
+    assert (
+        client.post("/api/v1/auth/password-reset", json={"email": member.email}).status_code == 202
+    )
+    token = reset_token_in(delivered(runtime, mail_dir)[-1][0])
+    confirmed = client.post(
+        "/api/v1/auth/password-reset/confirm",
+        json={"reset_token": token, "new_password": NEW_PASSWORD},
+    )
+    assert confirmed.status_code == 204, confirmed.get_json()
+    before.member = Person(member.id, member.email, NEW_PASSWORD, Role.MEMBER)
+    return before
+
+
+def holders_now(before: Before, *, member_can_read: bool):
+    runtime = before.runtime
+    return assert_only_the_three_holders(
+        runtime,
+        before.member.id,
+        physician=sign_in(runtime, before.team.clinician).principal.keyring,
+        archive=sign_in(runtime, before.team.compliance).principal.keyring,
+        member=sign_in(runtime, before.member).principal.keyring if member_can_read else None,
+    )
+
+
+def test_history_is_unreadable_after_a_reset_until_a_clinician_request_then_whole(
+    make_app, tmp_path
+):
+    before = a_member_with_history(make_app(mail_url=f"file://{tmp_path}"), tmp_path)
+    client, runtime = before.client, before.runtime
+    auth = bearer(login(client, runtime, before.member))
+    ids = list(before.histories)
+
+    # Re-sealing waits for a clinician: the member's own requests drain nothing.
+    listed = listing(client, auth)
+    assert set(listed) == set(ids)
+    for cid in ids:
+        assert listed[cid]["readable"] is False and listed[cid]["subject"] is None
+        assert listed[cid]["status"] == before.listed[cid]["status"]
+        for path in (f"{CONVERSATIONS}/{cid}", f"{CONVERSATIONS}/{cid}/messages"):
+            pending = client.get(path, headers=auth)
+            assert pending.status_code == 409
+            assert pending.get_json()["error"]["code"] == "history_pending"
+        writing = client.post(f"{CONVERSATIONS}/{cid}/messages", json={"body": "?"}, headers=auth)
+        assert writing.get_json()["error"]["code"] == "history_pending"
+    download = client.get(f"/api/v1/attachments/{before.attachment_id}", headers=auth)
+    assert download.status_code == 409
+    assert holders_now(before, member_can_read=False) == {
+        "physician": len(ids),
+        "archive": len(ids),
+    }
+    # New questions work at once, sealed to the new key.
+    fresh = asked(client, {"access_token": auth["Authorization"][7:]}, "A new question.")
+    assert listing(client, auth)[fresh]["readable"] is True
+    assert count(runtime, RewrapRequest) == len(ids)
+
+    assert client.get(QUEUE, headers=before.clinician_auth).status_code == 200
+
+    assert count(runtime, RewrapRequest) == 0
+    after = listing(client, bearer(login(client, runtime, before.member)))
+    for cid in ids:
+        assert after[cid] == before.listed[cid]
+        assert history(client, auth, cid) == before.histories[cid]
+    picture = client.get(f"/api/v1/attachments/{before.attachment_id}", headers=auth)
+    assert picture.status_code == 200 and picture.data == PICTURE
+    assert holders_now(before, member_can_read=True) == {
+        "physician": len(ids) + 1,
+        "archive": len(ids) + 1,
+        "member": len(ids) + 1,
+    }
+    with runtime.database.transaction() as session:
+        entries = list(
+            session.scalars(select(AuditEntry).where(AuditEntry.action == "conversation.rewrap"))
+        )
+    assert sorted(e.target_id for e in entries) == sorted(ids)
+    assert {(e.subject_id, e.actor_id) for e in entries} == {
+        (before.member.id, before.team.clinician.id)
+    }
+
+
+def test_each_clinician_request_drains_a_bounded_batch(make_app, tmp_path):
+    before = a_member_with_history(
+        make_app(mail_url=f"file://{tmp_path}", rewrap_batch=2), tmp_path, conversations=5
+    )
+    client, runtime = before.client, before.runtime
+
+    remaining = []
+    for _ in range(3):
+        assert client.get(QUEUE, headers=before.clinician_auth).status_code == 200
+        remaining.append(count(runtime, RewrapRequest))
+
+    assert remaining == [3, 1, 0]
+
+
+def test_a_batch_of_zero_leaves_draining_to_the_worker(make_app, tmp_path):
+    before = a_member_with_history(
+        make_app(mail_url=f"file://{tmp_path}", rewrap_batch=0), tmp_path
+    )
+
+    assert before.client.get(QUEUE, headers=before.clinician_auth).status_code == 200
+
+    assert count(before.runtime, RewrapRequest) == 2
+
+
+def test_a_console_page_drains_the_queue_too(make_app, tmp_path):
+    before = a_member_with_history(make_app(mail_url=f"file://{tmp_path}"), tmp_path)
+    console = before.app.test_client()
+    console_login(console, before.runtime, before.team.clinician)
+
+    assert console.get("/console/queue?status=closed").status_code == 200
+
+    assert count(before.runtime, RewrapRequest) == 0
+    auth = bearer(login(before.client, before.runtime, before.member))
+    for cid, messages in before.histories.items():
+        assert history(before.client, auth, cid) == messages
+
+
+def test_a_failing_drain_never_fails_the_clinicians_own_request(
+    make_app, tmp_path, monkeypatch, caplog
+):
+    before = a_member_with_history(make_app(mail_url=f"file://{tmp_path}"), tmp_path)
+    client, runtime = before.client, before.runtime
+    cid = next(iter(before.histories))
+    calls = []
+
+    def broken(self, actor, request):
+        calls.append(request.id)
+        # A statement that fails in the database: on PostgreSQL it would poison the
+        # whole transaction if the drain were not inside its own savepoint.
+        self.session.execute(text("SELECT no_such_column FROM rewrap_requests"))
+
+    monkeypatch.setattr(RewrapQueue, "_rewrap", broken)
+
+    with caplog.at_level(logging.ERROR, logger="medchat.rewrap"):
+        reply = client.post(
+            f"/api/v1/clinician/conversations/{cid}/messages",
+            json={"body": "Still here."},
+            headers=before.clinician_auth,
+        )
+
+    assert reply.status_code == 201, reply.get_json()
+    assert calls and "re-wrap drain failed" in caplog.text
+    assert count(runtime, RewrapRequest) == 2
+    seen = client.get(
+        f"/api/v1/clinician/conversations/{cid}/messages", headers=before.clinician_auth
+    )
+    assert "Still here." in [m["body"] for m in seen.get_json()["items"]]
+    assert not [e for e in _audit(runtime) if e.action == "conversation.rewrap"], (
+        "a rolled-back re-seal was audited"
+    )
+    monkeypatch.undo()
+    assert client.get(QUEUE, headers=before.clinician_auth).status_code == 200
+    assert count(runtime, RewrapRequest) == 0
+
+
+def _audit(runtime: Runtime) -> list[AuditEntry]:
+    with runtime.database.transaction() as session:
+        return list(session.scalars(select(AuditEntry)))
+
+
+def test_a_second_reset_before_the_drain_leaves_only_the_newest_key(make_app, tmp_path):
+    before = a_member_with_history(make_app(mail_url=f"file://{tmp_path}"), tmp_path)
+    client, runtime = before.client, before.runtime
+    again = client.post("/api/v1/auth/password-reset", json={"email": before.member.email})
+    assert again.status_code == 202
+    token = reset_token_in(delivered(runtime, tmp_path)[-1][0])
+    newest = "saffron-glacier-otter-29"
+    confirmed = client.post(
+        "/api/v1/auth/password-reset/confirm", json={"reset_token": token, "new_password": newest}
+    )
+    assert confirmed.status_code == 204
+    before.member = Person(before.member.id, before.member.email, newest, Role.MEMBER)
+
+    assert client.get(QUEUE, headers=before.clinician_auth).status_code == 200
+
+    auth = bearer(login(client, runtime, before.member))
+    for cid, messages in before.histories.items():
+        assert history(client, auth, cid) == messages
+    assert holders_now(before, member_can_read=True)["member"] == len(before.histories)

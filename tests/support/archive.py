@@ -1,0 +1,59 @@
+"""Sealing conversations and tampering with what the archive keeps (raw SQL, as an attacker)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+
+from access_control.principal import Principal
+from medchat import ledger
+from medchat.db import Base
+from medchat.models import ArchiveRecord
+from medchat.runtime import Runtime
+from medchat.services.deletion import DeletionService
+from tests.support.tampering import execute_sql
+
+
+def seal(runtime: Runtime, member: Principal, conversation_id: uuid.UUID) -> ArchiveRecord:
+    """The member's deletion request, through the service; returns the new ledger record."""
+    with runtime.database.transaction() as session:
+        DeletionService(session, runtime).delete_own(member, conversation_id)
+        return session.scalars(
+            select(ArchiveRecord).where(ArchiveRecord.conversation_id == conversation_id)
+        ).one()
+
+
+def verify_ledger(runtime: Runtime, **kwargs: Any) -> ledger.LedgerReport:
+    """``medchat archive verify`` with the runtime's pinned key."""
+    signer = runtime.archive_signer
+    with runtime.database.transaction() as session:
+        return ledger.verify(session, signer.public_key, signer.head_mac_key, **kwargs)
+
+
+def records(runtime: Runtime) -> list[ArchiveRecord]:
+    with runtime.database.transaction() as session:
+        rows = list(session.scalars(select(ArchiveRecord).order_by(ArchiveRecord.seq)))
+        session.expunge_all()
+    return rows
+
+
+def read_column(runtime: Runtime, table: str, column: str, row_id: uuid.UUID) -> Any:
+    columns = Base.metadata.tables[table].c
+    with runtime.database.engine.connect() as connection:
+        return connection.execute(select(columns[column]).where(columns.id == row_id)).scalar_one()
+
+
+def flip_byte(
+    runtime: Runtime, table: str, column: str, row_id: uuid.UUID, position: int = -1
+) -> None:
+    """Change one byte of a stored bytes column, as someone who can write the database."""
+    value = bytearray(read_column(runtime, table, column, row_id))
+    value[position] ^= 0x01
+    execute_sql(
+        runtime,
+        f"UPDATE {table} SET {column} = :value WHERE id = :id",
+        value=bytes(value),
+        id=row_id,
+    )

@@ -1,0 +1,127 @@
+"""Role-key rotation helpers: a care team with a colleague, conversations, reading them back.
+
+Holders act with freshly signed-in keyrings (``sign_in``), exactly as a request or ``medchat
+keys rotate`` would: what a rotation left behind is read with the keys a person gets today.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+
+from access_control.keyring import Keyring
+from access_control.roles import Role
+from medchat.errors import NotFound
+from medchat.models import (
+    AuditEntry,
+    Conversation,
+    ConversationKeyWrap,
+    Holder,
+    KeyRole,
+    RoleKey,
+)
+from medchat.runtime import Runtime
+from medchat.services.role_keys import RoleKeyService
+from medchat.services.rotation import RotationResult, RotationService
+from tests.support.accounts import Person, make_member, make_staff
+from tests.support.conversations import start_conversation
+from tests.support.messaging import care_team
+from tests.support.sessions import sign_in
+
+
+@dataclass
+class RotationWorld:
+    """Two physician holders, the compliance officer, and members' conversations."""
+
+    clinician: Person
+    colleague: Person
+    compliance: Person
+    members: list[Person]
+    #: conversation id -> its DEK (kept by the test to compare what holders open)
+    deks: dict[uuid.UUID, bytes]
+
+
+def rotation_world(runtime: Runtime, conversations: int = 6, members: int = 2) -> RotationWorld:
+    team = care_team(runtime)
+    colleague = make_staff(runtime, Role.CLINICIAN, first_name="Bea", last_name="Roux")
+    grant(runtime, team.clinician, colleague)
+    people = [make_member(runtime) for _ in range(members)]
+    principals = [sign_in(runtime, person).principal for person in people]
+    deks = {}
+    for n in range(conversations):
+        started = start_conversation(
+            runtime, principals[n % members], subject=f"subject {n}", bodies=[f"question {n}"]
+        )
+        deks[started.id] = started.dek
+    return RotationWorld(team.clinician, colleague, team.compliance, people, deks)
+
+
+def grant(runtime: Runtime, holder: Person, colleague: Person) -> None:
+    actor = sign_in(runtime, holder).principal
+    with runtime.database.transaction() as session:
+        RoleKeyService(session, runtime).grant(actor, KeyRole.PHYSICIAN, colleague.id)
+
+
+def revoke(runtime: Runtime, holder: Person, colleague: Person) -> list[str]:
+    actor = sign_in(runtime, holder).principal
+    with runtime.database.transaction() as session:
+        return RoleKeyService(session, runtime).revoke(actor, KeyRole.PHYSICIAN, colleague.id)
+
+
+def rotate(
+    runtime: Runtime, person: Person, role: KeyRole = KeyRole.PHYSICIAN, **options: Any
+) -> RotationResult:
+    """``medchat keys rotate`` as ``person`` (signed in now), through the real service."""
+    run_options = {k: options.pop(k) for k in ("max_batches", "prepare_only") if k in options}
+    actor = sign_in(runtime, person).principal
+    return RotationService(runtime, actor, role, **options).run(**run_options)
+
+
+def open_as(runtime: Runtime, keyring: Keyring, conversation_id: uuid.UUID) -> bytes:
+    """The DEK as the physician holder with this keyring opens it (NotFound if it cannot)."""
+    with runtime.database.transaction() as session:
+        conversation = session.get(Conversation, conversation_id)
+        assert conversation is not None
+        return runtime.conversation_keys(session).open_key(conversation, keyring, Holder.PHYSICIAN)
+
+
+def readable_by(runtime: Runtime, keyring: Keyring, deks: dict[uuid.UUID, bytes]) -> int:
+    """How many of the conversations this keyring opens to their true DEK."""
+    opened = 0
+    for conversation_id, dek in deks.items():
+        with contextlib.suppress(NotFound):
+            opened += open_as(runtime, keyring, conversation_id) == dek
+    return opened
+
+
+def physician_keys(runtime: Runtime) -> dict[int, RoleKey]:
+    with runtime.database.transaction() as session:
+        rows = session.scalars(select(RoleKey).where(RoleKey.role == KeyRole.PHYSICIAN))
+        return {row.version: row for row in rows}
+
+
+def wraps_sealed_to(runtime: Runtime, key: RoleKey) -> int:
+    with runtime.database.transaction() as session:
+        return session.scalar(  # type: ignore[no-any-return]
+            select(func.count())
+            .select_from(ConversationKeyWrap)
+            .where(ConversationKeyWrap.recipient_key_id == key.key_id)
+        )
+
+
+def audit_details(runtime: Runtime, action: str) -> list[dict[str, Any]]:
+    import json
+
+    with runtime.database.transaction() as session:
+        entries = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.seq)
+        )
+        return [json.loads(entry.details) for entry in entries]
+
+
+def statuses(runtime: Runtime) -> dict[int, str]:
+    return {version: row.status for version, row in physician_keys(runtime).items()}

@@ -1,0 +1,482 @@
+"""The sealed-archive ledger names the first record someone broke (SECURITY-MODEL "Deletion,
+sealed archive, retention").
+
+Conversations are sealed through the deletion service (real crypto, real database); tampering
+goes through raw SQL, as someone with write access to the database would do it: any byte of a
+sealed ciphertext, a ledger field, a signature, a link, the order, the tail, and a whole chain
+re-signed with an Ed25519 key of the attacker's own. Verification uses the pinned public key,
+so only the holder of ``archive-signing.key`` can make records that pass.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import uuid
+from dataclasses import dataclass, replace
+
+import pytest
+from sqlalchemy import select
+
+from access_control import crypto, signatures
+from medchat import ledger
+from medchat.archive_signing import load_archive_signer, verify_signed
+from medchat.models import (
+    Account,
+    ArchiveRecord,
+    ChainHead,
+    Conversation,
+    ConversationKeyWrap,
+    ConversationStatus,
+    Holder,
+)
+from medchat.services.deletion import DeletionService
+from tests.support.accounts import make_member
+from tests.support.archive import flip_byte, records, seal, verify_ledger
+from tests.support.conversations import add_attachment, start_conversation
+from tests.support.messaging import care_team
+from tests.support.sessions import sign_in
+from tests.support.tampering import execute_sql
+
+SUBJECT = "Sealed subject: chest pain after meals"
+BODIES = ["First message about the pain", "Second message: it started on Tuesday"]
+
+
+@dataclass(frozen=True)
+class Sealed:
+    conversation_id: uuid.UUID
+    message_ids: tuple[uuid.UUID, ...]
+    attachment_id: uuid.UUID
+    record: ArchiveRecord
+
+
+@pytest.fixture
+def team(runtime):
+    return care_team(runtime)
+
+
+@pytest.fixture
+def member(runtime, team):
+    return sign_in(runtime, make_member(runtime)).principal
+
+
+def seal_new(runtime, member, n: int = 0) -> Sealed:
+    started = start_conversation(
+        runtime, member, subject=f"{SUBJECT} #{n}", bodies=[f"{b} #{n}" for b in BODIES]
+    )
+    attachment_id = add_attachment(
+        runtime,
+        started.id,
+        started.message_ids[0],
+        started.dek,
+        filename=f"scan-{n}.pdf",
+        content_type="application/pdf",
+        data=b"%PDF-1.7\nscan " + str(n).encode() + b"\n%%EOF\n",
+    )
+    return Sealed(started.id, started.message_ids, attachment_id, seal(runtime, member, started.id))
+
+
+@pytest.fixture
+def history(runtime, member) -> list[Sealed]:
+    """Three sealed conversations: records 1, 2 and 3 of the ledger."""
+    return [seal_new(runtime, member, n) for n in range(3)]
+
+
+def assert_names(report: ledger.LedgerReport, sealed: Sealed, *words: str) -> None:
+    assert not report.ok
+    assert report.first_bad == sealed.record.id, report
+    assert report.first_bad_seq == sealed.record.seq
+    for word in words:
+        assert word in (report.reason or ""), report.reason
+
+
+# -- the honest path --------------------------------------------------------------------------
+
+
+def test_an_empty_ledger_verifies(runtime):
+    report = verify_ledger(runtime)
+    assert report.ok and report.records == 0 and report.head_seq == 0
+
+
+def test_sealed_records_are_chained_signed_and_verify(runtime, member, history):
+    report = verify_ledger(runtime)
+    assert report.ok, report
+    assert (report.records, report.head_seq) == (3, 3)
+    rows = records(runtime)
+    assert [r.seq for r in rows] == [1, 2, 3]
+    assert rows[0].prev_hash == ledger.GENESIS_HASH
+    assert [r.prev_hash for r in rows[1:]] == [r.record_hash for r in rows[:-1]]
+    assert report.head_hash == rows[-1].record_hash.hex()
+    signer = runtime.archive_signer
+    for row in rows:
+        assert row.signing_key_id == signer.fingerprint
+        assert ledger.RecordFields.of(row).record_hash() == row.record_hash
+        ledger.verify_record_signature(
+            signer.public_key, row.signing_key_id, row.record_hash, row.signature
+        )
+
+
+def test_a_record_holds_metadata_and_the_content_hash_never_content(runtime, member, history):
+    record = records(runtime)[0]
+    with runtime.database.transaction() as session:
+        account = session.get(Account, member.id)
+        conversation = session.get(Conversation, history[0].conversation_id)
+        assert record.member_index == account.email_index
+        assert conversation.status == ConversationStatus.SEALED
+        assert conversation.sealed_at == record.sealed_at
+        assert record.question_at == conversation.created_at
+    assert (record.kind, record.reason, record.message_count) == ("sealed", "member_request", 2)
+    metadata = json.loads(record.metadata_json)
+    assert metadata["member_id"] == str(member.id)
+    assert metadata["attachment_count"] == 1
+    stored = record.metadata_json + record.reason
+    for secret in (SUBJECT, *BODIES, "scan-0.pdf", "Durand", "@example.org"):
+        assert secret not in stored
+
+
+def test_sealing_destroys_the_member_and_physician_wraps_and_keeps_the_archive_wrap(
+    runtime, team, member, history
+):
+    compliance = sign_in(runtime, team.compliance).principal
+    with runtime.database.transaction() as session:
+        holders = list(
+            session.scalars(
+                select(ConversationKeyWrap.holder).where(
+                    ConversationKeyWrap.conversation_id == history[0].conversation_id
+                )
+            )
+        )
+        conversation = session.get(Conversation, history[0].conversation_id)
+        dek = runtime.conversation_keys(session).open_key(
+            conversation, compliance.keyring, Holder.ARCHIVE
+        )
+    assert holders == [Holder.ARCHIVE]
+    assert len(dek) == 32
+
+
+def test_sealing_twice_is_not_found_and_appends_nothing(runtime, member, history):
+    from medchat.errors import NotFound
+
+    with pytest.raises(NotFound), runtime.database.transaction() as session:
+        DeletionService(session, runtime).delete_own(member, history[0].conversation_id)
+    assert len(records(runtime)) == 3
+
+
+# -- tampering with what the archive keeps -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "row"),
+    [
+        ("conversations", "subject_ciphertext", "conversation"),
+        ("conversations", "key_commitment", "conversation"),
+        ("messages", "body_ciphertext", "first message"),
+        ("messages", "body_ciphertext", "last message"),
+        ("attachments", "data_ciphertext", "attachment"),
+        ("attachments", "filename_ciphertext", "attachment"),
+        ("attachments", "content_type_ciphertext", "attachment"),
+    ],
+)
+@pytest.mark.parametrize("position", [0, 20, -1])
+def test_any_byte_of_a_sealed_ciphertext_edited_is_named(
+    runtime, history, table, column, row, position
+):
+    target = history[1]
+    row_id = {
+        "conversation": target.conversation_id,
+        "first message": target.message_ids[0],
+        "last message": target.message_ids[-1],
+        "attachment": target.attachment_id,
+    }[row]
+    flip_byte(runtime, table, column, row_id, position)
+
+    assert_names(verify_ledger(runtime), target, "content does not match")
+
+
+@pytest.mark.parametrize(
+    ("statement", "params"),
+    [
+        ("UPDATE messages SET author_role = 'clinician' WHERE id = :id", {}),
+        ("UPDATE messages SET seq = 7 WHERE id = :id", {}),
+        ("DELETE FROM messages WHERE id = :id", {}),
+    ],
+    ids=["author", "position", "removed"],
+)
+def test_message_metadata_edited_is_named(runtime, history, statement, params):
+    target = history[1]
+    execute_sql(runtime, statement, id=target.message_ids[-1], **params)
+
+    assert_names(verify_ledger(runtime), target, "content does not match")
+
+
+def test_a_message_added_to_sealed_content_is_named(runtime, member, history):
+    target = history[0]
+    execute_sql(
+        runtime,
+        "INSERT INTO messages (id, conversation_id, seq, author_role, author_id, "
+        "body_ciphertext, created_at) VALUES (:id, :cid, 9, 'member', :author, :body, :at)",
+        id=uuid.uuid4(),
+        cid=target.conversation_id,
+        author=member.id,
+        body=b"planted",
+        at=runtime.clock.now(),
+    )
+    assert_names(verify_ledger(runtime), target, "content does not match")
+
+
+def test_a_sealed_conversation_made_live_again_is_named(runtime, history):
+    target = history[2]
+    execute_sql(
+        runtime,
+        "UPDATE conversations SET status = 'open' WHERE id = :id",
+        id=target.conversation_id,
+    )
+
+    assert_names(verify_ledger(runtime), target, "live again")
+
+
+def test_content_removed_without_a_destroyed_record_is_named(runtime, history):
+    target = history[1]
+    execute_sql(runtime, "DELETE FROM conversations WHERE id = :id", id=target.conversation_id)
+
+    assert_names(verify_ledger(runtime), target, "gone")
+
+
+def test_content_destroyed_with_its_signed_record_verifies(runtime, history):
+    """The retention path: content deleted and a "destroyed" record appended, one transaction."""
+    target = history[1]
+    with runtime.database.transaction() as session:
+        session.delete(session.get(Conversation, target.conversation_id))
+        sealed = session.get(ArchiveRecord, target.record.id)
+        ledger.append_destroyed(
+            session, runtime.archive_signer, sealed, reason="retention", at=runtime.clock.now()
+        )
+
+    report = verify_ledger(runtime)
+    assert report.ok, report
+    assert report.records == 4
+
+
+# -- tampering with the ledger itself -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("reason", "retention"),
+        ("message_count", 1),
+        ("metadata_json", '{"v":1}'),
+        ("content_hash", bytes(32)),
+        ("member_index", bytes(32)),
+        ("kind", "destroyed"),
+        ("conversation_id", uuid.uuid4()),
+    ],
+)
+def test_an_edited_ledger_field_is_named(runtime, history, column, value):
+    target = history[1]
+    execute_sql(
+        runtime,
+        f"UPDATE archive_records SET {column} = :value WHERE id = :id",
+        value=value,
+        id=target.record.id,
+    )
+
+    assert_names(verify_ledger(runtime), target, "hash")
+
+
+def test_an_edited_sealing_time_is_named(runtime, history):
+    target = history[1]
+    execute_sql(
+        runtime,
+        "UPDATE archive_records SET sealed_at = :value WHERE id = :id",
+        value=runtime.clock.now().replace(year=2020),
+        id=target.record.id,
+    )
+    assert_names(verify_ledger(runtime), target, "hash")
+
+
+@pytest.mark.parametrize("column", ["signature", "record_hash", "prev_hash"])
+def test_one_byte_of_a_signature_or_hash_edited_is_named(runtime, history, column):
+    target = history[1]
+    flip_byte(runtime, "archive_records", column, target.record.id, 5)
+
+    report = verify_ledger(runtime)
+    assert_names(report, target)
+
+
+def test_a_broken_link_is_named(runtime, history):
+    target = history[2]
+    execute_sql(
+        runtime,
+        "UPDATE archive_records SET prev_hash = :value WHERE id = :id",
+        value=secrets.token_bytes(32),
+        id=target.record.id,
+    )
+    assert_names(verify_ledger(runtime), target, "link")
+
+
+def test_reordered_records_are_named(runtime, history):
+    execute_sql(runtime, "UPDATE archive_records SET seq = -3 WHERE seq = 3")
+    execute_sql(runtime, "UPDATE archive_records SET seq = 3 WHERE seq = 2")
+    execute_sql(runtime, "UPDATE archive_records SET seq = 2 WHERE seq = -3")
+
+    report = verify_ledger(runtime)
+    assert not report.ok
+    assert report.first_bad_seq == 2
+    assert report.first_bad == history[2].record.id
+
+
+def test_a_deleted_middle_record_is_named_at_the_gap(runtime, history):
+    execute_sql(runtime, "DELETE FROM archive_records WHERE id = :id", id=history[1].record.id)
+
+    report = verify_ledger(runtime)
+    assert_names(report, history[2], "record 2 is missing")
+
+
+def test_a_truncated_tail_is_caught_by_the_head(runtime, history):
+    execute_sql(runtime, "DELETE FROM archive_records WHERE id = :id", id=history[2].record.id)
+
+    report = verify_ledger(runtime)
+    assert not report.ok
+    assert report.first_bad_seq == 3
+    assert report.records == 2
+    assert "head" in (report.reason or "")
+
+
+def test_a_truncated_tail_with_a_rewound_head_is_caught_by_the_head_mac(runtime, history):
+    execute_sql(runtime, "DELETE FROM archive_records WHERE id = :id", id=history[2].record.id)
+    execute_sql(
+        runtime,
+        "UPDATE chain_heads SET seq = 2, entry_hash = :hash WHERE chain = 'archive'",
+        hash=history[1].record.record_hash,
+    )
+
+    report = verify_ledger(runtime)
+    assert_names(report, history[1], "MAC")
+
+
+def test_a_chain_re_signed_with_another_key_is_refused(runtime, history):
+    """The attacker edits record 2, recomputes every hash after it and signs with a key of
+    their own (naming it or keeping the pinned key's name): the pinned key refuses both."""
+    attacker = load_archive_signer(secrets.token_bytes(32), "", production=False)
+    rows = records(runtime)
+    prev = rows[0].record_hash
+    for row in rows[1:]:
+        fields = replace(
+            ledger.RecordFields.of(row),
+            prev_hash=prev,
+            reason="retention" if row.seq == 2 else row.reason,
+        )
+        record_hash = fields.record_hash()
+        signature = attacker.sign(ledger._SIGNATURE_LABEL, attacker.fingerprint, record_hash)
+        execute_sql(
+            runtime,
+            "UPDATE archive_records SET reason = :reason, prev_hash = :prev, record_hash = :hash,"
+            " signature = :sig, signing_key_id = :kid WHERE id = :id",
+            reason=fields.reason,
+            prev=prev,
+            hash=record_hash,
+            sig=signature,
+            kid=attacker.fingerprint,
+            id=row.id,
+        )
+        prev = record_hash
+    execute_sql(
+        runtime,
+        "UPDATE chain_heads SET entry_hash = :hash, mac = :mac WHERE chain = 'archive'",
+        hash=prev,
+        mac=ledger._head_mac(attacker.head_mac_key, 3, prev),
+    )
+    # Internally consistent: under the attacker's own key only record 1 (the real key's) fails.
+    with runtime.database.transaction() as session:
+        forged = ledger.verify(session, attacker.public_key, attacker.head_mac_key)
+    assert forged.first_bad_seq == 1
+
+    assert_names(verify_ledger(runtime), history[1], "pinned")
+    # Claiming the pinned key's name does not help: the signature is checked under it.
+    execute_sql(
+        runtime,
+        "UPDATE archive_records SET signing_key_id = :kid WHERE seq >= 2",
+        kid=runtime.archive_signer.fingerprint,
+    )
+    assert_names(verify_ledger(runtime), history[1], "signature")
+
+
+def test_content_problems_come_before_a_later_break_in_the_same_batch(runtime, history):
+    flip_byte(runtime, "messages", "body_ciphertext", history[0].message_ids[0])
+    flip_byte(runtime, "archive_records", "signature", history[2].record.id)
+
+    assert_names(verify_ledger(runtime), history[0], "content")
+
+
+def test_verify_walks_in_batches(runtime, member, history):
+    more = [seal_new(runtime, member, n) for n in range(3, 6)]
+    assert verify_ledger(runtime, batch=2).ok
+
+    flip_byte(runtime, "attachments", "data_ciphertext", more[1].attachment_id)
+    report = verify_ledger(runtime, batch=2)
+    assert_names(report, more[1], "content")
+
+
+def test_the_head_mac_key_and_signatures_are_domain_separated(runtime, history):
+    """A record signature is not a signature of anything else the key signs."""
+    row = records(runtime)[0]
+    with pytest.raises(crypto.IntegrityCheckFailed):
+        verify_signed(
+            runtime.archive_signer.public_key,
+            row.signature,
+            "medchat/archive-export/v1",
+            row.signing_key_id,
+            row.record_hash,
+        )
+    with pytest.raises(crypto.IntegrityCheckFailed):
+        signatures.verify_signature(
+            runtime.archive_signer.public_key, row.signature, row.record_hash
+        )
+
+
+# -- concurrency -----------------------------------------------------------------------------
+
+
+def test_concurrent_sealings_leave_one_valid_chain(runtime, team):
+    """Many members seal at once (PostgreSQL: real concurrent transactions queue on the head's
+    row lock; SQLite: the write lock serialises them): consecutive seqs, no fork."""
+    workers, per_worker = 4, 3
+    members = [sign_in(runtime, make_member(runtime)).principal for _ in range(workers)]
+    started = {
+        m.id: [
+            start_conversation(runtime, m, subject=None, bodies=["Q"]).id for _ in range(per_worker)
+        ]
+        for m in members
+    }
+    barrier = threading.Barrier(workers)
+    errors: list[BaseException] = []
+
+    def work(principal) -> None:
+        try:
+            barrier.wait()
+            for conversation_id in started[principal.id]:
+                with runtime.database.transaction() as session:
+                    DeletionService(session, runtime).delete_own(principal, conversation_id)
+        except BaseException as exc:  # reported to the main thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(m,)) for m in members]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+
+    expected = workers * per_worker
+    report = verify_ledger(runtime)
+    assert report.ok, report
+    assert (report.records, report.head_seq) == (expected, expected)
+    rows = records(runtime)
+    assert [r.seq for r in rows] == list(range(1, expected + 1))
+    assert len({r.conversation_id for r in rows}) == expected
+    with runtime.database.transaction() as session:
+        head = session.get(ChainHead, ledger.ARCHIVE_CHAIN)
+        assert head.seq == expected
