@@ -1,0 +1,1 @@
+"""The medchat benchmark (``make bench``): not a test; see bench/README.md."""
