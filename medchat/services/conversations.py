@@ -23,6 +23,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from access_control.principal import Principal
 from access_control.roles import Role
@@ -116,8 +117,11 @@ class ConversationService:
             .returning(Conversation.message_count)
             .execution_options(synchronize_session=False)
         ).scalar_one()
-        conversation.message_count, conversation.last_message_at = seq, now
-        conversation.status = status
+        # The UPDATE above wrote these: record them as committed so the ORM does not write
+        # them a second time at flush.
+        set_committed_value(conversation, "message_count", seq)
+        set_committed_value(conversation, "last_message_at", now)
+        set_committed_value(conversation, "status", status)
         message = Message(
             id=message_id or uuid.uuid4(),
             conversation_id=conversation.id,
@@ -162,14 +166,29 @@ class ConversationService:
         )
 
     def message_views(
-        self, conversation: Conversation, dek: bytes, messages: list[Message]
+        self,
+        conversation: Conversation,
+        dek: bytes,
+        messages: list[Message],
+        *,
+        with_attachments: bool = True,
     ) -> list[MessageView]:
-        """Decrypt a page of messages and their attachments' metadata (two queries)."""
-        ids = [m.id for m in messages]
+        """Decrypt a page of messages and their attachments' metadata (two queries).
+
+        Only the attachments' metadata columns are read, never their (large) sealed bytes;
+        ``with_attachments=False`` skips the query for a message known to have none.
+        """
+        ids = [m.id for m in messages] if with_attachments else []
         attachments: dict[uuid.UUID, list[AttachmentView]] = {}
         if ids:
-            for row in self.session.scalars(
-                select(Attachment)
+            for row in self.session.execute(
+                select(
+                    Attachment.id,
+                    Attachment.message_id,
+                    Attachment.size,
+                    Attachment.filename_ciphertext,
+                    Attachment.content_type_ciphertext,
+                )
                 .where(Attachment.message_id.in_(ids))
                 .order_by(Attachment.created_at)
             ):
@@ -334,7 +353,9 @@ class ConversationService:
             subject_id=conversation.member_id,
             details={"conversation_id": str(conversation.id), "author": message.author_role},
         )
-        return Created(self.message_views(conversation, dek, [message])[0])
+        return Created(
+            self.message_views(conversation, dek, [message], with_attachments=False)[0]
+        )
 
     def _sent_view(
         self, conversation: Conversation, dek: bytes, message_id: uuid.UUID
