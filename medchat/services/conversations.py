@@ -353,9 +353,7 @@ class ConversationService:
             subject_id=conversation.member_id,
             details={"conversation_id": str(conversation.id), "author": message.author_role},
         )
-        return Created(
-            self.message_views(conversation, dek, [message], with_attachments=False)[0]
-        )
+        return Created(self.message_views(conversation, dek, [message], with_attachments=False)[0])
 
     def _sent_view(
         self, conversation: Conversation, dek: bytes, message_id: uuid.UUID
