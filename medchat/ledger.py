@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.orm import Session
 
 from access_control import crypto
@@ -249,12 +249,33 @@ _COLUMNS = (
 )
 
 
-def _batches(session: Session, size: int) -> Iterator[list[Row[Any]]]:
-    statement = select(*_COLUMNS).order_by(ArchiveRecord.seq).limit(size)
+def _batches(session: Session, size: int, last_seq: int) -> Iterator[list[Row[Any]]]:
+    statement = (
+        select(*_COLUMNS)
+        .where(ArchiveRecord.seq <= last_seq)
+        .order_by(ArchiveRecord.seq)
+        .limit(size)
+    )
     rows = session.execute(statement).all()
     while rows:
         yield list(rows)
         rows = session.execute(statement.where(ArchiveRecord.seq > rows[-1].seq)).all()
+
+
+@dataclass(frozen=True)
+class _Head:
+    seq: int
+    entry_hash: bytes
+    mac: bytes
+
+
+def _read_head(session: Session) -> _Head | None:
+    row = session.execute(
+        select(ChainHead.seq, ChainHead.entry_hash, ChainHead.mac).where(
+            ChainHead.chain == ARCHIVE_CHAIN
+        )
+    ).one_or_none()
+    return None if row is None else _Head(row.seq, row.entry_hash, row.mac)
 
 
 class _Walk:
@@ -323,11 +344,16 @@ def verify(
 ) -> LedgerReport:
     """Walk the whole ledger; report the first bad record, or ok with the head to anchor.
 
-    ``public_key`` is the pinned archive-signing key (never one read from the database).
+    ``public_key`` is the pinned archive-signing key (never one read from the database). The
+    head is read first and the walk stops at it: records appended while the walk runs (each
+    commits with its head update) belong to a later verification, not to a false alarm.
     """
     walk = _Walk(public_key)
+    head = _read_head(session)
     try:
-        for rows in _batches(session, batch):
+        if head is None:
+            raise _Bad(None, None, "the ledger head is missing")
+        for rows in _batches(session, batch, head.seq):
             broken: _Bad | None = None
             linked = []
             for row in rows:
@@ -341,17 +367,16 @@ def verify(
             walk.check_content(session, linked)
             if broken is not None:
                 raise broken
-        head = _check_head(session, walk, head_mac_key)
+        _check_end(session, walk, head, head_mac_key)
     except _Bad as bad:
-        walk_head = session.get(ChainHead, ARCHIVE_CHAIN)
         return LedgerReport(
             False,
             walk.count,
             bad.record_id,
             bad.seq,
             bad.reason,
-            head_seq=walk_head.seq if walk_head else 0,
-            head_hash=walk_head.entry_hash.hex() if walk_head else "",
+            head_seq=head.seq if head else 0,
+            head_hash=head.entry_hash.hex() if head else "",
         )
     return LedgerReport(True, walk.count, head_seq=head.seq, head_hash=head.entry_hash.hex())
 
@@ -360,20 +385,15 @@ def _record_id_at(session: Session, seq: int) -> uuid.UUID | None:
     return session.scalar(select(ArchiveRecord.id).where(ArchiveRecord.seq == seq))
 
 
-def _check_head(session: Session, walk: _Walk, head_mac_key: bytes) -> ChainHead:
-    """After the walk: content gone without a "destroyed" record, then the head itself."""
+def _check_end(session: Session, walk: _Walk, head: _Head, head_mac_key: bytes) -> None:
+    """After the walk: content gone without a "destroyed" record, then the head itself, then
+    records that no head covers (planted past the end)."""
     if walk.missing:
         record_id, seq = min(walk.missing.items(), key=lambda item: item[1])
         raise _Bad(seq, record_id, "its conversation's content is gone with no destroyed record")
-    head = session.get(ChainHead, ARCHIVE_CHAIN)
-    if head is None:
-        raise _Bad(None, None, "the ledger head is missing")
     last = walk.count
     if head.seq > last:
         raise _Bad(last + 1, None, f"the chain ends at record {last} but its head is at {head.seq}")
-    if head.seq < last:
-        seq = head.seq + 1
-        raise _Bad(seq, _record_id_at(session, seq), f"records after the head's {head.seq}")
     if head.entry_hash != walk.prev_hash:
         raise _Bad(last or None, _record_id_at(session, last), "the head's hash is not the last's")
     if last:
@@ -383,4 +403,10 @@ def _check_head(session: Session, walk: _Walk, head_mac_key: bytes) -> ChainHead
             raise _Bad(
                 last, _record_id_at(session, last), "the head's MAC was not made with the key"
             ) from None
-    return head
+    # Read the highest record before the current head: a record committed in between comes
+    # with its head update, so only a record no head ever covered is past the end.
+    highest = session.scalar(select(func.max(ArchiveRecord.seq))) or 0
+    now = _read_head(session)
+    if now is not None and highest > now.seq:
+        seq = now.seq + 1
+        raise _Bad(seq, _record_id_at(session, seq), f"a record past the head (at {now.seq})")

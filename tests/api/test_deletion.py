@@ -38,6 +38,7 @@ from tests.support.console import console_login, csrf_from
 from tests.support.messaging import CONVERSATIONS, asked, care_team, count, give_consent, send
 from tests.support.sample_files import pdf
 from tests.support.sessions import sign_in
+from tests.support.tampering import execute_sql
 
 SUBJECT = "Deletion canary subject Q7"
 BODY = "Deletion canary body Q7: a rash on my arm"
@@ -230,6 +231,22 @@ def test_deletion_forgets_idempotency_records_and_read_markers(client, runtime, 
     assert delete(client, case).status_code == 202
 
     assert (count(runtime, IdempotencyRecord), count(runtime, ConversationRead)) == (0, 0)
+
+
+def test_a_conversation_waiting_for_its_re_wrap_can_be_deleted(client, runtime, case):
+    """Deletion needs no key: a history not yet re-sealed after a password reset (no member
+    wrap, 409 history_pending) is deleted like any other."""
+    execute_sql(
+        runtime,
+        "DELETE FROM conversation_key_wraps WHERE conversation_id = :id AND holder = 'member'",
+        id=uuid.UUID(case.conversation_id),
+    )
+    path = f"{CONVERSATIONS}/{case.conversation_id}"
+    assert client.get(path, headers=case.member_auth).status_code == 409
+
+    assert delete(client, case).status_code == 202
+    assert wrap_holders(runtime, case.conversation_id) == ["archive"]
+    assert verify_ledger(runtime).ok
 
 
 def test_someone_elses_or_an_unknown_conversation_is_404_and_nothing_changes(client, runtime, case):

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, replace
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from access_control import crypto, signatures
 from medchat import ledger
@@ -354,6 +354,49 @@ def test_a_truncated_tail_with_a_rewound_head_is_caught_by_the_head_mac(runtime,
 
     report = verify_ledger(runtime)
     assert_names(report, history[1], "MAC")
+
+
+def test_a_record_planted_past_the_head_is_named(runtime, history):
+    """A row inserted after the last record, with no head update (that needs the key)."""
+    last = records(runtime)[-1]
+    planted = {
+        **{name: getattr(last, name) for name in ledger.RecordFields.__dataclass_fields__},
+        "id": uuid.uuid4(),
+        "seq": 4,
+        "prev_hash": last.record_hash,
+        "record_hash": secrets.token_bytes(32),
+        "signature": last.signature,
+        "signing_key_id": last.signing_key_id,
+    }
+    with runtime.database.engine.begin() as connection:
+        connection.execute(insert(ArchiveRecord), [planted])
+
+    report = verify_ledger(runtime)
+    assert not report.ok
+    assert (report.first_bad, report.first_bad_seq) == (planted["id"], 4)
+    assert "past the head" in (report.reason or "")
+
+
+@pytest.mark.postgresql_only
+def test_a_record_appended_while_verifying_is_left_for_the_next_walk(
+    runtime, member, history, monkeypatch
+):
+    """The head is read first: a sealing that commits during the walk is not a false alarm."""
+    if not runtime.database.is_postgresql:
+        pytest.skip("SQLite holds the write lock for the whole walk; nothing appends meanwhile")
+    extra = start_conversation(runtime, member, subject=None, bodies=["Late"])
+    walk = ledger._batches
+
+    def appending_first(session, size, last_seq):
+        seal(runtime, member, extra.id)
+        yield from walk(session, size, last_seq)
+
+    monkeypatch.setattr(ledger, "_batches", appending_first)
+    report = verify_ledger(runtime)
+    assert report.ok, report
+    assert (report.records, report.head_seq) == (3, 3)
+    monkeypatch.undo()
+    assert verify_ledger(runtime).records == 4
 
 
 def test_a_chain_re_signed_with_another_key_is_refused(runtime, history):
