@@ -1,0 +1,259 @@
+"""``medchat keys``: server keys, role-key bootstrap, rotation, status and member re-wraps.
+
+Commands that open role keys (``rotate``, ``rewrap``) ask a current holder for their password
+and TOTP code: nothing on the server can open a conversation key on its own. Conventions as in
+``medchat.cli`` (``--json``, one-line errors, exit codes).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+from flask.cli import with_appcontext
+
+from medchat import audit
+from medchat.cli import CLI_CONTEXT, _runtime, cli_errors, emit, fail, json_option
+from medchat.runtime import Runtime
+
+
+@click.group("keys", help="Key custody.")
+def keys_group() -> None:
+    pass
+
+
+@keys_group.command("server-init", help="Create the server key files missing from MEDCHAT_KEY_DIR.")
+@json_option
+@cli_errors
+def keys_server_init(as_json: bool) -> None:
+    """Needs no application: production refuses to start until these files exist."""
+    from access_control.key_directory import KEY_NAMES, load_server_keys
+    from medchat.config import Settings
+
+    directory = Settings.from_env().key_dir
+    existed = {name for name in KEY_NAMES if (directory / f"{name}.key").exists()}
+    load_server_keys(directory, create_missing=True)
+    created = sorted(set(KEY_NAMES) - existed)
+    emit(
+        as_json,
+        {"key_dir": str(directory), "created": created, "kept": sorted(existed)},
+        f"{directory}: created {', '.join(created) or 'nothing'}; kept {len(existed)} existing",
+    )
+
+
+@keys_group.command("init", help="Create the role keys and seal them to their first holders.")
+@click.option("--clinician", required=True, help="E-mail of an enrolled clinician.")
+@click.option("--compliance", required=True, help="E-mail of an enrolled compliance officer.")
+@json_option
+@with_appcontext
+@cli_errors
+def keys_init(clinician: str, compliance: str, as_json: bool) -> None:
+    from medchat.services.role_keys import RoleKeyService
+
+    runtime = _runtime()
+    with runtime.database.transaction() as session:
+        audit.set_context(session, CLI_CONTEXT)
+        keys = RoleKeyService(session, runtime).initialise(clinician, compliance)
+    emit(
+        as_json,
+        {
+            "physician_key_id": str(keys.physician_key_id),
+            "archive_key_id": str(keys.archive_key_id),
+            "physician_fingerprint": keys.physician_fingerprint,
+            "archive_fingerprint": keys.archive_fingerprint,
+            "pin_file": str(runtime.pins.path),
+        },
+        f"physician role key {keys.physician_key_id} ({keys.physician_fingerprint})\n"
+        f"archive role key   {keys.archive_key_id} ({keys.archive_fingerprint})\n"
+        f"pinned in {runtime.pins.path}",
+    )
+
+
+class _ReSealProgress:
+    """A progress bar on stderr, drawn from the first batch on (when the total is known)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+        self.shown = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(
+                length=max(total, 1),
+                label="re-sealing wraps",
+                show_pos=True,
+                file=sys.stderr,
+            )
+            self.bar.__enter__()
+        self.bar.length = max(self.bar.length, total)
+        self.bar.update(done - self.shown)
+        self.shown = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+def _signed_in_holder(runtime: Runtime, email: str, password: str, code: str) -> Any:
+    """The holder as a principal with the keys their password opens, after password and TOTP.
+
+    The same checks as signing in (same failures, audited the same way); the keys stay in
+    this process's memory and no session row is written.
+    """
+    from access_control.principal import Principal
+    from medchat.errors import InvalidCredentials
+    from medchat.models import AccountStatus
+    from medchat.services.authentication import AuthenticationService
+
+    with runtime.database.transaction() as session:
+        audit.set_context(session, CLI_CONTEXT)
+        authentication = AuthenticationService(session, runtime)
+        account = authentication.check_password(email, password)
+        if not authentication.check_second_factor(account, code):
+            raise InvalidCredentials("This command needs an account with two-factor sign-in.")
+        if account.status != AccountStatus.ACTIVE:
+            raise InvalidCredentials
+        keyring = runtime.custody(session).open_keyring(account.id, password)
+        audit.record(
+            session,
+            "auth.login",
+            target_type="account",
+            target_id=account.id,
+            details={"mfa": True, "via": "cli"},
+        )
+    return Principal.in_process(account, keyring)
+
+
+@keys_group.command("rotate", help="Replace a role key: re-seal every wrap, retire the old key.")
+@click.option("--role", type=click.Choice(["physician", "archive"]), required=True)
+@click.option("--email", help="E-mail of a current holder of the role key (asked if missing).")
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 20_000),
+    default=1000,
+    show_default=True,
+    help="Wraps re-sealed per transaction.",
+)
+@click.option(
+    "--prepare-only",
+    is_flag=True,
+    help="Pin and grant the new key, stop before activating it (copy role-pins.json first).",
+)
+@json_option
+@with_appcontext
+@cli_errors
+def keys_rotate(
+    role: str, email: str | None, batch: int, prepare_only: bool, as_json: bool
+) -> None:
+    """Nothing on the server opens a DEK alone: a current holder signs in here (password and
+    one-time code) and the rotation runs with their keys. An unfinished rotation resumes."""
+    from medchat.models import KeyRole
+    from medchat.services.rotation import RotationService
+
+    runtime = _runtime()
+    email = email or click.prompt("E-mail of a current holder", err=True)
+    password = click.prompt("Password", hide_input=True, err=True)
+    code = click.prompt("One-time code", err=True)
+    actor = _signed_in_holder(runtime, email, password, code)
+    progress = _ReSealProgress(enabled=not as_json)
+    try:
+        result = RotationService(
+            runtime,
+            actor,
+            KeyRole(role),
+            batch_size=batch,
+            progress=progress,
+            audit_context=audit.AuditContext(actor_id=actor.id, actor_role="cli", address="cli"),
+        ).run(prepare_only=prepare_only)
+    finally:
+        progress.close()
+    if result.retired:
+        text = f"v{result.from_version} retired" + ("" if result.unpin else " and unpinned")
+    elif result.activated:
+        text = "stopped before the end; run the command again to resume"
+    else:
+        text = f"v{result.to_version} pinned and granted, not active yet; run again to activate"
+    emit(
+        as_json,
+        {
+            "role": result.role,
+            "from_version": result.from_version,
+            "to_version": result.to_version,
+            "resealed": result.resealed,
+            "grants": result.grants,
+            "retired": result.retired,
+        },
+        f"{result.role} role key v{result.from_version} -> v{result.to_version} "
+        f"({result.fingerprint}): {result.resealed} wraps re-sealed, {result.grants} grants; "
+        + text,
+    )
+    if result.unpin:
+        click.echo(
+            f"note: remove {result.role}:{result.unpin} from MEDCHAT_ROLE_KEY_PINS on every host",
+            err=True,
+        )
+
+
+@keys_group.command("status", help="Role-key versions: wraps, holders, rotations due and running.")
+@json_option
+@with_appcontext
+@cli_errors
+def keys_status(as_json: bool) -> None:
+    from medchat.services.role_key_status import key_status
+
+    runtime = _runtime()
+    with runtime.database.transaction() as session:
+        status = key_status(session, runtime.custody(session))
+    lines = []
+    for v in status.versions:
+        line = (
+            f"{v.role:<9} v{v.version:<3} {v.status:<8} {v.fingerprint[:16]}  "
+            f"pinned: {'yes' if v.pinned else 'no':<3}  wraps: {v.wraps:<8} holders: {v.holders}"
+        )
+        if v in status.due():
+            line += f"  ROTATION DUE since {v.rotation_due_since} ({v.rotation_due_reason})"
+        lines.append(line)
+    for r in status.rotations:
+        state = "re-sealing" if r.activated_at else "not active yet"
+        lines.append(
+            f"rotation {r.role} v{r.from_version} -> v{r.to_version} ({state}): "
+            f"{r.resealed} re-sealed, {r.remaining} left; 'medchat keys rotate' resumes it"
+        )
+    emit(as_json, status.as_dict(), "\n".join(lines) or "no role keys yet (medchat keys init)")
+
+
+@keys_group.command("rewrap", help="Re-seal members' histories after password resets.")
+@click.option("--email", help="E-mail of a clinician holding the physician key (asked if missing).")
+@click.option("--batch", type=click.IntRange(1, 10_000), default=200, show_default=True)
+@json_option
+@with_appcontext
+@cli_errors
+def keys_rewrap(email: str | None, batch: int, as_json: bool) -> None:
+    """Drain the whole re-wrap queue with a clinician's keys (password and one-time code are
+    asked), for when no clinician request drains it in passing. Exit 1 if some stay queued."""
+    from medchat.services.rewrap import DrainResult, RewrapQueue
+
+    runtime = _runtime()
+    email = email or click.prompt("E-mail of a clinician", err=True)
+    password = click.prompt("Password", hide_input=True, err=True)
+    actor = _signed_in_holder(runtime, email, password, click.prompt("One-time code", err=True))
+    context = audit.AuditContext(actor_id=actor.id, actor_role="cli", address="cli")
+    total, remaining = DrainResult(), 0
+    while True:
+        with runtime.database.transaction() as session:
+            audit.set_context(session, context)
+            step = RewrapQueue(session, runtime).drain(actor, batch)
+            remaining = RewrapQueue(session, runtime).pending()
+        total.add(step)
+        if not as_json:
+            click.echo(f"re-sealed {total.rewrapped}, {remaining} waiting", err=True)
+        if not step.progressed or remaining == 0:
+            break
+    summary = {**vars(total), "remaining": remaining}
+    emit(as_json, summary, f"{total.rewrapped} conversations re-sealed, {remaining} waiting")
+    if remaining:
+        fail(f"{remaining} conversations stay queued (see the log for why)")
