@@ -39,15 +39,21 @@ class ConversationAccess:
         self.session = session
         self.runtime = runtime
 
-    def load(self, actor: Principal, conversation_id: uuid.UUID) -> Conversation:
+    def load(
+        self, actor: Principal, conversation_id: uuid.UUID, *, for_update: bool = False
+    ) -> Conversation:
         """The conversation if ``actor`` may see it; ``NotFound`` otherwise (never 403), and
         for a sealed one whoever asks.
 
+        ``for_update`` reads the row with ``SELECT ... FOR UPDATE`` (PostgreSQL; SQLite holds
+        the write lock already), so a write locks and re-reads it in one statement.
         A clinician without the physician role key in their session gets ``RoleKeyRequired``.
         """
         if actor.role == Role.CLINICIAN:
             self.require_role_key(actor)
-        conversation = self.session.get(Conversation, conversation_id)
+        conversation = self.session.get(
+            Conversation, conversation_id, with_for_update=for_update, populate_existing=for_update
+        )
         if conversation is None or conversation.status not in LIVE_STATUSES:
             raise NotFound
         if actor.role == Role.MEMBER:

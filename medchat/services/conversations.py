@@ -283,9 +283,14 @@ class ConversationService:
 
     # -- flows ------------------------------------------------------------------------------
 
-    def open(self, actor: Principal, conversation_id: uuid.UUID) -> tuple[Conversation, bytes]:
-        """Row check, then the DEK from the actor's session (``NotFound`` if not theirs)."""
-        conversation = self.access.load(actor, conversation_id)
+    def open(
+        self, actor: Principal, conversation_id: uuid.UUID, *, for_update: bool = False
+    ) -> tuple[Conversation, bytes]:
+        """Row check, then the DEK from the actor's session (``NotFound`` if not theirs).
+
+        ``for_update`` locks the row as it is read (writes: see ``lock_for_write``).
+        """
+        conversation = self.access.load(actor, conversation_id, for_update=for_update)
         return conversation, self.access.open_key(actor, conversation)
 
     def conversation(self, actor: Principal, conversation_id: uuid.UUID) -> ConversationView:
@@ -329,7 +334,8 @@ class ConversationService:
         then a retry is replayed; then ``Conflict`` if the conversation is closed and
         ``ConsentRequired`` if its member has no current consent.
         """
-        conversation, dek = self.open(actor, conversation_id)
+        # Locked as it is read: a send never lands after a racing close, in one statement.
+        conversation, dek = self.open(actor, conversation_id, for_update=True)
         message_id = uuid.uuid4()
         if idempotency_key is not None:
             first = self.idempotency.claim(
@@ -341,7 +347,6 @@ class ConversationService:
             )
             if first is not None:
                 return Created(self._sent_view(conversation, dek, first), replayed=True)
-        self.lock_for_write(conversation)
         self.require_open(conversation)
         self.require_consent(actor, conversation)
         message = self.append_message(conversation, dek, actor, body, message_id=message_id)
