@@ -7,7 +7,8 @@ that A's two-factor session holds (``ConversationKeys.open_key`` with ``Holder.A
 server holds no key that opens it. Before approval, after expiry, and for anyone but A (B or a
 third officer) the answer is 403. Before anything is decrypted, the record's hash, its
 signature under the pinned key and the stored content's hash are checked against the ledger
-(``ArchiveIntegrityFailure`` otherwise), so what A reads is what was sealed.
+(``ArchiveIntegrityFailure`` otherwise), so what A reads is what was sealed; the decrypting
+itself is ``medchat.services.archive_reading``'s.
 
 Every step is audited with the member as subject (their access log shows "retrieval by
 compliance"): request, approval, each opening, attachment download and export, and each
@@ -16,10 +17,9 @@ refusal (written after the refused request rolls back).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -31,7 +31,6 @@ from access_control.principal import Principal
 from access_control.roles import Role
 from medchat import audit, ledger
 from medchat.archive_bundle import conversation_document, record_document, sign_bundle
-from medchat.content import open_content, open_text
 from medchat.errors import (
     ArchiveIntegrityFailure,
     Conflict,
@@ -46,13 +45,16 @@ from medchat.models import (
     Conversation,
     Holder,
     KeyRole,
-    Message,
     RetrievalRequest,
 )
 from medchat.runtime import Runtime
+from medchat.services.archive_reading import (
+    ArchivedConversation,
+    open_attachment,
+    read_conversation,
+)
 from medchat.services.attachments import AttachmentFile
 from medchat.services.conversation_pages import Page
-from medchat.services.conversations import ConversationService, MessageView
 
 PENDING = "pending"
 APPROVED = "approved"
@@ -60,7 +62,6 @@ EXPIRED = "expired"
 JUSTIFICATION_MIN = 20
 JUSTIFICATION_MAX = 2000
 _JUSTIFICATION_FIELD = "retrieval_justification"
-_MESSAGES_PER_QUERY = 500
 
 
 @dataclass
@@ -77,20 +78,6 @@ class RetrievalView:
     approved_at: datetime | None
     expires_at: datetime | None
     justification: str
-
-
-@dataclass
-class ArchivedConversation:
-    """A sealed conversation opened for its requester: subject, messages, attachment metadata."""
-
-    record_id: uuid.UUID
-    conversation_id: uuid.UUID
-    subject: str | None
-    created_at: datetime
-    sealed_at: datetime
-    reason: str
-    expires_at: datetime
-    messages: list[MessageView] = field(default_factory=list)
 
 
 class RetrievalService:
@@ -203,7 +190,7 @@ class RetrievalService:
         stored = self.session.get(Attachment, attachment_id)
         if stored is None or stored.conversation_id != conversation.id:
             raise NotFound
-        opened = _open_attachment(conversation.id, dek, stored)
+        opened = open_attachment(conversation.id, dek, stored)
         self._audit(
             "archive.retrieval.attachment", row, record, {"attachment_id": str(attachment_id)}
         )
@@ -217,7 +204,7 @@ class RetrievalService:
         for stored in self.session.scalars(
             select(Attachment).where(Attachment.conversation_id == conversation.id)
         ):
-            digests[stored.id] = _open_attachment(conversation.id, dek, stored).sha256
+            digests[stored.id] = open_attachment(conversation.id, dek, stored).sha256
         body = {
             "exported_at": _iso(self.runtime.clock.now()),
             "exported_by": str(actor.id),
@@ -313,30 +300,14 @@ class RetrievalService:
         conversation: Conversation,
         dek: bytes,
     ) -> ArchivedConversation:
-        conversations = ConversationService(self.session, self.runtime)
-        opened = ArchivedConversation(
-            record_id=record.id,
-            conversation_id=conversation.id,
-            subject=conversations.subject_of(conversation, dek),
-            created_at=conversation.created_at,
-            sealed_at=record.sealed_at,
-            reason=record.reason,
+        return read_conversation(
+            self.session,
+            self.runtime,
+            record,
+            conversation,
+            dek,
             expires_at=row.expires_at or record.sealed_at,
         )
-        after = 0
-        while True:
-            batch = list(
-                self.session.scalars(
-                    select(Message)
-                    .where(Message.conversation_id == conversation.id, Message.seq > after)
-                    .order_by(Message.seq)
-                    .limit(_MESSAGES_PER_QUERY)
-                )
-            )
-            if not batch:
-                return opened
-            opened.messages += conversations.message_views(conversation, dek, batch)
-            after = batch[-1].seq
 
     def _seal_justification(self, retrieval_id: uuid.UUID, text: str) -> bytes:
         return self.runtime.profiles.seal(retrieval_id, _JUSTIFICATION_FIELD, text) or b""
@@ -413,23 +384,3 @@ def _member_of(record: ArchiveRecord) -> uuid.UUID | None:
         return uuid.UUID(json.loads(record.metadata_json)["member_id"])
     except (ValueError, KeyError, TypeError):
         return None
-
-
-@dataclass(frozen=True, repr=False)
-class _OpenedAttachment(AttachmentFile):
-    sha256: str = ""
-
-
-def _open_attachment(
-    conversation_id: uuid.UUID, dek: bytes, stored: Attachment
-) -> _OpenedAttachment:
-    data = open_content(dek, conversation_id, stored.id, "data", stored.data_ciphertext)
-    return _OpenedAttachment(
-        id=stored.id,
-        filename=open_text(dek, conversation_id, stored.id, "filename", stored.filename_ciphertext),
-        content_type=open_text(
-            dek, conversation_id, stored.id, "content_type", stored.content_type_ciphertext
-        ),
-        data=data,
-        sha256=hashlib.sha256(data).hexdigest(),
-    )

@@ -10,7 +10,8 @@ The run is a sequence of committed steps, so the service keeps answering and a r
 any point resumes where it stopped (``RoleKeyRotation`` keeps the state and the cursor):
 
 1. **start**: a PENDING role key is created, pinned (pin file) and sealed to the person
-   running the rotation, with the ``RoleKeyRotation`` row, in one transaction.
+   running the rotation, with the ``RoleKeyRotation`` row, in one transaction; or the
+   unfinished rotation is resumed, or abandoned (``medchat.services.rotation_plan``).
 2. **grant**: the new key is sealed to every current holder of the old key.
 3. **activate**: new key ACTIVE, old key RETIRING, in one transaction that waits for every
    transaction that read the old key as active (``KeyCustody.hold_sealing_lock``). From then on
@@ -20,14 +21,8 @@ any point resumes where it stopped (``RoleKeyRotation`` keeps the state and the 
    transaction, the new key is sealed to anyone granted the old one meanwhile, the old key is
    RETIRED, its grants deleted and the rotation finished; its pin is removed after commit.
 
-Where a resumed run gets the new private key: the process that created it holds it only in
-memory, so step 1 commits the key together with its seal to the starter's own personal key
-(a grant like any other). Step 2 seals it to every other holder. A resumed run opens it like
-any role key, from the grants of whoever runs it (``KeyCustody.open_grants`` includes pending
-keys). If the person resuming has no copy (step 1 committed, step 2 did not, and they are not
-the starter), nothing has been sealed to the pending key yet, so it is abandoned (retired,
-unpinned, its grants deleted) and a fresh rotation starts. After activation every holder of
-the old key at step 2 holds the new one; anyone else is told to let such a holder resume.
+How a resumed run gets the new private key back, and when an unfinished start is abandoned
+instead: ``medchat.services.rotation_plan``.
 
 Nothing on the server can open a DEK alone: every step runs with a ``Principal`` whose keyring
 a current holder opened with their password and second factor (``medchat keys rotate``).
@@ -40,7 +35,6 @@ be copied to other hosts before activation.)
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,7 +43,6 @@ from sqlalchemy import and_, delete, select
 from sqlalchemy.orm import Session
 
 from access_control import hybrid_kem
-from access_control.keyring import HeldRoleKey
 from access_control.keys import KeyCustody
 from access_control.principal import Principal
 from medchat import audit
@@ -73,24 +66,11 @@ from medchat.services.resealing import (
     remaining_wraps,
 )
 from medchat.services.role_keys import HOLDER_ROLE
+from medchat.services.rotation_plan import PinRequired, RotationPlan, start_or_resume
 
 __all__ = ["PinRequired", "RotationBlocked", "RotationResult", "RotationService"]
 
 DEFAULT_BATCH = 1000
-
-
-class PinRequired(Conflict):
-    """The new key must be pinned by the deployment before it can become active."""
-
-    code = "role_key_pin_required"
-
-    def __init__(self, role: str, fingerprint: str, *, environment: bool = True) -> None:
-        where = "MEDCHAT_ROLE_KEY_PINS" if environment else "role-pins.json"
-        super().__init__(
-            f"the new {role} key is not pinned: add {role}:{fingerprint} to {where} on every "
-            "host (keep the current pin), then run 'medchat keys rotate' again"
-        )
-        self.fingerprint = fingerprint
 
 
 @dataclass(frozen=True)
@@ -106,16 +86,6 @@ class RotationResult:
     retired: bool
     #: With environment pins: the old fingerprint the operator should now remove.
     unpin: str | None = None
-
-
-@dataclass(frozen=True, repr=False)
-class _Plan:
-    rotation_id: uuid.UUID
-    old: RoleKey
-    new: RoleKey
-    old_key: HeldRoleKey
-    new_private: hybrid_kem.PrivateKeyHandle
-    activated: bool
 
 
 class RotationService:
@@ -149,12 +119,6 @@ class RotationService:
         with self.runtime.database.transaction() as session:
             audit.set_context(session, self.audit_context)
             yield session, self.runtime.custody(session)
-
-    def _held(self, role_key_id: uuid.UUID) -> HeldRoleKey | None:
-        return next(
-            (k for k in self.actor.keyring.role_keys(self.role) if k.role_key_id == role_key_id),
-            None,
-        )
 
     # -- the whole run -------------------------------------------------------------------
 
@@ -194,7 +158,7 @@ class RotationService:
         self._retire(plan)
         return self._result(plan, activated=True, retired=True)
 
-    def _result(self, plan: _Plan, *, activated: bool, retired: bool) -> RotationResult:
+    def _result(self, plan: RotationPlan, *, activated: bool, retired: bool) -> RotationResult:
         with self._step() as (session, _):
             rotation = session.get(RoleKeyRotation, plan.rotation_id)
             resealed = rotation.resealed if rotation else 0
@@ -216,97 +180,11 @@ class RotationService:
 
     # -- 1. start (or resume) -------------------------------------------------------------
 
-    def _start(self) -> _Plan:
+    def _start(self) -> RotationPlan:
         with self._step() as (session, custody):
-            # Two runs starting at once: the second waits here, then resumes the first's.
-            custody.hold_grant_lock(self.role)
-            rotation = session.scalar(
-                select(RoleKeyRotation)
-                .where(RoleKeyRotation.role == self.role, RoleKeyRotation.finished_at.is_(None))
-                .with_for_update()
-            )
-            if rotation is not None:
-                plan = self._resume(session, custody, rotation)
-                if plan is not None:
-                    return plan
-            old = custody.active_role_key(self.role)
-            old_key = self._held(old.id)
-            if old_key is None:
-                raise RoleKeyRequired
-            new, new_private = custody.create_role_key(self.role, RoleKeyStatus.PENDING)
-            fixed = self.runtime.pins.fixed
-            if not fixed:
-                # Pinned before anything is sealed to it, long before it is active: a host
-                # that reads it as active later finds it pinned already.
-                self.runtime.pins.add(self.role, [new.fingerprint])
-            # The starter's own copy commits with the key: the only way a resumed run can get
-            # the private key back, since this process holds it only in memory.
-            custody.grant(
-                new, new_private, self.actor.id, granted_by=self.actor.id, require_pin=not fixed
-            )
-            self._grants += 1
-            rotation = RoleKeyRotation(
-                id=uuid.uuid4(),
-                role=self.role,
-                from_key_id=old.id,
-                to_key_id=new.id,
-                started_by=self.actor.id,
-                started_at=custody.now,
-                resealed=0,
-            )
-            session.add(rotation)
-            audit.record(
-                session,
-                "role_key.rotation_start",
-                target_type="role_key",
-                target_id=new.id,
-                details={
-                    "role": str(self.role),
-                    "from_version": old.version,
-                    "to_version": new.version,
-                    "fingerprint": new.fingerprint,
-                    "pinned_by": "environment" if fixed else "pin_file",
-                },
-            )
-            return _Plan(rotation.id, old, new, old_key, new_private, activated=False)
-
-    def _resume(
-        self, session: Session, custody: KeyCustody, rotation: RoleKeyRotation
-    ) -> _Plan | None:
-        """The unfinished rotation's plan, or None after abandoning one nobody can finish."""
-        old = session.get(RoleKey, rotation.from_key_id)
-        new = session.get(RoleKey, rotation.to_key_id)
-        assert old is not None and new is not None  # foreign keys
-        old_key, new_key = self._held(old.id), self._held(new.id)
-        activated = rotation.activated_at is not None
-        if old_key is None:
-            raise RoleKeyRequired
-        if new_key is not None:
-            return _Plan(rotation.id, old, new, old_key, new_key.key, activated)
-        if activated:
-            raise RoleKeyRequired(
-                f"this {self.role} rotation is past activation and your sign-in holds no copy "
-                "of its new key; let a holder who has it (the one who started it) resume it"
-            )
-        if not custody.is_pinned(new):
-            # Environment pins not updated yet: sign-in leaves the key out until then.
-            raise PinRequired(self.role, new.fingerprint, environment=self.runtime.pins.fixed)
-        # Nothing has been sealed to the pending key yet, so giving it up loses nothing.
-        new.status = RoleKeyStatus.RETIRED
-        new.retired_at = custody.now
-        removed = session.execute(
-            delete(RoleKeyGrant).where(RoleKeyGrant.role_key_id == new.id)
-        ).rowcount  # type: ignore[attr-defined]
-        rotation.finished_at = custody.now
-        audit.record(
-            session,
-            "role_key.rotation_abandon",
-            target_type="role_key",
-            target_id=new.id,
-            details={"role": str(self.role), "version": new.version, "grants_removed": removed},
-        )
-        session.flush()
-        return None
+            plan, grants = start_or_resume(session, custody, self.runtime, self.actor, self.role)
+            self._grants += grants
+            return plan
 
     def _unpin_retired(self) -> None:
         """Unpin retired versions still pinned (a run stopped between retiring and unpinning)."""
@@ -325,11 +203,11 @@ class RotationService:
 
     # -- 2. grant ------------------------------------------------------------------------
 
-    def _grant_holders(self, plan: _Plan) -> None:
+    def _grant_holders(self, plan: RotationPlan) -> None:
         with self._step() as (session, custody):
             self._grant_missing(session, custody, plan)
 
-    def _grant_missing(self, session: Session, custody: KeyCustody, plan: _Plan) -> None:
+    def _grant_missing(self, session: Session, custody: KeyCustody, plan: RotationPlan) -> None:
         """Seal the new key to every holder of the old one who lacks it.
 
         Only to holders who can open their old copy today: an active account of the right
@@ -379,7 +257,7 @@ class RotationService:
 
     # -- 3. activate ---------------------------------------------------------------------
 
-    def _activate(self, plan: _Plan) -> None:
+    def _activate(self, plan: RotationPlan) -> None:
         with self._step() as (session, custody):
             custody.hold_grant_lock(self.role)  # locks in one order: grants, rotation, sealing
             rotation = self._locked(session, plan)
@@ -412,12 +290,12 @@ class RotationService:
                 },
             )
 
-    def _locked(self, session: Session, plan: _Plan) -> RoleKeyRotation:
+    def _locked(self, session: Session, plan: RotationPlan) -> RoleKeyRotation:
         return locked_rotation(session, plan.rotation_id, self.role)
 
     # -- 5. retire -----------------------------------------------------------------------
 
-    def _retire(self, plan: _Plan) -> None:
+    def _retire(self, plan: RotationPlan) -> None:
         with self._step() as (session, custody):
             custody.hold_grant_lock(self.role)
             rotation = self._locked(session, plan)

@@ -1,0 +1,96 @@
+"""Reading a sealed conversation with its DEK in hand: messages in order, attachments by id.
+
+The caller (``medchat.services.retrieval``) has already passed every check an opening needs
+(the four-eyes rule, the archive role key, the ledger's integrity check) and unwrapped the DEK;
+this module only decrypts. Messages are read in sequence order in batches, and each opened
+attachment carries the SHA-256 of its plaintext, which the signed export bundle lists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from medchat.content import open_content, open_text
+from medchat.models import ArchiveRecord, Attachment, Conversation, Message
+from medchat.runtime import Runtime
+from medchat.services.attachments import AttachmentFile
+from medchat.services.conversations import ConversationService, MessageView
+
+_MESSAGES_PER_QUERY = 500
+
+
+@dataclass
+class ArchivedConversation:
+    """A sealed conversation opened for its requester: subject, messages, attachment metadata."""
+
+    record_id: uuid.UUID
+    conversation_id: uuid.UUID
+    subject: str | None
+    created_at: datetime
+    sealed_at: datetime
+    reason: str
+    expires_at: datetime
+    messages: list[MessageView] = field(default_factory=list)
+
+
+def read_conversation(
+    session: Session,
+    runtime: Runtime,
+    record: ArchiveRecord,
+    conversation: Conversation,
+    dek: bytes,
+    *,
+    expires_at: datetime,
+) -> ArchivedConversation:
+    """The conversation's subject and every message, decrypted with ``dek``."""
+    conversations = ConversationService(session, runtime)
+    opened = ArchivedConversation(
+        record_id=record.id,
+        conversation_id=conversation.id,
+        subject=conversations.subject_of(conversation, dek),
+        created_at=conversation.created_at,
+        sealed_at=record.sealed_at,
+        reason=record.reason,
+        expires_at=expires_at,
+    )
+    after = 0
+    while True:
+        batch = list(
+            session.scalars(
+                select(Message)
+                .where(Message.conversation_id == conversation.id, Message.seq > after)
+                .order_by(Message.seq)
+                .limit(_MESSAGES_PER_QUERY)
+            )
+        )
+        if not batch:
+            return opened
+        opened.messages += conversations.message_views(conversation, dek, batch)
+        after = batch[-1].seq
+
+
+@dataclass(frozen=True, repr=False)
+class OpenedAttachment(AttachmentFile):
+    """An attachment's decrypted bytes and names, with the SHA-256 of the bytes."""
+
+    sha256: str = ""
+
+
+def open_attachment(conversation_id: uuid.UUID, dek: bytes, stored: Attachment) -> OpenedAttachment:
+    """Decrypt one stored attachment of ``conversation_id`` with its conversation's ``dek``."""
+    data = open_content(dek, conversation_id, stored.id, "data", stored.data_ciphertext)
+    return OpenedAttachment(
+        id=stored.id,
+        filename=open_text(dek, conversation_id, stored.id, "filename", stored.filename_ciphertext),
+        content_type=open_text(
+            dek, conversation_id, stored.id, "content_type", stored.content_type_ciphertext
+        ),
+        data=data,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )

@@ -1,0 +1,167 @@
+"""Which keys a rotation run works on: a new rotation started, or the unfinished one resumed.
+
+Rotation step 1 (``medchat.services.rotation``): a PENDING role key is created, pinned (pin
+file) and sealed to the person running the rotation, with the ``RoleKeyRotation`` row, in one
+transaction. A later run finds that row and resumes it instead.
+
+Where a resumed run gets the new private key: the process that created it holds it only in
+memory, so step 1 commits the key together with its seal to the starter's own personal key
+(a grant like any other). Step 2 seals it to every other holder. A resumed run opens it like
+any role key, from the grants of whoever runs it (``KeyCustody.open_grants`` includes pending
+keys). If the person resuming has no copy (step 1 committed, step 2 did not, and they are not
+the starter), nothing has been sealed to the pending key yet, so it is abandoned (retired,
+unpinned, its grants deleted) and a fresh rotation starts. After activation every holder of
+the old key at step 2 holds the new one; anyone else is told to let such a holder resume.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from access_control import hybrid_kem
+from access_control.keyring import HeldRoleKey
+from access_control.keys import KeyCustody
+from access_control.principal import Principal
+from medchat import audit
+from medchat.errors import Conflict, RoleKeyRequired
+from medchat.models import KeyRole, RoleKey, RoleKeyGrant, RoleKeyRotation, RoleKeyStatus
+from medchat.runtime import Runtime
+
+__all__ = ["PinRequired", "RotationPlan", "held_role_key", "start_or_resume"]
+
+
+class PinRequired(Conflict):
+    """The new key must be pinned by the deployment before it can become active."""
+
+    code = "role_key_pin_required"
+
+    def __init__(self, role: str, fingerprint: str, *, environment: bool = True) -> None:
+        where = "MEDCHAT_ROLE_KEY_PINS" if environment else "role-pins.json"
+        super().__init__(
+            f"the new {role} key is not pinned: add {role}:{fingerprint} to {where} on every "
+            "host (keep the current pin), then run 'medchat keys rotate' again"
+        )
+        self.fingerprint = fingerprint
+
+
+@dataclass(frozen=True, repr=False)
+class RotationPlan:
+    rotation_id: uuid.UUID
+    old: RoleKey
+    new: RoleKey
+    old_key: HeldRoleKey
+    new_private: hybrid_kem.PrivateKeyHandle
+    activated: bool
+
+
+def held_role_key(actor: Principal, role: KeyRole, role_key_id: uuid.UUID) -> HeldRoleKey | None:
+    """The actor's opened copy of one role key, if its sign-in holds one."""
+    return next(
+        (k for k in actor.keyring.role_keys(role) if k.role_key_id == role_key_id),
+        None,
+    )
+
+
+def start_or_resume(
+    session: Session, custody: KeyCustody, runtime: Runtime, actor: Principal, role: KeyRole
+) -> tuple[RotationPlan, int]:
+    """The role's rotation plan, resumed or newly started, and the grants made doing it.
+
+    Runs inside the caller's transaction; a new rotation commits with it.
+    """
+    # Two runs starting at once: the second waits here, then resumes the first's.
+    custody.hold_grant_lock(role)
+    rotation = session.scalar(
+        select(RoleKeyRotation)
+        .where(RoleKeyRotation.role == role, RoleKeyRotation.finished_at.is_(None))
+        .with_for_update()
+    )
+    if rotation is not None:
+        plan = _resume(session, custody, runtime, actor, role, rotation)
+        if plan is not None:
+            return plan, 0
+    old = custody.active_role_key(role)
+    old_key = held_role_key(actor, role, old.id)
+    if old_key is None:
+        raise RoleKeyRequired
+    new, new_private = custody.create_role_key(role, RoleKeyStatus.PENDING)
+    fixed = runtime.pins.fixed
+    if not fixed:
+        # Pinned before anything is sealed to it, long before it is active: a host
+        # that reads it as active later finds it pinned already.
+        runtime.pins.add(role, [new.fingerprint])
+    # The starter's own copy commits with the key: the only way a resumed run can get
+    # the private key back, since this process holds it only in memory.
+    custody.grant(new, new_private, actor.id, granted_by=actor.id, require_pin=not fixed)
+    rotation = RoleKeyRotation(
+        id=uuid.uuid4(),
+        role=role,
+        from_key_id=old.id,
+        to_key_id=new.id,
+        started_by=actor.id,
+        started_at=custody.now,
+        resealed=0,
+    )
+    session.add(rotation)
+    audit.record(
+        session,
+        "role_key.rotation_start",
+        target_type="role_key",
+        target_id=new.id,
+        details={
+            "role": str(role),
+            "from_version": old.version,
+            "to_version": new.version,
+            "fingerprint": new.fingerprint,
+            "pinned_by": "environment" if fixed else "pin_file",
+        },
+    )
+    return RotationPlan(rotation.id, old, new, old_key, new_private, activated=False), 1
+
+
+def _resume(
+    session: Session,
+    custody: KeyCustody,
+    runtime: Runtime,
+    actor: Principal,
+    role: KeyRole,
+    rotation: RoleKeyRotation,
+) -> RotationPlan | None:
+    """The unfinished rotation's plan, or None after abandoning one nobody can finish."""
+    old = session.get(RoleKey, rotation.from_key_id)
+    new = session.get(RoleKey, rotation.to_key_id)
+    assert old is not None and new is not None  # foreign keys
+    old_key, new_key = held_role_key(actor, role, old.id), held_role_key(actor, role, new.id)
+    activated = rotation.activated_at is not None
+    if old_key is None:
+        raise RoleKeyRequired
+    if new_key is not None:
+        return RotationPlan(rotation.id, old, new, old_key, new_key.key, activated)
+    if activated:
+        raise RoleKeyRequired(
+            f"this {role} rotation is past activation and your sign-in holds no copy "
+            "of its new key; let a holder who has it (the one who started it) resume it"
+        )
+    if not custody.is_pinned(new):
+        # Environment pins not updated yet: sign-in leaves the key out until then.
+        raise PinRequired(role, new.fingerprint, environment=runtime.pins.fixed)
+    # Nothing has been sealed to the pending key yet, so giving it up loses nothing.
+    new.status = RoleKeyStatus.RETIRED
+    new.retired_at = custody.now
+    removed = session.execute(
+        delete(RoleKeyGrant).where(RoleKeyGrant.role_key_id == new.id)
+    ).rowcount  # type: ignore[attr-defined]
+    rotation.finished_at = custody.now
+    audit.record(
+        session,
+        "role_key.rotation_abandon",
+        target_type="role_key",
+        target_id=new.id,
+        details={"role": str(role), "version": new.version, "grants_removed": removed},
+    )
+    session.flush()
+    return None
