@@ -8,7 +8,9 @@ unknown and known addresses are limited alike and no address is written to the s
 
 Views declare their limits with ``@throttled(...)``; ``init_app`` builds one ``Limiter`` per
 application from the settings and applies the declared limits, so two apps in one process
-(tests, or an app and a CLI) never share a storage or a key prefix.
+(tests, or an app and a CLI) never share a storage or a key prefix. A limit is shared by its
+scope across every view that declares it: one account's failures count once, wherever they
+happen.
 """
 
 from __future__ import annotations
@@ -70,10 +72,12 @@ def init_app(app: Flask, storage_uri: str, key_prefix: str) -> Limiter:
     for endpoint, view in list(app.view_functions.items()):
         throttles: tuple[Throttle, ...] = getattr(view, _ATTRIBUTE, ())
         for throttle in throttles:
-            view = limiter.limit(
+            # Shared by scope: every view declaring the same scope counts into one bucket,
+            # so failures through the API and the console lock the same account.
+            view = limiter.shared_limit(
                 throttle.limit,
-                key_func=throttle.key,
                 scope=throttle.scope,
+                key_func=throttle.key,
                 deduct_when=throttle.deduct_when,
             )(view)
         if throttles:

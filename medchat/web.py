@@ -19,3 +19,9 @@ def runtime() -> Runtime:
 def db_session() -> Session:
     """The request's session; opened at the start of every request."""
     return g.db  # type: ignore[no-any-return]
+
+
+def account_limit_key(email: str) -> str:
+    """The per-account lockout bucket: the e-mail's blind index, shared by the API and the
+    console, so failures through either count toward one lockout (no address is stored)."""
+    return "account:" + runtime().profiles.email_index(email).hex()

@@ -36,7 +36,7 @@ from medchat.schemas.common import StatusSchema
 from medchat.services.accounts import AccountService, NewMember
 from medchat.services.authentication import AuthenticationService, SignIn
 from medchat.services.password_reset import PasswordResetService
-from medchat.web import db_session, runtime
+from medchat.web import account_limit_key, db_session, runtime
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Sign-in and 2FA")
 
@@ -50,7 +50,7 @@ def _account_key() -> str:
         if isinstance(token, str) and token:
             return "enroll:" + crypto.token_hash(token).hex()
         return "address:" + (request.remote_addr or "unknown")
-    return "account:" + runtime().profiles.email_index(email).hex()
+    return account_limit_key(email)
 
 
 def _reset_token_key() -> str:

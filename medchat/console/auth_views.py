@@ -30,13 +30,13 @@ from medchat.console.forms import (
 from medchat.errors import InvalidToken, MedchatError, WeakPassword
 from medchat.services.accounts import AccountService
 from medchat.services.authentication import AuthenticationService
-from medchat.web import db_session, runtime
+from medchat.web import account_limit_key, db_session, runtime
 
 
 def _form_account_key() -> str:
     email = request.form.get("email", "")
     if email:
-        return "account:" + runtime().profiles.email_index(email).hex()
+        return account_limit_key(email)
     return "console:" + (request.remote_addr or "unknown")
 
 

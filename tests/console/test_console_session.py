@@ -192,3 +192,17 @@ def test_console_pages_are_not_cached_and_load_nothing_from_elsewhere(client):
     html = response.get_data(as_text=True)
     assert "http://" not in html.replace("http://localhost", "") and "https://" not in html
     assert "<script" not in html and "style=" not in html
+
+
+def test_failures_through_the_api_lock_the_console_too(client, runtime):
+    clinician = make_staff(runtime, Role.CLINICIAN)
+    for _ in range(5):
+        failed = client.post(
+            "/api/v1/auth/token", json={"email": clinician.email, "password": "wrong-password-1"}
+        )
+        assert failed.status_code == 401
+    response = post_form(
+        client, "/console/login", {"email": clinician.email, "password": clinician.password}
+    )
+    assert response.status_code == 429
+    assert not _signed_in(client)
