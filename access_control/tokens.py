@@ -206,6 +206,3 @@ class TokenStore:
         if keep_family is not None:
             statement = statement.where(AuthToken.family_id != keep_family)
         self.session.execute(statement)
-
-    def touch(self, record: AuthToken) -> None:
-        record.last_used_at = self.now

@@ -69,7 +69,6 @@ def create_app(
     app.config.update(
         SECRET_KEY=runtime.keys.session_signing,
         MAX_CONTENT_LENGTH=settings.max_attachment_bytes + 64 * 1024,
-        JSON_SORT_KEYS=False,
         API_TITLE="medchat",
         API_VERSION="v1",
         OPENAPI_VERSION="3.1.0",
