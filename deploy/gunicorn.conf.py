@@ -34,8 +34,11 @@ worker_class = "gthread"
 threads = int(os.environ.get("MEDCHAT_THREADS", "4"))
 
 # -- Timeouts --------------------------------------------------------------------------------
-# A request that takes more than 30 s is stuck; the proxy gives up at 35 s (proxy_read_timeout)
-# and systemd at 35 s (TimeoutStopSec), after the 30 s gracefully given to finish requests.
+# ``timeout``: a worker whose main loop has not checked in for 30 s is hung and is restarted.
+# With gthread workers the main loop keeps checking in while a request runs in its thread, so
+# this does not cut long requests short: the proxy does (35 s, proxy_read_timeout; longer for
+# the archive verification). systemd waits 35 s (TimeoutStopSec) after the 30 s gracefully
+# given to finish requests.
 timeout = 30
 graceful_timeout = 30
 keepalive = 5
