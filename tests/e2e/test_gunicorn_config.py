@@ -1,0 +1,117 @@
+"""``deploy/gunicorn.conf.py`` served for real: what it promises about logs and long requests.
+
+Two promises of the production server configuration are checked by running gunicorn with it
+(on a tiny WSGI app, so no database is needed): the access log carries the path of a request
+but never its query string (where tokens or addresses could sit), and a gthread worker does not
+cut short a request that runs longer than gunicorn's ``timeout`` (the long archive verification
+relies on that; the proxy decides how long a route may take).
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SLOW_SECONDS = 3
+WORKER_TIMEOUT = 1
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_until_up(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"gunicorn exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail("gunicorn did not start listening in 30 s")
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """gunicorn with the deployment configuration, its worker timeout lowered to 1 s."""
+    port = _free_port()
+    log = tmp_path / "gunicorn.log"
+    # The deployment file as it is, then only the worker timeout lowered (gunicorn gives a
+    # config file's settings precedence, so the override is made in a file too).
+    config = tmp_path / "gunicorn.conf.py"
+    deployed = ROOT / "deploy" / "gunicorn.conf.py"
+    config.write_text(f"exec(open({str(deployed)!r}).read())\ntimeout = {WORKER_TIMEOUT}\n")
+    environment = {
+        **os.environ,
+        "MEDCHAT_BIND": f"127.0.0.1:{port}",
+        "MEDCHAT_WORKERS": "1",
+        "MEDCHAT_THREADS": "2",
+        "PYTHONPATH": str(ROOT),
+    }
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                str(config),
+                "tests.support.wsgi_probe:app",
+            ],
+            cwd=ROOT,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            _wait_until_up(port, process)
+            yield port, log
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=40)
+
+
+def _get(port: int, path: str, timeout: float = 30) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_the_access_log_has_the_path_but_never_the_query_string(served):
+    port, log = served
+    status, _ = _get(port, "/api/v1/probe?reset_token=canary-token-7Q&email=canary%40example.org")
+    assert status == 200
+    time.sleep(0.5)  # the access log line is written after the response
+    text = log.read_text()
+    assert '"GET /api/v1/probe"' in text
+    assert "canary" not in text
+    assert "reset_token" not in text
+
+
+def test_a_request_longer_than_the_worker_timeout_is_not_cut_short(served):
+    port, log = served
+    began = time.monotonic()
+    status, body = _get(port, f"/slow?seconds={SLOW_SECONDS}")
+    assert status == 200, log.read_text()
+    assert body == b"done"
+    assert time.monotonic() - began >= SLOW_SECONDS
+    assert "WORKER TIMEOUT" not in log.read_text()
