@@ -1,15 +1,25 @@
-"""``/api/v1/me``: the member's own profile (full data: it is theirs) and consent."""
+"""``/api/v1/me``: the member's own profile (full data: it is theirs), consent, and the
+member's export (docs/data-rights.md)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from flask import Response, jsonify
 from flask_smorest import Blueprint
 
 from access_control.guard import requires, signed_in
 from access_control.permissions import Permission
-from medchat.schemas.member import ConsentGrantSchema, ConsentSchema, ProfileSchema
+from medchat import fhir_bundle
+from medchat.schemas.member import (
+    ConsentGrantSchema,
+    ConsentSchema,
+    ExportArgsSchema,
+    ExportSchema,
+    ProfileSchema,
+)
 from medchat.services.consent import ConsentService
+from medchat.services.export import ExportService
 from medchat.services.profiles import ProfileService
 from medchat.web import db_session, runtime
 
@@ -51,3 +61,27 @@ def grant_consent(data: dict[str, Any]) -> dict[str, Any]:
 def withdraw_consent() -> None:
     """Withdraw consent: no new questions or messages; the history stays readable."""
     _consent().withdraw(signed_in())
+
+
+def _export_filename(extension: str) -> str:
+    day = runtime().clock.now().date().isoformat()
+    return f"medchat-export-{day}.{extension}"
+
+
+@bp.route("/me/export", methods=["GET"])
+@requires(Permission.MEMBER_EXPORT)
+@bp.arguments(ExportArgsSchema, location="query")
+@bp.response(200, ExportSchema)
+@bp.alt_response(200, description="A FHIR R4 Bundle (``?format=fhir``)", success=True)
+def export(args: dict[str, Any]) -> Any:
+    """Everything held about the member that they can read: JSON, or a FHIR R4 Bundle."""
+    data = ExportService(db_session(), runtime()).export(signed_in(), format=args["format"])
+    if args["format"] == "fhir":
+        response: Response = jsonify(fhir_bundle.bundle(data))
+        response.mimetype = fhir_bundle.MEDIA_TYPE
+        response.headers["Content-Disposition"] = (
+            f'attachment; filename="{_export_filename("fhir.json")}"'
+        )
+        return response
+    disposition = f'attachment; filename="{_export_filename("json")}"'
+    return data.as_dict(), 200, {"Content-Disposition": disposition}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from medchat.schemas.attachments import AttachmentSchema
 from medchat.schemas.common import StrictSchema, UtcDateTime
 
 
@@ -49,3 +50,54 @@ class ConsentGrantSchema(StrictSchema):
         ],
         metadata={"description": "The version of the consent text the member agreed to."},
     )
+
+
+class ExportArgsSchema(StrictSchema):
+    format = fields.String(
+        load_default="json",
+        validate=validate.OneOf(("json", "fhir")),
+        metadata={"description": "json (default) or fhir (a FHIR R4 Bundle of type collection)"},
+    )
+
+
+class ConsentRecordSchema(ma.Schema):
+    purpose = fields.String(required=True)
+    version = fields.String(required=True)
+    granted_at = UtcDateTime(required=True)
+    withdrawn_at = UtcDateTime(allow_none=True, required=True)
+
+
+class ExportMessageSchema(ma.Schema):
+    id = fields.UUID(required=True)
+    author = fields.String(required=True, metadata={"enum": ["member", "clinician"]})
+    author_name = fields.String(allow_none=True, required=True)
+    body = fields.String(required=True)
+    created_at = UtcDateTime(required=True)
+    attachments = fields.List(fields.Nested(AttachmentSchema), required=True)
+
+
+class ExportConversationSchema(ma.Schema):
+    id = fields.UUID(required=True)
+    subject = fields.String(allow_none=True, required=True)
+    status = fields.String(required=True, metadata={"enum": ["open", "answered", "closed"]})
+    created_at = UtcDateTime(required=True)
+    last_message_at = UtcDateTime(required=True)
+    closed_at = UtcDateTime(allow_none=True, required=True)
+    readable = fields.Boolean(required=True)
+    history_pending = fields.Boolean(
+        required=True,
+        metadata={
+            "description": "True while the history is re-sealed after a password reset: "
+            "subject and messages are not readable yet (export again later)."
+        },
+    )
+    messages = fields.List(fields.Nested(ExportMessageSchema), required=True)
+
+
+class ExportSchema(ma.Schema):
+    """Everything held about the member that they can read (API.md ``/me/export``)."""
+
+    exported_at = UtcDateTime(required=True)
+    profile = fields.Nested(ProfileSchema, required=True)
+    consents = fields.List(fields.Nested(ConsentRecordSchema), required=True)
+    conversations = fields.List(fields.Nested(ExportConversationSchema), required=True)
