@@ -21,6 +21,7 @@ class Permission(enum.StrEnum):
     MEMBER_PROFILE = "member:profile:read"
     MEMBER_CONVERSATIONS = "member:conversation:use"
     # The member's data rights (docs/data-rights.md): rectify, export, access log, erase.
+    MEMBER_PROFILE_UPDATE = "member:profile:update"
     MEMBER_EXPORT = "member:data:export"
     CLINICIAN_CONVERSATIONS = "clinician:conversation:use"
     CLINICIAN_GRANT = "clinician:role-key:grant"
@@ -36,6 +37,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.SELF_MANAGE,
             Permission.MEMBER_PROFILE,
             Permission.MEMBER_CONVERSATIONS,
+            Permission.MEMBER_PROFILE_UPDATE,
             Permission.MEMBER_EXPORT,
         }
     ),

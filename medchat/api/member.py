@@ -1,5 +1,5 @@
 """``/api/v1/me``: the member's own profile (full data: it is theirs), consent, and the
-member's export (docs/data-rights.md)."""
+member's data rights (docs/data-rights.md): rectification and export."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from medchat.schemas.member import (
     ExportArgsSchema,
     ExportSchema,
     ProfileSchema,
+    ProfileUpdateSchema,
 )
 from medchat.services.consent import ConsentService
 from medchat.services.export import ExportService
@@ -61,6 +62,15 @@ def grant_consent(data: dict[str, Any]) -> dict[str, Any]:
 def withdraw_consent() -> None:
     """Withdraw consent: no new questions or messages; the history stays readable."""
     _consent().withdraw(signed_in())
+
+
+@bp.route("/me", methods=["PATCH"])
+@requires(Permission.MEMBER_PROFILE_UPDATE)
+@bp.arguments(ProfileUpdateSchema)
+@bp.response(200, ProfileSchema)
+def rectify(data: dict[str, Any]) -> dict[str, Any]:
+    """Correct one's own details (registration's rules); the changed field names are audited."""
+    return ProfileService(db_session(), runtime()).rectify(signed_in(), data)
 
 
 def _export_filename(extension: str) -> str:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
-from marshmallow import fields, validate
+from marshmallow import fields, validate, validates_schema
 
 from medchat.schemas.attachments import AttachmentSchema
+from medchat.schemas.auth import MemberDetailsSchema
 from medchat.schemas.common import StrictSchema, UtcDateTime
 
 
@@ -50,6 +53,24 @@ class ConsentGrantSchema(StrictSchema):
         ],
         metadata={"description": "The version of the consent text the member agreed to."},
     )
+
+
+class ProfileUpdateSchema(MemberDetailsSchema):
+    """``PATCH /api/v1/me``: any of the registration details, under registration's rules.
+
+    Every field is optional here (the schema loads as ``partial``), unknown ones are refused
+    (``email`` and ``password`` have routes of their own), and an empty body is a 422: a
+    rectification that changes nothing is a client mistake worth saying so.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("partial", True)
+        super().__init__(**kwargs)
+
+    @validates_schema
+    def _something_to_change(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if not data:
+            raise ma.ValidationError("Give at least one field to change.", "_schema")
 
 
 class ExportArgsSchema(StrictSchema):
