@@ -23,6 +23,7 @@ class Permission(enum.StrEnum):
     # The member's data rights (docs/data-rights.md): rectify, export, access log, erase.
     MEMBER_PROFILE_UPDATE = "member:profile:update"
     MEMBER_EXPORT = "member:data:export"
+    MEMBER_ACCESS_LOG = "member:access-log:read"
     CLINICIAN_CONVERSATIONS = "clinician:conversation:use"
     CLINICIAN_GRANT = "clinician:role-key:grant"
     COMPLIANCE_ARCHIVE = "compliance:archive:use"
@@ -39,6 +40,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.MEMBER_CONVERSATIONS,
             Permission.MEMBER_PROFILE_UPDATE,
             Permission.MEMBER_EXPORT,
+            Permission.MEMBER_ACCESS_LOG,
         }
     ),
     Role.CLINICIAN: frozenset(

@@ -1,5 +1,5 @@
 """``/api/v1/me``: the member's own profile (full data: it is theirs), consent, and the
-member's data rights (docs/data-rights.md): rectification and export."""
+member's data rights (docs/data-rights.md): rectification, export, access log."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from flask_smorest import Blueprint
 from access_control.guard import requires, signed_in
 from access_control.permissions import Permission
 from medchat import fhir_bundle
+from medchat.api.pagination import decode_seq_cursor, encode_cursor
+from medchat.schemas.common import PageArgsSchema
 from medchat.schemas.member import (
+    AccessLogPageSchema,
     ConsentGrantSchema,
     ConsentSchema,
     ExportArgsSchema,
@@ -19,6 +22,7 @@ from medchat.schemas.member import (
     ProfileSchema,
     ProfileUpdateSchema,
 )
+from medchat.services.access_log import AccessLogService
 from medchat.services.consent import ConsentService
 from medchat.services.export import ExportService
 from medchat.services.profiles import ProfileService
@@ -95,3 +99,16 @@ def export(args: dict[str, Any]) -> Any:
         return response
     disposition = f'attachment; filename="{_export_filename("json")}"'
     return data.as_dict(), 200, {"Content-Disposition": disposition}
+
+
+@bp.route("/me/access-log", methods=["GET"])
+@requires(Permission.MEMBER_ACCESS_LOG)
+@bp.arguments(PageArgsSchema, location="query")
+@bp.response(200, AccessLogPageSchema)
+def access_log(args: dict[str, Any]) -> dict[str, Any]:
+    """Who touched the member's data and when (read, reply, close, retrieval, retention)."""
+    page = AccessLogService(db_session(), runtime()).page(
+        signed_in(), limit=args["limit"], before_seq=decode_seq_cursor(args["cursor"])
+    )
+    cursor = None if page.next_cursor is None else encode_cursor(page.next_cursor)
+    return {"items": page.items, "next_cursor": cursor}

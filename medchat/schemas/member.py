@@ -122,3 +122,20 @@ class ExportSchema(ma.Schema):
     profile = fields.Nested(ProfileSchema, required=True)
     consents = fields.List(fields.Nested(ConsentRecordSchema), required=True)
     conversations = fields.List(fields.Nested(ExportConversationSchema), required=True)
+
+
+class AccessLogEntrySchema(ma.Schema):
+    at = UtcDateTime(required=True)
+    actor = fields.String(
+        required=True,
+        metadata={"description": 'A doctor\'s display name ("Dr. A."), "compliance" or "system".'},
+    )
+    action = fields.String(
+        required=True, metadata={"enum": ["read", "reply", "close", "retrieval", "retention"]}
+    )
+    conversation_id = fields.UUID(allow_none=True, required=True)
+
+
+class AccessLogPageSchema(ma.Schema):
+    items = fields.List(fields.Nested(AccessLogEntrySchema), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
