@@ -24,6 +24,7 @@ class Permission(enum.StrEnum):
     MEMBER_PROFILE_UPDATE = "member:profile:update"
     MEMBER_EXPORT = "member:data:export"
     MEMBER_ACCESS_LOG = "member:access-log:read"
+    MEMBER_ACCOUNT_DELETE = "member:account:delete"
     CLINICIAN_CONVERSATIONS = "clinician:conversation:use"
     CLINICIAN_GRANT = "clinician:role-key:grant"
     COMPLIANCE_ARCHIVE = "compliance:archive:use"
@@ -41,6 +42,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.MEMBER_PROFILE_UPDATE,
             Permission.MEMBER_EXPORT,
             Permission.MEMBER_ACCESS_LOG,
+            Permission.MEMBER_ACCOUNT_DELETE,
         }
     ),
     Role.CLINICIAN: frozenset(

@@ -1,5 +1,5 @@
 """``/api/v1/me``: the member's own profile (full data: it is theirs), consent, and the
-member's data rights (docs/data-rights.md): rectification, export, access log."""
+member's data rights (docs/data-rights.md): rectification, export, access log, erasure."""
 
 from __future__ import annotations
 
@@ -8,13 +8,22 @@ from typing import Any
 from flask import Response, jsonify
 from flask_smorest import Blueprint
 
-from access_control.guard import requires, signed_in
+from access_control.guard import current_principal, requires, signed_in
 from access_control.permissions import Permission
+from access_control.throttling import (
+    PER_ACCOUNT_FAILURES,
+    PER_ADDRESS,
+    Throttle,
+    client_address,
+    is_failed_attempt,
+    throttled,
+)
 from medchat import fhir_bundle
 from medchat.api.pagination import decode_seq_cursor, encode_cursor
-from medchat.schemas.common import PageArgsSchema
+from medchat.schemas.common import PageArgsSchema, StatusSchema
 from medchat.schemas.member import (
     AccessLogPageSchema,
+    AccountDeletionSchema,
     ConsentGrantSchema,
     ConsentSchema,
     ExportArgsSchema,
@@ -23,10 +32,12 @@ from medchat.schemas.member import (
     ProfileUpdateSchema,
 )
 from medchat.services.access_log import AccessLogService
+from medchat.services.account_deletion import AccountDeletionService
+from medchat.services.accounts import AccountService
 from medchat.services.consent import ConsentService
 from medchat.services.export import ExportService
 from medchat.services.profiles import ProfileService
-from medchat.web import db_session, runtime
+from medchat.web import account_limit_key, db_session, runtime
 
 bp = Blueprint("member", __name__, url_prefix="/api/v1", description="Members")
 
@@ -112,3 +123,33 @@ def access_log(args: dict[str, Any]) -> dict[str, Any]:
     )
     cursor = None if page.next_cursor is None else encode_cursor(page.next_cursor)
     return {"items": page.items, "next_cursor": cursor}
+
+
+def _own_account_key() -> str:
+    """Wrong passwords here count toward the caller's sign-in lockout (same bucket)."""
+    principal = current_principal()
+    if principal is None:
+        return "address:" + client_address()
+    return account_limit_key(AccountService(db_session(), runtime()).email_of(principal.account))
+
+
+@bp.route("/me/deletion", methods=["POST"])
+@requires(Permission.MEMBER_ACCOUNT_DELETE)
+@bp.arguments(AccountDeletionSchema)
+@bp.response(202, StatusSchema)
+@throttled(
+    Throttle(PER_ADDRESS, scope="auth-address"),
+    Throttle(
+        PER_ACCOUNT_FAILURES,
+        scope="auth-account",
+        key=_own_account_key,
+        deduct_when=is_failed_attempt,
+    ),
+)
+def delete_account(data: dict[str, Any]) -> dict[str, str]:
+    """Erase the account (password to confirm): conversations sealed, keys and sessions
+    destroyed, profile removed; what the law keeps is listed in docs/data-rights.md."""
+    status = AccountDeletionService(db_session(), runtime()).delete_own(
+        signed_in(), data["password"]
+    )
+    return {"status": status}

@@ -73,6 +73,12 @@ class ProfileUpdateSchema(MemberDetailsSchema):
             raise ma.ValidationError("Give at least one field to change.", "_schema")
 
 
+class AccountDeletionSchema(StrictSchema):
+    """Deleting the account is confirmed with the password, as at sign-in."""
+
+    password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+
+
 class ExportArgsSchema(StrictSchema):
     format = fields.String(
         load_default="json",

@@ -203,6 +203,8 @@ class AccountService:
         taken earlier plus this account's password still opens them), and the caller says so.
         """
         account = self.get(account_id)
+        if account.status == AccountStatus.DELETED:
+            raise Conflict("This account was deleted at its owner's request.")
         now = self.runtime.clock.now()
         account.status = AccountStatus.DISABLED
         account.disabled_at = now
