@@ -97,9 +97,9 @@ def _export_filename(extension: str) -> str:
 @requires(Permission.MEMBER_EXPORT)
 @bp.arguments(ExportArgsSchema, location="query")
 @bp.response(200, ExportSchema)
-@bp.alt_response(200, description="A FHIR R4 Bundle (``?format=fhir``)", success=True)
 def export(args: dict[str, Any]) -> Any:
-    """Everything held about the member that they can read: JSON, or a FHIR R4 Bundle."""
+    """Everything held about the member that they can read: JSON, or with ``?format=fhir`` a
+    FHIR R4 Bundle of type collection (``application/fhir+json``)."""
     data = ExportService(db_session(), runtime()).export(signed_in(), format=args["format"])
     if args["format"] == "fhir":
         response: Response = jsonify(fhir_bundle.bundle(data))
