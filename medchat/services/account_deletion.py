@@ -38,6 +38,7 @@ from access_control.tokens import TokenStore
 from medchat import audit
 from medchat.errors import Forbidden, InvalidCredentials
 from medchat.models import (
+    Account,
     AccountStatus,
     Conversation,
     ConversationKeyWrap,
@@ -74,7 +75,9 @@ class AccountDeletionService:
             raise Forbidden
         account = actor.account
         # Locked first: a second deletion (another device) waits here, then fails the check.
-        self.session.refresh(account, with_for_update=True)
+        # (The row alone: FOR UPDATE may not reach the profile's outer join on PostgreSQL.)
+        self.session.execute(select(Account.id).where(Account.id == account.id).with_for_update())
+        self.session.refresh(account)
         if account.status != AccountStatus.ACTIVE or not self.runtime.hasher.verify(
             password, account.password_hash
         ):
