@@ -33,6 +33,7 @@ from medchat.models import (
     RewrapRequest,
 )
 from tests.api.test_auth import REGISTRATION
+from tests.api.test_compliance import JUSTIFICATION
 from tests.support.accounts import bearer, login, make_member, make_staff
 from tests.support.archive import verify_ledger
 from tests.support.dump import database_dump
@@ -49,6 +50,7 @@ from tests.support.rights import (
 )
 
 ARCHIVE = "/api/v1/compliance/archive"
+RETRIEVALS = "/api/v1/compliance/retrievals"
 #: What registration stored about the member in ``a_member_with_history`` (make_member).
 PERSONAL = {
     "last name": "Durand",
@@ -187,6 +189,22 @@ def test_compliance_still_finds_the_sealed_records_by_address(client, runtime, h
     assert found.status_code == 200
     ids = {item["conversation_id"] for item in found.get_json()["items"]}
     assert ids == {history.answered_id, history.closed_id}
+    # And can still open one, with four eyes: the archive wrap is what deletion keeps.
+    record = next(
+        i for i in found.get_json()["items"] if i["conversation_id"] == history.answered_id
+    )
+    asked_for = client.post(
+        f"{ARCHIVE}/{record['id']}/retrievals",
+        json={"justification": JUSTIFICATION},
+        headers=officer,
+    )
+    assert asked_for.status_code == 201
+    retrieval = asked_for.get_json()["id"]
+    second = bearer(login(client, runtime, make_staff(runtime, Role.COMPLIANCE)))
+    assert client.post(f"{RETRIEVALS}/{retrieval}/approve", headers=second).status_code == 200
+    opened = client.get(f"{RETRIEVALS}/{retrieval}/content", headers=officer)
+    assert opened.status_code == 200, opened.get_json()
+    assert QUESTION in opened.get_data(as_text=True) and ANSWER in opened.get_data(as_text=True)
 
 
 def test_the_address_can_register_again_as_a_new_account(client, runtime, history):
