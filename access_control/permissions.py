@@ -20,6 +20,11 @@ class Permission(enum.StrEnum):
     SELF_MANAGE = "account:self:manage"
     MEMBER_PROFILE = "member:profile:read"
     MEMBER_CONVERSATIONS = "member:conversation:use"
+    # The member's data rights (docs/data-rights.md): rectify, export, access log, erase.
+    MEMBER_PROFILE_UPDATE = "member:profile:update"
+    MEMBER_EXPORT = "member:data:export"
+    MEMBER_ACCESS_LOG = "member:access-log:read"
+    MEMBER_ACCOUNT_DELETE = "member:account:delete"
     CLINICIAN_CONVERSATIONS = "clinician:conversation:use"
     CLINICIAN_GRANT = "clinician:role-key:grant"
     COMPLIANCE_ARCHIVE = "compliance:archive:use"
@@ -30,7 +35,15 @@ class Permission(enum.StrEnum):
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.MEMBER: frozenset(
-        {Permission.SELF_MANAGE, Permission.MEMBER_PROFILE, Permission.MEMBER_CONVERSATIONS}
+        {
+            Permission.SELF_MANAGE,
+            Permission.MEMBER_PROFILE,
+            Permission.MEMBER_CONVERSATIONS,
+            Permission.MEMBER_PROFILE_UPDATE,
+            Permission.MEMBER_EXPORT,
+            Permission.MEMBER_ACCESS_LOG,
+            Permission.MEMBER_ACCOUNT_DELETE,
+        }
     ),
     Role.CLINICIAN: frozenset(
         {Permission.SELF_MANAGE, Permission.CLINICIAN_CONVERSATIONS, Permission.CLINICIAN_GRANT}

@@ -1,17 +1,43 @@
-"""``/api/v1/me``: the member's own profile (full data: it is theirs) and consent."""
+"""``/api/v1/me``: the member's own profile (full data: it is theirs), consent, and the
+member's data rights (docs/data-rights.md): rectification, export, access log, erasure."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from flask import Response, jsonify
 from flask_smorest import Blueprint
 
-from access_control.guard import requires, signed_in
+from access_control.guard import current_principal, requires, signed_in
 from access_control.permissions import Permission
-from medchat.schemas.member import ConsentGrantSchema, ConsentSchema, ProfileSchema
+from access_control.throttling import (
+    PER_ACCOUNT_FAILURES,
+    PER_ADDRESS,
+    Throttle,
+    client_address,
+    is_failed_attempt,
+    throttled,
+)
+from medchat import fhir_bundle
+from medchat.api.pagination import decode_seq_cursor, encode_cursor
+from medchat.schemas.common import PageArgsSchema, StatusSchema
+from medchat.schemas.member import (
+    AccessLogPageSchema,
+    AccountDeletionSchema,
+    ConsentGrantSchema,
+    ConsentSchema,
+    ExportArgsSchema,
+    ExportSchema,
+    ProfileSchema,
+    ProfileUpdateSchema,
+)
+from medchat.services.access_log import AccessLogService
+from medchat.services.account_deletion import AccountDeletionService
+from medchat.services.accounts import AccountService
 from medchat.services.consent import ConsentService
+from medchat.services.export import ExportService
 from medchat.services.profiles import ProfileService
-from medchat.web import db_session, runtime
+from medchat.web import account_limit_key, db_session, runtime
 
 bp = Blueprint("member", __name__, url_prefix="/api/v1", description="Members")
 
@@ -51,3 +77,79 @@ def grant_consent(data: dict[str, Any]) -> dict[str, Any]:
 def withdraw_consent() -> None:
     """Withdraw consent: no new questions or messages; the history stays readable."""
     _consent().withdraw(signed_in())
+
+
+@bp.route("/me", methods=["PATCH"])
+@requires(Permission.MEMBER_PROFILE_UPDATE)
+@bp.arguments(ProfileUpdateSchema)
+@bp.response(200, ProfileSchema)
+def rectify(data: dict[str, Any]) -> dict[str, Any]:
+    """Correct one's own details (registration's rules); the changed field names are audited."""
+    return ProfileService(db_session(), runtime()).rectify(signed_in(), data)
+
+
+def _export_filename(extension: str) -> str:
+    day = runtime().clock.now().date().isoformat()
+    return f"medchat-export-{day}.{extension}"
+
+
+@bp.route("/me/export", methods=["GET"])
+@requires(Permission.MEMBER_EXPORT)
+@bp.arguments(ExportArgsSchema, location="query")
+@bp.response(200, ExportSchema)
+def export(args: dict[str, Any]) -> Any:
+    """Everything held about the member that they can read: JSON, or with ``?format=fhir`` a
+    FHIR R4 Bundle of type collection (``application/fhir+json``)."""
+    data = ExportService(db_session(), runtime()).export(signed_in(), format=args["format"])
+    if args["format"] == "fhir":
+        response: Response = jsonify(fhir_bundle.bundle(data))
+        response.mimetype = fhir_bundle.MEDIA_TYPE
+        response.headers["Content-Disposition"] = (
+            f'attachment; filename="{_export_filename("fhir.json")}"'
+        )
+        return response
+    disposition = f'attachment; filename="{_export_filename("json")}"'
+    return data.as_dict(), 200, {"Content-Disposition": disposition}
+
+
+@bp.route("/me/access-log", methods=["GET"])
+@requires(Permission.MEMBER_ACCESS_LOG)
+@bp.arguments(PageArgsSchema, location="query")
+@bp.response(200, AccessLogPageSchema)
+def access_log(args: dict[str, Any]) -> dict[str, Any]:
+    """Who touched the member's data and when (read, reply, close, retrieval, retention)."""
+    page = AccessLogService(db_session(), runtime()).page(
+        signed_in(), limit=args["limit"], before_seq=decode_seq_cursor(args["cursor"])
+    )
+    cursor = None if page.next_cursor is None else encode_cursor(page.next_cursor)
+    return {"items": page.items, "next_cursor": cursor}
+
+
+def _own_account_key() -> str:
+    """Wrong passwords here count toward the caller's sign-in lockout (same bucket)."""
+    principal = current_principal()
+    if principal is None:
+        return "address:" + client_address()
+    return account_limit_key(AccountService(db_session(), runtime()).email_of(principal.account))
+
+
+@bp.route("/me/deletion", methods=["POST"])
+@requires(Permission.MEMBER_ACCOUNT_DELETE)
+@bp.arguments(AccountDeletionSchema)
+@bp.response(202, StatusSchema)
+@throttled(
+    Throttle(PER_ADDRESS, scope="auth-address"),
+    Throttle(
+        PER_ACCOUNT_FAILURES,
+        scope="auth-account",
+        key=_own_account_key,
+        deduct_when=is_failed_attempt,
+    ),
+)
+def delete_account(data: dict[str, Any]) -> dict[str, str]:
+    """Erase the account (password to confirm): conversations sealed, keys and sessions
+    destroyed, profile removed; what the law keeps is listed in docs/data-rights.md."""
+    status = AccountDeletionService(db_session(), runtime()).delete_own(
+        signed_in(), data["password"]
+    )
+    return {"status": status}

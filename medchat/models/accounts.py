@@ -18,11 +18,13 @@ from medchat.db import Base, new_id
 
 
 class AccountStatus(enum.StrEnum):
-    """``pending`` until enrollment is confirmed (staff); ``disabled`` is final."""
+    """``pending`` until enrollment is confirmed (staff); ``disabled`` is final; ``deleted``
+    is a member's erased account: a tombstone naming nobody (``services/account_deletion``)."""
 
     PENDING = "pending"
     ACTIVE = "active"
     DISABLED = "disabled"
+    DELETED = "deleted"
 
 
 class Account(Base):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from medchat.db import Base
@@ -19,6 +19,8 @@ from medchat.db import Base
 
 class AuditEntry(Base):
     __tablename__ = "audit_entries"
+    # A member's access log pages their entries newest first: one backward range scan.
+    __table_args__ = (Index("ix_audit_entries_subject_seq", "subject_id", "seq"),)
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     id: Mapped[uuid.UUID] = mapped_column(unique=True)

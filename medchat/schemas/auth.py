@@ -20,9 +20,10 @@ def _not_in_future(value: date) -> None:
         raise ma.ValidationError("Must be a real birth date (1900 or later, not in the future).")
 
 
-class RegisterSchema(StrictSchema):
-    email = fields.Email(required=True, validate=validate.Length(max=254))
-    password = _password
+class MemberDetailsSchema(StrictSchema):
+    """What a member says about themselves: the one set of rules for registering and for
+    correcting it later (``PATCH /api/v1/me``, ``medchat.schemas.member``)."""
+
     first_name = _name
     last_name = _name
     birth_date = fields.Date(required=True, validate=_not_in_future)
@@ -31,6 +32,11 @@ class RegisterSchema(StrictSchema):
         validate=validate.Regexp(r"^\+?[0-9 ()./-]{4,30}$", error="Not a phone number.")
     )
     insurance_number = fields.String(validate=validate.Length(min=1, max=40))
+
+
+class RegisterSchema(MemberDetailsSchema):
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+    password = _password
 
 
 class TokenRequestSchema(StrictSchema):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import marshmallow as ma
-from marshmallow import fields, validate
+from typing import Any
 
+import marshmallow as ma
+from marshmallow import fields, validate, validates_schema
+
+from medchat.schemas.attachments import AttachmentSchema
+from medchat.schemas.auth import MemberDetailsSchema
 from medchat.schemas.common import StrictSchema, UtcDateTime
 
 
@@ -49,3 +53,95 @@ class ConsentGrantSchema(StrictSchema):
         ],
         metadata={"description": "The version of the consent text the member agreed to."},
     )
+
+
+class ProfileUpdateSchema(MemberDetailsSchema):
+    """``PATCH /api/v1/me``: any of the registration details, under registration's rules.
+
+    Every field is optional here (the schema loads as ``partial``), unknown ones are refused
+    (``email`` and ``password`` have routes of their own), and an empty body is a 422: a
+    rectification that changes nothing is a client mistake worth saying so.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("partial", True)
+        super().__init__(**kwargs)
+
+    @validates_schema
+    def _something_to_change(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if not data:
+            raise ma.ValidationError("Give at least one field to change.", "_schema")
+
+
+class AccountDeletionSchema(StrictSchema):
+    """Deleting the account is confirmed with the password, as at sign-in."""
+
+    password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+
+
+class ExportArgsSchema(StrictSchema):
+    format = fields.String(
+        load_default="json",
+        validate=validate.OneOf(("json", "fhir")),
+        metadata={"description": "json (default) or fhir (a FHIR R4 Bundle of type collection)"},
+    )
+
+
+class ConsentRecordSchema(ma.Schema):
+    purpose = fields.String(required=True)
+    version = fields.String(required=True)
+    granted_at = UtcDateTime(required=True)
+    withdrawn_at = UtcDateTime(allow_none=True, required=True)
+
+
+class ExportMessageSchema(ma.Schema):
+    id = fields.UUID(required=True)
+    author = fields.String(required=True, metadata={"enum": ["member", "clinician"]})
+    author_name = fields.String(allow_none=True, required=True)
+    body = fields.String(required=True)
+    created_at = UtcDateTime(required=True)
+    attachments = fields.List(fields.Nested(AttachmentSchema), required=True)
+
+
+class ExportConversationSchema(ma.Schema):
+    id = fields.UUID(required=True)
+    subject = fields.String(allow_none=True, required=True)
+    status = fields.String(required=True, metadata={"enum": ["open", "answered", "closed"]})
+    created_at = UtcDateTime(required=True)
+    last_message_at = UtcDateTime(required=True)
+    closed_at = UtcDateTime(allow_none=True, required=True)
+    readable = fields.Boolean(required=True)
+    history_pending = fields.Boolean(
+        required=True,
+        metadata={
+            "description": "True while the history is re-sealed after a password reset: "
+            "subject and messages are not readable yet (export again later)."
+        },
+    )
+    messages = fields.List(fields.Nested(ExportMessageSchema), required=True)
+
+
+class ExportSchema(ma.Schema):
+    """Everything held about the member that they can read (API.md ``/me/export``)."""
+
+    exported_at = UtcDateTime(required=True)
+    profile = fields.Nested(ProfileSchema, required=True)
+    consents = fields.List(fields.Nested(ConsentRecordSchema), required=True)
+    conversations = fields.List(fields.Nested(ExportConversationSchema), required=True)
+
+
+class AccessLogEntrySchema(ma.Schema):
+    at = UtcDateTime(required=True)
+    actor = fields.String(
+        required=True,
+        metadata={"description": 'A doctor\'s display name ("Dr. A."), "compliance" or "system".'},
+    )
+    action = fields.String(
+        required=True, metadata={"enum": ["read", "reply", "close", "retrieval", "retention"]}
+    )
+    conversation_id = fields.UUID(allow_none=True, required=True)
+
+
+class AccessLogPageSchema(ma.Schema):
+    items = fields.List(fields.Nested(AccessLogEntrySchema), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)

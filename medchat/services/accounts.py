@@ -9,6 +9,7 @@ change is audited without personal data (ids and roles only).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
@@ -202,6 +203,8 @@ class AccountService:
         taken earlier plus this account's password still opens them), and the caller says so.
         """
         account = self.get(account_id)
+        if account.status == AccountStatus.DELETED:
+            raise Conflict("This account was deleted at its owner's request.")
         now = self.runtime.clock.now()
         account.status = AccountStatus.DISABLED
         account.disabled_at = now
@@ -324,3 +327,17 @@ def default_display_name(role: str, first_name: str, last_name: str) -> str:
     if role == Role.CLINICIAN:
         return f"Dr. {initial}."
     return f"{first_name} {initial}."
+
+
+def display_names(session: Session, account_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The name members see for each staff account (the stored ``display_name``, set from
+    ``default_display_name`` at creation), in one query; accounts without one are left out."""
+    ids = set(account_ids)
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Account.id, Account.display_name).where(
+            Account.id.in_(ids), Account.display_name.is_not(None)
+        )
+    )
+    return {account_id: name for account_id, name in rows}

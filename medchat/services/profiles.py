@@ -1,4 +1,13 @@
-"""A member's own view of their profile: every field, decrypted, for them alone."""
+"""A member's own view of their profile: every field, decrypted, for them alone; and its
+correction (the right to rectification, docs/data-rights.md).
+
+A correction goes through the same rules as registration (``MemberDetailsSchema``) and is
+stored the way registration stores it: the last name, phone and insurance number sealed under
+the profile key with the account id and field name as associated data
+(``medchat.personal_data``); first name, birth date and sex in clear, since they are what a
+clinician sees (``medchat.patient_view`` reads them from the same columns, so the clinician's
+view follows at once). The audit entry names the changed fields, never their values.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +15,18 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from access_control.principal import Principal
+from access_control.roles import Role
+from medchat import audit
+from medchat.errors import Conflict, Forbidden
 from medchat.models import Account
 from medchat.runtime import Runtime
+
+#: Fields kept sealed under the profile key (registration seals the same ones, by name).
+SEALED_ON_ACCOUNT = ("last_name",)
+SEALED_ON_PROFILE = ("phone", "insurance_number")
+#: Fields stored in clear: what a clinician may see (``patient_view``).
+CLEAR_ON_PROFILE = ("birth_date", "sex")
 
 
 class ProfileService:
@@ -35,3 +54,42 @@ class ProfileService:
             "mfa_enabled": account.has_totp,
             "created_at": account.created_at,
         }
+
+    def rectify(self, actor: Principal, changes: dict[str, Any]) -> dict[str, Any]:
+        """Apply the validated ``changes`` and return the new profile.
+
+        Only values that differ are written (and named in the ``profile.update`` entry); a
+        correction that changes nothing writes nothing and is not audited. Raises
+        ``Forbidden`` for anyone but a member.
+        """
+        if actor.role != Role.MEMBER:
+            raise Forbidden
+        account = actor.account
+        profile = account.profile
+        if profile is None:  # pragma: no cover - every member registers with a profile
+            raise Conflict("This account has no member profile.")
+        current = self.own_profile(account)
+        changed = sorted(name for name, value in changes.items() if current.get(name) != value)
+        for name in changed:
+            value = changes[name]
+            if name == "first_name":
+                account.first_name = value
+            elif name in SEALED_ON_ACCOUNT:
+                account.last_name_ciphertext = self.profiles.seal(account.id, name, value)
+            elif name in SEALED_ON_PROFILE:
+                setattr(profile, f"{name}_ciphertext", self.profiles.seal(account.id, name, value))
+            elif name in CLEAR_ON_PROFILE:
+                setattr(profile, name, value)
+            else:  # pragma: no cover - the schema lets no other field through
+                raise Forbidden
+        if changed:
+            self.session.flush()
+            audit.record(
+                self.session,
+                "profile.update",
+                target_type="account",
+                target_id=account.id,
+                subject_id=account.id,
+                details={"fields": changed},
+            )
+        return self.own_profile(account)

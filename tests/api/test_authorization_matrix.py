@@ -150,3 +150,22 @@ def test_declared_routes_pass_the_start_check():
 
     check_routes_declare_permissions(app)
     assert guard.declared_permission(app.view_functions["declared"]) is Permission.MEMBER_PROFILE
+
+
+def test_the_member_data_rights_routes_belong_to_members_alone(app):
+    """Export, rectification, access log and account deletion (docs/data-rights.md)."""
+    rights = {
+        ("/api/v1/me", "PATCH"),
+        ("/api/v1/me/export", "GET"),
+        ("/api/v1/me/access-log", "GET"),
+        ("/api/v1/me/deletion", "POST"),
+    }
+    declared = {
+        (rule, method): permission
+        for rule, _, method, permission in api_routes(app)
+        if (rule, method) in rights
+    }
+    assert set(declared) == rights
+    for route, permission in declared.items():
+        holders = {role for role in ROLES if has_permission(role, permission)}
+        assert holders == {Role.MEMBER}, route

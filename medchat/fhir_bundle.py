@@ -1,0 +1,183 @@
+"""The member's export as a FHIR R4 (4.0.1) Bundle: one Patient, one Communication a message.
+
+HL7 FHIR R4, https://hl7.org/fhir/R4/ : ``Bundle`` of type ``collection`` (a set of resources
+handed over together, with no server to resolve references against), so every entry has a
+``urn:uuid:`` ``fullUrl`` and references point at those. Built by hand as plain JSON-ready
+dicts from ``medchat.services.export.MemberExport``: the app needs no FHIR library at run time,
+and the tests validate the output against the R4 models of ``fhir.resources``.
+
+- ``Patient``: name (family, given), ``birthDate``, ``gender`` (our ``sex`` codes are FHIR's
+  administrative-gender codes), telecom phone and e-mail, and the insurance number as an
+  identifier typed ``MB`` (member number, HL7 v2 table 0203).
+- ``Communication`` per message: ``status`` completed, ``sent``, ``subject`` the Patient,
+  ``sender``/``recipient`` the Patient on one side and the clinician, by display name only, on
+  the other; the body as ``payload.contentString`` and each attachment as
+  ``payload.contentAttachment`` metadata (title, contentType, size; never the bytes). The
+  conversation's subject is the ``topic``; ``inResponseTo`` links each message to the one
+  before it, so the thread survives.
+- A conversation whose history is not readable yet (after a password reset) becomes one
+  Communication with status ``unknown`` and a ``statusReason``: listed, not dropped.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from medchat.services.conversations import MessageView
+from medchat.services.export import ExportedConversation, MemberExport
+
+FHIR_VERSION = "4.0.1"
+MEDIA_TYPE = "application/fhir+json"
+#: HL7 v2 table 0203 identifier types: "MB", member number (of an insurance plan).
+_IDENTIFIER_TYPES = "http://terminology.hl7.org/CodeSystem/v2-0203"
+#: Who a member's question goes to: the care team, not one named person.
+CARE_TEAM = "medchat care team"
+PENDING_REASON = (
+    "This conversation's history is being restored after a password reset and cannot be "
+    "read yet; export again later."
+)
+
+
+def _urn(value: uuid.UUID) -> str:
+    return f"urn:uuid:{value}"
+
+
+def _instant(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _date(value: date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _without_empty(resource: dict[str, Any]) -> dict[str, Any]:
+    """FHIR forbids empty values: drop ``None``, empty lists and empty objects."""
+    return {key: value for key, value in resource.items() if value not in (None, [], {}, "")}
+
+
+def patient(profile: dict[str, Any]) -> dict[str, Any]:
+    """The member as a FHIR Patient (their own full data: the export is theirs)."""
+    telecom = []
+    if profile.get("phone"):
+        telecom.append({"system": "phone", "value": profile["phone"]})
+    if profile.get("email"):
+        telecom.append({"system": "email", "value": profile["email"]})
+    identifier = []
+    if profile.get("insurance_number"):
+        identifier.append(
+            {
+                "use": "official",
+                "type": {
+                    "coding": [
+                        {"system": _IDENTIFIER_TYPES, "code": "MB", "display": "Member Number"}
+                    ]
+                },
+                "value": profile["insurance_number"],
+            }
+        )
+    name = _without_empty(
+        {
+            "use": "official",
+            "family": profile.get("last_name"),
+            "given": [profile["first_name"]] if profile.get("first_name") else [],
+        }
+    )
+    return _without_empty(
+        {
+            "resourceType": "Patient",
+            "id": str(profile["id"]),
+            "identifier": identifier,
+            "name": [name] if len(name) > 1 else [],
+            "telecom": telecom,
+            # female, male, other, unknown: the same codes as FHIR's administrative gender.
+            "gender": profile.get("sex"),
+            "birthDate": _date(profile.get("birth_date")),
+        }
+    )
+
+
+def _participants(
+    message: MessageView, patient_ref: dict[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    clinician = {"display": message.author_name or "clinician"}
+    if message.author == "clinician":
+        return clinician, patient_ref
+    return patient_ref, {"display": CARE_TEAM}
+
+
+def communication(
+    message: MessageView,
+    conversation: ExportedConversation,
+    patient_ref: dict[str, str],
+    previous: MessageView | None,
+) -> dict[str, Any]:
+    """One message as a FHIR Communication."""
+    sender, recipient = _participants(message, patient_ref)
+    # An upload is a message of its own with an empty body: FHIR strings may not be empty.
+    payload: list[dict[str, Any]] = [{"contentString": message.body}] if message.body else []
+    payload += [
+        {
+            "contentAttachment": {
+                "id": str(item.id),
+                "title": item.filename,
+                "contentType": item.content_type,
+                "size": item.size,
+            }
+        }
+        for item in message.attachments
+    ]
+    subject = conversation.view.subject
+    return _without_empty(
+        {
+            "resourceType": "Communication",
+            "id": str(message.id),
+            "status": "completed",
+            "inResponseTo": [{"reference": _urn(previous.id)}] if previous else [],
+            "topic": {"text": subject} if subject else None,
+            "subject": patient_ref,
+            "sent": _instant(message.created_at),
+            "recipient": [recipient],
+            "sender": sender,
+            "payload": payload,
+        }
+    )
+
+
+def pending_communication(
+    conversation: ExportedConversation, patient_ref: dict[str, str]
+) -> dict[str, Any]:
+    """A conversation that cannot be decrypted yet: named, with the reason, no content."""
+    return {
+        "resourceType": "Communication",
+        "id": str(conversation.view.id),
+        "status": "unknown",
+        "statusReason": {"text": PENDING_REASON},
+        "subject": patient_ref,
+    }
+
+
+def bundle(export: MemberExport) -> dict[str, Any]:
+    """The whole export as a FHIR R4 ``collection`` Bundle (JSON-ready dicts)."""
+    person = patient(export.profile)
+    patient_ref = {"reference": _urn(export.profile["id"])}
+    entries = [{"fullUrl": patient_ref["reference"], "resource": person}]
+    for conversation in export.conversations:
+        if conversation.history_pending:
+            resource = pending_communication(conversation, patient_ref)
+            entries.append({"fullUrl": _urn(conversation.view.id), "resource": resource})
+            continue
+        previous = None
+        for message in conversation.view.messages:
+            resource = communication(message, conversation, patient_ref, previous)
+            entries.append({"fullUrl": _urn(message.id), "resource": resource})
+            previous = message
+    return {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "meta": {"lastUpdated": _instant(export.exported_at)},
+        "type": "collection",
+        "timestamp": _instant(export.exported_at),
+        "entry": entries,
+    }

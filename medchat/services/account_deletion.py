@@ -1,0 +1,165 @@
+"""A member erases their account: nothing left in the database names them, except what the
+law keeps (the right to erasure; docs/data-rights.md says what is kept, why and how long).
+
+The member confirms with their password (re-authentication: a stolen access token alone must
+not erase an account; a wrong password is 401 ``invalid_credentials``, audited, and counts
+toward the same lockout as sign-in). Then, in one transaction, either all of this commits or
+none of it does:
+
+1. every live conversation is sealed into the archive exactly as a deletion request seals
+   one (``DeletionService.delete_own``: live wraps destroyed, signed ledger record, audited
+   ``conversation.seal``), while the account still carries its e-mail blind index, which the
+   ledger record keeps so compliance can still find the records by address;
+2. the current consent is withdrawn (the consent history stays: it is the evidence that the
+   processing was lawful, and it names nobody once the profile is gone);
+3. every session and token is revoked, the personal keys (current and retired), any re-wrap
+   requests, reset tokens, recovery codes and idempotency records are deleted;
+4. the profile is removed: the member profile row (birth date, sex, phone, insurance number)
+   is deleted; on the account the e-mail and last-name ciphertexts are emptied, the first
+   name is blanked, password hash and TOTP are cleared, and the e-mail blind index is
+   replaced by random bytes, so the address is free to register again and the old password
+   signs in nowhere;
+5. the account row stays as a tombstone with status ``deleted``: messages, archive records and
+   audit entries refer to its id, and ids are all they hold.
+
+Audited as ``account.delete`` (ids and counts only), after the seals it caused.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from access_control.principal import Principal
+from access_control.roles import Role
+from access_control.tokens import TokenStore
+from medchat import audit
+from medchat.errors import Forbidden, InvalidCredentials
+from medchat.models import (
+    Account,
+    AccountStatus,
+    Conversation,
+    ConversationKeyWrap,
+    Holder,
+    IdempotencyRecord,
+    MemberProfile,
+    PasswordResetToken,
+    PersonalKey,
+    RecoveryCode,
+    RewrapRequest,
+)
+from medchat.runtime import Runtime
+from medchat.services.consent import ConsentService
+from medchat.services.conversation_access import LIVE_STATUSES
+from medchat.services.deletion import DeletionService
+
+DELETED = "deleted"
+#: Length of the blind index (HMAC-SHA256); the tombstone's is random bytes of that length.
+_INDEX_BYTES = 32
+
+
+class AccountDeletionService:
+    def __init__(self, session: Session, runtime: Runtime) -> None:
+        self.session = session
+        self.runtime = runtime
+
+    def delete_own(self, actor: Principal, password: str) -> str:
+        """Erase the member's account (API: 202 ``{"status": "deleted"}``).
+
+        Raises ``Forbidden`` for anyone but a member and ``InvalidCredentials`` for a wrong
+        password (nothing changes; the failure is audited after the rollback).
+        """
+        if actor.role != Role.MEMBER:
+            raise Forbidden
+        account = actor.account
+        # Locked first: a second deletion (another device) waits here, then fails the check.
+        # (The row alone: FOR UPDATE may not reach the profile's outer join on PostgreSQL.)
+        self.session.execute(select(Account.id).where(Account.id == account.id).with_for_update())
+        self.session.refresh(account)
+        if account.status != AccountStatus.ACTIVE or not self.runtime.hasher.verify(
+            password, account.password_hash
+        ):
+            audit.record_on_rollback(
+                self.session,
+                "account.delete",
+                target_type="account",
+                target_id=account.id,
+                subject_id=account.id,
+                outcome="failure",
+            )
+            raise InvalidCredentials("The password is wrong.")
+        sealed = self._seal_live_conversations(actor)
+        ConsentService(self.session, self.runtime).withdraw(actor)
+        self._destroy_secrets(actor)
+        self._remove_profile(actor)
+        audit.record(
+            self.session,
+            "account.delete",
+            target_type="account",
+            target_id=account.id,
+            subject_id=account.id,
+            details={"conversations_sealed": sealed},
+        )
+        return DELETED
+
+    def _seal_live_conversations(self, actor: Principal) -> int:
+        """Seal each live conversation as a deletion request would (audited one by one)."""
+        ids = list(
+            self.session.scalars(
+                select(Conversation.id)
+                .where(Conversation.member_id == actor.id, Conversation.status.in_(LIVE_STATUSES))
+                .order_by(Conversation.created_at, Conversation.id)
+            )
+        )
+        deletion = DeletionService(self.session, self.runtime)
+        for conversation_id in ids:
+            deletion.delete_own(actor, conversation_id)
+        return len(ids)
+
+    def _destroy_secrets(self, actor: Principal) -> None:
+        """Sessions, keys and every single-use secret of the account."""
+        account_id = actor.id
+        TokenStore(self.session, self.runtime.clock.now()).revoke_account(account_id)
+        custody = self.runtime.custody(self.session)
+        custody.revoke_grants(account_id)  # members hold none; a tombstone never will
+        own_conversations = select(Conversation.id).where(Conversation.member_id == account_id)
+        for statement in (
+            delete(RewrapRequest).where(RewrapRequest.member_id == account_id),
+            # Sealing destroyed the live wraps; none of the member's may survive anywhere.
+            delete(ConversationKeyWrap).where(
+                ConversationKeyWrap.holder == Holder.MEMBER,
+                ConversationKeyWrap.conversation_id.in_(own_conversations),
+            ),
+            delete(PersonalKey).where(PersonalKey.account_id == account_id),
+            delete(PasswordResetToken).where(PasswordResetToken.account_id == account_id),
+            delete(RecoveryCode).where(RecoveryCode.account_id == account_id),
+            delete(IdempotencyRecord).where(IdempotencyRecord.account_id == account_id),
+        ):
+            self.session.execute(statement.execution_options(synchronize_session=False))
+
+    def _remove_profile(self, actor: Principal) -> None:
+        """Leave a tombstone: the row and its id, nothing that names or reaches the person."""
+        account = actor.account
+        self.session.execute(
+            delete(MemberProfile)
+            .where(MemberProfile.account_id == account.id)
+            .execution_options(synchronize_session=False)
+        )
+        self.session.expire(account, ["profile"])
+        # Random, not derived from the address: the address is free to register again and
+        # no lookup by e-mail finds the tombstone (the archive ledger keeps the real index).
+        account.email_index = secrets.token_bytes(_INDEX_BYTES)
+        account.email_ciphertext = b""
+        account.last_name_ciphertext = b""
+        account.first_name = ""
+        account.display_name = None
+        account.password_hash = None
+        account.password_changed_at = None
+        account.totp_secret_ciphertext = None
+        account.totp_confirmed_at = None
+        account.totp_last_step = None
+        account.status = AccountStatus.DELETED
+        account.disabled_at = self.runtime.clock.now()
+        self.session.flush()
