@@ -1,0 +1,139 @@
+"""Crypto-shredding: a conversation's ciphertexts and every wrap of its key go together.
+
+SECURITY-MODEL "Deletion, sealed archive, retention": retention destroys a conversation by
+deleting its wraps (no holder's key opens its DEK any more) and its ciphertexts (nothing is
+left to open). ``destroy`` deletes, for a batch of conversations, every row that hangs off
+them: queued re-wraps, key wraps of every holder, read markers, ``Idempotency-Key`` records,
+attachments, messages, then the conversation rows themselves (subject ciphertext, key
+commitment). The deletes are explicit rather than left to ``ON DELETE CASCADE``, so the
+counts are known and the rows without a foreign key (idempotency records) go too. The archive
+ledger is never touched here: a sealed record stays, and its "destroyed" record is the
+caller's to append.
+
+Locks (PostgreSQL): the caller holds the conversation rows (``FOR UPDATE``). A role-key
+rotation or a re-wrap drain deletes a wrap or a queued re-wrap first and then inserts a new
+wrap, whose foreign-key check needs the conversation row: were retention to wait for their
+rows while holding the conversation, the two would deadlock. ``lock_free`` therefore locks
+those rows ``SKIP LOCKED`` up front and names the conversations another transaction is busy
+with; the caller leaves them to its next run. Messages, attachments and markers are written
+only under the conversation's row lock (or hold no lock retention waits for while blocking).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, delete, or_, select
+from sqlalchemy.orm import Session
+
+from medchat.errors import Conflict
+from medchat.models import (
+    Attachment,
+    Conversation,
+    ConversationKeyWrap,
+    ConversationRead,
+    IdempotencyRecord,
+    Message,
+    RewrapRequest,
+)
+from medchat.services.attachments import upload_scope
+from medchat.services.conversations import message_scope
+from medchat.services.member_conversations import START_SCOPE
+
+
+@dataclass(frozen=True)
+class Shredded:
+    """What was deleted of one conversation (counts only: what the audit entry records)."""
+
+    messages: int
+    attachments: int
+    wraps: int
+
+
+def lock_free(session: Session, conversation_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """The conversations none of whose wraps or queued re-wraps another transaction holds.
+
+    The caller holds the conversation rows already, so no new wrap or re-wrap can appear for
+    them (its foreign-key check waits); what is locked now is locked by a rotation or a drain
+    that started first. On SQLite the write lock serialises everything: all are free.
+    """
+    ids = list(conversation_ids)
+    if not ids or session.get_bind().dialect.name != "postgresql":
+        return set(ids)
+    busy: set[uuid.UUID] = set()
+    for model in (ConversationKeyWrap, RewrapRequest):
+        rows = session.execute(
+            select(model.id, model.conversation_id).where(model.conversation_id.in_(ids))
+        ).all()
+        if not rows:
+            continue
+        locked = set(
+            session.scalars(
+                select(model.id)
+                .where(model.id.in_([row.id for row in rows]))
+                .with_for_update(skip_locked=True)
+            )
+        )
+        busy.update(row.conversation_id for row in rows if row.id not in locked)
+    return set(ids) - busy
+
+
+def _delete_returning(session: Session, model: Any, ids: list[uuid.UUID]) -> Counter[uuid.UUID]:
+    deleted = session.scalars(
+        delete(model)
+        .where(model.conversation_id.in_(ids))
+        .returning(model.conversation_id)
+        .execution_options(synchronize_session=False)
+    )
+    return Counter(deleted)
+
+
+def _delete(session: Session, statement: Any) -> None:
+    session.execute(statement.execution_options(synchronize_session=False))
+
+
+def destroy(session: Session, conversation_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Shredded]:
+    """Delete the conversations and everything that hangs off them, in this transaction.
+
+    The caller holds their row locks. Raises ``Conflict`` when a conversation row is gone
+    already (another transaction destroyed it: the caller's lock was not held).
+    """
+    ids = list(conversation_ids)
+    if not ids:
+        return {}
+    _delete(session, delete(RewrapRequest).where(RewrapRequest.conversation_id.in_(ids)))
+    wraps = _delete_returning(session, ConversationKeyWrap, ids)
+    _delete(session, delete(ConversationRead).where(ConversationRead.conversation_id.in_(ids)))
+    scopes = [scope(i) for i in ids for scope in (message_scope, upload_scope)]
+    _delete(
+        session,
+        delete(IdempotencyRecord).where(
+            or_(
+                IdempotencyRecord.scope.in_(scopes),
+                and_(
+                    IdempotencyRecord.scope == START_SCOPE,
+                    IdempotencyRecord.resource_id.in_(ids),
+                ),
+            )
+        ),
+    )
+    attachments = _delete_returning(session, Attachment, ids)
+    messages = _delete_returning(session, Message, ids)
+    gone = set(
+        session.scalars(
+            delete(Conversation)
+            .where(Conversation.id.in_(ids))
+            .returning(Conversation.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if gone != set(ids):
+        raise Conflict("a conversation to destroy was destroyed by another transaction")
+    for conversation in [o for o in session.identity_map.values() if isinstance(o, Conversation)]:
+        if conversation.id in gone:
+            session.expunge(conversation)
+    return {i: Shredded(messages[i], attachments[i], wraps[i]) for i in ids}
