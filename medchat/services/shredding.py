@@ -66,17 +66,12 @@ def lock_free(session: Session, conversation_ids: Sequence[uuid.UUID]) -> set[uu
         return set(ids)
     busy: set[uuid.UUID] = set()
     for model in (ConversationKeyWrap, RewrapRequest):
-        rows = session.execute(
-            select(model.id, model.conversation_id).where(model.conversation_id.in_(ids))
-        ).all()
+        of_these = model.conversation_id.in_(ids)
+        rows = session.execute(select(model.id, model.conversation_id).where(of_these)).all()
         if not rows:
             continue
         locked = set(
-            session.scalars(
-                select(model.id)
-                .where(model.id.in_([row.id for row in rows]))
-                .with_for_update(skip_locked=True)
-            )
+            session.scalars(select(model.id).where(of_these).with_for_update(skip_locked=True))
         )
         busy.update(row.conversation_id for row in rows if row.id not in locked)
     return set(ids) - busy
