@@ -643,3 +643,46 @@ def test_a_conversation_whose_wrap_a_rotation_holds_is_left_for_the_next_run(
     assert exists(runtime, busy) and not exists(runtime, free)
     assert run(runtime, as_of).conversations_destroyed == 1
     assert not exists(runtime, busy)
+
+
+@pytest.mark.postgresql_only
+def test_a_deletion_request_waiting_on_a_destruction_answers_not_found(
+    runtime, clock, member, monkeypatch
+):
+    """The member asks to delete while retention holds the row: after the destruction
+    commits, the request finds nothing (404), not a server error."""
+    if not runtime.database.is_postgresql:
+        pytest.skip("SQLite serialises the two units of work")
+    from medchat.services.deletion import DeletionService
+
+    conversation_id = question(runtime, member)
+    real_destroy = retention_module.destroy
+    holding, release = threading.Event(), threading.Event()
+    errors = []
+
+    def slow(session, conversation_ids):
+        shredded = real_destroy(session, conversation_ids)
+        holding.set()
+        assert release.wait(30)
+        return shredded
+
+    monkeypatch.setattr(retention_module, "destroy", slow)
+
+    def retention_run() -> None:
+        try:
+            run(runtime, clock.now() + LIVE + timedelta(seconds=1))
+        except BaseException as exc:
+            errors.append(exc)
+            holding.set()
+
+    thread = threading.Thread(target=retention_run)
+    thread.start()
+    assert holding.wait(30)
+    timer = threading.Timer(1.0, release.set)  # commit while the request waits on the lock
+    timer.start()
+    with pytest.raises(NotFound), runtime.database.transaction() as session:
+        DeletionService(session, runtime).delete_own(member, conversation_id)
+    thread.join(30)
+    assert errors == []
+    assert not exists(runtime, conversation_id)
+    assert records(runtime) == []
