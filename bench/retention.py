@@ -213,20 +213,20 @@ class Timers:
 @contextmanager
 def timed_parts(timers: Timers) -> Iterator[None]:
     """Time finding/locking due rows, the deletes, and the audit append inside each commit
-    (``medchat.services.shredding.destroy`` is timed as the retention module calls it)."""
+    (``medchat.services.shredding`` is timed as the retention module calls it)."""
     from medchat import audit
     from medchat.services import retention
 
     originals = {
         (retention, "live_batch"): retention.live_batch,
         (retention, "lock_free"): retention.lock_free,
-        (retention, "destroy"): retention.destroy,
+        (retention, "destroy_unless_busy"): retention.destroy_unless_busy,
         (audit, "append_pending"): audit.append_pending,
     }
     names = {
         "live_batch": "find and lock due rows",
-        "lock_free": "lock their wraps",
-        "destroy": "delete rows",
+        "lock_free": "lock their wraps (only after a lock wait)",
+        "destroy_unless_busy": "delete rows",
         "append_pending": "audit append",
     }
     try:

@@ -58,7 +58,7 @@ from medchat.services.retention_due import (
     list_due,
     live_batch,
 )
-from medchat.services.shredding import destroy, lock_free
+from medchat.services.shredding import destroy_unless_busy, lock_free
 
 __all__ = ["RETENTION", "DueItem", "DueKind", "RetentionResult", "RetentionService"]
 
@@ -208,9 +208,6 @@ class RetentionService:
             and record.sealed_at < cutoffs.archive
             and record.id not in gone
         ]
-        free = lock_free(session, [conversation.id for conversation, _ in due])
-        step.skipped_busy = len(due) - len(free)
-        due = [(c, r) for c, r in due if c.id in free]
         stored = content_hashes(session, [conversation.id for conversation, _ in due])
         intact = []
         for conversation, record in due:
@@ -232,7 +229,9 @@ class RetentionService:
                     "refused": "integrity",
                 },
             )
-        shredded = destroy(session, [conversation_id for conversation_id, _, _ in intact])
+        shredded, busy = destroy_unless_busy(session, [item[0] for item in intact])
+        step.skipped_busy = len(busy)
+        intact = [item for item in intact if item[0] not in busy]
         now = self.runtime.clock.now()
         signer = self.runtime.archive_signer
         for conversation_id, member_id, record in intact:
@@ -288,11 +287,11 @@ class RetentionService:
                     for c in conversations
                     if c.status != ConversationStatus.SEALED and c.created_at < cutoffs.live
                 ]
-                free = lock_free(session, [c.id for c in due])
-                step.skipped_busy = len(due) - len(free)
-                due = [c for c in due if c.id in free]
                 if self.seal_expired:
-                    self._seal(session, due, step, run_id)
+                    # Sealing deletes wraps one conversation at a time: take them up front.
+                    free = lock_free(session, [c.id for c in due])
+                    step.skipped_busy = len(due) - len(free)
+                    self._seal(session, [c for c in due if c.id in free], step, run_id)
                 else:
                     self._destroy(session, due, step, run_id)
             self._advance(result, step)
@@ -330,9 +329,10 @@ class RetentionService:
         run_id: uuid.UUID,
     ) -> None:
         members = {c.id: c.member_id for c in conversations}
-        shredded = destroy(session, list(members))
-        for conversation_id, member_id in members.items():
-            counts = shredded[conversation_id]
+        shredded, busy = destroy_unless_busy(session, list(members))
+        step.skipped_busy = len(busy)
+        for conversation_id, counts in shredded.items():
+            member_id = members[conversation_id]
             audit.record(
                 session,
                 "retention.destroy",
@@ -346,7 +346,7 @@ class RetentionService:
                     "wraps": counts.wraps,
                 },
             )
-        step.conversations_destroyed = len(members)
+        step.conversations_destroyed = len(shredded)
 
     # -- bookkeeping ---------------------------------------------------------------------
 

@@ -295,7 +295,7 @@ def test_a_failing_batch_leaves_nothing_of_itself(runtime, clock, member, monkey
     for n in range(3):  # oldest first: batch 1 is ids[0:2], batch 2 is ids[2]
         ids.append(question(runtime, member, n))
         clock.advance(seconds=1)
-    real_destroy = retention_module.destroy
+    real_destroy = retention_module.destroy_unless_busy
     calls = []
 
     def failing_second(session, conversation_ids):
@@ -305,7 +305,7 @@ def test_a_failing_batch_leaves_nothing_of_itself(runtime, clock, member, monkey
             raise RuntimeError("the database went away")
         return shredded
 
-    monkeypatch.setattr(retention_module, "destroy", failing_second)
+    monkeypatch.setattr(retention_module, "destroy_unless_busy", failing_second)
     with pytest.raises(RuntimeError):
         run(runtime, clock.now() + LIVE + timedelta(seconds=1), batch_size=2)
 
@@ -577,7 +577,7 @@ def test_a_run_leaves_the_rows_another_run_holds_to_it(runtime, clock, member, m
         pytest.skip("row locks (FOR UPDATE SKIP LOCKED) are PostgreSQL's; SQLite serialises")
     ids = [question(runtime, member, n) for n in range(6)]
     as_of = clock.now() + LIVE + timedelta(seconds=1)
-    real_destroy = retention_module.destroy
+    real_destroy = retention_module.destroy_unless_busy
     first_holds_its_rows, second_done = threading.Event(), threading.Event()
     results, errors = {}, []
 
@@ -588,7 +588,7 @@ def test_a_run_leaves_the_rows_another_run_holds_to_it(runtime, clock, member, m
             assert second_done.wait(30)
         return shredded
 
-    monkeypatch.setattr(retention_module, "destroy", holding)
+    monkeypatch.setattr(retention_module, "destroy_unless_busy", holding)
 
     def first() -> None:
         try:
@@ -656,7 +656,7 @@ def test_a_deletion_request_waiting_on_a_destruction_answers_not_found(
     from medchat.services.deletion import DeletionService
 
     conversation_id = question(runtime, member)
-    real_destroy = retention_module.destroy
+    real_destroy = retention_module.destroy_unless_busy
     holding, release = threading.Event(), threading.Event()
     errors = []
 
@@ -666,7 +666,7 @@ def test_a_deletion_request_waiting_on_a_destruction_answers_not_found(
         assert release.wait(30)
         return shredded
 
-    monkeypatch.setattr(retention_module, "destroy", slow)
+    monkeypatch.setattr(retention_module, "destroy_unless_busy", slow)
 
     def retention_run() -> None:
         try:
