@@ -292,7 +292,7 @@ def run_retention(setup: Setup, batch: int, profile: bool) -> dict[str, Any]:
     }
     if profiler is not None:
         text = io.StringIO()
-        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(25)
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(30)
         out["profile_top"] = text.getvalue()
     return out
 

@@ -119,8 +119,9 @@ def _delete(session: Session, statement: Any) -> None:
 def destroy(session: Session, conversation_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Shredded]:
     """Delete the conversations and everything that hangs off them, in this transaction.
 
-    The caller holds their row locks. Raises ``Conflict`` when a conversation row is gone
-    already (another transaction destroyed it: the caller's lock was not held).
+    The caller holds their row locks and uses no ``Conversation`` object of theirs afterwards.
+    Raises ``Conflict`` when a conversation row is gone already (another transaction destroyed
+    it: the caller's lock was not held).
     """
     ids = list(conversation_ids)
     if not ids:
@@ -159,9 +160,8 @@ def destroy(session: Session, conversation_ids: Sequence[uuid.UUID]) -> dict[uui
     )
     if gone != set(ids):
         raise Conflict("a conversation to destroy was destroyed by another transaction")
-    for conversation in [o for o in session.identity_map.values() if isinstance(o, Conversation)]:
-        if conversation.id in gone:
-            session.expunge(conversation)
+    # Conversation objects the caller loaded stay in the session, unchanged (nothing flushes
+    # them): the caller must not use them again after this.
     return {i: Shredded(messages[i], attachments[i], wraps[i]) for i in ids}
 
 
