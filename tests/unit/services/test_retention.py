@@ -686,3 +686,37 @@ def test_a_deletion_request_waiting_on_a_destruction_answers_not_found(
     assert errors == []
     assert not exists(runtime, conversation_id)
     assert records(runtime) == []
+
+
+def test_a_dry_run_in_seal_first_mode_lists_seals(runtime, clock, member):
+    conversation_id = question(runtime, member)
+
+    result = run(
+        runtime, clock.now() + LIVE + timedelta(seconds=1), dry_run=True, seal_expired=True
+    )
+
+    assert [(item.kind, item.conversation_id) for item in result.due] == [
+        (DueKind.SEAL, conversation_id)
+    ]
+    assert (result.conversations_sealed, result.conversations_destroyed) == (1, 0)
+    assert records(runtime) == []
+
+
+@pytest.mark.postgresql_only
+def test_the_short_lock_wait_ends_with_the_deletes(runtime, clock, member):
+    """The ledger and audit heads appended after the deletes are waited for as long as it
+    takes: the 300 ms lock timeout must not outlive the deletes it guards."""
+    if not runtime.database.is_postgresql:
+        pytest.skip("lock_timeout is PostgreSQL's")
+    from medchat.services.shredding import destroy_unless_busy
+
+    conversation_id = question(runtime, member)
+    with runtime.database.transaction() as session:
+        default = session.execute(text("SHOW lock_timeout")).scalar_one()
+        session.execute(
+            text("SELECT id FROM conversations WHERE id = :id FOR UPDATE"), {"id": conversation_id}
+        )
+        shredded, busy = destroy_unless_busy(session, [conversation_id])
+        assert (set(shredded), busy) == ({conversation_id}, set())
+        assert session.execute(text("SHOW lock_timeout")).scalar_one() == default
+    assert not exists(runtime, conversation_id)
