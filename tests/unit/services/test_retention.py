@@ -720,3 +720,17 @@ def test_the_short_lock_wait_ends_with_the_deletes(runtime, clock, member):
         assert (set(shredded), busy) == ({conversation_id}, set())
         assert session.execute(text("SHOW lock_timeout")).scalar_one() == default
     assert not exists(runtime, conversation_id)
+
+
+def test_one_run_never_seals_and_destroys_the_same_conversation(runtime, clock, member):
+    """Archive records go first: a conversation this run seals is left to a later run even
+    when ``as_of`` is so late that its new record is already past archive retention."""
+    conversation_id = question(runtime, member)
+    as_of = clock.now() + ARCHIVE + timedelta(days=1)
+
+    first = run(runtime, as_of, seal_expired=True)
+
+    assert (first.conversations_sealed, first.archive_records_destroyed) == (1, 0)
+    assert stored_rows(runtime, conversation_id)["messages"] == 2
+    assert run(runtime, as_of, seal_expired=True).archive_records_destroyed == 1
+    assert verify_ledger(runtime).ok
