@@ -13,8 +13,10 @@
 --                  archive_records accept only SELECT and INSERT. chain_heads keeps UPDATE:
 --                  the head row of each chain moves forward on every append.
 --
--- Work that must change or destroy rows of an append-only table (destroying archive records
--- whose retention has expired) runs as medchat_owner, like migrations, not as medchat_app.
+-- Nothing medchat does needs more: retention destroys expired archived content by deleting the
+-- conversation rows (ciphertexts, wraps) and appending a "destroyed" record, so it runs as
+-- medchat_app too. Work that would change or remove rows of an append-only table does not
+-- exist; if it ever did, it would run as medchat_owner, like migrations.
 --
 -- Usage, as a superuser, in a database made for medchat:
 --

@@ -150,8 +150,17 @@ def demo(as_json: bool) -> None:
 def register_commands(app: Flask) -> None:
     from medchat.archive_commands import archive_group
     from medchat.key_commands import keys_group
+    from medchat.retention_commands import retention_group
 
-    for command in (db_group, create_admin, audit_group, demo, keys_group, archive_group):
+    for command in (
+        db_group,
+        create_admin,
+        audit_group,
+        demo,
+        keys_group,
+        archive_group,
+        retention_group,
+    ):
         app.cli.add_command(command)
 
 

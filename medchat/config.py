@@ -27,6 +27,11 @@ PRODUCTION_SCRYPT_LOG2_N = 17
 
 DEVELOPMENT_STAFF_NETWORKS = "127.0.0.0/8,::1/128"
 
+#: A century: a longer period is a typo, and timedelta arithmetic stays far from its limits.
+MAX_RETENTION_DAYS = 36_500
+#: Rows locked by one retention transaction at most (they stay locked until it commits).
+MAX_RETENTION_BATCH = 20_000
+
 
 def _parse_networks(value: str) -> tuple[IPNetwork, ...]:
     networks = []
@@ -71,8 +76,16 @@ class Settings:
     ratelimit_storage_uri: str = "memory://"
     ratelimit_key_prefix: str = "medchat"
     cookie_secure: bool = False
+    #: Live conversations are destroyed this many days after the question (``created_at``).
     retention_days: int = 730
+    #: Sealed archive records keep their content this many days after ``sealed_at``.
     archive_retention_days: int = 3650
+    #: An expired live conversation is sealed into the archive (reason ``retention``) instead
+    #: of destroyed. Off by default: the product promise is destruction after two years;
+    #: deployments with a legal duty to keep medical exchanges longer turn it on.
+    retention_seal_expired: bool = False
+    #: Conversations (or archive records) handled per retention transaction.
+    retention_batch: int = 500
     mail_url: str = "file://var/mail"
     #: How long a mailed password-reset token works (SECURITY-MODEL "Authentication").
     password_reset_minutes: int = 30
@@ -175,6 +188,13 @@ class Settings:
             raise ConfigurationError("MEDCHAT_PASSWORD_RESET_MINUTES must be 1 to 1440")
         if not 1 <= self.retrieval_hours <= 24 * 30:
             raise ConfigurationError("MEDCHAT_RETRIEVAL_HOURS must be 1 to 720")
+        for name in ("retention_days", "archive_retention_days"):
+            if not 1 <= getattr(self, name) <= MAX_RETENTION_DAYS:
+                raise ConfigurationError(
+                    f"MEDCHAT_{name.upper()} must be 1 to {MAX_RETENTION_DAYS} (days)"
+                )
+        if not 1 <= self.retention_batch <= MAX_RETENTION_BATCH:
+            raise ConfigurationError(f"MEDCHAT_RETENTION_BATCH must be 1 to {MAX_RETENTION_BATCH}")
         pin = self.archive_signing_public_key
         if pin and (len(pin) != 64 or any(c not in "0123456789abcdefABCDEF" for c in pin)):
             raise ConfigurationError("MEDCHAT_ARCHIVE_SIGNING_PUBLIC_KEY must be 64 hex digits")
@@ -200,7 +220,10 @@ def _parse_field(name: str, type_name: Any, raw: str) -> Any:
     if type_name == "int":
         return _parse_int(name, raw)
     if type_name == "bool":
-        return _parse_bool(raw)
+        try:
+            return _parse_bool(raw)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"MEDCHAT_{name.upper()}: {exc}") from None
     if type_name == "Path":
         return Path(raw)
     if "IPNetwork" in type_name:

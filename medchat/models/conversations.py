@@ -13,7 +13,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from medchat.db import Base, new_id
@@ -33,9 +33,32 @@ class Holder(enum.StrEnum):
     ARCHIVE = "archive"
 
 
+#: The partial indexes retention walks (``medchat.services.retention_due``): live conversations
+#: by question time, sealed ones by sealing time. A query must repeat the predicate exactly for
+#: the planner to use them.
+LIVE_PREDICATE = "status <> 'sealed'"
+SEALED_PREDICATE = "status = 'sealed'"
+
+
 class Conversation(Base):
     __tablename__ = "conversations"
-    __table_args__ = (Index("ix_conversations_status_last", "status", "last_message_at", "id"),)
+    __table_args__ = (
+        Index("ix_conversations_status_last", "status", "last_message_at", "id"),
+        Index(
+            "ix_conversations_live_created_at",
+            "created_at",
+            "id",
+            postgresql_where=text(LIVE_PREDICATE),
+            sqlite_where=text(LIVE_PREDICATE),
+        ),
+        Index(
+            "ix_conversations_sealed_sealed_at",
+            "sealed_at",
+            "id",
+            postgresql_where=text(SEALED_PREDICATE),
+            sqlite_where=text(SEALED_PREDICATE),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     member_id: Mapped[uuid.UUID] = mapped_column(
@@ -124,7 +147,11 @@ class IdempotencyRecord(Base):
     """
 
     __tablename__ = "idempotency_records"
-    __table_args__ = (UniqueConstraint("account_id", "key"),)
+    __table_args__ = (
+        UniqueConstraint("account_id", "key"),
+        # Sealing and retention forget a conversation's records by scope (and resource id).
+        Index("ix_idempotency_records_scope_resource", "scope", "resource_id"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))

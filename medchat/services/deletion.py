@@ -25,6 +25,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 
 from access_control.principal import Principal
@@ -73,7 +74,10 @@ class DeletionService:
         if actor.role != Role.MEMBER:
             raise Forbidden
         conversation = ConversationAccess(self.session, self.runtime).load(actor, conversation_id)
-        self.session.refresh(conversation, with_for_update=True)
+        try:
+            self.session.refresh(conversation, with_for_update=True)
+        except InvalidRequestError:
+            raise NotFound from None  # retention destroyed it while this request waited
         if conversation.status == ConversationStatus.SEALED:
             raise NotFound  # a concurrent request sealed it while this one waited
         record = self.seal(conversation, reason=MEMBER_REQUEST)

@@ -102,3 +102,42 @@ def test_production_never_generates_missing_keys(tmp_path):
             }
         )
     assert list(environ_keys.iterdir()) == []
+
+
+def test_retention_settings_have_documented_defaults():
+    settings = Settings.from_env({})
+    assert (settings.retention_days, settings.archive_retention_days) == (730, 3650)
+    assert settings.retention_seal_expired is False  # the promise: destroyed after 2 years
+    assert settings.retention_batch == 500
+
+
+def test_retention_settings_are_read_from_the_environment():
+    settings = Settings.from_env(
+        {
+            "MEDCHAT_RETENTION_SEAL_EXPIRED": "yes",
+            "MEDCHAT_ARCHIVE_RETENTION_DAYS": "4000",
+            "MEDCHAT_RETENTION_BATCH": "50",
+        }
+    )
+    assert settings.retention_seal_expired is True
+    assert settings.archive_retention_days == 4000
+    assert settings.retention_batch == 50
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"MEDCHAT_RETENTION_SEAL_EXPIRED": "sometimes"}, "MEDCHAT_RETENTION_SEAL_EXPIRED"),
+        ({"MEDCHAT_RETENTION_DAYS": "0"}, "MEDCHAT_RETENTION_DAYS"),
+        ({"MEDCHAT_RETENTION_DAYS": "-30"}, "MEDCHAT_RETENTION_DAYS"),
+        ({"MEDCHAT_RETENTION_DAYS": "two years"}, "MEDCHAT_RETENTION_DAYS"),
+        ({"MEDCHAT_ARCHIVE_RETENTION_DAYS": "0"}, "MEDCHAT_ARCHIVE_RETENTION_DAYS"),
+        ({"MEDCHAT_ARCHIVE_RETENTION_DAYS": "36501"}, "MEDCHAT_ARCHIVE_RETENTION_DAYS"),
+        ({"MEDCHAT_RETENTION_BATCH": "0"}, "MEDCHAT_RETENTION_BATCH"),
+        ({"MEDCHAT_RETENTION_BATCH": "20001"}, "MEDCHAT_RETENTION_BATCH"),
+        ({"MEDCHAT_RETENTION_BATCH": "many"}, "MEDCHAT_RETENTION_BATCH"),
+    ],
+)
+def test_malformed_retention_settings_are_refused_naming_the_variable(environ, named):
+    with pytest.raises(ConfigurationError, match=named):
+        Settings.from_env(environ)

@@ -1,0 +1,130 @@
+"""``medchat retention run``: destroy what retention says is due (daily, from cron or a timer).
+
+SECURITY-MODEL "Deletion, sealed archive, retention"; the work is
+``medchat.services.retention.RetentionService``'s (batches, row locks, audit). Safe to start on
+several hosts at once: each item is handled by one of them. ``--as-of`` decides what is due as
+of another time than now (a time later than now destroys early: it is recorded in the run's
+audit entry); ``--dry-run`` lists what would go and changes nothing. Conventions as in
+``medchat.cli`` (``--json`` prints one object; a bad argument exits 2 with a one-line reason
+and changes nothing).
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import Any
+
+import click
+from flask.cli import with_appcontext
+
+from medchat.cli import CLI_CONTEXT, _runtime, cli_errors, emit, fail, json_option
+
+AS_OF_EXAMPLE = "2029-01-01T00:00:00Z"
+
+
+def parse_as_of(value: str) -> datetime:
+    """An ISO 8601 time with its zone (``Z`` or ``+01:00``); raises ``ValueError`` otherwise."""
+    parsed = datetime.fromisoformat(value.strip())
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ValueError("no time zone")
+    return parsed
+
+
+class _Progress:
+    """Items handled so far, as a bar on stderr (the total is known after the first count)."""
+
+    def __init__(self, enabled: bool, label: str) -> None:
+        self.enabled = enabled
+        self.label = label
+        self.bar: Any = None
+        self.shown = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(
+                length=max(total, 1), label=self.label, show_pos=True, file=sys.stderr
+            )
+            self.bar.__enter__()
+        self.bar.length = max(self.bar.length, total)
+        self.bar.update(done - self.shown)
+        self.shown = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+@click.group("retention", help="Retention: destroy expired conversations and archive records.")
+def retention_group() -> None:
+    pass
+
+
+@retention_group.command("run", help="Destroy (or seal) everything due; idempotent.")
+@click.option("--dry-run", is_flag=True, help="List what would go; change nothing.")
+@click.option("--as-of", "as_of", help=f"Decide what is due as of this time ({AS_OF_EXAMPLE}).")
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 20_000),
+    default=None,
+    help="Items per transaction (default: MEDCHAT_RETENTION_BATCH).",
+)
+@json_option
+@with_appcontext
+@cli_errors
+def retention_run(dry_run: bool, as_of: str | None, batch: int | None, as_json: bool) -> None:
+    from medchat.services.retention import RetentionService
+
+    moment = None
+    if as_of is not None:
+        try:
+            moment = parse_as_of(as_of)
+        except ValueError:
+            fail(f"--as-of {as_of!r} is not an ISO 8601 time with a zone, like {AS_OF_EXAMPLE}", 2)
+    runtime = _runtime()
+    progress = _Progress(enabled=not as_json and not dry_run, label="retention: items handled")
+    service = RetentionService(
+        runtime, batch_size=batch, progress=progress, audit_context=CLI_CONTEXT
+    )
+    try:
+        result = service.run(moment, dry_run=dry_run)
+    finally:
+        progress.close()
+    as_of_text = result.as_of.isoformat().replace("+00:00", "Z")
+    payload: dict[str, Any] = {
+        **result.counts(),
+        "archive_records_refused": result.archive_records_refused,
+        "skipped_busy": result.skipped_busy,
+        "as_of": as_of_text,
+        "dry_run": dry_run,
+        "seal_expired": service.seal_expired,
+    }
+    if dry_run:
+        payload["due"] = [item.as_dict() for item in result.due]
+    verb = "would be" if dry_run else "were"
+    lines = [
+        f"as of {as_of_text}: {result.conversations_destroyed} conversations {verb} destroyed, "
+        f"{result.conversations_sealed} sealed into the archive, "
+        f"{result.archive_records_destroyed} archive records' content destroyed"
+    ]
+    if dry_run:
+        lines += [
+            f"  {item.kind:<15} conversation {item.conversation_id}"
+            + (f" record {item.record_id}" if item.record_id else "")
+            + f" due since {item.as_dict()['due_at']}"
+            for item in result.due
+        ]
+    if result.archive_records_refused:
+        lines.append(
+            f"{result.archive_records_refused} archive records fail their integrity check and "
+            "were left in place: run 'medchat archive verify'"
+        )
+    if result.skipped_busy:
+        lines.append(
+            f"{result.skipped_busy} items were busy (a rotation?); the next run takes them"
+        )
+    emit(as_json, payload, "\n".join(lines))
+    if result.archive_records_refused:
+        fail(f"{result.archive_records_refused} archive records fail their integrity check")

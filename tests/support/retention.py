@@ -1,0 +1,178 @@
+"""Retention runs and what the database still stores of a conversation (read as raw rows)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, inspect, or_, select, text
+
+from access_control.principal import Principal
+from medchat.db import Base
+from medchat.models import (
+    AuditEntry,
+    ConversationKeyWrap,
+    ConversationRead,
+    IdempotencyRecord,
+    Message,
+    PersonalKey,
+    RewrapRequest,
+)
+from medchat.runtime import Runtime
+from medchat.services.attachments import upload_scope
+from medchat.services.conversations import message_scope
+from medchat.services.member_conversations import START_SCOPE
+from medchat.services.retention import RetentionResult, RetentionService
+
+#: Every table with rows that belong to one conversation, and the column naming it.
+PER_CONVERSATION = {
+    "conversations": "id",
+    "messages": "conversation_id",
+    "attachments": "conversation_id",
+    "conversation_key_wraps": "conversation_id",
+    "conversation_reads": "conversation_id",
+    "rewrap_requests": "conversation_id",
+}
+
+
+def run(runtime: Runtime, as_of: datetime | None = None, **kwargs: Any) -> RetentionResult:
+    dry_run = kwargs.pop("dry_run", False)
+    return RetentionService(runtime, **kwargs).run(as_of, dry_run=dry_run)
+
+
+def stored_rows(runtime: Runtime, conversation_id: uuid.UUID) -> dict[str, int]:
+    """Rows of each table that still belong to the conversation (idempotency by scope)."""
+    tables = Base.metadata.tables
+    counts = {}
+    with runtime.database.engine.connect() as connection:
+        for name, column in PER_CONVERSATION.items():
+            table = tables[name]
+            counts[name] = connection.execute(
+                select(func.count()).select_from(table).where(table.c[column] == conversation_id)
+            ).scalar_one()
+        idempotency = tables["idempotency_records"]
+        counts["idempotency_records"] = connection.execute(
+            select(func.count())
+            .select_from(idempotency)
+            .where(
+                or_(
+                    idempotency.c.scope.in_(
+                        [message_scope(conversation_id), upload_scope(conversation_id)]
+                    ),
+                    (idempotency.c.scope == START_SCOPE)
+                    & (idempotency.c.resource_id == conversation_id),
+                )
+            )
+        ).scalar_one()
+    return counts
+
+
+def stored_bytes(runtime: Runtime, conversation_id: uuid.UUID) -> list[bytes]:
+    """Every ciphertext and wrap of the conversation as stored now (to look for later)."""
+    found: list[bytes] = []
+    tables = Base.metadata.tables
+    with runtime.database.engine.connect() as connection:
+        for name, column in PER_CONVERSATION.items():
+            table = tables[name]
+            for row in connection.execute(select(table).where(table.c[column] == conversation_id)):
+                found += [
+                    bytes(v) for v in row if isinstance(v, bytes | memoryview) and len(v) > 32
+                ]
+    return found
+
+
+def every_stored_value(runtime: Runtime) -> bytes:
+    """All values of all rows, bytes raw (what a dump of the live tables holds)."""
+    chunks = []
+    with runtime.database.engine.connect() as connection:
+        for table in inspect(connection).get_table_names():
+            for row in connection.execute(text(f'SELECT * FROM "{table}"')):
+                chunks += [bytes(v) for v in row if isinstance(v, bytes | memoryview)]
+    return b"\n".join(chunks)
+
+
+def add_live_traces(
+    runtime: Runtime, conversation_id: uuid.UUID, member: Principal, clinician_id: uuid.UUID
+) -> None:
+    """A read marker, a queued re-wrap and the idempotency records of a start, a send and an
+    upload: everything besides content that a live conversation leaves behind."""
+    now = runtime.clock.now()
+    with runtime.database.transaction() as session:
+        key_id = session.scalar(
+            select(PersonalKey.id).where(
+                PersonalKey.account_id == member.id, PersonalKey.retired_at.is_(None)
+            )
+        )
+        first_message = session.scalar(
+            select(Message.id).where(Message.conversation_id == conversation_id).limit(1)
+        )
+        session.add(
+            ConversationRead(
+                conversation_id=conversation_id,
+                account_id=clinician_id,
+                last_read_seq=1,
+                read_at=now,
+            )
+        )
+        session.add(
+            RewrapRequest(
+                conversation_id=conversation_id,
+                member_id=member.id,
+                personal_key_id=key_id,
+                created_at=now,
+            )
+        )
+        for n, (scope, resource) in enumerate(
+            [
+                (START_SCOPE, conversation_id),
+                (message_scope(conversation_id), first_message),
+                (upload_scope(conversation_id), uuid.uuid4()),
+            ]
+        ):
+            session.add(
+                IdempotencyRecord(
+                    account_id=member.id,
+                    key=f"key-{conversation_id}-{n}",
+                    scope=scope,
+                    request_hash=bytes(32),
+                    resource_id=resource,
+                    created_at=now,
+                )
+            )
+
+
+def wrap_holders(runtime: Runtime, conversation_id: uuid.UUID) -> list[str]:
+    with runtime.database.transaction() as session:
+        return sorted(
+            session.scalars(
+                select(ConversationKeyWrap.holder).where(
+                    ConversationKeyWrap.conversation_id == conversation_id
+                )
+            )
+        )
+
+
+def audit_entries(runtime: Runtime, prefix: str = "retention.") -> list[AuditEntry]:
+    with runtime.database.transaction() as session:
+        rows = list(
+            session.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.action.startswith(prefix))
+                .order_by(AuditEntry.seq)
+            )
+        )
+        session.expunge_all()
+    return rows
+
+
+def table_snapshot(runtime: Runtime, *, leave_out: tuple[str, ...] = ()) -> dict[str, list[Any]]:
+    """Every row of every table, sorted (to prove a run changed nothing)."""
+    snapshot = {}
+    with runtime.database.engine.connect() as connection:
+        for table in Base.metadata.sorted_tables:
+            if table.name in leave_out:
+                continue
+            rows = [tuple(row) for row in connection.execute(select(table))]
+            snapshot[table.name] = sorted(rows, key=repr)
+    return snapshot
