@@ -6,7 +6,7 @@ length of the trail (the single-column ``subject_id`` index made PostgreSQL fetc
 every entry of the member for each page).
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-01 18:40:00.000000
 """
 
