@@ -3,10 +3,10 @@
 SECURITY-MODEL "Deletion, sealed archive, retention"; the work is
 ``medchat.services.retention.RetentionService``'s (batches, row locks, audit). Safe to start on
 several hosts at once: each item is handled by one of them. ``--as-of`` decides what is due as
-of another time than now (a time later than now destroys early: it is recorded in the run's
-audit entry); ``--dry-run`` lists what would go and changes nothing. Conventions as in
-``medchat.cli`` (``--json`` prints one object; a bad argument exits 2 with a one-line reason
-and changes nothing).
+of another time than now: an earlier one for a run, any time for ``--dry-run``, which lists
+what would go and changes nothing (a run as of a later time would destroy early: refused).
+Conventions as in ``medchat.cli`` (``--json`` prints one object; a bad argument exits 2 with
+a one-line reason and changes nothing).
 """
 
 from __future__ import annotations
@@ -64,7 +64,11 @@ def retention_group() -> None:
 
 @retention_group.command("run", help="Destroy (or seal) everything due; idempotent.")
 @click.option("--dry-run", is_flag=True, help="List what would go; change nothing.")
-@click.option("--as-of", "as_of", help=f"Decide what is due as of this time ({AS_OF_EXAMPLE}).")
+@click.option(
+    "--as-of",
+    "as_of",
+    help=f"Decide what is due as of this time ({AS_OF_EXAMPLE}); later than now: --dry-run only.",
+)
 @click.option(
     "--batch",
     type=click.IntRange(1, 20_000),
@@ -75,7 +79,7 @@ def retention_group() -> None:
 @with_appcontext
 @cli_errors
 def retention_run(dry_run: bool, as_of: str | None, batch: int | None, as_json: bool) -> None:
-    from medchat.services.retention import RetentionService
+    from medchat.services.retention import EarlyDestruction, RetentionService
 
     moment = None
     if as_of is not None:
@@ -90,6 +94,8 @@ def retention_run(dry_run: bool, as_of: str | None, batch: int | None, as_json: 
     )
     try:
         result = service.run(moment, dry_run=dry_run)
+    except EarlyDestruction as refused:
+        fail(f"--as-of: {refused}; preview it with --dry-run", 2)
     finally:
         progress.close()
     as_of_text = result.as_of.isoformat().replace("+00:00", "Z")

@@ -60,7 +60,14 @@ from medchat.services.retention_due import (
 )
 from medchat.services.shredding import destroy_unless_busy, lock_free
 
-__all__ = ["RETENTION", "DueItem", "DueKind", "RetentionResult", "RetentionService"]
+__all__ = [
+    "RETENTION",
+    "DueItem",
+    "DueKind",
+    "EarlyDestruction",
+    "RetentionResult",
+    "RetentionService",
+]
 
 RETENTION = "retention"
 #: Called with (items handled so far, items due when the run began) after each batch.
@@ -70,6 +77,16 @@ log = logging.getLogger("medchat.retention")
 
 def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
+
+
+class EarlyDestruction(ValueError):
+    """A real run was asked for as of a time that has not come yet."""
+
+    def __init__(self, as_of: datetime, now: datetime) -> None:
+        super().__init__(
+            f"as of {_iso(as_of)} is later than now ({_iso(now)}): a run never destroys "
+            "before retention is due (a dry run may look ahead)"
+        )
 
 
 @dataclass
@@ -153,12 +170,15 @@ class RetentionService:
     def run(self, as_of: datetime | None = None, *, dry_run: bool = False) -> RetentionResult:
         """Destroy (or seal) everything due as of ``as_of`` (default: the clock's now).
 
-        Raises ``ValueError`` for an ``as_of`` without a time zone. A failing batch raises
+        Raises ``ValueError`` for an ``as_of`` without a time zone, and ``EarlyDestruction``
+        for a real run as of a time later than now: what the product keeps for two years is
+        never destroyed before its time (a dry run may look ahead). A failing batch raises
         after its transaction is rolled back; the batches before it stay done.
         """
-        cutoffs = Cutoffs.of(
-            self.runtime.settings, self.runtime.clock.now() if as_of is None else as_of
-        )
+        now = self.runtime.clock.now()
+        cutoffs = Cutoffs.of(self.runtime.settings, now if as_of is None else as_of)
+        if cutoffs.as_of > now and not dry_run:
+            raise EarlyDestruction(cutoffs.as_of, now)
         run_id = uuid.uuid4()
         result = RetentionResult(as_of=cutoffs.as_of, dry_run=dry_run)
         if dry_run:

@@ -37,8 +37,19 @@ PER_CONVERSATION = {
 
 
 def run(runtime: Runtime, as_of: datetime | None = None, **kwargs: Any) -> RetentionResult:
+    """A retention run as of ``as_of``; for a real run the test's clock first moves there
+    (a run never looks ahead of the clock: ``EarlyDestruction``)."""
     dry_run = kwargs.pop("dry_run", False)
+    if as_of is not None and not dry_run:
+        move_clock_to(runtime, as_of)
     return RetentionService(runtime, **kwargs).run(as_of, dry_run=dry_run)
+
+
+def move_clock_to(runtime: Runtime, moment: datetime) -> None:
+    """Let time pass on the test's clock up to ``moment`` (it never goes back)."""
+    clock = runtime.clock
+    if moment.tzinfo is not None and moment > clock.now():
+        clock.set(moment)  # type: ignore[attr-defined]
 
 
 def stored_rows(runtime: Runtime, conversation_id: uuid.UUID) -> dict[str, int]:

@@ -47,8 +47,9 @@ def iso(moment: datetime) -> str:
 
 def test_run_prints_one_json_object_with_the_three_counts(cli, runtime, clock, member):
     conversation_id = asked(runtime, member)
+    clock.advance(days=LIVE.days * 2)
 
-    result = cli("retention", "run", "--as-of", iso(clock.now() + LIVE * 2), "--json")
+    result = cli("retention", "run", "--as-of", iso(clock.now()), "--json")
 
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
@@ -57,7 +58,7 @@ def test_run_prints_one_json_object_with_the_three_counts(cli, runtime, clock, m
         for k in ("conversations_destroyed", "conversations_sealed", "archive_records_destroyed")
     } == {"conversations_destroyed": 1, "conversations_sealed": 0, "archive_records_destroyed": 0}
     assert payload["dry_run"] is False and "due" not in payload
-    assert payload["as_of"] == iso(clock.now() + LIVE * 2)
+    assert payload["as_of"] == iso(clock.now())
     assert stored_rows(runtime, conversation_id)["conversations"] == 0
     assert result.stderr == ""  # no progress bar with --json
 
@@ -85,7 +86,8 @@ def test_text_output_and_a_progress_bar_on_stderr(cli, runtime, clock, member):
     for _ in range(3):
         asked(runtime, member)
 
-    result = cli("retention", "run", "--as-of", iso(clock.now() + LIVE * 2), "--batch", "2")
+    clock.advance(days=LIVE.days * 2)
+    result = cli("retention", "run", "--as-of", iso(clock.now()), "--batch", "2")
 
     assert result.exit_code == 0, result.output
     assert "3 conversations were destroyed" in result.stdout
@@ -143,6 +145,26 @@ def test_a_bad_batch_is_refused(cli, runtime, member, value):
     assert stored_rows(runtime, conversation_id)["conversations"] == 1
 
 
+def test_a_run_as_of_a_later_time_than_now_is_refused_and_changes_nothing(
+    cli, runtime, clock, member
+):
+    """Looking ahead is for dry runs: a run as of next year would destroy early."""
+    conversation_id = asked(runtime, member)
+    later = clock.now() + LIVE * 2
+
+    result = cli("retention", "run", "--as-of", iso(later), "--json")
+
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "later than now" in result.stderr and "--dry-run" in result.stderr
+    assert stored_rows(runtime, conversation_id)["conversations"] == 1
+    assert audit_entries(runtime) == []
+    preview = cli("retention", "run", "--dry-run", "--as-of", iso(later), "--json")
+    assert json.loads(preview.stdout)["conversations_destroyed"] == 1
+    assert stored_rows(runtime, conversation_id)["conversations"] == 1
+
+
 def test_as_of_accepts_an_offset_and_means_the_same_instant():
     assert parse_as_of("2029-01-01T01:00:00+01:00") == datetime(2029, 1, 1, tzinfo=UTC)
     assert parse_as_of("2029-01-01T00:00:00Z") == datetime(2029, 1, 1, tzinfo=UTC)
@@ -156,9 +178,8 @@ def test_seal_first_setting_seals_and_the_audit_chain_verifies(make_app, clock):
     asked(runtime, member)
     runner = app.test_cli_runner()
 
-    result = runner.invoke(
-        args=["retention", "run", "--json", "--as-of", iso(clock.now() + LIVE * 2)]
-    )
+    clock.advance(days=LIVE.days * 2)
+    result = runner.invoke(args=["retention", "run", "--json"])
 
     payload = json.loads(result.stdout)
     assert (payload["conversations_sealed"], payload["conversations_destroyed"]) == (1, 0)
@@ -175,7 +196,8 @@ def test_archive_content_failing_its_check_exits_1_naming_it(cli, runtime, clock
     record = seal(runtime, member, asked(runtime, member))
     flip_byte(runtime, "conversations", "subject_ciphertext", record.conversation_id)
 
-    result = cli("retention", "run", "--json", "--as-of", iso(clock.now() + timedelta(days=3651)))
+    clock.advance(days=3651)
+    result = cli("retention", "run", "--json")
 
     assert result.exit_code == 1
     assert json.loads(result.stdout)["archive_records_refused"] == 1

@@ -27,7 +27,7 @@ from medchat.models import ChainHead, Holder
 from medchat.services import retention as retention_module
 from medchat.services.archive_records import ArchiveRecordService
 from medchat.services.conversation_access import ConversationAccess
-from medchat.services.retention import DueKind, RetentionService
+from medchat.services.retention import DueKind, EarlyDestruction, RetentionService
 from medchat.services.retrieval import RetrievalService
 from tests.support.accounts import bearer, login, make_member
 from tests.support.archive import flip_byte, records, seal, verify_ledger
@@ -461,6 +461,8 @@ def test_an_approved_retrieval_cannot_open_content_retention_destroyed(
     from tests.support.accounts import make_staff
 
     record = seal(runtime, member, question(runtime, member))
+    # Asked and approved the day before the archive period ends: still open when it does.
+    clock.set(record.sealed_at + ARCHIVE - timedelta(days=1))
     a = sign_in(runtime, team.compliance).principal
     b = sign_in(runtime, make_staff(runtime, Role.COMPLIANCE)).principal
     with runtime.database.transaction() as session:
@@ -722,15 +724,34 @@ def test_the_short_lock_wait_ends_with_the_deletes(runtime, clock, member):
     assert not exists(runtime, conversation_id)
 
 
-def test_one_run_never_seals_and_destroys_the_same_conversation(runtime, clock, member):
-    """Archive records go first: a conversation this run seals is left to a later run even
-    when ``as_of`` is so late that its new record is already past archive retention."""
+def test_a_conversation_sealed_by_retention_is_kept_for_the_archive_period(runtime, clock, member):
+    """Sealed at the run's time, its record is due only once archive retention has passed
+    since then: a second run the same day destroys nothing."""
     conversation_id = question(runtime, member)
-    as_of = clock.now() + ARCHIVE + timedelta(days=1)
+    as_of = clock.now() + LIVE + timedelta(days=1)
 
     first = run(runtime, as_of, seal_expired=True)
 
     assert (first.conversations_sealed, first.archive_records_destroyed) == (1, 0)
+    assert run(runtime, as_of, seal_expired=True).archive_records_destroyed == 0
     assert stored_rows(runtime, conversation_id)["messages"] == 2
-    assert run(runtime, as_of, seal_expired=True).archive_records_destroyed == 1
+    later = run(runtime, as_of + ARCHIVE - timedelta(seconds=1), seal_expired=True)
+    assert later.archive_records_destroyed == 0
+    assert run(runtime, as_of + ARCHIVE + timedelta(seconds=1)).archive_records_destroyed == 1
     assert verify_ledger(runtime).ok
+
+
+def test_a_run_never_looks_ahead_of_the_clock(runtime, clock, member):
+    """Destroying as of a later time would destroy early: refused, nothing changed; a dry
+    run may look ahead."""
+    conversation_id = question(runtime, member)
+    later = clock.now() + LIVE + timedelta(days=1)
+
+    with pytest.raises(EarlyDestruction):
+        RetentionService(runtime).run(later)
+
+    assert stored_rows(runtime, conversation_id)["messages"] == 2
+    assert audit_entries(runtime) == []
+    preview = RetentionService(runtime).run(later, dry_run=True)
+    assert preview.conversations_destroyed == 1
+    assert stored_rows(runtime, conversation_id)["messages"] == 2
