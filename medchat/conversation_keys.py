@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from access_control import crypto, hybrid_kem
@@ -27,6 +27,13 @@ from medchat.models import Conversation, ConversationKeyWrap, Holder, KeyRole
 
 _KEY_SET_PURPOSE = "conversation-keys"
 _KEY_SET_VERSION = 1
+
+#: The caller's candidate wraps of one conversation (every read and send asks).
+_WRAPS = select(ConversationKeyWrap.recipient_key_id, ConversationKeyWrap.wrap).where(
+    ConversationKeyWrap.conversation_id == bindparam("conversation_id"),
+    ConversationKeyWrap.holder == bindparam("holder"),
+    ConversationKeyWrap.recipient_key_id.in_(bindparam("key_ids", expanding=True)),
+)
 
 
 def wrap_purpose(holder: str) -> str:
@@ -214,22 +221,18 @@ class ConversationKeys:
     ) -> bytes | None:
         if not candidates:
             return None
-        wraps = {
-            row.recipient_key_id: row
-            for row in self.session.scalars(
-                select(ConversationKeyWrap).where(
-                    ConversationKeyWrap.conversation_id == conversation.id,
-                    ConversationKeyWrap.holder == holder,
-                    ConversationKeyWrap.recipient_key_id.in_(list(candidates)),
-                )
-            )
-        }
+        wraps = dict(
+            self.session.execute(
+                _WRAPS,
+                {"conversation_id": conversation.id, "holder": holder, "key_ids": list(candidates)},
+            ).all()
+        )
         for key_id, (recipient_id, private_key) in candidates.items():
-            row = wraps.get(key_id)
-            if row is None:
+            wrap = wraps.get(key_id)
+            if wrap is None:
                 continue
             return self.open_wrap(
-                row.wrap,
+                wrap,
                 private_key,
                 holder=holder,
                 recipient_id=recipient_id,

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from access_control.principal import Principal
@@ -36,6 +36,17 @@ class ConsentState:
 
 
 NOT_GRANTED = ConsentState(granted=False)
+
+#: Whether a current grant exists (every send asks): built once, bound per call.
+_HAS_CURRENT = (
+    select(Consent.id)
+    .where(
+        Consent.account_id == bindparam("account_id"),
+        Consent.purpose == HEALTH_MESSAGING,
+        Consent.withdrawn_at.is_(None),
+    )
+    .limit(1)
+)
 
 
 class ConsentService:
@@ -64,7 +75,7 @@ class ConsentService:
 
     def require_current(self, member_id: uuid.UUID) -> None:
         """Raise ``ConsentRequired`` unless the member consents to health messaging now."""
-        if self._current_row(member_id) is None:
+        if self.session.execute(_HAS_CURRENT, {"account_id": member_id}).first() is None:
             raise ConsentRequired
 
     def grant(self, actor: Principal, version: str) -> ConsentState:

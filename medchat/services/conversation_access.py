@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from access_control.keyring import Keyring
@@ -32,6 +33,10 @@ from medchat.runtime import Runtime
 
 #: What members and clinicians may see; a sealed conversation is not live (404 everywhere).
 LIVE_STATUSES = (ConversationStatus.OPEN, ConversationStatus.ANSWERED, ConversationStatus.CLOSED)
+
+_LOAD = select(Conversation).where(Conversation.id == bindparam("conversation_id"))
+#: A write reads the row fresh and locked (``SELECT ... FOR UPDATE``; SQLite ignores it).
+_LOAD_FOR_UPDATE = _LOAD.with_for_update().execution_options(populate_existing=True)
 
 
 class ConversationAccess:
@@ -51,8 +56,8 @@ class ConversationAccess:
         """
         if actor.role == Role.CLINICIAN:
             self.require_role_key(actor)
-        conversation = self.session.get(
-            Conversation, conversation_id, with_for_update=for_update, populate_existing=for_update
+        conversation = self.session.scalar(
+            _LOAD_FOR_UPDATE if for_update else _LOAD, {"conversation_id": conversation_id}
         )
         if conversation is None or conversation.status not in LIVE_STATUSES:
             raise NotFound
