@@ -10,7 +10,7 @@ session secret sealed beside it (SECURITY-MODEL "Sessions carry the secret") are
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -242,6 +242,7 @@ class TokenStore:
                 AuthToken.family_id == record.family_id, AuthToken.kind == TokenKind.ACCESS
             )
         )
+        forget_opened_keys(self.session, [record.account_id])
         pair = self.issue_pair(
             record.account_id,
             lifetimes(account),
@@ -258,7 +259,12 @@ class TokenStore:
         )
 
     def revoke_family(self, family_id: uuid.UUID) -> None:
-        self.session.execute(delete(AuthToken).where(AuthToken.family_id == family_id))
+        accounts = self.session.scalars(
+            delete(AuthToken)
+            .where(AuthToken.family_id == family_id)
+            .returning(AuthToken.account_id)
+        ).all()
+        forget_opened_keys(self.session, accounts)
 
     def revoke_account(
         self, account_id: uuid.UUID, *, keep_family: uuid.UUID | None = None
@@ -268,3 +274,16 @@ class TokenStore:
         if keep_family is not None:
             statement = statement.where(AuthToken.family_id != keep_family)
         self.session.execute(statement)
+        forget_opened_keys(self.session, [account_id])
+
+
+def forget_opened_keys(session: Session, account_ids: Iterable[uuid.UUID]) -> None:
+    """Drop what this process remembers of these accounts' sessions (``unwrap_memo``).
+
+    Hygiene, not the guarantee: a deleted token row already stops its next request, in
+    every process, before anything remembered is looked at.
+    """
+    memo = session.info.get("unwrap_memo")
+    if memo is not None:
+        for account_id in set(account_ids):
+            memo.forget_account(account_id)

@@ -22,17 +22,18 @@ from sqlalchemy.orm import Session
 from access_control import crypto, hybrid_kem
 from access_control.keyring import Keyring
 from access_control.keys import KeyCustody
+from access_control.unwrap_memo import UnwrapMemo
 from medchat.errors import KeyIntegrityFailure, NotFound
 from medchat.models import Conversation, ConversationKeyWrap, Holder, KeyRole
 
 _KEY_SET_PURPOSE = "conversation-keys"
 _KEY_SET_VERSION = 1
 
-#: The caller's candidate wraps of one conversation (every read and send asks).
+#: The wraps of one conversation for one holder (every read and send asks): usually one,
+#: two while a rotation or a re-wrap is under way.
 _WRAPS = select(ConversationKeyWrap.recipient_key_id, ConversationKeyWrap.wrap).where(
     ConversationKeyWrap.conversation_id == bindparam("conversation_id"),
     ConversationKeyWrap.holder == bindparam("holder"),
-    ConversationKeyWrap.recipient_key_id.in_(bindparam("key_ids", expanding=True)),
 )
 
 
@@ -77,6 +78,8 @@ class ConversationKeys:
         self.session = session
         self.custody = custody
         self._integrity_key = integrity_key
+        # Process memory shared by the sessions of this database (``Database.info``).
+        self._memo: UnwrapMemo | None = session.info.get("unwrap_memo")
 
     def new_key(self, conversation: Conversation, now: datetime) -> bytes:
         """Generate the DEK, wrap it for the three holders, set commitment and tag.
@@ -199,8 +202,16 @@ class ConversationKeys:
             conversation.key_commitment,
             conversation.key_tag,
         )
+        wraps: dict[bytes, bytes] = dict(
+            self.session.execute(
+                _WRAPS, {"conversation_id": conversation.id, "holder": holder}
+            ).all()
+        )
+        dek = self._recall(conversation, keyring, holder, wraps)
+        if dek is not None:
+            return dek
         candidates = self._candidates(keyring, holder, conversation)
-        dek = self._open_with(conversation, holder, candidates)
+        dek = self._open_with(conversation, holder, candidates, wraps, keyring)
         if dek is None and holder != Holder.MEMBER and keyring.personal is not None:
             held = self.custody.open_grants(keyring.account_id, keyring.personal)
             fresher = self._candidates(
@@ -208,30 +219,48 @@ class ConversationKeys:
             )
             for key_id in candidates:
                 fresher.pop(key_id, None)
-            dek = self._open_with(conversation, holder, fresher)
+            dek = self._open_with(conversation, holder, fresher, wraps, None)
         if dek is None:
             raise NotFound("No key this session holds opens this conversation.")
         return dek
+
+    def _recall(
+        self,
+        conversation: Conversation,
+        keyring: Keyring,
+        holder: str,
+        wraps: dict[bytes, bytes],
+    ) -> bytes | None:
+        """A DEK this session unwrapped before from one of these very wraps (``unwrap_memo``),
+        checked against the commitment like a fresh unwrap."""
+        if self._memo is None:
+            return None
+        for wrap in wraps.values():
+            dek = self._memo.recall(keyring, conversation.id, holder, wrap)
+            if dek is None:
+                continue
+            try:
+                crypto.verify_key_commitment(dek, conversation.key_commitment, conversation.id)
+            except crypto.IntegrityCheckFailed as exc:
+                raise KeyIntegrityFailure(
+                    "This conversation's key does not match its commitment."
+                ) from exc
+            return dek
+        return None
 
     def _open_with(
         self,
         conversation: Conversation,
         holder: str,
         candidates: dict[bytes, tuple[uuid.UUID, hybrid_kem.PrivateKeyHandle]],
+        wraps: dict[bytes, bytes],
+        keyring: Keyring | None,
     ) -> bytes | None:
-        if not candidates:
-            return None
-        wraps = dict(
-            self.session.execute(
-                _WRAPS,
-                {"conversation_id": conversation.id, "holder": holder, "key_ids": list(candidates)},
-            ).all()
-        )
         for key_id, (recipient_id, private_key) in candidates.items():
             wrap = wraps.get(key_id)
             if wrap is None:
                 continue
-            return self.open_wrap(
+            dek = self.open_wrap(
                 wrap,
                 private_key,
                 holder=holder,
@@ -239,6 +268,9 @@ class ConversationKeys:
                 conversation_id=conversation.id,
                 commitment=conversation.key_commitment,
             )
+            if self._memo is not None and keyring is not None:
+                self._memo.remember(keyring, conversation.id, holder, wrap, dek)
+            return dek
         return None
 
     @staticmethod
