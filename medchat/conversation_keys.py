@@ -184,12 +184,20 @@ class ConversationKeys:
             ) from exc
         return dek
 
-    def open_key(self, conversation: Conversation, keyring: Keyring, holder: str) -> bytes:
+    def open_key(
+        self,
+        conversation: Conversation,
+        keyring: Keyring,
+        holder: str,
+        *,
+        wraps: dict[bytes, bytes] | None = None,
+    ) -> bytes:
         """The conversation's DEK, opened with a key the caller's session holds.
 
         Raises ``NotFound`` when the caller holds no key with a wrap here (for a member, a
         history that is not re-sealed yet) and ``KeyIntegrityFailure`` when the key set was
-        tampered with.
+        tampered with. ``wraps`` (recipient key id -> wrap) are the holder's wraps when the
+        caller read them already, in this transaction, with the conversation row.
 
         A role holder's session opened before a rotation holds only the old role key, and the
         rotation re-seals every wrap to the new one; the session's own personal key opens the
@@ -202,11 +210,12 @@ class ConversationKeys:
             conversation.key_commitment,
             conversation.key_tag,
         )
-        wraps: dict[bytes, bytes] = dict(
-            self.session.execute(
-                _WRAPS, {"conversation_id": conversation.id, "holder": holder}
-            ).all()
-        )
+        if wraps is None:
+            wraps = dict(
+                self.session.execute(
+                    _WRAPS, {"conversation_id": conversation.id, "holder": holder}
+                ).all()
+            )
         dek = self._recall(conversation, keyring, holder, wraps)
         if dek is not None:
             return dek

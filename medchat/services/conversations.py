@@ -90,7 +90,35 @@ _NEXT_SEQ = (
     )
     .returning(_conversations.c.message_count)
 )
-_INSERT_MESSAGE = insert(Message.__table__)
+_messages = Message.__table__
+_INSERT_MESSAGE = insert(_messages)
+#: PostgreSQL: the sequence number and the message in one statement, the INSERT selecting
+#: from the UPDATE ... RETURNING as a data-modifying CTE (SQLite runs the two in turn).
+_NEXT_SEQ_CTE = _NEXT_SEQ.cte("next_seq")
+_APPEND = (
+    insert(_messages)
+    .from_select(
+        [
+            "id",
+            "conversation_id",
+            "seq",
+            "author_role",
+            "author_id",
+            "body_ciphertext",
+            "created_at",
+        ],
+        select(
+            bindparam("message_id", type_=_messages.c.id.type),
+            bindparam("conversation_id", type_=_messages.c.conversation_id.type),
+            _NEXT_SEQ_CTE.c.message_count,
+            bindparam("author_role", type_=_messages.c.author_role.type),
+            bindparam("author_id", type_=_messages.c.author_id.type),
+            bindparam("body_ciphertext", type_=_messages.c.body_ciphertext.type),
+            bindparam("now", type_=_messages.c.created_at.type),
+        ),
+    )
+    .returning(_messages.c.seq)
+)
 _ATTACHMENTS = (
     select(
         Attachment.id,
@@ -159,7 +187,8 @@ class ConversationService:
         """Add a message at the next sequence number and move the conversation's status.
 
         The conversation row is updated with a single ``UPDATE ... RETURNING``, which also
-        serialises concurrent sends to one conversation (no two messages share a number).
+        serialises concurrent sends to one conversation (no two messages share a number); on
+        PostgreSQL the message is inserted by the same statement (the UPDATE as a CTE).
         ``message_id`` is given when the id was reserved beforehand (``Idempotency-Key``).
         """
         now = self.now()
@@ -168,36 +197,50 @@ class ConversationService:
         # Core statements skip the ORM's autoflush: a conversation just added goes out first.
         self.session.flush()
         connection = self.session.connection()
-        seq = connection.execute(
-            _NEXT_SEQ, {"conversation_id": conversation.id, "now": now, "next_status": status}
-        ).scalar_one()
+        message_id = message_id or uuid.uuid4()
+        # The body's associated data names the conversation and the message id, not the
+        # sequence number: it can be sealed before the number is known.
+        sealed = seal_text(dek, conversation.id, message_id, "body", body)
+        params = {
+            "conversation_id": conversation.id,
+            "now": now,
+            "next_status": status,
+            "message_id": message_id,
+            "author_role": author,
+            "author_id": actor.id,
+            "body_ciphertext": sealed,
+        }
+        if connection.dialect.name == "postgresql":
+            seq = connection.execute(_APPEND, params).scalar_one()
+        else:
+            seq = connection.execute(_NEXT_SEQ, params).scalar_one()
+            connection.execute(
+                _INSERT_MESSAGE,
+                {
+                    "id": message_id,
+                    "conversation_id": conversation.id,
+                    "seq": seq,
+                    "author_role": author,
+                    "author_id": actor.id,
+                    "body_ciphertext": sealed,
+                    "created_at": now,
+                },
+            )
         # The UPDATE above wrote these: record them as committed so the ORM does not write
         # them a second time at flush.
         set_committed_value(conversation, "message_count", seq)
         set_committed_value(conversation, "last_message_at", now)
         set_committed_value(conversation, "status", status)
+        # The caller gets the message as a plain object, not one the session tracks: the row
+        # is written, nothing is left for a flush to do.
         message = Message(
-            id=message_id or uuid.uuid4(),
+            id=message_id,
             conversation_id=conversation.id,
             seq=seq,
             author_role=author,
             author_id=actor.id,
             created_at=now,
-        )
-        message.body_ciphertext = seal_text(dek, conversation.id, message.id, "body", body)
-        # Inserted as a row (the caller gets the message as a plain object, not one the
-        # session tracks): nothing is left for a flush to do.
-        connection.execute(
-            _INSERT_MESSAGE,
-            {
-                "id": message.id,
-                "conversation_id": message.conversation_id,
-                "seq": seq,
-                "author_role": author,
-                "author_id": actor.id,
-                "body_ciphertext": message.body_ciphertext,
-                "created_at": now,
-            },
+            body_ciphertext=sealed,
         )
         return message
 
@@ -354,9 +397,12 @@ class ConversationService:
     ) -> tuple[Conversation, bytes]:
         """Row check, then the DEK from the actor's session (``NotFound`` if not theirs).
 
-        ``for_update`` locks the row as it is read (writes: see ``lock_for_write``).
+        ``for_update`` locks the row as it is read (writes: see ``lock_for_write``) and reads
+        whether its member consents now in the same statement (``require_consent``).
         """
-        conversation = self.access.load(actor, conversation_id, for_update=for_update)
+        conversation = self.access.load(
+            actor, conversation_id, for_update=for_update, with_consent=for_update
+        )
         return conversation, self.access.open_key(actor, conversation)
 
     def conversation(self, actor: Principal, conversation_id: uuid.UUID) -> ConversationView:
@@ -467,7 +513,9 @@ class ConversationService:
     def require_consent(self, actor: Principal, conversation: Conversation) -> None:
         """No new message, from either side, once the member has withdrawn consent."""
         try:
-            self.consent.require_current(conversation.member_id)
+            self.consent.require_current(
+                conversation.member_id, known=self.access.consent_known(conversation)
+            )
         except ConsentRequired:
             if actor.role == Role.MEMBER:
                 raise
