@@ -218,13 +218,13 @@ def append_pending(session: Session) -> None:
         return
     key: bytes = session.info["audit_mac_key"]
     connection = session.connection()
+    # Everything that does not depend on the chain is made before the lock is taken.
+    rows = [_row(item) for item in pending]
+    entry_ids = [uuid.uuid4() for _ in pending]
     start_seq, prev_hash = connection.execute(_LOCK_HEAD, {"count": len(pending)}).one()
     seq = start_seq - len(pending)
-    rows = []
-    for item in pending:
+    for row, entry_id in zip(rows, entry_ids, strict=True):
         seq += 1
-        row = _row(item)
-        entry_id = uuid.uuid4()
         entry_hash = _entry_hash(seq, entry_id, prev_hash, row)
         row.update(
             seq=seq,
@@ -233,7 +233,6 @@ def append_pending(session: Session) -> None:
             entry_hash=entry_hash,
             mac=crypto.mac(key, _MAC_LABEL, entry_hash),
         )
-        rows.append(row)
         prev_hash = entry_hash
     head = {"head_hash": prev_hash, "head_mac": _head_mac(key, seq, prev_hash)}
     if connection.dialect.name == "postgresql" and len(rows) == 1:
