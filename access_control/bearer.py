@@ -32,11 +32,11 @@ def load_principal(request: Request, session: Session, clock: Clock) -> Principa
     token = bearer_token(request)
     if token is None:
         return None
-    record, account = TokenStore(session, clock.now()).authenticate(token, TokenKind.ACCESS)
+    live = TokenStore(session, clock.now()).check(token, TokenKind.ACCESS)
     audit.set_context(
         session,
         audit.AuditContext(
-            actor_id=account.id, actor_role=account.role, address=request.remote_addr
+            actor_id=live.account_id, actor_role=live.role, address=request.remote_addr
         ),
     )
-    return Principal(account, record, token)
+    return Principal.from_live_token(live, token, session)

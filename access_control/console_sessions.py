@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from access_control import crypto
 from access_control.keyring import Keyring, open_keyring, seal_keyring
+from access_control.tokens import forget_opened_keys
 from medchat.errors import InvalidToken
 from medchat.models import Account, AuthToken, TokenKind
 
@@ -121,6 +122,9 @@ class ConsoleSessions:
         return record, account
 
     def end(self, token: str) -> None:
-        self.session.execute(
-            delete(AuthToken).where(AuthToken.token_hash == crypto.token_hash(token))
-        )
+        accounts = self.session.scalars(
+            delete(AuthToken)
+            .where(AuthToken.token_hash == crypto.token_hash(token))
+            .returning(AuthToken.account_id)
+        ).all()
+        forget_opened_keys(self.session, accounts)

@@ -78,20 +78,47 @@ class PrivateKeyHandle(SecretHandle):
     ``private_bytes_for_storage``, to be sealed at once (``seal_with_password``, ``wrap_key``).
     """
 
-    __slots__ = ("_hpke_key", "_seed", "key_id", "public_key_bytes")
+    __slots__ = ("_expanded", "_seed")
 
     def __init__(self, seed: bytes) -> None:
-        """Derive both component keys from ``seed``; use ``generate_kem_keypair`` or
-        ``load_private_key`` rather than calling this directly."""
-        mlkem_key, x25519_key = _expand_seed(seed)
+        """Hold ``seed``; use ``generate_kem_keypair`` or ``load_private_key`` rather than
+        calling this directly.
+
+        Both component keys are derived from the seed on first use (ML-KEM-768 key generation
+        from a seed is most of the cost of opening a session's keyring, and a request that
+        needs no unwrap never pays it).
+        """
+        if len(seed) != SEED_SIZE:
+            raise ValueError("a hybrid private key seed is 32 bytes")
         self._seed = bytes(seed)
-        self._hpke_key = hpke.MLKEM768X25519PrivateKey(mlkem_key, x25519_key)
-        self.public_key_bytes: bytes = (
-            bytes([PUBLIC_KEY_VERSION])
-            + mlkem_key.public_key().public_bytes_raw()
-            + x25519_key.public_key().public_bytes_raw()
-        )
-        self.key_id: bytes = public_key_id(self.public_key_bytes)
+        self._expanded: tuple[hpke.MLKEM768X25519PrivateKey, bytes, bytes] | None = None
+
+    def _expand(self) -> tuple[hpke.MLKEM768X25519PrivateKey, bytes, bytes]:
+        if self._expanded is None:
+            mlkem_key, x25519_key = _expand_seed(self._seed)
+            public_key_bytes = (
+                bytes([PUBLIC_KEY_VERSION])
+                + mlkem_key.public_key().public_bytes_raw()
+                + x25519_key.public_key().public_bytes_raw()
+            )
+            self._expanded = (
+                hpke.MLKEM768X25519PrivateKey(mlkem_key, x25519_key),
+                public_key_bytes,
+                public_key_id(public_key_bytes),
+            )
+        return self._expanded
+
+    @property
+    def _hpke_key(self) -> hpke.MLKEM768X25519PrivateKey:
+        return self._expand()[0]
+
+    @property
+    def public_key_bytes(self) -> bytes:
+        return self._expand()[1]
+
+    @property
+    def key_id(self) -> bytes:
+        return self._expand()[2]
 
     def private_bytes_for_storage(self) -> bytes:
         """The 32-byte seed. Secret: seal it before it goes anywhere."""

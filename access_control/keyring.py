@@ -17,6 +17,7 @@ from access_control.hybrid_kem import PrivateKeyHandle, load_private_key
 
 _FORMAT_VERSION = 1
 _SESSION_INFO = b"medchat/session-keyring/v1"
+_MEMO_INFO = b"medchat/session-unwrap-memo/v1"
 _AAD_LABEL = "medchat/session-keyring/v1"
 _SEED = 32
 
@@ -33,7 +34,7 @@ class HeldRoleKey:
 class Keyring(crypto.SecretHandle):
     """The private keys one signed-in person may use. Refuses pickling; shows no key bytes."""
 
-    __slots__ = ("account_id", "personal", "personal_key_row_id", "roles")
+    __slots__ = ("account_id", "memo_key", "personal", "personal_key_row_id", "roles", "session_id")
 
     def __init__(
         self,
@@ -46,6 +47,11 @@ class Keyring(crypto.SecretHandle):
         self.personal = personal
         self.personal_key_row_id = personal_key_row_id
         self.roles = roles
+        #: Set when opened from a session token (``open_keyring``): the token row, and a key
+        #: derived from the token for what this session may keep in process memory
+        #: (``access_control.unwrap_memo``). Neither exists for keys opened in-process.
+        self.session_id: uuid.UUID | None = None
+        self.memo_key: bytes | None = None
 
     def __repr__(self) -> str:
         held = ",".join(f"{r.role}:{r.key.key_id.hex()}" for r in self.roles)
@@ -139,4 +145,8 @@ def open_keyring(
     keyring = Keyring._parse(crypto.open_sealed(_session_key(token), sealed, aad))
     if keyring.account_id != account_id:
         raise crypto.DecryptionFailed
+    keyring.session_id = token_row_id
+    keyring.memo_key = crypto.hkdf_sha256(
+        token.encode("utf-8"), salt=b"", info=_MEMO_INFO, length=32
+    )
     return keyring

@@ -180,13 +180,30 @@ class StatementLog:
         ]
 
 
+def _outer_words(statement: str) -> list[str]:
+    """The statement's words outside parentheses (subqueries and CTE bodies left out)."""
+    depth, out = 0, []
+    for char in statement:
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif depth == 0:
+            out.append(char)
+    return "".join(out).split()
+
+
 def _shorten(statement: str) -> str:
-    words = statement.split(" ")
-    head = words[0].upper()
+    words = _outer_words(statement)
+    head = words[0].upper() if words else ""
     if head == "SELECT" and "FROM" in words:
         tail = words[words.index("FROM") :]
         extra = " FOR UPDATE" if "FOR UPDATE" in statement else ""
         return "SELECT ... " + " ".join(tail[:2]) + extra + (" (join)" if "JOIN" in tail else "")
+    if head == "WITH":
+        # WITH name AS (...) <the statement>: name the statement that follows.
+        rest = [w for w in words[3:] if w.upper() != "AS"]
+        return "WITH " + words[1] + " ... " + " ".join(rest[:3])[:60]
     return " ".join(words[:3])[:70]
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, select, update
+from sqlalchemy import BigInteger, bindparam, event, insert, select, update
 from sqlalchemy.orm import Session
 
 from access_control import crypto
@@ -36,6 +36,9 @@ GENESIS_HASH = bytes(32)
 _ENTRY_LABEL = "medchat/audit-entry/v1"
 _MAC_LABEL = "medchat/audit-mac/v1"
 _HEAD_LABEL = "medchat/audit-head/v1"
+#: Core tables: the append writes rows, it needs no ORM objects (nor their flush).
+_ENTRIES = AuditEntry.__table__
+_HEADS = ChainHead.__table__
 
 
 @dataclass(frozen=True)
@@ -155,53 +158,89 @@ def _head_mac(key: bytes, seq: int, entry_hash: bytes) -> bytes:
     return crypto.mac(key, _HEAD_LABEL, seq, entry_hash)
 
 
+def _row(item: PendingEntry) -> dict[str, Any]:
+    return {
+        "at": item.at,
+        "actor_id": item.context.actor_id,
+        "actor_role": item.context.actor_role,
+        "action": item.action,
+        "outcome": item.outcome,
+        "target_type": item.target_type,
+        "target_id": item.target_id,
+        "subject_id": item.subject_id,
+        "address": item.context.address,
+        "details": json.dumps(item.details, sort_keys=True, separators=(",", ":")),
+    }
+
+
+#: Taking the head row lock first serialises appends: the chain can never fork. Statements
+#: are built once (building one costs more CPU than running it), with bound parameters.
+_LOCK_HEAD = (
+    update(_HEADS)
+    .where(_HEADS.c.chain == AUDIT_CHAIN)
+    .values(seq=_HEADS.c.seq + bindparam("count", type_=BigInteger()))
+    .returning(_HEADS.c.seq, _HEADS.c.entry_hash)
+)
+_MOVE_HEAD = (
+    update(_HEADS)
+    .where(_HEADS.c.chain == AUDIT_CHAIN)
+    .values(entry_hash=bindparam("head_hash"), mac=bindparam("head_mac"))
+)
+_INSERT_ENTRIES = insert(_ENTRIES)
+#: The common case, one entry, in one round trip on PostgreSQL: the INSERT runs as a
+#: data-modifying CTE of the head UPDATE (both or neither). A multi-row VALUES statement is
+#: not cacheable by SQLAlchemy (it would be compiled on every commit), so several entries go
+#: in as one executemany INSERT followed by the head UPDATE.
+_INSERT_ONE_AND_MOVE_HEAD = _MOVE_HEAD.add_cte(
+    insert(_ENTRIES)
+    .values({c.name: bindparam(f"new_{c.name}", type_=c.type) for c in _ENTRIES.columns})
+    .cte("appended")
+)
+
+
 def append_pending(session: Session) -> None:
-    """Append the queued entries to the chain. Runs inside the committing transaction."""
+    """Append the queued entries to the chain. Runs inside the committing transaction.
+
+    The head row lock is held from the first statement here to the commit, so everything
+    else the unit of work has to write is flushed before it is taken, and under it run only
+    what the chain needs: ``UPDATE chain_heads ... RETURNING`` (takes the lock, reserves the
+    sequence numbers, reads the previous hash), the hashes and MACs, then the entries and the
+    new head: for one entry on PostgreSQL a single statement (the ``INSERT`` as a
+    data-modifying CTE of the head ``UPDATE``), otherwise one ``INSERT`` of every entry
+    (executemany) and the head ``UPDATE``. Any failure fails the commit: audit fails closed.
+    """
+    if not session.info.get("audit_pending"):
+        return
+    # Pending ORM changes go out first: a flush under the head lock would hold it longer.
+    session.flush()
     pending: list[PendingEntry] = session.info.pop("audit_pending", [])
     if not pending:
         return
     key: bytes = session.info["audit_mac_key"]
-    # Taking the head row lock first serialises appends: the chain can never fork.
-    start_seq, prev_hash = session.execute(
-        update(ChainHead)
-        .where(ChainHead.chain == AUDIT_CHAIN)
-        .values(seq=ChainHead.seq + len(pending))
-        .returning(ChainHead.seq, ChainHead.entry_hash)
-    ).one()
+    connection = session.connection()
+    # Everything that does not depend on the chain is made before the lock is taken.
+    rows = [_row(item) for item in pending]
+    entry_ids = [uuid.uuid4() for _ in pending]
+    start_seq, prev_hash = connection.execute(_LOCK_HEAD, {"count": len(pending)}).one()
     seq = start_seq - len(pending)
-    for item in pending:
+    for row, entry_id in zip(rows, entry_ids, strict=True):
         seq += 1
-        row = {
-            "at": item.at,
-            "actor_id": item.context.actor_id,
-            "actor_role": item.context.actor_role,
-            "action": item.action,
-            "outcome": item.outcome,
-            "target_type": item.target_type,
-            "target_id": item.target_id,
-            "subject_id": item.subject_id,
-            "address": item.context.address,
-            "details": json.dumps(item.details, sort_keys=True, separators=(",", ":")),
-        }
-        entry_id = uuid.uuid4()
         entry_hash = _entry_hash(seq, entry_id, prev_hash, row)
-        session.add(
-            AuditEntry(
-                seq=seq,
-                id=entry_id,
-                prev_hash=prev_hash,
-                entry_hash=entry_hash,
-                mac=crypto.mac(key, _MAC_LABEL, entry_hash),
-                **row,
-            )
+        row.update(
+            seq=seq,
+            id=entry_id,
+            prev_hash=prev_hash,
+            entry_hash=entry_hash,
+            mac=crypto.mac(key, _MAC_LABEL, entry_hash),
         )
         prev_hash = entry_hash
-    session.flush()
-    session.execute(
-        update(ChainHead)
-        .where(ChainHead.chain == AUDIT_CHAIN)
-        .values(entry_hash=prev_hash, mac=_head_mac(key, seq, prev_hash))
-    )
+    head = {"head_hash": prev_hash, "head_mac": _head_mac(key, seq, prev_hash)}
+    if connection.dialect.name == "postgresql" and len(rows) == 1:
+        params = {f"new_{name}": value for name, value in rows[0].items()}
+        connection.execute(_INSERT_ONE_AND_MOVE_HEAD, {**params, **head})
+    else:
+        connection.execute(_INSERT_ENTRIES, rows)
+        connection.execute(_MOVE_HEAD, head)
 
 
 @event.listens_for(Session, "before_commit")

@@ -91,6 +91,9 @@ class Settings:
     password_reset_minutes: int = 30
     #: Re-wrap requests a clinician request drains before it commits (key hierarchy 7).
     rewrap_batch: int = 20
+    #: How long a process remembers a conversation key a session opened, sealed to that
+    #: session (``access_control.unwrap_memo``); 0 turns the memo off.
+    unwrap_memo_seconds: int = 300
     registration_open: bool = True
     cors_origins: tuple[str, ...] = ()
     bcrypt_rounds: int = PRODUCTION_BCRYPT_ROUNDS
@@ -182,6 +185,8 @@ class Settings:
             raise ConfigurationError("MEDCHAT_ENV must be 'development' or 'production'")
         if self.trusted_proxies < 0:
             raise ConfigurationError("MEDCHAT_TRUSTED_PROXIES must be 0 or more")
+        if not 0 <= self.unwrap_memo_seconds <= 900:
+            raise ConfigurationError("MEDCHAT_UNWRAP_MEMO_SECONDS must be 0 to 900")
         if self.rewrap_batch < 0:
             raise ConfigurationError("MEDCHAT_REWRAP_BATCH must be 0 or more (0: workers only)")
         if not 1 <= self.password_reset_minutes <= 24 * 60:

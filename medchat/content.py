@@ -41,3 +41,32 @@ def open_text(
     dek: bytes, conversation_id: uuid.UUID, row_id: uuid.UUID, field: str, sealed: bytes
 ) -> str:
     return open_content(dek, conversation_id, row_id, field, sealed).decode("utf-8")
+
+
+class ContentKey:
+    """A conversation's DEK ready to open many of its fields (a page of messages).
+
+    The same envelopes and associated data as ``open_text``: the AES-GCM key, its key id and
+    the (label, conversation) head of the associated data are made once, not per field.
+    """
+
+    __slots__ = ("_aad_head", "_conversation_id", "_key")
+
+    def __init__(self, dek: bytes, conversation_id: uuid.UUID) -> None:
+        self._key = crypto.AeadKey(dek)
+        self._conversation_id = conversation_id
+        # ``associated_data`` encodes each part on its own and concatenates them, so the
+        # encoding of (label, conversation) is a prefix of every field's associated data.
+        self._aad_head = crypto.associated_data(_LABEL, conversation_id)
+
+    def __repr__(self) -> str:
+        return f"ContentKey(conversation={self._conversation_id})"
+
+    def __reduce__(self) -> object:
+        raise TypeError("a content key holds secret key material and cannot be pickled")
+
+    def open_text(self, row_id: uuid.UUID, field: str, sealed: bytes) -> str:
+        """``open_text(dek, conversation_id, row_id, field, sealed)``; ``DecryptionFailed``
+        if the ciphertext was moved, altered or is foreign."""
+        aad = self._aad_head + crypto.associated_data(row_id, field)
+        return self._key.open(sealed, aad).decode("utf-8")

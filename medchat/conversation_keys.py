@@ -16,17 +16,25 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from access_control import crypto, hybrid_kem
 from access_control.keyring import Keyring
 from access_control.keys import KeyCustody
+from access_control.unwrap_memo import UnwrapMemo
 from medchat.errors import KeyIntegrityFailure, NotFound
 from medchat.models import Conversation, ConversationKeyWrap, Holder, KeyRole
 
 _KEY_SET_PURPOSE = "conversation-keys"
 _KEY_SET_VERSION = 1
+
+#: The wraps of one conversation for one holder (every read and send asks): usually one,
+#: two while a rotation or a re-wrap is under way.
+_WRAPS = select(ConversationKeyWrap.recipient_key_id, ConversationKeyWrap.wrap).where(
+    ConversationKeyWrap.conversation_id == bindparam("conversation_id"),
+    ConversationKeyWrap.holder == bindparam("holder"),
+)
 
 
 def wrap_purpose(holder: str) -> str:
@@ -70,6 +78,8 @@ class ConversationKeys:
         self.session = session
         self.custody = custody
         self._integrity_key = integrity_key
+        # Process memory shared by the sessions of this database (``Database.info``).
+        self._memo: UnwrapMemo | None = session.info.get("unwrap_memo")
 
     def new_key(self, conversation: Conversation, now: datetime) -> bytes:
         """Generate the DEK, wrap it for the three holders, set commitment and tag.
@@ -174,12 +184,20 @@ class ConversationKeys:
             ) from exc
         return dek
 
-    def open_key(self, conversation: Conversation, keyring: Keyring, holder: str) -> bytes:
+    def open_key(
+        self,
+        conversation: Conversation,
+        keyring: Keyring,
+        holder: str,
+        *,
+        wraps: dict[bytes, bytes] | None = None,
+    ) -> bytes:
         """The conversation's DEK, opened with a key the caller's session holds.
 
         Raises ``NotFound`` when the caller holds no key with a wrap here (for a member, a
         history that is not re-sealed yet) and ``KeyIntegrityFailure`` when the key set was
-        tampered with.
+        tampered with. ``wraps`` (recipient key id -> wrap) are the holder's wraps when the
+        caller read them already, in this transaction, with the conversation row.
 
         A role holder's session opened before a rotation holds only the old role key, and the
         rotation re-seals every wrap to the new one; the session's own personal key opens the
@@ -192,8 +210,17 @@ class ConversationKeys:
             conversation.key_commitment,
             conversation.key_tag,
         )
+        if wraps is None:
+            wraps = dict(
+                self.session.execute(
+                    _WRAPS, {"conversation_id": conversation.id, "holder": holder}
+                ).all()
+            )
+        dek = self._recall(conversation, keyring, holder, wraps)
+        if dek is not None:
+            return dek
         candidates = self._candidates(keyring, holder, conversation)
-        dek = self._open_with(conversation, holder, candidates)
+        dek = self._open_with(conversation, holder, candidates, wraps, keyring)
         if dek is None and holder != Holder.MEMBER and keyring.personal is not None:
             held = self.custody.open_grants(keyring.account_id, keyring.personal)
             fresher = self._candidates(
@@ -201,41 +228,58 @@ class ConversationKeys:
             )
             for key_id in candidates:
                 fresher.pop(key_id, None)
-            dek = self._open_with(conversation, holder, fresher)
+            dek = self._open_with(conversation, holder, fresher, wraps, None)
         if dek is None:
             raise NotFound("No key this session holds opens this conversation.")
         return dek
+
+    def _recall(
+        self,
+        conversation: Conversation,
+        keyring: Keyring,
+        holder: str,
+        wraps: dict[bytes, bytes],
+    ) -> bytes | None:
+        """A DEK this session unwrapped before from one of these very wraps (``unwrap_memo``),
+        checked against the commitment like a fresh unwrap."""
+        if self._memo is None:
+            return None
+        for wrap in wraps.values():
+            dek = self._memo.recall(keyring, conversation.id, holder, wrap)
+            if dek is None:
+                continue
+            try:
+                crypto.verify_key_commitment(dek, conversation.key_commitment, conversation.id)
+            except crypto.IntegrityCheckFailed as exc:
+                raise KeyIntegrityFailure(
+                    "This conversation's key does not match its commitment."
+                ) from exc
+            return dek
+        return None
 
     def _open_with(
         self,
         conversation: Conversation,
         holder: str,
         candidates: dict[bytes, tuple[uuid.UUID, hybrid_kem.PrivateKeyHandle]],
+        wraps: dict[bytes, bytes],
+        keyring: Keyring | None,
     ) -> bytes | None:
-        if not candidates:
-            return None
-        wraps = {
-            row.recipient_key_id: row
-            for row in self.session.scalars(
-                select(ConversationKeyWrap).where(
-                    ConversationKeyWrap.conversation_id == conversation.id,
-                    ConversationKeyWrap.holder == holder,
-                    ConversationKeyWrap.recipient_key_id.in_(list(candidates)),
-                )
-            )
-        }
         for key_id, (recipient_id, private_key) in candidates.items():
-            row = wraps.get(key_id)
-            if row is None:
+            wrap = wraps.get(key_id)
+            if wrap is None:
                 continue
-            return self.open_wrap(
-                row.wrap,
+            dek = self.open_wrap(
+                wrap,
                 private_key,
                 holder=holder,
                 recipient_id=recipient_id,
                 conversation_id=conversation.id,
                 commitment=conversation.key_commitment,
             )
+            if self._memo is not None and keyring is not None:
+                self._memo.remember(keyring, conversation.id, holder, wrap, dek)
+            return dek
         return None
 
     @staticmethod

@@ -20,6 +20,7 @@ from access_control.password_kdf import ScryptParams
 from access_control.passwords import PasswordHasher
 from access_control.pins import RolePins
 from access_control.tokens import TokenLifetimes
+from access_control.unwrap_memo import UnwrapMemo
 from medchat.archive_signing import ArchiveSigner, load_archive_signer
 from medchat.clock import Clock, SystemClock
 from medchat.config import Settings
@@ -80,7 +81,13 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     keys = load_server_keys(settings.key_dir, create_missing=not settings.is_production)
     clock = clock or SystemClock()
     database = Database(
-        settings.database_url, info={"audit_mac_key": keys.audit_mac, "clock": clock}
+        settings.database_url,
+        info={
+            "audit_mac_key": keys.audit_mac,
+            "clock": clock,
+            # One per process (per app): shared by this database's sessions, never stored.
+            "unwrap_memo": UnwrapMemo(settings.unwrap_memo_seconds),
+        },
     )
     mailer = mailer_from_url(settings.mail_url)
     return Runtime(

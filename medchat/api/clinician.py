@@ -11,11 +11,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from flask import Response
 from flask_smorest import Blueprint
 
 from access_control.guard import requires, signed_in
 from access_control.permissions import Permission
-from medchat.api.conversations import activity_page, created, message_page
+from medchat.api.conversations import activity_page, created_message, message_page
 from medchat.api.pagination import decode_activity_cursor, decode_seq_cursor
 from medchat.schemas.clinician import CasePageSchema, CaseSchema, ClosedSchema, QueueArgsSchema
 from medchat.schemas.conversations import (
@@ -63,7 +64,7 @@ def conversation(conversation_id: uuid.UUID) -> Any:
 @requires(Permission.CLINICIAN_CONVERSATIONS)
 @bp.arguments(MessagePageArgsSchema, location="query")
 @bp.response(200, MessagePageSchema)
-def messages(args: dict[str, Any], conversation_id: uuid.UUID) -> dict[str, Any]:
+def messages(args: dict[str, Any], conversation_id: uuid.UUID) -> Response:
     """Messages, newest first (``?order=asc`` pages from the oldest)."""
     return message_page(
         _service().messages(
@@ -83,7 +84,7 @@ def messages(args: dict[str, Any], conversation_id: uuid.UUID) -> dict[str, Any]
 @bp.response(201, MessageSchema)
 def reply(data: dict[str, Any], headers: dict[str, Any], conversation_id: uuid.UUID) -> Any:
     """Answer; the conversation becomes ``answered`` (409 when closed)."""
-    return created(
+    return created_message(
         _service().reply(
             signed_in(),
             conversation_id,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, cast
 
+from flask import Response, jsonify
 from flask_smorest import Blueprint
 
 from access_control.guard import requires, signed_in
@@ -31,6 +32,7 @@ from medchat.schemas.conversations import (
     MessagePageArgsSchema,
     MessagePageSchema,
     MessageSchema,
+    message_json,
 )
 from medchat.services.conversation_pages import ActivityPosition, Page
 from medchat.services.deletion import DeletionService
@@ -61,10 +63,21 @@ def activity_page(page: Page) -> dict[str, Any]:
     return {"items": page.items, "next_cursor": encode_activity_cursor(position)}
 
 
-def message_page(page: Page) -> dict[str, Any]:
-    """A message page with its opaque cursor (the sequence number the page ended on)."""
+def created_message(outcome: Created[Any]) -> tuple[Response, int, dict[str, str]]:
+    """``created`` for a message, shaped as ``MessageSchema`` dumps it (``message_json``)."""
+    response, status, headers = created(outcome)
+    return jsonify(message_json(response)), status, headers
+
+
+def message_page(page: Page) -> Response:
+    """A message page with its opaque cursor (the sequence number the page ended on).
+
+    Shaped as ``MessagePageSchema`` dumps it, without marshmallow (``message_json``): a view
+    returning a response is passed through by flask-smorest, which still documents the
+    schema.
+    """
     cursor = None if page.next_cursor is None else encode_cursor(page.next_cursor)
-    return {"items": page.items, "next_cursor": cursor}
+    return jsonify({"items": [message_json(m) for m in page.items], "next_cursor": cursor})
 
 
 @bp.route("", methods=["POST"])
@@ -120,7 +133,7 @@ def delete(conversation_id: uuid.UUID) -> dict[str, str]:
 @requires(Permission.MEMBER_CONVERSATIONS)
 @bp.arguments(MessagePageArgsSchema, location="query")
 @bp.response(200, MessagePageSchema)
-def messages(args: dict[str, Any], conversation_id: uuid.UUID) -> dict[str, Any]:
+def messages(args: dict[str, Any], conversation_id: uuid.UUID) -> Response:
     """Messages, newest first (``?order=asc`` pages from the oldest)."""
     return message_page(
         _service().messages(
@@ -140,7 +153,7 @@ def messages(args: dict[str, Any], conversation_id: uuid.UUID) -> dict[str, Any]
 @bp.response(201, MessageSchema)
 def send(data: dict[str, Any], headers: dict[str, Any], conversation_id: uuid.UUID) -> Any:
     """Add a message; 409 when the conversation is closed, 403 once consent is withdrawn."""
-    return created(
+    return created_message(
         _service().send(
             signed_in(),
             conversation_id,

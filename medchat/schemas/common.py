@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 
 import marshmallow as ma
 from marshmallow import fields, validate
@@ -34,10 +34,15 @@ class StatusSchema(ma.Schema):
     status = fields.String(required=True)
 
 
+def utc_iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a ``Z`` suffix, as API.md "Conventions" asks."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 class UtcDateTime(fields.DateTime):
     """ISO 8601 in UTC with a ``Z`` suffix, as API.md "Conventions" asks."""
 
     def _serialize(self, value, attr, obj, **kwargs):  # type: ignore[no-untyped-def]
-        if value is None:
-            return None
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return utc_iso(value)

@@ -7,11 +7,13 @@ and not blank) are checked here, before anything is sealed or stored. ``Idempote
 
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
 from marshmallow import fields, validate
 
 from medchat.schemas.attachments import AttachmentSchema
-from medchat.schemas.common import PageArgsSchema, StrictSchema, UtcDateTime
+from medchat.schemas.common import PageArgsSchema, StrictSchema, UtcDateTime, utc_iso
 
 SUBJECT_MAX = 200
 BODY_MAX = 10_000
@@ -66,6 +68,31 @@ class MessageSchema(ma.Schema):
     body = fields.String(required=True)
     created_at = UtcDateTime(required=True)
     attachments = fields.List(fields.Nested(AttachmentSchema), required=True)
+
+
+def message_json(message: Any) -> dict[str, Any]:
+    """``MessageSchema().dump(message)``, shaped by hand for the hot paths.
+
+    A page of 50 messages through marshmallow costs about as much CPU as reading and
+    decrypting it; the schema stays the contract (it documents the response in the OpenAPI
+    document) and a test holds this function to exactly its output.
+    """
+    return {
+        "id": str(message.id),
+        "author": message.author,
+        "author_name": message.author_name,
+        "body": message.body,
+        "created_at": utc_iso(message.created_at),
+        "attachments": [
+            {
+                "id": str(a.id),
+                "filename": a.filename,
+                "content_type": a.content_type,
+                "size": a.size,
+            }
+            for a in message.attachments
+        ],
+    }
 
 
 class MessagePageSchema(ma.Schema):

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, Exists, bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
 from access_control.principal import Principal
@@ -36,6 +36,22 @@ class ConsentState:
 
 
 NOT_GRANTED = ConsentState(granted=False)
+
+
+def current_consent_exists(account_id: ColumnElement[uuid.UUID]) -> Exists:
+    """``EXISTS`` a current health-messaging grant of ``account_id``: the one definition of
+    "current", for the check below and for statements that read it along with a row."""
+    return exists().where(
+        Consent.account_id == account_id,
+        Consent.purpose == HEALTH_MESSAGING,
+        Consent.withdrawn_at.is_(None),
+    )
+
+
+#: Whether a current grant exists (every send asks): built once, bound per call.
+_HAS_CURRENT = select(
+    current_consent_exists(bindparam("account_id", type_=Consent.account_id.type))
+)
 
 
 class ConsentService:
@@ -62,9 +78,15 @@ class ConsentService:
             return NOT_GRANTED
         return ConsentState(granted=True, version=row.version, granted_at=row.granted_at)
 
-    def require_current(self, member_id: uuid.UUID) -> None:
-        """Raise ``ConsentRequired`` unless the member consents to health messaging now."""
-        if self._current_row(member_id) is None:
+    def require_current(self, member_id: uuid.UUID, *, known: bool | None = None) -> None:
+        """Raise ``ConsentRequired`` unless the member consents to health messaging now.
+
+        ``known`` is the answer of ``current_consent_exists`` read in this transaction along
+        with the conversation row (``ConversationAccess.load``); without it, one query asks.
+        """
+        if known is None:
+            known = bool(self.session.scalar(_HAS_CURRENT, {"account_id": member_id}))
+        if not known:
             raise ConsentRequired
 
     def grant(self, actor: Principal, version: str) -> ConsentState:

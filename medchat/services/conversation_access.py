@@ -20,27 +20,74 @@ here, once, as 409 ``history_pending`` (the row check has passed, so it reveals 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from access_control.keyring import Keyring
 from access_control.principal import Principal
 from access_control.roles import Role
 from medchat.errors import Forbidden, HistoryPending, NotFound, RoleKeyRequired
-from medchat.models import Conversation, ConversationStatus, Holder, KeyRole
+from medchat.models import Conversation, ConversationKeyWrap, ConversationStatus, Holder, KeyRole
 from medchat.runtime import Runtime
+from medchat.services.consent import current_consent_exists
 
 #: What members and clinicians may see; a sealed conversation is not live (404 everywhere).
 LIVE_STATUSES = (ConversationStatus.OPEN, ConversationStatus.ANSWERED, ConversationStatus.CLOSED)
+
+
+def _load_statement(*, for_update: bool, with_consent: bool) -> Any:
+    """The row, the caller's holder's key wraps (outer join: usually one row, two while a
+    rotation or re-wrap is under way) and, for writes, whether its member consents now."""
+    wraps = ConversationKeyWrap
+    columns: list[Any] = [Conversation, wraps.recipient_key_id, wraps.wrap]
+    if with_consent:
+        columns.append(current_consent_exists(Conversation.member_id).label("consents"))
+    statement = (
+        select(*columns)
+        .outerjoin(
+            wraps,
+            and_(wraps.conversation_id == Conversation.id, wraps.holder == bindparam("holder")),
+        )
+        .where(Conversation.id == bindparam("conversation_id"))
+    )
+    if for_update:
+        # A write reads the row fresh and locked (SQLite ignores it; its unit of work holds
+        # the write lock already). Only the conversation row: the wraps are not locked.
+        statement = statement.with_for_update(of=Conversation).execution_options(
+            populate_existing=True
+        )
+    return statement
+
+
+_LOADS = {
+    (for_update, with_consent): _load_statement(for_update=for_update, with_consent=with_consent)
+    for for_update in (False, True)
+    for with_consent in (False, True)
+}
+
+
+#: The holder whose wraps a role opens (members their own, clinicians the physician role's).
+_HOLDERS = {Role.MEMBER: Holder.MEMBER, Role.CLINICIAN: Holder.PHYSICIAN}
 
 
 class ConversationAccess:
     def __init__(self, session: Session, runtime: Runtime) -> None:
         self.session = session
         self.runtime = runtime
+        #: Read with the row by ``load``: conversation id -> (holder, key id -> wrap).
+        self._wraps: dict[uuid.UUID, tuple[Holder, dict[bytes, bytes]]] = {}
+        #: Read with the row by ``load(with_consent=True)``: conversation id -> consents now.
+        self._consents: dict[uuid.UUID, bool] = {}
 
     def load(
-        self, actor: Principal, conversation_id: uuid.UUID, *, for_update: bool = False
+        self,
+        actor: Principal,
+        conversation_id: uuid.UUID,
+        *,
+        for_update: bool = False,
+        with_consent: bool = False,
     ) -> Conversation:
         """The conversation if ``actor`` may see it; ``NotFound`` otherwise (never 403), and
         for a sealed one whoever asks.
@@ -48,12 +95,18 @@ class ConversationAccess:
         ``for_update`` reads the row with ``SELECT ... FOR UPDATE`` (PostgreSQL; SQLite holds
         the write lock already), so a write locks and re-reads it in one statement.
         A clinician without the physician role key in their session gets ``RoleKeyRequired``.
+        The same statement reads the key wraps ``open_key`` will need and, with
+        ``with_consent``, whether the member consents now (``consent_known``); neither is
+        used unless the row check passes.
         """
         if actor.role == Role.CLINICIAN:
             self.require_role_key(actor)
-        conversation = self.session.get(
-            Conversation, conversation_id, with_for_update=for_update, populate_existing=for_update
-        )
+        holder = _HOLDERS.get(actor.role)
+        rows = self.session.execute(
+            _LOADS[for_update, with_consent],
+            {"conversation_id": conversation_id, "holder": holder},
+        ).all()
+        conversation = rows[0][0] if rows else None
         if conversation is None or conversation.status not in LIVE_STATUSES:
             raise NotFound
         if actor.role == Role.MEMBER:
@@ -61,7 +114,18 @@ class ConversationAccess:
                 raise NotFound
         elif actor.role != Role.CLINICIAN:
             raise Forbidden
+        if holder is not None:
+            self._wraps[conversation.id] = (
+                holder,
+                {row[1]: row[2] for row in rows if row[1] is not None},
+            )
+        if with_consent:
+            self._consents[conversation.id] = bool(rows[0].consents)
         return conversation
+
+    def consent_known(self, conversation: Conversation) -> bool | None:
+        """Whether the member consented when ``load(with_consent=True)`` read the row."""
+        return self._consents.get(conversation.id)
 
     @staticmethod
     def require_role_key(actor: Principal) -> None:
@@ -84,12 +148,22 @@ class ConversationAccess:
         session (``medchat.services.rewrap``), never by a key the server holds.
         """
         holder = self.holder_for(actor)
+        prefetched = self._wraps.get(conversation.id)
+        wraps = prefetched[1] if prefetched is not None and prefetched[0] == holder else None
         try:
-            return self.dek(conversation, actor.keyring, holder)
+            return self.dek(conversation, actor.keyring, holder, wraps)
         except NotFound:
             if holder is Holder.MEMBER:
                 raise HistoryPending from None
             raise
 
-    def dek(self, conversation: Conversation, keyring: Keyring, holder: Holder) -> bytes:
-        return self.runtime.conversation_keys(self.session).open_key(conversation, keyring, holder)
+    def dek(
+        self,
+        conversation: Conversation,
+        keyring: Keyring,
+        holder: Holder,
+        wraps: dict[bytes, bytes] | None = None,
+    ) -> bytes:
+        return self.runtime.conversation_keys(self.session).open_key(
+            conversation, keyring, holder, wraps=wraps
+        )

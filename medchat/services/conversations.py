@@ -18,17 +18,19 @@ Each audience has its own front: ``member_conversations`` (ask, list own) and
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, bindparam, exists, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from access_control.principal import Principal
 from access_control.roles import Role
 from medchat import audit
-from medchat.content import open_text, seal_text
+from medchat.content import ContentKey, open_text, seal_text
 from medchat.errors import Conflict, ConsentRequired, NotFound
 from medchat.models import Account, Attachment, Conversation, ConversationStatus, Message
 from medchat.runtime import Runtime
@@ -75,6 +77,91 @@ def message_scope(conversation_id: uuid.UUID) -> str:
     return f"message.send:{conversation_id}"
 
 
+# Statements of the hot paths, built once with bound parameters: building a statement costs
+# more CPU than running it.
+_conversations = Conversation.__table__
+_NEXT_SEQ = (
+    update(_conversations)
+    .where(_conversations.c.id == bindparam("conversation_id"))
+    .values(
+        message_count=_conversations.c.message_count + 1,
+        last_message_at=bindparam("now", type_=_conversations.c.last_message_at.type),
+        status=bindparam("next_status", type_=_conversations.c.status.type),
+    )
+    .returning(_conversations.c.message_count)
+)
+_messages = Message.__table__
+_INSERT_MESSAGE = insert(_messages)
+#: PostgreSQL: the sequence number and the message in one statement, the INSERT selecting
+#: from the UPDATE ... RETURNING as a data-modifying CTE (SQLite runs the two in turn).
+_NEXT_SEQ_CTE = _NEXT_SEQ.cte("next_seq")
+_APPEND = (
+    insert(_messages)
+    .from_select(
+        [
+            "id",
+            "conversation_id",
+            "seq",
+            "author_role",
+            "author_id",
+            "body_ciphertext",
+            "created_at",
+        ],
+        select(
+            bindparam("message_id", type_=_messages.c.id.type),
+            bindparam("conversation_id", type_=_messages.c.conversation_id.type),
+            _NEXT_SEQ_CTE.c.message_count,
+            bindparam("author_role", type_=_messages.c.author_role.type),
+            bindparam("author_id", type_=_messages.c.author_id.type),
+            bindparam("body_ciphertext", type_=_messages.c.body_ciphertext.type),
+            bindparam("now", type_=_messages.c.created_at.type),
+        ),
+    )
+    .returning(_messages.c.seq)
+)
+_ATTACHMENTS = (
+    select(
+        Attachment.id,
+        Attachment.message_id,
+        Attachment.size,
+        Attachment.filename_ciphertext,
+        Attachment.content_type_ciphertext,
+    )
+    .where(Attachment.message_id.in_(bindparam("message_ids", expanding=True)))
+    .order_by(Attachment.created_at)
+)
+_CLINICIAN_NAMES = select(Account.id, Account.display_name).where(
+    Account.id.in_(bindparam("account_ids", expanding=True))
+)
+#: A page of messages in one statement: the clinician author's display name joined (members
+#: are never named), and whether a message has attachments (only those are looked up).
+_PAGE = (
+    select(
+        Message.id,
+        Message.seq,
+        Message.author_role,
+        Message.author_id,
+        Message.body_ciphertext,
+        Message.created_at,
+        Account.display_name.label("author_name"),
+        exists().where(Attachment.message_id == Message.id).label("has_attachments"),
+    )
+    .select_from(Message)
+    .outerjoin(Account, and_(Account.id == Message.author_id, Message.author_role == "clinician"))
+    .where(Message.conversation_id == bindparam("conversation_id"))
+)
+_PAGES = {
+    (False, False): _PAGE.order_by(Message.seq.desc()).limit(bindparam("limit")),
+    (False, True): _PAGE.where(Message.seq < bindparam("cursor"))
+    .order_by(Message.seq.desc())
+    .limit(bindparam("limit")),
+    (True, False): _PAGE.order_by(Message.seq.asc()).limit(bindparam("limit")),
+    (True, True): _PAGE.where(Message.seq > bindparam("cursor"))
+    .order_by(Message.seq.asc())
+    .limit(bindparam("limit")),
+}
+
+
 class ConversationService:
     def __init__(self, session: Session, runtime: Runtime) -> None:
         self.session = session
@@ -100,39 +187,61 @@ class ConversationService:
         """Add a message at the next sequence number and move the conversation's status.
 
         The conversation row is updated with a single ``UPDATE ... RETURNING``, which also
-        serialises concurrent sends to one conversation (no two messages share a number).
+        serialises concurrent sends to one conversation (no two messages share a number); on
+        PostgreSQL the message is inserted by the same statement (the UPDATE as a CTE).
         ``message_id`` is given when the id was reserved beforehand (``Idempotency-Key``).
         """
         now = self.now()
         author = "clinician" if actor.role == Role.CLINICIAN else "member"
         status = ConversationStatus.ANSWERED if author == "clinician" else ConversationStatus.OPEN
-        seq = self.session.execute(
-            update(Conversation)
-            .where(Conversation.id == conversation.id)
-            .values(
-                message_count=Conversation.message_count + 1,
-                last_message_at=now,
-                status=status,
+        # Core statements skip the ORM's autoflush: a conversation just added goes out first.
+        self.session.flush()
+        connection = self.session.connection()
+        message_id = message_id or uuid.uuid4()
+        # The body's associated data names the conversation and the message id, not the
+        # sequence number: it can be sealed before the number is known.
+        sealed = seal_text(dek, conversation.id, message_id, "body", body)
+        params = {
+            "conversation_id": conversation.id,
+            "now": now,
+            "next_status": status,
+            "message_id": message_id,
+            "author_role": author,
+            "author_id": actor.id,
+            "body_ciphertext": sealed,
+        }
+        if connection.dialect.name == "postgresql":
+            seq = connection.execute(_APPEND, params).scalar_one()
+        else:
+            seq = connection.execute(_NEXT_SEQ, params).scalar_one()
+            connection.execute(
+                _INSERT_MESSAGE,
+                {
+                    "id": message_id,
+                    "conversation_id": conversation.id,
+                    "seq": seq,
+                    "author_role": author,
+                    "author_id": actor.id,
+                    "body_ciphertext": sealed,
+                    "created_at": now,
+                },
             )
-            .returning(Conversation.message_count)
-            .execution_options(synchronize_session=False)
-        ).scalar_one()
         # The UPDATE above wrote these: record them as committed so the ORM does not write
         # them a second time at flush.
         set_committed_value(conversation, "message_count", seq)
         set_committed_value(conversation, "last_message_at", now)
         set_committed_value(conversation, "status", status)
+        # The caller gets the message as a plain object, not one the session tracks: the row
+        # is written, nothing is left for a flush to do.
         message = Message(
-            id=message_id or uuid.uuid4(),
+            id=message_id,
             conversation_id=conversation.id,
             seq=seq,
             author_role=author,
             author_id=actor.id,
             created_at=now,
+            body_ciphertext=sealed,
         )
-        message.body_ciphertext = seal_text(dek, conversation.id, message.id, "body", body)
-        self.session.add(message)
-        self.session.flush()
         return message
 
     def subject_of(self, conversation: Conversation, dek: bytes) -> str | None:
@@ -169,65 +278,66 @@ class ConversationService:
         self,
         conversation: Conversation,
         dek: bytes,
-        messages: list[Message],
+        messages: Sequence[Message],
         *,
         with_attachments: bool = True,
     ) -> list[MessageView]:
-        """Decrypt a page of messages and their attachments' metadata (two queries).
+        """Decrypt messages and their attachments' metadata (two queries).
 
         Only the attachments' metadata columns are read, never their (large) sealed bytes;
         ``with_attachments=False`` skips the query for a message known to have none.
         """
-        ids = [m.id for m in messages] if with_attachments else []
-        attachments: dict[uuid.UUID, list[AttachmentView]] = {}
-        if ids:
-            for row in self.session.execute(
-                select(
-                    Attachment.id,
-                    Attachment.message_id,
-                    Attachment.size,
-                    Attachment.filename_ciphertext,
-                    Attachment.content_type_ciphertext,
-                )
-                .where(Attachment.message_id.in_(ids))
-                .order_by(Attachment.created_at)
-            ):
-                attachments.setdefault(row.message_id, []).append(
-                    AttachmentView(
-                        id=row.id,
-                        filename=open_text(
-                            dek, conversation.id, row.id, "filename", row.filename_ciphertext
-                        ),
-                        content_type=open_text(
-                            dek,
-                            conversation.id,
-                            row.id,
-                            "content_type",
-                            row.content_type_ciphertext,
-                        ),
-                        size=row.size,
-                    )
-                )
+        key = ContentKey(dek, conversation.id)
         clinician_ids = {m.author_id for m in messages if m.author_role == "clinician"}
-        names = {}
+        names: dict[uuid.UUID, str] = {}
         if clinician_ids:
             names = dict(
-                self.session.execute(
-                    select(Account.id, Account.display_name).where(Account.id.in_(clinician_ids))
-                ).all()
+                self.session.execute(_CLINICIAN_NAMES, {"account_ids": list(clinician_ids)}).all()
             )
+        ids = [m.id for m in messages] if with_attachments else []
+        return self._views(
+            key,
+            messages,
+            # Members see their doctor by display name only ("Dr. A."), never an e-mail.
+            [names.get(m.author_id) if m.author_role == "clinician" else None for m in messages],
+            self._attachment_views(key, ids),
+        )
+
+    def _attachment_views(
+        self, key: ContentKey, message_ids: list[uuid.UUID]
+    ) -> dict[uuid.UUID, list[AttachmentView]]:
+        attachments: dict[uuid.UUID, list[AttachmentView]] = {}
+        if not message_ids:
+            return attachments
+        for row in self.session.execute(_ATTACHMENTS, {"message_ids": message_ids}):
+            attachments.setdefault(row.message_id, []).append(
+                AttachmentView(
+                    id=row.id,
+                    filename=key.open_text(row.id, "filename", row.filename_ciphertext),
+                    content_type=key.open_text(row.id, "content_type", row.content_type_ciphertext),
+                    size=row.size,
+                )
+            )
+        return attachments
+
+    @staticmethod
+    def _views(
+        key: ContentKey,
+        messages: Iterable[Any],
+        author_names: Iterable[str | None],
+        attachments: dict[uuid.UUID, list[AttachmentView]],
+    ) -> list[MessageView]:
         return [
             MessageView(
                 id=m.id,
                 author=m.author_role,
-                # Members see their doctor by display name only ("Dr. A."), never an e-mail.
-                author_name=names.get(m.author_id) if m.author_role == "clinician" else None,
-                body=open_text(dek, conversation.id, m.id, "body", m.body_ciphertext),
+                author_name=name,
+                body=key.open_text(m.id, "body", m.body_ciphertext),
                 created_at=m.created_at,
                 seq=m.seq,
                 attachments=attachments.get(m.id, []),
             )
-            for m in messages
+            for m, name in zip(messages, author_names, strict=True)
         ]
 
     def message_page(
@@ -243,22 +353,21 @@ class ConversationService:
         """One page of messages: newest first by default, oldest first with ``ascending``.
 
         The cursor is a sequence number, so the query is an index range scan on
-        (conversation_id, seq) whatever the conversation's length.
+        (conversation_id, seq) whatever the conversation's length. One statement reads the
+        page with its clinician authors' display names; attachments are looked up only for
+        messages that have some.
         """
-        statement = select(Message).where(Message.conversation_id == conversation.id)
-        if ascending:
-            if after_seq is not None:
-                statement = statement.where(Message.seq > after_seq)
-            statement = statement.order_by(Message.seq.asc())
-        else:
-            if before_seq is not None:
-                statement = statement.where(Message.seq < before_seq)
-            statement = statement.order_by(Message.seq.desc())
-        rows = list(self.session.scalars(statement.limit(limit + 1)))
+        cursor = after_seq if ascending else before_seq
+        params: dict[str, Any] = {"conversation_id": conversation.id, "limit": limit + 1}
+        if cursor is not None:
+            params["cursor"] = cursor
+        rows = self.session.execute(_PAGES[ascending, cursor is not None], params).all()
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = rows[-1].seq if more and rows else None
-        return Page(self.message_views(conversation, dek, rows), next_cursor)
+        key = ContentKey(dek, conversation.id)
+        attachments = self._attachment_views(key, [r.id for r in rows if r.has_attachments])
+        return Page(self._views(key, rows, [r.author_name for r in rows], attachments), next_cursor)
 
     def audit_content_read(self, actor: Principal, conversation: Conversation, what: str) -> None:
         """Each read of content by a clinician is audited (who, which conversation, when)."""
@@ -288,9 +397,12 @@ class ConversationService:
     ) -> tuple[Conversation, bytes]:
         """Row check, then the DEK from the actor's session (``NotFound`` if not theirs).
 
-        ``for_update`` locks the row as it is read (writes: see ``lock_for_write``).
+        ``for_update`` locks the row as it is read (writes: see ``lock_for_write``) and reads
+        whether its member consents now in the same statement (``require_consent``).
         """
-        conversation = self.access.load(actor, conversation_id, for_update=for_update)
+        conversation = self.access.load(
+            actor, conversation_id, for_update=for_update, with_consent=for_update
+        )
         return conversation, self.access.open_key(actor, conversation)
 
     def conversation(self, actor: Principal, conversation_id: uuid.UUID) -> ConversationView:
@@ -358,7 +470,25 @@ class ConversationService:
             subject_id=conversation.member_id,
             details={"conversation_id": str(conversation.id), "author": message.author_role},
         )
-        return Created(self.message_views(conversation, dek, [message], with_attachments=False)[0])
+        return Created(
+            MessageView(
+                id=message.id,
+                author=message.author_role,
+                author_name=self._own_name(actor),
+                body=body,
+                created_at=message.created_at,
+                seq=message.seq,
+            )
+        )
+
+    def _own_name(self, actor: Principal) -> str | None:
+        """How the author of a new message is named in the answer (as in a page)."""
+        if actor.role != Role.CLINICIAN:
+            return None
+        return self.session.scalar(
+            select(Account.display_name).where(Account.id == bindparam("account_id")),
+            {"account_id": actor.id},
+        )
 
     def _sent_view(
         self, conversation: Conversation, dek: bytes, message_id: uuid.UUID
@@ -383,7 +513,9 @@ class ConversationService:
     def require_consent(self, actor: Principal, conversation: Conversation) -> None:
         """No new message, from either side, once the member has withdrawn consent."""
         try:
-            self.consent.require_current(conversation.member_id)
+            self.consent.require_current(
+                conversation.member_id, known=self.access.consent_known(conversation)
+            )
         except ConsentRequired:
             if actor.role == Role.MEMBER:
                 raise

@@ -75,11 +75,18 @@ def test_environment_values_are_parsed():
         {"MEDCHAT_TRUSTED_PROXIES": "-1"},
         {"MEDCHAT_REGISTRATION_OPEN": "maybe"},
         {"MEDCHAT_ENV": "staging"},
+        {"MEDCHAT_UNWRAP_MEMO_SECONDS": "-1"},
+        {"MEDCHAT_UNWRAP_MEMO_SECONDS": "901"},
     ],
 )
 def test_malformed_settings_are_refused(environ):
     with pytest.raises(ConfigurationError):
         Settings.from_env(environ)
+
+
+def test_the_unwrap_memo_lasts_five_minutes_unless_set_and_zero_turns_it_off():
+    assert Settings.from_env({}).unwrap_memo_seconds == 300
+    assert Settings.from_env({"MEDCHAT_UNWRAP_MEMO_SECONDS": "0"}).unwrap_memo_seconds == 0
 
 
 def test_unknown_override_names_are_refused():

@@ -283,3 +283,76 @@ def test_concurrent_writers_leave_one_unbroken_chain(runtime):
         details = set(session.scalars(select(AuditEntry.details)))
         assert session.scalar(select(func.count()).select_from(AuditEntry)) == expected
     assert len(details) == expected  # every recorded entry landed exactly once
+
+
+def test_many_entries_of_one_transaction_chain_in_the_order_recorded(runtime):
+    write_entries(runtime, 2)
+    write_entries(runtime, 30, per_transaction=30)  # one INSERT for all, then the head
+
+    result = verify(runtime)
+
+    assert result.ok, result.reason
+    assert result.entries == result.head_seq == 32
+    with runtime.database.transaction() as session:
+        details = list(session.scalars(select(AuditEntry.details).order_by(AuditEntry.seq)))
+    assert details[2:] == [f'{{"n":{n}}}' for n in range(1, 31)]
+
+
+def test_an_append_runs_two_statements_under_the_head_lock_for_one_entry(runtime):
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def log(conn, cursor, statement, *args) -> None:
+        statements.append(statement.split()[0].upper())
+
+    engine = runtime.database.engine
+    event.listen(engine, "before_cursor_execute", log)
+    try:
+        write_entries(runtime, 1)
+        single = list(statements)
+        statements.clear()
+        write_entries(runtime, 3, per_transaction=3)
+        batch = list(statements)
+    finally:
+        event.remove(engine, "before_cursor_execute", log)
+
+    head_lock, *rest = [s for s in single if s != "BEGIN"]
+    assert head_lock == "UPDATE"
+    if runtime.database.is_postgresql:
+        assert rest == ["WITH"]  # the entry and the new head in one statement
+    else:
+        assert rest == ["INSERT", "UPDATE"]
+    assert [s for s in batch if s != "BEGIN"] == ["UPDATE", "INSERT", "UPDATE"]
+    assert verify(runtime).ok
+
+
+def test_concurrent_writers_of_single_and_batched_entries_leave_one_unbroken_chain(runtime):
+    threads, transactions = 4, 15
+    barrier = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            barrier.wait()
+            for n in range(transactions):
+                with runtime.database.transaction() as session:
+                    # Workers alternate one-entry commits and larger batches.
+                    for k in range(1 if (worker + n) % 2 else 4):
+                        audit.record(session, "test.mixed", details={"w": worker, "n": n, "k": k})
+        except BaseException as exc:  # reported to the main thread below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(timeout=120)
+    assert not any(t.is_alive() for t in workers)
+    assert errors == []
+
+    expected = sum(1 if (w + n) % 2 else 4 for w in range(threads) for n in range(transactions))
+    result = verify(runtime)
+    assert result.ok, result.reason
+    assert result.entries == result.head_seq == expected
+    assert seqs(runtime) == list(range(1, expected + 1))

@@ -1,0 +1,125 @@
+"""Regression guards for the two hot paths: how many SQL statements a send and a read run,
+and that the hand-shaped message JSON is exactly what the documented schema dumps.
+
+Counts only, never times: each statement is a round trip and CPU in both the application
+and PostgreSQL, and the benchmark (bench/README.md) depends on these staying few.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import event
+
+from medchat.schemas.conversations import MessagePageSchema, MessageSchema, message_json
+from medchat.services.conversations import AttachmentView, MessageView
+from tests.support.accounts import bearer, login, make_member
+from tests.support.messaging import CONVERSATIONS, asked, care_team, give_consent, send
+
+#: Transaction control is not counted.
+_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+
+
+@pytest.fixture
+def member_tokens(client, runtime):
+    care_team(runtime)
+    tokens = login(client, runtime, make_member(runtime))
+    give_consent(client, tokens)
+    return tokens
+
+
+@pytest.fixture
+def statements(runtime):
+    """The first word of every statement the app's engine runs while recording."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        word = statement.split()[0].upper()
+        if word not in _CONTROL:
+            seen.append(word)
+
+    engine = runtime.database.engine
+    event.listen(engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(engine, "before_cursor_execute", record)
+
+
+def test_a_send_runs_five_statements_on_postgresql(client, runtime, member_tokens, statements):
+    conversation_id = asked(client, member_tokens)
+    path = f"{CONVERSATIONS}/{conversation_id}/messages"
+    assert send(client, member_tokens, path, "warm-up").status_code == 201
+    statements.clear()
+
+    assert send(client, member_tokens, path, "How long should I wait?").status_code == 201
+
+    if runtime.database.is_postgresql:
+        # token; conversation row (locked) + wraps + consent; sequence UPDATE + message
+        # INSERT; audit head lock; audit entry + new head.
+        assert statements == ["SELECT", "SELECT", "WITH", "UPDATE", "WITH"]
+    else:
+        assert statements == ["SELECT", "SELECT", "UPDATE", "INSERT", "UPDATE", "INSERT", "UPDATE"]
+
+
+def test_a_page_read_runs_three_statements(client, runtime, member_tokens, statements):
+    conversation_id = asked(client, member_tokens)
+    path = f"{CONVERSATIONS}/{conversation_id}/messages"
+    for n in range(3):
+        assert send(client, member_tokens, path, f"message {n}").status_code == 201
+    assert client.get(path, headers=bearer(member_tokens)).status_code == 200
+    statements.clear()
+
+    response = client.get(path + "?limit=2", headers=bearer(member_tokens))
+
+    assert response.status_code == 200
+    assert len(response.get_json()["items"]) == 2
+    # token; conversation row + wraps; the page with names and attachment flags.
+    assert statements == ["SELECT", "SELECT", "SELECT"]
+
+
+def _view(author: str, name: str | None, attachments: list[AttachmentView]) -> MessageView:
+    return MessageView(
+        id=uuid.uuid4(),
+        author=author,
+        author_name=name,
+        body="Bonjour, ça va ? <b>&</b>",
+        created_at=datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC),
+        seq=7,
+        attachments=attachments,
+    )
+
+
+def test_message_json_is_exactly_what_the_schema_dumps():
+    views = [
+        _view("member", None, []),
+        _view(
+            "clinician",
+            "Dr. M.",
+            [
+                AttachmentView(uuid.uuid4(), "scan.pdf", "application/pdf", 1234),
+                AttachmentView(uuid.uuid4(), "x.png", "image/png", 0),
+            ],
+        ),
+    ]
+
+    for view in views:
+        assert message_json(view) == MessageSchema().dump(view)
+    page = {"items": views, "next_cursor": "Nw"}
+    assert {
+        "items": [message_json(v) for v in views],
+        "next_cursor": "Nw",
+    } == MessagePageSchema().dump(page)
+
+
+def test_the_openapi_document_still_names_the_message_schemas(client):
+    paths = client.get("/api/v1/openapi.json").get_json()["paths"]
+
+    for path in (
+        "/api/v1/conversations/{conversation_id}/messages",
+        "/api/v1/clinician/conversations/{conversation_id}/messages",
+    ):
+        page = paths[path]["get"]["responses"]["200"]["content"]["application/json"]
+        sent = paths[path]["post"]["responses"]["201"]["content"]["application/json"]
+        assert page["schema"]["$ref"].endswith("/MessagePage")
+        assert sent["schema"]["$ref"].endswith("/Message")
