@@ -31,7 +31,7 @@ from tests.support.rights import (
     SUBJECT,
     a_member_with_history,
 )
-from tests.support.sessions import sign_in
+from tests.support.sessions import attached, sign_in
 
 
 @pytest.fixture
@@ -267,8 +267,7 @@ def test_the_export_opens_each_key_once_and_reads_no_row_per_message(client, run
         object.__setattr__(runtime, "conversation_keys", spy)
         try:
             with runtime.database.transaction() as session:
-                account = session.merge(principal.account, load=True)
-                principal.account = account
+                attached(principal, session)
                 ExportService(session, runtime).export(principal)
         finally:
             object.__setattr__(runtime, "conversation_keys", keys)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.orm import Session
+
 from access_control.principal import Principal
 from access_control.tokens import TokenPair, TokenStore
 from medchat.models import TokenKind
@@ -41,4 +43,11 @@ def principal_for(runtime: Runtime, access_token: str) -> Principal:
         )
         principal = Principal(account, record, access_token)
         principal.keyring  # noqa: B018  (opened while the row is loaded)
+    return principal
+
+
+def attached(principal: Principal, session: Session) -> Principal:
+    """The same caller with its account as a row of ``session``, as a request's principal has
+    it (services that change the account need that; ``sign_in``'s session has ended)."""
+    principal._account = session.merge(principal.account)
     return principal

@@ -13,13 +13,13 @@ from medchat.services.deletion import DeletionService
 from tests.support.accounts import make_member, make_staff
 from tests.support.conversations import start_conversation
 from tests.support.messaging import care_team
-from tests.support.sessions import sign_in
+from tests.support.sessions import attached, sign_in
 
 
 def _delete(runtime, person, password):
     principal = sign_in(runtime, person).principal
     with runtime.database.transaction() as session:
-        principal.account = session.merge(principal.account)
+        attached(principal, session)
         return AccountDeletionService(session, runtime).delete_own(principal, password)
 
 
