@@ -25,8 +25,8 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from medchat.services.conversations import MessageView
 from medchat.services.export import ExportedConversation, MemberExport
+from medchat.services.message_views import MessageView
 
 FHIR_VERSION = "4.0.1"
 MEDIA_TYPE = "application/fhir+json"

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from access_control import crypto, totp
@@ -329,15 +329,17 @@ def default_display_name(role: str, first_name: str, last_name: str) -> str:
     return f"{first_name} {initial}."
 
 
+_DISPLAY_NAMES = select(Account.id, Account.display_name).where(
+    Account.id.in_(bindparam("account_ids", expanding=True)), Account.display_name.is_not(None)
+)
+
+
 def display_names(session: Session, account_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
     """The name members see for each staff account (the stored ``display_name``, set from
-    ``default_display_name`` at creation), in one query; accounts without one are left out."""
-    ids = set(account_ids)
+    ``default_display_name`` at creation), in one prebuilt query (sends and pages call it);
+    accounts without one are left out."""
+    ids = list(set(account_ids))
     if not ids:
         return {}
-    rows = session.execute(
-        select(Account.id, Account.display_name).where(
-            Account.id.in_(ids), Account.display_name.is_not(None)
-        )
-    )
+    rows = session.execute(_DISPLAY_NAMES, {"account_ids": ids})
     return {account_id: name for account_id, name in rows}

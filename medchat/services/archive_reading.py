@@ -20,7 +20,8 @@ from medchat.content import open_content, open_text
 from medchat.models import ArchiveRecord, Attachment, Conversation, Message
 from medchat.runtime import Runtime
 from medchat.services.attachments import AttachmentFile
-from medchat.services.conversations import ConversationService, MessageView
+from medchat.services.conversations import ConversationService
+from medchat.services.message_views import MessageView
 
 _MESSAGES_PER_QUERY = 500
 

@@ -27,8 +27,9 @@ from medchat.content import open_content, open_text, seal_content, seal_text
 from medchat.errors import KeyIntegrityFailure, NotFound, PayloadTooLarge
 from medchat.models import Attachment, Conversation
 from medchat.runtime import Runtime
-from medchat.services.conversations import AttachmentView, ConversationService
+from medchat.services.conversations import ConversationService
 from medchat.services.idempotency import Created, IdempotencyService
+from medchat.services.message_views import AttachmentView
 
 log = logging.getLogger("medchat.attachments")
 

@@ -38,8 +38,9 @@ from medchat.services.conversation_pages import (
     activity_position,
     order_by_activity,
 )
-from medchat.services.conversations import ConversationService, ConversationView, MessageView
+from medchat.services.conversations import ConversationService
 from medchat.services.idempotency import Created
+from medchat.services.message_views import ConversationView, MessageView
 
 
 @dataclass

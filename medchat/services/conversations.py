@@ -2,9 +2,9 @@
 
 Every read opens the conversation's DEK with a key from the caller's session (after the row
 check of ``ConversationAccess``) and every write seals under it; no content is ever stored or
-logged in clear. Message pages are keyset-paginated on the per-conversation sequence number,
-so page 1 costs the same for 10 messages as for 100,000. Reads of content by a clinician are
-audited, naming the member as the subject (their access log reads it).
+logged in clear. Turning rows and a DEK into views (subject, message pages, attachments'
+metadata) is ``ConversationReader``'s, in ``message_views``. Reads of content by a clinician
+are audited, naming the member as the subject (their access log reads it).
 
 The flows below the building blocks serve members and clinicians alike (the row check of
 ``ConversationAccess`` decides what each may open): read one conversation, page its
@@ -18,58 +18,25 @@ Each audience has its own front: ``member_conversations`` (ask, list own) and
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from access_control.principal import Principal
 from access_control.roles import Role
 from medchat import audit
-from medchat.content import ContentKey, open_text, seal_text
+from medchat.content import seal_text
 from medchat.errors import Conflict, ConsentRequired, NotFound
-from medchat.models import Account, Attachment, Conversation, ConversationStatus, Message
+from medchat.models import Conversation, ConversationStatus, Message
 from medchat.runtime import Runtime
+from medchat.services.accounts import display_names
 from medchat.services.consent import ConsentService
 from medchat.services.conversation_access import ConversationAccess
 from medchat.services.conversation_pages import Page
 from medchat.services.idempotency import Created, IdempotencyService
-
-
-@dataclass
-class AttachmentView:
-    id: uuid.UUID
-    filename: str
-    content_type: str
-    size: int
-
-
-@dataclass
-class MessageView:
-    id: uuid.UUID
-    author: str
-    author_name: str | None
-    body: str
-    created_at: datetime
-    seq: int
-    attachments: list[AttachmentView] = field(default_factory=list)
-
-
-@dataclass
-class ConversationView:
-    id: uuid.UUID
-    subject: str | None
-    status: str
-    created_at: datetime
-    last_message_at: datetime
-    member_id: uuid.UUID
-    messages: list[MessageView] = field(default_factory=list)
-    #: False while a member's history waits to be re-sealed to their new key (subject None).
-    readable: bool = True
+from medchat.services.message_views import ConversationReader, ConversationView, MessageView
 
 
 def message_scope(conversation_id: uuid.UUID) -> str:
@@ -119,52 +86,11 @@ _APPEND = (
     )
     .returning(_messages.c.seq)
 )
-_ATTACHMENTS = (
-    select(
-        Attachment.id,
-        Attachment.message_id,
-        Attachment.size,
-        Attachment.filename_ciphertext,
-        Attachment.content_type_ciphertext,
-    )
-    .where(Attachment.message_id.in_(bindparam("message_ids", expanding=True)))
-    .order_by(Attachment.created_at)
-)
-_CLINICIAN_NAMES = select(Account.id, Account.display_name).where(
-    Account.id.in_(bindparam("account_ids", expanding=True))
-)
-#: A page of messages in one statement: the clinician author's display name joined (members
-#: are never named), and whether a message has attachments (only those are looked up).
-_PAGE = (
-    select(
-        Message.id,
-        Message.seq,
-        Message.author_role,
-        Message.author_id,
-        Message.body_ciphertext,
-        Message.created_at,
-        Account.display_name.label("author_name"),
-        exists().where(Attachment.message_id == Message.id).label("has_attachments"),
-    )
-    .select_from(Message)
-    .outerjoin(Account, and_(Account.id == Message.author_id, Message.author_role == "clinician"))
-    .where(Message.conversation_id == bindparam("conversation_id"))
-)
-_PAGES = {
-    (False, False): _PAGE.order_by(Message.seq.desc()).limit(bindparam("limit")),
-    (False, True): _PAGE.where(Message.seq < bindparam("cursor"))
-    .order_by(Message.seq.desc())
-    .limit(bindparam("limit")),
-    (True, False): _PAGE.order_by(Message.seq.asc()).limit(bindparam("limit")),
-    (True, True): _PAGE.where(Message.seq > bindparam("cursor"))
-    .order_by(Message.seq.asc())
-    .limit(bindparam("limit")),
-}
 
 
-class ConversationService:
+class ConversationService(ConversationReader):
     def __init__(self, session: Session, runtime: Runtime) -> None:
-        self.session = session
+        super().__init__(session)
         self.runtime = runtime
         self.access = ConversationAccess(session, runtime)
         self.consent = ConsentService(session, runtime)
@@ -243,131 +169,6 @@ class ConversationService:
             body_ciphertext=sealed,
         )
         return message
-
-    def subject_of(self, conversation: Conversation, dek: bytes) -> str | None:
-        if conversation.subject_ciphertext is None:
-            return None
-        return open_text(
-            dek, conversation.id, conversation.id, "subject", conversation.subject_ciphertext
-        )
-
-    def conversation_view(self, conversation: Conversation, dek: bytes) -> ConversationView:
-        return ConversationView(
-            id=conversation.id,
-            subject=self.subject_of(conversation, dek),
-            status=conversation.status,
-            created_at=conversation.created_at,
-            last_message_at=conversation.last_message_at,
-            member_id=conversation.member_id,
-        )
-
-    @staticmethod
-    def pending_view(conversation: Conversation) -> ConversationView:
-        """A conversation the caller cannot open yet: metadata only, no subject."""
-        return ConversationView(
-            id=conversation.id,
-            subject=None,
-            status=conversation.status,
-            created_at=conversation.created_at,
-            last_message_at=conversation.last_message_at,
-            member_id=conversation.member_id,
-            readable=False,
-        )
-
-    def message_views(
-        self,
-        conversation: Conversation,
-        dek: bytes,
-        messages: Sequence[Message],
-        *,
-        with_attachments: bool = True,
-    ) -> list[MessageView]:
-        """Decrypt messages and their attachments' metadata (two queries).
-
-        Only the attachments' metadata columns are read, never their (large) sealed bytes;
-        ``with_attachments=False`` skips the query for a message known to have none.
-        """
-        key = ContentKey(dek, conversation.id)
-        clinician_ids = {m.author_id for m in messages if m.author_role == "clinician"}
-        names: dict[uuid.UUID, str] = {}
-        if clinician_ids:
-            names = dict(
-                self.session.execute(_CLINICIAN_NAMES, {"account_ids": list(clinician_ids)}).all()
-            )
-        ids = [m.id for m in messages] if with_attachments else []
-        return self._views(
-            key,
-            messages,
-            # Members see their doctor by display name only ("Dr. A."), never an e-mail.
-            [names.get(m.author_id) if m.author_role == "clinician" else None for m in messages],
-            self._attachment_views(key, ids),
-        )
-
-    def _attachment_views(
-        self, key: ContentKey, message_ids: list[uuid.UUID]
-    ) -> dict[uuid.UUID, list[AttachmentView]]:
-        attachments: dict[uuid.UUID, list[AttachmentView]] = {}
-        if not message_ids:
-            return attachments
-        for row in self.session.execute(_ATTACHMENTS, {"message_ids": message_ids}):
-            attachments.setdefault(row.message_id, []).append(
-                AttachmentView(
-                    id=row.id,
-                    filename=key.open_text(row.id, "filename", row.filename_ciphertext),
-                    content_type=key.open_text(row.id, "content_type", row.content_type_ciphertext),
-                    size=row.size,
-                )
-            )
-        return attachments
-
-    @staticmethod
-    def _views(
-        key: ContentKey,
-        messages: Iterable[Any],
-        author_names: Iterable[str | None],
-        attachments: dict[uuid.UUID, list[AttachmentView]],
-    ) -> list[MessageView]:
-        return [
-            MessageView(
-                id=m.id,
-                author=m.author_role,
-                author_name=name,
-                body=key.open_text(m.id, "body", m.body_ciphertext),
-                created_at=m.created_at,
-                seq=m.seq,
-                attachments=attachments.get(m.id, []),
-            )
-            for m, name in zip(messages, author_names, strict=True)
-        ]
-
-    def message_page(
-        self,
-        conversation: Conversation,
-        dek: bytes,
-        *,
-        limit: int,
-        before_seq: int | None = None,
-        after_seq: int | None = None,
-        ascending: bool = False,
-    ) -> Page:
-        """One page of messages: newest first by default, oldest first with ``ascending``.
-
-        The cursor is a sequence number, so the query is an index range scan on
-        (conversation_id, seq) whatever the conversation's length. One statement reads the
-        page with its clinician authors' display names; attachments are looked up only for
-        messages that have some.
-        """
-        cursor = after_seq if ascending else before_seq
-        params: dict[str, Any] = {"conversation_id": conversation.id, "limit": limit + 1}
-        if cursor is not None:
-            params["cursor"] = cursor
-        rows = self.session.execute(_PAGES[ascending, cursor is not None], params).all()
-        more = len(rows) > limit
-        rows = rows[:limit]
-        next_cursor = rows[-1].seq if more and rows else None
-        key = ContentKey(dek, conversation.id)
-        attachments = self._attachment_views(key, [r.id for r in rows if r.has_attachments])
-        return Page(self._views(key, rows, [r.author_name for r in rows], attachments), next_cursor)
 
     def audit_content_read(self, actor: Principal, conversation: Conversation, what: str) -> None:
         """Each read of content by a clinician is audited (who, which conversation, when)."""
@@ -485,10 +286,7 @@ class ConversationService:
         """How the author of a new message is named in the answer (as in a page)."""
         if actor.role != Role.CLINICIAN:
             return None
-        return self.session.scalar(
-            select(Account.display_name).where(Account.id == bindparam("account_id")),
-            {"account_id": actor.id},
-        )
+        return display_names(self.session, [actor.id]).get(actor.id)
 
     def _sent_view(
         self, conversation: Conversation, dek: bytes, message_id: uuid.UUID

@@ -34,7 +34,8 @@ from medchat.errors import Forbidden, HistoryPending
 from medchat.models import Consent, Conversation, Message
 from medchat.runtime import Runtime
 from medchat.services.conversation_access import LIVE_STATUSES
-from medchat.services.conversations import ConversationService, ConversationView
+from medchat.services.conversations import ConversationService
+from medchat.services.message_views import ConversationView
 from medchat.services.profiles import ProfileService
 
 FORMATS = ("json", "fhir")

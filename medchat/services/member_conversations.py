@@ -34,8 +34,9 @@ from medchat.services.conversation_pages import (
     activity_position,
     order_by_activity,
 )
-from medchat.services.conversations import ConversationService, ConversationView, MessageView
+from medchat.services.conversations import ConversationService
 from medchat.services.idempotency import Created
+from medchat.services.message_views import ConversationView, MessageView
 
 #: Idempotency scope of a question: a key used to ask cannot replay as a message.
 START_SCOPE = "conversation.start"

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import event
 
 from medchat.schemas.conversations import MessagePageSchema, MessageSchema, message_json
-from medchat.services.conversations import AttachmentView, MessageView
+from medchat.services.message_views import AttachmentView, MessageView
 from tests.support.accounts import bearer, login, make_member
 from tests.support.messaging import CONVERSATIONS, asked, care_team, give_consent, send
 

@@ -1,0 +1,228 @@
+"""What a reader of a conversation is shown: its subject and messages, decrypted into views.
+
+The row check and the DEK come first (``ConversationAccess``); ``ConversationReader`` only turns
+rows and an opened DEK into views, for members, clinicians and the archive alike. Message pages
+are keyset-paginated on the per-conversation sequence number, so page 1 costs the same for 10
+messages as for 100,000; one statement reads a page with its clinician authors' display names,
+and only the attachments' metadata columns are read, never their sealed bytes. A clinician is
+shown by display name only ("Dr. A."), a member by nothing at all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, bindparam, exists, select
+from sqlalchemy.orm import Session
+
+from medchat.content import ContentKey, open_text
+from medchat.models import Account, Attachment, Conversation, Message
+from medchat.services.accounts import display_names
+from medchat.services.conversation_pages import Page
+
+
+@dataclass
+class AttachmentView:
+    id: uuid.UUID
+    filename: str
+    content_type: str
+    size: int
+
+
+@dataclass
+class MessageView:
+    id: uuid.UUID
+    author: str
+    author_name: str | None
+    body: str
+    created_at: datetime
+    seq: int
+    attachments: list[AttachmentView] = field(default_factory=list)
+
+
+@dataclass
+class ConversationView:
+    id: uuid.UUID
+    subject: str | None
+    status: str
+    created_at: datetime
+    last_message_at: datetime
+    member_id: uuid.UUID
+    messages: list[MessageView] = field(default_factory=list)
+    #: False while a member's history waits to be re-sealed to their new key (subject None).
+    readable: bool = True
+
+
+# Statements built once with bound parameters: building a statement costs more CPU than
+# running it.
+_ATTACHMENTS = (
+    select(
+        Attachment.id,
+        Attachment.message_id,
+        Attachment.size,
+        Attachment.filename_ciphertext,
+        Attachment.content_type_ciphertext,
+    )
+    .where(Attachment.message_id.in_(bindparam("message_ids", expanding=True)))
+    .order_by(Attachment.created_at)
+)
+#: A page of messages in one statement: the clinician author's display name joined (members
+#: are never named), and whether a message has attachments (only those are looked up).
+_PAGE = (
+    select(
+        Message.id,
+        Message.seq,
+        Message.author_role,
+        Message.author_id,
+        Message.body_ciphertext,
+        Message.created_at,
+        Account.display_name.label("author_name"),
+        exists().where(Attachment.message_id == Message.id).label("has_attachments"),
+    )
+    .select_from(Message)
+    .outerjoin(Account, and_(Account.id == Message.author_id, Message.author_role == "clinician"))
+    .where(Message.conversation_id == bindparam("conversation_id"))
+)
+_PAGES = {
+    (False, False): _PAGE.order_by(Message.seq.desc()).limit(bindparam("limit")),
+    (False, True): _PAGE.where(Message.seq < bindparam("cursor"))
+    .order_by(Message.seq.desc())
+    .limit(bindparam("limit")),
+    (True, False): _PAGE.order_by(Message.seq.asc()).limit(bindparam("limit")),
+    (True, True): _PAGE.where(Message.seq > bindparam("cursor"))
+    .order_by(Message.seq.asc())
+    .limit(bindparam("limit")),
+}
+
+
+class ConversationReader:
+    """Views of one conversation's content, given its opened DEK (no access decision here)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def subject_of(self, conversation: Conversation, dek: bytes) -> str | None:
+        if conversation.subject_ciphertext is None:
+            return None
+        return open_text(
+            dek, conversation.id, conversation.id, "subject", conversation.subject_ciphertext
+        )
+
+    def conversation_view(self, conversation: Conversation, dek: bytes) -> ConversationView:
+        return ConversationView(
+            id=conversation.id,
+            subject=self.subject_of(conversation, dek),
+            status=conversation.status,
+            created_at=conversation.created_at,
+            last_message_at=conversation.last_message_at,
+            member_id=conversation.member_id,
+        )
+
+    @staticmethod
+    def pending_view(conversation: Conversation) -> ConversationView:
+        """A conversation the caller cannot open yet: metadata only, no subject."""
+        return ConversationView(
+            id=conversation.id,
+            subject=None,
+            status=conversation.status,
+            created_at=conversation.created_at,
+            last_message_at=conversation.last_message_at,
+            member_id=conversation.member_id,
+            readable=False,
+        )
+
+    def message_views(
+        self,
+        conversation: Conversation,
+        dek: bytes,
+        messages: Sequence[Message],
+        *,
+        with_attachments: bool = True,
+    ) -> list[MessageView]:
+        """Decrypt messages and their attachments' metadata (two queries).
+
+        Only the attachments' metadata columns are read, never their (large) sealed bytes;
+        ``with_attachments=False`` skips the query for a message known to have none.
+        """
+        key = ContentKey(dek, conversation.id)
+        names = display_names(
+            self.session, {m.author_id for m in messages if m.author_role == "clinician"}
+        )
+        ids = [m.id for m in messages] if with_attachments else []
+        return self._views(
+            key,
+            messages,
+            # Members see their doctor by display name only ("Dr. A."), never an e-mail.
+            [names.get(m.author_id) if m.author_role == "clinician" else None for m in messages],
+            self._attachment_views(key, ids),
+        )
+
+    def _attachment_views(
+        self, key: ContentKey, message_ids: list[uuid.UUID]
+    ) -> dict[uuid.UUID, list[AttachmentView]]:
+        attachments: dict[uuid.UUID, list[AttachmentView]] = {}
+        if not message_ids:
+            return attachments
+        for row in self.session.execute(_ATTACHMENTS, {"message_ids": message_ids}):
+            attachments.setdefault(row.message_id, []).append(
+                AttachmentView(
+                    id=row.id,
+                    filename=key.open_text(row.id, "filename", row.filename_ciphertext),
+                    content_type=key.open_text(row.id, "content_type", row.content_type_ciphertext),
+                    size=row.size,
+                )
+            )
+        return attachments
+
+    @staticmethod
+    def _views(
+        key: ContentKey,
+        messages: Iterable[Any],
+        author_names: Iterable[str | None],
+        attachments: dict[uuid.UUID, list[AttachmentView]],
+    ) -> list[MessageView]:
+        return [
+            MessageView(
+                id=m.id,
+                author=m.author_role,
+                author_name=name,
+                body=key.open_text(m.id, "body", m.body_ciphertext),
+                created_at=m.created_at,
+                seq=m.seq,
+                attachments=attachments.get(m.id, []),
+            )
+            for m, name in zip(messages, author_names, strict=True)
+        ]
+
+    def message_page(
+        self,
+        conversation: Conversation,
+        dek: bytes,
+        *,
+        limit: int,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+        ascending: bool = False,
+    ) -> Page:
+        """One page of messages: newest first by default, oldest first with ``ascending``.
+
+        The cursor is a sequence number, so the query is an index range scan on
+        (conversation_id, seq) whatever the conversation's length. One statement reads the
+        page with its clinician authors' display names; attachments are looked up only for
+        messages that have some.
+        """
+        cursor = after_seq if ascending else before_seq
+        params: dict[str, Any] = {"conversation_id": conversation.id, "limit": limit + 1}
+        if cursor is not None:
+            params["cursor"] = cursor
+        rows = self.session.execute(_PAGES[ascending, cursor is not None], params).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = rows[-1].seq if more and rows else None
+        key = ContentKey(dek, conversation.id)
+        attachments = self._attachment_views(key, [r.id for r in rows if r.has_attachments])
+        return Page(self._views(key, rows, [r.author_name for r in rows], attachments), next_cursor)
