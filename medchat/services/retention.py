@@ -35,7 +35,6 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -58,6 +57,7 @@ from medchat.services.retention_due import (
     list_due,
     live_batch,
 )
+from medchat.services.retention_result import EarlyDestruction, RetentionResult
 from medchat.services.shredding import destroy_unless_busy, lock_free
 
 __all__ = [
@@ -77,60 +77,6 @@ log = logging.getLogger("medchat.retention")
 
 def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
-
-
-class EarlyDestruction(ValueError):
-    """A real run was asked for as of a time that has not come yet."""
-
-    def __init__(self, as_of: datetime, now: datetime) -> None:
-        super().__init__(
-            f"as of {_iso(as_of)} is later than now ({_iso(now)}): a run never destroys "
-            "before retention is due (a dry run may look ahead)"
-        )
-
-
-@dataclass
-class RetentionResult:
-    """What a run did (or, for a dry run, would do)."""
-
-    as_of: datetime
-    dry_run: bool
-    conversations_destroyed: int = 0
-    conversations_sealed: int = 0
-    archive_records_destroyed: int = 0
-    #: Archive records left in place: their record or stored content failed its check.
-    archive_records_refused: int = 0
-    #: Due rows whose wraps another transaction (a rotation, a re-wrap) held: the next run's.
-    skipped_busy: int = 0
-    batches: int = 0
-    #: A dry run's listing.
-    due: list[DueItem] = field(default_factory=list)
-
-    @property
-    def handled(self) -> int:
-        return (
-            self.conversations_destroyed
-            + self.conversations_sealed
-            + self.archive_records_destroyed
-            + self.archive_records_refused
-            + self.skipped_busy
-        )
-
-    def counts(self) -> dict[str, int]:
-        """The three counts of the CLI contract (API.md ``medchat retention run``)."""
-        return {
-            "conversations_destroyed": self.conversations_destroyed,
-            "conversations_sealed": self.conversations_sealed,
-            "archive_records_destroyed": self.archive_records_destroyed,
-        }
-
-    def add(self, other: RetentionResult) -> None:
-        self.conversations_destroyed += other.conversations_destroyed
-        self.conversations_sealed += other.conversations_sealed
-        self.archive_records_destroyed += other.archive_records_destroyed
-        self.archive_records_refused += other.archive_records_refused
-        self.skipped_busy += other.skipped_busy
-        self.batches += 1
 
 
 class RetentionService:
