@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from access_control.principal import Principal
 from access_control.roles import Role
 from medchat import audit
 from medchat.content import seal_text
-from medchat.errors import Forbidden, HistoryPending
-from medchat.models import Conversation, ConversationStatus
+from medchat.errors import Forbidden, HistoryPending, NotAuthenticated
+from medchat.models import Account, AccountStatus, Conversation, ConversationStatus
 from medchat.runtime import Runtime
 from medchat.services import conversation_access
 from medchat.services.conversation_pages import (
@@ -42,6 +42,9 @@ from medchat.services.message_views import ConversationView, MessageView
 START_SCOPE = "conversation.start"
 #: What a member's list shows (defined with the row check; re-exported for the re-wrap queue).
 LIVE_STATUSES = conversation_access.LIVE_STATUSES
+
+
+_ACCOUNT_STATUS = select(Account.status).where(Account.id == bindparam("account_id"))
 
 
 class MemberConversationService:
@@ -96,6 +99,7 @@ class MemberConversationService:
             )
         self.session.add(conversation)
         self.session.flush()
+        self._require_account_still_active(actor)
         message = conversations.append_message(conversation, dek, actor, body)
         audit.record(
             self.session,
@@ -108,6 +112,20 @@ class MemberConversationService:
         view = conversations.conversation_view(conversation, dek)
         view.messages = conversations.message_views(conversation, dek, [message])
         return Created(view)
+
+    def _require_account_still_active(self, actor: Principal) -> None:
+        """Re-read the account after the conversation row went in (``NotAuthenticated`` if it
+        is no longer active).
+
+        An account deletion locks the account row first; the new row's foreign-key check
+        waits for that lock, so once it is through, this statement sees a deletion that
+        committed meanwhile: a question sent from another device in the same instant is
+        refused instead of staying live for an erased account. (A deletion that starts
+        after this point waits for this transaction, then seals the new conversation.)
+        """
+        status = self.session.scalar(_ACCOUNT_STATUS, {"account_id": actor.id})
+        if status != AccountStatus.ACTIVE:
+            raise NotAuthenticated
 
     def _started_view(self, actor: Principal, conversation_id: uuid.UUID) -> ConversationView:
         """The answer to a replayed question, rebuilt from the rows (nothing was stored)."""
