@@ -53,6 +53,33 @@ def cli_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 CLI_CONTEXT = audit.AuditContext(actor_role="cli", address="cli")
 
 
+class ProgressBar:
+    """Items done so far, as a bar on stderr, drawn from the first report on (when the total
+    is known); called as ``progress(done, total)`` by batch jobs (rotation, retention)."""
+
+    def __init__(self, enabled: bool, label: str) -> None:
+        self.enabled = enabled
+        self.label = label
+        self.bar: Any = None
+        self.shown = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(
+                length=max(total, 1), label=self.label, show_pos=True, file=sys.stderr
+            )
+            self.bar.__enter__()
+        self.bar.length = max(self.bar.length, total)
+        self.bar.update(done - self.shown)
+        self.shown = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
 @click.group("db", help="Database schema.")
 def db_group() -> None:
     pass

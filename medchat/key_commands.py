@@ -7,14 +7,21 @@ and TOTP code: nothing on the server can open a conversation key on its own. Con
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
 from flask.cli import with_appcontext
 
 from medchat import audit
-from medchat.cli import CLI_CONTEXT, _runtime, cli_errors, emit, fail, json_option
+from medchat.cli import (
+    CLI_CONTEXT,
+    ProgressBar,
+    _runtime,
+    cli_errors,
+    emit,
+    fail,
+    json_option,
+)
 from medchat.runtime import Runtime
 
 
@@ -68,34 +75,6 @@ def keys_init(clinician: str, compliance: str, as_json: bool) -> None:
         f"archive role key   {keys.archive_key_id} ({keys.archive_fingerprint})\n"
         f"pinned in {runtime.pins.path}",
     )
-
-
-class _ReSealProgress:
-    """A progress bar on stderr, drawn from the first batch on (when the total is known)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.bar: Any = None
-        self.shown = 0
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None:
-            self.bar = click.progressbar(
-                length=max(total, 1),
-                label="re-sealing wraps",
-                show_pos=True,
-                file=sys.stderr,
-            )
-            self.bar.__enter__()
-        self.bar.length = max(self.bar.length, total)
-        self.bar.update(done - self.shown)
-        self.shown = done
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
 
 
 def _signed_in_holder(runtime: Runtime, email: str, password: str, code: str) -> Any:
@@ -159,7 +138,7 @@ def keys_rotate(
     password = click.prompt("Password", hide_input=True, err=True)
     code = click.prompt("One-time code", err=True)
     actor = _signed_in_holder(runtime, email, password, code)
-    progress = _ReSealProgress(enabled=not as_json)
+    progress = ProgressBar(enabled=not as_json, label="re-sealing wraps")
     try:
         result = RotationService(
             runtime,

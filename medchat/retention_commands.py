@@ -11,14 +11,21 @@ a one-line reason and changes nothing).
 
 from __future__ import annotations
 
-import sys
 from datetime import datetime
 from typing import Any
 
 import click
 from flask.cli import with_appcontext
 
-from medchat.cli import CLI_CONTEXT, _runtime, cli_errors, emit, fail, json_option
+from medchat.cli import (
+    CLI_CONTEXT,
+    ProgressBar,
+    _runtime,
+    cli_errors,
+    emit,
+    fail,
+    json_option,
+)
 
 AS_OF_EXAMPLE = "2029-01-01T00:00:00Z"
 
@@ -29,32 +36,6 @@ def parse_as_of(value: str) -> datetime:
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError("no time zone")
     return parsed
-
-
-class _Progress:
-    """Items handled so far, as a bar on stderr (the total is known after the first count)."""
-
-    def __init__(self, enabled: bool, label: str) -> None:
-        self.enabled = enabled
-        self.label = label
-        self.bar: Any = None
-        self.shown = 0
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None:
-            self.bar = click.progressbar(
-                length=max(total, 1), label=self.label, show_pos=True, file=sys.stderr
-            )
-            self.bar.__enter__()
-        self.bar.length = max(self.bar.length, total)
-        self.bar.update(done - self.shown)
-        self.shown = done
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
 
 
 @click.group("retention", help="Retention: destroy expired conversations and archive records.")
@@ -88,7 +69,7 @@ def retention_run(dry_run: bool, as_of: str | None, batch: int | None, as_json: 
         except ValueError:
             fail(f"--as-of {as_of!r} is not an ISO 8601 time with a zone, like {AS_OF_EXAMPLE}", 2)
     runtime = _runtime()
-    progress = _Progress(enabled=not as_json and not dry_run, label="retention: items handled")
+    progress = ProgressBar(enabled=not as_json and not dry_run, label="retention: items handled")
     service = RetentionService(
         runtime, batch_size=batch, progress=progress, audit_context=CLI_CONTEXT
     )
