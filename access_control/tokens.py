@@ -81,6 +81,12 @@ _CHECK = (
 )
 
 
+def _live(used_at: datetime | None, expires_at: datetime, status: str, now: datetime) -> bool:
+    """The one rule for a bearer token: never used up (a rotated refresh token is), not
+    expired, and its account active."""
+    return used_at is None and expires_at > now and status == AccountStatus.ACTIVE
+
+
 class TokenStore:
     """Issues, checks, rotates and revokes tokens within the caller's transaction."""
 
@@ -165,7 +171,7 @@ class TokenStore:
         if row is None:
             raise InvalidToken
         record, account = row
-        if record.used_at is not None or record.expires_at <= self.now or not account.is_active:
+        if not _live(record.used_at, record.expires_at, account.status, self.now):
             raise InvalidToken
         return record, account
 
@@ -178,12 +184,7 @@ class TokenStore:
         row = self.session.execute(
             _CHECK, {"token_hash": crypto.token_hash(token), "kind": kind}
         ).one_or_none()
-        if (
-            row is None
-            or row.used_at is not None
-            or row.expires_at <= self.now
-            or row.status != AccountStatus.ACTIVE
-        ):
+        if row is None or not _live(row.used_at, row.expires_at, row.status, self.now):
             raise InvalidToken
         return LiveToken(
             token_id=row.id,
