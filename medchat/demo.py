@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from access_control import totp
 from access_control.principal import Principal
 from access_control.roles import Role
+from medchat import audit
 from medchat.models import AccountStatus, Conversation, KeyRole
 from medchat.runtime import Runtime
 from medchat.services.accounts import AccountService, NewMember
@@ -107,9 +108,14 @@ def seed_demo(session: Session, runtime: Runtime) -> list[dict[str, Any]]:
 
 
 def _acting(session: Session, runtime: Runtime, email: str, password: str) -> Principal:
+    """The demo person, with the keys their password opens; what follows is audited as theirs
+    (from the address ``cli``), so the member's access log shows the doctor's answer."""
     account = AccountService(session, runtime).find_by_email(email)
     assert account is not None
     keyring = runtime.custody(session).open_keyring(account.id, password)
+    audit.set_context(
+        session, audit.AuditContext(actor_id=account.id, actor_role=account.role, address="cli")
+    )
     return Principal.in_process(account, keyring)
 
 

@@ -183,3 +183,8 @@ def test_demo_seeds_role_keys_and_one_answered_question_once(app):
     ).get_json()["items"]
     assert [m["author"] for m in messages] == ["member", "clinician"]
     assert messages[1]["author_name"] == "Dr. M."
+    # The member's access log shows the demo doctor's answer, by display name only.
+    log = client.get("/api/v1/me/access-log", headers=headers).get_json()["items"]
+    assert [(e["actor"], e["action"], e["conversation_id"]) for e in log] == [
+        ("Dr. M.", "reply", conversations[0]["id"])
+    ]
