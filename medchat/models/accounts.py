@@ -61,6 +61,14 @@ class Account(Base):
     def has_totp(self) -> bool:
         return self.totp_confirmed_at is not None
 
+    def forget_sign_in_secrets(self) -> None:
+        """Clear the password hash and the TOTP seed and state: the account signs in nowhere
+        until it enrolls again (staff reset) or ever (account deletion)."""
+        self.password_hash = None
+        self.totp_secret_ciphertext = None
+        self.totp_confirmed_at = None
+        self.totp_last_step = None
+
 
 class MemberProfile(Base):
     """What a member told the insurer about themselves; a clinician sees only a slice."""

@@ -155,11 +155,8 @@ class AccountDeletionService:
         account.last_name_ciphertext = b""
         account.first_name = ""
         account.display_name = None
-        account.password_hash = None
+        account.forget_sign_in_secrets()
         account.password_changed_at = None
-        account.totp_secret_ciphertext = None
-        account.totp_confirmed_at = None
-        account.totp_last_step = None
         account.status = AccountStatus.DELETED
         account.disabled_at = self.runtime.clock.now()
         self.session.flush()

@@ -55,11 +55,8 @@ class StaffResetService:
         if account.id == actor.id:
             raise Conflict("Another admin must reset your account.")
         now = self.runtime.clock.now()
-        account.password_hash = None
+        account.forget_sign_in_secrets()
         account.password_changed_at = now
-        account.totp_secret_ciphertext = None
-        account.totp_confirmed_at = None
-        account.totp_last_step = None
         account.status = AccountStatus.PENDING
         self.session.execute(delete(RecoveryCode).where(RecoveryCode.account_id == account.id))
         TokenStore(self.session, now).revoke_account(account.id)
