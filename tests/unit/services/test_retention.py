@@ -755,3 +755,24 @@ def test_a_run_never_looks_ahead_of_the_clock(runtime, clock, member):
     preview = RetentionService(runtime).run(later, dry_run=True)
     assert preview.conversations_destroyed == 1
     assert stored_rows(runtime, conversation_id)["messages"] == 2
+
+
+def test_the_members_access_log_shows_what_retention_did_to_their_data(runtime, clock, member):
+    """SECURITY-MODEL "Transparency": the real run's entries reach the member's access log as
+    ``retention`` by ``system``, for their conversations only."""
+    from medchat.services.access_log import AccessLogService
+
+    other = sign_in(runtime, make_member(runtime)).principal
+    destroyed = question(runtime, member)
+    sealed_record = seal(runtime, member, question(runtime, member, 1))
+    question(runtime, other, 2)
+
+    run(runtime, sealed_record.sealed_at + ARCHIVE + timedelta(seconds=1))
+
+    with runtime.database.transaction() as session:
+        page = AccessLogService(session, runtime).page(member, limit=50)
+    shown = {(e.actor, e.action, e.conversation_id) for e in page.items}
+    assert shown == {
+        ("system", "retention", destroyed),
+        ("system", "retention", sealed_record.conversation_id),
+    }
