@@ -7,7 +7,7 @@ rolled-back change leaves no entry. Refusals (403, network refusals, lockouts, f
 are recorded with ``record_on_rollback`` and written after the rollback.
 
 The chain: ``entry_hash = SHA-256(fields, prev_hash)``, ``mac = HMAC(audit key, entry_hash)``
-with the key in ``MEDCHAT_KEY_DIR``. Appends lock the chain head row (``UPDATE ... RETURNING``
+with the key in ``MEDCHAT_KEY_DIR``. Appends lock the chain head row (``SELECT ... FOR UPDATE``
 on PostgreSQL, the database write lock on SQLite), so concurrent writers never fork the chain;
 the head also records the last sequence number, so a truncated tail is caught. ``verify``
 names the first entry that is edited, missing, reordered, or carries a MAC the key did not make.
@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, bindparam, event, insert, select, update
+from sqlalchemy import BigInteger, Connection, bindparam, event, insert, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from access_control import crypto
@@ -176,15 +177,16 @@ def _row(item: PendingEntry) -> dict[str, Any]:
 #: Taking the head row lock first serialises appends: the chain can never fork. Statements
 #: are built once (building one costs more CPU than running it), with bound parameters.
 _LOCK_HEAD = (
-    update(_HEADS)
-    .where(_HEADS.c.chain == AUDIT_CHAIN)
-    .values(seq=_HEADS.c.seq + bindparam("count", type_=BigInteger()))
-    .returning(_HEADS.c.seq, _HEADS.c.entry_hash)
+    select(_HEADS.c.seq, _HEADS.c.entry_hash).where(_HEADS.c.chain == AUDIT_CHAIN).with_for_update()
 )
 _MOVE_HEAD = (
     update(_HEADS)
     .where(_HEADS.c.chain == AUDIT_CHAIN)
-    .values(entry_hash=bindparam("head_hash"), mac=bindparam("head_mac"))
+    .values(
+        seq=bindparam("head_seq", type_=BigInteger()),
+        entry_hash=bindparam("head_hash"),
+        mac=bindparam("head_mac"),
+    )
 )
 _INSERT_ENTRIES = insert(_ENTRIES)
 #: The common case, one entry, in one round trip on PostgreSQL: the INSERT runs as a
@@ -198,16 +200,21 @@ _INSERT_ONE_AND_MOVE_HEAD = _MOVE_HEAD.add_cte(
 )
 
 
-def append_pending(session: Session) -> None:
-    """Append the queued entries to the chain. Runs inside the committing transaction.
+def append_pending(session: Session, *, commit: bool = False) -> None:
+    """Append the queued entries to the chain, inside the transaction they belong to.
 
     The head row lock is held from the first statement here to the commit, so everything
     else the unit of work has to write is flushed before it is taken, and under it run only
-    what the chain needs: ``UPDATE chain_heads ... RETURNING`` (takes the lock, reserves the
-    sequence numbers, reads the previous hash), the hashes and MACs, then the entries and the
-    new head: for one entry on PostgreSQL a single statement (the ``INSERT`` as a
-    data-modifying CTE of the head ``UPDATE``), otherwise one ``INSERT`` of every entry
-    (executemany) and the head ``UPDATE``. Any failure fails the commit: audit fails closed.
+    what the chain needs: ``SELECT ... FOR UPDATE`` of the head (takes the lock, reads the
+    last sequence number and hash), the hashes and MACs, then the entries and the new head:
+    for one entry on PostgreSQL a single statement (the ``INSERT`` as a data-modifying CTE
+    of the head ``UPDATE``), otherwise one ``INSERT`` of every entry (executemany) and the
+    head ``UPDATE``. The head row gets one new version per append.
+
+    ``commit`` (the ``before_commit`` hook passes it): on PostgreSQL those writes and the
+    ``COMMIT`` go to the server together, in one pipeline (``_write_and_commit``), so the
+    lock is held for two round trips instead of three. Any failure fails the commit: audit
+    fails closed.
     """
     if not session.info.get("audit_pending"):
         return
@@ -221,8 +228,7 @@ def append_pending(session: Session) -> None:
     # Everything that does not depend on the chain is made before the lock is taken.
     rows = [_row(item) for item in pending]
     entry_ids = [uuid.uuid4() for _ in pending]
-    start_seq, prev_hash = connection.execute(_LOCK_HEAD, {"count": len(pending)}).one()
-    seq = start_seq - len(pending)
+    seq, prev_hash = connection.execute(_LOCK_HEAD).one()
     for row, entry_id in zip(rows, entry_ids, strict=True):
         seq += 1
         entry_hash = _entry_hash(seq, entry_id, prev_hash, row)
@@ -234,13 +240,43 @@ def append_pending(session: Session) -> None:
             mac=crypto.mac(key, _MAC_LABEL, entry_hash),
         )
         prev_hash = entry_hash
-    head = {"head_hash": prev_hash, "head_mac": _head_mac(key, seq, prev_hash)}
+    head = {"head_seq": seq, "head_hash": prev_hash, "head_mac": _head_mac(key, seq, prev_hash)}
+    if commit and connection.dialect.name == "postgresql":
+        _write_and_commit(connection, rows, head)
+    else:
+        _write(connection, rows, head)
+
+
+def _write(connection: Connection, rows: list[dict[str, Any]], head: dict[str, Any]) -> None:
     if connection.dialect.name == "postgresql" and len(rows) == 1:
         params = {f"new_{name}": value for name, value in rows[0].items()}
         connection.execute(_INSERT_ONE_AND_MOVE_HEAD, {**params, **head})
     else:
         connection.execute(_INSERT_ENTRIES, rows)
         connection.execute(_MOVE_HEAD, head)
+
+
+def _write_and_commit(
+    connection: Connection, rows: list[dict[str, Any]], head: dict[str, Any]
+) -> None:
+    """The chain writes and ``COMMIT`` in one psycopg pipeline: one round trip, not two.
+
+    ``COMMIT`` is queued as a statement (``Connection.commit()`` would wait for its own
+    answer, and leaving the pipeline would then cost a second round trip). Nothing is
+    written after this (the unit of work was flushed before the head lock and this hook is
+    the last ``before_commit`` step), so the session's own commit that follows finds the
+    connection idle and sends nothing. An error of any statement or of the
+    ``COMMIT`` itself is raised when the pipeline ends, as SQLAlchemy's ``DBAPIError``; the
+    transaction is then aborted and the session's rollback clears it.
+    """
+    driver = connection.connection.driver_connection
+    dbapi = connection.dialect.loaded_dbapi
+    try:
+        with driver.pipeline():
+            _write(connection, rows, head)
+            driver.execute("COMMIT")
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(None, None, exc, dbapi.Error) from exc
 
 
 @event.listens_for(Session, "before_commit")
@@ -251,7 +287,7 @@ def _append_on_commit(session: Session) -> None:
     if session.in_nested_transaction():
         return
     if session.info.get("audit_pending"):
-        append_pending(session)
+        append_pending(session, commit=True)
 
 
 def _rows(session: Session, batch: int = 2000) -> Iterator[AuditEntry]:

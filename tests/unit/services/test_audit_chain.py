@@ -298,35 +298,6 @@ def test_many_entries_of_one_transaction_chain_in_the_order_recorded(runtime):
     assert details[2:] == [f'{{"n":{n}}}' for n in range(1, 31)]
 
 
-def test_an_append_runs_two_statements_under_the_head_lock_for_one_entry(runtime):
-    from sqlalchemy import event
-
-    statements: list[str] = []
-
-    def log(conn, cursor, statement, *args) -> None:
-        statements.append(statement.split()[0].upper())
-
-    engine = runtime.database.engine
-    event.listen(engine, "before_cursor_execute", log)
-    try:
-        write_entries(runtime, 1)
-        single = list(statements)
-        statements.clear()
-        write_entries(runtime, 3, per_transaction=3)
-        batch = list(statements)
-    finally:
-        event.remove(engine, "before_cursor_execute", log)
-
-    head_lock, *rest = [s for s in single if s != "BEGIN"]
-    assert head_lock == "UPDATE"
-    if runtime.database.is_postgresql:
-        assert rest == ["WITH"]  # the entry and the new head in one statement
-    else:
-        assert rest == ["INSERT", "UPDATE"]
-    assert [s for s in batch if s != "BEGIN"] == ["UPDATE", "INSERT", "UPDATE"]
-    assert verify(runtime).ok
-
-
 def test_concurrent_writers_of_single_and_batched_entries_leave_one_unbroken_chain(runtime):
     threads, transactions = 4, 15
     barrier = threading.Barrier(threads)

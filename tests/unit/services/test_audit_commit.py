@@ -1,0 +1,110 @@
+"""How an append meets the commit: few statements under the chain head lock, audit fails closed.
+
+The head row lock serialises every writer of the chain, so what runs while it is held decides
+how many units of work can commit per second: the head is read with ``SELECT ... FOR UPDATE``,
+the entries and the new head are written (one statement for one entry on PostgreSQL), and on
+PostgreSQL those writes travel to the server in one pipeline with the ``COMMIT``. A failure
+anywhere in that pipeline still undoes the whole unit of work.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import event, func, select, text
+from sqlalchemy.exc import IntegrityError
+
+from medchat import audit
+from medchat.models import AuditEntry, ChainHead
+from tests.unit.services.test_audit_chain import verify, write_entries
+
+
+def _statements(runtime, work) -> list[tuple[str, bool]]:
+    """(first word, ran inside a psycopg pipeline) of each statement ``work`` sends."""
+    seen: list[tuple[str, bool]] = []
+
+    def log(conn, cursor, statement, *args) -> None:
+        driver = conn.connection.driver_connection
+        pgconn = getattr(driver, "pgconn", None)
+        seen.append((statement.split()[0].upper(), bool(pgconn and pgconn.pipeline_status)))
+
+    engine = runtime.database.engine
+    event.listen(engine, "before_cursor_execute", log)
+    try:
+        work()
+    finally:
+        event.remove(engine, "before_cursor_execute", log)
+    return [item for item in seen if item[0] != "BEGIN"]
+
+
+def test_one_entry_is_a_head_lock_and_one_write(runtime):
+    single = _statements(runtime, lambda: write_entries(runtime, 1))
+    batch = _statements(runtime, lambda: write_entries(runtime, 3, per_transaction=3))
+
+    words = [word for word, _ in single]
+    if runtime.database.is_postgresql:
+        assert words == ["SELECT", "WITH"]  # the entry and the new head in one statement
+    else:
+        assert words == ["SELECT", "INSERT", "UPDATE"]
+    assert [word for word, _ in batch] == ["SELECT", "INSERT", "UPDATE"]
+    assert verify(runtime).ok
+
+
+def test_on_postgresql_the_chain_writes_share_one_round_trip_with_the_commit(runtime, tmp_path):
+    if not runtime.database.is_postgresql:
+        pytest.skip("psycopg pipelines are PostgreSQL's; SQLite commits in process")
+    trace = tmp_path / "libpq.trace"
+    statements: list[tuple[str, bool]] = []
+
+    def work() -> None:
+        with trace.open("w") as sink, runtime.database.transaction() as session:
+            audit.record(session, "test.pipelined", target_type="thing", target_id="t-1")
+            driver = session.connection().connection.driver_connection
+            driver.pgconn.trace(sink.fileno())
+            session.commit()
+            driver.pgconn.untrace()
+
+    statements = _statements(runtime, work)
+
+    # The head lock answers on its own (the hashes need it); the write waits for the COMMIT.
+    assert statements == [("SELECT", False), ("WITH", True)]
+    sent = [line.split("\t") for line in trace.read_text().splitlines()]
+    # A round trip ends where the client waits for ReadyForQuery: after a Sync or a Query.
+    asked = [f for f in sent if f[1:2] == ["F"] and f[3:4] in (["Sync"], ["Query"])]
+    answered = [f for f in sent if f[1:2] == ["B"] and f[3:4] == ["ReadyForQuery"]]
+    # BEGIN, the head lock, then the write with the COMMIT (four without the pipeline).
+    assert len(asked) == len(answered) == 3
+    with runtime.database.engine.connect() as other:  # committed: another connection sees it
+        assert other.scalar(select(func.count()).where(AuditEntry.action == "test.pipelined")) == 1
+    assert verify(runtime).ok
+
+
+def test_a_failed_chain_write_undoes_the_whole_unit_of_work(runtime):
+    write_entries(runtime, 2)
+    # A database writer takes the next sequence number: the append's INSERT collides with it.
+    with runtime.database.transaction() as session:
+        planted = session.execute(select(AuditEntry).where(AuditEntry.seq == 2)).scalar_one()
+        session.execute(
+            text(
+                "INSERT INTO audit_entries (seq, id, at, action, outcome, details, prev_hash,"
+                " entry_hash, mac) VALUES (3, :id, :at, 'planted', 'success', '{}', :h, :e, :m)"
+            ),
+            {
+                "id": "00000000-0000-4000-8000-000000000003",
+                "at": planted.at,
+                "h": planted.entry_hash,
+                "e": b"\x01" * 32,
+                "m": b"\x02" * 32,
+            },
+        )
+
+    with pytest.raises(IntegrityError), runtime.database.transaction() as session:
+        session.add(ChainHead(chain="other", seq=7, entry_hash=b"\0" * 32, mac=b"\0" * 32))
+        audit.record(session, "test.lost", target_type="thing", target_id="t-2")
+
+    with runtime.database.transaction() as session:
+        assert session.get(ChainHead, "other") is None  # the change went with the entry
+        assert session.get(ChainHead, audit.AUDIT_CHAIN).seq == 2
+        assert session.scalar(select(func.count()).where(AuditEntry.action == "test.lost")) == 0
+        session.execute(text("DELETE FROM audit_entries WHERE seq = 3"))
+    write_entries(runtime, 1)  # the pool's connections are usable again
+    assert verify(runtime).ok
