@@ -35,9 +35,17 @@ def _refuse_outside_staff_networks() -> None:
         require_allowed_network(request.remote_addr, runtime().settings.staff_networks)
 
 
+#: Lower-cased names, for one pass over the response's headers instead of one per name.
+_STATIC_NAMES = {name.lower(): name for name in STATIC_HEADERS}
+
+
 def _add_headers(response: Response) -> Response:
-    for name, value in STATIC_HEADERS.items():
-        response.headers.setdefault(name, value)
+    # A view may set its own value of one of these (a stricter CSP for a file download);
+    # every other one is added.
+    present = {name.lower() for name, _ in response.headers} & _STATIC_NAMES.keys()
+    response.headers.extend(
+        (name, value) for name, value in STATIC_HEADERS.items() if name.lower() not in present
+    )
     if request.path.startswith(("/api/", "/console")):
         response.headers["Cache-Control"] = "no-store"
         response.headers["Pragma"] = "no-cache"

@@ -155,6 +155,20 @@ def test_security_headers_on_every_response(client, runtime):
         assert headers["Referrer-Policy"] == "no-referrer", name
 
 
+def test_each_security_header_is_sent_once_and_a_view_may_set_its_own(make_app):
+    app = make_app()
+
+    def own_policy():
+        return "x", 200, {"content-security-policy": "default-src 'none'"}
+
+    app.add_url_rule("/own-policy", view_func=own_policy)
+    headers = app.test_client().get("/own-policy").headers
+
+    assert headers.getlist("Content-Security-Policy") == ["default-src 'none'"]
+    for name in ("Strict-Transport-Security", "X-Frame-Options", "Permissions-Policy"):
+        assert len(headers.getlist(name)) == 1, name
+
+
 def test_api_responses_are_never_cached(client, runtime):
     for name, response in _sample_responses(client, runtime).items():
         if name in {"healthz", "404 outside api"}:
