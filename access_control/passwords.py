@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import secrets
 from collections.abc import Sequence
 
 import bcrypt
@@ -26,6 +27,9 @@ BCRYPT_MAX_BYTES = 72
 # zxcvbn's matching grows quickly with length; a prefix this long decides strength reliably.
 _ZXCVBN_PREFIX = 100
 _PREHASH_KEY = b"medchat/password-prehash/v1"
+#: bcrypt's base64 alphabet: a hash is "$2b$", the cost, "$", 22 salt and 31 digest characters.
+_BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_BCRYPT_DIGEST_CHARS = 31
 
 
 def check_strength(password: str, user_inputs: Sequence[str] = ()) -> None:
@@ -78,7 +82,7 @@ class PasswordHasher:
 
     def __init__(self, rounds: int) -> None:
         self.rounds = rounds
-        self._dummy = bcrypt.hashpw(b"medchat-dummy-password", bcrypt.gensalt(rounds))
+        self._dummy = _dummy_hash(rounds)
 
     def hash(self, password: str) -> bytes:
         return bcrypt.hashpw(_bcrypt_input(password), bcrypt.gensalt(self.rounds))
@@ -94,3 +98,15 @@ class PasswordHasher:
     def burn(self, password: str) -> None:
         """Spend one hash's time (registration of a taken address must not be faster)."""
         bcrypt.hashpw(_bcrypt_input(password), bcrypt.gensalt(self.rounds))
+
+
+def _dummy_hash(rounds: int) -> bytes:
+    """A well-formed bcrypt hash of the given cost that no password matches.
+
+    Checking a password against it costs exactly what checking a real hash of that cost
+    does (bcrypt derives from the password and the salt, then compares), yet making it costs
+    nothing: a random salt and a random digest, no hashing. Every worker makes one at start,
+    so hashing here would add a full bcrypt run to each worker's boot.
+    """
+    digest = "".join(secrets.choice(_BCRYPT_ALPHABET) for _ in range(_BCRYPT_DIGEST_CHARS))
+    return bcrypt.gensalt(rounds) + digest.encode("ascii")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bcrypt
 import pytest
 
 from access_control.passwords import PasswordHasher, check_strength
@@ -68,3 +69,12 @@ def test_multibyte_passwords_past_72_bytes_are_prehashed(hasher):
 def test_unknown_account_check_fails_after_equal_work(hasher):
     assert hasher.verify(STRONG, None) is False
     assert hasher._dummy.startswith(b"$2b$04$")
+
+
+def test_the_dummy_hash_is_a_well_formed_bcrypt_hash_of_its_own(hasher):
+
+    # bcrypt accepts it (a malformed one raises "Invalid salt" instead of doing the work) ...
+    assert len(hasher._dummy) == 60
+    assert bcrypt.checkpw(STRONG.encode(), hasher._dummy) is False
+    # ... and each process makes its own: no fixed value anyone could look up.
+    assert PasswordHasher(4)._dummy != PasswordHasher(4)._dummy
