@@ -2,9 +2,10 @@
 
 One run: a fresh PostgreSQL database, medchat and the bare app each under gunicorn with the
 same worker settings, both up at once; for each operation (send, read-50) and each client
-count, the medchat cell and then the bare cell run back to back, so they share the same
-machine state. Then page 1 of a 1,000- against a 100,000-message conversation. Everything it
-made is removed at the end, also after an error or Ctrl-C. See bench/README.md.
+count, the medchat and the bare cell are measured in alternating slices, so they share the
+same machine state (bench/cells.py). Then page 1 of a 1,000- against a 100,000-message
+conversation. Everything it made is removed at the end, also after an error or Ctrl-C. See
+bench/README.md.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import cpu, page1, report
+from bench.cells import measure_pair
 from bench.environment import Environment, Server, log
-from bench.load import CellResult, ClientSpec, run_cell
-from bench.pgwait import ActivitySampler
+from bench.load import CellResult, ClientSpec
 
 REQUIRED_PATHS = (
     ("POST", "/api/v1/conversations"),
@@ -64,12 +65,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.10,
         help="repeat a cell if other processes used more than this share of the CPUs",
     )
-    parser.add_argument("--attempts", type=int, default=3, help="tries per cell (see above)")
+    parser.add_argument("--attempts", type=int, default=3, help="tries per slice (see above)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="slices per cell, alternating the two stacks (bench/cells.py)",
+    )
     parser.add_argument("--keep-logs", type=Path, default=None, help="copy gunicorn logs here")
     args = parser.parse_args(argv)
     quick = args.quick
     args.seconds = args.seconds if args.seconds is not None else (2.0 if quick else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (0.5 if quick else 2.0)
+    args.rounds = args.rounds if args.rounds is not None else (1 if quick else 4)
     args.large = args.large if args.large is not None else (10_000 if quick else 100_000)
     args.page1_samples = args.page1_samples or (50 if quick else 200)
     args.setup_costs = args.setup_costs or ("low" if quick else "production")
@@ -215,20 +223,11 @@ def main(argv: list[str] | None = None) -> int:
         groups = {name: server.process.pid for name, server in servers.items()}
         probe = (lambda: cpu.snapshot(groups)) if cpu.available() else None
         cells: dict[str, list[tuple[CellResult, CellResult]]] = {"send": [], "read": []}
+        ports = {name: server.port for name, server in servers.items()}
         for op in ("send", "read"):
             for n in args.client_counts:
-                pair = []
-                for stack in ("medchat", "bare"):
-                    result = measure_cell(
-                        args,
-                        servers[stack].port,
-                        specs[stack, op][:n],
-                        probe,
-                        f"{op} {stack}",
-                        env.conninfo,
-                    )
-                    pair.append(result)
-                cells[op].append((pair[0], pair[1]))
+                cell_specs = {stack: specs[stack, op][:n] for stack in ports}
+                cells[op].append(measure_pair(args, ports, cell_specs, probe, op, env.conninfo))
 
         owner_auth = {"Authorization": f"Bearer {owner.tokens[0]}"}
         page = {"small": args.small, "large": args.large, "samples": args.page1_samples}
@@ -278,49 +277,6 @@ def main(argv: list[str] | None = None) -> int:
         env.close(keep_logs=args.keep_logs)
 
 
-def measure_cell(
-    args: argparse.Namespace,
-    port: int,
-    specs: list[ClientSpec],
-    probe: Any,
-    label: str,
-    conninfo: str,
-) -> CellResult:
-    """One cell, repeated (up to ``--attempts``) while other work took CPU during it.
-
-    The attempt that other processes disturbed least is kept.
-    """
-    best: CellResult | None = None
-    for _attempt in range(args.attempts):
-        if probe is not None and args.wait_quiet > 0:
-            waited, busy = cpu.wait_for_quiet(args.wait_quiet)
-            if waited:
-                log(f"waited {waited:.0f} s for other work to stop ({busy:.0%} busy)")
-        with ActivitySampler(conninfo) as sampler:
-            result = run_cell(
-                port,
-                specs,
-                seconds=args.seconds,
-                warmup=args.warmup,
-                processes=args.load_procs,
-                probe=probe,
-            )
-        result.db_activity = sampler.averages()
-        other = result.other_cpu_share()
-        log(
-            f"{label:<12} {len(specs):>3} clients: {result.throughput:8.1f} req/s "
-            f"p50 {result.percentile(50):7.2f} ms p99 {result.percentile(99):7.2f} ms"
-            + (f" errors {result.errors}" if result.errors else "")
-            + (f" (other work: {other:.0%} of the CPUs)" if other > 0.02 else "")
-        )
-        if best is None or other < best.other_cpu_share():
-            best = result
-        if other <= args.max_other:
-            break
-    assert best is not None
-    return best
-
-
 def sanity_check(server: Server, owner: Any, chat: uuid.UUID, history: int) -> None:
     """Page 1 of a seeded chat decrypts to the bodies that were sealed, newest first."""
     from bench.seed import call, message_text
@@ -341,7 +297,8 @@ def describe(args: argparse.Namespace, env: Environment, restarts: dict[str, int
         f"machine: {info.get('cpus')} CPUs ({info.get('cpu_model', '?')}), "
         f"Python {info['python']}, PostgreSQL on 127.0.0.1 (same machine)\n"
         f"gunicorn (deploy/gunicorn.conf.py): {env.workers} workers x {env.threads} threads "
-        f"for both stacks; {args.seconds:g} s measured after {args.warmup:g} s warm-up per cell; "
+        f"for both stacks; {args.seconds:g} s measured per cell in {args.rounds} slices "
+        f"alternating the stacks, each after {args.warmup:g} s warm-up; "
         f"{args.load_procs} load processes; worker recycles (max_requests): "
         f"medchat {restarts['medchat']}, bare {restarts['bare']}"
     )
@@ -361,6 +318,7 @@ def document(
         "settings": {
             "seconds": args.seconds,
             "warmup": args.warmup,
+            "rounds": args.rounds,
             "clients": args.client_counts,
             "workers": env.workers,
             "threads": env.threads,

@@ -60,6 +60,24 @@ class CellResult:
     #: Mean connections running / waiting on a lock / idle in a transaction (``bench.pgwait``).
     db_activity: dict[str, float] = field(default_factory=dict)
 
+    @classmethod
+    def merged(cls, parts: list[CellResult]) -> CellResult:
+        """Slices of one cell (measured apart, ``bench.cells``) as one: requests, latencies,
+        seconds and CPU add up; database activity is the time-weighted mean."""
+        seconds = sum(part.seconds for part in parts)
+        merged = cls(clients=parts[0].clients, seconds=seconds)
+        for part in parts:
+            merged.latencies_ms.extend(part.latencies_ms)
+            merged.errors += part.errors
+            merged.reconnects += part.reconnects
+            merged.error_samples.extend(part.error_samples)
+            for name, value in part.cpu_seconds.items():
+                merged.cpu_seconds[name] = merged.cpu_seconds.get(name, 0.0) + value
+            for name, value in part.db_activity.items():
+                weighted = value * part.seconds / seconds if seconds else 0.0
+                merged.db_activity[name] = merged.db_activity.get(name, 0.0) + weighted
+        return merged
+
     @property
     def requests(self) -> int:
         return len(self.latencies_ms)
