@@ -60,11 +60,61 @@ proxy_protocol = False
 limit_request_line = 8190
 
 # Each worker imports the application itself: no database connection or key material is
-# created in the master and then shared across fork().
+# created in the master and then shared across fork(), and a reload (HUP) starts workers on
+# the application code as it is on disk now.
 preload_app = False
+
+# The third-party libraries, though, are imported once in the master (``on_starting``) and
+# inherited by every worker: a worker that starts (at boot, after ``max_requests``, after a
+# crash) then only imports medchat and builds the app, about half of its start-up CPU
+# otherwise, and the libraries' pages are shared between workers. Importing them creates no
+# connection, key or thread. The cost: a reload keeps these libraries as they were when the
+# master started, so an upgrade of the dependencies needs a restart (deploy/README.md).
+PRELOADED_LIBRARIES = (
+    "bcrypt",
+    "cryptography.hazmat.primitives.ciphers.aead",
+    "cryptography.hazmat.primitives.hpke",
+    "flask",
+    "flask_limiter",
+    "flask_login",
+    "flask_smorest",
+    "flask_wtf",
+    "jinja2",
+    "limits",
+    "marshmallow",
+    "psycopg",
+    "pyotp",
+    "redis",
+    "segno",
+    "sqlalchemy.orm",
+    "webargs",
+    "zxcvbn",
+)
+
+
+def on_starting(server):
+    import importlib
+
+    for name in PRELOADED_LIBRARIES:
+        importlib.import_module(name)
+
 
 # No runtime control socket (gunicorn 25.1+ opens one under $HOME by default): the service is
 # managed through signals (systemd's reload sends HUP), the sandbox gives it no writable home,
 # and a socket that can resize or stop the server is one more thing to guard. Older gunicorn
 # versions ignore this name.
 control_socket_disable = True
+
+
+# -- Threads and the GIL -----------------------------------------------------------------------
+# A request thread that gets its answer from PostgreSQL waits for the interpreter lock until
+# the thread running Python lets go: by default up to 5 ms. Inside a transaction that holds
+# the audit chain's head lock, every such wait is a wait for every other writer too. 1 ms
+# bounds it; the lock changes hands more often only while threads compete for it.
+SWITCH_INTERVAL_SECONDS = 0.001
+
+
+def post_worker_init(worker):
+    import sys
+
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)

@@ -4,12 +4,15 @@ Two promises of the production server configuration are checked by running gunic
 (on a tiny WSGI app, so no database is needed): the access log carries the path of a request
 but never its query string (where tokens or addresses could sit), and a gthread worker does not
 cut short a request that runs longer than gunicorn's ``timeout`` (the long archive verification
-relies on that; the proxy decides how long a route may take).
+relies on that; the proxy decides how long a route may take). And what a worker inherits: the
+third-party libraries loaded once by the master, never the application (a reload must run
+the code on disk), with the interpreter's switch interval lowered.
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import socket
@@ -115,3 +118,19 @@ def test_a_request_longer_than_the_worker_timeout_is_not_cut_short(served):
     assert body == b"done"
     assert time.monotonic() - began >= SLOW_SECONDS
     assert "WORKER TIMEOUT" not in log.read_text()
+
+
+def test_a_worker_inherits_the_libraries_but_loads_the_application_itself(served):
+    port, log = served
+    # The probe app imports none of these: loaded in the worker means loaded by the master.
+    modules = ("zxcvbn", "sqlalchemy.orm", "medchat", "access_control")
+    status, body = _get(port, "/process?" + "&".join(f"module={name}" for name in modules))
+    assert status == 200, log.read_text()
+    process = json.loads(body)
+    assert process["loaded"] == {
+        "zxcvbn": True,
+        "sqlalchemy.orm": True,
+        "medchat": False,
+        "access_control": False,
+    }
+    assert process["switch_interval"] == pytest.approx(0.001)
