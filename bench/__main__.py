@@ -24,6 +24,8 @@ from bench.cells import measure_pair
 from bench.environment import Environment, Server, log
 from bench.load import CellResult, ClientSpec
 
+#: What gunicorn logs when a worker reaches ``max_requests``.
+RECYCLED = "Autorestarting worker"
 REQUIRED_PATHS = (
     ("POST", "/api/v1/conversations"),
     ("POST", "/api/v1/conversations/{id}/messages"),
@@ -227,7 +229,11 @@ def main(argv: list[str] | None = None) -> int:
         for op in ("send", "read"):
             for n in args.client_counts:
                 cell_specs = {stack: specs[stack, op][:n] for stack in ports}
-                cells[op].append(measure_pair(args, ports, cell_specs, probe, op, env.conninfo))
+                before = {name: s.count_in_log(RECYCLED) for name, s in servers.items()}
+                pair = measure_pair(args, ports, cell_specs, probe, op, env.conninfo)
+                for name, cell in zip(("medchat", "bare"), pair, strict=True):
+                    cell.recycles = servers[name].count_in_log(RECYCLED) - before[name]
+                cells[op].append(pair)
 
         owner_auth = {"Authorization": f"Bearer {owner.tokens[0]}"}
         page = {"small": args.small, "large": args.large, "samples": args.page1_samples}
@@ -249,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             {},
             args.page1_samples,
         )
-        restarts = {name: s.count_in_log("Autorestarting worker") for name, s in servers.items()}
+        restarts = {name: s.count_in_log(RECYCLED) for name, s in servers.items()}
 
         print()
         print(describe(args, env, restarts))

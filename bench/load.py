@@ -59,6 +59,8 @@ class CellResult:
     cpu_seconds: dict[str, float] = field(default_factory=dict)
     #: Mean connections running / waiting on a lock / idle in a transaction (``bench.pgwait``).
     db_activity: dict[str, float] = field(default_factory=dict)
+    #: Workers the server recycled (``max_requests``) while the cell ran, warm-ups included.
+    recycles: int = 0
 
     @classmethod
     def merged(cls, parts: list[CellResult]) -> CellResult:
@@ -70,6 +72,7 @@ class CellResult:
             merged.latencies_ms.extend(part.latencies_ms)
             merged.errors += part.errors
             merged.reconnects += part.reconnects
+            merged.recycles += part.recycles
             merged.error_samples.extend(part.error_samples)
             for name, value in part.cpu_seconds.items():
                 merged.cpu_seconds[name] = merged.cpu_seconds.get(name, 0.0) + value
@@ -115,6 +118,7 @@ class CellResult:
             "p99_ms": round(self.percentile(99), 2),
             "errors": self.errors,
             "reconnects": self.reconnects,
+            "recycles": self.recycles,
             "error_samples": self.error_samples[:5],
         }
 

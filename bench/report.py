@@ -66,11 +66,12 @@ def cpu_table(cells: dict[str, list[tuple[CellResult, CellResult]]]) -> str:
     lines = [
         "CPU per request (ms) in the measured window: app = the gunicorn server under test, "
         "pg = PostgreSQL, load = the load generator; busy = share of all "
-        f"{cpus} CPUs in use (whole machine); other = CPU % used by anything else",
-        "| operation | clients | medchat app | pg | load | busy % | other % "
-        "| bare app | pg | load | busy % | other % |",
-        "|:----------|--------:|------:|------:|------:|------:|------:"
-        "|------:|------:|------:|------:|------:|",
+        f"{cpus} CPUs in use (whole machine); other = CPU % used by anything else; "
+        "rec = workers recycled (max_requests) during the cell",
+        "| operation | clients | medchat app | pg | load | busy % | other % | rec "
+        "| bare app | pg | load | busy % | other % | rec |",
+        "|:----------|--------:|------:|------:|------:|------:|------:|----:"
+        "|------:|------:|------:|------:|------:|----:|",
     ]
     for op, rows in cells.items():
         for medchat, bare in rows:
@@ -83,7 +84,7 @@ def cpu_table(cells: dict[str, list[tuple[CellResult, CellResult]]]) -> str:
                 app, pg, load = (per.get(k, math.nan) for k in (stack, "postgres", "load"))
                 parts.append(
                     f"{_fmt(app, 2)} | {_fmt(pg, 2)} | {_fmt(load, 2)} | {_fmt(busy, 0)} "
-                    f"| {_fmt(other, 0)}"
+                    f"| {_fmt(other, 0)} | {cell.recycles}"
                 )
             lines.append(f"| {op:<9} | {medchat.clients:>7} | {parts[0]} | {parts[1]} |")
     return "\n".join(lines)

@@ -104,17 +104,3 @@ def on_starting(server):
 # and a socket that can resize or stop the server is one more thing to guard. Older gunicorn
 # versions ignore this name.
 control_socket_disable = True
-
-
-# -- Threads and the GIL -----------------------------------------------------------------------
-# A request thread that gets its answer from PostgreSQL waits for the interpreter lock until
-# the thread running Python lets go: by default up to 5 ms. Inside a transaction that holds
-# the audit chain's head lock, every such wait is a wait for every other writer too. 1 ms
-# bounds it; the lock changes hands more often only while threads compete for it.
-SWITCH_INTERVAL_SECONDS = 0.001
-
-
-def post_worker_init(worker):
-    import sys
-
-    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)

@@ -6,7 +6,7 @@ but never its query string (where tokens or addresses could sit), and a gthread 
 cut short a request that runs longer than gunicorn's ``timeout`` (the long archive verification
 relies on that; the proxy decides how long a route may take). And what a worker inherits: the
 third-party libraries loaded once by the master, never the application (a reload must run
-the code on disk), with the interpreter's switch interval lowered.
+the code on disk).
 """
 
 from __future__ import annotations
@@ -133,4 +133,3 @@ def test_a_worker_inherits_the_libraries_but_loads_the_application_itself(served
         "medchat": False,
         "access_control": False,
     }
-    assert process["switch_interval"] == pytest.approx(0.001)
