@@ -36,13 +36,12 @@ def _refuse_outside_staff_networks() -> None:
 
 
 #: Lower-cased names, for one pass over the response's headers instead of one per name.
-_STATIC_NAMES = {name.lower(): name for name in STATIC_HEADERS}
+_STATIC_NAMES = frozenset(name.lower() for name in STATIC_HEADERS)
 
 
 def _add_headers(response: Response) -> Response:
-    # A view may set its own value of one of these (a stricter CSP for a file download);
-    # every other one is added.
-    present = {name.lower() for name, _ in response.headers} & _STATIC_NAMES.keys()
+    # A view that set its own value of one of these keeps it; every other one is added.
+    present = {name.lower() for name, _ in response.headers} & _STATIC_NAMES
     response.headers.extend(
         (name, value) for name, value in STATIC_HEADERS.items() if name.lower() not in present
     )
