@@ -37,7 +37,7 @@ REQUIRED_PATHS = (
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--seconds", type=float, default=None, help="measured seconds per cell")
-    parser.add_argument("--warmup", type=float, default=None, help="unmeasured seconds per cell")
+    parser.add_argument("--warmup", type=float, default=None, help="unmeasured seconds per slice")
     parser.add_argument("--clients", default="1,8,32", help="comma-separated client counts")
     parser.add_argument("--quick", action="store_true", help="short smoke run (not for figures)")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
@@ -59,13 +59,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--wait-quiet",
         type=float,
         default=120.0,
-        help="before each cell, wait up to this many seconds for other CPU use to stop",
+        help="before each slice, wait up to this many seconds for other CPU use to stop",
     )
     parser.add_argument(
         "--max-other",
         type=float,
         default=0.10,
-        help="repeat a cell if other processes used more than this share of the CPUs",
+        help="repeat a slice if other processes used more than this share of the CPUs",
     )
     parser.add_argument("--attempts", type=int, default=3, help="tries per slice (see above)")
     parser.add_argument(
