@@ -29,6 +29,9 @@ KEY_NAMES = (
     "session-signing",
     "integrity",
     "archive-signing",
+    "session-keyring",
+    "archive-gate",
+    "audit-anchor",
 )
 KEY_BYTES = 32
 
@@ -44,6 +47,14 @@ class ServerKeys:
     integrity: bytes
     #: Ed25519 private seed (RFC 8032) that signs sealed-archive records and export bundles.
     archive_signing: bytes
+    #: Mixed with each session token to seal its keyring: a database copy plus a stolen token
+    #: opens nothing without this directory (SECURITY-MODEL key hierarchy 10, "Sessions").
+    session_keyring: bytes
+    #: Seals the archive wrap of a live conversation; sealing a conversation removes the gate,
+    #: so the archive key opens sealed records only (SECURITY-MODEL key hierarchy 10).
+    archive_gate: bytes
+    #: Ed25519 seed (RFC 8032) that signs audit-chain anchors (``medchat audit anchor``).
+    audit_anchor: bytes
     directory: Path
 
     def __repr__(self) -> str:

@@ -121,6 +121,9 @@ def server_keys(runtime: Runtime) -> dict[str, bytes]:
         "session-signing": keys.session_signing,
         "integrity": keys.integrity,
         "archive-signing": keys.archive_signing,
+        "session-keyring": keys.session_keyring,
+        "archive-gate": keys.archive_gate,
+        "audit-anchor": keys.audit_anchor,
     }
 
 
