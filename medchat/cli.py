@@ -92,7 +92,8 @@ def db_group() -> None:
 def db_upgrade(as_json: bool) -> None:
     from medchat.migrate import upgrade
 
-    upgrade(_runtime().settings.database_url)
+    runtime = _runtime()
+    upgrade(runtime.settings.database_url, keys=runtime.keys)
     emit(as_json, {"ok": True}, "database is up to date")
 
 
