@@ -13,8 +13,9 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from access_control import crypto
@@ -23,6 +24,7 @@ from medchat import audit
 from medchat.db import on_rollback
 from medchat.errors import InvalidToken
 from medchat.models import Account, AccountStatus, AuthToken, TokenKind
+from medchat.row_integrity import verify_columns
 
 ACCESS_PREFIX = "mca_"
 REFRESH_PREFIX = "mcr_"
@@ -62,23 +64,31 @@ class LiveToken:
 
 
 #: Every authenticated request runs this: built once (building costs more than running it),
-#: columns only (no ORM objects, and not the member profile an Account row joins in).
+#: columns only (no ORM objects, and not the member profile an Account row joins in). It
+#: reads every tagged column of both rows, so both tags are checked (``_verified``).
+_TOKEN_COLUMNS = AuthToken.__row_integrity__.columns
+_ACCOUNT_COLUMNS = Account.__row_integrity__.columns
 _CHECK = (
     select(
-        AuthToken.id,
-        AuthToken.account_id,
-        AuthToken.family_id,
-        AuthToken.mfa_verified,
-        AuthToken.expires_at,
-        AuthToken.used_at,
+        *(getattr(AuthToken, name).label(f"t_{name}") for name in _TOKEN_COLUMNS),
+        AuthToken.row_tag.label("t_row_tag"),
         AuthToken.sealed_keys,
-        Account.role,
-        Account.status,
-        Account.totp_confirmed_at,
+        *(getattr(Account, name).label(f"a_{name}") for name in _ACCOUNT_COLUMNS),
+        Account.row_tag.label("a_row_tag"),
     )
     .join(Account, Account.id == AuthToken.account_id)
     .where(AuthToken.token_hash == bindparam("token_hash"), AuthToken.kind == bindparam("kind"))
 )
+
+
+def _verified(session: Session, row: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The token's and the account's tagged columns, both tags checked (else refused)."""
+    values = row._mapping
+    token = {name: values[f"t_{name}"] for name in _TOKEN_COLUMNS}
+    account = {name: values[f"a_{name}"] for name in _ACCOUNT_COLUMNS}
+    verify_columns(session, AuthToken, token, values["t_row_tag"])
+    verify_columns(session, Account, account, values["a_row_tag"])
+    return token, account
 
 
 def _live(used_at: datetime | None, expires_at: datetime, status: str, now: datetime) -> bool:
@@ -184,15 +194,18 @@ class TokenStore:
         row = self.session.execute(
             _CHECK, {"token_hash": crypto.token_hash(token), "kind": kind}
         ).one_or_none()
-        if row is None or not _live(row.used_at, row.expires_at, row.status, self.now):
+        if row is None:
+            raise InvalidToken
+        record, account = _verified(self.session, row)
+        if not _live(record["used_at"], record["expires_at"], account["status"], self.now):
             raise InvalidToken
         return LiveToken(
-            token_id=row.id,
-            account_id=row.account_id,
-            family_id=row.family_id,
-            role=row.role,
-            has_totp=row.totp_confirmed_at is not None,
-            mfa_verified=row.mfa_verified,
+            token_id=record["id"],
+            account_id=record["account_id"],
+            family_id=record["family_id"],
+            role=account["role"],
+            has_totp=account["totp_confirmed_at"] is not None,
+            mfa_verified=record["mfa_verified"],
             sealed_keys=row.sealed_keys,
         )
 
@@ -255,9 +268,12 @@ class TokenStore:
         return pair, account
 
     def mark_mfa_verified(self, family_id: uuid.UUID) -> None:
-        self.session.execute(
-            update(AuthToken).where(AuthToken.family_id == family_id).values(mfa_verified=True)
-        )
+        """Loaded, not updated in bulk: each row is checked and re-tagged (``row_integrity``)."""
+        for record in self.session.scalars(
+            select(AuthToken).where(AuthToken.family_id == family_id)
+        ):
+            record.mfa_verified = True
+        self.session.flush()
 
     def revoke_family(self, family_id: uuid.UUID) -> None:
         accounts = self.session.scalars(

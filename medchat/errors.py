@@ -134,6 +134,14 @@ class KeyIntegrityFailure(MedchatError):
     code, status, message = "key_integrity_failed", 500, "A key failed its integrity check."
 
 
+class RowIntegrityFailure(KeyIntegrityFailure):
+    """A row that would make the server act failed its integrity tag: written around the
+    service (``medchat.row_integrity``). Refused and audited; nothing acts on it."""
+
+    code, status = "row_integrity_failed", 409
+    message = "A stored record failed its integrity check and was refused."
+
+
 class ArchiveIntegrityFailure(MedchatError):
     """Archived content or its ledger record was altered: refuse to open or export it."""
 

@@ -19,6 +19,7 @@ from access_control.keys import KeyCustody
 from access_control.password_kdf import ScryptParams
 from access_control.passwords import PasswordHasher
 from access_control.pins import RolePins
+from access_control.row_tags import RowTagger
 from access_control.tokens import TokenLifetimes
 from access_control.unwrap_memo import UnwrapMemo
 from medchat.archive_signing import ArchiveSigner, load_archive_signer
@@ -26,10 +27,11 @@ from medchat.clock import Clock, SystemClock
 from medchat.config import Settings
 from medchat.conversation_keys import ConversationKeys
 from medchat.db import Database
-from medchat.errors import ConfigurationError, KeyIntegrityFailure
+from medchat.errors import ConfigurationError, KeyIntegrityFailure, RowIntegrityFailure
 from medchat.mail import Mailer, Postman, mailer_from_url
 from medchat.models import RoleKey, RoleKeyStatus
 from medchat.personal_data import ProfileCipher
+from medchat.row_integrity import TAGGER
 
 
 @dataclass(frozen=True, repr=False)
@@ -87,6 +89,8 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
             "clock": clock,
             # One per process (per app): shared by this database's sessions, never stored.
             "unwrap_memo": UnwrapMemo(settings.unwrap_memo_seconds),
+            # Tags and checks the rows that make the server act (``medchat.row_integrity``).
+            TAGGER: RowTagger(keys.integrity),
         },
     )
     mailer = mailer_from_url(settings.mail_url)
@@ -122,7 +126,14 @@ def verify_role_key_pins(runtime: Runtime) -> None:
                 return
             custody = runtime.custody(session)
             in_use = select(RoleKey).where(RoleKey.status != RoleKeyStatus.RETIRED)
-            for row in session.scalars(in_use):
+            try:
+                rows = list(session.scalars(in_use))
+            except RowIntegrityFailure as exc:
+                raise ConfigurationError(
+                    "refusing to start: a role key row fails its integrity tag (written around "
+                    "the service; see the audit log's integrity.row_refused)"
+                ) from exc
+            for row in rows:
                 if custody.awaiting_pin(row):
                     # A rotation's new key not yet in MEDCHAT_ROLE_KEY_PINS: nothing is sealed
                     # to it, so a host restarted before the operator added it still starts.

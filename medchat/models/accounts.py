@@ -15,6 +15,7 @@ from sqlalchemy import ForeignKey, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from medchat.db import Base, new_id
+from medchat.models.integrity import TaggedRow, inert, tagged
 
 
 class AccountStatus(enum.StrEnum):
@@ -27,10 +28,21 @@ class AccountStatus(enum.StrEnum):
     DELETED = "deleted"
 
 
-class Account(Base):
+class Account(TaggedRow, Base):
     """A person who signs in. Exactly one role per account (separation of duties)."""
 
     __tablename__ = "accounts"
+    # Who may sign in with what, in which role. Not ``totp_last_step``: a replay counter moved
+    # by one atomic UPDATE; setting it back replays only a code the writer would have to know.
+    __row_integrity__ = tagged(
+        "id",
+        "role",
+        "status",
+        "email_index",
+        "password_hash",
+        "totp_secret_ciphertext",
+        "totp_confirmed_at",
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     role: Mapped[str] = mapped_column(String(16))
@@ -74,6 +86,9 @@ class MemberProfile(Base):
     """What a member told the insurer about themselves; a clinician sees only a slice."""
 
     __tablename__ = "member_profiles"
+    __row_integrity__ = inert(
+        "what a member told about themselves: shown, never decides a seal, grant or sign-in"
+    )
 
     account_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
@@ -86,10 +101,12 @@ class MemberProfile(Base):
     account: Mapped[Account] = relationship(back_populates="profile")
 
 
-class EnrollmentToken(Base):
+class EnrollmentToken(TaggedRow, Base):
     """A one-time, expiring token that lets a staff account set its password and TOTP."""
 
     __tablename__ = "enrollment_tokens"
+    # ``used_at`` is left out: clearing it replays only a token the writer would have to know.
+    __row_integrity__ = tagged("id", "account_id", "token_hash", "expires_at")
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     account_id: Mapped[uuid.UUID] = mapped_column(
@@ -101,10 +118,11 @@ class EnrollmentToken(Base):
     used_at: Mapped[datetime | None]
 
 
-class RecoveryCode(Base):
+class RecoveryCode(TaggedRow, Base):
     """A single-use 2FA recovery code, stored as a hash only."""
 
     __tablename__ = "recovery_codes"
+    __row_integrity__ = tagged("id", "account_id", "code_hash")
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     account_id: Mapped[uuid.UUID] = mapped_column(

@@ -16,10 +16,14 @@ from sqlalchemy import BigInteger, ForeignKey, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from medchat.db import Base, new_id
+from medchat.models.integrity import TaggedRow, covered, tagged
 
 
 class ArchiveRecord(Base):
     __tablename__ = "archive_records"
+    __row_integrity__ = covered(
+        "hash-chained ledger, each record signed (Ed25519, archive-signing key) and the head MAC'd"
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     seq: Mapped[int] = mapped_column(BigInteger, unique=True)
@@ -42,10 +46,20 @@ class ArchiveRecord(Base):
     signing_key_id: Mapped[str] = mapped_column(String(64))
 
 
-class RetrievalRequest(Base):
+class RetrievalRequest(TaggedRow, Base):
     """Officer A asks (with a justification), officer B approves, A opens for a limited time."""
 
     __tablename__ = "retrieval_requests"
+    __row_integrity__ = tagged(
+        "id",
+        "record_id",
+        "requested_by",
+        "requested_at",
+        "approved_by",
+        "approved_at",
+        "expires_at",
+        "status",
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     record_id: Mapped[uuid.UUID] = mapped_column(

@@ -15,10 +15,12 @@ from sqlalchemy import BigInteger, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from medchat.db import Base
+from medchat.models.integrity import covered
 
 
 class AuditEntry(Base):
     __tablename__ = "audit_entries"
+    __row_integrity__ = covered("hash chain, each entry MAC'd (audit-mac key), anchors")
     # A member's access log pages their entries newest first: one backward range scan.
     __table_args__ = (Index("ix_audit_entries_subject_seq", "subject_id", "seq"),)
 
@@ -43,6 +45,7 @@ class ChainHead(Base):
     """Last position of a hash chain; its row lock serialises appends (no forks)."""
 
     __tablename__ = "chain_heads"
+    __row_integrity__ = covered("MAC'd (audit-mac key or archive-signing key) over seq and hash")
 
     chain: Mapped[str] = mapped_column(String(32), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)

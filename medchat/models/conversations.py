@@ -17,6 +17,7 @@ from sqlalchemy import ForeignKey, Index, LargeBinary, String, UniqueConstraint,
 from sqlalchemy.orm import Mapped, mapped_column
 
 from medchat.db import Base, new_id
+from medchat.models.integrity import TaggedRow, covered, inert, tagged
 
 
 class ConversationStatus(enum.StrEnum):
@@ -42,6 +43,9 @@ SEALED_PREDICATE = "status = 'sealed'"
 
 class Conversation(Base):
     __tablename__ = "conversations"
+    __row_integrity__ = covered(
+        "key_tag (integrity key) binds the member and the key commitment checked after every unwrap"
+    )
     __table_args__ = (
         Index("ix_conversations_status_last", "status", "last_message_at", "id"),
         Index(
@@ -77,6 +81,9 @@ class Conversation(Base):
 
 class ConversationKeyWrap(Base):
     __tablename__ = "conversation_key_wraps"
+    __row_integrity__ = covered(
+        "HPKE info binds holder, recipient and conversation; the DEK must match the commitment"
+    )
     __table_args__ = (UniqueConstraint("conversation_id", "holder", "recipient_key_id"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -92,6 +99,7 @@ class ConversationKeyWrap(Base):
 
 class Message(Base):
     __tablename__ = "messages"
+    __row_integrity__ = covered("sealed under the DEK; associated data binds the row's place")
     __table_args__ = (UniqueConstraint("conversation_id", "seq"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -108,6 +116,7 @@ class Message(Base):
 
 class Attachment(Base):
     __tablename__ = "attachments"
+    __row_integrity__ = covered("sealed under the DEK; associated data binds the row's place")
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     conversation_id: Mapped[uuid.UUID] = mapped_column(
@@ -127,6 +136,9 @@ class Consent(Base):
     """A versioned consent decision; withdrawal keeps the row (the history is the record)."""
 
     __tablename__ = "consents"
+    __row_integrity__ = inert(
+        "decides only whether the member themself may ask; hands nothing to anyone else"
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     account_id: Mapped[uuid.UUID] = mapped_column(
@@ -138,7 +150,7 @@ class Consent(Base):
     withdrawn_at: Mapped[datetime | None]
 
 
-class IdempotencyRecord(Base):
+class IdempotencyRecord(TaggedRow, Base):
     """The first result of a create, found again by (account, ``Idempotency-Key``).
 
     ``request_hash`` is a keyed MAC of the request body (a plain hash would let a dump test
@@ -147,6 +159,8 @@ class IdempotencyRecord(Base):
     """
 
     __tablename__ = "idempotency_records"
+    # A replay answers with the stored resource: which one, for whom, is an instruction.
+    __row_integrity__ = tagged("id", "account_id", "key", "scope", "request_hash", "resource_id")
     __table_args__ = (
         UniqueConstraint("account_id", "key"),
         # Sealing and retention forget a conversation's records by scope (and resource id).
@@ -166,6 +180,7 @@ class ConversationRead(Base):
     """How far one clinician has read a conversation (the console's unread markers)."""
 
     __tablename__ = "conversation_reads"
+    __row_integrity__ = inert("unread markers of one clinician: display only")
 
     conversation_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True

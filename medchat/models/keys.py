@@ -16,6 +16,7 @@ from sqlalchemy import ForeignKey, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from medchat.db import Base, new_id
+from medchat.models.integrity import TaggedRow, covered, tagged
 
 
 class KeyRole(enum.StrEnum):
@@ -38,6 +39,10 @@ class RoleKeyStatus(enum.StrEnum):
 
 class PersonalKey(Base):
     __tablename__ = "personal_keys"
+    __row_integrity__ = covered(
+        "integrity_tag (integrity key) over account, key id, public key, purpose (current or"
+        " retired) and version; the private key is sealed under the password with its row id"
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     account_id: Mapped[uuid.UUID] = mapped_column(
@@ -52,8 +57,12 @@ class PersonalKey(Base):
     retired_at: Mapped[datetime | None]
 
 
-class RoleKey(Base):
+class RoleKey(TaggedRow, Base):
     __tablename__ = "role_keys"
+    # Which key a role seals to and opens with, and in which state of a rotation.
+    __row_integrity__ = tagged(
+        "id", "role", "version", "key_id", "public_key", "fingerprint", "status"
+    )
     __table_args__ = (UniqueConstraint("role", "version"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -71,10 +80,12 @@ class RoleKey(Base):
     rotation_reason: Mapped[str | None] = mapped_column(String(64))
 
 
-class RoleKeyGrant(Base):
+class RoleKeyGrant(TaggedRow, Base):
     """One holder's copy of a role private key, wrapped to their personal public key."""
 
     __tablename__ = "role_key_grants"
+    # Who holds which role key: a rotation seals the new key to these holders.
+    __row_integrity__ = tagged("id", "role_key_id", "account_id", "wrap", "granted_by")
     __table_args__ = (UniqueConstraint("role_key_id", "account_id"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)

@@ -14,12 +14,15 @@ from sqlalchemy import ForeignKey, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from medchat.db import Base, new_id
+from medchat.models.integrity import TaggedRow, tagged
 
 
-class PasswordResetToken(Base):
+class PasswordResetToken(TaggedRow, Base):
     """A single-use, 30-minute token mailed to a member who forgot their password."""
 
     __tablename__ = "password_reset_tokens"
+    # ``used_at`` is left out: clearing it replays only a token the writer would have to know.
+    __row_integrity__ = tagged("id", "account_id", "token_hash", "expires_at")
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     account_id: Mapped[uuid.UUID] = mapped_column(
@@ -31,7 +34,7 @@ class PasswordResetToken(Base):
     used_at: Mapped[datetime | None]
 
 
-class RewrapRequest(Base):
+class RewrapRequest(TaggedRow, Base):
     """A member's conversation waiting to be re-sealed to their new personal key.
 
     After a password reset the member's old key is gone with the old password; a clinician
@@ -39,6 +42,7 @@ class RewrapRequest(Base):
     """
 
     __tablename__ = "rewrap_requests"
+    __row_integrity__ = tagged("id", "conversation_id", "member_id", "personal_key_id")
     __table_args__ = (UniqueConstraint("conversation_id", "personal_key_id"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -54,10 +58,21 @@ class RewrapRequest(Base):
     created_at: Mapped[datetime]
 
 
-class RoleKeyRotation(Base):
+class RoleKeyRotation(TaggedRow, Base):
     """One rotation of a role key: from the old version to the new, with a resumable cursor."""
 
     __tablename__ = "role_key_rotations"
+    # Not the cursor or the count: progress only (every run sweeps from the start at the end).
+    __row_integrity__ = tagged(
+        "id",
+        "role",
+        "from_key_id",
+        "to_key_id",
+        "started_by",
+        "started_at",
+        "activated_at",
+        "finished_at",
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     role: Mapped[str] = mapped_column(String(16))

@@ -20,6 +20,7 @@ from sqlalchemy import ForeignKey, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from medchat.db import Base, new_id
+from medchat.models.integrity import TaggedRow, tagged
 
 
 class TokenKind(enum.StrEnum):
@@ -30,8 +31,21 @@ class TokenKind(enum.StrEnum):
     CONSOLE_PENDING = "console_pending"
 
 
-class AuthToken(Base):
+class AuthToken(TaggedRow, Base):
     __tablename__ = "auth_tokens"
+    # Whose session, of which kind, past which factor, until when. ``sealed_keys`` is sealed
+    # with the row id and account as associated data; ``last_used_at`` only informs.
+    __row_integrity__ = tagged(
+        "id",
+        "account_id",
+        "family_id",
+        "kind",
+        "token_hash",
+        "mfa_verified",
+        "expires_at",
+        "family_expires_at",
+        "used_at",
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     account_id: Mapped[uuid.UUID] = mapped_column(

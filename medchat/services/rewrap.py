@@ -10,12 +10,16 @@ the physician wrap (commitment checked) and seals it to the member's new, verifi
   point is a DEK stored under anything but the physician key, the archive key and the member's
   current key; one request per live conversation names the new key.
 - ``drain`` (a clinician's request or the ``medchat keys rewrap`` worker): the oldest requests
-  first, up to ``limit``. A request whose key is no longer the member's current key was
-  superseded by a later reset and is dropped (the later reset queued its own). Each request is
-  done in a SAVEPOINT: a conversation that fails its integrity checks stays queued, is logged,
-  and does not stop the others. On PostgreSQL the requests are taken ``FOR UPDATE SKIP
-  LOCKED``, so two clinician sessions draining at once never process one request twice;
-  SQLite serialises every unit of work (``BEGIN IMMEDIATE``).
+  first, up to ``limit``. A request is an instruction to seal a DEK, so it is trusted for
+  nothing: its row tag must verify (``medchat.row_integrity``; a planted or altered request
+  is refused, audited and dropped), and the key it seals to is derived again from verified
+  facts alone: the member the conversation's key set is tagged for, and that member's current
+  key, which must verify its own integrity tag. A request whose key is no longer the member's
+  current key was superseded by a later reset and is dropped (the later reset queued its own).
+  Each request is done in a SAVEPOINT: a conversation that fails its integrity checks stays
+  queued, is logged, and does not stop the others. On PostgreSQL the requests are taken
+  ``FOR UPDATE SKIP LOCKED``, so two clinician sessions draining at once never process one
+  request twice; SQLite serialises every unit of work (``BEGIN IMMEDIATE``).
 - ``drain_quietly``: the same inside a SAVEPOINT of a clinician's own request; any failure is
   logged and rolled back, never turned into a failure of that request.
 
@@ -45,6 +49,7 @@ from medchat.models import (
     PersonalKey,
     RewrapRequest,
 )
+from medchat.row_integrity import is_tampered, skip_tampered, tag_values
 from medchat.runtime import Runtime
 from medchat.services.conversation_access import LIVE_STATUSES
 
@@ -128,6 +133,8 @@ class RewrapQueue:
             }
             for conversation_id in self.session.scalars(conversations)
         ]
+        for row in rows:
+            row["row_tag"] = tag_values(self.session, RewrapRequest, row)
         if rows:
             self.session.execute(insert(RewrapRequest), rows)
         return len(rows)
@@ -148,7 +155,13 @@ class RewrapQueue:
         )
         if self.runtime.database.is_postgresql:
             statement = statement.with_for_update(skip_locked=True)
-        for request in list(self.session.scalars(statement)):
+        for request in list(self.session.scalars(skip_tampered(statement))):
+            if is_tampered(request):
+                # Planted or altered (refused and audited on load): never acted on, dropped.
+                self.session.expunge(request)
+                self.session.execute(delete(RewrapRequest).where(RewrapRequest.id == request.id))
+                result.skipped += 1
+                continue
             try:
                 with _savepoint(self.session):
                     outcome = self._rewrap(actor, request)
@@ -182,19 +195,36 @@ class RewrapQueue:
             log.exception("the re-wrap drain failed; the clinician's request is unaffected")
             return None
 
+    def _drop(self, request: RewrapRequest) -> bool:
+        self.session.delete(request)
+        self.session.flush()
+        return False
+
     def _rewrap(self, actor: Principal, request: RewrapRequest) -> bool:
         """Re-seal one conversation; False when the request was superseded (dropped)."""
         custody = self.runtime.custody(self.session)
-        current = custody.personal_key(request.member_id)
-        conversation = self.session.get(Conversation, request.conversation_id)
-        superseded = current is None or current.id != request.personal_key_id
-        if superseded or conversation is None or conversation.status not in LIVE_STATUSES:
-            # A later reset queued its own request; a sealed conversation has no member wrap.
-            self.session.delete(request)
-            self.session.flush()
-            return False
-        member_key = custody.verified_personal_key(request.member_id)
         keys = self.runtime.conversation_keys(self.session)
+        conversation = self.session.get(Conversation, request.conversation_id)
+        if conversation is None or conversation.status not in LIVE_STATUSES:
+            # A sealed conversation has no member wrap; a destroyed one nothing at all.
+            return self._drop(request)
+        # The recipient comes from verified facts, never from the request: the member the
+        # key set is tagged for, and that member's current key, tag checked.
+        keys.verify_key_set(
+            conversation.id,
+            conversation.member_id,
+            conversation.key_commitment,
+            conversation.key_tag,
+        )
+        current = custody.personal_key(conversation.member_id)
+        if (
+            current is None
+            or request.member_id != conversation.member_id
+            or current.id != request.personal_key_id
+        ):
+            # A later reset queued its own request.
+            return self._drop(request)
+        member_key = custody.verified_personal_key(conversation.member_id)
         dek = keys.open_key(conversation, actor.keyring, Holder.PHYSICIAN)
         # Wraps sealed to keys that are not the member's current one open nothing any more.
         self.session.execute(

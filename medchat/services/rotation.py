@@ -35,28 +35,29 @@ be copied to other hosts before activation.)
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import and_, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from access_control import hybrid_kem
 from access_control.keys import KeyCustody
 from access_control.principal import Principal
 from medchat import audit
-from medchat.errors import Conflict, RoleKeyRequired
+from medchat.errors import Conflict, KeyIntegrityFailure, NotFound, RoleKeyRequired
 from medchat.models import (
     Account,
     AccountStatus,
     KeyRole,
-    PersonalKey,
     RoleKey,
     RoleKeyGrant,
     RoleKeyRotation,
     RoleKeyStatus,
 )
+from medchat.row_integrity import intact
 from medchat.runtime import Runtime
 from medchat.services.resealing import (
     Progress,
@@ -217,24 +218,8 @@ class RotationService:
         """
         custody.hold_grant_lock(self.role)
         have_new = set(custody.holders(plan.new.id))
-        rows = session.execute(
-            select(RoleKeyGrant.account_id, RoleKeyGrant.wrap, PersonalKey.key_id)
-            .join(Account, Account.id == RoleKeyGrant.account_id)
-            .join(
-                PersonalKey,
-                and_(
-                    PersonalKey.account_id == RoleKeyGrant.account_id,
-                    PersonalKey.retired_at.is_(None),
-                ),
-            )
-            .where(
-                RoleKeyGrant.role_key_id == plan.old.id,
-                Account.status == AccountStatus.ACTIVE,
-                Account.role == HOLDER_ROLE[self.role],
-            )
-        ).all()
         granted = []
-        for account_id, wrap, personal_key_id in rows:
+        for account_id, wrap, personal_key_id in self._holders_today(session, plan):
             if account_id in have_new or hybrid_kem.wrap_key_id(wrap) != personal_key_id:
                 continue
             custody.grant(
@@ -254,6 +239,33 @@ class RotationService:
                 target_id=plan.new.id,
                 details={"role": str(self.role), "version": plan.new.version, "holders": granted},
             )
+
+    def _holders_today(
+        self, session: Session, plan: RotationPlan
+    ) -> list[tuple[uuid.UUID, bytes, bytes]]:
+        """(account, old-key grant wrap, current personal key id) of each verified holder.
+
+        Every fact is checked before anyone is sealed to: the grant's row tag (a planted grant
+        is left out, refused and audited), the account's row tag, role and status, and the
+        personal key's integrity tag (``verified_personal_key``).
+        """
+        custody = self.runtime.custody(session)
+        grants = intact(
+            session, select(RoleKeyGrant).where(RoleKeyGrant.role_key_id == plan.old.id)
+        )
+        holders = []
+        for grant in grants:
+            account = intact(session, select(Account).where(Account.id == grant.account_id))
+            if not account or account[0].status != AccountStatus.ACTIVE:
+                continue
+            if account[0].role != HOLDER_ROLE[self.role]:
+                continue
+            try:
+                personal = custody.verified_personal_key(grant.account_id)
+            except (KeyIntegrityFailure, NotFound):
+                continue
+            holders.append((grant.account_id, grant.wrap, personal.key_id))
+        return holders
 
     # -- 3. activate ---------------------------------------------------------------------
 

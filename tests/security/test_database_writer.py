@@ -46,7 +46,7 @@ from tests.support.accounts import (
 from tests.support.conversations import read_bodies, reply, start_conversation
 from tests.support.leaks import stored_blobs
 from tests.support.sessions import sign_in
-from tests.support.tampering import execute_sql, sealed_to
+from tests.support.tampering import execute_sql, retag_everything, sealed_to
 
 SWAP_PERSONAL_KEY = (
     "UPDATE personal_keys SET public_key = :public_key, key_id = :key_id"
@@ -405,6 +405,9 @@ def test_a_role_key_replaced_through_sql_receives_no_new_conversation(
     start_conversation(runtime, member, subject=None, bodies=["first question"])
     attacker = hybrid_kem.generate_kem_keypair()
     _swap_role_key(runtime, role, attacker, with_fingerprint=with_fingerprint)
+    with pytest.raises(KeyIntegrityFailure, match="stored record"):
+        start_conversation(runtime, member, subject=None, bodies=["second question"])
+    retag_everything(runtime)  # behind the row tag, the pins refuse as well
     with pytest.raises(KeyIntegrityFailure, match=r"fingerprint|pinned"):
         start_conversation(runtime, member, subject=None, bodies=["second question"])
     assert conversation_count(runtime, world.member.id) == 1
@@ -444,6 +447,7 @@ def test_the_service_refuses_to_start_when_a_role_key_disagrees_with_its_pin(
     make_app()  # the genuine keys start
     attacker = hybrid_kem.generate_kem_keypair()
     _swap_role_key(runtime, KeyRole.PHYSICIAN, attacker, with_fingerprint=True)
+    retag_everything(runtime)  # behind the row tag, the pins refuse as well
     try:
         make_app()
     except ConfigurationError:
@@ -476,6 +480,9 @@ def test_an_extra_active_role_key_planted_through_sql_is_refused(runtime, world)
     start_conversation(runtime, member, subject=None, bodies=["first question"])
     attacker = hybrid_kem.generate_kem_keypair()
     _plant_role_key(runtime, attacker, status="active")
+    with pytest.raises(KeyIntegrityFailure, match="stored record"):
+        start_conversation(runtime, member, subject=None, bodies=["second question"])
+    retag_everything(runtime)  # behind the row tag, the pins refuse as well
     with pytest.raises(KeyIntegrityFailure, match="More than one"):
         start_conversation(runtime, member, subject=None, bodies=["second question"])
     assert conversation_count(runtime, world.member.id) == 1
@@ -495,6 +502,7 @@ def test_a_planted_role_key_made_the_only_active_one_is_refused(runtime, world, 
         status=genuine_status,
         id=physician.id,
     )
+    retag_everything(runtime)  # behind the row tag, the pins refuse as well
     with pytest.raises(KeyIntegrityFailure, match="not pinned"):
         start_conversation(runtime, member, subject=None, bodies=["second question"])
     assert conversation_count(runtime, world.member.id) == 1
@@ -550,6 +558,9 @@ def test_a_planted_grant_of_the_attackers_own_role_key_is_refused_at_sign_in(run
     )
     _plant_grant(runtime, physician.id, attacker.id, wrap)
     sessions_before = _session_count(runtime, attacker.id)
+    with pytest.raises(KeyIntegrityFailure, match="stored record"):
+        sign_in(runtime, attacker)
+    retag_everything(runtime)  # behind the row tag, the opened key must be the pinned one
     with pytest.raises(KeyIntegrityFailure, match="does not match"):
         sign_in(runtime, attacker)
     assert _session_count(runtime, attacker.id) == sessions_before
@@ -568,6 +579,9 @@ def test_a_planted_grant_of_an_unpinned_role_key_is_refused_at_sign_in(runtime, 
         purpose=hybrid_kem.PURPOSE_ROLE_KEY,
     )
     _plant_grant(runtime, planted, attacker.id, wrap)
+    with pytest.raises(KeyIntegrityFailure, match="stored record"):
+        sign_in(runtime, attacker)
+    retag_everything(runtime)  # behind the row tag, the pins refuse as well
     with pytest.raises(KeyIntegrityFailure, match="not pinned"):
         sign_in(runtime, attacker)
 
@@ -582,6 +596,9 @@ def test_a_holders_grant_copied_to_another_account_opens_nothing(runtime, world)
             select(RoleKeyGrant.wrap).where(RoleKeyGrant.account_id == world.clinician.id)
         )
     _plant_grant(runtime, physician.id, attacker.id, genuine)
+    with pytest.raises(KeyIntegrityFailure, match="stored record"):
+        sign_in(runtime, attacker)
+    retag_everything(runtime)  # behind the row tag, the wrap names its holder
     assert not sign_in(runtime, attacker).principal.keyring.holds_role(KeyRole.PHYSICIAN)
 
 
@@ -629,6 +646,7 @@ def test_refusals_over_http_are_key_integrity_failed_json(client, runtime, world
         purpose=hybrid_kem.PURPOSE_ROLE_KEY,
     )
     _plant_grant(runtime, physician.id, intruder.id, wrap)
+    retag_everything(runtime)  # behind the row tag (see test_planted_rows), the pins refuse
     runtime.clock.advance(seconds=30)
     response = client.post(
         "/api/v1/auth/token",

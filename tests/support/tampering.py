@@ -49,3 +49,29 @@ def _names(wrap: bytes, key_id: bytes) -> bool:
         return hybrid_kem.wrap_key_id(wrap) == key_id
     except crypto.DecryptionFailed:
         return False
+
+
+def retag_everything(runtime: Runtime) -> int:
+    """Give every row of every tagged table a valid row tag, as someone who holds the
+    integrity key as well as SQL access could: what the walls *behind* the row tags (pins,
+    key tags, commitments, HPKE info) must still refuse. Returns the rows re-tagged."""
+    from medchat.db import Base
+    from medchat.models.integrity import integrity_of
+    from medchat.row_integrity import TAGGER
+
+    tagger = runtime.database.info[TAGGER]
+    count = 0
+    with runtime.database.engine.begin() as connection:
+        for mapper in Base.registry.mappers:
+            spec = integrity_of(mapper.class_)
+            if spec is None or spec.kind != "tagged":
+                continue
+            table = mapper.local_table
+            for row in connection.execute(select(*(table.c[n] for n in spec.columns))):
+                connection.execute(
+                    table.update()
+                    .where(table.c.id == row.id)
+                    .values(row_tag=tagger.tag(table.name, list(row)))
+                )
+                count += 1
+    return count
