@@ -115,6 +115,14 @@ def _refuse(session: Session, table: str, row_id: object, *, raise_: bool = True
         raise RowIntegrityFailure
 
 
+def _skipping(context: QueryContext) -> bool:
+    """The option set on the statement (``skip_tampered``) or passed to ``execute``."""
+    if context.execution_options.get(_SKIP_OPTION, False):
+        return True
+    query = getattr(context, "query", None)
+    return bool(getattr(query, "_execution_options", {}).get(_SKIP_OPTION, False))
+
+
 def _check_loaded(target: Any, context: QueryContext | None) -> None:
     columns = _columns(type(target))
     if columns is None:
@@ -129,7 +137,7 @@ def _check_loaded(target: Any, context: QueryContext | None) -> None:
     values = [loaded[name] for name in columns]
     if _tagger(session).verify(_table(type(target)), values, loaded["row_tag"]):
         return
-    skip = context is not None and context.execution_options.get(_SKIP_OPTION, False)
+    skip = context is not None and _skipping(context)
     state.info[_TAMPERED] = True
     _refuse(session, _table(type(target)), loaded.get("id"), raise_=not skip)
 
