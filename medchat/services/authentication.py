@@ -42,7 +42,11 @@ class AuthenticationService:
         self.accounts = AccountService(session, runtime)
 
     def _tokens(self) -> TokenStore:
-        return TokenStore(self.session, self.runtime.clock.now())
+        return TokenStore(
+            self.session,
+            self.runtime.clock.now(),
+            keyring_secret=self.runtime.keys.session_keyring,
+        )
 
     def _fail(self, action: str, account: Account | None, exc: Exception) -> Exception:
         audit.record_on_rollback(
