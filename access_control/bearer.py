@@ -28,7 +28,11 @@ def bearer_token(request: Request) -> str | None:
     return value.strip()
 
 
-def load_principal(request: Request, session: Session, clock: Clock) -> Principal | None:
+def load_principal(
+    request: Request, session: Session, clock: Clock, keyring_secret: bytes
+) -> Principal | None:
+    """The caller of a bearer request; ``keyring_secret`` (the session-keyring server key)
+    opens its keyring together with the token when a view needs the keys."""
     token = bearer_token(request)
     if token is None:
         return None
@@ -39,4 +43,4 @@ def load_principal(request: Request, session: Session, clock: Clock) -> Principa
             actor_id=live.account_id, actor_role=live.role, address=request.remote_addr
         ),
     )
-    return Principal.from_live_token(live, token, session)
+    return Principal.from_live_token(live, token, session, keyring_secret=keyring_secret)

@@ -1,12 +1,14 @@
 """Console sessions: a cookie-borne token, two steps to sign in, idle and absolute limits.
 
 SECURITY-MODEL "Authentication" and 5: the console cookie carries a random token; the
-database keeps its hash and the clinician's opened keys sealed under a key derived from it,
-so the secret that opens them lives only in the cookie. Signing in takes two steps: the
+database keeps its hash and the clinician's opened keys sealed under a key derived from it and
+the session-keyring server key (``access_control.keyring``), so the database alone, or with
+the cookie, opens nothing. Signing in takes two steps: the
 password opens a *pending* session good for the TOTP step only; the code replaces it with a
 new session (the id is renewed at login and again at 2FA, so a cookie from before is worth
 nothing). Sessions end after 15 idle minutes or 8 hours, whichever comes first (configurable),
-and on logout, which deletes the row.
+and on logout, which deletes the row; ``medchat.services.token_purge`` deletes ended ones. A
+session whose keyring is of a format that no longer opens is signed out.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from access_control import crypto
-from access_control.keyring import Keyring, open_keyring, seal_keyring
+from access_control.keyring import Keyring, is_current, open_keyring, seal_keyring
 from access_control.tokens import forget_opened_keys
 from medchat.errors import InvalidToken
 from medchat.models import Account, AuthToken, TokenKind
@@ -29,12 +31,19 @@ _PREFIX = "mcc_"
 
 class ConsoleSessions:
     def __init__(
-        self, session: Session, now: datetime, *, idle: timedelta, absolute: timedelta
+        self,
+        session: Session,
+        now: datetime,
+        *,
+        idle: timedelta,
+        absolute: timedelta,
+        keyring_secret: bytes,
     ) -> None:
         self.session = session
         self.now = now
         self.idle = idle
         self.absolute = absolute
+        self.keyring_secret = keyring_secret
 
     def _insert(
         self,
@@ -60,7 +69,9 @@ class ConsoleSessions:
                 expires_at=expires_at,
                 family_expires_at=family_expires_at,
                 last_used_at=self.now,
-                sealed_keys=seal_keyring(keyring, token, row_id) if keyring else None,
+                sealed_keys=(
+                    seal_keyring(keyring, token, row_id, self.keyring_secret) if keyring else None
+                ),
             )
         )
         self.session.flush()
@@ -91,6 +102,7 @@ class ConsoleSessions:
             record.expires_at <= self.now
             or record.family_expires_at <= self.now
             or not account.is_active
+            or not is_current(record.sealed_keys)
         ):
             raise InvalidToken
         return record, account
@@ -99,11 +111,20 @@ class ConsoleSessions:
         return self._lookup(token, TokenKind.CONSOLE_PENDING)
 
     def promote(self, pending_token: str) -> str:
-        """The second factor passed: replace the pending session with a full one."""
+        """The second factor passed: replace the pending session with a full one.
+
+        Raises ``InvalidToken`` (back to the sign-in page) when the pending session is gone
+        or its keyring does not open.
+        """
         record, account = self._lookup(pending_token, TokenKind.CONSOLE_PENDING)
         keyring = None
         if record.sealed_keys is not None:
-            keyring = open_keyring(record.sealed_keys, pending_token, record.id, account.id)
+            try:
+                keyring = open_keyring(
+                    record.sealed_keys, pending_token, record.id, account.id, self.keyring_secret
+                )
+            except crypto.DecryptionFailed as exc:
+                raise InvalidToken from exc
         self.session.delete(record)
         return self._insert(
             account.id,

@@ -1,10 +1,22 @@
-"""Opened private keys live only inside a session, sealed under a secret the client holds.
+"""Opened private keys live only inside a session, sealed under the token *and* a server key.
 
 SECURITY-MODEL 5, "Sessions carry the secret, the database does not": at sign-in the server
 opens the caller's personal private key (with the password) and the role private keys it was
-granted, and stores them sealed under a key derived from the bearer token or console cookie,
-beside the token's *hash*. Each request re-opens them from the token it presents. Deleting
-the token row (logout, expiry, revocation) leaves nothing on the server that can open them.
+granted, and stores them sealed beside the token's *hash*. Each request re-opens them from the
+token it presents. Deleting the token row (logout, expiry, revocation) leaves nothing on the
+server that can open them.
+
+SECURITY-MODEL key hierarchy 10, "Sessions": the sealing key is
+``HKDF-SHA256(ikm=token, salt=session-keyring server key, info=v2)``. HKDF's extract step is
+HMAC keyed by the salt (RFC 5869 2.2), so the key needs both halves: the token, which only the
+client holds, and the server key, which lives in ``MEDCHAT_KEY_DIR`` and never in the
+database. A database copy plus a captured token opens nothing; the key directory plus a
+database copy opens nothing either. The secret comes in as bytes (``ServerKeys
+.session_keyring``): this package reads no configuration.
+
+Stored format 2 is ``0x02 || AEAD envelope``. Format 1 (a bare envelope under a key derived
+from the token alone, written before this change) no longer opens: ``is_current`` tells the
+token checks to treat such a session as signed out, and the token purge deletes its row.
 """
 
 from __future__ import annotations
@@ -15,11 +27,14 @@ from dataclasses import dataclass
 from access_control import crypto
 from access_control.hybrid_kem import PrivateKeyHandle, load_private_key
 
-_FORMAT_VERSION = 1
-_SESSION_INFO = b"medchat/session-keyring/v1"
-_MEMO_INFO = b"medchat/session-unwrap-memo/v1"
-_AAD_LABEL = "medchat/session-keyring/v1"
+_FORMAT_VERSION = 2
+#: The first byte of every keyring this code writes and opens (``auth_tokens.sealed_keys``).
+FORMAT_PREFIX = bytes([_FORMAT_VERSION])
+_SESSION_INFO = b"medchat/session-keyring/v2"
+_MEMO_INFO = b"medchat/session-unwrap-memo/v2"
+_AAD_LABEL = "medchat/session-keyring/v2"
 _SEED = 32
+_SECRET_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -127,26 +142,48 @@ class Keyring(crypto.SecretHandle):
             raise crypto.DecryptionFailed from exc
 
 
-def _session_key(token: str) -> bytes:
-    return crypto.hkdf_sha256(token.encode("utf-8"), salt=b"", info=_SESSION_INFO, length=32)
+def _derive(token: str, secret: bytes, info: bytes) -> bytes:
+    """HKDF-SHA256 over the token, keyed by the server secret (the extract step's salt)."""
+    if len(secret) < _SECRET_BYTES:
+        raise ValueError("the session-keyring secret must be a 32-byte server key")
+    return crypto.hkdf_sha256(token.encode("utf-8"), salt=secret, info=info, length=32)
 
 
-def seal_keyring(keyring: Keyring, token: str, token_row_id: uuid.UUID) -> bytes:
-    """Seal the opened keys under a key only ``token`` (held by the client) can derive."""
+def _session_key(token: str, secret: bytes) -> bytes:
+    return _derive(token, secret, _SESSION_INFO)
+
+
+def is_current(sealed: bytes | None) -> bool:
+    """``sealed`` (a row's ``sealed_keys``) is absent or in the format this code opens.
+
+    A keyring of an older format can never open again, so its session counts as signed out
+    (and not as a failure worth a 500): the token checks refuse it like an expired token.
+    """
+    return sealed is None or sealed[:1] == FORMAT_PREFIX
+
+
+def seal_keyring(keyring: Keyring, token: str, token_row_id: uuid.UUID, secret: bytes) -> bytes:
+    """Seal the opened keys under a key only ``token`` (held by the client) together with
+    ``secret`` (the session-keyring server key) can derive."""
     aad = crypto.associated_data(_AAD_LABEL, token_row_id, keyring.account_id)
-    return crypto.seal(_session_key(token), keyring._serialise(), aad)
+    return FORMAT_PREFIX + crypto.seal(_session_key(token, secret), keyring._serialise(), aad)
 
 
 def open_keyring(
-    sealed: bytes, token: str, token_row_id: uuid.UUID, account_id: uuid.UUID
+    sealed: bytes, token: str, token_row_id: uuid.UUID, account_id: uuid.UUID, secret: bytes
 ) -> Keyring:
-    """Re-open the session's keys; ``DecryptionFailed`` for the wrong token, row or account."""
+    """Re-open the session's keys; ``DecryptionFailed`` for the wrong token, secret, row or
+    account, and for a keyring of an older format."""
+    if not sealed.startswith(FORMAT_PREFIX):
+        raise crypto.DecryptionFailed
     aad = crypto.associated_data(_AAD_LABEL, token_row_id, account_id)
-    keyring = Keyring._parse(crypto.open_sealed(_session_key(token), sealed, aad))
+    opened = crypto.open_sealed(_session_key(token, secret), sealed[1:], aad)
+    keyring = Keyring._parse(opened)
     if keyring.account_id != account_id:
         raise crypto.DecryptionFailed
     keyring.session_id = token_row_id
-    keyring.memo_key = crypto.hkdf_sha256(
-        token.encode("utf-8"), salt=b"", info=_MEMO_INFO, length=32
-    )
+    # Mixed with the server key too, though the process holding the memo holds that key as
+    # well: it costs one HKDF per request, and keeps one rule for everything sealed to a
+    # session (an entry of the memo copied out of the process needs more than the token).
+    keyring.memo_key = _derive(token, secret, _MEMO_INFO)
     return keyring

@@ -24,16 +24,22 @@ class Principal(UserMixin):
     needs them (profile, password change, logout), so the hot paths never build them.
     """
 
-    def __init__(self, account: Account, token: AuthToken, presented: str) -> None:
+    def __init__(
+        self, account: Account, token: AuthToken, presented: str, *, keyring_secret: bytes
+    ) -> None:
         self._account: Account | None = account
         self._token: AuthToken | None = token
         self._live: LiveToken | None = None
         self._session: Session | None = None
         self._presented = presented
+        #: The session-keyring server key: with the presented token it opens the keyring.
+        self._keyring_secret = keyring_secret
         self._keyring: Keyring | None = None
 
     @classmethod
-    def from_live_token(cls, live: LiveToken, presented: str, session: Session) -> Principal:
+    def from_live_token(
+        cls, live: LiveToken, presented: str, session: Session, *, keyring_secret: bytes
+    ) -> Principal:
         """The caller of a request whose token ``TokenStore.check`` found live."""
         principal = cls.__new__(cls)
         principal._account = None
@@ -41,6 +47,7 @@ class Principal(UserMixin):
         principal._live = live
         principal._session = session
         principal._presented = presented
+        principal._keyring_secret = keyring_secret
         principal._keyring = None
         return principal
 
@@ -60,6 +67,7 @@ class Principal(UserMixin):
         principal._live = None
         principal._session = None
         principal._presented = ""
+        principal._keyring_secret = b""
         principal._keyring = keyring
         return principal
 
@@ -111,7 +119,8 @@ class Principal(UserMixin):
 
     @property
     def keyring(self) -> Keyring:
-        """The caller's opened private keys, unsealed on first use with the presented token."""
+        """The caller's opened private keys, unsealed on first use with the presented token
+        and the server secret; ``InvalidToken`` (401, signed out) when they do not open."""
         if self._keyring is None:
             if self._live is not None:
                 token_id, sealed = self._live.token_id, self._live.sealed_keys
@@ -121,7 +130,9 @@ class Principal(UserMixin):
                 self._keyring = Keyring(self.id)
             else:
                 try:
-                    self._keyring = open_keyring(sealed, self._presented, token_id, self.id)
+                    self._keyring = open_keyring(
+                        sealed, self._presented, token_id, self.id, self._keyring_secret
+                    )
                 except DecryptionFailed as exc:
                     raise InvalidToken from exc
         return self._keyring

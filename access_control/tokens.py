@@ -4,7 +4,8 @@ The database keeps only SHA-256 hashes of tokens. A login opens a *family*; each
 its refresh token and issues a new pair in the same family, never past the family's absolute
 end. Presenting a spent refresh token means it leaked: the whole family is revoked (written
 even though the request itself fails). Revocation deletes rows, so a revoked token and the
-session secret sealed beside it (SECURITY-MODEL "Sessions carry the secret") are gone.
+session secret sealed beside it (SECURITY-MODEL "Sessions carry the secret") are gone; expired
+rows are deleted by ``medchat.services.token_purge``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from access_control import crypto
-from access_control.keyring import Keyring, open_keyring, seal_keyring
+from access_control.keyring import Keyring, is_current, open_keyring, seal_keyring
 from medchat import audit
 from medchat.db import on_rollback
 from medchat.errors import InvalidToken
@@ -91,18 +92,43 @@ def _verified(session: Session, row: Any) -> tuple[dict[str, Any], dict[str, Any
     return token, account
 
 
-def _live(used_at: datetime | None, expires_at: datetime, status: str, now: datetime) -> bool:
+def _live(
+    used_at: datetime | None,
+    expires_at: datetime,
+    status: str,
+    sealed_keys: bytes | None,
+    now: datetime,
+) -> bool:
     """The one rule for a bearer token: never used up (a rotated refresh token is), not
-    expired, and its account active."""
-    return used_at is None and expires_at > now and status == AccountStatus.ACTIVE
+    expired, its account active, and its keyring (if any) in a format that still opens (one
+    sealed before the upgrade to token-and-server-key keyrings is a signed-out session)."""
+    return (
+        used_at is None
+        and expires_at > now
+        and status == AccountStatus.ACTIVE
+        and is_current(sealed_keys)
+    )
 
 
 class TokenStore:
-    """Issues, checks, rotates and revokes tokens within the caller's transaction."""
+    """Issues, checks, rotates and revokes tokens within the caller's transaction.
 
-    def __init__(self, session: Session, now: datetime) -> None:
+    ``keyring_secret`` (the session-keyring server key) seals and opens the keyrings beside
+    the tokens; a store that only checks or revokes tokens does without it.
+    """
+
+    def __init__(
+        self, session: Session, now: datetime, *, keyring_secret: bytes | None = None
+    ) -> None:
         self.session = session
         self.now = now
+        self._keyring_secret = keyring_secret
+
+    @property
+    def keyring_secret(self) -> bytes:
+        if self._keyring_secret is None:
+            raise ValueError("sealing or opening a session keyring needs the server secret")
+        return self._keyring_secret
 
     def _add(
         self,
@@ -128,7 +154,9 @@ class TokenStore:
                 created_at=self.now,
                 expires_at=min(self.now + lifetime, family_expires_at),
                 family_expires_at=family_expires_at,
-                sealed_keys=seal_keyring(keyring, token, row_id) if keyring else None,
+                sealed_keys=(
+                    seal_keyring(keyring, token, row_id, self.keyring_secret) if keyring else None
+                ),
             )
         )
         return token
@@ -146,7 +174,7 @@ class TokenStore:
         """Start a family (login) or continue one (refresh).
 
         ``keyring`` (the opened private keys) is sealed beside each token under a key derived
-        from that token, which only the client holds.
+        from that token, which only the client holds, and the session-keyring server key.
         """
         family_id = family_id or uuid.uuid4()
         family_expires_at = family_expires_at or self.now + lifetimes.refresh
@@ -181,7 +209,9 @@ class TokenStore:
         if row is None:
             raise InvalidToken
         record, account = row
-        if not _live(record.used_at, record.expires_at, account.status, self.now):
+        if not _live(
+            record.used_at, record.expires_at, account.status, record.sealed_keys, self.now
+        ):
             raise InvalidToken
         return record, account
 
@@ -197,7 +227,9 @@ class TokenStore:
         if row is None:
             raise InvalidToken
         record, account = _verified(self.session, row)
-        if not _live(record["used_at"], record["expires_at"], account["status"], self.now):
+        if not _live(
+            record["used_at"], record["expires_at"], account["status"], row.sealed_keys, self.now
+        ):
             raise InvalidToken
         return LiveToken(
             token_id=record["id"],
@@ -244,7 +276,11 @@ class TokenStore:
         if record.sealed_keys is not None:
             try:
                 keyring = open_keyring(
-                    record.sealed_keys, refresh_token, record.id, record.account_id
+                    record.sealed_keys,
+                    refresh_token,
+                    record.id,
+                    record.account_id,
+                    self.keyring_secret,
                 )
             except crypto.DecryptionFailed as exc:
                 raise InvalidToken from exc

@@ -8,9 +8,12 @@ conversation's DEK again and again. This memo keeps, per process, the result of
 the same session skips the unwrap. What it keeps, and why that changes none of the promises:
 
 - **Sealed to the session.** An entry's DEK is sealed (AES-256-GCM) under a key derived from
-  the bearer token (``Keyring.memo_key``), which only the client holds; the server keeps the
-  token's hash, never the token. Between requests the process holds ciphertext only, exactly
-  as the database holds the session's keyring; another session's request cannot open it.
+  the bearer token, which only the client holds, and the session-keyring server key, as the
+  keyring is (``Keyring.memo_key``); the server keeps the token's hash, never the token.
+  Between requests the process holds ciphertext only, exactly as the database holds the
+  session's keyring; another session's request cannot open it. (The server key is no wall
+  here, since this process holds it too; it is mixed in because it is free and keeps one rule
+  for everything sealed to a session.)
 - **Never instead of a check.** A request reaches the memo only after its token row was
   found live (revocation, logout and expiry delete or end that row, so they stop the next
   request at once, whatever the memo holds), after the row check, with the wrap it would

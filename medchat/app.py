@@ -133,7 +133,8 @@ def _init_login(app: Flask) -> None:
     def _load(req: Any) -> Any:
         if "Authorization" not in req.headers and req.path.startswith("/console"):
             return console_cookie.load_principal()
-        return bearer.load_principal(req, g.db, app.extensions["medchat"].clock)
+        runtime = app.extensions["medchat"]
+        return bearer.load_principal(req, g.db, runtime.clock, runtime.keys.session_keyring)
 
     @login.unauthorized_handler
     def _unauthorized() -> Any:  # pragma: no cover - views raise NotAuthenticated instead

@@ -7,6 +7,10 @@ of another time than now: an earlier one for a run, any time for ``--dry-run``, 
 what would go and changes nothing (a run as of a later time would destroy early: refused).
 Conventions as in ``medchat.cli`` (``--json`` prints one object; a bad argument exits 2 with
 a one-line reason and changes nothing).
+
+The same run then deletes expired token rows (``medchat.services.token_purge``: sessions,
+refresh tokens past their family, used or expired reset and enrollment tokens) as of the same
+time, and prints their counts beside retention's (a dry run counts them and deletes nothing).
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ def retention_group() -> None:
 @cli_errors
 def retention_run(dry_run: bool, as_of: str | None, batch: int | None, as_json: bool) -> None:
     from medchat.services.retention import EarlyDestruction, RetentionService
+    from medchat.services.token_purge import TokenPurge
 
     moment = None
     if as_of is not None:
@@ -79,6 +84,8 @@ def retention_run(dry_run: bool, as_of: str | None, batch: int | None, as_json: 
         fail(f"--as-of: {refused}; preview it with --dry-run", 2)
     finally:
         progress.close()
+    purge = TokenPurge(runtime, batch_size=service.batch_size, audit_context=CLI_CONTEXT)
+    tokens = purge.count_due(result.as_of) if dry_run else purge.run(result.as_of)
     as_of_text = result.as_of.isoformat().replace("+00:00", "Z")
     payload: dict[str, Any] = {
         **result.counts(),
@@ -87,6 +94,7 @@ def retention_run(dry_run: bool, as_of: str | None, batch: int | None, as_json: 
         "as_of": as_of_text,
         "dry_run": dry_run,
         "seal_expired": service.seal_expired,
+        **{f"{name}_deleted": count for name, count in tokens.as_dict().items()},
     }
     if dry_run:
         payload["due"] = [item.as_dict() for item in result.due]
@@ -94,7 +102,11 @@ def retention_run(dry_run: bool, as_of: str | None, batch: int | None, as_json: 
     lines = [
         f"as of {as_of_text}: {result.conversations_destroyed} conversations {verb} destroyed, "
         f"{result.conversations_sealed} sealed into the archive, "
-        f"{result.archive_records_destroyed} archive records' content destroyed"
+        f"{result.archive_records_destroyed} archive records' content destroyed",
+        f"{tokens.total} expired token rows {verb} deleted ({tokens.auth_tokens} sessions and "
+        f"tokens, {tokens.old_keyring_tokens} sessions with an old keyring, "
+        f"{tokens.password_reset_tokens} password-reset and {tokens.enrollment_tokens} "
+        "enrollment tokens)",
     ]
     if dry_run:
         lines += [

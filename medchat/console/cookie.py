@@ -28,6 +28,7 @@ def console_sessions() -> ConsoleSessions:
         runtime().clock.now(),
         idle=settings.console_idle,
         absolute=settings.console_absolute,
+        keyring_secret=runtime().keys.session_keyring,
     )
 
 
@@ -48,7 +49,7 @@ def load_principal() -> Principal | None:
             actor_id=account.id, actor_role=account.role, address=request.remote_addr
         ),
     )
-    return Principal(account, record, token)
+    return Principal(account, record, token, keyring_secret=runtime().keys.session_keyring)
 
 
 def begin(token: str, *, pending: bool) -> None:

@@ -6,8 +6,9 @@ expires, so its reuse is recognised and revokes the whole family. Revocation del
 nothing on the server can use a token afterwards.
 
 ``sealed_keys`` is the per-session secret of SECURITY-MODEL "Sessions carry the secret": the
-opened private keys encrypted under a key derived from the token itself, which only the
-client holds.
+opened private keys encrypted under a key derived from the token, which only the client holds,
+and the session-keyring server key (``access_control.keyring``). Expired rows are deleted
+(``medchat.services.token_purge``), not merely refused.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ class AuthToken(TaggedRow, Base):
     token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
     mfa_verified: Mapped[bool]
     created_at: Mapped[datetime]
-    expires_at: Mapped[datetime]
+    # Indexed for the purge of expired rows (``medchat.services.token_purge``).
+    expires_at: Mapped[datetime] = mapped_column(index=True)
     # Absolute end of the family: rotation never extends a login past it.
     family_expires_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None]

@@ -27,6 +27,7 @@ from medchat.errors import (
 from medchat.models import Account, AccountStatus, AuthToken
 from medchat.runtime import Runtime
 from medchat.services.accounts import AccountService, new_enrollment_token
+from medchat.services.token_purge import purge_account
 
 
 @dataclass(frozen=True, repr=False)
@@ -42,7 +43,11 @@ class AuthenticationService:
         self.accounts = AccountService(session, runtime)
 
     def _tokens(self) -> TokenStore:
-        return TokenStore(self.session, self.runtime.clock.now())
+        return TokenStore(
+            self.session,
+            self.runtime.clock.now(),
+            keyring_secret=self.runtime.keys.session_keyring,
+        )
 
     def _fail(self, action: str, account: Account | None, exc: Exception) -> Exception:
         audit.record_on_rollback(
@@ -55,11 +60,17 @@ class AuthenticationService:
         return exc
 
     def check_password(self, email: str, password: str) -> Account:
-        """The active (or enrolling) account with this password, or ``InvalidCredentials``."""
+        """The active (or enrolling) account with this password, or ``InvalidCredentials``.
+
+        Every sign-in (API, console, CLI) passes here first: the account's own expired token
+        rows are deleted now (bounded, ``token_purge.purge_account``), not left for the daily
+        run alone.
+        """
         account = self.accounts.find_by_email(email)
         ok = self.runtime.hasher.verify(password, account.password_hash if account else None)
         if not ok or account is None or account.status == AccountStatus.DISABLED:
             raise self._fail("auth.login", account, InvalidCredentials())
+        purge_account(self.session, account.id, self.runtime.clock.now())
         return account
 
     def check_second_factor(self, account: Account, code: str | None) -> bool:

@@ -1,10 +1,12 @@
 """Sessions carry the secret, the database does not (SECURITY-MODEL key hierarchy 5 and 11).
 
-At sign-in the opened private keys are sealed under a key derived from the token, beside the
-token's SHA-256. Only the client holds the token: after logout the row is gone, and even a
-copy of the blob taken before opens with nothing but that token. Revocation and disabling
-end an open session at once; a refresh re-seals the keys under the new tokens and wipes the
-spent one's copy. Admins hold no keys at all, so no admin session can ever grant one.
+At sign-in the opened private keys are sealed under a key derived from the token and the
+session-keyring server key, beside the token's SHA-256. Only the client holds the token: after
+logout the row is gone, and even a copy of the blob taken before opens with nothing but that
+token (and the server key, which is never in the database: ``test_session_keyrings``).
+Revocation and disabling end an open session at once; a refresh re-seals the keys under the
+new tokens and wipes the spent one's copy. Admins hold no keys at all, so no admin session can
+ever grant one.
 """
 
 from __future__ import annotations
@@ -79,8 +81,9 @@ def test_after_logout_the_row_is_gone_and_only_the_token_opens_a_copy_of_its_key
     with pytest.raises(InvalidToken):
         principal_for(runtime, token)
 
+    secret = runtime.keys.session_keyring
     # The copy opens with the token, so the secret was in the token and only there...
-    assert seeds(open_keyring(copy, token, row_id, account_id)) == held
+    assert seeds(open_keyring(copy, token, row_id, account_id, secret)) == held
     # ...and with nothing else: not the family's other token, not what the row stored, not a
     # server key, not the token bound to another row or account, not a token one letter off.
     others = {
@@ -93,12 +96,12 @@ def test_after_logout_the_row_is_gone_and_only_the_token_opens_a_copy_of_its_key
             others[f"server key {name}"] = "mca_" + base64.urlsafe_b64encode(key).decode()
     for name, other in others.items():
         with pytest.raises(crypto.DecryptionFailed):
-            open_keyring(copy, other, row_id, account_id)
+            open_keyring(copy, other, row_id, account_id, secret)
             pytest.fail(f"the {name} opened the session keyring")
     with pytest.raises(crypto.DecryptionFailed):
-        open_keyring(copy, token, uuid.uuid4(), account_id)
+        open_keyring(copy, token, uuid.uuid4(), account_id, secret)
     with pytest.raises(crypto.DecryptionFailed):
-        open_keyring(copy, token, row_id, uuid.uuid4())
+        open_keyring(copy, token, row_id, uuid.uuid4(), secret)
 
 
 def test_logout_over_http_ends_the_session_at_once(client, runtime):
@@ -121,7 +124,10 @@ def test_a_token_row_holds_the_tokens_sha256_and_the_sealed_keys_only(runtime, h
     for token in tokens:
         row = token_row(runtime, token)
         assert row.token_hash == hashlib.sha256(token.encode()).digest()
-        assert seeds(open_keyring(row.sealed_keys, token, row.id, row.account_id)) == held
+        opened = open_keyring(
+            row.sealed_keys, token, row.id, row.account_id, runtime.keys.session_keyring
+        )
+        assert seeds(opened) == held
         binary = {
             column.name: getattr(row, column.key)
             for column in AuthToken.__table__.columns
@@ -133,7 +139,7 @@ def test_a_token_row_holds_the_tokens_sha256_and_the_sealed_keys_only(runtime, h
     secrets = {f"seed {i}": seed for i, seed in enumerate(held)}
     for token in tokens:
         secrets[f"token {token[:4]}"] = token
-        secrets[f"session key {token[:4]}"] = _session_key(token)
+        secrets[f"session key {token[:4]}"] = _session_key(token, runtime.keys.session_keyring)
         # The token's 32 random bytes themselves, as the client's base64url decodes them.
         secrets[f"token bytes {token[:4]}"] = base64.urlsafe_b64decode(token[4:] + "=")
     assert found_in(database_dump(runtime.database.engine), secrets) == []
@@ -203,10 +209,11 @@ def test_refresh_reseals_the_keys_under_the_new_tokens_and_wipes_the_spent_copy(
     for token in (renewed.access_token, renewed.refresh_token):
         row = token_row(runtime, token)
         assert row.family_id == spent.family_id
-        assert seeds(open_keyring(row.sealed_keys, token, row.id, row.account_id)) == held
+        secret = runtime.keys.session_keyring
+        assert seeds(open_keyring(row.sealed_keys, token, row.id, row.account_id, secret)) == held
         for old in (old_access, old_refresh):
             with pytest.raises(crypto.DecryptionFailed):
-                open_keyring(row.sealed_keys, old, row.id, row.account_id)
+                open_keyring(row.sealed_keys, old, row.id, row.account_id, secret)
     principal = principal_for(runtime, renewed.access_token)
     assert principal.keyring.holds_role(KeyRole.PHYSICIAN)
     assert seeds(principal.keyring) == held

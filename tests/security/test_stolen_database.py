@@ -11,8 +11,12 @@ the password-derived keys, the tokens and the keys derived from them. Then:
   content, no personal field and none of those secrets, in any usual encoding;
 - every key the server holds at rest (the six keys of ``MEDCHAT_KEY_DIR``, the archive-signing
   seed among them; the pin file holds public fingerprints only) fails to open every content
-  ciphertext, every wrap, every password-sealed private key and every session keyring, each
-  of which opens with the key it was made for (so the failures are the keys', not the test's).
+  ciphertext, every wrap and every password-sealed private key, each of which opens with the
+  key it was made for (so the failures are the keys', not the test's);
+- a session keyring needs both halves of its key: its token (which only the client holds) and
+  the session-keyring server key. With both it opens; with the token and any other server key
+  (or none, as keyrings were sealed before), or with the server key and anything the database
+  or the key directory holds in place of the token, it does not.
 """
 
 from __future__ import annotations
@@ -189,7 +193,11 @@ def stolen(runtime: Runtime) -> Stolen:
             ("refresh", signed.tokens.refresh_token),
         ):
             stolen.secrets[f"{name} {kind} token"] = token
-            stolen.secrets[f"{name} {kind} session key"] = _session_key(token)
+            stolen.secrets[f"{name} {kind} session key"] = _session_key(
+                token, runtime.keys.session_keyring
+            )
+            # What the token alone derived before keyrings needed the server key.
+            stolen.secrets[f"{name} {kind} token-only key"] = _session_key(token, bytes(32))
         stolen.secrets[f"{name} password"] = people[name].password
         stolen.secrets[f"{name} TOTP secret"] = people[name].totp_secret or ""
     with runtime.database.transaction() as session:
@@ -398,8 +406,9 @@ def test_no_server_key_is_the_password_of_any_private_key(runtime, stolen):
                 pytest.fail(f"{name} opened a private key")
 
 
-def test_no_server_key_opens_any_session_keyring(runtime, stolen):
+def test_a_session_keyring_needs_both_its_token_and_the_session_keyring_key(runtime, stolen):
     keys = server_keys(runtime)
+    secret = keys["session-keyring"]
     tokens = {
         crypto.token_hash(token): token
         for signed in stolen.sessions.values()
@@ -409,17 +418,28 @@ def test_no_server_key_opens_any_session_keyring(runtime, stolen):
         rows = list(session.scalars(select(AuthToken).where(AuthToken.sealed_keys.is_not(None))))
     assert len(rows) == 2 * len(stolen.sessions)
     for row in rows:
-        opened = open_keyring(row.sealed_keys, tokens[row.token_hash], row.id, row.account_id)
+        token = tokens[row.token_hash]
+        # Both halves: it opens (so every failure below is the missing half's).
+        opened = open_keyring(row.sealed_keys, token, row.id, row.account_id, secret)
         assert opened.personal is not None
+        # The captured token with every other server key, or with none (HKDF's empty salt is
+        # 32 zero bytes: the token-only key keyrings had before).
+        wrong_secrets = {name: key for name, key in keys.items() if key != secret}
+        wrong_secrets["no server key"] = bytes(32)
+        for name, other in wrong_secrets.items():
+            with pytest.raises(crypto.DecryptionFailed):
+                open_keyring(row.sealed_keys, token, row.id, row.account_id, other)
+                pytest.fail(f"the token with {name} opened a session keyring")
+        # The database and the key directory, without the token: nothing stands in for it.
         candidates = {
             "token hash (hex)": row.token_hash.hex(),
             "token hash (base64url)": base64.urlsafe_b64encode(row.token_hash).decode(),
         }
         for name, key in keys.items():
             candidates.update({f"{name} as {form}": text for form, text in as_text(key).items()})
-        for name, token in candidates.items():
+        for name, candidate in candidates.items():
             with pytest.raises(crypto.DecryptionFailed):
-                open_keyring(row.sealed_keys, token, row.id, row.account_id)
+                open_keyring(row.sealed_keys, candidate, row.id, row.account_id, secret)
                 pytest.fail(f"{name} opened a session keyring")
 
 

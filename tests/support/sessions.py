@@ -41,7 +41,9 @@ def principal_for(runtime: Runtime, access_token: str) -> Principal:
         record, account = TokenStore(session, runtime.clock.now()).authenticate(
             access_token, TokenKind.ACCESS
         )
-        principal = Principal(account, record, access_token)
+        principal = Principal(
+            account, record, access_token, keyring_secret=runtime.keys.session_keyring
+        )
         principal.keyring  # noqa: B018  (opened while the row is loaded)
     return principal
 

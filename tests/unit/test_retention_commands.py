@@ -9,7 +9,9 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import func, select
 
+from medchat.models import AuthToken, EnrollmentToken
 from medchat.retention_commands import parse_as_of
 from tests.support.accounts import make_member
 from tests.support.archive import seal
@@ -117,6 +119,37 @@ def test_dry_run_lists_what_would_go_and_changes_nothing(cli, runtime, clock, me
     text = cli("retention", "run", "--dry-run", "--as-of", iso(as_of))
     assert f"destroy         conversation {conversation_id}" in text.stdout
     assert "would be destroyed" in text.stdout
+
+
+def test_the_run_deletes_expired_token_rows_and_prints_their_counts(cli, runtime, clock, member):
+    """``medchat retention run`` also runs the token purge (``docs/retention.md``)."""
+    with runtime.database.transaction() as session:
+        enrollments = session.scalar(select(func.count()).select_from(EnrollmentToken))
+    assert enrollments  # the care team's staff enrolled: their tokens are spent
+    clock.advance(days=31)  # past the member's sign-in family (30 days)
+    expected = {
+        "auth_tokens_deleted": 2,
+        "old_keyring_tokens_deleted": 0,
+        "password_reset_tokens_deleted": 0,
+        "enrollment_tokens_deleted": enrollments,
+    }
+
+    dry = json.loads(cli("retention", "run", "--dry-run", "--json").stdout)
+    assert {k: dry[k] for k in expected} == expected
+    with runtime.database.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(AuthToken)) == 2
+    result = cli("retention", "run", "--json")
+
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert {k: payload[k] for k in expected} == expected
+    with runtime.database.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(AuthToken)) == 0
+        assert session.scalar(select(func.count()).select_from(EnrollmentToken)) == 0
+    (entry,) = audit_entries(runtime, "auth.token_purge")
+    assert entry.actor_role == "cli"
+    text = cli("retention", "run").stdout
+    assert "0 expired token rows were deleted" in text
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,12 @@ def _sign_in(runtime, person):
         record, account = TokenStore(session, runtime.clock.now()).authenticate(
             signed.tokens.access_token, "access"
         )
-        principal = Principal(account, record, signed.tokens.access_token)
+        principal = Principal(
+            account,
+            record,
+            signed.tokens.access_token,
+            keyring_secret=runtime.keys.session_keyring,
+        )
         principal.keyring  # noqa: B018  (opened while the row is loaded)
     return principal
 
