@@ -234,7 +234,8 @@ class ConversationService(ConversationReader):
             return self.unavailable_view(conversation)
         except (*INTEGRITY_FAILURES, NotFound) as error:
             # NotFound reaches here for staff only (a member's becomes HistoryPending): every
-            # live conversation has a physician wrap, so none that opens is a tampered row too.
+            # live conversation has a physician wrap, so one that none of the session's keys
+            # opens was tampered with too.
             refuse_listed(self.session, conversation, error)
             return self.unavailable_view(conversation, INTEGRITY_FAILED)
         return view
