@@ -11,6 +11,9 @@ with the key in ``MEDCHAT_KEY_DIR``. Appends lock the chain head row (``SELECT .
 on PostgreSQL, the database write lock on SQLite), so concurrent writers never fork the chain;
 the head also records the last sequence number, so a truncated tail is caught. ``verify``
 names the first entry that is edited, missing, reordered, or carries a MAC the key did not make.
+A truncation followed by restoring an older head (its MAC is genuine: the key made it when
+that head was current) is caught only against a record kept outside the database: the signed
+anchors of ``medchat.audit_anchor``, which sign ``checked_head``.
 Entries never hold message content, names or e-mail addresses: only ids and codes.
 """
 
@@ -301,6 +304,36 @@ def _rows(session: Session, batch: int = 2000) -> Iterator[AuditEntry]:
         yield from rows
         last = rows[-1].seq
         session.expunge_all()
+
+
+def checked_head(session: Session, key: bytes) -> tuple[int, bytes]:
+    """The chain head (sequence, entry hash) once its MAC and its entry check out.
+
+    What an anchor signs: the head row's MAC is the audit key's, and the entry it names is
+    present, carries that hash and a MAC made with the key (a point check, not the walk of
+    ``verify``). Raises ``IntegrityCheckFailed`` naming what does not hold.
+    """
+    head = session.get(ChainHead, AUDIT_CHAIN)
+    if head is None:
+        raise crypto.IntegrityCheckFailed("the chain head is missing")
+    if head.seq == 0:
+        return 0, GENESIS_HASH
+    try:
+        crypto.verify_mac(key, head.mac, _HEAD_LABEL, head.seq, head.entry_hash)
+    except crypto.IntegrityCheckFailed:
+        raise crypto.IntegrityCheckFailed(
+            "the chain head's MAC was not made with the audit key"
+        ) from None
+    entry = session.scalar(select(AuditEntry).where(AuditEntry.seq == head.seq))
+    if entry is None or entry.entry_hash != head.entry_hash:
+        raise crypto.IntegrityCheckFailed(f"entry {head.seq} is not the one the head records")
+    try:
+        crypto.verify_mac(key, entry.mac, _MAC_LABEL, entry.entry_hash)
+    except crypto.IntegrityCheckFailed:
+        raise crypto.IntegrityCheckFailed(
+            f"entry {head.seq}: MAC not made with the audit key"
+        ) from None
+    return head.seq, head.entry_hash
 
 
 def verify(session: Session, key: bytes) -> VerifyResult:

@@ -121,29 +121,6 @@ def create_admin(email: str, first_name: str, last_name: str, as_json: bool) -> 
     )
 
 
-@click.group("audit", help="The audit trail.")
-def audit_group() -> None:
-    pass
-
-
-@audit_group.command("verify", help="Walk the hash chain; name the first broken entry.")
-@json_option
-@with_appcontext
-@cli_errors
-def audit_verify(as_json: bool) -> None:
-    runtime = _runtime()
-    with runtime.database.transaction() as session:
-        result = audit.verify(session, runtime.keys.audit_mac)
-    text = (
-        f"audit chain ok: {result.entries} entries, head {result.head_seq} {result.head_hash}"
-        if result.ok
-        else f"audit chain BROKEN at entry {result.first_bad}: {result.reason}"
-    )
-    emit(as_json, result.as_dict(), text)
-    if not result.ok:
-        fail(f"audit chain broken at entry {result.first_bad}: {result.reason}")
-
-
 @click.command("demo", help="Create demo accounts for local use and print how to sign in.")
 @json_option
 @with_appcontext
@@ -177,6 +154,7 @@ def demo(as_json: bool) -> None:
 
 def register_commands(app: Flask) -> None:
     from medchat.archive_commands import archive_group
+    from medchat.audit_commands import audit_group
     from medchat.key_commands import keys_group
     from medchat.retention_commands import retention_group
 
@@ -212,6 +190,10 @@ def main() -> None:
         from medchat.archive_commands import archive_group
 
         group.add_command(archive_group)
+        # ``audit anchor-public-key`` reads only the key file.
+        from medchat.audit_commands import audit_group
+
+        group.add_command(audit_group)
         group.main(prog_name="medchat")
     except ConfigurationError as exc:
         fail(str(exc))

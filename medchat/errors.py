@@ -129,9 +129,12 @@ class RateLimited(MedchatError):
 
 
 class KeyIntegrityFailure(MedchatError):
-    """A key failed its pin, tag or commitment check: refuse rather than seal or read."""
+    """A key failed its pin, tag or commitment check: refuse rather than seal or read.
 
-    code, status, message = "key_integrity_failed", 500, "A key failed its integrity check."
+    409: the stored state conflicts with what the server vouched for (a row altered in the
+    database), not a fault of ours to retry; never a 500 (API.md "Conventions")."""
+
+    code, status, message = "key_integrity_failed", 409, "A key failed its integrity check."
 
 
 class RowIntegrityFailure(KeyIntegrityFailure):
@@ -143,11 +146,12 @@ class RowIntegrityFailure(KeyIntegrityFailure):
 
 
 class ArchiveIntegrityFailure(MedchatError):
-    """Archived content or its ledger record was altered: refuse to open or export it."""
+    """Archived content or its ledger record was altered: refuse to open or export it (409,
+    as ``KeyIntegrityFailure``)."""
 
     code, status, message = (
         "archive_integrity_failed",
-        500,
+        409,
         "The archived conversation does not match its ledger record.",
     )
 

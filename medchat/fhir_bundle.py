@@ -15,8 +15,9 @@ and the tests validate the output against the R4 models of ``fhir.resources``.
   ``payload.contentAttachment`` metadata (title, contentType, size; never the bytes). The
   conversation's subject is the ``topic``; ``inResponseTo`` links each message to the one
   before it, so the thread survives.
-- A conversation whose history is not readable yet (after a password reset) becomes one
-  Communication with status ``unknown`` and a ``statusReason``: listed, not dropped.
+- A conversation whose history is not readable yet (after a password reset), or that failed
+  an integrity check (``medchat.services.conversation_refusals``), becomes one Communication
+  with status ``unknown`` and a ``statusReason``: listed, not dropped.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ CARE_TEAM = "medchat care team"
 PENDING_REASON = (
     "This conversation's history is being restored after a password reset and cannot be "
     "read yet; export again later."
+)
+REFUSED_REASON = (
+    "This conversation failed an integrity check and cannot be opened; the refusal was recorded "
+    "for the service's operator."
 )
 
 
@@ -148,12 +153,13 @@ def communication(
 def pending_communication(
     conversation: ExportedConversation, patient_ref: dict[str, str]
 ) -> dict[str, Any]:
-    """A conversation that cannot be decrypted yet: named, with the reason, no content."""
+    """A conversation that cannot be decrypted (yet): named, with the reason, no content."""
+    reason = PENDING_REASON if conversation.history_pending else REFUSED_REASON
     return {
         "resourceType": "Communication",
         "id": str(conversation.view.id),
         "status": "unknown",
-        "statusReason": {"text": PENDING_REASON},
+        "statusReason": {"text": reason},
         "subject": patient_ref,
     }
 
@@ -164,7 +170,7 @@ def bundle(export: MemberExport) -> dict[str, Any]:
     patient_ref = {"reference": _urn(export.profile["id"])}
     entries = [{"fullUrl": patient_ref["reference"], "resource": person}]
     for conversation in export.conversations:
-        if conversation.history_pending:
+        if not conversation.view.readable:
             resource = pending_communication(conversation, patient_ref)
             entries.append({"fullUrl": _urn(conversation.view.id), "resource": resource})
             continue

@@ -1,8 +1,11 @@
 """The one place where failures become HTTP answers: ``{"error": {"code", "message"}}``.
 
 Domain errors carry their code and status; schema errors become 422 with ``details``; a body
-that is not JSON becomes 400; werkzeug's 404/405/413/429 keep their status with our body; any
-other exception is logged with its trace and answered 500 with no trace. Refusals (403, 429)
+that is not JSON becomes 400; a key or ciphertext that fails its integrity check (a row
+altered in the database) is 409 ``key_integrity_failed``, whether the service raised
+``KeyIntegrityFailure`` or a ``DecryptionFailed`` reached here unhandled; werkzeug's
+404/405/413/429 keep their status with our body; any other exception is logged with its trace
+and answered 500 with no trace. Refusals (403, 429)
 are audited after the request's own work is rolled back.
 """
 
@@ -139,7 +142,8 @@ def _retry_after() -> int:
 
 
 def render_crypto_failure(error: Exception) -> Response:
-    """A ciphertext or key that does not open where it must: altered data, never a trace."""
+    """A ciphertext or key that does not open where it must: altered data, 409, never a trace
+    (and never a 500: the stored row is at fault, not the service)."""
     log.error("integrity failure on %s %s: %s", request.method, request.path, type(error).__name__)
     failure = KeyIntegrityFailure()
     return error_response(failure.status, failure.code, failure.message)

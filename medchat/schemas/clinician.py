@@ -11,6 +11,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from medchat.schemas.common import PageArgsSchema, UtcDateTime
+from medchat.schemas.conversations import unavailable_field
 
 QUEUE_STATUSES = ("open", "answered", "closed")
 
@@ -33,6 +34,11 @@ class CaseSchema(ma.Schema):
     created_at = UtcDateTime(required=True)
     last_message_at = UtcDateTime(required=True)
     patient = fields.Nested(PatientSchema, required=True)
+    readable = fields.Boolean(
+        required=True,
+        metadata={"description": "False when the conversation failed an integrity check."},
+    )
+    unavailable = unavailable_field()
 
 
 class CasePageSchema(ma.Schema):

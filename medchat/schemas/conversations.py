@@ -37,6 +37,20 @@ class ConversationCreateSchema(StrictSchema):
     body = _body
 
 
+def unavailable_field() -> fields.String:
+    """Why a listed conversation shows no content (``null`` when it does)."""
+    return fields.String(
+        allow_none=True,
+        required=True,
+        metadata={
+            "enum": ["history_pending", "integrity_failed", None],
+            "description": "history_pending: re-sealed after a password reset, reading answers "
+            "409 history_pending; integrity_failed: refused (altered in the database), reading "
+            "answers 409 key_integrity_failed.",
+        },
+    )
+
+
 class MessageCreateSchema(StrictSchema):
     body = _body
 
@@ -109,10 +123,11 @@ class ConversationSchema(ma.Schema):
     readable = fields.Boolean(
         required=True,
         metadata={
-            "description": "False while the history is re-sealed after a password reset "
-            "(subject is null then; reading answers 409 history_pending)."
+            "description": "False while the history is re-sealed after a password reset, or "
+            "when the conversation failed an integrity check (subject is null then)."
         },
     )
+    unavailable = unavailable_field()
 
 
 class ConversationCreatedSchema(ConversationSchema):

@@ -10,6 +10,7 @@ from marshmallow import fields, validate, validates_schema
 from medchat.schemas.attachments import AttachmentSchema
 from medchat.schemas.auth import MemberDetailsSchema
 from medchat.schemas.common import StrictSchema, UtcDateTime
+from medchat.schemas.conversations import unavailable_field
 
 
 class ProfileSchema(ma.Schema):
@@ -118,6 +119,7 @@ class ExportConversationSchema(ma.Schema):
             "subject and messages are not readable yet (export again later)."
         },
     )
+    unavailable = unavailable_field()
     messages = fields.List(fields.Nested(ExportMessageSchema), required=True)
 
 

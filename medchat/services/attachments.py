@@ -141,7 +141,7 @@ class AttachmentService:
         """The opened attachment, if ``actor`` may read its conversation.
 
         Raises ``NotFound`` for an unknown id and for someone else's attachment alike, and
-        ``KeyIntegrityFailure`` (500 ``key_integrity_failed``) when a ciphertext does not open
+        ``KeyIntegrityFailure`` (409 ``key_integrity_failed``) when a ciphertext does not open
         under this row's associated data: it was moved, altered or replaced in the database.
         That is tampering, not a client error, so it is refused, logged and audited, never
         served and never retried with another key.

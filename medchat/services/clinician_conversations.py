@@ -12,7 +12,9 @@ member's latest message), so the queue is worked front to back and nobody starve
 "waiting since" time, so a member's second message before any answer moves the conversation
 to the back of the open queue.) Both are keyset
 walks of ``ix_conversations_status_last``. The queue is audited per conversation listed (one
-``content.read.queue`` entry each, since each shows a sealed subject and has its own member).
+``content.read.queue`` entry each, since each shows a sealed subject and has its own member);
+one that fails an integrity check is listed without content and audited as
+``conversation.integrity_refused`` instead (``conversation_refusals``), and the rest is served.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ class CaseView:
     created_at: datetime
     last_message_at: datetime
     patient: PatientView
+    #: False for a conversation refused by ``conversation_refusals`` (subject None then).
+    readable: bool = True
+    unavailable: str | None = None
 
 
 def case_view(conversation: ConversationView, patient: PatientView) -> CaseView:
@@ -63,6 +68,8 @@ def case_view(conversation: ConversationView, patient: PatientView) -> CaseView:
         created_at=conversation.created_at,
         last_message_at=conversation.last_message_at,
         patient=patient,
+        readable=conversation.readable,
+        unavailable=conversation.unavailable,
     )
 
 
@@ -100,9 +107,11 @@ class ClinicianConversationService:
         patients = patient_views(self.session, self.runtime.keys.integrity, rows)
         items = []
         for conversation in rows:
-            dek = self.access.open_key(actor, conversation)
-            self.conversations.audit_content_read(actor, conversation, "read.queue")
-            view = self.conversations.conversation_view(conversation, dek)
+            # A conversation that fails an integrity check is shown without content and
+            # audited as refused, and the queue is served (``conversation_refusals``).
+            view = self.conversations.listed(actor, conversation)
+            if view.readable:
+                self.conversations.audit_content_read(actor, conversation, "read.queue")
             items.append(case_view(view, patients[conversation.id]))
         return Page(items, activity_position(rows[-1]) if more else None)
 

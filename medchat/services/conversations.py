@@ -28,13 +28,19 @@ from access_control.principal import Principal
 from access_control.roles import Role
 from medchat import audit
 from medchat.content import seal_text
-from medchat.errors import Conflict, ConsentRequired, NotFound
+from medchat.errors import Conflict, ConsentRequired, HistoryPending, NotFound
 from medchat.models import Conversation, ConversationStatus, Message
 from medchat.runtime import Runtime
 from medchat.services.accounts import display_names
 from medchat.services.consent import ConsentService
 from medchat.services.conversation_access import ConversationAccess
 from medchat.services.conversation_pages import Page
+from medchat.services.conversation_refusals import (
+    INTEGRITY_FAILED,
+    INTEGRITY_FAILURES,
+    refuse_listed,
+    refusing,
+)
 from medchat.services.idempotency import Created, IdempotencyService
 from medchat.services.message_views import ConversationReader, ConversationView, MessageView
 
@@ -59,6 +65,10 @@ _NEXT_SEQ = (
 )
 _messages = Message.__table__
 _INSERT_MESSAGE = insert(_messages)
+#: Every message of a conversation in order (the export reads them all at once).
+_ALL_MESSAGES = (
+    select(Message).where(Message.conversation_id == bindparam("id")).order_by(Message.seq)
+)
 #: PostgreSQL: the sequence number and the message in one statement, the INSERT selecting
 #: from the UPDATE ... RETURNING as a data-modifying CTE (SQLite runs the two in turn).
 _NEXT_SEQ_CTE = _NEXT_SEQ.cte("next_seq")
@@ -204,13 +214,39 @@ class ConversationService(ConversationReader):
         conversation = self.access.load(
             actor, conversation_id, for_update=for_update, with_consent=for_update
         )
-        return conversation, self.access.open_key(actor, conversation)
+        with refusing(self.session, conversation):
+            return conversation, self.access.open_key(actor, conversation)
+
+    def listed(
+        self, actor: Principal, conversation: Conversation, *, with_messages: bool = False
+    ) -> ConversationView:
+        """One conversation of a list (its row check done by the list's query): decrypted
+        (with every message when ``with_messages``), or shown without content while a member's
+        history waits for its re-wrap, or refused and audited when it fails an integrity check
+        (``conversation_refusals``): one tampered conversation never breaks a list."""
+        try:
+            dek = self.access.open_key(actor, conversation)
+            view = self.conversation_view(conversation, dek)
+            if with_messages:
+                messages = self.session.scalars(_ALL_MESSAGES, {"id": conversation.id}).all()
+                view.messages = self.message_views(conversation, dek, messages)
+        except HistoryPending:
+            return self.unavailable_view(conversation)
+        except (*INTEGRITY_FAILURES, NotFound) as error:
+            # NotFound reaches here for staff only (a member's becomes HistoryPending): every
+            # live conversation has a physician wrap, so one that none of the session's keys
+            # opens was tampered with too.
+            refuse_listed(self.session, conversation, error)
+            return self.unavailable_view(conversation, INTEGRITY_FAILED)
+        return view
 
     def conversation(self, actor: Principal, conversation_id: uuid.UUID) -> ConversationView:
         """One conversation (subject decrypted); a clinician's read is audited."""
         conversation, dek = self.open(actor, conversation_id)
+        with refusing(self.session, conversation):
+            view = self.conversation_view(conversation, dek)
         self.audit_content_read(actor, conversation, "read.conversation")
-        return self.conversation_view(conversation, dek)
+        return view
 
     def messages(
         self,
@@ -227,11 +263,12 @@ class ConversationService(ConversationReader):
         """
         conversation, dek = self.open(actor, conversation_id)
         self.audit_content_read(actor, conversation, "read.messages")
-        if ascending:
-            return self.message_page(
-                conversation, dek, limit=limit, after_seq=cursor, ascending=True
-            )
-        return self.message_page(conversation, dek, limit=limit, before_seq=cursor)
+        with refusing(self.session, conversation):
+            if ascending:
+                return self.message_page(
+                    conversation, dek, limit=limit, after_seq=cursor, ascending=True
+                )
+            return self.message_page(conversation, dek, limit=limit, before_seq=cursor)
 
     def send(
         self,
@@ -298,7 +335,8 @@ class ConversationService(ConversationReader):
         )
         if message is None:
             raise NotFound
-        return self.message_views(conversation, dek, [message])[0]
+        with refusing(self.session, conversation):
+            return self.message_views(conversation, dek, [message])[0]
 
     def lock_for_write(self, conversation: Conversation) -> None:
         """Lock the row and re-read its status, so a send never lands after a racing close.

@@ -10,7 +10,9 @@ Sealed conversations are not exported: the member deleted them and they left the
 interface (SECURITY-MODEL "Deletion, sealed archive"). A conversation whose history waits to
 be re-sealed to the member's new key after a password reset cannot be decrypted yet; it is
 listed with ``readable`` false and ``history_pending`` true (metadata only) rather than left
-out, so the member knows to export again later.
+out, so the member knows to export again later. A conversation that fails an integrity check
+is listed the same way with ``unavailable`` ``integrity_failed`` (refused and audited,
+``conversation_refusals``), and the rest of the export is served.
 
 Each conversation's DEK is opened once, with the member's session key, and its messages are
 read in one query (plus one for attachment metadata and one for clinicians' names), so the
@@ -30,12 +32,13 @@ from sqlalchemy.orm import Session
 from access_control.principal import Principal
 from access_control.roles import Role
 from medchat import audit
-from medchat.errors import Forbidden, HistoryPending
-from medchat.models import Consent, Conversation, Message
+from medchat.errors import Forbidden
+from medchat.models import Consent, Conversation
 from medchat.runtime import Runtime
 from medchat.services.conversation_access import LIVE_STATUSES
+from medchat.services.conversation_refusals import INTEGRITY_FAILED
 from medchat.services.conversations import ConversationService
-from medchat.services.message_views import ConversationView
+from medchat.services.message_views import HISTORY_PENDING, ConversationView
 from medchat.services.profiles import ProfileService
 
 FORMATS = ("json", "fhir")
@@ -48,7 +51,7 @@ class ExportedConversation:
 
     @property
     def history_pending(self) -> bool:
-        return not self.view.readable
+        return self.view.unavailable == HISTORY_PENDING
 
     def as_dict(self) -> dict[str, Any]:
         view = self.view
@@ -61,6 +64,7 @@ class ExportedConversation:
             "closed_at": self.closed_at,
             "readable": view.readable,
             "history_pending": self.history_pending,
+            "unavailable": view.unavailable,
             "messages": view.messages,
         }
 
@@ -116,6 +120,9 @@ class ExportService:
                 "format": format,
                 "conversations": len(result.conversations),
                 "pending": sum(c.history_pending for c in result.conversations),
+                "refused": sum(
+                    c.view.unavailable == INTEGRITY_FAILED for c in result.conversations
+                ),
             },
         )
         return result
@@ -139,18 +146,5 @@ class ExportService:
         ]
 
     def _conversation(self, actor: Principal, conversation: Conversation) -> ExportedConversation:
-        service = self.conversations
-        try:
-            dek = service.access.open_key(actor, conversation)
-        except HistoryPending:
-            return ExportedConversation(service.pending_view(conversation), conversation.closed_at)
-        view = service.conversation_view(conversation, dek)
-        messages = list(
-            self.session.scalars(
-                select(Message)
-                .where(Message.conversation_id == conversation.id)
-                .order_by(Message.seq)
-            )
-        )
-        view.messages = service.message_views(conversation, dek, messages)
+        view = self.conversations.listed(actor, conversation, with_messages=True)
         return ExportedConversation(view, conversation.closed_at)

@@ -10,7 +10,10 @@ each question is.
 
 After a password reset the member's earlier conversations wait for a clinician session to
 re-seal them (``medchat.services.rewrap``): the list still shows them, with ``readable`` false
-and no subject, and opening one answers 409 ``history_pending`` (``ConversationAccess``).
+and no subject, and opening one answers 409 ``history_pending`` (``ConversationAccess``). A
+conversation that fails an integrity check is listed the same way (``unavailable``
+``integrity_failed``, audited) and opening it answers 409 ``key_integrity_failed``
+(``conversation_refusals``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from access_control.principal import Principal
 from access_control.roles import Role
 from medchat import audit
 from medchat.content import seal_text
-from medchat.errors import Forbidden, HistoryPending, NotAuthenticated
+from medchat.errors import Forbidden, NotAuthenticated
 from medchat.models import Account, AccountStatus, Conversation, ConversationStatus
 from medchat.runtime import Runtime
 from medchat.services import conversation_access
@@ -147,16 +150,10 @@ class MemberConversationService:
         rows = list(self.session.scalars(statement.limit(limit + 1)))
         more = len(rows) > limit
         rows = rows[:limit]
-        items = [self._listed(actor, conversation) for conversation in rows]
+        # Each item decrypted, or listed without content while its re-wrap is pending or
+        # when it fails an integrity check (refused and audited: ``conversation_refusals``).
+        items = [self.conversations.listed(actor, conversation) for conversation in rows]
         return Page(items, activity_position(rows[-1]) if more else None)
-
-    def _listed(self, actor: Principal, conversation: Conversation) -> ConversationView:
-        """One list item: decrypted, or marked unreadable while its re-wrap is pending."""
-        try:
-            dek = self.conversations.access.open_key(actor, conversation)
-        except HistoryPending:
-            return self.conversations.pending_view(conversation)
-        return self.conversations.conversation_view(conversation, dek)
 
     def conversation(self, actor: Principal, conversation_id: uuid.UUID) -> ConversationView:
         """One of the member's conversations (``NotFound`` for anyone else's)."""

@@ -53,8 +53,15 @@ class ConversationView:
     last_message_at: datetime
     member_id: uuid.UUID
     messages: list[MessageView] = field(default_factory=list)
-    #: False while a member's history waits to be re-sealed to their new key (subject None).
+    #: False when the caller is shown no content (subject None); ``unavailable`` says why.
     readable: bool = True
+    #: ``history_pending`` while a member's history waits to be re-sealed to their new key,
+    #: ``integrity_failed`` for a conversation refused by ``conversation_refusals``.
+    unavailable: str | None = None
+
+
+#: ``ConversationView.unavailable`` while a member's history waits for its re-wrap.
+HISTORY_PENDING = "history_pending"
 
 
 # Statements built once with bound parameters: building a statement costs more CPU than
@@ -123,8 +130,10 @@ class ConversationReader:
         )
 
     @staticmethod
-    def pending_view(conversation: Conversation) -> ConversationView:
-        """A conversation the caller cannot open yet: metadata only, no subject."""
+    def unavailable_view(
+        conversation: Conversation, reason: str = HISTORY_PENDING
+    ) -> ConversationView:
+        """A conversation listed without content: metadata only, no subject, and why."""
         return ConversationView(
             id=conversation.id,
             subject=None,
@@ -133,6 +142,7 @@ class ConversationReader:
             last_message_at=conversation.last_message_at,
             member_id=conversation.member_id,
             readable=False,
+            unavailable=reason,
         )
 
     def message_views(

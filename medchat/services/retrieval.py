@@ -125,7 +125,8 @@ class RetrievalService:
         before: tuple[datetime, uuid.UUID] | None = None,
     ) -> Page:
         """Requests in ``status`` (``pending`` by default: what awaits a second officer),
-        newest first, justification included."""
+        newest first, justification included; one whose justification does not open (altered
+        in the database) is left out and audited as ``retrieval.integrity_refused``."""
         self._require_compliance(actor)
         statement = (
             select(RetrievalRequest, ArchiveRecord)
@@ -141,9 +142,22 @@ class RetrievalService:
                 | ((RetrievalRequest.requested_at == at) & (RetrievalRequest.id < row_id))
             )
         rows = self.session.execute(statement).all()
-        items = [
-            self._view(row, record, self._open_justification(row)) for row, record in rows[:limit]
-        ]
+        items = []
+        for row, record in rows[:limit]:
+            try:
+                justification = self._open_justification(row)
+            except crypto.DecryptionFailed:  # altered in the database; alone it answers 409
+                audit.record(
+                    self.session,
+                    "retrieval.integrity_refused",
+                    outcome="failed",
+                    target_type="retrieval",
+                    target_id=row.id,
+                    subject_id=_member_of(record),
+                    details={"record_id": str(record.id), "failure": "content"},
+                )
+                continue
+            items.append(self._view(row, record, justification))
         last = rows[limit - 1][0] if len(rows) > limit else None
         return Page(items, (last.requested_at, last.id) if last is not None else None)
 

@@ -92,7 +92,17 @@ def test_queue_filters_by_status_and_follows_every_transition(client, runtime, p
 
     assert _ids(_queue(client, doctor)) == [first, second]  # oldest waiting first
     case = _queue(client, doctor)["items"][0]
-    assert set(case) == {"id", "subject", "status", "created_at", "last_message_at", "patient"}
+    assert set(case) == {
+        "id",
+        "subject",
+        "status",
+        "created_at",
+        "last_message_at",
+        "patient",
+        "readable",
+        "unavailable",
+    }
+    assert case["readable"] is True and case["unavailable"] is None
     assert case["subject"] == "Cough" and case["status"] == "open"
     assert case["patient"]["first_name"] == "Noor"
     assert case["patient"]["birth_date"] == "1988-04-12" and case["patient"]["sex"] == "female"

@@ -365,7 +365,7 @@ def test_altered_archived_content_is_refused_at_opening(client, runtime, archive
     flip_byte(runtime, "messages", "body_ciphertext", uuid.UUID(archive.message_ids[0]))
 
     response = content(client, retrieval_id, archive.a)
-    assert response.status_code == 500
+    assert response.status_code == 409
     assert code(response) == "archive_integrity_failed"
 
 

@@ -94,7 +94,7 @@ def test_a_question_starts_an_open_conversation_sealed_at_rest(client, runtime, 
     assert message["attachments"] == []
 
     listed = client.get(CONVERSATIONS, headers=bearer(tokens)).get_json()
-    fields = ("id", "subject", "status", "created_at", "last_message_at", "readable")
+    fields = ("id", "subject", "status", "created_at", "last_message_at", "readable", "unavailable")
     summary = {k: created[k] for k in fields}
     assert listed == {"items": [summary], "next_cursor": None}
     one = client.get(f"{CONVERSATIONS}/{created['id']}", headers=bearer(tokens))
