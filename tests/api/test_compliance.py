@@ -364,6 +364,48 @@ def test_an_officer_without_the_archive_key_opens_nothing_until_granted(client, 
     assert response.get_json()["subject"] == SUBJECT
 
 
+def refused_steps(runtime) -> list[tuple[str, str, uuid.UUID]]:
+    """(action, why, actor) of every refused retrieval step, in order."""
+    return [
+        (e.action, json.loads(e.details)["refused"], e.actor_id)
+        for e in audit_trail(runtime)
+        if e.action.startswith("archive.retrieval") and e.outcome == "denied"
+    ]
+
+
+def test_an_officer_never_granted_the_archive_key_cannot_approve(client, runtime, archive):
+    """Issue 11, finding 7: C, created by an admin and never granted the archive key, is not
+    a second pair of eyes: the approval is refused (403, audited) and A cannot open."""
+    retrieval_id = ask(client, archive)
+
+    refused = approve(client, retrieval_id, archive.c)
+
+    assert refused.status_code == 403 and code(refused) == "role_key_required"
+    assert refused_steps(runtime) == [
+        ("archive.retrieval.approve", "role_key_required", archive.officers["c"].id)
+    ]
+    pending = client.get(f"{RETRIEVALS}/{retrieval_id}", headers=archive.a).get_json()
+    assert (pending["status"], pending["approved_by"]) == ("pending", None)
+    opened = content(client, retrieval_id, archive.a)
+    assert opened.status_code == 403
+    assert "not been approved" in opened.get_json()["error"]["message"]
+    # B, who holds the key, can still approve it.
+    assert approve(client, retrieval_id, archive.b).status_code == 200
+    assert content(client, retrieval_id, archive.a).status_code == 200
+
+
+def test_a_requester_without_the_archive_key_is_refused_and_audited(client, runtime, archive):
+    retrieval_id = ask(client, archive, archive.c)
+    assert approve(client, retrieval_id, archive.b).status_code == 200
+
+    refused = content(client, retrieval_id, archive.c)
+
+    assert refused.status_code == 403 and code(refused) == "role_key_required"
+    assert refused_steps(runtime) == [
+        ("archive.retrieval.open", "role_key_required", archive.officers["c"].id)
+    ]
+
+
 def test_altered_archived_content_is_refused_at_opening(client, runtime, archive):
     retrieval_id = ask(client, archive)
     approve(client, retrieval_id, archive.b)
