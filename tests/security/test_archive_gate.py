@@ -150,6 +150,7 @@ def test_a_members_deletion_opens_that_record_to_the_officer_and_to_a_retrieval(
 
 
 def test_erasing_the_account_seals_and_opens_every_conversation_of_it(runtime, desk):
+    assert opened_by_officer(runtime, desk.team.compliance) == {}
     with runtime.database.transaction() as session:
         member = attached(sign_in(runtime, desk.person).principal, session)
         AccountDeletionService(session, runtime).delete_own(member, desk.person.password)
@@ -161,6 +162,7 @@ def test_erasing_the_account_seals_and_opens_every_conversation_of_it(runtime, d
 def test_retention_seal_mode_makes_records_that_open_through_an_approved_retrieval(
     runtime, clock, desk
 ):
+    assert opened_by_officer(runtime, desk.team.compliance) == {}  # live: gated
     result = run(runtime, clock.now() + timedelta(days=730, seconds=1), seal_expired=True)
 
     assert result.conversations_sealed == 3
