@@ -289,6 +289,29 @@ class KeyCustody(PersonalKeys):
             held.append(HeldRoleKey(role_key.id, role_key.role, handle))
         return tuple(held)
 
+    def holds_current(self, keyring: Keyring, role: str) -> bool:
+        """Whether the session holds a version of ``role``'s key that is not retired.
+
+        Its grant was opened at sign-in (the keyring holds it), or, for a session opened
+        before a rotation that has since retired the version it holds, the session's own
+        personal key opens a current grant now, exactly as signing in again would (as
+        ``ConversationKeys.open_key`` does). An account never granted the key holds nothing.
+        """
+        held = [each.role_key_id for each in keyring.role_keys(role)]
+        if held and self.session.scalar(
+            select(RoleKey.id)
+            .where(
+                RoleKey.id.in_(held), RoleKey.role == role, RoleKey.status != RoleKeyStatus.RETIRED
+            )
+            .limit(1)
+        ):
+            return True
+        if keyring.personal is None:
+            return False
+        return any(
+            each.role == role for each in self.open_grants(keyring.account_id, keyring.personal)
+        )
+
     def open_keyring(self, account_id: uuid.UUID, password: str) -> Keyring:
         """Everything the account may open, for sealing into its new session."""
         if self.personal_key(account_id) is None:

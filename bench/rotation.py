@@ -176,9 +176,13 @@ def _make_chunk(args: tuple[str, Recipients, int, int, datetime]) -> int:
     conninfo, recipients, start, count, now = args
     from access_control import crypto, hybrid_kem
     from access_control.key_directory import load_server_keys
+    from medchat.archive_gate import GATED, ArchiveGate
     from medchat.conversation_keys import _key_set_tag, seal_wrap
 
-    integrity = load_server_keys(Path(recipients.key_dir), create_missing=False).integrity
+    server_keys = load_server_keys(Path(recipients.key_dir), create_missing=False)
+    integrity = server_keys.integrity
+    # A live conversation's archive wrap is gated, as ConversationKeys.add_wrap stores it.
+    gate = ArchiveGate(server_keys.archive_gate)
     physician_id, physician_key_id, physician_public = recipients.physician
     archive_id, archive_key_id, archive_public = recipients.archive
     physician = hybrid_kem.load_public_key(physician_public)
@@ -208,6 +212,9 @@ def _make_chunk(args: tuple[str, Recipients, int, int, datetime]) -> int:
                 recipient_id=recipient_id,
                 conversation_id=conversation_id,
             )
+            if holder == "archive":
+                holder = GATED
+                wrap = gate.close(wrap, conversation_id=conversation_id, recipient_key_id=key_id)
             wraps.append((uuid.uuid4(), conversation_id, holder, key_id, wrap, now))
     with psycopg.connect(conninfo) as conn, conn.cursor() as cur:
         with cur.copy(

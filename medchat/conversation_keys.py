@@ -2,13 +2,15 @@
 
 SECURITY-MODEL 1-2 and 10: each conversation has its own random 256-bit DEK, stored only as
 HPKE wraps for the physician role key, the member's personal key and the compliance archive
-key. Sealing needs only public keys (so any code path can create a conversation); each is
-checked first: role keys against the deployment's pins, the member's key against its
-integrity tag. The conversation row keeps a commitment to the DEK and a tag over (conversation,
-member, commitment) made with the integrity key outside the database: a wrap swapped for one
-sealing a key of someone else's choosing opens to a DEK that fails the commitment, and a
-commitment swapped with it fails the tag. Either way the read is refused, never silently
-served. Content itself is sealed by ``medchat.content`` under the DEK this module returns.
+key; while the conversation is live its archive wrap is gated by a server key
+(``medchat.archive_gate``), so the archive key opens sealed records only. Sealing needs only
+public keys (so any code path can create a conversation); each is checked first: role keys
+against the deployment's pins, the member's key against its integrity tag. The conversation
+row keeps a commitment to the DEK and a tag over (conversation, member, commitment) made with
+the integrity key outside the database: a wrap swapped for one sealing a key of someone
+else's choosing opens to a DEK that fails the commitment, and a commitment swapped with it
+fails the tag. Either way the read is refused, never silently served. Content itself is
+sealed by ``medchat.content`` under the DEK this module returns.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from access_control import crypto, hybrid_kem
 from access_control.keyring import Keyring
 from access_control.keys import KeyCustody
 from access_control.unwrap_memo import UnwrapMemo
+from medchat.archive_gate import GATED, ArchiveGate, must_gate
 from medchat.errors import KeyIntegrityFailure, NotFound
 from medchat.models import Conversation, ConversationKeyWrap, Holder, KeyRole
 
@@ -74,15 +77,20 @@ def seal_wrap(
 class ConversationKeys:
     """Creates a conversation's DEK and its wraps; opens it for a caller's keyring."""
 
-    def __init__(self, session: Session, custody: KeyCustody, integrity_key: bytes) -> None:
+    def __init__(
+        self, session: Session, custody: KeyCustody, integrity_key: bytes, gate: ArchiveGate
+    ) -> None:
         self.session = session
         self.custody = custody
         self._integrity_key = integrity_key
+        self._gate = gate
         # Process memory shared by the sessions of this database (``Database.info``).
         self._memo: UnwrapMemo | None = session.info.get("unwrap_memo")
 
     def new_key(self, conversation: Conversation, now: datetime) -> bytes:
         """Generate the DEK, wrap it for the three holders, set commitment and tag.
+
+        The conversation is new, hence live: its archive wrap is gated (``add_wrap``).
 
         Raises ``KeysNotInitialized`` before ``keys init``, ``KeyIntegrityFailure`` if a role
         key is not pinned or the member's key fails its tag: nothing is sealed then.
@@ -114,21 +122,27 @@ class ConversationKeys:
     ) -> None:
         """Seal ``dek`` to one more recipient (new conversation, re-wrap).
 
-        A rotation re-seals thousands at once with ``open_wrap`` and ``seal_wrap`` and inserts
-        the rows in bulk (``medchat.services.rotation``); the bytes are the same.
+        An archive wrap is stored gated unless the conversation is sealed (nothing adds one
+        to a sealed conversation today). A rotation re-seals thousands at once with
+        ``open_wrap`` and ``seal_wrap`` and inserts the rows in bulk
+        (``medchat.services.resealing``); the bytes are the same.
         """
+        wrap = seal_wrap(
+            hybrid_kem.load_public_key(public_key),
+            dek,
+            holder=holder,
+            recipient_id=recipient_id,
+            conversation_id=conversation.id,
+        )
+        if must_gate(holder, conversation.status):
+            holder = GATED
+            wrap = self._gate.close(wrap, conversation_id=conversation.id, recipient_key_id=key_id)
         self.session.add(
             ConversationKeyWrap(
                 conversation_id=conversation.id,
                 holder=holder,
                 recipient_key_id=key_id,
-                wrap=seal_wrap(
-                    hybrid_kem.load_public_key(public_key),
-                    dek,
-                    holder=holder,
-                    recipient_id=recipient_id,
-                    conversation_id=conversation.id,
-                ),
+                wrap=wrap,
                 created_at=now,
             )
         )
@@ -203,7 +217,12 @@ class ConversationKeys:
         rotation re-seals every wrap to the new one; the session's own personal key opens the
         holder's current grants (exactly what signing in again would do), so it keeps reading
         without a new sign-in. A revoked holder has no grants left, so this opens nothing.
+
+        ``holder`` is one of the three holders: an archive caller finds plain archive wraps
+        only (a sealed conversation's), never a gated one.
         """
+        if holder not in (Holder.MEMBER, Holder.PHYSICIAN, Holder.ARCHIVE):
+            raise ValueError(f"no holder {holder!r} opens a conversation key")
         self.verify_key_set(
             conversation.id,
             conversation.member_id,

@@ -116,6 +116,16 @@ class HistoryPending(Conflict):
     )
 
 
+class ArchiveGated(Conflict):
+    """A sealed record's archive wrap is still gated: it was never sealed by the service."""
+
+    code, message = (
+        "archive_gated",
+        "This record's archive key is still gated, as for a live conversation: nothing was "
+        "opened. The conversation was not sealed by medchat; report it.",
+    )
+
+
 class PayloadTooLarge(MedchatError):
     code, status, message = "payload_too_large", 413, "The upload is too large."
 

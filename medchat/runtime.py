@@ -22,6 +22,7 @@ from access_control.pins import RolePins
 from access_control.row_tags import RowTagger
 from access_control.tokens import TokenLifetimes
 from access_control.unwrap_memo import UnwrapMemo
+from medchat.archive_gate import ArchiveGate
 from medchat.archive_signing import ArchiveSigner, load_archive_signer
 from medchat.clock import Clock, SystemClock
 from medchat.config import Settings
@@ -50,6 +51,8 @@ class Runtime:
     postman: Postman
     #: Signs sealed-archive records and exports; checked against the pinned public key.
     archive_signer: ArchiveSigner
+    #: Gates live conversations' archive wraps (``medchat.archive_gate``).
+    archive_gate: ArchiveGate
 
     def __repr__(self) -> str:
         return f"Runtime(env={self.settings.env!r})"
@@ -65,7 +68,9 @@ class Runtime:
         )
 
     def conversation_keys(self, session: Session) -> ConversationKeys:
-        return ConversationKeys(session, self.custody(session), self.keys.integrity)
+        return ConversationKeys(
+            session, self.custody(session), self.keys.integrity, self.archive_gate
+        )
 
     def token_lifetimes(self, staff: bool) -> TokenLifetimes:
         return TokenLifetimes(
@@ -110,6 +115,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
             settings.archive_signing_public_key,
             production=settings.is_production,
         ),
+        archive_gate=ArchiveGate(keys.archive_gate),
     )
 
 

@@ -6,7 +6,9 @@ no member or clinician key opens it any more), the conversation becomes ``sealed
 and clinician route, list and console page answers 404 for it: ``ConversationAccess``), and a
 signed "sealed" record with the hash of its ciphertexts and metadata is appended to the archive
 ledger (``medchat.ledger``). The ciphertexts and the archive wrap stay, reachable only through
-an approved compliance retrieval. Either all of that commits or none of it does.
+an approved compliance retrieval: sealing is what lifts the archive wrap's gate
+(``medchat.archive_gate``), so until then the archive key opens nothing of the conversation.
+Either all of that commits or none of it does.
 
 Races: the conversation row is locked first (``SELECT ... FOR UPDATE``), so a send or close
 waiting on it finds it sealed (``require_open``: 404) and nothing is added after it was hashed.
@@ -22,6 +24,7 @@ and only for their own live conversation (404 otherwise, including once it is se
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select
@@ -30,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from access_control.principal import Principal
 from access_control.roles import Role
-from medchat import audit, ledger
+from medchat import archive_gate, audit, ledger
 from medchat.archive_content import content_hash
 from medchat.errors import Forbidden, NotFound
 from medchat.models import (
@@ -92,10 +95,14 @@ class DeletionService:
         return ConversationStatus.SEALED
 
     def seal(self, conversation: Conversation, *, reason: str) -> ArchiveRecord:
-        """Destroy the live wraps, mark the conversation sealed and append its ledger record.
+        """Destroy the live wraps, lift the archive gate, mark the conversation sealed and
+        append its ledger record.
 
         The caller holds the conversation's row lock and audits the action (a member's
-        request here; retention may seal expired conversations the same way).
+        request here; retention may seal expired conversations the same way). A gated wrap
+        that does not open (altered in the database) does not stop the sealing: the member's
+        request and retention are honoured, the wrap stays as evidence, the failure is audited
+        (``archive.gate_failed``) and a retrieval of the record is refused.
         """
         now = self.runtime.clock.now()
         prior_status = conversation.status
@@ -105,6 +112,7 @@ class DeletionService:
             .execution_options(synchronize_session=False)
         )
         self._destroy_live_wraps(conversation.id)
+        self._lift_gate(conversation, now)
         self._forget_live_traces(conversation)
         conversation.status = ConversationStatus.SEALED
         conversation.sealed_at = now
@@ -156,6 +164,20 @@ class DeletionService:
         )
         while self.session.execute(statement).rowcount:  # type: ignore[attr-defined]
             pass
+
+    def _lift_gate(self, conversation: Conversation, now: datetime) -> None:
+        """The archive wrap becomes the plain HPKE wrap a retrieval opens."""
+        result = archive_gate.lift(self.session, self.runtime.archive_gate, conversation.id, now)
+        if result.refused:
+            audit.record(
+                self.session,
+                "archive.gate_failed",
+                outcome="failed",
+                target_type="conversation",
+                target_id=conversation.id,
+                subject_id=conversation.member_id,
+                details={"lifted": result.lifted, "refused": result.refused},
+            )
 
     def _forget_live_traces(self, conversation: Conversation) -> None:
         """Read markers and idempotency records only served the live conversation."""

@@ -8,6 +8,11 @@ commitment (a swapped wrap is refused, never re-sealed), sealed to the new publi
 swapped for their old row; the cursor and count commit with them, so a run stopped anywhere
 resumes after the last committed batch and re-seals nothing twice.
 
+Archive wraps come in two forms (``medchat.archive_gate``): a live conversation's is gated by
+the server's gate key, a sealed one's is plain. A gated wrap is opened from its gate (server
+key), then with the old archive key, sealed to the new one and gated again; a plain one is
+re-sealed plain. A rotation never lifts a gate: only a sealing does.
+
 Cost: one HPKE open and one seal per conversation (~0.3 ms together) dominate; rows are read
 with one joined query, inserted and deleted in bulk, and the new public key is parsed once.
 Sends and reads go on meanwhile: messages never touch wraps, and readers find the old or the
@@ -19,6 +24,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, select
@@ -27,6 +33,7 @@ from sqlalchemy.orm import Session
 from access_control import hybrid_kem
 from access_control.keys import KeyCustody
 from medchat import audit
+from medchat.archive_gate import GATED, must_gate, stored_holders
 from medchat.conversation_keys import ConversationKeys, seal_wrap
 from medchat.errors import Conflict, KeyIntegrityFailure
 from medchat.models import Conversation, ConversationKeyWrap, RoleKey, RoleKeyRotation
@@ -56,11 +63,15 @@ def locked_rotation(session: Session, rotation_id: uuid.UUID, role: str) -> Role
 def remaining_wraps(
     session: Session, holder: str, key_id: bytes, *, excluding: set[uuid.UUID] | None = None
 ) -> int:
-    """Wraps of ``holder`` still naming ``key_id`` (leaving out conversations in ``excluding``)."""
+    """Wraps of ``holder`` (gated or not) still naming ``key_id`` (leaving out conversations
+    in ``excluding``)."""
     statement = (
         select(func.count())
         .select_from(ConversationKeyWrap)
-        .where(ConversationKeyWrap.holder == holder, ConversationKeyWrap.recipient_key_id == key_id)
+        .where(
+            ConversationKeyWrap.holder.in_(stored_holders(holder)),
+            ConversationKeyWrap.recipient_key_id == key_id,
+        )
     )
     if excluding:
         statement = statement.where(ConversationKeyWrap.conversation_id.notin_(excluding))
@@ -88,6 +99,9 @@ class WrapResealer:
         self.runtime = runtime
         self.rotation_id = rotation_id
         self.holder = holder
+        #: The stored ``holder`` values of this holder's wraps (an archive wrap may be gated).
+        self.holders = stored_holders(holder)
+        self.gate = runtime.archive_gate
         self.old = old
         self.old_private = old_private
         self.new = new
@@ -165,15 +179,17 @@ class WrapResealer:
             select(
                 wrap.id,
                 wrap.conversation_id,
+                wrap.holder,
                 wrap.wrap,
                 Conversation.member_id,
+                Conversation.status,
                 Conversation.key_commitment,
                 Conversation.key_tag,
             )
             .join(Conversation, Conversation.id == wrap.conversation_id)
             .where(
                 in_span,
-                wrap.holder == self.holder,
+                wrap.holder.in_(self.holders),
                 wrap.recipient_key_id == self.old.key_id,
             )
         ).all()
@@ -184,12 +200,12 @@ class WrapResealer:
             session.scalars(
                 select(wrap.conversation_id).where(
                     wrap.conversation_id.in_([row.conversation_id for row in rows]),
-                    wrap.holder == self.holder,
+                    wrap.holder.in_(self.holders),
                     wrap.recipient_key_id == self.new.key_id,
                 )
             )
         )
-        keys = ConversationKeys(session, custody, self.runtime.keys.integrity)
+        keys = ConversationKeys(session, custody, self.runtime.keys.integrity, self.gate)
         replacements: dict[uuid.UUID, dict[str, Any] | None] = {}
         failed = []
         for row in rows:
@@ -200,8 +216,15 @@ class WrapResealer:
                 keys.verify_key_set(
                     row.conversation_id, row.member_id, row.key_commitment, row.key_tag
                 )
+                stored = row.wrap
+                if row.holder == GATED:
+                    stored = self.gate.open(
+                        stored,
+                        conversation_id=row.conversation_id,
+                        recipient_key_id=self.old.key_id,
+                    )
                 dek = keys.open_wrap(
-                    row.wrap,
+                    stored,
                     self.old_private,
                     holder=self.holder,
                     recipient_id=self.old.id,
@@ -211,20 +234,7 @@ class WrapResealer:
             except KeyIntegrityFailure:
                 failed.append(row.conversation_id)
                 continue
-            replacements[row.id] = {
-                "id": uuid.uuid4(),
-                "conversation_id": row.conversation_id,
-                "holder": self.holder,
-                "recipient_key_id": self.new.key_id,
-                "wrap": seal_wrap(
-                    self.recipient,
-                    dek,
-                    holder=self.holder,
-                    recipient_id=self.new.id,
-                    conversation_id=row.conversation_id,
-                ),
-                "created_at": custody.now,
-            }
+            replacements[row.id] = self._replacement(row, dek, custody.now)
         inserted = self._swap(session, replacements)
         self.failed.update(failed)
         audit.record(
@@ -241,6 +251,30 @@ class WrapResealer:
             },
         )
         return inserted, ids[-1]
+
+    def _replacement(self, row: Any, dek: bytes, now: datetime) -> dict[str, Any]:
+        """The new wrap's row: sealed to the new key, gated again if it was (or should be)."""
+        holder = self.holder
+        wrap = seal_wrap(
+            self.recipient,
+            dek,
+            holder=self.holder,
+            recipient_id=self.new.id,
+            conversation_id=row.conversation_id,
+        )
+        if must_gate(row.holder, row.status, gated_now=row.holder == GATED):
+            holder = GATED
+            wrap = self.gate.close(
+                wrap, conversation_id=row.conversation_id, recipient_key_id=self.new.key_id
+            )
+        return {
+            "id": uuid.uuid4(),
+            "conversation_id": row.conversation_id,
+            "holder": holder,
+            "recipient_key_id": self.new.key_id,
+            "wrap": wrap,
+            "created_at": now,
+        }
 
     @staticmethod
     def _swap(session: Session, replacements: dict[uuid.UUID, dict[str, Any] | None]) -> int:

@@ -15,8 +15,8 @@ explicit ``as_of``; what is due is ``medchat.services.retention_due``'s):
    way (every wrap of every holder, every ciphertext, read markers, idempotency records, queued
    re-wraps, the row), or, with ``retention_seal_expired``, sealed into the archive first with
    reason ``retention`` (``DeletionService.seal``: the member and physician wraps go, the
-   archive keeps the rest until archive retention). Archive records go first, so one run never
-   seals and destroys the same conversation.
+   archive wrap's gate is lifted, the archive keeps the rest until archive retention).
+   Archive records go first, so one run never seals and destroys the same conversation.
 
 Each batch of ``retention_batch`` rows is one transaction: rows locked ``FOR UPDATE SKIP
 LOCKED`` and re-checked as of the lock, the work, and one audit entry per item with the member

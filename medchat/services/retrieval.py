@@ -4,7 +4,10 @@ Officer A asks, with a written justification (20 to 2,000 characters; stored sea
 profile key, since it may name a person); officer B, never A, approves; then A alone opens the
 conversation, for ``retrieval_hours`` (default 24) after the approval, with the archive role key
 that A's two-factor session holds (``ConversationKeys.open_key`` with ``Holder.ARCHIVE``): the
-server holds no key that opens it. Before approval, after expiry, and for anyone but A (B or a
+server holds no key that opens it. B must hold the archive key too (``KeyCustody.holds_current``,
+else 403 ``role_key_required``): an officer who could not open the record cannot vouch for
+opening it. A conversation still gated (``medchat.archive_gate``: never sealed by the service)
+is refused, 409 ``archive_gated``. Before approval, after expiry, and for anyone but A (B or a
 third officer) the answer is 403. Before anything is decrypted, the record's hash, its
 signature under the pinned key and the stored content's hash are checked against the ledger
 (``ArchiveIntegrityFailure`` otherwise), so what A reads is what was sealed; the decrypting
@@ -18,6 +21,7 @@ refusal (written after the refused request rolls back).
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,12 +33,14 @@ from sqlalchemy.orm import Session
 from access_control import crypto
 from access_control.principal import Principal
 from access_control.roles import Role
-from medchat import audit, ledger
+from medchat import archive_gate, audit, ledger
 from medchat.archive_bundle import conversation_document, record_document, sign_bundle
 from medchat.errors import (
+    ArchiveGated,
     ArchiveIntegrityFailure,
     Conflict,
     Forbidden,
+    MedchatError,
     NotFound,
     RoleKeyRequired,
     ValidationFailed,
@@ -62,6 +68,7 @@ EXPIRED = "expired"
 JUSTIFICATION_MIN = 20
 JUSTIFICATION_MAX = 2000
 _JUSTIFICATION_FIELD = "retrieval_justification"
+log = logging.getLogger("medchat.retrieval")
 
 
 @dataclass
@@ -169,11 +176,13 @@ class RetrievalService:
 
     def approve(self, actor: Principal, retrieval_id: uuid.UUID) -> str:
         """Approve another officer's request: it opens for them until ``retrieval_hours`` from
-        now. ``Forbidden`` for the requester, ``Conflict`` once approved."""
+        now. ``Forbidden`` for the requester, ``RoleKeyRequired`` for an officer whose session
+        holds no archive key, ``Conflict`` once approved."""
         self._require_compliance(actor)
         row, record = self._load(retrieval_id, lock=True)
         if row.requested_by == actor.id:
             self._refuse("archive.retrieval.approve", row, record, "self_approval")
+        self._require_archive_key("archive.retrieval.approve", actor, row, record)
         if row.status != PENDING:
             raise Conflict("This retrieval request was already approved.")
         now = self.runtime.clock.now()
@@ -282,12 +291,14 @@ class RetrievalService:
             self._refuse(action, row, record, "not_approved")
         if self.runtime.clock.now() >= row.expires_at:
             self._refuse(action, row, record, "expired")
-        if not actor.keyring.holds_role(KeyRole.ARCHIVE):
-            raise RoleKeyRequired
+        self._require_archive_key(action, actor, row, record)
         conversation = self.session.get(Conversation, record.conversation_id)
         if conversation is None:
             raise Conflict("Retention destroyed this record's content.")
         self._check_integrity(record)
+        if not archive_gate.lifted(self.session, conversation):
+            log.error("retrieval %s: record %s is still gated", row.id, record.id)
+            self._refuse(action, row, record, "gated")
         keys = self.runtime.conversation_keys(self.session)
         dek = keys.open_key(conversation, actor.keyring, Holder.ARCHIVE)
         return row, record, conversation, dek
@@ -367,8 +378,15 @@ class RetrievalService:
             details={"record_id": str(record.id), **(details or {})},
         )
 
+    def _require_archive_key(
+        self, action: str, actor: Principal, row: RetrievalRequest, record: ArchiveRecord
+    ) -> None:
+        """Refuse (audited, ``RoleKeyRequired``) an officer whose session holds no archive key."""
+        if not self.runtime.custody(self.session).holds_current(actor.keyring, KeyRole.ARCHIVE):
+            self._refuse(action, row, record, "role_key_required")
+
     def _refuse(self, action: str, row: RetrievalRequest, record: ArchiveRecord, why: str) -> None:
-        """Audit the refusal (after the rollback) and raise ``Forbidden``."""
+        """Audit the refusal (after the rollback) and raise its error (``Forbidden`` mostly)."""
         audit.record_on_rollback(
             self.session,
             action,
@@ -377,14 +395,18 @@ class RetrievalService:
             subject_id=_member_of(record),
             details={"record_id": str(record.id), "refused": why},
         )
-        raise Forbidden(_REFUSALS[why])
+        error, message = _REFUSALS[why]
+        raise error(message)
 
 
-_REFUSALS = {
-    "self_approval": "A retrieval must be approved by another officer than the one who asked.",
-    "not_the_requester": "Only the officer who asked for this retrieval may open it.",
-    "not_approved": "This retrieval has not been approved by a second officer yet.",
-    "expired": "This retrieval has expired; ask again.",
+_SELF = "A retrieval must be approved by another officer than the one who asked."
+_REFUSALS: dict[str, tuple[type[MedchatError], str | None]] = {
+    "self_approval": (Forbidden, _SELF),
+    "not_the_requester": (Forbidden, "Only the officer who asked for this retrieval may open it."),
+    "not_approved": (Forbidden, "This retrieval has not been approved by a second officer yet."),
+    "expired": (Forbidden, "This retrieval has expired; ask again."),
+    "role_key_required": (RoleKeyRequired, "Your session does not hold the archive key."),
+    "gated": (ArchiveGated, None),  # audited and logged: only a database writer gets here
 }
 
 

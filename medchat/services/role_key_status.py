@@ -9,6 +9,7 @@ Counts and ids only: nothing here opens or names a person.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from access_control.keys import KeyCustody
+from medchat.archive_gate import GATED, wrapped_for
 from medchat.models import (
     ConversationKeyWrap,
     KeyRole,
@@ -77,14 +79,14 @@ def _plain(item: dict[str, Any]) -> dict[str, Any]:
 
 def key_status(session: Session, custody: KeyCustody) -> KeyStatus:
     """Every role-key version with its counts; unfinished rotations with their progress."""
-    wraps = {
-        (holder, key_id): count
-        for holder, key_id, count in session.execute(
-            select(ConversationKeyWrap.holder, ConversationKeyWrap.recipient_key_id, func.count())
-            .where(ConversationKeyWrap.holder.in_([KeyRole.PHYSICIAN, KeyRole.ARCHIVE]))
-            .group_by(ConversationKeyWrap.holder, ConversationKeyWrap.recipient_key_id)
-        )
-    }
+    # Gated archive wraps (live conversations') count as the archive key's.
+    wraps: Counter[tuple[str, bytes]] = Counter()
+    for holder, key_id, count in session.execute(
+        select(ConversationKeyWrap.holder, ConversationKeyWrap.recipient_key_id, func.count())
+        .where(ConversationKeyWrap.holder.in_([KeyRole.PHYSICIAN, KeyRole.ARCHIVE, GATED]))
+        .group_by(ConversationKeyWrap.holder, ConversationKeyWrap.recipient_key_id)
+    ):
+        wraps[(wrapped_for(holder), key_id)] += count
     holders = dict(
         session.execute(
             select(RoleKeyGrant.role_key_id, func.count()).group_by(RoleKeyGrant.role_key_id)

@@ -19,6 +19,7 @@ from medchat import audit
 from medchat.models import ArchiveRecord, AuditEntry
 from tests.api.test_compliance import JUSTIFICATION
 from tests.support.accounts import bearer, login, make_staff
+from tests.support.archive import archive_colleague
 from tests.support.messaging import CONVERSATIONS
 from tests.support.rights import ACCESS_LOG, CLINICIAN, a_member_with_history
 
@@ -145,7 +146,7 @@ def test_a_second_clinician_is_shown_by_their_own_display_name(client, runtime, 
 def test_compliance_retrieval_steps_are_listed_as_compliance(client, runtime, history):
     assert client.delete(f"{CONVERSATIONS}/{history.closed_id}", headers=history.auth).status_code
     a = bearer(login(client, runtime, history.team.compliance))
-    second = make_staff(runtime, Role.COMPLIANCE)
+    second = archive_colleague(runtime, history.team.compliance)
     b = bearer(login(client, runtime, second))
     found = client.post(
         f"{ARCHIVE}/search", json={"member_email": history.member.email}, headers=a

@@ -35,7 +35,7 @@ from medchat.models import (
 from tests.api.test_auth import REGISTRATION
 from tests.api.test_compliance import JUSTIFICATION
 from tests.support.accounts import bearer, login, make_member, make_staff
-from tests.support.archive import verify_ledger
+from tests.support.archive import archive_colleague, verify_ledger
 from tests.support.dump import database_dump
 from tests.support.leaks import found_in
 from tests.support.messaging import CONVERSATIONS, asked, count, give_consent
@@ -200,7 +200,7 @@ def test_compliance_still_finds_the_sealed_records_by_address(client, runtime, h
     )
     assert asked_for.status_code == 201
     retrieval = asked_for.get_json()["id"]
-    second = bearer(login(client, runtime, make_staff(runtime, Role.COMPLIANCE)))
+    second = bearer(login(client, runtime, archive_colleague(runtime, history.team.compliance)))
     assert client.post(f"{RETRIEVALS}/{retrieval}/approve", headers=second).status_code == 200
     opened = client.get(f"{RETRIEVALS}/{retrieval}/content", headers=officer)
     assert opened.status_code == 200, opened.get_json()

@@ -2,10 +2,11 @@
 it", "Deletion, sealed archive, retention", "Audit").
 
 Officers find sealed records by the member's address (in a POST body) and see metadata only.
-Content opens through four eyes: officer A asks with a justification, officer B (never A)
-approves, then A alone opens it, with the archive key of A's two-factor session, until the
-approval expires. An export is a signed bundle that verifies offline with the published key
-and fails after one edited byte. Every step is audited with the member as subject.
+Content opens through four eyes: officer A asks with a justification, officer B (never A, and
+only one who holds the archive key) approves, then A alone opens it, with the archive key of
+A's two-factor session, until the approval expires. An export is a signed bundle that verifies
+offline with the published key and fails after one edited byte. Every step is audited with the
+member as subject.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class Archive:
 @pytest.fixture
 def archive(client, runtime) -> Archive:
     """A sealed conversation (question, reply, attachment) and three compliance officers:
-    A holds the archive key (``keys init``), B and C do not."""
+    A holds the archive key (``keys init``) and granted it to B; C does not hold it."""
     team = care_team(runtime)
     member = make_member(runtime, email="k4.member@example.org")
     tokens = login(client, runtime, member)
@@ -86,6 +87,9 @@ def archive(client, runtime) -> Archive:
         "b": make_staff(runtime, Role.COMPLIANCE),
         "c": make_staff(runtime, Role.COMPLIANCE),
     }
+    a = bearer(login(client, runtime, officers["a"]))
+    grant = client.post(f"/api/v1/compliance/colleagues/{officers['b'].id}/grant", headers=a)
+    assert grant.status_code == 204
     auth = {name: bearer(login(client, runtime, person)) for name, person in officers.items()}
     found = search(client, auth["a"], member.email)
     return Archive(
@@ -266,7 +270,7 @@ def test_the_requester_cannot_approve_their_own_request(client, archive):
 def test_approval_is_once(client, archive):
     retrieval_id = ask(client, archive)
     assert approve(client, retrieval_id, archive.b).get_json() == {"status": "approved"}
-    again = approve(client, retrieval_id, archive.c)
+    again = approve(client, retrieval_id, archive.b)
     assert again.status_code == 409
 
 
@@ -332,6 +336,7 @@ def test_the_retrieval_window_is_configurable(make_app):
     client.delete(f"{CONVERSATIONS}/{conversation_id}", headers=bearer(tokens))
     b = make_staff(runtime, Role.COMPLIANCE)
     a_auth = bearer(login(client, runtime, team.compliance))
+    client.post(f"/api/v1/compliance/colleagues/{b.id}/grant", headers=a_auth)
     record_id = search(client, a_auth, member.email)["items"][0]["id"]
     retrieval = client.post(
         f"{ARCHIVE}/{record_id}/retrievals", json={"justification": JUSTIFICATION}, headers=a_auth
@@ -343,20 +348,62 @@ def test_the_retrieval_window_is_configurable(make_app):
 
 
 def test_an_officer_without_the_archive_key_opens_nothing_until_granted(client, runtime, archive):
-    """B asks and A approves; B's session has no archive key (403 role_key_required) until A
-    grants it and B signs in again."""
-    retrieval_id = ask(client, archive, archive.b)
+    """C asks and A approves; C's session has no archive key (403 role_key_required) until A
+    grants it and C signs in again."""
+    retrieval_id = ask(client, archive, archive.c)
     assert approve(client, retrieval_id, archive.a).status_code == 200
-    refused = content(client, retrieval_id, archive.b)
+    refused = content(client, retrieval_id, archive.c)
     assert refused.status_code == 403 and code(refused) == "role_key_required"
 
-    officer_b = archive.officers["b"]
-    grant = client.post(f"/api/v1/compliance/colleagues/{officer_b.id}/grant", headers=archive.a)
+    officer_c = archive.officers["c"]
+    grant = client.post(f"/api/v1/compliance/colleagues/{officer_c.id}/grant", headers=archive.a)
     assert grant.status_code == 204
-    b = bearer(login(client, runtime, officer_b))
-    response = content(client, retrieval_id, b)
+    c = bearer(login(client, runtime, officer_c))
+    response = content(client, retrieval_id, c)
     assert response.status_code == 200
     assert response.get_json()["subject"] == SUBJECT
+
+
+def refused_steps(runtime) -> list[tuple[str, str, uuid.UUID]]:
+    """(action, why, actor) of every refused retrieval step, in order."""
+    return [
+        (e.action, json.loads(e.details)["refused"], e.actor_id)
+        for e in audit_trail(runtime)
+        if e.action.startswith("archive.retrieval") and e.outcome == "denied"
+    ]
+
+
+def test_an_officer_never_granted_the_archive_key_cannot_approve(client, runtime, archive):
+    """Issue 11, finding 7: C, created by an admin and never granted the archive key, is not
+    a second pair of eyes: the approval is refused (403, audited) and A cannot open."""
+    retrieval_id = ask(client, archive)
+
+    refused = approve(client, retrieval_id, archive.c)
+
+    assert refused.status_code == 403 and code(refused) == "role_key_required"
+    assert refused_steps(runtime) == [
+        ("archive.retrieval.approve", "role_key_required", archive.officers["c"].id)
+    ]
+    pending = client.get(f"{RETRIEVALS}/{retrieval_id}", headers=archive.a).get_json()
+    assert (pending["status"], pending["approved_by"]) == ("pending", None)
+    opened = content(client, retrieval_id, archive.a)
+    assert opened.status_code == 403
+    assert "not been approved" in opened.get_json()["error"]["message"]
+    # B, who holds the key, can still approve it.
+    assert approve(client, retrieval_id, archive.b).status_code == 200
+    assert content(client, retrieval_id, archive.a).status_code == 200
+
+
+def test_a_requester_without_the_archive_key_is_refused_and_audited(client, runtime, archive):
+    retrieval_id = ask(client, archive, archive.c)
+    assert approve(client, retrieval_id, archive.b).status_code == 200
+
+    refused = content(client, retrieval_id, archive.c)
+
+    assert refused.status_code == 403 and code(refused) == "role_key_required"
+    assert refused_steps(runtime) == [
+        ("archive.retrieval.open", "role_key_required", archive.officers["c"].id)
+    ]
 
 
 def test_altered_archived_content_is_refused_at_opening(client, runtime, archive):

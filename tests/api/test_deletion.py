@@ -91,6 +91,10 @@ def delete(client, case: Case, auth: dict[str, str] | None = None) -> Any:
     )
 
 
+#: A live conversation's wraps: its archive wrap is gated until it is sealed.
+LIVE_HOLDERS = ["archive_gated", "member", "physician"]
+
+
 def wrap_holders(runtime, conversation_id: str) -> list[str]:
     with runtime.database.transaction() as session:
         return sorted(
@@ -182,14 +186,14 @@ def test_after_deletion_the_console_answers_404(app, runtime, team, case):
 
 
 def test_the_live_wraps_no_longer_exist_in_the_database(client, runtime, case):
-    assert wrap_holders(runtime, case.conversation_id) == ["archive", "member", "physician"]
+    assert wrap_holders(runtime, case.conversation_id) == LIVE_HOLDERS
     with runtime.database.transaction() as session:
         live = {
             row.wrap
             for row in session.scalars(
                 select(ConversationKeyWrap).where(
                     ConversationKeyWrap.conversation_id == uuid.UUID(case.conversation_id),
-                    ConversationKeyWrap.holder != Holder.ARCHIVE,
+                    ConversationKeyWrap.holder.in_([Holder.MEMBER, Holder.PHYSICIAN]),
                 )
             )
         }
@@ -254,7 +258,7 @@ def test_someone_elses_or_an_unknown_conversation_is_404_and_nothing_changes(cli
     assert delete(client, case, bearer(stranger)).status_code == 404
     unknown = client.delete(f"{CONVERSATIONS}/{uuid.uuid4()}", headers=case.member_auth)
     assert unknown.status_code == 404
-    assert wrap_holders(runtime, case.conversation_id) == ["archive", "member", "physician"]
+    assert wrap_holders(runtime, case.conversation_id) == LIVE_HOLDERS
     assert count(runtime, ArchiveRecord) == 0
 
 
@@ -264,7 +268,7 @@ def test_staff_cannot_delete(client, runtime, team, case, role):
     response = delete(client, case, bearer(login(client, runtime, staff)))
     assert response.status_code == 403
     assert response.get_json()["error"]["code"] == "forbidden"
-    assert wrap_holders(runtime, case.conversation_id) == ["archive", "member", "physician"]
+    assert wrap_holders(runtime, case.conversation_id) == LIVE_HOLDERS
     assert count(runtime, ArchiveRecord) == 0
 
 

@@ -19,12 +19,14 @@ from sqlalchemy import func, select
 from access_control import crypto, hybrid_kem
 from access_control.principal import Principal
 from access_control.roles import Role
+from medchat.archive_gate import GATED
 from medchat.conversation_keys import wrap_purpose
 from medchat.errors import ConfigurationError, KeyIntegrityFailure, RoleKeyRequired
 from medchat.models import (
     AuthToken,
     Conversation,
     ConversationKeyWrap,
+    ConversationStatus,
     Holder,
     KeyRole,
     Message,
@@ -43,6 +45,7 @@ from tests.support.accounts import (
     make_member,
     make_staff,
 )
+from tests.support.archive import seal
 from tests.support.conversations import read_bodies, reply, start_conversation
 from tests.support.leaks import stored_blobs
 from tests.support.sessions import sign_in
@@ -128,12 +131,40 @@ def grant(runtime: Runtime, actor: Principal, colleague_id: uuid.UUID) -> str:
 
 def open_as(runtime: Runtime, world: World, holder: Holder, conversation_id: uuid.UUID) -> bytes:
     """Open the DEK as the holder would: member and clinician through a read of the messages
-    (row check, unwrap, commitment, then ``message_page``), the archive through its key."""
+    (row check, unwrap, commitment, then ``message_page``), the archive through its key: a
+    sealed record's plain wrap as a retrieval does, a live conversation's gated wrap as
+    sealing then retrieving would (the gate lifted with the server key, nothing written)."""
     if holder == Holder.ARCHIVE:
         with runtime.database.transaction() as session:
             conversation = session.get(Conversation, conversation_id)
             keyring = world.sessions["compliance"].keyring
-            return runtime.conversation_keys(session).open_key(conversation, keyring, holder)
+            keys = runtime.conversation_keys(session)
+            if conversation.status == ConversationStatus.SEALED:
+                return keys.open_key(conversation, keyring, holder)
+            row = session.scalars(
+                select(ConversationKeyWrap).where(
+                    ConversationKeyWrap.conversation_id == conversation_id,
+                    ConversationKeyWrap.holder == GATED,
+                )
+            ).one()
+            plain = runtime.archive_gate.open(
+                row.wrap, conversation_id=conversation_id, recipient_key_id=row.recipient_key_id
+            )
+            keys.verify_key_set(
+                conversation.id,
+                conversation.member_id,
+                conversation.key_commitment,
+                conversation.key_tag,
+            )
+            (held,) = keyring.role_keys(KeyRole.ARCHIVE)
+            return keys.open_wrap(
+                plain,
+                held.key,
+                holder=holder,
+                recipient_id=held.role_key_id,
+                conversation_id=conversation_id,
+                commitment=conversation.key_commitment,
+            )
     actor = world.sessions["member" if holder == Holder.MEMBER else "clinician"]
     assert read_bodies(runtime, actor, conversation_id)
     with runtime.database.transaction() as session:
@@ -280,6 +311,10 @@ def test_a_wrap_replaced_by_one_of_a_dek_of_the_attackers_choice_is_refused(runt
         runtime, world.sessions["member"], subject="subject", bodies=["question"]
     )
     assert open_as(runtime, world, holder, started.id) == started.dek
+    if holder == Holder.ARCHIVE:
+        # The archive key opens sealed records only: the attacker replaces a sealed one's wrap.
+        seal(runtime, world.sessions["member"], started.id)
+        assert open_as(runtime, world, holder, started.id) == started.dek
     if holder == Holder.MEMBER:
         public_key = personal_key_row(runtime, world.member.id).public_key
         recipient_id = world.member.id
@@ -344,7 +379,7 @@ def test_another_conversations_key_set_transplanted_through_sql_is_refused(runti
                 select(ConversationKeyWrap).where(ConversationKeyWrap.conversation_id == own.id)
             )
         }
-    for holder in (Holder.PHYSICIAN, Holder.ARCHIVE):
+    for holder in (Holder.PHYSICIAN, GATED):  # both are live: the archive wrap is gated
         execute_sql(
             runtime,
             "UPDATE conversation_key_wraps SET wrap = :wrap"
@@ -372,9 +407,11 @@ def test_another_conversations_key_set_transplanted_through_sql_is_refused(runti
         tag=genuine.key_tag,
         id=victim.id,
     )
-    for holder in (Holder.PHYSICIAN, Holder.ARCHIVE):
-        with pytest.raises(KeyIntegrityFailure, match="commitment"):
-            open_as(runtime, world, holder, victim.id)
+    with pytest.raises(KeyIntegrityFailure, match="commitment"):
+        open_as(runtime, world, Holder.PHYSICIAN, victim.id)
+    # (The gate's associated data names the conversation too.)
+    with pytest.raises(KeyIntegrityFailure, match="archive wrap was altered"):
+        open_as(runtime, world, Holder.ARCHIVE, victim.id)
     assert open_as(runtime, world, Holder.MEMBER, victim.id) == victim.dek
 
 

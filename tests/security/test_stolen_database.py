@@ -12,7 +12,10 @@ the password-derived keys, the tokens and the keys derived from them. Then:
 - every key the server holds at rest (the six keys of ``MEDCHAT_KEY_DIR``, the archive-signing
   seed among them; the pin file holds public fingerprints only) fails to open every content
   ciphertext, every wrap and every password-sealed private key, each of which opens with the
-  key it was made for (so the failures are the keys', not the test's);
+  key it was made for (so the failures are the keys', not the test's). The one envelope a
+  server key opens is the archive gate of a live conversation's archive wrap
+  (``archive-gate.key``): inside is an HPKE wrap to the archive key, which no server key opens
+  either, and which the archive key alone cannot reach through the gate;
 - a session keyring needs both halves of its key: its token (which only the client holds) and
   the session-keyring server key. With both it opens; with the token and any other server key
   (or none, as keyrings were sealed before), or with the server key and anything the database
@@ -39,6 +42,7 @@ from access_control.keys import _PERSONAL_AAD
 from access_control.password_kdf import _derive, open_with_password, password_blob_params
 from access_control.pins import PIN_FILE
 from access_control.roles import Role
+from medchat.archive_gate import GATED, wrapped_for
 from medchat.content import open_content
 from medchat.conversation_keys import wrap_purpose
 from medchat.models import (
@@ -91,6 +95,8 @@ PROFILE_COLUMNS = {
     ("member_profiles", "phone_ciphertext"),
     ("member_profiles", "insurance_number_ciphertext"),
 }
+#: The gated archive wrap of a live conversation (``medchat.archive_gate``).
+GATE_COLUMN = ("conversation_key_wraps", "wrap")
 CONTENT_COLUMNS = {
     ("conversations", "subject_ciphertext"),
     ("messages", "body_ciphertext"),
@@ -299,6 +305,8 @@ def test_server_keys_seal_only_personal_fields_never_content_or_keys(runtime, st
     """A census of every bytes value in every table: which key does each envelope name?"""
     keys = server_keys(runtime)
     by_key_id = {crypto.key_id(key): name for name, key in keys.items()}
+    # The gate key is derived (HKDF) from archive-gate.key: its envelopes name that key.
+    by_key_id[runtime.archive_gate.key_id] = "archive-gate"
     dek_id = crypto.key_id(stolen.dek)
     under_server_key: dict[tuple[str, str], set[str]] = {}
     under_dek: set[tuple[str, str]] = set()
@@ -312,6 +320,9 @@ def test_server_keys_seal_only_personal_fields_never_content_or_keys(runtime, st
         if named == dek_id:
             under_dek.add((table, column))
     assert under_dek == CONTENT_COLUMNS
+    # The gate seals wraps that stay HPKE wraps to the archive key inside
+    # (``test_no_server_key_opens_any_wrap`` opens the gate and tries every key on them).
+    assert under_server_key.pop(GATE_COLUMN) == {"archive-gate"}
     assert set(under_server_key) <= PROFILE_COLUMNS
     assert set(under_server_key) >= {
         ("accounts", "email_ciphertext"),
@@ -333,10 +344,11 @@ def test_server_keys_seal_only_personal_fields_never_content_or_keys(runtime, st
 
 def _wrap_context(session, row: ConversationKeyWrap) -> tuple[uuid.UUID, uuid.UUID, str]:
     conversation = session.get(Conversation, row.conversation_id)
-    if row.holder == Holder.MEMBER:
-        return conversation.member_id, conversation.id, wrap_purpose(row.holder)
+    holder = wrapped_for(row.holder)
+    if holder == Holder.MEMBER:
+        return conversation.member_id, conversation.id, wrap_purpose(holder)
     role_key = session.scalar(select(RoleKey).where(RoleKey.key_id == row.recipient_key_id))
-    return role_key.id, conversation.id, wrap_purpose(row.holder)
+    return role_key.id, conversation.id, wrap_purpose(holder)
 
 
 def test_no_server_key_opens_any_wrap(runtime, stolen):
@@ -360,15 +372,27 @@ def test_no_server_key_opens_any_wrap(runtime, stolen):
         ]
         grants = list(session.scalars(select(RoleKeyGrant)))
         owners = {p.id: name for name, p in stolen.people.items()}
-    assert sorted(row.holder for row, *_ in wraps) == ["archive", "member", "physician"]
+    # The conversation is live: its archive wrap is gated (SECURITY-MODEL key hierarchy 10).
+    assert sorted(row.holder for row, *_ in wraps) == [GATED, "member", "physician"]
     assert len(grants) == 2
     for row, recipient_id, context_id, purpose in wraps:
         context = {"recipient_id": recipient_id, "context_id": context_id, "purpose": purpose}
-        assert hybrid_kem.unwrap_key(holders[row.holder], row.wrap, **context) == stolen.dek
-        for name, handle in as_seeds.items():
-            assert hybrid_kem.wrap_key_id(row.wrap) != handle.key_id, name
+        sealed = row.wrap
+        if row.holder == GATED:
+            # The archive key alone opens nothing; the gate key lifts the gate, and what is
+            # inside is an HPKE wrap that no server key opens either (tried below).
             with pytest.raises(crypto.DecryptionFailed):
-                hybrid_kem.unwrap_key(handle, row.wrap, **context)
+                hybrid_kem.unwrap_key(holders[Holder.ARCHIVE], sealed, **context)
+            sealed = runtime.archive_gate.open(
+                sealed, conversation_id=context_id, recipient_key_id=row.recipient_key_id
+            )
+        holder = wrapped_for(row.holder)
+        assert hybrid_kem.unwrap_key(holders[holder], sealed, **context) == stolen.dek
+        for name, handle in as_seeds.items():
+            for attempt in {row.wrap, sealed}:
+                with pytest.raises(crypto.DecryptionFailed):
+                    hybrid_kem.unwrap_key(handle, attempt, **context)
+            assert hybrid_kem.wrap_key_id(sealed) != handle.key_id, name
     for grant in grants:
         context = {
             "recipient_id": grant.account_id,

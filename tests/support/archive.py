@@ -8,12 +8,26 @@ from typing import Any
 from sqlalchemy import select
 
 from access_control.principal import Principal
+from access_control.roles import Role
 from medchat import ledger
 from medchat.db import Base
-from medchat.models import ArchiveRecord
+from medchat.models import ArchiveRecord, KeyRole
 from medchat.runtime import Runtime
 from medchat.services.deletion import DeletionService
+from medchat.services.role_keys import RoleKeyService
+from tests.support.accounts import Person, make_staff
+from tests.support.sessions import sign_in
 from tests.support.tampering import execute_sql
+
+
+def archive_colleague(runtime: Runtime, holder: Person) -> Person:
+    """A second compliance officer, granted the archive key by ``holder`` (so they may approve
+    a retrieval); the key reaches their sessions opened after this."""
+    colleague = make_staff(runtime, Role.COMPLIANCE)
+    actor = sign_in(runtime, holder).principal
+    with runtime.database.transaction() as session:
+        RoleKeyService(session, runtime).grant(actor, KeyRole.ARCHIVE, colleague.id)
+    return colleague
 
 
 def seal(runtime: Runtime, member: Principal, conversation_id: uuid.UUID) -> ArchiveRecord:

@@ -1,5 +1,6 @@
 """Checking SECURITY-MODEL key hierarchy 2 on stored rows: a DEK is wrapped only to the three
-holders (physician role key, compliance archive key, the member's current personal key)."""
+holders (physician role key, compliance archive key, the member's current personal key), and
+(key hierarchy 10) a live conversation's archive wrap is gated."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from sqlalchemy import select
 
 from access_control import crypto, hybrid_kem
 from access_control.keyring import Keyring
+from medchat.archive_gate import GATED, wrapped_for
 from medchat.conversation_keys import wrap_purpose
-from medchat.models import Conversation, ConversationKeyWrap, Holder, KeyRole
+from medchat.models import Conversation, ConversationKeyWrap, ConversationStatus, Holder, KeyRole
 from medchat.runtime import Runtime
 
 
@@ -24,7 +26,8 @@ def assert_only_the_three_holders(
     member: Keyring | None,
 ) -> Counter[str]:
     """Every wrap of the member's conversations names one of the three holders' current keys
-    and opens with that key to the committed DEK; returns the holders counted.
+    and opens with that key to the committed DEK (an archive wrap through its gate, which a
+    live conversation's must have); returns the holders counted.
 
     ``member`` is the member's keyring of a session opened after the last reset (None when
     no member wrap may exist yet).
@@ -49,18 +52,26 @@ def assert_only_the_three_holders(
         ).all()
         holders: Counter[str] = Counter()
         for wrap, conversation in rows:
+            holder = wrapped_for(wrap.holder)
+            sealed = wrap.wrap
+            if wrap.holder == GATED:
+                sealed = runtime.archive_gate.open(
+                    sealed, conversation_id=conversation.id, recipient_key_id=wrap.recipient_key_id
+                )
+            elif holder == Holder.ARCHIVE:
+                assert conversation.status == ConversationStatus.SEALED, "a live archive wrap"
             assert wrap.recipient_key_id in allowed, f"a {wrap.holder} wrap names another key"
-            assert hybrid_kem.wrap_key_id(wrap.wrap) in allowed, "a wrap sealed to another key"
-            assert wrap.holder in expected, f"unexpected {wrap.holder} wrap"
-            private, recipient_id = expected[Holder(wrap.holder)]
+            assert hybrid_kem.wrap_key_id(sealed) in allowed, "a wrap sealed to another key"
+            assert holder in expected, f"unexpected {wrap.holder} wrap"
+            private, recipient_id = expected[Holder(holder)]
             assert wrap.recipient_key_id == private.key_id
             dek = hybrid_kem.unwrap_key(
                 private,
-                wrap.wrap,
+                sealed,
                 recipient_id=recipient_id,
                 context_id=conversation.id,
-                purpose=wrap_purpose(wrap.holder),
+                purpose=wrap_purpose(holder),
             )
             crypto.verify_key_commitment(dek, conversation.key_commitment, conversation.id)
-            holders[wrap.holder] += 1
+            holders[holder] += 1
     return holders

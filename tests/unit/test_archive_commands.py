@@ -7,10 +7,9 @@ import json
 
 import pytest
 
-from access_control.roles import Role
 from medchat.services.retrieval import RetrievalService
-from tests.support.accounts import make_member, make_staff
-from tests.support.archive import flip_byte, seal
+from tests.support.accounts import make_member
+from tests.support.archive import archive_colleague, flip_byte, seal
 from tests.support.conversations import start_conversation
 from tests.support.messaging import care_team
 from tests.support.sessions import sign_in
@@ -42,7 +41,7 @@ def sealed(runtime):
 def bundle_file(runtime, sealed, tmp_path):
     team, _, record = sealed
     a = sign_in(runtime, team.compliance).principal
-    b = sign_in(runtime, make_staff(runtime, Role.COMPLIANCE)).principal
+    b = sign_in(runtime, archive_colleague(runtime, team.compliance)).principal
     with runtime.database.transaction() as session:
         retrieval = RetrievalService(session, runtime).request(a, record.id, JUSTIFICATION)
     with runtime.database.transaction() as session:

@@ -20,7 +20,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from access_control.roles import Role
 from medchat import audit, ledger
 from medchat.errors import Conflict, NotFound
 from medchat.models import ChainHead, Holder
@@ -30,7 +29,7 @@ from medchat.services.conversation_access import ConversationAccess
 from medchat.services.retention import DueKind, EarlyDestruction, RetentionService
 from medchat.services.retrieval import RetrievalService
 from tests.support.accounts import bearer, login, make_member
-from tests.support.archive import flip_byte, records, seal, verify_ledger
+from tests.support.archive import archive_colleague, flip_byte, records, seal, verify_ledger
 from tests.support.conversations import add_attachment, start_conversation
 from tests.support.messaging import care_team
 from tests.support.retention import (
@@ -152,7 +151,7 @@ def test_destroying_leaves_no_ciphertext_and_no_wrap_of_any_holder(runtime, cloc
     clock.advance(days=1)
     kept = question(runtime, member, 1)
     add_live_traces(runtime, kept, member, team.clinician.id)
-    assert wrap_holders(runtime, conversation_id) == ["archive", "member", "physician"]
+    assert wrap_holders(runtime, conversation_id) == ["archive_gated", "member", "physician"]
     secrets = stored_bytes(runtime, conversation_id)
     assert len(secrets) >= 7  # subject, 2 bodies, file name, type, data, 3 wraps
     kept_before = stored_rows(runtime, kept)
@@ -164,7 +163,7 @@ def test_destroying_leaves_no_ciphertext_and_no_wrap_of_any_holder(runtime, cloc
     assert not [s for s in secrets if s in remaining]
     # The conversation asked a day later keeps every row.
     assert stored_rows(runtime, kept) == kept_before
-    assert wrap_holders(runtime, kept) == ["archive", "member", "physician"]
+    assert wrap_holders(runtime, kept) == ["archive_gated", "member", "physician"]
 
 
 def test_a_destroyed_conversation_is_gone_for_member_and_clinician(
@@ -458,13 +457,12 @@ def test_a_destroyed_record_is_refused_to_compliance_and_marked_destroyed(
 def test_an_approved_retrieval_cannot_open_content_retention_destroyed(
     runtime, clock, team, member
 ):
-    from tests.support.accounts import make_staff
 
     record = seal(runtime, member, question(runtime, member))
     # Asked and approved the day before the archive period ends: still open when it does.
     clock.set(record.sealed_at + ARCHIVE - timedelta(days=1))
     a = sign_in(runtime, team.compliance).principal
-    b = sign_in(runtime, make_staff(runtime, Role.COMPLIANCE)).principal
+    b = sign_in(runtime, archive_colleague(runtime, team.compliance)).principal
     with runtime.database.transaction() as session:
         retrieval = RetrievalService(session, runtime).request(
             a, record.id, "Regulator inquiry 2036/44 about this exchange."
