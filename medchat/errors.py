@@ -116,6 +116,26 @@ class HistoryPending(Conflict):
     )
 
 
+class ContentIntegrityFailure(Conflict):
+    """Stored content does not open under its own place: a row was moved, relabelled or
+    altered in the database. The stored state is at fault, not the request (hence 409, not
+    500); nothing of the content is shown."""
+
+    code, message = (
+        "content_integrity_failed",
+        "This conversation's content was altered in the database and is not shown.",
+    )
+
+
+class ContentResealed(Conflict):
+    """The conversation was re-sealed to a newer content format while this request read it."""
+
+    code, message = (
+        "content_resealed",
+        "This conversation was being updated while it was read; try again.",
+    )
+
+
 class PayloadTooLarge(MedchatError):
     code, status, message = "payload_too_large", 413, "The upload is too large."
 

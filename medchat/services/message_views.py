@@ -6,12 +6,20 @@ are keyset-paginated on the per-conversation sequence number, so page 1 costs th
 messages as for 100,000; one statement reads a page with its clinician authors' display names,
 and only the attachments' metadata columns are read, never their sealed bytes. A clinician is
 shown by display name only ("Dr. A."), a member by nothing at all.
+
+Each body opens only with its own sequence number and author, and each attachment field only
+under its own message (``medchat.content``, format 2): a row relabelled or moved in the
+database does not open, and the read is refused as a whole (409 ``content_integrity_failed``,
+logged and audited as ``content.integrity_failed``), never shown with another author, order or
+message. ``content_integrity`` is that one refusal, for every reader of content.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,10 +27,15 @@ from typing import Any
 from sqlalchemy import and_, bindparam, exists, select
 from sqlalchemy.orm import Session
 
-from medchat.content import ContentKey, open_text
+from access_control.crypto import DecryptionFailed
+from medchat import audit
+from medchat.content import ContentKey
+from medchat.errors import ContentIntegrityFailure, ContentResealed
 from medchat.models import Account, Attachment, Conversation, Message
 from medchat.services.accounts import display_names
 from medchat.services.conversation_pages import Page
+
+log = logging.getLogger("medchat.content")
 
 
 @dataclass
@@ -99,6 +112,47 @@ _PAGES = {
 }
 
 
+_CONTENT_VERSION = select(Conversation.content_version).where(
+    Conversation.id == bindparam("conversation_id")
+)
+
+
+@contextmanager
+def content_integrity(
+    session: Session,
+    key: ContentKey,
+    conversation: Conversation,
+    *,
+    action: str = "content.integrity_failed",
+    details: dict[str, Any] | None = None,
+) -> Iterator[None]:
+    """Turn content that does not open under its place into a refusal, never a trace.
+
+    Raises ``ContentIntegrityFailure`` (logged; audited as ``action`` after the rollback). If
+    the conversation moved to a newer format since its key set was verified (a re-seal
+    committed while this request read it) the failure is that race, not tampering:
+    ``ContentResealed``, and the next read opens it (or fails the key-set tag, if a writer
+    changed the column).
+    """
+    try:
+        yield
+    except DecryptionFailed as exc:
+        stored = session.scalar(_CONTENT_VERSION, {"conversation_id": conversation.id})
+        if stored is not None and stored != key.format:
+            raise ContentResealed from exc
+        log.error("content of conversation %s does not open under its place", conversation.id)
+        audit.record_on_rollback(
+            session,
+            action,
+            outcome="failed",
+            target_type="conversation",
+            target_id=conversation.id,
+            subject_id=conversation.member_id,
+            details=details,
+        )
+        raise ContentIntegrityFailure from exc
+
+
 class ConversationReader:
     """Views of one conversation's content, given its opened DEK (no access decision here)."""
 
@@ -108,9 +162,9 @@ class ConversationReader:
     def subject_of(self, conversation: Conversation, dek: bytes) -> str | None:
         if conversation.subject_ciphertext is None:
             return None
-        return open_text(
-            dek, conversation.id, conversation.id, "subject", conversation.subject_ciphertext
-        )
+        key = ContentKey.for_conversation(dek, conversation)
+        with content_integrity(self.session, key, conversation):
+            return key.open_subject(conversation.subject_ciphertext)
 
     def conversation_view(self, conversation: Conversation, dek: bytes) -> ConversationView:
         return ConversationView(
@@ -148,18 +202,22 @@ class ConversationReader:
         Only the attachments' metadata columns are read, never their (large) sealed bytes;
         ``with_attachments=False`` skips the query for a message known to have none.
         """
-        key = ContentKey(dek, conversation.id)
+        key = ContentKey.for_conversation(dek, conversation)
         names = display_names(
             self.session, {m.author_id for m in messages if m.author_role == "clinician"}
         )
         ids = [m.id for m in messages] if with_attachments else []
-        return self._views(
-            key,
-            messages,
-            # Members see their doctor by display name only ("Dr. A."), never an e-mail.
-            [names.get(m.author_id) if m.author_role == "clinician" else None for m in messages],
-            self._attachment_views(key, ids),
-        )
+        with content_integrity(self.session, key, conversation):
+            return self._views(
+                key,
+                messages,
+                # Members see their doctor by display name only ("Dr. A."), never an e-mail.
+                [
+                    names.get(m.author_id) if m.author_role == "clinician" else None
+                    for m in messages
+                ],
+                self._attachment_views(key, ids),
+            )
 
     def _attachment_views(
         self, key: ContentKey, message_ids: list[uuid.UUID]
@@ -171,8 +229,10 @@ class ConversationReader:
             attachments.setdefault(row.message_id, []).append(
                 AttachmentView(
                     id=row.id,
-                    filename=key.open_text(row.id, "filename", row.filename_ciphertext),
-                    content_type=key.open_text(row.id, "content_type", row.content_type_ciphertext),
+                    filename=key.open_attachment_text(row, "filename", row.filename_ciphertext),
+                    content_type=key.open_attachment_text(
+                        row, "content_type", row.content_type_ciphertext
+                    ),
                     size=row.size,
                 )
             )
@@ -190,7 +250,7 @@ class ConversationReader:
                 id=m.id,
                 author=m.author_role,
                 author_name=name,
-                body=key.open_text(m.id, "body", m.body_ciphertext),
+                body=key.open_body(m, m.body_ciphertext),
                 created_at=m.created_at,
                 seq=m.seq,
                 attachments=attachments.get(m.id, []),
@@ -223,6 +283,8 @@ class ConversationReader:
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = rows[-1].seq if more and rows else None
-        key = ContentKey(dek, conversation.id)
-        attachments = self._attachment_views(key, [r.id for r in rows if r.has_attachments])
-        return Page(self._views(key, rows, [r.author_name for r in rows], attachments), next_cursor)
+        key = ContentKey.for_conversation(dek, conversation)
+        with content_integrity(self.session, key, conversation):
+            attachments = self._attachment_views(key, [r.id for r in rows if r.has_attachments])
+            views = self._views(key, rows, [r.author_name for r in rows], attachments)
+        return Page(views, next_cursor)

@@ -169,6 +169,7 @@ class WrapResealer:
                 Conversation.member_id,
                 Conversation.key_commitment,
                 Conversation.key_tag,
+                Conversation.content_version,
             )
             .join(Conversation, Conversation.id == wrap.conversation_id)
             .where(
@@ -198,7 +199,11 @@ class WrapResealer:
                 continue
             try:
                 keys.verify_key_set(
-                    row.conversation_id, row.member_id, row.key_commitment, row.key_tag
+                    row.conversation_id,
+                    row.member_id,
+                    row.key_commitment,
+                    row.key_tag,
+                    row.content_version,
                 )
                 dek = keys.open_wrap(
                     row.wrap,
