@@ -71,7 +71,7 @@ class DrainResult:
 
 
 @contextmanager
-def _savepoint(session: Session) -> Iterator[None]:
+def audited_savepoint(session: Session) -> Iterator[None]:
     """A SAVEPOINT whose rollback also forgets the audit entries recorded inside it.
 
     Audit entries are queued in ``session.info`` and appended at commit; a rolled-back
@@ -150,7 +150,7 @@ class RewrapQueue:
             statement = statement.with_for_update(skip_locked=True)
         for request in list(self.session.scalars(statement)):
             try:
-                with _savepoint(self.session):
+                with audited_savepoint(self.session):
                     outcome = self._rewrap(actor, request)
             except (KeyIntegrityFailure, NotFound) as exc:
                 # NotFound: no physician wrap this session can open (e.g. a version it was
@@ -176,7 +176,7 @@ class RewrapQueue:
         savepoint and logged, and the request answers as if nothing had been tried.
         """
         try:
-            with _savepoint(self.session):
+            with audited_savepoint(self.session):
                 return self.drain(actor, limit)
         except Exception:
             log.exception("the re-wrap drain failed; the clinician's request is unaffected")
