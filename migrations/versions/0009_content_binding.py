@@ -43,5 +43,6 @@ def downgrade() -> None:
             f'{bound} conversations use content format 2, which the previous release cannot '
             'read; restore a backup taken before this upgrade instead'
         )
-    with op.batch_alter_table('conversations', schema=None) as batch_op:
-        batch_op.drop_column('content_version')
+    # A plain DROP COLUMN (SQLite 3.35+), not a batch table copy: rebuilding ``conversations``
+    # with foreign keys on would cascade its DROP TABLE to every message and wrap.
+    op.drop_column('conversations', 'content_version')
