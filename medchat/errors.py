@@ -116,17 +116,6 @@ class HistoryPending(Conflict):
     )
 
 
-class ContentIntegrityFailure(Conflict):
-    """Stored content does not open under its own place: a row was moved, relabelled or
-    altered in the database. The stored state is at fault, not the request (hence 409, not
-    500); nothing of the content is shown."""
-
-    code, message = (
-        "content_integrity_failed",
-        "This conversation's content was altered in the database and is not shown.",
-    )
-
-
 class ContentResealed(Conflict):
     """The conversation was re-sealed to a newer content format while this request read it."""
 
@@ -149,9 +138,12 @@ class RateLimited(MedchatError):
 
 
 class KeyIntegrityFailure(MedchatError):
-    """A key failed its pin, tag or commitment check: refuse rather than seal or read."""
+    """A key failed its pin, tag or commitment check: refuse rather than seal or read.
 
-    code, status, message = "key_integrity_failed", 500, "A key failed its integrity check."
+    409: the stored state conflicts with what the server vouched for (a row altered in the
+    database), not a fault of ours to retry; never a 500 (API.md "Conventions")."""
+
+    code, status, message = "key_integrity_failed", 409, "A key failed its integrity check."
 
 
 class ArchiveIntegrityFailure(MedchatError):

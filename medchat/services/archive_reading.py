@@ -5,8 +5,8 @@ The caller (``medchat.services.retrieval``) has already passed every check an op
 this module only decrypts. Messages are read in sequence order in batches, and each opened
 attachment carries the SHA-256 of its plaintext, which the signed export bundle lists. Content
 opens in the format the conversation's verified key set names, under the same bindings as a
-live read (``medchat.content``); a ciphertext that does not open is refused like one
-(``content_integrity``), never shown.
+live read (``medchat.content``). Sealed conversations are never re-sealed (the ledger hashed
+their ciphertexts), so they keep the format they were sealed in.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from medchat.models import ArchiveRecord, Attachment, Conversation, Message
 from medchat.runtime import Runtime
 from medchat.services.attachments import AttachmentFile
 from medchat.services.conversations import ConversationService
-from medchat.services.message_views import MessageView, content_integrity
+from medchat.services.message_views import MessageView
 
 _MESSAGES_PER_QUERY = 500
 
@@ -86,23 +86,17 @@ class OpenedAttachment(AttachmentFile):
     sha256: str = ""
 
 
-def open_attachment(
-    session: Session, conversation: Conversation, dek: bytes, stored: Attachment
-) -> OpenedAttachment:
+def open_attachment(conversation: Conversation, dek: bytes, stored: Attachment) -> OpenedAttachment:
     """Decrypt one stored attachment of ``conversation`` with its ``dek`` (``stored`` must be
     one of its rows: the caller checked ``stored.conversation_id``)."""
     key = ContentKey.for_conversation(dek, conversation)
-    details = {"attachment_id": str(stored.id)}
-    with content_integrity(session, key, conversation, details=details):
-        data = key.open_attachment(stored, "data", stored.data_ciphertext)
-        filename = key.open_attachment_text(stored, "filename", stored.filename_ciphertext)
-        content_type = key.open_attachment_text(
-            stored, "content_type", stored.content_type_ciphertext
-        )
+    data = key.open_attachment(stored, "data", stored.data_ciphertext)
     return OpenedAttachment(
         id=stored.id,
-        filename=filename,
-        content_type=content_type,
+        filename=key.open_attachment_text(stored, "filename", stored.filename_ciphertext),
+        content_type=key.open_attachment_text(
+            stored, "content_type", stored.content_type_ciphertext
+        ),
         data=data,
         sha256=hashlib.sha256(data).hexdigest(),
     )

@@ -7,28 +7,33 @@ message it belongs to in the associated data, so a ciphertext copied to another 
 an attachment moved to another message, fails to open; only the size is stored in clear. Every
 read and write starts with ``ConversationService.open``: the row check of ``ConversationAccess``
 (404 for someone else's conversation, SECURITY-MODEL key hierarchy 12), then the DEK from the
-caller's session keys. Uploads are audited with their size only (the
-name and the type are content); a clinician's download is audited as a content read naming
-the member.
+caller's session keys. Uploads are audited with their size only (the name and the type are
+content); a clinician's download is audited as a content read naming the member.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from access_control.crypto import DecryptionFailed
 from access_control.principal import Principal
 from medchat import attachment_names, attachment_types, audit
 from medchat.content import ContentKey
-from medchat.errors import NotFound, PayloadTooLarge
+from medchat.errors import KeyIntegrityFailure, NotFound, PayloadTooLarge
 from medchat.models import Attachment, Conversation
 from medchat.runtime import Runtime
 from medchat.services.conversations import ConversationService
 from medchat.services.idempotency import Created, IdempotencyService
-from medchat.services.message_views import AttachmentView, content_integrity
+from medchat.services.message_views import AttachmentView, resealed_meanwhile
+
+log = logging.getLogger("medchat.attachments")
+
+INTEGRITY_FAILED = "An attachment failed its integrity check; it was not served."
 
 
 @dataclass(frozen=True, repr=False)
@@ -133,10 +138,10 @@ class AttachmentService:
         """The opened attachment, if ``actor`` may read its conversation.
 
         Raises ``NotFound`` for an unknown id and for someone else's attachment alike, and
-        ``ContentIntegrityFailure`` (409 ``content_integrity_failed``) when a ciphertext does
-        not open under this row's associated data: it was moved (to another attachment,
-        message or conversation), altered or replaced in the database. It is refused, logged
-        and audited (``attachment.integrity_failed``), never served and never retried with
+        ``KeyIntegrityFailure`` (409 ``key_integrity_failed``) when a ciphertext does not open
+        under this row's associated data: it was moved (to another attachment, message or
+        conversation), altered or replaced in the database. That is tampering, not a client
+        error, so it is refused, logged and audited, never served and never retried with
         another key.
         """
         row = self.session.get(Attachment, attachment_id)
@@ -164,19 +169,26 @@ class AttachmentService:
     ) -> AttachmentFile:
         """Open the row's sealed fields (the bytes only when ``data``), refusing tampering."""
         key = ContentKey.for_conversation(dek, conversation)
-        with content_integrity(
-            self.session,
-            key,
-            conversation,
-            action="attachment.integrity_failed",
-            details={"attachment_id": str(row.id)},
-        ):
-            return AttachmentFile(
-                row.id,
-                key.open_attachment_text(row, "filename", row.filename_ciphertext),
-                key.open_attachment_text(row, "content_type", row.content_type_ciphertext),
-                key.open_attachment(row, "data", row.data_ciphertext) if data else b"",
+        try:
+            with resealed_meanwhile(self.session, key, conversation):
+                filename = key.open_attachment_text(row, "filename", row.filename_ciphertext)
+                content_type = key.open_attachment_text(
+                    row, "content_type", row.content_type_ciphertext
+                )
+                content = key.open_attachment(row, "data", row.data_ciphertext) if data else b""
+        except DecryptionFailed as exc:
+            log.error("attachment %s failed to decrypt under its own row binding", row.id)
+            audit.record_on_rollback(
+                self.session,
+                "attachment.integrity_failed",
+                outcome="failed",
+                target_type="conversation",
+                target_id=conversation.id,
+                subject_id=conversation.member_id,
+                details={"attachment_id": str(row.id)},
             )
+            raise KeyIntegrityFailure(INTEGRITY_FAILED) from exc
+        return AttachmentFile(row.id, filename, content_type, content)
 
 
 def upload_scope(conversation_id: uuid.UUID) -> str:

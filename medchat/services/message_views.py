@@ -9,14 +9,12 @@ shown by display name only ("Dr. A."), a member by nothing at all.
 
 Each body opens only with its own sequence number and author, and each attachment field only
 under its own message (``medchat.content``, format 2): a row relabelled or moved in the
-database does not open, and the read is refused as a whole (409 ``content_integrity_failed``,
-logged and audited as ``content.integrity_failed``), never shown with another author, order or
-message. ``content_integrity`` is that one refusal, for every reader of content.
+database does not open (``DecryptionFailed``), and the read is refused as a whole (409
+``key_integrity_failed``), never shown with another author, order or message.
 """
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -28,14 +26,11 @@ from sqlalchemy import and_, bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from access_control.crypto import DecryptionFailed
-from medchat import audit
 from medchat.content import ContentKey
-from medchat.errors import ContentIntegrityFailure, ContentResealed
+from medchat.errors import ContentResealed
 from medchat.models import Account, Attachment, Conversation, Message
 from medchat.services.accounts import display_names
 from medchat.services.conversation_pages import Page
-
-log = logging.getLogger("medchat.content")
 
 
 @dataclass
@@ -118,39 +113,25 @@ _CONTENT_VERSION = select(Conversation.content_version).where(
 
 
 @contextmanager
-def content_integrity(
-    session: Session,
-    key: ContentKey,
-    conversation: Conversation,
-    *,
-    action: str = "content.integrity_failed",
-    details: dict[str, Any] | None = None,
+def resealed_meanwhile(
+    session: Session, key: ContentKey, conversation: Conversation
 ) -> Iterator[None]:
-    """Turn content that does not open under its place into a refusal, never a trace.
+    """Around the opening of a conversation's content: tell a re-seal race from tampering.
 
-    Raises ``ContentIntegrityFailure`` (logged; audited as ``action`` after the rollback). If
-    the conversation moved to a newer format since its key set was verified (a re-seal
-    committed while this request read it) the failure is that race, not tampering:
-    ``ContentResealed``, and the next read opens it (or fails the key-set tag, if a writer
-    changed the column).
+    A ciphertext that does not open under its place was moved, relabelled or altered:
+    ``DecryptionFailed`` goes on, to be refused (409 ``key_integrity_failed``, never shown).
+    The one innocent cause: the conversation moved to a newer format after its key set was
+    verified (``medchat keys reseal-content`` committed while this request read it, on
+    PostgreSQL). That is ``ContentResealed`` (409 ``content_resealed``): the next read opens
+    it, or fails the key-set tag if a writer changed the column instead.
     """
     try:
         yield
-    except DecryptionFailed as exc:
+    except DecryptionFailed:
         stored = session.scalar(_CONTENT_VERSION, {"conversation_id": conversation.id})
         if stored is not None and stored != key.format:
-            raise ContentResealed from exc
-        log.error("content of conversation %s does not open under its place", conversation.id)
-        audit.record_on_rollback(
-            session,
-            action,
-            outcome="failed",
-            target_type="conversation",
-            target_id=conversation.id,
-            subject_id=conversation.member_id,
-            details=details,
-        )
-        raise ContentIntegrityFailure from exc
+            raise ContentResealed from None
+        raise
 
 
 class ConversationReader:
@@ -163,7 +144,7 @@ class ConversationReader:
         if conversation.subject_ciphertext is None:
             return None
         key = ContentKey.for_conversation(dek, conversation)
-        with content_integrity(self.session, key, conversation):
+        with resealed_meanwhile(self.session, key, conversation):
             return key.open_subject(conversation.subject_ciphertext)
 
     def conversation_view(self, conversation: Conversation, dek: bytes) -> ConversationView:
@@ -207,7 +188,7 @@ class ConversationReader:
             self.session, {m.author_id for m in messages if m.author_role == "clinician"}
         )
         ids = [m.id for m in messages] if with_attachments else []
-        with content_integrity(self.session, key, conversation):
+        with resealed_meanwhile(self.session, key, conversation):
             return self._views(
                 key,
                 messages,
@@ -284,7 +265,7 @@ class ConversationReader:
         rows = rows[:limit]
         next_cursor = rows[-1].seq if more and rows else None
         key = ContentKey.for_conversation(dek, conversation)
-        with content_integrity(self.session, key, conversation):
+        with resealed_meanwhile(self.session, key, conversation):
             attachments = self._attachment_views(key, [r.id for r in rows if r.has_attachments])
             views = self._views(key, rows, [r.author_name for r in rows], attachments)
         return Page(views, next_cursor)

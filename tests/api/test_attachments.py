@@ -250,7 +250,7 @@ def test_a_ciphertext_moved_to_another_attachment_is_refused_not_served(clinic):
         )
     response = clinic.client.get(MEMBER_DOWNLOAD.format(decoy["id"]), headers=clinic.member_auth)
     assert response.status_code == 409
-    assert response.get_json()["error"]["code"] == "content_integrity_failed"
+    assert response.get_json()["error"]["code"] == "key_integrity_failed"
     assert "Traceback" not in response.get_data(as_text=True)
     assert b"secret" not in response.data
     (failure,) = audit_entries(clinic.runtime, "attachment.integrity_failed")
@@ -266,7 +266,7 @@ def test_a_ciphertext_moved_to_another_field_is_refused(clinic):
         row = session.get(Attachment, uuid.UUID(sent["id"]))
         row.content_type_ciphertext = row.filename_ciphertext
     response = clinic.client.get(MEMBER_DOWNLOAD.format(sent["id"]), headers=clinic.member_auth)
-    assert (response.status_code, error_code(response)) == (409, "content_integrity_failed")
+    assert (response.status_code, error_code(response)) == (409, "key_integrity_failed")
 
 
 def test_a_retry_with_the_same_idempotency_key_stores_one_file(clinic):

@@ -284,6 +284,6 @@ def test_a_ciphertext_that_does_not_open_is_a_clear_integrity_error(app):
 
     app.add_url_rule("/altered", view_func=altered)
     response = app.test_client().get("/altered")
-    assert response.status_code == 500
+    assert response.status_code == 409
     assert response.get_json()["error"]["code"] == "key_integrity_failed"
     assert "Traceback" not in response.get_data(as_text=True)

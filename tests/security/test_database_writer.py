@@ -2,7 +2,7 @@
 hierarchy 9 and 10).
 
 Each test first walks the honest path, then performs one substitution with raw SQL on the
-engine (no service involved), then expects a refusal: ``KeyIntegrityFailure`` (500
+engine (no service involved), then expects a refusal: ``KeyIntegrityFailure`` (409
 ``key_integrity_failed`` over HTTP) where a key fails its tag, pin or commitment, and never a
 silent success. After every refusal nothing is sealed to the attacker's key: no conversation
 key wrap and no role key grant names it.
@@ -589,8 +589,8 @@ def test_a_holders_grant_copied_to_another_account_opens_nothing(runtime, world)
 
 
 def assert_key_integrity_failed(response) -> None:
-    """500 with the contract's JSON error and nothing more (no trace, no detail)."""
-    assert response.status_code == 500
+    """409 with the contract's JSON error and nothing more (no trace, no detail)."""
+    assert response.status_code == 409
     assert response.is_json
     assert response.get_json() == {
         "error": {

@@ -221,7 +221,7 @@ def test_a_swapped_wrap_is_not_served_from_memory(client, runtime, member_sessio
         )
     response = read(client, tokens, second)
 
-    assert response.status_code == 500
+    assert response.status_code == 409
     assert response.get_json()["error"]["code"] == "key_integrity_failed"
 
 
