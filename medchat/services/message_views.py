@@ -143,9 +143,9 @@ class ConversationReader:
     def subject_of(self, conversation: Conversation, dek: bytes) -> str | None:
         if conversation.subject_ciphertext is None:
             return None
+        # Both formats seal the subject alike: a re-seal never changes it.
         key = ContentKey.for_conversation(dek, conversation)
-        with resealed_meanwhile(self.session, key, conversation):
-            return key.open_subject(conversation.subject_ciphertext)
+        return key.open_subject(conversation.subject_ciphertext)
 
     def conversation_view(self, conversation: Conversation, dek: bytes) -> ConversationView:
         return ConversationView(
