@@ -79,7 +79,7 @@ def _make_chunk(args: tuple[str, Recipients, uuid.UUID, int, int, int, datetime]
     from access_control import crypto, hybrid_kem
     from access_control.key_directory import load_server_keys
     from medchat.archive_gate import GATED, ArchiveGate
-    from medchat.content import seal_text
+    from medchat.content import CURRENT_FORMAT, ContentKey, MessageLabel
     from medchat.conversation_keys import _key_set_tag, seal_wrap
 
     server_keys = load_server_keys(Path(recipients.key_dir), create_missing=False)
@@ -100,11 +100,28 @@ def _make_chunk(args: tuple[str, Recipients, uuid.UUID, int, int, int, datetime]
         commitment = crypto.key_commitment(dek, conversation_id)
         tag = _key_set_tag(
             integrity,
-            SimpleNamespace(id=conversation_id, member_id=member_id, key_commitment=commitment),  # type: ignore[arg-type]
+            SimpleNamespace(  # type: ignore[arg-type]
+                id=conversation_id,
+                member_id=member_id,
+                key_commitment=commitment,
+                content_version=CURRENT_FORMAT,
+            ),
         )
-        subject = seal_text(dek, conversation_id, conversation_id, "subject", f"Question #{n}")
+        key = ContentKey(dek, conversation_id, CURRENT_FORMAT)
+        subject = key.seal_subject(f"Question #{n}")
         conversations.append(
-            (conversation_id, member_id, "answered", subject, messages, commitment, tag, at, at)
+            (
+                conversation_id,
+                member_id,
+                "answered",
+                subject,
+                messages,
+                commitment,
+                tag,
+                int(CURRENT_FORMAT),
+                at,
+                at,
+            )
         )
         for holder, recipient, recipient_id, key_id in (
             ("physician", physician, physician_id, physician_key_id),
@@ -125,14 +142,18 @@ def _make_chunk(args: tuple[str, Recipients, uuid.UUID, int, int, int, datetime]
         for seq in range(1, messages + 1):
             message_id = uuid.uuid4()
             clinician = seq % 2 == 0
+            role = "clinician" if clinician else "member"
+            author = clinician_id if clinician else member_id
             bodies.append(
                 (
                     message_id,
                     conversation_id,
                     seq,
-                    "clinician" if clinician else "member",
-                    clinician_id if clinician else member_id,
-                    seal_text(dek, conversation_id, message_id, "body", message_text(n + seq)),
+                    role,
+                    author,
+                    key.seal_body(
+                        MessageLabel(message_id, seq, role, author), message_text(n + seq)
+                    ),
                     at + timedelta(seconds=seq),
                 )
             )
@@ -140,7 +161,8 @@ def _make_chunk(args: tuple[str, Recipients, uuid.UUID, int, int, int, datetime]
         for statement, rows in (
             (
                 "COPY conversations (id, member_id, status, subject_ciphertext, message_count, "
-                "key_commitment, key_tag, created_at, last_message_at) FROM STDIN",
+                "key_commitment, key_tag, content_version, created_at, last_message_at) "
+                "FROM STDIN",
                 conversations,
             ),
             (

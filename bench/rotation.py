@@ -177,6 +177,7 @@ def _make_chunk(args: tuple[str, Recipients, int, int, datetime]) -> int:
     from access_control import crypto, hybrid_kem
     from access_control.key_directory import load_server_keys
     from medchat.archive_gate import GATED, ArchiveGate
+    from medchat.content import CURRENT_FORMAT
     from medchat.conversation_keys import _key_set_tag, seal_wrap
 
     server_keys = load_server_keys(Path(recipients.key_dir), create_missing=False)
@@ -197,9 +198,16 @@ def _make_chunk(args: tuple[str, Recipients, int, int, datetime]) -> int:
         # The key-set tag exactly as ConversationKeys.new_key makes it.
         tag = _key_set_tag(
             integrity,
-            SimpleNamespace(id=conversation_id, member_id=member_id, key_commitment=commitment),  # type: ignore[arg-type]
+            SimpleNamespace(  # type: ignore[arg-type]
+                id=conversation_id,
+                member_id=member_id,
+                key_commitment=commitment,
+                content_version=CURRENT_FORMAT,
+            ),
         )
-        conversations.append((conversation_id, member_id, "open", 0, commitment, tag, now, now))
+        conversations.append(
+            (conversation_id, member_id, "open", 0, commitment, tag, int(CURRENT_FORMAT), now, now)
+        )
         for holder, recipient, recipient_id, key_id in (
             ("physician", physician, physician_id, physician_key_id),
             ("archive", archive, archive_id, archive_key_id),
@@ -219,7 +227,7 @@ def _make_chunk(args: tuple[str, Recipients, int, int, datetime]) -> int:
     with psycopg.connect(conninfo) as conn, conn.cursor() as cur:
         with cur.copy(
             "COPY conversations (id, member_id, status, message_count, key_commitment, "
-            "key_tag, created_at, last_message_at) FROM STDIN"
+            "key_tag, content_version, created_at, last_message_at) FROM STDIN"
         ) as copy:
             for row in conversations:
                 copy.write_row(row)

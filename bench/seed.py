@@ -6,7 +6,7 @@ Accounts, role keys and tokens are made in-process through medchat's services (a
 ``AuthenticationService.login`` (so the sign-in rate limit never applies and bcrypt/scrypt
 run only here, never in the measured loop). Conversations are created over HTTP through the
 real API; long histories are then bulk-inserted with ``COPY``, each body sealed under the
-conversation's DEK with ``medchat.content.seal_text``, exactly as ``append_message`` seals it.
+conversation's DEK with ``medchat.content.ContentKey``, exactly as ``append_message`` seals it.
 """
 
 from __future__ import annotations
@@ -233,7 +233,7 @@ class MedchatSeeder:
         as a request would) and the rows go in with one ``COPY``; the conversation's
         ``message_count`` and ``last_message_at`` move with them.
         """
-        from medchat.content import seal_text
+        from medchat.content import ContentKey, MessageLabel
         from medchat.models import Conversation, Holder
 
         with self.runtime.database.transaction() as session:
@@ -242,6 +242,7 @@ class MedchatSeeder:
             dek = self.runtime.conversation_keys(session).open_key(
                 conversation, self._keyring(member), Holder.MEMBER
             )
+            key = ContentKey.for_conversation(dek, conversation)
             start = conversation.message_count
         count = total - start
         if count <= 0:
@@ -258,16 +259,18 @@ class MedchatSeeder:
                         seq = start + offset + 1
                         message_id = uuid.uuid4()
                         clinician = seq % 2 == 0 and self.clinician_id is not None
+                        role = "clinician" if clinician else "member"
+                        author = self.clinician_id if clinician else member.id
+                        assert author is not None
+                        label = MessageLabel(message_id, seq, role, author)
                         copy.write_row(
                             (
                                 message_id,
                                 conversation_id,
                                 seq,
-                                "clinician" if clinician else "member",
-                                self.clinician_id if clinician else member.id,
-                                seal_text(
-                                    dek, conversation_id, message_id, "body", message_text(seq)
-                                ),
+                                role,
+                                author,
+                                key.seal_body(label, message_text(seq)),
                                 first + timedelta(seconds=offset),
                             )
                         )

@@ -6,11 +6,13 @@ key; while the conversation is live its archive wrap is gated by a server key
 (``medchat.archive_gate``), so the archive key opens sealed records only. Sealing needs only
 public keys (so any code path can create a conversation); each is checked first: role keys
 against the deployment's pins, the member's key against its integrity tag. The conversation
-row keeps a commitment to the DEK and a tag over (conversation, member, commitment) made with
-the integrity key outside the database: a wrap swapped for one sealing a key of someone
-else's choosing opens to a DEK that fails the commitment, and a commitment swapped with it
-fails the tag. Either way the read is refused, never silently served. Content itself is
-sealed by ``medchat.content`` under the DEK this module returns.
+row keeps a commitment to the DEK and a tag over (conversation, member, commitment, content
+format) made with the integrity key outside the database: a wrap
+swapped for one sealing a key of someone else's choosing opens to a DEK that fails the
+commitment, and a commitment swapped with it fails the tag. Either way the read is refused,
+never silently served. Content itself is sealed by ``medchat.content`` under the DEK this
+module returns, in the format the tag vouches for (``conversations.content_version`` is the
+tag's version), so a writer who sets a conversation back to the older, weaker format fails it.
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ from access_control.keyring import Keyring
 from access_control.keys import KeyCustody
 from access_control.unwrap_memo import UnwrapMemo
 from medchat.archive_gate import GATED, ArchiveGate, must_gate
+from medchat.content import CURRENT_FORMAT
 from medchat.errors import KeyIntegrityFailure, NotFound
 from medchat.models import Conversation, ConversationKeyWrap, Holder, KeyRole
 
 _KEY_SET_PURPOSE = "conversation-keys"
-_KEY_SET_VERSION = 1
 
 #: The wraps of one conversation for one holder (every read and send asks): usually one,
 #: two while a rotation or a re-wrap is under way.
@@ -46,13 +48,14 @@ def wrap_purpose(holder: str) -> str:
 
 
 def _key_set_tag(integrity_key: bytes, conversation: Conversation) -> bytes:
+    """The tag's version is the conversation's content format (``medchat.content``)."""
     return crypto.key_integrity_tag(
         integrity_key,
         owner_id=conversation.id,
         key_id=conversation.member_id.bytes,
         key_bytes=conversation.key_commitment,
         purpose=_KEY_SET_PURPOSE,
-        version=_KEY_SET_VERSION,
+        version=conversation.content_version,
     )
 
 
@@ -100,6 +103,7 @@ class ConversationKeys:
         member = self.custody.verified_personal_key(conversation.member_id)
         dek = crypto.generate_key()
         conversation.key_commitment = crypto.key_commitment(dek, conversation.id)
+        conversation.content_version = CURRENT_FORMAT
         conversation.key_tag = _key_set_tag(self._integrity_key, conversation)
         recipients = (
             (Holder.PHYSICIAN, physician.id, physician.public_key, physician.key_id),
@@ -153,8 +157,10 @@ class ConversationKeys:
         member_id: uuid.UUID,
         commitment: bytes,
         tag: bytes,
+        content_version: int,
     ) -> None:
-        """Raise ``KeyIntegrityFailure`` unless the commitment is the one the tag vouches for."""
+        """Raise ``KeyIntegrityFailure`` unless the commitment and the content format are the
+        ones the tag vouches for."""
         try:
             crypto.verify_key_integrity(
                 self._integrity_key,
@@ -163,10 +169,19 @@ class ConversationKeys:
                 key_id=member_id.bytes,
                 key_bytes=commitment,
                 purpose=_KEY_SET_PURPOSE,
-                version=_KEY_SET_VERSION,
+                version=content_version,
             )
         except crypto.IntegrityCheckFailed as exc:
             raise KeyIntegrityFailure("This conversation's key set was altered.") from exc
+
+    def retag(self, conversation: Conversation, content_version: int) -> None:
+        """Move a verified conversation to another content format: the tag is made anew.
+
+        Only for a caller that verified the old tag and re-sealed every row of the
+        conversation in this transaction (``medchat.services.content_resealing``).
+        """
+        conversation.content_version = content_version
+        conversation.key_tag = _key_set_tag(self._integrity_key, conversation)
 
     @staticmethod
     def open_wrap(
@@ -228,6 +243,7 @@ class ConversationKeys:
             conversation.member_id,
             conversation.key_commitment,
             conversation.key_tag,
+            conversation.content_version,
         )
         if wraps is None:
             wraps = dict(

@@ -126,6 +126,15 @@ class ArchiveGated(Conflict):
     )
 
 
+class ContentResealed(Conflict):
+    """The conversation was re-sealed to a newer content format while this request read it."""
+
+    code, message = (
+        "content_resealed",
+        "This conversation was being updated while it was read; try again.",
+    )
+
+
 class PayloadTooLarge(MedchatError):
     code, status, message = "payload_too_large", 413, "The upload is too large."
 

@@ -1,8 +1,8 @@
-"""``medchat keys``: server keys, role-key bootstrap, rotation, status and member re-wraps.
+"""``medchat keys``: server keys, role-key bootstrap, rotation, status, re-wraps and re-seals.
 
-Commands that open role keys (``rotate``, ``rewrap``) ask a current holder for their password
-and TOTP code: nothing on the server can open a conversation key on its own. Conventions as in
-``medchat.cli`` (``--json``, one-line errors, exit codes).
+Commands that open role keys (``rotate``, ``rewrap``, ``reseal-content``) ask a current holder
+for their password and TOTP code: nothing on the server can open a conversation key on its own.
+Conventions as in ``medchat.cli`` (``--json``, one-line errors, exit codes).
 """
 
 from __future__ import annotations
@@ -236,3 +236,61 @@ def keys_rewrap(email: str | None, batch: int, as_json: bool) -> None:
     emit(as_json, summary, f"{total.rewrapped} conversations re-sealed, {remaining} waiting")
     if remaining:
         fail(f"{remaining} conversations stay queued (see the log for why)")
+
+
+@keys_group.command(
+    "reseal-content", help="Re-seal older conversations' content to the current binding."
+)
+@click.option("--email", help="E-mail of a clinician holding the physician key (asked if missing).")
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 10_000),
+    default=100,
+    show_default=True,
+    help="Conversations re-sealed per transaction.",
+)
+@click.option(
+    "--max-batches", type=click.IntRange(1), default=None, help="Stop after this many batches."
+)
+@json_option
+@with_appcontext
+@cli_errors
+def keys_reseal_content(
+    email: str | None, batch: int, max_batches: int | None, as_json: bool
+) -> None:
+    """Bind every live conversation's content to its author, order and placement (format 2)
+    with a clinician's keys (password and one-time code are asked): nothing on the server opens
+    a DEK alone. Resumes where it stopped; exit 1 if some conversations are refused."""
+    from medchat.services.content_resealing import ContentResealer
+
+    runtime = _runtime()
+    email = email or click.prompt("E-mail of a clinician", err=True)
+    password = click.prompt("Password", hide_input=True, err=True)
+    actor = _signed_in_holder(runtime, email, password, click.prompt("One-time code", err=True))
+    progress = ProgressBar(enabled=not as_json, label="re-sealing content")
+    try:
+        result = ContentResealer(
+            runtime,
+            actor,
+            batch_size=batch,
+            progress=progress,
+            audit_context=audit.AuditContext(actor_id=actor.id, actor_role="cli", address="cli"),
+        ).run(max_batches=max_batches)
+    finally:
+        progress.close()
+    refused = len(result.refused)
+    summary = {
+        "resealed": result.resealed,
+        "refused": [str(i) for i in result.refused],
+        "remaining": result.remaining,
+        "finished": result.finished,
+    }
+    text = f"{result.resealed} conversations re-sealed, {result.remaining} left in format 1"
+    if not result.finished:
+        text += "; stopped by --max-batches, run again to resume"
+    emit(as_json, summary, text)
+    if refused:
+        fail(
+            f"{refused} conversations were refused and stay in format 1 "
+            "(see the content.reseal_refused audit entries)"
+        )

@@ -2,7 +2,8 @@
 
 Everything that counts as content (subject, bodies, attachment bytes, file names and types)
 is stored only as ``*_ciphertext`` under the conversation's DEK, with associated data naming
-the conversation, the row and the field. The DEK itself exists only wrapped, once per holder
+the conversation, the row, the field and (format 2) a message's sequence number and author and
+an attachment's message. The DEK itself exists only wrapped, once per holder
 (physician role, member, compliance archive); ``key_commitment`` and ``key_tag`` let the
 service detect a wrap or DEK swapped in by someone who can write the database.
 """
@@ -44,7 +45,8 @@ SEALED_PREDICATE = "status = 'sealed'"
 class Conversation(Base):
     __tablename__ = "conversations"
     __row_integrity__ = covered(
-        "key_tag (integrity key) binds the member and the key commitment checked after every unwrap"
+        "key_tag (integrity key) binds the member, the key commitment checked after every"
+        " unwrap, and the content format (content_version)"
     )
     __table_args__ = (
         Index("ix_conversations_status_last", "status", "last_message_at", "id"),
@@ -73,6 +75,10 @@ class Conversation(Base):
     message_count: Mapped[int] = mapped_column(default=0)
     key_commitment: Mapped[bytes] = mapped_column(LargeBinary(32))
     key_tag: Mapped[bytes] = mapped_column(LargeBinary(32))
+    # The associated-data format of this conversation's content (``medchat.content``). The
+    # key-set tag covers it, so a writer who sets it back fails the tag. Rows older than
+    # format 2 default to 1; new conversations are written with the current format.
+    content_version: Mapped[int] = mapped_column(server_default=text("1"))
     created_at: Mapped[datetime]
     last_message_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
@@ -99,7 +105,9 @@ class ConversationKeyWrap(Base):
 
 class Message(Base):
     __tablename__ = "messages"
-    __row_integrity__ = covered("sealed under the DEK; associated data binds the row's place")
+    __row_integrity__ = covered(
+        "sealed under the DEK; associated data binds conversation, id, seq and author (format 2)"
+    )
     __table_args__ = (UniqueConstraint("conversation_id", "seq"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -116,7 +124,9 @@ class Message(Base):
 
 class Attachment(Base):
     __tablename__ = "attachments"
-    __row_integrity__ = covered("sealed under the DEK; associated data binds the row's place")
+    __row_integrity__ = covered(
+        "sealed under the DEK; associated data binds conversation, id and message (format 2)"
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     conversation_id: Mapped[uuid.UUID] = mapped_column(

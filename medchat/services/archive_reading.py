@@ -3,7 +3,10 @@
 The caller (``medchat.services.retrieval``) has already passed every check an opening needs
 (the four-eyes rule, the archive role key, the ledger's integrity check) and unwrapped the DEK;
 this module only decrypts. Messages are read in sequence order in batches, and each opened
-attachment carries the SHA-256 of its plaintext, which the signed export bundle lists.
+attachment carries the SHA-256 of its plaintext, which the signed export bundle lists. Content
+opens in the format the conversation's verified key set names, under the same bindings as a
+live read (``medchat.content``). Sealed conversations are never re-sealed (the ledger hashed
+their ciphertexts), so they keep the format they were sealed in.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from medchat.content import open_content, open_text
+from medchat.content import ContentKey
 from medchat.models import ArchiveRecord, Attachment, Conversation, Message
 from medchat.runtime import Runtime
 from medchat.services.attachments import AttachmentFile
@@ -83,14 +86,16 @@ class OpenedAttachment(AttachmentFile):
     sha256: str = ""
 
 
-def open_attachment(conversation_id: uuid.UUID, dek: bytes, stored: Attachment) -> OpenedAttachment:
-    """Decrypt one stored attachment of ``conversation_id`` with its conversation's ``dek``."""
-    data = open_content(dek, conversation_id, stored.id, "data", stored.data_ciphertext)
+def open_attachment(conversation: Conversation, dek: bytes, stored: Attachment) -> OpenedAttachment:
+    """Decrypt one stored attachment of ``conversation`` with its ``dek`` (``stored`` must be
+    one of its rows: the caller checked ``stored.conversation_id``)."""
+    key = ContentKey.for_conversation(dek, conversation)
+    data = key.open_attachment(stored, "data", stored.data_ciphertext)
     return OpenedAttachment(
         id=stored.id,
-        filename=open_text(dek, conversation_id, stored.id, "filename", stored.filename_ciphertext),
-        content_type=open_text(
-            dek, conversation_id, stored.id, "content_type", stored.content_type_ciphertext
+        filename=key.open_attachment_text(stored, "filename", stored.filename_ciphertext),
+        content_type=key.open_attachment_text(
+            stored, "content_type", stored.content_type_ciphertext
         ),
         data=data,
         sha256=hashlib.sha256(data).hexdigest(),

@@ -2,13 +2,13 @@
 
 Each upload becomes its own message (empty body, written by the uploader's role) carrying one
 attachment row. The file's bytes, its name and its sniffed type are sealed under the
-conversation's DEK (``medchat.content``) with the attachment id as the row in the associated
-data, so a ciphertext copied to another attachment fails to open; only the size is stored in
-clear. Every read and write starts with ``ConversationService.open``: the row check of
-``ConversationAccess`` (404 for someone else's conversation, SECURITY-MODEL key hierarchy 12),
-then the DEK from the caller's session keys. Uploads are audited with their size only (the
-name and the type are content); a clinician's download is audited as a content read naming
-the member.
+conversation's DEK (``medchat.content``) with the attachment id and (format 2) the id of the
+message it belongs to in the associated data, so a ciphertext copied to another attachment, or
+an attachment moved to another message, fails to open; only the size is stored in clear. Every
+read and write starts with ``ConversationService.open``: the row check of ``ConversationAccess``
+(404 for someone else's conversation, SECURITY-MODEL key hierarchy 12), then the DEK from the
+caller's session keys. Uploads are audited with their size only (the name and the type are
+content); a clinician's download is audited as a content read naming the member.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from sqlalchemy.orm import Session
 from access_control.crypto import DecryptionFailed
 from access_control.principal import Principal
 from medchat import attachment_names, attachment_types, audit
-from medchat.content import open_content, open_text, seal_content, seal_text
+from medchat.content import ContentKey
 from medchat.errors import KeyIntegrityFailure, NotFound, PayloadTooLarge
 from medchat.models import Attachment, Conversation
 from medchat.runtime import Runtime
 from medchat.services.conversations import ConversationService
 from medchat.services.idempotency import Created, IdempotencyService
-from medchat.services.message_views import AttachmentView
+from medchat.services.message_views import AttachmentView, resealed_meanwhile
 
 log = logging.getLogger("medchat.attachments")
 
@@ -80,7 +80,9 @@ class AttachmentService:
         ``UnsupportedMediaType`` (not an accepted type, or labelled as another one). Nothing
         is stored unless all pass.
         """
-        conversation, dek = self.conversations.open(actor, conversation_id)
+        # Locked as it is read, like a send: the body of the upload's message is sealed to
+        # the sequence number read here, in the content format the row names now.
+        conversation, dek = self.conversations.open(actor, conversation_id, for_update=True)
         attachment_id = uuid.uuid4()
         if idempotency_key is not None:
             first = self.idempotency.claim(
@@ -92,7 +94,6 @@ class AttachmentService:
             )
             if first is not None:
                 return Created(self._stored_view(conversation, dek, first), replayed=True)
-        self.conversations.lock_for_write(conversation)
         self.conversations.require_open(conversation)
         self.conversations.require_consent(actor, conversation)
         size = len(upload.data)
@@ -106,24 +107,20 @@ class AttachmentService:
         filename = attachment_names.with_extension(base_name, media_type)
 
         message = self.conversations.append_message(conversation, dek, actor, "")
-        self.session.add(
-            Attachment(
-                id=attachment_id,
-                conversation_id=conversation.id,
-                message_id=message.id,
-                size=size,
-                filename_ciphertext=seal_text(
-                    dek, conversation.id, attachment_id, "filename", filename
-                ),
-                content_type_ciphertext=seal_text(
-                    dek, conversation.id, attachment_id, "content_type", media_type
-                ),
-                data_ciphertext=seal_content(
-                    dek, conversation.id, attachment_id, "data", upload.data
-                ),
-                created_at=message.created_at,
-            )
+        row = Attachment(
+            id=attachment_id,
+            conversation_id=conversation.id,
+            message_id=message.id,
+            size=size,
+            created_at=message.created_at,
         )
+        key = ContentKey.for_conversation(dek, conversation)
+        row.filename_ciphertext = key.seal_attachment(row, "filename", filename.encode("utf-8"))
+        row.content_type_ciphertext = key.seal_attachment(
+            row, "content_type", media_type.encode("utf-8")
+        )
+        row.data_ciphertext = key.seal_attachment(row, "data", upload.data)
+        self.session.add(row)
         self.session.flush()
         audit.record(
             self.session,
@@ -142,9 +139,10 @@ class AttachmentService:
 
         Raises ``NotFound`` for an unknown id and for someone else's attachment alike, and
         ``KeyIntegrityFailure`` (409 ``key_integrity_failed``) when a ciphertext does not open
-        under this row's associated data: it was moved, altered or replaced in the database.
-        That is tampering, not a client error, so it is refused, logged and audited, never
-        served and never retried with another key.
+        under this row's associated data: it was moved (to another attachment, message or
+        conversation), altered or replaced in the database. That is tampering, not a client
+        error, so it is refused, logged and audited, never served and never retried with
+        another key.
         """
         row = self.session.get(Attachment, attachment_id)
         if row is None:
@@ -170,16 +168,14 @@ class AttachmentService:
         self, conversation: Conversation, dek: bytes, row: Attachment, *, data: bool = True
     ) -> AttachmentFile:
         """Open the row's sealed fields (the bytes only when ``data``), refusing tampering."""
+        key = ContentKey.for_conversation(dek, conversation)
         try:
-            filename = open_text(dek, conversation.id, row.id, "filename", row.filename_ciphertext)
-            content_type = open_text(
-                dek, conversation.id, row.id, "content_type", row.content_type_ciphertext
-            )
-            content = (
-                open_content(dek, conversation.id, row.id, "data", row.data_ciphertext)
-                if data
-                else b""
-            )
+            with resealed_meanwhile(self.session, key, conversation):
+                filename = key.open_attachment_text(row, "filename", row.filename_ciphertext)
+                content_type = key.open_attachment_text(
+                    row, "content_type", row.content_type_ciphertext
+                )
+                content = key.open_attachment(row, "data", row.data_ciphertext) if data else b""
         except DecryptionFailed as exc:
             log.error("attachment %s failed to decrypt under its own row binding", row.id)
             audit.record_on_rollback(

@@ -20,14 +20,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Integer, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from access_control.principal import Principal
 from access_control.roles import Role
 from medchat import audit
-from medchat.content import seal_text
+from medchat.content import ContentKey, MessageLabel
 from medchat.errors import Conflict, ConsentRequired, HistoryPending, NotFound
 from medchat.models import Conversation, ConversationStatus, Message
 from medchat.runtime import Runtime
@@ -70,8 +70,12 @@ _ALL_MESSAGES = (
     select(Message).where(Message.conversation_id == bindparam("id")).order_by(Message.seq)
 )
 #: PostgreSQL: the sequence number and the message in one statement, the INSERT selecting
-#: from the UPDATE ... RETURNING as a data-modifying CTE (SQLite runs the two in turn).
-_NEXT_SEQ_CTE = _NEXT_SEQ.cte("next_seq")
+#: from the UPDATE ... RETURNING as a data-modifying CTE (SQLite runs the two in turn). The
+#: body is sealed to its sequence number before the statement runs, so the UPDATE moves the
+#: count only from the number the body was sealed for; otherwise neither row changes.
+_NEXT_SEQ_CTE = _NEXT_SEQ.where(
+    _conversations.c.message_count == bindparam("previous_count", type_=Integer)
+).cte("next_seq")
 _APPEND = (
     insert(_messages)
     .from_select(
@@ -124,8 +128,9 @@ class ConversationService(ConversationReader):
 
         The conversation row is updated with a single ``UPDATE ... RETURNING``, which also
         serialises concurrent sends to one conversation (no two messages share a number); on
-        PostgreSQL the message is inserted by the same statement (the UPDATE as a CTE).
-        ``message_id`` is given when the id was reserved beforehand (``Idempotency-Key``).
+        PostgreSQL the message is inserted by the same statement (the UPDATE as a CTE), with
+        the number the caller read the row at (``send`` reads it locked). ``message_id`` is
+        given when the id was reserved beforehand (``Idempotency-Key``).
         """
         now = self.now()
         author = "clinician" if actor.role == Role.CLINICIAN else "member"
@@ -134,9 +139,7 @@ class ConversationService(ConversationReader):
         self.session.flush()
         connection = self.session.connection()
         message_id = message_id or uuid.uuid4()
-        # The body's associated data names the conversation and the message id, not the
-        # sequence number: it can be sealed before the number is known.
-        sealed = seal_text(dek, conversation.id, message_id, "body", body)
+        key = ContentKey.for_conversation(dek, conversation)
         params = {
             "conversation_id": conversation.id,
             "now": now,
@@ -144,12 +147,26 @@ class ConversationService(ConversationReader):
             "message_id": message_id,
             "author_role": author,
             "author_id": actor.id,
-            "body_ciphertext": sealed,
         }
+        # The body's associated data names its sequence number and author (content format 2):
+        # it is sealed once the number is known.
         if connection.dialect.name == "postgresql":
-            seq = connection.execute(_APPEND, params).scalar_one()
+            seq = None
+            for _attempt in range(2):
+                count = conversation.message_count
+                sealed = key.seal_body(MessageLabel(message_id, count + 1, author, actor.id), body)
+                params.update(previous_count=count, body_ciphertext=sealed)
+                seq = connection.execute(_APPEND, params).scalar_one_or_none()
+                if seq is not None:
+                    break
+                # The row was read before a concurrent send moved its count (callers that
+                # did not read it locked): lock it, read the count again, seal again.
+                self.session.refresh(conversation, ["message_count"], with_for_update=True)
+            if seq is None:  # pragma: no cover - the row is locked by this transaction now
+                raise Conflict("This conversation changed while the message was sent.")
         else:
             seq = connection.execute(_NEXT_SEQ, params).scalar_one()
+            sealed = key.seal_body(MessageLabel(message_id, seq, author, actor.id), body)
             connection.execute(
                 _INSERT_MESSAGE,
                 {

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from access_control.principal import Principal
 from access_control.roles import Role
 from medchat import audit
-from medchat.content import seal_text
+from medchat.content import ContentKey
 from medchat.errors import Forbidden, NotAuthenticated
 from medchat.models import Account, AccountStatus, Conversation, ConversationStatus
 from medchat.runtime import Runtime
@@ -97,9 +97,8 @@ class MemberConversationService:
         dek = self.runtime.conversation_keys(self.session).new_key(conversation, now)
         if subject is not None:
             # The subject is content: sealed with the conversation itself as its row.
-            conversation.subject_ciphertext = seal_text(
-                dek, conversation.id, conversation.id, "subject", subject
-            )
+            key = ContentKey.for_conversation(dek, conversation)
+            conversation.subject_ciphertext = key.seal_subject(subject)
         self.session.add(conversation)
         self.session.flush()
         self._require_account_still_active(actor)

@@ -6,12 +6,18 @@ are keyset-paginated on the per-conversation sequence number, so page 1 costs th
 messages as for 100,000; one statement reads a page with its clinician authors' display names,
 and only the attachments' metadata columns are read, never their sealed bytes. A clinician is
 shown by display name only ("Dr. A."), a member by nothing at all.
+
+Each body opens only with its own sequence number and author, and each attachment field only
+under its own message (``medchat.content``, format 2): a row relabelled or moved in the
+database does not open (``DecryptionFailed``), and the read is refused as a whole (409
+``key_integrity_failed``), never shown with another author, order or message.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,7 +25,9 @@ from typing import Any
 from sqlalchemy import and_, bindparam, exists, select
 from sqlalchemy.orm import Session
 
-from medchat.content import ContentKey, open_text
+from access_control.crypto import DecryptionFailed
+from medchat.content import ContentKey
+from medchat.errors import ContentResealed
 from medchat.models import Account, Attachment, Conversation, Message
 from medchat.services.accounts import display_names
 from medchat.services.conversation_pages import Page
@@ -106,6 +114,33 @@ _PAGES = {
 }
 
 
+_CONTENT_VERSION = select(Conversation.content_version).where(
+    Conversation.id == bindparam("conversation_id")
+)
+
+
+@contextmanager
+def resealed_meanwhile(
+    session: Session, key: ContentKey, conversation: Conversation
+) -> Iterator[None]:
+    """Around the opening of a conversation's content: tell a re-seal race from tampering.
+
+    A ciphertext that does not open under its place was moved, relabelled or altered:
+    ``DecryptionFailed`` goes on, to be refused (409 ``key_integrity_failed``, never shown).
+    The one innocent cause: the conversation moved to a newer format after its key set was
+    verified (``medchat keys reseal-content`` committed while this request read it, on
+    PostgreSQL). That is ``ContentResealed`` (409 ``content_resealed``): the next read opens
+    it, or fails the key-set tag if a writer changed the column instead.
+    """
+    try:
+        yield
+    except DecryptionFailed:
+        stored = session.scalar(_CONTENT_VERSION, {"conversation_id": conversation.id})
+        if stored is not None and stored != key.format:
+            raise ContentResealed from None
+        raise
+
+
 class ConversationReader:
     """Views of one conversation's content, given its opened DEK (no access decision here)."""
 
@@ -115,9 +150,9 @@ class ConversationReader:
     def subject_of(self, conversation: Conversation, dek: bytes) -> str | None:
         if conversation.subject_ciphertext is None:
             return None
-        return open_text(
-            dek, conversation.id, conversation.id, "subject", conversation.subject_ciphertext
-        )
+        # Both formats seal the subject alike: a re-seal never changes it.
+        key = ContentKey.for_conversation(dek, conversation)
+        return key.open_subject(conversation.subject_ciphertext)
 
     def conversation_view(self, conversation: Conversation, dek: bytes) -> ConversationView:
         return ConversationView(
@@ -158,18 +193,22 @@ class ConversationReader:
         Only the attachments' metadata columns are read, never their (large) sealed bytes;
         ``with_attachments=False`` skips the query for a message known to have none.
         """
-        key = ContentKey(dek, conversation.id)
+        key = ContentKey.for_conversation(dek, conversation)
         names = display_names(
             self.session, {m.author_id for m in messages if m.author_role == "clinician"}
         )
         ids = [m.id for m in messages] if with_attachments else []
-        return self._views(
-            key,
-            messages,
-            # Members see their doctor by display name only ("Dr. A."), never an e-mail.
-            [names.get(m.author_id) if m.author_role == "clinician" else None for m in messages],
-            self._attachment_views(key, ids),
-        )
+        with resealed_meanwhile(self.session, key, conversation):
+            return self._views(
+                key,
+                messages,
+                # Members see their doctor by display name only ("Dr. A."), never an e-mail.
+                [
+                    names.get(m.author_id) if m.author_role == "clinician" else None
+                    for m in messages
+                ],
+                self._attachment_views(key, ids),
+            )
 
     def _attachment_views(
         self, key: ContentKey, message_ids: list[uuid.UUID]
@@ -181,8 +220,10 @@ class ConversationReader:
             attachments.setdefault(row.message_id, []).append(
                 AttachmentView(
                     id=row.id,
-                    filename=key.open_text(row.id, "filename", row.filename_ciphertext),
-                    content_type=key.open_text(row.id, "content_type", row.content_type_ciphertext),
+                    filename=key.open_attachment_text(row, "filename", row.filename_ciphertext),
+                    content_type=key.open_attachment_text(
+                        row, "content_type", row.content_type_ciphertext
+                    ),
                     size=row.size,
                 )
             )
@@ -200,7 +241,7 @@ class ConversationReader:
                 id=m.id,
                 author=m.author_role,
                 author_name=name,
-                body=key.open_text(m.id, "body", m.body_ciphertext),
+                body=key.open_body(m, m.body_ciphertext),
                 created_at=m.created_at,
                 seq=m.seq,
                 attachments=attachments.get(m.id, []),
@@ -233,6 +274,8 @@ class ConversationReader:
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = rows[-1].seq if more and rows else None
-        key = ContentKey(dek, conversation.id)
-        attachments = self._attachment_views(key, [r.id for r in rows if r.has_attachments])
-        return Page(self._views(key, rows, [r.author_name for r in rows], attachments), next_cursor)
+        key = ContentKey.for_conversation(dek, conversation)
+        with resealed_meanwhile(self.session, key, conversation):
+            attachments = self._attachment_views(key, [r.id for r in rows if r.has_attachments])
+            views = self._views(key, rows, [r.author_name for r in rows], attachments)
+        return Page(views, next_cursor)

@@ -185,6 +185,7 @@ class WrapResealer:
                 Conversation.status,
                 Conversation.key_commitment,
                 Conversation.key_tag,
+                Conversation.content_version,
             )
             .join(Conversation, Conversation.id == wrap.conversation_id)
             .where(
@@ -214,7 +215,11 @@ class WrapResealer:
                 continue
             try:
                 keys.verify_key_set(
-                    row.conversation_id, row.member_id, row.key_commitment, row.key_tag
+                    row.conversation_id,
+                    row.member_id,
+                    row.key_commitment,
+                    row.key_tag,
+                    row.content_version,
                 )
                 stored = row.wrap
                 if row.holder == GATED:

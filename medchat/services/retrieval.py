@@ -213,7 +213,7 @@ class RetrievalService:
         stored = self.session.get(Attachment, attachment_id)
         if stored is None or stored.conversation_id != conversation.id:
             raise NotFound
-        opened = open_attachment(conversation.id, dek, stored)
+        opened = open_attachment(conversation, dek, stored)
         self._audit(
             "archive.retrieval.attachment", row, record, {"attachment_id": str(attachment_id)}
         )
@@ -227,7 +227,7 @@ class RetrievalService:
         for stored in self.session.scalars(
             select(Attachment).where(Attachment.conversation_id == conversation.id)
         ):
-            digests[stored.id] = open_attachment(conversation.id, dek, stored).sha256
+            digests[stored.id] = open_attachment(conversation, dek, stored).sha256
         body = {
             "exported_at": _iso(self.runtime.clock.now()),
             "exported_by": str(actor.id),

@@ -76,7 +76,7 @@ class DrainResult:
 
 
 @contextmanager
-def _savepoint(session: Session) -> Iterator[None]:
+def audited_savepoint(session: Session) -> Iterator[None]:
     """A SAVEPOINT whose rollback also forgets the audit entries recorded inside it.
 
     Audit entries are queued in ``session.info`` and appended at commit; a rolled-back
@@ -163,7 +163,7 @@ class RewrapQueue:
                 result.skipped += 1
                 continue
             try:
-                with _savepoint(self.session):
+                with audited_savepoint(self.session):
                     outcome = self._rewrap(actor, request)
             except (KeyIntegrityFailure, NotFound) as exc:
                 # NotFound: no physician wrap this session can open (e.g. a version it was
@@ -189,7 +189,7 @@ class RewrapQueue:
         savepoint and logged, and the request answers as if nothing had been tried.
         """
         try:
-            with _savepoint(self.session):
+            with audited_savepoint(self.session):
                 return self.drain(actor, limit)
         except Exception:
             log.exception("the re-wrap drain failed; the clinician's request is unaffected")
@@ -215,6 +215,7 @@ class RewrapQueue:
             conversation.member_id,
             conversation.key_commitment,
             conversation.key_tag,
+            conversation.content_version,
         )
         current = custody.personal_key(conversation.member_id)
         if (

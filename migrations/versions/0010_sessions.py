@@ -9,7 +9,7 @@ from the token alone) no longer open: the service treats those sessions as signe
 purge deletes their rows, so an upgrade signs everyone out once (``docs/security.md``).
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-08 10:00:00.000000
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = '0010'
-down_revision = '0008'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 

@@ -155,6 +155,7 @@ def open_as(runtime: Runtime, world: World, holder: Holder, conversation_id: uui
                 conversation.member_id,
                 conversation.key_commitment,
                 conversation.key_tag,
+                conversation.content_version,
             )
             (held,) = keyring.role_keys(KeyRole.ARCHIVE)
             return keys.open_wrap(

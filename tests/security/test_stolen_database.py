@@ -30,6 +30,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -43,7 +44,7 @@ from access_control.password_kdf import _derive, open_with_password, password_bl
 from access_control.pins import PIN_FILE
 from access_control.roles import Role
 from medchat.archive_gate import GATED, wrapped_for
-from medchat.content import open_content
+from medchat.content import ContentKey
 from medchat.conversation_keys import wrap_purpose
 from medchat.models import (
     Account,
@@ -252,31 +253,35 @@ def test_the_dump_holds_no_key_that_opens_the_content(runtime, stolen):
     assert found_in(dump, stolen.secrets) == []
 
 
-def _content_ciphertexts(session) -> list[tuple[str, uuid.UUID, uuid.UUID, str, bytes]]:
-    """(what, conversation id, row id, field, ciphertext) for every content ciphertext."""
-    items = []
-    for conversation in session.scalars(select(Conversation)):
+def _content_ciphertexts(session) -> list[tuple[str, Conversation, bytes, Any]]:
+    """(what, conversation, ciphertext, how a ``ContentKey`` opens it) for every ciphertext."""
+    conversations = {c.id: c for c in session.scalars(select(Conversation))}
+    items: list[tuple[str, Conversation, bytes, Any]] = []
+    for conversation in conversations.values():
         if conversation.subject_ciphertext is not None:
+            sealed = conversation.subject_ciphertext
             items.append(
-                (
-                    "subject",
-                    conversation.id,
-                    conversation.id,
-                    "subject",
-                    conversation.subject_ciphertext,
-                )
+                ("subject", conversation, sealed, lambda k, s=sealed: k.open_subject(s).encode())
             )
     for message in session.scalars(select(Message)):
-        items.append(("body", message.conversation_id, message.id, "body", message.body_ciphertext))
+        sealed = message.body_ciphertext
+        items.append(
+            (
+                "body",
+                conversations[message.conversation_id],
+                sealed,
+                lambda k, m=message, s=sealed: k.open_body(m, s).encode(),
+            )
+        )
     for attachment in session.scalars(select(Attachment)):
         for field_name in ("filename", "content_type", "data"):
+            sealed = getattr(attachment, f"{field_name}_ciphertext")
             items.append(
                 (
                     field_name,
-                    attachment.conversation_id,
-                    attachment.id,
-                    field_name,
-                    getattr(attachment, f"{field_name}_ciphertext"),
+                    conversations[attachment.conversation_id],
+                    sealed,
+                    lambda k, a=attachment, f=field_name, s=sealed: k.open_attachment(a, f, s),
                 )
             )
     return items
@@ -290,14 +295,14 @@ def test_no_server_key_opens_any_content_ciphertext(runtime, stolen):
         ["subject", "body", "body", "body", "body", "filename", "content_type", "data"]
     )
     opened = []
-    for _what, conversation_id, row_id, field_name, sealed in items:
+    for _what, conversation, sealed, open_with in items:
         # Control: the DEK opens it in this place, so the AAD below is the right one.
-        opened.append(open_content(stolen.dek, conversation_id, row_id, field_name, sealed))
+        opened.append(open_with(ContentKey.for_conversation(stolen.dek, conversation)))
         assert crypto.envelope_key_id(sealed) == crypto.key_id(stolen.dek)
         for name, key in keys.items():
             assert crypto.envelope_key_id(sealed) != crypto.key_id(key), name
             with pytest.raises(crypto.DecryptionFailed):
-                open_content(key, conversation_id, row_id, field_name, sealed)
+                open_with(ContentKey.for_conversation(key, conversation))
     assert ATTACHMENT_DATA in opened and REPLY.encode() in opened
 
 

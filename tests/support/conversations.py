@@ -3,7 +3,8 @@
 A conversation is created the way any code path creates one: a row, a DEK from
 ``ConversationKeys.new_key`` (wrapped for physician role, member and archive), a subject sealed
 under the DEK, messages appended by ``ConversationService.append_message``. Attachments are
-rows whose data, file name and type are sealed under the DEK with the attachment id as row.
+rows whose data, file name and type are sealed under the DEK bound to the attachment id and
+the message it belongs to (``medchat.content``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 
 from access_control.principal import Principal
-from medchat.content import seal_content, seal_text
+from medchat.content import ContentKey
 from medchat.models import Attachment, Conversation, ConversationStatus
 from medchat.runtime import Runtime
 from medchat.services.conversation_access import ConversationAccess
@@ -47,9 +48,8 @@ def start_conversation(
         with session.no_autoflush:
             dek = runtime.conversation_keys(session).new_key(conversation, now)
         if subject is not None:
-            conversation.subject_ciphertext = seal_text(
-                dek, conversation.id, conversation.id, "subject", subject
-            )
+            key = ContentKey.for_conversation(dek, conversation)
+            conversation.subject_ciphertext = key.seal_subject(subject)
         service = ConversationService(session, runtime)
         ids = tuple(service.append_message(conversation, dek, member, body).id for body in bodies)
     return StartedConversation(conversation.id, dek, ids)
@@ -68,22 +68,22 @@ def add_attachment(
     """Attach sealed bytes, file name and type to a message; returns the attachment id."""
     attachment_id = uuid.uuid4()
     with runtime.database.transaction() as session:
-        session.add(
-            Attachment(
-                id=attachment_id,
-                conversation_id=conversation_id,
-                message_id=message_id,
-                size=len(data),
-                filename_ciphertext=seal_text(
-                    dek, conversation_id, attachment_id, "filename", filename
-                ),
-                content_type_ciphertext=seal_text(
-                    dek, conversation_id, attachment_id, "content_type", content_type
-                ),
-                data_ciphertext=seal_content(dek, conversation_id, attachment_id, "data", data),
-                created_at=runtime.clock.now(),
-            )
+        conversation = session.get(Conversation, conversation_id)
+        assert conversation is not None
+        key = ContentKey.for_conversation(dek, conversation)
+        row = Attachment(
+            id=attachment_id,
+            conversation_id=conversation_id,
+            message_id=message_id,
+            size=len(data),
+            created_at=runtime.clock.now(),
         )
+        row.filename_ciphertext = key.seal_attachment(row, "filename", filename.encode())
+        row.content_type_ciphertext = key.seal_attachment(
+            row, "content_type", content_type.encode()
+        )
+        row.data_ciphertext = key.seal_attachment(row, "data", data)
+        session.add(row)
     return attachment_id
 
 

@@ -40,3 +40,43 @@ def test_retention_indexes_hold_only_the_rows_of_their_state(runtime, index, pre
     assert predicate in definition.replace("'sealed'::text", "'sealed'").replace(
         "::character varying", ""
     )
+
+
+def test_0009_marks_existing_conversations_format_1_and_refuses_to_go_back_over_format_2(
+    tmp_path,
+):
+    """Rows from before content format 2 keep their key-set tags (made at version 1), so the
+    column they get must say 1; going back below 0009 would strand format-2 conversations."""
+    import uuid
+
+    from alembic import command
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import create_engine
+
+    from medchat.migrate import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'before.sqlite3'}"
+    config = alembic_config(url)
+    before = ScriptDirectory.from_config(config).get_revision("0009").down_revision
+    command.upgrade(config, before)
+    engine = create_engine(url)
+    existing = uuid.uuid4()
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO conversations (id, member_id, status, message_count, key_commitment,"
+                " key_tag, created_at, last_message_at) VALUES (:id, :member, 'open', 0, :c, :t,"
+                " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            ),
+            {"id": existing.hex, "member": uuid.uuid4().hex, "c": bytes(32), "t": bytes(32)},
+        )
+    command.upgrade(config, "0009")
+    with engine.begin() as connection:
+        assert connection.execute(text("SELECT content_version FROM conversations")).all() == [(1,)]
+        connection.execute(text("UPDATE conversations SET content_version = 2"))
+    with pytest.raises(RuntimeError, match="content format 2"):
+        command.downgrade(config, before)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE conversations SET content_version = 1"))
+    command.downgrade(config, before)
+    engine.dispose()
