@@ -222,3 +222,46 @@ def test_planted_rows_leave_legitimate_work_whole(runtime, team):
         ).all()
         assert session.get(Conversation, conversation) is not None
     assert wraps == [_current_key(runtime, victim.id).key_id]
+
+
+def test_a_planted_idempotency_record_replays_nobody_elses_conversation(client, runtime, team):
+    """The attacker can compute their own request MAC (their password opens their key), so a
+    record naming a victim's conversation as "what this key created" is well formed but for
+    its row tag; replaying it would answer with the victim's conversation."""
+    from medchat.services.idempotency import IdempotencyService
+    from medchat.services.member_conversations import START_SCOPE
+    from tests.support.accounts import bearer, login
+    from tests.support.messaging import ask, give_consent
+
+    victim = make_member(runtime)
+    victim_tokens = login(client, runtime, victim)
+    give_consent(client, victim_tokens)
+    secret = "CanaryVictimQuestion about a lump"
+    created = ask(client, victim_tokens, secret, subject="CanaryVictimSubject")
+    victim_conversation = uuid.UUID(created.get_json()["id"])
+
+    attacker = make_member(runtime)
+    attacker_tokens = login(client, runtime, attacker)
+    give_consent(client, attacker_tokens)
+    payload = {"subject": None, "body": "hello"}
+    principal = sign_in(runtime, attacker).principal
+    with runtime.database.transaction() as session:
+        mac = IdempotencyService(session, runtime).request_mac(principal, START_SCOPE, payload)
+    execute_sql(
+        runtime,
+        "INSERT INTO idempotency_records (id, account_id, key, scope, request_hash,"
+        " resource_id, created_at) VALUES (:id, :account_id, 'replay-me', :scope, :mac,"
+        " :resource_id, :created_at)",
+        id=uuid.uuid4(),
+        account_id=attacker.id,
+        scope=START_SCOPE,
+        mac=mac,
+        resource_id=victim_conversation,
+        created_at=runtime.clock.now(),
+    )
+    headers = dict(bearer(attacker_tokens), **{"Idempotency-Key": "replay-me"})
+    response = client.post("/api/v1/conversations", json={"body": "hello"}, headers=headers)
+    text = response.get_data(as_text=True)
+    assert "CanaryVictim" not in text
+    assert str(victim_conversation) not in text
+    assert response.status_code == 409, text[:300]
