@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from access_control import hybrid_kem
@@ -51,6 +51,7 @@ from medchat.errors import Conflict, KeyIntegrityFailure, NotFound, RoleKeyRequi
 from medchat.models import (
     Account,
     AccountStatus,
+    AuditEntry,
     KeyRole,
     RoleKey,
     RoleKeyGrant,
@@ -87,6 +88,29 @@ class RotationResult:
     retired: bool
     #: With environment pins: the old fingerprint the operator should now remove.
     unpin: str | None = None
+
+
+#: Audited acts that take a holder's grants away (SECURITY-MODEL 11).
+LOSS_OF_ACCESS = ("role_key.revoke", "account.disable", "account.reset")
+
+
+def _lost_access_since(session: Session, grant: RoleKeyGrant) -> bool:
+    """Whether the audit trail records a loss of access after this grant was made.
+
+    A loss of access deleted the holder's grants, so such a grant can only be an older row
+    put back by someone who can write the database (it verifies: the server once tagged it).
+    The audit chain is MAC'd and anchored and the service's login cannot rewrite it, so it is
+    the witness: a rotation never hands the new key to a grant older than its holder's last
+    revocation, disabling or staff reset.
+    """
+    lost = session.scalar(
+        select(func.max(AuditEntry.at)).where(
+            AuditEntry.target_type == "account",
+            AuditEntry.target_id == str(grant.account_id),
+            AuditEntry.action.in_(LOSS_OF_ACCESS),
+        )
+    )
+    return lost is not None and grant.created_at < lost
 
 
 class RotationService:
@@ -255,6 +279,8 @@ class RotationService:
         )
         holders = []
         for grant in grants:
+            if _lost_access_since(session, grant):
+                continue
             account = intact(session, select(Account).where(Account.id == grant.account_id))
             if not account or account[0].status != AccountStatus.ACTIVE:
                 continue

@@ -265,3 +265,34 @@ def test_a_planted_idempotency_record_replays_nobody_elses_conversation(client, 
     assert "CanaryVictim" not in text
     assert str(victim_conversation) not in text
     assert response.status_code == 409, text[:300]
+
+
+def test_a_revoked_grant_put_back_from_an_earlier_copy_gets_no_new_key(runtime, team):
+    """A rollback, not a forgery: the grant row the server tagged before the revocation is
+    restored whole (its tag verifies). The audit trail, which the service's login cannot
+    rewrite, records the revocation after it, so the rotation hands the new key elsewhere."""
+    from tests.support.rotation import grant, revoke
+
+    colleague = make_staff(runtime, Role.CLINICIAN)
+    grant(runtime, team.clinician, colleague)
+    with runtime.database.engine.connect() as connection:
+        saved = dict(
+            connection.execute(
+                select(RoleKeyGrant.__table__).where(RoleKeyGrant.account_id == colleague.id)
+            )
+            .one()
+            ._mapping
+        )
+    runtime.clock.advance(seconds=60)
+    revoke(runtime, team.clinician, colleague)
+    with runtime.database.engine.begin() as connection:
+        connection.execute(RoleKeyGrant.__table__.insert().values(**saved))
+    result = rotate(runtime, team.clinician)
+    assert result.retired
+    with runtime.database.transaction() as session:
+        held = session.scalars(
+            select(RoleKey.version)
+            .join(RoleKeyGrant, RoleKeyGrant.role_key_id == RoleKey.id)
+            .where(RoleKeyGrant.account_id == colleague.id)
+        ).all()
+    assert held == []
