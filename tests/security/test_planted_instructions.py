@@ -296,3 +296,29 @@ def test_a_revoked_grant_put_back_from_an_earlier_copy_gets_no_new_key(runtime, 
             .where(RoleKeyGrant.account_id == colleague.id)
         ).all()
     assert held == []
+
+
+def test_a_tampered_row_is_a_clear_409_and_an_audit_entry_never_a_500(client, runtime, team):
+    from medchat.models import AuditEntry
+    from tests.support.accounts import bearer, login
+
+    member = make_member(runtime)
+    tokens = login(client, runtime, member)
+    execute_sql(runtime, "UPDATE accounts SET status = 'pending' WHERE id = :id", id=member.id)
+    for response in (
+        client.get("/api/v1/conversations", headers=bearer(tokens)),
+        client.post(
+            "/api/v1/auth/token", json={"email": member.email, "password": member.password}
+        ),
+    ):
+        assert response.status_code == 409, response.get_data(as_text=True)[:300]
+        assert response.get_json()["error"]["code"] == "row_integrity_failed"
+        assert "Traceback" not in response.get_data(as_text=True)
+    with runtime.database.transaction() as session:
+        refused = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "integrity.row_refused")
+        ).all()
+    assert {(entry.target_type, entry.target_id) for entry in refused} == {
+        ("accounts", str(member.id))
+    }
+    assert all(entry.outcome == "denied" for entry in refused)
