@@ -150,6 +150,7 @@ class RotationService:
             old=plan.old,
             old_private=plan.old_key.key,
             new=plan.new,
+            new_private=plan.new_private,
             batch_size=self.batch_size,
             audit_context=self.audit_context,
             progress=self.progress,
