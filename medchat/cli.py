@@ -76,8 +76,10 @@ class ProgressBar:
         self.shown = done
 
     def close(self) -> None:
+        """End the bar (again: nothing), e.g. before an error line follows it on stderr."""
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
+            self.bar = None
 
 
 @click.group("db", help="Database schema.")
