@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from access_control import crypto, totp
@@ -183,6 +183,42 @@ class AccountService:
             target_id=account.id,
             details={"role": role},
         )
+        return account, token
+
+    def create_admin(
+        self, *, email: str, first_name: str, last_name: str, additional: bool = False
+    ) -> tuple[Account, str]:
+        """The bootstrap admin (``medchat create-admin``) and its enrollment token.
+
+        Whoever can run the command on a server can mint admins, so doing it again is never
+        silent: with an active or pending admin already there it raises ``Conflict`` unless
+        ``additional`` says it is meant, and then it is audited as such with the count of
+        admins that were there (``account.create_additional_admin``).
+        """
+        existing = self.session.scalar(
+            select(func.count())
+            .select_from(Account)
+            .where(
+                Account.role == Role.ADMIN,
+                Account.status.in_((AccountStatus.ACTIVE, AccountStatus.PENDING)),
+            )
+        )
+        if existing and not additional:
+            raise Conflict(
+                f"{existing} admin account(s) exist already; "
+                "another is created only with --additional (audited)."
+            )
+        account, token = self.create_staff(
+            email=email, role=Role.ADMIN, first_name=first_name, last_name=last_name
+        )
+        if existing:
+            audit.record(
+                self.session,
+                "account.create_additional_admin",
+                target_type="account",
+                target_id=account.id,
+                details={"role": Role.ADMIN, "existing_admins": existing},
+            )
         return account, token
 
     def issue_enrollment_token(self, account: Account) -> str:
