@@ -13,10 +13,10 @@ from typing import Any
 from flask import Flask, g
 from flask_login import LoginManager
 from flask_smorest import Api
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from access_control import bearer, throttling
 from access_control.guard import check_routes_declare_permissions
+from access_control.networks import TrustedProxies
 from medchat import console, http_rewrap, http_security, http_transaction
 from medchat.api import (
     admin,
@@ -87,9 +87,11 @@ def create_app(
         WTF_CSRF_SSL_STRICT=False,
     )
     app.extensions["medchat"] = runtime
-    if settings.trusted_proxies:
-        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies
+    if settings.trusted_proxy_networks:
+        # X-Forwarded-For only from the configured proxies' addresses (never ProxyFix's bare
+        # hop count, which believes any peer).
+        app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
+            app.wsgi_app, settings.trusted_proxy_networks, settings.trusted_proxies
         )
 
     # Order matters: the transaction opens first, so refusals after it (network, rate
