@@ -99,6 +99,17 @@ def test_create_admin_refuses_an_address_that_is_not_one(cli, runtime, email):
     assert count_accounts(runtime) == 0
 
 
+def test_create_admin_refuses_a_nul_in_a_name(cli, runtime):
+    result = cli(
+        "create-admin", "--email", "root@ops.example.org", "--first-name", "A\x00da",
+        "--last-name", "Q", "--json",
+    )  # fmt: skip
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: --first-name:")
+    assert count_accounts(runtime) == 0
+
+
 def test_a_second_admin_needs_additional_and_is_audited_as_one(cli, runtime):
     assert create_admin(cli).exit_code == 0
 
