@@ -251,3 +251,14 @@ def test_garbage_cursors_are_a_422(client, runtime, raw):
     tokens = login(client, runtime, make_member(runtime))
     response = client.get(f"/api/v1/conversations?cursor={raw}", headers=bearer(tokens))
     assert_contract(response, 422, "validation_error")
+
+
+def test_the_openapi_document_shows_the_400_and_the_real_error_body(client):
+    spec = client.get("/api/v1/openapi.json").get_json()
+    operation = spec["paths"]["/api/v1/auth/token"]["post"]
+    assert operation["responses"]["400"] == {"$ref": "#/components/responses/BAD_REQUEST"}
+    assert "400" not in spec["paths"]["/api/v1/conversations"]["get"]["responses"]  # no body
+    schemas = spec["components"]["schemas"]
+    assert schemas["Error"]["properties"] == {"error": {"$ref": "#/components/schemas/ErrorBody"}}
+    assert set(schemas["ErrorBody"]["properties"]) == {"code", "message", "details"}
+    assert schemas["TokenRequest"]["properties"]["totp_code"]["pattern"] == "^[A-Za-z0-9 -]+$"
