@@ -149,8 +149,7 @@ class AuthenticationService:
         """Change the password and end every other session of the account."""
         if not self.runtime.hasher.verify(current, account.password_hash):
             raise self._fail("auth.password_change", account, InvalidCredentials())
-        email = self.accounts.email_of(account)
-        check_strength(new, [email, account.first_name, self.accounts.last_name_of(account)])
+        check_strength(new, self.accounts.personal_data(account))
         custody = self.runtime.custody(self.session)
         if custody.personal_key(account.id) is not None:
             custody.reseal_personal_key(account.id, current, new)
