@@ -8,6 +8,7 @@ from ``MEDCHAT_KEY_DIR``, so a public key planted through SQL is refused. The pe
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import datetime
 
@@ -15,7 +16,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from access_control import crypto, hybrid_kem
-from access_control.password_kdf import ScryptParams, open_with_password, seal_with_password
+from access_control.password_kdf import (
+    Password,
+    ScryptParams,
+    open_with_password,
+    seal_with_password,
+    sealed_under,
+    stretch_for_blob,
+)
+from medchat import audit
 from medchat.errors import KeyIntegrityFailure, NotFound
 from medchat.models import PersonalKey
 
@@ -53,7 +62,7 @@ class PersonalKeys:
             version=PERSONAL_VERSION,
         )
 
-    def create_personal_key(self, account_id: uuid.UUID, password: str) -> PersonalKey:
+    def create_personal_key(self, account_id: uuid.UUID, password: str | Password) -> PersonalKey:
         """A new keypair for the account, sealed under its password; earlier keys retire.
 
         Retiring re-tags the old key for the purpose "retired": a database writer who sets
@@ -121,26 +130,64 @@ class PersonalKeys:
         return row
 
     def open_personal_key(
-        self, account_id: uuid.UUID, password: str
+        self, account_id: uuid.UUID, password: str | Password, *, upgrade: bool = True
     ) -> tuple[PersonalKey, hybrid_kem.PrivateKeyHandle]:
-        """Open the account's private key with its (already verified) password."""
+        """Open the account's private key with its (already verified) password.
+
+        A key sealed with another scrypt run than the account's password hash (an old blob,
+        or one of another cost) is sealed again with the hash's run, so the next sign-in
+        costs one scrypt: ``password.account`` is that run once the hash has verified.
+        """
+        password = Password.of(password)
         row = self.verified_personal_key(account_id)
+        aad = crypto.associated_data(_PERSONAL_AAD, account_id, row.id)
         try:
-            seed = open_with_password(
-                row.private_key_ciphertext,
-                password,
-                aad=crypto.associated_data(_PERSONAL_AAD, account_id, row.id),
-            )
+            seed = open_with_password(row.private_key_ciphertext, password, aad=aad)
             handle = hybrid_kem.load_private_key(seed)
         except crypto.DecryptionFailed as exc:
             raise KeyIntegrityFailure("The stored private key does not open.") from exc
         if handle.public_key_bytes != row.public_key:
             raise KeyIntegrityFailure("The stored private key does not match its public key.")
+        target = password.account
+        if (
+            upgrade
+            and target is not None
+            and target.params == self._scrypt
+            and not sealed_under(row.private_key_ciphertext, target)
+        ):
+            row.private_key_ciphertext = seal_with_password(
+                seed, password, aad=aad, params=self._scrypt
+            )
+            audit.record(
+                self.session,
+                "key.personal_reseal",
+                target_type="account",
+                target_id=account_id,
+                details={"reason": "password_hash_upgrade"},
+            )
         return row, handle
 
-    def reseal_personal_key(self, account_id: uuid.UUID, current: str, new: str) -> None:
+    def personal_key_runs(self, account_id: uuid.UUID, password: Password) -> Password:
+        """The scrypt runs that open the account's key, done now, nothing opened.
+
+        For the console's password step: what it carries to the TOTP step, where the key is
+        opened (``access_control.console_sessions``). The result knows no password text.
+        """
+        runs = [password.account] if password.account is not None else []
+        row = self.personal_key(account_id)
+        if row is not None:
+            # A malformed blob is left out: opening it at the TOTP step refuses it.
+            with contextlib.suppress(crypto.DecryptionFailed):
+                runs.append(stretch_for_blob(row.private_key_ciphertext, password))
+        carried = Password(None, runs)
+        carried.account = password.account
+        return carried
+
+    def reseal_personal_key(
+        self, account_id: uuid.UUID, current: str | Password, new: str | Password
+    ) -> None:
         """Password change: the same keypair, sealed under the new password."""
-        row, handle = self.open_personal_key(account_id, current)
+        row, handle = self.open_personal_key(account_id, current, upgrade=False)
         row.private_key_ciphertext = seal_with_password(
             handle.private_bytes_for_storage(),
             new,

@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from access_control import crypto, totp
+from access_control.password_kdf import Password
 from access_control.passwords import check_strength
 from access_control.roles import Role, is_staff
 from access_control.tokens import TokenStore
@@ -104,8 +105,9 @@ class AccountService:
         if not self.runtime.settings.registration_open:
             raise Forbidden("Registration is closed.")
         check_strength(data.password, [data.email, data.first_name, data.last_name])
+        chosen = Password(data.password)  # one scrypt run for the hash and the sealed key
         if self.find_by_email(data.email) is not None:
-            self.runtime.hasher.burn(data.password)
+            self.runtime.hasher.burn(chosen)
             audit.record(self.session, "account.register", outcome="duplicate")
             return
         account = self._new_account(
@@ -116,10 +118,10 @@ class AccountService:
             display_name=None,
             status=AccountStatus.ACTIVE,
         )
-        account.password_hash = self.runtime.hasher.hash(data.password)
+        account.password_hash = self.runtime.hasher.hash(chosen)
         account.password_changed_at = account.created_at
         self.session.flush()
-        self.runtime.custody(self.session).create_personal_key(account.id, data.password)
+        self.runtime.custody(self.session).create_personal_key(account.id, chosen)
         account.profile = MemberProfile(
             account_id=account.id,
             birth_date=data.birth_date,
@@ -246,12 +248,13 @@ class AccountService:
         _record, account = self._enrollment(token)
         email = self.email_of(account)
         check_strength(password, [email, account.first_name, self.last_name_of(account)])
-        account.password_hash = self.runtime.hasher.hash(password)
+        chosen = Password(password)  # one scrypt run for the hash and the sealed key
+        account.password_hash = self.runtime.hasher.hash(chosen)
         account.password_changed_at = self.runtime.clock.now()
         if holds_keys(account.role):
             # A fresh keypair for every enrollment: a re-enrolled account's old grants and
             # wraps stop opening, and a colleague re-grants the role key.
-            self.runtime.custody(self.session).create_personal_key(account.id, password)
+            self.runtime.custody(self.session).create_personal_key(account.id, chosen)
         start = self._start_totp(account, email)
         audit.record(self.session, "auth.enroll_start", target_type="account", target_id=account.id)
         return start

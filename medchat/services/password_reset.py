@@ -26,6 +26,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from access_control import crypto, totp
+from access_control.password_kdf import Password
 from access_control.passwords import check_strength
 from access_control.roles import Role
 from access_control.tokens import TokenStore
@@ -132,9 +133,10 @@ class PasswordResetService:
         if spent.rowcount != 1:  # type: ignore[attr-defined]
             raise self._refuse(InvalidResetToken())
         self._spend_open_tokens(account, now)
-        account.password_hash = self.runtime.hasher.hash(new_password)
+        chosen = Password(new_password)  # one scrypt run for the hash and the sealed key
+        account.password_hash = self.runtime.hasher.hash(chosen)
         account.password_changed_at = now
-        key = self.runtime.custody(self.session).create_personal_key(account.id, new_password)
+        key = self.runtime.custody(self.session).create_personal_key(account.id, chosen)
         TokenStore(self.session, now).revoke_account(account.id)
         queued = RewrapQueue(self.session, self.runtime).enqueue(account.id, key)
         self._mail(account, NOTICE_SUBJECT, notice_text(account.first_name), now)
