@@ -149,6 +149,12 @@ def _derive(token: str, secret: bytes, info: bytes) -> bytes:
     return crypto.hkdf_sha256(token.encode("utf-8"), salt=secret, info=info, length=32)
 
 
+def derive_token_key(token: str, secret: bytes, info: bytes) -> bytes:
+    """A key for ``info`` that only ``token`` together with the server key derives: the one
+    rule for everything sealed to a session (the console's pending step uses it too)."""
+    return _derive(token, secret, info)
+
+
 def _session_key(token: str, secret: bytes) -> bytes:
     return _derive(token, secret, _SESSION_INFO)
 
