@@ -253,8 +253,11 @@ class AccountService:
         account.password_changed_at = self.runtime.clock.now()
         if holds_keys(account.role):
             # A fresh keypair for every enrollment: a re-enrolled account's old grants and
-            # wraps stop opening, and a colleague re-grants the role key.
-            self.runtime.custody(self.session).create_personal_key(account.id, chosen)
+            # wraps stop opening, and a colleague re-grants the role key. The retired key
+            # (its grants were revoked by the reset) is deleted with its old-password blob.
+            custody = self.runtime.custody(self.session)
+            custody.create_personal_key(account.id, chosen)
+            custody.forget_retired(account.id)
         start = self._start_totp(account, email)
         audit.record(self.session, "auth.enroll_start", target_type="account", target_id=account.id)
         return start

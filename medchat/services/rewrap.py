@@ -256,6 +256,10 @@ class RewrapQueue:
             )
         self.session.delete(request)
         self.session.flush()
+        if not self.pending(conversation.member_id):
+            # The member's last request: no wrap is left sealed to a retired key of theirs,
+            # so those keys (which their old passwords open) go.
+            custody.forget_retired(conversation.member_id)
         audit.record(
             self.session,
             "conversation.rewrap",
