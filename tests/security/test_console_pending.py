@@ -27,9 +27,10 @@ from sqlalchemy import inspect, select, text
 from access_control import console_sessions, crypto, keyring
 from access_control.keyring import open_keyring
 from access_control.roles import Role
-from medchat.models import AuthToken, KeyRole, TokenKind
+from medchat.models import AuthToken, KeyRole, PersonalKey, TokenKind
 from tests.support.accounts import code_for, init_role_keys, make_staff
 from tests.support.console import console_login, post_form
+from tests.support.legacy_passwords import as_before
 
 COOKIE = "medchat-console"
 
@@ -133,3 +134,31 @@ def test_the_full_sign_in_still_opens_the_keyring(app, client, runtime, clinicia
     )
     assert opened.personal is not None and opened.holds_role(KeyRole.PHYSICIAN)
     assert client.get("/console/queue").status_code == 200
+
+
+def test_a_clinician_from_before_signs_in_and_is_upgraded_after_the_code(
+    client, runtime, clinician
+):
+    """An old hash and an old sealed key: the password step replaces the hash and carries two
+    scrypt runs (the new hash's and the old key's); the key is re-sealed only after the code."""
+    as_before(runtime, clinician)
+    password_step(client, clinician)
+    key_before = stolen_key(runtime, clinician.id)
+    assert key_before[0] == 1  # not touched before the second factor
+    runtime.clock.advance(seconds=30)
+    response = post_form(client, "/console/totp", {"code": code_for(clinician, runtime)})
+    assert response.status_code == 302 and response.headers["Location"].endswith("/queue")
+    assert stolen_key(runtime, clinician.id)[0] == 2
+    assert client.get("/console/queue").status_code == 200
+
+
+def stolen_key(runtime, account_id) -> bytes:
+    table = PersonalKey.__table__
+    with runtime.database.engine.connect() as connection:
+        return bytes(
+            connection.execute(
+                select(table.c.private_key_ciphertext).where(
+                    table.c.account_id == account_id, table.c.retired_at.is_(None)
+                )
+            ).scalar_one()
+        )

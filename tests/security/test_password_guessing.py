@@ -19,20 +19,19 @@ costs one scrypt and one bcrypt, and so does every offline guess.
 from __future__ import annotations
 
 import base64
-import os
 from collections import Counter
 
 import bcrypt
 import pytest
 from sqlalchemy import select, text
 
-from access_control import crypto, password_kdf, passwords
-from access_control.keys import _PERSONAL_AAD
+from access_control import password_kdf, passwords
 from access_control.password_kdf import ScryptParams
 from access_control.roles import Role
-from medchat.models import Account, AuditEntry, PersonalKey
+from medchat.models import AuditEntry
 from medchat.runtime import Runtime
 from tests.support.accounts import Person, code_for, make_member, make_staff
+from tests.support.legacy_passwords import as_before
 
 TOKEN = "/api/v1/auth/token"
 
@@ -134,30 +133,9 @@ def test_sign_in_costs_one_scrypt_and_one_bcrypt_whoever_asks(client, runtime, m
     assert all(each == {"scrypt": 1, "bcrypt": 1} for each in seen.values()), seen
 
 
-def _as_before(runtime: Runtime, person: Person) -> None:
-    """Put the account back as the previous release left it: a bare bcrypt hash and a
-    version 1 sealed key (key = the scrypt output, a salt of its own)."""
-    with runtime.database.transaction() as session:
-        account = session.get(Account, person.id)
-        account.password_hash = bcrypt.hashpw(person.password.encode(), bcrypt.gensalt(4))
-        row = session.scalars(
-            select(PersonalKey).where(
-                PersonalKey.account_id == person.id, PersonalKey.retired_at.is_(None)
-            )
-        ).one()
-        aad = crypto.associated_data(_PERSONAL_AAD, person.id, row.id)
-        seed = password_kdf.open_with_password(row.private_key_ciphertext, person.password, aad=aad)
-        params, salt, nonce = runtime.scrypt, os.urandom(16), os.urandom(12)
-        header = bytes([1, params.log2_n, params.r, params.p]) + salt + nonce
-        key = password_kdf._derive(person.password, salt, params)
-        row.private_key_ciphertext = header + crypto._aesgcm_encrypt_from_parts(
-            key, nonce, seed, crypto.associated_data("medchat/password-seal/v1", header, aad)
-        )
-
-
 def test_an_account_from_before_is_upgraded_at_its_next_sign_in(client, runtime, monkeypatch):
     member = make_member(runtime)
-    _as_before(runtime, member)
+    as_before(runtime, member)
     work = _count_work(monkeypatch)
     # A wrong password against the old hash: the same work as any other, nothing changes.
     assert _attempt(client, runtime, member.email, member.password + "x", None) == 401
