@@ -99,7 +99,8 @@ class Keyring(crypto.SecretHandle):
             length=32,
         )
 
-    def _serialise(self) -> bytes:
+    def _serialise(self) -> bytearray:
+        """The plaintext of a keyring, in a buffer the caller clears once it is sealed."""
         out = bytearray([_FORMAT_VERSION]) + self.account_id.bytes
         if self.personal is not None and self.personal_key_row_id is not None:
             out += b"\x01" + self.personal_key_row_id.bytes
@@ -111,7 +112,7 @@ class Keyring(crypto.SecretHandle):
             role = held.role.encode()
             out += held.role_key_id.bytes + bytes([len(role)]) + role
             out += held.key.private_bytes_for_storage()
-        return bytes(out)
+        return out
 
     @classmethod
     def _parse(cls, data: bytes) -> Keyring:
@@ -149,6 +150,12 @@ def _derive(token: str, secret: bytes, info: bytes) -> bytes:
     return crypto.hkdf_sha256(token.encode("utf-8"), salt=secret, info=info, length=32)
 
 
+def derive_token_key(token: str, secret: bytes, info: bytes) -> bytes:
+    """A key for ``info`` that only ``token`` together with the server key derives: the one
+    rule for everything sealed to a session (the console's pending step uses it too)."""
+    return _derive(token, secret, info)
+
+
 def _session_key(token: str, secret: bytes) -> bytes:
     return _derive(token, secret, _SESSION_INFO)
 
@@ -166,7 +173,11 @@ def seal_keyring(keyring: Keyring, token: str, token_row_id: uuid.UUID, secret: 
     """Seal the opened keys under a key only ``token`` (held by the client) together with
     ``secret`` (the session-keyring server key) can derive."""
     aad = crypto.associated_data(_AAD_LABEL, token_row_id, keyring.account_id)
-    return FORMAT_PREFIX + crypto.seal(_session_key(token, secret), keyring._serialise(), aad)
+    plain = keyring._serialise()
+    try:
+        return FORMAT_PREFIX + crypto.seal(_session_key(token, secret), plain, aad)
+    finally:
+        plain[:] = bytes(len(plain))  # the seeds side by side stay no longer than the seal
 
 
 def open_keyring(

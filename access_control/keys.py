@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from access_control import crypto, hybrid_kem
 from access_control.keyring import HeldRoleKey, Keyring
-from access_control.password_kdf import ScryptParams
+from access_control.password_kdf import Password, ScryptParams
 from access_control.personal_keys import (  # the constants: re-exported for their importers
     _PERSONAL_AAD,  # noqa: F401
     PERSONAL_PURPOSE,  # noqa: F401
@@ -312,7 +312,7 @@ class KeyCustody(PersonalKeys):
             each.role == role for each in self.open_grants(keyring.account_id, keyring.personal)
         )
 
-    def open_keyring(self, account_id: uuid.UUID, password: str) -> Keyring:
+    def open_keyring(self, account_id: uuid.UUID, password: str | Password) -> Keyring:
         """Everything the account may open, for sealing into its new session."""
         if self.personal_key(account_id) is None:
             return Keyring(account_id)

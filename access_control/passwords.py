@@ -1,12 +1,27 @@
-"""Passwords: a strength policy and bcrypt hashing that never truncates.
+"""Passwords: a strength policy, and bcrypt hashing over an scrypt pre-hash.
 
 SECURITY-MODEL "Authentication": at least 9 characters, zxcvbn score >= 3 with the person's
 own data as user inputs (``PersonalData``: names, e-mail, birth date, and the ways people join
 them: "MoreauJeanne1" and "JeanneMoreau1988" are weak for Jeanne Moreau born in 1988), bcrypt
-cost 12 with a per-user salt. bcrypt reads only
-72 bytes (bcrypt 5 raises beyond), so longer inputs are pre-hashed with HMAC-SHA256 and
-base64-encoded (no NUL byte reaches bcrypt). Unknown accounts are checked against a dummy hash
-of the same cost, so "no such user" and "wrong password" take the same time.
+cost 12 with a per-user salt.
+
+Threat: a database dump guessed offline. bcrypt alone costs a guesser 4 KiB and a few
+milliseconds, while the personal key beside the hash costs scrypt's 128 MiB: the hash would be
+the cheap way to test a guess. So bcrypt hashes a pre-hash that needs the scrypt work: the
+password is stretched with scrypt (salt and cost stored in the hash), HKDF-SHA256 with a label
+of its own turns the output into 32 bytes, base64 makes them 44 characters (under bcrypt's 72
+bytes, no NUL byte, nothing truncated, however long the password). The personal key is sealed
+with the same scrypt run under another label (``access_control.password_kdf``), so signing in
+costs one scrypt and one bcrypt, and so does every offline guess, whichever it tests.
+
+Stored: ``$msb1$ln=<log2 N>,r=<r>,p=<p>$<salt, base64url>`` followed by the bcrypt hash
+(``$2b$12$...``). Hashes made before (a bare bcrypt hash, inputs over 72 bytes pre-hashed with
+HMAC-SHA256) still verify, and ``needs_upgrade`` says to replace them at the next successful
+sign-in (``AuthenticationService.check_password``), as it does for a hash of another cost.
+
+Equal work: an unknown account, a wrong password and an old-format hash each cost one scrypt
+of the configured cost and one bcrypt check, so "no such user", "wrong password" and "old
+hash" take the same time.
 """
 
 from __future__ import annotations
@@ -21,6 +36,7 @@ from datetime import date
 import bcrypt
 from zxcvbn import zxcvbn
 
+from access_control.password_kdf import SALT_SIZE, Password, ScryptParams, Stretched
 from medchat.errors import WeakPassword
 
 MIN_LENGTH = 9
@@ -29,7 +45,11 @@ MAX_LENGTH = 1024
 BCRYPT_MAX_BYTES = 72
 # zxcvbn's matching grows quickly with length; a prefix this long decides strength reliably.
 _ZXCVBN_PREFIX = 100
-_PREHASH_KEY = b"medchat/password-prehash/v1"
+#: Hashes made before the scrypt pre-hash: inputs over 72 bytes went through this HMAC.
+_LEGACY_PREHASH_KEY = b"medchat/password-prehash/v1"
+#: The format marker of hashes made now, and the HKDF label of their bcrypt input.
+_FORMAT = b"$msb1$"
+_BCRYPT_INFO = b"medchat/password-hash/v2/bcrypt-input"
 #: bcrypt's base64 alphabet: a hash is "$2b$", the cost, "$", 22 salt and 31 digest characters.
 _BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 _BCRYPT_DIGEST_CHARS = 31
@@ -144,34 +164,107 @@ def _input_parts(value: str) -> list[str]:
     return sorted(pieces)
 
 
-def _bcrypt_input(password: str) -> bytes:
-    raw = password.encode("utf-8")
+def _legacy_input(password: Password) -> bytes:
+    raw = password.utf8()
     if len(raw) <= BCRYPT_MAX_BYTES:
         return raw
-    return base64.b64encode(hmac.new(_PREHASH_KEY, raw, hashlib.sha256).digest())
+    return base64.b64encode(hmac.new(_LEGACY_PREHASH_KEY, raw, hashlib.sha256).digest())
+
+
+def _bcrypt_input(run: Stretched) -> bytes:
+    """44 base64 characters from the scrypt run: what bcrypt hashes (needs the scrypt work)."""
+    return base64.b64encode(run.key(_BCRYPT_INFO))
+
+
+@dataclass(frozen=True)
+class _Stored:
+    params: ScryptParams
+    salt: bytes
+    bcrypt_hash: bytes
+
+    @property
+    def bcrypt_rounds(self) -> int:
+        return int(self.bcrypt_hash[4:6])
+
+
+def _parse(hashed: bytes) -> _Stored | None:
+    """A hash of the current format, or None (an old bare bcrypt hash, or nothing valid)."""
+    if not hashed.startswith(_FORMAT):
+        return None
+    try:
+        cost, salt, rest = hashed[len(_FORMAT) :].split(b"$", 2)
+        fields = dict(part.split(b"=", 1) for part in cost.split(b","))
+        params = ScryptParams(log2_n=int(fields[b"ln"]), r=int(fields[b"r"]), p=int(fields[b"p"]))
+        raw_salt = base64.urlsafe_b64decode(salt + b"==")
+        bcrypt_hash = b"$" + rest
+        int(bcrypt_hash[4:6])
+    except (ValueError, KeyError):
+        return None
+    if len(raw_salt) != SALT_SIZE or len(bcrypt_hash) != 60:
+        return None
+    return _Stored(params, raw_salt, bcrypt_hash)
+
+
+def _format(run: Stretched, bcrypt_hash: bytes) -> bytes:
+    params = run.params
+    salt = base64.urlsafe_b64encode(run.salt).rstrip(b"=")
+    cost = b"ln=%d,r=%d,p=%d" % (params.log2_n, params.r, params.p)
+    return _FORMAT + cost + b"$" + salt + bcrypt_hash
+
+
+def _checkpw(candidate: bytes, hashed: bytes) -> bool:
+    try:
+        return bcrypt.checkpw(candidate, hashed)
+    except ValueError:  # not a bcrypt hash at all: refused like a wrong password
+        return False
 
 
 class PasswordHasher:
-    """bcrypt at a configured cost; tests lower it, production refuses anything below 12."""
+    """scrypt then bcrypt, at configured costs; tests lower them, production refuses that."""
 
-    def __init__(self, rounds: int) -> None:
+    def __init__(self, rounds: int, scrypt: ScryptParams) -> None:
         self.rounds = rounds
+        self.scrypt = scrypt
         self._dummy = _dummy_hash(rounds)
 
-    def hash(self, password: str) -> bytes:
-        return bcrypt.hashpw(_bcrypt_input(password), bcrypt.gensalt(self.rounds))
+    def hash(self, password: str | Password) -> bytes:
+        """A new hash; the scrypt run it used becomes ``password.account`` (the key's salt)."""
+        password = Password.of(password)
+        run = password.fresh(self.scrypt)
+        hashed = _format(run, bcrypt.hashpw(_bcrypt_input(run), bcrypt.gensalt(self.rounds)))
+        password.account = run
+        return hashed
 
-    def verify(self, password: str, hashed: bytes | None) -> bool:
-        """Check a password; with no hash (unknown account) spend the same time and fail."""
-        candidate = _bcrypt_input(password)
-        if hashed is None:
-            bcrypt.checkpw(candidate, self._dummy)
+    def verify(self, password: str | Password, hashed: bytes | None) -> bool:
+        """Check a password; with no hash (unknown account) spend the same work and fail.
+
+        When it verifies, ``password.account`` is the run the hash is made from (an old-format
+        hash has none: ``hash`` makes the replacement from the run done here, at no extra
+        scrypt).
+        """
+        password = Password.of(password)
+        stored = _parse(hashed) if hashed is not None else None
+        if stored is None:
+            run = password.fresh(self.scrypt)
+            if hashed is not None and hashed.startswith(b"$2"):
+                return _checkpw(_legacy_input(password), hashed)
+            _checkpw(_bcrypt_input(run), self._dummy)
             return False
-        return bcrypt.checkpw(candidate, hashed)
+        run = password.stretched(stored.salt, stored.params)
+        if not _checkpw(_bcrypt_input(run), stored.bcrypt_hash):
+            return False
+        password.account = run
+        return True
 
-    def burn(self, password: str) -> None:
-        """Spend one hash's time (registration of a taken address must not be faster)."""
-        bcrypt.hashpw(_bcrypt_input(password), bcrypt.gensalt(self.rounds))
+    def needs_upgrade(self, hashed: bytes) -> bool:
+        """An old-format hash, or one of other costs than configured: replace it at sign-in."""
+        stored = _parse(hashed)
+        return stored is None or stored.params != self.scrypt or stored.bcrypt_rounds != self.rounds
+
+    def burn(self, password: str | Password) -> None:
+        """Spend one hash's work (registration of a taken address must not be faster)."""
+        run = Password.of(password).fresh(self.scrypt)
+        bcrypt.hashpw(_bcrypt_input(run), bcrypt.gensalt(self.rounds))
 
 
 def _dummy_hash(rounds: int) -> bytes:

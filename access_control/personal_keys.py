@@ -4,20 +4,33 @@ A personal private key is stored sealed under a key derived from its owner's pas
 never the bcrypt hash); its public key carries an integrity tag made with the integrity key
 from ``MEDCHAT_KEY_DIR``, so a public key planted through SQL is refused. The personal half of
 ``access_control.keys.KeyCustody``, which adds role keys and grants on top of these.
+
+A key retired by a reset or re-enrollment is deleted once no wrap and no grant is sealed to
+it (``forget_retired``): its blob opens with the *old* password, which a thief may know or
+guess, and kept forever it would let that password plus any later database copy open it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from access_control import crypto, hybrid_kem
-from access_control.password_kdf import ScryptParams, open_with_password, seal_with_password
+from access_control.password_kdf import (
+    Password,
+    ScryptParams,
+    open_with_password,
+    seal_with_password,
+    sealed_under,
+    stretch_for_blob,
+)
+from medchat import audit
 from medchat.errors import KeyIntegrityFailure, NotFound
-from medchat.models import PersonalKey
+from medchat.models import ConversationKeyWrap, PersonalKey, RewrapRequest, RoleKeyGrant
 
 PERSONAL_PURPOSE = "personal"
 RETIRED_PURPOSE = "personal-retired"
@@ -53,7 +66,7 @@ class PersonalKeys:
             version=PERSONAL_VERSION,
         )
 
-    def create_personal_key(self, account_id: uuid.UUID, password: str) -> PersonalKey:
+    def create_personal_key(self, account_id: uuid.UUID, password: str | Password) -> PersonalKey:
         """A new keypair for the account, sealed under its password; earlier keys retire.
 
         Retiring re-tags the old key for the purpose "retired": a database writer who sets
@@ -121,29 +134,158 @@ class PersonalKeys:
         return row
 
     def open_personal_key(
-        self, account_id: uuid.UUID, password: str
+        self, account_id: uuid.UUID, password: str | Password, *, upgrade: bool = True
     ) -> tuple[PersonalKey, hybrid_kem.PrivateKeyHandle]:
-        """Open the account's private key with its (already verified) password."""
+        """Open the account's private key with its (already verified) password.
+
+        A key sealed with another scrypt run than the account's password hash (an old blob,
+        or one of another cost) is sealed again with the hash's run, so the next sign-in
+        costs one scrypt: ``password.account`` is that run once the hash has verified.
+        """
+        password = Password.of(password)
         row = self.verified_personal_key(account_id)
+        aad = crypto.associated_data(_PERSONAL_AAD, account_id, row.id)
         try:
-            seed = open_with_password(
-                row.private_key_ciphertext,
-                password,
-                aad=crypto.associated_data(_PERSONAL_AAD, account_id, row.id),
-            )
+            seed = open_with_password(row.private_key_ciphertext, password, aad=aad)
             handle = hybrid_kem.load_private_key(seed)
         except crypto.DecryptionFailed as exc:
             raise KeyIntegrityFailure("The stored private key does not open.") from exc
         if handle.public_key_bytes != row.public_key:
             raise KeyIntegrityFailure("The stored private key does not match its public key.")
+        target = password.account
+        if (
+            upgrade
+            and target is not None
+            and target.params == self._scrypt
+            and not sealed_under(row.private_key_ciphertext, target)
+        ):
+            row.private_key_ciphertext = seal_with_password(
+                seed, password, aad=aad, params=self._scrypt
+            )
+            audit.record(
+                self.session,
+                "key.personal_reseal",
+                target_type="account",
+                target_id=account_id,
+                details={"reason": "password_hash_upgrade"},
+            )
         return row, handle
 
-    def reseal_personal_key(self, account_id: uuid.UUID, current: str, new: str) -> None:
+    def personal_key_runs(self, account_id: uuid.UUID, password: Password) -> Password:
+        """The scrypt runs that open the account's key, done now, nothing opened.
+
+        For the console's password step: what it carries to the TOTP step, where the key is
+        opened (``access_control.console_sessions``). The result knows no password text.
+        """
+        runs = [password.account] if password.account is not None else []
+        row = self.personal_key(account_id)
+        if row is not None:
+            # A malformed blob is left out: opening it at the TOTP step refuses it.
+            with contextlib.suppress(crypto.DecryptionFailed):
+                runs.append(stretch_for_blob(row.private_key_ciphertext, password))
+        carried = Password(None, runs)
+        carried.account = password.account
+        return carried
+
+    def reseal_personal_key(
+        self, account_id: uuid.UUID, current: str | Password, new: str | Password
+    ) -> None:
         """Password change: the same keypair, sealed under the new password."""
-        row, handle = self.open_personal_key(account_id, current)
+        row, handle = self.open_personal_key(account_id, current, upgrade=False)
         row.private_key_ciphertext = seal_with_password(
             handle.private_bytes_for_storage(),
             new,
             aad=crypto.associated_data(_PERSONAL_AAD, account_id, row.id),
             params=self._scrypt,
         )
+
+    def forget_retired(
+        self,
+        account_id: uuid.UUID | None = None,
+        *,
+        after: uuid.UUID | None = None,
+        limit: int = 100,
+    ) -> tuple[int, uuid.UUID | None]:
+        """Delete retired keys (of one account, or any) that nothing is sealed to any more.
+
+        Looks at up to ``limit`` retired rows after the id ``after`` (``unused_retired``);
+        returns how many it deleted and where the walk goes on (None: done). Each deletion is
+        audited ``key.personal_forget``.
+        """
+        rows, last = self.unused_retired(account_id, after=after, limit=limit, lock=True)
+        for row in rows:
+            # A re-wrap request naming it was superseded by the later reset that retired it.
+            self.session.execute(
+                delete(RewrapRequest).where(RewrapRequest.personal_key_id == row.id)
+            )
+            self.session.delete(row)
+            audit.record(
+                self.session,
+                "key.personal_forget",
+                target_type="account",
+                target_id=row.account_id,
+                details={"key_id": row.key_id.hex()},
+            )
+        self.session.flush()
+        return len(rows), last
+
+    def unused_retired(
+        self,
+        account_id: uuid.UUID | None = None,
+        *,
+        after: uuid.UUID | None = None,
+        limit: int = 100,
+        lock: bool = False,
+    ) -> tuple[list[PersonalKey], uuid.UUID | None]:
+        """Retired keys no conversation wrap and no role-key grant is sealed to any more.
+
+        A key something is still sealed to stays (its re-wrap or re-grant is yet to come); so
+        does a row whose tag does not say "retired" (a current key with ``retired_at`` set
+        through SQL is not the server's to delete). Of up to ``limit`` retired rows after the
+        id ``after``, returns those that may go, and the last id looked at when there may be
+        more (else None). ``lock``: on PostgreSQL the rows are taken ``FOR UPDATE SKIP
+        LOCKED``, so sweeps on several hosts never delete one row twice.
+        """
+        named = (
+            select(ConversationKeyWrap.id)
+            .where(ConversationKeyWrap.recipient_key_id == PersonalKey.key_id)
+            .exists()
+        )
+        statement = select(PersonalKey).where(PersonalKey.retired_at.is_not(None), ~named)
+        if account_id is not None:
+            statement = statement.where(PersonalKey.account_id == account_id)
+        if after is not None:
+            statement = statement.where(PersonalKey.id > after)
+        statement = statement.order_by(PersonalKey.id).limit(limit)
+        if lock and self.session.get_bind().dialect.name == "postgresql":
+            statement = statement.with_for_update(skip_locked=True, of=PersonalKey)
+        rows = list(self.session.scalars(statement))
+        unused = [row for row in rows if self._tag_says_retired(row) and not self._granted_to(row)]
+        return unused, (rows[-1].id if len(rows) == limit else None)
+
+    def _tag_says_retired(self, row: PersonalKey) -> bool:
+        try:
+            crypto.verify_key_integrity(
+                self._integrity_key,
+                row.integrity_tag,
+                owner_id=row.account_id,
+                key_id=row.key_id,
+                key_bytes=row.public_key,
+                purpose=RETIRED_PURPOSE,
+                version=row.version,
+            )
+        except crypto.IntegrityCheckFailed:
+            return False
+        return True
+
+    def _granted_to(self, row: PersonalKey) -> bool:
+        """Whether a role-key grant of the account is still sealed to this key."""
+        for wrap in self.session.scalars(
+            select(RoleKeyGrant.wrap).where(RoleKeyGrant.account_id == row.account_id)
+        ):
+            try:
+                if hybrid_kem.wrap_key_id(wrap) == row.key_id:
+                    return True
+            except crypto.DecryptionFailed:
+                continue  # not a wrap at all: opens nothing
+        return False

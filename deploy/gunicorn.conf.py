@@ -20,6 +20,7 @@ Read from the environment (the systemd unit's ``EnvironmentFile`` or the contain
 
 import multiprocessing
 import os
+import sys
 
 # -- Where to listen -------------------------------------------------------------------------
 # 127.0.0.1 when nginx runs on the same host; the host's private address when a separate
@@ -93,11 +94,47 @@ PRELOADED_LIBRARIES = (
 )
 
 
+# -- No core dumps, no ptrace by the same user -------------------------------------------------
+# A worker holds opened private keys (session keyrings, the unwrap memo) in memory while it
+# serves a request, and Python cannot wipe most of them (bytes are immutable, the collector
+# frees without clearing). A core dump would write that memory to disk, where the promises about
+# data at rest do not reach (docs/security.md, "Key material in memory"). So every process of
+# the server is made non-dumpable: RLIMIT_CORE 0 (the systemd units set LimitCORE=0 as well; their
+# system-call filter refuses setrlimit, which is then already done) and, on Linux,
+# prctl(PR_SET_DUMPABLE, 0), which also stops core dumps piped to a handler (systemd-coredump,
+# apport) whatever the limit, and keeps other processes of the same user from ptrace-attaching
+# or reading /proc/<pid>/mem. The master does it at start and every worker again after fork.
+_PR_SET_DUMPABLE = 4
+
+
+def forbid_core_dumps():
+    """Make this process non-dumpable; raise if Linux refuses (never serve keys dumpable)."""
+    import contextlib
+    import resource
+
+    # Refused by the unit's system-call filter: its LimitCORE=0 already applies.
+    with contextlib.suppress(OSError, ValueError):
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"prctl(PR_SET_DUMPABLE, 0) failed: {os.strerror(error)}")
+
+
 def on_starting(server):
     import importlib
 
+    forbid_core_dumps()
     for name in PRELOADED_LIBRARIES:
         importlib.import_module(name)
+
+
+def post_fork(server, worker):
+    forbid_core_dumps()
 
 
 # No runtime control socket (gunicorn 25.1+ opens one under $HOME by default): the service is

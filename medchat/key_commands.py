@@ -83,6 +83,7 @@ def _signed_in_holder(runtime: Runtime, email: str, password: str, code: str) ->
     The same checks as signing in (same failures, audited the same way); the keys stay in
     this process's memory and no session row is written.
     """
+    from access_control.password_kdf import Password
     from access_control.principal import Principal
     from medchat.errors import InvalidCredentials
     from medchat.models import AccountStatus
@@ -91,12 +92,13 @@ def _signed_in_holder(runtime: Runtime, email: str, password: str, code: str) ->
     with runtime.database.transaction() as session:
         audit.set_context(session, CLI_CONTEXT)
         authentication = AuthenticationService(session, runtime)
-        account = authentication.check_password(email, password)
+        typed = Password(password)
+        account = authentication.check_password(email, typed)
         if not authentication.check_second_factor(account, code):
             raise InvalidCredentials("This command needs an account with two-factor sign-in.")
         if account.status != AccountStatus.ACTIVE:
             raise InvalidCredentials
-        keyring = runtime.custody(session).open_keyring(account.id, password)
+        keyring = runtime.custody(session).open_keyring(account.id, typed)
         audit.record(
             session,
             "auth.login",

@@ -10,7 +10,9 @@ a one-line reason and changes nothing).
 
 The same run then deletes expired token rows (``medchat.services.token_purge``: sessions,
 refresh tokens past their family, used or expired reset and enrollment tokens) as of the same
-time, and prints their counts beside retention's (a dry run counts them and deletes nothing).
+time, and retired personal keys nothing is sealed to any more (``medchat.services
+.retired_keys``: their blobs open with an old password), and prints their counts beside
+retention's (a dry run counts them and deletes nothing).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def retention_group() -> None:
 @cli_errors
 def retention_run(dry_run: bool, as_of: str | None, batch: int | None, as_json: bool) -> None:
     from medchat.services.retention import EarlyDestruction, RetentionService
+    from medchat.services.retired_keys import RetiredKeySweep
     from medchat.services.token_purge import TokenPurge
 
     moment = None
@@ -86,6 +89,8 @@ def retention_run(dry_run: bool, as_of: str | None, batch: int | None, as_json: 
         progress.close()
     purge = TokenPurge(runtime, batch_size=service.batch_size, audit_context=CLI_CONTEXT)
     tokens = purge.count_due(result.as_of) if dry_run else purge.run(result.as_of)
+    sweep = RetiredKeySweep(runtime, batch_size=service.batch_size, audit_context=CLI_CONTEXT)
+    retired_keys = sweep.count_due() if dry_run else sweep.run()
     as_of_text = result.as_of.isoformat().replace("+00:00", "Z")
     payload: dict[str, Any] = {
         **result.counts(),
@@ -95,6 +100,7 @@ def retention_run(dry_run: bool, as_of: str | None, batch: int | None, as_json: 
         "dry_run": dry_run,
         "seal_expired": service.seal_expired,
         **{f"{name}_deleted": count for name, count in tokens.as_dict().items()},
+        "retired_personal_keys_deleted": retired_keys,
     }
     if dry_run:
         payload["due"] = [item.as_dict() for item in result.due]
@@ -107,6 +113,7 @@ def retention_run(dry_run: bool, as_of: str | None, batch: int | None, as_json: 
         f"tokens, {tokens.old_keyring_tokens} sessions with an old keyring, "
         f"{tokens.password_reset_tokens} password-reset and {tokens.enrollment_tokens} "
         "enrollment tokens)",
+        f"{retired_keys} retired personal keys nothing is sealed to any more {verb} deleted",
     ]
     if dry_run:
         lines += [

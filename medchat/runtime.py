@@ -99,15 +99,18 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         },
     )
     mailer = mailer_from_url(settings.mail_url)
+    # One cost for both uses of scrypt: the password hash's pre-hash and the personal key's
+    # seal share a run only when their costs agree (access_control.password_kdf).
+    scrypt = ScryptParams(log2_n=settings.scrypt_log2_n)
     return Runtime(
         settings=settings,
         keys=keys,
         clock=clock,
-        hasher=PasswordHasher(settings.bcrypt_rounds),
+        hasher=PasswordHasher(settings.bcrypt_rounds, scrypt),
         profiles=ProfileCipher(keys),
         database=database,
         pins=RolePins(settings.key_dir, settings.role_key_pins or None),
-        scrypt=ScryptParams(log2_n=settings.scrypt_log2_n),
+        scrypt=scrypt,
         mailer=mailer,
         postman=Postman(mailer),
         archive_signer=load_archive_signer(

@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response
 
 from access_control import hybrid_kem
 from access_control.guard import requires, signed_in
+from access_control.password_kdf import Password
 from access_control.permissions import Permission
 from access_control.roles import Role
 from access_control.throttling import PER_ACCOUNT_FAILURES, PER_ADDRESS, Throttle, throttled
@@ -69,8 +70,9 @@ def login() -> Any:
         ended = bool(request.args.get("ended"))
         return page("login.html", 400 if request.method == "POST" else 200, form=form, ended=ended)
     auth = AuthenticationService(db_session(), runtime())
+    typed = Password(form.password.data or "")
     try:
-        account = auth.check_password(form.email.data or "", form.password.data or "")
+        account = auth.check_password(form.email.data or "", typed)
     except MedchatError:
         return page("login.html", 401, form=form, error="The e-mail or password is wrong.")
     if account.role != Role.CLINICIAN:
@@ -82,9 +84,11 @@ def login() -> Any:
             form=form,
             error="Finish enrollment first, with the enrollment token from your administrator.",
         )
-    keyring = runtime().custody(db_session()).open_keyring(account.id, form.password.data or "")
-    token = cookie.console_sessions().start_pending(account.id, keyring)
-    cookie.begin(token, pending=True)
+    # No key is opened before the second factor: only the scrypt work is done now, and its
+    # result travels sealed in the cookie (access_control.console_sessions).
+    runs = runtime().custody(db_session()).personal_key_runs(account.id, typed)
+    token, carried = cookie.console_sessions().start_pending(account.id, runs)
+    cookie.begin(token, pending=True, carried=carried)
     audit.record(db_session(), "console.password_ok", target_type="account", target_id=account.id)
     return redirect(url_for("console.totp"))
 
@@ -92,11 +96,11 @@ def login() -> Any:
 @bp.route("/totp", methods=["GET", "POST"])
 @_limits
 def totp() -> Any:
-    """Step two: the code. Success replaces the pending session with a new full one."""
+    """Step two: the code. Success opens the keys and replaces the pending session."""
     pending = session.get(cookie.PENDING_KEY)
     sessions = cookie.console_sessions()
     try:
-        _record, account = sessions.pending(pending or "")
+        record, account = sessions.pending(pending or "")
     except InvalidToken:
         cookie.end()
         return redirect(url_for("console.login", ended=1))
@@ -108,7 +112,13 @@ def totp() -> Any:
         auth.check_second_factor(account, form.code.data)
     except MedchatError:
         return page("totp.html", 401, form=form, error="That code is wrong or was used already.")
-    token = sessions.promote(pending or "")
+    try:
+        runs = sessions.carried_password(record, pending or "", session.get(cookie.CARRIED_KEY, ""))
+    except InvalidToken:
+        cookie.end()
+        return redirect(url_for("console.login", ended=1))
+    keyring = runtime().custody(db_session()).open_keyring(account.id, runs)
+    token = sessions.promote(pending or "", keyring)
     cookie.begin(token, pending=False)
     audit.record(db_session(), "console.login", target_type="account", target_id=account.id)
     return redirect(url_for("console.queue"))

@@ -19,6 +19,9 @@ from medchat.web import db_session, runtime
 
 SESSION_KEY = "console"
 PENDING_KEY = "console_pending"
+#: The password step's scrypt runs, sealed to the pending token and the server key
+#: (``ConsoleSessions.start_pending``): kept by the client, never by the database.
+CARRIED_KEY = "console_pending_runs"
 
 
 def console_sessions() -> ConsoleSessions:
@@ -52,10 +55,12 @@ def load_principal() -> Principal | None:
     return Principal(account, record, token, keyring_secret=runtime().keys.session_keyring)
 
 
-def begin(token: str, *, pending: bool) -> None:
+def begin(token: str, *, pending: bool, carried: str | None = None) -> None:
     """Store a new session token, dropping everything the old cookie carried (renewal)."""
     session.clear()
     session[PENDING_KEY if pending else SESSION_KEY] = token
+    if carried is not None:
+        session[CARRIED_KEY] = carried
 
 
 def end() -> None:

@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from access_control import crypto, totp
+from access_control.password_kdf import Password
 from access_control.passwords import PersonalData, check_strength
 from access_control.roles import Role, is_staff
 from access_control.tokens import TokenStore
@@ -117,8 +118,9 @@ class AccountService:
             data.password,
             PersonalData(data.email, data.first_name, data.last_name, data.birth_date),
         )
+        chosen = Password(data.password)  # one scrypt run for the hash and the sealed key
         if self.find_by_email(data.email) is not None:
-            self.runtime.hasher.burn(data.password)
+            self.runtime.hasher.burn(chosen)
             audit.record(self.session, "account.register", outcome="duplicate")
             return
         account = self._new_account(
@@ -129,10 +131,10 @@ class AccountService:
             display_name=None,
             status=AccountStatus.ACTIVE,
         )
-        account.password_hash = self.runtime.hasher.hash(data.password)
+        account.password_hash = self.runtime.hasher.hash(chosen)
         account.password_changed_at = account.created_at
         self.session.flush()
-        self.runtime.custody(self.session).create_personal_key(account.id, data.password)
+        self.runtime.custody(self.session).create_personal_key(account.id, chosen)
         account.profile = MemberProfile(
             account_id=account.id,
             birth_date=data.birth_date,
@@ -295,12 +297,16 @@ class AccountService:
         _record, account = self._enrollment(token)
         person = self.personal_data(account)
         check_strength(password, person)
-        account.password_hash = self.runtime.hasher.hash(password)
+        chosen = Password(password)  # one scrypt run for the hash and the sealed key
+        account.password_hash = self.runtime.hasher.hash(chosen)
         account.password_changed_at = self.runtime.clock.now()
         if holds_keys(account.role):
             # A fresh keypair for every enrollment: a re-enrolled account's old grants and
-            # wraps stop opening, and a colleague re-grants the role key.
-            self.runtime.custody(self.session).create_personal_key(account.id, password)
+            # wraps stop opening, and a colleague re-grants the role key. The retired key
+            # (its grants were revoked by the reset) is deleted with its old-password blob.
+            custody = self.runtime.custody(self.session)
+            custody.create_personal_key(account.id, chosen)
+            custody.forget_retired(account.id)
         start = self._start_totp(account, person.email)
         audit.record(self.session, "auth.enroll_start", target_type="account", target_id=account.id)
         return start

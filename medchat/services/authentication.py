@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from access_control import totp
+from access_control.password_kdf import Password
 from access_control.passwords import check_strength
 from access_control.roles import is_staff, requires_mfa
 from access_control.tokens import TokenPair, TokenStore
@@ -59,17 +60,25 @@ class AuthenticationService:
         )
         return exc
 
-    def check_password(self, email: str, password: str) -> Account:
+    def check_password(self, email: str, password: str | Password) -> Account:
         """The active (or enrolling) account with this password, or ``InvalidCredentials``.
 
         Every sign-in (API, console, CLI) passes here first: the account's own expired token
         rows are deleted now (bounded, ``token_purge.purge_account``), not left for the daily
-        run alone.
+        run alone. A hash of an older format or other costs is replaced now, from the scrypt
+        run the check just did (``PasswordHasher.needs_upgrade``); pass a ``Password`` on to
+        ``open_keyring`` and the personal key follows it without another scrypt run.
         """
+        hasher = self.runtime.hasher
         account = self.accounts.find_by_email(email)
-        ok = self.runtime.hasher.verify(password, account.password_hash if account else None)
+        ok = hasher.verify(password, account.password_hash if account else None)
         if not ok or account is None or account.status == AccountStatus.DISABLED:
             raise self._fail("auth.login", account, InvalidCredentials())
+        if account.password_hash is not None and hasher.needs_upgrade(account.password_hash):
+            account.password_hash = hasher.hash(password)
+            audit.record(
+                self.session, "auth.password_upgrade", target_type="account", target_id=account.id
+            )
         purge_account(self.session, account.id, self.runtime.clock.now())
         return account
 
@@ -108,11 +117,13 @@ class AuthenticationService:
         return True
 
     def login(self, email: str, password: str, totp_code: str | None) -> SignIn:
-        account = self.check_password(email, password)
+        """Password, second factor, then the keys: one scrypt and one bcrypt run in all."""
+        typed = Password(password)
+        account = self.check_password(email, typed)
         mfa = self.check_second_factor(account, totp_code)
         if account.status != AccountStatus.ACTIVE:
             raise self._fail("auth.login", account, InvalidCredentials())
-        keyring = self.runtime.custody(self.session).open_keyring(account.id, password)
+        keyring = self.runtime.custody(self.session).open_keyring(account.id, typed)
         pair = self._tokens().issue_pair(
             account.id,
             self.runtime.token_lifetimes(is_staff(account.role)),
@@ -147,13 +158,15 @@ class AuthenticationService:
 
     def change_password(self, account: Account, token: AuthToken, current: str, new: str) -> None:
         """Change the password and end every other session of the account."""
-        if not self.runtime.hasher.verify(current, account.password_hash):
+        typed = Password(current)
+        if not self.runtime.hasher.verify(typed, account.password_hash):
             raise self._fail("auth.password_change", account, InvalidCredentials())
         check_strength(new, self.accounts.personal_data(account))
+        chosen = Password(new)  # one scrypt run for the new hash and the re-sealed key
         custody = self.runtime.custody(self.session)
         if custody.personal_key(account.id) is not None:
-            custody.reseal_personal_key(account.id, current, new)
-        account.password_hash = self.runtime.hasher.hash(new)
+            custody.reseal_personal_key(account.id, typed, chosen)
+        account.password_hash = self.runtime.hasher.hash(chosen)
         account.password_changed_at = self.runtime.clock.now()
         self._tokens().revoke_account(account.id, keep_family=token.family_id)
         audit.record(

@@ -14,8 +14,9 @@ Confirming (``confirm``) spends the token only if everything else passes (any fa
 the whole unit of work back, the token included): the token must be live, a member with TOTP
 must give a fresh code or an unused recovery code, and the password must pass the policy. Then
 the password hash is new, the personal keypair is new (the old one retires: what it opened is
-lost with the old password), every session ends, the member's conversations are queued for a
-clinician session to re-seal (``rewrap``), and a notice is mailed.
+lost with the old password, and its row is deleted at once, since nothing is sealed to it any
+more), every session ends, the member's conversations are queued for a clinician session to
+re-seal (``rewrap``), and a notice is mailed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from access_control import crypto, totp
+from access_control.password_kdf import Password
 from access_control.passwords import check_strength
 from access_control.roles import Role
 from access_control.tokens import TokenStore
@@ -125,11 +127,16 @@ class PasswordResetService:
         if spent.rowcount != 1:  # type: ignore[attr-defined]
             raise self._refuse(InvalidResetToken())
         self._spend_open_tokens(account, now)
-        account.password_hash = self.runtime.hasher.hash(new_password)
+        chosen = Password(new_password)  # one scrypt run for the hash and the sealed key
+        account.password_hash = self.runtime.hasher.hash(chosen)
         account.password_changed_at = now
-        key = self.runtime.custody(self.session).create_personal_key(account.id, new_password)
+        custody = self.runtime.custody(self.session)
+        key = custody.create_personal_key(account.id, chosen)
         TokenStore(self.session, now).revoke_account(account.id)
         queued = RewrapQueue(self.session, self.runtime).enqueue(account.id, key)
+        # The wraps sealed to the old key went with the enqueue: its blob (which the old
+        # password opens) goes now, not in some later database copy.
+        custody.forget_retired(account.id)
         self._mail(account, NOTICE_SUBJECT, notice_text(account.first_name), now)
         audit.record(
             self.session,

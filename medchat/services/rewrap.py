@@ -23,7 +23,9 @@ the physician wrap (commitment checked) and seals it to the member's new, verifi
 - ``drain_quietly``: the same inside a SAVEPOINT of a clinician's own request; any failure is
   logged and rolled back, never turned into a failure of that request.
 
-Each re-seal is audited as ``conversation.rewrap`` with the member as subject.
+Each re-seal is audited as ``conversation.rewrap`` with the member as subject. The one that
+finishes a member's last request also deletes the member's retired keys nothing is sealed to
+any more (``PersonalKeys.forget_retired``; their blobs open with an old password).
 """
 
 from __future__ import annotations
@@ -250,6 +252,10 @@ class RewrapQueue:
             )
         self.session.delete(request)
         self.session.flush()
+        if not self.pending(conversation.member_id):
+            # The member's last request: no wrap is left sealed to a retired key of theirs,
+            # so those keys (which their old passwords open) go.
+            custody.forget_retired(conversation.member_id)
         audit.record(
             self.session,
             "conversation.rewrap",

@@ -6,7 +6,7 @@ but never its query string (where tokens or addresses could sit), and a gthread 
 cut short a request that runs longer than gunicorn's ``timeout`` (the long archive verification
 relies on that; the proxy decides how long a route may take). And what a worker inherits: the
 third-party libraries loaded once by the master, never the application (a reload must run
-the code on disk).
+the code on disk); and what it may not do: dump core with the opened keys it holds.
 """
 
 from __future__ import annotations
@@ -133,3 +133,14 @@ def test_a_worker_inherits_the_libraries_but_loads_the_application_itself(served
         "medchat": False,
         "access_control": False,
     }
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_a_worker_can_dump_no_core(served):
+    """Issue 18 item 8: a worker holds opened keys; no core dump may write them to disk."""
+    port, log = served
+    status, body = _get(port, "/process")
+    assert status == 200, log.read_text()
+    process = json.loads(body)
+    assert process["dumpable"] == 0
+    assert process["core_limit"] == [0, 0]

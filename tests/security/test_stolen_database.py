@@ -40,7 +40,14 @@ from access_control import crypto, hybrid_kem
 from access_control.key_directory import KEY_NAMES
 from access_control.keyring import _session_key, open_keyring
 from access_control.keys import _PERSONAL_AAD
-from access_control.password_kdf import _derive, open_with_password, password_blob_params
+from access_control.password_kdf import (
+    _SEAL_INFO,
+    _derive,
+    open_with_password,
+    password_blob_params,
+    stretch_for_blob,
+)
+from access_control.passwords import _bcrypt_input
 from access_control.pins import PIN_FILE
 from access_control.roles import Role
 from medchat.archive_gate import GATED, wrapped_for
@@ -214,6 +221,10 @@ def stolen(runtime: Runtime) -> Stolen:
             stolen.secrets[f"password-derived key of {row.account_id}"] = _derive(
                 stolen.password_of(row.account_id), salt, password_blob_params(blob)
             )
+            # What the scrypt run makes: the key sealing the blob, the password hash's input.
+            run = stretch_for_blob(blob, stolen.password_of(row.account_id))
+            stolen.secrets[f"password seal key of {row.account_id}"] = run.key(_SEAL_INFO)
+            stolen.secrets[f"bcrypt input of {row.account_id}"] = _bcrypt_input(run)
     for name, key in server_keys(runtime).items():
         stolen.secrets[f"server key {name}"] = key
     assert {

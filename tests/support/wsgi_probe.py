@@ -1,19 +1,28 @@
 """A tiny WSGI app for serving ``deploy/gunicorn.conf.py`` in tests without a database.
 
 ``/slow?seconds=N`` answers after N seconds (at most 10); ``/process`` describes the worker
-process as JSON (its GIL switch interval, and which of the given modules it has loaded, though
-this app imports none of them: ``?module=zxcvbn&module=medchat``); every other path answers at
-once.
+process as JSON (its GIL switch interval, which of the given modules it has loaded, though
+this app imports none of them: ``?module=zxcvbn&module=medchat``, and whether it may dump
+core: ``prctl(PR_GET_DUMPABLE)`` on Linux, else null, and its RLIMIT_CORE); every other path
+answers at once.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
+import resource
 import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
+
+
+def _dumpable() -> int | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    return int(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))  # PR_GET_DUMPABLE
 
 
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -27,6 +36,8 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
             {
                 "switch_interval": sys.getswitchinterval(),
                 "loaded": {name: name in sys.modules for name in names},
+                "dumpable": _dumpable(),
+                "core_limit": list(resource.getrlimit(resource.RLIMIT_CORE)),
             }
         ).encode()
     else:

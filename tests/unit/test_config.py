@@ -7,6 +7,7 @@ import ipaddress
 import bcrypt
 import pytest
 
+from access_control.password_kdf import ScryptParams
 from access_control.passwords import PasswordHasher
 from medchat.config import Settings
 from medchat.errors import ConfigurationError
@@ -24,9 +25,13 @@ def test_production_defaults_hash_passwords_at_bcrypt_cost_12():
     assert settings.bcrypt_rounds == 12
     assert settings.scrypt_log2_n >= 17
     assert settings.cookie_secure is True
-    hashed = PasswordHasher(settings.bcrypt_rounds).hash("quokka-harbor-lantern-42")
-    assert hashed.startswith(b"$2b$12$")
-    assert bcrypt.checkpw(b"quokka-harbor-lantern-42", hashed)
+    hasher = PasswordHasher(settings.bcrypt_rounds, ScryptParams(log2_n=settings.scrypt_log2_n))
+    hashed = hasher.hash("quokka-harbor-lantern-42")
+    # scrypt at the production cost, then bcrypt cost 12 over its output (never the password).
+    assert hashed.startswith(b"$msb1$ln=17,r=8,p=1$")
+    assert hashed[-60:].startswith(b"$2b$12$")
+    assert not bcrypt.checkpw(b"quokka-harbor-lantern-42", hashed[-60:])
+    assert hasher.verify("quokka-harbor-lantern-42", hashed)
 
 
 @pytest.mark.parametrize(

@@ -80,3 +80,46 @@ def test_0009_marks_existing_conversations_format_1_and_refuses_to_go_back_over_
         connection.execute(text("UPDATE conversations SET content_version = 1"))
     command.downgrade(config, before)
     engine.dispose()
+
+
+def test_0013_deletes_pending_console_sessions_and_their_keyrings(tmp_path):
+    """A pending console row of the release before holds a sealed keyring opened by the
+    password alone; the upgrade deletes it (issue 18 item 6) and leaves other sessions."""
+    import uuid
+
+    from alembic import command
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import create_engine
+
+    from medchat.migrate import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'before.sqlite3'}"
+    config = alembic_config(url)
+    before = ScriptDirectory.from_config(config).get_revision("0013").down_revision
+    command.upgrade(config, before)
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        for kind in ("console_pending", "console"):
+            row_id = uuid.uuid4().hex
+            connection.execute(
+                text(
+                    "INSERT INTO auth_tokens (id, account_id, family_id, kind, token_hash,"
+                    " mfa_verified, created_at, expires_at, family_expires_at, sealed_keys,"
+                    " row_tag) VALUES (:id, :account, :id, :kind, :hash, 0,"
+                    " '2026-01-01 00:00:00', '2026-01-01 00:05:00', '2026-01-01 00:05:00',"
+                    " :keys, :tag)"
+                ),
+                {
+                    "id": row_id,
+                    "account": uuid.uuid4().hex,
+                    "kind": kind,
+                    "hash": uuid.uuid4().bytes * 2,
+                    "keys": b"\x02sealed keyring",
+                    "tag": bytes(32),
+                },
+            )
+    command.upgrade(config, "0013")
+    with engine.begin() as connection:
+        kinds = connection.execute(text("SELECT kind FROM auth_tokens")).scalars().all()
+    assert kinds == ["console"]
+    engine.dispose()

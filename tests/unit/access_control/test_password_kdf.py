@@ -26,14 +26,60 @@ def flip_bit(blob: bytes, bit: int) -> bytes:
     return bytes(out)
 
 
+#: A version 1 blob, as sealed before the scrypt output went through HKDF (key = output).
+LEGACY_BLOB = bytes.fromhex(
+    "010a0801000102030405060708090a0b0c0d0e0f000102030405060708090a0bf3185d4ec5ce3498aa641c"
+    "7c8bc5e3d4905e5c7098696724d67e7ee5a1e3a4f879ac4dc49320f7560ea4226ecf4a41a6"
+)
+
+
 def test_blob_format_is_pinned() -> None:
     blob = password_kdf.seal_with_password(
         SECRET, PASSWORD, aad=AAD, params=FAST, random_bytes=lambda n: bytes(range(n))
     )
     assert blob.hex() == (
-        "010a0801000102030405060708090a0b0c0d0e0f000102030405060708090a0bf3185d4ec5ce3498aa641c"
-        "7c8bc5e3d4905e5c7098696724d67e7ee5a1e3a4f879ac4dc49320f7560ea4226ecf4a41a6"
+        "020a0801000102030405060708090a0b0c0d0e0f000102030405060708090a0b01ab5e0e99a2cf61f96ab1"
+        "4356d3ef9b9d2bfb31692e139c4e1f4cd221b79e946529fc383979ac0f4d87d8562420ffc3"
     )
+
+
+def test_a_version_1_blob_still_opens_and_is_not_current() -> None:
+    assert password_kdf.open_with_password(LEGACY_BLOB, PASSWORD, aad=AAD) == SECRET
+    run = password_kdf.stretch_for_blob(LEGACY_BLOB, PASSWORD)
+    assert not password_kdf.sealed_under(LEGACY_BLOB, run)
+    with pytest.raises(DecryptionFailed):
+        password_kdf.open_with_password(LEGACY_BLOB, PASSWORD + "!", aad=AAD)
+
+
+def test_one_password_runs_scrypt_once_per_salt_and_cost(monkeypatch) -> None:
+    """A hash and a key sharing a salt cost one scrypt run between them."""
+    runs: list[bytes] = []
+    real = password_kdf._derive
+
+    def counted(password: str, salt: bytes, params: ScryptParams) -> bytes:
+        runs.append(salt)
+        return real(password, salt, params)
+
+    monkeypatch.setattr(password_kdf, "_derive", counted)
+    typed = password_kdf.Password(PASSWORD)
+    typed.account = typed.fresh(FAST)
+    blob = password_kdf.seal_with_password(SECRET, typed, aad=AAD, params=FAST)
+    assert password_kdf.sealed_under(blob, typed.account)
+    assert password_kdf.open_with_password(blob, typed, aad=AAD) == SECRET
+    assert len(runs) == 1
+    # A new Password for the same text runs it again: nothing is remembered across requests.
+    assert password_kdf.open_with_password(blob, PASSWORD, aad=AAD) == SECRET
+    assert len(runs) == 2
+
+
+def test_carried_runs_open_only_what_they_were_made_for() -> None:
+    typed = password_kdf.Password(PASSWORD)
+    carried = password_kdf.Password(None, [password_kdf.stretch_for_blob(BLOB, typed)])
+    assert password_kdf.open_with_password(BLOB, carried, aad=AAD) == SECRET
+    other = password_kdf.seal_with_password(SECRET, PASSWORD, aad=AAD, params=FAST)
+    with pytest.raises(DecryptionFailed):
+        password_kdf.open_with_password(other, carried, aad=AAD)
+    assert "Password(" in repr(carried) and PASSWORD not in repr(carried)
 
 
 @examples

@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+from collections import Counter
 from datetime import date
 
 import bcrypt
 import pytest
 
-from access_control.passwords import PasswordHasher, PersonalData, check_strength, user_inputs
+from access_control import password_kdf
+from access_control.password_kdf import Password, ScryptParams
+from access_control.passwords import (
+    PasswordHasher,
+    PersonalData,
+    _bcrypt_input,
+    check_strength,
+    user_inputs,
+)
 from medchat.errors import WeakPassword
 
 STRONG = "quokka-harbor-lantern-42"
 JEANNE = PersonalData("jeanne.moreau@example.org", "Jeanne", "Moreau", date(1988, 6, 12))
+FAST = ScryptParams(log2_n=10)  # production: 17, bcrypt 12 (tests/unit/test_config.py)
 
 
 @pytest.fixture(scope="module")
 def hasher() -> PasswordHasher:
-    return PasswordHasher(4)
+    return PasswordHasher(4, FAST)
 
 
 def test_strong_password_passes():
@@ -99,4 +112,130 @@ def test_the_dummy_hash_is_a_well_formed_bcrypt_hash_of_its_own(hasher):
     assert len(hasher._dummy) == 60
     assert bcrypt.checkpw(STRONG.encode(), hasher._dummy) is False
     # ... and each process makes its own: no fixed value anyone could look up.
-    assert PasswordHasher(4)._dummy != PasswordHasher(4)._dummy
+    assert PasswordHasher(4, FAST)._dummy != PasswordHasher(4, FAST)._dummy
+
+
+# -- the scrypt pre-hash (issue 18 item 5) ---------------------------------------------------
+
+
+def _stored_parts(hashed: bytes) -> tuple[ScryptParams, bytes, bytes]:
+    """What a database dump shows of a hash: the scrypt cost and salt, the bcrypt hash."""
+    assert hashed.startswith(b"$msb1$")
+    cost, salt, rest = hashed[len(b"$msb1$") :].split(b"$", 2)
+    fields = dict(part.split(b"=") for part in cost.split(b","))
+    params = ScryptParams(log2_n=int(fields[b"ln"]), r=int(fields[b"r"]), p=int(fields[b"p"]))
+    return params, base64.urlsafe_b64decode(salt + b"=="), b"$" + rest
+
+
+@pytest.mark.parametrize("password", [STRONG, "é" * 40, "correct horse battery staple " * 4])
+def test_a_guess_against_the_bcrypt_hash_needs_the_scrypt_run(hasher, password):
+    """An offline guesser with the dump cannot test a guess at bcrypt's cost alone: bcrypt
+    over the password (short or pre-hashed the old way) does not match; only bcrypt over the
+    HKDF of scrypt with the stored salt and cost does."""
+    hashed = hasher.hash(password)
+    params, salt, bcrypt_hash = _stored_parts(hashed)
+    assert params == FAST
+    raw = password.encode()
+    old_prehash = base64.b64encode(
+        hmac.new(b"medchat/password-prehash/v1", raw, hashlib.sha256).digest()
+    )
+    for candidate in (raw[:72], old_prehash, base64.b64encode(hashlib.sha256(raw).digest())):
+        assert not bcrypt.checkpw(candidate, bcrypt_hash)
+    # The stored salt and cost with scrypt: the guess is confirmed (so the above is the point).
+    run = Password(password).stretched(salt, params)
+    assert bcrypt.checkpw(_bcrypt_input(run), bcrypt_hash)
+    # Another salt or another cost: not the stored run, no match.
+    assert not bcrypt.checkpw(_bcrypt_input(Password(password).fresh(params)), bcrypt_hash)
+    other_cost = ScryptParams(log2_n=11)
+    assert not bcrypt.checkpw(
+        _bcrypt_input(Password(password).stretched(salt, other_cost)), bcrypt_hash
+    )
+
+
+def test_the_hash_and_the_account_run_share_the_salt(hasher):
+    typed = Password(STRONG)
+    hashed = hasher.hash(typed)
+    _params, salt, _bcrypt_hash = _stored_parts(hashed)
+    assert typed.account is not None and typed.account.salt == salt
+    checked = Password(STRONG)
+    assert hasher.verify(checked, hashed)
+    assert checked.account is not None and checked.account.salt == salt
+    wrong = Password(STRONG + "!")
+    assert not hasher.verify(wrong, hashed) and wrong.account is None
+
+
+def test_an_old_bare_bcrypt_hash_still_verifies_and_asks_to_be_upgraded(hasher):
+    for password in (STRONG, "correct horse battery staple " * 4):
+        raw = password.encode()
+        if len(raw) > 72:
+            raw = base64.b64encode(
+                hmac.new(b"medchat/password-prehash/v1", raw, hashlib.sha256).digest()
+            )
+        legacy = bcrypt.hashpw(raw, bcrypt.gensalt(4))
+        assert hasher.verify(password, legacy)
+        assert not hasher.verify(password + "!", legacy)
+        assert hasher.needs_upgrade(legacy)
+    assert not hasher.needs_upgrade(hasher.hash(STRONG))
+    assert PasswordHasher(5, FAST).needs_upgrade(hasher.hash(STRONG))
+    assert PasswordHasher(4, ScryptParams(log2_n=11)).needs_upgrade(hasher.hash(STRONG))
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [b"$msb1$ln=99,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA$2b$04$" + b"a" * 53, b"$msb1$junk", b"junk"],
+    ids=["cost-out-of-bounds", "truncated", "no-format"],
+)
+def test_a_malformed_hash_is_refused_after_the_usual_work(hasher, stored, monkeypatch):
+    work = _counting(monkeypatch)
+    assert hasher.verify(STRONG, stored) is False
+    assert work == {"scrypt": 1, "bcrypt": 1}
+
+
+def _counting(monkeypatch) -> Counter[str]:
+    """Count scrypt runs and bcrypt operations (the timing class, without timing)."""
+    work: Counter[str] = Counter()
+    real_derive, real_check, real_hash = password_kdf._derive, bcrypt.checkpw, bcrypt.hashpw
+
+    def derive(*args):
+        work["scrypt"] += 1
+        return real_derive(*args)
+
+    def check(*args):
+        work["bcrypt"] += 1
+        return real_check(*args)
+
+    def hashpw(*args):
+        work["bcrypt"] += 1
+        return real_hash(*args)
+
+    monkeypatch.setattr(password_kdf, "_derive", derive)
+    monkeypatch.setattr(bcrypt, "checkpw", check)
+    monkeypatch.setattr(bcrypt, "hashpw", hashpw)
+    return work
+
+
+def test_unknown_wrong_right_and_old_hashes_cost_one_scrypt_and_one_bcrypt(hasher, monkeypatch):
+    current = hasher.hash(STRONG)
+    legacy = bcrypt.hashpw(STRONG.encode(), bcrypt.gensalt(4))
+    work = _counting(monkeypatch)
+    seen = {}
+    for label, password, stored in (
+        ("unknown", STRONG, None),
+        ("wrong", STRONG + "!", current),
+        ("right", STRONG, current),
+        ("old hash, wrong", STRONG + "!", legacy),
+        ("old hash, right", STRONG, legacy),
+    ):
+        work.clear()
+        hasher.verify(password, stored)
+        seen[label] = dict(work)
+    assert all(each == {"scrypt": 1, "bcrypt": 1} for each in seen.values()), seen
+    # The upgrade after an old hash verified reuses that scrypt run: one bcrypt more.
+    typed = Password(STRONG)
+    work.clear()
+    assert hasher.verify(typed, legacy)
+    hasher.hash(typed)
+    assert dict(work) == {"scrypt": 1, "bcrypt": 2}
+    work.clear()
+    hasher.burn(STRONG)
+    assert dict(work) == {"scrypt": 1, "bcrypt": 1}
