@@ -17,7 +17,9 @@ from alembic.config import Config
 
 from access_control.key_directory import ServerKeys
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+#: Alembic's scripts ship inside the package (package-data in pyproject.toml), so an installed
+#: wheel migrates from site-packages, with no checkout beside it.
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _KEYS_ATTRIBUTE = "medchat_server_keys"
 
 
