@@ -18,11 +18,11 @@ Offline, on purpose:
   ``MEDCHAT_REQUIRE_WHEEL_BUILD`` is set (``.ci/run``), where it fails.
 - The fresh venv gets pip from ``ensurepip`` (bundled) and the wheel is installed with
   ``--no-index --no-deps`` before anything else is visible to it, so pip sees only the wheel.
-- The dependencies then come from this interpreter's site-packages, named in a ``.pth`` file
-  of the fresh venv. A plain path line in a ``.pth`` file is appended to ``sys.path`` after the
-  venv's own site-packages and the ``.pth`` files of that directory are not run, so the
-  editable install of the checkout (a ``.pth`` hook there) stays inert and ``medchat``
-  resolves to the wheel's copy: the test asserts so.
+- The dependencies then come from where this interpreter finds them (its ``sys.path`` less
+  the checkout), named in a ``.pth`` file of the fresh venv. A plain path line in a ``.pth``
+  file is appended to ``sys.path`` after the venv's own site-packages and the ``.pth`` files
+  of that directory are not run, so the editable install of the checkout (a ``.pth`` hook
+  there) stays inert and ``medchat`` resolves to the wheel's copy: the test asserts so.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import sysconfig
 import time
 import venv
 import zipfile
@@ -149,9 +148,15 @@ def _fresh_venv(location: Path, wheel: Path) -> Path:
             env=_clean_environment(),
         ).stdout.strip()
     )
-    ours = dict.fromkeys(sysconfig.get_paths()[kind] for kind in ("purelib", "platlib"))
-    (site_packages / "medchat-test-dependencies.pth").write_text("\n".join(ours) + "\n")
+    (site_packages / "medchat-test-dependencies.pth").write_text("\n".join(_dependency_paths()))
     return python
+
+
+def _dependency_paths() -> list[str]:
+    """Where this process finds its libraries: its ``sys.path`` less the checkout (which
+    ``PYTHONPATH`` or pytest put there) and anything that is not a directory."""
+    paths = (Path(entry).resolve() for entry in sys.path if entry)
+    return [str(path) for path in paths if path.is_dir() and not path.is_relative_to(ROOT)]
 
 
 def _free_port() -> int:
