@@ -235,6 +235,16 @@ def test_the_installed_wheel_migrates_a_fresh_database_and_serves_the_console(in
     for module_file in where:
         assert Path(module_file).resolve().is_relative_to(location.resolve()), where
 
+    version = subprocess.run(
+        [str(location / "bin" / "medchat"), "--version"],
+        cwd=workdir,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert version.stdout == f"medchat {metadata.version('medchat')}\n", version.stderr
+
     upgrade = subprocess.run(
         [str(location / "bin" / "medchat"), "db", "upgrade", "--json"],
         cwd=workdir,
