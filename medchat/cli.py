@@ -11,6 +11,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from importlib import metadata
 from typing import Any, NoReturn
 
 import click
@@ -92,11 +93,36 @@ def db_group() -> None:
 @with_appcontext
 @cli_errors
 def db_upgrade(as_json: bool) -> None:
+    """Says what it applied, so a deploy log shows which migrations ran and from where."""
     from medchat.migrate import upgrade
 
     runtime = _runtime()
-    upgrade(runtime.settings.database_url, keys=runtime.keys)
-    emit(as_json, {"ok": True}, "database is up to date")
+    done = upgrade(runtime.settings.database_url, keys=runtime.keys)
+    if not done.applied:
+        text = f"database is up to date at {done.after} (nothing applied)"
+    else:
+        origin = f"from {done.before}" if done.before else "an empty database"
+        text = f"upgraded {origin} to {done.after}: applied {', '.join(done.applied)}"
+    payload = {"ok": True, "from": done.before, "to": done.after, "applied": list(done.applied)}
+    emit(as_json, payload, text)
+
+
+@db_group.command("current", help="The database's schema revision and whether it is the head.")
+@json_option
+@with_appcontext
+@cli_errors
+def db_current(as_json: bool) -> None:
+    """Read only: tells an operator whether ``db upgrade`` is due, before a deploy or after."""
+    from medchat.migrate import schema_state
+
+    state = schema_state(_runtime().settings.database_url)
+    if state.is_head:
+        text = f"{state.revision} (head)"
+    else:
+        where = state.revision or "empty database"
+        text = f"{where}; head is {state.head}: run 'medchat db upgrade'"
+    payload = {"revision": state.revision, "head": state.head, "is_head": state.is_head}
+    emit(as_json, payload, text)
 
 
 @click.command("create-admin", help="Create the first admin and print its enrollment token.")
@@ -204,24 +230,52 @@ def _create_app() -> Flask:
     return create_app(check_pins=False)
 
 
+def _version() -> str:
+    """The installed distribution's version (what ``pip`` installed), not a constant that
+    could drift from it; a bare checkout on ``PYTHONPATH`` has no metadata to read."""
+    try:
+        return metadata.version("medchat")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _print_version(context: click.Context, _: click.Parameter, value: bool) -> None:
+    if value and not context.resilient_parsing:
+        click.echo(f"medchat {_version()}")
+        context.exit()
+
+
+def build_cli() -> FlaskGroup:
+    """The ``medchat`` command group, before any app is built (``--version`` needs none)."""
+    group = FlaskGroup(create_app=_create_app, add_default_commands=True, add_version_option=False)
+    group.params.append(
+        click.Option(
+            ["--version"],
+            is_flag=True,
+            expose_value=False,
+            is_eager=True,
+            callback=_print_version,
+            help="Print the installed medchat version and exit.",
+        )
+    )
+    # Usable before the app can start (production refuses to start without keys).
+    from medchat.key_commands import keys_group
+
+    group.add_command(keys_group)
+    # ``archive verify-bundle`` and ``archive public-key`` need no database either.
+    from medchat.archive_commands import archive_group
+
+    group.add_command(archive_group)
+    # ``audit anchor-public-key`` reads only the key file.
+    from medchat.audit_commands import audit_group
+
+    group.add_command(audit_group)
+    return group
+
+
 def main() -> None:
     """Entry point of the ``medchat`` console script."""
     try:
-        group = FlaskGroup(
-            create_app=_create_app, add_default_commands=True, add_version_option=False
-        )
-        # Usable before the app can start (production refuses to start without keys).
-        from medchat.key_commands import keys_group
-
-        group.add_command(keys_group)
-        # ``archive verify-bundle`` and ``archive public-key`` need no database either.
-        from medchat.archive_commands import archive_group
-
-        group.add_command(archive_group)
-        # ``audit anchor-public-key`` reads only the key file.
-        from medchat.audit_commands import audit_group
-
-        group.add_command(audit_group)
-        group.main(prog_name="medchat")
+        build_cli().main(prog_name="medchat")
     except ConfigurationError as exc:
         fail(str(exc))

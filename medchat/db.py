@@ -1,6 +1,6 @@
 """One transaction per unit of work: a request or CLI command that fails changes nothing.
 
-The schema comes only from Alembic (``migrations/``). This module holds the declarative
+The schema comes only from Alembic (``medchat/migrations/``). This module holds the declarative
 ``Base`` (naming convention, UTC-aware times, portable UUIDs), the engine set-up for SQLite
 and PostgreSQL, and ``Database.transaction()``: commit on success, roll back on any error.
 

@@ -6,13 +6,24 @@ from __future__ import annotations
 
 import json
 import uuid
+from importlib import metadata
 
 import pytest
+from alembic.script import ScriptDirectory
+from click.testing import CliRunner
 from sqlalchemy import func, select, text
 
 from medchat import audit
+from medchat.cli import build_cli
 from medchat.demo import DEMO_ACCOUNTS
+from medchat.migrate import MIGRATIONS, upgrade
 from medchat.models import Account, AuditEntry
+
+#: Every revision shipped, oldest first, read from the scripts themselves.
+REVISIONS = [
+    script.revision for script in reversed(list(ScriptDirectory(str(MIGRATIONS)).walk_revisions()))
+]
+HEAD = REVISIONS[-1]
 
 
 @pytest.fixture
@@ -220,7 +231,12 @@ def test_db_upgrade_is_idempotent_and_keeps_data(cli, runtime):
     for _ in range(2):
         result = cli("db", "upgrade", "--json")
         assert result.exit_code == 0, result.output
-        assert one_json_object(result.stdout) == {"ok": True}
+        assert one_json_object(result.stdout) == {
+            "ok": True,
+            "from": HEAD,
+            "to": HEAD,
+            "applied": [],
+        }
 
     assert count_accounts(runtime) == 1
     assert cli("audit", "verify", "--json").exit_code == 0
@@ -250,3 +266,77 @@ def test_demo_seeds_role_keys_and_one_answered_question_once(app):
     assert [(e["actor"], e["action"], e["conversation_id"]) for e in log] == [
         ("Dr. M.", "reply", conversations[0]["id"])
     ]
+
+
+def test_version_prints_the_installed_distribution_version_without_an_app(monkeypatch):
+    # No app can be built from this environment: --version must not need one.
+    monkeypatch.setenv("MEDCHAT_ENV", "production")
+    monkeypatch.setenv("MEDCHAT_KEY_DIR", "/nonexistent/medchat-keys")
+
+    result = CliRunner().invoke(build_cli(), ["--version"])
+
+    assert result.exit_code == 0, result.output
+    assert result.output == f"medchat {metadata.version('medchat')}\n"
+
+
+def test_db_current_says_the_migrated_database_is_at_head(cli):
+    result = cli("db", "current", "--json")
+
+    assert result.exit_code == 0, result.output
+    assert one_json_object(result.stdout) == {"revision": HEAD, "head": HEAD, "is_head": True}
+    assert cli("db", "current").stdout == f"{HEAD} (head)\n"
+
+
+@pytest.fixture
+def cli_on(make_app):
+    """The CLI of an app on a database of the test's own (SQLite), at any revision."""
+
+    urls = []
+
+    def on(url: str):
+        urls.append(url)
+        runner = make_app(database_url=url).test_cli_runner()
+        return lambda *args: runner.invoke(args=list(args))
+
+    yield on
+    for url in urls:  # the app's teardown empties every table: they must all be there
+        upgrade(url)
+
+
+def test_db_upgrade_of_an_empty_database_says_it_applied_every_revision(cli_on, tmp_path):
+    cli = cli_on(f"sqlite:///{tmp_path / 'empty.sqlite3'}")
+
+    before = cli("db", "current", "--json")
+    assert before.exit_code == 0, before.output
+    assert one_json_object(before.stdout) == {"revision": None, "head": HEAD, "is_head": False}
+    assert "empty database" in cli("db", "current").stdout
+
+    result = cli("db", "upgrade")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        f"upgraded an empty database to {HEAD}: applied {', '.join(REVISIONS)}\n"
+    )
+    assert one_json_object(cli("db", "current", "--json").stdout)["is_head"] is True
+
+
+def test_db_upgrade_from_an_older_revision_says_from_and_to(cli_on, tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    upgrade(url, "0009")  # what an earlier release left
+    cli = cli_on(url)
+
+    current = cli("db", "current")
+    assert current.exit_code == 0, current.output
+    assert current.stdout == f"0009; head is {HEAD}: run 'medchat db upgrade'\n"
+
+    result = cli("db", "upgrade", "--json")
+
+    assert result.exit_code == 0, result.output
+    assert one_json_object(result.stdout) == {
+        "ok": True,
+        "from": "0009",
+        "to": HEAD,
+        "applied": REVISIONS[REVISIONS.index("0009") + 1 :],
+    }
+    again = cli("db", "upgrade")
+    assert again.stdout == f"database is up to date at {HEAD} (nothing applied)\n"
