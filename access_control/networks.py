@@ -24,17 +24,24 @@ def is_staff_path(path: str) -> bool:
     return any(path == prefix or path.startswith(prefix + "/") for prefix in STAFF_PATH_PREFIXES)
 
 
+def is_allowed_network(
+    address: str | None, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> bool:
+    """Whether ``address`` lies in one of ``networks`` (a missing or garbled address: no)."""
+    if not address:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip.version == net.version and ip in net for net in networks)
+
+
 def require_allowed_network(
     address: str | None, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]
 ) -> None:
     """Raise ``NetworkNotAllowed`` unless ``address`` lies in one of ``networks``."""
-    if not address:
-        raise NetworkNotAllowed
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError as exc:
-        raise NetworkNotAllowed from exc
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if not any(ip.version == net.version and ip in net for net in networks):
+    if not is_allowed_network(address, networks):
         raise NetworkNotAllowed

@@ -91,7 +91,7 @@ def _signed_in_holder(runtime: Runtime, email: str, password: str, code: str) ->
     with runtime.database.transaction() as session:
         audit.set_context(session, CLI_CONTEXT)
         authentication = AuthenticationService(session, runtime)
-        account = authentication.check_password(email, password)
+        account = authentication.check_password(email, password, address=None)
         if not authentication.check_second_factor(account, code):
             raise InvalidCredentials("This command needs an account with two-factor sign-in.")
         if account.status != AccountStatus.ACTIVE:

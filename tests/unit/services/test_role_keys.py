@@ -29,7 +29,7 @@ def _sign_in(runtime, person):
     runtime.clock.advance(seconds=30)
     with runtime.database.transaction() as session:
         signed = AuthenticationService(session, runtime).login(
-            person.email, person.password, code_for(person, runtime)
+            person.email, person.password, code_for(person, runtime), address="127.0.0.1"
         )
     with runtime.database.transaction() as session:
         record, account = TokenStore(session, runtime.clock.now()).authenticate(
