@@ -1,9 +1,10 @@
 """Accounts: member self-registration, admin-created staff, enrollment, disabling.
 
-Registration answers the same way whether or not the address is taken (and takes the same
-time), so it cannot be used to learn who is a member. Staff accounts are created by an admin
-with a one-time, expiring enrollment token; the admin never sets or sees a password. Every
-change is audited without personal data (ids and roles only).
+Registration answers the same way whether or not the address is taken and does the same costly
+work (bcrypt, a keypair generated and sealed with scrypt), so it cannot be used to learn who is
+a member. Staff accounts are created by an admin with a one-time, expiring enrollment token;
+the admin never sets or sees a password. Every change is audited without personal data (ids
+and roles only).
 """
 
 from __future__ import annotations
@@ -105,7 +106,9 @@ class AccountService:
             raise Forbidden("Registration is closed.")
         check_strength(data.password, [data.email, data.first_name, data.last_name])
         if self.find_by_email(data.email) is not None:
+            # The new-address branch's costly work, kept nowhere: bcrypt, a keypair, scrypt.
             self.runtime.hasher.burn(data.password)
+            self.runtime.custody(self.session).spend_personal_key_work(data.password)
             audit.record(self.session, "account.register", outcome="duplicate")
             return
         account = self._new_account(
