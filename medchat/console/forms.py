@@ -58,5 +58,11 @@ class AttachForm(FlaskForm):
     file = FileField("Attach a file (PDF, PNG, JPEG, HEIC)", validators=[FileRequired()])
 
 
+class GrantForm(FlaskForm):
+    """Confirms a grant to the key whose fingerprint the page showed (sent back with it)."""
+
+    fingerprint = HiddenField(validators=[DataRequired(), Length(min=32, max=200)])
+
+
 class ActionForm(FlaskForm):
     """A button-only form (close, logout): just the CSRF token."""

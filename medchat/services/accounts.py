@@ -25,6 +25,7 @@ from medchat import audit
 from medchat.errors import Conflict, Forbidden, InvalidEnrollmentToken, InvalidMfaCode, NotFound
 from medchat.models import Account, AccountStatus, EnrollmentToken, MemberProfile
 from medchat.runtime import Runtime
+from medchat.services.key_holders import require_another_holder
 
 #: ``rotation_reason`` of a role key whose holder's account was disabled.
 DISABLED_REASON = "account_disabled"
@@ -204,16 +205,18 @@ class AccountService:
 
         Returns the roles whose keys it held: their rotation is now due (a database copy
         taken earlier plus this account's password still opens them), and the caller says so.
+        Refuses (409 ``last_key_holder``) the last active holder of a role key.
         """
         account = self.get(account_id)
         if account.status == AccountStatus.DELETED:
             raise Conflict("This account was deleted at its owner's request.")
+        custody = self.runtime.custody(self.session)
+        held = custody.granted_roles(account.id)
+        require_another_holder(self.session, custody, account.id, held)
         now = self.runtime.clock.now()
         account.status = AccountStatus.DISABLED
         account.disabled_at = now
         TokenStore(self.session, now).revoke_account(account.id)
-        custody = self.runtime.custody(self.session)
-        held = custody.granted_roles(account.id)
         revoked = custody.revoke_grants(account.id)
         for role in held:
             custody.mark_rotation_due(role, DISABLED_REASON)
