@@ -18,6 +18,7 @@ from access_control.roles import Role
 from medchat.models import Account, AccountStatus, AuditEntry, KeyRole, RoleKey, RoleKeyGrant
 from tests.support.accounts import Person, bearer, login, make_staff
 from tests.support.messaging import care_team
+from tests.support.rotation import grant
 from tests.support.tampering import execute_sql
 
 CLINICIAN = "/api/v1/clinician/colleagues"
@@ -58,8 +59,8 @@ def test_the_last_holder_cannot_revoke_itself(client, runtime):
 def test_a_holder_revokes_a_colleague_but_not_then_itself(client, runtime):
     team = care_team(runtime)
     colleague = make_staff(runtime, Role.CLINICIAN)
+    grant(runtime, team.clinician, colleague)
     doctor = bearer(login(client, runtime, team.clinician))
-    assert client.post(f"{CLINICIAN}/{colleague.id}/grant", headers=doctor).status_code == 200
 
     # Two holders: either may go, but not both.
     colleague_out = revoke(client, CLINICIAN, colleague, doctor, team.clinician.password)
@@ -74,8 +75,8 @@ def test_a_holder_revokes_a_colleague_but_not_then_itself(client, runtime):
 def test_revoking_needs_the_revokers_password_again(client, runtime):
     team = care_team(runtime)
     colleague = make_staff(runtime, Role.CLINICIAN)
+    grant(runtime, team.clinician, colleague)
     doctor = bearer(login(client, runtime, team.clinician))
-    client.post(f"{CLINICIAN}/{colleague.id}/grant", headers=doctor)
 
     without = revoke(client, CLINICIAN, colleague, doctor, None)
     wrong = revoke(client, CLINICIAN, colleague, doctor, "not-the-password-1")
@@ -105,8 +106,7 @@ def test_the_last_holder_cannot_be_disabled_until_a_colleague_holds_the_key(clie
     with runtime.database.transaction() as session:
         assert session.get(Account, team.clinician.id).status == AccountStatus.ACTIVE
     colleague = make_staff(runtime, Role.CLINICIAN)
-    doctor = bearer(login(client, runtime, team.clinician))
-    assert client.post(f"{CLINICIAN}/{colleague.id}/grant", headers=doctor).status_code == 200
+    grant(runtime, team.clinician, colleague)
     disabled = client.post(f"/api/v1/admin/accounts/{team.clinician.id}/disable", headers=admin)
     assert disabled.status_code == 204
     # The colleague is now the last holder in turn.
@@ -120,12 +120,12 @@ def test_a_grant_planted_through_sql_does_not_stand_in_for_a_colleague(client, r
     team = care_team(runtime)
     colleague = make_staff(runtime, Role.CLINICIAN)
     with runtime.database.transaction() as session:
-        grant = session.scalar(
+        held = session.scalar(
             select(RoleKeyGrant)
             .join(RoleKey, RoleKey.id == RoleKeyGrant.role_key_id)
             .where(RoleKeyGrant.account_id == team.clinician.id, RoleKey.role == KeyRole.PHYSICIAN)
         )
-        role_key_id, wrap, created_at = grant.role_key_id, grant.wrap, grant.created_at
+        role_key_id, wrap, created_at = held.role_key_id, held.wrap, held.created_at
     execute_sql(
         runtime,
         "INSERT INTO role_key_grants (id, role_key_id, account_id, wrap, granted_by, created_at,"
