@@ -15,6 +15,7 @@ signed-in session changes what signs the account in, or revokes a role key.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -67,13 +68,19 @@ class AuthenticationService:
         )
 
     def _fail(
-        self, action: str, account: Account | None, exc: Exception, reason: str | None = None
+        self,
+        action: str,
+        account: Account | None,
+        exc: Exception,
+        reason: str | None = None,
+        subject_id: uuid.UUID | None = None,
     ) -> Exception:
         audit.record_on_rollback(
             self.session,
             action,
             target_type="account" if account else None,
             target_id=account.id if account else None,
+            subject_id=subject_id,
             outcome="failure",
             details={"reason": reason} if reason else None,
         )
@@ -192,11 +199,20 @@ class AuthenticationService:
         self.limits.code_failed(key)
         return False
 
-    def step_up(self, account: Account, password: str, *, address: str, action: str) -> None:
+    def step_up(
+        self,
+        account: Account,
+        password: str,
+        *,
+        address: str,
+        action: str,
+        subject_id: uuid.UUID | None = None,
+    ) -> None:
         """The account's password again, in the very request that needs it.
 
-        Asked before a signed-in session changes the password or the second factor, or
-        revokes a role key: a stolen access token alone does none of these. Counted like a
+        Asked before a signed-in session changes the password or the second factor, revokes
+        a role key or erases the account: a stolen access token alone does none of these.
+        ``subject_id`` names the member whose data the action touches, for the audit. Counted like a
         sign-in: refused (429) before any work once this address spent its budget for the
         account; a wrong password counts and is audited as ``action`` failed (401
         ``invalid_credentials``).
@@ -207,7 +223,7 @@ class AuthenticationService:
             raise refusal
         if not self.runtime.hasher.verify(password, account.password_hash):
             self.limits.password_failed(key, address)
-            raise self._fail(action, account, InvalidCredentials(), reason="step_up")
+            raise self._fail(action, account, InvalidCredentials(), "step_up", subject_id)
 
     def login(self, email: str, password: str, totp_code: str | None, *, address: str) -> SignIn:
         checked = self.authenticate(email, password, totp_code, address=address)
