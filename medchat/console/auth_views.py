@@ -66,12 +66,15 @@ LOCKED = (
     "Too many failed sign-ins for this account. Sign in with your password and the code "
     "from your authenticator app together, or try again later."
 )
+TOO_MANY_CODES = "Too many wrong codes for this account. Try again later."
 
 
-def _too_many(template: str, exc: RateLimited, **context: Any) -> tuple[str, int, dict[str, str]]:
-    """A 429 page that still offers what opens a locked account (audited as a refusal)."""
+def _too_many(
+    template: str, exc: RateLimited, error: str, **context: Any
+) -> tuple[str, int, dict[str, str]]:
+    """A 429 page (audited as a refusal), still offering what opens a locked account."""
     audit_refusal(exc.status, exc.code)
-    html, status = page(template, exc.status, error=LOCKED, **context)
+    html, status = page(template, exc.status, error=error, **context)
     return html, status, exc.headers
 
 
@@ -105,7 +108,7 @@ def login() -> Any:
             code_follows=True,
         )
     except RateLimited as exc:
-        return _too_many("login.html", exc, form=form, with_code=True)
+        return _too_many("login.html", exc, LOCKED, form=form, with_code=True)
     except MedchatError:
         error = "The e-mail, password or code is wrong."
         return page("login.html", 401, form=form, error=error, with_code=bool(form.code.data))
@@ -149,7 +152,7 @@ def totp() -> Any:
     try:
         auth.check_second_factor(account, form.code.data)
     except RateLimited as exc:
-        return _too_many("totp.html", exc, form=form)
+        return _too_many("totp.html", exc, TOO_MANY_CODES, form=form)
     except MedchatError:
         return page("totp.html", 401, form=form, error="That code is wrong or was used already.")
     token = sessions.promote(pending or "")

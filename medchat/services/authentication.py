@@ -10,7 +10,7 @@ Failed sign-ins are audited even though the request fails (``audit.record_on_rol
 Failures are counted per account and client address, per account, and per second factor
 (``access_control.sign_in_limits``, which says why); a locked account still lets in the right
 password and a valid code given together. ``step_up`` asks for the password again before a
-signed-in session changes what signs the account in, or revokes a role key.
+signed-in session changes what signs the account in, revokes a role key or erases the account.
 """
 
 from __future__ import annotations
@@ -212,10 +212,9 @@ class AuthenticationService:
 
         Asked before a signed-in session changes the password or the second factor, revokes
         a role key or erases the account: a stolen access token alone does none of these.
-        ``subject_id`` names the member whose data the action touches, for the audit. Counted like a
-        sign-in: refused (429) before any work once this address spent its budget for the
-        account; a wrong password counts and is audited as ``action`` failed (401
-        ``invalid_credentials``).
+        Counted like a sign-in: refused (429) before any work once this address spent its
+        budget for the account; a wrong password counts and is audited as ``action`` failed
+        (401 ``invalid_credentials``), with ``subject_id`` the member whose data it touches.
         """
         key = self.limits.account_key(account.email_index)
         refusal = self.limits.refusal(key, address)
