@@ -1,16 +1,23 @@
 """Staff surfaces answer only from allowed networks (SECURITY-MODEL "Authentication").
 
-The client address comes from the WSGI ``REMOTE_ADDR`` after werkzeug's ``ProxyFix`` has
-taken exactly ``MEDCHAT_TRUSTED_PROXIES`` hops from ``X-Forwarded-For``; with no trusted proxy
-the header is ignored, so a client cannot claim an address by sending it.
+The client address is the WSGI ``REMOTE_ADDR``: the peer that connected, unless that peer is a
+configured reverse proxy (``MEDCHAT_TRUSTED_PROXY_NETWORKS``). Only then is ``X-Forwarded-For``
+read, from the right, one hop per proxy (``MEDCHAT_TRUSTED_PROXIES`` at most), and each further
+hop only while the address it came from is itself a configured proxy. A client that connects
+directly, or sits behind an untrusted hop, cannot claim an address by sending the header:
+werkzeug's ``ProxyFix`` believes a hop count from any peer, which let a direct request with
+``X-Forwarded-For: 127.0.0.1`` reach the admin API (issue 12, item 10).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from medchat.errors import NetworkNotAllowed
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 STAFF_PATH_PREFIXES = (
     "/console",
@@ -18,16 +25,17 @@ STAFF_PATH_PREFIXES = (
     "/api/v1/compliance",
     "/api/v1/admin",
 )
+#: ``REMOTE_ADDR`` when a trusted proxy forwarded something that is not an address: no
+#: network contains it, so staff surfaces refuse it, and the audit log says so.
+UNKNOWN_ADDRESS = "unknown"
 
 
 def is_staff_path(path: str) -> bool:
     return any(path == prefix or path.startswith(prefix + "/") for prefix in STAFF_PATH_PREFIXES)
 
 
-def is_allowed_network(
-    address: str | None, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]
-) -> bool:
-    """Whether ``address`` lies in one of ``networks`` (a missing or garbled address: no)."""
+def in_networks(address: str | None, networks: Iterable[IPNetwork]) -> bool:
+    """Whether ``address`` (IPv4, IPv6 or IPv4-mapped IPv6) lies in one of ``networks``."""
     if not address:
         return False
     try:
@@ -39,9 +47,58 @@ def is_allowed_network(
     return any(ip.version == net.version and ip in net for net in networks)
 
 
-def require_allowed_network(
-    address: str | None, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]
-) -> None:
+def require_allowed_network(address: str | None, networks: Iterable[IPNetwork]) -> None:
     """Raise ``NetworkNotAllowed`` unless ``address`` lies in one of ``networks``."""
-    if not is_allowed_network(address, networks):
+    if not in_networks(address, networks):
         raise NetworkNotAllowed
+
+
+def forwarded_client(
+    peer: str | None, forwarded_for: str | None, proxies: Sequence[IPNetwork], hops: int
+) -> tuple[str | None, int]:
+    """The client's address and how many ``X-Forwarded-For`` hops were believed for it.
+
+    Walks the header from the right: the last entry was written by the proxy that connected
+    to us, so it is believed only if ``peer`` is a configured proxy; the one before it only
+    if that entry is a configured proxy too, and so on, ``hops`` times at most. An entry that
+    is not an IP address ends the walk at ``UNKNOWN_ADDRESS``.
+    """
+    address = peer
+    chain = [part.strip() for part in (forwarded_for or "").split(",")]
+    chain = [part for part in chain if part]
+    believed = 0
+    while believed < hops and chain and in_networks(address, proxies):
+        address = chain.pop()
+        believed += 1
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            return UNKNOWN_ADDRESS, believed
+    return address, believed
+
+
+class TrustedProxies:
+    """WSGI middleware: ``REMOTE_ADDR`` (and the scheme) as the trusted proxies saw them.
+
+    Applied by the app factory only when ``MEDCHAT_TRUSTED_PROXY_NETWORKS`` is set; the peer
+    the proxy connected from is kept in ``medchat.proxy_peer``. ``X-Forwarded-Proto`` is
+    read at the same hop as the address, from the same trusted proxies.
+    """
+
+    def __init__(self, app: Callable[..., Any], proxies: Sequence[IPNetwork], hops: int) -> None:
+        self.app = app
+        self.proxies = tuple(proxies)
+        self.hops = hops
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        peer = environ.get("REMOTE_ADDR")
+        address, believed = forwarded_client(
+            peer, environ.get("HTTP_X_FORWARDED_FOR"), self.proxies, self.hops
+        )
+        if believed:
+            environ["medchat.proxy_peer"] = peer
+            environ["REMOTE_ADDR"] = address
+            protos = [p.strip() for p in environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")]
+            if len(protos) >= believed and protos[-believed] in ("http", "https"):
+                environ["wsgi.url_scheme"] = protos[-believed]
+        return self.app(environ, start_response)

@@ -1,7 +1,9 @@
 """Passwords: a strength policy and bcrypt hashing that never truncates.
 
 SECURITY-MODEL "Authentication": at least 9 characters, zxcvbn score >= 3 with the person's
-own names and e-mail as user inputs, bcrypt cost 12 with a per-user salt. bcrypt reads only
+own data as user inputs (``PersonalData``: names, e-mail, birth date, and the ways people join
+them: "MoreauJeanne1" and "JeanneMoreau1988" are weak for Jeanne Moreau born in 1988), bcrypt
+cost 12 with a per-user salt. bcrypt reads only
 72 bytes (bcrypt 5 raises beyond), so longer inputs are pre-hashed with HMAC-SHA256 and
 base64-encoded (no NUL byte reaches bcrypt). Unknown accounts are checked against a dummy hash
 of the same cost, so "no such user" and "wrong password" take the same time.
@@ -13,7 +15,8 @@ import base64
 import hashlib
 import hmac
 import secrets
-from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
 
 import bcrypt
 from zxcvbn import zxcvbn
@@ -32,8 +35,79 @@ _BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345
 _BCRYPT_DIGEST_CHARS = 31
 
 
-def check_strength(password: str, user_inputs: Sequence[str] = ()) -> None:
-    """Raise ``WeakPassword`` (422) with zxcvbn's feedback unless the password is strong."""
+#: How people join names or date parts in a password ("jeanne.moreau", "12/06/1988").
+_SEPARATORS = (".", "-", "_", "/", " ")
+
+
+@dataclass(frozen=True, repr=False)
+class PersonalData:
+    """What an attacker who knows the person tries first. Staff have no birth date on file."""
+
+    email: str
+    first_name: str
+    last_name: str
+    birth_date: date | None = None
+
+
+def user_inputs(person: PersonalData) -> list[str]:
+    """The one list of guesses zxcvbn gets for ``person``, most obvious first.
+
+    zxcvbn ranks user inputs by position and matches each as a whole word, so the list holds
+    the pieces (names, the e-mail's local part and domain, the birth year) and the joins a
+    person makes of them (first and last name either way round, an initial and a name), and
+    the birth date in the forms people type: 1988, 88, 12061988, 120688, 19880612, 0612...
+    """
+    first = _letters(person.first_name)
+    last = _letters(person.last_name)
+    names = [first, last]
+    for a, b in ((first, last), (last, first)):
+        if a and b:
+            names += [a + b, a[:1] + b, *(a + sep + b for sep in _SEPARATORS)]
+    guesses = [*names, *_input_parts(person.email)]
+    if person.birth_date is not None:
+        guesses += _date_forms(person.birth_date)
+    return list(dict.fromkeys(guess for guess in guesses if guess))
+
+
+def _letters(name: str | None) -> str:
+    """A name as it is typed into a password: lower case, no spaces, hyphens or apostrophes."""
+    return "".join(ch for ch in (name or "").lower() if ch.isalnum())
+
+
+def _date_forms(born: date) -> list[str]:
+    """A birth date as people write it into passwords, the bare forms first."""
+    year, yy = f"{born.year:04d}", f"{born.year % 100:02d}"
+    dd, mm = f"{born.day:02d}", f"{born.month:02d}"
+    written = [
+        form
+        for sep in _SEPARATORS
+        for form in (
+            dd + sep + mm + sep + year,
+            mm + sep + dd + sep + year,
+            year + sep + mm + sep + dd,
+        )
+    ]
+    bare = [
+        year,
+        dd + mm + year,
+        mm + dd + year,
+        year + mm + dd,
+        dd + mm + yy,
+        mm + dd + yy,
+        yy + mm + dd,
+        dd + mm,
+        mm + dd,
+        yy,
+    ]
+    return bare + written
+
+
+def check_strength(password: str, person: PersonalData | None = None) -> None:
+    """Raise ``WeakPassword`` (422) with zxcvbn's feedback unless the password is strong.
+
+    ``person``: whose password it is (registration, enrollment, reset, change); their own
+    data counts as guessed first (``user_inputs``).
+    """
     if len(password) < MIN_LENGTH:
         raise WeakPassword(
             f"The password needs at least {MIN_LENGTH} characters.",
@@ -44,7 +118,7 @@ def check_strength(password: str, user_inputs: Sequence[str] = ()) -> None:
             f"The password may have at most {MAX_LENGTH} characters.",
             details={"password": [f"At most {MAX_LENGTH} characters."]},
         )
-    inputs = [part for value in user_inputs if value for part in _input_parts(value)]
+    inputs = user_inputs(person) if person is not None else []
     prefix = password[:_ZXCVBN_PREFIX]
     result = zxcvbn(prefix, user_inputs=inputs, max_length=_ZXCVBN_PREFIX)
     if result["score"] < MIN_SCORE:
@@ -61,7 +135,7 @@ def check_strength(password: str, user_inputs: Sequence[str] = ()) -> None:
 
 def _input_parts(value: str) -> list[str]:
     """Feed zxcvbn the whole value and its pieces (an e-mail's local part and domain)."""
-    lowered = value.lower()
+    lowered = (value or "").lower()
     pieces = {lowered}
     for separator in ("@", ".", "-", "_", "+", " "):
         for piece in lowered.replace("@", separator).split(separator):

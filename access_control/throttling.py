@@ -32,7 +32,8 @@ PER_ACCOUNT_FAILURES = "5 per 15 minutes; 10 per hour; 20 per day"
 
 
 def client_address() -> str:
-    """The client address after ``ProxyFix`` (spoofed headers are ignored without proxies)."""
+    """The client address after ``access_control.networks.TrustedProxies`` (a forwarded
+    address is believed only from a configured proxy)."""
     return request.remote_addr or "unknown"
 
 

@@ -43,7 +43,8 @@ def qr_svg(uri: str) -> str:
 def matching_step(secret: str, code: str, now: datetime) -> int | None:
     """The time step whose code equals ``code`` (within the drift window), or None."""
     code = code.strip().replace(" ", "")
-    if not (code.isdigit() and len(code) == 6):
+    # isascii: str.isdigit() is true of "١٢٣٤٥٦" too, and compare_digest raises on non-ASCII.
+    if not (code.isascii() and code.isdigit() and len(code) == 6):
         return None
     totp = pyotp.TOTP(secret, interval=STEP_SECONDS)
     current = int(now.timestamp()) // STEP_SECONDS

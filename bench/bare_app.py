@@ -95,7 +95,9 @@ def make_engine(url: str) -> Engine:
     """The same engine settings as medchat's (``medchat.db.make_engine``)."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True
+    )
 
 
 def create_schema(url: str) -> None:

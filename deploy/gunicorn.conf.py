@@ -8,7 +8,8 @@ line is copied to places the database's protections do not reach: journald, log 
 backups, support tickets. Paths carry only opaque ids (UUIDs), so they are safe to keep.
 
 Behind the reverse proxy, ``%(h)s`` is the proxy's address; the client's address is
-resolved by the application from ``X-Forwarded-For`` (``MEDCHAT_TRUSTED_PROXIES``) and is
+resolved by the application from ``X-Forwarded-For`` (``MEDCHAT_TRUSTED_PROXY_NETWORKS``,
+``MEDCHAT_TRUSTED_PROXIES``: believed only from the proxy's own address) and is
 recorded in the audit log. ``forwarded_allow_ips`` only decides whose ``X-Forwarded-Proto``
 gunicorn believes (the request scheme); keep it to the proxy's address.
 

@@ -13,11 +13,11 @@ from typing import Any
 from flask import Flask, g
 from flask_login import LoginManager
 from flask_smorest import Api
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from access_control import bearer, throttling
 from access_control.guard import check_routes_declare_permissions
-from medchat import console, http_rewrap, http_security, http_transaction
+from access_control.networks import TrustedProxies
+from medchat import console, http_json, http_rewrap, http_security, http_transaction
 from medchat.api import (
     admin,
     attachments,
@@ -29,17 +29,24 @@ from medchat.api import (
     health,
     member,
 )
-from medchat.api.errors import register_error_handlers
+from medchat.api.errors import ErrorResponsesPlugin, register_error_handlers
 from medchat.clock import Clock
 from medchat.config import Settings
 from medchat.console import cookie as console_cookie
 from medchat.console import security as console_security
 from medchat.http_uploads import InMemoryUploadRequest
 from medchat.runtime import build_runtime, verify_role_key_pins
+from medchat.schemas.common import ErrorSchema
 
 
 class MedchatApi(Api):
-    """flask-smorest's Api with our error contract instead of its default error body."""
+    """flask-smorest's Api with our error contract instead of its default error body, in the
+    answers and in the OpenAPI document alike."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def __init__(self, app: Flask) -> None:
+        super().__init__(app, spec_kwargs={"extra_plugins": [ErrorResponsesPlugin()]})
 
     def _register_error_handlers(self) -> None:
         register_error_handlers(self._app)
@@ -87,15 +94,19 @@ def create_app(
         WTF_CSRF_SSL_STRICT=False,
     )
     app.extensions["medchat"] = runtime
-    if settings.trusted_proxies:
-        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies
+    if settings.trusted_proxy_networks:
+        # X-Forwarded-For only from the configured proxies' addresses (never ProxyFix's bare
+        # hop count, which believes any peer).
+        app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
+            app.wsgi_app, settings.trusted_proxy_networks, settings.trusted_proxies
         )
 
     # Order matters: the transaction opens first, so refusals after it (network, rate
     # limits: the limiter registers its checks last) can be audited in it.
     http_transaction.init_app(app)
     http_security.init_app(app)
+    # Before the views and the limiter's key functions read it (they run later).
+    http_json.init_app(app)
     # After-request steps run in reverse order: this drain runs before the commit above.
     http_rewrap.init_app(app)
     _init_login(app)

@@ -18,6 +18,11 @@ Format ``medchat-archive-export/v1`` (a JSON object)::
 
 ``signature = Ed25519(label "medchat/archive-export/v1" ‖ canonical JSON of every other member)``
 where canonical JSON has sorted keys, no spaces and UTF-8 text (``ledger.canonical_json``).
+The bundle travels in that same spelling (``bundle_bytes``: canonical JSON of the whole bundle,
+then a newline), and ``verify_bundle`` takes the bytes and accepts no other spelling: a
+duplicate member would let the file show one text (to a reader, or to a parser that keeps the
+first of two) while another verifies, so there is exactly one byte string per bundle, and the
+signature is checked over bytes the file itself determines.
 An attachment's ``sha256`` is of its decrypted bytes, so a file fetched separately matches.
 What a bundle proves: the holder of the archive-signing key exported this text for this ledger
 record. The record's content hash covers ciphertexts, which the bundle leaves out; the link
@@ -26,6 +31,7 @@ between the plaintext and that hash is vouched for by the export signature, not 
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -105,17 +111,75 @@ def sign_bundle(signer: ArchiveSigner, body: dict[str, Any]) -> dict[str, Any]:
     return {**unsigned, "signature": signature.hex()}
 
 
-def verify_bundle(bundle: Any, public_key: bytes) -> BundleSummary:
-    """Check an exported bundle against the published key; ``BundleRejected`` says why not.
+def bundle_bytes(bundle: dict[str, Any]) -> bytes:
+    """The one byte form of a bundle: its canonical JSON and a final newline (what the export
+    serves and ``verify_bundle`` requires)."""
+    return canonical_json(bundle).encode("utf-8") + b"\n"
 
-    Checks, in order: the format; that the bundle names ``public_key``; the bundle signature
-    over the canonical JSON; that the ledger record's hash recomputes from its fields and its
-    ledger signature verifies under the same key; that record and conversation agree.
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    names = [name for name, _ in pairs]
+    for name in names:
+        if names.count(name) > 1:
+            raise BundleRejected(f"the bundle repeats the member {name!r} (a forged copy)")
+    return dict(pairs)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise BundleRejected(f"the bundle holds {name}, which is not JSON")
+
+
+def parse_bundle(data: bytes) -> dict[str, Any]:
+    """The bundle ``data`` holds, accepted only in its canonical spelling (``bundle_bytes``,
+    the final newline optional).
+
+    Refused: bytes that are not UTF-8 JSON, a duplicate member at any depth (checked while
+    parsing, before ``json`` keeps the last of two), and any other spelling of the same
+    document (reordered members, spaces, escapes, number forms): re-encoded canonically it
+    must give back exactly these bytes.
     """
-    if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
+    try:
+        document = json.loads(
+            data.decode("utf-8"),
+            object_pairs_hook=_refuse_duplicates,
+            parse_constant=_refuse_constant,
+        )
+    except BundleRejected:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise BundleRejected("the bundle is not a UTF-8 JSON document") from None
+    if not isinstance(document, dict):
+        raise BundleRejected(f"not a {FORMAT} bundle")
+    try:
+        canonical = bundle_bytes(document)
+    except (UnicodeEncodeError, ValueError):
+        raise BundleRejected("the bundle holds text that is not valid Unicode") from None
+    if data not in (canonical, canonical[:-1]):
+        raise BundleRejected(
+            "the bundle is not in its canonical encoding (sorted members, no spaces, UTF-8 as "
+            "is): it was re-encoded or edited; verify the file as exported"
+        )
+    return document  # type: ignore[no-any-return]
+
+
+def verify_bundle(data: bytes, public_key: bytes) -> BundleSummary:
+    """Check an exported bundle (its bytes) against the published key; ``BundleRejected``
+    says why not.
+
+    Checks, in order: the canonical encoding (``parse_bundle``); the format; that the bundle
+    names ``public_key``; the bundle signature over the canonical JSON of every member but
+    the signature (the file's own bytes, less that member); that the ledger record's hash
+    recomputes from its fields and its ledger signature verifies under the same key; that
+    record and conversation agree.
+    """
+    if not isinstance(data, (bytes, bytearray)):
+        raise TypeError("verify_bundle checks the bundle's bytes, not a parsed document")
+    bundle = parse_bundle(bytes(data))
+    if bundle.get("format") != FORMAT:
         raise BundleRejected(f"not a {FORMAT} bundle")
     unsigned = {name: value for name, value in bundle.items() if name != "signature"}
-    named = (bundle.get("signing_key") or {}).get("public_key")
+    signing_key = bundle.get("signing_key")
+    named = signing_key.get("public_key") if isinstance(signing_key, dict) else None
     if named != public_key.hex():
         raise BundleRejected(
             f"the bundle names signing key {named!r}, not the published {public_key.hex()}"

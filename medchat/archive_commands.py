@@ -10,7 +10,6 @@ and no running application. Command conventions as in ``medchat.cli`` (``--json`
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -78,11 +77,8 @@ def archive_verify_bundle(bundle_file: Path, public_key_hex: str | None, as_json
     except ValueError:
         fail("--public-key must be 64 hex digits")
     try:
-        bundle = json.loads(bundle_file.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        fail(f"{bundle_file} is not a JSON document")
-    try:
-        summary = verify_bundle(bundle, public_key)
+        # The bytes, as exported: only its canonical spelling verifies (``parse_bundle``).
+        summary = verify_bundle(bundle_file.read_bytes(), public_key)
     except BundleRejected as exc:
         emit(as_json, {"ok": False, "reason": str(exc)}, f"bundle REJECTED: {exc}")
         fail(f"bundle rejected: {exc}")

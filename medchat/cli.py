@@ -11,7 +11,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from flask import Flask, current_app
@@ -32,7 +32,7 @@ def emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
     click.echo(json.dumps(payload, default=str) if as_json else text)
 
 
-def fail(reason: str, code: int = 1) -> None:
+def fail(reason: str, code: int = 1) -> NoReturn:
     click.echo(f"error: {reason}", err=True)
     sys.exit(code)
 
@@ -76,8 +76,10 @@ class ProgressBar:
         self.shown = done
 
     def close(self) -> None:
+        """End the bar (again: nothing), e.g. before an error line follows it on stderr."""
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
+            self.bar = None
 
 
 @click.group("db", help="Database schema.")
@@ -101,24 +103,50 @@ def db_upgrade(as_json: bool) -> None:
 @click.option("--email", required=True)
 @click.option("--first-name", required=True)
 @click.option("--last-name", required=True)
+@click.option(
+    "--additional",
+    is_flag=True,
+    help="Create another admin although one exists (audited as an additional admin).",
+)
 @json_option
 @with_appcontext
 @cli_errors
-def create_admin(email: str, first_name: str, last_name: str, as_json: bool) -> None:
-    from access_control.roles import Role
+def create_admin(
+    email: str, first_name: str, last_name: str, additional: bool, as_json: bool
+) -> None:
     from medchat.services.accounts import AccountService
 
+    checked = _staff_fields(email=email, first_name=first_name, last_name=last_name)
     runtime = _runtime()
     with runtime.database.transaction() as session:
         audit.set_context(session, CLI_CONTEXT)
-        account, token = AccountService(session, runtime).create_staff(
-            email=email, role=Role.ADMIN, first_name=first_name, last_name=last_name
+        account, token = AccountService(session, runtime).create_admin(
+            **checked, additional=additional
         )
     emit(
         as_json,
         {"id": str(account.id), "enrollment_token": token},
         f"admin created: {account.id}\none-time enrollment token (shown once): {token}",
     )
+
+
+def _staff_fields(**values: str) -> dict[str, str]:
+    """The admin API's rules for a staff account (``StaffCreateSchema``: a real e-mail
+    address, names of 1 to 100 characters), applied to the command's options; a failure exits
+    1 naming the option."""
+    import marshmallow as ma
+
+    from medchat.schemas.admin import StaffCreateSchema
+
+    try:
+        loaded = StaffCreateSchema().load({**values, "role": "admin"})
+    except ma.ValidationError as exc:
+        messages = exc.normalized_messages()
+        field = sorted(messages)[0]
+        reasons = messages[field]
+        reason = reasons[0] if isinstance(reasons, list) else str(reasons)
+        fail(f"--{field.replace('_', '-')}: {reason}")
+    return {name: loaded[name] for name in values}
 
 
 @click.command("demo", help="Create demo accounts for local use and print how to sign in.")

@@ -33,7 +33,14 @@ MAX_RETENTION_DAYS = 36_500
 MAX_RETENTION_BATCH = 20_000
 
 
-def _parse_networks(value: str) -> tuple[IPNetwork, ...]:
+#: Where a reverse proxy on the same host connects from: a deployment whose staff networks are
+#: only these sees every request as staff unless the proxy's forwarding is configured.
+_LOOPBACK = tuple(
+    ipaddress.ip_network(net) for net in ("127.0.0.0/8", "::1/128", "::ffff:127.0.0.0/104")
+)
+
+
+def _parse_networks(value: str, name: str = "staff_networks") -> tuple[IPNetwork, ...]:
     networks = []
     for part in value.split(","):
         part = part.strip()
@@ -42,8 +49,15 @@ def _parse_networks(value: str) -> tuple[IPNetwork, ...]:
         try:
             networks.append(ipaddress.ip_network(part, strict=False))
         except ValueError as exc:
-            raise ConfigurationError(f"MEDCHAT_STAFF_NETWORKS: {part!r} is not a CIDR") from exc
+            raise ConfigurationError(f"MEDCHAT_{name.upper()}: {part!r} is not a CIDR") from exc
     return tuple(networks)
+
+
+def _is_loopback_only(networks: tuple[IPNetwork, ...]) -> bool:
+    return all(
+        any(net.version == loop.version and net.subnet_of(loop) for loop in _LOOPBACK)  # type: ignore[arg-type]
+        for net in networks
+    )
 
 
 def _parse_bool(value: str) -> bool:
@@ -72,7 +86,12 @@ class Settings:
     staff_networks: tuple[IPNetwork, ...] = field(
         default_factory=lambda: _parse_networks(DEVELOPMENT_STAFF_NETWORKS)
     )
+    #: Reverse proxies between the client and gunicorn whose ``X-Forwarded-For`` hop is taken
+    #: (1 behind one nginx); each hop only from an address in ``trusted_proxy_networks``.
     trusted_proxies: int = 0
+    #: CIDRs the reverse proxies connect from. ``X-Forwarded-For`` is believed from these
+    #: addresses only, never from a hop count alone (``access_control.networks``).
+    trusted_proxy_networks: tuple[IPNetwork, ...] = ()
     ratelimit_storage_uri: str = "memory://"
     ratelimit_key_prefix: str = "medchat"
     cookie_secure: bool = False
@@ -173,18 +192,33 @@ class Settings:
             if isinstance(value, str) and fields[name].type not in ("str",):
                 value = _parse_field(name, fields[name].type, value)
             values[name] = value
+        given = frozenset(values)
         if values.get("env", cls.env) == "production":
             values.setdefault("cookie_secure", True)
         settings = cls(**values)
-        settings.check()
+        settings.check(given)
         return settings
 
-    def check(self) -> None:
-        """Refuse settings that are unsafe for the environment they run in."""
+    def check(self, given: frozenset[str] | None = None) -> None:
+        """Refuse settings that are unsafe for the environment they run in.
+
+        ``given``: the names set explicitly (environment or overrides); production refuses to
+        run on the development default of the staff networks. ``None``: all of them were.
+        """
         if self.env not in {"development", "production"}:
             raise ConfigurationError("MEDCHAT_ENV must be 'development' or 'production'")
         if self.trusted_proxies < 0:
             raise ConfigurationError("MEDCHAT_TRUSTED_PROXIES must be 0 or more")
+        if self.trusted_proxies and not self.trusted_proxy_networks:
+            raise ConfigurationError(
+                "MEDCHAT_TRUSTED_PROXIES needs MEDCHAT_TRUSTED_PROXY_NETWORKS: X-Forwarded-For "
+                "is believed only from the proxies' own addresses, never from a hop count alone"
+            )
+        if self.trusted_proxy_networks and not self.trusted_proxies:
+            raise ConfigurationError(
+                "MEDCHAT_TRUSTED_PROXY_NETWORKS needs MEDCHAT_TRUSTED_PROXIES: the number of "
+                "proxies in front (1 behind one nginx)"
+            )
         if not 0 <= self.unwrap_memo_seconds <= 900:
             raise ConfigurationError("MEDCHAT_UNWRAP_MEMO_SECONDS must be 0 to 900")
         if self.rewrap_batch < 0:
@@ -214,10 +248,25 @@ class Settings:
             problems.append("cookies must be Secure (MEDCHAT_COOKIE_SECURE)")
         if self.database_url.startswith("sqlite"):
             problems.append("SQLite is for development; set MEDCHAT_DATABASE_URL to PostgreSQL")
-        if not self.staff_networks:
-            problems.append("MEDCHAT_STAFF_NETWORKS is empty: staff could never sign in")
+        problems += self._staff_network_problems(given)
         if problems:
             raise ConfigurationError("refusing to start in production: " + "; ".join(problems))
+
+    def _staff_network_problems(self, given: frozenset[str] | None) -> list[str]:
+        """Production names its staff networks itself, and a loopback-only list needs the
+        proxy settings: behind an nginx on the same host every request comes from 127.0.0.1,
+        so without them the console and the staff APIs would answer the whole Internet."""
+        if given is not None and "staff_networks" not in given:
+            return ["MEDCHAT_STAFF_NETWORKS is not set (the loopback default is for development)"]
+        if not self.staff_networks:
+            return ["MEDCHAT_STAFF_NETWORKS is empty: staff could never sign in"]
+        if _is_loopback_only(self.staff_networks) and not self.trusted_proxy_networks:
+            return [
+                "MEDCHAT_STAFF_NETWORKS is loopback only: behind a proxy on this host every "
+                "request would come from it; set MEDCHAT_TRUSTED_PROXY_NETWORKS and "
+                "MEDCHAT_TRUSTED_PROXIES"
+            ]
+        return []
 
 
 def _parse_field(name: str, type_name: Any, raw: str) -> Any:
@@ -232,7 +281,7 @@ def _parse_field(name: str, type_name: Any, raw: str) -> Any:
     if type_name == "Path":
         return Path(raw)
     if "IPNetwork" in type_name:
-        return _parse_networks(raw)
+        return _parse_networks(raw, name)
     if type_name.startswith("tuple[str"):
         return tuple(p.strip() for p in raw.split(",") if p.strip())
     return raw

@@ -151,6 +151,16 @@ class ConversationKeys:
             )
         )
 
+    def verify_conversation(self, conversation: Conversation) -> None:
+        """``verify_key_set`` for a loaded conversation row."""
+        self.verify_key_set(
+            conversation.id,
+            conversation.member_id,
+            conversation.key_commitment,
+            conversation.key_tag,
+            conversation.content_version,
+        )
+
     def verify_key_set(
         self,
         conversation_id: uuid.UUID,
@@ -238,13 +248,7 @@ class ConversationKeys:
         """
         if holder not in (Holder.MEMBER, Holder.PHYSICIAN, Holder.ARCHIVE):
             raise ValueError(f"no holder {holder!r} opens a conversation key")
-        self.verify_key_set(
-            conversation.id,
-            conversation.member_id,
-            conversation.key_commitment,
-            conversation.key_tag,
-            conversation.content_version,
-        )
+        self.verify_conversation(conversation)
         if wraps is None:
             wraps = dict(
                 self.session.execute(

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator, Uuid
 
@@ -90,15 +91,51 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _withhold_row_data(context: ExceptionContext) -> None:
+    """Cut a PostgreSQL error down to its primary message before anyone formats it.
+
+    The server's ``DETAIL`` repeats the data of the failing statement: "Failing row contains
+    (..., Jeanne, ..., \\x2432622431...)" for a NOT NULL violation, the duplicate key for a
+    unique one. It is part of the driver exception's text and of SQLAlchemy's wrapper, so
+    every logged trace of a failed write would carry a first name and a password hash's
+    prefix. The full diagnostic stays on ``orig.diag`` for code that needs it; SQLite's
+    messages name only the constraint.
+    """
+    original = context.original_exception
+    primary = getattr(getattr(original, "diag", None), "message_primary", None)
+    if not primary or not original.args or not isinstance(original.args[0], str):
+        return
+    full = original.args[0]
+    original.args = (primary,)
+    wrapper = context.sqlalchemy_exception
+    if wrapper is not None and wrapper.args and isinstance(wrapper.args[0], str):
+        wrapper.args = (wrapper.args[0].replace(full, primary), *wrapper.args[1:])
+
+
 def make_engine(url: str) -> Engine:
-    """Create the engine for a SQLite file or a PostgreSQL (psycopg 3) URL."""
+    """Create the engine for a SQLite file or a PostgreSQL (psycopg 3) URL.
+
+    Failures never carry the data they were writing, so the error log never does either:
+    ``hide_parameters`` keeps a statement's parameters (first names, password hashes, sealed
+    fields, token hashes) out of every ``StatementError`` and out of the SQL echo an operator
+    turns on to debug, and ``_withhold_row_data`` drops PostgreSQL's ``DETAIL``, which repeats
+    them. The statement text and the constraint's name still say what failed.
+    """
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            hide_parameters=True,
+        )
         _configure_sqlite(engine)
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    else:
+        engine = create_engine(
+            url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True
+        )
+    event.listen(engine, "handle_error", _withhold_row_data)
+    return engine
 
 
 class Database:

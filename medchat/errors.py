@@ -171,6 +171,8 @@ class RowIntegrityFailure(KeyIntegrityFailure):
 
     code, status = "row_integrity_failed", 409
     message = "A stored record failed its integrity check and was refused."
+    #: The table of the refused row, for operators (CLI); never sent to HTTP clients.
+    table: str | None = None
 
 
 class ArchiveIntegrityFailure(MedchatError):

@@ -129,17 +129,22 @@ def keys_rotate(
     role: str, email: str | None, batch: int, prepare_only: bool, as_json: bool
 ) -> None:
     """Nothing on the server opens a DEK alone: a current holder signs in here (password and
-    one-time code) and the rotation runs with their keys. An unfinished rotation resumes."""
+    one-time code) and the rotation runs with their keys. An unfinished rotation resumes.
+
+    Under ``MEDCHAT_ROLE_KEY_PINS`` the run stops for the operator to pin the new key: the
+    prompt (stdout; ``--json``: ``{"pin_required": {...}}``) names the key, who started the
+    rotation and when, to confirm before pinning; exit 1 with the one-line reason."""
+    from medchat.errors import RowIntegrityFailure
     from medchat.models import KeyRole
-    from medchat.services.rotation import RotationService
+    from medchat.services.rotation import PinRequired, RotationService
 
     runtime = _runtime()
     email = email or click.prompt("E-mail of a current holder", err=True)
     password = click.prompt("Password", hide_input=True, err=True)
     code = click.prompt("One-time code", err=True)
-    actor = _signed_in_holder(runtime, email, password, code)
     progress = ProgressBar(enabled=not as_json, label="re-sealing wraps")
     try:
+        actor = _signed_in_holder(runtime, email, password, code)
         result = RotationService(
             runtime,
             actor,
@@ -148,6 +153,18 @@ def keys_rotate(
             progress=progress,
             audit_context=audit.AuditContext(actor_id=actor.id, actor_role="cli", address="cli"),
         ).run(prepare_only=prepare_only)
+    except PinRequired as stop:
+        progress.close()
+        request = stop.request
+        emit(as_json, {"pin_required": request.as_dict()}, request.prompt())
+        fail(str(stop))
+    except RowIntegrityFailure as refused:
+        progress.close()
+        fail(
+            f"{refused} ({refused.table or 'a key row'}): it was written around the service. "
+            "Nothing was pinned, granted or sealed; pin no key this run named, and see the "
+            "integrity.row_refused audit entry (docs/security.md, 'Rotate a role key')"
+        )
     finally:
         progress.close()
     if result.retired:

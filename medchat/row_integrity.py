@@ -112,7 +112,9 @@ def _refuse(session: Session, table: str, row_id: object, *, raise_: bool = True
         audit.record(session, "integrity.row_refused", **fields)
         audit.record_on_rollback(session, "integrity.row_refused", **fields)
     if raise_:
-        raise RowIntegrityFailure
+        failure = RowIntegrityFailure()
+        failure.table = table
+        raise failure
 
 
 def _skipping(context: QueryContext) -> bool:

@@ -11,7 +11,7 @@ from flask_smorest import Blueprint
 from access_control.guard import requires, signed_in
 from access_control.permissions import Permission
 from access_control.roles import Role
-from medchat.api.pagination import decode_cursor, encode_cursor
+from medchat.api.pagination import decode_seq_cursor, encode_cursor
 from medchat.api.rotation_due import rotation_due_headers
 from medchat.schemas.admin import (
     AuditPageSchema,
@@ -70,7 +70,7 @@ def reset_account(account_id: uuid.UUID) -> dict[str, str]:
 @bp.response(200, AuditPageSchema)
 def audit_entries(args: dict[str, Any]) -> dict[str, Any]:
     """Page through the audit trail, newest first."""
-    before = decode_cursor(args["cursor"])
+    before = decode_seq_cursor(args["cursor"])
     entries = AuditLogService(db_session()).page(before_seq=before, limit=args["limit"])
     items = [
         {

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import Response, jsonify
+from flask import Response
 from flask_smorest import Blueprint
 
 from access_control.guard import requires, signed_in
@@ -24,7 +24,7 @@ from medchat.api.pagination import (
     encode_activity_cursor,
     encode_cursor,
 )
-from medchat.archive_bundle import signing_key_document
+from medchat.archive_bundle import bundle_bytes, signing_key_document
 from medchat.schemas.common import PageArgsSchema, StatusSchema
 from medchat.schemas.compliance import (
     ArchivedConversationSchema,
@@ -147,8 +147,10 @@ def attachment(retrieval_id: uuid.UUID, attachment_id: uuid.UUID) -> Response:
 @bp.route("/compliance/retrievals/<uuid:retrieval_id>/export", methods=["GET"])
 @requires(Permission.COMPLIANCE_ARCHIVE)
 def export(retrieval_id: uuid.UUID) -> Response:
-    """The conversation as a signed JSON bundle (``medchat archive verify-bundle`` checks it)."""
-    response = jsonify(_retrievals().export(signed_in(), retrieval_id))
+    """The conversation as a signed JSON bundle (``medchat archive verify-bundle`` checks it),
+    served in its canonical bytes: the only spelling that verifies (``parse_bundle``)."""
+    bundle = _retrievals().export(signed_in(), retrieval_id)
+    response = Response(bundle_bytes(bundle), mimetype="application/json")
     response.headers["Content-Disposition"] = (
         f'attachment; filename="medchat-archive-{retrieval_id}.json"'
     )

@@ -16,6 +16,7 @@ import math
 import time
 from typing import Any
 
+from apispec import BasePlugin
 from flask import Flask, Response, g, jsonify, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -154,6 +155,19 @@ def render_crypto_failure(error: Exception) -> Response:
 def render_unexpected(error: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.path)
     return error_response(500, "internal_error", "Something went wrong on our side.")
+
+
+class ErrorResponsesPlugin(BasePlugin):  # type: ignore[misc]
+    """Documents the 400 every JSON body can get (``medchat.http_json``: not UTF-8 JSON, too
+    deep, a lone surrogate) beside flask-smorest's 422, on every operation that takes one."""
+
+    def operation_helper(
+        self, path: str | None = None, operations: dict[str, Any] | None = None, **_: Any
+    ) -> None:
+        for operation in (operations or {}).values():
+            content = (operation.get("requestBody") or {}).get("content") or {}
+            if "application/json" in content:
+                operation.setdefault("responses", {}).setdefault("400", "BAD_REQUEST")
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -11,12 +11,15 @@ import base64
 import binascii
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from medchat.errors import ValidationFailed
 
 _NOT_A_CURSOR = {"cursor": ["Not a valid cursor."]}
+#: Sequence numbers are 64-bit database integers: a larger one is an OverflowError in the
+#: SQLite driver and out of range for PostgreSQL, so it is no cursor of ours.
+_MAX_SEQ = 2**63 - 1
 
 
 def encode_cursor(position: Any) -> str:
@@ -36,12 +39,15 @@ def decode_cursor(cursor: str | None) -> Any:
 
 
 def decode_seq_cursor(cursor: str | None) -> int | None:
-    """A sequence-number position (message pages); 422 unless it is a plain integer."""
+    """A sequence-number position (message, access-log and audit pages); 422 unless it is a
+    plain integer a database column can hold (0 to 2^63 - 1)."""
     position = decode_cursor(cursor)
     if position is None:
         return None
     # bool is an int in Python, but no sequence number.
     if not isinstance(position, int) or isinstance(position, bool):
+        raise ValidationFailed(details=_NOT_A_CURSOR)
+    if not 0 <= position <= _MAX_SEQ:
         raise ValidationFailed(details=_NOT_A_CURSOR)
     return position
 
@@ -55,7 +61,11 @@ def encode_activity_cursor(position: tuple[datetime, uuid.UUID] | None) -> str |
 
 
 def decode_activity_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    """A (last activity, id) position (conversation lists); 422 unless it has that shape."""
+    """A (last activity, id) position (conversation lists); 422 unless it has that shape.
+
+    The time comes back in UTC: a far date with an offset ("9999-12-31T23:59:59-05:00") has
+    no UTC form (``OverflowError``), so it is refused here rather than in the query.
+    """
     position = decode_cursor(cursor)
     if position is None:
         return None
@@ -63,8 +73,9 @@ def decode_activity_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID] | N
         at_text, id_text = position
         at = datetime.fromisoformat(at_text)
         row_id = uuid.UUID(id_text)
-    except (TypeError, ValueError, AttributeError) as exc:
+        if at.tzinfo is None:
+            raise ValueError("a naive time")
+        at = at.astimezone(UTC)
+    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise ValidationFailed(details=_NOT_A_CURSOR) from exc
-    if at.tzinfo is None:
-        raise ValidationFailed(details=_NOT_A_CURSOR)
     return at, row_id

@@ -85,7 +85,9 @@ class RoleKeyGrant(TaggedRow, Base):
 
     __tablename__ = "role_key_grants"
     # Who holds which role key: a rotation seals the new key to these holders.
-    __row_integrity__ = tagged("id", "role_key_id", "account_id", "wrap", "granted_by")
+    __row_integrity__ = tagged(
+        "id", "role_key_id", "account_id", "wrap", "granted_by", "created_at"
+    )
     __table_args__ = (UniqueConstraint("role_key_id", "account_id"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)

@@ -12,7 +12,14 @@ from medchat.schemas.common import StrictSchema
 SEXES = ("female", "male", "other", "unknown")
 _password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
 _name = fields.String(required=True, validate=validate.Length(min=1, max=100))
-_code = fields.String(validate=validate.Length(min=6, max=32))
+#: A TOTP code or a recovery code: ASCII letters, digits, spaces and hyphens. A code in other
+#: digits ("١٢٣٤٥٦" passes ``str.isdigit``) is refused here, before it counts as a failed
+#: attempt anywhere.
+_CODE_RULES = [
+    validate.Length(min=6, max=32),
+    validate.Regexp(r"^[A-Za-z0-9 -]+$", error="Only ASCII letters, digits, spaces and hyphens."),
+]
+_code = fields.String(validate=_CODE_RULES)
 
 
 def _not_in_future(value: date) -> None:
@@ -64,7 +71,7 @@ class EnrollSchema(StrictSchema):
 
 class EnrollConfirmSchema(StrictSchema):
     enrollment_token = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    totp_code = fields.String(required=True, validate=validate.Length(min=6, max=32))
+    totp_code = fields.String(required=True, validate=_CODE_RULES)
 
 
 class StepUpSchema(StrictSchema):
@@ -80,7 +87,7 @@ class MfaRemoveSchema(StepUpSchema):
 
 
 class MfaConfirmSchema(StrictSchema):
-    totp_code = fields.String(required=True, validate=validate.Length(min=6, max=32))
+    totp_code = fields.String(required=True, validate=_CODE_RULES)
 
 
 class ProvisioningSchema(ma.Schema):

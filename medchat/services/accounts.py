@@ -14,11 +14,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from access_control import crypto, totp
-from access_control.passwords import check_strength
+from access_control.passwords import PersonalData, check_strength
 from access_control.roles import Role, is_staff
 from access_control.tokens import TokenStore
 from medchat import audit
@@ -74,6 +74,16 @@ class AccountService:
     def last_name_of(self, account: Account) -> str:
         return self.profiles.open(account.id, "last_name", account.last_name_ciphertext) or ""
 
+    def personal_data(self, account: Account) -> PersonalData:
+        """What the password policy treats as guessed first for this account (its names,
+        e-mail and, for a member, birth date): enrollment, reset and change all ask here."""
+        return PersonalData(
+            email=self.email_of(account),
+            first_name=account.first_name,
+            last_name=self.last_name_of(account),
+            birth_date=account.profile.birth_date if account.profile is not None else None,
+        )
+
     # -- creation ------------------------------------------------------------------------
 
     def _new_account(
@@ -105,7 +115,10 @@ class AccountService:
         """Create a member who can log in at once; silently keep an existing account as is."""
         if not self.runtime.settings.registration_open:
             raise Forbidden("Registration is closed.")
-        check_strength(data.password, [data.email, data.first_name, data.last_name])
+        check_strength(
+            data.password,
+            PersonalData(data.email, data.first_name, data.last_name, data.birth_date),
+        )
         if self.find_by_email(data.email) is not None:
             # The new-address branch's costly work, kept nowhere: bcrypt, a keypair, scrypt.
             self.runtime.hasher.burn(data.password)
@@ -174,6 +187,42 @@ class AccountService:
             target_id=account.id,
             details={"role": role},
         )
+        return account, token
+
+    def create_admin(
+        self, *, email: str, first_name: str, last_name: str, additional: bool = False
+    ) -> tuple[Account, str]:
+        """The bootstrap admin (``medchat create-admin``) and its enrollment token.
+
+        Whoever can run the command on a server can mint admins, so doing it again is never
+        silent: with an active or pending admin already there it raises ``Conflict`` unless
+        ``additional`` says it is meant, and then it is audited as such with the count of
+        admins that were there (``account.create_additional_admin``).
+        """
+        existing = self.session.scalar(
+            select(func.count())
+            .select_from(Account)
+            .where(
+                Account.role == Role.ADMIN,
+                Account.status.in_((AccountStatus.ACTIVE, AccountStatus.PENDING)),
+            )
+        )
+        if existing and not additional:
+            raise Conflict(
+                f"{existing} admin account(s) exist already; "
+                "another is created only with --additional (audited)."
+            )
+        account, token = self.create_staff(
+            email=email, role=Role.ADMIN, first_name=first_name, last_name=last_name
+        )
+        if existing:
+            audit.record(
+                self.session,
+                "account.create_additional_admin",
+                target_type="account",
+                target_id=account.id,
+                details={"role": Role.ADMIN, "existing_admins": existing},
+            )
         return account, token
 
     def issue_enrollment_token(self, account: Account) -> str:
@@ -250,15 +299,15 @@ class AccountService:
     def begin_enrollment(self, token: str, password: str) -> EnrollmentStart:
         """Set the password and start TOTP enrollment; the token stays valid until confirmed."""
         _record, account = self._enrollment(token)
-        email = self.email_of(account)
-        check_strength(password, [email, account.first_name, self.last_name_of(account)])
+        person = self.personal_data(account)
+        check_strength(password, person)
         account.password_hash = self.runtime.hasher.hash(password)
         account.password_changed_at = self.runtime.clock.now()
         if holds_keys(account.role):
             # A fresh keypair for every enrollment: a re-enrolled account's old grants and
             # wraps stop opening, and a colleague re-grants the role key.
             self.runtime.custody(self.session).create_personal_key(account.id, password)
-        start = self._start_totp(account, email)
+        start = self._start_totp(account, person.email)
         audit.record(self.session, "auth.enroll_start", target_type="account", target_id=account.id)
         return start
 

@@ -16,10 +16,6 @@ class AuditLogService:
         """Newest first; keyset pagination on the sequence number (cost independent of size)."""
         statement = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(limit)
         if before_seq is not None:
-            # bool is an int in Python, but no sequence number.
-            if not isinstance(before_seq, int) or isinstance(before_seq, bool):
-                from medchat.errors import ValidationFailed
-
-                raise ValidationFailed(details={"cursor": ["Not a valid cursor."]})
+            # The HTTP layer decodes the cursor (``decode_seq_cursor``: an integer in range).
             statement = statement.where(AuditEntry.seq < before_seq)
         return list(self.session.scalars(statement))

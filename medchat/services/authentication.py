@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from access_control import totp
-from access_control.networks import is_allowed_network
+from access_control.networks import in_networks
 from access_control.passwords import check_strength
 from access_control.roles import is_staff, requires_mfa
 from access_control.tokens import TokenPair, TokenStore
@@ -99,7 +99,7 @@ class AuthenticationService:
         ok = self.runtime.hasher.verify(password, account.password_hash if account else None)
         if not ok or account is None or account.status == AccountStatus.DISABLED:
             raise self._fail("auth.login", account, InvalidCredentials())
-        outside = address is not None and not is_allowed_network(
+        outside = address is not None and not in_networks(
             address, self.runtime.settings.staff_networks
         )
         if outside and is_staff(account.role):
@@ -268,14 +268,14 @@ class AuthenticationService:
         """Change the password (the current one is the step-up), end every other session of
         the account, and mail the account that it happened."""
         self.step_up(account, current, address=address, action="auth.password_change")
-        email = self.accounts.email_of(account)
-        check_strength(new, [email, account.first_name, self.accounts.last_name_of(account)])
+        check_strength(new, self.accounts.personal_data(account))
         custody = self.runtime.custody(self.session)
         if custody.personal_key(account.id) is not None:
             custody.reseal_personal_key(account.id, current, new)
         account.password_hash = self.runtime.hasher.hash(new)
         account.password_changed_at = self.runtime.clock.now()
         self._tokens().revoke_account(account.id, keep_family=token.family_id)
+        email = self.accounts.email_of(account)
         notify(self.session, self.runtime, account, email, Notice.PASSWORD_CHANGED)
         audit.record(
             self.session, "auth.password_change", target_type="account", target_id=account.id

@@ -115,14 +115,7 @@ class PasswordResetService:
         now = self.runtime.clock.now()
         if account.has_totp:
             self._check_second_factor(account, totp_code)
-        check_strength(
-            new_password,
-            [
-                self.accounts.email_of(account),
-                account.first_name,
-                self.accounts.last_name_of(account),
-            ],
-        )
+        check_strength(new_password, self.accounts.personal_data(account))
         # Conditional: of two confirmations racing with one token, one wins.
         spent = self.session.execute(
             update(PasswordResetToken)

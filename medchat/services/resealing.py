@@ -8,6 +8,14 @@ commitment (a swapped wrap is refused, never re-sealed), sealed to the new publi
 swapped for their old row; the cursor and count commit with them, so a run stopped anywhere
 resumes after the last committed batch and re-seals nothing twice.
 
+A wrap naming the new key may be there already (a batch that committed before its cursor did,
+a sealing racing the rotation, or a row a database writer planted). It is trusted only once it
+opens with the new private key to the DEK the conversation's commitment names: then the old
+wrap alone goes. One that does not open is deleted and replaced by a good one in the same
+transaction as the old wrap's deletion, so the last wrap that opens a conversation is never
+deleted before a successor proven (or just sealed) to open it is in place. For a sealed record,
+whose archive wrap is the only way back to its content, a loss would be permanent.
+
 Archive wraps come in two forms (``medchat.archive_gate``): a live conversation's is gated by
 the server's gate key, a sealed one's is plain. A gated wrap is opened from its gate (server
 key), then with the old archive key, sealed to the new one and gated again; a plain one is
@@ -90,11 +98,15 @@ class WrapResealer:
         old: RoleKey,
         old_private: hybrid_kem.PrivateKeyHandle,
         new: RoleKey,
+        new_private: hybrid_kem.PrivateKeyHandle,
         batch_size: int,
         audit_context: audit.AuditContext,
         progress: Progress | None = None,
     ) -> None:
-        if old_private.public_key_bytes != old.public_key:
+        if (
+            old_private.public_key_bytes != old.public_key
+            or new_private.public_key_bytes != new.public_key
+        ):
             raise KeyIntegrityFailure("The held role key does not match the stored role key.")
         self.runtime = runtime
         self.rotation_id = rotation_id
@@ -105,6 +117,7 @@ class WrapResealer:
         self.old = old
         self.old_private = old_private
         self.new = new
+        self.new_private = new_private
         self.batch_size = batch_size
         self.audit_context = audit_context
         self.progress = progress
@@ -196,23 +209,20 @@ class WrapResealer:
         ).all()
         if not rows:  # re-sealed already, created after the activation, or shredded
             return 0, ids[-1]
-        # A conversation that has a new-key wrap already only loses its old one.
-        sealed_already = set(
-            session.scalars(
-                select(wrap.conversation_id).where(
-                    wrap.conversation_id.in_([row.conversation_id for row in rows]),
-                    wrap.holder.in_(self.holders),
-                    wrap.recipient_key_id == self.new.key_id,
-                )
+        present: dict[uuid.UUID, list[Any]] = {}
+        for there in session.execute(
+            select(wrap.id, wrap.conversation_id, wrap.holder, wrap.wrap).where(
+                wrap.conversation_id.in_([row.conversation_id for row in rows]),
+                wrap.holder.in_(self.holders),
+                wrap.recipient_key_id == self.new.key_id,
             )
-        )
+        ):
+            present.setdefault(there.conversation_id, []).append(there)
         keys = ConversationKeys(session, custody, self.runtime.keys.integrity, self.gate)
         replacements: dict[uuid.UUID, dict[str, Any] | None] = {}
+        unproven: dict[uuid.UUID, list[uuid.UUID]] = {}
         failed = []
         for row in rows:
-            if row.conversation_id in sealed_already:
-                replacements[row.id] = None
-                continue
             try:
                 keys.verify_key_set(
                     row.conversation_id,
@@ -221,27 +231,28 @@ class WrapResealer:
                     row.key_tag,
                     row.content_version,
                 )
-                stored = row.wrap
-                if row.holder == GATED:
-                    stored = self.gate.open(
-                        stored,
-                        conversation_id=row.conversation_id,
-                        recipient_key_id=self.old.key_id,
-                    )
-                dek = keys.open_wrap(
-                    stored,
-                    self.old_private,
-                    holder=self.holder,
-                    recipient_id=self.old.id,
-                    conversation_id=row.conversation_id,
-                    commitment=row.key_commitment,
-                )
+            except KeyIntegrityFailure:
+                failed.append(row.conversation_id)
+                continue
+            there = present.get(row.conversation_id, [])
+            opening = {each.id for each in there if self._opens(keys, each, row)}
+            unproven[row.id] = [each.id for each in there if each.id not in opening]
+            if any(e.id in opening and e.holder == self._stored_holder(row) for e in there):
+                replacements[row.id] = None  # its successor is there and opens: only it stays
+                continue
+            try:
+                dek = self._open_old(keys, row)
             except KeyIntegrityFailure:
                 failed.append(row.conversation_id)
                 continue
             replacements[row.id] = self._replacement(row, dek, custody.now)
-        inserted = self._swap(session, replacements)
+        inserted = self._swap(session, replacements, unproven)
         self.failed.update(failed)
+        replaced = sorted(
+            str(row.conversation_id)
+            for row in rows
+            if unproven.get(row.id) and row.id in replacements
+        )
         audit.record(
             session,
             "role_key.rewrap_batch",
@@ -253,13 +264,59 @@ class WrapResealer:
                 "resealed": inserted,
                 "failed": len(failed),
                 "failed_conversations": [str(i) for i in failed],
+                # New-key wraps found in place that did not open: deleted and sealed anew.
+                "unproven_replaced": replaced,
             },
         )
         return inserted, ids[-1]
 
+    def _stored_holder(self, row: Any) -> str:
+        """The ``holder`` the old wrap's successor is stored under (gated stays gated)."""
+        if must_gate(row.holder, row.status, gated_now=row.holder == GATED):
+            return GATED
+        return self.holder
+
+    def _open_old(self, keys: ConversationKeys, row: Any) -> bytes:
+        """The DEK from the old-key wrap (its gate opened first); ``KeyIntegrityFailure`` if
+        it does not open to the committed key."""
+        stored = row.wrap
+        if row.holder == GATED:
+            stored = self.gate.open(
+                stored, conversation_id=row.conversation_id, recipient_key_id=self.old.key_id
+            )
+        return keys.open_wrap(
+            stored,
+            self.old_private,
+            holder=self.holder,
+            recipient_id=self.old.id,
+            conversation_id=row.conversation_id,
+            commitment=row.key_commitment,
+        )
+
+    def _opens(self, keys: ConversationKeys, there: Any, row: Any) -> bool:
+        """Whether a new-key wrap found in place opens, with the new private key, to the DEK
+        the conversation's (verified) commitment names."""
+        try:
+            stored = there.wrap
+            if there.holder == GATED:
+                stored = self.gate.open(
+                    stored, conversation_id=row.conversation_id, recipient_key_id=self.new.key_id
+                )
+            keys.open_wrap(
+                stored,
+                self.new_private,
+                holder=self.holder,
+                recipient_id=self.new.id,
+                conversation_id=row.conversation_id,
+                commitment=row.key_commitment,
+            )
+        except KeyIntegrityFailure:
+            return False
+        return True
+
     def _replacement(self, row: Any, dek: bytes, now: datetime) -> dict[str, Any]:
         """The new wrap's row: sealed to the new key, gated again if it was (or should be)."""
-        holder = self.holder
+        holder = self._stored_holder(row)
         wrap = seal_wrap(
             self.recipient,
             dek,
@@ -267,8 +324,7 @@ class WrapResealer:
             recipient_id=self.new.id,
             conversation_id=row.conversation_id,
         )
-        if must_gate(row.holder, row.status, gated_now=row.holder == GATED):
-            holder = GATED
+        if holder == GATED:
             wrap = self.gate.close(
                 wrap, conversation_id=row.conversation_id, recipient_key_id=self.new.key_id
             )
@@ -282,8 +338,14 @@ class WrapResealer:
         }
 
     @staticmethod
-    def _swap(session: Session, replacements: dict[uuid.UUID, dict[str, Any] | None]) -> int:
-        """Delete the old wraps, insert the new ones for the rows this transaction deleted.
+    def _swap(
+        session: Session,
+        replacements: dict[uuid.UUID, dict[str, Any] | None],
+        unproven: dict[uuid.UUID, list[uuid.UUID]],
+    ) -> int:
+        """Delete the old wraps, and for the rows this transaction deleted, the new-key wraps
+        that did not open; insert the replacements. One transaction: the old wrap goes only
+        with its successor in place.
 
         Deleting first (``RETURNING`` the ids) means a wrap that a concurrent deletion
         (crypto-shredding a conversation) removed meanwhile never comes back as a new one.
@@ -299,6 +361,11 @@ class WrapResealer:
                 .execution_options(synchronize_session=False)
             )
         )
+        junk = [each for old_id in deleted for each in unproven.get(old_id, [])]
+        if junk:
+            session.execute(
+                delete(wrap).where(wrap.id.in_(junk)).execution_options(synchronize_session=False)
+            )
         rows = [new for old_id, new in replacements.items() if new and old_id in deleted]
         if rows:
             session.execute(insert(wrap), rows)

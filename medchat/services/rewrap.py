@@ -210,13 +210,7 @@ class RewrapQueue:
             return self._drop(request)
         # The recipient comes from verified facts, never from the request: the member the
         # key set is tagged for, and that member's current key, tag checked.
-        keys.verify_key_set(
-            conversation.id,
-            conversation.member_id,
-            conversation.key_commitment,
-            conversation.key_tag,
-            conversation.content_version,
-        )
+        keys.verify_conversation(conversation)
         current = custody.personal_key(conversation.member_id)
         if (
             current is None

@@ -28,9 +28,11 @@ Nothing on the server can open a DEK alone: every step runs with a ``Principal``
 a current holder opened with their password and second factor (``medchat keys rotate``).
 
 Deployments pinning in ``MEDCHAT_ROLE_KEY_PINS`` cannot be pinned by this process: the run
-stops after step 2 with ``PinRequired`` naming the fingerprint to add on every host, and a run
-after that resumes and activates. (``prepare_only`` stops there too, for pin files that must
-be copied to other hosts before activation.)
+stops after step 2 with ``PinRequired`` carrying the pin prompt (the fingerprint to add on
+every host, who started the rotation and when, from tag-verified rows only:
+``rotation_plan.pin_request``), and a run after that resumes and activates.
+(``prepare_only`` stops there too, for pin files that must be copied to other hosts before
+activation.)
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from access_control import hybrid_kem
@@ -51,6 +53,7 @@ from medchat.errors import Conflict, KeyIntegrityFailure, NotFound, RoleKeyRequi
 from medchat.models import (
     Account,
     AccountStatus,
+    AuditEntry,
     KeyRole,
     RoleKey,
     RoleKeyGrant,
@@ -67,7 +70,12 @@ from medchat.services.resealing import (
     remaining_wraps,
 )
 from medchat.services.role_keys import HOLDER_ROLE
-from medchat.services.rotation_plan import PinRequired, RotationPlan, start_or_resume
+from medchat.services.rotation_plan import (
+    PinRequired,
+    RotationPlan,
+    pin_request,
+    start_or_resume,
+)
 
 __all__ = ["PinRequired", "RotationBlocked", "RotationResult", "RotationService"]
 
@@ -87,6 +95,29 @@ class RotationResult:
     retired: bool
     #: With environment pins: the old fingerprint the operator should now remove.
     unpin: str | None = None
+
+
+#: Audited acts that take a holder's grants away (SECURITY-MODEL 11).
+LOSS_OF_ACCESS = ("role_key.revoke", "account.disable", "account.reset")
+
+
+def _lost_access_since(session: Session, grant: RoleKeyGrant) -> bool:
+    """Whether the audit trail records a loss of access after this grant was made.
+
+    A loss of access deleted the holder's grants, so such a grant can only be an older row
+    put back by someone who can write the database (it verifies: the server once tagged it).
+    The audit chain is MAC'd and anchored and the service's login cannot rewrite it, so it is
+    the witness: a rotation never hands the new key to a grant older than its holder's last
+    revocation, disabling or staff reset.
+    """
+    lost = session.scalar(
+        select(func.max(AuditEntry.at)).where(
+            AuditEntry.target_type == "account",
+            AuditEntry.target_id == str(grant.account_id),
+            AuditEntry.action.in_(LOSS_OF_ACCESS),
+        )
+    )
+    return lost is not None and grant.created_at < lost
 
 
 class RotationService:
@@ -138,8 +169,8 @@ class RotationService:
         self._unpin_retired()  # a pending key abandoned by ``_start``
         if not plan.activated:
             self._grant_holders(plan)
-            if self.runtime.pins.fixed and not self._pinned(plan.new):
-                raise PinRequired(self.role, plan.new.fingerprint)
+            if self.runtime.pins.fixed:
+                self._require_pinned(plan)
             if prepare_only:
                 return self._result(plan, activated=False, retired=False)
             self._activate(plan)
@@ -150,6 +181,7 @@ class RotationService:
             old=plan.old,
             old_private=plan.old_key.key,
             new=plan.new,
+            new_private=plan.new_private,
             batch_size=self.batch_size,
             audit_context=self.audit_context,
             progress=self.progress,
@@ -175,9 +207,11 @@ class RotationService:
             unpin=plan.old.fingerprint if retired and self.runtime.pins.fixed else None,
         )
 
-    def _pinned(self, row: RoleKey) -> bool:
-        with self._step() as (_, custody):
-            return custody.is_pinned(row)
+    def _require_pinned(self, plan: RotationPlan) -> None:
+        """``PinRequired``, with the prompt for the operator, while the new key is unpinned."""
+        with self._step() as (session, custody):
+            if not custody.is_pinned(plan.new):
+                raise PinRequired(pin_request(session, self.runtime, plan.rotation_id))
 
     # -- 1. start (or resume) -------------------------------------------------------------
 
@@ -255,6 +289,8 @@ class RotationService:
         )
         holders = []
         for grant in grants:
+            if _lost_access_since(session, grant):
+                continue
             account = intact(session, select(Account).where(Account.id == grant.account_id))
             if not account or account[0].status != AccountStatus.ACTIVE:
                 continue
@@ -284,7 +320,7 @@ class RotationService:
             if old.status != RoleKeyStatus.ACTIVE or new.status != RoleKeyStatus.PENDING:
                 raise Conflict(f"the {self.role} keys changed during the rotation; run it again")
             if not custody.is_pinned(new):
-                raise PinRequired(self.role, new.fingerprint, environment=self.runtime.pins.fixed)
+                raise PinRequired(pin_request(session, self.runtime, rotation.id))
             custody.require_pinned(new)
             old.status = RoleKeyStatus.RETIRING
             new.status = RoleKeyStatus.ACTIVE

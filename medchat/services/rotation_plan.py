@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -27,25 +29,144 @@ from access_control.keyring import HeldRoleKey
 from access_control.keys import KeyCustody
 from access_control.principal import Principal
 from medchat import audit
-from medchat.errors import Conflict, RoleKeyRequired
-from medchat.models import KeyRole, RoleKey, RoleKeyGrant, RoleKeyRotation, RoleKeyStatus
+from medchat.errors import Conflict, KeyIntegrityFailure, RoleKeyRequired
+from medchat.models import (
+    Account,
+    KeyRole,
+    RoleKey,
+    RoleKeyGrant,
+    RoleKeyRotation,
+    RoleKeyStatus,
+)
 from medchat.runtime import Runtime
+from medchat.services.accounts import AccountService
 
-__all__ = ["PinRequired", "RotationPlan", "held_role_key", "start_or_resume"]
+__all__ = [
+    "PinRequest",
+    "PinRequired",
+    "RotationPlan",
+    "held_role_key",
+    "pin_request",
+    "start_or_resume",
+]
+
+
+@dataclass(frozen=True)
+class PinRequest:
+    """What the operator confirms before pinning a rotation's new key: which key, and who
+    started the rotation and when (issue 18 item 1).
+
+    A fingerprint alone proves nothing to the person adding it to ``MEDCHAT_ROLE_KEY_PINS``:
+    rows planted around the service once made a genuine-looking run print an attacker's key
+    here, word for word. So the request is built only from rows whose tags verify (the
+    rotation, both of its keys and the starter's account, each checked as it is loaded), the
+    key must match its fingerprint, and the prompt names the starter (name, e-mail, id) and
+    the time, for the operator to confirm with that person before pinning.
+    """
+
+    role: str
+    version: int
+    fingerprint: str
+    rotation_id: uuid.UUID
+    started_at: datetime
+    started_by_id: uuid.UUID | None
+    #: "First Last <e-mail>", or why there is none (the account was deleted since).
+    started_by: str
+    environment: bool
+
+    @property
+    def where(self) -> str:
+        return "MEDCHAT_ROLE_KEY_PINS" if self.environment else "role-pins.json"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "version": self.version,
+            "fingerprint": self.fingerprint,
+            "pin": f"{self.role}:{self.fingerprint}",
+            "pin_in": self.where,
+            "rotation_id": str(self.rotation_id),
+            "started_at": self.started_at.isoformat(),
+            "started_by": {
+                "id": None if self.started_by_id is None else str(self.started_by_id),
+                "name": self.started_by,
+            },
+        }
+
+    def prompt(self) -> str:
+        """The text the operator reads (``medchat keys rotate`` prints it on stdout)."""
+        by = self.started_by
+        if self.started_by_id is not None:
+            by += f" (account {self.started_by_id})"
+        return "\n".join(
+            [
+                f"The new {self.role} role key v{self.version} waits for its pin.",
+                f"  rotation started by: {by}",
+                f"  started at:          {self.started_at.isoformat()}",
+                f"  fingerprint:         {self.fingerprint}",
+                "Confirm with that person that they started this rotation at that time. If so,",
+                f"add {self.role}:{self.fingerprint} to {self.where} on every host (keep the",
+                "current pin) and run 'medchat keys rotate' again. If not, pin nothing: the",
+                "database was written around the service (docs/security.md, 'Rotate a role key').",
+            ]
+        )
 
 
 class PinRequired(Conflict):
-    """The new key must be pinned by the deployment before it can become active."""
+    """The new key must be pinned by the deployment before it can become active.
+
+    The message names the key, the starter's account id and the time; ``request`` carries
+    the whole prompt (with the starter's name and e-mail, kept out of the message).
+    """
 
     code = "role_key_pin_required"
 
-    def __init__(self, role: str, fingerprint: str, *, environment: bool = True) -> None:
-        where = "MEDCHAT_ROLE_KEY_PINS" if environment else "role-pins.json"
+    def __init__(self, request: PinRequest) -> None:
         super().__init__(
-            f"the new {role} key is not pinned: add {role}:{fingerprint} to {where} on every "
-            "host (keep the current pin), then run 'medchat keys rotate' again"
+            f"the new {request.role} key v{request.version} is not pinned: confirm the "
+            f"rotation started by account {request.started_by_id} at "
+            f"{request.started_at.isoformat()}, then add {request.role}:{request.fingerprint} "
+            f"to {request.where} on every host (keep the current pin) and run "
+            "'medchat keys rotate' again"
         )
-        self.fingerprint = fingerprint
+        self.request = request
+        self.fingerprint = request.fingerprint
+
+
+def pin_request(session: Session, runtime: Runtime, rotation_id: uuid.UUID) -> PinRequest:
+    """The pin prompt of an unfinished rotation, from verified rows only.
+
+    Every row is loaded as an object, so its row tag is checked on load and a planted or
+    altered one raises ``RowIntegrityFailure`` (audited) before anything is shown; the new
+    key must be the rotation's role's pending key and match its fingerprint.
+    """
+    rotation = session.get(RoleKeyRotation, rotation_id)
+    new = None if rotation is None else session.get(RoleKey, rotation.to_key_id)
+    if rotation is None or new is None:
+        raise Conflict("the rotation was finished or abandoned by another run")
+    if (
+        new.role != rotation.role
+        or new.status != RoleKeyStatus.PENDING
+        or hybrid_kem.public_key_fingerprint(new.public_key) != new.fingerprint
+    ):
+        raise KeyIntegrityFailure(f"The {rotation.role} rotation's new key does not match.")
+    starter = None if rotation.started_by is None else session.get(Account, rotation.started_by)
+    if starter is None:
+        started_by = "an account that no longer exists"
+    else:
+        accounts = AccountService(session, runtime)
+        name = f"{starter.first_name} {accounts.last_name_of(starter)}".strip()
+        started_by = f"{name} <{accounts.email_of(starter)}>"
+    return PinRequest(
+        role=rotation.role,
+        version=new.version,
+        fingerprint=new.fingerprint,
+        rotation_id=rotation.id,
+        started_at=rotation.started_at,
+        started_by_id=rotation.started_by,
+        started_by=started_by,
+        environment=runtime.pins.fixed,
+    )
 
 
 @dataclass(frozen=True, repr=False)
@@ -148,7 +269,7 @@ def _resume(
         )
     if not custody.is_pinned(new):
         # Environment pins not updated yet: sign-in leaves the key out until then.
-        raise PinRequired(role, new.fingerprint, environment=runtime.pins.fixed)
+        raise PinRequired(pin_request(session, runtime, rotation.id))
     # Nothing has been sealed to the pending key yet, so giving it up loses nothing.
     new.status = RoleKeyStatus.RETIRED
     new.retired_at = custody.now

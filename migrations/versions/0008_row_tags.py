@@ -51,6 +51,7 @@ TAGGED: dict[str, tuple[tuple[str, sa.types.TypeEngine], ...]] = {
     ),
     'role_key_grants': (
         ('id', _U), ('role_key_id', _U), ('account_id', _U), ('wrap', _B), ('granted_by', _U),
+        ('created_at', _T),
     ),
     'password_reset_tokens': (
         ('id', _U), ('account_id', _U), ('token_hash', _B), ('expires_at', _T),

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from access_control.roles import Role
 from medchat import audit
-from medchat.archive_bundle import BundleRejected, verify_bundle
+from medchat.archive_bundle import BundleRejected, bundle_bytes, verify_bundle
 from medchat.models import AuditEntry, RetrievalRequest
 from tests.support.accounts import Person, bearer, login, make_member, make_staff
 from tests.support.archive import flip_byte
@@ -419,13 +419,18 @@ def test_altered_archived_content_is_refused_at_opening(client, runtime, archive
 # -- export --------------------------------------------------------------------------------------
 
 
-def exported(client, archive: Archive) -> dict[str, Any]:
+def exported_bytes(client, archive: Archive) -> bytes:
+    """The export as served: the bundle's canonical bytes."""
     retrieval_id = ask(client, archive)
     approve(client, retrieval_id, archive.b)
     response = client.get(f"{RETRIEVALS}/{retrieval_id}/export", headers=archive.a)
     assert response.status_code == 200, response.get_json()
     assert response.headers["Content-Disposition"].startswith("attachment")
-    return response.get_json()  # type: ignore[no-any-return]
+    return response.get_data()  # type: ignore[no-any-return]
+
+
+def exported(client, archive: Archive) -> dict[str, Any]:
+    return json.loads(exported_bytes(client, archive))  # type: ignore[no-any-return]
 
 
 def published_key(client) -> bytes:
@@ -433,8 +438,10 @@ def published_key(client) -> bytes:
 
 
 def test_an_export_verifies_offline_with_the_published_key(client, archive):
-    bundle = exported(client, archive)
-    summary = verify_bundle(json.loads(json.dumps(bundle)), published_key(client))
+    served = exported_bytes(client, archive)
+    assert served == bundle_bytes(json.loads(served))  # canonical, as served
+    summary = verify_bundle(served, published_key(client))
+    bundle = json.loads(served)
     assert summary.record_id == archive.record_id
     assert summary.conversation_id == archive.conversation_id
     assert summary.messages == 3
@@ -465,7 +472,7 @@ def test_an_export_with_one_edit_fails(client, archive, edit):
     edited = copy.deepcopy(bundle)
     edit(edited)
     with pytest.raises(BundleRejected):
-        verify_bundle(edited, published_key(client))
+        verify_bundle(bundle_bytes(edited), published_key(client))
 
 
 def test_an_export_re_signed_with_another_key_fails_against_the_published_key(client, archive):
@@ -477,9 +484,9 @@ def test_an_export_re_signed_with_another_key_fails_against_the_published_key(cl
     forged = sign_bundle(attacker, {k: v for k, v in bundle.items() if k != "signature"})
     # Even under the attacker's own key it fails: the ledger record inside is the real key's.
     with pytest.raises(BundleRejected, match="ledger record's signature"):
-        verify_bundle(forged, attacker.public_key)
+        verify_bundle(bundle_bytes(forged), attacker.public_key)
     with pytest.raises(BundleRejected, match="names signing key"):
-        verify_bundle(forged, published_key(client))
+        verify_bundle(bundle_bytes(forged), published_key(client))
 
 
 # -- verification and audit ----------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Staff surfaces answer only from configured networks, with the client address taken from
-exactly the configured number of trusted proxies (SECURITY-MODEL "Authentication").
+``X-Forwarded-For`` only where the peer is a configured proxy (SECURITY-MODEL "Authentication").
 
 The tests configure ``127.0.0.0/8`` and ``::1/128`` as staff networks; ``203.0.113.7`` is
 outside. Refusals come before authentication and are audited.
@@ -14,10 +14,13 @@ from sqlalchemy import select
 
 from access_control.roles import Role
 from medchat import audit
+from medchat.errors import ConfigurationError
 from medchat.models import AuditEntry
 from tests.support.accounts import bearer, login, make_member, make_staff
 
 OUTSIDE = "203.0.113.7"
+#: A reverse proxy on another host of the documentation range (not a staff network itself).
+PROXY = "192.0.2.10"
 STAFF_PATHS = [
     "/api/v1/admin/audit",
     "/api/v1/admin/accounts",
@@ -120,7 +123,66 @@ def test_forwarded_for_is_ignored_without_trusted_proxies(client):
 @pytest.fixture
 def proxied_client(make_app):
     """An app behind one trusted reverse proxy that connects from 127.0.0.1."""
-    return make_app(trusted_proxies=1).test_client()
+    return make_app(trusted_proxies=1, trusted_proxy_networks="127.0.0.1/32").test_client()
+
+
+def test_a_hop_count_without_proxy_addresses_is_refused_at_start(make_app):
+    """``MEDCHAT_TRUSTED_PROXIES=1`` alone believed X-Forwarded-For from any peer."""
+    with pytest.raises(ConfigurationError, match="MEDCHAT_TRUSTED_PROXY_NETWORKS"):
+        make_app(trusted_proxies=1)
+
+
+def test_forwarded_for_from_a_peer_that_is_not_a_proxy_is_ignored(make_app):
+    """The finding: a direct request to gunicorn, claiming a staff address in the header."""
+    client = make_app(trusted_proxies=1, trusted_proxy_networks=f"{PROXY}/32").test_client()
+
+    direct = client.get(
+        "/api/v1/admin/audit",
+        headers={"X-Forwarded-For": "127.0.0.1"},
+        environ_base=from_address(OUTSIDE),
+    )
+    through_the_proxy = client.get(
+        "/api/v1/admin/audit",
+        headers={"X-Forwarded-For": "127.0.0.1"},
+        environ_base=from_address(PROXY),
+    )
+
+    assert_network_refused(direct)
+    assert through_the_proxy.status_code == 401
+    assert through_the_proxy.get_json()["error"]["code"] == "not_authenticated"
+
+
+def test_a_staff_address_that_is_not_a_proxy_keeps_its_own_address(make_app):
+    client = make_app(trusted_proxies=1, trusted_proxy_networks=f"{PROXY}/32").test_client()
+
+    response = client.get(
+        "/api/v1/admin/audit",
+        headers={"X-Forwarded-For": OUTSIDE},
+        environ_base=from_address("127.0.0.1"),
+    )
+
+    assert response.status_code == 401  # its own, allowed address: the header is not read
+
+
+def test_behind_two_proxies_each_hop_must_come_from_a_proxy(make_app):
+    """ProxyFix(x_for=2) would take the second entry from the right whoever wrote it."""
+    client = make_app(trusted_proxies=2, trusted_proxy_networks="10.9.0.0/24").test_client()
+
+    def fetch(forwarded_for: str):
+        return client.get(
+            "/api/v1/admin/audit",
+            headers={"X-Forwarded-For": forwarded_for},
+            environ_base=from_address("10.9.0.2"),
+        )
+
+    # client -> load balancer 10.9.0.1 -> nginx 10.9.0.2 -> gunicorn
+    assert fetch("127.0.0.7, 10.9.0.1").status_code == 401
+    # a forged entry in front of an outside hop: the outside hop is the client
+    assert_network_refused(fetch(f"127.0.0.7, {OUTSIDE}"))
+    # more entries than proxies: the client's own additions are not read
+    assert_network_refused(fetch(f"127.0.0.7, {OUTSIDE}, 10.9.0.1"))
+    # garbage where an address belongs
+    assert_network_refused(fetch("not-an-address, 10.9.0.1"))
 
 
 def test_behind_a_proxy_an_outside_client_is_refused(proxied_client):
@@ -169,7 +231,7 @@ def test_network_refusal_is_audited_and_the_chain_verifies(client, runtime):
 
 
 def test_audited_refusal_behind_a_proxy_records_the_client_address(make_app):
-    app = make_app(trusted_proxies=1)
+    app = make_app(trusted_proxies=1, trusted_proxy_networks="127.0.0.1/32")
     runtime = app.extensions["medchat"]
 
     assert_network_refused(

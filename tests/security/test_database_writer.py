@@ -150,13 +150,7 @@ def open_as(runtime: Runtime, world: World, holder: Holder, conversation_id: uui
             plain = runtime.archive_gate.open(
                 row.wrap, conversation_id=conversation_id, recipient_key_id=row.recipient_key_id
             )
-            keys.verify_key_set(
-                conversation.id,
-                conversation.member_id,
-                conversation.key_commitment,
-                conversation.key_tag,
-                conversation.content_version,
-            )
+            keys.verify_conversation(conversation)
             (held,) = keyring.role_keys(KeyRole.ARCHIVE)
             return keys.open_wrap(
                 plain,

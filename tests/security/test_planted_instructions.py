@@ -222,3 +222,103 @@ def test_planted_rows_leave_legitimate_work_whole(runtime, team):
         ).all()
         assert session.get(Conversation, conversation) is not None
     assert wraps == [_current_key(runtime, victim.id).key_id]
+
+
+def test_a_planted_idempotency_record_replays_nobody_elses_conversation(client, runtime, team):
+    """The attacker can compute their own request MAC (their password opens their key), so a
+    record naming a victim's conversation as "what this key created" is well formed but for
+    its row tag; replaying it would answer with the victim's conversation."""
+    from medchat.services.idempotency import IdempotencyService
+    from medchat.services.member_conversations import START_SCOPE
+    from tests.support.accounts import bearer, login
+    from tests.support.messaging import ask, give_consent
+
+    victim = make_member(runtime)
+    victim_tokens = login(client, runtime, victim)
+    give_consent(client, victim_tokens)
+    secret = "CanaryVictimQuestion about a lump"
+    created = ask(client, victim_tokens, secret, subject="CanaryVictimSubject")
+    victim_conversation = uuid.UUID(created.get_json()["id"])
+
+    attacker = make_member(runtime)
+    attacker_tokens = login(client, runtime, attacker)
+    give_consent(client, attacker_tokens)
+    payload = {"subject": None, "body": "hello"}
+    principal = sign_in(runtime, attacker).principal
+    with runtime.database.transaction() as session:
+        mac = IdempotencyService(session, runtime).request_mac(principal, START_SCOPE, payload)
+    execute_sql(
+        runtime,
+        "INSERT INTO idempotency_records (id, account_id, key, scope, request_hash,"
+        " resource_id, created_at) VALUES (:id, :account_id, 'replay-me', :scope, :mac,"
+        " :resource_id, :created_at)",
+        id=uuid.uuid4(),
+        account_id=attacker.id,
+        scope=START_SCOPE,
+        mac=mac,
+        resource_id=victim_conversation,
+        created_at=runtime.clock.now(),
+    )
+    headers = dict(bearer(attacker_tokens), **{"Idempotency-Key": "replay-me"})
+    response = client.post("/api/v1/conversations", json={"body": "hello"}, headers=headers)
+    text = response.get_data(as_text=True)
+    assert "CanaryVictim" not in text
+    assert str(victim_conversation) not in text
+    assert response.status_code == 409, text[:300]
+
+
+def test_a_revoked_grant_put_back_from_an_earlier_copy_gets_no_new_key(runtime, team):
+    """A rollback, not a forgery: the grant row the server tagged before the revocation is
+    restored whole (its tag verifies). The audit trail, which the service's login cannot
+    rewrite, records the revocation after it, so the rotation hands the new key elsewhere."""
+    from tests.support.rotation import grant, revoke
+
+    colleague = make_staff(runtime, Role.CLINICIAN)
+    grant(runtime, team.clinician, colleague)
+    with runtime.database.engine.connect() as connection:
+        saved = dict(
+            connection.execute(
+                select(RoleKeyGrant.__table__).where(RoleKeyGrant.account_id == colleague.id)
+            )
+            .one()
+            ._mapping
+        )
+    runtime.clock.advance(seconds=60)
+    revoke(runtime, team.clinician, colleague)
+    with runtime.database.engine.begin() as connection:
+        connection.execute(RoleKeyGrant.__table__.insert().values(**saved))
+    result = rotate(runtime, team.clinician)
+    assert result.retired
+    with runtime.database.transaction() as session:
+        held = session.scalars(
+            select(RoleKey.version)
+            .join(RoleKeyGrant, RoleKeyGrant.role_key_id == RoleKey.id)
+            .where(RoleKeyGrant.account_id == colleague.id)
+        ).all()
+    assert held == []
+
+
+def test_a_tampered_row_is_a_clear_409_and_an_audit_entry_never_a_500(client, runtime, team):
+    from medchat.models import AuditEntry
+    from tests.support.accounts import bearer, login
+
+    member = make_member(runtime)
+    tokens = login(client, runtime, member)
+    execute_sql(runtime, "UPDATE accounts SET status = 'pending' WHERE id = :id", id=member.id)
+    for response in (
+        client.get("/api/v1/conversations", headers=bearer(tokens)),
+        client.post(
+            "/api/v1/auth/token", json={"email": member.email, "password": member.password}
+        ),
+    ):
+        assert response.status_code == 409, response.get_data(as_text=True)[:300]
+        assert response.get_json()["error"]["code"] == "row_integrity_failed"
+        assert "Traceback" not in response.get_data(as_text=True)
+    with runtime.database.transaction() as session:
+        refused = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "integrity.row_refused")
+        ).all()
+    assert {(entry.target_type, entry.target_id) for entry in refused} == {
+        ("accounts", str(member.id))
+    }
+    assert all(entry.outcome == "denied" for entry in refused)

@@ -46,6 +46,7 @@ from medchat.models import (
 from medchat.models.integrity import integrity_of, tagged
 from medchat.row_integrity import TAGGER
 from medchat.runtime import Runtime
+from medchat.services.accounts import AccountService
 from medchat.services.password_reset import PasswordResetService
 from medchat.services.retrieval import RetrievalService
 from medchat.services.rewrap import RewrapQueue
@@ -63,7 +64,7 @@ TAGGED = {
     for name, cls in sorted(MAPPERS.items())
     if (spec := integrity_of(cls)) is not None and spec.kind == "tagged"
 }
-ATTACKER_TOKEN = "mcr_attacker-chose-this-token"
+ATTACKER_TOKEN = "mca_attacker-chose-this-token"
 PEOPLE = ("clinician", "colleague", "compliance", "second_officer", "victim", "attacker")
 
 
@@ -461,6 +462,16 @@ def server_work(client: Any, runtime: Runtime, world: World) -> list[str]:
         f"/api/v1/conversations/{world.victim_conversation}",
     )
 
+    # The token the attacker planted hashes for, used as they would use it.
+    planted = {"Authorization": f"Bearer {ATTACKER_TOKEN}"}
+    for path in ("/api/v1/me", "/api/v1/clinician/queue", "/api/v1/admin/audit"):
+        response = client.get(path, headers=planted)
+        if response.status_code < 400 or response.status_code >= 500:
+            failures.append(f"planted token on {path}: HTTP {response.status_code}")
+    response = client.post("/api/v1/auth/refresh", json={"refresh_token": ATTACKER_TOKEN})
+    if response.status_code < 400 or response.status_code >= 500:
+        failures.append(f"planted token refreshed: HTTP {response.status_code}")
+
     def drain() -> None:
         actor = sign_in(runtime, world.clinician).principal
         with runtime.database.transaction() as session:
@@ -478,6 +489,14 @@ def server_work(client: Any, runtime: Runtime, world: World) -> list[str]:
             )
 
     attempt("reset confirmation", reset_with_planted_token)
+
+    def enroll_with_planted_token() -> None:
+        with runtime.database.transaction() as session:
+            AccountService(session, runtime).begin_enrollment(
+                ATTACKER_TOKEN, "a brand new passphrase 1984!"
+            )
+
+    attempt("enrollment", enroll_with_planted_token)
 
     def approve_and_open() -> None:
         second = sign_in(runtime, world.second_officer).principal
@@ -501,7 +520,7 @@ class Facts:
     grant_holders: frozenset[uuid.UUID]
     session_holders: frozenset[uuid.UUID]
     victim_key: bytes
-    victim_password_hash: bytes
+    password_hashes: dict[uuid.UUID, bytes | None]
 
 
 def _verified(runtime: Runtime, cls: type) -> list[dict[str, Any]]:
@@ -523,15 +542,13 @@ def facts(runtime: Runtime, world: World) -> Facts:
                 ConversationKeyWrap.recipient_key_id,
             )
         ).all()
-        password_hash = connection.execute(
-            select(Account.password_hash).where(Account.id == world.victim.id)
-        ).scalar_one()
+        password_hashes = dict(connection.execute(select(Account.id, Account.password_hash)).all())
     return Facts(
         frozenset(tuple(row) for row in wraps),
         frozenset(row["account_id"] for row in _verified(runtime, RoleKeyGrant)),
         frozenset(row["account_id"] for row in _verified(runtime, AuthToken)),
         _personal_key(runtime, world.victim.id).key_id,
-        password_hash,
+        password_hashes,
     )
 
 
@@ -612,13 +629,12 @@ def test_planted_rows_make_the_server_hand_nothing_to_the_attacker(
     assert world.attacker.id not in after.grant_holders
     assert after.grant_holders <= before.grant_holders
     # Sessions: only people who signed in themselves (each of them did, in server_work);
-    # the victim's password and key are theirs still (no planted reset went through).
+    # every password and the victim's key are as they were (no planted reset or enrollment
+    # went through: nothing in the server's work changes a password legitimately).
     people = {getattr(world, name).id for name in PEOPLE}
     assert after.session_holders <= people
-    assert (after.victim_key, after.victim_password_hash) == (
-        before.victim_key,
-        before.victim_password_hash,
-    )
+    assert after.victim_key == before.victim_key
+    assert after.password_hashes == before.password_hashes
     # A copy of the database and the attacker's own password open nothing but their own.
     assert opened_by_attacker(runtime, world) == []
 

@@ -13,7 +13,9 @@ from medchat import ledger
 from medchat.db import Base
 from medchat.models import ArchiveRecord, KeyRole
 from medchat.runtime import Runtime
+from medchat.services.archive_reading import ArchivedConversation
 from medchat.services.deletion import DeletionService
+from medchat.services.retrieval import RetrievalService
 from medchat.services.role_keys import RoleKeyService
 from tests.support.accounts import Person, make_staff
 from tests.support.sessions import sign_in
@@ -37,6 +39,28 @@ def seal(runtime: Runtime, member: Principal, conversation_id: uuid.UUID) -> Arc
         return session.scalars(
             select(ArchiveRecord).where(ArchiveRecord.conversation_id == conversation_id)
         ).one()
+
+
+def retrieve(
+    runtime: Runtime,
+    asker: Person,
+    approver: Person,
+    conversation_id: uuid.UUID,
+    justification: str = "Court order 2027/31 about these exchanges with the member.",
+) -> ArchivedConversation:
+    """A sealed record opened through four eyes, via the service: ``asker`` requests,
+    ``approver`` (who must hold the archive key) approves, ``asker`` opens; each signed in now."""
+    asking = sign_in(runtime, asker).principal
+    approving = sign_in(runtime, approver).principal
+    with runtime.database.transaction() as session:
+        record_id = session.scalars(
+            select(ArchiveRecord.id).where(ArchiveRecord.conversation_id == conversation_id)
+        ).one()
+        retrieval = RetrievalService(session, runtime).request(asking, record_id, justification)
+    with runtime.database.transaction() as session:
+        RetrievalService(session, runtime).approve(approving, retrieval.id)
+    with runtime.database.transaction() as session:
+        return RetrievalService(session, runtime).content(asking, retrieval.id)
 
 
 def verify_ledger(runtime: Runtime, **kwargs: Any) -> ledger.LedgerReport:

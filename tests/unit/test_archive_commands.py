@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from medchat.archive_bundle import bundle_bytes
 from medchat.services.retrieval import RetrievalService
 from tests.support.accounts import make_member
 from tests.support.archive import archive_colleague, flip_byte, seal
@@ -49,7 +50,7 @@ def bundle_file(runtime, sealed, tmp_path):
     with runtime.database.transaction() as session:
         bundle = RetrievalService(session, runtime).export(a, retrieval.id)
     path = tmp_path / "bundle.json"
-    path.write_text(json.dumps(bundle, indent=2), encoding="utf-8")
+    path.write_bytes(bundle_bytes(bundle))  # as the export endpoint serves it
     return path
 
 
@@ -102,6 +103,68 @@ def test_verify_bundle_refuses_one_edited_byte(cli, runtime, bundle_file):
     result = cli("archive", "verify-bundle", str(bundle_file), "--public-key", key)
     assert result.exit_code == 1
     assert "signature" in result.stderr
+
+
+def verify_bundle_file(cli, runtime, bundle_file):
+    key = runtime.archive_signer.public_key.hex()
+    return cli("archive", "verify-bundle", str(bundle_file), "--public-key", key, "--json")
+
+
+def test_a_duplicate_member_carrying_forged_text_is_refused(cli, runtime, bundle_file):
+    """Issue 18 item 4: ``json`` keeps the last of two members, so a forged body placed before
+    the real one (what a reader, or a parser keeping the first, sees) verified."""
+    exported = bundle_file.read_bytes()
+    real = b'"body":"It hurts"'
+    assert exported.count(real) == 1
+    bundle_file.write_bytes(exported.replace(real, b'"body":"It does not hurt at all",' + real))
+
+    result = verify_bundle_file(cli, runtime, bundle_file)
+
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["ok"] is False
+    assert "repeats the member 'body'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        lambda bundle: json.dumps(
+            dict(reversed(bundle.items())), ensure_ascii=False, separators=(",", ":")
+        ).encode(),
+        lambda bundle: json.dumps(bundle, sort_keys=True, ensure_ascii=False).encode(),
+        lambda bundle: json.dumps(bundle, sort_keys=True, indent=2).encode(),
+        lambda bundle: bundle_bytes(bundle).replace(b'"seq":1,', b'"seq":1E0,'),
+        lambda bundle: bundle_bytes(bundle) + b"\n",
+    ],
+    ids=["reordered-members", "spaces", "indented-and-escaped", "number-form", "blank-line"],
+)
+def test_another_spelling_of_the_same_bundle_is_refused(cli, runtime, bundle_file, spelling):
+    exported = bundle_file.read_bytes()
+    bundle = json.loads(exported)
+    respelled = spelling(bundle)
+    assert respelled not in (exported, exported[:-1])
+    assert json.loads(respelled) == bundle  # the same document, spelt otherwise
+    bundle_file.write_bytes(respelled)
+
+    result = verify_bundle_file(cli, runtime, bundle_file)
+
+    assert result.exit_code == 1
+    assert "canonical encoding" in result.stderr
+
+
+def test_the_exported_bytes_verify_with_or_without_the_final_newline(cli, runtime, bundle_file):
+    exported = bundle_file.read_bytes()
+    assert exported.endswith(b"}\n")
+    assert verify_bundle_file(cli, runtime, bundle_file).exit_code == 0
+    bundle_file.write_bytes(exported[:-1])
+    assert verify_bundle_file(cli, runtime, bundle_file).exit_code == 0
+
+
+def test_verify_bundle_refuses_a_file_that_is_not_json(cli, runtime, bundle_file):
+    bundle_file.write_bytes(b"\xff not json")
+    result = verify_bundle_file(cli, runtime, bundle_file)
+    assert result.exit_code == 1
+    assert "not a UTF-8 JSON document" in result.stderr
 
 
 def test_verify_bundle_needs_the_published_key(cli, bundle_file, monkeypatch):

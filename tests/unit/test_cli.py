@@ -10,8 +10,9 @@ import uuid
 import pytest
 from sqlalchemy import func, select, text
 
+from medchat import audit
 from medchat.demo import DEMO_ACCOUNTS
-from medchat.models import Account
+from medchat.models import Account, AuditEntry
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def count_accounts(runtime) -> int:
         return session.scalar(select(func.count()).select_from(Account))
 
 
-def create_admin(cli, email: str = "root@ops.example.org"):
+def create_admin(cli, email: str = "root@ops.example.org", *extra: str):
     return cli(
         "create-admin",
         "--email",
@@ -46,8 +47,14 @@ def create_admin(cli, email: str = "root@ops.example.org"):
         "Ada",
         "--last-name",
         "Quillfeather",
+        *extra,
         "--json",
     )
+
+
+def audit_actions(runtime) -> list[str]:
+    with runtime.database.transaction() as session:
+        return list(session.scalars(select(AuditEntry.action).order_by(AuditEntry.seq)))
 
 
 def test_create_admin_prints_id_and_enrollment_token_as_json(cli, runtime):
@@ -68,7 +75,7 @@ def test_create_admin_prints_id_and_enrollment_token_as_json(cli, runtime):
 def test_create_admin_with_a_taken_email_exits_1_with_one_line_reason(cli, runtime):
     assert create_admin(cli).exit_code == 0
 
-    result = create_admin(cli, "ROOT@ops.example.org")
+    result = create_admin(cli, "ROOT@ops.example.org", "--additional")
 
     assert result.exit_code == 1
     assert result.stdout == ""
@@ -77,6 +84,61 @@ def test_create_admin_with_a_taken_email_exits_1_with_one_line_reason(cli, runti
     assert "\n" not in reason
     assert "root@ops.example.org" not in reason.lower()
     assert count_accounts(runtime) == 1
+
+
+@pytest.mark.parametrize("email", ["notanemail", "root@", "@ops.example.org", "a b@example.org"])
+def test_create_admin_refuses_an_address_that_is_not_one(cli, runtime, email):
+    result = create_admin(cli, email)
+
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    reason = result.stderr.strip()
+    assert reason.startswith("error: --email:")
+    assert "valid email" in reason.lower()
+    assert "\n" not in reason
+    assert count_accounts(runtime) == 0
+
+
+def test_create_admin_refuses_a_nul_in_a_name(cli, runtime):
+    result = cli(
+        "create-admin", "--email", "root@ops.example.org", "--first-name", "A\x00da",
+        "--last-name", "Q", "--json",
+    )  # fmt: skip
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: --first-name:")
+    assert count_accounts(runtime) == 0
+
+
+def test_a_second_admin_needs_additional_and_is_audited_as_one(cli, runtime):
+    assert create_admin(cli).exit_code == 0
+
+    refused = create_admin(cli, "second@ops.example.org")
+
+    assert refused.exit_code == 1
+    assert refused.stdout == ""
+    assert "--additional" in refused.stderr
+    assert count_accounts(runtime) == 1
+    assert "account.create_additional_admin" not in audit_actions(runtime)
+
+    allowed = create_admin(cli, "second@ops.example.org", "--additional")
+
+    assert allowed.exit_code == 0, allowed.output
+    second = uuid.UUID(one_json_object(allowed.stdout)["id"])
+    assert count_accounts(runtime) == 2
+    with runtime.database.transaction() as session:
+        entry = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "account.create_additional_admin")
+        ).one()
+        assert entry.target_id == str(second)
+        assert entry.actor_role == "cli"
+        assert json.loads(entry.details) == {"role": "admin", "existing_admins": 1}
+        assert audit.verify(session, runtime.keys.audit_mac).ok
+
+
+def test_the_first_admin_is_not_marked_additional(cli, runtime):
+    assert create_admin(cli, "root@ops.example.org", "--additional").exit_code == 0
+    assert audit_actions(runtime) == ["account.create"]
 
 
 def test_create_admin_without_required_option_fails(cli, runtime):
@@ -99,7 +161,7 @@ def test_audit_verify_reports_an_intact_chain(cli):
 
 def test_audit_verify_exits_1_naming_the_tampered_entry(cli, runtime):
     assert create_admin(cli).exit_code == 0
-    assert create_admin(cli, "second@ops.example.org").exit_code == 0
+    assert create_admin(cli, "second@ops.example.org", "--additional").exit_code == 0
     with runtime.database.transaction() as session:
         session.execute(text("UPDATE audit_entries SET action = 'tampered' WHERE seq = 1"))
 

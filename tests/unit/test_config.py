@@ -11,9 +11,10 @@ from access_control.passwords import PasswordHasher
 from medchat.config import Settings
 from medchat.errors import ConfigurationError
 
+PG = "postgresql+psycopg://medchat@db/medchat"
 PRODUCTION = {
     "MEDCHAT_ENV": "production",
-    "MEDCHAT_DATABASE_URL": "postgresql+psycopg://medchat@db/medchat",
+    "MEDCHAT_DATABASE_URL": PG,
     "MEDCHAT_STAFF_NETWORKS": "10.20.0.0/16",
 }
 
@@ -44,6 +45,53 @@ def test_production_refuses_weakened_settings(override):
         Settings.from_env({**PRODUCTION, **override})
 
 
+def test_production_refuses_to_start_without_its_own_staff_networks():
+    """The loopback default is development's; behind a same-host nginx it opens the console."""
+    unset = {k: v for k, v in PRODUCTION.items() if k != "MEDCHAT_STAFF_NETWORKS"}
+    with pytest.raises(ConfigurationError, match="MEDCHAT_STAFF_NETWORKS is not set"):
+        Settings.from_env(unset)
+    with pytest.raises(ConfigurationError, match="MEDCHAT_STAFF_NETWORKS is not set"):
+        Settings.from_env({}, overrides={"env": "production", "database_url": PG})
+    assert Settings.from_env({}).staff_networks  # development keeps its default
+
+
+@pytest.mark.parametrize("loopback", ["127.0.0.0/8,::1/128", "127.0.0.1/32", "::1/128"])
+def test_production_refuses_loopback_only_staff_networks_without_the_proxy_settings(loopback):
+    environ = {**PRODUCTION, "MEDCHAT_STAFF_NETWORKS": loopback}
+    with pytest.raises(ConfigurationError, match=r"loopback only.*TRUSTED_PROXY_NETWORKS"):
+        Settings.from_env(environ)
+
+    behind_nginx = Settings.from_env(
+        {
+            **environ,
+            "MEDCHAT_TRUSTED_PROXY_NETWORKS": "127.0.0.1/32",
+            "MEDCHAT_TRUSTED_PROXIES": "1",
+        }
+    )
+    assert behind_nginx.trusted_proxies == 1
+
+
+def test_production_accepts_staff_networks_beyond_loopback_without_a_proxy():
+    settings = Settings.from_env(
+        {**PRODUCTION, "MEDCHAT_STAFF_NETWORKS": "127.0.0.1/32,10.0.0.0/8"}
+    )
+    assert settings.trusted_proxy_networks == ()
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"MEDCHAT_TRUSTED_PROXIES": "1"}, "MEDCHAT_TRUSTED_PROXY_NETWORKS"),
+        ({"MEDCHAT_TRUSTED_PROXY_NETWORKS": "10.0.0.1/32"}, "MEDCHAT_TRUSTED_PROXIES"),
+        ({"MEDCHAT_TRUSTED_PROXY_NETWORKS": "nginx"}, "MEDCHAT_TRUSTED_PROXY_NETWORKS"),
+    ],
+    ids=["hop-count-alone", "addresses-without-count", "not-a-cidr"],
+)
+def test_forwarded_for_is_trusted_only_from_proxy_addresses_and_a_count(environ, named):
+    with pytest.raises(ConfigurationError, match=named):
+        Settings.from_env(environ)
+
+
 def test_development_accepts_lowered_costs_for_tests():
     settings = Settings.from_env({}, overrides={"bcrypt_rounds": 4})
     assert settings.bcrypt_rounds == 4
@@ -54,6 +102,7 @@ def test_environment_values_are_parsed():
         {
             "MEDCHAT_STAFF_NETWORKS": "10.0.0.0/8, 2001:db8::/32",
             "MEDCHAT_TRUSTED_PROXIES": "1",
+            "MEDCHAT_TRUSTED_PROXY_NETWORKS": "127.0.0.1/32, 10.9.0.0/24",
             "MEDCHAT_RETENTION_DAYS": "365",
             "MEDCHAT_REGISTRATION_OPEN": "no",
         }
@@ -63,6 +112,10 @@ def test_environment_values_are_parsed():
         ipaddress.ip_network("2001:db8::/32"),
     )
     assert settings.trusted_proxies == 1
+    assert settings.trusted_proxy_networks == (
+        ipaddress.ip_network("127.0.0.1/32"),
+        ipaddress.ip_network("10.9.0.0/24"),
+    )
     assert settings.retention_days == 365
     assert settings.registration_open is False
 
@@ -73,6 +126,7 @@ def test_environment_values_are_parsed():
         {"MEDCHAT_STAFF_NETWORKS": "10.0.0.0/33"},
         {"MEDCHAT_TRUSTED_PROXIES": "one"},
         {"MEDCHAT_TRUSTED_PROXIES": "-1"},
+        {"MEDCHAT_TRUSTED_PROXIES": "1"},
         {"MEDCHAT_REGISTRATION_OPEN": "maybe"},
         {"MEDCHAT_ENV": "staging"},
         {"MEDCHAT_UNWRAP_MEMO_SECONDS": "-1"},

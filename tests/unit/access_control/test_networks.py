@@ -6,7 +6,13 @@ import ipaddress
 
 import pytest
 
-from access_control.networks import is_staff_path, require_allowed_network
+from access_control.networks import (
+    UNKNOWN_ADDRESS,
+    TrustedProxies,
+    forwarded_client,
+    is_staff_path,
+    require_allowed_network,
+)
 from medchat.errors import NetworkNotAllowed
 
 NETWORKS = (ipaddress.ip_network("10.20.0.0/16"), ipaddress.ip_network("2001:db8::/32"))
@@ -46,3 +52,52 @@ def test_no_network_configured_refuses_everyone():
 )
 def test_staff_paths_are_matched_by_whole_segment(path, staff):
     assert is_staff_path(path) is staff
+
+
+PROXIES = (ipaddress.ip_network("10.9.0.0/24"), ipaddress.ip_network("::1/128"))
+
+
+@pytest.mark.parametrize(
+    ("peer", "header", "hops", "expected"),
+    [
+        # not a proxy: the header is never read, whatever the hop count
+        ("203.0.113.9", "10.20.0.1", 1, ("203.0.113.9", 0)),
+        ("203.0.113.9", "10.20.0.1", 5, ("203.0.113.9", 0)),
+        # one proxy: its entry, and nothing a client wrote in front of it
+        ("10.9.0.2", "10.20.0.1", 1, ("10.20.0.1", 1)),
+        ("10.9.0.2", "10.20.0.1, 203.0.113.9", 1, ("203.0.113.9", 1)),
+        ("::1", "203.0.113.9", 1, ("203.0.113.9", 1)),
+        # two proxies: the second hop only because the first came from a proxy
+        ("10.9.0.2", "10.20.0.1, 10.9.0.1", 2, ("10.20.0.1", 2)),
+        ("10.9.0.2", "10.20.0.1, 203.0.113.9", 2, ("203.0.113.9", 1)),
+        # fewer entries than proxies: the last address there is
+        ("10.9.0.2", "10.9.0.1", 2, ("10.9.0.1", 1)),
+        ("10.9.0.2", None, 1, ("10.9.0.2", 0)),
+        ("10.9.0.2", " , ", 1, ("10.9.0.2", 0)),
+        # not an address where one belongs
+        ("10.9.0.2", "10.20.0.1:443", 1, (UNKNOWN_ADDRESS, 1)),
+        ("10.9.0.2", "evil\x00", 1, (UNKNOWN_ADDRESS, 1)),
+    ],
+)
+def test_forwarded_for_is_read_hop_by_hop_from_configured_proxies_only(
+    peer, header, hops, expected
+):
+    assert forwarded_client(peer, header, PROXIES, hops) == expected
+
+
+def test_the_middleware_rewrites_the_address_and_scheme_only_for_a_proxy():
+    seen = {}
+
+    def app(environ, start_response):
+        seen.update(environ)
+        return []
+
+    middleware = TrustedProxies(app, PROXIES, 1)
+    headers = {"HTTP_X_FORWARDED_FOR": "10.20.0.1", "HTTP_X_FORWARDED_PROTO": "https"}
+    middleware({"REMOTE_ADDR": "203.0.113.9", "wsgi.url_scheme": "http", **headers}, None)
+    assert (seen["REMOTE_ADDR"], seen["wsgi.url_scheme"]) == ("203.0.113.9", "http")
+    assert "medchat.proxy_peer" not in seen
+
+    middleware({"REMOTE_ADDR": "10.9.0.2", "wsgi.url_scheme": "http", **headers}, None)
+    assert (seen["REMOTE_ADDR"], seen["wsgi.url_scheme"]) == ("10.20.0.1", "https")
+    assert seen["medchat.proxy_peer"] == "10.9.0.2"

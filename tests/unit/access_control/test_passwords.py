@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import bcrypt
 import pytest
 
-from access_control.passwords import PasswordHasher, check_strength
+from access_control.passwords import PasswordHasher, PersonalData, check_strength, user_inputs
 from medchat.errors import WeakPassword
 
 STRONG = "quokka-harbor-lantern-42"
+JEANNE = PersonalData("jeanne.moreau@example.org", "Jeanne", "Moreau", date(1988, 6, 12))
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +20,7 @@ def hasher() -> PasswordHasher:
 
 
 def test_strong_password_passes():
-    check_strength(STRONG, ["jeanne.moreau@example.org", "Jeanne", "Moreau"])
+    check_strength(STRONG, JEANNE)
 
 
 def test_eight_characters_are_too_few_even_if_random():
@@ -30,10 +33,29 @@ def test_the_persons_own_email_and_names_are_user_inputs():
     # Strong to zxcvbn on its own, trivial once the person's e-mail is known.
     check_strength("jeanne.moreau@example.org")
     with pytest.raises(WeakPassword) as caught:
-        check_strength(
-            "jeanne.moreau@example.org", ["jeanne.moreau@example.org", "Jeanne", "Moreau"]
-        )
+        check_strength("jeanne.moreau@example.org", JEANNE)
     assert caught.value.details["password"]
+
+
+@pytest.mark.parametrize(
+    "password", ["MoreauJeanne1", "JeanneMoreau1988", "jmoreau12061988", "jeanne.moreau88"]
+)
+def test_names_joined_and_the_birth_date_are_user_inputs(password):
+    check_strength(password)  # strong for a stranger ...
+    with pytest.raises(WeakPassword):
+        check_strength(password, JEANNE)  # ... a first guess for anyone who knows her
+
+
+def test_the_user_inputs_hold_names_email_parts_and_birth_date_forms():
+    inputs = user_inputs(JEANNE)
+    for expected in ("jeanne", "moreau", "moreaujeanne", "jeanne.moreau", "example", "1988"):
+        assert expected in inputs
+    for expected in ("12061988", "120688", "19880612", "1988-06-12", "12/06/1988", "88"):
+        assert expected in inputs
+    assert len(inputs) == len(set(inputs))
+    staff = PersonalData("a.b@staff.example.org", "Anne-Marie", "O'Neil")
+    assert "annemarieoneil" in user_inputs(staff)
+    assert not any(part.isdigit() for part in user_inputs(staff))
 
 
 def test_absurdly_long_passwords_are_refused():
