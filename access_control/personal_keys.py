@@ -103,6 +103,18 @@ class PersonalKeys:
         self.session.flush()
         return row
 
+    def spend_personal_key_work(self, password: str | Password) -> None:
+        """Do what ``create_personal_key`` costs (a keypair generated, then sealed under the
+        password with scrypt) and keep nothing: registering a taken address must take as long
+        as registering a new one, or the time tells who is a member."""
+        handle = hybrid_kem.generate_kem_keypair()
+        seal_with_password(
+            handle.private_bytes_for_storage(),
+            password,
+            aad=crypto.associated_data(_PERSONAL_AAD, uuid.uuid4(), uuid.uuid4()),
+            params=self._scrypt,
+        )
+
     def personal_key(self, account_id: uuid.UUID) -> PersonalKey | None:
         return self.session.scalar(
             select(PersonalKey).where(

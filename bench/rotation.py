@@ -341,7 +341,7 @@ def sign_in_starter(setup: Setup) -> Any:
             with runtime.database.transaction() as session:
                 setup._context(session)
                 authentication = AuthenticationService(session, runtime)
-                account = authentication.check_password(email, STAFF_PASSWORD)
+                account = authentication.check_password(email, STAFF_PASSWORD, address=None)
                 authentication.check_second_factor(account, pyotp.TOTP(secret).now())
                 keyring = runtime.custody(session).open_keyring(account.id, STAFF_PASSWORD)
             return Principal.in_process(account, keyring)

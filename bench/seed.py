@@ -174,8 +174,9 @@ class MedchatSeeder:
 
         with self.runtime.database.transaction() as session:
             self._context(session)
+            # In process, as a client on this host would (a member: no network rule).
             sign_in = AuthenticationService(session, self.runtime).login(
-                member.email, member.password, None
+                member.email, member.password, None, address="127.0.0.1"
             )
             return sign_in.tokens.access_token
 

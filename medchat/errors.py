@@ -106,6 +106,15 @@ class Conflict(MedchatError):
     code, status, message = "conflict", 409, "The request conflicts with the current state."
 
 
+class LastKeyHolder(Conflict):
+    """Revoking or disabling would leave a role key without an active holder (lost for good)."""
+
+    code, message = (
+        "last_key_holder",
+        "This is the last active holder of the role key; grant it to a colleague first.",
+    )
+
+
 class HistoryPending(Conflict):
     """A member's conversation not yet re-sealed to their new key after a password reset."""
 

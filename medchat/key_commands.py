@@ -93,7 +93,7 @@ def _signed_in_holder(runtime: Runtime, email: str, password: str, code: str) ->
         audit.set_context(session, CLI_CONTEXT)
         authentication = AuthenticationService(session, runtime)
         typed = Password(password)
-        account = authentication.check_password(email, typed)
+        account = authentication.check_password(email, typed, address=None)
         if not authentication.check_second_factor(account, code):
             raise InvalidCredentials("This command needs an account with two-factor sign-in.")
         if account.status != AccountStatus.ACTIVE:

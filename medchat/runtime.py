@@ -20,6 +20,7 @@ from access_control.password_kdf import ScryptParams
 from access_control.passwords import PasswordHasher
 from access_control.pins import RolePins
 from access_control.row_tags import RowTagger
+from access_control.sign_in_limits import SignInLimits
 from access_control.tokens import TokenLifetimes
 from access_control.unwrap_memo import UnwrapMemo
 from medchat.archive_gate import ArchiveGate
@@ -53,6 +54,8 @@ class Runtime:
     archive_signer: ArchiveSigner
     #: Gates live conversations' archive wraps (``medchat.archive_gate``).
     archive_gate: ArchiveGate
+    #: Failure budgets of sign-in and step-up, per account and address (shared storage).
+    sign_in_limits: SignInLimits
 
     def __repr__(self) -> str:
         return f"Runtime(env={self.settings.env!r})"
@@ -119,6 +122,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
             production=settings.is_production,
         ),
         archive_gate=ArchiveGate(keys.archive_gate),
+        sign_in_limits=SignInLimits(settings.ratelimit_storage_uri, settings.ratelimit_key_prefix),
     )
 
 

@@ -15,6 +15,7 @@ from access_control.throttling import (
     PER_ACCOUNT_FAILURES,
     PER_ADDRESS,
     Throttle,
+    client_address,
     is_failed_attempt,
     throttled,
 )
@@ -22,6 +23,7 @@ from medchat.schemas.auth import (
     EnrollConfirmSchema,
     EnrollSchema,
     MfaConfirmSchema,
+    MfaRemoveSchema,
     PasswordChangeSchema,
     PasswordResetConfirmSchema,
     PasswordResetRequestSchema,
@@ -29,6 +31,7 @@ from medchat.schemas.auth import (
     RecoveryCodesSchema,
     RefreshSchema,
     RegisterSchema,
+    StepUpSchema,
     TokenRequestSchema,
     TokenResponseSchema,
 )
@@ -36,6 +39,7 @@ from medchat.schemas.common import StatusSchema
 from medchat.services.accounts import AccountService, NewMember
 from medchat.services.authentication import AuthenticationService, SignIn
 from medchat.services.password_reset import PasswordResetService
+from medchat.services.second_factor import SecondFactorService
 from medchat.web import account_limit_key, db_session, runtime
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Sign-in and 2FA")
@@ -108,10 +112,15 @@ def register(data: dict[str, Any]) -> dict[str, str]:
 @bp.arguments(TokenRequestSchema)
 @bp.response(200, TokenResponseSchema)
 @_per_address
-@_per_account
 def token(data: dict[str, Any]) -> dict[str, Any]:
-    """Sign in with e-mail, password and (where needed) a TOTP or recovery code."""
-    return _token_body(_auth().login(data["email"], data["password"], data.get("totp_code")))
+    """Sign in with e-mail, password and (where needed) a TOTP or recovery code.
+
+    Failures count per account and address and per account (``sign_in_limits``); a locked
+    account answers 429 unless the password and a valid code come together."""
+    sign_in = _auth().login(
+        data["email"], data["password"], data.get("totp_code"), address=client_address()
+    )
+    return _token_body(sign_in)
 
 
 @bp.route("/refresh", methods=["POST"])
@@ -163,20 +172,28 @@ def logout() -> None:
 @bp.response(204)
 @_per_address
 def change_password(data: dict[str, Any]) -> None:
-    """Change the password; every other session of the account ends."""
+    """Change the password; every other session of the account ends, and a notice is mailed."""
     principal = signed_in()
     _auth().change_password(
-        principal.account, principal.token, data["current_password"], data["new_password"]
+        principal.account,
+        principal.token,
+        data["current_password"],
+        data["new_password"],
+        address=client_address(),
     )
 
 
 @bp.route("/mfa/enroll", methods=["POST"])
 @requires(Permission.SELF_MANAGE)
+@bp.arguments(StepUpSchema)
 @bp.response(200, ProvisioningSchema)
-def mfa_enroll() -> dict[str, str]:
-    """Start (or restart) TOTP enrollment for the signed-in account."""
+@_per_address
+def mfa_enroll(data: dict[str, Any]) -> dict[str, str]:
+    """Start TOTP enrollment for the signed-in account: its password again (step-up)."""
     principal = signed_in()
-    start = _accounts().start_mfa(principal.account)
+    start = SecondFactorService(db_session(), runtime()).start(
+        principal.account, data["password"], address=client_address()
+    )
     return {"provisioning_uri": start.provisioning_uri, "qr_svg": start.qr_svg}
 
 
@@ -184,11 +201,27 @@ def mfa_enroll() -> dict[str, str]:
 @requires(Permission.SELF_MANAGE)
 @bp.arguments(MfaConfirmSchema)
 @bp.response(200, RecoveryCodesSchema)
+@_per_address
 def mfa_confirm(data: dict[str, Any]) -> dict[str, list[str]]:
-    """Confirm TOTP with a first code; sign-ins then ask for a code."""
+    """Confirm TOTP with a first code; sign-ins then ask for a code. A notice is mailed."""
     principal = signed_in()
-    codes = _accounts().confirm_mfa(principal.account, data["totp_code"], principal.token.family_id)
+    codes = SecondFactorService(db_session(), runtime()).confirm(
+        principal.account, data["totp_code"], principal.token.family_id
+    )
     return {"recovery_codes": codes}
+
+
+@bp.route("/mfa/remove", methods=["POST"])
+@requires(Permission.SELF_MANAGE)
+@bp.arguments(MfaRemoveSchema)
+@bp.response(204)
+@_per_address
+def mfa_remove(data: dict[str, Any]) -> None:
+    """Turn a member's TOTP off: password and a current or recovery code. A notice is mailed."""
+    principal = signed_in()
+    SecondFactorService(db_session(), runtime()).remove(
+        principal.account, data["password"], data["totp_code"], address=client_address()
+    )
 
 
 @bp.route("/password-reset", methods=["POST"])

@@ -67,7 +67,9 @@ def error_response(
     return response
 
 
-def _audit_refusal(status: int, code: str) -> None:
+def audit_refusal(status: int, code: str) -> None:
+    """Audit a 403 or 429 after the request's rollback (also for console pages that answer
+    a refusal with a form of their own)."""
     session = g.get("db")
     if session is None or status not in (403, 429):
         return
@@ -85,7 +87,7 @@ def _audit_refusal(status: int, code: str) -> None:
 
 
 def render_medchat_error(error: MedchatError) -> Response:
-    _audit_refusal(error.status, error.code)
+    audit_refusal(error.status, error.code)
     return error_response(error.status, error.code, error.message, error.details, error.headers)
 
 
@@ -101,7 +103,7 @@ def _webargs_details(error: HTTPException) -> Any:
 
 def render_http_exception(error: HTTPException) -> Response:
     if isinstance(error, CSRFError):
-        _audit_refusal(403, "csrf_failed")
+        audit_refusal(403, "csrf_failed")
         return error_response(403, "csrf_failed", "The form expired or did not come from here.")
     status = error.code or 500
     code = _HTTP_CODES.get(status, "error")
@@ -123,7 +125,7 @@ def render_http_exception(error: HTTPException) -> Response:
         headers["Retry-After"] = str(_retry_after())
     elif status == 404:
         message = "Not found."
-    _audit_refusal(status, code)
+    audit_refusal(status, code)
     return error_response(status, code, message, details, headers)
 
 

@@ -8,14 +8,12 @@ from typing import Any
 from flask import Response, jsonify
 from flask_smorest import Blueprint
 
-from access_control.guard import current_principal, requires, signed_in
+from access_control.guard import requires, signed_in
 from access_control.permissions import Permission
 from access_control.throttling import (
-    PER_ACCOUNT_FAILURES,
     PER_ADDRESS,
     Throttle,
     client_address,
-    is_failed_attempt,
     throttled,
 )
 from medchat import fhir_bundle
@@ -33,11 +31,10 @@ from medchat.schemas.member import (
 )
 from medchat.services.access_log import AccessLogService
 from medchat.services.account_deletion import AccountDeletionService
-from medchat.services.accounts import AccountService
 from medchat.services.consent import ConsentService
 from medchat.services.export import ExportService
 from medchat.services.profiles import ProfileService
-from medchat.web import account_limit_key, db_session, runtime
+from medchat.web import db_session, runtime
 
 bp = Blueprint("member", __name__, url_prefix="/api/v1", description="Members")
 
@@ -125,31 +122,15 @@ def access_log(args: dict[str, Any]) -> dict[str, Any]:
     return {"items": page.items, "next_cursor": cursor}
 
 
-def _own_account_key() -> str:
-    """Wrong passwords here count toward the caller's sign-in lockout (same bucket)."""
-    principal = current_principal()
-    if principal is None:
-        return "address:" + client_address()
-    return account_limit_key(AccountService(db_session(), runtime()).email_of(principal.account))
-
-
 @bp.route("/me/deletion", methods=["POST"])
 @requires(Permission.MEMBER_ACCOUNT_DELETE)
 @bp.arguments(AccountDeletionSchema)
 @bp.response(202, StatusSchema)
-@throttled(
-    Throttle(PER_ADDRESS, scope="auth-address"),
-    Throttle(
-        PER_ACCOUNT_FAILURES,
-        scope="auth-account",
-        key=_own_account_key,
-        deduct_when=is_failed_attempt,
-    ),
-)
+@throttled(Throttle(PER_ADDRESS, scope="auth-address"))
 def delete_account(data: dict[str, Any]) -> dict[str, str]:
-    """Erase the account (password to confirm): conversations sealed, keys and sessions
-    destroyed, profile removed; what the law keeps is listed in docs/data-rights.md."""
+    """Erase the account (password to confirm, counted as sign-ins are): conversations sealed,
+    keys and sessions destroyed, profile removed; what the law keeps is in docs/data-rights.md."""
     status = AccountDeletionService(db_session(), runtime()).delete_own(
-        signed_in(), data["password"]
+        signed_in(), data["password"], address=client_address()
     )
     return {"status": status}

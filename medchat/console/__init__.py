@@ -19,4 +19,4 @@ bp = Blueprint(
     static_url_path="/static",
 )
 
-from medchat.console import auth_views, conversation_views  # noqa: E402, F401
+from medchat.console import auth_views, colleague_views, conversation_views  # noqa: E402, F401

@@ -1,8 +1,11 @@
 """Console sign-in: password, then TOTP, first-time enrollment, account page, logout.
 
 The same services as the API decide (``AuthenticationService``, ``AccountService``); the views
-only move between pages. A failed password or code answers 401 with the form again, which
-counts toward the same per-account lockout as the API.
+only move between pages. A failed password or code answers 401 with the form again, and counts
+toward the same failure budgets as the API (``access_control.sign_in_limits``): the TOTP step
+spends the account's one second-factor budget, not one of its client address. A locked account
+answers 429 with a sign-in form that takes the password and the code together, which is what
+still opens it.
 """
 
 from __future__ import annotations
@@ -17,8 +20,15 @@ from access_control.guard import requires, signed_in
 from access_control.password_kdf import Password
 from access_control.permissions import Permission
 from access_control.roles import Role
-from access_control.throttling import PER_ACCOUNT_FAILURES, PER_ADDRESS, Throttle, throttled
+from access_control.throttling import (
+    PER_ACCOUNT_FAILURES,
+    PER_ADDRESS,
+    Throttle,
+    client_address,
+    throttled,
+)
 from medchat import audit
+from medchat.api.errors import audit_refusal
 from medchat.console import bp, cookie
 from medchat.console.forms import (
     ActionForm,
@@ -28,7 +38,7 @@ from medchat.console.forms import (
     PasswordChangeForm,
     TotpForm,
 )
-from medchat.errors import InvalidToken, MedchatError, WeakPassword
+from medchat.errors import InvalidToken, MedchatError, RateLimited, WeakPassword
 from medchat.services.accounts import AccountService
 from medchat.services.authentication import AuthenticationService
 from medchat.web import account_limit_key, db_session, runtime
@@ -41,7 +51,10 @@ def _form_account_key() -> str:
     return "console:" + (request.remote_addr or "unknown")
 
 
-_limits = throttled(
+#: Sign-in pages: per address here; failures are counted per account by the service.
+_limits = throttled(Throttle(PER_ADDRESS, scope="console-address"))
+#: Enrollment pages also limit wrong attempts per enrollment form (as the API's enroll).
+_enroll_limits = throttled(
     Throttle(PER_ADDRESS, scope="console-address"),
     Throttle(
         PER_ACCOUNT_FAILURES,
@@ -50,6 +63,20 @@ _limits = throttled(
         deduct_when=lambda response: response.status_code == 401,
     ),
 )
+LOCKED = (
+    "Too many failed sign-ins for this account. Sign in with your password and the code "
+    "from your authenticator app together, or try again later."
+)
+TOO_MANY_CODES = "Too many wrong codes for this account. Try again later."
+
+
+def _too_many(
+    template: str, exc: RateLimited, error: str, **context: Any
+) -> tuple[str, int, dict[str, str]]:
+    """A 429 page (audited as a refusal), still offering what opens a locked account."""
+    audit_refusal(exc.status, exc.code)
+    html, status = page(template, exc.status, error=error, **context)
+    return html, status, exc.headers
 
 
 def page(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
@@ -64,17 +91,29 @@ def index() -> Response:
 @bp.route("/login", methods=["GET", "POST"])
 @_limits
 def login() -> Any:
-    """Step one: e-mail and password. Success opens a pending session for the TOTP step."""
+    """Step one: e-mail and password. Success opens a pending session for the TOTP step;
+    with a valid code given too (the locked-account form), a full session at once."""
     form = LoginForm()
     if not form.validate_on_submit():
         ended = bool(request.args.get("ended"))
-        return page("login.html", 400 if request.method == "POST" else 200, form=form, ended=ended)
+        status = 400 if request.method == "POST" else 200
+        return page("login.html", status, form=form, ended=ended, with_code=bool(form.code.data))
     auth = AuthenticationService(db_session(), runtime())
     typed = Password(form.password.data or "")
     try:
-        account = auth.check_password(form.email.data or "", typed)
+        checked = auth.authenticate(
+            form.email.data or "",
+            typed,
+            form.code.data or None,
+            address=client_address(),
+            code_follows=True,
+        )
+    except RateLimited as exc:
+        return _too_many("login.html", exc, LOCKED, form=form, with_code=True)
     except MedchatError:
-        return page("login.html", 401, form=form, error="The e-mail or password is wrong.")
+        error = "The e-mail, password or code is wrong."
+        return page("login.html", 401, form=form, error=error, with_code=bool(form.code.data))
+    account = checked.account
     if account.role != Role.CLINICIAN:
         return page("login.html", 403, form=form, error="This console is for clinicians.")
     if not account.has_totp:
@@ -86,10 +125,19 @@ def login() -> Any:
         )
     # No key is opened before the second factor: only the scrypt work is done now, and its
     # result travels sealed in the cookie (access_control.console_sessions).
-    runs = runtime().custody(db_session()).personal_key_runs(account.id, typed)
-    token, carried = cookie.console_sessions().start_pending(account.id, runs)
-    cookie.begin(token, pending=True, carried=carried)
+    custody = runtime().custody(db_session())
+    runs = custody.personal_key_runs(account.id, typed)
+    sessions = cookie.console_sessions()
+    token, carried = sessions.start_pending(account.id, runs)
     audit.record(db_session(), "console.password_ok", target_type="account", target_id=account.id)
+    if checked.mfa:
+        # Password and code in one form (a locked account): the second factor passed, so the
+        # keys open now, from the same scrypt run.
+        keyring = custody.open_keyring(account.id, runs)
+        cookie.begin(sessions.promote(token, keyring), pending=False)
+        audit.record(db_session(), "console.login", target_type="account", target_id=account.id)
+        return redirect(url_for("console.queue"))
+    cookie.begin(token, pending=True, carried=carried)
     return redirect(url_for("console.totp"))
 
 
@@ -110,6 +158,8 @@ def totp() -> Any:
     auth = AuthenticationService(db_session(), runtime())
     try:
         auth.check_second_factor(account, form.code.data)
+    except RateLimited as exc:
+        return _too_many("totp.html", exc, TOO_MANY_CODES, form=form)
     except MedchatError:
         return page("totp.html", 401, form=form, error="That code is wrong or was used already.")
     try:
@@ -125,7 +175,7 @@ def totp() -> Any:
 
 
 @bp.route("/enroll", methods=["GET", "POST"])
-@_limits
+@_enroll_limits
 def enroll() -> Any:
     """First-time enrollment: set a password, then scan the QR code (or type the secret)."""
     form = EnrollForm()
@@ -147,7 +197,7 @@ def enroll() -> Any:
 
 
 @bp.post("/enroll/confirm")
-@_limits
+@_enroll_limits
 def enroll_confirm() -> Any:
     form = EnrollConfirmForm()
     if not form.validate_on_submit():
@@ -191,10 +241,14 @@ def account() -> Any:
                 principal.token,
                 form.current_password.data or "",
                 form.new_password.data or "",
+                address=client_address(),
             )
             message = "Your password was changed; your other sessions have ended."
         except WeakPassword as exc:
             error, status = exc.message, 422
+        except RateLimited as exc:
+            audit_refusal(exc.status, exc.code)
+            error, status = exc.message, exc.status
         except MedchatError:
             error, status = "The current password is wrong.", 401
     elif request.method == "POST":

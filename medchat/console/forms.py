@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import PasswordField, StringField, TextAreaField
-from wtforms.validators import DataRequired, EqualTo, Length
+from wtforms import HiddenField, PasswordField, StringField, TextAreaField
+from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
 
 class LoginForm(FlaskForm):
     email = StringField("E-mail", validators=[DataRequired(), Length(max=254)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+    #: Shown when the account is locked: the password and the code together still sign in.
+    code = StringField(
+        "Code from your authenticator app (or a recovery code)",
+        validators=[Optional(), Length(min=6, max=32)],
+    )
 
 
 class TotpForm(FlaskForm):
@@ -51,6 +56,12 @@ class ReplyForm(FlaskForm):
 
 class AttachForm(FlaskForm):
     file = FileField("Attach a file (PDF, PNG, JPEG, HEIC)", validators=[FileRequired()])
+
+
+class GrantForm(FlaskForm):
+    """Confirms a grant to the key whose fingerprint the page showed (sent back with it)."""
+
+    fingerprint = HiddenField(validators=[DataRequired(), Length(min=32, max=200)])
 
 
 class ActionForm(FlaskForm):

@@ -74,6 +74,18 @@ class EnrollConfirmSchema(StrictSchema):
     totp_code = fields.String(required=True, validate=_CODE_RULES)
 
 
+class StepUpSchema(StrictSchema):
+    """The account's password again, in the request that needs it (step-up)."""
+
+    password = _password
+
+
+class MfaRemoveSchema(StepUpSchema):
+    """Turning a member's TOTP off: the password and a current code or a recovery code."""
+
+    totp_code = fields.String(required=True, validate=validate.Length(min=6, max=32))
+
+
 class MfaConfirmSchema(StrictSchema):
     totp_code = fields.String(required=True, validate=_CODE_RULES)
 

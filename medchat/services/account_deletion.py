@@ -3,8 +3,8 @@ law keeps (the right to erasure; docs/data-rights.md says what is kept, why and 
 
 The member confirms with their password (re-authentication: a stolen access token alone must
 not erase an account; a wrong password is 401 ``invalid_credentials``, audited, and counts
-toward the same lockout as sign-in). Then, in one transaction, either all of this commits or
-none of it does:
+toward the same failure budgets as sign-in: ``AuthenticationService.step_up``). Then, in one
+transaction, either all of this commits or none of it does:
 
 1. every live conversation is sealed into the archive exactly as a deletion request seals
    one (``DeletionService.delete_own``: live wraps destroyed, signed ledger record, audited
@@ -51,6 +51,7 @@ from medchat.models import (
     RewrapRequest,
 )
 from medchat.runtime import Runtime
+from medchat.services.authentication import AuthenticationService
 from medchat.services.consent import ConsentService
 from medchat.services.conversation_access import LIVE_STATUSES
 from medchat.services.deletion import DeletionService
@@ -65,7 +66,7 @@ class AccountDeletionService:
         self.session = session
         self.runtime = runtime
 
-    def delete_own(self, actor: Principal, password: str) -> str:
+    def delete_own(self, actor: Principal, password: str, *, address: str) -> str:
         """Erase the member's account (API: 202 ``{"status": "deleted"}``).
 
         Raises ``Forbidden`` for anyone but a member and ``InvalidCredentials`` for a wrong
@@ -78,9 +79,7 @@ class AccountDeletionService:
         # (The row alone: FOR UPDATE may not reach the profile's outer join on PostgreSQL.)
         self.session.execute(select(Account.id).where(Account.id == account.id).with_for_update())
         self.session.refresh(account)
-        if account.status != AccountStatus.ACTIVE or not self.runtime.hasher.verify(
-            password, account.password_hash
-        ):
+        if account.status != AccountStatus.ACTIVE:
             audit.record_on_rollback(
                 self.session,
                 "account.delete",
@@ -90,6 +89,10 @@ class AccountDeletionService:
                 outcome="failure",
             )
             raise InvalidCredentials("The password is wrong.")
+        # The sign-in failure budgets count a wrong password here as a wrong sign-in.
+        AuthenticationService(self.session, self.runtime).step_up(
+            account, password, address=address, action="account.delete", subject_id=account.id
+        )
         sealed = self._seal_live_conversations(actor)
         ConsentService(self.session, self.runtime).withdraw(actor)
         self._destroy_secrets(actor)

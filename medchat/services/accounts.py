@@ -1,9 +1,10 @@
 """Accounts: member self-registration, admin-created staff, enrollment, disabling.
 
-Registration answers the same way whether or not the address is taken (and takes the same
-time), so it cannot be used to learn who is a member. Staff accounts are created by an admin
-with a one-time, expiring enrollment token; the admin never sets or sees a password. Every
-change is audited without personal data (ids and roles only).
+Registration answers the same way whether or not the address is taken and does the same costly
+work (bcrypt, a keypair generated and sealed with scrypt), so it cannot be used to learn who is
+a member. Staff accounts are created by an admin with a one-time, expiring enrollment token;
+the admin never sets or sees a password. Every change is audited without personal data (ids
+and roles only).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from medchat import audit
 from medchat.errors import Conflict, Forbidden, InvalidEnrollmentToken, InvalidMfaCode, NotFound
 from medchat.models import Account, AccountStatus, EnrollmentToken, MemberProfile
 from medchat.runtime import Runtime
+from medchat.services.key_holders import require_another_holder
 
 #: ``rotation_reason`` of a role key whose holder's account was disabled.
 DISABLED_REASON = "account_disabled"
@@ -120,7 +122,9 @@ class AccountService:
         )
         chosen = Password(data.password)  # one scrypt run for the hash and the sealed key
         if self.find_by_email(data.email) is not None:
+            # The new-address branch's work, kept nowhere: one scrypt run, bcrypt, a keypair.
             self.runtime.hasher.burn(chosen)
+            self.runtime.custody(self.session).spend_personal_key_work(chosen)
             audit.record(self.session, "account.register", outcome="duplicate")
             return
         account = self._new_account(
@@ -252,16 +256,18 @@ class AccountService:
 
         Returns the roles whose keys it held: their rotation is now due (a database copy
         taken earlier plus this account's password still opens them), and the caller says so.
+        Refuses (409 ``last_key_holder``) the last active holder of a role key.
         """
         account = self.get(account_id)
         if account.status == AccountStatus.DELETED:
             raise Conflict("This account was deleted at its owner's request.")
+        custody = self.runtime.custody(self.session)
+        held = custody.granted_roles(account.id)
+        require_another_holder(self.session, custody, account.id, held)
         now = self.runtime.clock.now()
         account.status = AccountStatus.DISABLED
         account.disabled_at = now
         TokenStore(self.session, now).revoke_account(account.id)
-        custody = self.runtime.custody(self.session)
-        held = custody.granted_roles(account.id)
         revoked = custody.revoke_grants(account.id)
         for role in held:
             custody.mark_rotation_due(role, DISABLED_REASON)

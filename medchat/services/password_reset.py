@@ -26,7 +26,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from access_control import crypto, totp
+from access_control import crypto
 from access_control.password_kdf import Password
 from access_control.passwords import check_strength
 from access_control.roles import Role
@@ -37,6 +37,7 @@ from medchat.mail import compose, deliver_after_commit
 from medchat.models import Account, AccountStatus, PasswordResetToken
 from medchat.runtime import Runtime
 from medchat.services.accounts import AccountService
+from medchat.services.authentication import AuthenticationService
 from medchat.services.rewrap import RewrapQueue
 
 RESET_PREFIX = "mcp_"
@@ -115,7 +116,7 @@ class PasswordResetService:
         record, account = self._live_token(reset_token)
         now = self.runtime.clock.now()
         if account.has_totp:
-            self._check_second_factor(account, totp_code, now)
+            self._check_second_factor(account, totp_code)
         check_strength(new_password, self.accounts.personal_data(account))
         # Conditional: of two confirmations racing with one token, one wins.
         spent = self.session.execute(
@@ -165,11 +166,11 @@ class PasswordResetService:
             raise self._refuse(InvalidResetToken(), account)
         return record, account
 
-    def _check_second_factor(self, account: Account, code: str | None, now: datetime) -> None:
+    def _check_second_factor(self, account: Account, code: str | None) -> None:
         if not code:
             raise self._refuse(MfaRequired(), account)
-        secret = self.accounts.totp_secret(account) or ""
-        if not totp.verify_second_factor(self.session, account, secret, code, now):
+        # The account's one second-factor budget, as at sign-in (``verify_code``).
+        if not AuthenticationService(self.session, self.runtime).verify_code(account, code):
             raise self._refuse(InvalidMfaCode(), account)
 
     def _spend_open_tokens(self, account: Account, now: datetime) -> None:

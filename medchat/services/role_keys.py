@@ -2,10 +2,14 @@
 
 ``initialise`` creates the physician and compliance-archive keypairs and seals each to its
 first holder; after that only a holder can hand a role key on (``grant``), from a session that
-holds it. An admin can create a clinician but never give it access to content. Revoking a
-grant, like disabling an account, deletes the holder's sessions at once, because they carry
-opened keys, and makes a rotation of the role key due (``medchat keys rotate``): a copy of the
-database taken earlier plus the holder's password still opens the old key.
+holds it. A grant names the newcomer's key fingerprint, for the granter to compare with the
+newcomer before (``colleague_key``) and after, and refuses when it is not the one they
+compared (SECURITY-MODEL 10). An admin can create a clinician but never give it access to
+content. Revoking a grant needs the revoker's password again (``step_up``) and never removes
+the last active holder (``key_holders``); like disabling an account it deletes the holder's
+sessions at once, because they carry opened keys, and makes a rotation of the role key due
+(``medchat keys rotate``): a copy of the database taken earlier plus the holder's password
+still opens the old key.
 """
 
 from __future__ import annotations
@@ -13,22 +17,43 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from access_control.hybrid_kem import format_fingerprint
+from access_control.hybrid_kem import format_fingerprint, public_key_fingerprint
 from access_control.principal import Principal
-from access_control.roles import Role
 from access_control.tokens import TokenStore
 from medchat import audit
 from medchat.errors import Conflict, NotFound, RoleKeyRequired
 from medchat.models import Account, AccountStatus, KeyRole, RoleKeyStatus
 from medchat.runtime import Runtime
 from medchat.services.accounts import AccountService
+from medchat.services.authentication import AuthenticationService
+from medchat.services.key_holders import HOLDER_ROLE, active_holders, require_another_holder
 
-#: Which account role may hold which role key.
-HOLDER_ROLE = {KeyRole.PHYSICIAN: Role.CLINICIAN, KeyRole.ARCHIVE: Role.COMPLIANCE}
 #: ``rotation_reason`` of a role key whose holder lost access.
 REVOKED_REASON = "grant_revoked"
+
+
+@dataclass(frozen=True)
+class ColleagueKey:
+    """Whom a grant would seal to: shown to the granter before they confirm."""
+
+    account_id: uuid.UUID
+    display_name: str
+    #: The colleague's personal key fingerprint, grouped for reading aloud.
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Granted:
+    """What a grant answers: whose key received the role key, and its fingerprint."""
+
+    account_id: uuid.UUID
+    role: str
+    #: The newcomer's personal key fingerprint, grouped for reading aloud.
+    fingerprint: str
+    role_key_versions: list[int]
 
 
 @dataclass(frozen=True)
@@ -94,19 +119,64 @@ class RoleKeyService:
             archive_fingerprint=created[KeyRole.ARCHIVE].fingerprint,
         )
 
-    def grant(self, actor: Principal, key_role: KeyRole, colleague_id: uuid.UUID) -> str:
+    def colleagues(self, actor: Principal, key_role: KeyRole) -> list[tuple[Account, bool]]:
+        """The active accounts of the key's holder role but the actor's, each with whether
+        it holds the key (``key_holders.active_holders``): whom a holder may grant it to."""
+        if not actor.keyring.role_keys(key_role):
+            raise RoleKeyRequired
+        holders = active_holders(self.session, self.custody, key_role)
+        accounts = self.session.scalars(
+            select(Account)
+            .where(
+                Account.role == HOLDER_ROLE[key_role],
+                Account.status == AccountStatus.ACTIVE,
+                Account.id != actor.id,
+            )
+            .order_by(Account.display_name, Account.id)
+        )
+        return [(account, account.id in holders) for account in accounts]
+
+    def colleague_key(
+        self, actor: Principal, key_role: KeyRole, colleague_id: uuid.UUID
+    ) -> ColleagueKey:
+        """The fingerprint a grant to this colleague would seal to (verified), for the
+        granter to compare with the newcomer before confirming."""
+        if not actor.keyring.role_keys(key_role):
+            raise RoleKeyRequired
+        colleague = self._holder(colleague_id, key_role)
+        fingerprint = format_fingerprint(self._fingerprint(colleague))
+        return ColleagueKey(colleague.id, colleague.display_name or "", fingerprint)
+
+    def _fingerprint(self, colleague: Account) -> str:
+        key = self.custody.verified_personal_key(colleague.id)
+        return public_key_fingerprint(key.public_key)
+
+    def grant(
+        self,
+        actor: Principal,
+        key_role: KeyRole,
+        colleague_id: uuid.UUID,
+        *,
+        expected_fingerprint: str | None = None,
+    ) -> Granted:
         """Seal every version of the role key the actor holds to a colleague's key.
 
         Returns the colleague's key fingerprint (also written to the audit entry). Raises
         ``RoleKeyRequired`` (a ``Forbidden``) when the actor's session holds no current
         version of the key, ``NotFound`` for anyone but an active colleague of the right role,
-        ``KeyIntegrityFailure`` when the colleague's public key fails its tag (nothing is
-        sealed then).
+        ``KeyIntegrityFailure`` when the colleague's public key fails its tag, and
+        ``Conflict`` when ``expected_fingerprint`` (what the granter compared) is not the
+        colleague's key now: nothing is sealed then.
         """
         held = actor.keyring.role_keys(key_role)
         if not held:
             raise RoleKeyRequired
         colleague = self._holder(colleague_id, key_role)
+        compared = expected_fingerprint
+        if compared is not None and not _matches(compared, self._fingerprint(colleague)):
+            raise Conflict(
+                "The colleague's key is not the one you compared; check it with them again."
+            )
         rows = {row.id: row for row in self.custody.role_keys(key_role)}
         fingerprint = ""
         versions = []
@@ -130,19 +200,38 @@ class RoleKeyService:
                 "role_key_versions": sorted(versions),
             },
         )
-        return format_fingerprint(fingerprint)
+        return Granted(
+            account_id=colleague.id,
+            role=str(key_role),
+            fingerprint=format_fingerprint(fingerprint),
+            role_key_versions=sorted(versions),
+        )
 
-    def revoke(self, actor: Principal, key_role: KeyRole, colleague_id: uuid.UUID) -> list[str]:
+    def revoke(
+        self,
+        actor: Principal,
+        key_role: KeyRole,
+        colleague_id: uuid.UUID,
+        *,
+        password: str,
+        address: str,
+    ) -> list[str]:
         """Delete a colleague's copies of the role key and end their sessions at once.
 
+        Needs the actor's password again (``step_up``: 401 ``invalid_credentials``) and
+        refuses the last active holder (409 ``last_key_holder``), the actor included.
         Returns the roles whose rotation this made due (``[key_role]`` when a copy was
         deleted, ``[]`` when the colleague held none): the caller tells the person so.
         """
         if not actor.keyring.role_keys(key_role):
             raise RoleKeyRequired
+        AuthenticationService(self.session, self.runtime).step_up(
+            actor.account, password, address=address, action="role_key.revoke"
+        )
         account = self.session.get(Account, colleague_id)
         if account is None or account.role != HOLDER_ROLE[key_role]:
             raise NotFound
+        require_another_holder(self.session, self.custody, colleague_id, [key_role])
         removed = self.custody.revoke_grants(colleague_id, key_role)
         TokenStore(self.session, self.runtime.clock.now()).revoke_account(colleague_id)
         due = [str(key_role)] if removed else []
@@ -156,3 +245,10 @@ class RoleKeyService:
             details={"role": str(key_role), "grants_removed": removed, "rotation_due": due},
         )
         return due
+
+
+def _matches(expected: str, fingerprint: str) -> bool:
+    """Whether what the granter compared (at least the 32 digits shown, as typed or read
+    aloud: case, spaces and separators do not matter) is the start of ``fingerprint``."""
+    plain = "".join(ch for ch in expected.lower() if ch in "0123456789abcdef")
+    return len(plain) >= 32 and fingerprint.startswith(plain)

@@ -300,9 +300,9 @@ def test_recovery_code_works_once(client, runtime, clock):
 def test_member_can_opt_into_totp_and_then_needs_it(client, runtime, clock):
     person = make_member(runtime)
     tokens = login(client, runtime, person)
-    uri = client.post("/api/v1/auth/mfa/enroll", headers=bearer(tokens)).get_json()[
-        "provisioning_uri"
-    ]
+    uri = client.post(
+        "/api/v1/auth/mfa/enroll", json={"password": person.password}, headers=bearer(tokens)
+    ).get_json()["provisioning_uri"]
     secret = parse_qs(urlparse(uri).query)["secret"][0]
     confirm = client.post(
         "/api/v1/auth/mfa/confirm",
@@ -315,7 +315,9 @@ def test_member_can_opt_into_totp_and_then_needs_it(client, runtime, clock):
     )
     assert without.get_json()["error"]["code"] == "mfa_required"
     # A stolen access token cannot swap the second factor for one of its own.
-    again = client.post("/api/v1/auth/mfa/enroll", headers=bearer(tokens))
+    again = client.post(
+        "/api/v1/auth/mfa/enroll", json={"password": person.password}, headers=bearer(tokens)
+    )
     assert again.status_code == 409
 
 
@@ -498,9 +500,9 @@ def test_sessions_older_than_a_members_totp_must_sign_in_again(client, runtime, 
     person = make_member(runtime)
     older = login(client, runtime, person)
     current = login(client, runtime, person)
-    uri = client.post("/api/v1/auth/mfa/enroll", headers=bearer(current)).get_json()[
-        "provisioning_uri"
-    ]
+    uri = client.post(
+        "/api/v1/auth/mfa/enroll", json={"password": person.password}, headers=bearer(current)
+    ).get_json()["provisioning_uri"]
     secret = parse_qs(urlparse(uri).query)["secret"][0]
     client.post(
         "/api/v1/auth/mfa/confirm",

@@ -266,7 +266,7 @@ def test_a_clinician_without_the_role_key_is_told_so_until_granted_and_signed_in
     granted = client.post(
         f"/api/v1/clinician/colleagues/{newcomer.id}/grant", headers=bearer(doctor)
     )
-    assert granted.status_code == 204
+    assert granted.status_code == 200
     still = client.get(QUEUE, headers=bearer(before_grant))
     assert still.get_json()["error"]["code"] == "role_key_required"
     after_login = login(client, runtime, newcomer)

@@ -301,7 +301,9 @@ def test_wrong_codes_are_limited_per_token_like_sign_in_failures(client, runtime
 def test_a_recovery_code_stands_in_for_a_lost_totp_device(client, runtime, mail_dir):
     member = make_member(runtime)
     tokens = login(client, runtime, member)
-    client.post("/api/v1/auth/mfa/enroll", headers=bearer(tokens))
+    client.post(
+        "/api/v1/auth/mfa/enroll", json={"password": member.password}, headers=bearer(tokens)
+    )
     with runtime.database.transaction() as session:
         accounts = AccountService(session, runtime)
         member.totp_secret = accounts.totp_secret(accounts.get(member.id))

@@ -172,7 +172,7 @@ def test_re_enrollment_gives_a_new_keypair_and_a_colleague_re_grants_the_role_ke
     colleague = make_staff(runtime, Role.CLINICIAN, last_name="Okafor")
     holder_auth = bearer(login(client, runtime, team.clinician))
     granted = client.post(f"/api/v1/clinician/colleagues/{colleague.id}/grant", headers=holder_auth)
-    assert granted.status_code == 204
+    assert granted.status_code == 200
     member = make_member(runtime)
     member_tokens = login(client, runtime, member)
     give_consent(client, member_tokens)
@@ -194,7 +194,7 @@ def test_re_enrollment_gives_a_new_keypair_and_a_colleague_re_grants_the_role_ke
 
     regrant = client.post(f"/api/v1/clinician/colleagues/{colleague.id}/grant", headers=holder_auth)
 
-    assert regrant.status_code == 204
+    assert regrant.status_code == 200
     auth = bearer(login(client, runtime, again))
     messages = client.get(
         f"/api/v1/clinician/conversations/{conversation_id}/messages", headers=auth

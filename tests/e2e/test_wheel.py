@@ -153,10 +153,17 @@ def _fresh_venv(location: Path, wheel: Path) -> Path:
 
 
 def _dependency_paths() -> list[str]:
-    """Where this process finds its libraries: its ``sys.path`` less the checkout (which
-    ``PYTHONPATH`` or pytest put there) and anything that is not a directory."""
+    """Where this process finds its libraries: its ``sys.path`` less any directory that
+    holds the checkout's packages (the checkout itself, which ``PYTHONPATH`` or pytest put
+    there) and anything that is not a directory. A virtualenv inside the checkout (``make
+    test`` makes ``.venv`` there) stays: its site-packages holds dependencies, and the
+    editable install's hook in it is a ``.pth`` file, which is not run from a path line."""
     paths = (Path(entry).resolve() for entry in sys.path if entry)
-    return [str(path) for path in paths if path.is_dir() and not path.is_relative_to(ROOT)]
+    return [
+        str(path)
+        for path in paths
+        if path.is_dir() and path != ROOT and not (path / "medchat" / "__init__.py").exists()
+    ]
 
 
 def _free_port() -> int:

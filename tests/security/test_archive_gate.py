@@ -153,7 +153,9 @@ def test_erasing_the_account_seals_and_opens_every_conversation_of_it(runtime, d
     assert opened_by_officer(runtime, desk.team.compliance) == {}
     with runtime.database.transaction() as session:
         member = attached(sign_in(runtime, desk.person).principal, session)
-        AccountDeletionService(session, runtime).delete_own(member, desk.person.password)
+        AccountDeletionService(session, runtime).delete_own(
+            member, desk.person.password, address="198.51.100.1"
+        )
 
     assert opened_by_officer(runtime, desk.team.compliance) == desk.deks(*desk.live)
     assert retrieve(runtime, desk, desk.live[2].id).subject == "Subject 2"

@@ -155,7 +155,13 @@ def test_revoking_a_clinicians_grant_ends_their_open_session_at_once(client, run
     assert probe_grant(client, bearer(tokens)) == 404  # signed in, and holding the key
 
     with runtime.database.transaction() as session:
-        RoleKeyService(session, runtime).revoke(holder, KeyRole.PHYSICIAN, colleague.id)
+        RoleKeyService(session, runtime).revoke(
+            holder,
+            KeyRole.PHYSICIAN,
+            colleague.id,
+            password=clinician.password,
+            address="127.0.0.1",
+        )
     response = client.post(f"/api/v1/clinician/colleagues/{UNKNOWN}/grant", headers=bearer(tokens))
     assert response.status_code == 401
     assert response.get_json()["error"]["code"] == "invalid_token"
@@ -167,6 +173,12 @@ def test_revoking_a_clinicians_grant_ends_their_open_session_at_once(client, run
 
 def test_disabling_a_clinician_ends_their_open_session_at_once(client, runtime, holders):
     clinician, _ = holders
+    # A colleague holds the key too: the last holder cannot be disabled (test_key_holders).
+    colleague = make_staff(runtime, Role.CLINICIAN)
+    with runtime.database.transaction() as session:
+        RoleKeyService(session, runtime).grant(
+            sign_in(runtime, clinician).principal, KeyRole.PHYSICIAN, colleague.id
+        )
     admin = bearer(login(client, runtime, make_staff(runtime, Role.ADMIN)))
     tokens = login(client, runtime, clinician)
     assert probe_grant(client, bearer(tokens)) == 404
@@ -236,7 +248,8 @@ def test_an_admin_can_never_grant_a_role_key(app, client, runtime, holders):
     officer = make_staff(runtime, Role.COMPLIANCE)
     # No route an admin may call grants: every grant route needs a holder's permission.
     grant_rules = [rule for rule in app.url_map.iter_rules() if rule.rule.endswith("/grant")]
-    assert {rule.rule.split("/")[3] for rule in grant_rules} == {"clinician", "compliance"}
+    surfaces = {rule.rule.split("/colleagues/")[0].rsplit("/", 1)[-1] for rule in grant_rules}
+    assert surfaces == {"clinician", "compliance", "console"}
     for rule in grant_rules:
         permission = declared_permission(app.view_functions[rule.endpoint])
         assert permission not in ROLE_PERMISSIONS[Role.ADMIN]
@@ -251,7 +264,9 @@ def test_an_admin_can_never_grant_a_role_key(app, client, runtime, holders):
         with pytest.raises(RoleKeyRequired), runtime.database.transaction() as session:
             RoleKeyService(session, runtime).grant(principal, key_role, target.id)
         with pytest.raises(RoleKeyRequired), runtime.database.transaction() as session:
-            RoleKeyService(session, runtime).revoke(principal, key_role, target.id)
+            RoleKeyService(session, runtime).revoke(
+                principal, key_role, target.id, password=admin.password, address="127.0.0.1"
+            )
     with runtime.database.transaction() as session:
         grantees = set(session.scalars(select(RoleKeyGrant.account_id)))
     assert grantees.isdisjoint({newcomer.id, officer.id, admin.id})

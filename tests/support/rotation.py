@@ -30,7 +30,7 @@ from medchat.services.rotation import RotationResult, RotationService
 from tests.support.accounts import Person, make_member, make_staff
 from tests.support.conversations import start_conversation
 from tests.support.messaging import care_team
-from tests.support.sessions import sign_in
+from tests.support.sessions import STAFF_ADDRESS, sign_in
 
 
 @dataclass
@@ -69,7 +69,9 @@ def grant(runtime: Runtime, holder: Person, colleague: Person) -> None:
 def revoke(runtime: Runtime, holder: Person, colleague: Person) -> list[str]:
     actor = sign_in(runtime, holder).principal
     with runtime.database.transaction() as session:
-        return RoleKeyService(session, runtime).revoke(actor, KeyRole.PHYSICIAN, colleague.id)
+        return RoleKeyService(session, runtime).revoke(
+            actor, KeyRole.PHYSICIAN, colleague.id, password=holder.password, address=STAFF_ADDRESS
+        )
 
 
 def rotate(

@@ -13,6 +13,9 @@ from medchat.runtime import Runtime
 from medchat.services.authentication import AuthenticationService
 from tests.support.accounts import Person, code_for
 
+#: Where in-process sign-ins come from: inside the tests' staff networks, as the test client.
+STAFF_ADDRESS = "127.0.0.1"
+
 
 @dataclass(frozen=True, repr=False)
 class SignedIn:
@@ -31,7 +34,9 @@ def sign_in(runtime: Runtime, person: Person) -> SignedIn:
         runtime.clock.advance(seconds=30)  # type: ignore[attr-defined]
         code = code_for(person, runtime)
     with runtime.database.transaction() as session:
-        signed = AuthenticationService(session, runtime).login(person.email, person.password, code)
+        signed = AuthenticationService(session, runtime).login(
+            person.email, person.password, code, address=STAFF_ADDRESS
+        )
     return SignedIn(principal_for(runtime, signed.tokens.access_token), signed.tokens)
 
 

@@ -168,7 +168,9 @@ def test_a_revocation_answers_rotation_due_and_keys_status_shows_it_until_rotate
     doctor = login(client, runtime, world.clinician)
 
     response = client.delete(
-        f"/api/v1/clinician/colleagues/{world.colleague.id}/grant", headers=bearer(doctor)
+        f"/api/v1/clinician/colleagues/{world.colleague.id}/grant",
+        json={"password": world.clinician.password},
+        headers=bearer(doctor),
     )
 
     assert response.status_code == 204

@@ -25,7 +25,9 @@ def _delete(runtime, person, password):
     principal = sign_in(runtime, person).principal
     with runtime.database.transaction() as session:
         attached(principal, session)
-        return AccountDeletionService(session, runtime).delete_own(principal, password)
+        return AccountDeletionService(session, runtime).delete_own(
+            principal, password, address="198.51.100.1"
+        )
 
 
 def test_a_failure_half_way_leaves_everything_as_it_was(runtime, monkeypatch):

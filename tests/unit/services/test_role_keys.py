@@ -29,7 +29,7 @@ def _sign_in(runtime, person):
     runtime.clock.advance(seconds=30)
     with runtime.database.transaction() as session:
         signed = AuthenticationService(session, runtime).login(
-            person.email, person.password, code_for(person, runtime)
+            person.email, person.password, code_for(person, runtime), address="127.0.0.1"
         )
     with runtime.database.transaction() as session:
         record, account = TokenStore(session, runtime.clock.now()).authenticate(
@@ -80,8 +80,8 @@ def test_a_holder_grants_a_colleague_who_then_holds_the_key(runtime, holders):
     assert not _sign_in(runtime, colleague).keyring.holds_role(KeyRole.PHYSICIAN)
     actor = _sign_in(runtime, clinician)
     with runtime.database.transaction() as session:
-        fingerprint = RoleKeyService(session, runtime).grant(actor, KeyRole.PHYSICIAN, colleague.id)
-    assert len(fingerprint.replace(" ", "")) == 32
+        granted = RoleKeyService(session, runtime).grant(actor, KeyRole.PHYSICIAN, colleague.id)
+    assert len(granted.fingerprint.replace(" ", "")) == 32
     assert _sign_in(runtime, colleague).keyring.holds_role(KeyRole.PHYSICIAN)
 
 
@@ -121,7 +121,9 @@ def test_revoking_a_grant_ends_the_colleagues_sessions_at_once(runtime, holders)
         RoleKeyService(session, runtime).grant(actor, KeyRole.PHYSICIAN, colleague.id)
     _sign_in(runtime, colleague)
     with runtime.database.transaction() as session:
-        RoleKeyService(session, runtime).revoke(actor, KeyRole.PHYSICIAN, colleague.id)
+        RoleKeyService(session, runtime).revoke(
+            actor, KeyRole.PHYSICIAN, colleague.id, password=clinician.password, address="127.0.0.1"
+        )
     with runtime.database.transaction() as session:
         assert (
             session.scalar(

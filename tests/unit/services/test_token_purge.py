@@ -64,7 +64,9 @@ def row(runtime, model, row_id: uuid.UUID):
 
 def log_in(runtime, person):
     with runtime.database.transaction() as session:
-        return AuthenticationService(session, runtime).login(person.email, person.password, None)
+        return AuthenticationService(session, runtime).login(
+            person.email, person.password, None, address="127.0.0.1"
+        )
 
 
 def refresh(runtime, refresh_token: str):

@@ -1,0 +1,105 @@
+"""Failure budgets of sign-in, counted where the account is known (issue 12, items 2 and 3).
+
+A per-account lockout that anyone can fill is a denial-of-service tool: five wrong passwords
+from anywhere used to keep the real clinician out for fifteen minutes. So failures are counted
+three ways, each in fixed windows that grow (15 minutes, an hour, a day):
+
+- **per account and client address** (``PAIR_FAILURES``), hard: past it, that address gets
+  429 for that account before any work is done. A guesser locks out only themselves.
+- **per account, from any address** (``ACCOUNT_FAILURES``), slower and soft: past it the
+  account answers 429 to every sign-in except one that brings the right password *and* a
+  valid second factor together (from a staff network, for staff: a password from outside is
+  a wrong one). The answer is 429 whichever of the two was wrong, so a locked account is no
+  password oracle; an account without a second factor waits for the window to pass (a member
+  can still reset by mail).
+- **second-factor failures per account** (``CODE_FAILURES``), hard, one budget for the API,
+  the console, the reset confirmation and every step-up: whoever gets a code wrong knew the
+  password, so past it every sign-in of the account answers 429 until the window passes.
+
+The account is named by its e-mail's blind index, so unknown and known addresses are counted
+alike and no address or name reaches the storage. The storage is the rate limiter's
+(``MEDCHAT_RATELIMIT_STORAGE_URI``: ``memory://`` for one process, ``redis://`` shared), under
+its key prefix; the windows run on the storage's clock, like Flask-Limiter's.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from limits import RateLimitItem, parse_many
+from limits.storage import storage_from_string
+from limits.strategies import FixedWindowRateLimiter
+
+from medchat.errors import RateLimited
+
+#: Failed passwords against one account from one client address.
+PAIR_FAILURES = "5 per 15 minutes; 10 per hour; 20 per day"
+#: Failed passwords against one account from every address together.
+ACCOUNT_FAILURES = "20 per 15 minutes; 50 per hour; 100 per day"
+#: Wrong second-factor codes (TOTP or recovery) for one account, wherever they were given.
+CODE_FAILURES = "5 per 15 minutes; 10 per hour; 20 per day"
+
+
+class SignInLimits:
+    """The three budgets over one limits storage; every method is a single storage round."""
+
+    def __init__(self, storage_uri: str, key_prefix: str) -> None:
+        self._limiter = FixedWindowRateLimiter(storage_from_string(storage_uri))
+        self._prefix = key_prefix
+        self._pair = parse_many(PAIR_FAILURES)
+        self._account = parse_many(ACCOUNT_FAILURES)
+        self._code = parse_many(CODE_FAILURES)
+
+    def __repr__(self) -> str:
+        return f"SignInLimits(prefix={self._prefix!r})"
+
+    @staticmethod
+    def account_key(email_index: bytes) -> str:
+        """The budget name of an account: its e-mail's blind index, never the address."""
+        return email_index.hex()
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _refusal(self, *budgets: tuple[list[RateLimitItem], tuple[str, ...]]) -> RateLimited | None:
+        """A 429 with ``Retry-After`` (the longest wait) if any budget is spent, else None."""
+        now, waits = time.time(), []
+        for items, ids in budgets:
+            for item in items:
+                if not self._limiter.test(item, self._prefix, *ids):
+                    stats = self._limiter.get_window_stats(item, self._prefix, *ids)
+                    waits.append(math.ceil(stats.reset_time - now))
+        if not waits:
+            return None
+        return RateLimited(headers={"Retry-After": str(max(1, *waits))})
+
+    def refusal(self, account: str, address: str) -> RateLimited | None:
+        """The 429 for a sign-in refused before any work, or None.
+
+        Refused: this address spent its budget for this account, or the account spent its
+        second-factor budget (whoever guesses codes holds the password: nobody gets in).
+        """
+        return self._refusal(
+            (self._pair, ("sign-in-pair", account, address)),
+            (self._code, ("sign-in-code", account)),
+        )
+
+    def code_refusal(self, account: str) -> RateLimited | None:
+        """The 429 when the account spent its second-factor budget, or None."""
+        return self._refusal((self._code, ("sign-in-code", account)))
+
+    def locked(self, account: str) -> RateLimited | None:
+        """The 429 of an account past its slower, every-address budget, or None (open)."""
+        return self._refusal((self._account, ("sign-in-account", account)))
+
+    # -- counting ------------------------------------------------------------------------
+
+    def password_failed(self, account: str, address: str) -> None:
+        for item in self._pair:
+            self._limiter.hit(item, self._prefix, "sign-in-pair", account, address)
+        for item in self._account:
+            self._limiter.hit(item, self._prefix, "sign-in-account", account)
+
+    def code_failed(self, account: str) -> None:
+        for item in self._code:
+            self._limiter.hit(item, self._prefix, "sign-in-code", account)
