@@ -19,7 +19,7 @@ it; the member's own download is the cleaned file too (nothing else is stored).
   ``/Metadata`` (XMP) stream of the catalogue, a page, an image or a font, ``/PieceInfo``
   (private data of the application that made it) and the file identifier; only the objects
   still reachable are written, so an earlier revision kept by an incremental update goes too.
-  Streams are copied without being decompressed. What a page shows is content and is kept.
+  Streams are copied as they are (never inflated). What a page shows is content and is kept.
 
 Decompression bombs: an image over ``max_image_pixels`` is refused from its header, before any
 pixel is decoded (``ImageTooLarge``, 413). Pillow's own limit stays as a second net. A file
@@ -169,8 +169,10 @@ def _strip_pdf(data: bytes) -> bytes:
                 out,
                 # A file identifier from the content, not from the time and the file's path.
                 deterministic_id=True,
-                # Streams are copied as they are: a compressed bomb is never inflated here.
+                # Streams are copied as they are, neither inflated (a compressed bomb stays
+                # compressed) nor compressed: what a page holds is the uploader's.
                 stream_decode_level=pikepdf.StreamDecodeLevel.none,
+                compress_streams=False,
                 encryption=False,
                 fix_metadata_version=False,
             )

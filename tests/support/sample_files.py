@@ -27,9 +27,10 @@ GPS_IFD, EXIF_IFD = 0x8825, 0x8769
 OWNER_NAME = 0xA430  # CameraOwnerName, in the EXIF IFD
 
 
-def pdf(text: str = "Hello") -> bytes:
-    """A minimal valid one-page PDF 1.4 with ``text`` in its content stream and a right xref."""
-    stream = f"BT /F1 12 Tf 20 100 Td ({text}) Tj ET".encode("latin-1")
+def pdf(text: str = "Hello", encoding: str = "latin-1") -> bytes:
+    """A minimal valid one-page PDF 1.4 with ``text`` in its (uncompressed) content stream
+    and a right xref. ``encoding`` "utf-8" puts the text's UTF-8 bytes there, as a canary."""
+    stream = f"BT /F1 12 Tf 20 100 Td ({text}) Tj ET".encode(encoding)
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
