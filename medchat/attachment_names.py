@@ -7,6 +7,11 @@ extension makes the recipient's system open a PDF with a browser or a shell. The
 content (SECURITY-MODEL "What counts as content"): it is sealed under the DEK by the service
 and never logged. Answers carry it per RFC 6266 with an ASCII ``filename`` fallback and the
 exact name in ``filename*`` (RFC 8187, which obsoletes RFC 5987).
+
+The name is the uploader's words, and a member's often names them (``Jeanne_Moreau_bloodwork
+.pdf``): only the member sees it. Clinicians, and every staff reader, are shown a neutral name
+made of the file's kind and its order among the conversation's files of that kind
+(``neutral_name``; who sees which is ``medchat.patient_view.sees_upload_names``).
 """
 
 from __future__ import annotations
@@ -92,3 +97,18 @@ def content_disposition(filename: str) -> str:
     """
     encoded = quote(filename, safe=_ATTR_CHAR_EXTRA, encoding="utf-8")
     return f"attachment; filename=\"{ascii_fallback(filename)}\"; filename*=UTF-8''{encoded}"
+
+
+#: The word a neutral name starts with, by kind: every accepted image is a "photo".
+DOCUMENT_KIND, PHOTO_KIND = "document", "photo"
+
+
+def kind_of(media_type: str) -> str:
+    return DOCUMENT_KIND if media_type == attachment_types.PDF else PHOTO_KIND
+
+
+def neutral_name(media_type: str, ordinal: int) -> str:
+    """``photo-2.jpg``, ``document-1.pdf``: the ``ordinal``-th file of its kind in the
+    conversation (from 1), with the canonical extension of its sniffed type. It says nothing
+    the reader of the conversation could not count themselves."""
+    return f"{kind_of(media_type)}-{ordinal}{attachment_types.canonical_extension(media_type)}"

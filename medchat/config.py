@@ -31,6 +31,10 @@ DEVELOPMENT_STAFF_NETWORKS = "127.0.0.0/8,::1/128"
 MAX_RETENTION_DAYS = 36_500
 #: Rows locked by one retention transaction at most (they stay locked until it commits).
 MAX_RETENTION_BATCH = 20_000
+#: Pillow's own decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``, left at its default):
+#: it warns above it and refuses above twice it, a second net under ``max_image_pixels``, which
+#: may therefore not be set higher.
+PILLOW_MAX_IMAGE_PIXELS = 89_478_485
 
 
 #: Where a reverse proxy on the same host connects from: a deployment whose staff networks are
@@ -124,6 +128,10 @@ class Settings:
     console_idle_minutes: int = 15
     console_absolute_hours: int = 8
     max_attachment_bytes: int = 10 * 1024 * 1024
+    #: Images with more pixels are refused before they are decoded (decompression bombs):
+    #: 50 MP holds a 48 MP phone photo, and decodes to at most 200 MB (RGBA) while it is
+    #: cleaned of its metadata (``medchat.attachment_metadata``).
+    max_image_pixels: int = 50_000_000
     public_base_url: str = "http://127.0.0.1:8000"
     #: ``physician:<fingerprint>,archive:<fingerprint>``; empty: the pin file in the key dir.
     role_key_pins: str = ""
@@ -234,6 +242,10 @@ class Settings:
                 )
         if not 1 <= self.retention_batch <= MAX_RETENTION_BATCH:
             raise ConfigurationError(f"MEDCHAT_RETENTION_BATCH must be 1 to {MAX_RETENTION_BATCH}")
+        if not 1 <= self.max_image_pixels <= PILLOW_MAX_IMAGE_PIXELS:
+            raise ConfigurationError(
+                f"MEDCHAT_MAX_IMAGE_PIXELS must be 1 to {PILLOW_MAX_IMAGE_PIXELS} (Pillow's limit)"
+            )
         pin = self.archive_signing_public_key
         if pin and (len(pin) != 64 or any(c not in "0123456789abcdefABCDEF" for c in pin)):
             raise ConfigurationError("MEDCHAT_ARCHIVE_SIGNING_PUBLIC_KEY must be 64 hex digits")

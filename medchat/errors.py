@@ -152,6 +152,25 @@ class UnsupportedMediaType(MedchatError):
     code, status, message = "unsupported_media_type", 415, "This type of content is not accepted."
 
 
+class ImageTooLarge(MedchatError):
+    """An image whose dimensions are over ``max_image_pixels``: a decompression bomb (a few
+    kilobytes that decode to gigabytes) or a picture too large to clean safely. 413, as for a
+    file over the byte limit: the answer to both is a smaller file."""
+
+    code, status, message = "image_too_large", 413, "The image has too many pixels."
+
+
+class UnreadableFile(MedchatError):
+    """A file of an accepted type that its decoder cannot read (damaged, truncated, or a
+    password-protected PDF): its metadata cannot be removed, so it is not accepted."""
+
+    code, status, message = (
+        "unreadable_file",
+        422,
+        "The file could not be read; it may be damaged or password-protected.",
+    )
+
+
 class RateLimited(MedchatError):
     code, status, message = "rate_limited", 429, "Too many attempts; try again later."
 

@@ -6,6 +6,10 @@ insurance number, member id, or anything that links two conversations of one per
 Every clinician-facing answer builds its ``patient`` object here, and the query below selects
 only those columns, so the other personal fields are not even loaded (let alone decrypted).
 
+Files are shown to a clinician under a neutral name (``photo-2.jpg``), never the name the
+member uploaded them under: ``sees_upload_names`` is the one rule, applied wherever an
+attachment's name is opened for someone (``medchat.services.message_views``).
+
 The pseudonym is an HMAC (integrity key from ``MEDCHAT_KEY_DIR``, a fixed label) of the
 conversation id alone: stable for one conversation, unrelated across two conversations of the
 same member, and not computable by someone holding only the database.
@@ -24,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from access_control import crypto
+from access_control.roles import Role
 from medchat.models import Account, MemberProfile
 
 _PSEUDONYM_LABEL = "medchat/patient-pseudonym/v1"
@@ -92,3 +97,10 @@ def patient_views(
 def patient_view(session: Session, integrity_key: bytes, conversation: OfMember) -> PatientView:
     """The patient object for one conversation."""
     return patient_views(session, integrity_key, [conversation])[conversation.id]
+
+
+def sees_upload_names(role: str) -> bool:
+    """Whether ``role`` is shown the names files were uploaded under: only a member (their own
+    conversations, their export). Clinicians, compliance officers reading an archived
+    conversation and anyone else get neutral names (``attachment_names.neutral_name``)."""
+    return role == Role.MEMBER

@@ -6,7 +6,9 @@ this module only decrypts. Messages are read in sequence order in batches, and e
 attachment carries the SHA-256 of its plaintext, which the signed export bundle lists. Content
 opens in the format the conversation's verified key set names, under the same bindings as a
 live read (``medchat.content``). Sealed conversations are never re-sealed (the ledger hashed
-their ciphertexts), so they keep the format they were sealed in.
+their ciphertexts), so they keep the format they were sealed in. The reader is a compliance
+officer, staff: files are named neutrally (``photo-2.jpg``), as for a clinician
+(``medchat.patient_view.sees_upload_names``), and their uploaded names are not opened.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from medchat.models import ArchiveRecord, Attachment, Conversation, Message
 from medchat.runtime import Runtime
 from medchat.services.attachments import AttachmentFile
 from medchat.services.conversations import ConversationService
-from medchat.services.message_views import MessageView
+from medchat.services.message_views import MessageView, neutral_attachment_views
 
 _MESSAGES_PER_QUERY = 500
 
@@ -75,7 +77,7 @@ def read_conversation(
         )
         if not batch:
             return opened
-        opened.messages += conversations.message_views(conversation, dek, batch)
+        opened.messages += conversations.message_views(conversation, dek, batch, neutral_names=True)
         after = batch[-1].seq
 
 
@@ -86,17 +88,33 @@ class OpenedAttachment(AttachmentFile):
     sha256: str = ""
 
 
-def open_attachment(conversation: Conversation, dek: bytes, stored: Attachment) -> OpenedAttachment:
+def open_attachment(
+    session: Session, conversation: Conversation, dek: bytes, stored: Attachment
+) -> OpenedAttachment:
     """Decrypt one stored attachment of ``conversation`` with its ``dek`` (``stored`` must be
-    one of its rows: the caller checked ``stored.conversation_id``)."""
+    one of its rows: the caller checked ``stored.conversation_id``), named neutrally."""
     key = ContentKey.for_conversation(dek, conversation)
     data = key.open_attachment(stored, "data", stored.data_ciphertext)
+    views = {view.id: view for _, view in neutral_attachment_views(session, key, conversation.id)}
     return OpenedAttachment(
         id=stored.id,
-        filename=key.open_attachment_text(stored, "filename", stored.filename_ciphertext),
-        content_type=key.open_attachment_text(
-            stored, "content_type", stored.content_type_ciphertext
-        ),
+        filename=views[stored.id].filename,
+        content_type=views[stored.id].content_type,
         data=data,
         sha256=hashlib.sha256(data).hexdigest(),
     )
+
+
+def attachment_digests(
+    session: Session, conversation: Conversation, dek: bytes
+) -> dict[uuid.UUID, str]:
+    """The SHA-256 (hex) of each attachment's decrypted bytes, by attachment id."""
+    key = ContentKey.for_conversation(dek, conversation)
+    return {
+        stored.id: hashlib.sha256(
+            key.open_attachment(stored, "data", stored.data_ciphertext)
+        ).hexdigest()
+        for stored in session.scalars(
+            select(Attachment).where(Attachment.conversation_id == conversation.id)
+        )
+    }

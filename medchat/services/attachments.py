@@ -1,4 +1,4 @@
-"""Attachments: files sent in a conversation, sealed like messages, typed by their bytes.
+"""Attachments: files sent in a conversation, typed by their bytes, cleaned, sealed.
 
 Each upload becomes its own message (empty body, written by the uploader's role) carrying one
 attachment row. The file's bytes, its name and its sniffed type are sealed under the
@@ -9,6 +9,12 @@ read and write starts with ``ConversationService.open``: the row check of ``Conv
 (404 for someone else's conversation, SECURITY-MODEL key hierarchy 12), then the DEK from the
 caller's session keys. Uploads are audited with their size only (the name and the type are
 content); a clinician's download is audited as a content read naming the member.
+
+Before sealing, a file's metadata (EXIF, PDF document information, XMP ...) is removed
+(``medchat.attachment_metadata``): what is stored, and what anyone downloads, is the cleaned
+file. Only the member sees the names files were uploaded under; everyone else is given a
+neutral one (``photo-2.jpg``: ``medchat.patient_view.sees_upload_names``), in answers and in
+the download's ``Content-Disposition`` alike.
 """
 
 from __future__ import annotations
@@ -22,14 +28,19 @@ from sqlalchemy.orm import Session
 
 from access_control.crypto import DecryptionFailed
 from access_control.principal import Principal
-from medchat import attachment_names, attachment_types, audit
+from medchat import attachment_metadata, attachment_names, attachment_types, audit
 from medchat.content import ContentKey
 from medchat.errors import KeyIntegrityFailure, NotFound, PayloadTooLarge
 from medchat.models import Attachment, Conversation
+from medchat.patient_view import sees_upload_names
 from medchat.runtime import Runtime
 from medchat.services.conversations import ConversationService
 from medchat.services.idempotency import Created, IdempotencyService
-from medchat.services.message_views import AttachmentView, resealed_meanwhile
+from medchat.services.message_views import (
+    AttachmentView,
+    neutral_attachment_views,
+    resealed_meanwhile,
+)
 
 log = logging.getLogger("medchat.attachments")
 
@@ -76,9 +87,11 @@ class AttachmentService:
         the caller's conversation, whatever the key), then a retry with the same
         ``Idempotency-Key`` and file is replayed (``Conflict`` for another file), then
         ``Conflict`` (closed) and ``ConsentRequired`` (the member withdrew consent), then the
-        file itself: ``PayloadTooLarge`` (over ``max_attachment_bytes``) and
-        ``UnsupportedMediaType`` (not an accepted type, or labelled as another one). Nothing
-        is stored unless all pass.
+        file itself: ``PayloadTooLarge`` (over ``max_attachment_bytes``),
+        ``UnsupportedMediaType`` (not an accepted type, or labelled as another one),
+        ``ImageTooLarge`` (over ``max_image_pixels``) and ``UnreadableFile`` (its decoder
+        cannot read it, so its metadata cannot be removed). Nothing is stored unless all pass.
+        The answer names the file as the caller may see it (the module docstring).
         """
         # Locked as it is read, like a send: the body of the upload's message is sealed to
         # the sequence number read here, in the content format the row names now.
@@ -93,17 +106,24 @@ class AttachmentService:
                 attachment_id,
             )
             if first is not None:
-                return Created(self._stored_view(conversation, dek, first), replayed=True)
+                return Created(self._stored_view(actor, conversation, dek, first), replayed=True)
         self.conversations.require_open(conversation)
         self.conversations.require_consent(actor, conversation)
-        size = len(upload.data)
         # The HTTP layer already stops reading past the limit; this keeps the rule true for
         # callers that are not HTTP (console, CLI, tests).
-        if size > self.runtime.settings.max_attachment_bytes:
+        if len(upload.data) > self.runtime.settings.max_attachment_bytes:
             raise PayloadTooLarge
-        media_type = attachment_types.sniff(upload.data)
+        uploaded_type = attachment_types.sniff(upload.data)
         base_name = attachment_names.clean_filename(upload.filename)
-        attachment_types.check_label(media_type, upload.declared_type, base_name)
+        attachment_types.check_label(uploaded_type, upload.declared_type, base_name)
+        # The conversation row stays locked while the file is re-encoded: this delays only
+        # other writes to this conversation, never a read.
+        data = attachment_metadata.strip(
+            upload.data, uploaded_type, max_pixels=self.runtime.settings.max_image_pixels
+        )
+        # Typed again from what is stored: a HEIF re-encoded by libheif may be HEIC now.
+        media_type = attachment_types.sniff(data)
+        size = len(data)
         filename = attachment_names.with_extension(base_name, media_type)
 
         message = self.conversations.append_message(conversation, dek, actor, "")
@@ -119,7 +139,7 @@ class AttachmentService:
         row.content_type_ciphertext = key.seal_attachment(
             row, "content_type", media_type.encode("utf-8")
         )
-        row.data_ciphertext = key.seal_attachment(row, "data", upload.data)
+        row.data_ciphertext = key.seal_attachment(row, "data", data)
         self.session.add(row)
         self.session.flush()
         audit.record(
@@ -132,6 +152,8 @@ class AttachmentService:
             subject_id=conversation.member_id,
             details={"attachment_id": str(attachment_id), "size": size},
         )
+        if not sees_upload_names(actor.role):
+            return Created(self._neutral_view(conversation, dek, attachment_id))
         return Created(AttachmentView(attachment_id, filename, media_type, size))
 
     def download(self, actor: Principal, attachment_id: uuid.UUID) -> AttachmentFile:
@@ -150,19 +172,39 @@ class AttachmentService:
         conversation, dek = self.conversations.open(actor, row.conversation_id)
         opened = self._open(conversation, dek, row)
         self.conversations.audit_content_read(actor, conversation, "read.attachment")
-        return opened
+        if sees_upload_names(actor.role):
+            return opened
+        name = self._neutral_view(conversation, dek, row.id).filename
+        return AttachmentFile(opened.id, name, opened.content_type, opened.data)
 
     # -- internals ---------------------------------------------------------------------------
 
     def _stored_view(
-        self, conversation: Conversation, dek: bytes, attachment_id: uuid.UUID
+        self, actor: Principal, conversation: Conversation, dek: bytes, attachment_id: uuid.UUID
     ) -> AttachmentView:
         """The metadata of an attachment made by an earlier request (idempotent replay)."""
         row = self.session.get(Attachment, attachment_id)
         if row is None or row.conversation_id != conversation.id:
             raise NotFound
         opened = self._open(conversation, dek, row, data=False)
+        if not sees_upload_names(actor.role):
+            return self._neutral_view(conversation, dek, row.id)
         return AttachmentView(row.id, opened.filename, opened.content_type, row.size)
+
+    def _neutral_view(
+        self, conversation: Conversation, dek: bytes, attachment_id: uuid.UUID
+    ) -> AttachmentView:
+        """The attachment as a reader who may not see its uploaded name is shown it."""
+        key = ContentKey.for_conversation(dek, conversation)
+        try:
+            with resealed_meanwhile(self.session, key, conversation):
+                views = neutral_attachment_views(self.session, key, conversation.id)
+        except DecryptionFailed as exc:
+            raise self._integrity_failure(conversation, attachment_id) from exc
+        for _message_id, view in views:
+            if view.id == attachment_id:
+                return view
+        raise NotFound
 
     def _open(
         self, conversation: Conversation, dek: bytes, row: Attachment, *, data: bool = True
@@ -177,18 +219,24 @@ class AttachmentService:
                 )
                 content = key.open_attachment(row, "data", row.data_ciphertext) if data else b""
         except DecryptionFailed as exc:
-            log.error("attachment %s failed to decrypt under its own row binding", row.id)
-            audit.record_on_rollback(
-                self.session,
-                "attachment.integrity_failed",
-                outcome="failed",
-                target_type="conversation",
-                target_id=conversation.id,
-                subject_id=conversation.member_id,
-                details={"attachment_id": str(row.id)},
-            )
-            raise KeyIntegrityFailure(INTEGRITY_FAILED) from exc
+            raise self._integrity_failure(conversation, row.id) from exc
         return AttachmentFile(row.id, filename, content_type, content)
+
+    def _integrity_failure(
+        self, conversation: Conversation, attachment_id: uuid.UUID
+    ) -> KeyIntegrityFailure:
+        """Log and audit (after the rollback) a ciphertext that did not open under its row."""
+        log.error("attachment %s failed to decrypt under its own row binding", attachment_id)
+        audit.record_on_rollback(
+            self.session,
+            "attachment.integrity_failed",
+            outcome="failed",
+            target_type="conversation",
+            target_id=conversation.id,
+            subject_id=conversation.member_id,
+            details={"attachment_id": str(attachment_id)},
+        )
+        return KeyIntegrityFailure(INTEGRITY_FAILED)
 
 
 def upload_scope(conversation_id: uuid.UUID) -> str:

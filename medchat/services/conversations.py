@@ -30,6 +30,7 @@ from medchat import audit
 from medchat.content import ContentKey, MessageLabel
 from medchat.errors import Conflict, ConsentRequired, HistoryPending, NotFound
 from medchat.models import Conversation, ConversationStatus, Message
+from medchat.patient_view import sees_upload_names
 from medchat.runtime import Runtime
 from medchat.services.accounts import display_names
 from medchat.services.consent import ConsentService
@@ -246,7 +247,9 @@ class ConversationService(ConversationReader):
             view = self.conversation_view(conversation, dek)
             if with_messages:
                 messages = self.session.scalars(_ALL_MESSAGES, {"id": conversation.id}).all()
-                view.messages = self.message_views(conversation, dek, messages)
+                view.messages = self.message_views(
+                    conversation, dek, messages, neutral_names=not sees_upload_names(actor.role)
+                )
         except HistoryPending:
             return self.unavailable_view(conversation)
         except (*INTEGRITY_FAILURES, NotFound) as error:
@@ -280,12 +283,20 @@ class ConversationService(ConversationReader):
         """
         conversation, dek = self.open(actor, conversation_id)
         self.audit_content_read(actor, conversation, "read.messages")
+        neutral = not sees_upload_names(actor.role)
         with refusing(self.session, conversation):
             if ascending:
                 return self.message_page(
-                    conversation, dek, limit=limit, after_seq=cursor, ascending=True
+                    conversation,
+                    dek,
+                    limit=limit,
+                    after_seq=cursor,
+                    ascending=True,
+                    neutral_names=neutral,
                 )
-            return self.message_page(conversation, dek, limit=limit, before_seq=cursor)
+            return self.message_page(
+                conversation, dek, limit=limit, before_seq=cursor, neutral_names=neutral
+            )
 
     def send(
         self,

@@ -11,6 +11,11 @@ Each body opens only with its own sequence number and author, and each attachmen
 under its own message (``medchat.content``, format 2): a row relabelled or moved in the
 database does not open (``DecryptionFailed``), and the read is refused as a whole (409
 ``key_integrity_failed``), never shown with another author, order or message.
+
+Attachment names: with ``neutral_names`` (every reader but the member:
+``medchat.patient_view.sees_upload_names``) a file is shown as ``photo-2.jpg``, its kind and
+its order among the conversation's files of that kind (``neutral_attachment_views``); the name
+it was uploaded under is then not even decrypted.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from sqlalchemy import and_, bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from access_control.crypto import DecryptionFailed
+from medchat import attachment_names
 from medchat.content import ContentKey
 from medchat.errors import ContentResealed
 from medchat.models import Account, Attachment, Conversation, Message
@@ -85,6 +91,19 @@ _ATTACHMENTS = (
     .where(Attachment.message_id.in_(bindparam("message_ids", expanding=True)))
     .order_by(Attachment.created_at)
 )
+#: Every attachment of a conversation in the order it was sent, with the one sealed field a
+#: neutral name needs: its type (``neutral_attachment_views``).
+_CONVERSATION_ATTACHMENTS = (
+    select(
+        Attachment.id,
+        Attachment.message_id,
+        Attachment.size,
+        Attachment.content_type_ciphertext,
+    )
+    .join(Message, Message.id == Attachment.message_id)
+    .where(Attachment.conversation_id == bindparam("conversation_id"))
+    .order_by(Message.seq, Attachment.id)
+)
 #: A page of messages in one statement: the clinician author's display name joined (members
 #: are never named), and whether a message has attachments (only those are looked up).
 _PAGE = (
@@ -141,6 +160,27 @@ def resealed_meanwhile(
         raise
 
 
+def neutral_attachment_views(
+    session: Session, key: ContentKey, conversation_id: uuid.UUID
+) -> list[tuple[uuid.UUID, AttachmentView]]:
+    """Each attachment of the conversation with its message id, named neutrally, in order.
+
+    The order is the order of sending (message sequence numbers), so a name never changes once
+    given: ``photo-1.jpg`` stays the first photo. One query over the metadata columns; only
+    the types are opened (a name needs every earlier file's kind), never the uploaded names
+    or the bytes. A type that does not open raises ``DecryptionFailed``, as for any read.
+    """
+    counts: dict[str, int] = {}
+    views = []
+    for row in session.execute(_CONVERSATION_ATTACHMENTS, {"conversation_id": conversation_id}):
+        content_type = key.open_attachment_text(row, "content_type", row.content_type_ciphertext)
+        kind = attachment_names.kind_of(content_type)
+        counts[kind] = counts.get(kind, 0) + 1
+        name = attachment_names.neutral_name(content_type, counts[kind])
+        views.append((row.message_id, AttachmentView(row.id, name, content_type, row.size)))
+    return views
+
+
 class ConversationReader:
     """Views of one conversation's content, given its opened DEK (no access decision here)."""
 
@@ -187,11 +227,13 @@ class ConversationReader:
         messages: Sequence[Message],
         *,
         with_attachments: bool = True,
+        neutral_names: bool = False,
     ) -> list[MessageView]:
         """Decrypt messages and their attachments' metadata (two queries).
 
         Only the attachments' metadata columns are read, never their (large) sealed bytes;
-        ``with_attachments=False`` skips the query for a message known to have none.
+        ``with_attachments=False`` skips the query for a message known to have none;
+        ``neutral_names`` names the files by kind and order (module docstring).
         """
         key = ContentKey.for_conversation(dek, conversation)
         names = display_names(
@@ -207,14 +249,25 @@ class ConversationReader:
                     names.get(m.author_id) if m.author_role == "clinician" else None
                     for m in messages
                 ],
-                self._attachment_views(key, ids),
+                self._attachment_views(key, ids, conversation.id if neutral_names else None),
             )
 
     def _attachment_views(
-        self, key: ContentKey, message_ids: list[uuid.UUID]
+        self,
+        key: ContentKey,
+        message_ids: list[uuid.UUID],
+        neutral_in: uuid.UUID | None = None,
     ) -> dict[uuid.UUID, list[AttachmentView]]:
+        """The messages' attachments by message id; named neutrally when ``neutral_in`` (their
+        conversation's id) is given, under their uploaded names otherwise."""
         attachments: dict[uuid.UUID, list[AttachmentView]] = {}
         if not message_ids:
+            return attachments
+        if neutral_in is not None:
+            wanted = set(message_ids)
+            for message_id, view in neutral_attachment_views(self.session, key, neutral_in):
+                if message_id in wanted:
+                    attachments.setdefault(message_id, []).append(view)
             return attachments
         for row in self.session.execute(_ATTACHMENTS, {"message_ids": message_ids}):
             attachments.setdefault(row.message_id, []).append(
@@ -258,13 +311,14 @@ class ConversationReader:
         before_seq: int | None = None,
         after_seq: int | None = None,
         ascending: bool = False,
+        neutral_names: bool = False,
     ) -> Page:
         """One page of messages: newest first by default, oldest first with ``ascending``.
 
         The cursor is a sequence number, so the query is an index range scan on
         (conversation_id, seq) whatever the conversation's length. One statement reads the
         page with its clinician authors' display names; attachments are looked up only for
-        messages that have some.
+        messages that have some (named as in ``message_views``).
         """
         cursor = after_seq if ascending else before_seq
         params: dict[str, Any] = {"conversation_id": conversation.id, "limit": limit + 1}
@@ -276,6 +330,10 @@ class ConversationReader:
         next_cursor = rows[-1].seq if more and rows else None
         key = ContentKey.for_conversation(dek, conversation)
         with resealed_meanwhile(self.session, key, conversation):
-            attachments = self._attachment_views(key, [r.id for r in rows if r.has_attachments])
+            attachments = self._attachment_views(
+                key,
+                [r.id for r in rows if r.has_attachments],
+                conversation.id if neutral_names else None,
+            )
             views = self._views(key, rows, [r.author_name for r in rows], attachments)
         return Page(views, next_cursor)

@@ -56,6 +56,7 @@ from medchat.models import (
 from medchat.runtime import Runtime
 from medchat.services.archive_reading import (
     ArchivedConversation,
+    attachment_digests,
     open_attachment,
     read_conversation,
 )
@@ -213,7 +214,7 @@ class RetrievalService:
         stored = self.session.get(Attachment, attachment_id)
         if stored is None or stored.conversation_id != conversation.id:
             raise NotFound
-        opened = open_attachment(conversation, dek, stored)
+        opened = open_attachment(self.session, conversation, dek, stored)
         self._audit(
             "archive.retrieval.attachment", row, record, {"attachment_id": str(attachment_id)}
         )
@@ -223,11 +224,7 @@ class RetrievalService:
         """The signed bundle of ``medchat.archive_bundle``, under the same rule as ``content``."""
         row, record, conversation, dek = self._open("archive.retrieval.export", actor, retrieval_id)
         opened = self._conversation(row, record, conversation, dek)
-        digests: dict[uuid.UUID, str] = {}
-        for stored in self.session.scalars(
-            select(Attachment).where(Attachment.conversation_id == conversation.id)
-        ):
-            digests[stored.id] = open_attachment(conversation, dek, stored).sha256
+        digests = attachment_digests(self.session, conversation, dek)
         body = {
             "exported_at": _iso(self.runtime.clock.now()),
             "exported_by": str(actor.id),

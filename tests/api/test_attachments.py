@@ -35,7 +35,7 @@ def clinic(app: Flask) -> Clinic:
     return build_clinic(app)
 
 
-def test_member_upload_then_download_round_trips_bytes_type_and_name(clinic):
+def test_member_upload_then_download_round_trips_cleaned_bytes_type_and_name(clinic):
     data = files.pdf("round trip")
     response = post_file(clinic, data, "résultats analyse.pdf")
     assert response.status_code == 201, response.get_json()
@@ -44,11 +44,11 @@ def test_member_upload_then_download_round_trips_bytes_type_and_name(clinic):
         "id": body["id"],
         "filename": "résultats analyse.pdf",
         "content_type": "application/pdf",
-        "size": len(data),
+        "size": len(files.as_stored(data)),
     }
     download = clinic.client.get(MEMBER_DOWNLOAD.format(body["id"]), headers=clinic.member_auth)
     assert download.status_code == 200
-    assert download.data == data
+    assert download.data == files.as_stored(data)
     assert download.headers["Content-Type"] == "application/pdf"
     assert download.headers["Content-Disposition"] == (
         'attachment; filename="resultats analyse.pdf"; '
@@ -56,14 +56,14 @@ def test_member_upload_then_download_round_trips_bytes_type_and_name(clinic):
     )
     assert download.headers["X-Content-Type-Options"] == "nosniff"
     assert download.headers["Cache-Control"] == "no-store"
-    assert download.headers["Content-Length"] == str(len(data))
+    assert download.headers["Content-Length"] == str(body["size"])
 
 
 def test_each_accepted_type_is_typed_by_its_bytes_and_named_to_match(clinic):
     cases = [
         (files.png(), "scan", "application/octet-stream", "image/png", "scan.png"),
-        (files.jpeg(), "IMG_0042.JPG", "image/jpg", "image/jpeg", "IMG_0042.JPG"),
-        (files.heic(), "IMG_0043.HEIC", None, "image/heic", "IMG_0043.HEIC"),
+        (files.photo_jpeg(), "IMG_0042.JPG", "image/jpg", "image/jpeg", "IMG_0042.JPG"),
+        (files.photo_heic(), "IMG_0043.HEIC", None, "image/heic", "IMG_0043.HEIC"),
         (files.pdf(), "../fakepath/page.html", "", "application/pdf", "page.html.pdf"),
     ]
     for data, name, declared, sniffed, stored_name in cases:
@@ -74,7 +74,7 @@ def test_each_accepted_type_is_typed_by_its_bytes_and_named_to_match(clinic):
         download = clinic.client.get(
             MEMBER_DOWNLOAD.format(response.get_json()["id"]), headers=clinic.member_auth
         )
-        assert (download.data, download.headers["Content-Type"]) == (data, sniffed)
+        assert (download.data, download.headers["Content-Type"]) == (files.as_stored(data), sniffed)
 
 
 def test_each_upload_is_a_message_of_its_own_with_the_attachment(clinic):
@@ -113,7 +113,7 @@ def test_a_clinicians_file_answers_the_conversation_and_reads_are_audited(clinic
         CLINICIAN_DOWNLOAD.format(mine["id"]), headers=clinic.clinician_auth
     )
     assert (to_member.status_code, to_clinician.status_code) == (200, 200)
-    assert to_clinician.data == files.pdf()
+    assert to_clinician.data == files.as_stored(files.pdf())
 
     uploads = audit_entries(clinic.runtime, "attachment.upload")
     assert {e.subject_id for e in uploads} == {clinic.member.id}
@@ -201,7 +201,8 @@ def test_a_closed_conversation_or_withdrawn_consent_takes_no_files(clinic):
     assert stored(clinic.runtime) == (1, 2)
     # History stays readable after both.
     earlier = MEMBER_DOWNLOAD.format(before.get_json()["id"])
-    assert clinic.client.get(earlier, headers=clinic.member_auth).data == files.pdf()
+    history = clinic.client.get(earlier, headers=clinic.member_auth)
+    assert history.data == files.as_stored(files.pdf())
 
 
 def test_roles_without_the_route_permission_get_403(clinic):
@@ -257,7 +258,7 @@ def test_a_ciphertext_moved_to_another_attachment_is_refused_not_served(clinic):
     assert (failure.outcome, failure.subject_id) == ("failed", clinic.member.id)
     # The untouched attachment still opens.
     intact = clinic.client.get(MEMBER_DOWNLOAD.format(victim["id"]), headers=clinic.member_auth)
-    assert intact.data == files.pdf("secret")
+    assert intact.data == files.as_stored(files.pdf("secret"))
 
 
 def test_a_ciphertext_moved_to_another_field_is_refused(clinic):

@@ -8,6 +8,7 @@ physician role key is told so.
 
 from __future__ import annotations
 
+import io
 import re
 import uuid
 
@@ -17,6 +18,7 @@ from sqlalchemy import select
 
 from access_control.roles import Role
 from medchat.models import AuditEntry, Conversation, Message
+from tests.support import sample_files as files
 from tests.support.accounts import bearer, login, make_member, make_staff
 from tests.support.messaging import (
     CONVERSATIONS,
@@ -83,6 +85,35 @@ def _routes(app, *blueprints: str) -> set[tuple[str, str]]:
 
 def _clinician_routes(app) -> set[tuple[str, str]]:
     return _routes(app, "clinician")
+
+
+def _clinician_facing_routes(app) -> set[tuple[str, str]]:
+    """The clinician blueprint, and the clinician's attachment routes (their own blueprint)."""
+    return _clinician_routes(app) | {
+        route for route in _routes(app, "attachments") if route[1].startswith("/api/v1/clinician/")
+    }
+
+
+def _uploads_with_the_canaries(client, tokens, conversation_id: str) -> list[str]:
+    """The member sends files named after them and carrying their identity in metadata."""
+    last_name = CANARIES["last_name"]
+    uploads = [
+        (files.photo_jpeg(last_name, orientation=6), f"{last_name}_rash.jpg"),
+        (files.photo_png(last_name), f"{CANARIES['insurance_number']}.png"),
+        (files.pdf_with_metadata(last_name), f"{last_name}_bloodwork.pdf"),
+        (files.photo_heic(last_name), f"{CANARIES['phone']}.heic"),
+    ]
+    ids = []
+    for data, name in uploads:
+        response = client.post(
+            f"/api/v1/conversations/{conversation_id}/attachments",
+            headers=bearer(tokens),
+            data={"file": (io.BytesIO(data), name, "application/octet-stream")},
+            content_type="multipart/form-data",
+        )
+        assert response.status_code == 201, response.get_json()
+        ids.append(response.get_json()["id"])
+    return ids
 
 
 def test_queue_filters_by_status_and_follows_every_transition(client, runtime, patient, doctor):
@@ -199,21 +230,31 @@ def test_no_clinician_answer_reveals_contact_data_or_the_member_id(
 ):
     conversation_id = asked(client, patient, "Question one", subject="Subject one")
     other_id = asked(client, patient, "Question two")
+    attachment_ids = _uploads_with_the_canaries(client, patient, conversation_id)
     canaries = [*CANARIES.values(), str(member.id), member.id.hex, member.email]
     called: set[tuple[str, str]] = set()
 
-    def call(method: str, endpoint: str, query: str = "", **json) -> None:
+    def call(method: str, endpoint: str, query: str = "", files=None, **json) -> None:
         with app.test_request_context():
             path = url_for(endpoint, **json.pop("path_args", {}))
         (rule,) = [r for r in app.url_map.iter_rules(endpoint)]
         called.add((method, rule.rule))
         response = client.open(
-            path + query, method=method, json=json or None, headers=bearer(doctor)
+            path + query,
+            method=method,
+            json=json or None,
+            data=files,
+            headers=bearer(doctor),
+            content_type="multipart/form-data" if files else None,
         )
         assert response.status_code < 500
-        text = response.get_data(as_text=True) + repr(list(response.headers.items()))
+        # Bytes as Latin-1: a file's bytes are searched as they are, one character each.
+        text = response.data.decode("latin-1") + repr(list(response.headers.items()))
         leaked = [canary for canary in canaries if canary.lower() in text.lower()]
         assert leaked == [], (method, path, leaked)
+        if endpoint == "clinician.messages" and response.status_code == 200:
+            names = [a["filename"] for m in response.get_json()["items"] for a in m["attachments"]]
+            assert all(re.fullmatch(r"(photo|document)-\d+\.\w+", n) for n in names), names
 
     one = {"path_args": {"conversation_id": uuid.UUID(conversation_id)}}
     for status in ("open", "answered", "closed"):
@@ -221,6 +262,18 @@ def test_no_clinician_answer_reveals_contact_data_or_the_member_id(
     call("GET", "clinician.conversation", **one)
     call("GET", "clinician.messages", **one)
     call("GET", "clinician.messages", "?order=asc&limit=1", **one)
+    for attachment_id in attachment_ids:  # the bytes and the name of each file
+        call(
+            "GET",
+            "attachments.download_clinician_attachment",
+            path_args={"attachment_id": uuid.UUID(attachment_id)},
+        )
+    call(
+        "POST",
+        "attachments.upload_clinician_attachment",
+        files={"file": (io.BytesIO(files.pdf()), "leaflet.pdf")},
+        **one,
+    )
     call("POST", "clinician.reply", body="An answer", **one)
     call("GET", "clinician.queue", "?status=answered")
     call("POST", "clinician.close", **one)
@@ -228,7 +281,7 @@ def test_no_clinician_answer_reveals_contact_data_or_the_member_id(
     call("POST", "clinician.reply", body="Late", **one)  # 409
     call("GET", "clinician.conversation", path_args={"conversation_id": uuid.uuid4()})  # 404
     call("GET", "clinician.conversation", path_args={"conversation_id": uuid.UUID(other_id)})
-    assert called == _clinician_routes(app)
+    assert called == _clinician_facing_routes(app)
 
 
 def test_admins_and_compliance_officers_get_403_on_every_content_route(

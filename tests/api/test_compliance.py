@@ -28,7 +28,7 @@ from medchat.models import AuditEntry, RetrievalRequest
 from tests.support.accounts import Person, bearer, login, make_member, make_staff
 from tests.support.archive import flip_byte
 from tests.support.messaging import CONVERSATIONS, asked, care_team, give_consent
-from tests.support.sample_files import pdf
+from tests.support.sample_files import as_stored, pdf
 
 ARCHIVE = "/api/v1/compliance/archive"
 RETRIEVALS = "/api/v1/compliance/retrievals"
@@ -291,16 +291,17 @@ def test_after_approval_only_the_requester_opens_the_decrypted_conversation(clie
     assert [m["body"] for m in opened["messages"]] == [BODY, REPLY, ""]
     assert [m["author"] for m in opened["messages"]] == ["member", "clinician", "member"]
     (attached,) = opened["messages"][2]["attachments"]
+    # An officer is staff: the file is named by kind and order, never as the member named it.
     assert (attached["filename"], attached["content_type"], attached["size"]) == (
-        "results.pdf",
+        "document-1.pdf",
         "application/pdf",
-        len(ATTACHMENT),
+        len(as_stored(ATTACHMENT)),
     )
     download = client.get(
         f"{RETRIEVALS}/{retrieval_id}/attachments/{archive.attachment_id}", headers=archive.a
     )
-    assert download.status_code == 200 and download.data == ATTACHMENT
-    assert download.headers["Content-Disposition"].startswith("attachment")
+    assert download.status_code == 200 and download.data == as_stored(ATTACHMENT)
+    assert 'filename="document-1.pdf"' in download.headers["Content-Disposition"]
     assert (
         client.get(
             f"{RETRIEVALS}/{retrieval_id}/attachments/{archive.attachment_id}", headers=archive.c
@@ -450,7 +451,8 @@ def test_an_export_verifies_offline_with_the_published_key(client, archive):
     attachment = messages[2]["attachments"][0]
     import hashlib
 
-    assert attachment["sha256"] == hashlib.sha256(ATTACHMENT).hexdigest()
+    assert attachment["sha256"] == hashlib.sha256(as_stored(ATTACHMENT)).hexdigest()
+    assert attachment["filename"] == "document-1.pdf"
 
 
 @pytest.mark.parametrize(

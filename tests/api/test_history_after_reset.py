@@ -26,7 +26,7 @@ from tests.support.accounts import Person, bearer, login, make_member
 from tests.support.console import console_login
 from tests.support.mailbox import delivered, reset_token_in
 from tests.support.messaging import CareTeam, asked, care_team, count, give_consent, send
-from tests.support.sample_files import png
+from tests.support.sample_files import as_stored, png
 from tests.support.sessions import sign_in
 from tests.support.wraps import assert_only_the_three_holders
 
@@ -174,7 +174,7 @@ def test_history_is_unreadable_after_a_reset_until_a_clinician_request_then_whol
         assert after[cid] == before.listed[cid]
         assert history(client, auth, cid) == before.histories[cid]
     picture = client.get(f"/api/v1/attachments/{before.attachment_id}", headers=auth)
-    assert picture.status_code == 200 and picture.data == PICTURE
+    assert picture.status_code == 200 and picture.data == as_stored(PICTURE)
     assert holders_now(before, member_can_read=True) == {
         "physician": len(ids) + 1,
         "archive": len(ids) + 1,

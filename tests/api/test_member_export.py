@@ -22,8 +22,8 @@ from tests.support.messaging import CONVERSATIONS, asked, send
 from tests.support.rights import (
     ANSWER,
     EXPORT,
-    FILE_BYTES,
     FILE_NAME,
+    FILE_STORED,
     FOLLOW_UP,
     OTHERS_QUESTION,
     QUESTION,
@@ -82,7 +82,7 @@ def test_the_json_export_holds_profile_consents_and_every_live_conversation(clie
         "id": history.attachment_id,
         "filename": FILE_NAME,
         "content_type": "application/pdf",
-        "size": len(FILE_BYTES),
+        "size": len(FILE_STORED),
     }
     # The same messages the member reads in the app, in the same order.
     page = client.get(
@@ -197,7 +197,7 @@ def test_the_fhir_export_is_a_valid_r4_collection_bundle(client, history):
     assert (attachment.title, attachment.contentType, attachment.size) == (
         FILE_NAME,
         "application/pdf",
-        len(FILE_BYTES),
+        len(FILE_STORED),
     )
     assert attachment.data is None and attachment.url is None
     # The thread survives: the answer responds to the question, the follow-up to the answer.

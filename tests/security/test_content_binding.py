@@ -30,12 +30,13 @@ from tests.support.accounts import bearer, login, make_member, make_staff
 from tests.support.console import console_login
 from tests.support.messaging import CONVERSATIONS, asked, care_team, give_consent, send
 from tests.support.rights import EXPORT
+from tests.support.sample_files import as_stored, pdf
 from tests.support.tampering import execute_sql
 
 QUESTION = "CanaryQuestion: my chest hurts when I climb stairs."
 ANSWER = "CanaryAnswer: please call the emergency number now."
 FOLLOW_UP = "CanaryFollowUp: it stopped after ten minutes."
-FILE = b"%PDF-1.4\nCanaryFile\n%%EOF\n"
+FILE = pdf("CanaryFile")
 CONTENT = (QUESTION, ANSWER, FOLLOW_UP, "CanaryFile")
 
 
@@ -164,7 +165,7 @@ def test_every_surface_shows_the_untouched_conversation(scene):
     download = scene.client.get(
         f"/api/v1/attachments/{scene.attachment_id}", headers=scene.member_auth
     )
-    assert download.data == FILE
+    assert download.data == as_stored(FILE)
     assert integrity_failures(scene.runtime) == []
 
 

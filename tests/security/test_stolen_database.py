@@ -76,6 +76,7 @@ from tests.support.conversations import (
 )
 from tests.support.dump import database_dump
 from tests.support.leaks import found_in, stored_blobs
+from tests.support.sample_files import as_stored, pdf
 from tests.support.sessions import SignedIn, sign_in
 
 PERSONAL_DATA = {
@@ -94,6 +95,8 @@ REPLY = "Canary reply QV9: prenez rendez-vous pour une fibroscopie"
 ATTACHMENT_NAME = "canary-bilan-sanguin-QV9.pdf"
 ATTACHMENT_MARK = "CANARY-ATTACHMENT-BYTES-QV9 résultats hépatiques"
 ATTACHMENT_DATA = b"%PDF-1.7\n" + ATTACHMENT_MARK.encode() + b"\n%%EOF\n"
+#: What the API takes: a PDF it can read and clean, the mark in clear in its page's stream.
+ATTACHMENT_UPLOAD = pdf(ATTACHMENT_MARK, encoding="utf-8")
 
 #: Columns sealed under the server's profile key: personal data, never content or keys.
 PROFILE_COLUMNS = {
@@ -546,7 +549,7 @@ def _fill_over_http(client, runtime) -> tuple[dict[str, str], dict[str, str], di
         assert sent.status_code == 201, sent.get_json()
     uploaded = client.post(
         f"{CONVERSATIONS}/{conversation}/attachments",
-        data={"file": (io.BytesIO(ATTACHMENT_DATA), ATTACHMENT_NAME, "application/pdf")},
+        data={"file": (io.BytesIO(ATTACHMENT_UPLOAD), ATTACHMENT_NAME, "application/pdf")},
         headers=member_headers,
         content_type="multipart/form-data",
     )
@@ -574,6 +577,8 @@ def test_content_sent_through_the_api_leaves_nothing_readable_in_the_dump(app, c
         "attachment bytes": ATTACHMENT_MARK,
     }
     assert b"Camille" in dump
+    # Control: the file as stored (cleaned) still carries the mark in clear.
+    assert ATTACHMENT_MARK.encode() in as_stored(ATTACHMENT_UPLOAD)
     assert found_in(dump, content) == []
     assert found_in(dump, PERSONAL_DATA) == []
 

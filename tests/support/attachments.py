@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from medchat.models import Attachment, AuditEntry, Message
 from medchat.runtime import Runtime
 from tests.support.accounts import Person, bearer, login, make_member
-from tests.support.messaging import asked, care_team, give_consent
+from tests.support.messaging import CareTeam, asked, care_team, give_consent
 
 MEMBER_UPLOAD = "/api/v1/conversations/{}/attachments"
 CLINICIAN_UPLOAD = "/api/v1/clinician/conversations/{}/attachments"
@@ -33,6 +33,7 @@ class Clinic:
     member_auth: dict[str, str]
     clinician_auth: dict[str, str]
     conversation_id: uuid.UUID
+    team: CareTeam
 
 
 def build_clinic(app: Flask) -> Clinic:
@@ -52,6 +53,7 @@ def build_clinic(app: Flask) -> Clinic:
         bearer(tokens),
         bearer(login(client, runtime, team.clinician)),
         conversation_id,
+        team,
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from medchat.runtime import Runtime
 from tests.support.accounts import Person, bearer, login, make_member
 from tests.support.messaging import CONVERSATIONS, CareTeam, asked, care_team, give_consent, send
-from tests.support.sample_files import pdf
+from tests.support.sample_files import as_stored, pdf
 
 CLINICIAN = "/api/v1/clinician"
 ME = "/api/v1/me"
@@ -30,6 +30,8 @@ SECOND_QUESTION = "Rights canary second question R5"
 OTHERS_QUESTION = "Someone else's canary question Z8"
 FILE_NAME = "ankle-r5.pdf"
 FILE_BYTES = pdf("ankle")
+#: What medchat keeps of it: the file cleaned of its metadata (its size is this one's).
+FILE_STORED = as_stored(FILE_BYTES)
 
 
 @dataclass

@@ -207,3 +207,17 @@ def test_retention_settings_are_read_from_the_environment():
 def test_malformed_retention_settings_are_refused_naming_the_variable(environ, named):
     with pytest.raises(ConfigurationError, match=named):
         Settings.from_env(environ)
+
+
+def test_the_image_pixel_limit_is_read_and_bounded_by_pillows_own():
+    from PIL import Image
+
+    from medchat.config import PILLOW_MAX_IMAGE_PIXELS
+
+    # Pillow's limit is left at its default, so its own check stays the looser net.
+    assert Image.MAX_IMAGE_PIXELS == PILLOW_MAX_IMAGE_PIXELS
+    assert Settings.from_env({}).max_image_pixels == 50_000_000
+    assert Settings.from_env({"MEDCHAT_MAX_IMAGE_PIXELS": "1000"}).max_image_pixels == 1000
+    for bad in ("0", str(PILLOW_MAX_IMAGE_PIXELS + 1), "many"):
+        with pytest.raises(ConfigurationError, match="MEDCHAT_MAX_IMAGE_PIXELS"):
+            Settings.from_env({"MEDCHAT_MAX_IMAGE_PIXELS": bad})

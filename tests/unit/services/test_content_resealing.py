@@ -101,14 +101,15 @@ def test_a_format_1_conversation_reads_the_same_before_and_after_the_reseal(runt
 
     assert (result.resealed, result.refused, result.remaining) == (1, [], 0)
     assert version_of(runtime, old.id) == 2
-    for actor in (world.member, world.doctor):
+    # The doctor is shown the file under its neutral name (kind and order), the member theirs.
+    for actor, name in ((world.member, "rash.png"), (world.doctor, "photo-1.png")):
         after = read(runtime, actor, old.id)
         assert after[:3] == EXPECTED
         assert after[3][1:] == ("member", "") and after[4][1:] == (
             "clinician",
             "Sent before the re-seal.",
         )
-        assert download(runtime, actor, old.attachments[0]) == PHOTO
+        assert download(runtime, actor, old.attachments[0]) == (name, *PHOTO[1:])
     (entry,) = audit_of(runtime, "content.reseal")
     assert (entry.target_id, entry.subject_id) == (str(old.id), world.member.id)
     assert json.loads(entry.details) == {"from": 1, "to": 2, "messages": 5, "attachments": 1}
