@@ -20,15 +20,24 @@ The account is named by its e-mail's blind index, so unknown and known addresses
 alike and no address or name reaches the storage. The storage is the rate limiter's
 (``MEDCHAT_RATELIMIT_STORAGE_URI``: ``memory://`` for one process, ``redis://`` shared), under
 its key prefix; the windows run on the storage's clock, like Flask-Limiter's.
+
+While that storage is unreachable (Redis down) the budgets are counted in this process's
+memory, with a warning, exactly as Flask-Limiter's own limits are (``throttling.init_app``):
+weaker across processes for a while, but sign-in keeps answering and is never left unlimited.
+The storage is asked again every ``RECHECK_SECONDS`` and used as soon as it answers.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from limits import RateLimitItem, parse_many
-from limits.storage import storage_from_string
+from limits.errors import StorageError
+from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from medchat.errors import RateLimited
@@ -41,11 +50,52 @@ ACCOUNT_FAILURES = "20 per 15 minutes; 50 per hour; 100 per day"
 CODE_FAILURES = "5 per 15 minutes; 10 per hour; 20 per day"
 
 
+#: How often a storage found unreachable is asked again (seconds).
+RECHECK_SECONDS = 5.0
+
+log = logging.getLogger("medchat.sign_in_limits")
+T = TypeVar("T")
+
+
+class _Counter:
+    """The shared storage's limiter, or this process's memory while the storage is down."""
+
+    def __init__(self, storage_uri: str) -> None:
+        # wrap_exceptions: any outage of any storage surfaces as one type, StorageError.
+        self.storage = storage_from_string(storage_uri, wrap_exceptions=True)
+        self._shared = FixedWindowRateLimiter(self.storage)
+        self._local = FixedWindowRateLimiter(MemoryStorage())
+        self._down = False
+        self._next_check = 0.0
+
+    def run(self, action: Callable[[FixedWindowRateLimiter], T]) -> T:
+        if self._down:
+            now = time.monotonic()
+            if now < self._next_check:
+                return action(self._local)
+            self._next_check = now + RECHECK_SECONDS
+            if not self.storage.check():
+                return action(self._local)
+            log.warning("rate limit storage answers again: sign-in budgets are shared again")
+            self._down = False
+        try:
+            return action(self._shared)
+        except StorageError as error:
+            log.warning(
+                "rate limit storage unreachable (%s): sign-in budgets counted per process "
+                "until it answers",
+                type(error.storage_error).__name__,
+            )
+            self._down = True
+            self._next_check = time.monotonic() + RECHECK_SECONDS
+            return action(self._local)
+
+
 class SignInLimits:
     """The three budgets over one limits storage; every method is a single storage round."""
 
     def __init__(self, storage_uri: str, key_prefix: str) -> None:
-        self._limiter = FixedWindowRateLimiter(storage_from_string(storage_uri))
+        self._counter = _Counter(storage_uri)
         self._prefix = key_prefix
         self._pair = parse_many(PAIR_FAILURES)
         self._account = parse_many(ACCOUNT_FAILURES)
@@ -63,12 +113,17 @@ class SignInLimits:
 
     def _refusal(self, *budgets: tuple[list[RateLimitItem], tuple[str, ...]]) -> RateLimited | None:
         """A 429 with ``Retry-After`` (the longest wait) if any budget is spent, else None."""
-        now, waits = time.time(), []
-        for items, ids in budgets:
-            for item in items:
-                if not self._limiter.test(item, self._prefix, *ids):
-                    stats = self._limiter.get_window_stats(item, self._prefix, *ids)
-                    waits.append(math.ceil(stats.reset_time - now))
+
+        def waits_in(limiter: FixedWindowRateLimiter) -> list[int]:
+            now, waits = time.time(), []
+            for items, ids in budgets:
+                for item in items:
+                    if not limiter.test(item, self._prefix, *ids):
+                        stats = limiter.get_window_stats(item, self._prefix, *ids)
+                        waits.append(math.ceil(stats.reset_time - now))
+            return waits
+
+        waits = self._counter.run(waits_in)
         if not waits:
             return None
         return RateLimited(headers={"Retry-After": str(max(1, *waits))})
@@ -95,11 +150,21 @@ class SignInLimits:
     # -- counting ------------------------------------------------------------------------
 
     def password_failed(self, account: str, address: str) -> None:
-        for item in self._pair:
-            self._limiter.hit(item, self._prefix, "sign-in-pair", account, address)
-        for item in self._account:
-            self._limiter.hit(item, self._prefix, "sign-in-account", account)
+        def count(limiter: FixedWindowRateLimiter) -> None:
+            for item in self._pair:
+                limiter.hit(item, self._prefix, "sign-in-pair", account, address)
+            for item in self._account:
+                limiter.hit(item, self._prefix, "sign-in-account", account)
+
+        self._counter.run(count)
 
     def code_failed(self, account: str) -> None:
-        for item in self._code:
-            self._limiter.hit(item, self._prefix, "sign-in-code", account)
+        def count(limiter: FixedWindowRateLimiter) -> None:
+            for item in self._code:
+                limiter.hit(item, self._prefix, "sign-in-code", account)
+
+        self._counter.run(count)
+
+    def storage_answers(self) -> bool:
+        """The shared storage answers a ping (``/readyz``); never raises."""
+        return bool(self._counter.storage.check())

@@ -10,7 +10,7 @@ Views declare their limits with ``@throttled(...)``; ``init_app`` builds one ``L
 application from the settings and applies the declared limits, so two apps in one process
 (tests, or an app and a CLI) never share a storage or a key prefix. A limit is shared by its
 scope across every view that declares it: one account's failures count once, wherever they
-happen.
+happen. While the storage is unreachable the limits are counted per process (see ``init_app``).
 """
 
 from __future__ import annotations
@@ -69,6 +69,12 @@ def init_app(app: Flask, storage_uri: str, key_prefix: str) -> Limiter:
         key_prefix=key_prefix,
         headers_enabled=True,
         strategy="fixed-window",
+        # A storage outage (Redis down) must not take sign-in down with it: Flask-Limiter
+        # logs a warning, counts in this process's memory until the storage answers again
+        # (a per-process limit: weaker across hosts, never none), and swallows whatever else
+        # the storage raises. ``/readyz`` reports the outage (``medchat.api.health``).
+        in_memory_fallback_enabled=True,
+        swallow_errors=True,
     )
     for endpoint, view in list(app.view_functions.items()):
         throttles: tuple[Throttle, ...] = getattr(view, _ATTRIBUTE, ())

@@ -23,6 +23,8 @@ from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator, Uuid
 
+from medchat.dependencies import STALE_SESSION_SQLSTATES, sqlstate_of
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -112,8 +114,28 @@ def _withhold_row_data(context: ExceptionContext) -> None:
         wrapper.args = (wrapper.args[0].replace(full, primary), *wrapper.args[1:])
 
 
+def _discard_stale_sessions(context: ExceptionContext) -> None:
+    """Throw away a connection whose session is unusable, so the pool heals by itself.
+
+    SQLAlchemy already discards a connection the driver reports as dropped (and, with it,
+    every pooled connection older than the failure). A session PostgreSQL keeps but that can
+    no longer work is not "dropped": a connection opened while the role was read-only keeps
+    ``default_transaction_read_only`` after the role is restored, and answered 25006 to every
+    write until it was killed by hand (issue 13, item 8). Marking such errors as disconnects
+    (``medchat.dependencies.STALE_SESSION_SQLSTATES``) invalidates the connection and the
+    pool's older ones: the next checkout opens a fresh session with the current settings.
+    """
+    if not context.is_disconnect and sqlstate_of(context.original_exception) in (
+        STALE_SESSION_SQLSTATES
+    ):
+        context.is_disconnect = True
+
+
 def make_engine(url: str) -> Engine:
     """Create the engine for a SQLite file or a PostgreSQL (psycopg 3) URL.
+
+    A pooled PostgreSQL connection is pinged before use (``pool_pre_ping``: one killed while
+    idle is replaced unseen) and discarded when it fails in use (``_discard_stale_sessions``).
 
     Failures never carry the data they were writing, so the error log never does either:
     ``hide_parameters`` keeps a statement's parameters (first names, password hashes, sealed
@@ -135,6 +157,7 @@ def make_engine(url: str) -> Engine:
             url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True
         )
     event.listen(engine, "handle_error", _withhold_row_data)
+    event.listen(engine, "handle_error", _discard_stale_sessions)
     return engine
 
 

@@ -214,4 +214,12 @@ class KeysNotInitialized(MedchatError):
 
 
 class DependencyDown(MedchatError):
-    code, status, message = "dependency_unavailable", 503, "A dependency is unavailable."
+    """The database, the rate limiter's storage or the key files are unavailable: 503 with
+    ``Retry-After``, since the same request will work once they are back (never a 500, which
+    says the fault is ours). ``medchat.dependencies`` decides which failures are outages."""
+
+    code, status, message = (
+        "dependency_down",
+        503,
+        "A service this needs is unavailable for a moment; try again shortly.",
+    )

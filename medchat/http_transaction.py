@@ -1,9 +1,10 @@
 """One transaction per request: commit when the answer is a success, undo everything else.
 
 A response below 400 commits; any 4xx/5xx rolls back and then runs the session's rollback
-actions (audit of the refusal) in a fresh transaction. If the commit itself fails (the audit
-append refused, the database went away) the client gets a 500 and nothing is kept: a success
-is only acknowledged once it is durable.
+actions (audit of the refusal) in a fresh transaction. If the commit itself fails the client gets
+an error and nothing is kept: a success is only acknowledged once it is durable. The error is
+503 when the database went away or turned read-only (``medchat.dependencies``), 500 otherwise
+(the audit append refused).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import logging
 from flask import Flask, Response, g, request
 
 from medchat import audit
-from medchat.api.errors import error_response
+from medchat.api.errors import error_response, render_dependency_down
+from medchat.dependencies import failed_dependency
 from medchat.web import runtime
 
 log = logging.getLogger("medchat.transaction")
@@ -35,12 +37,18 @@ def _finish(response: Response) -> Response:
             session.commit()
         else:
             database.rollback(session)
-    except Exception:
-        log.exception("could not finish the transaction of %s %s", request.method, request.path)
+    except Exception as error:
+        dependency = failed_dependency(error)
+        if dependency is None:
+            log.exception("could not finish the transaction of %s %s", request.method, request.path)
         try:
             session.rollback()
         finally:
             session.close()
+        if dependency is not None:
+            # The database went away (or turned read-only) between the work and its commit:
+            # nothing was kept, and the client may retry (503, never a 500).
+            return render_dependency_down(dependency, error)
         return error_response(500, "internal_error", "The change could not be saved.")
     session.close()
     return response

@@ -4,8 +4,10 @@ Domain errors carry their code and status; schema errors become 422 with ``detai
 that is not JSON becomes 400; a key or ciphertext that fails its integrity check (a row
 altered in the database) is 409 ``key_integrity_failed``, whether the service raised
 ``KeyIntegrityFailure`` or a ``DecryptionFailed`` reached here unhandled; werkzeug's
-404/405/413/429 keep their status with our body; any other exception is logged with its trace
-and answered 500 with no trace. Refusals (403, 429)
+404/405/413/429 keep their status with our body; an outage of a dependency (the database, the
+rate limiter's storage: ``medchat.dependencies``) is 503 ``dependency_down`` with
+``Retry-After``, logged in one line and audited when the database is not the one down; any
+other exception is logged with its trace and answered 500 with no trace. Refusals (403, 429)
 are audited after the request's own work is rolled back.
 """
 
@@ -23,7 +25,8 @@ from werkzeug.exceptions import HTTPException
 
 from access_control.crypto import DecryptionFailed, IntegrityCheckFailed
 from medchat import audit
-from medchat.errors import KeyIntegrityFailure, MedchatError
+from medchat.dependencies import DATABASE, RETRY_AFTER_SECONDS, failed_dependency
+from medchat.errors import DependencyDown, KeyIntegrityFailure, MedchatError
 
 log = logging.getLogger("medchat.errors")
 
@@ -38,7 +41,7 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     422: "validation_error",
     429: "rate_limited",
-    503: "dependency_unavailable",
+    503: DependencyDown.code,
 }
 
 
@@ -102,6 +105,11 @@ def _webargs_details(error: HTTPException) -> Any:
 
 
 def render_http_exception(error: HTTPException) -> Response:
+    # Flask wraps what an after-request step raised (the commit, the limiter's deduction) in
+    # a 500 InternalServerError: an outage behind it is still a 503.
+    dependency = failed_dependency(getattr(error, "original_exception", None))
+    if dependency is not None:
+        return render_dependency_down(dependency, error)
     if isinstance(error, CSRFError):
         audit_refusal(403, "csrf_failed")
         return error_response(403, "csrf_failed", "The form expired or did not come from here.")
@@ -152,7 +160,47 @@ def render_crypto_failure(error: Exception) -> Response:
     return error_response(failure.status, failure.code, failure.message)
 
 
+def render_dependency_down(dependency: str, error: BaseException | None = None) -> Response:
+    """503 ``dependency_down`` with ``Retry-After`` and the dependency's name (never its URL).
+
+    Logged in one line, without the trace (an outage is not a bug, and hundreds of traces
+    would bury the first). Audited after the rollback when the database is up; when the
+    database is the one down, the audit cannot be written and the log line is the record.
+    """
+    log.warning(
+        "dependency down (%s) on %s %s: %s",
+        dependency,
+        request.method,
+        request.path,
+        type(error).__name__ if error is not None else "-",
+    )
+    session = g.get("db")
+    if session is not None and dependency != DATABASE:
+        audit.record_on_rollback(
+            session,
+            "request.dependency_down",
+            outcome="failure",
+            details={"dependency": dependency, "endpoint": request.endpoint or request.path[:64]},
+        )
+    down = DependencyDown()
+    return error_response(
+        down.status,
+        down.code,
+        down.message,
+        {"dependency": dependency},
+        {"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def render_medchat_dependency_down(error: DependencyDown) -> Response:
+    dependency = (error.details or {}).get("dependency", DATABASE)
+    return render_dependency_down(dependency, error)
+
+
 def render_unexpected(error: Exception) -> Response:
+    dependency = failed_dependency(error)
+    if dependency is not None:
+        return render_dependency_down(dependency, error)
     log.exception("unhandled error on %s %s", request.method, request.path)
     return error_response(500, "internal_error", "Something went wrong on our side.")
 
@@ -172,6 +220,7 @@ class ErrorResponsesPlugin(BasePlugin):  # type: ignore[misc]
 
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(MedchatError, render_medchat_error)
+    app.register_error_handler(DependencyDown, render_medchat_dependency_down)
     app.register_error_handler(DecryptionFailed, render_crypto_failure)
     app.register_error_handler(IntegrityCheckFailed, render_crypto_failure)
     app.register_error_handler(HTTPException, render_http_exception)

@@ -14,6 +14,7 @@ TITLES = {
     413: "The file is too large",
     415: "This type of file is not accepted",
     429: "Too many attempts",
+    503: "Temporarily unavailable",
 }
 
 

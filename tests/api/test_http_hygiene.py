@@ -272,7 +272,7 @@ def test_readyz_is_503_when_the_database_is_unreachable(app_without_database):
     assert client.get("/healthz").status_code == 200
     response = client.get("/readyz")
 
-    assert_error(response, 503, "dependency_unavailable")
+    assert_error(response, 503, "dependency_down")
     assert "Traceback" not in response.get_data(as_text=True)
 
 
