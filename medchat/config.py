@@ -110,7 +110,8 @@ class Settings:
     #: Conversations (or archive records) handled per retention transaction.
     retention_batch: int = 500
     mail_url: str = "file://var/mail"
-    #: How long a mailed password-reset token works (SECURITY-MODEL "Authentication").
+    #: How long a mailed password-reset or e-mail-confirmation token works (SECURITY-MODEL
+    #: "Authentication"; ``services/email_change``).
     password_reset_minutes: int = 30
     #: Re-wrap requests a clinician request drains before it commits (key hierarchy 7).
     rewrap_batch: int = 20

@@ -144,6 +144,20 @@ class ContentResealed(Conflict):
     )
 
 
+class InvalidEmailChangeToken(Conflict):
+    """A signed-in member's confirmation token that is spent, expired, unknown or another's:
+    409 rather than 401, so a client does not take it for an ended session."""
+
+    code, message = "invalid_email_token", "The confirmation token is spent, expired or unknown."
+
+
+class EmailTaken(Conflict):
+    """The confirmed address became another account's after the request (told only to
+    whoever holds the token mailed to that address)."""
+
+    code, message = "email_taken", "This address now belongs to another account."
+
+
 class PayloadTooLarge(MedchatError):
     code, status, message = "payload_too_large", 413, "The upload is too large."
 

@@ -111,8 +111,8 @@ def retention_run(dry_run: bool, as_of: str | None, batch: int | None, as_json: 
         f"{result.archive_records_destroyed} archive records' content destroyed",
         f"{tokens.total} expired token rows {verb} deleted ({tokens.auth_tokens} sessions and "
         f"tokens, {tokens.old_keyring_tokens} sessions with an old keyring, "
-        f"{tokens.password_reset_tokens} password-reset and {tokens.enrollment_tokens} "
-        "enrollment tokens)",
+        f"{tokens.password_reset_tokens} password-reset, {tokens.enrollment_tokens} "
+        f"enrollment and {tokens.email_change_tokens} e-mail-change tokens)",
         f"{retired_keys} retired personal keys nothing is sealed to any more {verb} deleted",
     ]
     if dry_run:

@@ -1,5 +1,6 @@
 """``/api/v1/me``: the member's own profile (full data: it is theirs), consent, and the
-member's data rights (docs/data-rights.md): rectification, export, access log, erasure."""
+member's data rights (docs/data-rights.md): rectification (e-mail included), export, access
+log, erasure."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from medchat.schemas.member import (
     AccountDeletionSchema,
     ConsentGrantSchema,
     ConsentSchema,
+    EmailChangeConfirmSchema,
+    EmailChangeSchema,
     ExportArgsSchema,
     ExportSchema,
     ProfileSchema,
@@ -32,6 +35,7 @@ from medchat.schemas.member import (
 from medchat.services.access_log import AccessLogService
 from medchat.services.account_deletion import AccountDeletionService
 from medchat.services.consent import ConsentService
+from medchat.services.email_change import EmailChangeService
 from medchat.services.export import ExportService
 from medchat.services.profiles import ProfileService
 from medchat.web import db_session, runtime
@@ -83,6 +87,31 @@ def withdraw_consent() -> None:
 def rectify(data: dict[str, Any]) -> dict[str, Any]:
     """Correct one's own details (registration's rules); the changed field names are audited."""
     return ProfileService(db_session(), runtime()).rectify(signed_in(), data)
+
+
+@bp.route("/me/email", methods=["POST"])
+@requires(Permission.MEMBER_PROFILE_UPDATE)
+@bp.arguments(EmailChangeSchema)
+@bp.response(202, StatusSchema)
+@throttled(Throttle(PER_ADDRESS, scope="auth-address"))
+def change_email(data: dict[str, Any]) -> dict[str, str]:
+    """Correct one's e-mail address (password to confirm, counted as sign-ins are): a
+    single-use token is mailed to the new address; the same answer whether it is free or
+    taken. Staff accounts ask an admin."""
+    EmailChangeService(db_session(), runtime()).request(
+        signed_in(), data["password"], data["new_email"], address=client_address()
+    )
+    return {"status": "accepted"}
+
+
+@bp.route("/me/email/confirm", methods=["POST"])
+@requires(Permission.MEMBER_PROFILE_UPDATE)
+@bp.arguments(EmailChangeConfirmSchema)
+@bp.response(204)
+@throttled(Throttle(PER_ADDRESS, scope="auth-address"))
+def confirm_email(data: dict[str, Any]) -> None:
+    """Set the new address with the token mailed to it; the old address is told."""
+    EmailChangeService(db_session(), runtime()).confirm(signed_in(), data["token"])
 
 
 def _export_filename(extension: str) -> str:

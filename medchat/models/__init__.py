@@ -21,7 +21,12 @@ from medchat.models.conversations import (
     Message,
 )
 from medchat.models.keys import KeyRole, PersonalKey, RoleKey, RoleKeyGrant, RoleKeyStatus
-from medchat.models.lifecycle import PasswordResetToken, RewrapRequest, RoleKeyRotation
+from medchat.models.lifecycle import (
+    EmailChangeToken,
+    PasswordResetToken,
+    RewrapRequest,
+    RoleKeyRotation,
+)
 from medchat.models.tokens import AuthToken, TokenKind
 
 __all__ = [
@@ -37,6 +42,7 @@ __all__ = [
     "ConversationKeyWrap",
     "ConversationRead",
     "ConversationStatus",
+    "EmailChangeToken",
     "EnrollmentToken",
     "Holder",
     "IdempotencyRecord",

@@ -1,6 +1,7 @@
-"""Key lifecycle state: password-reset tokens, the member re-wrap queue, role-key rotations.
+"""Key lifecycle state: password-reset and e-mail-change tokens, the member re-wrap queue,
+role-key rotations.
 
-None of these rows holds a secret that opens anything: reset tokens are stored as hashes, a
+None of these rows holds a secret that opens anything: single-use tokens are stored as hashes, a
 re-wrap request only names a conversation and the member's new key (a clinician session does
 the re-sealing), and a rotation records its progress so an interrupted run resumes.
 """
@@ -85,3 +86,29 @@ class RoleKeyRotation(TaggedRow, Base):
     # Last conversation id whose wrap was re-sealed: a resumed run starts after it.
     cursor: Mapped[uuid.UUID | None]
     resealed: Mapped[int] = mapped_column(default=0)
+
+
+class EmailChangeToken(TaggedRow, Base):
+    """A member's pending new e-mail address, waiting for the single-use token mailed to it.
+
+    The address is held only sealed (``new_email_ciphertext``, profile key, the account id and
+    the field ``pending_email`` as associated data) until the token confirms it; the token is
+    stored as a hash. Tagged: the ciphertext and the token decide which address an account
+    takes, so a database writer who plants or edits a row is refused (``used_at`` is left out
+    as for reset tokens: clearing it replays only a token the writer would have to know).
+    """
+
+    __tablename__ = "email_change_tokens"
+    __row_integrity__ = tagged(
+        "id", "account_id", "token_hash", "new_email_ciphertext", "expires_at"
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    new_email_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]

@@ -147,3 +147,17 @@ class AccessLogEntrySchema(ma.Schema):
 class AccessLogPageSchema(ma.Schema):
     items = fields.List(fields.Nested(AccessLogEntrySchema), required=True)
     next_cursor = fields.String(allow_none=True, required=True)
+
+
+class EmailChangeSchema(StrictSchema):
+    """``POST /api/v1/me/email``: the password (the step-up) and the new address, checked as
+    registration checks one."""
+
+    password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+    new_email = fields.Email(required=True, validate=validate.Length(max=254))
+
+
+class EmailChangeConfirmSchema(StrictSchema):
+    """``POST /api/v1/me/email/confirm``: the token mailed to the new address."""
+
+    token = fields.String(required=True, validate=validate.Length(min=1, max=128))

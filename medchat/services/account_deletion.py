@@ -42,6 +42,7 @@ from medchat.models import (
     AccountStatus,
     Conversation,
     ConversationKeyWrap,
+    EmailChangeToken,
     Holder,
     IdempotencyRecord,
     MemberProfile,
@@ -137,6 +138,8 @@ class AccountDeletionService:
             ),
             delete(PersonalKey).where(PersonalKey.account_id == account_id),
             delete(PasswordResetToken).where(PasswordResetToken.account_id == account_id),
+            # A pending address change holds the new address, sealed: it goes with the rest.
+            delete(EmailChangeToken).where(EmailChangeToken.account_id == account_id),
             delete(RecoveryCode).where(RecoveryCode.account_id == account_id),
             delete(IdempotencyRecord).where(IdempotencyRecord.account_id == account_id),
         ):

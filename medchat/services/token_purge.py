@@ -15,7 +15,8 @@ has expired: the token checks accept only ``expires_at > now``):
   earlier of the two, so this walk follows the ``expires_at`` index of migration 0010.) A row
   whose keyring is of a format this server no longer opens (``access_control.keyring``, sealed
   before keyrings needed the server key) can never sign anyone in again: it goes too.
-- ``password_reset_tokens`` and ``enrollment_tokens``: past their expiry, or used.
+- ``password_reset_tokens``, ``enrollment_tokens`` and ``email_change_tokens``: past their
+  expiry, or used (an e-mail change row also holds the sealed address it was for).
 
 Two ways in, one set of rules:
 
@@ -55,7 +56,13 @@ from sqlalchemy.orm import Session
 
 from access_control.keyring import FORMAT_PREFIX
 from medchat import audit
-from medchat.models import AuthToken, EnrollmentToken, PasswordResetToken, TokenKind
+from medchat.models import (
+    AuthToken,
+    EmailChangeToken,
+    EnrollmentToken,
+    PasswordResetToken,
+    TokenKind,
+)
 from medchat.runtime import Runtime
 
 ACTION = "auth.token_purge"
@@ -63,7 +70,7 @@ ACTION = "auth.token_purge"
 SIGN_IN_LIMIT = 100
 log = logging.getLogger("medchat.token_purge")
 
-_Model = type[AuthToken] | type[PasswordResetToken] | type[EnrollmentToken]
+_Model = type[AuthToken] | type[PasswordResetToken] | type[EnrollmentToken] | type[EmailChangeToken]
 
 
 @dataclass
@@ -75,6 +82,7 @@ class PurgeCounts:
     old_keyring_tokens: int = 0
     password_reset_tokens: int = 0
     enrollment_tokens: int = 0
+    email_change_tokens: int = 0
 
     @property
     def total(self) -> int:
@@ -110,7 +118,7 @@ def old_keyring_tokens() -> ColumnElement[bool]:
 
 
 def spent_single_use(model: _Model, as_of: datetime) -> ColumnElement[bool]:
-    """A password-reset or enrollment token past its expiry, or used."""
+    """A password-reset, enrollment or e-mail-change token past its expiry, or used."""
     return or_(model.expires_at <= as_of, model.used_at.is_not(None))
 
 
@@ -120,6 +128,7 @@ def _rules(as_of: datetime) -> list[tuple[str, _Model, ColumnElement[bool]]]:
         ("old_keyring_tokens", AuthToken, old_keyring_tokens()),
         ("password_reset_tokens", PasswordResetToken, spent_single_use(PasswordResetToken, as_of)),
         ("enrollment_tokens", EnrollmentToken, spent_single_use(EnrollmentToken, as_of)),
+        ("email_change_tokens", EmailChangeToken, spent_single_use(EmailChangeToken, as_of)),
     ]
 
 

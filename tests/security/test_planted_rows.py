@@ -47,6 +47,7 @@ from medchat.models.integrity import integrity_of, tagged
 from medchat.row_integrity import TAGGER
 from medchat.runtime import Runtime
 from medchat.services.accounts import AccountService
+from medchat.services.email_change import EmailChangeService
 from medchat.services.password_reset import PasswordResetService
 from medchat.services.retrieval import RetrievalService
 from medchat.services.rewrap import RewrapQueue
@@ -56,7 +57,7 @@ from tests.support.archive import seal
 from tests.support.messaging import ask, care_team, give_consent
 from tests.support.retention import run as retention_run
 from tests.support.rotation import rotate
-from tests.support.sessions import sign_in
+from tests.support.sessions import attached, sign_in
 
 MAPPERS = {mapper.local_table.name: mapper.class_ for mapper in Base.registry.mappers}
 TAGGED = {
@@ -175,6 +176,14 @@ def build_world(client: Any, runtime: Runtime) -> World:
         )
     with runtime.database.transaction() as session:
         PasswordResetService(session, runtime).request(victim.email)
+    victim_session = sign_in(runtime, victim).principal
+    with runtime.database.transaction() as session:
+        EmailChangeService(session, runtime).request(
+            attached(victim_session, session),
+            victim.password,
+            "victor.elsewhere@example.org",
+            address="192.0.2.7",
+        )
     # A pending rotation (started, not finished) and a re-wrap request left by a reset.
     rotate(runtime, team.clinician, prepare_only=True)
     with runtime.database.transaction() as session:

@@ -125,6 +125,7 @@ def test_a_run_deletes_exactly_the_rows_expired_to_the_second(runtime, clock):
         "old_keyring_tokens": 0,
         "password_reset_tokens": 1,
         "enrollment_tokens": len(spent_enrollments),
+        "email_change_tokens": 0,
     }
     assert ids(runtime, PasswordResetToken) == {live_reset}
     assert ids(runtime, EnrollmentToken) == {live_enrollment}
