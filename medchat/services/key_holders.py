@@ -22,7 +22,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from access_control.crypto import DecryptionFailed
@@ -30,32 +30,78 @@ from access_control.hybrid_kem import wrap_key_id
 from access_control.keys import KeyCustody
 from access_control.roles import Role
 from medchat.errors import KeyIntegrityFailure, LastKeyHolder, NotFound
-from medchat.models import Account, AccountStatus, KeyRole, RoleKeyGrant, RoleKeyStatus
+from medchat.models import (
+    Account,
+    AccountStatus,
+    AuditEntry,
+    KeyRole,
+    RoleKey,
+    RoleKeyGrant,
+    RoleKeyStatus,
+)
 from medchat.row_integrity import intact
 
 #: Which account role may hold which role key.
 HOLDER_ROLE = {KeyRole.PHYSICIAN: Role.CLINICIAN, KeyRole.ARCHIVE: Role.COMPLIANCE}
 
 
+#: Audited acts that take a holder's grants away (SECURITY-MODEL 11).
+LOSS_OF_ACCESS = ("role_key.revoke", "account.disable", "account.reset")
+
+
+def lost_access_since(session: Session, grant: RoleKeyGrant) -> bool:
+    """Whether the audit trail records a loss of access after this grant was made.
+
+    A loss of access deleted the holder's grants, so such a grant can only be an older row
+    put back by someone who can write the database (it verifies: the server once tagged it).
+    The audit chain is MAC'd and anchored and the service's login cannot rewrite it, so it is
+    the witness: such a grant is never counted as a holder, nor handed a rotated key.
+    """
+    lost = session.scalar(
+        select(func.max(AuditEntry.at)).where(
+            AuditEntry.target_type == "account",
+            AuditEntry.target_id == str(grant.account_id),
+            AuditEntry.action.in_(LOSS_OF_ACCESS),
+        )
+    )
+    return lost is not None and grant.created_at < lost
+
+
+def verified_holders(
+    session: Session, custody: KeyCustody, role_key: RoleKey
+) -> list[RoleKeyGrant]:
+    """The grant of each holder of this role key version who can open
+    it at their next sign-in, from verified facts only: the grant's row tag (a planted one is
+    left out, refused and audited), no loss of access recorded after it, the account's row
+    tag, status and role, and a grant sealed to the account's current, tagged personal key.
+    The one rule for "who holds a role key": the last-holder check and a rotation's grants."""
+    holders = []
+    grants = select(RoleKeyGrant).where(RoleKeyGrant.role_key_id == role_key.id)
+    for grant in intact(session, grants):
+        if lost_access_since(session, grant):
+            continue
+        found = intact(session, select(Account).where(Account.id == grant.account_id))
+        if not found or found[0].status != AccountStatus.ACTIVE:
+            continue
+        if found[0].role != HOLDER_ROLE[KeyRole(role_key.role)]:
+            continue
+        try:
+            personal = custody.verified_personal_key(grant.account_id)
+            if wrap_key_id(grant.wrap) != personal.key_id:
+                continue
+        except (KeyIntegrityFailure, NotFound, DecryptionFailed):
+            continue
+        holders.append(grant)
+    return holders
+
+
 def active_holders(session: Session, custody: KeyCustody, role: str) -> set[uuid.UUID]:
     """The accounts that can open the role's active key at their next sign-in."""
-    holders: set[uuid.UUID] = set()
-    for key in custody.role_keys(role, RoleKeyStatus.ACTIVE):
-        grants = select(RoleKeyGrant).where(RoleKeyGrant.role_key_id == key.id)
-        for grant in intact(session, grants):
-            found = intact(session, select(Account).where(Account.id == grant.account_id))
-            if not found or found[0].status != AccountStatus.ACTIVE:
-                continue
-            if found[0].role != HOLDER_ROLE[KeyRole(role)]:
-                continue
-            try:
-                personal = custody.verified_personal_key(grant.account_id)
-                if wrap_key_id(grant.wrap) != personal.key_id:
-                    continue
-            except (KeyIntegrityFailure, NotFound, DecryptionFailed):
-                continue
-            holders.add(grant.account_id)
-    return holders
+    return {
+        grant.account_id
+        for key in custody.role_keys(role, RoleKeyStatus.ACTIVE)
+        for grant in verified_holders(session, custody, key)
+    }
 
 
 def require_another_holder(

@@ -37,31 +37,26 @@ activation.)
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from access_control import hybrid_kem
 from access_control.keys import KeyCustody
 from access_control.principal import Principal
 from medchat import audit
-from medchat.errors import Conflict, KeyIntegrityFailure, NotFound, RoleKeyRequired
+from medchat.errors import Conflict, RoleKeyRequired
 from medchat.models import (
-    Account,
-    AccountStatus,
-    AuditEntry,
     KeyRole,
     RoleKey,
     RoleKeyGrant,
     RoleKeyRotation,
     RoleKeyStatus,
 )
-from medchat.row_integrity import intact
 from medchat.runtime import Runtime
+from medchat.services.key_holders import verified_holders
 from medchat.services.resealing import (
     Progress,
     RotationBlocked,
@@ -95,29 +90,6 @@ class RotationResult:
     retired: bool
     #: With environment pins: the old fingerprint the operator should now remove.
     unpin: str | None = None
-
-
-#: Audited acts that take a holder's grants away (SECURITY-MODEL 11).
-LOSS_OF_ACCESS = ("role_key.revoke", "account.disable", "account.reset")
-
-
-def _lost_access_since(session: Session, grant: RoleKeyGrant) -> bool:
-    """Whether the audit trail records a loss of access after this grant was made.
-
-    A loss of access deleted the holder's grants, so such a grant can only be an older row
-    put back by someone who can write the database (it verifies: the server once tagged it).
-    The audit chain is MAC'd and anchored and the service's login cannot rewrite it, so it is
-    the witness: a rotation never hands the new key to a grant older than its holder's last
-    revocation, disabling or staff reset.
-    """
-    lost = session.scalar(
-        select(func.max(AuditEntry.at)).where(
-            AuditEntry.target_type == "account",
-            AuditEntry.target_id == str(grant.account_id),
-            AuditEntry.action.in_(LOSS_OF_ACCESS),
-        )
-    )
-    return lost is not None and grant.created_at < lost
 
 
 class RotationService:
@@ -245,16 +217,19 @@ class RotationService:
     def _grant_missing(self, session: Session, custody: KeyCustody, plan: RotationPlan) -> None:
         """Seal the new key to every holder of the old one who lacks it.
 
-        Only to holders who can open their old copy today: an active account of the right
-        role whose grant is sealed to its current personal key. A grant left over from a
-        password reset stays as useless as it is (a colleague re-grants), and a revocation
-        racing with this waits on the grant lock, then deletes what this sealed.
+        Only to holders who can open their old copy today, from verified facts alone
+        (``key_holders.verified_holders``: tagged grant and account rows, no loss of access
+        recorded after the grant, the right role, a grant sealed to the current tagged
+        personal key). A grant left over from a password reset stays as useless as it is (a
+        colleague re-grants), and a revocation racing with this waits on the grant lock, then
+        deletes what this sealed.
         """
         custody.hold_grant_lock(self.role)
         have_new = set(custody.holders(plan.new.id))
         granted = []
-        for account_id, wrap, personal_key_id in self._holders_today(session, plan):
-            if account_id in have_new or hybrid_kem.wrap_key_id(wrap) != personal_key_id:
+        for grant in verified_holders(session, custody, plan.old):
+            account_id = grant.account_id
+            if account_id in have_new:
                 continue
             custody.grant(
                 plan.new,
@@ -273,35 +248,6 @@ class RotationService:
                 target_id=plan.new.id,
                 details={"role": str(self.role), "version": plan.new.version, "holders": granted},
             )
-
-    def _holders_today(
-        self, session: Session, plan: RotationPlan
-    ) -> list[tuple[uuid.UUID, bytes, bytes]]:
-        """(account, old-key grant wrap, current personal key id) of each verified holder.
-
-        Every fact is checked before anyone is sealed to: the grant's row tag (a planted grant
-        is left out, refused and audited), the account's row tag, role and status, and the
-        personal key's integrity tag (``verified_personal_key``).
-        """
-        custody = self.runtime.custody(session)
-        grants = intact(
-            session, select(RoleKeyGrant).where(RoleKeyGrant.role_key_id == plan.old.id)
-        )
-        holders = []
-        for grant in grants:
-            if _lost_access_since(session, grant):
-                continue
-            account = intact(session, select(Account).where(Account.id == grant.account_id))
-            if not account or account[0].status != AccountStatus.ACTIVE:
-                continue
-            if account[0].role != HOLDER_ROLE[self.role]:
-                continue
-            try:
-                personal = custody.verified_personal_key(grant.account_id)
-            except (KeyIntegrityFailure, NotFound):
-                continue
-            holders.append((grant.account_id, grant.wrap, personal.key_id))
-        return holders
 
     # -- 3. activate ---------------------------------------------------------------------
 
