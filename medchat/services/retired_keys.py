@@ -23,26 +23,13 @@ from __future__ import annotations
 import uuid
 
 from medchat import audit
-from medchat.runtime import Runtime
+from medchat.services.batch_jobs import BatchJob
 
 RUN_ACTION = "key.personal_forget_run"
 
 
-class RetiredKeySweep:
+class RetiredKeySweep(BatchJob):
     """Deletes every retired personal key nothing is sealed to, one transaction per batch."""
-
-    def __init__(
-        self,
-        runtime: Runtime,
-        *,
-        batch_size: int | None = None,
-        audit_context: audit.AuditContext | None = None,
-    ) -> None:
-        self.runtime = runtime
-        self.batch_size = runtime.settings.retention_batch if batch_size is None else batch_size
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        self.audit_context = audit_context or audit.AuditContext(actor_role="system")
 
     def count_due(self) -> int:
         """How many a run would delete now; changes nothing."""

@@ -63,7 +63,7 @@ from medchat.models import (
     PasswordResetToken,
     TokenKind,
 )
-from medchat.runtime import Runtime
+from medchat.services.batch_jobs import BatchJob
 
 ACTION = "auth.token_purge"
 #: Rows per table deleted at one sign-in, at most.
@@ -173,23 +173,10 @@ def purge_account(
     return counts
 
 
-class TokenPurge:
+class TokenPurge(BatchJob):
     """Deletes every expired token row of the database, one transaction per batch (module
     docstring). ``runtime.database`` opens each batch's session, so runs on several threads,
     processes or hosts never share one."""
-
-    def __init__(
-        self,
-        runtime: Runtime,
-        *,
-        batch_size: int | None = None,
-        audit_context: audit.AuditContext | None = None,
-    ) -> None:
-        self.runtime = runtime
-        self.batch_size = runtime.settings.retention_batch if batch_size is None else batch_size
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        self.audit_context = audit_context or audit.AuditContext(actor_role="system")
 
     def count_due(self, as_of: datetime | None = None) -> PurgeCounts:
         """What a run as of ``as_of`` (default: now) would delete; changes nothing."""
