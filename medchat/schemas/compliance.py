@@ -12,7 +12,8 @@ from marshmallow import fields, validate
 
 from medchat.schemas.common import PageArgsSchema, StrictSchema, UtcDateTime
 from medchat.schemas.conversations import MessageSchema
-from medchat.services.retrieval import APPROVED, JUSTIFICATION_MAX, JUSTIFICATION_MIN, PENDING
+from medchat.services.retrieval import JUSTIFICATION_MAX, JUSTIFICATION_MIN
+from medchat.services.retrieval_views import APPROVED, PENDING
 
 
 def _justified(value: str) -> None:

@@ -45,8 +45,8 @@ from access_control.roles import Role
 from medchat.errors import Forbidden
 from medchat.models import ArchiveRecord, AuditEntry
 from medchat.runtime import Runtime
-from medchat.services.accounts import display_names
 from medchat.services.conversation_pages import Page
+from medchat.services.display_names import display_names
 
 COMPLIANCE_ACTOR = "compliance"
 SYSTEM_ACTOR = "system"

@@ -10,11 +10,10 @@ and roles only).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from access_control import crypto, totp
@@ -26,6 +25,7 @@ from medchat import audit
 from medchat.errors import Conflict, Forbidden, InvalidEnrollmentToken, InvalidMfaCode, NotFound
 from medchat.models import Account, AccountStatus, EnrollmentToken, MemberProfile
 from medchat.runtime import Runtime
+from medchat.services.display_names import default_display_name
 from medchat.services.key_holders import require_another_holder
 
 #: ``rotation_reason`` of a role key whose holder's account was disabled.
@@ -380,27 +380,3 @@ def holds_keys(role: str) -> bool:
 
 def new_enrollment_token() -> str:
     return "mce_" + crypto.random_token()
-
-
-def default_display_name(role: str, first_name: str, last_name: str) -> str:
-    """How staff are shown to members: "Dr. A." for a clinician, never their e-mail."""
-    initial = (last_name[:1] or first_name[:1]).upper()
-    if role == Role.CLINICIAN:
-        return f"Dr. {initial}."
-    return f"{first_name} {initial}."
-
-
-_DISPLAY_NAMES = select(Account.id, Account.display_name).where(
-    Account.id.in_(bindparam("account_ids", expanding=True)), Account.display_name.is_not(None)
-)
-
-
-def display_names(session: Session, account_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
-    """The name members see for each staff account (the stored ``display_name``, set from
-    ``default_display_name`` at creation), in one prebuilt query (sends and pages call it);
-    accounts without one are left out."""
-    ids = list(set(account_ids))
-    if not ids:
-        return {}
-    rows = session.execute(_DISPLAY_NAMES, {"account_ids": ids})
-    return {account_id: name for account_id, name in rows}

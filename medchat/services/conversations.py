@@ -32,7 +32,6 @@ from medchat.errors import Conflict, ConsentRequired, HistoryPending, NotFound
 from medchat.models import Conversation, ConversationStatus, Message
 from medchat.patient_view import sees_upload_names
 from medchat.runtime import Runtime
-from medchat.services.accounts import display_names
 from medchat.services.consent import ConsentService
 from medchat.services.conversation_access import ConversationAccess
 from medchat.services.conversation_pages import Page
@@ -42,6 +41,7 @@ from medchat.services.conversation_refusals import (
     refuse_listed,
     refusing,
 )
+from medchat.services.display_names import display_names
 from medchat.services.idempotency import Created, IdempotencyService
 from medchat.services.message_views import ConversationReader, ConversationView, MessageView
 

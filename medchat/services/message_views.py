@@ -35,8 +35,8 @@ from medchat import attachment_names
 from medchat.content import ContentKey
 from medchat.errors import ContentResealed
 from medchat.models import Account, Attachment, Conversation, Message
-from medchat.services.accounts import display_names
 from medchat.services.conversation_pages import Page
+from medchat.services.display_names import display_names
 
 
 @dataclass

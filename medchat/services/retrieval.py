@@ -20,10 +20,8 @@ refusal (written after the refused request rolls back).
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -62,30 +60,18 @@ from medchat.services.archive_reading import (
 )
 from medchat.services.attachments import AttachmentFile
 from medchat.services.conversation_pages import Page
+from medchat.services.retrieval_views import (
+    APPROVED,
+    PENDING,
+    RetrievalView,
+    member_of,
+    retrieval_view,
+)
 
-PENDING = "pending"
-APPROVED = "approved"
-EXPIRED = "expired"
 JUSTIFICATION_MIN = 20
 JUSTIFICATION_MAX = 2000
 _JUSTIFICATION_FIELD = "retrieval_justification"
 log = logging.getLogger("medchat.retrieval")
-
-
-@dataclass
-class RetrievalView:
-    """A request as officers see it (the justification is for the approver to judge)."""
-
-    id: uuid.UUID
-    record_id: uuid.UUID
-    conversation_id: uuid.UUID
-    status: str
-    requested_by: uuid.UUID
-    requested_at: datetime
-    approved_by: uuid.UUID | None
-    approved_at: datetime | None
-    expires_at: datetime | None
-    justification: str
 
 
 class RetrievalService:
@@ -161,7 +147,7 @@ class RetrievalService:
                     outcome="failed",
                     target_type="retrieval",
                     target_id=row.id,
-                    subject_id=_member_of(record),
+                    subject_id=member_of(record),
                     details={"record_id": str(record.id), "failure": "content"},
                 )
                 continue
@@ -311,7 +297,7 @@ class RetrievalService:
                 outcome="failed",
                 target_type="archive_record",
                 target_id=record.id,
-                subject_id=_member_of(record),
+                subject_id=member_of(record),
             )
             raise ArchiveIntegrityFailure from None
 
@@ -343,21 +329,7 @@ class RetrievalService:
     def _view(
         self, row: RetrievalRequest, record: ArchiveRecord, justification: str
     ) -> RetrievalView:
-        status = row.status
-        if status == APPROVED and row.expires_at and self.runtime.clock.now() >= row.expires_at:
-            status = EXPIRED
-        return RetrievalView(
-            id=row.id,
-            record_id=record.id,
-            conversation_id=record.conversation_id,
-            status=status,
-            requested_by=row.requested_by,
-            requested_at=row.requested_at,
-            approved_by=row.approved_by,
-            approved_at=row.approved_at,
-            expires_at=row.expires_at,
-            justification=justification,
-        )
+        return retrieval_view(row, record, justification, self.runtime.clock.now())
 
     def _audit(
         self,
@@ -371,7 +343,7 @@ class RetrievalService:
             action,
             target_type="retrieval",
             target_id=row.id,
-            subject_id=_member_of(record),
+            subject_id=member_of(record),
             details={"record_id": str(record.id), **(details or {})},
         )
 
@@ -389,7 +361,7 @@ class RetrievalService:
             action,
             target_type="retrieval",
             target_id=row.id,
-            subject_id=_member_of(record),
+            subject_id=member_of(record),
             details={"record_id": str(record.id), "refused": why},
         )
         error, message = _REFUSALS[why]
@@ -409,11 +381,3 @@ _REFUSALS: dict[str, tuple[type[MedchatError], str | None]] = {
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat().replace("+00:00", "Z")
-
-
-def _member_of(record: ArchiveRecord) -> uuid.UUID | None:
-    """The member a record is about (from its metadata), for the audit trail's subject."""
-    try:
-        return uuid.UUID(json.loads(record.metadata_json)["member_id"])
-    except (ValueError, KeyError, TypeError):
-        return None
