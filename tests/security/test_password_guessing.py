@@ -19,7 +19,6 @@ costs one scrypt and one bcrypt, and so does every offline guess.
 from __future__ import annotations
 
 import base64
-from collections import Counter
 
 import bcrypt
 import pytest
@@ -32,6 +31,7 @@ from medchat.models import AuditEntry
 from medchat.runtime import Runtime
 from tests.support.accounts import Person, code_for, make_member, make_staff
 from tests.support.legacy_passwords import as_before
+from tests.support.password_work import count_password_work
 
 TOKEN = "/api/v1/auth/token"
 
@@ -83,28 +83,6 @@ def test_a_guess_against_a_dumped_hash_needs_the_scrypt_run(runtime):
             assert sealed is not None and password_kdf.sealed_under(sealed, run)
 
 
-def _count_work(monkeypatch) -> Counter[str]:
-    work: Counter[str] = Counter()
-    real_derive, real_check, real_hash = password_kdf._derive, bcrypt.checkpw, bcrypt.hashpw
-
-    def derive(*args):
-        work["scrypt"] += 1
-        return real_derive(*args)
-
-    def check(*args):
-        work["bcrypt"] += 1
-        return real_check(*args)
-
-    def hashpw(*args):
-        work["bcrypt"] += 1
-        return real_hash(*args)
-
-    monkeypatch.setattr(password_kdf, "_derive", derive)
-    monkeypatch.setattr(bcrypt, "checkpw", check)
-    monkeypatch.setattr(bcrypt, "hashpw", hashpw)
-    return work
-
-
 def _attempt(client, runtime: Runtime, email: str, password: str, person: Person | None) -> int:
     body = {"email": email, "password": password}
     if person is not None and person.totp_secret:
@@ -117,7 +95,7 @@ def test_sign_in_costs_one_scrypt_and_one_bcrypt_whoever_asks(client, runtime, m
     member = make_member(runtime)
     clinician = make_staff(runtime, Role.CLINICIAN)
     admin = make_staff(runtime, Role.ADMIN)
-    work = _count_work(monkeypatch)
+    work = count_password_work(monkeypatch)
     seen = {}
     for label, email, password, person, status in (
         ("unknown", "nobody@example.org", member.password, None, 401),
@@ -136,7 +114,7 @@ def test_sign_in_costs_one_scrypt_and_one_bcrypt_whoever_asks(client, runtime, m
 def test_an_account_from_before_is_upgraded_at_its_next_sign_in(client, runtime, monkeypatch):
     member = make_member(runtime)
     as_before(runtime, member)
-    work = _count_work(monkeypatch)
+    work = count_password_work(monkeypatch)
     # A wrong password against the old hash: the same work as any other, nothing changes.
     assert _attempt(client, runtime, member.email, member.password + "x", None) == 401
     assert dict(work) == {"scrypt": 1, "bcrypt": 1}

@@ -5,13 +5,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections import Counter
 from datetime import date
 
 import bcrypt
 import pytest
 
-from access_control import password_kdf
 from access_control.password_kdf import Password, ScryptParams
 from access_control.passwords import (
     PasswordHasher,
@@ -21,6 +19,7 @@ from access_control.passwords import (
     user_inputs,
 )
 from medchat.errors import WeakPassword
+from tests.support.password_work import count_password_work
 
 STRONG = "quokka-harbor-lantern-42"
 JEANNE = PersonalData("jeanne.moreau@example.org", "Jeanne", "Moreau", date(1988, 6, 12))
@@ -186,38 +185,15 @@ def test_an_old_bare_bcrypt_hash_still_verifies_and_asks_to_be_upgraded(hasher):
     ids=["cost-out-of-bounds", "truncated", "no-format"],
 )
 def test_a_malformed_hash_is_refused_after_the_usual_work(hasher, stored, monkeypatch):
-    work = _counting(monkeypatch)
+    work = count_password_work(monkeypatch)
     assert hasher.verify(STRONG, stored) is False
     assert work == {"scrypt": 1, "bcrypt": 1}
-
-
-def _counting(monkeypatch) -> Counter[str]:
-    """Count scrypt runs and bcrypt operations (the timing class, without timing)."""
-    work: Counter[str] = Counter()
-    real_derive, real_check, real_hash = password_kdf._derive, bcrypt.checkpw, bcrypt.hashpw
-
-    def derive(*args):
-        work["scrypt"] += 1
-        return real_derive(*args)
-
-    def check(*args):
-        work["bcrypt"] += 1
-        return real_check(*args)
-
-    def hashpw(*args):
-        work["bcrypt"] += 1
-        return real_hash(*args)
-
-    monkeypatch.setattr(password_kdf, "_derive", derive)
-    monkeypatch.setattr(bcrypt, "checkpw", check)
-    monkeypatch.setattr(bcrypt, "hashpw", hashpw)
-    return work
 
 
 def test_unknown_wrong_right_and_old_hashes_cost_one_scrypt_and_one_bcrypt(hasher, monkeypatch):
     current = hasher.hash(STRONG)
     legacy = bcrypt.hashpw(STRONG.encode(), bcrypt.gensalt(4))
-    work = _counting(monkeypatch)
+    work = count_password_work(monkeypatch)
     seen = {}
     for label, password, stored in (
         ("unknown", STRONG, None),
