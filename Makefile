@@ -25,6 +25,7 @@ run: install
 
 ## The whole suite: SQLite always, PostgreSQL too when MEDCHAT_TEST_DATABASE_URL is set.
 test: install
+	$(BIN)/lint-imports
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install

@@ -3,7 +3,7 @@
 These keys protect personal data at rest, the blind e-mail index, the audit chain's MACs,
 the console cookie signature, key-integrity tags and the sealed-archive ledger's signatures
 (``archive-signing``: a 32-byte Ed25519 private seed, RFC 8032; its public key is pinned in
-the configuration, ``medchat.archive_signing``). None of them opens medical content: that
+the configuration, ``medchat.archive.signing``). None of them opens medical content: that
 needs a private key that exists only inside an authenticated request (SECURITY-MODEL "Key
 hierarchy"); a signing key can only vouch for records, never open them. A stolen database
 without this directory names nobody and cannot have its audit chain recomputed.
@@ -20,7 +20,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from medchat.errors import ConfigurationError
+from access_control.errors import ConfigurationError
 
 KEY_NAMES = (
     "profile",

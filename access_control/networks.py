@@ -15,7 +15,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from medchat.errors import NetworkNotAllowed
+from access_control.errors import NetworkNotAllowed
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

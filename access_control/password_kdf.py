@@ -128,7 +128,7 @@ class Stretched(SecretHandle):
 
     def secret_output(self) -> bytes:
         """The scrypt output itself. Secret: only to be sealed at once (the console's
-        pending step, ``access_control.console_sessions``) or to open a version 1 blob."""
+        pending step, ``medchat.identity.console_sessions``) or to open a version 1 blob."""
         return self._output
 
 

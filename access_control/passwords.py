@@ -36,8 +36,8 @@ from datetime import date
 import bcrypt
 from zxcvbn import zxcvbn
 
+from access_control.errors import WeakPassword
 from access_control.password_kdf import SALT_SIZE, Password, ScryptParams, Stretched
-from medchat.errors import WeakPassword
 
 MIN_LENGTH = 9
 MIN_SCORE = 3

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import enum
 
+from access_control.errors import Forbidden, MfaSessionRequired, NotAuthenticated
 from access_control.roles import Role
-from medchat.errors import Forbidden, MfaSessionRequired, NotAuthenticated
 
 
 class Permission(enum.StrEnum):

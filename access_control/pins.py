@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from medchat.errors import ConfigurationError, KeyIntegrityFailure
+from access_control.errors import ConfigurationError, KeyIntegrityFailure
 
 PIN_FILE = "role-pins.json"
 ROLES = ("physician", "archive")

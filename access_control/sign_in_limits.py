@@ -40,7 +40,7 @@ from limits.errors import StorageError
 from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
-from medchat.errors import RateLimited
+from access_control.errors import RateLimited
 
 #: Failed passwords against one account from one client address.
 PAIR_FAILURES = "5 per 15 minutes; 10 per hour; 20 per day"

@@ -25,12 +25,12 @@ from sqlalchemy import create_engine, insert, text, update
 from sqlalchemy.engine import make_url
 
 from access_control.key_directory import load_server_keys
-from medchat import ledger
-from medchat.archive_content import content_hashes
-from medchat.archive_signing import ArchiveSigner, load_archive_signer
+from medchat.archive import ledger
+from medchat.archive.content_hashes import content_hashes
+from medchat.archive.signing import ArchiveSigner, load_archive_signer
 from medchat.db import Database
-from medchat.migrate import upgrade
 from medchat.models import Account, ArchiveRecord, Attachment, ChainHead, Conversation, Message
+from medchat.storage.migrate import upgrade
 
 
 def log(message: str) -> None:

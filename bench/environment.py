@@ -173,7 +173,7 @@ class Environment:
 
     def migrate(self) -> None:
         medchat = BIN / "medchat"
-        command = [str(medchat)] if medchat.exists() else [python_bin(), "-m", "medchat.cli"]
+        command = [str(medchat)] if medchat.exists() else [python_bin(), "-m", "medchat"]
         subprocess.run(
             [*command, "db", "upgrade"],
             cwd=REPO,

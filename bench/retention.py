@@ -78,9 +78,9 @@ def _make_chunk(args: tuple[str, Recipients, uuid.UUID, int, int, int, datetime]
     conninfo, recipients, clinician_id, start, count, messages, asked_at = args
     from access_control import crypto, hybrid_kem
     from access_control.key_directory import load_server_keys
-    from medchat.archive_gate import GATED, ArchiveGate
-    from medchat.content import CURRENT_FORMAT, ContentKey, MessageLabel
-    from medchat.conversation_keys import _key_set_tag, seal_wrap
+    from medchat.archive.gate import GATED, ArchiveGate
+    from medchat.keys.conversation_keys import _key_set_tag, seal_wrap
+    from medchat.keys.sealing import CURRENT_FORMAT, ContentKey, MessageLabel
 
     server_keys = load_server_keys(Path(recipients.key_dir), create_missing=False)
     integrity = server_keys.integrity
@@ -243,7 +243,7 @@ class Timers:
 def timed_parts(timers: Timers) -> Iterator[None]:
     """Time finding/locking due rows, the deletes, and the audit append inside each commit
     (``medchat.services.shredding`` is timed as the retention module calls it)."""
-    from medchat import audit
+    from medchat.audit import chain as audit
     from medchat.services import retention
 
     originals = {

@@ -79,7 +79,7 @@ class Setup:
 
     def __init__(self, env: Environment) -> None:
         from medchat.config import Settings
-        from medchat.runtime import build_runtime
+        from medchat.services.context import build_runtime
 
         self.env = env
         self.runtime = build_runtime(Settings.from_env(environ=env.medchat_env()))
@@ -97,8 +97,8 @@ class Setup:
         """Two clinicians holding the physician key, a compliance officer holding the archive."""
         import pyotp
 
-        from access_control.principal import Principal
         from access_control.roles import Role
+        from medchat.identity.principal import Principal
         from medchat.models import KeyRole
         from medchat.services.accounts import AccountService
         from medchat.services.role_keys import RoleKeyService
@@ -176,9 +176,9 @@ def _make_chunk(args: tuple[str, Recipients, int, int, datetime]) -> int:
     conninfo, recipients, start, count, now = args
     from access_control import crypto, hybrid_kem
     from access_control.key_directory import load_server_keys
-    from medchat.archive_gate import GATED, ArchiveGate
-    from medchat.content import CURRENT_FORMAT
-    from medchat.conversation_keys import _key_set_tag, seal_wrap
+    from medchat.archive.gate import GATED, ArchiveGate
+    from medchat.keys.conversation_keys import _key_set_tag, seal_wrap
+    from medchat.keys.sealing import CURRENT_FORMAT
 
     server_keys = load_server_keys(Path(recipients.key_dir), create_missing=False)
     integrity = server_keys.integrity
@@ -330,8 +330,8 @@ def sign_in_starter(setup: Setup) -> Any:
     """What ``medchat keys rotate`` does first: password, TOTP, the holder's keys opened."""
     import pyotp
 
-    from access_control.principal import Principal
     from medchat.errors import InvalidMfaCode
+    from medchat.identity.principal import Principal
     from medchat.services.authentication import AuthenticationService
 
     _, email, secret = setup.staff["starter"]
@@ -354,8 +354,8 @@ def sign_in_starter(setup: Setup) -> Any:
 
 def rotate(setup: Setup, actor: Any, batch: int) -> dict[str, Any]:
     """``medchat keys rotate --role physician`` after the sign-in, timed per phase."""
+    from medchat.keys.rotation import RotationService
     from medchat.models import KeyRole
-    from medchat.services.rotation import RotationService
 
     runtime = setup.runtime
     marks: list[tuple[float, int, int]] = []

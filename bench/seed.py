@@ -6,7 +6,7 @@ Accounts, role keys and tokens are made in-process through medchat's services (a
 ``AuthenticationService.login`` (so the sign-in rate limit never applies and bcrypt/scrypt
 run only here, never in the measured loop). Conversations are created over HTTP through the
 real API; long histories are then bulk-inserted with ``COPY``, each body sealed under the
-conversation's DEK with ``medchat.content.ContentKey``, exactly as ``append_message`` seals it.
+conversation's DEK with ``medchat.keys.sealing.ContentKey``, exactly as ``append_message`` seals it.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class MedchatSeeder:
 
     def __init__(self, env: Environment) -> None:
         from medchat.config import Settings
-        from medchat.runtime import build_runtime
+        from medchat.services.context import build_runtime
 
         self.env = env
         self.settings = Settings.from_env(environ=env.medchat_env())
@@ -234,7 +234,7 @@ class MedchatSeeder:
         as a request would) and the rows go in with one ``COPY``; the conversation's
         ``message_count`` and ``last_message_at`` move with them.
         """
-        from medchat.content import ContentKey, MessageLabel
+        from medchat.keys.sealing import ContentKey, MessageLabel
         from medchat.models import Conversation, Holder
 
         with self.runtime.database.transaction() as session:

@@ -14,10 +14,8 @@ from flask import Flask, g
 from flask_login import LoginManager
 from flask_smorest import Api
 
-from access_control import bearer, throttling
-from access_control.guard import check_routes_declare_permissions
 from access_control.networks import TrustedProxies
-from medchat import console, http_json, http_rewrap, http_security, http_transaction
+from medchat import console
 from medchat.api import (
     admin,
     attachments,
@@ -29,14 +27,20 @@ from medchat.api import (
     health,
     member,
 )
-from medchat.api.errors import ErrorResponsesPlugin, register_error_handlers
 from medchat.clock import Clock
 from medchat.config import Settings
 from medchat.console import cookie as console_cookie
 from medchat.console import security as console_security
-from medchat.http_uploads import InMemoryUploadRequest
-from medchat.runtime import build_runtime, verify_role_key_pins
 from medchat.schemas.common import ErrorSchema
+from medchat.services.context import build_runtime, verify_role_key_pins
+from medchat.web import bearer, throttling
+from medchat.web import json_bodies as http_json
+from medchat.web import rewrap_drain as http_rewrap
+from medchat.web import security_headers as http_security
+from medchat.web import transaction as http_transaction
+from medchat.web.errors import ErrorResponsesPlugin, register_error_handlers
+from medchat.web.guard import check_routes_declare_permissions
+from medchat.web.uploads import InMemoryUploadRequest
 
 
 class MedchatApi(Api):
@@ -129,9 +133,6 @@ def create_app(
     check_routes_declare_permissions(app)
     throttling.init_app(app, settings.ratelimit_storage_uri, settings.ratelimit_key_prefix)
 
-    from medchat.cli import register_commands
-
-    register_commands(app)
     logging.getLogger("medchat").setLevel(logging.INFO)
     return app
 

@@ -131,7 +131,7 @@ class Settings:
     max_attachment_bytes: int = 10 * 1024 * 1024
     #: Images with more pixels are refused before they are decoded (decompression bombs):
     #: 50 MP holds a 48 MP phone photo, and decodes to at most 200 MB (RGBA) while it is
-    #: cleaned of its metadata (``medchat.attachment_metadata``).
+    #: cleaned of its metadata (``medchat.files.metadata``).
     max_image_pixels: int = 50_000_000
     public_base_url: str = "http://127.0.0.1:8000"
     #: ``physician:<fingerprint>,archive:<fingerprint>``; empty: the pin file in the key dir.

@@ -16,14 +16,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator, Uuid
-
-from medchat.dependencies import STALE_SESSION_SQLSTATES, sqlstate_of
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -34,6 +32,23 @@ NAMING_CONVENTION = {
 }
 
 RollbackAction = Callable[[Session], None]
+
+
+#: PostgreSQL errors that say "this connection's session is unusable", not "this statement is
+#: wrong": read-only transaction (25006: a role or database made read-only, or a standby after
+#: fail-over; the setting sticks to the session, so the connection stays broken after the
+#: role is restored), connection exceptions (class 08) and operator intervention (57P01-03:
+#: shutdown, crash, starting up). A connection that raised one is discarded, never reused.
+STALE_SESSION_SQLSTATES: Final = frozenset(
+    {"25006", "08000", "08003", "08006", "08001", "08004", "57P01", "57P02", "57P03"}
+)
+
+
+def sqlstate_of(error: BaseException | None) -> str | None:
+    """The SQLSTATE of a driver error (or of the one SQLAlchemy wraps), if it has one."""
+    original = getattr(error, "orig", None) or error
+    state = getattr(original, "sqlstate", None)
+    return state if isinstance(state, str) else None
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -122,7 +137,7 @@ def _discard_stale_sessions(context: ExceptionContext) -> None:
     no longer work is not "dropped": a connection opened while the role was read-only keeps
     ``default_transaction_read_only`` after the role is restored, and answered 25006 to every
     write until it was killed by hand (issue 13, item 8). Marking such errors as disconnects
-    (``medchat.dependencies.STALE_SESSION_SQLSTATES``) invalidates the connection and the
+    (``STALE_SESSION_SQLSTATES``) invalidates the connection and the
     pool's older ones: the next checkout opens a fresh session with the current settings.
     """
     if not context.is_disconnect and sqlstate_of(context.original_exception) in (

@@ -1,53 +1,67 @@
 """Domain errors: each carries the contract code and HTTP status of API.md "Conventions".
 
-Services raise these and know nothing of HTTP; ``medchat.api.errors`` is the one place that
+Services raise these and know nothing of HTTP; ``medchat.web.errors`` is the one place that
 turns them into ``{"error": {"code", "message"}}`` responses. Messages are written for the
 person at the other end and never contain personal or medical data.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from access_control.errors import (
+    ConfigurationError,
+    Forbidden,
+    KeyIntegrityFailure,
+    MedchatError,
+    MfaSessionRequired,
+    NetworkNotAllowed,
+    NotAuthenticated,
+    RateLimited,
+    ValidationFailed,
+    WeakPassword,
+)
 
-
-class ConfigurationError(RuntimeError):
-    """The service refuses to start: its configuration is missing or unsafe."""
-
-
-class MedchatError(Exception):
-    """Base of every error a client may see. Subclasses fix ``code`` and ``status``."""
-
-    code = "error"
-    status = 400
-    message = "The request could not be processed."
-
-    def __init__(
-        self,
-        message: str | None = None,
-        *,
-        details: Any = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message or self.message)
-        self.message = message or self.message
-        self.details = details
-        self.headers = headers or {}
+__all__ = [
+    "ArchiveGated",
+    "ArchiveIntegrityFailure",
+    "BadRequest",
+    "ConfigurationError",
+    "Conflict",
+    "ConsentRequired",
+    "ContentResealed",
+    "DependencyDown",
+    "EmailTaken",
+    "Forbidden",
+    "HistoryPending",
+    "ImageTooLarge",
+    "InvalidCredentials",
+    "InvalidEmailChangeToken",
+    "InvalidEnrollmentToken",
+    "InvalidMfaCode",
+    "InvalidResetToken",
+    "InvalidToken",
+    "KeyIntegrityFailure",
+    "KeysNotInitialized",
+    "LastKeyHolder",
+    "MedchatError",
+    "MfaEnrollmentRequired",
+    "MfaRequired",
+    "MfaSessionRequired",
+    "NetworkNotAllowed",
+    "NotAuthenticated",
+    "NotFound",
+    "PayloadTooLarge",
+    "RateLimited",
+    "RoleKeyRequired",
+    "RowIntegrityFailure",
+    "UnreadableFile",
+    "UnsupportedMediaType",
+    "ValidationFailed",
+    "WeakPassword",
+]
 
 
 class BadRequest(MedchatError):
     code, status, message = "bad_request", 400, "The request is malformed."
-
-
-class ValidationFailed(MedchatError):
-    code, status, message = "validation_error", 422, "Some fields are invalid."
-
-
-class WeakPassword(ValidationFailed):
-    code, message = "weak_password", "The password is too weak."
-
-
-class NotAuthenticated(MedchatError):
-    code, status, message = "not_authenticated", 401, "Authentication is required."
 
 
 class InvalidCredentials(NotAuthenticated):
@@ -74,24 +88,12 @@ class InvalidResetToken(NotAuthenticated):
     code, message = "invalid_reset_token", "The reset token is spent, expired or unknown."
 
 
-class Forbidden(MedchatError):
-    code, status, message = "forbidden", 403, "You are not allowed to do this."
-
-
 class MfaEnrollmentRequired(Forbidden):
     code, message = "mfa_enrollment_required", "Two-factor enrollment is required first."
 
 
-class MfaSessionRequired(Forbidden):
-    code, message = "mfa_required", "This action needs a session that passed two-factor sign-in."
-
-
 class ConsentRequired(Forbidden):
     code, message = "consent_required", "Consent to health messaging is required first."
-
-
-class NetworkNotAllowed(Forbidden):
-    code, message = "network_not_allowed", "This service is not reachable from your network."
 
 
 class RoleKeyRequired(Forbidden):
@@ -185,22 +187,9 @@ class UnreadableFile(MedchatError):
     )
 
 
-class RateLimited(MedchatError):
-    code, status, message = "rate_limited", 429, "Too many attempts; try again later."
-
-
-class KeyIntegrityFailure(MedchatError):
-    """A key failed its pin, tag or commitment check: refuse rather than seal or read.
-
-    409: the stored state conflicts with what the server vouched for (a row altered in the
-    database), not a fault of ours to retry; never a 500 (API.md "Conventions")."""
-
-    code, status, message = "key_integrity_failed", 409, "A key failed its integrity check."
-
-
 class RowIntegrityFailure(KeyIntegrityFailure):
     """A row that would make the server act failed its integrity tag: written around the
-    service (``medchat.row_integrity``). Refused and audited; nothing acts on it."""
+    service (``medchat.storage.row_integrity``). Refused and audited; nothing acts on it."""
 
     code, status = "row_integrity_failed", 409
     message = "A stored record failed its integrity check and was refused."
@@ -230,7 +219,7 @@ class KeysNotInitialized(MedchatError):
 class DependencyDown(MedchatError):
     """The database, the rate limiter's storage or the key files are unavailable: 503 with
     ``Retry-After``, since the same request will work once they are back (never a 500, which
-    says the fault is ours). ``medchat.dependencies`` decides which failures are outages."""
+    says the fault is ours). ``medchat.storage.outages`` decides which failures are outages."""
 
     code, status, message = (
         "dependency_down",

@@ -19,7 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from medchat import create_app
-from medchat.runtime import Runtime
+from medchat.services.context import Runtime
 from tests.support.clock import ManualClock
 from tests.support.databases import backends, empty_all_tables, fresh_database
 

@@ -8,11 +8,8 @@ from typing import Any
 
 from flask_smorest import Blueprint
 
-from access_control.guard import requires, signed_in
 from access_control.permissions import Permission
 from access_control.roles import Role
-from medchat.api.pagination import decode_seq_cursor, encode_cursor
-from medchat.api.rotation_due import rotation_due_headers
 from medchat.schemas.admin import (
     AuditPageSchema,
     StaffCreatedSchema,
@@ -23,7 +20,10 @@ from medchat.schemas.common import PageArgsSchema
 from medchat.services.accounts import AccountService
 from medchat.services.audit_log import AuditLogService
 from medchat.services.staff_reset import StaffResetService
-from medchat.web import db_session, runtime
+from medchat.web.context import db_session, runtime
+from medchat.web.cursors import decode_seq_cursor, encode_cursor
+from medchat.web.guard import requires, signed_in
+from medchat.web.rotation_due import rotation_due_headers
 
 bp = Blueprint("admin", __name__, url_prefix="/api/v1/admin", description="Operations staff")
 

@@ -15,14 +15,13 @@ from flask import Response
 from flask_smorest import Blueprint
 from werkzeug.datastructures import FileStorage
 
-from access_control.guard import requires, signed_in
 from access_control.permissions import Permission
-from medchat.api.conversations import created
-from medchat.attachment_names import content_disposition
 from medchat.schemas.attachments import AttachmentSchema, AttachmentUploadSchema
 from medchat.schemas.conversations import IdempotencyHeaderSchema
-from medchat.services.attachments import AttachmentFile, AttachmentService, Upload
-from medchat.web import db_session, runtime
+from medchat.services.attachments import AttachmentService, Upload
+from medchat.web.context import db_session, runtime
+from medchat.web.guard import requires, signed_in
+from medchat.web.responses import created, download_response
 
 bp = Blueprint("attachments", __name__, url_prefix="/api/v1", description="Attachments")
 
@@ -47,7 +46,7 @@ def _service() -> AttachmentService:
 def _upload_into(
     conversation_id: uuid.UUID, files: dict[str, FileStorage], headers: dict[str, Any]
 ) -> Any:
-    # The stream is the in-memory buffer of ``medchat.http_uploads``, already bounded.
+    # The stream is the in-memory buffer of ``medchat.web.uploads``, already bounded.
     part = files["file"]
     upload = Upload(filename=part.filename, declared_type=part.mimetype, data=part.stream.read())
     return created(
@@ -55,15 +54,6 @@ def _upload_into(
             signed_in(), conversation_id, upload, idempotency_key=headers["idempotency_key"]
         )
     )
-
-
-def download_response(opened: AttachmentFile) -> Response:
-    """The decrypted file as a download, never rendered (the console uses it too)."""
-    response = Response(opened.data, mimetype=opened.content_type)
-    response.headers["Content-Disposition"] = content_disposition(opened.filename)
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 @bp.route("/conversations/<uuid:conversation_id>/attachments", methods=["POST"])

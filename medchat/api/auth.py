@@ -9,16 +9,7 @@ from flask import request
 from flask_smorest import Blueprint
 
 from access_control import crypto
-from access_control.guard import requires, signed_in
 from access_control.permissions import Permission
-from access_control.throttling import (
-    PER_ACCOUNT_FAILURES,
-    PER_ADDRESS,
-    Throttle,
-    client_address,
-    is_failed_attempt,
-    throttled,
-)
 from medchat.schemas.auth import (
     EnrollConfirmSchema,
     EnrollSchema,
@@ -40,7 +31,16 @@ from medchat.services.accounts import AccountService, NewMember
 from medchat.services.authentication import AuthenticationService, SignIn
 from medchat.services.password_reset import PasswordResetService
 from medchat.services.second_factor import SecondFactorService
-from medchat.web import account_limit_key, db_session, runtime
+from medchat.web.context import account_limit_key, db_session, runtime
+from medchat.web.guard import requires, signed_in
+from medchat.web.throttling import (
+    PER_ACCOUNT_FAILURES,
+    PER_ADDRESS,
+    Throttle,
+    client_address,
+    is_failed_attempt,
+    throttled,
+)
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Sign-in and 2FA")
 

@@ -1,7 +1,7 @@
 """``/api/v1/clinician``: the queue and the conversations, as a doctor sees them.
 
 Thin over ``ClinicianConversationService``: the patient appears only as the four-field
-object of ``medchat.patient_view``, every read of content is audited there, and a session
+object of ``medchat.services.patient_view``, every read of content is audited there, and a session
 without the physician role key gets 403 ``role_key_required``. The staff-network rule is
 applied to this prefix by the app before any view runs.
 """
@@ -14,10 +14,7 @@ from typing import Any
 from flask import Response
 from flask_smorest import Blueprint
 
-from access_control.guard import requires, signed_in
 from access_control.permissions import Permission
-from medchat.api.conversations import activity_page, created_message, message_page
-from medchat.api.pagination import decode_activity_cursor, decode_seq_cursor
 from medchat.schemas.clinician import CasePageSchema, CaseSchema, ClosedSchema, QueueArgsSchema
 from medchat.schemas.conversations import (
     IdempotencyHeaderSchema,
@@ -27,7 +24,10 @@ from medchat.schemas.conversations import (
     MessageSchema,
 )
 from medchat.services.clinician_conversations import ClinicianConversationService
-from medchat.web import db_session, runtime
+from medchat.web.context import db_session, runtime
+from medchat.web.cursors import decode_activity_cursor, decode_seq_cursor
+from medchat.web.guard import requires, signed_in
+from medchat.web.responses import activity_page, created_message, message_page
 
 bp = Blueprint("clinician", __name__, url_prefix="/api/v1/clinician", description="Clinicians")
 

@@ -14,15 +14,15 @@ from typing import Any
 
 from flask_smorest import Blueprint
 
-from access_control.guard import requires, signed_in
 from access_control.permissions import Permission
-from access_control.throttling import PER_ADDRESS, Throttle, client_address, throttled
-from medchat.api.rotation_due import rotation_due_headers
 from medchat.models import KeyRole
 from medchat.schemas.auth import StepUpSchema
 from medchat.schemas.colleagues import ColleagueKeySchema, GrantedSchema, GrantRequestSchema
 from medchat.services.role_keys import RoleKeyService
-from medchat.web import db_session, runtime
+from medchat.web.context import db_session, runtime
+from medchat.web.guard import requires, signed_in
+from medchat.web.rotation_due import rotation_due_headers
+from medchat.web.throttling import PER_ADDRESS, Throttle, client_address, throttled
 
 bp = Blueprint("colleagues", __name__, url_prefix="/api/v1", description="Role-key grants")
 #: Revocations ask for the password: limited per address as sign-ins are.

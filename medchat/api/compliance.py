@@ -15,16 +15,8 @@ from typing import Any
 from flask import Response
 from flask_smorest import Blueprint
 
-from access_control.guard import requires, signed_in
 from access_control.permissions import Permission
-from medchat.api.attachments import download_response
-from medchat.api.pagination import (
-    decode_activity_cursor,
-    decode_seq_cursor,
-    encode_activity_cursor,
-    encode_cursor,
-)
-from medchat.archive_bundle import bundle_bytes, signing_key_document
+from medchat.archive.bundle import bundle_bytes, signing_key_document
 from medchat.schemas.common import PageArgsSchema, StatusSchema
 from medchat.schemas.compliance import (
     ArchivedConversationSchema,
@@ -40,7 +32,15 @@ from medchat.schemas.compliance import (
 )
 from medchat.services.archive_records import ArchiveRecordService
 from medchat.services.retrieval import RetrievalService
-from medchat.web import db_session, runtime
+from medchat.web.context import db_session, runtime
+from medchat.web.cursors import (
+    decode_activity_cursor,
+    decode_seq_cursor,
+    encode_activity_cursor,
+    encode_cursor,
+)
+from medchat.web.guard import requires, signed_in
+from medchat.web.responses import download_response
 
 bp = Blueprint("compliance", __name__, url_prefix="/api/v1", description="Sealed archive")
 

@@ -8,19 +8,12 @@ honour ``Idempotency-Key``; a replayed answer carries ``Idempotent-Replayed: tru
 from __future__ import annotations
 
 import uuid
-from typing import Any, cast
+from typing import Any
 
-from flask import Response, jsonify
+from flask import Response
 from flask_smorest import Blueprint
 
-from access_control.guard import requires, signed_in
 from access_control.permissions import Permission
-from medchat.api.pagination import (
-    decode_activity_cursor,
-    decode_seq_cursor,
-    encode_activity_cursor,
-    encode_cursor,
-)
 from medchat.schemas.common import PageArgsSchema, StatusSchema
 from medchat.schemas.conversations import (
     ConversationCreatedSchema,
@@ -32,52 +25,24 @@ from medchat.schemas.conversations import (
     MessagePageArgsSchema,
     MessagePageSchema,
     MessageSchema,
-    message_json,
 )
-from medchat.services.conversation_pages import ActivityPosition, Page
 from medchat.services.deletion import DeletionService
-from medchat.services.idempotency import Created
 from medchat.services.member_conversations import MemberConversationService
-from medchat.web import db_session, runtime
+from medchat.web.context import db_session, runtime
+from medchat.web.cursors import (
+    decode_activity_cursor,
+    decode_seq_cursor,
+)
+from medchat.web.guard import requires, signed_in
+from medchat.web.responses import activity_page, created, created_message, message_page
 
 bp = Blueprint(
     "conversations", __name__, url_prefix="/api/v1/conversations", description="Conversations"
 )
 
-REPLAYED_HEADER = "Idempotent-Replayed"
-
 
 def _service() -> MemberConversationService:
     return MemberConversationService(db_session(), runtime())
-
-
-def created(outcome: Created[Any]) -> tuple[Any, int, dict[str, str]]:
-    """201 with the resource; a replay says so in a header (the body is the same)."""
-    headers = {REPLAYED_HEADER: "true"} if outcome.replayed else {}
-    return outcome.result, 201, headers
-
-
-def activity_page(page: Page) -> dict[str, Any]:
-    """A conversation page with its opaque cursor (the last one's activity time and id)."""
-    position = cast(ActivityPosition | None, page.next_cursor)
-    return {"items": page.items, "next_cursor": encode_activity_cursor(position)}
-
-
-def created_message(outcome: Created[Any]) -> tuple[Response, int, dict[str, str]]:
-    """``created`` for a message, shaped as ``MessageSchema`` dumps it (``message_json``)."""
-    response, status, headers = created(outcome)
-    return jsonify(message_json(response)), status, headers
-
-
-def message_page(page: Page) -> Response:
-    """A message page with its opaque cursor (the sequence number the page ended on).
-
-    Shaped as ``MessagePageSchema`` dumps it, without marshmallow (``message_json``): a view
-    returning a response is passed through by flask-smorest, which still documents the
-    schema.
-    """
-    cursor = None if page.next_cursor is None else encode_cursor(page.next_cursor)
-    return jsonify({"items": [message_json(m) for m in page.items], "next_cursor": cursor})
 
 
 @bp.route("", methods=["POST"])

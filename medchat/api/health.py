@@ -5,7 +5,7 @@ sending traffic to a host that would fail it: the database (a ``SELECT 1``), the
 limiter's shared storage when there is one (a ping; ``memory://`` is this process's own), and
 the server key files (still readable by the service user: a worker that restarts must load
 them). A failure is 503 ``dependency_down`` naming what failed, with the same names as the
-503 of other routes (``medchat.dependencies``), never a URL, path or secret.
+503 of other routes (``medchat.storage.outages``), never a URL, path or secret.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 
 from access_control.key_directory import KEY_NAMES
-from medchat.api.errors import error_response
-from medchat.dependencies import DATABASE, KEY_FILES, RATE_LIMIT_STORAGE, RETRY_AFTER_SECONDS
 from medchat.errors import DependencyDown
-from medchat.web import db_session, runtime
+from medchat.storage.outages import DATABASE, KEY_FILES, RATE_LIMIT_STORAGE, RETRY_AFTER_SECONDS
+from medchat.web.context import db_session, runtime
+from medchat.web.errors import error_response
 
 bp = Blueprint("health", __name__)
 log = logging.getLogger("medchat.health")

@@ -9,16 +9,8 @@ from typing import Any
 from flask import Response, jsonify
 from flask_smorest import Blueprint
 
-from access_control.guard import requires, signed_in
 from access_control.permissions import Permission
-from access_control.throttling import (
-    PER_ADDRESS,
-    Throttle,
-    client_address,
-    throttled,
-)
-from medchat import fhir_bundle
-from medchat.api.pagination import decode_seq_cursor, encode_cursor
+from medchat.schemas import fhir_bundle
 from medchat.schemas.common import PageArgsSchema, StatusSchema
 from medchat.schemas.member import (
     AccessLogPageSchema,
@@ -38,7 +30,15 @@ from medchat.services.consent import ConsentService
 from medchat.services.email_change import EmailChangeService
 from medchat.services.export import ExportService
 from medchat.services.profiles import ProfileService
-from medchat.web import db_session, runtime
+from medchat.web.context import db_session, runtime
+from medchat.web.cursors import decode_seq_cursor, encode_cursor
+from medchat.web.guard import requires, signed_in
+from medchat.web.throttling import (
+    PER_ADDRESS,
+    Throttle,
+    client_address,
+    throttled,
+)
 
 bp = Blueprint("member", __name__, url_prefix="/api/v1", description="Members")
 

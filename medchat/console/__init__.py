@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from flask import Blueprint
 
+from medchat.console.errors import render_console_error
+from medchat.web.errors import register_error_pages
+
 bp = Blueprint(
     "console",
     __name__,
@@ -18,5 +21,6 @@ bp = Blueprint(
     static_folder="static",
     static_url_path="/static",
 )
+bp.record_once(lambda state: register_error_pages(state.app, "/console", render_console_error))
 
 from medchat.console import auth_views, colleague_views, conversation_views  # noqa: E402, F401

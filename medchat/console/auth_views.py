@@ -16,19 +16,10 @@ from flask import abort, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
 from access_control import hybrid_kem
-from access_control.guard import requires, signed_in
 from access_control.password_kdf import Password
 from access_control.permissions import Permission
 from access_control.roles import Role
-from access_control.throttling import (
-    PER_ACCOUNT_FAILURES,
-    PER_ADDRESS,
-    Throttle,
-    client_address,
-    throttled,
-)
 from medchat import audit
-from medchat.api.errors import audit_refusal
 from medchat.console import bp, cookie
 from medchat.console.forms import (
     ActionForm,
@@ -41,7 +32,16 @@ from medchat.console.forms import (
 from medchat.errors import InvalidToken, MedchatError, RateLimited, WeakPassword
 from medchat.services.accounts import AccountService
 from medchat.services.authentication import AuthenticationService
-from medchat.web import account_limit_key, db_session, runtime
+from medchat.web.context import account_limit_key, db_session, runtime
+from medchat.web.errors import audit_refusal
+from medchat.web.guard import requires, signed_in
+from medchat.web.throttling import (
+    PER_ACCOUNT_FAILURES,
+    PER_ADDRESS,
+    Throttle,
+    client_address,
+    throttled,
+)
 
 
 def _form_account_key() -> str:
@@ -124,7 +124,7 @@ def login() -> Any:
             error="Finish enrollment first, with the enrollment token from your administrator.",
         )
     # No key is opened before the second factor: only the scrypt work is done now, and its
-    # result travels sealed in the cookie (access_control.console_sessions).
+    # result travels sealed in the cookie (medchat.identity.console_sessions).
     custody = runtime().custody(db_session())
     runs = custody.personal_key_runs(account.id, typed)
     sessions = cookie.console_sessions()

@@ -15,13 +15,13 @@ from typing import Any
 
 from flask import render_template, request
 
-from access_control.guard import requires, signed_in
 from access_control.permissions import Permission
 from medchat.console import bp
 from medchat.console.forms import GrantForm
 from medchat.models import KeyRole
 from medchat.services.role_keys import RoleKeyService
-from medchat.web import db_session, runtime
+from medchat.web.context import db_session, runtime
+from medchat.web.guard import requires, signed_in
 
 
 def _service() -> RoleKeyService:

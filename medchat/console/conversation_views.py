@@ -13,15 +13,7 @@ from typing import Any
 
 from flask import abort, redirect, render_template, request, url_for
 
-from access_control.guard import requires, signed_in
 from access_control.permissions import Permission
-from medchat.api.attachments import download_response
-from medchat.api.pagination import (
-    decode_activity_cursor,
-    decode_seq_cursor,
-    encode_activity_cursor,
-    encode_cursor,
-)
 from medchat.console import bp
 from medchat.console.forms import ActionForm, AttachForm, ReplyForm
 from medchat.errors import MedchatError
@@ -29,7 +21,15 @@ from medchat.models import Conversation, ConversationStatus
 from medchat.services.attachments import AttachmentService, Upload
 from medchat.services.clinician_conversations import ClinicianConversationService
 from medchat.services.read_markers import ReadMarkers
-from medchat.web import db_session, runtime
+from medchat.web.context import db_session, runtime
+from medchat.web.cursors import (
+    decode_activity_cursor,
+    decode_seq_cursor,
+    encode_activity_cursor,
+    encode_cursor,
+)
+from medchat.web.guard import requires, signed_in
+from medchat.web.responses import download_response
 
 TABS = (
     (ConversationStatus.OPEN, "Waiting"),

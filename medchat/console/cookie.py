@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from flask import g, request, session
 
-from access_control.console_sessions import ConsoleSessions
-from access_control.principal import Principal
 from medchat import audit
 from medchat.errors import InvalidToken
-from medchat.web import db_session, runtime
+from medchat.identity.console_sessions import ConsoleSessions
+from medchat.identity.principal import Principal
+from medchat.web.context import db_session, runtime
 
 SESSION_KEY = "console"
 PENDING_KEY = "console_pending"

@@ -1,6 +1,7 @@
 """Alembic environment: the only way medchat's schema is created or changed.
 
-The URL comes from the Alembic config (set by ``medchat.migrate``) or, when Alembic is run by
+The URL comes from the Alembic config (set by ``medchat.storage.migrate``) or, when Alembic is run
+by
 hand, from ``MEDCHAT_DATABASE_URL``. SQLite uses batch mode, which rebuilds tables for the
 ALTERs SQLite lacks.
 """

@@ -10,6 +10,7 @@ from medchat.models.accounts import (
 from medchat.models.archive import ArchiveRecord, RetrievalRequest
 from medchat.models.audit import AuditEntry, ChainHead
 from medchat.models.conversations import (
+    LIVE_STATUSES,
     Attachment,
     Consent,
     Conversation,
@@ -30,6 +31,7 @@ from medchat.models.lifecycle import (
 from medchat.models.tokens import AuthToken, TokenKind
 
 __all__ = [
+    "LIVE_STATUSES",
     "Account",
     "AccountStatus",
     "ArchiveRecord",

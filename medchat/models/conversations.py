@@ -29,6 +29,10 @@ class ConversationStatus(enum.StrEnum):
     SEALED = "sealed"
 
 
+#: What members and clinicians may see; a sealed conversation is not live (404 everywhere).
+LIVE_STATUSES = (ConversationStatus.OPEN, ConversationStatus.ANSWERED, ConversationStatus.CLOSED)
+
+
 class Holder(enum.StrEnum):
     PHYSICIAN = "physician"
     MEMBER = "member"
@@ -75,7 +79,7 @@ class Conversation(Base):
     message_count: Mapped[int] = mapped_column(default=0)
     key_commitment: Mapped[bytes] = mapped_column(LargeBinary(32))
     key_tag: Mapped[bytes] = mapped_column(LargeBinary(32))
-    # The associated-data format of this conversation's content (``medchat.content``). The
+    # The associated-data format of this conversation's content (``medchat.keys.sealing``). The
     # key-set tag covers it, so a writer who sets it back fails the tag. Rows older than
     # format 2 default to 1; new conversations are written with the current format.
     content_version: Mapped[int] = mapped_column(server_default=text("1"))

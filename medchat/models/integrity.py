@@ -8,7 +8,7 @@ joins the rule by itself:
   replay a stored result). The row carries ``row_tag``, an HMAC by a key outside the database
   over the table name and the listed columns (``access_control.row_tags``); the tag is made
   when the server writes the row and checked whenever the row is loaded
-  (``medchat.row_integrity``). List every column whose value decides what the server does.
+  (``medchat.storage.row_integrity``). List every column whose value decides what the server does.
 - ``covered(reason)``: its rows are protected by a mechanism of their own (a key integrity
   tag, HPKE info and key commitment, associated data, a signature, a MAC chain).
 - ``inert(reason)``: a planted or altered row makes the server hand nothing to anyone, at worst

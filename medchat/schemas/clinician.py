@@ -1,6 +1,6 @@
 """Bodies of ``/api/v1/clinician``: the patient object has exactly four fields.
 
-These schemas are the second wall behind ``medchat.patient_view``: they have no field for a
+These schemas are the second wall behind ``medchat.services.patient_view``: they have no field for a
 last name, e-mail, phone, insurance number or member id, so none can be serialised to a
 clinician even by mistake.
 """

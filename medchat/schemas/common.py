@@ -20,7 +20,7 @@ NOT_TEXT_MESSAGE = "Must not contain control characters (NUL and the like)."
 def refuse_control_characters(data: Any) -> None:
     """Raise ``ValidationError`` naming each field whose string value holds a character of
     ``_NOT_TEXT``. The one text rule of every request schema (``StrictSchema``), for bodies
-    and query strings alike; ``medchat.http_json`` refuses lone surrogates in keys earlier."""
+    and query strings alike; ``medchat.web.json_bodies`` refuses lone surrogates in keys earlier."""
     if not isinstance(data, Mapping):
         return
     errors = {}

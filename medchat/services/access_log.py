@@ -40,11 +40,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
-from access_control.principal import Principal
 from access_control.roles import Role
 from medchat.errors import Forbidden
+from medchat.identity.principal import Principal
 from medchat.models import ArchiveRecord, AuditEntry
-from medchat.runtime import Runtime
+from medchat.services.context import Runtime
 from medchat.services.conversation_pages import Page
 from medchat.services.display_names import display_names
 

@@ -32,12 +32,13 @@ import secrets
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from access_control.principal import Principal
 from access_control.roles import Role
-from access_control.tokens import TokenStore
 from medchat import audit
 from medchat.errors import Forbidden, InvalidCredentials
+from medchat.identity.principal import Principal
+from medchat.identity.tokens import TokenStore
 from medchat.models import (
+    LIVE_STATUSES,
     Account,
     AccountStatus,
     Conversation,
@@ -51,10 +52,9 @@ from medchat.models import (
     RecoveryCode,
     RewrapRequest,
 )
-from medchat.runtime import Runtime
 from medchat.services.authentication import AuthenticationService
 from medchat.services.consent import ConsentService
-from medchat.services.conversation_access import LIVE_STATUSES
+from medchat.services.context import Runtime
 from medchat.services.deletion import DeletionService
 
 DELETED = "deleted"

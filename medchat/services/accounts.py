@@ -16,17 +16,18 @@ from datetime import date
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from access_control import crypto, totp
+from access_control import crypto
 from access_control.password_kdf import Password
 from access_control.passwords import PersonalData, check_strength
 from access_control.roles import Role, is_staff
-from access_control.tokens import TokenStore
 from medchat import audit
 from medchat.errors import Conflict, Forbidden, InvalidEnrollmentToken, InvalidMfaCode, NotFound
+from medchat.identity import totp
+from medchat.identity.tokens import TokenStore
+from medchat.keys.holders import require_another_holder
 from medchat.models import Account, AccountStatus, EnrollmentToken, MemberProfile
-from medchat.runtime import Runtime
+from medchat.services.context import Runtime
 from medchat.services.display_names import default_display_name
-from medchat.services.key_holders import require_another_holder
 
 #: ``rotation_reason`` of a role key whose holder's account was disabled.
 DISABLED_REASON = "account_disabled"

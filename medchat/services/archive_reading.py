@@ -5,10 +5,10 @@ The caller (``medchat.services.retrieval``) has already passed every check an op
 this module only decrypts. Messages are read in sequence order in batches, and each opened
 attachment carries the SHA-256 of its plaintext, which the signed export bundle lists. Content
 opens in the format the conversation's verified key set names, under the same bindings as a
-live read (``medchat.content``). Sealed conversations are never re-sealed (the ledger hashed
+live read (``medchat.keys.sealing``). Sealed conversations are never re-sealed (the ledger hashed
 their ciphertexts), so they keep the format they were sealed in. The reader is a compliance
 officer, staff: files are named neutrally (``photo-2.jpg``), as for a clinician
-(``medchat.patient_view.sees_upload_names``), and their uploaded names are not opened.
+(``medchat.services.patient_view.sees_upload_names``), and their uploaded names are not opened.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from medchat.content import ContentKey
+from medchat.keys.sealing import ContentKey
 from medchat.models import ArchiveRecord, Attachment, Conversation, Message
-from medchat.runtime import Runtime
 from medchat.services.attachments import AttachmentFile
+from medchat.services.context import Runtime
 from medchat.services.conversations import ConversationService
 from medchat.services.message_views import MessageView, neutral_attachment_views
 

@@ -18,12 +18,13 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
-from access_control.principal import Principal
 from access_control.roles import Role
-from medchat import audit, ledger
+from medchat import audit
+from medchat.archive import ledger
 from medchat.errors import Forbidden
+from medchat.identity.principal import Principal
 from medchat.models import Account, ArchiveRecord
-from medchat.runtime import Runtime
+from medchat.services.context import Runtime
 from medchat.services.conversation_pages import Page
 
 

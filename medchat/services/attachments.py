@@ -2,7 +2,7 @@
 
 Each upload becomes its own message (empty body, written by the uploader's role) carrying one
 attachment row. The file's bytes, its name and its sniffed type are sealed under the
-conversation's DEK (``medchat.content``) with the attachment id and (format 2) the id of the
+conversation's DEK (``medchat.keys.sealing``) with the attachment id and (format 2) the id of the
 message it belongs to in the associated data, so a ciphertext copied to another attachment, or
 an attachment moved to another message, fails to open; only the size is stored in clear. Every
 read and write starts with ``ConversationService.open``: the row check of ``ConversationAccess``
@@ -11,9 +11,10 @@ caller's session keys. Uploads are audited with their size only (the name and th
 content); a clinician's download is audited as a content read naming the member.
 
 Before sealing, a file's metadata (EXIF, PDF document information, XMP ...) is removed
-(``medchat.attachment_metadata``): what is stored, and what anyone downloads, is the cleaned
+(``medchat.files.metadata``): what is stored, and what anyone downloads, is the cleaned
 file. Only the member sees the names files were uploaded under; everyone else is given a
-neutral one (``photo-2.jpg``: ``medchat.patient_view.sees_upload_names``), in answers and in
+neutral one (``photo-2.jpg``: ``medchat.services.patient_view.sees_upload_names``), in answers and
+in
 the download's ``Content-Disposition`` alike.
 """
 
@@ -27,13 +28,15 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from access_control.crypto import DecryptionFailed
-from access_control.principal import Principal
-from medchat import attachment_metadata, attachment_names, attachment_types, audit
-from medchat.content import ContentKey
+from medchat import audit
 from medchat.errors import KeyIntegrityFailure, NotFound, PayloadTooLarge
+from medchat.files import metadata as attachment_metadata
+from medchat.files import names as attachment_names
+from medchat.files import types as attachment_types
+from medchat.identity.principal import Principal
+from medchat.keys.sealing import ContentKey
 from medchat.models import Attachment, Conversation
-from medchat.patient_view import sees_upload_names
-from medchat.runtime import Runtime
+from medchat.services.context import Runtime
 from medchat.services.conversations import ConversationService
 from medchat.services.idempotency import Created, IdempotencyService
 from medchat.services.message_views import (
@@ -41,6 +44,7 @@ from medchat.services.message_views import (
     neutral_attachment_views,
     resealed_meanwhile,
 )
+from medchat.services.patient_view import sees_upload_names
 
 log = logging.getLogger("medchat.attachments")
 

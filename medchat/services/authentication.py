@@ -20,12 +20,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from access_control import totp
 from access_control.networks import in_networks
 from access_control.password_kdf import Password
 from access_control.passwords import check_strength
 from access_control.roles import is_staff, requires_mfa
-from access_control.tokens import TokenPair, TokenStore
 from medchat import audit
 from medchat.db import on_rollback
 from medchat.errors import (
@@ -34,9 +32,11 @@ from medchat.errors import (
     MfaEnrollmentRequired,
     MfaRequired,
 )
+from medchat.identity import totp
+from medchat.identity.tokens import TokenPair, TokenStore
 from medchat.models import Account, AccountStatus, AuthToken
-from medchat.runtime import Runtime
 from medchat.services.accounts import AccountService, new_enrollment_token
+from medchat.services.context import Runtime
 from medchat.services.notices import Notice, notify
 from medchat.services.token_purge import purge_account
 

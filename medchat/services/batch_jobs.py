@@ -8,7 +8,7 @@ The retention-style jobs (expired tokens, retired personal keys) each delete in 
 from __future__ import annotations
 
 from medchat import audit
-from medchat.runtime import Runtime
+from medchat.services.context import Runtime
 
 
 class BatchJob:

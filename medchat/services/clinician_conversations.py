@@ -3,7 +3,7 @@
 A clinician sees every conversation (one physician role key opens them all), so each call
 first checks that the session holds that key (403 ``role_key_required`` otherwise) and then
 audits every read of content with the member as subject: SECURITY-MODEL "Audit" and the
-member's access log. Of the member, a clinician gets only what ``medchat.patient_view``
+member's access log. Of the member, a clinician gets only what ``medchat.services.patient_view``
 builds: first name, birth date, sex and a per-conversation pseudonym.
 
 Queue order: ``open`` conversations oldest-waiting first (ascending last activity: the
@@ -26,14 +26,12 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from access_control.principal import Principal
 from access_control.roles import Role
 from medchat import audit
 from medchat.errors import Forbidden, ValidationFailed
-from medchat.models import Conversation, ConversationStatus
-from medchat.patient_view import PatientView, patient_view, patient_views
-from medchat.runtime import Runtime
-from medchat.services.conversation_access import LIVE_STATUSES
+from medchat.identity.principal import Principal
+from medchat.models import LIVE_STATUSES, Conversation, ConversationStatus
+from medchat.services.context import Runtime
 from medchat.services.conversation_pages import (
     ActivityPosition,
     Page,
@@ -43,6 +41,7 @@ from medchat.services.conversation_pages import (
 from medchat.services.conversations import ConversationService
 from medchat.services.idempotency import Created
 from medchat.services.message_views import ConversationView, MessageView
+from medchat.services.patient_view import PatientView, patient_view, patient_views
 
 
 @dataclass

@@ -17,11 +17,11 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Exists, bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
-from access_control.principal import Principal
 from medchat import audit
 from medchat.errors import ConsentRequired
+from medchat.identity.principal import Principal
 from medchat.models import Consent
-from medchat.runtime import Runtime
+from medchat.services.context import Runtime
 
 HEALTH_MESSAGING = "health_messaging"
 

@@ -26,15 +26,18 @@ from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from access_control.keyring import Keyring
-from access_control.principal import Principal
 from access_control.roles import Role
 from medchat.errors import Forbidden, HistoryPending, NotFound, RoleKeyRequired
-from medchat.models import Conversation, ConversationKeyWrap, ConversationStatus, Holder, KeyRole
-from medchat.runtime import Runtime
+from medchat.identity.principal import Principal
+from medchat.models import (
+    LIVE_STATUSES,
+    Conversation,
+    ConversationKeyWrap,
+    Holder,
+    KeyRole,
+)
 from medchat.services.consent import current_consent_exists
-
-#: What members and clinicians may see; a sealed conversation is not live (404 everywhere).
-LIVE_STATUSES = (ConversationStatus.OPEN, ConversationStatus.ANSWERED, ConversationStatus.CLOSED)
+from medchat.services.context import Runtime
 
 
 def _load_statement(*, for_update: bool, with_consent: bool) -> Any:
@@ -145,7 +148,7 @@ class ConversationAccess:
 
         Raises ``HistoryPending`` when a member's session holds no key with a wrap here yet:
         after a password reset the history is re-sealed to the new key by a clinician's
-        session (``medchat.services.rewrap``), never by a key the server holds.
+        session (``medchat.keys.rewrap``), never by a key the server holds.
         """
         holder = self.holder_for(actor)
         prefetched = self._wraps.get(conversation.id)

@@ -2,8 +2,8 @@
 
 Someone who can write the database can alter one conversation's key-set tag, its commitment, a
 wrap or a sealed field (SECURITY-MODEL key hierarchy 10). Opening it then fails, as it must:
-``KeyIntegrityFailure`` from ``medchat.conversation_keys``, ``DecryptionFailed`` from
-``medchat.content``. What must not happen is one such row taking down every list it appears in
+``KeyIntegrityFailure`` from ``medchat.keys.conversation_keys``, ``DecryptionFailed`` from
+``medchat.keys.sealing``. What must not happen is one such row taking down every list it appears in
 (issue 11, finding 9: the whole clinician queue answered 500). The rule, in one place:
 
 - In a list that opens several conversations (the clinician queue and the console's, the

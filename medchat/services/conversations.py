@@ -24,15 +24,14 @@ from sqlalchemy import Integer, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from access_control.principal import Principal
 from access_control.roles import Role
 from medchat import audit
-from medchat.content import ContentKey, MessageLabel
 from medchat.errors import Conflict, ConsentRequired, HistoryPending, NotFound
+from medchat.identity.principal import Principal
+from medchat.keys.sealing import ContentKey, MessageLabel
 from medchat.models import Conversation, ConversationStatus, Message
-from medchat.patient_view import sees_upload_names
-from medchat.runtime import Runtime
 from medchat.services.consent import ConsentService
+from medchat.services.context import Runtime
 from medchat.services.conversation_access import ConversationAccess
 from medchat.services.conversation_pages import Page
 from medchat.services.conversation_refusals import (
@@ -44,6 +43,7 @@ from medchat.services.conversation_refusals import (
 from medchat.services.display_names import display_names
 from medchat.services.idempotency import Created, IdempotencyService
 from medchat.services.message_views import ConversationReader, ConversationView, MessageView
+from medchat.services.patient_view import sees_upload_names
 
 
 def message_scope(conversation_id: uuid.UUID) -> str:

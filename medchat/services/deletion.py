@@ -5,9 +5,10 @@ physician wraps of the conversation's DEK are destroyed (crypto-shredding of the
 no member or clinician key opens it any more), the conversation becomes ``sealed`` (every member
 and clinician route, list and console page answers 404 for it: ``ConversationAccess``), and a
 signed "sealed" record with the hash of its ciphertexts and metadata is appended to the archive
-ledger (``medchat.ledger``). The ciphertexts and the archive wrap stay, reachable only through
+ledger (``medchat.archive.ledger``). The ciphertexts and the archive wrap stay, reachable only
+through
 an approved compliance retrieval: sealing is what lifts the archive wrap's gate
-(``medchat.archive_gate``), so until then the archive key opens nothing of the conversation.
+(``medchat.archive.gate``), so until then the archive key opens nothing of the conversation.
 Either all of that commits or none of it does.
 
 Races: the conversation row is locked first (``SELECT ... FOR UPDATE``), so a send or close
@@ -31,11 +32,13 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 
-from access_control.principal import Principal
 from access_control.roles import Role
-from medchat import archive_gate, audit, ledger
-from medchat.archive_content import content_hash
+from medchat import audit
+from medchat.archive import gate as archive_gate
+from medchat.archive import ledger
+from medchat.archive.content_hashes import content_hash
 from medchat.errors import Forbidden, NotFound
+from medchat.identity.principal import Principal
 from medchat.models import (
     Account,
     ArchiveRecord,
@@ -48,8 +51,8 @@ from medchat.models import (
     IdempotencyRecord,
     RewrapRequest,
 )
-from medchat.runtime import Runtime
 from medchat.services.attachments import upload_scope
+from medchat.services.context import Runtime
 from medchat.services.conversation_access import ConversationAccess
 from medchat.services.conversations import message_scope
 from medchat.services.member_conversations import START_SCOPE

@@ -5,7 +5,7 @@ counted like a sign-in, 401 when wrong), so a stolen access token alone cannot m
 account to an address its thief reads. The answer never says whether the new address is
 taken: both branches generate and hash a token, compose one mail and write one audit entry.
 A free address gets a row holding the token's hash and the address sealed under the profile
-key (``medchat.personal_data``; nothing in clear until it is confirmed) and a mail carrying the
+key (``medchat.keys.personal_data``; nothing in clear until it is confirmed) and a mail carrying the
 token; a taken address gets a mail saying that it already belongs to an account and that
 nothing changed, and no row. Only the newest request works: asking again spends the older
 ones. Staff accounts are refused: an admin changes a staff address, as for their passwords.
@@ -29,15 +29,15 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from access_control import crypto
-from access_control.principal import Principal
 from access_control.roles import Role
 from medchat import audit
 from medchat.errors import EmailTaken, Forbidden, InvalidEmailChangeToken
-from medchat.mail import compose, deliver_after_commit
+from medchat.identity.principal import Principal
 from medchat.models import Account, AccountStatus, EmailChangeToken
-from medchat.runtime import Runtime
 from medchat.services.accounts import AccountService
 from medchat.services.authentication import AuthenticationService
+from medchat.services.context import Runtime
+from medchat.services.mail import compose, deliver_after_commit
 
 REQUEST_ACTION = "account.email_change_request"
 CHANGE_ACTION = "account.email_change"

@@ -17,7 +17,7 @@ is listed the same way with ``unavailable`` ``integrity_failed`` (refused and au
 Each conversation's DEK is opened once, with the member's session key, and its messages are
 read in one query (plus one for attachment metadata and one for clinicians' names), so the
 cost grows with conversations, never with a query per message. The export is audited
-(``member.export``) with the member as subject; ``medchat.fhir_bundle`` reshapes it as FHIR.
+(``member.export``) with the member as subject; ``medchat.schemas.fhir_bundle`` reshapes it as FHIR.
 """
 
 from __future__ import annotations
@@ -29,13 +29,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from access_control.principal import Principal
 from access_control.roles import Role
 from medchat import audit
 from medchat.errors import Forbidden
-from medchat.models import Consent, Conversation
-from medchat.runtime import Runtime
-from medchat.services.conversation_access import LIVE_STATUSES
+from medchat.identity.principal import Principal
+from medchat.models import LIVE_STATUSES, Consent, Conversation
+from medchat.services.context import Runtime
 from medchat.services.conversation_refusals import INTEGRITY_FAILED
 from medchat.services.conversations import ConversationService
 from medchat.services.message_views import HISTORY_PENDING, ConversationView

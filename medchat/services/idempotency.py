@@ -28,10 +28,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from access_control import crypto
-from access_control.principal import Principal
 from medchat.errors import Conflict
+from medchat.identity.principal import Principal
 from medchat.models import IdempotencyRecord
-from medchat.runtime import Runtime
+from medchat.services.context import Runtime
 
 _REQUEST_LABEL = "medchat/idempotency-request/v1"
 T = TypeVar("T")

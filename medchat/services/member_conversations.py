@@ -9,7 +9,7 @@ conversation instead of a second one. Members' own reads are not audited (it is 
 each question is.
 
 After a password reset the member's earlier conversations wait for a clinician session to
-re-seal them (``medchat.services.rewrap``): the list still shows them, with ``readable`` false
+re-seal them (``medchat.keys.rewrap``): the list still shows them, with ``readable`` false
 and no subject, and opening one answers 409 ``history_pending`` (``ConversationAccess``). A
 conversation that fails an integrity check is listed the same way (``unavailable``
 ``integrity_failed``, audited) and opening it answers 409 ``key_integrity_failed``
@@ -23,14 +23,14 @@ import uuid
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from access_control.principal import Principal
 from access_control.roles import Role
 from medchat import audit
-from medchat.content import ContentKey
 from medchat.errors import Forbidden, NotAuthenticated
+from medchat.identity.principal import Principal
+from medchat.keys.sealing import ContentKey
 from medchat.models import Account, AccountStatus, Conversation, ConversationStatus
-from medchat.runtime import Runtime
 from medchat.services import conversation_access
+from medchat.services.context import Runtime
 from medchat.services.conversation_pages import (
     ActivityPosition,
     Page,

@@ -8,12 +8,13 @@ and only the attachments' metadata columns are read, never their sealed bytes. A
 shown by display name only ("Dr. A."), a member by nothing at all.
 
 Each body opens only with its own sequence number and author, and each attachment field only
-under its own message (``medchat.content``, format 2): a row relabelled or moved in the
+under its own message (``medchat.keys.sealing``, format 2): a row relabelled or moved in the
 database does not open (``DecryptionFailed``), and the read is refused as a whole (409
 ``key_integrity_failed``), never shown with another author, order or message.
 
 Attachment names: with ``neutral_names`` (every reader but the member:
-``medchat.patient_view.sees_upload_names``) a file is shown as ``photo-2.jpg``, its kind and
+``medchat.services.patient_view.sees_upload_names``) a file is shown as ``photo-2.jpg``, its kind
+and
 its order among the conversation's files of that kind (``neutral_attachment_views``); the name
 it was uploaded under is then not even decrypted.
 """
@@ -31,9 +32,9 @@ from sqlalchemy import and_, bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from access_control.crypto import DecryptionFailed
-from medchat import attachment_names
-from medchat.content import ContentKey
 from medchat.errors import ContentResealed
+from medchat.files import names as attachment_names
+from medchat.keys.sealing import ContentKey
 from medchat.models import Account, Attachment, Conversation, Message
 from medchat.services.conversation_pages import Page
 from medchat.services.display_names import display_names

@@ -12,9 +12,9 @@ import enum
 
 from sqlalchemy.orm import Session
 
-from medchat.mail import compose, deliver_after_commit
 from medchat.models import Account
-from medchat.runtime import Runtime
+from medchat.services.context import Runtime
+from medchat.services.mail import compose, deliver_after_commit
 
 
 class Notice(enum.StrEnum):

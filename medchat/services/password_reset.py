@@ -7,7 +7,7 @@ Asking (``request``) must not tell who is a member. Every address gets the same 
 both branches do the same kind of work: one blind-index lookup, one token generated and hashed,
 one audit entry. Only an active member's branch stores the hash and composes a mail; the mail is
 handed to the postman after the transaction commits and delivered on its background thread
-(``medchat.mail``), so neither branch waits on SMTP, and neither hashes a password. Staff
+(``medchat.services.mail``), so neither branch waits on SMTP, and neither hashes a password. Staff
 accounts get nothing here: their passwords are reset by an admin (``staff_reset``).
 
 Confirming (``confirm``) spends the token only if everything else passes (any failure rolls
@@ -30,15 +30,15 @@ from access_control import crypto
 from access_control.password_kdf import Password
 from access_control.passwords import check_strength
 from access_control.roles import Role
-from access_control.tokens import TokenStore
 from medchat import audit
 from medchat.errors import InvalidMfaCode, InvalidResetToken, MfaRequired
-from medchat.mail import compose, deliver_after_commit
+from medchat.identity.tokens import TokenStore
+from medchat.keys.rewrap import RewrapQueue
 from medchat.models import Account, AccountStatus, PasswordResetToken
-from medchat.runtime import Runtime
 from medchat.services.accounts import AccountService
 from medchat.services.authentication import AuthenticationService
-from medchat.services.rewrap import RewrapQueue
+from medchat.services.context import Runtime
+from medchat.services.mail import compose, deliver_after_commit
 
 RESET_PREFIX = "mcp_"
 RESET_SUBJECT = "Your medchat password reset code"

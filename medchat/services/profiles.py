@@ -4,8 +4,9 @@ correction (the right to rectification, docs/data-rights.md).
 A correction goes through the same rules as registration (``MemberDetailsSchema``) and is
 stored the way registration stores it: the last name, phone and insurance number sealed under
 the profile key with the account id and field name as associated data
-(``medchat.personal_data``); first name, birth date and sex in clear, since they are what a
-clinician sees (``medchat.patient_view`` reads them from the same columns, so the clinician's
+(``medchat.keys.personal_data``); first name, birth date and sex in clear, since they are what a
+clinician sees (``medchat.services.patient_view`` reads them from the same columns, so the
+clinician's
 view follows at once). The audit entry names the changed fields, never their values.
 """
 
@@ -15,12 +16,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from access_control.principal import Principal
 from access_control.roles import Role
 from medchat import audit
 from medchat.errors import Conflict, Forbidden
+from medchat.identity.principal import Principal
 from medchat.models import Account
-from medchat.runtime import Runtime
+from medchat.services.context import Runtime
 
 #: Fields kept sealed under the profile key (registration seals the same ones, by name).
 SEALED_ON_ACCOUNT = ("last_name",)

@@ -41,10 +41,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from access_control import crypto
-from medchat import audit, ledger
-from medchat.archive_content import SealedContent, content_hashes
+from medchat import audit
+from medchat.archive import ledger
+from medchat.archive.content_hashes import SealedContent, content_hashes
 from medchat.models import ArchiveRecord, Conversation, ConversationStatus
-from medchat.runtime import Runtime
+from medchat.services.context import Runtime
 from medchat.services.deletion import DeletionService
 from medchat.services.retention_due import (
     Cursor,

@@ -31,8 +31,8 @@ from typing import Any
 from sqlalchemy import Select, and_, func, literal_column, select, tuple_
 from sqlalchemy.orm import Session
 
+from medchat.archive.records import RecordKind
 from medchat.config import Settings
-from medchat.ledger_records import RecordKind
 from medchat.models import ArchiveRecord, Conversation
 
 #: The predicates of the partial indexes, spelled as in the index (a bound parameter would

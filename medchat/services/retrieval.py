@@ -6,7 +6,7 @@ conversation, for ``retrieval_hours`` (default 24) after the approval, with the 
 that A's two-factor session holds (``ConversationKeys.open_key`` with ``Holder.ARCHIVE``): the
 server holds no key that opens it. B must hold the archive key too (``KeyCustody.holds_current``,
 else 403 ``role_key_required``): an officer who could not open the record cannot vouch for
-opening it. A conversation still gated (``medchat.archive_gate``: never sealed by the service)
+opening it. A conversation still gated (``medchat.archive.gate``: never sealed by the service)
 is refused, 409 ``archive_gated``. Before approval, after expiry, and for anyone but A (B or a
 third officer) the answer is 403. Before anything is decrypted, the record's hash, its
 signature under the pinned key and the stored content's hash are checked against the ledger
@@ -29,10 +29,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from access_control import crypto
-from access_control.principal import Principal
 from access_control.roles import Role
-from medchat import archive_gate, audit, ledger
-from medchat.archive_bundle import conversation_document, record_document, sign_bundle
+from medchat import audit
+from medchat.archive import gate as archive_gate
+from medchat.archive import ledger
+from medchat.archive.bundle import conversation_document, record_document, sign_bundle
 from medchat.errors import (
     ArchiveGated,
     ArchiveIntegrityFailure,
@@ -43,6 +44,7 @@ from medchat.errors import (
     RoleKeyRequired,
     ValidationFailed,
 )
+from medchat.identity.principal import Principal
 from medchat.models import (
     ArchiveRecord,
     Attachment,
@@ -51,7 +53,6 @@ from medchat.models import (
     KeyRole,
     RetrievalRequest,
 )
-from medchat.runtime import Runtime
 from medchat.services.archive_reading import (
     ArchivedConversation,
     attachment_digests,
@@ -59,6 +60,7 @@ from medchat.services.archive_reading import (
     read_conversation,
 )
 from medchat.services.attachments import AttachmentFile
+from medchat.services.context import Runtime
 from medchat.services.conversation_pages import Page
 from medchat.services.retrieval_views import (
     APPROVED,
@@ -207,7 +209,7 @@ class RetrievalService:
         return opened
 
     def export(self, actor: Principal, retrieval_id: uuid.UUID) -> dict[str, Any]:
-        """The signed bundle of ``medchat.archive_bundle``, under the same rule as ``content``."""
+        """The signed bundle of ``medchat.archive.bundle``, under the same rule as ``content``."""
         row, record, conversation, dek = self._open("archive.retrieval.export", actor, retrieval_id)
         opened = self._conversation(row, record, conversation, dek)
         digests = attachment_digests(self.session, conversation, dek)

@@ -21,15 +21,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from access_control.hybrid_kem import format_fingerprint, public_key_fingerprint
-from access_control.principal import Principal
-from access_control.tokens import TokenStore
 from medchat import audit
 from medchat.errors import Conflict, NotFound, RoleKeyRequired
+from medchat.identity.principal import Principal
+from medchat.identity.tokens import TokenStore
+from medchat.keys.holders import HOLDER_ROLE, active_holders, require_another_holder
 from medchat.models import Account, AccountStatus, KeyRole, RoleKeyStatus
-from medchat.runtime import Runtime
 from medchat.services.accounts import AccountService
 from medchat.services.authentication import AuthenticationService
-from medchat.services.key_holders import HOLDER_ROLE, active_holders, require_another_holder
+from medchat.services.context import Runtime
 
 #: ``rotation_reason`` of a role key whose holder lost access.
 REVOKED_REASON = "grant_revoked"

@@ -27,9 +27,9 @@ from access_control.roles import requires_mfa
 from medchat import audit
 from medchat.errors import Conflict
 from medchat.models import Account, RecoveryCode
-from medchat.runtime import Runtime
 from medchat.services.accounts import EnrollmentStart
 from medchat.services.authentication import AuthenticationService
+from medchat.services.context import Runtime
 from medchat.services.notices import Notice, notify
 
 

@@ -23,14 +23,14 @@ import uuid
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from access_control.principal import Principal
 from access_control.roles import Role
-from access_control.tokens import TokenStore
 from medchat import audit
 from medchat.errors import Conflict
+from medchat.identity.principal import Principal
+from medchat.identity.tokens import TokenStore
 from medchat.models import AccountStatus, KeyRole, RecoveryCode
-from medchat.runtime import Runtime
 from medchat.services.accounts import AccountService
+from medchat.services.context import Runtime
 
 ROTATION_REASON = "staff_reset"
 

@@ -10,7 +10,7 @@ has expired: the token checks accept only ``expires_at > now``):
 - ``auth_tokens`` (access, refresh, console, pending console): every row past its own expiry,
   except a *spent* refresh token (``used_at`` set, no keyring) whose family is still running:
   that row is how the reuse of a leaked refresh token is recognised and revokes the family
-  (``access_control.tokens``), so it stays, holding no secret, until the family's absolute end,
+  (``medchat.identity.tokens``), so it stays, holding no secret, until the family's absolute end,
   and no longer. (``expires_at`` never passes ``family_expires_at``: every writer takes the
   earlier of the two, so this walk follows the ``expires_at`` index of migration 0010.) A row
   whose keyring is of a format this server no longer opens (``access_control.keyring``, sealed

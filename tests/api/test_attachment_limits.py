@@ -13,7 +13,7 @@ from flask import Flask, request
 from werkzeug.datastructures import FileStorage
 from werkzeug.test import EnvironBuilder, encode_multipart, run_wsgi_app
 
-from medchat.http_uploads import BoundedMemoryFile
+from medchat.web.uploads import BoundedMemoryFile
 from tests.support import sample_files as files
 from tests.support.attachments import (
     BASELINE,

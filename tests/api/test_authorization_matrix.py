@@ -14,12 +14,12 @@ import uuid
 import pytest
 from flask import Flask, url_for
 
-from access_control import guard
-from access_control.guard import check_routes_declare_permissions, declared_permission, requires
 from access_control.permissions import Permission, has_permission
 from access_control.roles import Role
-from access_control.tokens import TokenStore
-from medchat.runtime import Runtime
+from medchat.identity.tokens import TokenStore
+from medchat.services.context import Runtime
+from medchat.web import guard
+from medchat.web.guard import check_routes_declare_permissions, declared_permission, requires
 from tests.support.accounts import Person, make_member, make_staff
 
 ROLES = (Role.MEMBER, Role.CLINICIAN, Role.COMPLIANCE, Role.ADMIN)

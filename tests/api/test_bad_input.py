@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import func, select
 
 from access_control.roles import Role
-from medchat.http_json import MAX_DEPTH
 from medchat.models import Account, AuditEntry, MemberProfile
+from medchat.web.json_bodies import MAX_DEPTH
 from tests.support.accounts import bearer, login, make_member, make_staff
 from tests.support.messaging import asked, care_team, give_consent
 
@@ -87,7 +87,7 @@ def test_the_totp_check_itself_refuses_other_digits():
     """The console's TOTP step reaches ``matching_step`` without a schema in front."""
     from datetime import UTC, datetime
 
-    from access_control import totp
+    from medchat.identity import totp
 
     assert totp.matching_step(totp.generate_secret(), ARABIC_DIGITS, datetime.now(UTC)) is None
 

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from access_control.roles import Role
 from medchat import audit
-from medchat.archive_bundle import BundleRejected, bundle_bytes, verify_bundle
+from medchat.archive.bundle import BundleRejected, bundle_bytes, verify_bundle
 from medchat.models import AuditEntry, RetrievalRequest
 from tests.support.accounts import Person, bearer, login, make_member, make_staff
 from tests.support.archive import flip_byte
@@ -478,8 +478,8 @@ def test_an_export_with_one_edit_fails(client, archive, edit):
 
 
 def test_an_export_re_signed_with_another_key_fails_against_the_published_key(client, archive):
-    from medchat.archive_bundle import sign_bundle
-    from medchat.archive_signing import load_archive_signer
+    from medchat.archive.bundle import sign_bundle
+    from medchat.archive.signing import load_archive_signer
 
     bundle = exported(client, archive)
     attacker = load_archive_signer(b"\x07" * 32, "", production=False)

@@ -275,8 +275,8 @@ def test_staff_cannot_delete(client, runtime, team, case, role):
 def test_no_route_lets_an_admin_undo_a_deletion(app, client, runtime, case):
     """Nothing turns a sealed conversation back: no route unseals, and an admin reaches no
     conversation or archive route at all (the authorization matrix proves the 403s)."""
-    from access_control.guard import declared_permission
     from access_control.permissions import has_permission
+    from medchat.web.guard import declared_permission
 
     assert delete(client, case).status_code == 202
     for rule in app.url_map.iter_rules():

@@ -19,9 +19,9 @@ from flask import Flask
 from sqlalchemy import select, text
 
 from access_control.roles import Role
+from medchat.keys.rewrap import RewrapQueue
 from medchat.models import AuditEntry, RewrapRequest
-from medchat.runtime import Runtime
-from medchat.services.rewrap import RewrapQueue
+from medchat.services.context import Runtime
 from tests.support.accounts import Person, bearer, login, make_member
 from tests.support.console import console_login
 from tests.support.mailbox import delivered, reset_token_in

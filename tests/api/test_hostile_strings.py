@@ -31,9 +31,9 @@ from flask import Flask
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from access_control.guard import declared_permission
 from access_control.permissions import Permission, has_permission
 from access_control.roles import Role
+from medchat.web.guard import declared_permission
 from tests.support.accounts import login, make_member, make_staff
 from tests.support.messaging import care_team, give_consent
 

@@ -18,10 +18,10 @@ from typing import Any
 import pyotp
 import pytest
 
-from access_control import totp
-from access_control.keys import KeyCustody
 from access_control.passwords import PasswordHasher
 from access_control.roles import Role
+from medchat.identity import totp
+from medchat.keys.custody import KeyCustody
 from medchat.services.accounts import AccountService
 from tests.support.accounts import Person, code_for, make_member, make_staff
 from tests.support.console import post_form

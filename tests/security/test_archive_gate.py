@@ -25,16 +25,16 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import select
 
 from access_control.key_directory import ServerKeys
-from access_control.principal import Principal
-from medchat.archive_gate import GATED
+from medchat.archive.gate import GATED
 from medchat.errors import ArchiveGated
-from medchat.migrate import alembic_config
+from medchat.identity.principal import Principal
+from medchat.keys.status import key_status
 from medchat.models import ArchiveRecord, AuditEntry, ConversationKeyWrap, KeyRole
-from medchat.runtime import Runtime
 from medchat.services.account_deletion import AccountDeletionService
 from medchat.services.archive_reading import ArchivedConversation
+from medchat.services.context import Runtime
 from medchat.services.retrieval import RetrievalService
-from medchat.services.role_key_status import key_status
+from medchat.storage.migrate import alembic_config
 from tests.support.accounts import Person, make_member
 from tests.support.archive import archive_colleague, flip_byte, seal
 from tests.support.conversations import StartedConversation, read_bodies, start_conversation

@@ -24,9 +24,10 @@ import base64
 import pytest
 from sqlalchemy import inspect, select, text
 
-from access_control import console_sessions, crypto, keyring
+from access_control import crypto, keyring
 from access_control.keyring import open_keyring
 from access_control.roles import Role
+from medchat.identity import console_sessions
 from medchat.models import AuthToken, KeyRole, PersonalKey, TokenKind
 from tests.support.accounts import code_for, init_role_keys, make_staff
 from tests.support.console import console_login, post_form

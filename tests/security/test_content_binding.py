@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from access_control.roles import Role
 from medchat.models import AuditEntry, Message
-from medchat.runtime import Runtime
+from medchat.services.context import Runtime
 from tests.support.accounts import bearer, login, make_member, make_staff
 from tests.support.console import console_login
 from tests.support.messaging import CONVERSATIONS, asked, care_team, give_consent, send

@@ -17,11 +17,11 @@ import pytest
 from sqlalchemy import func, select
 
 from access_control import crypto, hybrid_kem
-from access_control.principal import Principal
 from access_control.roles import Role
-from medchat.archive_gate import GATED
-from medchat.conversation_keys import wrap_purpose
+from medchat.archive.gate import GATED
 from medchat.errors import ConfigurationError, KeyIntegrityFailure, RoleKeyRequired
+from medchat.identity.principal import Principal
+from medchat.keys.conversation_keys import wrap_purpose
 from medchat.models import (
     AuthToken,
     Conversation,
@@ -34,7 +34,7 @@ from medchat.models import (
     RoleKey,
     RoleKeyGrant,
 )
-from medchat.runtime import Runtime
+from medchat.services.context import Runtime
 from medchat.services.role_keys import RoleKeyService
 from tests.support.accounts import (
     Person,

@@ -22,11 +22,11 @@ import pytest
 from sqlalchemy import func, select
 
 from access_control import crypto, hybrid_kem
-from access_control.principal import Principal
-from medchat.archive_gate import GATED
-from medchat.conversation_keys import wrap_purpose
+from medchat.archive.gate import GATED
+from medchat.identity.principal import Principal
+from medchat.keys.conversation_keys import wrap_purpose
 from medchat.models import ConversationKeyWrap, KeyRole, RoleKey
-from medchat.runtime import Runtime
+from medchat.services.context import Runtime
 from tests.support.accounts import Person, make_member
 from tests.support.archive import archive_colleague, retrieve, seal
 from tests.support.conversations import StartedConversation, read_bodies, start_conversation

@@ -28,7 +28,7 @@ from access_control import password_kdf, passwords
 from access_control.password_kdf import ScryptParams
 from access_control.roles import Role
 from medchat.models import AuditEntry
-from medchat.runtime import Runtime
+from medchat.services.context import Runtime
 from tests.support.accounts import Person, code_for, make_member, make_staff
 from tests.support.legacy_passwords import as_before
 from tests.support.password_work import count_password_work

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from access_control import crypto, hybrid_kem
 from access_control.roles import Role
 from medchat.errors import MedchatError
+from medchat.keys.rewrap import RewrapQueue
 from medchat.models import (
     Account,
     Conversation,
@@ -29,7 +30,6 @@ from medchat.models import (
     RoleKeyStatus,
 )
 from medchat.services.password_reset import PasswordResetService
-from medchat.services.rewrap import RewrapQueue
 from tests.support.accounts import make_member, make_staff
 from tests.support.conversations import start_conversation
 from tests.support.messaging import care_team

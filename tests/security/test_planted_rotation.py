@@ -22,8 +22,9 @@ from flask import Flask
 from sqlalchemy import Uuid, bindparam, text
 
 from access_control import hybrid_kem
-from medchat.runtime import Runtime
+from medchat.services.context import Runtime
 from tests.support.accounts import Person, code_for
+from tests.support.cli import cli_runner
 from tests.support.rotation import (
     RotationWorld,
     audit_details,
@@ -45,7 +46,7 @@ class Pinned:
     def rotate(self, person: Person, *extra: str) -> Any:
         self.runtime.clock.advance(seconds=30)  # type: ignore[attr-defined]  # a fresh code
         answers = f"{person.password}\n{code_for(person, self.runtime)}\n"
-        return self.app.test_cli_runner().invoke(
+        return cli_runner(self.app).invoke(
             args=["keys", "rotate", "--role", "physician", "--email", person.email, *extra],
             input=answers,
         )

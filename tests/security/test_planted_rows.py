@@ -34,6 +34,7 @@ from access_control import hybrid_kem
 from access_control.roles import Role
 from medchat.db import Base, UtcDateTime
 from medchat.errors import MedchatError, RowIntegrityFailure
+from medchat.keys.rewrap import RewrapQueue
 from medchat.models import (
     Account,
     AuditEntry,
@@ -44,14 +45,13 @@ from medchat.models import (
     RoleKeyGrant,
 )
 from medchat.models.integrity import integrity_of, tagged
-from medchat.row_integrity import TAGGER
-from medchat.runtime import Runtime
 from medchat.services.accounts import AccountService
+from medchat.services.context import Runtime
 from medchat.services.email_change import EmailChangeService
 from medchat.services.password_reset import PasswordResetService
 from medchat.services.retrieval import RetrievalService
-from medchat.services.rewrap import RewrapQueue
 from medchat.services.role_keys import RoleKeyService
+from medchat.storage.row_integrity import TAGGER
 from tests.support.accounts import Person, bearer, login, make_member, make_staff
 from tests.support.archive import seal
 from tests.support.messaging import ask, care_team, give_consent
@@ -567,8 +567,8 @@ def opened_by_attacker(runtime: Runtime, world: World) -> list[str]:
     other than the keys of the attacker's own conversation."""
     from access_control import crypto
     from access_control.password_kdf import open_with_password
-    from access_control.personal_keys import _PERSONAL_AAD
-    from medchat.conversation_keys import wrap_purpose
+    from medchat.keys.conversation_keys import wrap_purpose
+    from medchat.keys.personal_keys import _PERSONAL_AAD
     from medchat.models import Conversation, RoleKey
 
     key = _personal_key(runtime, world.attacker.id)

@@ -19,14 +19,14 @@ import pytest
 from sqlalchemy import select
 
 from access_control import crypto
-from access_control.keys import _PERSONAL_AAD
 from access_control.password_kdf import open_with_password
 from access_control.roles import Role
 from medchat import audit
+from medchat.keys.custody import _PERSONAL_AAD
+from medchat.keys.rewrap import RewrapQueue
 from medchat.models import AuditEntry, PasswordResetToken, PersonalKey
 from medchat.services.accounts import AccountService
 from medchat.services.password_reset import PasswordResetService
-from medchat.services.rewrap import RewrapQueue
 from medchat.services.staff_reset import StaffResetService
 from tests.support.accounts import init_role_keys, make_member, make_staff
 from tests.support.conversations import read_bodies, start_conversation

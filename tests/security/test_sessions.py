@@ -19,16 +19,16 @@ import pytest
 from sqlalchemy import select
 
 from access_control import crypto
-from access_control.guard import declared_permission
 from access_control.keyring import Keyring, _session_key, open_keyring
 from access_control.permissions import ROLE_PERMISSIONS
-from access_control.principal import Principal
 from access_control.roles import Role
 from medchat.errors import InvalidToken, RoleKeyRequired
+from medchat.identity.principal import Principal
 from medchat.models import AuthToken, KeyRole, RoleKeyGrant
-from medchat.runtime import Runtime
 from medchat.services.authentication import AuthenticationService
+from medchat.services.context import Runtime
 from medchat.services.role_keys import RoleKeyService
+from medchat.web.guard import declared_permission
 from tests.support.accounts import bearer, init_role_keys, login, make_member, make_staff
 from tests.support.dump import database_dump
 from tests.support.leaks import found_in
@@ -134,7 +134,7 @@ def test_a_token_row_holds_the_tokens_sha256_and_the_sealed_keys_only(runtime, h
             if isinstance(getattr(row, column.key), bytes)
         }
         # ``row_tag`` is an HMAC under a server key over the row's deciding columns: it opens
-        # nothing and holds nothing secret (``medchat.row_integrity``).
+        # nothing and holds nothing secret (``medchat.storage.row_integrity``).
         assert set(binary) == {"token_hash", "sealed_keys", "row_tag"}
     secrets = {f"seed {i}": seed for i, seed in enumerate(held)}
     for token in tokens:

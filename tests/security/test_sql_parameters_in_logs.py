@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 
-from medchat.api.errors import render_unexpected
 from medchat.services.accounts import AccountService, NewMember
+from medchat.web.errors import render_unexpected
 from tests.support.leaks import found_in
 
 CANARY_NAME = "Zenobie-Canarybird"

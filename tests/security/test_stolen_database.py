@@ -39,7 +39,6 @@ from sqlalchemy import text as text_statement
 from access_control import crypto, hybrid_kem
 from access_control.key_directory import KEY_NAMES
 from access_control.keyring import _session_key, open_keyring
-from access_control.keys import _PERSONAL_AAD
 from access_control.password_kdf import (
     _SEAL_INFO,
     _derive,
@@ -50,9 +49,10 @@ from access_control.password_kdf import (
 from access_control.passwords import _bcrypt_input
 from access_control.pins import PIN_FILE
 from access_control.roles import Role
-from medchat.archive_gate import GATED, wrapped_for
-from medchat.content import ContentKey
-from medchat.conversation_keys import wrap_purpose
+from medchat.archive.gate import GATED, wrapped_for
+from medchat.keys.conversation_keys import wrap_purpose
+from medchat.keys.custody import _PERSONAL_AAD
+from medchat.keys.sealing import ContentKey
 from medchat.models import (
     Account,
     Attachment,
@@ -66,7 +66,7 @@ from medchat.models import (
     RoleKey,
     RoleKeyGrant,
 )
-from medchat.runtime import Runtime
+from medchat.services.context import Runtime
 from tests.support.accounts import Person, bearer, init_role_keys, login, make_member, make_staff
 from tests.support.conversations import (
     add_attachment,
@@ -106,7 +106,7 @@ PROFILE_COLUMNS = {
     ("member_profiles", "phone_ciphertext"),
     ("member_profiles", "insurance_number_ciphertext"),
 }
-#: The gated archive wrap of a live conversation (``medchat.archive_gate``).
+#: The gated archive wrap of a live conversation (``medchat.archive.gate``).
 GATE_COLUMN = ("conversation_key_wraps", "wrap")
 CONTENT_COLUMNS = {
     ("conversations", "subject_ciphertext"),

@@ -15,8 +15,8 @@ from sqlalchemy import delete, select, update
 
 from access_control.keyring import Keyring
 from access_control.unwrap_memo import UnwrapMemo
-from medchat import conversation_keys
 from medchat.db import Base
+from medchat.keys import conversation_keys
 from medchat.models import AuthToken, Conversation, ConversationKeyWrap, Holder
 from tests.support.accounts import bearer, login, make_member
 from tests.support.dump import database_dump

@@ -12,8 +12,8 @@ import pyotp
 
 from access_control.roles import Role
 from medchat import audit
-from medchat.runtime import Runtime
 from medchat.services.accounts import AccountService, NewMember
+from medchat.services.context import Runtime
 
 _counter = itertools.count(1)
 PASSWORDS = {

@@ -7,13 +7,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from access_control.principal import Principal
 from access_control.roles import Role
-from medchat import ledger
+from medchat.archive import ledger
 from medchat.db import Base
+from medchat.identity.principal import Principal
 from medchat.models import ArchiveRecord, KeyRole
-from medchat.runtime import Runtime
 from medchat.services.archive_reading import ArchivedConversation
+from medchat.services.context import Runtime
 from medchat.services.deletion import DeletionService
 from medchat.services.retrieval import RetrievalService
 from medchat.services.role_keys import RoleKeyService

@@ -11,7 +11,7 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from medchat.models import Attachment, AuditEntry, Message
-from medchat.runtime import Runtime
+from medchat.services.context import Runtime
 from tests.support.accounts import Person, bearer, login, make_member
 from tests.support.messaging import CareTeam, asked, care_team, give_consent
 

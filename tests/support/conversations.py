@@ -4,7 +4,7 @@ A conversation is created the way any code path creates one: a row, a DEK from
 ``ConversationKeys.new_key`` (wrapped for physician role, member and archive), a subject sealed
 under the DEK, messages appended by ``ConversationService.append_message``. Attachments are
 rows whose data, file name and type are sealed under the DEK bound to the attachment id and
-the message it belongs to (``medchat.content``).
+the message it belongs to (``medchat.keys.sealing``).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from access_control.principal import Principal
-from medchat.content import ContentKey
+from medchat.identity.principal import Principal
+from medchat.keys.sealing import ContentKey
 from medchat.models import Attachment, Conversation, ConversationStatus
-from medchat.runtime import Runtime
+from medchat.services.context import Runtime
 from medchat.services.conversation_access import ConversationAccess
 from medchat.services.conversations import ConversationService
 

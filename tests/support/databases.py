@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from medchat.db import Base
-from medchat.migrate import upgrade
+from medchat.storage.migrate import upgrade
 
 PG_ENV = "MEDCHAT_TEST_DATABASE_URL"
 

@@ -2,7 +2,7 @@
 
 The associated data is built here with ``crypto.associated_data`` from the literal format-1
 definition (label ``medchat/content/v1``, conversation id, row id, field), and the key-set tag
-with ``crypto.key_integrity_tag`` at version 1, not through ``medchat.content``: what the
+with ``crypto.key_integrity_tag`` at version 1, not through ``medchat.keys.sealing``: what the
 tests read back is what the old code left in the database, not what today's code thinks it
 left. The wraps come from ``ConversationKeys.new_key`` (unchanged by format 2).
 """
@@ -13,9 +13,9 @@ import uuid
 from dataclasses import dataclass, field
 
 from access_control import crypto
-from access_control.principal import Principal
+from medchat.identity.principal import Principal
 from medchat.models import Attachment, Conversation, ConversationStatus, Message
-from medchat.runtime import Runtime
+from medchat.services.context import Runtime
 
 _V1 = "medchat/content/v1"
 

@@ -14,9 +14,9 @@ import bcrypt
 from sqlalchemy import select
 
 from access_control import crypto, password_kdf
-from access_control.keys import _PERSONAL_AAD
+from medchat.keys.custody import _PERSONAL_AAD
 from medchat.models import Account, PersonalKey
-from medchat.runtime import Runtime
+from medchat.services.context import Runtime
 from tests.support.accounts import Person
 
 

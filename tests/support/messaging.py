@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from access_control.roles import Role
-from medchat.runtime import Runtime
+from medchat.services.context import Runtime
 from tests.support.accounts import Person, bearer, init_role_keys, make_staff
 
 CONSENT_VERSION = "2026-01"

@@ -14,10 +14,10 @@ import uuid
 from sqlalchemy import select
 
 from access_control import crypto, hybrid_kem
-from access_control.keys import _PERSONAL_AAD
 from access_control.password_kdf import open_with_password
-from medchat.conversation_keys import ConversationKeys
 from medchat.errors import KeyIntegrityFailure
+from medchat.keys.conversation_keys import ConversationKeys
+from medchat.keys.custody import _PERSONAL_AAD
 from medchat.models import (
     Conversation,
     ConversationKeyWrap,
@@ -27,7 +27,7 @@ from medchat.models import (
     RoleKey,
     RoleKeyGrant,
 )
-from medchat.runtime import Runtime
+from medchat.services.context import Runtime
 from tests.support.accounts import Person
 
 ArchiveKeys = list[tuple[uuid.UUID, hybrid_kem.PrivateKeyHandle]]

@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import func, inspect, or_, select, text
 
-from access_control.principal import Principal
 from medchat.db import Base
+from medchat.identity.principal import Principal
 from medchat.models import (
     AuditEntry,
     ConversationKeyWrap,
@@ -19,8 +19,8 @@ from medchat.models import (
     PersonalKey,
     RewrapRequest,
 )
-from medchat.runtime import Runtime
 from medchat.services.attachments import upload_scope
+from medchat.services.context import Runtime
 from medchat.services.conversations import message_scope
 from medchat.services.member_conversations import START_SCOPE
 from medchat.services.retention import RetentionResult, RetentionService

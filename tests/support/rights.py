@@ -11,7 +11,7 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-from medchat.runtime import Runtime
+from medchat.services.context import Runtime
 from tests.support.accounts import Person, bearer, login, make_member
 from tests.support.messaging import CONVERSATIONS, CareTeam, asked, care_team, give_consent, send
 from tests.support.sample_files import as_stored, pdf

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from access_control.keyring import Keyring
 from access_control.roles import Role
 from medchat.errors import NotFound
+from medchat.keys.rotation import RotationResult, RotationService
 from medchat.models import (
     AuditEntry,
     Conversation,
@@ -24,9 +25,8 @@ from medchat.models import (
     KeyRole,
     RoleKey,
 )
-from medchat.runtime import Runtime
+from medchat.services.context import Runtime
 from medchat.services.role_keys import RoleKeyService
-from medchat.services.rotation import RotationResult, RotationService
 from tests.support.accounts import Person, make_member, make_staff
 from tests.support.conversations import start_conversation
 from tests.support.messaging import care_team

@@ -16,9 +16,11 @@ import zlib
 import pikepdf
 from PIL import Image, ImageCms, PngImagePlugin
 
-from medchat import attachment_metadata, attachment_types
+from medchat.files import metadata as attachment_metadata
 
 #: The colour of the top-left corner of ``marked_image``, elsewhere ``BACKGROUND``: where it
+from medchat.files import types as attachment_types
+
 #: lands after a rotation shows whether the orientation was applied.
 MARK, BACKGROUND = (10, 200, 10), (200, 10, 10)
 #: EXIF tags (TIFF/EXIF 2.32): what names the owner, the device, the place.
@@ -151,7 +153,7 @@ def photo_png(canary: str = "") -> bytes:
 def photo_heic(canary: str = "", *, orientation: int = 1) -> bytes:
     """A HEIC (HEVC, by pillow-heif) with ``canary`` in its EXIF and XMP; the orientation is
     written as the file's rotation (``irot``), as a phone does. (pillow-heif's writer is
-    registered by ``medchat.attachment_metadata``.)"""
+    registered by ``medchat.files.metadata``.)"""
     options: dict[str, object] = {"quality": 90}
     if canary:
         options["exif"] = identifying_exif(canary, orientation=orientation).tobytes()

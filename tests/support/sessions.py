@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from access_control.principal import Principal
-from access_control.tokens import TokenPair, TokenStore
+from medchat.identity.principal import Principal
+from medchat.identity.tokens import TokenPair, TokenStore
 from medchat.models import TokenKind
-from medchat.runtime import Runtime
 from medchat.services.authentication import AuthenticationService
+from medchat.services.context import Runtime
 from tests.support.accounts import Person, code_for
 
 #: Where in-process sign-ins come from: inside the tests' staff networks, as the test client.

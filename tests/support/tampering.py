@@ -16,7 +16,7 @@ from sqlalchemy import Uuid, bindparam, select, text
 from access_control import crypto, hybrid_kem
 from medchat.db import UtcDateTime
 from medchat.models import ConversationKeyWrap, RoleKeyGrant
-from medchat.runtime import Runtime
+from medchat.services.context import Runtime
 
 
 def execute_sql(runtime: Runtime, statement: str, **params: Any) -> int:
@@ -57,7 +57,7 @@ def retag_everything(runtime: Runtime) -> int:
     key tags, commitments, HPKE info) must still refuse. Returns the rows re-tagged."""
     from medchat.db import Base
     from medchat.models.integrity import integrity_of
-    from medchat.row_integrity import TAGGER
+    from medchat.storage.row_integrity import TAGGER
 
     tagger = runtime.database.info[TAGGER]
     count = 0

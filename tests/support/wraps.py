@@ -11,10 +11,10 @@ from sqlalchemy import select
 
 from access_control import crypto, hybrid_kem
 from access_control.keyring import Keyring
-from medchat.archive_gate import GATED, wrapped_for
-from medchat.conversation_keys import wrap_purpose
+from medchat.archive.gate import GATED, wrapped_for
+from medchat.keys.conversation_keys import wrap_purpose
 from medchat.models import Conversation, ConversationKeyWrap, ConversationStatus, Holder, KeyRole
-from medchat.runtime import Runtime
+from medchat.services.context import Runtime
 
 
 def assert_only_the_three_holders(

@@ -7,10 +7,11 @@ import json
 
 import pytest
 
-from medchat.archive_bundle import bundle_bytes
+from medchat.archive.bundle import bundle_bytes
 from medchat.services.retrieval import RetrievalService
 from tests.support.accounts import make_member
 from tests.support.archive import archive_colleague, flip_byte, seal
+from tests.support.cli import cli_runner
 from tests.support.conversations import start_conversation
 from tests.support.messaging import care_team
 from tests.support.sessions import sign_in
@@ -20,7 +21,7 @@ JUSTIFICATION = "Regulator inquiry 2026/44 about this exchange."
 
 @pytest.fixture
 def cli(app):
-    runner = app.test_cli_runner()
+    runner = cli_runner(app)
 
     def invoke(*args: str, **kwargs):
         return runner.invoke(args=list(args), **kwargs)

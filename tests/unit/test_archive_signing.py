@@ -11,10 +11,10 @@ import pytest
 
 from access_control import signatures
 from access_control.key_directory import load_server_keys
-from medchat.archive_signing import load_archive_signer
+from medchat.archive.signing import load_archive_signer
 from medchat.config import Settings
 from medchat.errors import ConfigurationError
-from medchat.runtime import build_runtime
+from medchat.services.context import build_runtime
 
 
 def production(key_dir: Path, tmp_path: Path, **overrides) -> Settings:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from medchat.attachment_names import (
+from medchat.files.names import (
     MAX_NAME_BYTES,
     ascii_fallback,
     clean_filename,
     content_disposition,
     with_extension,
 )
-from medchat.attachment_types import HEIC, JPEG, PDF
+from medchat.files.types import HEIC, JPEG, PDF
 
 
 @pytest.mark.parametrize(

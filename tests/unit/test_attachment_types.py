@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from medchat import attachment_types
-from medchat.attachment_types import HEIC, HEIF, JPEG, PDF, PNG, check_label, sniff
 from medchat.errors import UnsupportedMediaType
+from medchat.files import types as attachment_types
+from medchat.files.types import HEIC, HEIF, JPEG, PDF, PNG, check_label, sniff
 from tests.support import sample_files as files
 from tests.support.sample_files import ftyp
 

@@ -18,8 +18,9 @@ from sqlalchemy import select
 
 from access_control import crypto, signatures
 from medchat import audit
-from medchat.audit_anchor import AnchorSigner, read_anchors
+from medchat.audit.anchor import AnchorSigner, read_anchors
 from medchat.models import AuditEntry, ChainHead
+from tests.support.cli import cli_runner
 from tests.support.tampering import execute_sql
 
 ANCHOR_FIELDS = {"format", "chain", "seq", "entry_hash", "anchored_at", "public_key", "signature"}
@@ -28,7 +29,7 @@ VERIFY_FIELDS = {"ok", "entries", "first_bad", "reason", "head_seq", "head_hash"
 
 @pytest.fixture
 def cli(app):
-    runner = app.test_cli_runner()
+    runner = cli_runner(app)
 
     def invoke(*args: str, **kwargs):
         return runner.invoke(args=list(args), **kwargs)

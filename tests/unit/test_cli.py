@@ -15,9 +15,10 @@ from sqlalchemy import func, select, text
 
 from medchat import audit
 from medchat.cli import build_cli
-from medchat.demo import DEMO_ACCOUNTS
-from medchat.migrate import MIGRATIONS, upgrade
+from medchat.cli.demo import DEMO_ACCOUNTS
 from medchat.models import Account, AuditEntry
+from medchat.storage.migrate import MIGRATIONS, upgrade
+from tests.support.cli import cli_runner
 
 #: Every revision shipped, oldest first, read from the scripts themselves.
 REVISIONS = [
@@ -28,7 +29,7 @@ HEAD = REVISIONS[-1]
 
 @pytest.fixture
 def cli(app):
-    runner = app.test_cli_runner()
+    runner = cli_runner(app)
 
     def invoke(*args: str):
         return runner.invoke(args=list(args))
@@ -243,9 +244,9 @@ def test_db_upgrade_is_idempotent_and_keeps_data(cli, runtime):
 
 
 def test_demo_seeds_role_keys_and_one_answered_question_once(app):
-    from medchat.demo import DEMO_ACCOUNTS
+    from medchat.cli.demo import DEMO_ACCOUNTS
 
-    runner = app.test_cli_runner()
+    runner = cli_runner(app)
     for _ in range(2):
         assert runner.invoke(args=["demo", "--json"]).exit_code == 0
     client = app.test_client()
@@ -295,7 +296,7 @@ def cli_on(make_app):
 
     def on(url: str):
         urls.append(url)
-        runner = make_app(database_url=url).test_cli_runner()
+        runner = cli_runner(make_app(database_url=url))
         return lambda *args: runner.invoke(args=list(args))
 
     yield on

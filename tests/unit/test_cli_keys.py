@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from access_control.roles import Role
 from medchat.models import RoleKey, RoleKeyRotation
 from tests.support.accounts import bearer, code_for, login, make_staff
+from tests.support.cli import cli_runner
 from tests.support.rotation import physician_keys, readable_by, rotation_world, statuses
 from tests.support.sessions import sign_in
 
@@ -26,7 +27,7 @@ def world(runtime):
 
 @pytest.fixture
 def cli(app):
-    runner = app.test_cli_runner()
+    runner = cli_runner(app)
 
     def invoke(*args: str, input: str | None = None):
         return runner.invoke(args=list(args), input=input)

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from medchat.models import Conversation
 from tests.support.accounts import code_for, make_member
+from tests.support.cli import cli_runner
 from tests.support.legacy_content import legacy_conversation
 from tests.support.messaging import care_team
 from tests.support.sessions import sign_in
@@ -31,7 +32,7 @@ def world(runtime):
 
 @pytest.fixture
 def cli(app):
-    runner = app.test_cli_runner()
+    runner = cli_runner(app)
 
     def invoke(*args: str, input: str | None = None):
         return runner.invoke(args=list(args), input=input)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from medchat.http_uploads import BoundedMemoryFile
+from medchat.web.uploads import BoundedMemoryFile
 
 
 def test_a_buffer_accepts_exactly_its_limit():

@@ -1,5 +1,6 @@
 """The mail port: a folder of RFC 5322 files, an SMTP relay (STARTTLS, implicit TLS), the URL
-that chooses between them, and delivery after commit on a background thread (``medchat.mail``).
+that chooses between them, and delivery after commit on a background thread
+(``medchat.services.mail``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from medchat.errors import ConfigurationError
-from medchat.mail import (
+from medchat.services.mail import (
     FolderMailer,
     Postman,
     SmtpMailer,
@@ -227,7 +228,7 @@ def test_the_postman_delivers_on_its_own_thread():
 def test_a_failed_delivery_is_logged_without_the_address_and_never_raised(caplog):
     postman = Postman(Recording(fail=True))
 
-    with caplog.at_level(logging.ERROR, logger="medchat.mail"):
+    with caplog.at_level(logging.ERROR, logger="medchat.services.mail"):
         postman.post(message())
         assert postman.wait()
 

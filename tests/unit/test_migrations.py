@@ -53,7 +53,7 @@ def test_0009_marks_existing_conversations_format_1_and_refuses_to_go_back_over_
     from alembic.script import ScriptDirectory
     from sqlalchemy import create_engine
 
-    from medchat.migrate import alembic_config
+    from medchat.storage.migrate import alembic_config
 
     url = f"sqlite:///{tmp_path / 'before.sqlite3'}"
     config = alembic_config(url)
@@ -91,7 +91,7 @@ def test_0013_deletes_pending_console_sessions_and_their_keyrings(tmp_path):
     from alembic.script import ScriptDirectory
     from sqlalchemy import create_engine
 
-    from medchat.migrate import alembic_config
+    from medchat.storage.migrate import alembic_config
 
     url = f"sqlite:///{tmp_path / 'before.sqlite3'}"
     config = alembic_config(url)

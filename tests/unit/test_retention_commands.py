@@ -11,10 +11,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from medchat.cli.retention import parse_as_of
 from medchat.models import AuthToken, EnrollmentToken
-from medchat.retention_commands import parse_as_of
 from tests.support.accounts import make_member
 from tests.support.archive import seal
+from tests.support.cli import cli_runner
 from tests.support.conversations import start_conversation
 from tests.support.messaging import care_team
 from tests.support.retention import audit_entries, stored_rows
@@ -25,7 +26,7 @@ LIVE = timedelta(days=730)
 
 @pytest.fixture
 def cli(app):
-    runner = app.test_cli_runner()
+    runner = cli_runner(app)
 
     def invoke(*args: str, **kwargs):
         return runner.invoke(args=list(args), **kwargs)
@@ -209,7 +210,7 @@ def test_seal_first_setting_seals_and_the_audit_chain_verifies(make_app, clock):
     care_team(runtime)
     member = sign_in(runtime, make_member(runtime)).principal
     asked(runtime, member)
-    runner = app.test_cli_runner()
+    runner = cli_runner(app)
 
     clock.advance(days=LIVE.days * 2)
     result = runner.invoke(args=["retention", "run", "--json"])

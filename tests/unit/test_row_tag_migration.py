@@ -17,8 +17,8 @@ from sqlalchemy import create_engine, inspect, select, text
 from access_control.key_directory import load_server_keys
 from access_control.row_tags import RowTagger
 from medchat.db import Base
-from medchat.migrate import MIGRATIONS, alembic_config
 from medchat.models.integrity import integrity_of
+from medchat.storage.migrate import MIGRATIONS, alembic_config
 
 
 def _migration():

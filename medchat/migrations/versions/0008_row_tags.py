@@ -2,7 +2,7 @@
 
 Adds ``row_tag`` to every table whose rows are instructions (``medchat.models.integrity``)
 and tags the rows already there with the integrity key from ``MEDCHAT_KEY_DIR``, which
-``medchat db upgrade`` hands over (``medchat.migrate.migration_server_keys``). The backfill
+``medchat db upgrade`` hands over (``medchat.storage.migrate.migration_server_keys``). The backfill
 vouches for the rows as they are at upgrade time: run ``medchat audit verify`` before
 upgrading a database you have reason to distrust. The tables and columns are frozen here as
 they were at this revision; a later change of a tag's columns re-tags in its own migration.
@@ -87,7 +87,7 @@ def _tag_existing_rows() -> None:
             continue
         if tagger is None:
             from access_control.row_tags import RowTagger
-            from medchat.migrate import migration_server_keys
+            from medchat.storage.migrate import migration_server_keys
 
             tagger = RowTagger(migration_server_keys('tags existing rows').integrity)
         for row in rows:

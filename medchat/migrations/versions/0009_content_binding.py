@@ -5,7 +5,7 @@ Revises: 0008
 Create Date: 2026-12-08 10:00:00
 
 Format 2 binds a message body to its sequence number and author and an attachment to its
-message (``medchat.content``). Existing conversations are format 1: their key-set tags were
+message (``medchat.keys.sealing``). Existing conversations are format 1: their key-set tags were
 made with version 1, which is what ``conversations.content_version`` now feeds the tag, so
 they keep verifying and opening unchanged; no row is rewritten and no server key is needed.
 ``medchat keys reseal-content`` moves them to format 2 later, with a clinician's keys (this

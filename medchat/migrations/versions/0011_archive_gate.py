@@ -2,12 +2,12 @@
 
 SECURITY-MODEL key hierarchy 10, "the archive key opens only sealed records". From this
 revision on, a conversation that is not sealed keeps its archive wrap gated
-(``medchat.archive_gate``: holder ``archive_gated``, the HPKE wrap sealed again under a key
+(``medchat.archive.gate``: holder ``archive_gated``, the HPKE wrap sealed again under a key
 derived from ``archive-gate.key``). This migration gates the archive wraps that existing live
 conversations hold in the plain form; sealed conversations keep theirs plain. No schema change.
 
 Gating needs only the server's gate key, never a DEK or a role key, so ``medchat db upgrade``
-does it on its own (``medchat.migrate.migration_server_keys``); a database without such rows
+does it on its own (``medchat.storage.migrate.migration_server_keys``); a database without such rows
 (a fresh install, the test suite) needs no keys. Idempotent: a gated wrap is no longer an
 ``archive`` row, so a second run finds nothing to do. Rows are rewritten in batches by id.
 
@@ -29,9 +29,9 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from alembic import op
 
-from medchat.archive_gate import GATED, ArchiveGate
+from medchat.archive.gate import GATED, ArchiveGate
 from medchat.errors import KeyIntegrityFailure
-from medchat.migrate import migration_server_keys
+from medchat.storage.migrate import migration_server_keys
 
 revision = '0011'
 down_revision = '0010'

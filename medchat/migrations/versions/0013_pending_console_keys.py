@@ -1,7 +1,7 @@
 """Console sign-in opens no key before the second factor: pending sessions hold no keyring.
 
 From this release the console's password step stores a pending session row without any key
-material (``access_control.console_sessions``); the keys are opened at the TOTP step. Pending
+material (``medchat.identity.console_sessions``); the keys are opened at the TOTP step. Pending
 rows written by the release before hold a sealed keyring: they are deleted here, so no key
 material waits in the database for a code that may never come. A clinician halfway through
 signing in at the moment of the upgrade (a five-minute window) types the password again.

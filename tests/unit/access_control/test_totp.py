@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pyotp
 import pytest
 
-from access_control import totp
+from medchat.identity import totp
 
 NOW = datetime(2026, 11, 25, 9, 0, 10, tzinfo=UTC)
 

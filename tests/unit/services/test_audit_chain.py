@@ -16,6 +16,7 @@ from sqlalchemy import func, select, text
 
 from access_control import crypto
 from medchat import audit
+from medchat.audit import chain as audit_chain
 from medchat.models import AuditEntry, ChainHead
 
 ENTRIES = 5
@@ -176,7 +177,7 @@ def test_chain_recomputed_without_the_mac_key_is_named_at_the_edit(runtime):
             "address": entry.address,
             "details": entry.details,
         }
-        entry_hash = audit._entry_hash(entry.seq, entry.id, prev_hash, row)
+        entry_hash = audit_chain._entry_hash(entry.seq, entry.id, prev_hash, row)
         execute(
             runtime,
             "UPDATE audit_entries SET action = :action, prev_hash = :prev, "
@@ -184,7 +185,7 @@ def test_chain_recomputed_without_the_mac_key_is_named_at_the_edit(runtime):
             action=action,
             prev=prev_hash,
             hash=entry_hash,
-            mac=crypto.mac(wrong_key, audit._MAC_LABEL, entry_hash),
+            mac=crypto.mac(wrong_key, audit_chain._MAC_LABEL, entry_hash),
             seq=entry.seq,
         )
         prev_hash = entry_hash
@@ -192,7 +193,7 @@ def test_chain_recomputed_without_the_mac_key_is_named_at_the_edit(runtime):
         runtime,
         "UPDATE chain_heads SET entry_hash = :hash, mac = :mac WHERE chain = 'audit'",
         hash=prev_hash,
-        mac=audit._head_mac(wrong_key, ENTRIES, prev_hash),
+        mac=audit_chain._head_mac(wrong_key, ENTRIES, prev_hash),
     )
 
     # The forgery is internally consistent: with the attacker's key it would verify.

@@ -15,12 +15,12 @@ import pytest
 from sqlalchemy import select
 
 from access_control.crypto import DecryptionFailed
-from access_control.principal import Principal
 from access_control.roles import Role
 from medchat.errors import ContentResealed, KeyIntegrityFailure, RoleKeyRequired
+from medchat.identity.principal import Principal
+from medchat.keys.content_resealing import ContentResealer
 from medchat.models import AuditEntry, Conversation, Message
 from medchat.services.attachments import AttachmentService
-from medchat.services.content_resealing import ContentResealer
 from medchat.services.conversations import ConversationService
 from medchat.services.deletion import DeletionService
 from tests.support.accounts import Person, make_member, make_staff

@@ -19,12 +19,12 @@ from access_control import crypto
 from access_control.roles import Role
 from medchat.errors import Conflict, ConsentRequired, Forbidden, NotFound, RoleKeyRequired
 from medchat.models import AuditEntry, Conversation, IdempotencyRecord, Message
-from medchat.patient_view import PatientView, pseudonym_for
 from medchat.services.clinician_conversations import ClinicianConversationService
 from medchat.services.consent import ConsentService
 from medchat.services.conversations import ConversationService
 from medchat.services.idempotency import IdempotencyService, canonical_json
 from medchat.services.member_conversations import START_SCOPE, MemberConversationService
+from medchat.services.patient_view import PatientView, pseudonym_for
 from tests.support.accounts import make_member, make_staff
 from tests.support.messaging import care_team, count
 from tests.support.sessions import sign_in

@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import insert, select
 
 from access_control import crypto, signatures
-from medchat import ledger
-from medchat.archive_signing import load_archive_signer, verify_signed
+from medchat.archive import ledger
+from medchat.archive.signing import load_archive_signer, verify_signed
 from medchat.models import (
     Account,
     ArchiveRecord,

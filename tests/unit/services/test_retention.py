@@ -20,7 +20,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from medchat import audit, ledger
+from medchat import audit
+from medchat.archive import ledger
 from medchat.errors import Conflict, NotFound
 from medchat.models import ChainHead, Holder
 from medchat.services import retention as retention_module

@@ -1,4 +1,4 @@
-"""The member re-wrap queue (``medchat.services.rewrap``, SECURITY-MODEL key hierarchy 7): real
+"""The member re-wrap queue (``medchat.keys.rewrap``, SECURITY-MODEL key hierarchy 7): real
 database, real crypto, no HTTP; and the ``medchat keys rewrap`` worker.
 """
 
@@ -14,10 +14,11 @@ import pytest
 from sqlalchemy import select
 
 from access_control import crypto
-from access_control.personal_keys import PersonalKeys
 from access_control.roles import Role
 from medchat import audit
 from medchat.errors import RoleKeyRequired
+from medchat.keys.personal_keys import PersonalKeys
+from medchat.keys.rewrap import RewrapQueue
 from medchat.models import (
     AuditEntry,
     Conversation,
@@ -27,8 +28,8 @@ from medchat.models import (
     RewrapRequest,
 )
 from medchat.services.password_reset import PasswordResetService
-from medchat.services.rewrap import RewrapQueue
 from tests.support.accounts import Person, code_for, make_member, make_staff
+from tests.support.cli import cli_runner
 from tests.support.conversations import start_conversation
 from tests.support.messaging import care_team
 from tests.support.sessions import sign_in
@@ -356,7 +357,7 @@ def make_staff_with_key(runtime, granter) -> Person:
 def rewrap_cli(app, runtime, person: Person, *extra: str, password: str | None = None):
     runtime.clock.advance(seconds=30)
     answers = f"{password or person.password}\n{code_for(person, runtime)}\n"
-    return app.test_cli_runner().invoke(
+    return cli_runner(app).invoke(
         args=["keys", "rewrap", "--email", person.email, *extra], input=answers
     )
 

@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import func, select
 
 from access_control.roles import Role
-from access_control.tokens import TokenStore
 from medchat.errors import Conflict, KeyIntegrityFailure, NotFound, RoleKeyRequired
+from medchat.identity.tokens import TokenStore
 from medchat.models import AuthToken, KeyRole, RoleKey, RoleKeyGrant
 from medchat.services.authentication import AuthenticationService
 from medchat.services.role_keys import RoleKeyService
@@ -24,7 +24,7 @@ def holders(runtime):
 
 def _sign_in(runtime, person):
     """A principal-like sign-in through the real service: keys opened with the password."""
-    from access_control.principal import Principal
+    from medchat.identity.principal import Principal
 
     runtime.clock.advance(seconds=30)
     with runtime.database.transaction() as session:

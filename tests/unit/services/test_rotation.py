@@ -17,6 +17,8 @@ from sqlalchemy import delete, func, select
 
 from access_control.roles import Role
 from medchat.errors import NotFound, RoleKeyRequired
+from medchat.keys.rotation import PinRequired, RotationBlocked, RotationService
+from medchat.keys.status import key_status
 from medchat.models import (
     Conversation,
     ConversationKeyWrap,
@@ -28,8 +30,6 @@ from medchat.models import (
     RoleKeyRotation,
 )
 from medchat.services.accounts import AccountService
-from medchat.services.role_key_status import key_status
-from medchat.services.rotation import PinRequired, RotationBlocked, RotationService
 from tests.support.accounts import make_staff
 from tests.support.conversations import read_bodies, reply, start_conversation
 from tests.support.rotation import (

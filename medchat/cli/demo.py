@@ -1,0 +1,181 @@
+"""Demo data for ``make run``: one account per role, the role keys, one answered question.
+
+For local use only: the demo doctor and compliance officer become the first holders of the
+role keys (as ``medchat keys init`` would make them), and the demo member's question is
+answered, so a newcomer can sign in as either side and see the exchange at once.
+
+Running it again finds the same accounts (by blind index) and prints the same sign-in data;
+it never duplicates them. Refused in production by the CLI.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import click
+from flask.cli import with_appcontext
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from access_control.roles import Role
+from medchat import audit
+from medchat.cli.output import CLI_CONTEXT, cli_errors, emit, fail, json_option, loaded_runtime
+from medchat.identity import totp
+from medchat.identity.principal import Principal
+from medchat.models import AccountStatus, Conversation, KeyRole
+from medchat.services.accounts import AccountService, NewMember
+from medchat.services.consent import ConsentService
+from medchat.services.context import Runtime
+from medchat.services.conversations import ConversationService
+from medchat.services.member_conversations import MemberConversationService
+from medchat.services.role_keys import RoleKeyService
+
+DEMO_ACCOUNTS: tuple[dict[str, str], ...] = (
+    {
+        "role": Role.MEMBER,
+        "email": "member@demo.medchat.test",
+        "first_name": "Camille",
+        "last_name": "Durand",
+        "password": "quokka-harbor-lantern-42",
+    },
+    {
+        "role": Role.CLINICIAN,
+        "email": "doctor@demo.medchat.test",
+        "first_name": "Alice",
+        "last_name": "Martin",
+        "password": "fennel-orbit-cascade-17",
+    },
+    {
+        "role": Role.COMPLIANCE,
+        "email": "compliance@demo.medchat.test",
+        "first_name": "Bruno",
+        "last_name": "Leroy",
+        "password": "granite-willow-sonnet-93",
+    },
+    {
+        "role": Role.ADMIN,
+        "email": "admin@demo.medchat.test",
+        "first_name": "Chloe",
+        "last_name": "Bernard",
+        "password": "meadow-copper-violin-58",
+    },
+)
+
+
+def seed_demo(session: Session, runtime: Runtime) -> list[dict[str, Any]]:
+    """Create (or find) the demo accounts; return how to sign in as each."""
+    service = AccountService(session, runtime)
+    out = []
+    for spec in DEMO_ACCOUNTS:
+        account = service.find_by_email(spec["email"])
+        if account is None:
+            if spec["role"] == Role.MEMBER:
+                service.register_member(
+                    NewMember(
+                        email=spec["email"],
+                        password=spec["password"],
+                        first_name=spec["first_name"],
+                        last_name=spec["last_name"],
+                        birth_date=date(1988, 4, 12),
+                        sex="female",
+                        phone="+33 6 12 34 56 78",
+                        insurance_number="FR-DEMO-0001",
+                    )
+                )
+                account = service.find_by_email(spec["email"])
+            else:
+                account, token = service.create_staff(
+                    email=spec["email"],
+                    role=Role(spec["role"]),
+                    first_name=spec["first_name"],
+                    last_name=spec["last_name"],
+                )
+                service.begin_enrollment(token, spec["password"])
+                secret = service.totp_secret(account) or ""
+                code = totp.pyotp.TOTP(secret).at(runtime.clock.now())
+                service.confirm_enrollment(token, code)
+        assert account is not None
+        if account.status != AccountStatus.ACTIVE:
+            continue
+        out.append(
+            {
+                "role": spec["role"],
+                "email": spec["email"],
+                "password": spec["password"],
+                "totp_secret": service.totp_secret(account) if account.has_totp else None,
+            }
+        )
+    _seed_keys_and_conversation(session, runtime)
+    return out
+
+
+def _acting(session: Session, runtime: Runtime, email: str, password: str) -> Principal:
+    """The demo person, with the keys their password opens; what follows is audited as theirs
+    (from the address ``cli``), so the member's access log shows the doctor's answer."""
+    account = AccountService(session, runtime).find_by_email(email)
+    assert account is not None
+    keyring = runtime.custody(session).open_keyring(account.id, password)
+    audit.set_context(
+        session, audit.AuditContext(actor_id=account.id, actor_role=account.role, address="cli")
+    )
+    return Principal.in_process(account, keyring)
+
+
+def _seed_keys_and_conversation(session: Session, runtime: Runtime) -> None:
+    """``keys init`` for the demo doctor and officer, then one question and its answer."""
+    member_spec, doctor_spec, compliance_spec = DEMO_ACCOUNTS[0], DEMO_ACCOUNTS[1], DEMO_ACCOUNTS[2]
+    custody = runtime.custody(session)
+    if not custody.role_keys(KeyRole.PHYSICIAN):
+        RoleKeyService(session, runtime).initialise(doctor_spec["email"], compliance_spec["email"])
+    member = _acting(session, runtime, member_spec["email"], member_spec["password"])
+    if session.scalar(select(Conversation.id).where(Conversation.member_id == member.id)):
+        return
+    ConsentService(session, runtime).grant(member, "2026-01")
+    started = (
+        MemberConversationService(session, runtime)
+        .start(
+            member,
+            subject="Persistent cough",
+            body="I have had a dry cough for two weeks, worse at night. No fever. "
+            "Should I see someone?",
+        )
+        .result
+    )
+    doctor = _acting(session, runtime, doctor_spec["email"], doctor_spec["password"])
+    ConversationService(session, runtime).send(
+        doctor,
+        started.id,
+        "Thank you for writing. A dry cough lasting two weeks is common after a cold, but it "
+        "should be checked if it lasts beyond three weeks or if you become short of breath. "
+        "Does anything make it worse, such as lying down or cold air?",
+    )
+
+
+@click.command("demo", help="Create demo accounts for local use and print how to sign in.")
+@json_option
+@with_appcontext
+@cli_errors
+def demo(as_json: bool) -> None:
+    runtime = loaded_runtime()
+    if runtime.settings.is_production:
+        fail("demo accounts are refused in production")
+    with runtime.database.transaction() as session:
+        audit.set_context(session, CLI_CONTEXT)
+        accounts = seed_demo(session, runtime)
+    if as_json:
+        emit(True, {"accounts": accounts}, "")
+        return
+    lines = ["Demo accounts (local use only):"]
+    for item in accounts:
+        line = f"  {item['role']:<11} {item['email']:<28} password: {item['password']}"
+        if item.get("totp_secret"):
+            line += f"  TOTP secret: {item['totp_secret']}"
+        lines.append(line)
+    base = runtime.settings.public_base_url
+    lines += [
+        "Staff sign in with a TOTP code: .venv/bin/python -m medchat.cli.totp_code SECRET",
+        f"Doctor's console: {base}/console/login (the member's question is waiting there)",
+        f"Member API: POST {base}/api/v1/auth/token, then GET {base}/api/v1/conversations",
+    ]
+    click.echo("\n".join(lines))

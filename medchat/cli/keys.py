@@ -1,0 +1,315 @@
+"""``medchat keys``: server keys, role-key bootstrap, rotation, status, re-wraps and re-seals.
+
+Commands that open role keys (``rotate``, ``rewrap``, ``reseal-content``) ask a current holder
+for their password and TOTP code: nothing on the server can open a conversation key on its own.
+Conventions as in ``medchat.cli.output`` (``--json``, one-line errors, exit codes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from flask.cli import with_appcontext
+
+from medchat import audit
+from medchat.cli.output import (
+    CLI_CONTEXT,
+    ProgressBar,
+    cli_errors,
+    emit,
+    fail,
+    json_option,
+    loaded_runtime,
+)
+from medchat.services.context import Runtime
+
+
+@click.group("keys", help="Key custody.")
+def keys_group() -> None:
+    pass
+
+
+@keys_group.command("server-init", help="Create the server key files missing from MEDCHAT_KEY_DIR.")
+@json_option
+@cli_errors
+def keys_server_init(as_json: bool) -> None:
+    """Needs no application: production refuses to start until these files exist."""
+    from access_control.key_directory import KEY_NAMES, load_server_keys
+    from medchat.config import Settings
+
+    directory = Settings.from_env().key_dir
+    existed = {name for name in KEY_NAMES if (directory / f"{name}.key").exists()}
+    load_server_keys(directory, create_missing=True)
+    created = sorted(set(KEY_NAMES) - existed)
+    emit(
+        as_json,
+        {"key_dir": str(directory), "created": created, "kept": sorted(existed)},
+        f"{directory}: created {', '.join(created) or 'nothing'}; kept {len(existed)} existing",
+    )
+
+
+@keys_group.command("init", help="Create the role keys and seal them to their first holders.")
+@click.option("--clinician", required=True, help="E-mail of an enrolled clinician.")
+@click.option("--compliance", required=True, help="E-mail of an enrolled compliance officer.")
+@json_option
+@with_appcontext
+@cli_errors
+def keys_init(clinician: str, compliance: str, as_json: bool) -> None:
+    from medchat.services.role_keys import RoleKeyService
+
+    runtime = loaded_runtime()
+    with runtime.database.transaction() as session:
+        audit.set_context(session, CLI_CONTEXT)
+        keys = RoleKeyService(session, runtime).initialise(clinician, compliance)
+    emit(
+        as_json,
+        {
+            "physician_key_id": str(keys.physician_key_id),
+            "archive_key_id": str(keys.archive_key_id),
+            "physician_fingerprint": keys.physician_fingerprint,
+            "archive_fingerprint": keys.archive_fingerprint,
+            "pin_file": str(runtime.pins.path),
+        },
+        f"physician role key {keys.physician_key_id} ({keys.physician_fingerprint})\n"
+        f"archive role key   {keys.archive_key_id} ({keys.archive_fingerprint})\n"
+        f"pinned in {runtime.pins.path}",
+    )
+
+
+def _signed_in_holder(runtime: Runtime, email: str, password: str, code: str) -> Any:
+    """The holder as a principal with the keys their password opens, after password and TOTP.
+
+    The same checks as signing in (same failures, audited the same way); the keys stay in
+    this process's memory and no session row is written.
+    """
+    from access_control.password_kdf import Password
+    from medchat.errors import InvalidCredentials
+    from medchat.identity.principal import Principal
+    from medchat.models import AccountStatus
+    from medchat.services.authentication import AuthenticationService
+
+    with runtime.database.transaction() as session:
+        audit.set_context(session, CLI_CONTEXT)
+        authentication = AuthenticationService(session, runtime)
+        typed = Password(password)
+        account = authentication.check_password(email, typed, address=None)
+        if not authentication.check_second_factor(account, code):
+            raise InvalidCredentials("This command needs an account with two-factor sign-in.")
+        if account.status != AccountStatus.ACTIVE:
+            raise InvalidCredentials
+        keyring = runtime.custody(session).open_keyring(account.id, typed)
+        audit.record(
+            session,
+            "auth.login",
+            target_type="account",
+            target_id=account.id,
+            details={"mfa": True, "via": "cli"},
+        )
+    return Principal.in_process(account, keyring)
+
+
+@keys_group.command("rotate", help="Replace a role key: re-seal every wrap, retire the old key.")
+@click.option("--role", type=click.Choice(["physician", "archive"]), required=True)
+@click.option("--email", help="E-mail of a current holder of the role key (asked if missing).")
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 20_000),
+    default=1000,
+    show_default=True,
+    help="Wraps re-sealed per transaction.",
+)
+@click.option(
+    "--prepare-only",
+    is_flag=True,
+    help="Pin and grant the new key, stop before activating it (copy role-pins.json first).",
+)
+@json_option
+@with_appcontext
+@cli_errors
+def keys_rotate(
+    role: str, email: str | None, batch: int, prepare_only: bool, as_json: bool
+) -> None:
+    """Nothing on the server opens a DEK alone: a current holder signs in here (password and
+    one-time code) and the rotation runs with their keys. An unfinished rotation resumes.
+
+    Under ``MEDCHAT_ROLE_KEY_PINS`` the run stops for the operator to pin the new key: the
+    prompt (stdout; ``--json``: ``{"pin_required": {...}}``) names the key, who started the
+    rotation and when, to confirm before pinning; exit 1 with the one-line reason."""
+    from medchat.errors import RowIntegrityFailure
+    from medchat.keys.rotation import PinRequired, RotationService
+    from medchat.models import KeyRole
+
+    runtime = loaded_runtime()
+    email = email or click.prompt("E-mail of a current holder", err=True)
+    password = click.prompt("Password", hide_input=True, err=True)
+    code = click.prompt("One-time code", err=True)
+    progress = ProgressBar(enabled=not as_json, label="re-sealing wraps")
+    try:
+        actor = _signed_in_holder(runtime, email, password, code)
+        result = RotationService(
+            runtime,
+            actor,
+            KeyRole(role),
+            batch_size=batch,
+            progress=progress,
+            audit_context=audit.AuditContext(actor_id=actor.id, actor_role="cli", address="cli"),
+        ).run(prepare_only=prepare_only)
+    except PinRequired as stop:
+        progress.close()
+        request = stop.request
+        emit(as_json, {"pin_required": request.as_dict()}, request.prompt())
+        fail(str(stop))
+    except RowIntegrityFailure as refused:
+        progress.close()
+        fail(
+            f"{refused} ({refused.table or 'a key row'}): it was written around the service. "
+            "Nothing was pinned, granted or sealed; pin no key this run named, and see the "
+            "integrity.row_refused audit entry (docs/security.md, 'Rotate a role key')"
+        )
+    finally:
+        progress.close()
+    if result.retired:
+        text = f"v{result.from_version} retired" + ("" if result.unpin else " and unpinned")
+    elif result.activated:
+        text = "stopped before the end; run the command again to resume"
+    else:
+        text = f"v{result.to_version} pinned and granted, not active yet; run again to activate"
+    emit(
+        as_json,
+        {
+            "role": result.role,
+            "from_version": result.from_version,
+            "to_version": result.to_version,
+            "resealed": result.resealed,
+            "grants": result.grants,
+            "retired": result.retired,
+        },
+        f"{result.role} role key v{result.from_version} -> v{result.to_version} "
+        f"({result.fingerprint}): {result.resealed} wraps re-sealed, {result.grants} grants; "
+        + text,
+    )
+    if result.unpin:
+        click.echo(
+            f"note: remove {result.role}:{result.unpin} from MEDCHAT_ROLE_KEY_PINS on every host",
+            err=True,
+        )
+
+
+@keys_group.command("status", help="Role-key versions: wraps, holders, rotations due and running.")
+@json_option
+@with_appcontext
+@cli_errors
+def keys_status(as_json: bool) -> None:
+    from medchat.keys.status import key_status
+
+    runtime = loaded_runtime()
+    with runtime.database.transaction() as session:
+        status = key_status(session, runtime.custody(session))
+    lines = []
+    for v in status.versions:
+        line = (
+            f"{v.role:<9} v{v.version:<3} {v.status:<8} {v.fingerprint[:16]}  "
+            f"pinned: {'yes' if v.pinned else 'no':<3}  wraps: {v.wraps:<8} holders: {v.holders}"
+        )
+        if v in status.due():
+            line += f"  ROTATION DUE since {v.rotation_due_since} ({v.rotation_due_reason})"
+        lines.append(line)
+    for r in status.rotations:
+        state = "re-sealing" if r.activated_at else "not active yet"
+        lines.append(
+            f"rotation {r.role} v{r.from_version} -> v{r.to_version} ({state}): "
+            f"{r.resealed} re-sealed, {r.remaining} left; 'medchat keys rotate' resumes it"
+        )
+    emit(as_json, status.as_dict(), "\n".join(lines) or "no role keys yet (medchat keys init)")
+
+
+@keys_group.command("rewrap", help="Re-seal members' histories after password resets.")
+@click.option("--email", help="E-mail of a clinician holding the physician key (asked if missing).")
+@click.option("--batch", type=click.IntRange(1, 10_000), default=200, show_default=True)
+@json_option
+@with_appcontext
+@cli_errors
+def keys_rewrap(email: str | None, batch: int, as_json: bool) -> None:
+    """Drain the whole re-wrap queue with a clinician's keys (password and one-time code are
+    asked), for when no clinician request drains it in passing. Exit 1 if some stay queued."""
+    from medchat.keys.rewrap import DrainResult, RewrapQueue
+
+    runtime = loaded_runtime()
+    email = email or click.prompt("E-mail of a clinician", err=True)
+    password = click.prompt("Password", hide_input=True, err=True)
+    actor = _signed_in_holder(runtime, email, password, click.prompt("One-time code", err=True))
+    context = audit.AuditContext(actor_id=actor.id, actor_role="cli", address="cli")
+    total, remaining = DrainResult(), 0
+    while True:
+        with runtime.database.transaction() as session:
+            audit.set_context(session, context)
+            step = RewrapQueue(session, runtime).drain(actor, batch)
+            remaining = RewrapQueue(session, runtime).pending()
+        total.add(step)
+        if not as_json:
+            click.echo(f"re-sealed {total.rewrapped}, {remaining} waiting", err=True)
+        if not step.progressed or remaining == 0:
+            break
+    summary = {**vars(total), "remaining": remaining}
+    emit(as_json, summary, f"{total.rewrapped} conversations re-sealed, {remaining} waiting")
+    if remaining:
+        fail(f"{remaining} conversations stay queued (see the log for why)")
+
+
+@keys_group.command(
+    "reseal-content", help="Re-seal older conversations' content to the current binding."
+)
+@click.option("--email", help="E-mail of a clinician holding the physician key (asked if missing).")
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 10_000),
+    default=100,
+    show_default=True,
+    help="Conversations re-sealed per transaction.",
+)
+@click.option(
+    "--max-batches", type=click.IntRange(1), default=None, help="Stop after this many batches."
+)
+@json_option
+@with_appcontext
+@cli_errors
+def keys_reseal_content(
+    email: str | None, batch: int, max_batches: int | None, as_json: bool
+) -> None:
+    """Bind every live conversation's content to its author, order and placement (format 2)
+    with a clinician's keys (password and one-time code are asked): nothing on the server opens
+    a DEK alone. Resumes where it stopped; exit 1 if some conversations are refused."""
+    from medchat.keys.content_resealing import ContentResealer
+
+    runtime = loaded_runtime()
+    email = email or click.prompt("E-mail of a clinician", err=True)
+    password = click.prompt("Password", hide_input=True, err=True)
+    actor = _signed_in_holder(runtime, email, password, click.prompt("One-time code", err=True))
+    progress = ProgressBar(enabled=not as_json, label="re-sealing content")
+    try:
+        result = ContentResealer(
+            runtime,
+            actor,
+            batch_size=batch,
+            progress=progress,
+            audit_context=audit.AuditContext(actor_id=actor.id, actor_role="cli", address="cli"),
+        ).run(max_batches=max_batches)
+    finally:
+        progress.close()
+    refused = len(result.refused)
+    summary = {
+        "resealed": result.resealed,
+        "refused": [str(i) for i in result.refused],
+        "remaining": result.remaining,
+        "finished": result.finished,
+    }
+    text = f"{result.resealed} conversations re-sealed, {result.remaining} left in format 1"
+    if not result.finished:
+        text += "; stopped by --max-batches, run again to resume"
+    emit(as_json, summary, text)
+    if refused:
+        fail(
+            f"{refused} conversations were refused and stay in format 1 "
+            "(see the content.reseal_refused audit entries)"
+        )

@@ -1,0 +1,333 @@
+"""Per-conversation keys, wrapped for three holders and checked on every unwrap.
+
+SECURITY-MODEL 1-2 and 10: each conversation has its own random 256-bit DEK, stored only as
+HPKE wraps for the physician role key, the member's personal key and the compliance archive
+key; while the conversation is live its archive wrap is gated by a server key
+(``medchat.archive.gate``), so the archive key opens sealed records only. Sealing needs only
+public keys (so any code path can create a conversation); each is checked first: role keys
+against the deployment's pins, the member's key against its integrity tag. The conversation
+row keeps a commitment to the DEK and a tag over (conversation, member, commitment, content
+format) made with the integrity key outside the database: a wrap
+swapped for one sealing a key of someone else's choosing opens to a DEK that fails the
+commitment, and a commitment swapped with it fails the tag. Either way the read is refused,
+never silently served. Content itself is sealed by ``medchat.keys.sealing`` under the DEK this
+module returns, in the format the tag vouches for (``conversations.content_version`` is the
+tag's version), so a writer who sets a conversation back to the older, weaker format fails it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
+
+from access_control import crypto, hybrid_kem
+from access_control.keyring import Keyring
+from access_control.unwrap_memo import UnwrapMemo
+from medchat.archive.gate import GATED, ArchiveGate, must_gate
+from medchat.errors import KeyIntegrityFailure, NotFound
+from medchat.keys.custody import KeyCustody
+from medchat.keys.sealing import CURRENT_FORMAT
+from medchat.models import Conversation, ConversationKeyWrap, Holder, KeyRole
+
+_KEY_SET_PURPOSE = "conversation-keys"
+
+#: The wraps of one conversation for one holder (every read and send asks): usually one,
+#: two while a rotation or a re-wrap is under way.
+_WRAPS = select(ConversationKeyWrap.recipient_key_id, ConversationKeyWrap.wrap).where(
+    ConversationKeyWrap.conversation_id == bindparam("conversation_id"),
+    ConversationKeyWrap.holder == bindparam("holder"),
+)
+
+
+def wrap_purpose(holder: str) -> str:
+    """The holder is part of the HPKE info: a member wrap cannot pose as a physician wrap."""
+    return f"{hybrid_kem.PURPOSE_CONVERSATION_DEK}/{holder}"
+
+
+def _key_set_tag(integrity_key: bytes, conversation: Conversation) -> bytes:
+    """The tag's version is the conversation's content format (``medchat.keys.sealing``)."""
+    return crypto.key_integrity_tag(
+        integrity_key,
+        owner_id=conversation.id,
+        key_id=conversation.member_id.bytes,
+        key_bytes=conversation.key_commitment,
+        purpose=_KEY_SET_PURPOSE,
+        version=conversation.content_version,
+    )
+
+
+def seal_wrap(
+    recipient: hybrid_kem.KemPublicKey,
+    dek: bytes,
+    *,
+    holder: str,
+    recipient_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+) -> bytes:
+    """The wrap of ``dek`` for one holder: HPKE info binds purpose, recipient, conversation."""
+    return hybrid_kem.wrap_key_to(
+        recipient,
+        dek,
+        recipient_id=recipient_id,
+        context_id=conversation_id,
+        purpose=wrap_purpose(holder),
+    )
+
+
+class ConversationKeys:
+    """Creates a conversation's DEK and its wraps; opens it for a caller's keyring."""
+
+    def __init__(
+        self, session: Session, custody: KeyCustody, integrity_key: bytes, gate: ArchiveGate
+    ) -> None:
+        self.session = session
+        self.custody = custody
+        self._integrity_key = integrity_key
+        self._gate = gate
+        # Process memory shared by the sessions of this database (``Database.info``).
+        self._memo: UnwrapMemo | None = session.info.get("unwrap_memo")
+
+    def new_key(self, conversation: Conversation, now: datetime) -> bytes:
+        """Generate the DEK, wrap it for the three holders, set commitment and tag.
+
+        The conversation is new, hence live: its archive wrap is gated (``add_wrap``).
+
+        Raises ``KeysNotInitialized`` before ``keys init``, ``KeyIntegrityFailure`` if a role
+        key is not pinned or the member's key fails its tag: nothing is sealed then.
+        """
+        physician = self.custody.active_role_key(KeyRole.PHYSICIAN)
+        archive = self.custody.active_role_key(KeyRole.ARCHIVE)
+        member = self.custody.verified_personal_key(conversation.member_id)
+        dek = crypto.generate_key()
+        conversation.key_commitment = crypto.key_commitment(dek, conversation.id)
+        conversation.content_version = CURRENT_FORMAT
+        conversation.key_tag = _key_set_tag(self._integrity_key, conversation)
+        recipients = (
+            (Holder.PHYSICIAN, physician.id, physician.public_key, physician.key_id),
+            (Holder.ARCHIVE, archive.id, archive.public_key, archive.key_id),
+            (Holder.MEMBER, conversation.member_id, member.public_key, member.key_id),
+        )
+        for holder, recipient_id, public_key, key_id in recipients:
+            self.add_wrap(conversation, dek, holder, recipient_id, public_key, key_id, now)
+        return dek
+
+    def add_wrap(
+        self,
+        conversation: Conversation,
+        dek: bytes,
+        holder: str,
+        recipient_id: uuid.UUID,
+        public_key: bytes,
+        key_id: bytes,
+        now: datetime,
+    ) -> None:
+        """Seal ``dek`` to one more recipient (new conversation, re-wrap).
+
+        An archive wrap is stored gated unless the conversation is sealed (nothing adds one
+        to a sealed conversation today). A rotation re-seals thousands at once with
+        ``open_wrap`` and ``seal_wrap`` and inserts the rows in bulk
+        (``medchat.keys.resealing``); the bytes are the same.
+        """
+        wrap = seal_wrap(
+            hybrid_kem.load_public_key(public_key),
+            dek,
+            holder=holder,
+            recipient_id=recipient_id,
+            conversation_id=conversation.id,
+        )
+        if must_gate(holder, conversation.status):
+            holder = GATED
+            wrap = self._gate.close(wrap, conversation_id=conversation.id, recipient_key_id=key_id)
+        self.session.add(
+            ConversationKeyWrap(
+                conversation_id=conversation.id,
+                holder=holder,
+                recipient_key_id=key_id,
+                wrap=wrap,
+                created_at=now,
+            )
+        )
+
+    def verify_conversation(self, conversation: Conversation) -> None:
+        """``verify_key_set`` for a loaded conversation row."""
+        self.verify_key_set(
+            conversation.id,
+            conversation.member_id,
+            conversation.key_commitment,
+            conversation.key_tag,
+            conversation.content_version,
+        )
+
+    def verify_key_set(
+        self,
+        conversation_id: uuid.UUID,
+        member_id: uuid.UUID,
+        commitment: bytes,
+        tag: bytes,
+        content_version: int,
+    ) -> None:
+        """Raise ``KeyIntegrityFailure`` unless the commitment and the content format are the
+        ones the tag vouches for."""
+        try:
+            crypto.verify_key_integrity(
+                self._integrity_key,
+                tag,
+                owner_id=conversation_id,
+                key_id=member_id.bytes,
+                key_bytes=commitment,
+                purpose=_KEY_SET_PURPOSE,
+                version=content_version,
+            )
+        except crypto.IntegrityCheckFailed as exc:
+            raise KeyIntegrityFailure("This conversation's key set was altered.") from exc
+
+    def retag(self, conversation: Conversation, content_version: int) -> None:
+        """Move a verified conversation to another content format: the tag is made anew.
+
+        Only for a caller that verified the old tag and re-sealed every row of the
+        conversation in this transaction (``medchat.keys.content_resealing``).
+        """
+        conversation.content_version = content_version
+        conversation.key_tag = _key_set_tag(self._integrity_key, conversation)
+
+    @staticmethod
+    def open_wrap(
+        wrap: bytes,
+        private_key: hybrid_kem.PrivateKeyHandle,
+        *,
+        holder: str,
+        recipient_id: uuid.UUID,
+        conversation_id: uuid.UUID,
+        commitment: bytes,
+    ) -> bytes:
+        """Unwrap a DEK and check it against the conversation's (verified) commitment.
+
+        Raises ``KeyIntegrityFailure`` when the wrap does not open or opens to another key:
+        a swapped wrap is refused, never used or re-sealed.
+        """
+        try:
+            dek = hybrid_kem.unwrap_key(
+                private_key,
+                wrap,
+                recipient_id=recipient_id,
+                context_id=conversation_id,
+                purpose=wrap_purpose(holder),
+            )
+            crypto.verify_key_commitment(dek, commitment, conversation_id)
+        except (crypto.DecryptionFailed, crypto.IntegrityCheckFailed) as exc:
+            raise KeyIntegrityFailure(
+                "This conversation's key does not match its commitment."
+            ) from exc
+        return dek
+
+    def open_key(
+        self,
+        conversation: Conversation,
+        keyring: Keyring,
+        holder: str,
+        *,
+        wraps: dict[bytes, bytes] | None = None,
+    ) -> bytes:
+        """The conversation's DEK, opened with a key the caller's session holds.
+
+        Raises ``NotFound`` when the caller holds no key with a wrap here (for a member, a
+        history that is not re-sealed yet) and ``KeyIntegrityFailure`` when the key set was
+        tampered with. ``wraps`` (recipient key id -> wrap) are the holder's wraps when the
+        caller read them already, in this transaction, with the conversation row.
+
+        A role holder's session opened before a rotation holds only the old role key, and the
+        rotation re-seals every wrap to the new one; the session's own personal key opens the
+        holder's current grants (exactly what signing in again would do), so it keeps reading
+        without a new sign-in. A revoked holder has no grants left, so this opens nothing.
+
+        ``holder`` is one of the three holders: an archive caller finds plain archive wraps
+        only (a sealed conversation's), never a gated one.
+        """
+        if holder not in (Holder.MEMBER, Holder.PHYSICIAN, Holder.ARCHIVE):
+            raise ValueError(f"no holder {holder!r} opens a conversation key")
+        self.verify_conversation(conversation)
+        if wraps is None:
+            wraps = dict(
+                self.session.execute(
+                    _WRAPS, {"conversation_id": conversation.id, "holder": holder}
+                ).all()
+            )
+        dek = self._recall(conversation, keyring, holder, wraps)
+        if dek is not None:
+            return dek
+        candidates = self._candidates(keyring, holder, conversation)
+        dek = self._open_with(conversation, holder, candidates, wraps, keyring)
+        if dek is None and holder != Holder.MEMBER and keyring.personal is not None:
+            held = self.custody.open_grants(keyring.account_id, keyring.personal)
+            fresher = self._candidates(
+                Keyring(keyring.account_id, roles=held), holder, conversation
+            )
+            for key_id in candidates:
+                fresher.pop(key_id, None)
+            dek = self._open_with(conversation, holder, fresher, wraps, None)
+        if dek is None:
+            raise NotFound("No key this session holds opens this conversation.")
+        return dek
+
+    def _recall(
+        self,
+        conversation: Conversation,
+        keyring: Keyring,
+        holder: str,
+        wraps: dict[bytes, bytes],
+    ) -> bytes | None:
+        """A DEK this session unwrapped before from one of these very wraps (``unwrap_memo``),
+        checked against the commitment like a fresh unwrap."""
+        if self._memo is None:
+            return None
+        for wrap in wraps.values():
+            dek = self._memo.recall(keyring, conversation.id, holder, wrap)
+            if dek is None:
+                continue
+            try:
+                crypto.verify_key_commitment(dek, conversation.key_commitment, conversation.id)
+            except crypto.IntegrityCheckFailed as exc:
+                raise KeyIntegrityFailure(
+                    "This conversation's key does not match its commitment."
+                ) from exc
+            return dek
+        return None
+
+    def _open_with(
+        self,
+        conversation: Conversation,
+        holder: str,
+        candidates: dict[bytes, tuple[uuid.UUID, hybrid_kem.PrivateKeyHandle]],
+        wraps: dict[bytes, bytes],
+        keyring: Keyring | None,
+    ) -> bytes | None:
+        for key_id, (recipient_id, private_key) in candidates.items():
+            wrap = wraps.get(key_id)
+            if wrap is None:
+                continue
+            dek = self.open_wrap(
+                wrap,
+                private_key,
+                holder=holder,
+                recipient_id=recipient_id,
+                conversation_id=conversation.id,
+                commitment=conversation.key_commitment,
+            )
+            if self._memo is not None and keyring is not None:
+                self._memo.remember(keyring, conversation.id, holder, wrap, dek)
+            return dek
+        return None
+
+    @staticmethod
+    def _candidates(
+        keyring: Keyring, holder: str, conversation: Conversation
+    ) -> dict[bytes, tuple[uuid.UUID, hybrid_kem.PrivateKeyHandle]]:
+        if holder == Holder.MEMBER:
+            if keyring.personal is None or keyring.account_id != conversation.member_id:
+                return {}
+            return {keyring.personal.key_id: (keyring.account_id, keyring.personal)}
+        role = KeyRole.PHYSICIAN if holder == Holder.PHYSICIAN else KeyRole.ARCHIVE
+        return {held.key.key_id: (held.role_key_id, held.key) for held in keyring.role_keys(role)}

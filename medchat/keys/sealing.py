@@ -1,0 +1,158 @@
+"""Content is sealed under the conversation's DEK, bound to its place (SECURITY-MODEL 1, 10).
+
+Subject, message bodies, attachment bytes, file names and types are each encrypted with
+AES-256-GCM under the DEK, with associated data that says where the ciphertext belongs, so a
+row copied, moved or relabelled by someone who can write the database fails to open.
+
+The associated data of each format, the one definition every writer and reader uses
+(``crypto.associated_data``: typed, length-prefixed parts)::
+
+    format 1 (PLACE)   message body     ("medchat/content/v1", conversation, message id, "body")
+                       attachment field ("medchat/content/v1", conversation, attachment id, field)
+    format 2 (BOUND)   message body     ("medchat/content/v2", conversation, message id, "body",
+                                         seq, author_role, author_id)
+                       attachment field ("medchat/content/v2", conversation, attachment id, field,
+                                         message id)
+    both               subject          ("medchat/content/v1", conversation, conversation,
+                                         "subject")
+
+Format 1 left the author, the sequence number and an attachment's message outside the
+ciphertext, so an SQL ``UPDATE`` could show a member's words as the doctor's, reorder a
+conversation or move a file to another message. Format 2 binds them. The subject's place is its
+conversation and nothing else, so both formats seal it alike.
+
+Every row of one conversation uses one format, ``conversations.content_version``. That column
+is a writer's to flip, so it is never trusted alone: the conversation's key-set tag (made with
+the integrity key outside the database, ``medchat.keys.conversation_keys``) covers it, and the
+version is read only from a row whose tag was verified when its DEK was opened. New
+conversations are format 2; older ones stay format 1 until ``medchat keys reseal-content``
+(``medchat.keys.content_resealing``) re-seals them.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+from typing import Protocol
+
+from access_control import crypto
+from medchat.models import Conversation
+
+_LABELS = {1: "medchat/content/v1", 2: "medchat/content/v2"}
+_SUBJECT_LABEL = _LABELS[1]
+
+
+class ContentFormat(enum.IntEnum):
+    """What a conversation's associated data binds (``conversations.content_version``)."""
+
+    #: Conversation, row and field: the place only.
+    PLACE = 1
+    #: Also a body's sequence number and author, and an attachment's message.
+    BOUND = 2
+
+
+#: The format of every conversation created now.
+CURRENT_FORMAT = ContentFormat.BOUND
+
+
+class MessagePlace(Protocol):
+    """What a message body is bound to besides its conversation (a ``Message`` or a row)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def author_role(self) -> str: ...
+    @property
+    def author_id(self) -> uuid.UUID: ...
+
+
+class AttachmentPlace(Protocol):
+    """What an attachment field is bound to besides its conversation (an ``Attachment``)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def message_id(self) -> uuid.UUID: ...
+
+
+@dataclass(frozen=True)
+class MessageLabel:
+    """A message's place before its row exists (a send seals the body, then inserts)."""
+
+    id: uuid.UUID
+    seq: int
+    author_role: str
+    author_id: uuid.UUID
+
+
+class ContentKey(crypto.SecretHandle):
+    """A conversation's DEK with the format its rows use: seals and opens their content.
+
+    Build it with ``for_conversation`` from a conversation whose DEK was just opened (the
+    opening verified the key-set tag, and with it the format). The AES-GCM key, its key id and
+    the (label, conversation) head of the associated data are made once, so a page of
+    messages pays for them once (``associated_data`` encodes each part on its own, so the
+    head's encoding is a prefix of every field's). Raises ``crypto.DecryptionFailed`` from
+    every ``open_*`` when the ciphertext was moved, relabelled, altered or is foreign.
+    """
+
+    __slots__ = ("_aad_head", "_conversation_id", "_key", "format")
+
+    def __init__(self, dek: bytes, conversation_id: uuid.UUID, content_format: int) -> None:
+        self.format = ContentFormat(content_format)
+        self._key = crypto.AeadKey(dek)
+        self._conversation_id = conversation_id
+        self._aad_head = crypto.associated_data(_LABELS[self.format], conversation_id)
+
+    @classmethod
+    def for_conversation(cls, dek: bytes, conversation: Conversation) -> ContentKey:
+        """The key for ``conversation``'s rows, in the format its verified key set names."""
+        return cls(dek, conversation.id, conversation.content_version)
+
+    def __repr__(self) -> str:
+        return f"ContentKey(conversation={self._conversation_id}, format={int(self.format)})"
+
+    # -- associated data: the one definition of each format ---------------------------------
+
+    def _body_aad(self, message: MessagePlace) -> bytes:
+        if self.format is ContentFormat.PLACE:
+            return self._aad_head + crypto.associated_data(message.id, "body")
+        return self._aad_head + crypto.associated_data(
+            message.id, "body", message.seq, message.author_role, message.author_id
+        )
+
+    def _attachment_aad(self, attachment: AttachmentPlace, field: str) -> bytes:
+        if self.format is ContentFormat.PLACE:
+            return self._aad_head + crypto.associated_data(attachment.id, field)
+        return self._aad_head + crypto.associated_data(attachment.id, field, attachment.message_id)
+
+    def _subject_aad(self) -> bytes:
+        conversation_id = self._conversation_id
+        return crypto.associated_data(_SUBJECT_LABEL, conversation_id, conversation_id, "subject")
+
+    # -- seal and open ------------------------------------------------------------------------
+
+    def seal_body(self, message: MessagePlace, text: str) -> bytes:
+        return self._key.seal(text.encode("utf-8"), self._body_aad(message))
+
+    def open_body(self, message: MessagePlace, sealed: bytes) -> str:
+        return self._key.open(sealed, self._body_aad(message)).decode("utf-8")
+
+    def seal_attachment(self, attachment: AttachmentPlace, field: str, data: bytes) -> bytes:
+        """``field`` is ``data``, ``filename`` or ``content_type``."""
+        return self._key.seal(data, self._attachment_aad(attachment, field))
+
+    def open_attachment(self, attachment: AttachmentPlace, field: str, sealed: bytes) -> bytes:
+        return self._key.open(sealed, self._attachment_aad(attachment, field))
+
+    def open_attachment_text(self, attachment: AttachmentPlace, field: str, sealed: bytes) -> str:
+        return self.open_attachment(attachment, field, sealed).decode("utf-8")
+
+    def seal_subject(self, text: str) -> bytes:
+        return self._key.seal(text.encode("utf-8"), self._subject_aad())
+
+    def open_subject(self, sealed: bytes) -> str:
+        return self._key.open(sealed, self._subject_aad()).decode("utf-8")

@@ -1,0 +1,164 @@
+"""The long-lived collaborators a service needs, built once per process.
+
+Services receive a database session and this ``Runtime`` (settings, server keys, clock,
+password hasher, profile cipher, the mail postman) instead of reaching into Flask's
+``current_app``, so they are plain Python and tested without HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from access_control.key_directory import ServerKeys, load_server_keys
+from access_control.password_kdf import ScryptParams
+from access_control.passwords import PasswordHasher
+from access_control.pins import RolePins
+from access_control.row_tags import RowTagger
+from access_control.sign_in_limits import SignInLimits
+from access_control.unwrap_memo import UnwrapMemo
+from medchat.archive.gate import ArchiveGate
+from medchat.archive.signing import ArchiveSigner, load_archive_signer
+from medchat.clock import Clock, SystemClock
+from medchat.config import Settings
+from medchat.db import Database
+from medchat.errors import ConfigurationError, KeyIntegrityFailure, RowIntegrityFailure
+from medchat.identity.tokens import TokenLifetimes
+from medchat.keys.conversation_keys import ConversationKeys
+from medchat.keys.custody import KeyCustody
+from medchat.keys.personal_data import ProfileCipher
+from medchat.models import RoleKey, RoleKeyStatus
+from medchat.services.mail import Mailer, Postman, mailer_from_url
+from medchat.storage.row_integrity import TAGGER
+
+
+@dataclass(frozen=True, repr=False)
+class Runtime:
+    settings: Settings
+    keys: ServerKeys
+    clock: Clock
+    hasher: PasswordHasher
+    profiles: ProfileCipher
+    database: Database
+    pins: RolePins
+    scrypt: ScryptParams
+    #: The adapter ``MEDCHAT_MAIL_URL`` names (SMTP relay or a folder of files).
+    mailer: Mailer
+    #: Delivers through ``mailer`` in the background, after the unit of work commits.
+    postman: Postman
+    #: Signs sealed-archive records and exports; checked against the pinned public key.
+    archive_signer: ArchiveSigner
+    #: Gates live conversations' archive wraps (``medchat.archive.gate``).
+    archive_gate: ArchiveGate
+    #: Failure budgets of sign-in and step-up, per account and address (shared storage).
+    sign_in_limits: SignInLimits
+
+    def __repr__(self) -> str:
+        return f"Runtime(env={self.settings.env!r})"
+
+    def custody(self, session: Session) -> KeyCustody:
+        """Key custody bound to a unit of work and to the current time."""
+        return KeyCustody(
+            session,
+            integrity_key=self.keys.integrity,
+            pins=self.pins,
+            scrypt=self.scrypt,
+            now=self.clock.now(),
+        )
+
+    def conversation_keys(self, session: Session) -> ConversationKeys:
+        return ConversationKeys(
+            session, self.custody(session), self.keys.integrity, self.archive_gate
+        )
+
+    def token_lifetimes(self, staff: bool) -> TokenLifetimes:
+        return TokenLifetimes(
+            access=self.settings.access_token_ttl,
+            refresh=self.settings.refresh_token_ttl(staff),
+        )
+
+
+def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
+    """Load keys (generating them only in development) and connect the database.
+
+    Raises ``ConfigurationError`` when the archive-signing key does not match its pin (or, in
+    production, has none): see ``medchat.archive.signing``.
+    """
+    keys = load_server_keys(settings.key_dir, create_missing=not settings.is_production)
+    clock = clock or SystemClock()
+    database = Database(
+        settings.database_url,
+        info={
+            "audit_mac_key": keys.audit_mac,
+            "clock": clock,
+            # One per process (per app): shared by this database's sessions, never stored.
+            "unwrap_memo": UnwrapMemo(settings.unwrap_memo_seconds),
+            # Tags and checks the rows that make the server act (``medchat.storage.row_integrity``).
+            TAGGER: RowTagger(keys.integrity),
+        },
+    )
+    mailer = mailer_from_url(settings.mail_url)
+    # One cost for both uses of scrypt: the password hash's pre-hash and the personal key's
+    # seal share a run only when their costs agree (access_control.password_kdf).
+    scrypt = ScryptParams(log2_n=settings.scrypt_log2_n)
+    return Runtime(
+        settings=settings,
+        keys=keys,
+        clock=clock,
+        hasher=PasswordHasher(settings.bcrypt_rounds, scrypt),
+        profiles=ProfileCipher(keys),
+        database=database,
+        pins=RolePins(settings.key_dir, settings.role_key_pins or None),
+        scrypt=scrypt,
+        mailer=mailer,
+        postman=Postman(mailer),
+        archive_signer=load_archive_signer(
+            keys.archive_signing,
+            settings.archive_signing_public_key,
+            production=settings.is_production,
+        ),
+        archive_gate=ArchiveGate(keys.archive_gate),
+        sign_in_limits=SignInLimits(settings.ratelimit_storage_uri, settings.ratelimit_key_prefix),
+    )
+
+
+def verify_role_key_pins(runtime: Runtime) -> None:
+    """Every role key in use must match a pinned fingerprint, or the service does not start.
+
+    A database not migrated yet has no role keys to check (``medchat db upgrade`` comes
+    first in every deployment). A database that does not answer cannot be checked: the
+    process starts, ``/readyz`` says 503, and every seal still checks the pins itself.
+    """
+    try:
+        with runtime.database.transaction() as session:
+            if not inspect(session.connection()).has_table(RoleKey.__tablename__):
+                return
+            custody = runtime.custody(session)
+            in_use = select(RoleKey).where(RoleKey.status != RoleKeyStatus.RETIRED)
+            try:
+                rows = list(session.scalars(in_use))
+            except RowIntegrityFailure as exc:
+                raise ConfigurationError(
+                    "refusing to start: a role key row fails its integrity tag (written around "
+                    "the service; see the audit log's integrity.row_refused)"
+                ) from exc
+            for row in rows:
+                if custody.awaiting_pin(row):
+                    # A rotation's new key not yet in MEDCHAT_ROLE_KEY_PINS: nothing is sealed
+                    # to it, so a host restarted before the operator added it still starts.
+                    continue
+                try:
+                    custody.require_pinned(row)
+                except KeyIntegrityFailure as exc:
+                    raise ConfigurationError(
+                        f"refusing to start: the {row.role} role key version {row.version} "
+                        f"({row.fingerprint}) is not pinned by this deployment"
+                    ) from exc
+    except DBAPIError:
+        logging.getLogger("medchat.startup").warning(
+            "the database does not answer; role-key pins are checked at each seal instead"
+        )

@@ -1,0 +1,27 @@
+"""Request-scoped access to the runtime and the unit of work (HTTP layer only).
+
+Blueprints call ``db_session()`` and ``runtime()`` and hand both to a service; services never
+import this module.
+"""
+
+from __future__ import annotations
+
+from flask import current_app, g
+from sqlalchemy.orm import Session
+
+from medchat.services.context import Runtime
+
+
+def runtime() -> Runtime:
+    return current_app.extensions["medchat"]  # type: ignore[no-any-return]
+
+
+def db_session() -> Session:
+    """The request's session; opened at the start of every request."""
+    return g.db  # type: ignore[no-any-return]
+
+
+def account_limit_key(email: str) -> str:
+    """The per-account lockout bucket: the e-mail's blind index, shared by the API and the
+    console, so failures through either count toward one lockout (no address is stored)."""
+    return "account:" + runtime().profiles.email_index(email).hex()

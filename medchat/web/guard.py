@@ -1,0 +1,82 @@
+"""Every view declares its permission; the declaration is the check.
+
+``@requires(Permission.X)`` raises before the view runs when the caller may not use it, and
+marks the view so the app can refuse to start with an undeclared route under ``/api``
+(``check_routes_declare_permissions``), as warehouse's API views do.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Flask
+from flask_login import current_user
+
+from access_control.permissions import Permission, require
+from medchat.errors import NotAuthenticated
+from medchat.identity.principal import Principal
+
+F = TypeVar("F", bound=Callable[..., Any])
+PERMISSION_ATTRIBUTE = "required_permission"
+
+
+def current_principal() -> Principal | None:
+    user = current_user
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return user._get_current_object()  # type: ignore[no-any-return,union-attr]
+
+
+def signed_in() -> Principal:
+    """The caller of a view guarded by ``requires`` (never anonymous there)."""
+    principal = current_principal()
+    if principal is None:
+        raise NotAuthenticated
+    return principal
+
+
+def requires(permission: Permission) -> Callable[[F], F]:
+    """Refuse callers without ``permission`` before the view runs.
+
+    Place it directly under ``@bp.route``: decorators below it (``@bp.arguments``) run after
+    the check, so an anonymous or unauthorised caller learns nothing from body validation.
+    """
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if permission is Permission.PUBLIC:
+                return view(*args, **kwargs)
+            principal = current_principal()
+            require(
+                principal.role if principal else None,
+                permission,
+                mfa_verified=principal.mfa_verified if principal else False,
+                mfa_needed=principal.mfa_needed if principal else False,
+            )
+            return view(*args, **kwargs)
+
+        setattr(guarded, PERMISSION_ATTRIBUTE, permission)
+        return guarded  # type: ignore[return-value]
+
+    return decorator
+
+
+def declared_permission(view: Callable[..., Any]) -> Permission | None:
+    return getattr(view, PERMISSION_ATTRIBUTE, None)
+
+
+def check_routes_declare_permissions(app: Flask, prefix: str = "/api/") -> None:
+    """Refuse to run if any route under ``prefix`` lacks a ``@requires`` declaration."""
+    missing = []
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith(prefix) or rule.endpoint.startswith("api-docs."):
+            continue
+        if rule.rule.endswith("/openapi.json"):
+            continue
+        if declared_permission(app.view_functions[rule.endpoint]) is None:
+            missing.append(rule.rule)
+    if missing:
+        raise RuntimeError(f"routes without a declared permission: {sorted(missing)}")

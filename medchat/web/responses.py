@@ -1,0 +1,56 @@
+"""Answers the API and the console shape alike: created resources (with the idempotent-replay
+header), message and conversation pages with their opaque cursors, and attachment downloads
+(always a download, typed by content, ``nosniff``, never cached)."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from flask import Response, jsonify
+
+from medchat.files.names import content_disposition
+from medchat.schemas.conversations import message_json
+from medchat.services.attachments import AttachmentFile
+from medchat.services.conversation_pages import ActivityPosition, Page
+from medchat.services.idempotency import Created
+from medchat.web.cursors import encode_activity_cursor, encode_cursor
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+def created(outcome: Created[Any]) -> tuple[Any, int, dict[str, str]]:
+    """201 with the resource; a replay says so in a header (the body is the same)."""
+    headers = {REPLAYED_HEADER: "true"} if outcome.replayed else {}
+    return outcome.result, 201, headers
+
+
+def activity_page(page: Page) -> dict[str, Any]:
+    """A conversation page with its opaque cursor (the last one's activity time and id)."""
+    position = cast(ActivityPosition | None, page.next_cursor)
+    return {"items": page.items, "next_cursor": encode_activity_cursor(position)}
+
+
+def created_message(outcome: Created[Any]) -> tuple[Response, int, dict[str, str]]:
+    """``created`` for a message, shaped as ``MessageSchema`` dumps it (``message_json``)."""
+    response, status, headers = created(outcome)
+    return jsonify(message_json(response)), status, headers
+
+
+def message_page(page: Page) -> Response:
+    """A message page with its opaque cursor (the sequence number the page ended on).
+
+    Shaped as ``MessagePageSchema`` dumps it, without marshmallow (``message_json``): a view
+    returning a response is passed through by flask-smorest, which still documents the
+    schema.
+    """
+    cursor = None if page.next_cursor is None else encode_cursor(page.next_cursor)
+    return jsonify({"items": [message_json(m) for m in page.items], "next_cursor": cursor})
+
+
+def download_response(opened: AttachmentFile) -> Response:
+    """The decrypted file as a download, never rendered (the console uses it too)."""
+    response = Response(opened.data, mimetype=opened.content_type)
+    response.headers["Content-Disposition"] = content_disposition(opened.filename)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "no-store"
+    return response
