@@ -79,10 +79,10 @@ class Setup:
 
     def __init__(self, env: Environment) -> None:
         from medchat.config import Settings
-        from medchat.services.context import build_runtime
+        from medchat.services.context import build_service_context
 
         self.env = env
-        self.runtime = build_runtime(Settings.from_env(environ=env.medchat_env()))
+        self.runtime = build_service_context(Settings.from_env(environ=env.medchat_env()))
         self.staff: dict[str, tuple[uuid.UUID, str, str]] = {}  # name -> id, email, totp secret
 
     def close(self) -> None:

@@ -97,11 +97,11 @@ class MedchatSeeder:
 
     def __init__(self, env: Environment) -> None:
         from medchat.config import Settings
-        from medchat.services.context import build_runtime
+        from medchat.services.context import build_service_context
 
         self.env = env
         self.settings = Settings.from_env(environ=env.medchat_env())
-        self.runtime = build_runtime(self.settings)
+        self.runtime = build_service_context(self.settings)
         self.clinician_id: uuid.UUID | None = None
         self._keyrings: dict[uuid.UUID, Any] = {}
 

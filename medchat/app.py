@@ -32,7 +32,7 @@ from medchat.config import Settings
 from medchat.console import cookie as console_cookie
 from medchat.console import security as console_security
 from medchat.schemas.common import ErrorSchema
-from medchat.services.context import build_runtime, verify_role_key_pins
+from medchat.services.context import build_service_context, verify_role_key_pins
 from medchat.web import bearer, throttling
 from medchat.web import json_bodies as http_json
 from medchat.web import rewrap_drain as http_rewrap
@@ -69,7 +69,7 @@ def create_app(
     inspect and repair keys.
     """
     settings = Settings.from_env(overrides=config)
-    runtime = build_runtime(settings, clock)
+    runtime = build_service_context(settings, clock)
     if check_pins:
         verify_role_key_pins(runtime)
 

@@ -19,7 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from medchat import create_app
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from tests.support.clock import ManualClock
 from tests.support.databases import backends, empty_all_tables, fresh_database
 
@@ -72,7 +72,7 @@ def make_app(database_url: str, key_dir: Path, clock: ManualClock) -> Iterator[A
 
     yield _make
     for app in built:
-        runtime: Runtime = app.extensions["medchat"]
+        runtime: ServiceContext = app.extensions["medchat"]
         empty_all_tables(runtime.database.engine)
         runtime.database.dispose()
 
@@ -88,5 +88,5 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def runtime(app: Flask) -> Runtime:
+def runtime(app: Flask) -> ServiceContext:
     return app.extensions["medchat"]  # type: ignore[no-any-return]

@@ -26,7 +26,7 @@ from medchat.identity.principal import Principal
 from medchat.models import AccountStatus, Conversation, KeyRole
 from medchat.services.accounts import AccountService, NewMember
 from medchat.services.consent import ConsentService
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.services.conversations import ConversationService
 from medchat.services.member_conversations import MemberConversationService
 from medchat.services.role_keys import RoleKeyService
@@ -63,7 +63,7 @@ DEMO_ACCOUNTS: tuple[dict[str, str], ...] = (
 )
 
 
-def seed_demo(session: Session, runtime: Runtime) -> list[dict[str, Any]]:
+def seed_demo(session: Session, runtime: ServiceContext) -> list[dict[str, Any]]:
     """Create (or find) the demo accounts; return how to sign in as each."""
     service = AccountService(session, runtime)
     out = []
@@ -110,7 +110,7 @@ def seed_demo(session: Session, runtime: Runtime) -> list[dict[str, Any]]:
     return out
 
 
-def _acting(session: Session, runtime: Runtime, email: str, password: str) -> Principal:
+def _acting(session: Session, runtime: ServiceContext, email: str, password: str) -> Principal:
     """The demo person, with the keys their password opens; what follows is audited as theirs
     (from the address ``cli``), so the member's access log shows the doctor's answer."""
     account = AccountService(session, runtime).find_by_email(email)
@@ -122,7 +122,7 @@ def _acting(session: Session, runtime: Runtime, email: str, password: str) -> Pr
     return Principal.in_process(account, keyring)
 
 
-def _seed_keys_and_conversation(session: Session, runtime: Runtime) -> None:
+def _seed_keys_and_conversation(session: Session, runtime: ServiceContext) -> None:
     """``keys init`` for the demo doctor and officer, then one question and its answer."""
     member_spec, doctor_spec, compliance_spec = DEMO_ACCOUNTS[0], DEMO_ACCOUNTS[1], DEMO_ACCOUNTS[2]
     custody = runtime.custody(session)

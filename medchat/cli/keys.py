@@ -22,7 +22,7 @@ from medchat.cli.output import (
     json_option,
     loaded_runtime,
 )
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 
 
 @click.group("keys", help="Key custody.")
@@ -77,7 +77,7 @@ def keys_init(clinician: str, compliance: str, as_json: bool) -> None:
     )
 
 
-def _signed_in_holder(runtime: Runtime, email: str, password: str, code: str) -> Any:
+def _signed_in_holder(runtime: ServiceContext, email: str, password: str, code: str) -> Any:
     """The holder as a principal with the keys their password opens, after password and TOTP.
 
     The same checks as signing in (same failures, audited the same way); the keys stay in
@@ -233,7 +233,7 @@ def keys_status(as_json: bool) -> None:
 def keys_rewrap(email: str | None, batch: int, as_json: bool) -> None:
     """Drain the whole re-wrap queue with a clinician's keys (password and one-time code are
     asked), for when no clinician request drains it in passing. Exit 1 if some stay queued."""
-    from medchat.keys.rewrap import DrainResult, RewrapQueue
+    from medchat.keys.member_rewrap import DrainResult, RewrapQueue
 
     runtime = loaded_runtime()
     email = email or click.prompt("E-mail of a clinician", err=True)
@@ -280,7 +280,7 @@ def keys_reseal_content(
     """Bind every live conversation's content to its author, order and placement (format 2)
     with a clinician's keys (password and one-time code are asked): nothing on the server opens
     a DEK alone. Resumes where it stopped; exit 1 if some conversations are refused."""
-    from medchat.keys.content_resealing import ContentResealer
+    from medchat.keys.content_upgrade import ContentResealer
 
     runtime = loaded_runtime()
     email = email or click.prompt("E-mail of a clinician", err=True)

@@ -19,12 +19,12 @@ from flask import current_app
 
 from medchat import audit
 from medchat.errors import ConfigurationError, MedchatError
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 
 
-def loaded_runtime() -> Runtime:
+def loaded_runtime() -> ServiceContext:
     """The service context of the app the command group loaded (``with_appcontext``)."""
     return current_app.extensions["medchat"]  # type: ignore[no-any-return]
 

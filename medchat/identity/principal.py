@@ -147,4 +147,3 @@ class Principal:
                 except DecryptionFailed as exc:
                     raise InvalidToken from exc
         return self._keyring
-

@@ -129,7 +129,7 @@ class ConversationKeys:
         An archive wrap is stored gated unless the conversation is sealed (nothing adds one
         to a sealed conversation today). A rotation re-seals thousands at once with
         ``open_wrap`` and ``seal_wrap`` and inserts the rows in bulk
-        (``medchat.keys.resealing``); the bytes are the same.
+        (``medchat.keys.rotation_wraps``); the bytes are the same.
         """
         wrap = seal_wrap(
             hybrid_kem.load_public_key(public_key),
@@ -188,7 +188,7 @@ class ConversationKeys:
         """Move a verified conversation to another content format: the tag is made anew.
 
         Only for a caller that verified the old tag and re-sealed every row of the
-        conversation in this transaction (``medchat.keys.content_resealing``).
+        conversation in this transaction (``medchat.keys.content_upgrade``).
         """
         conversation.content_version = content_version
         conversation.key_tag = _key_set_tag(self._integrity_key, conversation)

@@ -16,7 +16,7 @@ any point resumes where it stopped (``RoleKeyRotation`` keeps the state and the 
 3. **activate**: new key ACTIVE, old key RETIRING, in one transaction that waits for every
    transaction that read the old key as active (``KeyCustody.hold_sealing_lock``). From then on
    new conversations seal to the new key; the old key still opens the wraps not yet re-sealed.
-4. **re-seal**, in batches with a committed cursor (``medchat.keys.resealing``).
+4. **re-seal**, in batches with a committed cursor (``medchat.keys.rotation_wraps``).
 5. **sweep and retire**: passes from the start until no wrap names the old key; then, in one
    transaction, the new key is sealed to anyone granted the old one meanwhile, the old key is
    RETIRED, its grants deleted and the rotation finished; its pin is removed after commit.
@@ -50,18 +50,18 @@ from medchat.errors import Conflict, RoleKeyRequired
 from medchat.identity.principal import Principal
 from medchat.keys.custody import KeyCustody
 from medchat.keys.holders import HOLDER_ROLE, verified_holders
-from medchat.keys.resealing import (
-    Progress,
-    RotationBlocked,
-    WrapResealer,
-    locked_rotation,
-    remaining_wraps,
-)
 from medchat.keys.rotation_plan import (
     PinRequired,
     RotationPlan,
     pin_request,
     start_or_resume,
+)
+from medchat.keys.rotation_wraps import (
+    Progress,
+    RotationBlocked,
+    WrapResealer,
+    locked_rotation,
+    remaining_wraps,
 )
 from medchat.models import (
     KeyRole,
@@ -72,7 +72,7 @@ from medchat.models import (
 )
 
 if TYPE_CHECKING:  # the service context is passed in; importing it would run back up a layer
-    from medchat.services.context import Runtime
+    from medchat.services.context import ServiceContext
 
 __all__ = ["PinRequired", "RotationBlocked", "RotationResult", "RotationService"]
 
@@ -99,7 +99,7 @@ class RotationService:
 
     def __init__(
         self,
-        runtime: Runtime,
+        runtime: ServiceContext,
         actor: Principal,
         role: KeyRole,
         *,

@@ -40,7 +40,7 @@ from medchat.models import (
 )
 
 if TYPE_CHECKING:  # the service context is passed in; importing it would run back up a layer
-    from medchat.services.context import Runtime
+    from medchat.services.context import ServiceContext
 
 __all__ = [
     "PinRequest",
@@ -134,7 +134,7 @@ class PinRequired(Conflict):
         self.fingerprint = request.fingerprint
 
 
-def pin_request(session: Session, runtime: Runtime, rotation_id: uuid.UUID) -> PinRequest:
+def pin_request(session: Session, runtime: ServiceContext, rotation_id: uuid.UUID) -> PinRequest:
     """The pin prompt of an unfinished rotation, from verified rows only.
 
     Every row is loaded as an object, so its row tag is checked on load and a planted or
@@ -190,7 +190,7 @@ def held_role_key(actor: Principal, role: KeyRole, role_key_id: uuid.UUID) -> He
 
 
 def start_or_resume(
-    session: Session, custody: KeyCustody, runtime: Runtime, actor: Principal, role: KeyRole
+    session: Session, custody: KeyCustody, runtime: ServiceContext, actor: Principal, role: KeyRole
 ) -> tuple[RotationPlan, int]:
     """The role's rotation plan, resumed or newly started, and the grants made doing it.
 
@@ -249,7 +249,7 @@ def start_or_resume(
 def _resume(
     session: Session,
     custody: KeyCustody,
-    runtime: Runtime,
+    runtime: ServiceContext,
     actor: Principal,
     role: KeyRole,
     rotation: RoleKeyRotation,

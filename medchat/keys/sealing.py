@@ -26,7 +26,7 @@ is a writer's to flip, so it is never trusted alone: the conversation's key-set 
 the integrity key outside the database, ``medchat.keys.conversation_keys``) covers it, and the
 version is read only from a row whose tag was verified when its DEK was opened. New
 conversations are format 2; older ones stay format 1 until ``medchat keys reseal-content``
-(``medchat.keys.content_resealing``) re-seals them.
+(``medchat.keys.content_upgrade``) re-seals them.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ from access_control.roles import Role
 from medchat.errors import Forbidden
 from medchat.identity.principal import Principal
 from medchat.models import ArchiveRecord, AuditEntry
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.services.conversation_pages import Page
 from medchat.services.display_names import display_names
 
@@ -114,7 +114,7 @@ def shown_action(action: str, actor_role: str | None) -> str | None:
 
 
 class AccessLogService:
-    def __init__(self, session: Session, runtime: Runtime) -> None:
+    def __init__(self, session: Session, runtime: ServiceContext) -> None:
         self.session = session
         self.runtime = runtime
 

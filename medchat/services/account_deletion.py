@@ -54,7 +54,7 @@ from medchat.models import (
 )
 from medchat.services.authentication import AuthenticationService
 from medchat.services.consent import ConsentService
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.services.deletion import DeletionService
 
 DELETED = "deleted"
@@ -63,7 +63,7 @@ _INDEX_BYTES = 32
 
 
 class AccountDeletionService:
-    def __init__(self, session: Session, runtime: Runtime) -> None:
+    def __init__(self, session: Session, runtime: ServiceContext) -> None:
         self.session = session
         self.runtime = runtime
 

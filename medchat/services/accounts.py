@@ -26,7 +26,7 @@ from medchat.identity import totp
 from medchat.identity.tokens import TokenStore
 from medchat.keys.holders import require_another_holder
 from medchat.models import Account, AccountStatus, EnrollmentToken, MemberProfile
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.services.display_names import default_display_name
 
 #: ``rotation_reason`` of a role key whose holder's account was disabled.
@@ -52,7 +52,7 @@ class EnrollmentStart:
 
 
 class AccountService:
-    def __init__(self, session: Session, runtime: Runtime) -> None:
+    def __init__(self, session: Session, runtime: ServiceContext) -> None:
         self.session = session
         self.runtime = runtime
         self.profiles = runtime.profiles

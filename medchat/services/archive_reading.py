@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from medchat.keys.sealing import ContentKey
 from medchat.models import ArchiveRecord, Attachment, Conversation, Message
 from medchat.services.attachments import AttachmentFile
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.services.conversations import ConversationService
 from medchat.services.message_views import MessageView, neutral_attachment_views
 
@@ -47,7 +47,7 @@ class ArchivedConversation:
 
 def read_conversation(
     session: Session,
-    runtime: Runtime,
+    runtime: ServiceContext,
     record: ArchiveRecord,
     conversation: Conversation,
     dek: bytes,

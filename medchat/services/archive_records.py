@@ -24,7 +24,7 @@ from medchat.archive import ledger
 from medchat.errors import Forbidden
 from medchat.identity.principal import Principal
 from medchat.models import Account, ArchiveRecord
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.services.conversation_pages import Page
 
 
@@ -44,7 +44,7 @@ class RecordView:
 
 
 class ArchiveRecordService:
-    def __init__(self, session: Session, runtime: Runtime) -> None:
+    def __init__(self, session: Session, runtime: ServiceContext) -> None:
         self.session = session
         self.runtime = runtime
 

@@ -36,7 +36,7 @@ from medchat.files import types as attachment_types
 from medchat.identity.principal import Principal
 from medchat.keys.sealing import ContentKey
 from medchat.models import Attachment, Conversation
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.services.conversations import ConversationService
 from medchat.services.idempotency import Created, IdempotencyService
 from medchat.services.message_views import (
@@ -71,7 +71,7 @@ class AttachmentFile:
 
 
 class AttachmentService:
-    def __init__(self, session: Session, runtime: Runtime) -> None:
+    def __init__(self, session: Session, runtime: ServiceContext) -> None:
         self.session = session
         self.runtime = runtime
         self.conversations = ConversationService(session, runtime)

@@ -36,7 +36,7 @@ from medchat.identity import totp
 from medchat.identity.tokens import TokenPair, TokenStore
 from medchat.models import Account, AccountStatus, AuthToken
 from medchat.services.accounts import AccountService, new_enrollment_token
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.services.notices import Notice, notify
 from medchat.services.token_purge import purge_account
 
@@ -55,7 +55,7 @@ class Authenticated:
 
 
 class AuthenticationService:
-    def __init__(self, session: Session, runtime: Runtime) -> None:
+    def __init__(self, session: Session, runtime: ServiceContext) -> None:
         self.session = session
         self.runtime = runtime
         self.accounts = AccountService(session, runtime)

@@ -8,13 +8,13 @@ The retention-style jobs (expired tokens, retired personal keys) each delete in 
 from __future__ import annotations
 
 from medchat import audit
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 
 
 class BatchJob:
     def __init__(
         self,
-        runtime: Runtime,
+        runtime: ServiceContext,
         *,
         batch_size: int | None = None,
         audit_context: audit.AuditContext | None = None,

@@ -31,7 +31,7 @@ from medchat import audit
 from medchat.errors import Forbidden, ValidationFailed
 from medchat.identity.principal import Principal
 from medchat.models import LIVE_STATUSES, Conversation, ConversationStatus
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.services.conversation_pages import (
     ActivityPosition,
     Page,
@@ -73,7 +73,7 @@ def case_view(conversation: ConversationView, patient: PatientView) -> CaseView:
 
 
 class ClinicianConversationService:
-    def __init__(self, session: Session, runtime: Runtime) -> None:
+    def __init__(self, session: Session, runtime: ServiceContext) -> None:
         self.session = session
         self.runtime = runtime
         self.conversations = ConversationService(session, runtime)

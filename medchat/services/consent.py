@@ -21,7 +21,7 @@ from medchat import audit
 from medchat.errors import ConsentRequired
 from medchat.identity.principal import Principal
 from medchat.models import Consent
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 
 HEALTH_MESSAGING = "health_messaging"
 
@@ -55,7 +55,7 @@ _HAS_CURRENT = select(
 
 
 class ConsentService:
-    def __init__(self, session: Session, runtime: Runtime) -> None:
+    def __init__(self, session: Session, runtime: ServiceContext) -> None:
         self.session = session
         self.runtime = runtime
 

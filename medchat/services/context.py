@@ -1,6 +1,6 @@
 """The long-lived collaborators a service needs, built once per process.
 
-Services receive a database session and this ``Runtime`` (settings, server keys, clock,
+Services receive a database session and this ``ServiceContext`` (settings, server keys, clock,
 password hasher, profile cipher, the mail postman) instead of reaching into Flask's
 ``current_app``, so they are plain Python and tested without HTTP.
 """
@@ -37,7 +37,7 @@ from medchat.storage.row_integrity import TAGGER
 
 
 @dataclass(frozen=True, repr=False)
-class Runtime:
+class ServiceContext:
     settings: Settings
     keys: ServerKeys
     clock: Clock
@@ -58,7 +58,7 @@ class Runtime:
     sign_in_limits: SignInLimits
 
     def __repr__(self) -> str:
-        return f"Runtime(env={self.settings.env!r})"
+        return f"ServiceContext(env={self.settings.env!r})"
 
     def custody(self, session: Session) -> KeyCustody:
         """Key custody bound to a unit of work and to the current time."""
@@ -82,7 +82,7 @@ class Runtime:
         )
 
 
-def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
+def build_service_context(settings: Settings, clock: Clock | None = None) -> ServiceContext:
     """Load keys (generating them only in development) and connect the database.
 
     Raises ``ConfigurationError`` when the archive-signing key does not match its pin (or, in
@@ -105,7 +105,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     # One cost for both uses of scrypt: the password hash's pre-hash and the personal key's
     # seal share a run only when their costs agree (access_control.password_kdf).
     scrypt = ScryptParams(log2_n=settings.scrypt_log2_n)
-    return Runtime(
+    return ServiceContext(
         settings=settings,
         keys=keys,
         clock=clock,
@@ -126,7 +126,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     )
 
 
-def verify_role_key_pins(runtime: Runtime) -> None:
+def verify_role_key_pins(runtime: ServiceContext) -> None:
     """Every role key in use must match a pinned fingerprint, or the service does not start.
 
     A database not migrated yet has no role keys to check (``medchat db upgrade`` comes

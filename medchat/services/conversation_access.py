@@ -37,7 +37,7 @@ from medchat.models import (
     KeyRole,
 )
 from medchat.services.consent import current_consent_exists
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 
 
 def _load_statement(*, for_update: bool, with_consent: bool) -> Any:
@@ -76,7 +76,7 @@ _HOLDERS = {Role.MEMBER: Holder.MEMBER, Role.CLINICIAN: Holder.PHYSICIAN}
 
 
 class ConversationAccess:
-    def __init__(self, session: Session, runtime: Runtime) -> None:
+    def __init__(self, session: Session, runtime: ServiceContext) -> None:
         self.session = session
         self.runtime = runtime
         #: Read with the row by ``load``: conversation id -> (holder, key id -> wrap).
@@ -148,7 +148,7 @@ class ConversationAccess:
 
         Raises ``HistoryPending`` when a member's session holds no key with a wrap here yet:
         after a password reset the history is re-sealed to the new key by a clinician's
-        session (``medchat.keys.rewrap``), never by a key the server holds.
+        session (``medchat.keys.member_rewrap``), never by a key the server holds.
         """
         holder = self.holder_for(actor)
         prefetched = self._wraps.get(conversation.id)

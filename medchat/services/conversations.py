@@ -31,7 +31,7 @@ from medchat.identity.principal import Principal
 from medchat.keys.sealing import ContentKey, MessageLabel
 from medchat.models import Conversation, ConversationStatus, Message
 from medchat.services.consent import ConsentService
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.services.conversation_access import ConversationAccess
 from medchat.services.conversation_pages import Page
 from medchat.services.conversation_refusals import (
@@ -104,7 +104,7 @@ _APPEND = (
 
 
 class ConversationService(ConversationReader):
-    def __init__(self, session: Session, runtime: Runtime) -> None:
+    def __init__(self, session: Session, runtime: ServiceContext) -> None:
         super().__init__(session)
         self.runtime = runtime
         self.access = ConversationAccess(session, runtime)

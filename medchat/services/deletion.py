@@ -52,7 +52,7 @@ from medchat.models import (
     RewrapRequest,
 )
 from medchat.services.attachments import upload_scope
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.services.conversation_access import ConversationAccess
 from medchat.services.conversations import message_scope
 from medchat.services.member_conversations import START_SCOPE
@@ -67,7 +67,7 @@ def _iso(value: Any) -> str | None:
 
 
 class DeletionService:
-    def __init__(self, session: Session, runtime: Runtime) -> None:
+    def __init__(self, session: Session, runtime: ServiceContext) -> None:
         self.session = session
         self.runtime = runtime
 

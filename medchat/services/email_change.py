@@ -36,7 +36,7 @@ from medchat.identity.principal import Principal
 from medchat.models import Account, AccountStatus, EmailChangeToken
 from medchat.services.accounts import AccountService
 from medchat.services.authentication import AuthenticationService
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.services.mail import compose, deliver_after_commit
 
 REQUEST_ACTION = "account.email_change_request"
@@ -80,7 +80,7 @@ def notice_text(first_name: str) -> str:
 
 
 class EmailChangeService:
-    def __init__(self, session: Session, runtime: Runtime) -> None:
+    def __init__(self, session: Session, runtime: ServiceContext) -> None:
         self.session = session
         self.runtime = runtime
         self.accounts = AccountService(session, runtime)

@@ -34,7 +34,7 @@ from medchat import audit
 from medchat.errors import Forbidden
 from medchat.identity.principal import Principal
 from medchat.models import LIVE_STATUSES, Consent, Conversation
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.services.conversation_refusals import INTEGRITY_FAILED
 from medchat.services.conversations import ConversationService
 from medchat.services.message_views import HISTORY_PENDING, ConversationView
@@ -85,7 +85,7 @@ class MemberExport:
 
 
 class ExportService:
-    def __init__(self, session: Session, runtime: Runtime) -> None:
+    def __init__(self, session: Session, runtime: ServiceContext) -> None:
         self.session = session
         self.runtime = runtime
         self.conversations = ConversationService(session, runtime)

@@ -31,7 +31,7 @@ from access_control import crypto
 from medchat.errors import Conflict
 from medchat.identity.principal import Principal
 from medchat.models import IdempotencyRecord
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 
 _REQUEST_LABEL = "medchat/idempotency-request/v1"
 T = TypeVar("T")
@@ -51,7 +51,7 @@ def canonical_json(payload: dict[str, Any]) -> str:
 
 
 class IdempotencyService:
-    def __init__(self, session: Session, runtime: Runtime) -> None:
+    def __init__(self, session: Session, runtime: ServiceContext) -> None:
         self.session = session
         self._now = runtime.clock.now
 

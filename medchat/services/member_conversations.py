@@ -9,7 +9,7 @@ conversation instead of a second one. Members' own reads are not audited (it is 
 each question is.
 
 After a password reset the member's earlier conversations wait for a clinician session to
-re-seal them (``medchat.keys.rewrap``): the list still shows them, with ``readable`` false
+re-seal them (``medchat.keys.member_rewrap``): the list still shows them, with ``readable`` false
 and no subject, and opening one answers 409 ``history_pending`` (``ConversationAccess``). A
 conversation that fails an integrity check is listed the same way (``unavailable``
 ``integrity_failed``, audited) and opening it answers 409 ``key_integrity_failed``
@@ -30,7 +30,7 @@ from medchat.identity.principal import Principal
 from medchat.keys.sealing import ContentKey
 from medchat.models import Account, AccountStatus, Conversation, ConversationStatus
 from medchat.services import conversation_access
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.services.conversation_pages import (
     ActivityPosition,
     Page,
@@ -51,7 +51,7 @@ _ACCOUNT_STATUS = select(Account.status).where(Account.id == bindparam("account_
 
 
 class MemberConversationService:
-    def __init__(self, session: Session, runtime: Runtime) -> None:
+    def __init__(self, session: Session, runtime: ServiceContext) -> None:
         self.session = session
         self.runtime = runtime
         self.conversations = ConversationService(session, runtime)

@@ -13,7 +13,7 @@ import enum
 from sqlalchemy.orm import Session
 
 from medchat.models import Account
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.services.mail import compose, deliver_after_commit
 
 
@@ -53,7 +53,7 @@ def notice_text(first_name: str, notice: Notice) -> tuple[str, str]:
 
 
 def notify(
-    session: Session, runtime: Runtime, account: Account, email: str, notice: Notice
+    session: Session, runtime: ServiceContext, account: Account, email: str, notice: Notice
 ) -> None:
     """Mail ``notice`` to ``email`` (the account's own address) once the change commits."""
     subject, body = notice_text(account.first_name, notice)

@@ -33,11 +33,11 @@ from access_control.roles import Role
 from medchat import audit
 from medchat.errors import InvalidMfaCode, InvalidResetToken, MfaRequired
 from medchat.identity.tokens import TokenStore
-from medchat.keys.rewrap import RewrapQueue
+from medchat.keys.member_rewrap import RewrapQueue
 from medchat.models import Account, AccountStatus, PasswordResetToken
 from medchat.services.accounts import AccountService
 from medchat.services.authentication import AuthenticationService
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.services.mail import compose, deliver_after_commit
 
 RESET_PREFIX = "mcp_"
@@ -72,7 +72,7 @@ def notice_text(first_name: str) -> str:
 
 
 class PasswordResetService:
-    def __init__(self, session: Session, runtime: Runtime) -> None:
+    def __init__(self, session: Session, runtime: ServiceContext) -> None:
         self.session = session
         self.runtime = runtime
         self.accounts = AccountService(session, runtime)

@@ -21,7 +21,7 @@ from medchat import audit
 from medchat.errors import Conflict, Forbidden
 from medchat.identity.principal import Principal
 from medchat.models import Account
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 
 #: Fields kept sealed under the profile key (registration seals the same ones, by name).
 SEALED_ON_ACCOUNT = ("last_name",)
@@ -31,7 +31,7 @@ CLEAR_ON_PROFILE = ("birth_date", "sex")
 
 
 class ProfileService:
-    def __init__(self, session: Session, runtime: Runtime) -> None:
+    def __init__(self, session: Session, runtime: ServiceContext) -> None:
         self.session = session
         self.profiles = runtime.profiles
 

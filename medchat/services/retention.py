@@ -45,7 +45,7 @@ from medchat import audit
 from medchat.archive import ledger
 from medchat.archive.content_hashes import SealedContent, content_hashes
 from medchat.models import ArchiveRecord, Conversation, ConversationStatus
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.services.deletion import DeletionService
 from medchat.services.retention_due import (
     Cursor,
@@ -89,7 +89,7 @@ class RetentionService:
 
     def __init__(
         self,
-        runtime: Runtime,
+        runtime: ServiceContext,
         *,
         batch_size: int | None = None,
         seal_expired: bool | None = None,

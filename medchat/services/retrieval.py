@@ -60,7 +60,7 @@ from medchat.services.archive_reading import (
     read_conversation,
 )
 from medchat.services.attachments import AttachmentFile
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.services.conversation_pages import Page
 from medchat.services.retrieval_views import (
     APPROVED,
@@ -77,7 +77,7 @@ log = logging.getLogger("medchat.retrieval")
 
 
 class RetrievalService:
-    def __init__(self, session: Session, runtime: Runtime) -> None:
+    def __init__(self, session: Session, runtime: ServiceContext) -> None:
         self.session = session
         self.runtime = runtime
 

@@ -29,7 +29,7 @@ from medchat.keys.holders import HOLDER_ROLE, active_holders, require_another_ho
 from medchat.models import Account, AccountStatus, KeyRole, RoleKeyStatus
 from medchat.services.accounts import AccountService
 from medchat.services.authentication import AuthenticationService
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 
 #: ``rotation_reason`` of a role key whose holder lost access.
 REVOKED_REASON = "grant_revoked"
@@ -65,7 +65,7 @@ class InitialisedKeys:
 
 
 class RoleKeyService:
-    def __init__(self, session: Session, runtime: Runtime) -> None:
+    def __init__(self, session: Session, runtime: ServiceContext) -> None:
         self.session = session
         self.runtime = runtime
         self.custody = runtime.custody(session)

@@ -29,12 +29,12 @@ from medchat.errors import Conflict
 from medchat.models import Account, RecoveryCode
 from medchat.services.accounts import EnrollmentStart
 from medchat.services.authentication import AuthenticationService
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.services.notices import Notice, notify
 
 
 class SecondFactorService:
-    def __init__(self, session: Session, runtime: Runtime) -> None:
+    def __init__(self, session: Session, runtime: ServiceContext) -> None:
         self.session = session
         self.runtime = runtime
         self.auth = AuthenticationService(session, runtime)

@@ -30,13 +30,13 @@ from medchat.identity.principal import Principal
 from medchat.identity.tokens import TokenStore
 from medchat.models import AccountStatus, KeyRole, RecoveryCode
 from medchat.services.accounts import AccountService
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 
 ROTATION_REASON = "staff_reset"
 
 
 class StaffResetService:
-    def __init__(self, session: Session, runtime: Runtime) -> None:
+    def __init__(self, session: Session, runtime: ServiceContext) -> None:
         self.session = session
         self.runtime = runtime
         self.accounts = AccountService(session, runtime)

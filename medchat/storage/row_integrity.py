@@ -2,7 +2,7 @@
 
 SECURITY-MODEL key hierarchy 10. Which tables and columns: ``medchat.models.integrity`` (each
 model's ``__row_integrity__``). How, in one place, for every session of a ``Database`` whose
-``info`` carries a ``RowTagger`` (``medchat.services.context.build_runtime``):
+``info`` carries a ``RowTagger`` (``medchat.services.context.build_service_context``):
 
 - **Writing.** Before each flush, every new or changed row of a tagged table gets its tag over
   its deciding columns (defaults filled in first, so the tag covers the id the INSERT will
@@ -45,7 +45,7 @@ T = TypeVar("T")
 def _tagger(session: Session) -> RowTagger:
     tagger = session.info.get(TAGGER)
     if tagger is None:
-        raise RuntimeError("this session has no row tagger (build it through the Runtime)")
+        raise RuntimeError("this session has no row tagger (build it through the ServiceContext)")
     return tagger  # type: ignore[no-any-return]
 
 

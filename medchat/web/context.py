@@ -9,10 +9,10 @@ from __future__ import annotations
 from flask import current_app, g
 from sqlalchemy.orm import Session
 
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 
 
-def runtime() -> Runtime:
+def runtime() -> ServiceContext:
     return current_app.extensions["medchat"]  # type: ignore[no-any-return]
 
 

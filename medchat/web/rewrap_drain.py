@@ -18,7 +18,7 @@ from __future__ import annotations
 from flask import Flask, Response, g, request
 
 from access_control.roles import Role
-from medchat.keys.rewrap import RewrapQueue
+from medchat.keys.member_rewrap import RewrapQueue
 from medchat.models import KeyRole
 from medchat.web.context import runtime
 from medchat.web.guard import current_principal

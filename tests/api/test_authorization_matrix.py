@@ -17,7 +17,7 @@ from flask import Flask, url_for
 from access_control.permissions import Permission, has_permission
 from access_control.roles import Role
 from medchat.identity.tokens import TokenStore
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.web import guard
 from medchat.web.guard import check_routes_declare_permissions, declared_permission, requires
 from tests.support.accounts import Person, make_member, make_staff
@@ -39,7 +39,7 @@ def api_routes(app: Flask) -> list[tuple[str, str, str, Permission]]:
     return routes
 
 
-def fresh_access_token(runtime: Runtime, person: Person) -> str:
+def fresh_access_token(runtime: ServiceContext, person: Person) -> str:
     """A new sign-in for ``person`` (2FA passed where the account has it), as login issues.
 
     Each call gets its own token so that a route like logout cannot spoil the next call.

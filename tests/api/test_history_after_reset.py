@@ -19,9 +19,9 @@ from flask import Flask
 from sqlalchemy import select, text
 
 from access_control.roles import Role
-from medchat.keys.rewrap import RewrapQueue
+from medchat.keys.member_rewrap import RewrapQueue
 from medchat.models import AuditEntry, RewrapRequest
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from tests.support.accounts import Person, bearer, login, make_member
 from tests.support.console import console_login
 from tests.support.mailbox import delivered, reset_token_in
@@ -42,7 +42,7 @@ class Before:
 
     app: Flask
     client: Any
-    runtime: Runtime
+    runtime: ServiceContext
     team: CareTeam
     member: Person
     clinician_auth: dict[str, str]
@@ -67,7 +67,7 @@ def listing(client, auth) -> dict[str, dict[str, Any]]:
 
 def a_member_with_history(app: Flask, mail_dir, conversations: int = 2) -> Before:
     """Questions, answers, an attachment and a closed case; then a reset by mail."""
-    runtime: Runtime = app.extensions["medchat"]
+    runtime: ServiceContext = app.extensions["medchat"]
     client = app.test_client()
     team = care_team(runtime)
     member = make_member(runtime)
@@ -265,7 +265,7 @@ def test_a_failing_drain_never_fails_the_clinicians_own_request(
     assert count(runtime, RewrapRequest) == 0
 
 
-def _audit(runtime: Runtime) -> list[AuditEntry]:
+def _audit(runtime: ServiceContext) -> list[AuditEntry]:
     with runtime.database.transaction() as session:
         return list(session.scalars(select(AuditEntry)))
 

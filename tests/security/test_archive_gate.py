@@ -32,7 +32,7 @@ from medchat.keys.status import key_status
 from medchat.models import ArchiveRecord, AuditEntry, ConversationKeyWrap, KeyRole
 from medchat.services.account_deletion import AccountDeletionService
 from medchat.services.archive_reading import ArchivedConversation
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.services.retrieval import RetrievalService
 from medchat.storage.migrate import alembic_config
 from tests.support.accounts import Person, make_member
@@ -65,7 +65,7 @@ class Desk:
 
 
 @pytest.fixture
-def desk(runtime: Runtime) -> Desk:
+def desk(runtime: ServiceContext) -> Desk:
     team = care_team(runtime)
     colleague = archive_colleague(runtime, team.compliance)
     person = make_member(runtime)
@@ -77,13 +77,13 @@ def desk(runtime: Runtime) -> Desk:
     return Desk(team, colleague, person, member, live)
 
 
-def opened_by_officer(runtime: Runtime, officer: Person) -> dict[uuid.UUID, bytes]:
+def opened_by_officer(runtime: ServiceContext, officer: Person) -> dict[uuid.UUID, bytes]:
     keys = archive_keys_from_copy(runtime, officer)
     assert keys, "the officer's password opens their archive key: the attack is real"
     return conversations_opened_from_copy(runtime, keys)
 
 
-def archive_wraps(runtime: Runtime, conversation_id: uuid.UUID) -> list[tuple[str, bytes]]:
+def archive_wraps(runtime: ServiceContext, conversation_id: uuid.UUID) -> list[tuple[str, bytes]]:
     """(holder, key id) of the conversation's archive wraps, gated or not."""
     with runtime.database.transaction() as session:
         rows = session.execute(
@@ -95,12 +95,14 @@ def archive_wraps(runtime: Runtime, conversation_id: uuid.UUID) -> list[tuple[st
     return [(holder, key_id) for holder, key_id in rows]
 
 
-def archive_key_id(runtime: Runtime) -> bytes:
+def archive_key_id(runtime: ServiceContext) -> bytes:
     with runtime.database.transaction() as session:
         return runtime.custody(session).active_role_key(KeyRole.ARCHIVE).key_id
 
 
-def retrieve(runtime: Runtime, desk: Desk, conversation_id: uuid.UUID) -> ArchivedConversation:
+def retrieve(
+    runtime: ServiceContext, desk: Desk, conversation_id: uuid.UUID
+) -> ArchivedConversation:
     """Four eyes, through the service: the first officer asks, the colleague approves, the
     first officer opens (each signed in now)."""
     asker = sign_in(runtime, desk.team.compliance).principal
@@ -116,7 +118,7 @@ def retrieve(runtime: Runtime, desk: Desk, conversation_id: uuid.UUID) -> Archiv
         return RetrievalService(session, runtime).content(asker, retrieval.id)
 
 
-def refusals(runtime: Runtime, action: str) -> list[dict[str, Any]]:
+def refusals(runtime: ServiceContext, action: str) -> list[dict[str, Any]]:
     """The details of the audit entries that refused ``action`` (or record its failure)."""
     with runtime.database.transaction() as session:
         return [
@@ -205,7 +207,7 @@ def test_an_archive_rotation_keeps_every_record_openable_and_the_live_ones_gated
 # -- migration 0011 ---------------------------------------------------------------------------
 
 
-def run_revision(runtime: Runtime, keys: ServerKeys | None, *, down: bool = False) -> None:
+def run_revision(runtime: ServiceContext, keys: ServerKeys | None, *, down: bool = False) -> None:
     """Run migration 0011 alone (up, or up then down) over this database, as ``medchat db
     upgrade`` would with ``keys``; the database's own revision is put back afterwards."""
     config = alembic_config(runtime.settings.database_url, keys)
@@ -221,7 +223,7 @@ def run_revision(runtime: Runtime, keys: ServerKeys | None, *, down: bool = Fals
         command.stamp(config, current)  # type: ignore[arg-type]
 
 
-def leave_plain_as_before_0011(runtime: Runtime, conversation_id: uuid.UUID) -> None:
+def leave_plain_as_before_0011(runtime: ServiceContext, conversation_id: uuid.UUID) -> None:
     """Store the conversation's archive wrap as versions before 0011 did: ungated."""
     with runtime.database.transaction() as session:
         row = session.scalars(
@@ -267,7 +269,7 @@ def test_the_migration_gates_the_plain_archive_wraps_of_live_conversations(runti
 # -- a database writer and the gate ------------------------------------------------------------
 
 
-def gated_row(runtime: Runtime, conversation_id: uuid.UUID) -> ConversationKeyWrap:
+def gated_row(runtime: ServiceContext, conversation_id: uuid.UUID) -> ConversationKeyWrap:
     with runtime.database.transaction() as session:
         row = session.scalars(
             select(ConversationKeyWrap).where(
@@ -279,7 +281,7 @@ def gated_row(runtime: Runtime, conversation_id: uuid.UUID) -> ConversationKeyWr
     return row
 
 
-def refused_retrieval(runtime: Runtime, desk: Desk, conversation_id: uuid.UUID) -> None:
+def refused_retrieval(runtime: ServiceContext, desk: Desk, conversation_id: uuid.UUID) -> None:
     with pytest.raises(ArchiveGated):
         retrieve(runtime, desk, conversation_id)
     assert refusals(runtime, "archive.retrieval.open")[-1]["refused"] == "gated"

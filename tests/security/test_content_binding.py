@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from access_control.roles import Role
 from medchat.models import AuditEntry, Message
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from tests.support.accounts import bearer, login, make_member, make_staff
 from tests.support.console import console_login
 from tests.support.messaging import CONVERSATIONS, asked, care_team, give_consent, send
@@ -46,7 +46,7 @@ class Scene:
     with the member, the doctor (API and console) and a colleague who could be named."""
 
     app: Flask
-    runtime: Runtime
+    runtime: ServiceContext
     client: Any
     console: Any
     member_auth: dict[str, str]
@@ -62,7 +62,7 @@ class Scene:
 
 @pytest.fixture
 def scene(app: Flask) -> Scene:
-    runtime: Runtime = app.extensions["medchat"]
+    runtime: ServiceContext = app.extensions["medchat"]
     client = app.test_client()
     team = care_team(runtime)
     colleague = make_staff(runtime, Role.CLINICIAN, first_name="Bea", last_name="Roux")
@@ -151,7 +151,7 @@ def assert_refused(
             assert response.get_json()["error"]["code"] == "key_integrity_failed", surface
 
 
-def integrity_failures(runtime: Runtime) -> list[AuditEntry]:
+def integrity_failures(runtime: ServiceContext) -> list[AuditEntry]:
     with runtime.database.transaction() as session:
         entries = session.scalars(select(AuditEntry).where(AuditEntry.outcome == "failed"))
         return [entry for entry in entries if "integrity" in entry.action]

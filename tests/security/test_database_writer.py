@@ -34,7 +34,7 @@ from medchat.models import (
     RoleKey,
     RoleKeyGrant,
 )
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.services.role_keys import RoleKeyService
 from tests.support.accounts import (
     Person,
@@ -81,7 +81,7 @@ class World:
 
 
 @pytest.fixture
-def world(runtime: Runtime) -> World:
+def world(runtime: ServiceContext) -> World:
     clinician = make_staff(runtime, Role.CLINICIAN)
     compliance = make_staff(runtime, Role.COMPLIANCE)
     init_role_keys(runtime, clinician, compliance)
@@ -94,7 +94,7 @@ def world(runtime: Runtime) -> World:
     return World(clinician, compliance, member, sessions)
 
 
-def conversation_count(runtime: Runtime, member_id: uuid.UUID) -> int:
+def conversation_count(runtime: ServiceContext, member_id: uuid.UUID) -> int:
     with runtime.database.transaction() as session:
         return session.scalar(
             select(func.count())
@@ -103,7 +103,7 @@ def conversation_count(runtime: Runtime, member_id: uuid.UUID) -> int:
         )
 
 
-def grants_of(runtime: Runtime, account_id: uuid.UUID) -> list[uuid.UUID]:
+def grants_of(runtime: ServiceContext, account_id: uuid.UUID) -> list[uuid.UUID]:
     with runtime.database.transaction() as session:
         return list(
             session.scalars(
@@ -112,24 +112,26 @@ def grants_of(runtime: Runtime, account_id: uuid.UUID) -> list[uuid.UUID]:
         )
 
 
-def personal_key_row(runtime: Runtime, account_id: uuid.UUID) -> PersonalKey:
+def personal_key_row(runtime: ServiceContext, account_id: uuid.UUID) -> PersonalKey:
     with runtime.database.transaction() as session:
         row = runtime.custody(session).personal_key(account_id)
         assert row is not None
         return row
 
 
-def active_role_key(runtime: Runtime, role: KeyRole) -> RoleKey:
+def active_role_key(runtime: ServiceContext, role: KeyRole) -> RoleKey:
     with runtime.database.transaction() as session:
         return runtime.custody(session).active_role_key(role)
 
 
-def grant(runtime: Runtime, actor: Principal, colleague_id: uuid.UUID) -> str:
+def grant(runtime: ServiceContext, actor: Principal, colleague_id: uuid.UUID) -> str:
     with runtime.database.transaction() as session:
         return RoleKeyService(session, runtime).grant(actor, KeyRole.PHYSICIAN, colleague_id)
 
 
-def open_as(runtime: Runtime, world: World, holder: Holder, conversation_id: uuid.UUID) -> bytes:
+def open_as(
+    runtime: ServiceContext, world: World, holder: Holder, conversation_id: uuid.UUID
+) -> bytes:
     """Open the DEK as the holder would: member and clinician through a read of the messages
     (row check, unwrap, commitment, then ``message_page``), the archive through its key: a
     sealed record's plain wrap as a retrieval does, a live conversation's gated wrap as

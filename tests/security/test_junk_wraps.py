@@ -26,7 +26,7 @@ from medchat.archive.gate import GATED
 from medchat.identity.principal import Principal
 from medchat.keys.conversation_keys import wrap_purpose
 from medchat.models import ConversationKeyWrap, KeyRole, RoleKey
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from tests.support.accounts import Person, make_member
 from tests.support.archive import archive_colleague, retrieve, seal
 from tests.support.conversations import StartedConversation, read_bodies, start_conversation
@@ -58,7 +58,7 @@ class Clinic:
 
 
 @pytest.fixture
-def clinic(runtime: Runtime) -> Clinic:
+def clinic(runtime: ServiceContext) -> Clinic:
     team = care_team(runtime)
     approver = archive_colleague(runtime, team.compliance)
     member = sign_in(runtime, make_member(runtime)).principal
@@ -70,7 +70,7 @@ def clinic(runtime: Runtime) -> Clinic:
     return Clinic(team, approver, member, conversations)
 
 
-def role_key(runtime: Runtime, role: KeyRole, version: int) -> RoleKey:
+def role_key(runtime: ServiceContext, role: KeyRole, version: int) -> RoleKey:
     with runtime.database.transaction() as session:
         row = session.scalars(
             select(RoleKey).where(RoleKey.role == role, RoleKey.version == version)
@@ -79,7 +79,7 @@ def role_key(runtime: Runtime, role: KeyRole, version: int) -> RoleKey:
     return row
 
 
-def still_on(runtime: Runtime, key: RoleKey) -> dict[uuid.UUID, str]:
+def still_on(runtime: ServiceContext, key: RoleKey) -> dict[uuid.UUID, str]:
     """Conversation -> stored holder of its wrap still naming ``key``."""
     with runtime.database.transaction() as session:
         rows = session.execute(
@@ -91,7 +91,7 @@ def still_on(runtime: Runtime, key: RoleKey) -> dict[uuid.UUID, str]:
 
 
 def plant_junk(
-    runtime: Runtime, key: RoleKey, conversation_id: uuid.UUID, holder: str, *, opens: bool
+    runtime: ServiceContext, key: RoleKey, conversation_id: uuid.UUID, holder: str, *, opens: bool
 ) -> None:
     """A row naming ``key``, written as a database writer would: an HPKE wrap of a DEK of the
     writer's choosing (``opens``), or random bytes of a wrap's length."""
@@ -117,7 +117,7 @@ def plant_junk(
     )
 
 
-def wraps_per_conversation(runtime: Runtime, key: RoleKey) -> dict[uuid.UUID, int]:
+def wraps_per_conversation(runtime: ServiceContext, key: RoleKey) -> dict[uuid.UUID, int]:
     with runtime.database.transaction() as session:
         rows = session.execute(
             select(ConversationKeyWrap.conversation_id, func.count())
@@ -127,7 +127,7 @@ def wraps_per_conversation(runtime: Runtime, key: RoleKey) -> dict[uuid.UUID, in
     return {conversation_id: count for conversation_id, count in rows}
 
 
-def assert_everything_opens(runtime: Runtime, clinic: Clinic) -> None:
+def assert_everything_opens(runtime: ServiceContext, clinic: Clinic) -> None:
     clinician = sign_in(runtime, clinic.team.clinician).principal
     for n, started in enumerate(clinic.conversations):
         if started is clinic.sealed:

@@ -28,7 +28,7 @@ from access_control import password_kdf, passwords
 from access_control.password_kdf import ScryptParams
 from access_control.roles import Role
 from medchat.models import AuditEntry
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from tests.support.accounts import Person, code_for, make_member, make_staff
 from tests.support.legacy_passwords import as_before
 from tests.support.password_work import count_password_work
@@ -36,7 +36,7 @@ from tests.support.password_work import count_password_work
 TOKEN = "/api/v1/auth/token"
 
 
-def _dumped(runtime: Runtime) -> dict[str, tuple[bytes, bytes | None]]:
+def _dumped(runtime: ServiceContext) -> dict[str, tuple[bytes, bytes | None]]:
     """Each account's hash and current sealed key, as a database copy holds them."""
     with runtime.database.engine.connect() as connection:
         rows = connection.execute(
@@ -83,7 +83,9 @@ def test_a_guess_against_a_dumped_hash_needs_the_scrypt_run(runtime):
             assert sealed is not None and password_kdf.sealed_under(sealed, run)
 
 
-def _attempt(client, runtime: Runtime, email: str, password: str, person: Person | None) -> int:
+def _attempt(
+    client, runtime: ServiceContext, email: str, password: str, person: Person | None
+) -> int:
     body = {"email": email, "password": password}
     if person is not None and person.totp_secret:
         runtime.clock.advance(seconds=30)

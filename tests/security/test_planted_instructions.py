@@ -18,7 +18,7 @@ from sqlalchemy import select
 from access_control import crypto, hybrid_kem
 from access_control.roles import Role
 from medchat.errors import MedchatError
-from medchat.keys.rewrap import RewrapQueue
+from medchat.keys.member_rewrap import RewrapQueue
 from medchat.models import (
     Account,
     Conversation,

@@ -22,7 +22,7 @@ from flask import Flask
 from sqlalchemy import Uuid, bindparam, text
 
 from access_control import hybrid_kem
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from tests.support.accounts import Person, code_for
 from tests.support.cli import cli_runner
 from tests.support.rotation import (
@@ -40,7 +40,7 @@ class Pinned:
     """The care team's world, and an app of the same deployment pinning in its environment."""
 
     world: RotationWorld
-    runtime: Runtime
+    runtime: ServiceContext
     app: Flask
 
     def rotate(self, person: Person, *extra: str) -> Any:
@@ -61,7 +61,7 @@ def pinned(make_app, runtime) -> Pinned:
     return Pinned(world, app.extensions["medchat"], app)
 
 
-def stored_statuses(runtime: Runtime) -> dict[int, str]:
+def stored_statuses(runtime: ServiceContext) -> dict[int, str]:
     """Physician key versions as stored, read without the models (a planted row is refused
     by them)."""
     with runtime.database.engine.connect() as connection:
@@ -71,13 +71,13 @@ def stored_statuses(runtime: Runtime) -> dict[int, str]:
     return {version: status for version, status in rows}
 
 
-def operator_public_key(runtime: Runtime, person: Person) -> bytes:
+def operator_public_key(runtime: ServiceContext, person: Person) -> bytes:
     with runtime.database.transaction() as session:
         return runtime.custody(session).verified_personal_key(person.id).public_key
 
 
 def plant_rotation(
-    runtime: Runtime, operator: Person
+    runtime: ServiceContext, operator: Person
 ) -> tuple[hybrid_kem.PrivateKeyHandle, uuid.UUID]:
     """The finding's three rows, as a database writer writes them (no row tags)."""
     attacker = hybrid_kem.generate_kem_keypair()
@@ -125,7 +125,7 @@ def plant_rotation(
     return attacker, planted_key
 
 
-def stored_count(runtime: Runtime, statement: str, **params: Any) -> int:
+def stored_count(runtime: ServiceContext, statement: str, **params: Any) -> int:
     typed = [bindparam(k, type_=Uuid()) for k, v in params.items() if isinstance(v, uuid.UUID)]
     with runtime.database.engine.connect() as connection:
         query = text(statement).bindparams(*typed)

@@ -34,7 +34,7 @@ from access_control import hybrid_kem
 from access_control.roles import Role
 from medchat.db import Base, UtcDateTime
 from medchat.errors import MedchatError, RowIntegrityFailure
-from medchat.keys.rewrap import RewrapQueue
+from medchat.keys.member_rewrap import RewrapQueue
 from medchat.models import (
     Account,
     AuditEntry,
@@ -46,7 +46,7 @@ from medchat.models import (
 )
 from medchat.models.integrity import integrity_of, tagged
 from medchat.services.accounts import AccountService
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.services.email_change import EmailChangeService
 from medchat.services.password_reset import PasswordResetService
 from medchat.services.retrieval import RetrievalService
@@ -134,7 +134,7 @@ class World:
     retrieval_id: uuid.UUID
 
 
-def _personal_key(runtime: Runtime, account_id: uuid.UUID) -> PersonalKey:
+def _personal_key(runtime: ServiceContext, account_id: uuid.UUID) -> PersonalKey:
     with runtime.database.transaction() as session:
         row = session.scalars(
             select(PersonalKey).where(
@@ -145,7 +145,7 @@ def _personal_key(runtime: Runtime, account_id: uuid.UUID) -> PersonalKey:
     return row
 
 
-def _ask(client: Any, runtime: Runtime, person: Person, key: str) -> uuid.UUID:
+def _ask(client: Any, runtime: ServiceContext, person: Person, key: str) -> uuid.UUID:
     tokens = login(client, runtime, person)
     give_consent(client, tokens)
     response = ask(client, tokens, "Is this rash serious?", key=key)
@@ -153,7 +153,7 @@ def _ask(client: Any, runtime: Runtime, person: Person, key: str) -> uuid.UUID:
     return uuid.UUID(response.get_json()["id"])
 
 
-def build_world(client: Any, runtime: Runtime) -> World:
+def build_world(client: Any, runtime: ServiceContext) -> World:
     """A row in every tagged table, each made by the server itself."""
     team = care_team(runtime)
     colleague = make_staff(runtime, Role.CLINICIAN)
@@ -214,13 +214,13 @@ def world(client, runtime) -> World:
     return build_world(client, runtime)
 
 
-def _count(runtime: Runtime, table: str) -> int:
+def _count(runtime: ServiceContext, table: str) -> int:
     with runtime.database.engine.connect() as connection:
         return connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
 
 
 @pytest.fixture
-def as_app_role(runtime: Runtime) -> str | None:
+def as_app_role(runtime: ServiceContext) -> str | None:
     """On PostgreSQL: the application's own login (deploy/postgres-roles.sql), made here."""
     if not runtime.database.is_postgresql:
         return None
@@ -239,7 +239,7 @@ def as_app_role(runtime: Runtime) -> str | None:
     return "medchat_app"
 
 
-def attacker_sql(runtime: Runtime, role: str | None, statement: str, **params: Any) -> int:
+def attacker_sql(runtime: ServiceContext, role: str | None, statement: str, **params: Any) -> int:
     """One statement as the database writer: the app's role on PostgreSQL, committed."""
     typed = [
         bindparam(name, type_=Uuid() if isinstance(value, uuid.UUID) else UtcDateTime())
@@ -252,7 +252,7 @@ def attacker_sql(runtime: Runtime, role: str | None, statement: str, **params: A
         return connection.execute(text(statement).bindparams(*typed), params).rowcount
 
 
-def _rows(runtime: Runtime, table: str) -> list[dict[str, Any]]:
+def _rows(runtime: ServiceContext, table: str) -> list[dict[str, Any]]:
     columns = Base.metadata.tables[table].c
     with runtime.database.engine.connect() as connection:
         return [dict(row._mapping) for row in connection.execute(select(*columns))]
@@ -267,14 +267,18 @@ def _typed(table: str, values: dict[str, Any]) -> list[Any]:
     ]
 
 
-def _write(runtime: Runtime, role: str | None, statement: str, table: str, values: dict) -> None:
+def _write(
+    runtime: ServiceContext, role: str | None, statement: str, table: str, values: dict
+) -> None:
     with runtime.database.engine.begin() as connection:
         if role is not None:
             connection.execute(text(f"SET LOCAL ROLE {role}"))
         connection.execute(text(statement).bindparams(*_typed(table, values)), values)
 
 
-def _attacker_value(runtime: Runtime, world: World, table: str, column: str, current: Any) -> Any:
+def _attacker_value(
+    runtime: ServiceContext, world: World, table: str, column: str, current: Any
+) -> Any:
     """What a writer who registered as ``world.attacker`` would put in this column: their own
     ids and keys, another genuine row's id (foreign keys must still hold), or a flipped value.
     ``None`` when the schema admits no other value."""
@@ -328,7 +332,7 @@ def _attacker_value(runtime: Runtime, world: World, table: str, column: str, cur
     return (f"{current}"[:-1] + "x") if current else "x"  # same length: fits the column
 
 
-def _other_referenced(runtime: Runtime, target: Any, current: Any) -> Any:
+def _other_referenced(runtime: ServiceContext, target: Any, current: Any) -> Any:
     """Another existing row a foreign key may name: the last one (the first is often the
     genuine row's own partner, and unique constraints pair them)."""
     with runtime.database.engine.connect() as connection:
@@ -336,7 +340,7 @@ def _other_referenced(runtime: Runtime, target: Any, current: Any) -> Any:
     return others[-1] if others else None
 
 
-def _load_every_row(runtime: Runtime, cls: type) -> None:
+def _load_every_row(runtime: ServiceContext, cls: type) -> None:
     with runtime.database.transaction() as session:
         list(session.scalars(select(cls)))
 
@@ -383,7 +387,7 @@ def test_altering_any_deciding_column_gets_the_row_refused(runtime, world, as_ap
     assert _audited(runtime, "integrity.row_refused") > refused_before
 
 
-def _audited(runtime: Runtime, action: str) -> int:
+def _audited(runtime: ServiceContext, action: str) -> int:
     with runtime.database.transaction() as session:
         return len(session.scalars(select(AuditEntry.id).where(AuditEntry.action == action)).all())
 
@@ -391,7 +395,7 @@ def _audited(runtime: Runtime, action: str) -> int:
 # -- 3. planted and altered rows, then the server's work ---------------------------------------
 
 
-def plant_rows(runtime: Runtime, world: World, role: str | None, table: str) -> None:
+def plant_rows(runtime: ServiceContext, world: World, role: str | None, table: str) -> None:
     """Copies of each genuine row naming the attacker, and each genuine row altered so."""
     columns = integrity_of(TAGGED[table]).columns  # type: ignore[union-attr]
     for genuine in _rows(runtime, table):
@@ -435,7 +439,7 @@ def hybrid_kem_free_hash(token: str) -> bytes:
     return crypto.token_hash(token)
 
 
-def server_work(client: Any, runtime: Runtime, world: World) -> list[str]:
+def server_work(client: Any, runtime: ServiceContext, world: World) -> list[str]:
     """What the server does on its own and for its legitimate users; returns what failed.
 
     Refusals (``MedchatError``: 4xx, integrity refusals) are the expected answers; anything
@@ -532,7 +536,7 @@ class Facts:
     password_hashes: dict[uuid.UUID, bytes | None]
 
 
-def _verified(runtime: Runtime, cls: type) -> list[dict[str, Any]]:
+def _verified(runtime: ServiceContext, cls: type) -> list[dict[str, Any]]:
     tagger = runtime.database.info[TAGGER]
     columns = integrity_of(cls).columns  # type: ignore[union-attr]
     return [
@@ -542,7 +546,7 @@ def _verified(runtime: Runtime, cls: type) -> list[dict[str, Any]]:
     ]
 
 
-def facts(runtime: Runtime, world: World) -> Facts:
+def facts(runtime: ServiceContext, world: World) -> Facts:
     with runtime.database.engine.connect() as connection:
         wraps = connection.execute(
             select(
@@ -561,7 +565,7 @@ def facts(runtime: Runtime, world: World) -> Facts:
     )
 
 
-def opened_by_attacker(runtime: Runtime, world: World) -> list[str]:
+def opened_by_attacker(runtime: ServiceContext, world: World) -> list[str]:
     """Every secret a copy of the database gives the attacker's own key: a conversation key
     (it matches the conversation's commitment) or a role key (it matches a role public key),
     other than the keys of the attacker's own conversation."""

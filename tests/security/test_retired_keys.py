@@ -23,7 +23,7 @@ from access_control.password_kdf import open_with_password
 from access_control.roles import Role
 from medchat import audit
 from medchat.keys.custody import _PERSONAL_AAD
-from medchat.keys.rewrap import RewrapQueue
+from medchat.keys.member_rewrap import RewrapQueue
 from medchat.models import AuditEntry, PasswordResetToken, PersonalKey
 from medchat.services.accounts import AccountService
 from medchat.services.password_reset import PasswordResetService

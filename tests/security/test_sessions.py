@@ -26,7 +26,7 @@ from medchat.errors import InvalidToken, RoleKeyRequired
 from medchat.identity.principal import Principal
 from medchat.models import AuthToken, KeyRole, RoleKeyGrant
 from medchat.services.authentication import AuthenticationService
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.services.role_keys import RoleKeyService
 from medchat.web.guard import declared_permission
 from tests.support.accounts import bearer, init_role_keys, login, make_member, make_staff
@@ -38,14 +38,14 @@ UNKNOWN = uuid.UUID(int=1)
 
 
 @pytest.fixture
-def holders(runtime: Runtime):
+def holders(runtime: ServiceContext):
     clinician = make_staff(runtime, Role.CLINICIAN)
     compliance = make_staff(runtime, Role.COMPLIANCE)
     init_role_keys(runtime, clinician, compliance)
     return clinician, compliance
 
 
-def token_row(runtime: Runtime, token: str) -> AuthToken | None:
+def token_row(runtime: ServiceContext, token: str) -> AuthToken | None:
     with runtime.database.transaction() as session:
         return session.scalar(
             select(AuthToken).where(AuthToken.token_hash == crypto.token_hash(token))

@@ -66,7 +66,7 @@ from medchat.models import (
     RoleKey,
     RoleKeyGrant,
 )
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from tests.support.accounts import Person, bearer, init_role_keys, login, make_member, make_staff
 from tests.support.conversations import (
     add_attachment,
@@ -132,7 +132,7 @@ class Stolen:
         return next(p.password for p in self.people.values() if p.id == account_id)
 
 
-def server_keys(runtime: Runtime) -> dict[str, bytes]:
+def server_keys(runtime: ServiceContext) -> dict[str, bytes]:
     """Every key the server holds at rest (``test_the_key_directory_holds_...`` proves it)."""
     keys = runtime.keys
     return {
@@ -162,7 +162,7 @@ def as_text(key: bytes) -> dict[str, str]:
 
 
 @pytest.fixture
-def stolen(runtime: Runtime) -> Stolen:
+def stolen(runtime: ServiceContext) -> Stolen:
     clinician = make_staff(runtime, Role.CLINICIAN)
     compliance = make_staff(runtime, Role.COMPLIANCE)
     init_role_keys(runtime, clinician, compliance)

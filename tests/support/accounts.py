@@ -13,7 +13,7 @@ import pyotp
 from access_control.roles import Role
 from medchat import audit
 from medchat.services.accounts import AccountService, NewMember
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 
 _counter = itertools.count(1)
 PASSWORDS = {
@@ -33,7 +33,7 @@ class Person:
     totp_secret: str | None = None
 
 
-def make_member(runtime: Runtime, *, totp: bool = False, **fields: Any) -> Person:
+def make_member(runtime: ServiceContext, *, totp: bool = False, **fields: Any) -> Person:
     n = next(_counter)
     data = {
         "email": f"member{n}@example.org",
@@ -59,7 +59,7 @@ def make_member(runtime: Runtime, *, totp: bool = False, **fields: Any) -> Perso
     return Person(account.id, data["email"], data["password"], Role.MEMBER, secret)
 
 
-def make_staff(runtime: Runtime, role: Role, **fields: Any) -> Person:
+def make_staff(runtime: ServiceContext, role: Role, **fields: Any) -> Person:
     n = next(_counter)
     email = fields.pop("email", f"{role}{n}@staff.example.org")
     with runtime.database.transaction() as session:
@@ -77,12 +77,12 @@ def make_staff(runtime: Runtime, role: Role, **fields: Any) -> Person:
     return Person(account.id, email, PASSWORDS[role], role, secret)
 
 
-def code_for(person: Person, runtime: Runtime) -> str:
+def code_for(person: Person, runtime: ServiceContext) -> str:
     assert person.totp_secret
     return pyotp.TOTP(person.totp_secret).at(runtime.clock.now())
 
 
-def login(client: Any, runtime: Runtime, person: Person) -> dict[str, Any]:
+def login(client: Any, runtime: ServiceContext, person: Person) -> dict[str, Any]:
     """Sign in through the API; moves the clock one TOTP step so a fresh code exists."""
     body: dict[str, Any] = {"email": person.email, "password": person.password}
     if person.totp_secret:
@@ -97,7 +97,7 @@ def bearer(tokens: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens['access_token']}"}
 
 
-def init_role_keys(runtime: Runtime, clinician: Person, compliance: Person) -> None:
+def init_role_keys(runtime: ServiceContext, clinician: Person, compliance: Person) -> None:
     """``medchat keys init`` for these two holders (pins go to the test key directory)."""
     from medchat.services.role_keys import RoleKeyService
 

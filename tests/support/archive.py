@@ -13,7 +13,7 @@ from medchat.db import Base
 from medchat.identity.principal import Principal
 from medchat.models import ArchiveRecord, KeyRole
 from medchat.services.archive_reading import ArchivedConversation
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.services.deletion import DeletionService
 from medchat.services.retrieval import RetrievalService
 from medchat.services.role_keys import RoleKeyService
@@ -22,7 +22,7 @@ from tests.support.sessions import sign_in
 from tests.support.tampering import execute_sql
 
 
-def archive_colleague(runtime: Runtime, holder: Person) -> Person:
+def archive_colleague(runtime: ServiceContext, holder: Person) -> Person:
     """A second compliance officer, granted the archive key by ``holder`` (so they may approve
     a retrieval); the key reaches their sessions opened after this."""
     colleague = make_staff(runtime, Role.COMPLIANCE)
@@ -32,7 +32,7 @@ def archive_colleague(runtime: Runtime, holder: Person) -> Person:
     return colleague
 
 
-def seal(runtime: Runtime, member: Principal, conversation_id: uuid.UUID) -> ArchiveRecord:
+def seal(runtime: ServiceContext, member: Principal, conversation_id: uuid.UUID) -> ArchiveRecord:
     """The member's deletion request, through the service; returns the new ledger record."""
     with runtime.database.transaction() as session:
         DeletionService(session, runtime).delete_own(member, conversation_id)
@@ -42,7 +42,7 @@ def seal(runtime: Runtime, member: Principal, conversation_id: uuid.UUID) -> Arc
 
 
 def retrieve(
-    runtime: Runtime,
+    runtime: ServiceContext,
     asker: Person,
     approver: Person,
     conversation_id: uuid.UUID,
@@ -63,28 +63,28 @@ def retrieve(
         return RetrievalService(session, runtime).content(asking, retrieval.id)
 
 
-def verify_ledger(runtime: Runtime, **kwargs: Any) -> ledger.LedgerReport:
+def verify_ledger(runtime: ServiceContext, **kwargs: Any) -> ledger.LedgerReport:
     """``medchat archive verify`` with the runtime's pinned key."""
     signer = runtime.archive_signer
     with runtime.database.transaction() as session:
         return ledger.verify(session, signer.public_key, signer.head_mac_key, **kwargs)
 
 
-def records(runtime: Runtime) -> list[ArchiveRecord]:
+def records(runtime: ServiceContext) -> list[ArchiveRecord]:
     with runtime.database.transaction() as session:
         rows = list(session.scalars(select(ArchiveRecord).order_by(ArchiveRecord.seq)))
         session.expunge_all()
     return rows
 
 
-def read_column(runtime: Runtime, table: str, column: str, row_id: uuid.UUID) -> Any:
+def read_column(runtime: ServiceContext, table: str, column: str, row_id: uuid.UUID) -> Any:
     columns = Base.metadata.tables[table].c
     with runtime.database.engine.connect() as connection:
         return connection.execute(select(columns[column]).where(columns.id == row_id)).scalar_one()
 
 
 def flip_byte(
-    runtime: Runtime, table: str, column: str, row_id: uuid.UUID, position: int = -1
+    runtime: ServiceContext, table: str, column: str, row_id: uuid.UUID, position: int = -1
 ) -> None:
     """Change one byte of a stored bytes column, as someone who can write the database."""
     value = bytearray(read_column(runtime, table, column, row_id))

@@ -11,7 +11,7 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from medchat.models import Attachment, AuditEntry, Message
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from tests.support.accounts import Person, bearer, login, make_member
 from tests.support.messaging import CareTeam, asked, care_team, give_consent
 
@@ -27,7 +27,7 @@ class Clinic:
 
     app: Flask
     client: Any
-    runtime: Runtime
+    runtime: ServiceContext
     member: Person
     member_tokens: dict[str, Any]
     member_auth: dict[str, str]
@@ -37,7 +37,7 @@ class Clinic:
 
 
 def build_clinic(app: Flask) -> Clinic:
-    runtime: Runtime = app.extensions["medchat"]
+    runtime: ServiceContext = app.extensions["medchat"]
     client = app.test_client()
     team = care_team(runtime)
     member = make_member(runtime)
@@ -84,7 +84,7 @@ def post_file(
 BASELINE = (0, 1)
 
 
-def stored(runtime: Runtime) -> tuple[int, int]:
+def stored(runtime: ServiceContext) -> tuple[int, int]:
     with runtime.database.transaction() as session:
         return (
             session.scalar(select(func.count()).select_from(Attachment)),
@@ -92,7 +92,7 @@ def stored(runtime: Runtime) -> tuple[int, int]:
         )
 
 
-def audit_entries(runtime: Runtime, action: str) -> list[AuditEntry]:
+def audit_entries(runtime: ServiceContext, action: str) -> list[AuditEntry]:
     with runtime.database.transaction() as session:
         return list(session.scalars(select(AuditEntry).where(AuditEntry.action == action)))
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from medchat.identity.principal import Principal
 from medchat.keys.sealing import ContentKey
 from medchat.models import Attachment, Conversation, ConversationStatus
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.services.conversation_access import ConversationAccess
 from medchat.services.conversations import ConversationService
 
@@ -30,7 +30,7 @@ class StartedConversation:
 
 
 def start_conversation(
-    runtime: Runtime, member: Principal, *, subject: str | None, bodies: list[str]
+    runtime: ServiceContext, member: Principal, *, subject: str | None, bodies: list[str]
 ) -> StartedConversation:
     """Create a member's conversation with a sealed subject and the given messages."""
     now = runtime.clock.now()
@@ -56,7 +56,7 @@ def start_conversation(
 
 
 def add_attachment(
-    runtime: Runtime,
+    runtime: ServiceContext,
     conversation_id: uuid.UUID,
     message_id: uuid.UUID,
     dek: bytes,
@@ -87,14 +87,16 @@ def add_attachment(
     return attachment_id
 
 
-def open_dek(runtime: Runtime, actor: Principal, conversation_id: uuid.UUID) -> bytes:
+def open_dek(runtime: ServiceContext, actor: Principal, conversation_id: uuid.UUID) -> bytes:
     """The DEK as a request would open it: row check, then the key in the actor's session."""
     with runtime.database.transaction() as session:
         access = ConversationAccess(session, runtime)
         return access.open_key(actor, access.load(actor, conversation_id))
 
 
-def reply(runtime: Runtime, actor: Principal, conversation_id: uuid.UUID, body: str) -> uuid.UUID:
+def reply(
+    runtime: ServiceContext, actor: Principal, conversation_id: uuid.UUID, body: str
+) -> uuid.UUID:
     """Append a message after opening the DEK through ``ConversationAccess``."""
     with runtime.database.transaction() as session:
         access = ConversationAccess(session, runtime)
@@ -105,7 +107,7 @@ def reply(runtime: Runtime, actor: Principal, conversation_id: uuid.UUID, body: 
         )
 
 
-def read_bodies(runtime: Runtime, actor: Principal, conversation_id: uuid.UUID) -> list[str]:
+def read_bodies(runtime: ServiceContext, actor: Principal, conversation_id: uuid.UUID) -> list[str]:
     """Every message body, oldest first, read the way a request reads them."""
     with runtime.database.transaction() as session:
         access = ConversationAccess(session, runtime)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from access_control import crypto
 from medchat.identity.principal import Principal
 from medchat.models import Attachment, Conversation, ConversationStatus, Message
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 
 _V1 = "medchat/content/v1"
 
@@ -34,7 +34,7 @@ class LegacyConversation:
 
 
 def legacy_conversation(
-    runtime: Runtime,
+    runtime: ServiceContext,
     member: Principal,
     clinician_id: uuid.UUID,
     bodies: list[str],

@@ -16,11 +16,11 @@ from sqlalchemy import select
 from access_control import crypto, password_kdf
 from medchat.keys.custody import _PERSONAL_AAD
 from medchat.models import Account, PersonalKey
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from tests.support.accounts import Person
 
 
-def as_before(runtime: Runtime, person: Person) -> None:
+def as_before(runtime: ServiceContext, person: Person) -> None:
     """Rewrite the account's hash and current key blob the old way (same password, key)."""
     with runtime.database.transaction() as session:
         account = session.get(Account, person.id)

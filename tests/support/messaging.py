@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from access_control.roles import Role
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from tests.support.accounts import Person, bearer, init_role_keys, make_staff
 
 CONSENT_VERSION = "2026-01"
@@ -24,7 +24,7 @@ class CareTeam:
     compliance: Person
 
 
-def care_team(runtime: Runtime) -> CareTeam:
+def care_team(runtime: ServiceContext) -> CareTeam:
     """Create both first holders and run ``keys init`` (the clinician shows as "Dr. M.")."""
     clinician = make_staff(runtime, Role.CLINICIAN, first_name="Alice", last_name="Martin")
     compliance = make_staff(runtime, Role.COMPLIANCE)
@@ -71,6 +71,6 @@ def send(client: Any, tokens: dict[str, Any], path: str, body: str, key: str | N
     return client.post(path, json={"body": body}, headers=headers)
 
 
-def count(runtime: Runtime, model: Any) -> int:
+def count(runtime: ServiceContext, model: Any) -> int:
     with runtime.database.transaction() as session:
         return session.scalar(select(func.count()).select_from(model))  # type: ignore[no-any-return]

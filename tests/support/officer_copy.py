@@ -27,13 +27,13 @@ from medchat.models import (
     RoleKey,
     RoleKeyGrant,
 )
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from tests.support.accounts import Person
 
 ArchiveKeys = list[tuple[uuid.UUID, hybrid_kem.PrivateKeyHandle]]
 
 
-def archive_keys_from_copy(runtime: Runtime, officer: Person) -> ArchiveKeys:
+def archive_keys_from_copy(runtime: ServiceContext, officer: Person) -> ArchiveKeys:
     """(role key id, private key) of every archive key the officer's password opens."""
     personal_keys = PersonalKey.__table__
     grants, role_keys = RoleKeyGrant.__table__, RoleKey.__table__
@@ -69,7 +69,9 @@ def archive_keys_from_copy(runtime: Runtime, officer: Person) -> ArchiveKeys:
     return opened
 
 
-def conversations_opened_from_copy(runtime: Runtime, keys: ArchiveKeys) -> dict[uuid.UUID, bytes]:
+def conversations_opened_from_copy(
+    runtime: ServiceContext, keys: ArchiveKeys
+) -> dict[uuid.UUID, bytes]:
     """Conversation id -> DEK, for every conversation one of ``keys`` opens from a stored wrap."""
     wraps, conversations = ConversationKeyWrap.__table__, Conversation.__table__
     with runtime.database.engine.connect() as copy:

@@ -20,7 +20,7 @@ from medchat.models import (
     RewrapRequest,
 )
 from medchat.services.attachments import upload_scope
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.services.conversations import message_scope
 from medchat.services.member_conversations import START_SCOPE
 from medchat.services.retention import RetentionResult, RetentionService
@@ -36,7 +36,7 @@ PER_CONVERSATION = {
 }
 
 
-def run(runtime: Runtime, as_of: datetime | None = None, **kwargs: Any) -> RetentionResult:
+def run(runtime: ServiceContext, as_of: datetime | None = None, **kwargs: Any) -> RetentionResult:
     """A retention run as of ``as_of``; for a real run the test's clock first moves there
     (a run never looks ahead of the clock: ``EarlyDestruction``)."""
     dry_run = kwargs.pop("dry_run", False)
@@ -45,14 +45,14 @@ def run(runtime: Runtime, as_of: datetime | None = None, **kwargs: Any) -> Reten
     return RetentionService(runtime, **kwargs).run(as_of, dry_run=dry_run)
 
 
-def move_clock_to(runtime: Runtime, moment: datetime) -> None:
+def move_clock_to(runtime: ServiceContext, moment: datetime) -> None:
     """Let time pass on the test's clock up to ``moment`` (it never goes back)."""
     clock = runtime.clock
     if moment.tzinfo is not None and moment > clock.now():
         clock.set(moment)  # type: ignore[attr-defined]
 
 
-def stored_rows(runtime: Runtime, conversation_id: uuid.UUID) -> dict[str, int]:
+def stored_rows(runtime: ServiceContext, conversation_id: uuid.UUID) -> dict[str, int]:
     """Rows of each table that still belong to the conversation (idempotency by scope)."""
     tables = Base.metadata.tables
     counts = {}
@@ -79,7 +79,7 @@ def stored_rows(runtime: Runtime, conversation_id: uuid.UUID) -> dict[str, int]:
     return counts
 
 
-def stored_bytes(runtime: Runtime, conversation_id: uuid.UUID) -> list[bytes]:
+def stored_bytes(runtime: ServiceContext, conversation_id: uuid.UUID) -> list[bytes]:
     """Every ciphertext and wrap of the conversation as stored now (to look for later)."""
     found: list[bytes] = []
     tables = Base.metadata.tables
@@ -93,7 +93,7 @@ def stored_bytes(runtime: Runtime, conversation_id: uuid.UUID) -> list[bytes]:
     return found
 
 
-def every_stored_value(runtime: Runtime) -> bytes:
+def every_stored_value(runtime: ServiceContext) -> bytes:
     """All values of all rows, bytes raw (what a dump of the live tables holds)."""
     chunks = []
     with runtime.database.engine.connect() as connection:
@@ -104,7 +104,7 @@ def every_stored_value(runtime: Runtime) -> bytes:
 
 
 def add_live_traces(
-    runtime: Runtime, conversation_id: uuid.UUID, member: Principal, clinician_id: uuid.UUID
+    runtime: ServiceContext, conversation_id: uuid.UUID, member: Principal, clinician_id: uuid.UUID
 ) -> None:
     """A read marker, a queued re-wrap and the idempotency records of a start, a send and an
     upload: everything besides content that a live conversation leaves behind."""
@@ -153,7 +153,7 @@ def add_live_traces(
             )
 
 
-def wrap_holders(runtime: Runtime, conversation_id: uuid.UUID) -> list[str]:
+def wrap_holders(runtime: ServiceContext, conversation_id: uuid.UUID) -> list[str]:
     with runtime.database.transaction() as session:
         return sorted(
             session.scalars(
@@ -164,7 +164,7 @@ def wrap_holders(runtime: Runtime, conversation_id: uuid.UUID) -> list[str]:
         )
 
 
-def audit_entries(runtime: Runtime, prefix: str = "retention.") -> list[AuditEntry]:
+def audit_entries(runtime: ServiceContext, prefix: str = "retention.") -> list[AuditEntry]:
     with runtime.database.transaction() as session:
         rows = list(
             session.scalars(
@@ -177,7 +177,9 @@ def audit_entries(runtime: Runtime, prefix: str = "retention.") -> list[AuditEnt
     return rows
 
 
-def table_snapshot(runtime: Runtime, *, leave_out: tuple[str, ...] = ()) -> dict[str, list[Any]]:
+def table_snapshot(
+    runtime: ServiceContext, *, leave_out: tuple[str, ...] = ()
+) -> dict[str, list[Any]]:
     """Every row of every table, sorted (to prove a run changed nothing)."""
     snapshot = {}
     with runtime.database.engine.connect() as connection:

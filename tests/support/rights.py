@@ -11,7 +11,7 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from tests.support.accounts import Person, bearer, login, make_member
 from tests.support.messaging import CONVERSATIONS, CareTeam, asked, care_team, give_consent, send
 from tests.support.sample_files import as_stored, pdf
@@ -49,7 +49,9 @@ class History:
     others_id: str
 
 
-def a_member_with_history(client: Any, runtime: Runtime, team: CareTeam | None = None) -> History:
+def a_member_with_history(
+    client: Any, runtime: ServiceContext, team: CareTeam | None = None
+) -> History:
     team = team or care_team(runtime)
     member = make_member(runtime)
     tokens = login(client, runtime, member)

@@ -25,7 +25,7 @@ from medchat.models import (
     KeyRole,
     RoleKey,
 )
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from medchat.services.role_keys import RoleKeyService
 from tests.support.accounts import Person, make_member, make_staff
 from tests.support.conversations import start_conversation
@@ -45,7 +45,9 @@ class RotationWorld:
     deks: dict[uuid.UUID, bytes]
 
 
-def rotation_world(runtime: Runtime, conversations: int = 6, members: int = 2) -> RotationWorld:
+def rotation_world(
+    runtime: ServiceContext, conversations: int = 6, members: int = 2
+) -> RotationWorld:
     team = care_team(runtime)
     colleague = make_staff(runtime, Role.CLINICIAN, first_name="Bea", last_name="Roux")
     grant(runtime, team.clinician, colleague)
@@ -60,13 +62,13 @@ def rotation_world(runtime: Runtime, conversations: int = 6, members: int = 2) -
     return RotationWorld(team.clinician, colleague, team.compliance, people, deks)
 
 
-def grant(runtime: Runtime, holder: Person, colleague: Person) -> None:
+def grant(runtime: ServiceContext, holder: Person, colleague: Person) -> None:
     actor = sign_in(runtime, holder).principal
     with runtime.database.transaction() as session:
         RoleKeyService(session, runtime).grant(actor, KeyRole.PHYSICIAN, colleague.id)
 
 
-def revoke(runtime: Runtime, holder: Person, colleague: Person) -> list[str]:
+def revoke(runtime: ServiceContext, holder: Person, colleague: Person) -> list[str]:
     actor = sign_in(runtime, holder).principal
     with runtime.database.transaction() as session:
         return RoleKeyService(session, runtime).revoke(
@@ -75,7 +77,7 @@ def revoke(runtime: Runtime, holder: Person, colleague: Person) -> list[str]:
 
 
 def rotate(
-    runtime: Runtime, person: Person, role: KeyRole = KeyRole.PHYSICIAN, **options: Any
+    runtime: ServiceContext, person: Person, role: KeyRole = KeyRole.PHYSICIAN, **options: Any
 ) -> RotationResult:
     """``medchat keys rotate`` as ``person`` (signed in now), through the real service."""
     run_options = {k: options.pop(k) for k in ("max_batches", "prepare_only") if k in options}
@@ -83,7 +85,7 @@ def rotate(
     return RotationService(runtime, actor, role, **options).run(**run_options)
 
 
-def open_as(runtime: Runtime, keyring: Keyring, conversation_id: uuid.UUID) -> bytes:
+def open_as(runtime: ServiceContext, keyring: Keyring, conversation_id: uuid.UUID) -> bytes:
     """The DEK as the physician holder with this keyring opens it (NotFound if it cannot)."""
     with runtime.database.transaction() as session:
         conversation = session.get(Conversation, conversation_id)
@@ -91,7 +93,7 @@ def open_as(runtime: Runtime, keyring: Keyring, conversation_id: uuid.UUID) -> b
         return runtime.conversation_keys(session).open_key(conversation, keyring, Holder.PHYSICIAN)
 
 
-def readable_by(runtime: Runtime, keyring: Keyring, deks: dict[uuid.UUID, bytes]) -> int:
+def readable_by(runtime: ServiceContext, keyring: Keyring, deks: dict[uuid.UUID, bytes]) -> int:
     """How many of the conversations this keyring opens to their true DEK."""
     opened = 0
     for conversation_id, dek in deks.items():
@@ -100,13 +102,13 @@ def readable_by(runtime: Runtime, keyring: Keyring, deks: dict[uuid.UUID, bytes]
     return opened
 
 
-def physician_keys(runtime: Runtime) -> dict[int, RoleKey]:
+def physician_keys(runtime: ServiceContext) -> dict[int, RoleKey]:
     with runtime.database.transaction() as session:
         rows = session.scalars(select(RoleKey).where(RoleKey.role == KeyRole.PHYSICIAN))
         return {row.version: row for row in rows}
 
 
-def wraps_sealed_to(runtime: Runtime, key: RoleKey) -> int:
+def wraps_sealed_to(runtime: ServiceContext, key: RoleKey) -> int:
     with runtime.database.transaction() as session:
         return session.scalar(  # type: ignore[no-any-return]
             select(func.count())
@@ -115,7 +117,7 @@ def wraps_sealed_to(runtime: Runtime, key: RoleKey) -> int:
         )
 
 
-def audit_details(runtime: Runtime, action: str) -> list[dict[str, Any]]:
+def audit_details(runtime: ServiceContext, action: str) -> list[dict[str, Any]]:
     import json
 
     with runtime.database.transaction() as session:
@@ -125,5 +127,5 @@ def audit_details(runtime: Runtime, action: str) -> list[dict[str, Any]]:
         return [json.loads(entry.details) for entry in entries]
 
 
-def statuses(runtime: Runtime) -> dict[int, str]:
+def statuses(runtime: ServiceContext) -> dict[int, str]:
     return {version: row.status for version, row in physician_keys(runtime).items()}

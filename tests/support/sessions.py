@@ -10,7 +10,7 @@ from medchat.identity.principal import Principal
 from medchat.identity.tokens import TokenPair, TokenStore
 from medchat.models import TokenKind
 from medchat.services.authentication import AuthenticationService
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 from tests.support.accounts import Person, code_for
 
 #: Where in-process sign-ins come from: inside the tests' staff networks, as the test client.
@@ -25,7 +25,7 @@ class SignedIn:
     tokens: TokenPair
 
 
-def sign_in(runtime: Runtime, person: Person) -> SignedIn:
+def sign_in(runtime: ServiceContext, person: Person) -> SignedIn:
     """Log in with password (and a fresh TOTP code where the account has one), then load the
     principal exactly as the bearer loader does; its keyring is opened while the row is loaded.
     """
@@ -40,7 +40,7 @@ def sign_in(runtime: Runtime, person: Person) -> SignedIn:
     return SignedIn(principal_for(runtime, signed.tokens.access_token), signed.tokens)
 
 
-def principal_for(runtime: Runtime, access_token: str) -> Principal:
+def principal_for(runtime: ServiceContext, access_token: str) -> Principal:
     """The principal of a live access token (``InvalidToken`` for a dead one)."""
     with runtime.database.transaction() as session:
         record, account = TokenStore(session, runtime.clock.now()).authenticate(

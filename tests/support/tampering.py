@@ -16,10 +16,10 @@ from sqlalchemy import Uuid, bindparam, select, text
 from access_control import crypto, hybrid_kem
 from medchat.db import UtcDateTime
 from medchat.models import ConversationKeyWrap, RoleKeyGrant
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 
 
-def execute_sql(runtime: Runtime, statement: str, **params: Any) -> int:
+def execute_sql(runtime: ServiceContext, statement: str, **params: Any) -> int:
     """Run one statement in its own committed transaction; returns the rows it touched."""
     typed = [
         bindparam(name, type_=Uuid() if isinstance(value, uuid.UUID) else UtcDateTime())
@@ -31,7 +31,7 @@ def execute_sql(runtime: Runtime, statement: str, **params: Any) -> int:
         return result.rowcount
 
 
-def sealed_to(runtime: Runtime, key_id: bytes) -> list[str]:
+def sealed_to(runtime: ServiceContext, key_id: bytes) -> list[str]:
     """Every stored wrap or grant sealed to the public key named ``key_id``."""
     found = []
     with runtime.database.transaction() as session:
@@ -51,7 +51,7 @@ def _names(wrap: bytes, key_id: bytes) -> bool:
         return False
 
 
-def retag_everything(runtime: Runtime) -> int:
+def retag_everything(runtime: ServiceContext) -> int:
     """Give every row of every tagged table a valid row tag, as someone who holds the
     integrity key as well as SQL access could: what the walls *behind* the row tags (pins,
     key tags, commitments, HPKE info) must still refuse. Returns the rows re-tagged."""

@@ -14,11 +14,11 @@ from access_control.keyring import Keyring
 from medchat.archive.gate import GATED, wrapped_for
 from medchat.keys.conversation_keys import wrap_purpose
 from medchat.models import Conversation, ConversationKeyWrap, ConversationStatus, Holder, KeyRole
-from medchat.services.context import Runtime
+from medchat.services.context import ServiceContext
 
 
 def assert_only_the_three_holders(
-    runtime: Runtime,
+    runtime: ServiceContext,
     member_id: uuid.UUID,
     *,
     physician: Keyring,

@@ -14,7 +14,7 @@ from access_control.key_directory import load_server_keys
 from medchat.archive.signing import load_archive_signer
 from medchat.config import Settings
 from medchat.errors import ConfigurationError
-from medchat.services.context import build_runtime
+from medchat.services.context import build_service_context
 
 
 def production(key_dir: Path, tmp_path: Path, **overrides) -> Settings:
@@ -71,17 +71,17 @@ def test_a_pin_that_is_not_the_keys_public_key_is_refused(keys, is_production):
 
 def test_production_refuses_to_start_without_the_pin(keys, tmp_path):
     with pytest.raises(ConfigurationError, match="MEDCHAT_ARCHIVE_SIGNING_PUBLIC_KEY"):
-        build_runtime(production(keys.directory, tmp_path))
+        build_service_context(production(keys.directory, tmp_path))
 
 
 def test_production_refuses_to_start_with_a_swapped_key_file(keys, tmp_path):
     settings = production(
         keys.directory, tmp_path, archive_signing_public_key=public_hex(keys.archive_signing)
     )
-    build_runtime(settings).database.dispose()
+    build_service_context(settings).database.dispose()
     (keys.directory / "archive-signing.key").write_bytes(b"\x02" * 32)
     with pytest.raises(ConfigurationError, match="not the public key"):
-        build_runtime(settings)
+        build_service_context(settings)
 
 
 def test_production_never_generates_the_signing_key(tmp_path):
@@ -89,7 +89,7 @@ def test_production_never_generates_the_signing_key(tmp_path):
     load_server_keys(keys, create_missing=True)
     (keys / "archive-signing.key").unlink()
     with pytest.raises(ConfigurationError, match=r"archive-signing\.key"):
-        build_runtime(production(keys, tmp_path, archive_signing_public_key="00" * 32))
+        build_service_context(production(keys, tmp_path, archive_signing_public_key="00" * 32))
     assert not (keys / "archive-signing.key").exists()
 
 

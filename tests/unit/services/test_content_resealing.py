@@ -18,7 +18,7 @@ from access_control.crypto import DecryptionFailed
 from access_control.roles import Role
 from medchat.errors import ContentResealed, KeyIntegrityFailure, RoleKeyRequired
 from medchat.identity.principal import Principal
-from medchat.keys.content_resealing import ContentResealer
+from medchat.keys.content_upgrade import ContentResealer
 from medchat.models import AuditEntry, Conversation, Message
 from medchat.services.attachments import AttachmentService
 from medchat.services.conversations import ConversationService

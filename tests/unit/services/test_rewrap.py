@@ -1,4 +1,4 @@
-"""The member re-wrap queue (``medchat.keys.rewrap``, SECURITY-MODEL key hierarchy 7): real
+"""The member re-wrap queue (``medchat.keys.member_rewrap``, SECURITY-MODEL key hierarchy 7): real
 database, real crypto, no HTTP; and the ``medchat keys rewrap`` worker.
 """
 
@@ -17,8 +17,8 @@ from access_control import crypto
 from access_control.roles import Role
 from medchat import audit
 from medchat.errors import RoleKeyRequired
+from medchat.keys.member_rewrap import RewrapQueue
 from medchat.keys.personal_keys import PersonalKeys
-from medchat.keys.rewrap import RewrapQueue
 from medchat.models import (
     AuditEntry,
     Conversation,

@@ -56,7 +56,7 @@ from medchat.models import (
 from medchat.storage.row_integrity import is_tampered, skip_tampered, tag_values
 
 if TYPE_CHECKING:  # the service context is passed in; importing it would run back up a layer
-    from medchat.services.context import Runtime
+    from medchat.services.context import ServiceContext
 
 log = logging.getLogger("medchat.rewrap")
 
@@ -98,7 +98,7 @@ def audited_savepoint(session: Session) -> Iterator[None]:
 
 
 class RewrapQueue:
-    def __init__(self, session: Session, runtime: Runtime) -> None:
+    def __init__(self, session: Session, runtime: ServiceContext) -> None:
         self.session = session
         self.runtime = runtime
 

@@ -47,7 +47,7 @@ from medchat.keys.custody import KeyCustody
 from medchat.models import Conversation, ConversationKeyWrap, RoleKey, RoleKeyRotation
 
 if TYPE_CHECKING:  # the service context is passed in; importing it would run back up a layer
-    from medchat.services.context import Runtime
+    from medchat.services.context import ServiceContext
 
 #: Called with (wraps re-sealed so far, wraps to re-seal in all) after each batch.
 Progress = Callable[[int, int], None]
@@ -93,7 +93,7 @@ class WrapResealer:
 
     def __init__(
         self,
-        runtime: Runtime,
+        runtime: ServiceContext,
         *,
         rotation_id: uuid.UUID,
         holder: str,

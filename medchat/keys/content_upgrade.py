@@ -45,7 +45,7 @@ from medchat import audit
 from medchat.errors import KeyIntegrityFailure, NotFound, RoleKeyRequired
 from medchat.identity.principal import Principal
 from medchat.keys.conversation_keys import ConversationKeys
-from medchat.keys.rewrap import audited_savepoint
+from medchat.keys.member_rewrap import audited_savepoint
 from medchat.keys.sealing import CURRENT_FORMAT, ContentFormat, ContentKey
 from medchat.models import LIVE_STATUSES, Attachment, Conversation, Holder, KeyRole, Message
 
@@ -61,7 +61,7 @@ _LEFT = (Conversation.content_version == ContentFormat.PLACE) & Conversation.sta
 )
 
 if TYPE_CHECKING:  # the service context is passed in; importing it would run back up a layer
-    from medchat.services.context import Runtime
+    from medchat.services.context import ServiceContext
 
 
 class ResealRefused(Exception):
@@ -93,7 +93,7 @@ class ContentResealer:
 
     def __init__(
         self,
-        runtime: Runtime,
+        runtime: ServiceContext,
         actor: Principal,
         *,
         batch_size: int = DEFAULT_BATCH,
