@@ -341,3 +341,19 @@ def test_db_upgrade_from_an_older_revision_says_from_and_to(cli_on, tmp_path):
     }
     again = cli("db", "upgrade")
     assert again.stdout == f"database is up to date at {HEAD} (nothing applied)\n"
+
+
+def test_python_dash_m_medchat_is_the_same_command() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "medchat", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("medchat ")
+    listed = subprocess.run(
+        [sys.executable, "-m", "medchat", "--help"], capture_output=True, text=True, timeout=60
+    )
+    for group in ("db", "keys", "archive", "audit", "retention", "demo", "create-admin"):
+        assert f"  {group} " in listed.stdout
