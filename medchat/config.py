@@ -31,6 +31,10 @@ DEVELOPMENT_STAFF_NETWORKS = "127.0.0.0/8,::1/128"
 MAX_RETENTION_DAYS = 36_500
 #: Rows locked by one retention transaction at most (they stay locked until it commits).
 MAX_RETENTION_BATCH = 20_000
+#: Audit chain heads that exist (migration 0015; ``medchat.audit.chain.MAX_CHAINS``).
+AUDIT_MAX_CHAINS = 64
+#: Chains a PostgreSQL deployment appends to when ``MEDCHAT_AUDIT_CHAINS`` is 0.
+AUDIT_DEFAULT_CHAINS = 16
 #: Pillow's own decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``, left at its default):
 #: it warns above it and refuses above twice it, a second net under ``max_image_pixels``, which
 #: may therefore not be set higher.
@@ -113,6 +117,9 @@ class Settings:
     #: How long a mailed password-reset or e-mail-confirmation token works (SECURITY-MODEL
     #: "Authentication"; ``services/email_change``).
     password_reset_minutes: int = 30
+    #: Audit chains commits append to, each under its own head lock (``medchat.audit.chain``);
+    #: 0: 16 on PostgreSQL, 1 on SQLite (whose writers take one database lock anyway).
+    audit_chains: int = 0
     #: Re-wrap requests a clinician request drains before it commits (key hierarchy 7).
     rewrap_batch: int = 20
     #: How long a process remembers a conversation key a session opened, sealed to that
@@ -177,6 +184,13 @@ class Settings:
             return timedelta(hours=self.staff_refresh_hours)
         return timedelta(days=self.member_refresh_days)
 
+    @property
+    def audit_chain_count(self) -> int:
+        """The chains commits append to: the setting, or 16 on PostgreSQL and 1 on SQLite."""
+        if self.audit_chains:
+            return self.audit_chains
+        return AUDIT_DEFAULT_CHAINS if self.database_url.startswith("postgresql") else 1
+
     @classmethod
     def from_env(
         cls, environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
@@ -230,6 +244,10 @@ class Settings:
             )
         if not 0 <= self.unwrap_memo_seconds <= 900:
             raise ConfigurationError("MEDCHAT_UNWRAP_MEMO_SECONDS must be 0 to 900")
+        if not 0 <= self.audit_chains <= AUDIT_MAX_CHAINS:
+            raise ConfigurationError(
+                f"MEDCHAT_AUDIT_CHAINS must be 0 (automatic) to {AUDIT_MAX_CHAINS}"
+            )
         if self.rewrap_batch < 0:
             raise ConfigurationError("MEDCHAT_REWRAP_BATCH must be 0 or more (0: workers only)")
         if not 1 <= self.password_reset_minutes <= 24 * 60:

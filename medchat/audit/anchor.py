@@ -5,14 +5,19 @@ deletes the chain's tail and puts back a ``chain_heads`` row it saved earlier; t
 is genuine (the audit key made it when it was current), so ``audit.verify`` walks a whole,
 shorter chain and passes. Nothing inside the database can tell; a record outside it can.
 
-``medchat audit anchor`` signs the head that ``audit.checked_head`` vouches for (chain name,
-sequence, entry hash, the time of the injected clock) with the Ed25519 seed
+``medchat audit anchor`` signs the heads that ``audit.checked_heads`` vouches for (each
+chain's name, position and entry hash, and the time of the injected clock) in one document with the
+Ed25519 seed
 ``audit-anchor.key`` in ``MEDCHAT_KEY_DIR`` and prints the signed document as one JSON line
 (for the journal) and appends it to a file another user owns (``deploy/systemd/
 medchat-audit-anchor.*``). ``medchat audit verify --anchor FILE`` then fails when an anchor's
 signature does not verify, when the chain is shorter than the latest anchored sequence, or
-when the entry at that sequence does not carry the anchored hash. Checking the latest anchor
-is enough once every signature verifies: each entry hash covers the whole chain before it.
+when the entry at that sequence does not carry the anchored hash, for every chain the anchor
+names. Checking the latest anchor is enough once every signature verifies: each entry hash
+covers the whole chain before it, and a chain the anchor does not name was empty when signed.
+
+Format 2 (``medchat/audit-anchor/v2``) lists every head; format 1 (one chain, written before
+chains existed) is still read and checked as an anchor of the chain ``audit``.
 
 The verifying key is derived from ``audit-anchor.key``, never read from the document (which
 names it so a reader sees which key signed): an anchor signed with another key, or edited
@@ -23,7 +28,7 @@ guard nothing more. ``medchat audit anchor-public-key`` prints the public key fo
 checks anchors elsewhere (a log pipeline, an auditor): ``verify_signature`` with it needs no
 secret. The signed message is domain-separated (``medchat/audit-anchor/v1``, encoded like
 every signed message: ``crypto.associated_data``), so it can never pass for an archive
-record's signature or the other way round.
+record's signature or the other way round, nor a v1 anchor for a v2 one.
 """
 
 from __future__ import annotations
@@ -37,11 +42,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from access_control import crypto, signatures
-from medchat.audit.chain import AUDIT_CHAIN, VerifyResult, checked_head
+from medchat.audit.verification import CHAINS, VerifyResult, checked_heads
 from medchat.models import AuditEntry
 
-FORMAT = "medchat/audit-anchor/v1"
-_FIELDS = {"format", "chain", "seq", "entry_hash", "anchored_at", "public_key", "signature"}
+FORMAT = "medchat/audit-anchor/v2"
+FORMAT_V1 = "medchat/audit-anchor/v1"
+_FIELDS = {"format", "heads", "anchored_at", "public_key", "signature"}
+_FIELDS_V1 = {"format", "chain", "seq", "entry_hash", "anchored_at", "public_key", "signature"}
 
 
 class AnchorRejected(Exception):
@@ -50,27 +57,47 @@ class AnchorRejected(Exception):
 
 
 @dataclass(frozen=True)
-class Anchor:
-    """One signed chain head. ``anchored_at`` is kept as written: the signature covers it."""
+class Head:
+    """One chain's head as anchored: its name, position (``seq``) and entry hash."""
 
     chain: str
     seq: int
     entry_hash: bytes
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """Signed chain heads. ``anchored_at`` is kept as written: the signature covers it."""
+
+    heads: tuple[Head, ...]
     anchored_at: str
     public_key: bytes
     signature: bytes
+    format: str = FORMAT
+
+    @property
+    def seq(self) -> int:
+        """The entries the anchored heads account for (the sum of their positions)."""
+        return sum(head.seq for head in self.heads)
 
     def _message(self) -> bytes:
-        return crypto.associated_data(
-            FORMAT, self.chain, self.seq, self.entry_hash, self.anchored_at
-        )
+        if self.format == FORMAT_V1:
+            (head,) = self.heads
+            return crypto.associated_data(
+                FORMAT_V1, head.chain, head.seq, head.entry_hash, self.anchored_at
+            )
+        parts: list[object] = [FORMAT, self.anchored_at, len(self.heads)]
+        for head in self.heads:
+            parts += [head.chain, head.seq, head.entry_hash]
+        return crypto.associated_data(*parts)
 
     def as_document(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
-            "chain": self.chain,
-            "seq": self.seq,
-            "entry_hash": self.entry_hash.hex(),
+            "heads": [
+                {"chain": h.chain, "seq": h.seq, "entry_hash": h.entry_hash.hex()}
+                for h in self.heads
+            ],
             "anchored_at": self.anchored_at,
             "public_key": self.public_key.hex(),
             "signature": self.signature.hex(),
@@ -98,21 +125,19 @@ class AnchorSigner:
     def fingerprint(self) -> str:
         return signatures.signing_key_fingerprint(self.public_key)
 
-    def sign_head(self, session: Session, audit_key: bytes, now: datetime) -> Anchor:
-        """Sign the current head, once ``audit.checked_head`` vouches for it.
+    def sign_heads(self, session: Session, audit_key: bytes, now: datetime) -> Anchor:
+        """Sign the current heads, once ``audit.checked_heads`` vouches for each.
 
-        Raises ``AnchorRejected`` when the head or its entry fails its check: a head the audit
+        Raises ``AnchorRejected`` when a head or its entry fails its check: a head the audit
         key did not make is never signed.
         """
         try:
-            seq, entry_hash = checked_head(session, audit_key)
+            heads = tuple(Head(*head) for head in checked_heads(session, audit_key))
         except crypto.IntegrityCheckFailed as exc:
             raise AnchorRejected(f"not anchoring: {exc}") from exc
-        unsigned = Anchor(AUDIT_CHAIN, seq, entry_hash, _iso(now), self.public_key, b"")
+        unsigned = Anchor(heads, _iso(now), self.public_key, b"")
         signature = signatures.sign(self._key, unsigned._message())
-        return Anchor(
-            AUDIT_CHAIN, seq, entry_hash, unsigned.anchored_at, self.public_key, signature
-        )
+        return Anchor(heads, unsigned.anchored_at, self.public_key, signature)
 
     def verify(self, anchor: Anchor) -> None:
         """Raise ``AnchorRejected`` unless this key signed exactly this anchor."""
@@ -128,23 +153,46 @@ def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
+def _position(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise AnchorRejected("seq is not a sequence number")
+    return value
+
+
+def _head(document: object) -> Head:
+    if not isinstance(document, dict) or set(document) != {"chain", "seq", "entry_hash"}:
+        raise AnchorRejected("a head is not {chain, seq, entry_hash}")
+    return Head(
+        str(document["chain"]), _position(document["seq"]), bytes.fromhex(document["entry_hash"])
+    )
+
+
 def parse_anchor(document: object) -> Anchor:
     """An ``Anchor`` from a decoded JSON document; ``AnchorRejected`` for anything else."""
-    if not isinstance(document, dict) or set(document) != _FIELDS:
+    if not isinstance(document, dict) or "format" not in document:
         raise AnchorRejected("not an audit anchor document")
-    if document["format"] != FORMAT:
-        raise AnchorRejected(f"unknown format {str(document['format'])[:40]!r}")
-    seq = document["seq"]
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-        raise AnchorRejected("seq is not a sequence number")
+    version = document["format"]
+    if version not in (FORMAT, FORMAT_V1):
+        raise AnchorRejected(f"unknown format {str(version)[:40]!r}")
+    if set(document) != (_FIELDS if version == FORMAT else _FIELDS_V1):
+        raise AnchorRejected("not an audit anchor document")
     try:
+        if version == FORMAT_V1:
+            heads: tuple[Head, ...] = (
+                _head({k: document[k] for k in ("chain", "seq", "entry_hash")}),
+            )
+        else:
+            if not isinstance(document["heads"], list) or not document["heads"]:
+                raise AnchorRejected("an anchor names at least one head")
+            heads = tuple(_head(item) for item in document["heads"])
+            if len({head.chain for head in heads}) != len(heads):
+                raise AnchorRejected("a chain is named twice")
         return Anchor(
-            chain=str(document["chain"]),
-            seq=seq,
-            entry_hash=bytes.fromhex(document["entry_hash"]),
+            heads=heads,
             anchored_at=str(document["anchored_at"]),
             public_key=bytes.fromhex(document["public_key"]),
             signature=bytes.fromhex(document["signature"]),
+            format=version,
         )
     except (TypeError, ValueError):
         raise AnchorRejected("a hash, key or signature is not hex") from None
@@ -166,51 +214,77 @@ def read_anchors(text: str) -> list[Anchor]:
 
 
 def latest_verified(anchors: list[Anchor], signer: AnchorSigner) -> Anchor | None:
-    """The anchor with the highest sequence once every anchor's signature verifies (one
-    forged or edited line rejects the file: it was written where only the anchor job may)."""
+    """The latest anchor (the one accounting for the most entries) once every anchor's
+    signature verifies (one forged or edited line rejects the file: it was written where only
+    the anchor job may)."""
     for number, anchor in enumerate(anchors, start=1):
         try:
             signer.verify(anchor)
         except AnchorRejected as exc:
             raise AnchorRejected(f"anchor {number}: {exc}") from None
-        if anchor.chain != AUDIT_CHAIN:
-            raise AnchorRejected(f"anchor {number}: not an anchor of the {AUDIT_CHAIN!r} chain")
+        if any(head.chain not in CHAINS for head in anchor.heads):
+            raise AnchorRejected(f"anchor {number}: names a chain that is not an audit chain")
     return max(anchors, key=lambda a: a.seq, default=None)
 
 
-def check_chain(session: Session, anchor: Anchor, length: int) -> None:
-    """Raise ``AnchorRejected`` unless a chain of ``length`` entries (the head's sequence,
-    checked by the caller) holds the anchored entry with the anchored hash."""
-    if anchor.seq > length:
-        raise AnchorRejected(
-            f"the chain ends at entry {length} but the anchor of {anchor.anchored_at} records "
-            f"entry {anchor.seq}: entries were removed"
+def check_chain(session: Session, anchor: Anchor, lengths: dict[str, int]) -> None:
+    """Raise ``AnchorRejected`` unless chains of ``lengths`` (each head's position, checked by
+    the caller) hold every anchored entry with its anchored hash."""
+    for head in anchor.heads:
+        length = lengths.get(head.chain, 0)
+        if head.seq > length:
+            raise AnchorRejected(
+                f"chain {head.chain} ends at entry {length} but the anchor of "
+                f"{anchor.anchored_at} records entry {head.seq}: entries were removed"
+            )
+        if head.seq == 0:
+            continue
+        stored = session.scalar(
+            select(AuditEntry.entry_hash).where(
+                AuditEntry.chain == head.chain, AuditEntry.position == head.seq
+            )
         )
-    if anchor.seq == 0:
-        return
-    stored = session.scalar(select(AuditEntry.entry_hash).where(AuditEntry.seq == anchor.seq))
-    if stored is None or not crypto.constant_time_equal(stored, anchor.entry_hash):
-        raise AnchorRejected(
-            f"entry {anchor.seq} does not have the hash anchored at {anchor.anchored_at}: "
-            "the chain was rewritten"
-        )
+        if stored is None or not crypto.constant_time_equal(stored, head.entry_hash):
+            raise AnchorRejected(
+                f"chain {head.chain} entry {head.seq} does not have the hash anchored at "
+                f"{anchor.anchored_at}: the chain was rewritten"
+            )
 
 
 def verify_against(session: Session, result: VerifyResult, anchor: Anchor) -> None:
-    """After a walk of the chain that passed (``audit.verify``), fail ``result`` when the
-    chain lost or rewrote the anchored entry; the first entry concerned is ``first_bad``."""
+    """After a walk of the chains that passed (``audit.verify``), fail ``result`` when a chain
+    lost or rewrote an anchored entry; ``first_bad`` is the first global seq concerned."""
     try:
-        check_chain(session, anchor, result.head_seq)
+        check_chain(session, anchor, result.heads)
     except AnchorRejected as exc:
         result.ok = False
-        result.first_bad = min(anchor.seq, result.head_seq + 1)
+        result.first_bad = _first_lost(session, anchor, result.heads)
         result.reason = str(exc)
+
+
+def _first_lost(session: Session, anchor: Anchor, lengths: dict[str, int]) -> int:
+    """The first global seq concerned: one past the newest entry left in a chain that lost
+    anchored entries, or the rewritten anchored entry itself."""
+    concerned = []
+    for head in anchor.heads:
+        length = lengths.get(head.chain, 0)
+        at = min(head.seq, length)
+        row = session.execute(
+            select(AuditEntry.seq, AuditEntry.entry_hash).where(
+                AuditEntry.chain == head.chain, AuditEntry.position == at
+            )
+        ).first()
+        if head.seq > length:
+            concerned.append((row.seq if row else 0) + 1)
+        elif row is not None and head.seq and row.entry_hash != head.entry_hash:
+            concerned.append(row.seq)
+    return min(concerned, default=1)
 
 
 def summary(anchor: Anchor) -> dict[str, Any]:
     """What ``audit verify --anchor`` reports of the anchor it checked."""
     return {
         "seq": anchor.seq,
-        "entry_hash": anchor.entry_hash.hex(),
+        "heads": {head.chain: head.seq for head in anchor.heads},
         "anchored_at": anchor.anchored_at,
     }

@@ -6,38 +6,60 @@ transaction: if the audit append fails the change is rolled back (audit fails cl
 rolled-back change leaves no entry. Refusals (403, network refusals, lockouts, failed logins)
 are recorded with ``record_on_rollback`` and written after the rollback.
 
-The chain: ``entry_hash = SHA-256(fields, prev_hash)``, ``mac = HMAC(audit key, entry_hash)``
-with the key in ``MEDCHAT_KEY_DIR``. Appends lock the chain head row (``SELECT ... FOR UPDATE``
-on PostgreSQL, the database write lock on SQLite), so concurrent writers never fork the chain;
-the head also records the last sequence number, so a truncated tail is caught. ``verify``
-names the first entry that is edited, missing, reordered, or carries a MAC the key did not make.
-A truncation followed by restoring an older head (its MAC is genuine: the key made it when
-that head was current) is caught only against a record kept outside the database: the signed
-anchors of ``medchat.audit.anchor``, which sign ``checked_head``.
+The chains: ``entry_hash = SHA-256(chain, position, seq, fields, prev_hash)``, ``mac =
+HMAC(audit key, entry_hash)`` with the key in ``MEDCHAT_KEY_DIR``. A commit appends its entries
+to one of ``audit_chains`` chains (``audit``, ``audit/1`` ...), drawn at random, and locks that
+chain's head row only (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's write lock serialises
+writers anyway, so it uses one chain): concurrent commits on other chains do not wait, and no
+chain ever forks. The global ``seq`` (the access log's total order) is taken from a database
+sequence in the same statement as the head lock. Each head records its chain's last position,
+so a truncated tail is caught. ``medchat.audit.verification`` walks every chain and names the
+first entry that is edited, missing, reordered, or carries a MAC the key did not make. A
+truncation followed by restoring an older head (its MAC is genuine: the key made it when that
+head was current) is caught only against a record kept outside the database: the signed
+anchors of ``medchat.audit.anchor``, which sign every head at once.
 Entries never hold message content, names or e-mail addresses: only ids and codes.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, bindparam, event, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    String,
+    bindparam,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from access_control import crypto
 from medchat.clock import Clock, SystemClock
+from medchat.config import AUDIT_MAX_CHAINS
 from medchat.db import on_rollback
 from medchat.models import AuditEntry, ChainHead
 
 AUDIT_CHAIN = "audit"
+#: Heads ``audit``, ``audit/1`` ... ``audit/63`` exist from migration 0015 on; a deployment
+#: appends to the first ``Settings.audit_chain_count`` of them (``chain_name``).
+MAX_CHAINS = AUDIT_MAX_CHAINS
 GENESIS_HASH = bytes(32)
 _ENTRY_LABEL = "medchat/audit-entry/v1"
+_ENTRY_LABEL_V2 = "medchat/audit-entry/v2"
+#: The format of every entry appended now (1: before chains; ``entry_hash`` tells them apart).
+FORMAT = 2
 _MAC_LABEL = "medchat/audit-mac/v1"
 _HEAD_LABEL = "medchat/audit-head/v1"
 #: Core tables: the append writes rows, it needs no ORM objects (nor their flush).
@@ -64,26 +86,6 @@ class PendingEntry:
     details: dict[str, Any]
     context: AuditContext
     at: datetime
-
-
-@dataclass
-class VerifyResult:
-    ok: bool
-    entries: int
-    first_bad: int | None = None
-    reason: str | None = None
-    head_seq: int = 0
-    head_hash: str = field(default="")
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "entries": self.entries,
-            "first_bad": self.first_bad,
-            "reason": self.reason,
-            "head_seq": self.head_seq,
-            "head_hash": self.head_hash,
-        }
 
 
 def set_context(session: Session, context: AuditContext) -> None:
@@ -139,11 +141,19 @@ def record_on_rollback(session: Session, action: str, **kwargs: Any) -> None:
     on_rollback(session, _write)
 
 
-def _entry_hash(seq: int, entry_id: uuid.UUID, prev_hash: bytes, row: dict[str, Any]) -> bytes:
-    return crypto.digest(
-        _ENTRY_LABEL,
-        seq,
-        entry_id,
+def chain_name(index: int) -> str:
+    """``audit`` for the first chain (the one every entry before 0015 is on), ``audit/N`` after."""
+    return AUDIT_CHAIN if index == 0 else f"{AUDIT_CHAIN}/{index}"
+
+
+def entry_hash(row: dict[str, Any], prev_hash: bytes) -> bytes:
+    """The hash an entry's fields and its predecessor's hash give, in the entry's format.
+
+    ``row`` holds the entry's columns (``id``, ``seq``, ``chain``, ``position``, ``format``
+    and the recorded fields). Format 1 (entries written before chains) covers ``seq`` as the
+    position in the one chain there was; format 2 covers the chain, the position and ``seq``.
+    """
+    fields = (
         row["at"].isoformat(),
         row["actor_id"],
         row["actor_role"],
@@ -156,10 +166,19 @@ def _entry_hash(seq: int, entry_id: uuid.UUID, prev_hash: bytes, row: dict[str, 
         row["details"],
         prev_hash,
     )
+    if row["format"] == 1:
+        return crypto.digest(_ENTRY_LABEL, row["seq"], row["id"], *fields)
+    return crypto.digest(
+        _ENTRY_LABEL_V2, row["chain"], row["position"], row["seq"], row["id"], *fields
+    )
 
 
-def _head_mac(key: bytes, seq: int, entry_hash: bytes) -> bytes:
-    return crypto.mac(key, _HEAD_LABEL, seq, entry_hash)
+def entry_mac(key: bytes, hash_: bytes) -> bytes:
+    return crypto.mac(key, _MAC_LABEL, hash_)
+
+
+def head_mac(key: bytes, position: int, hash_: bytes) -> bytes:
+    return crypto.mac(key, _HEAD_LABEL, position, hash_)
 
 
 def _row(item: PendingEntry) -> dict[str, Any]:
@@ -177,14 +196,35 @@ def _row(item: PendingEntry) -> dict[str, Any]:
     }
 
 
-#: Taking the head row lock first serialises appends: the chain can never fork. Statements
-#: are built once (building one costs more CPU than running it), with bound parameters.
-_LOCK_HEAD = (
-    select(_HEADS.c.seq, _HEADS.c.entry_hash).where(_HEADS.c.chain == AUDIT_CHAIN).with_for_update()
+#: Taking the chain's head row lock first serialises appends to that chain: it can never fork.
+#: Statements are built once (building one costs more CPU than running it), with bound
+#: parameters. On PostgreSQL the same round trip draws the entries' global ``seq`` values from
+#: ``audit_entry_seq`` (a sequence takes no lock and never hands out a value twice).
+#: The CTE locks the head row first; only the row it returns, once locked, draws the seq
+#: values (a target list beside ``FOR UPDATE`` would run before a waiting lock is granted,
+#: and a chain's positions would then disagree with the order of its seq values).
+_LOCKED_HEAD = (
+    select(_HEADS.c.seq, _HEADS.c.entry_hash)
+    .where(_HEADS.c.chain == bindparam("chain", type_=String()))
+    .with_for_update()
+    .cte("locked_head")
 )
+_LOCK_HEAD_AND_NUMBER = select(
+    _LOCKED_HEAD.c.seq,
+    _LOCKED_HEAD.c.entry_hash,
+    text(
+        "(SELECT array_agg(nextval('audit_entry_seq')) FROM generate_series(1, :entries))"
+    ).bindparams(bindparam("entries", type_=BigInteger())),
+)
+#: SQLite: the head and the highest seq so far, in one statement (no sequences there).
+_READ_HEAD_AND_LAST_SEQ = select(
+    _HEADS.c.seq,
+    _HEADS.c.entry_hash,
+    select(func.coalesce(func.max(_ENTRIES.c.seq), 0)).scalar_subquery(),
+).where(_HEADS.c.chain == bindparam("chain", type_=String()))
 _MOVE_HEAD = (
     update(_HEADS)
-    .where(_HEADS.c.chain == AUDIT_CHAIN)
+    .where(_HEADS.c.chain == bindparam("head_chain", type_=String()))
     .values(
         seq=bindparam("head_seq", type_=BigInteger()),
         entry_hash=bindparam("head_hash"),
@@ -227,27 +267,41 @@ def append_pending(session: Session, *, commit: bool = False) -> None:
     if not pending:
         return
     key: bytes = session.info["audit_mac_key"]
+    chain = chain_name(secrets.randbelow(session.info.get("audit_chains", 1)))
     connection = session.connection()
     # Everything that does not depend on the chain is made before the lock is taken.
     rows = [_row(item) for item in pending]
     entry_ids = [uuid.uuid4() for _ in pending]
-    seq, prev_hash = connection.execute(_LOCK_HEAD).one()
-    for row, entry_id in zip(rows, entry_ids, strict=True):
-        seq += 1
-        entry_hash = _entry_hash(seq, entry_id, prev_hash, row)
-        row.update(
-            seq=seq,
-            id=entry_id,
-            prev_hash=prev_hash,
-            entry_hash=entry_hash,
-            mac=crypto.mac(key, _MAC_LABEL, entry_hash),
-        )
-        prev_hash = entry_hash
-    head = {"head_seq": seq, "head_hash": prev_hash, "head_mac": _head_mac(key, seq, prev_hash)}
+    position, prev_hash, numbers = _lock_head(connection, chain, len(rows))
+    for row, entry_id, seq in zip(rows, entry_ids, numbers, strict=True):
+        position += 1
+        row.update(seq=seq, id=entry_id, chain=chain, position=position, format=FORMAT)
+        hash_ = entry_hash(row, prev_hash)
+        row.update(prev_hash=prev_hash, entry_hash=hash_, mac=entry_mac(key, hash_))
+        prev_hash = hash_
+    head = {
+        "head_chain": chain,
+        "head_seq": position,
+        "head_hash": prev_hash,
+        "head_mac": head_mac(key, position, prev_hash),
+    }
     if commit and connection.dialect.name == "postgresql":
         _write_and_commit(connection, rows, head)
     else:
         _write(connection, rows, head)
+
+
+def _lock_head(connection: Connection, chain: str, entries: int) -> tuple[int, bytes, list[int]]:
+    """Lock ``chain``'s head: its last position and hash, and ``entries`` new ``seq`` values."""
+    if connection.dialect.name == "postgresql":
+        position, prev_hash, numbers = connection.execute(
+            _LOCK_HEAD_AND_NUMBER, {"chain": chain, "entries": entries}
+        ).one()
+        return position, prev_hash, sorted(numbers)
+    # SQLite: the transaction holds the database's write lock (BEGIN IMMEDIATE), so the
+    # highest seq cannot move under us.
+    position, prev_hash, last = connection.execute(_READ_HEAD_AND_LAST_SEQ, {"chain": chain}).one()
+    return position, prev_hash, list(range(last + 1, last + 1 + entries))
 
 
 def _write(connection: Connection, rows: list[dict[str, Any]], head: dict[str, Any]) -> None:
@@ -291,98 +345,3 @@ def _append_on_commit(session: Session) -> None:
         return
     if session.info.get("audit_pending"):
         append_pending(session, commit=True)
-
-
-def _rows(session: Session, batch: int = 2000) -> Iterator[AuditEntry]:
-    last = 0
-    while True:
-        rows = session.scalars(
-            select(AuditEntry).where(AuditEntry.seq > last).order_by(AuditEntry.seq).limit(batch)
-        ).all()
-        if not rows:
-            return
-        yield from rows
-        last = rows[-1].seq
-        session.expunge_all()
-
-
-def checked_head(session: Session, key: bytes) -> tuple[int, bytes]:
-    """The chain head (sequence, entry hash) once its MAC and its entry check out.
-
-    What an anchor signs: the head row's MAC is the audit key's, and the entry it names is
-    present, carries that hash and a MAC made with the key (a point check, not the walk of
-    ``verify``). Raises ``IntegrityCheckFailed`` naming what does not hold.
-    """
-    head = session.get(ChainHead, AUDIT_CHAIN)
-    if head is None:
-        raise crypto.IntegrityCheckFailed("the chain head is missing")
-    if head.seq == 0:
-        return 0, GENESIS_HASH
-    try:
-        crypto.verify_mac(key, head.mac, _HEAD_LABEL, head.seq, head.entry_hash)
-    except crypto.IntegrityCheckFailed:
-        raise crypto.IntegrityCheckFailed(
-            "the chain head's MAC was not made with the audit key"
-        ) from None
-    entry = session.scalar(select(AuditEntry).where(AuditEntry.seq == head.seq))
-    if entry is None or entry.entry_hash != head.entry_hash:
-        raise crypto.IntegrityCheckFailed(f"entry {head.seq} is not the one the head records")
-    try:
-        crypto.verify_mac(key, entry.mac, _MAC_LABEL, entry.entry_hash)
-    except crypto.IntegrityCheckFailed:
-        raise crypto.IntegrityCheckFailed(
-            f"entry {head.seq}: MAC not made with the audit key"
-        ) from None
-    return head.seq, head.entry_hash
-
-
-def verify(session: Session, key: bytes) -> VerifyResult:
-    """Walk the whole chain; report the first entry that breaks it, or ok."""
-    prev_hash = GENESIS_HASH
-    expected_seq = 1
-    count = 0
-    for entry in _rows(session):
-        count += 1
-        if entry.seq != expected_seq:
-            return VerifyResult(False, count, expected_seq, f"entry {expected_seq} is missing")
-        row = {
-            "at": entry.at,
-            "actor_id": entry.actor_id,
-            "actor_role": entry.actor_role,
-            "action": entry.action,
-            "outcome": entry.outcome,
-            "target_type": entry.target_type,
-            "target_id": entry.target_id,
-            "subject_id": entry.subject_id,
-            "address": entry.address,
-            "details": entry.details,
-        }
-        computed = _entry_hash(entry.seq, entry.id, prev_hash, row)
-        if entry.prev_hash != prev_hash:
-            return VerifyResult(False, count, entry.seq, "does not link to the previous entry")
-        if computed != entry.entry_hash:
-            return VerifyResult(False, count, entry.seq, "content does not match its hash")
-        try:
-            crypto.verify_mac(key, entry.mac, _MAC_LABEL, entry.entry_hash)
-        except crypto.IntegrityCheckFailed:
-            return VerifyResult(False, count, entry.seq, "MAC not made with the audit key")
-        prev_hash = entry.entry_hash
-        expected_seq += 1
-    head = session.get(ChainHead, AUDIT_CHAIN)
-    last_seq = expected_seq - 1
-    if head is None:
-        return VerifyResult(False, count, None, "the chain head is missing")
-    result = VerifyResult(True, count, head_seq=head.seq, head_hash=head.entry_hash.hex())
-    if head.seq != last_seq or head.entry_hash != (prev_hash if last_seq else GENESIS_HASH):
-        result.ok = False
-        result.first_bad = last_seq + 1
-        result.reason = f"chain ends at entry {last_seq} but its head records entry {head.seq}"
-        return result
-    if head.seq:
-        try:
-            crypto.verify_mac(key, head.mac, _HEAD_LABEL, head.seq, head.entry_hash)
-        except crypto.IntegrityCheckFailed:
-            result.ok = False
-            result.first_bad = head.seq
-            result.reason = "the chain head's MAC was not made with the audit key"
-    return result

@@ -70,7 +70,11 @@ def audit_verify(anchor_file: Path | None, as_json: bool) -> None:
                 else:
                     audit_anchor.verify_against(session, result, anchor)
                     checked = audit_anchor.summary(anchor)
-    anchored = f", anchor at entry {checked['seq']} checked" if checked and result.ok else ""
+    anchored = (
+        f", anchor of {checked['anchored_at']} ({checked['seq']} entries) checked"
+        if checked and result.ok
+        else ""
+    )
     text = (
         f"audit chain ok: {result.entries} entries, head {result.head_seq} {result.head_hash}"
         f"{anchored}"
@@ -83,7 +87,7 @@ def audit_verify(anchor_file: Path | None, as_json: bool) -> None:
         fail(f"audit chain broken{where}: {result.reason}")
 
 
-@audit_group.command("anchor", help="Sign the chain head; print it (and append it to a file).")
+@audit_group.command("anchor", help="Sign the chain heads; print them (and append them to a file).")
 @click.option(
     "--output",
     type=_ANCHOR_FILE,
@@ -101,9 +105,10 @@ def audit_anchor_command(output: Path | None, as_json: bool) -> None:
         signer = AnchorSigner(runtime.keys.audit_anchor)
         previous = _anchors_in(output, signer) if output is not None and output.exists() else None
         with runtime.database.transaction() as session:
-            anchor = signer.sign_head(session, runtime.keys.audit_mac, runtime.clock.now())
+            anchor = signer.sign_heads(session, runtime.keys.audit_mac, runtime.clock.now())
             if previous is not None:
-                audit_anchor.check_chain(session, previous, anchor.seq)
+                lengths = {head.chain: head.seq for head in anchor.heads}
+                audit_anchor.check_chain(session, previous, lengths)
     except AnchorRejected as exc:
         fail(f"audit chain not anchored: {exc}")
     line = anchor.as_line()
@@ -113,8 +118,8 @@ def audit_anchor_command(output: Path | None, as_json: bool) -> None:
     emit(
         as_json,
         anchor.as_document(),
-        f"audit chain anchored at entry {anchor.seq} {anchor.entry_hash.hex()} "
-        f"({anchor.anchored_at}){where}\n{line}",
+        f"audit chains anchored at {anchor.seq} entries over {len(anchor.heads)} "
+        f"head(s) ({anchor.anchored_at}){where}\n{line}",
     )
 
 

@@ -1,9 +1,14 @@
 """The append-only, hash-chained audit log and the chain heads.
 
-Each entry's ``entry_hash`` covers its own fields and the previous entry's hash; ``mac`` is an
-HMAC of that hash under a key outside the database, so someone who can write the table can
-neither edit an entry nor recompute the chain. ``chain_heads`` records the last sequence number
-and hash of each chain (MAC'd as well), so a truncated tail is detected.
+Entries are spread over several chains (``chain``: ``audit``, ``audit/1`` ...), so concurrent
+commits lock different heads instead of one. Within its chain each entry has a ``position``
+(1, 2, 3 ...) and its ``entry_hash`` covers its own fields, its chain, position and global
+``seq``, and the previous entry's hash; ``mac`` is an HMAC of that hash under a key outside the
+database, so someone who can write the table can neither edit an entry nor recompute a chain.
+``seq`` (a database sequence: unique, increasing, with gaps where a transaction rolled back)
+is the total order the member's access log pages by. ``chain_heads`` records the last position
+and hash of each chain (MAC'd as well), so a truncated tail is detected. Entries written
+before chains were introduced are ``format`` 1: chain ``audit``, position = seq.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Index, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Index, LargeBinary, SmallInteger, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from medchat.db import Base
@@ -22,7 +27,12 @@ class AuditEntry(Base):
     __tablename__ = "audit_entries"
     __row_integrity__ = covered("hash chain, each entry MAC'd (audit-mac key), anchors")
     # A member's access log pages their entries newest first: one backward range scan.
-    __table_args__ = (Index("ix_audit_entries_subject_seq", "subject_id", "seq"),)
+    __table_args__ = (
+        Index("ix_audit_entries_subject_seq", "subject_id", "seq"),
+        # A chain never forks: one entry per position; ``verify`` walks a chain in seq order.
+        UniqueConstraint("chain", "position"),
+        Index("ix_audit_entries_chain_seq", "chain", "seq"),
+    )
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     id: Mapped[uuid.UUID] = mapped_column(unique=True)
@@ -39,10 +49,14 @@ class AuditEntry(Base):
     prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     entry_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
     mac: Mapped[bytes] = mapped_column(LargeBinary(32))
+    chain: Mapped[str] = mapped_column(String(32), server_default="audit")
+    position: Mapped[int] = mapped_column(BigInteger)
+    #: 1: written before chains (hash without chain and position); 2: the current format.
+    format: Mapped[int] = mapped_column(SmallInteger, server_default="1")
 
 
 class ChainHead(Base):
-    """Last position of a hash chain; its row lock serialises appends (no forks)."""
+    """Last position of a hash chain; its row lock serialises appends to that chain (no forks)."""
 
     __tablename__ = "chain_heads"
     __row_integrity__ = covered("MAC'd (audit-mac key or archive-signing key) over seq and hash")

@@ -94,6 +94,7 @@ def build_service_context(settings: Settings, clock: Clock | None = None) -> Ser
         settings.database_url,
         info={
             "audit_mac_key": keys.audit_mac,
+            "audit_chains": settings.audit_chain_count,
             "clock": clock,
             # One per process (per app): shared by this database's sessions, never stored.
             "unwrap_memo": UnwrapMemo(settings.unwrap_memo_seconds),

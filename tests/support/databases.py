@@ -16,6 +16,8 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from medchat.archive.ledger import ARCHIVE_CHAIN
+from medchat.audit.verification import CHAINS as AUDIT_CHAINS
 from medchat.db import Base
 from medchat.storage.migrate import upgrade
 
@@ -55,7 +57,11 @@ def empty_all_tables(engine) -> None:  # type: ignore[no-untyped-def]
             if table.name == "chain_heads":
                 continue
             connection.execute(table.delete())
+        # Every head the migrations make, back at genesis (a test may have removed one).
+        connection.execute(text("DELETE FROM chain_heads"))
         connection.execute(
-            text("UPDATE chain_heads SET seq = 0, entry_hash = :zero, mac = :zero"),
-            {"zero": bytes(32)},
+            text("INSERT INTO chain_heads (chain, seq, entry_hash, mac) VALUES (:c, 0, :z, :z)"),
+            [{"c": chain, "z": bytes(32)} for chain in (*AUDIT_CHAINS, ARCHIVE_CHAIN)],
         )
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("ALTER SEQUENCE audit_entry_seq RESTART WITH 1"))

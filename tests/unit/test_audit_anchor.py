@@ -23,8 +23,15 @@ from medchat.models import AuditEntry, ChainHead
 from tests.support.cli import cli_runner
 from tests.support.tampering import execute_sql
 
-ANCHOR_FIELDS = {"format", "chain", "seq", "entry_hash", "anchored_at", "public_key", "signature"}
+ANCHOR_FIELDS = {"format", "heads", "anchored_at", "public_key", "signature"}
 VERIFY_FIELDS = {"ok", "entries", "first_bad", "reason", "head_seq", "head_hash", "anchor"}
+
+
+@pytest.fixture
+def app(make_app):
+    """One chain, so an anchor holds one head (tests/unit/services/test_audit_chains.py
+    anchors several)."""
+    return make_app(audit_chains=1)
 
 
 @pytest.fixture
@@ -72,7 +79,16 @@ def truncate_and_restore(runtime, head: dict) -> None:
 def anchor_to(cli, path) -> dict:
     result = cli("audit", "anchor", "--output", str(path), "--json")
     assert result.exit_code == 0, result.output
-    return one_json_object(result.stdout)
+    document = one_json_object(result.stdout)
+    # These tests run on one chain (the fixture): "seq" is that chain's anchored position.
+    (head,) = document["heads"]
+    return {**document, "seq": head["seq"], "entry_hash": head["entry_hash"]}
+
+
+def with_head(document: dict, seq: int, hash_hex: str) -> dict:
+    """The anchor document with its one head changed (an attacker's edit)."""
+    fields = {k: v for k, v in document.items() if k not in ("seq", "entry_hash")}
+    return {**fields, "heads": [{"chain": "audit", "seq": seq, "entry_hash": hash_hex}]}
 
 
 def entry_hash(runtime, seq: int) -> bytes:
@@ -90,16 +106,16 @@ def test_anchor_prints_one_signed_json_document(cli, runtime):
     assert result.stderr == ""
     document = one_json_object(result.stdout)
     assert set(document) == ANCHOR_FIELDS
-    assert document["format"] == "medchat/audit-anchor/v1"
-    assert document["chain"] == "audit"
-    assert document["seq"] == 3
-    assert document["entry_hash"] == entry_hash(runtime, 3).hex()
+    assert document["format"] == "medchat/audit-anchor/v2"
+    assert document["heads"] == [
+        {"chain": "audit", "seq": 3, "entry_hash": entry_hash(runtime, 3).hex()}
+    ]
     assert document["anchored_at"] == runtime.clock.now().isoformat().replace("+00:00", "Z")
     public_key = signatures.load_signing_key(runtime.keys.audit_anchor).public_key_bytes
     assert document["public_key"] == public_key.hex()
     # The signed message, built here from the documented parts (domain label first).
     message = crypto.associated_data(
-        "medchat/audit-anchor/v1", "audit", 3, entry_hash(runtime, 3), document["anchored_at"]
+        "medchat/audit-anchor/v2", document["anchored_at"], 1, "audit", 3, entry_hash(runtime, 3)
     )
     signatures.verify_signature(public_key, bytes.fromhex(document["signature"]), message)
     assert runtime.keys.audit_anchor.hex() not in result.stdout
@@ -110,7 +126,7 @@ def test_anchor_text_output_carries_the_line_too(cli, runtime):
     result = cli("audit", "anchor")
     assert result.exit_code == 0, result.output
     summary, line = result.stdout.strip().splitlines()
-    assert summary.startswith("audit chain anchored at entry 1 ")
+    assert summary.startswith("audit chains anchored at 1 entries over 1 head(s) ")
     assert set(json.loads(line)) == ANCHOR_FIELDS
 
 
@@ -158,7 +174,9 @@ def test_a_chain_that_grew_again_after_the_truncation_diverges_from_the_anchor(
     result = cli("audit", "verify", "--anchor", str(anchors), "--json")
     assert result.exit_code == 1
     payload = one_json_object(result.stdout)
-    assert payload["first_bad"] == 5
+    with runtime.database.transaction() as session:  # the entry now at the anchored position
+        now_at_5 = session.scalar(select(AuditEntry.seq).where(AuditEntry.position == 5))
+    assert payload["first_bad"] == now_at_5
     assert "entry 5 does not have the hash anchored" in payload["reason"]
 
 
@@ -179,14 +197,14 @@ def test_a_good_anchor_passes_and_is_reported(cli, runtime, tmp_path):
     assert payload["ok"] is True and payload["head_seq"] == 6
     assert payload["anchor"] == {
         "seq": 5,
-        "entry_hash": second["entry_hash"],
+        "heads": {"audit": 5},
         "anchored_at": second["anchored_at"],
     }
     assert first["seq"] == 2
     assert len(read_anchors(anchors.read_text())) == 2
     text = cli("audit", "verify", "--anchor", str(anchors))
     assert text.exit_code == 0
-    assert "anchor at entry 5 checked" in text.stdout
+    assert f"anchor of {second['anchored_at']} (5 entries) checked" in text.stdout
 
 
 def test_plain_verify_reports_no_anchor(cli, runtime):
@@ -201,22 +219,25 @@ def _forged_by_another_key(runtime, document: dict) -> dict:
     """The attacker signs the head of their choice with a key of their own."""
     other = AnchorSigner(secrets.token_bytes(32))
     with runtime.database.transaction() as session:
-        forged = other.sign_head(session, runtime.keys.audit_mac, runtime.clock.now())
-    return {**forged.as_document(), "seq": 3, "entry_hash": entry_hash(runtime, 3).hex()}
+        forged = other.sign_heads(session, runtime.keys.audit_mac, runtime.clock.now())
+    return with_head(forged.as_document(), 3, entry_hash(runtime, 3).hex())
 
 
 def _forged_with_own_key_named(runtime, document: dict) -> dict:
     other = AnchorSigner(secrets.token_bytes(32))
     with runtime.database.transaction() as session:
-        return other.sign_head(session, runtime.keys.audit_mac, runtime.clock.now()).as_document()
+        return other.sign_heads(session, runtime.keys.audit_mac, runtime.clock.now()).as_document()
 
 
 def _edited_sequence(runtime, document: dict) -> dict:
-    return {**document, "seq": 3, "entry_hash": entry_hash(runtime, 3).hex()}
+    return with_head(document, 3, entry_hash(runtime, 3).hex())
 
 
 def _edited_time(runtime, document: dict) -> dict:
-    return {**document, "anchored_at": "2020-01-01T00:00:00Z"}
+    return {
+        **with_head(document, document["seq"], document["entry_hash"]),
+        "anchored_at": "2020-01-01T00:00:00Z",
+    }
 
 
 @pytest.mark.parametrize(
@@ -243,7 +264,7 @@ def test_one_forged_line_among_good_ones_rejects_the_file(cli, runtime, tmp_path
     write_entries(runtime, 4)
     document = anchor_to(cli, anchors)
     with anchors.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps({**document, "seq": 9}) + "\n")
+        handle.write(json.dumps(with_head(document, 9, document["entry_hash"])) + "\n")
     result = cli("audit", "verify", "--anchor", str(anchors))
     assert result.exit_code == 1
     assert "anchor 2" in result.stderr
@@ -316,3 +337,37 @@ def test_anchor_public_key_prints_the_verifying_key(cli, runtime, key_dir):
         "public_key": public_key.hex(),
         "fingerprint": signatures.signing_key_fingerprint(public_key),
     }
+
+
+def test_an_anchor_written_before_chains_still_verifies_and_still_catches_a_truncation(
+    cli, runtime, tmp_path
+):
+    """Anchor files kept from format 1 (one chain, signed over chain, seq and hash) stay
+    evidence: read as anchors of the chain ``audit``."""
+    write_entries(runtime, 4)
+    anchored_at = runtime.clock.now().isoformat().replace("+00:00", "Z")
+    signer = signatures.load_signing_key(runtime.keys.audit_anchor)
+    message = crypto.associated_data(
+        "medchat/audit-anchor/v1", "audit", 4, entry_hash(runtime, 4), anchored_at
+    )
+    document = {
+        "format": "medchat/audit-anchor/v1",
+        "chain": "audit",
+        "seq": 4,
+        "entry_hash": entry_hash(runtime, 4).hex(),
+        "anchored_at": anchored_at,
+        "public_key": signer.public_key_bytes.hex(),
+        "signature": signatures.sign(signer, message).hex(),
+    }
+    anchors = tmp_path / "v1.jsonl"
+    anchors.write_text(json.dumps(document) + "\n", encoding="utf-8")
+    assert cli("audit", "verify", "--anchor", str(anchors)).exit_code == 0
+
+    execute_sql(runtime, "DELETE FROM audit_entries WHERE seq = 4")
+    execute_sql(
+        runtime,
+        "UPDATE chain_heads SET seq = 3, entry_hash = :h WHERE chain = 'audit'",
+        h=entry_hash(runtime, 3),
+    )
+    result = cli("audit", "verify", "--anchor", str(anchors), "--json")
+    assert result.exit_code == 1

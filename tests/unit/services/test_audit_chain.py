@@ -22,6 +22,13 @@ from medchat.models import AuditEntry, ChainHead
 ENTRIES = 5
 
 
+@pytest.fixture
+def app(make_app):
+    """One chain, so positions are the sequence numbers these tests tamper with by hand;
+    tests/unit/services/test_audit_chains.py covers several chains."""
+    return make_app(audit_chains=1)
+
+
 def write_entries(runtime, count: int = ENTRIES, *, per_transaction: int = 1) -> None:
     """Append ``count`` entries, ``per_transaction`` per commit (each commit appends)."""
     written = 0
@@ -166,6 +173,11 @@ def test_chain_recomputed_without_the_mac_key_is_named_at_the_edit(runtime):
     for entry in entries[2:]:
         action = "test.rewritten" if entry.seq == 3 else entry.action
         row = {
+            "id": entry.id,
+            "seq": entry.seq,
+            "chain": entry.chain,
+            "position": entry.position,
+            "format": entry.format,
             "at": entry.at,
             "actor_id": entry.actor_id,
             "actor_role": entry.actor_role,
@@ -177,7 +189,7 @@ def test_chain_recomputed_without_the_mac_key_is_named_at_the_edit(runtime):
             "address": entry.address,
             "details": entry.details,
         }
-        entry_hash = audit_chain._entry_hash(entry.seq, entry.id, prev_hash, row)
+        entry_hash = audit_chain.entry_hash(row, prev_hash)
         execute(
             runtime,
             "UPDATE audit_entries SET action = :action, prev_hash = :prev, "
@@ -193,7 +205,7 @@ def test_chain_recomputed_without_the_mac_key_is_named_at_the_edit(runtime):
         runtime,
         "UPDATE chain_heads SET entry_hash = :hash, mac = :mac WHERE chain = 'audit'",
         hash=prev_hash,
-        mac=audit_chain._head_mac(wrong_key, ENTRIES, prev_hash),
+        mac=audit_chain.head_mac(wrong_key, ENTRIES, prev_hash),
     )
 
     # The forgery is internally consistent: with the attacker's key it would verify.

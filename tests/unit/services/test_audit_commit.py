@@ -18,6 +18,12 @@ from medchat.models import AuditEntry, ChainHead
 from tests.unit.services.test_audit_chain import verify, write_entries
 
 
+@pytest.fixture
+def app(make_app):
+    """One chain: these tests count the statements and positions of a single head."""
+    return make_app(audit_chains=1)
+
+
 def _statements(runtime, work) -> list[tuple[str, bool]]:
     """(first word, ran inside a psycopg pipeline) of each statement ``work`` sends."""
     seen: list[tuple[str, bool]] = []
@@ -42,10 +48,11 @@ def test_one_entry_is_a_head_lock_and_one_write(runtime):
 
     words = [word for word, _ in single]
     if runtime.database.is_postgresql:
-        assert words == ["SELECT", "WITH"]  # the entry and the new head in one statement
+        assert words == ["WITH", "WITH"]  # the head lock (a CTE); the entry and the new head
     else:
         assert words == ["SELECT", "INSERT", "UPDATE"]
-    assert [word for word, _ in batch] == ["SELECT", "INSERT", "UPDATE"]
+    lock = "WITH" if runtime.database.is_postgresql else "SELECT"
+    assert [word for word, _ in batch] == [lock, "INSERT", "UPDATE"]
     assert verify(runtime).ok
 
 
@@ -66,7 +73,7 @@ def test_on_postgresql_the_chain_writes_share_one_round_trip_with_the_commit(run
     statements = _statements(runtime, work)
 
     # The head lock answers on its own (the hashes need it); the write waits for the COMMIT.
-    assert statements == [("SELECT", False), ("WITH", True)]
+    assert statements == [("WITH", False), ("WITH", True)]
     sent = [line.split("\t") for line in trace.read_text().splitlines()]
     # A round trip ends where the client waits for ReadyForQuery: after a Sync or a Query.
     asked = [f for f in sent if f[1:2] == ["F"] and f[3:4] in (["Sync"], ["Query"])]
@@ -86,7 +93,8 @@ def test_a_failed_chain_write_undoes_the_whole_unit_of_work(runtime):
         session.execute(
             text(
                 "INSERT INTO audit_entries (seq, id, at, action, outcome, details, prev_hash,"
-                " entry_hash, mac) VALUES (3, :id, :at, 'planted', 'success', '{}', :h, :e, :m)"
+                " entry_hash, mac, chain, position)"
+                " VALUES (3, :id, :at, 'planted', 'success', '{}', :h, :e, :m, 'audit', 3)"
             ),
             {
                 "id": "00000000-0000-4000-8000-000000000003",

@@ -1,0 +1,209 @@
+"""Several audit chains (issue 15): commits append to one of them at random, each under its own
+head lock, and every promise of the single chain holds across them.
+
+Verify walks every chain; an edit, a deletion, a reordering or a truncation in any chain is
+named by the global ``seq`` of the entry concerned; a removed head is named; a chain head
+rolled back to an older, genuine state passes the walk but not a signed anchor, which holds
+every head. Tampering goes through raw SQL, as someone with write access would do it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+from sqlalchemy import select, text
+
+from medchat import audit
+from medchat.audit import anchor as audit_anchor
+from medchat.audit.anchor import AnchorSigner
+from medchat.models import AuditEntry, ChainHead
+
+CHAINS = 4
+COMMITS = 40
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app(audit_chains=CHAINS)
+
+
+def write(runtime, commits: int = COMMITS, per_commit: int = 1) -> None:
+    for n in range(commits):
+        with runtime.database.transaction() as session:
+            for k in range(per_commit):
+                audit.record(session, "test.chains", details={"n": n, "k": k})
+
+
+def verify(runtime) -> audit.VerifyResult:
+    with runtime.database.transaction() as session:
+        return audit.verify(session, runtime.keys.audit_mac)
+
+
+def execute(runtime, sql: str, **params) -> None:
+    with runtime.database.transaction() as session:
+        session.execute(text(sql), params)
+
+
+def entries(runtime) -> list[AuditEntry]:
+    with runtime.database.transaction() as session:
+        rows = list(session.scalars(select(AuditEntry).order_by(AuditEntry.seq)))
+        session.expunge_all()
+        return rows
+
+
+def busiest_chain(runtime) -> tuple[str, list[AuditEntry]]:
+    """The chain holding the most entries (at least 3 with 40 commits over 4 chains)."""
+    rows = entries(runtime)
+    chain, _ = Counter(row.chain for row in rows).most_common(1)[0]
+    mine = [row for row in rows if row.chain == chain]
+    assert len(mine) >= 3
+    return chain, mine
+
+
+def test_commits_spread_over_the_chains_and_each_chain_is_whole(runtime):
+    write(runtime, per_commit=2)
+
+    rows = entries(runtime)
+    used = Counter(row.chain for row in rows)
+    assert len(used) > 1 and set(used) <= {"audit", "audit/1", "audit/2", "audit/3"}
+    for chain in used:
+        positions = [row.position for row in rows if row.chain == chain]
+        assert positions == list(range(1, len(positions) + 1))
+    # One commit's entries stay together, in the order recorded, on one chain.
+    for first, second in zip(rows[::2], rows[1::2], strict=True):
+        assert first.chain == second.chain and second.position == first.position + 1
+    assert [row.seq for row in rows] == sorted({row.seq for row in rows})
+    result = verify(runtime)
+    assert result.ok, result.reason
+    assert result.entries == result.head_seq == 2 * COMMITS
+    assert result.head_hash == rows[-1].entry_hash.hex()
+
+
+def test_concurrent_writers_leave_every_chain_unbroken(runtime):
+    threads, transactions = 4, 20
+    barrier = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            barrier.wait()
+            for n in range(transactions):
+                with runtime.database.transaction() as session:
+                    audit.record(session, "test.concurrent", details={"w": worker, "n": n})
+        except BaseException as exc:  # reported to the main thread below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(timeout=120)
+    assert errors == []
+    result = verify(runtime)
+    assert result.ok, result.reason
+    assert result.entries == threads * transactions
+    assert len({row.details for row in entries(runtime)}) == threads * transactions
+
+
+def test_an_edited_entry_in_any_chain_is_named(runtime):
+    write(runtime)
+    _, mine = busiest_chain(runtime)
+    target = mine[1]
+    execute(
+        runtime, "UPDATE audit_entries SET action = 'test.innocent' WHERE seq = :s", s=target.seq
+    )
+
+    result = verify(runtime)
+    assert not result.ok
+    assert result.first_bad == target.seq
+    assert "hash" in (result.reason or "")
+
+
+def test_a_deleted_entry_in_any_chain_is_named_where_it_was(runtime):
+    write(runtime)
+    chain, mine = busiest_chain(runtime)
+    execute(runtime, "DELETE FROM audit_entries WHERE seq = :s", s=mine[1].seq)
+
+    result = verify(runtime)
+    assert not result.ok
+    assert result.first_bad == mine[0].seq + 1
+    assert "missing" in (result.reason or "") and chain in (result.reason or "")
+
+
+def test_swapped_sequence_numbers_across_chains_are_caught(runtime):
+    """The access log's order is the global seq: moving an entry in it breaks its hash."""
+    write(runtime)
+    rows = entries(runtime)
+    a = rows[3]
+    b = next(row for row in rows[4:] if row.chain != a.chain)
+    execute(runtime, "UPDATE audit_entries SET seq = -1 WHERE seq = :s", s=a.seq)
+    execute(runtime, "UPDATE audit_entries SET seq = :new WHERE seq = :s", new=a.seq, s=b.seq)
+    execute(runtime, "UPDATE audit_entries SET seq = :new WHERE seq = -1", new=b.seq)
+
+    result = verify(runtime)
+    assert not result.ok
+    assert result.first_bad == a.seq
+
+
+def test_a_truncated_chain_is_caught_through_its_head(runtime):
+    write(runtime)
+    chain, mine = busiest_chain(runtime)
+    execute(runtime, "DELETE FROM audit_entries WHERE seq = :s", s=mine[-1].seq)
+
+    result = verify(runtime)
+    assert not result.ok
+    assert result.first_bad == mine[-2].seq + 1
+    assert f"chain {chain} ends at position" in (result.reason or "")
+
+
+@pytest.mark.parametrize("chain", ["audit", "audit/7"])
+def test_a_removed_head_is_named(runtime, chain):
+    """Every chain's head exists from the migration on; removing one (with or without its
+    entries) is named, even for a chain this deployment does not append to."""
+    write(runtime, commits=4)
+    execute(runtime, "DELETE FROM chain_heads WHERE chain = :c", c=chain)
+    result = verify(runtime)
+    assert not result.ok
+    assert f"the head of chain {chain} is missing" == result.reason
+
+
+def test_a_chain_head_rolled_back_passes_the_walk_but_not_the_anchor(runtime):
+    """The owner role saves one chain's head, lets it grow, deletes that chain's tail and puts
+    the saved head back: its MAC is genuine, so only the signed anchor of all heads catches it."""
+    write(runtime)
+    chain, _ = busiest_chain(runtime)
+    with runtime.database.transaction() as session:
+        head = session.get(ChainHead, chain)
+        saved = {"seq": head.seq, "entry_hash": head.entry_hash, "mac": head.mac}
+    signer = AnchorSigner(runtime.keys.audit_anchor)
+    for _ in range(30):  # until the chain has grown past the saved head
+        write(runtime, commits=1)
+        with runtime.database.transaction() as session:
+            if session.get(ChainHead, chain).seq > saved["seq"]:
+                break
+    with runtime.database.transaction() as session:
+        anchor = signer.sign_heads(session, runtime.keys.audit_mac, runtime.clock.now())
+    assert len(anchor.heads) > 1
+
+    execute(
+        runtime,
+        "DELETE FROM audit_entries WHERE chain = :c AND position > :p",
+        c=chain,
+        p=saved["seq"],
+    )
+    execute(
+        runtime,
+        "UPDATE chain_heads SET seq = :seq, entry_hash = :entry_hash, mac = :mac WHERE chain = :c",
+        c=chain,
+        **saved,
+    )
+    result = verify(runtime)
+    assert result.ok, result.reason  # the gap the anchor closes
+
+    with runtime.database.transaction() as session:
+        audit_anchor.verify_against(session, result, anchor)
+    assert not result.ok
+    assert f"chain {chain} ends at entry {saved['seq']}" in (result.reason or "")
+    assert "removed" in (result.reason or "")
