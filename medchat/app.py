@@ -28,6 +28,7 @@ from medchat.api import (
     conversations,
     health,
     member,
+    rotation_due,
 )
 from medchat.api.errors import ErrorResponsesPlugin, register_error_handlers
 from medchat.clock import Clock
@@ -109,6 +110,7 @@ def create_app(
     http_json.init_app(app)
     # After-request steps run in reverse order: this drain runs before the commit above.
     http_rewrap.init_app(app)
+    rotation_due.init_app(app)
     _init_login(app)
 
     app.register_blueprint(health.bp)

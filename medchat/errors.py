@@ -227,6 +227,18 @@ class KeysNotInitialized(MedchatError):
     )
 
 
+class RotationOverdue(MedchatError):
+    """A role key's rotation is past its deadline: nothing new is sealed to it (503, like
+    ``KeysNotInitialized``: the server's keys, not the request, stand in the way, and the same
+    request works once a holder has rotated). ``medchat.rotation_deadline``."""
+
+    code, status, message = (
+        "rotation_overdue",
+        503,
+        "New content cannot be sealed until a role key is rotated.",
+    )
+
+
 class DependencyDown(MedchatError):
     """The database, the rate limiter's storage or the key files are unavailable: 503 with
     ``Retry-After``, since the same request will work once they are back (never a 500, which

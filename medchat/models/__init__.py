@@ -20,6 +20,7 @@ from medchat.models.conversations import (
     IdempotencyRecord,
     Message,
 )
+from medchat.models.epochs import ConversationKeyEpoch, KeyReaderRemoval
 from medchat.models.keys import KeyRole, PersonalKey, RoleKey, RoleKeyGrant, RoleKeyStatus
 from medchat.models.lifecycle import (
     EmailChangeToken,
@@ -39,6 +40,7 @@ __all__ = [
     "ChainHead",
     "Consent",
     "Conversation",
+    "ConversationKeyEpoch",
     "ConversationKeyWrap",
     "ConversationRead",
     "ConversationStatus",
@@ -46,6 +48,7 @@ __all__ = [
     "EnrollmentToken",
     "Holder",
     "IdempotencyRecord",
+    "KeyReaderRemoval",
     "KeyRole",
     "MemberProfile",
     "Message",

@@ -31,6 +31,7 @@ from access_control.principal import Principal
 from medchat import attachment_metadata, attachment_names, attachment_types, audit
 from medchat.content import ContentKey
 from medchat.errors import KeyIntegrityFailure, NotFound, PayloadTooLarge
+from medchat.key_epochs import ConversationDeks
 from medchat.models import Attachment, Conversation
 from medchat.patient_view import sees_upload_names
 from medchat.runtime import Runtime
@@ -180,7 +181,11 @@ class AttachmentService:
     # -- internals ---------------------------------------------------------------------------
 
     def _stored_view(
-        self, actor: Principal, conversation: Conversation, dek: bytes, attachment_id: uuid.UUID
+        self,
+        actor: Principal,
+        conversation: Conversation,
+        dek: ConversationDeks,
+        attachment_id: uuid.UUID,
     ) -> AttachmentView:
         """The metadata of an attachment made by an earlier request (idempotent replay)."""
         row = self.session.get(Attachment, attachment_id)
@@ -192,7 +197,7 @@ class AttachmentService:
         return AttachmentView(row.id, opened.filename, opened.content_type, row.size)
 
     def _neutral_view(
-        self, conversation: Conversation, dek: bytes, attachment_id: uuid.UUID
+        self, conversation: Conversation, dek: ConversationDeks, attachment_id: uuid.UUID
     ) -> AttachmentView:
         """The attachment as a reader who may not see its uploaded name is shown it."""
         key = ContentKey.for_conversation(dek, conversation)
@@ -207,7 +212,12 @@ class AttachmentService:
         raise NotFound
 
     def _open(
-        self, conversation: Conversation, dek: bytes, row: Attachment, *, data: bool = True
+        self,
+        conversation: Conversation,
+        dek: ConversationDeks,
+        row: Attachment,
+        *,
+        data: bool = True,
     ) -> AttachmentFile:
         """Open the row's sealed fields (the bytes only when ``data``), refusing tampering."""
         key = ContentKey.for_conversation(dek, conversation)

@@ -34,6 +34,7 @@ from access_control.crypto import DecryptionFailed
 from medchat import attachment_names
 from medchat.content import ContentKey
 from medchat.errors import ContentResealed
+from medchat.key_epochs import ConversationDeks
 from medchat.models import Account, Attachment, Conversation, Message
 from medchat.services.conversation_pages import Page
 from medchat.services.display_names import display_names
@@ -187,14 +188,16 @@ class ConversationReader:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def subject_of(self, conversation: Conversation, dek: bytes) -> str | None:
+    def subject_of(self, conversation: Conversation, dek: ConversationDeks) -> str | None:
         if conversation.subject_ciphertext is None:
             return None
         # Both formats seal the subject alike: a re-seal never changes it.
         key = ContentKey.for_conversation(dek, conversation)
         return key.open_subject(conversation.subject_ciphertext)
 
-    def conversation_view(self, conversation: Conversation, dek: bytes) -> ConversationView:
+    def conversation_view(
+        self, conversation: Conversation, dek: ConversationDeks
+    ) -> ConversationView:
         return ConversationView(
             id=conversation.id,
             subject=self.subject_of(conversation, dek),
@@ -223,7 +226,7 @@ class ConversationReader:
     def message_views(
         self,
         conversation: Conversation,
-        dek: bytes,
+        dek: ConversationDeks,
         messages: Sequence[Message],
         *,
         with_attachments: bool = True,
@@ -305,7 +308,7 @@ class ConversationReader:
     def message_page(
         self,
         conversation: Conversation,
-        dek: bytes,
+        dek: ConversationDeks,
         *,
         limit: int,
         before_seq: int | None = None,

@@ -43,6 +43,7 @@ from medchat.errors import (
     RoleKeyRequired,
     ValidationFailed,
 )
+from medchat.key_epochs import ConversationDeks
 from medchat.models import (
     ArchiveRecord,
     Attachment,
@@ -264,7 +265,7 @@ class RetrievalService:
 
     def _open(
         self, action: str, actor: Principal, retrieval_id: uuid.UUID
-    ) -> tuple[RetrievalRequest, ArchiveRecord, Conversation, bytes]:
+    ) -> tuple[RetrievalRequest, ArchiveRecord, Conversation, ConversationDeks]:
         """The checks every opening passes, in order; the DEK from the actor's archive key."""
         self._require_compliance(actor)
         row, record = self._load(retrieval_id)
@@ -306,7 +307,7 @@ class RetrievalService:
         row: RetrievalRequest,
         record: ArchiveRecord,
         conversation: Conversation,
-        dek: bytes,
+        dek: ConversationDeks,
     ) -> ArchivedConversation:
         return read_conversation(
             self.session,

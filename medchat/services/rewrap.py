@@ -222,7 +222,8 @@ class RewrapQueue:
             # A later reset queued its own request.
             return self._drop(request)
         member_key = custody.verified_personal_key(conversation.member_id)
-        dek = keys.open_key(conversation, actor.keyring, Holder.PHYSICIAN)
+        # Every key epoch: the member reads the whole history again, older epochs included.
+        deks = keys.open_key(conversation, actor.keyring, Holder.PHYSICIAN)
         # Wraps sealed to keys that are not the member's current one open nothing any more.
         self.session.execute(
             delete(ConversationKeyWrap).where(
@@ -231,24 +232,27 @@ class RewrapQueue:
                 ConversationKeyWrap.recipient_key_id != member_key.key_id,
             )
         )
-        present = self.session.scalar(
-            select(func.count())
-            .select_from(ConversationKeyWrap)
-            .where(
-                ConversationKeyWrap.conversation_id == conversation.id,
-                ConversationKeyWrap.holder == Holder.MEMBER,
-                ConversationKeyWrap.recipient_key_id == member_key.key_id,
+        present = set(
+            self.session.scalars(
+                select(ConversationKeyWrap.epoch).where(
+                    ConversationKeyWrap.conversation_id == conversation.id,
+                    ConversationKeyWrap.holder == Holder.MEMBER,
+                    ConversationKeyWrap.recipient_key_id == member_key.key_id,
+                )
             )
         )
-        if not present:
+        for epoch in deks.epochs():
+            if epoch in present:
+                continue
             keys.add_wrap(
                 conversation,
-                dek,
+                deks.of(epoch),
                 Holder.MEMBER,
                 conversation.member_id,
                 member_key.public_key,
                 member_key.key_id,
                 self.runtime.clock.now(),
+                epoch=epoch,
             )
         self.session.delete(request)
         self.session.flush()
