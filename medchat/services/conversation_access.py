@@ -104,6 +104,11 @@ _LOADS = {
 }
 
 
+#: The conversation row, locked (SQLite: the unit of work holds the write lock already).
+_LOCK = (
+    select(Conversation.id).where(Conversation.id == bindparam("conversation_id")).with_for_update()
+)
+
 #: The holder whose wraps a role opens (members their own, clinicians the physician role's).
 _HOLDERS = {Role.MEMBER: Holder.MEMBER, Role.CLINICIAN: Holder.PHYSICIAN}
 
@@ -214,10 +219,12 @@ class ConversationAccess:
         """Make ``deks`` seal new content under a fresh key epoch, starting one if needed.
 
         Raises ``RotationOverdue`` past a role key's rotation deadline. The facts come from
-        the locked read (``load(for_update=True)``), or are read now. A stale epoch is
-        checked again against what is committed now before a new one starts: on PostgreSQL
-        the locked read of a row another send just changed still joins the epochs of the
-        snapshot before it, and that send may have started the new epoch already.
+        the locked read (``load(for_update=True)``), or are read now. A new epoch begins
+        under the conversation's row lock (a send holds it already; anyone else takes it
+        here, so two writers never insert the same epoch), and only after what is committed
+        is read again: on PostgreSQL the locked read of a row another send just changed
+        still joins the epochs of the snapshot before it, and that send may have started the
+        new epoch already.
         """
         if deks.begun == deks.current:
             return  # begun in this unit of work, with its own checks
@@ -230,6 +237,7 @@ class ConversationAccess:
         require_sealable(facts.due, now, deadline, self.session.info)
         if facts.fresh(deks.rows.get(deks.current)):
             return
+        self.session.execute(_LOCK, {"conversation_id": conversation.id})
         if current_epoch(self.session, conversation.id) != deks.current:
             deks.replace(self.dek(conversation, actor.keyring, self.holder_for(actor)))
             facts = SealingFacts.read(self.session, conversation.member_id)

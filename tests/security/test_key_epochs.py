@@ -23,6 +23,7 @@ What is promised, event by event (``docs/security.md``, "Key epochs"):
 from __future__ import annotations
 
 import io
+import threading
 import uuid
 from typing import Any
 
@@ -31,8 +32,11 @@ from sqlalchemy import select
 
 from access_control.roles import Role
 from medchat.models import ConversationKeyEpoch, Holder, KeyReaderRemoval, KeyRole
+from medchat.services.conversation_access import ConversationAccess
+from medchat.services.conversations import ConversationService
 from tests.support.accounts import Person, bearer, login, make_member, make_staff
 from tests.support.archive import archive_colleague, retrieve, seal, verify_ledger
+from tests.support.conversations import read_bodies, reply, start_conversation
 from tests.support.key_copies import (
     deks_from,
     personal_keys_from,
@@ -42,10 +46,11 @@ from tests.support.key_copies import (
 )
 from tests.support.mailbox import delivered, reset_token_in
 from tests.support.messaging import CONVERSATIONS, asked, care_team, count, give_consent, send
-from tests.support.rotation import grant, rotate
+from tests.support.rotation import grant, revoke, rotate
 from tests.support.sample_files import pdf
 from tests.support.sessions import sign_in
 from tests.support.tampering import execute_sql
+from tests.support.wraps import assert_only_the_three_holders
 
 CLINICIAN = "/api/v1/clinician"
 NEW_PASSWORD = "lichen-tundra-pelican-86"
@@ -197,6 +202,16 @@ def test_an_old_password_reads_nothing_written_after_the_reset(make_app, tmp_pat
     assert before <= opened
     assert not opened & after
 
+    # Both epochs are wrapped to the current keys only: the old personal key has none.
+    holders = assert_only_the_three_holders(
+        runtime,
+        person.id,
+        physician=sign_in(runtime, team.clinician).principal.keyring,
+        archive=sign_in(runtime, team.compliance).principal.keyring,
+        member=sign_in(runtime, renewed).principal.keyring,
+    )
+    assert holders == {"physician": 2, "archive": 2, "member": 2}
+
     # The member, with the new password, reads everything, old epoch and new.
     bodies = set(_history(client, bearer(member), mine))
     assert {"BEFORE question", "BEFORE member", "BEFORE doctor", "AFTER doctor"} <= bodies
@@ -231,3 +246,62 @@ def test_a_sealed_record_binds_and_opens_every_epoch(client, runtime):
         id=uuid.UUID(conversation_id),
     )
     assert not verify_ledger(runtime).ok
+
+
+def _epochs(runtime: Any, conversation_id: uuid.UUID) -> list[int]:
+    with runtime.database.transaction() as session:
+        return sorted(
+            session.scalars(
+                select(ConversationKeyEpoch.epoch).where(
+                    ConversationKeyEpoch.conversation_id == conversation_id
+                )
+            )
+        )
+
+
+def test_two_writers_after_a_loss_start_one_epoch_between_them(runtime):
+    """A writer that read the conversation before another one started the new epoch seals
+    under that epoch (read again), never starts a second one nor seals to the stale one."""
+    if not runtime.database.is_postgresql:
+        pytest.skip("SQLite runs one unit of work at a time (BEGIN IMMEDIATE)")
+    team = care_team(runtime)
+    bob = make_staff(runtime, Role.CLINICIAN, first_name="Bob", last_name="Leaver")
+    grant(runtime, team.clinician, bob)
+    member = sign_in(runtime, make_member(runtime)).principal
+    doctor = sign_in(runtime, team.clinician).principal
+    started = start_conversation(runtime, member, subject=None, bodies=["first"])
+    revoke(runtime, team.clinician, bob)
+
+    # Read (and the row locked) before the member's reply starts epoch 2 and commits.
+    session = runtime.database.session()
+    try:
+        access = ConversationAccess(session, runtime)
+        conversation = access.load(doctor, started.id, for_update=True)
+        deks = access.open_key(doctor, conversation)
+        assert deks.epochs() == [1]
+        replying = threading.Thread(target=reply, args=(runtime, member, started.id, "second"))
+        replying.start()
+        replying.join(timeout=1.0)
+        assert replying.is_alive(), "the reply did not wait for the locked row"
+        ConversationService(session, runtime).append_message(conversation, deks, doctor, "third")
+        session.commit()
+    finally:
+        session.close()
+    replying.join(timeout=30)
+
+    assert _epochs(runtime, started.id) == [1, 2]
+    assert read_bodies(runtime, member, started.id) == ["first", "third", "second"]
+
+    # The other order: read unlocked, overtaken by a send that starts epoch 3 after a loss.
+    carol = make_staff(runtime, Role.CLINICIAN, first_name="Carol", last_name="Leaver")
+    grant(runtime, team.clinician, carol)
+    revoke(runtime, team.clinician, carol)
+    doctor = sign_in(runtime, team.clinician).principal
+    with runtime.database.transaction() as session:
+        access = ConversationAccess(session, runtime)
+        conversation = access.load(doctor, started.id)
+        deks = access.open_key(doctor, conversation)
+        reply(runtime, member, started.id, "fourth")  # starts epoch 3, commits
+        ConversationService(session, runtime).append_message(conversation, deks, doctor, "fifth")
+    assert _epochs(runtime, started.id) == [1, 2, 3]
+    assert read_bodies(runtime, member, started.id)[-2:] == ["fourth", "fifth"]
