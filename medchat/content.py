@@ -108,15 +108,18 @@ class ContentKey(crypto.SecretHandle):
     relabelled, altered, is foreign or names a key of none of the epochs.
     """
 
-    __slots__ = ("_aad_head", "_conversation_id", "_keys", "_sealing", "format")
+    __slots__ = ("_aad_head", "_conversation_id", "_keys", "_sealing", "epochs", "format")
 
     def __init__(
         self, deks: ConversationDeks | bytes, conversation_id: uuid.UUID, content_format: int
     ) -> None:
         self.format = ContentFormat(content_format)
+        #: The highest key epoch these keys open (None: one DEK given as bytes).
+        self.epochs: int | None = None
         if isinstance(deks, ConversationDeks):
             keys = [crypto.AeadKey(dek) for dek in deks.all()]
             self._sealing = keys[-1]  # epochs in order: the current one last
+            self.epochs = deks.current
         else:
             self._sealing = crypto.AeadKey(deks)
             keys = [self._sealing]
@@ -139,6 +142,7 @@ class ContentKey(crypto.SecretHandle):
         other._keys = self._keys
         other._sealing = self._key_for(envelope)
         other._conversation_id = self._conversation_id
+        other.epochs = self.epochs
         other._aad_head = crypto.associated_data(_LABELS[other.format], self._conversation_id)
         return other
 

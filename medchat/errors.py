@@ -136,7 +136,8 @@ class ArchiveGated(Conflict):
 
 
 class ContentResealed(Conflict):
-    """The conversation was re-sealed to a newer content format while this request read it."""
+    """The conversation was re-sealed to a newer content format, or began a new key epoch,
+    while this request read it."""
 
     code, message = (
         "content_resealed",

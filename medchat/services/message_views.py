@@ -34,7 +34,7 @@ from access_control.crypto import DecryptionFailed
 from medchat import attachment_names
 from medchat.content import ContentKey
 from medchat.errors import ContentResealed
-from medchat.key_epochs import ConversationDeks
+from medchat.key_epochs import ConversationDeks, current_epoch
 from medchat.models import Account, Attachment, Conversation, Message
 from medchat.services.conversation_pages import Page
 from medchat.services.display_names import display_names
@@ -147,16 +147,20 @@ def resealed_meanwhile(
 
     A ciphertext that does not open under its place was moved, relabelled or altered:
     ``DecryptionFailed`` goes on, to be refused (409 ``key_integrity_failed``, never shown).
-    The one innocent cause: the conversation moved to a newer format after its key set was
+    The innocent causes: the conversation moved to a newer format after its key set was
     verified (``medchat keys reseal-content`` committed while this request read it, on
-    PostgreSQL). That is ``ContentResealed`` (409 ``content_resealed``): the next read opens
-    it, or fails the key-set tag if a writer changed the column instead.
+    PostgreSQL), or a send began a new key epoch after this request opened the conversation's
+    keys and before it read the rows (``medchat.key_epochs``). That is ``ContentResealed`` (409
+    ``content_resealed``): the next read opens it, or fails the key-set tag if a writer changed
+    the column instead.
     """
     try:
         yield
     except DecryptionFailed:
         stored = session.scalar(_CONTENT_VERSION, {"conversation_id": conversation.id})
         if stored is not None and stored != key.format:
+            raise ContentResealed from None
+        if key.epochs is not None and current_epoch(session, conversation.id) > key.epochs:
             raise ContentResealed from None
         raise
 

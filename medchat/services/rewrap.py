@@ -4,7 +4,10 @@ SECURITY-MODEL key hierarchy 7. A reset gives the member a new personal keypair;
 private key is gone with the old password, so the member wraps of their conversations no longer
 open. Nothing on the server may hold a key that could re-seal them, so each conversation waits
 as a ``RewrapRequest`` until a session that holds the physician role key opens the DEK through
-the physician wrap (commitment checked) and seals it to the member's new, verified public key.
+the physician wrap (commitment checked) and seals it to the member's new, verified public key;
+every key epoch of the conversation (``medchat.key_epochs``), so the whole history reads again.
+(Content written after the reset is under a new epoch, begun at its first seal for the new key
+only: the old password opens none of it.)
 
 - ``enqueue`` (the reset): the member wraps sealed to the old key are deleted at once, so at no
   point is a DEK stored under anything but the physician key, the archive key and the member's

@@ -31,6 +31,7 @@ import pytest
 from sqlalchemy import select
 
 from access_control.roles import Role
+from medchat.errors import ContentResealed
 from medchat.models import ConversationKeyEpoch, Holder, KeyReaderRemoval, KeyRole
 from medchat.services.conversation_access import ConversationAccess
 from medchat.services.conversations import ConversationService
@@ -305,3 +306,26 @@ def test_two_writers_after_a_loss_start_one_epoch_between_them(runtime):
         ConversationService(session, runtime).append_message(conversation, deks, doctor, "fifth")
     assert _epochs(runtime, started.id) == [1, 2, 3]
     assert read_bodies(runtime, member, started.id)[-2:] == ["fourth", "fifth"]
+
+
+def test_a_read_overtaken_by_a_new_epoch_is_told_to_retry_not_refused(runtime):
+    """A page read whose keys were opened just before a send began a new epoch meets a body
+    under a key it does not hold: ``409 content_resealed`` (retry), never a tampering refusal."""
+    if not runtime.database.is_postgresql:
+        pytest.skip("SQLite runs one unit of work at a time (BEGIN IMMEDIATE)")
+    team = care_team(runtime)
+    bob = make_staff(runtime, Role.CLINICIAN, first_name="Bob", last_name="Leaver")
+    grant(runtime, team.clinician, bob)
+    member = sign_in(runtime, make_member(runtime)).principal
+    doctor = sign_in(runtime, team.clinician).principal
+    started = start_conversation(runtime, member, subject=None, bodies=["first"])
+    revoke(runtime, team.clinician, bob)
+
+    with runtime.database.transaction() as session:
+        service = ConversationService(session, runtime)
+        conversation = service.access.load(doctor, started.id)
+        deks = service.access.open_key(doctor, conversation)
+        reply(runtime, member, started.id, "second")  # epoch 2, committed meanwhile
+        with pytest.raises(ContentResealed):
+            service.message_page(conversation, deks, limit=10)
+    assert read_bodies(runtime, doctor, started.id) == ["first", "second"]
