@@ -164,6 +164,11 @@ class AeadKey(SecretHandle):
     def __repr__(self) -> str:
         return f"AeadKey(key_id={self._key_id.hex()})"
 
+    @property
+    def key_id(self) -> bytes:
+        """The id its envelopes name (``envelope_key_id``): not secret."""
+        return self._key_id
+
     def seal(
         self, plaintext: bytes, aad: bytes, *, random_bytes: RandomBytes = os.urandom
     ) -> bytes:

@@ -33,7 +33,7 @@ from medchat.console import cookie as console_cookie
 from medchat.console import security as console_security
 from medchat.schemas.common import ErrorSchema
 from medchat.services.context import build_service_context, verify_role_key_pins
-from medchat.web import bearer, throttling
+from medchat.web import bearer, rotation_due, throttling
 from medchat.web import json_bodies as http_json
 from medchat.web import rewrap_drain as http_rewrap
 from medchat.web import security_headers as http_security
@@ -113,6 +113,7 @@ def create_app(
     http_json.init_app(app)
     # After-request steps run in reverse order: this drain runs before the commit above.
     http_rewrap.init_app(app)
+    rotation_due.init_app(app)
     _init_login(app)
 
     app.register_blueprint(health.bp)

@@ -149,6 +149,9 @@ class Settings:
     archive_signing_public_key: str = ""
     #: How long an approved compliance retrieval stays open to its requester.
     retrieval_hours: int = 24
+    #: Hours from a role key's rotation becoming due (a holder lost it) to the refusal of
+    #: every new seal to it (``medchat.keys.rotation_deadline``); warned meanwhile.
+    rotation_deadline_hours: int = 72
 
     @property
     def is_production(self) -> bool:
@@ -177,6 +180,10 @@ class Settings:
     @property
     def console_absolute(self) -> timedelta:
         return timedelta(hours=self.console_absolute_hours)
+
+    @property
+    def rotation_deadline(self) -> timedelta:
+        return timedelta(hours=self.rotation_deadline_hours)
 
     def refresh_token_ttl(self, staff: bool) -> timedelta:
         """Members stay signed in on their phone for weeks; staff for one working day."""
@@ -254,6 +261,8 @@ class Settings:
             raise ConfigurationError("MEDCHAT_PASSWORD_RESET_MINUTES must be 1 to 1440")
         if not 1 <= self.retrieval_hours <= 24 * 30:
             raise ConfigurationError("MEDCHAT_RETRIEVAL_HOURS must be 1 to 720")
+        if not 1 <= self.rotation_deadline_hours <= 24 * 30:
+            raise ConfigurationError("MEDCHAT_ROTATION_DEADLINE_HOURS must be 1 to 720")
         for name in ("retention_days", "archive_retention_days"):
             if not 1 <= getattr(self, name) <= MAX_RETENTION_DAYS:
                 raise ConfigurationError(

@@ -138,7 +138,8 @@ class ArchiveGated(Conflict):
 
 
 class ContentResealed(Conflict):
-    """The conversation was re-sealed to a newer content format while this request read it."""
+    """The conversation was re-sealed to a newer content format, or began a new key epoch,
+    while this request read it."""
 
     code, message = (
         "content_resealed",
@@ -213,6 +214,18 @@ class KeysNotInitialized(MedchatError):
         "keys_not_initialized",
         503,
         "The role keys are not initialised yet (medchat keys init).",
+    )
+
+
+class RotationOverdue(MedchatError):
+    """A role key's rotation is past its deadline: nothing new is sealed to it (503, like
+    ``KeysNotInitialized``: the server's keys, not the request, stand in the way, and the same
+    request works once a holder has rotated). ``medchat.keys.rotation_deadline``."""
+
+    code, status, message = (
+        "rotation_overdue",
+        503,
+        "New content cannot be sealed until a role key is rotated.",
     )
 
 

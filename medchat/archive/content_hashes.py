@@ -18,7 +18,13 @@ length-prefixed parts, each with its own label)::
     content    = H("medchat/archive-content/v1", conversation_id, member_id, key_commitment,
                    subject_ciphertext or None,
                    number of messages, H(label, message digests in seq order),
-                   number of attachments, H(label, attachment digests in id-byte order))
+                   number of attachments, H(label, attachment digests in id-byte order)
+                   [, number of later key epochs, H(label, their commitments in epoch order)])
+
+The bracketed parts are there only for a conversation with more than one key epoch
+(``medchat.keys.epochs``): its later epochs' DEKs seal the later ciphertexts, so their
+commitments are bound too; a conversation of one epoch (every record sealed before epochs
+existed) hashes exactly as before.
 
 Order is fixed in Python (sequence numbers, UUID bytes), never by a database collation, so
 SQLite and PostgreSQL give the same hash. The archive wrap is deliberately left out: role-key
@@ -41,13 +47,14 @@ from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from access_control import crypto
-from medchat.models import Attachment, Conversation, Message
+from medchat.models import Attachment, Conversation, ConversationKeyEpoch, Message
 
 _CONTENT_LABEL = "medchat/archive-content/v1"
 _MESSAGE_LABEL = "medchat/archive-content/message/v1"
 _MESSAGES_LABEL = "medchat/archive-content/messages/v1"
 _ATTACHMENT_LABEL = "medchat/archive-content/attachment/v1"
 _ATTACHMENTS_LABEL = "medchat/archive-content/attachments/v1"
+_EPOCHS_LABEL = "medchat/archive-content/epochs/v1"
 
 
 @dataclass
@@ -65,6 +72,8 @@ class _Parts:
     subject: bytes | None
     messages: list[tuple[int, bytes]] = field(default_factory=list)
     attachments: list[tuple[bytes, bytes]] = field(default_factory=list)
+    #: (epoch, commitment) of the key epochs after the first.
+    epochs: list[tuple[int, bytes]] = field(default_factory=list)
 
 
 def _message_digest(row: Row[Any]) -> bytes:
@@ -95,6 +104,8 @@ def _attachment_digest(row: Row[Any]) -> bytes:
 def _combine(conversation_id: uuid.UUID, parts: _Parts) -> bytes:
     messages = [d for _, d in sorted(parts.messages, key=lambda item: item[0])]
     attachments = [d for _, d in sorted(parts.attachments, key=lambda item: item[0])]
+    later = [c for _, c in sorted(parts.epochs, key=lambda item: item[0])]
+    epochs = (len(later), crypto.digest(_EPOCHS_LABEL, *later)) if later else ()
     return crypto.digest(
         _CONTENT_LABEL,
         conversation_id,
@@ -105,6 +116,7 @@ def _combine(conversation_id: uuid.UUID, parts: _Parts) -> bytes:
         crypto.digest(_MESSAGES_LABEL, *messages),
         len(attachments),
         crypto.digest(_ATTACHMENTS_LABEL, *attachments),
+        *epochs,
     )
 
 
@@ -113,7 +125,7 @@ def content_hashes(
 ) -> dict[uuid.UUID, SealedContent]:
     """The stored state of each conversation that still exists (absent ids are left out).
 
-    Three queries per call whatever the number of ids (callers pass a few hundred at a time).
+    Four queries per call whatever the number of ids (callers pass a few hundred at a time).
     """
     ids = list(conversation_ids)
     if not ids:
@@ -134,6 +146,14 @@ def content_hashes(
     if not parts:
         return {}
     present = list(parts)
+    for row in session.execute(
+        select(
+            ConversationKeyEpoch.conversation_id,
+            ConversationKeyEpoch.epoch,
+            ConversationKeyEpoch.key_commitment,
+        ).where(ConversationKeyEpoch.conversation_id.in_(present), ConversationKeyEpoch.epoch > 1)
+    ):
+        parts[row.conversation_id].epochs.append((row.epoch, row.key_commitment))
     messages = select(
         Message.conversation_id,
         Message.id,

@@ -119,7 +119,8 @@ class Lifted:
 
 
 def lift(session: Session, gate: ArchiveGate, conversation_id: uuid.UUID, now: datetime) -> Lifted:
-    """Replace the conversation's gated archive wraps by the plain ones inside (sealing).
+    """Replace the conversation's gated archive wraps (of every key epoch) by the plain ones
+    inside, each in its epoch (sealing).
 
     The caller holds the conversation's row lock and is sealing it in this transaction. Each
     gated row is deleted (``RETURNING``) and its plain wrap inserted as a new row, repeating
@@ -134,7 +135,7 @@ def lift(session: Session, gate: ArchiveGate, conversation_id: uuid.UUID, now: d
     lifted = 0
     while True:
         rows = session.execute(
-            select(wraps.id, wraps.recipient_key_id, wraps.wrap).where(
+            select(wraps.id, wraps.epoch, wraps.recipient_key_id, wraps.wrap).where(
                 wraps.conversation_id == conversation_id,
                 wraps.holder == GATED,
                 wraps.id.notin_(refused),
@@ -155,6 +156,7 @@ def lift(session: Session, gate: ArchiveGate, conversation_id: uuid.UUID, now: d
             plain[row.id] = {
                 "id": uuid.uuid4(),
                 "conversation_id": conversation_id,
+                "epoch": row.epoch,
                 "holder": Holder.ARCHIVE,
                 "recipient_key_id": row.recipient_key_id,
                 "wrap": opened,

@@ -1,4 +1,5 @@
-"""``medchat keys``: server keys, role-key bootstrap, rotation, status, re-wraps and re-seals.
+"""``medchat keys``: server keys, role-key bootstrap, rotation, status, re-wraps and re-seals,
+and the key-epoch migration.
 
 Commands that open role keys (``rotate``, ``rewrap``, ``reseal-content``) ask a current holder
 for their password and TOTP code: nothing on the server can open a conversation key on its own.
@@ -205,7 +206,8 @@ def keys_status(as_json: bool) -> None:
 
     runtime = loaded_runtime()
     with runtime.database.transaction() as session:
-        status = key_status(session, runtime.custody(session))
+        status = key_status(session, runtime.custody(session), runtime.settings.rotation_deadline)
+        now = runtime.clock.now()
     lines = []
     for v in status.versions:
         line = (
@@ -214,12 +216,24 @@ def keys_status(as_json: bool) -> None:
         )
         if v in status.due():
             line += f"  ROTATION DUE since {v.rotation_due_since} ({v.rotation_due_reason})"
+            if v.status == "active" and v.rotation_deadline is not None:
+                late = v.rotation_deadline <= now
+                line += (
+                    f"; OVERDUE: new content refused since {v.rotation_deadline}"
+                    if late
+                    else f"; new content refused from {v.rotation_deadline}"
+                )
         lines.append(line)
     for r in status.rotations:
         state = "re-sealing" if r.activated_at else "not active yet"
         lines.append(
             f"rotation {r.role} v{r.from_version} -> v{r.to_version} ({state}): "
             f"{r.resealed} re-sealed, {r.remaining} left; 'medchat keys rotate' resumes it"
+        )
+    if status.epochs_to_migrate:
+        lines.append(
+            f"{status.epochs_to_migrate} conversations wait for their key epoch record: "
+            "'medchat keys migrate-epochs'"
         )
     emit(as_json, status.as_dict(), "\n".join(lines) or "no role keys yet (medchat keys init)")
 
@@ -312,4 +326,52 @@ def keys_reseal_content(
         fail(
             f"{refused} conversations were refused and stay in format 1 "
             "(see the content.reseal_refused audit entries)"
+        )
+
+
+@keys_group.command(
+    "migrate-epochs", help="Record the first key epoch of conversations from before epochs."
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 10_000),
+    default=500,
+    show_default=True,
+    help="Conversations per transaction.",
+)
+@click.option(
+    "--max-batches", type=click.IntRange(1), default=None, help="Stop after this many batches."
+)
+@json_option
+@with_appcontext
+@cli_errors
+def keys_migrate_epochs(batch: int, max_batches: int | None, as_json: bool) -> None:
+    """Write the epoch-1 row of every conversation created before migration 0016, in batches,
+    while the service runs; needs the key directory, no password (nothing is opened). Resumes
+    where it stopped; exit 1 if some conversations are refused (their key set fails)."""
+    from medchat.keys.epoch_migration import EpochMigration
+
+    runtime = loaded_runtime()
+    progress = ProgressBar(enabled=not as_json, label="recording key epochs")
+    context = audit.AuditContext(actor_role="cli", address="cli")
+    try:
+        result = EpochMigration(runtime, batch_size=batch, audit_context=context).run(
+            max_batches=max_batches, progress=progress
+        )
+    finally:
+        progress.close()
+    summary = {
+        "migrated": result.migrated,
+        "refused": [str(i) for i in result.refused],
+        "remaining": result.remaining,
+        "finished": result.finished,
+    }
+    text = f"{result.migrated} conversations given their epoch record, {result.remaining} left"
+    if not result.finished:
+        text += "; run again to resume"
+    emit(as_json, summary, text)
+    if result.refused:
+        fail(
+            f"{len(result.refused)} conversations were refused: their key set fails its tag "
+            "(see the key_epochs.migrate_refused audit entries)"
         )

@@ -11,10 +11,12 @@ Each batch is one transaction: the next ``batch_size`` live format-1 conversatio
 locked (a send or a deletion of one of them waits, and one that went first is seen whole).
 For each, in a SAVEPOINT:
 
-1. the DEK is opened through the physician wrap, which verifies the key-set tag at version 1
-   and the commitment (``ConversationKeys.open_key``): a conversation that fails is refused;
+1. the DEKs (one per key epoch) are opened through the physician wraps, which verifies the
+   key-set tag at version 1 and the commitments (``ConversationKeys.open_key``): a
+   conversation that fails is refused;
 2. every message body and attachment field is opened under format 1 and sealed under format
-   2, bound to the labels the rows carry now. Format 1 never bound them, so a relabelling done
+   2, under the DEK of the epoch that sealed it, bound to the labels the rows carry now.
+   Format 1 never bound them, so a relabelling done
    *before* the re-seal cannot be seen by cryptography; what can be checked is: a member
    message is by the conversation's member and a clinician message is not, and every
    attachment belongs to a message of its conversation. A conversation that fails any of this
@@ -178,9 +180,8 @@ class ContentResealer:
         self, session: Session, keys: ConversationKeys, conversation: Conversation
     ) -> tuple[int, int]:
         """Re-seal one conversation's bodies and attachment fields; (messages, attachments)."""
-        dek = keys.open_key(conversation, self.actor.keyring, Holder.PHYSICIAN)
-        old = ContentKey.for_conversation(dek, conversation)
-        new = ContentKey(dek, conversation.id, CURRENT_FORMAT)
+        deks = keys.open_key(conversation, self.actor.keyring, Holder.PHYSICIAN)
+        old = ContentKey.for_conversation(deks, conversation)
         messages = session.execute(
             select(
                 Message.id,
@@ -198,7 +199,9 @@ class ContentResealer:
             bodies = [
                 {
                     "id": m.id,
-                    "body_ciphertext": new.seal_body(m, old.open_body(m, m.body_ciphertext)),
+                    "body_ciphertext": _in_format_2(old, m.body_ciphertext).seal_body(
+                        m, old.open_body(m, m.body_ciphertext)
+                    ),
                 }
                 for m in messages
             ]
@@ -206,9 +209,7 @@ class ContentResealer:
             raise ResealRefused("body_does_not_open") from None
         if bodies:
             session.execute(update(Message), bodies)
-        attachments = self._reseal_attachments(
-            session, conversation, {m.id for m in messages}, old, new
-        )
+        attachments = self._reseal_attachments(session, conversation, {m.id for m in messages}, old)
         keys.retag(conversation, CURRENT_FORMAT)
         session.flush()
         return len(bodies), attachments
@@ -219,7 +220,6 @@ class ContentResealer:
         conversation: Conversation,
         message_ids: set[uuid.UUID],
         old: ContentKey,
-        new: ContentKey,
     ) -> int:
         """One attachment at a time: files are up to the attachment limit each."""
         ids = list(
@@ -244,6 +244,7 @@ class ContentResealer:
                 column = f"{name}_ciphertext"
                 try:
                     plain = old.open_attachment(row, name, getattr(row, column))
+                    new = _in_format_2(old, getattr(row, column))
                 except DecryptionFailed:
                     raise ResealRefused("attachment_does_not_open") from None
                 sealed[column] = new.seal_attachment(row, name, plain)
@@ -262,6 +263,12 @@ class ContentResealer:
             subject_id=conversation.member_id,
             details={"reason": reason},
         )
+
+
+def _in_format_2(old: ContentKey, envelope: bytes) -> ContentKey:
+    """Format 2, sealing under the DEK that sealed ``envelope``: a re-seal changes the format
+    of a ciphertext, never its key epoch (``medchat.keys.epochs``)."""
+    return old.sealing_like(envelope, CURRENT_FORMAT)
 
 
 def _reason(exc: Exception) -> str:

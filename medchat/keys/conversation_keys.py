@@ -13,33 +13,41 @@ commitment, and a commitment swapped with it fails the tag. Either way the read 
 never silently served. Content itself is sealed by ``medchat.keys.sealing`` under the DEK this
 module returns, in the format the tag vouches for (``conversations.content_version`` is the
 tag's version), so a writer who sets a conversation back to the older, weaker format fails it.
+
+A conversation has one DEK per key epoch (``medchat.keys.epochs``): ``new_key`` begins epoch 1,
+``start_epoch`` a later one (a fresh DEK, wrapped to the active keys and the member's current
+key only), ``open_key`` opens every epoch. Each epoch's commitment is in its tagged row; epoch
+1's is also the conversation row's, as it always was. Nothing is sealed to a role key whose
+rotation is overdue (``medchat.keys.rotation_deadline``).
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from access_control import crypto, hybrid_kem
 from access_control.keyring import Keyring
 from access_control.unwrap_memo import UnwrapMemo
 from medchat.archive.gate import GATED, ArchiveGate, must_gate
-from medchat.errors import KeyIntegrityFailure, NotFound
+from medchat.errors import Conflict, KeyIntegrityFailure, NotFound
 from medchat.keys.custody import KeyCustody
+from medchat.keys.epochs import (
+    ConversationDeks,
+    EpochWraps,
+    commitment_of,
+    current_epoch,
+    holder_wraps,
+    new_epoch_row,
+    removals_recorded,
+)
+from medchat.keys.rotation_deadline import require_sealable
 from medchat.keys.sealing import CURRENT_FORMAT
-from medchat.models import Conversation, ConversationKeyWrap, Holder, KeyRole
+from medchat.models import Conversation, ConversationKeyWrap, Holder, KeyRole, RoleKey
 
 _KEY_SET_PURPOSE = "conversation-keys"
-
-#: The wraps of one conversation for one holder (every read and send asks): usually one,
-#: two while a rotation or a re-wrap is under way.
-_WRAPS = select(ConversationKeyWrap.recipient_key_id, ConversationKeyWrap.wrap).where(
-    ConversationKeyWrap.conversation_id == bindparam("conversation_id"),
-    ConversationKeyWrap.holder == bindparam("holder"),
-)
 
 
 def wrap_purpose(holder: str) -> str:
@@ -81,38 +89,95 @@ class ConversationKeys:
     """Creates a conversation's DEK and its wraps; opens it for a caller's keyring."""
 
     def __init__(
-        self, session: Session, custody: KeyCustody, integrity_key: bytes, gate: ArchiveGate
+        self,
+        session: Session,
+        custody: KeyCustody,
+        integrity_key: bytes,
+        gate: ArchiveGate,
+        rotation_deadline: timedelta = timedelta(hours=72),
     ) -> None:
         self.session = session
         self.custody = custody
         self._integrity_key = integrity_key
         self._gate = gate
+        self._rotation_deadline = rotation_deadline
         # Process memory shared by the sessions of this database (``Database.info``).
         self._memo: UnwrapMemo | None = session.info.get("unwrap_memo")
 
-    def new_key(self, conversation: Conversation, now: datetime) -> bytes:
-        """Generate the DEK, wrap it for the three holders, set commitment and tag.
+    def new_key(self, conversation: Conversation, now: datetime) -> ConversationDeks:
+        """Generate the DEK of epoch 1, wrap it for the three holders, set commitment and tag.
 
         The conversation is new, hence live: its archive wrap is gated (``add_wrap``).
 
         Raises ``KeysNotInitialized`` before ``keys init``, ``KeyIntegrityFailure`` if a role
-        key is not pinned or the member's key fails its tag: nothing is sealed then.
+        key is not pinned or the member's key fails its tag, ``RotationOverdue`` past a role
+        key's rotation deadline: nothing is sealed then.
         """
-        physician = self.custody.active_role_key(KeyRole.PHYSICIAN)
-        archive = self.custody.active_role_key(KeyRole.ARCHIVE)
-        member = self.custody.verified_personal_key(conversation.member_id)
         dek = crypto.generate_key()
         conversation.key_commitment = crypto.key_commitment(dek, conversation.id)
         conversation.content_version = CURRENT_FORMAT
         conversation.key_tag = _key_set_tag(self._integrity_key, conversation)
+        deks = ConversationDeks(conversation.id, {1: dek})
+        self._begin(conversation, deks, 1, dek, now)
+        return deks
+
+    def start_epoch(self, conversation: Conversation, deks: ConversationDeks, now: datetime) -> int:
+        """Begin the next key epoch of a verified conversation: new content goes under a fresh
+        DEK wrapped to the active role keys and the member's current key (``key_epochs``).
+
+        ``deks`` (every epoch, opened by the caller) gains it. Raises ``Conflict`` when another
+        writer began an epoch since ``deks`` were read (the caller reads them again first:
+        ``ConversationAccess.ready_to_seal``), and what ``new_key`` raises.
+        """
+        number = current_epoch(self.session, conversation.id) + 1
+        if number != deks.current + 1:
+            raise Conflict("This conversation changed while it was written to; send it again.")
+        dek = crypto.generate_key()
+        self._begin(conversation, deks, number, dek, now)
+        return number
+
+    def _begin(
+        self,
+        conversation: Conversation,
+        deks: ConversationDeks,
+        epoch: int,
+        dek: bytes,
+        now: datetime,
+    ) -> None:
+        """The epoch's tagged row and its three wraps, to the keys it records."""
+        physician = self.custody.active_role_key(KeyRole.PHYSICIAN)
+        archive = self.custody.active_role_key(KeyRole.ARCHIVE)
+        self.require_sealable([physician, archive], now)
+        member = self.custody.verified_personal_key(conversation.member_id)
+        row = new_epoch_row(
+            conversation,
+            epoch,
+            crypto.key_commitment(dek, conversation.id),
+            member_key_id=member.key_id,
+            versions=(physician.version, archive.version),
+            removals=removals_recorded(self.session),
+            now=now,
+        )
+        self.session.add(row)
         recipients = (
             (Holder.PHYSICIAN, physician.id, physician.public_key, physician.key_id),
             (Holder.ARCHIVE, archive.id, archive.public_key, archive.key_id),
             (Holder.MEMBER, conversation.member_id, member.public_key, member.key_id),
         )
         for holder, recipient_id, public_key, key_id in recipients:
-            self.add_wrap(conversation, dek, holder, recipient_id, public_key, key_id, now)
-        return dek
+            self.add_wrap(
+                conversation, dek, holder, recipient_id, public_key, key_id, now, epoch=epoch
+            )
+        if epoch > 1:
+            deks.begin(epoch, dek, row)
+        else:
+            deks.rows[1] = row
+            deks.begun = 1
+
+    def require_sealable(self, role_keys: list[RoleKey], now: datetime) -> None:
+        """``RotationOverdue`` when one of the active keys is past its rotation deadline."""
+        due = {key.role: key.rotation_due_at for key in role_keys if key.rotation_due_at}
+        require_sealable(due, now, self._rotation_deadline, self.session.info)
 
     def add_wrap(
         self,
@@ -123,8 +188,10 @@ class ConversationKeys:
         public_key: bytes,
         key_id: bytes,
         now: datetime,
+        *,
+        epoch: int = 1,
     ) -> None:
-        """Seal ``dek`` to one more recipient (new conversation, re-wrap).
+        """Seal one epoch's ``dek`` to one more recipient (new epoch, re-wrap).
 
         An archive wrap is stored gated unless the conversation is sealed (nothing adds one
         to a sealed conversation today). A rotation re-seals thousands at once with
@@ -144,6 +211,7 @@ class ConversationKeys:
         self.session.add(
             ConversationKeyWrap(
                 conversation_id=conversation.id,
+                epoch=epoch,
                 holder=holder,
                 recipient_key_id=key_id,
                 wrap=wrap,
@@ -229,14 +297,15 @@ class ConversationKeys:
         keyring: Keyring,
         holder: str,
         *,
-        wraps: dict[bytes, bytes] | None = None,
-    ) -> bytes:
-        """The conversation's DEK, opened with a key the caller's session holds.
+        wraps: EpochWraps | None = None,
+    ) -> ConversationDeks:
+        """Every epoch's DEK of the conversation, opened with keys the caller's session holds.
 
-        Raises ``NotFound`` when the caller holds no key with a wrap here (for a member, a
-        history that is not re-sealed yet) and ``KeyIntegrityFailure`` when the key set was
-        tampered with. ``wraps`` (recipient key id -> wrap) are the holder's wraps when the
-        caller read them already, in this transaction, with the conversation row.
+        Raises ``NotFound`` when the caller holds no key with a wrap of some epoch here (for a
+        member, a history that is not re-sealed yet) and ``KeyIntegrityFailure`` when the key
+        set was tampered with (a tag, a wrap, a commitment, an epoch's row). ``wraps`` are the
+        holder's wraps when the caller read them already, in this transaction, with the
+        conversation row.
 
         A role holder's session opened before a rotation holds only the old role key, and the
         rotation re-seals every wrap to the new one; the session's own personal key opens the
@@ -250,27 +319,39 @@ class ConversationKeys:
             raise ValueError(f"no holder {holder!r} opens a conversation key")
         self.verify_conversation(conversation)
         if wraps is None:
-            wraps = dict(
-                self.session.execute(
-                    _WRAPS, {"conversation_id": conversation.id, "holder": holder}
-                ).all()
-            )
-        dek = self._recall(conversation, keyring, holder, wraps)
-        if dek is not None:
-            return dek
+            wraps = holder_wraps(self.session, conversation.id, holder)
         candidates = self._candidates(keyring, holder, conversation)
-        dek = self._open_with(conversation, holder, candidates, wraps, keyring)
-        if dek is None and holder != Holder.MEMBER and keyring.personal is not None:
-            held = self.custody.open_grants(keyring.account_id, keyring.personal)
-            fresher = self._candidates(
-                Keyring(keyring.account_id, roles=held), holder, conversation
-            )
-            for key_id in candidates:
-                fresher.pop(key_id, None)
-            dek = self._open_with(conversation, holder, fresher, wraps, None)
-        if dek is None:
-            raise NotFound("No key this session holds opens this conversation.")
-        return dek
+        fresher: dict[bytes, tuple[uuid.UUID, hybrid_kem.PrivateKeyHandle]] | None = None
+        deks = {}
+        for epoch in range(1, wraps.current + 1):
+            commitment = commitment_of(conversation, epoch, wraps.rows)
+            held = wraps.wraps.get(epoch, {})
+            dek = self._recall(conversation, keyring, holder, held, commitment)
+            if dek is None:
+                dek = self._open_with(conversation, holder, candidates, held, commitment, keyring)
+            if dek is None and holder != Holder.MEMBER and keyring.personal is not None:
+                if fresher is None:
+                    fresher = self._fresher(keyring, holder, conversation, candidates)
+                dek = self._open_with(conversation, holder, fresher, held, commitment, None)
+            if dek is None:
+                raise NotFound("No key this session holds opens this conversation.")
+            deks[epoch] = dek
+        return ConversationDeks(conversation.id, deks, wraps.rows)
+
+    def _fresher(
+        self,
+        keyring: Keyring,
+        holder: str,
+        conversation: Conversation,
+        tried: dict[bytes, tuple[uuid.UUID, hybrid_kem.PrivateKeyHandle]],
+    ) -> dict[bytes, tuple[uuid.UUID, hybrid_kem.PrivateKeyHandle]]:
+        """The role keys the session's personal key opens today, less those tried already."""
+        assert keyring.personal is not None
+        held = self.custody.open_grants(keyring.account_id, keyring.personal)
+        fresher = self._candidates(Keyring(keyring.account_id, roles=held), holder, conversation)
+        for key_id in tried:
+            fresher.pop(key_id, None)
+        return fresher
 
     def _recall(
         self,
@@ -278,9 +359,10 @@ class ConversationKeys:
         keyring: Keyring,
         holder: str,
         wraps: dict[bytes, bytes],
+        commitment: bytes,
     ) -> bytes | None:
         """A DEK this session unwrapped before from one of these very wraps (``unwrap_memo``),
-        checked against the commitment like a fresh unwrap."""
+        checked against the epoch's commitment like a fresh unwrap."""
         if self._memo is None:
             return None
         for wrap in wraps.values():
@@ -288,7 +370,7 @@ class ConversationKeys:
             if dek is None:
                 continue
             try:
-                crypto.verify_key_commitment(dek, conversation.key_commitment, conversation.id)
+                crypto.verify_key_commitment(dek, commitment, conversation.id)
             except crypto.IntegrityCheckFailed as exc:
                 raise KeyIntegrityFailure(
                     "This conversation's key does not match its commitment."
@@ -302,6 +384,7 @@ class ConversationKeys:
         holder: str,
         candidates: dict[bytes, tuple[uuid.UUID, hybrid_kem.PrivateKeyHandle]],
         wraps: dict[bytes, bytes],
+        commitment: bytes,
         keyring: Keyring | None,
     ) -> bytes | None:
         for key_id, (recipient_id, private_key) in candidates.items():
@@ -314,7 +397,7 @@ class ConversationKeys:
                 holder=holder,
                 recipient_id=recipient_id,
                 conversation_id=conversation.id,
-                commitment=conversation.key_commitment,
+                commitment=commitment,
             )
             if self._memo is not None and keyring is not None:
                 self._memo.remember(keyring, conversation.id, holder, wrap, dek)

@@ -36,7 +36,13 @@ from medchat.keys.personal_keys import (  # the constants: re-exported for their
     RETIRED_PURPOSE,  # noqa: F401
     PersonalKeys,
 )
-from medchat.models import RoleKey, RoleKeyGrant, RoleKeyRotation, RoleKeyStatus
+from medchat.models import (
+    KeyReaderRemoval,
+    RoleKey,
+    RoleKeyGrant,
+    RoleKeyRotation,
+    RoleKeyStatus,
+)
 
 
 class KeyCustody(PersonalKeys):
@@ -227,6 +233,11 @@ class KeyCustody(PersonalKeys):
         (grant revoked, account disabled, staff reset) schedules a rotation. The earliest
         mark and its reason are kept: the rotation has been due since then. Returns the
         rows marked (none before ``keys init``). The one place this is decided.
+
+        Each loss is also recorded as a ``KeyReaderRemoval``: every conversation's key epoch
+        begun before it is not sealed to again (``medchat.keys.epochs``), so whoever kept
+        conversation keys reads nothing written from now on; the rotation shuts out the role
+        key itself (its deadline: ``medchat.keys.rotation_deadline``).
         """
         # A pending key is marked too: a rotation under way may already have sealed its new
         # key to the holder who just lost access, so finishing it must not look like a cure.
@@ -235,6 +246,8 @@ class KeyCustody(PersonalKeys):
             if row.rotation_due_at is None:
                 row.rotation_due_at = self.now
                 row.rotation_reason = reason[:64]
+        if rows:
+            self.session.add(KeyReaderRemoval(role=role, reason=reason[:64], created_at=self.now))
         self.session.flush()
         return rows
 

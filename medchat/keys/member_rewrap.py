@@ -4,7 +4,10 @@ SECURITY-MODEL key hierarchy 7. A reset gives the member a new personal keypair;
 private key is gone with the old password, so the member wraps of their conversations no longer
 open. Nothing on the server may hold a key that could re-seal them, so each conversation waits
 as a ``RewrapRequest`` until a session that holds the physician role key opens the DEK through
-the physician wrap (commitment checked) and seals it to the member's new, verified public key.
+the physician wrap (commitment checked) and seals it to the member's new, verified public key;
+every key epoch of the conversation (``medchat.keys.epochs``), so the whole history reads again.
+(Content written after the reset is under a new epoch, begun at its first seal for the new key
+only: the old password opens none of it.)
 
 - ``enqueue`` (the reset): the member wraps sealed to the old key are deleted at once, so at no
   point is a DEK stored under anything but the physician key, the archive key and the member's
@@ -225,7 +228,8 @@ class RewrapQueue:
             # A later reset queued its own request.
             return self._drop(request)
         member_key = custody.verified_personal_key(conversation.member_id)
-        dek = keys.open_key(conversation, actor.keyring, Holder.PHYSICIAN)
+        # Every key epoch: the member reads the whole history again, older epochs included.
+        deks = keys.open_key(conversation, actor.keyring, Holder.PHYSICIAN)
         # Wraps sealed to keys that are not the member's current one open nothing any more.
         self.session.execute(
             delete(ConversationKeyWrap).where(
@@ -234,24 +238,27 @@ class RewrapQueue:
                 ConversationKeyWrap.recipient_key_id != member_key.key_id,
             )
         )
-        present = self.session.scalar(
-            select(func.count())
-            .select_from(ConversationKeyWrap)
-            .where(
-                ConversationKeyWrap.conversation_id == conversation.id,
-                ConversationKeyWrap.holder == Holder.MEMBER,
-                ConversationKeyWrap.recipient_key_id == member_key.key_id,
+        present = set(
+            self.session.scalars(
+                select(ConversationKeyWrap.epoch).where(
+                    ConversationKeyWrap.conversation_id == conversation.id,
+                    ConversationKeyWrap.holder == Holder.MEMBER,
+                    ConversationKeyWrap.recipient_key_id == member_key.key_id,
+                )
             )
         )
-        if not present:
+        for epoch in deks.epochs():
+            if epoch in present:
+                continue
             keys.add_wrap(
                 conversation,
-                dek,
+                deks.of(epoch),
                 Holder.MEMBER,
                 conversation.member_id,
                 member_key.public_key,
                 member_key.key_id,
                 self.runtime.clock.now(),
+                epoch=epoch,
             )
         self.session.delete(request)
         self.session.flush()

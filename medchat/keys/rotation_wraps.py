@@ -21,6 +21,10 @@ the server's gate key, a sealed one's is plain. A gated wrap is opened from its 
 key), then with the old archive key, sealed to the new one and gated again; a plain one is
 re-sealed plain. A rotation never lifts a gate: only a sealing does.
 
+Every key epoch of a conversation has its own wraps (``medchat.keys.epochs``): each is re-sealed
+like any other, checked against its own epoch's commitment (from the epoch's tagged row; epoch
+1's is the conversation row's), and its successor keeps its epoch.
+
 Cost: one HPKE open and one seal per conversation (~0.3 ms together) dominate; rows are read
 with one joined query, inserted and deleted in bulk, and the new public key is parsed once.
 Sends and reads go on meanwhile: messages never touch wraps, and readers find the old or the
@@ -44,7 +48,15 @@ from medchat.archive.gate import GATED, must_gate, stored_holders
 from medchat.errors import Conflict, KeyIntegrityFailure
 from medchat.keys.conversation_keys import ConversationKeys, seal_wrap
 from medchat.keys.custody import KeyCustody
-from medchat.models import Conversation, ConversationKeyWrap, RoleKey, RoleKeyRotation
+from medchat.keys.epochs import epoch_commitment
+from medchat.models import (
+    Conversation,
+    ConversationKeyEpoch,
+    ConversationKeyWrap,
+    RoleKey,
+    RoleKeyRotation,
+)
+from medchat.storage.row_integrity import is_tampered, skip_tampered
 
 if TYPE_CHECKING:  # the service context is passed in; importing it would run back up a layer
     from medchat.services.context import ServiceContext
@@ -190,36 +202,47 @@ class WrapResealer:
         in_span = wrap.conversation_id <= ids[-1]
         if cursor is not None:
             in_span = and_(wrap.conversation_id > cursor, in_span)
+        epochs = ConversationKeyEpoch
         rows = session.execute(
-            select(
-                wrap.id,
-                wrap.conversation_id,
-                wrap.holder,
-                wrap.wrap,
-                Conversation.member_id,
-                Conversation.status,
-                Conversation.key_commitment,
-                Conversation.key_tag,
-                Conversation.content_version,
-            )
-            .join(Conversation, Conversation.id == wrap.conversation_id)
-            .where(
-                in_span,
-                wrap.holder.in_(self.holders),
-                wrap.recipient_key_id == self.old.key_id,
+            skip_tampered(
+                select(
+                    wrap.id,
+                    wrap.conversation_id,
+                    wrap.epoch,
+                    wrap.holder,
+                    wrap.wrap,
+                    Conversation.member_id,
+                    Conversation.status,
+                    Conversation.key_commitment,
+                    Conversation.key_tag,
+                    Conversation.content_version,
+                    epochs,
+                )
+                .join(Conversation, Conversation.id == wrap.conversation_id)
+                .outerjoin(
+                    epochs,
+                    and_(
+                        epochs.conversation_id == wrap.conversation_id, epochs.epoch == wrap.epoch
+                    ),
+                )
+                .where(
+                    in_span,
+                    wrap.holder.in_(self.holders),
+                    wrap.recipient_key_id == self.old.key_id,
+                )
             )
         ).all()
         if not rows:  # re-sealed already, created after the activation, or shredded
             return 0, ids[-1]
-        present: dict[uuid.UUID, list[Any]] = {}
+        present: dict[tuple[uuid.UUID, int], list[Any]] = {}
         for there in session.execute(
-            select(wrap.id, wrap.conversation_id, wrap.holder, wrap.wrap).where(
+            select(wrap.id, wrap.conversation_id, wrap.epoch, wrap.holder, wrap.wrap).where(
                 wrap.conversation_id.in_([row.conversation_id for row in rows]),
                 wrap.holder.in_(self.holders),
                 wrap.recipient_key_id == self.new.key_id,
             )
         ):
-            present.setdefault(there.conversation_id, []).append(there)
+            present.setdefault((there.conversation_id, there.epoch), []).append(there)
         keys = ConversationKeys(session, custody, self.runtime.keys.integrity, self.gate)
         replacements: dict[uuid.UUID, dict[str, Any] | None] = {}
         unproven: dict[uuid.UUID, list[uuid.UUID]] = {}
@@ -233,17 +256,18 @@ class WrapResealer:
                     row.key_tag,
                     row.content_version,
                 )
+                commitment = self._commitment(row)
             except KeyIntegrityFailure:
                 failed.append(row.conversation_id)
                 continue
-            there = present.get(row.conversation_id, [])
-            opening = {each.id for each in there if self._opens(keys, each, row)}
+            there = present.get((row.conversation_id, row.epoch), [])
+            opening = {each.id for each in there if self._opens(keys, each, row, commitment)}
             unproven[row.id] = [each.id for each in there if each.id not in opening]
             if any(e.id in opening and e.holder == self._stored_holder(row) for e in there):
                 replacements[row.id] = None  # its successor is there and opens: only it stays
                 continue
             try:
-                dek = self._open_old(keys, row)
+                dek = self._open_old(keys, row, commitment)
             except KeyIntegrityFailure:
                 failed.append(row.conversation_id)
                 continue
@@ -278,7 +302,15 @@ class WrapResealer:
             return GATED
         return self.holder
 
-    def _open_old(self, keys: ConversationKeys, row: Any) -> bytes:
+    @staticmethod
+    def _commitment(row: Any) -> bytes:
+        """The commitment of the wrap's epoch (its row's tag verified on load, or refused)."""
+        epoch_row = row.ConversationKeyEpoch
+        if epoch_row is not None and is_tampered(epoch_row):
+            raise KeyIntegrityFailure("A key epoch's record failed its tag.")
+        return epoch_commitment(row.conversation_id, row.key_commitment, row.epoch, epoch_row)
+
+    def _open_old(self, keys: ConversationKeys, row: Any, commitment: bytes) -> bytes:
         """The DEK from the old-key wrap (its gate opened first); ``KeyIntegrityFailure`` if
         it does not open to the committed key."""
         stored = row.wrap
@@ -292,10 +324,10 @@ class WrapResealer:
             holder=self.holder,
             recipient_id=self.old.id,
             conversation_id=row.conversation_id,
-            commitment=row.key_commitment,
+            commitment=commitment,
         )
 
-    def _opens(self, keys: ConversationKeys, there: Any, row: Any) -> bool:
+    def _opens(self, keys: ConversationKeys, there: Any, row: Any, commitment: bytes) -> bool:
         """Whether a new-key wrap found in place opens, with the new private key, to the DEK
         the conversation's (verified) commitment names."""
         try:
@@ -310,7 +342,7 @@ class WrapResealer:
                 holder=self.holder,
                 recipient_id=self.new.id,
                 conversation_id=row.conversation_id,
-                commitment=row.key_commitment,
+                commitment=commitment,
             )
         except KeyIntegrityFailure:
             return False
@@ -333,6 +365,7 @@ class WrapResealer:
         return {
             "id": uuid.uuid4(),
             "conversation_id": row.conversation_id,
+            "epoch": row.epoch,
             "holder": holder,
             "recipient_key_id": self.new.key_id,
             "wrap": wrap,

@@ -27,6 +27,12 @@ the integrity key outside the database, ``medchat.keys.conversation_keys``) cove
 version is read only from a row whose tag was verified when its DEK was opened. New
 conversations are format 2; older ones stay format 1 until ``medchat keys reseal-content``
 (``medchat.keys.content_upgrade``) re-seals them.
+
+A conversation has one DEK per key epoch (``medchat.keys.epochs``): new content is sealed under
+the current epoch's, and every envelope names the key id that sealed it
+(``crypto.envelope_key_id``), so each ciphertext is opened with its own epoch's DEK, whatever
+its field. The key id is authenticated in the envelope and each DEK is random, so naming
+another epoch's key opens nothing.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from access_control import crypto
+from medchat.keys.epochs import ConversationDeks
 from medchat.models import Conversation
 
 _LABELS = {1: "medchat/content/v1", 2: "medchat/content/v2"}
@@ -89,31 +96,70 @@ class MessageLabel:
 
 
 class ContentKey(crypto.SecretHandle):
-    """A conversation's DEK with the format its rows use: seals and opens their content.
+    """A conversation's DEKs with the format its rows use: seals and opens their content.
 
-    Build it with ``for_conversation`` from a conversation whose DEK was just opened (the
-    opening verified the key-set tag, and with it the format). The AES-GCM key, its key id and
-    the (label, conversation) head of the associated data are made once, so a page of
-    messages pays for them once (``associated_data`` encodes each part on its own, so the
-    head's encoding is a prefix of every field's). Raises ``crypto.DecryptionFailed`` from
-    every ``open_*`` when the ciphertext was moved, relabelled, altered or is foreign.
+    Build it with ``for_conversation`` from a conversation whose DEKs were just opened (the
+    opening verified the key-set tag, and with it the format). Content is sealed under the
+    current epoch's DEK; an envelope is opened under the DEK whose key id it names. The AES-GCM
+    keys, their key ids and the (label, conversation) head of the associated data are made
+    once, so a page of messages pays for them once (``associated_data`` encodes each part on
+    its own, so the head's encoding is a prefix of every field's). Raises
+    ``crypto.DecryptionFailed`` from every ``open_*`` when the ciphertext was moved,
+    relabelled, altered, is foreign or names a key of none of the epochs.
     """
 
-    __slots__ = ("_aad_head", "_conversation_id", "_key", "format")
+    __slots__ = ("_aad_head", "_conversation_id", "_keys", "_sealing", "epochs", "format")
 
-    def __init__(self, dek: bytes, conversation_id: uuid.UUID, content_format: int) -> None:
+    def __init__(
+        self, deks: ConversationDeks | bytes, conversation_id: uuid.UUID, content_format: int
+    ) -> None:
         self.format = ContentFormat(content_format)
-        self._key = crypto.AeadKey(dek)
+        #: The highest key epoch these keys open (None: one DEK given as bytes).
+        self.epochs: int | None = None
+        if isinstance(deks, ConversationDeks):
+            keys = [crypto.AeadKey(dek) for dek in deks.all()]
+            self._sealing = keys[-1]  # epochs in order: the current one last
+            self.epochs = deks.current
+        else:
+            self._sealing = crypto.AeadKey(deks)
+            keys = [self._sealing]
+        self._keys = {key.key_id: key for key in keys}
         self._conversation_id = conversation_id
         self._aad_head = crypto.associated_data(_LABELS[self.format], conversation_id)
 
     @classmethod
-    def for_conversation(cls, dek: bytes, conversation: Conversation) -> ContentKey:
+    def for_conversation(
+        cls, deks: ConversationDeks | bytes, conversation: Conversation
+    ) -> ContentKey:
         """The key for ``conversation``'s rows, in the format its verified key set names."""
-        return cls(dek, conversation.id, conversation.content_version)
+        return cls(deks, conversation.id, conversation.content_version)
+
+    def sealing_like(self, envelope: bytes, content_format: int) -> ContentKey:
+        """The same DEKs, sealing under the one that sealed ``envelope``, in another format:
+        a re-seal keeps each ciphertext in its own epoch (``content_resealing``)."""
+        other = ContentKey.__new__(ContentKey)
+        other.format = ContentFormat(content_format)
+        other._keys = self._keys
+        other._sealing = self._key_for(envelope)
+        other._conversation_id = self._conversation_id
+        other.epochs = self.epochs
+        other._aad_head = crypto.associated_data(_LABELS[other.format], self._conversation_id)
+        return other
 
     def __repr__(self) -> str:
-        return f"ContentKey(conversation={self._conversation_id}, format={int(self.format)})"
+        return (
+            f"ContentKey(conversation={self._conversation_id}, format={int(self.format)},"
+            f" epochs={len(self._keys)})"
+        )
+
+    def _key_for(self, envelope: bytes) -> crypto.AeadKey:
+        key = self._keys.get(crypto.envelope_key_id(envelope))
+        if key is None:
+            raise crypto.DecryptionFailed
+        return key
+
+    def _open(self, envelope: bytes, aad: bytes) -> bytes:
+        return self._key_for(envelope).open(envelope, aad)
 
     # -- associated data: the one definition of each format ---------------------------------
 
@@ -136,23 +182,23 @@ class ContentKey(crypto.SecretHandle):
     # -- seal and open ------------------------------------------------------------------------
 
     def seal_body(self, message: MessagePlace, text: str) -> bytes:
-        return self._key.seal(text.encode("utf-8"), self._body_aad(message))
+        return self._sealing.seal(text.encode("utf-8"), self._body_aad(message))
 
     def open_body(self, message: MessagePlace, sealed: bytes) -> str:
-        return self._key.open(sealed, self._body_aad(message)).decode("utf-8")
+        return self._open(sealed, self._body_aad(message)).decode("utf-8")
 
     def seal_attachment(self, attachment: AttachmentPlace, field: str, data: bytes) -> bytes:
         """``field`` is ``data``, ``filename`` or ``content_type``."""
-        return self._key.seal(data, self._attachment_aad(attachment, field))
+        return self._sealing.seal(data, self._attachment_aad(attachment, field))
 
     def open_attachment(self, attachment: AttachmentPlace, field: str, sealed: bytes) -> bytes:
-        return self._key.open(sealed, self._attachment_aad(attachment, field))
+        return self._open(sealed, self._attachment_aad(attachment, field))
 
     def open_attachment_text(self, attachment: AttachmentPlace, field: str, sealed: bytes) -> str:
         return self.open_attachment(attachment, field, sealed).decode("utf-8")
 
     def seal_subject(self, text: str) -> bytes:
-        return self._key.seal(text.encode("utf-8"), self._subject_aad())
+        return self._sealing.seal(text.encode("utf-8"), self._subject_aad())
 
     def open_subject(self, sealed: bytes) -> str:
-        return self._key.open(sealed, self._subject_aad()).decode("utf-8")
+        return self._open(sealed, self._subject_aad()).decode("utf-8")

@@ -3,7 +3,9 @@
 SECURITY-MODEL key hierarchy 8 and 11: an old version may be retired only once no wrap uses it,
 and every revocation makes a rotation due. Per version: status, fingerprint, whether this
 deployment pins it, how many conversation wraps are sealed to it and how many holders have a
-copy, since when (and why) a rotation is due; per role, the progress of an unfinished rotation.
+copy, since when (and why) a rotation is due and from when new content is refused for it
+(``medchat.keys.rotation_deadline``); per role, the progress of an unfinished rotation; and how many
+conversations still wait for their first key epoch's record (``medchat keys migrate-epochs``).
 Counts and ids only: nothing here opens or names a person.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -19,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from medchat.archive.gate import GATED, wrapped_for
 from medchat.keys.custody import KeyCustody
+from medchat.keys.epoch_migration import remaining_conversations
 from medchat.models import (
     ConversationKeyWrap,
     KeyRole,
@@ -40,6 +43,8 @@ class VersionStatus:
     holders: int
     rotation_due_since: datetime | None
     rotation_due_reason: str | None
+    #: From then on nothing new is sealed to this version until it is rotated.
+    rotation_deadline: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,8 @@ class RotationProgress:
 class KeyStatus:
     versions: list[VersionStatus]
     rotations: list[RotationProgress]
+    #: Conversations from before key epochs without their epoch-1 record yet.
+    epochs_to_migrate: int = 0
 
     def due(self) -> list[VersionStatus]:
         """Versions in use that a revocation marked for rotation."""
@@ -70,6 +77,7 @@ class KeyStatus:
         return {
             "versions": [_plain(asdict(v)) for v in self.versions],
             "rotations": [_plain(asdict(r)) for r in self.rotations],
+            "epochs_to_migrate": self.epochs_to_migrate,
         }
 
 
@@ -77,8 +85,13 @@ def _plain(item: dict[str, Any]) -> dict[str, Any]:
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in item.items()}
 
 
-def key_status(session: Session, custody: KeyCustody) -> KeyStatus:
-    """Every role-key version with its counts; unfinished rotations with their progress."""
+def key_status(
+    session: Session, custody: KeyCustody, deadline: timedelta | None = None
+) -> KeyStatus:
+    """Every role-key version with its counts; unfinished rotations with their progress.
+
+    ``deadline``: ``MEDCHAT_ROTATION_DEADLINE_HOURS``, to say when a due rotation stops seals.
+    """
     # Gated archive wraps (live conversations') count as the archive key's.
     wraps: Counter[tuple[str, bytes]] = Counter()
     for holder, key_id, count in session.execute(
@@ -105,6 +118,11 @@ def key_status(session: Session, custody: KeyCustody) -> KeyStatus:
             holders=holders.get(row.id, 0),
             rotation_due_since=row.rotation_due_at,
             rotation_due_reason=row.rotation_reason,
+            rotation_deadline=(
+                row.rotation_due_at + deadline
+                if row.rotation_due_at is not None and deadline is not None
+                else None
+            ),
         )
         for row in rows
     ]
@@ -126,4 +144,4 @@ def key_status(session: Session, custody: KeyCustody) -> KeyStatus:
                 remaining=wraps.get((rotation.role, old.key_id), 0),
             )
         )
-    return KeyStatus(versions, rotations)
+    return KeyStatus(versions, rotations, remaining_conversations(session))

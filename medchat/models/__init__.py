@@ -21,6 +21,7 @@ from medchat.models.conversations import (
     IdempotencyRecord,
     Message,
 )
+from medchat.models.epochs import ConversationKeyEpoch, KeyReaderRemoval
 from medchat.models.keys import KeyRole, PersonalKey, RoleKey, RoleKeyGrant, RoleKeyStatus
 from medchat.models.lifecycle import (
     EmailChangeToken,
@@ -41,6 +42,7 @@ __all__ = [
     "ChainHead",
     "Consent",
     "Conversation",
+    "ConversationKeyEpoch",
     "ConversationKeyWrap",
     "ConversationRead",
     "ConversationStatus",
@@ -48,6 +50,7 @@ __all__ = [
     "EnrollmentToken",
     "Holder",
     "IdempotencyRecord",
+    "KeyReaderRemoval",
     "KeyRole",
     "MemberProfile",
     "Message",

@@ -93,13 +93,17 @@ class ConversationKeyWrap(Base):
     __tablename__ = "conversation_key_wraps"
     __row_integrity__ = covered(
         "HPKE info binds holder, recipient and conversation; the DEK must match the commitment"
+        " of the wrap's epoch"
     )
-    __table_args__ = (UniqueConstraint("conversation_id", "holder", "recipient_key_id"),)
+    __table_args__ = (UniqueConstraint("conversation_id", "epoch", "holder", "recipient_key_id"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     conversation_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("conversations.id", ondelete="CASCADE"), index=True
     )
+    # The key epoch whose DEK this wraps (``medchat.models.epochs``); the unwrapped DEK must
+    # match that epoch's commitment, so a wrap moved to another epoch opens nothing.
+    epoch: Mapped[int] = mapped_column(server_default=text("1"))
     holder: Mapped[str] = mapped_column(String(16))
     # The role key (physician, archive) or the member's personal key the wrap is sealed to.
     recipient_key_id: Mapped[bytes] = mapped_column(LargeBinary(8), index=True)

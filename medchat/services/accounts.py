@@ -28,6 +28,7 @@ from medchat.keys.holders import require_another_holder
 from medchat.models import Account, AccountStatus, EnrollmentToken, MemberProfile
 from medchat.services.context import ServiceContext
 from medchat.services.display_names import default_display_name
+from medchat.services.rotation_notices import mark_rotation_due
 
 #: ``rotation_reason`` of a role key whose holder's account was disabled.
 DISABLED_REASON = "account_disabled"
@@ -271,7 +272,7 @@ class AccountService:
         TokenStore(self.session, now).revoke_account(account.id)
         revoked = custody.revoke_grants(account.id)
         for role in held:
-            custody.mark_rotation_due(role, DISABLED_REASON)
+            mark_rotation_due(self.session, self.runtime, role, DISABLED_REASON)
         audit.record(
             self.session,
             "account.disable",

@@ -21,6 +21,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from medchat.keys.epochs import ConversationDeks
 from medchat.keys.sealing import ContentKey
 from medchat.models import ArchiveRecord, Attachment, Conversation, Message
 from medchat.services.attachments import AttachmentFile
@@ -50,7 +51,7 @@ def read_conversation(
     runtime: ServiceContext,
     record: ArchiveRecord,
     conversation: Conversation,
-    dek: bytes,
+    dek: ConversationDeks,
     *,
     expires_at: datetime,
 ) -> ArchivedConversation:
@@ -89,7 +90,7 @@ class OpenedAttachment(AttachmentFile):
 
 
 def open_attachment(
-    session: Session, conversation: Conversation, dek: bytes, stored: Attachment
+    session: Session, conversation: Conversation, dek: ConversationDeks, stored: Attachment
 ) -> OpenedAttachment:
     """Decrypt one stored attachment of ``conversation`` with its ``dek`` (``stored`` must be
     one of its rows: the caller checked ``stored.conversation_id``), named neutrally."""
@@ -106,7 +107,7 @@ def open_attachment(
 
 
 def attachment_digests(
-    session: Session, conversation: Conversation, dek: bytes
+    session: Session, conversation: Conversation, dek: ConversationDeks
 ) -> dict[uuid.UUID, str]:
     """The SHA-256 (hex) of each attachment's decrypted bytes, by attachment id."""
     key = ContentKey.for_conversation(dek, conversation)

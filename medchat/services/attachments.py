@@ -34,6 +34,7 @@ from medchat.files import metadata as attachment_metadata
 from medchat.files import names as attachment_names
 from medchat.files import types as attachment_types
 from medchat.identity.principal import Principal
+from medchat.keys.epochs import ConversationDeks
 from medchat.keys.sealing import ContentKey
 from medchat.models import Attachment, Conversation
 from medchat.services.context import ServiceContext
@@ -184,7 +185,11 @@ class AttachmentService:
     # -- internals ---------------------------------------------------------------------------
 
     def _stored_view(
-        self, actor: Principal, conversation: Conversation, dek: bytes, attachment_id: uuid.UUID
+        self,
+        actor: Principal,
+        conversation: Conversation,
+        dek: ConversationDeks,
+        attachment_id: uuid.UUID,
     ) -> AttachmentView:
         """The metadata of an attachment made by an earlier request (idempotent replay)."""
         row = self.session.get(Attachment, attachment_id)
@@ -196,7 +201,7 @@ class AttachmentService:
         return AttachmentView(row.id, opened.filename, opened.content_type, row.size)
 
     def _neutral_view(
-        self, conversation: Conversation, dek: bytes, attachment_id: uuid.UUID
+        self, conversation: Conversation, dek: ConversationDeks, attachment_id: uuid.UUID
     ) -> AttachmentView:
         """The attachment as a reader who may not see its uploaded name is shown it."""
         key = ContentKey.for_conversation(dek, conversation)
@@ -211,7 +216,12 @@ class AttachmentService:
         raise NotFound
 
     def _open(
-        self, conversation: Conversation, dek: bytes, row: Attachment, *, data: bool = True
+        self,
+        conversation: Conversation,
+        dek: ConversationDeks,
+        row: Attachment,
+        *,
+        data: bool = True,
     ) -> AttachmentFile:
         """Open the row's sealed fields (the bytes only when ``data``), refusing tampering."""
         key = ContentKey.for_conversation(dek, conversation)

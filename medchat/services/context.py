@@ -72,7 +72,11 @@ class ServiceContext:
 
     def conversation_keys(self, session: Session) -> ConversationKeys:
         return ConversationKeys(
-            session, self.custody(session), self.keys.integrity, self.archive_gate
+            session,
+            self.custody(session),
+            self.keys.integrity,
+            self.archive_gate,
+            self.settings.rotation_deadline,
         )
 
     def token_lifetimes(self, staff: bool) -> TokenLifetimes:

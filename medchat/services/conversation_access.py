@@ -15,6 +15,11 @@ retrieval (``medchat.services.retrieval``).
 A member's own conversation whose DEK their session cannot open is one whose history waits in
 the re-wrap queue after a password reset (SECURITY-MODEL key hierarchy 7): that is answered
 here, once, as 409 ``history_pending`` (the row check has passed, so it reveals nothing).
+
+Before new content is sealed, ``ready_to_seal`` makes sure the conversation's current key epoch
+may still be sealed to, and starts a new one if not (``medchat.keys.epochs``), and refuses a
+seal to a role key past its rotation deadline (``medchat.keys.rotation_deadline``). What it decides
+from is read with the locked row, in the same statement, so a send costs no extra round trip.
 """
 
 from __future__ import annotations
@@ -29,9 +34,19 @@ from access_control.keyring import Keyring
 from access_control.roles import Role
 from medchat.errors import Forbidden, HistoryPending, NotFound, RoleKeyRequired
 from medchat.identity.principal import Principal
+from medchat.keys.epochs import (
+    ConversationDeks,
+    EpochWraps,
+    SealingFacts,
+    current_epoch,
+    current_epoch_column,
+    facts_columns,
+)
+from medchat.keys.rotation_deadline import require_sealable
 from medchat.models import (
     LIVE_STATUSES,
     Conversation,
+    ConversationKeyEpoch,
     ConversationKeyWrap,
     Holder,
     KeyRole,
@@ -41,17 +56,32 @@ from medchat.services.context import ServiceContext
 
 
 def _load_statement(*, for_update: bool, with_consent: bool) -> Any:
-    """The row, the caller's holder's key wraps (outer join: usually one row, two while a
-    rotation or re-wrap is under way) and, for writes, whether its member consents now."""
-    wraps = ConversationKeyWrap
-    columns: list[Any] = [Conversation, wraps.recipient_key_id, wraps.wrap]
+    """The row, the caller's holder's key wraps of every epoch with the epochs' rows (outer
+    joins: one row per wrap, usually one per epoch, two while a rotation or re-wrap is under
+    way), the highest epoch and, for writes, whether its member consents now and what a seal
+    decides from (``key_epochs.SealingFacts``)."""
+    wraps, epochs = ConversationKeyWrap, ConversationKeyEpoch
+    columns: list[Any] = [
+        Conversation,
+        wraps.epoch,
+        wraps.recipient_key_id,
+        wraps.wrap,
+        epochs,
+        current_epoch_column(Conversation.id),
+    ]
     if with_consent:
         columns.append(current_consent_exists(Conversation.member_id).label("consents"))
+    if for_update:
+        columns += facts_columns(Conversation.member_id)
     statement = (
         select(*columns)
         .outerjoin(
             wraps,
             and_(wraps.conversation_id == Conversation.id, wraps.holder == bindparam("holder")),
+        )
+        .outerjoin(
+            epochs,
+            and_(epochs.conversation_id == wraps.conversation_id, epochs.epoch == wraps.epoch),
         )
         .where(Conversation.id == bindparam("conversation_id"))
     )
@@ -71,6 +101,11 @@ _LOADS = {
 }
 
 
+#: The conversation row, locked (SQLite: the unit of work holds the write lock already).
+_LOCK = (
+    select(Conversation.id).where(Conversation.id == bindparam("conversation_id")).with_for_update()
+)
+
 #: The holder whose wraps a role opens (members their own, clinicians the physician role's).
 _HOLDERS = {Role.MEMBER: Holder.MEMBER, Role.CLINICIAN: Holder.PHYSICIAN}
 
@@ -79,10 +114,12 @@ class ConversationAccess:
     def __init__(self, session: Session, runtime: ServiceContext) -> None:
         self.session = session
         self.runtime = runtime
-        #: Read with the row by ``load``: conversation id -> (holder, key id -> wrap).
-        self._wraps: dict[uuid.UUID, tuple[Holder, dict[bytes, bytes]]] = {}
+        #: Read with the row by ``load``: conversation id -> (holder, its wraps by epoch).
+        self._wraps: dict[uuid.UUID, tuple[Holder, EpochWraps]] = {}
         #: Read with the row by ``load(with_consent=True)``: conversation id -> consents now.
         self._consents: dict[uuid.UUID, bool] = {}
+        #: Read with the row by ``load(for_update=True)``: what ``ready_to_seal`` decides from.
+        self._facts: dict[uuid.UUID, SealingFacts] = {}
 
     def load(
         self,
@@ -118,12 +155,14 @@ class ConversationAccess:
         elif actor.role != Role.CLINICIAN:
             raise Forbidden
         if holder is not None:
-            self._wraps[conversation.id] = (
-                holder,
-                {row[1]: row[2] for row in rows if row[1] is not None},
-            )
+            found = EpochWraps(current=rows[0].current_epoch)
+            for row in rows:
+                found.add(row.epoch, row.recipient_key_id, row.wrap, row.ConversationKeyEpoch)
+            self._wraps[conversation.id] = (holder, found)
         if with_consent:
             self._consents[conversation.id] = bool(rows[0].consents)
+        if for_update:
+            self._facts[conversation.id] = SealingFacts.from_row(rows[0])
         return conversation
 
     def consent_known(self, conversation: Conversation) -> bool | None:
@@ -143,8 +182,8 @@ class ConversationAccess:
             return Holder.PHYSICIAN
         raise Forbidden
 
-    def open_key(self, actor: Principal, conversation: Conversation) -> bytes:
-        """The DEK, opened with a key in the actor's session (after the row check).
+    def open_key(self, actor: Principal, conversation: Conversation) -> ConversationDeks:
+        """The DEKs, opened with a key in the actor's session (after the row check).
 
         Raises ``HistoryPending`` when a member's session holds no key with a wrap here yet:
         after a password reset the history is re-sealed to the new key by a clinician's
@@ -165,8 +204,40 @@ class ConversationAccess:
         conversation: Conversation,
         keyring: Keyring,
         holder: Holder,
-        wraps: dict[bytes, bytes] | None = None,
-    ) -> bytes:
+        wraps: EpochWraps | None = None,
+    ) -> ConversationDeks:
         return self.runtime.conversation_keys(self.session).open_key(
             conversation, keyring, holder, wraps=wraps
         )
+
+    def ready_to_seal(
+        self, actor: Principal, conversation: Conversation, deks: ConversationDeks
+    ) -> None:
+        """Make ``deks`` seal new content under a fresh key epoch, starting one if needed.
+
+        Raises ``RotationOverdue`` past a role key's rotation deadline. The facts come from
+        the locked read (``load(for_update=True)``), or are read now. A new epoch begins
+        under the conversation's row lock (a send holds it already; anyone else takes it
+        here, so two writers never insert the same epoch), and only after what is committed
+        is read again: on PostgreSQL the locked read of a row another send just changed
+        still joins the epochs of the snapshot before it, and that send may have started the
+        new epoch already.
+        """
+        if deks.begun == deks.current:
+            return  # begun in this unit of work, with its own checks
+        keys = self.runtime.conversation_keys(self.session)
+        now = self.runtime.clock.now()
+        facts = self._facts.get(conversation.id)
+        if facts is None:
+            facts = SealingFacts.read(self.session, conversation.member_id)
+        deadline = self.runtime.settings.rotation_deadline
+        require_sealable(facts.due, now, deadline, self.session.info)
+        if facts.fresh(deks.rows.get(deks.current)):
+            return
+        self.session.execute(_LOCK, {"conversation_id": conversation.id})
+        if current_epoch(self.session, conversation.id) != deks.current:
+            deks.replace(self.dek(conversation, actor.keyring, self.holder_for(actor)))
+            facts = SealingFacts.read(self.session, conversation.member_id)
+            if facts.fresh(deks.rows.get(deks.current)):
+                return
+        keys.start_epoch(conversation, deks, now)

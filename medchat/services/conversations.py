@@ -28,6 +28,7 @@ from access_control.roles import Role
 from medchat import audit
 from medchat.errors import Conflict, ConsentRequired, HistoryPending, NotFound
 from medchat.identity.principal import Principal
+from medchat.keys.epochs import ConversationDeks
 from medchat.keys.sealing import ContentKey, MessageLabel
 from medchat.models import Conversation, ConversationStatus, Message
 from medchat.services.consent import ConsentService
@@ -119,7 +120,7 @@ class ConversationService(ConversationReader):
     def append_message(
         self,
         conversation: Conversation,
-        dek: bytes,
+        dek: ConversationDeks,
         actor: Principal,
         body: str,
         *,
@@ -127,12 +128,17 @@ class ConversationService(ConversationReader):
     ) -> Message:
         """Add a message at the next sequence number and move the conversation's status.
 
+        The body is sealed under a fresh key epoch (``ConversationAccess.ready_to_seal``,
+        which may start one, adding it to ``dek`` for what the caller seals next, and refuses
+        with ``RotationOverdue`` past a role key's rotation deadline).
+
         The conversation row is updated with a single ``UPDATE ... RETURNING``, which also
         serialises concurrent sends to one conversation (no two messages share a number); on
         PostgreSQL the message is inserted by the same statement (the UPDATE as a CTE), with
         the number the caller read the row at (``send`` reads it locked). ``message_id`` is
         given when the id was reserved beforehand (``Idempotency-Key``).
         """
+        self.access.ready_to_seal(actor, conversation, dek)
         now = self.now()
         author = "clinician" if actor.role == Role.CLINICIAN else "member"
         status = ConversationStatus.ANSWERED if author == "clinician" else ConversationStatus.OPEN
@@ -223,8 +229,8 @@ class ConversationService(ConversationReader):
 
     def open(
         self, actor: Principal, conversation_id: uuid.UUID, *, for_update: bool = False
-    ) -> tuple[Conversation, bytes]:
-        """Row check, then the DEK from the actor's session (``NotFound`` if not theirs).
+    ) -> tuple[Conversation, ConversationDeks]:
+        """Row check, then the DEKs from the actor's session (``NotFound`` if not theirs).
 
         ``for_update`` locks the row as it is read (writes: see ``lock_for_write``) and reads
         whether its member consents now in the same statement (``require_consent``).
@@ -354,7 +360,7 @@ class ConversationService(ConversationReader):
         return display_names(self.session, [actor.id]).get(actor.id)
 
     def _sent_view(
-        self, conversation: Conversation, dek: bytes, message_id: uuid.UUID
+        self, conversation: Conversation, dek: ConversationDeks, message_id: uuid.UUID
     ) -> MessageView:
         message = self.session.scalar(
             select(Message).where(

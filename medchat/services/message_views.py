@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from access_control.crypto import DecryptionFailed
 from medchat.errors import ContentResealed
 from medchat.files import names as attachment_names
+from medchat.keys.epochs import ConversationDeks, current_epoch
 from medchat.keys.sealing import ContentKey
 from medchat.models import Account, Attachment, Conversation, Message
 from medchat.services.conversation_pages import Page
@@ -147,16 +148,20 @@ def resealed_meanwhile(
 
     A ciphertext that does not open under its place was moved, relabelled or altered:
     ``DecryptionFailed`` goes on, to be refused (409 ``key_integrity_failed``, never shown).
-    The one innocent cause: the conversation moved to a newer format after its key set was
+    The innocent causes: the conversation moved to a newer format after its key set was
     verified (``medchat keys reseal-content`` committed while this request read it, on
-    PostgreSQL). That is ``ContentResealed`` (409 ``content_resealed``): the next read opens
-    it, or fails the key-set tag if a writer changed the column instead.
+    PostgreSQL), or a send began a new key epoch after this request opened the conversation's
+    keys and before it read the rows (``medchat.keys.epochs``). That is ``ContentResealed`` (409
+    ``content_resealed``): the next read opens it, or fails the key-set tag if a writer changed
+    the column instead.
     """
     try:
         yield
     except DecryptionFailed:
         stored = session.scalar(_CONTENT_VERSION, {"conversation_id": conversation.id})
         if stored is not None and stored != key.format:
+            raise ContentResealed from None
+        if key.epochs is not None and current_epoch(session, conversation.id) > key.epochs:
             raise ContentResealed from None
         raise
 
@@ -188,14 +193,16 @@ class ConversationReader:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def subject_of(self, conversation: Conversation, dek: bytes) -> str | None:
+    def subject_of(self, conversation: Conversation, dek: ConversationDeks) -> str | None:
         if conversation.subject_ciphertext is None:
             return None
         # Both formats seal the subject alike: a re-seal never changes it.
         key = ContentKey.for_conversation(dek, conversation)
         return key.open_subject(conversation.subject_ciphertext)
 
-    def conversation_view(self, conversation: Conversation, dek: bytes) -> ConversationView:
+    def conversation_view(
+        self, conversation: Conversation, dek: ConversationDeks
+    ) -> ConversationView:
         return ConversationView(
             id=conversation.id,
             subject=self.subject_of(conversation, dek),
@@ -224,7 +231,7 @@ class ConversationReader:
     def message_views(
         self,
         conversation: Conversation,
-        dek: bytes,
+        dek: ConversationDeks,
         messages: Sequence[Message],
         *,
         with_attachments: bool = True,
@@ -306,7 +313,7 @@ class ConversationReader:
     def message_page(
         self,
         conversation: Conversation,
-        dek: bytes,
+        dek: ConversationDeks,
         *,
         limit: int,
         before_seq: int | None = None,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import uuid
 
 from medchat import audit
-from medchat.services.batch_jobs import BatchJob
+from medchat.storage.batch_jobs import BatchJob
 
 RUN_ACTION = "key.personal_forget_run"
 

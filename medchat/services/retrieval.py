@@ -45,6 +45,7 @@ from medchat.errors import (
     ValidationFailed,
 )
 from medchat.identity.principal import Principal
+from medchat.keys.epochs import ConversationDeks
 from medchat.models import (
     ArchiveRecord,
     Attachment,
@@ -266,7 +267,7 @@ class RetrievalService:
 
     def _open(
         self, action: str, actor: Principal, retrieval_id: uuid.UUID
-    ) -> tuple[RetrievalRequest, ArchiveRecord, Conversation, bytes]:
+    ) -> tuple[RetrievalRequest, ArchiveRecord, Conversation, ConversationDeks]:
         """The checks every opening passes, in order; the DEK from the actor's archive key."""
         self._require_compliance(actor)
         row, record = self._load(retrieval_id)
@@ -308,7 +309,7 @@ class RetrievalService:
         row: RetrievalRequest,
         record: ArchiveRecord,
         conversation: Conversation,
-        dek: bytes,
+        dek: ConversationDeks,
     ) -> ArchivedConversation:
         return read_conversation(
             self.session,

@@ -30,6 +30,7 @@ from medchat.models import Account, AccountStatus, KeyRole, RoleKeyStatus
 from medchat.services.accounts import AccountService
 from medchat.services.authentication import AuthenticationService
 from medchat.services.context import ServiceContext
+from medchat.services.rotation_notices import mark_rotation_due
 
 #: ``rotation_reason`` of a role key whose holder lost access.
 REVOKED_REASON = "grant_revoked"
@@ -236,7 +237,7 @@ class RoleKeyService:
         TokenStore(self.session, self.runtime.clock.now()).revoke_account(colleague_id)
         due = [str(key_role)] if removed else []
         for role in due:
-            self.custody.mark_rotation_due(role, REVOKED_REASON)
+            mark_rotation_due(self.session, self.runtime, role, REVOKED_REASON)
         audit.record(
             self.session,
             "role_key.revoke",

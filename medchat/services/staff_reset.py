@@ -31,6 +31,7 @@ from medchat.identity.tokens import TokenStore
 from medchat.models import AccountStatus, KeyRole, RecoveryCode
 from medchat.services.accounts import AccountService
 from medchat.services.context import ServiceContext
+from medchat.services.rotation_notices import mark_rotation_due
 
 ROTATION_REASON = "staff_reset"
 
@@ -64,7 +65,7 @@ class StaffResetService:
         held = custody.granted_roles(account.id)
         revoked = custody.revoke_grants(account.id)
         for role in held:
-            custody.mark_rotation_due(KeyRole(role), ROTATION_REASON)
+            mark_rotation_due(self.session, self.runtime, KeyRole(role), ROTATION_REASON)
         token = self.accounts.issue_enrollment_token(account)
         audit.record(
             self.session,

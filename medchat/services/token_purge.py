@@ -63,7 +63,7 @@ from medchat.models import (
     PasswordResetToken,
     TokenKind,
 )
-from medchat.services.batch_jobs import BatchJob
+from medchat.storage.batch_jobs import BatchJob
 
 ACTION = "auth.token_purge"
 #: Rows per table deleted at one sign-in, at most.

@@ -142,7 +142,7 @@ def open_as(
             keyring = world.sessions["compliance"].keyring
             keys = runtime.conversation_keys(session)
             if conversation.status == ConversationStatus.SEALED:
-                return keys.open_key(conversation, keyring, holder)
+                return keys.open_key(conversation, keyring, holder).of(1)
             row = session.scalars(
                 select(ConversationKeyWrap).where(
                     ConversationKeyWrap.conversation_id == conversation_id,
@@ -166,7 +166,8 @@ def open_as(
     assert read_bodies(runtime, actor, conversation_id)
     with runtime.database.transaction() as session:
         conversation = session.get(Conversation, conversation_id)
-        return runtime.conversation_keys(session).open_key(conversation, actor.keyring, holder)
+        keys = runtime.conversation_keys(session)
+        return keys.open_key(conversation, actor.keyring, holder).of(1)
 
 
 def holder_key(world: World, holder: Holder) -> hybrid_kem.PrivateKeyHandle:

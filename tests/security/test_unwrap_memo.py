@@ -116,7 +116,7 @@ def test_the_memo_holds_no_opened_key(client, runtime, member_session):
     assert wrap is not None
     entries = list(memo_of(runtime)._entries.values())
     assert entries
-    assert all(dek not in sealed for _expires, _account, sealed in entries)
+    assert all(dek.of(1) not in sealed for _expires, _account, sealed in entries)
     assert all(account == member.id for _expires, account, _sealed in entries)
 
 

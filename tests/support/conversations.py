@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 
 from medchat.identity.principal import Principal
+from medchat.keys.epochs import ConversationDeks
 from medchat.keys.sealing import ContentKey
 from medchat.models import Attachment, Conversation, ConversationStatus
 from medchat.services.context import ServiceContext
@@ -22,7 +23,10 @@ from medchat.services.conversations import ConversationService
 
 @dataclass(frozen=True, repr=False)
 class StartedConversation:
-    """A new conversation, its DEK (secret: the test keeps it to look for it) and messages."""
+    """A new conversation, its DEK (secret: the test keeps it to look for it) and messages.
+
+    ``dek`` is the DEK of its first key epoch, the one it was started with.
+    """
 
     id: uuid.UUID
     dek: bytes
@@ -52,14 +56,14 @@ def start_conversation(
             conversation.subject_ciphertext = key.seal_subject(subject)
         service = ConversationService(session, runtime)
         ids = tuple(service.append_message(conversation, dek, member, body).id for body in bodies)
-    return StartedConversation(conversation.id, dek, ids)
+    return StartedConversation(conversation.id, dek.of(1), ids)
 
 
 def add_attachment(
     runtime: ServiceContext,
     conversation_id: uuid.UUID,
     message_id: uuid.UUID,
-    dek: bytes,
+    dek: ConversationDeks | bytes,
     *,
     filename: str,
     content_type: str,
@@ -87,8 +91,10 @@ def add_attachment(
     return attachment_id
 
 
-def open_dek(runtime: ServiceContext, actor: Principal, conversation_id: uuid.UUID) -> bytes:
-    """The DEK as a request would open it: row check, then the key in the actor's session."""
+def open_dek(
+    runtime: ServiceContext, actor: Principal, conversation_id: uuid.UUID
+) -> ConversationDeks:
+    """The DEKs as a request would open them: row check, then the key in the actor's session."""
     with runtime.database.transaction() as session:
         access = ConversationAccess(session, runtime)
         return access.open_key(actor, access.load(actor, conversation_id))

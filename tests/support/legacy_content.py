@@ -56,7 +56,10 @@ def legacy_conversation(
         )
         session.add(conversation)
         with session.no_autoflush:
-            dek = runtime.conversation_keys(session).new_key(conversation, now)
+            deks = runtime.conversation_keys(session).new_key(conversation, now)
+            # Nor had it key epochs: the conversation row alone stands for epoch 1.
+            session.expunge(deks.rows[1])
+        dek = deks.of(1)
         # What the old code stored: no format column (the migration's default, 1) and the tag
         # at version 1.
         conversation.content_version = 1

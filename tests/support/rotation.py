@@ -86,11 +86,13 @@ def rotate(
 
 
 def open_as(runtime: ServiceContext, keyring: Keyring, conversation_id: uuid.UUID) -> bytes:
-    """The DEK as the physician holder with this keyring opens it (NotFound if it cannot)."""
+    """The first epoch's DEK as the physician holder with this keyring opens it (NotFound if
+    it cannot): the DEK the conversation was started with."""
     with runtime.database.transaction() as session:
         conversation = session.get(Conversation, conversation_id)
         assert conversation is not None
-        return runtime.conversation_keys(session).open_key(conversation, keyring, Holder.PHYSICIAN)
+        keys = runtime.conversation_keys(session)
+        return keys.open_key(conversation, keyring, Holder.PHYSICIAN).of(1)
 
 
 def readable_by(runtime: ServiceContext, keyring: Keyring, deks: dict[uuid.UUID, bytes]) -> int:

@@ -1,19 +1,27 @@
-"""Checking SECURITY-MODEL key hierarchy 2 on stored rows: a DEK is wrapped only to the three
-holders (physician role key, compliance archive key, the member's current personal key), and
-(key hierarchy 10) a live conversation's archive wrap is gated."""
+"""Checking SECURITY-MODEL key hierarchy 2 on stored rows: a DEK (of any key epoch) is wrapped
+only to the three holders (physician role key, compliance archive key, the member's current
+personal key), and (key hierarchy 10) a live conversation's archive wrap is gated."""
 
 from __future__ import annotations
 
 import uuid
 from collections import Counter
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 
 from access_control import crypto, hybrid_kem
 from access_control.keyring import Keyring
 from medchat.archive.gate import GATED, wrapped_for
 from medchat.keys.conversation_keys import wrap_purpose
-from medchat.models import Conversation, ConversationKeyWrap, ConversationStatus, Holder, KeyRole
+from medchat.keys.epochs import epoch_commitment
+from medchat.models import (
+    Conversation,
+    ConversationKeyEpoch,
+    ConversationKeyWrap,
+    ConversationStatus,
+    Holder,
+    KeyRole,
+)
 from medchat.services.context import ServiceContext
 
 
@@ -46,12 +54,19 @@ def assert_only_the_three_holders(
             expected[Holder.MEMBER] = (member.personal, member_id)
         allowed = {held_physician.key.key_id, held_archive.key.key_id, current.key_id}
         rows = session.execute(
-            select(ConversationKeyWrap, Conversation)
+            select(ConversationKeyWrap, Conversation, ConversationKeyEpoch)
             .join(Conversation, Conversation.id == ConversationKeyWrap.conversation_id)
+            .outerjoin(
+                ConversationKeyEpoch,
+                and_(
+                    ConversationKeyEpoch.conversation_id == ConversationKeyWrap.conversation_id,
+                    ConversationKeyEpoch.epoch == ConversationKeyWrap.epoch,
+                ),
+            )
             .where(Conversation.member_id == member_id)
         ).all()
         holders: Counter[str] = Counter()
-        for wrap, conversation in rows:
+        for wrap, conversation, epoch in rows:
             holder = wrapped_for(wrap.holder)
             sealed = wrap.wrap
             if wrap.holder == GATED:
@@ -72,6 +87,9 @@ def assert_only_the_three_holders(
                 context_id=conversation.id,
                 purpose=wrap_purpose(holder),
             )
-            crypto.verify_key_commitment(dek, conversation.key_commitment, conversation.id)
+            commitment = epoch_commitment(
+                conversation.id, conversation.key_commitment, wrap.epoch, epoch
+            )
+            crypto.verify_key_commitment(dek, commitment, conversation.id)
             holders[holder] += 1
     return holders

@@ -123,3 +123,54 @@ def test_0013_deletes_pending_console_sessions_and_their_keyrings(tmp_path):
         kinds = connection.execute(text("SELECT kind FROM auth_tokens")).scalars().all()
     assert kinds == ["console"]
     engine.dispose()
+
+
+def test_0016_puts_existing_wraps_in_epoch_1_and_refuses_to_go_back_over_epoch_2(tmp_path):
+    """Key epochs rewrite nothing: the wraps there are epoch 1, and a conversation may then
+    hold one wrap per epoch for the same key; going back is refused while one has epoch 2."""
+    import uuid
+
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    from medchat.storage.migrate import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'before.sqlite3'}"
+    config = alembic_config(url)
+    command.upgrade(config, "0015")
+    engine = create_engine(url)
+    conversation = uuid.uuid4().hex
+    wrap = (
+        "INSERT INTO conversation_key_wraps (id, conversation_id, holder, recipient_key_id, wrap,"
+        " created_at{epoch}) VALUES (:id, :c, 'physician', :k, :w, '2026-01-01 00:00:00'{value})"
+    )
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO conversations (id, member_id, status, message_count, key_commitment,"
+                " key_tag, created_at, last_message_at) VALUES (:id, :member, 'open', 0, :c, :t,"
+                " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            ),
+            {"id": conversation, "member": uuid.uuid4().hex, "c": bytes(32), "t": bytes(32)},
+        )
+        connection.execute(
+            text(wrap.format(epoch="", value="")),
+            {"id": uuid.uuid4().hex, "c": conversation, "k": bytes(8), "w": b"old"},
+        )
+    command.upgrade(config, "0016")
+    with engine.begin() as connection:
+        assert connection.execute(text("SELECT epoch FROM conversation_key_wraps")).all() == [(1,)]
+        connection.execute(
+            text(wrap.format(epoch=", epoch", value=", 2")),
+            {"id": uuid.uuid4().hex, "c": conversation, "k": bytes(8), "w": b"new"},
+        )
+    with pytest.raises(RuntimeError, match="second key epoch"):
+        command.downgrade(config, "0015")
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM conversation_key_wraps WHERE epoch = 2"))
+    command.downgrade(config, "0015")
+    with engine.begin() as connection:
+        assert connection.execute(text("SELECT wrap FROM conversation_key_wraps")).all() == [
+            (b"old",)
+        ]
+    engine.dispose()

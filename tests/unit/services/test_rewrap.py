@@ -166,7 +166,7 @@ def test_a_drain_reseals_to_the_current_key_and_audits_each_conversation(runtime
         keys = runtime.conversation_keys(session)
         for item in started:
             conversation = session.get(Conversation, item.id)
-            assert keys.open_key(conversation, keyring, Holder.MEMBER) == item.dek
+            assert keys.open_key(conversation, keyring, Holder.MEMBER).of(1) == item.dek
     entries = audited(runtime, "conversation.rewrap")
     assert sorted(e.target_id for e in entries) == sorted(str(s.id) for s in started)
     assert {e.subject_id for e in entries} == {member.id}

@@ -249,7 +249,7 @@ def test_a_wrap_sealed_to_the_old_key_behind_the_cursor_is_found_by_the_sweep(ru
         session.add(copy)
         with session.no_autoflush:
             keys = runtime.conversation_keys(session)
-            dek = keys.new_key(copy, runtime.clock.now())
+            dek = keys.new_key(copy, runtime.clock.now()).of(1)
             session.execute(
                 delete(ConversationKeyWrap).where(
                     ConversationKeyWrap.conversation_id == late,
@@ -525,7 +525,7 @@ def test_the_activation_waits_for_a_conversation_being_sealed_to_the_old_key(run
         )
         session.add(conversation)
         with session.no_autoflush:
-            dek = runtime.conversation_keys(session).new_key(conversation, now)
+            dek = runtime.conversation_keys(session).new_key(conversation, now).of(1)
         session.flush()
         outcome: list[object] = []
         rotation = threading.Thread(

@@ -7,8 +7,12 @@ The retention-style jobs (expired tokens, retired personal keys) each delete in 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from medchat import audit
-from medchat.services.context import ServiceContext
+
+if TYPE_CHECKING:  # the service context is passed in; importing it would run back up a layer
+    from medchat.services.context import ServiceContext
 
 
 class BatchJob:
