@@ -67,7 +67,7 @@ class _Parts:
     attachments: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
-def _message_digest(row: Row[Any]) -> bytes:
+def _message_digest(row: Row[*tuple[Any, ...]]) -> bytes:
     return crypto.digest(
         _MESSAGE_LABEL,
         row.id,
@@ -79,7 +79,7 @@ def _message_digest(row: Row[Any]) -> bytes:
     )
 
 
-def _attachment_digest(row: Row[Any]) -> bytes:
+def _attachment_digest(row: Row[*tuple[Any, ...]]) -> bytes:
     return crypto.digest(
         _ATTACHMENT_LABEL,
         row.id,
@@ -143,8 +143,8 @@ def content_hashes(
         Message.created_at,
         Message.body_ciphertext,
     ).where(Message.conversation_id.in_(present))
-    for row in session.execute(messages.execution_options(yield_per=2000)):
-        parts[row.conversation_id].messages.append((row.seq, _message_digest(row)))
+    for message in session.execute(messages.execution_options(yield_per=2000)):
+        parts[message.conversation_id].messages.append((message.seq, _message_digest(message)))
     attachments = select(
         Attachment.conversation_id,
         Attachment.id,
@@ -156,8 +156,10 @@ def content_hashes(
         Attachment.created_at,
     ).where(Attachment.conversation_id.in_(present))
     # Files are up to the attachment limit each: a few at a time, hashed as they arrive.
-    for row in session.execute(attachments.execution_options(yield_per=16)):
-        parts[row.conversation_id].attachments.append((row.id.bytes, _attachment_digest(row)))
+    for attachment in session.execute(attachments.execution_options(yield_per=16)):
+        parts[attachment.conversation_id].attachments.append(
+            (attachment.id.bytes, _attachment_digest(attachment))
+        )
     return {
         conversation_id: SealedContent(statuses[conversation_id], _combine(conversation_id, p))
         for conversation_id, p in parts.items()

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import BigInteger, Connection, bindparam, event, insert, select, update
 from sqlalchemy.exc import DBAPIError
@@ -32,8 +32,11 @@ from sqlalchemy.orm import Session
 
 from access_control import crypto
 from medchat.clock import Clock, SystemClock
-from medchat.db import on_rollback
+from medchat.db import on_rollback, table_of
 from medchat.models import AuditEntry, ChainHead
+
+if TYPE_CHECKING:
+    import psycopg
 
 AUDIT_CHAIN = "audit"
 GENESIS_HASH = bytes(32)
@@ -41,8 +44,8 @@ _ENTRY_LABEL = "medchat/audit-entry/v1"
 _MAC_LABEL = "medchat/audit-mac/v1"
 _HEAD_LABEL = "medchat/audit-head/v1"
 #: Core tables: the append writes rows, it needs no ORM objects (nor their flush).
-_ENTRIES = AuditEntry.__table__
-_HEADS = ChainHead.__table__
+_ENTRIES = table_of(AuditEntry)
+_HEADS = table_of(ChainHead)
 
 
 @dataclass(frozen=True)
@@ -272,7 +275,8 @@ def _write_and_commit(
     ``COMMIT`` itself is raised when the pipeline ends, as SQLAlchemy's ``DBAPIError``; the
     transaction is then aborted and the session's rollback clears it.
     """
-    driver = connection.connection.driver_connection
+    # PostgreSQL is reached through psycopg 3 only (postgresql+psycopg): its connection.
+    driver = cast("psycopg.Connection[Any]", connection.connection.driver_connection)
     dbapi = connection.dialect.loaded_dbapi
     try:
         with driver.pipeline():

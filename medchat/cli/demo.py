@@ -14,6 +14,7 @@ from datetime import date
 from typing import Any
 
 import click
+import pyotp
 from flask.cli import with_appcontext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,7 +22,6 @@ from sqlalchemy.orm import Session
 from access_control.roles import Role
 from medchat import audit
 from medchat.cli.output import CLI_CONTEXT, cli_errors, emit, fail, json_option, loaded_runtime
-from medchat.identity import totp
 from medchat.identity.principal import Principal
 from medchat.models import AccountStatus, Conversation, KeyRole
 from medchat.services.accounts import AccountService, NewMember
@@ -93,7 +93,7 @@ def seed_demo(session: Session, runtime: ServiceContext) -> list[dict[str, Any]]
                 )
                 service.begin_enrollment(token, spec["password"])
                 secret = service.totp_secret(account) or ""
-                code = totp.pyotp.TOTP(secret).at(runtime.clock.now())
+                code = pyotp.TOTP(secret).at(runtime.clock.now())
                 service.confirm_enrollment(token, code)
         assert account is not None
         if account.status != AccountStatus.ACTIVE:

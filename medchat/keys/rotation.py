@@ -46,6 +46,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from medchat import audit
+from medchat.db import rows_changed
 from medchat.errors import Conflict, RoleKeyRequired
 from medchat.identity.principal import Principal
 from medchat.keys.custody import KeyCustody
@@ -299,9 +300,9 @@ class RotationService:
                 raise Conflict(f"{self.role} wraps appeared during the sweep; run it again")
             # Holders granted the old key by a colleague during the rotation keep access.
             self._grant_missing(session, custody, plan)
-            removed = session.execute(
-                delete(RoleKeyGrant).where(RoleKeyGrant.role_key_id == plan.old.id)
-            ).rowcount  # type: ignore[attr-defined]
+            removed = rows_changed(
+                session.execute(delete(RoleKeyGrant).where(RoleKeyGrant.role_key_id == plan.old.id))
+            )
             old = session.get(RoleKey, plan.old.id)
             assert old is not None
             old.status = RoleKeyStatus.RETIRED

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from access_control import hybrid_kem
 from access_control.keyring import HeldRoleKey
 from medchat import audit
+from medchat.db import rows_changed
 from medchat.errors import Conflict, KeyIntegrityFailure, RoleKeyRequired
 from medchat.identity.principal import Principal
 from medchat.keys.custody import KeyCustody
@@ -275,9 +276,9 @@ def _resume(
     # Nothing has been sealed to the pending key yet, so giving it up loses nothing.
     new.status = RoleKeyStatus.RETIRED
     new.retired_at = custody.now
-    removed = session.execute(
-        delete(RoleKeyGrant).where(RoleKeyGrant.role_key_id == new.id)
-    ).rowcount  # type: ignore[attr-defined]
+    removed = rows_changed(
+        session.execute(delete(RoleKeyGrant).where(RoleKeyGrant.role_key_id == new.id))
+    )
     rotation.finished_at = custody.now
     audit.record(
         session,
