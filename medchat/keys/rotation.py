@@ -265,7 +265,7 @@ class RotationService:
             custody.hold_sealing_lock(self.role, exclusive=True)
             old = session.get(RoleKey, plan.old.id)
             new = session.get(RoleKey, plan.new.id)
-            assert old is not None and new is not None
+            assert old is not None and new is not None  # nosec B101  # the plan's rows, locked
             if old.status != RoleKeyStatus.ACTIVE or new.status != RoleKeyStatus.PENDING:
                 raise Conflict(f"the {self.role} keys changed during the rotation; run it again")
             if not custody.is_pinned(new):
@@ -304,7 +304,7 @@ class RotationService:
                 session.execute(delete(RoleKeyGrant).where(RoleKeyGrant.role_key_id == plan.old.id))
             )
             old = session.get(RoleKey, plan.old.id)
-            assert old is not None
+            assert old is not None  # nosec B101  # the plan's old key, locked by this step
             old.status = RoleKeyStatus.RETIRED
             old.retired_at = rotation.finished_at = custody.now
             rotation.cursor = None

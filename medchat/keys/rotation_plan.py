@@ -258,7 +258,7 @@ def _resume(
     """The unfinished rotation's plan, or None after abandoning one nobody can finish."""
     old = session.get(RoleKey, rotation.from_key_id)
     new = session.get(RoleKey, rotation.to_key_id)
-    assert old is not None and new is not None  # foreign keys
+    assert old is not None and new is not None  # nosec B101  # foreign keys of the rotation
     old_key, new_key = held_role_key(actor, role, old.id), held_role_key(actor, role, new.id)
     activated = rotation.activated_at is not None
     if old_key is None:

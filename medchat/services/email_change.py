@@ -44,7 +44,7 @@ REQUEST_ACTION = "account.email_change_request"
 CHANGE_ACTION = "account.email_change"
 #: The sealed field of a pending address: not ``email``, so it never opens as the account's.
 PENDING_FIELD = "pending_email"
-TOKEN_PREFIX = "mce_"  # noqa: S105 - a prefix, not a secret
+TOKEN_PREFIX = "mce_"  # noqa: S105  # nosec B105  # a prefix, not a secret
 CONFIRM_SUBJECT = "Confirm your new medchat e-mail address"
 TAKEN_SUBJECT = "Your medchat e-mail address was not changed"
 NOTICE_SUBJECT = "Your medchat e-mail address was changed"

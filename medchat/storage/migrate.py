@@ -80,7 +80,8 @@ def _current_revisions(database_url: str) -> tuple[str, ...]:
 def schema_state(database_url: str) -> SchemaState:
     """The database's revision next to the head this release would bring it to."""
     head = _label(tuple(_scripts().get_heads()))
-    assert head is not None, f"no migrations in {MIGRATIONS}"
+    if head is None:
+        raise RuntimeError(f"no migrations in {MIGRATIONS}")
     return SchemaState(revision=_label(_current_revisions(database_url)), head=head)
 
 

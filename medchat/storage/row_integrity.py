@@ -72,7 +72,8 @@ def verify_columns(
 ) -> None:
     """Check a row read as columns; raise ``RowIntegrityFailure`` (and audit) if it fails."""
     columns = _columns(model)
-    assert columns is not None
+    if columns is None:
+        raise ValueError(f"{_table(model)} is not a tagged table")
     if not _tagger(session).verify(_table(model), [values[name] for name in columns], tag):
         _refuse(session, _table(model), values.get("id"))
 
