@@ -88,7 +88,7 @@ class Principal:
         """The caller's account row (loaded from the request's session on first use)."""
         if self._account is None:
             # Built either with its rows or from a live token and a session (never neither).
-            assert self._live is not None and self._session is not None  # nosec B101  # as said
+            assert self._live is not None and self._session is not None  # nosec B101  # an invariant, not input
             account = self._session.get(Account, self._live.account_id)
             if account is None:
                 raise InvalidToken
@@ -101,7 +101,7 @@ class Principal:
         use)."""
         if self._token is None:
             # As for ``account``: built with its token row, or able to load it.
-            assert self._live is not None and self._session is not None  # nosec B101  # as said
+            assert self._live is not None and self._session is not None  # nosec B101  # an invariant, not input
             token = self._session.get(AuthToken, self._live.token_id)
             if token is None:
                 raise InvalidToken
