@@ -23,13 +23,19 @@ run: install
 	MEDCHAT_BIND=127.0.0.1:8000 MEDCHAT_WORKERS=$${MEDCHAT_WORKERS:-2} \
 		$(BIN)/gunicorn -c deploy/gunicorn.conf.py wsgi:app
 
-## The whole suite: SQLite always, PostgreSQL too when MEDCHAT_TEST_DATABASE_URL is set.
-test: install
-	$(BIN)/lint-imports
+## The static checks, then the whole suite: SQLite always, PostgreSQL too when
+## MEDCHAT_TEST_DATABASE_URL is set.
+test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+## Every static check CI runs (`make test` runs them first): lint and format, the layers,
+## types ([tool.mypy]) and bandit's security lint ([tool.bandit]) of the package.
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+	$(BIN)/bandit -c pyproject.toml -r medchat access_control -q
 
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
@@ -43,4 +49,4 @@ browser-deps:
 	fi
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache test-artifacts

@@ -19,6 +19,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from access_control.errors import ConfigurationError
 
@@ -60,7 +61,7 @@ class ServerKeys:
     def __repr__(self) -> str:
         return f"ServerKeys(directory={str(self.directory)!r})"
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("server keys must not be pickled")
 
 

@@ -142,7 +142,7 @@ def check_strength(password: str, person: PersonalData | None = None) -> None:
     prefix = password[:_ZXCVBN_PREFIX]
     result = zxcvbn(prefix, user_inputs=inputs, max_length=_ZXCVBN_PREFIX)
     if result["score"] < MIN_SCORE:
-        feedback = result.get("feedback") or {}
+        feedback = result["feedback"]  # always there: a warning (maybe "") and suggestions
         messages = [m for m in [feedback.get("warning"), *feedback.get("suggestions", [])] if m]
         raise WeakPassword(
             "The password is too easy to guess.",

@@ -18,7 +18,7 @@ import hmac
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Final, NoReturn
 
 from access_control import crypto
 
@@ -55,7 +55,7 @@ class RowTagger:
     def __repr__(self) -> str:
         return "RowTagger()"
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("a row tagger holds key material and cannot be pickled")
 
     def tag(self, table: str, values: Sequence[Value]) -> bytes:

@@ -37,6 +37,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import NoReturn
 
 from access_control import crypto
 from access_control.keyring import Keyring
@@ -64,7 +65,7 @@ class UnwrapMemo:
         #: index -> (expires at, account id, sealed DEK)
         self._entries: OrderedDict[bytes, tuple[float, uuid.UUID, bytes]] = OrderedDict()
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("the unwrap memo is process memory and cannot be pickled")
 
     def __len__(self) -> int:

@@ -47,7 +47,7 @@ class MedchatApi(Api):
     """flask-smorest's Api with our error contract instead of its default error body, in the
     answers and in the OpenAPI document alike."""
 
-    ERROR_SCHEMA = ErrorSchema
+    ERROR_SCHEMA = ErrorSchema  # type: ignore[assignment]  # smorest's documented override
 
     def __init__(self, app: Flask) -> None:
         super().__init__(app, spec_kwargs={"extra_plugins": [ErrorResponsesPlugin()]})
@@ -101,7 +101,7 @@ def create_app(
     if settings.trusted_proxy_networks:
         # X-Forwarded-For only from the configured proxies' addresses (never ProxyFix's bare
         # hop count, which believes any peer).
-        app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
+        app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]  # Flask's middleware hook
             app.wsgi_app, settings.trusted_proxy_networks, settings.trusted_proxies
         )
 

@@ -61,11 +61,17 @@ def _parse_networks(value: str, name: str = "staff_networks") -> tuple[IPNetwork
     return tuple(networks)
 
 
+def _within(net: IPNetwork, outer: IPNetwork) -> bool:
+    """``net`` lies inside ``outer``; never across IPv4 and IPv6 (``subnet_of`` refuses those)."""
+    if isinstance(net, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
+        return net.subnet_of(outer)
+    if isinstance(net, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
+        return net.subnet_of(outer)
+    return False
+
+
 def _is_loopback_only(networks: tuple[IPNetwork, ...]) -> bool:
-    return all(
-        any(net.version == loop.version and net.subnet_of(loop) for loop in _LOOPBACK)  # type: ignore[arg-type]
-        for net in networks
-    )
+    return all(any(_within(net, loop) for loop in _LOOPBACK) for net in networks)
 
 
 def _parse_bool(value: str) -> bool:

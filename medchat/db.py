@@ -16,10 +16,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
-from sqlalchemy.engine import ExceptionContext
+from sqlalchemy import DateTime, Engine, MetaData, Table, create_engine, event
+from sqlalchemy.engine import CursorResult, ExceptionContext, Result
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator, Uuid
 
@@ -81,6 +81,18 @@ class Base(DeclarativeBase):
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UtcDateTime(), uuid.UUID: Uuid(as_uuid=True)}
+
+
+def table_of(model: type[Base]) -> Table:
+    """The ``Table`` a model maps, for Core statements built once at import.
+
+    Declarative types ``__table__`` as any ``FromClause`` (a model may map a join or a
+    subquery); every model here maps one table, and this says so where it is relied on.
+    """
+    table = model.__table__
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} does not map a single table")
+    return table
 
 
 def new_id() -> uuid.UUID:
@@ -232,3 +244,12 @@ class Database:
 def on_rollback(session: Session, action: RollbackAction) -> None:
     """Run ``action`` in a fresh transaction if this session's work is rolled back."""
     session.info.setdefault("on_rollback", []).append(action)
+
+
+def rows_changed(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE run through ``Session.execute`` changed.
+
+    The session returns the driver's ``CursorResult`` (which counts them) for such statements
+    but is typed as returning a plain ``Result``; the cast says so once, here.
+    """
+    return cast("CursorResult[Any]", result).rowcount

@@ -78,11 +78,15 @@ _per_account = throttled(
 )
 
 
+#: How clients present the access token (RFC 6750 "Bearer"), as OAuth 2 clients expect it.
+TOKEN_TYPE = "Bearer"  # noqa: S105  # nosec B105  # a scheme's name, not a secret
+
+
 def _token_body(sign_in: SignIn) -> dict[str, Any]:
     return {
         "access_token": sign_in.tokens.access_token,
         "refresh_token": sign_in.tokens.refresh_token,
-        "token_type": "Bearer",
+        "token_type": TOKEN_TYPE,
         "expires_in": sign_in.tokens.expires_in,
         "role": sign_in.account.role,
     }

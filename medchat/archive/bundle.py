@@ -159,7 +159,7 @@ def parse_bundle(data: bytes) -> dict[str, Any]:
             "the bundle is not in its canonical encoding (sorted members, no spaces, UTF-8 as "
             "is): it was re-encoded or edited; verify the file as exported"
         )
-    return document  # type: ignore[no-any-return]
+    return document
 
 
 def verify_bundle(data: bytes, public_key: bytes) -> BundleSummary:

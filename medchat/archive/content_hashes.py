@@ -76,7 +76,7 @@ class _Parts:
     epochs: list[tuple[int, bytes]] = field(default_factory=list)
 
 
-def _message_digest(row: Row[Any]) -> bytes:
+def _message_digest(row: Row[*tuple[Any, ...]]) -> bytes:
     return crypto.digest(
         _MESSAGE_LABEL,
         row.id,
@@ -88,7 +88,7 @@ def _message_digest(row: Row[Any]) -> bytes:
     )
 
 
-def _attachment_digest(row: Row[Any]) -> bytes:
+def _attachment_digest(row: Row[*tuple[Any, ...]]) -> bytes:
     return crypto.digest(
         _ATTACHMENT_LABEL,
         row.id,
@@ -146,14 +146,14 @@ def content_hashes(
     if not parts:
         return {}
     present = list(parts)
-    for row in session.execute(
+    for epoch_row in session.execute(
         select(
             ConversationKeyEpoch.conversation_id,
             ConversationKeyEpoch.epoch,
             ConversationKeyEpoch.key_commitment,
         ).where(ConversationKeyEpoch.conversation_id.in_(present), ConversationKeyEpoch.epoch > 1)
     ):
-        parts[row.conversation_id].epochs.append((row.epoch, row.key_commitment))
+        parts[epoch_row.conversation_id].epochs.append((epoch_row.epoch, epoch_row.key_commitment))
     messages = select(
         Message.conversation_id,
         Message.id,
@@ -163,8 +163,8 @@ def content_hashes(
         Message.created_at,
         Message.body_ciphertext,
     ).where(Message.conversation_id.in_(present))
-    for row in session.execute(messages.execution_options(yield_per=2000)):
-        parts[row.conversation_id].messages.append((row.seq, _message_digest(row)))
+    for message in session.execute(messages.execution_options(yield_per=2000)):
+        parts[message.conversation_id].messages.append((message.seq, _message_digest(message)))
     attachments = select(
         Attachment.conversation_id,
         Attachment.id,
@@ -176,8 +176,10 @@ def content_hashes(
         Attachment.created_at,
     ).where(Attachment.conversation_id.in_(present))
     # Files are up to the attachment limit each: a few at a time, hashed as they arrive.
-    for row in session.execute(attachments.execution_options(yield_per=16)):
-        parts[row.conversation_id].attachments.append((row.id.bytes, _attachment_digest(row)))
+    for attachment in session.execute(attachments.execution_options(yield_per=16)):
+        parts[attachment.conversation_id].attachments.append(
+            (attachment.id.bytes, _attachment_digest(attachment))
+        )
     return {
         conversation_id: SealedContent(statuses[conversation_id], _combine(conversation_id, p))
         for conversation_id, p in parts.items()

@@ -49,6 +49,22 @@ from medchat.archive.records import (
 from medchat.archive.signing import ArchiveSigner
 from medchat.models import ArchiveRecord, ChainHead, ConversationStatus
 
+# The records' names come from medchat.archive.records and are re-exported (see above).
+__all__ = [
+    "ARCHIVE_CHAIN",
+    "GENESIS_HASH",
+    "VERIFY_BATCH",
+    "LedgerReport",
+    "RecordFields",
+    "RecordKind",
+    "append",
+    "append_destroyed",
+    "canonical_json",
+    "check_record",
+    "verify",
+    "verify_record_signature",
+]
+
 ARCHIVE_CHAIN = "archive"
 GENESIS_HASH = bytes(32)
 VERIFY_BATCH = 500

@@ -86,7 +86,7 @@ class Anchor:
             return crypto.associated_data(
                 FORMAT_V1, head.chain, head.seq, head.entry_hash, self.anchored_at
             )
-        parts: list[object] = [FORMAT, self.anchored_at, len(self.heads)]
+        parts: list[crypto.Part] = [FORMAT, self.anchored_at, len(self.heads)]
         for head in self.heads:
             parts += [head.chain, head.seq, head.entry_hash]
         return crypto.associated_data(*parts)

@@ -28,7 +28,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -48,8 +48,11 @@ from sqlalchemy.orm import Session
 from access_control import crypto
 from medchat.clock import Clock, SystemClock
 from medchat.config import AUDIT_MAX_CHAINS
-from medchat.db import on_rollback
+from medchat.db import on_rollback, table_of
 from medchat.models import AuditEntry, ChainHead
+
+if TYPE_CHECKING:
+    import psycopg
 
 AUDIT_CHAIN = "audit"
 #: Heads ``audit``, ``audit/1`` ... ``audit/63`` exist from migration 0015 on; a deployment
@@ -63,8 +66,8 @@ FORMAT = 2
 _MAC_LABEL = "medchat/audit-mac/v1"
 _HEAD_LABEL = "medchat/audit-head/v1"
 #: Core tables: the append writes rows, it needs no ORM objects (nor their flush).
-_ENTRIES = AuditEntry.__table__
-_HEADS = ChainHead.__table__
+_ENTRIES = table_of(AuditEntry)
+_HEADS = table_of(ChainHead)
 
 
 @dataclass(frozen=True)
@@ -326,7 +329,8 @@ def _write_and_commit(
     ``COMMIT`` itself is raised when the pipeline ends, as SQLAlchemy's ``DBAPIError``; the
     transaction is then aborted and the session's rollback clears it.
     """
-    driver = connection.connection.driver_connection
+    # PostgreSQL is reached through psycopg 3 only (postgresql+psycopg): its connection.
+    driver = cast("psycopg.Connection[Any]", connection.connection.driver_connection)
     dbapi = connection.dialect.loaded_dbapi
     try:
         with driver.pipeline():

@@ -14,6 +14,7 @@ from datetime import date
 from typing import Any
 
 import click
+import pyotp
 from flask.cli import with_appcontext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,7 +22,6 @@ from sqlalchemy.orm import Session
 from access_control.roles import Role
 from medchat import audit
 from medchat.cli.output import CLI_CONTEXT, cli_errors, emit, fail, json_option, loaded_runtime
-from medchat.identity import totp
 from medchat.identity.principal import Principal
 from medchat.models import AccountStatus, Conversation, KeyRole
 from medchat.services.accounts import AccountService, NewMember
@@ -31,34 +31,41 @@ from medchat.services.conversations import ConversationService
 from medchat.services.member_conversations import MemberConversationService
 from medchat.services.role_keys import RoleKeyService
 
+#: The demo's sign-in passwords, published in the README (``medchat demo`` is refused in
+#: production).
+_MEMBER_PASSWORD = "quokka-harbor-lantern-42"  # noqa: S105  # nosec B105  # published, demo only
+_CLINICIAN_PASSWORD = "fennel-orbit-cascade-17"  # noqa: S105  # nosec B105  # published, demo only
+_COMPLIANCE_PASSWORD = "granite-willow-sonnet-93"  # noqa: S105  # nosec B105  # published, demo only
+_ADMIN_PASSWORD = "meadow-copper-violin-58"  # noqa: S105  # nosec B105  # published, demo only
+
 DEMO_ACCOUNTS: tuple[dict[str, str], ...] = (
     {
         "role": Role.MEMBER,
         "email": "member@demo.medchat.test",
         "first_name": "Camille",
         "last_name": "Durand",
-        "password": "quokka-harbor-lantern-42",
+        "password": _MEMBER_PASSWORD,
     },
     {
         "role": Role.CLINICIAN,
         "email": "doctor@demo.medchat.test",
         "first_name": "Alice",
         "last_name": "Martin",
-        "password": "fennel-orbit-cascade-17",
+        "password": _CLINICIAN_PASSWORD,
     },
     {
         "role": Role.COMPLIANCE,
         "email": "compliance@demo.medchat.test",
         "first_name": "Bruno",
         "last_name": "Leroy",
-        "password": "granite-willow-sonnet-93",
+        "password": _COMPLIANCE_PASSWORD,
     },
     {
         "role": Role.ADMIN,
         "email": "admin@demo.medchat.test",
         "first_name": "Chloe",
         "last_name": "Bernard",
-        "password": "meadow-copper-violin-58",
+        "password": _ADMIN_PASSWORD,
     },
 )
 
@@ -93,9 +100,9 @@ def seed_demo(session: Session, runtime: ServiceContext) -> list[dict[str, Any]]
                 )
                 service.begin_enrollment(token, spec["password"])
                 secret = service.totp_secret(account) or ""
-                code = totp.pyotp.TOTP(secret).at(runtime.clock.now())
+                code = pyotp.TOTP(secret).at(runtime.clock.now())
                 service.confirm_enrollment(token, code)
-        assert account is not None
+        assert account is not None  # nosec B101  # registered or created just above
         if account.status != AccountStatus.ACTIVE:
             continue
         out.append(
@@ -114,7 +121,7 @@ def _acting(session: Session, runtime: ServiceContext, email: str, password: str
     """The demo person, with the keys their password opens; what follows is audited as theirs
     (from the address ``cli``), so the member's access log shows the doctor's answer."""
     account = AccountService(session, runtime).find_by_email(email)
-    assert account is not None
+    assert account is not None  # nosec B101  # one of DEMO_ACCOUNTS, seeded first
     keyring = runtime.custody(session).open_keyring(account.id, password)
     audit.set_context(
         session, audit.AuditContext(actor_id=account.id, actor_role=account.role, address="cli")

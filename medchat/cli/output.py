@@ -26,7 +26,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print one JS
 
 def loaded_runtime() -> ServiceContext:
     """The service context of the app the command group loaded (``with_appcontext``)."""
-    return current_app.extensions["medchat"]  # type: ignore[no-any-return]
+    context: ServiceContext = current_app.extensions["medchat"]  # set by create_app
+    return context
 
 
 def emit(as_json: bool, payload: dict[str, Any], text: str) -> None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from flask import g, make_response, redirect, render_template, url_for
-from werkzeug.wrappers import Response
+from flask import Response, g, make_response, redirect, render_template, url_for
 
 TITLES = {
     400: "The request could not be understood",
@@ -21,7 +20,8 @@ TITLES = {
 def render_console_error(status: int, code: str, message: str) -> Response:
     if status == 401:
         ended = 1 if g.get("console_session_ended") else None
-        return redirect(url_for("console.login", ended=ended))
+        # The app's response as it is (``redirect`` is typed as werkzeug's, Flask's base).
+        return make_response(redirect(url_for("console.login", ended=ended)))
     title = TITLES.get(status, "Something went wrong")
     response = make_response(
         render_template("console/error.html", title=title, message=message, code=code), status

@@ -4,6 +4,7 @@ private keys its token can unseal (opened only when a request needs them)."""
 from __future__ import annotations
 
 import uuid
+from typing import NoReturn
 
 from sqlalchemy.orm import Session
 
@@ -57,7 +58,7 @@ class Principal:
     def __repr__(self) -> str:
         return f"Principal(account={self.id}, role={self.role})"
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("a principal (and any keys it holds) must not be pickled")
 
     # Flask-Login's user protocol: a principal exists only for a verified, live token.
@@ -86,7 +87,8 @@ class Principal:
     def account(self) -> Account:
         """The caller's account row (loaded from the request's session on first use)."""
         if self._account is None:
-            assert self._live is not None and self._session is not None
+            # Built either with its rows or from a live token and a session (never neither).
+            assert self._live is not None and self._session is not None  # nosec B101  # an invariant, not input
             account = self._session.get(Account, self._live.account_id)
             if account is None:
                 raise InvalidToken
@@ -95,14 +97,16 @@ class Principal:
 
     @property
     def token(self) -> AuthToken:
-        """The token row this request presented (``None`` for an in-process caller)."""
-        if self._token is None and self._live is not None:
-            assert self._session is not None
+        """The token row this request presented (loaded from the request's session on first
+        use)."""
+        if self._token is None:
+            # As for ``account``: built with its token row, or able to load it.
+            assert self._live is not None and self._session is not None  # nosec B101  # an invariant, not input
             token = self._session.get(AuthToken, self._live.token_id)
             if token is None:
                 raise InvalidToken
             self._token = token
-        return self._token  # type: ignore[return-value]
+        return self._token
 
     @property
     def id(self) -> uuid.UUID:

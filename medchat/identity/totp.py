@@ -18,6 +18,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from access_control import crypto
+from medchat.db import rows_changed
 from medchat.models import Account, RecoveryCode
 
 ISSUER = "medchat"
@@ -37,7 +38,7 @@ def provisioning_uri(secret: str, account_label: str) -> str:
 
 def qr_svg(uri: str) -> str:
     """The provisioning URI as an inline SVG QR code (no image files, no external service)."""
-    return segno.make(uri, error="m").svg_inline(scale=4, border=2)  # type: ignore[no-any-return]
+    return segno.make(uri, error="m").svg_inline(scale=4, border=2)
 
 
 def matching_step(secret: str, code: str, now: datetime) -> int | None:
@@ -65,7 +66,7 @@ def consume_step(session: Session, account_id: uuid.UUID, step: int) -> bool:
         .values(totp_last_step=step)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return rows_changed(result) == 1
 
 
 def _normalise_recovery_code(code: str) -> str:
@@ -99,7 +100,7 @@ def consume_recovery_code(
         .values(used_at=now)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return rows_changed(result) == 1
 
 
 def verify_second_factor(

@@ -346,7 +346,8 @@ class ConversationKeys:
         tried: dict[bytes, tuple[uuid.UUID, hybrid_kem.PrivateKeyHandle]],
     ) -> dict[bytes, tuple[uuid.UUID, hybrid_kem.PrivateKeyHandle]]:
         """The role keys the session's personal key opens today, less those tried already."""
-        assert keyring.personal is not None
+        if keyring.personal is None:  # only a keyring with a personal key reaches here
+            raise NotFound
         held = self.custody.open_grants(keyring.account_id, keyring.personal)
         fresher = self._candidates(Keyring(keyring.account_id, roles=held), holder, conversation)
         for key_id in tried:

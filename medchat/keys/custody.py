@@ -28,6 +28,7 @@ from access_control import crypto, hybrid_kem
 from access_control.keyring import HeldRoleKey, Keyring
 from access_control.password_kdf import Password, ScryptParams
 from access_control.pins import RolePins
+from medchat.db import rows_changed
 from medchat.errors import KeyIntegrityFailure, KeysNotInitialized
 from medchat.keys.personal_keys import (  # the constants: re-exported for their importers
     _PERSONAL_AAD,  # noqa: F401
@@ -223,7 +224,7 @@ class KeyCustody(PersonalKeys):
         if role is not None:
             ids = select(RoleKey.id).where(RoleKey.role == role)
             statement = statement.where(RoleKeyGrant.role_key_id.in_(ids))
-        return self.session.execute(statement).rowcount  # type: ignore[attr-defined,no-any-return]
+        return rows_changed(self.session.execute(statement))
 
     def mark_rotation_due(self, role: str, reason: str) -> list[RoleKey]:
         """Flag the role's active key for rotation because a holder lost access.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 import uuid
+from typing import overload
 
 from access_control import crypto
 from access_control.key_directory import ServerKeys
@@ -36,12 +37,25 @@ class ProfileCipher:
     def email_index(self, email: str) -> bytes:
         return crypto.blind_index(self._index_key, normalise_email(email))
 
+    # A value seals to bytes, an absent one stays absent: the overloads tell callers which.
+    @overload
+    def seal(self, account_id: uuid.UUID, field: str, value: str) -> bytes: ...
+    @overload
+    def seal(self, account_id: uuid.UUID, field: str, value: None) -> None: ...
+    @overload
+    def seal(self, account_id: uuid.UUID, field: str, value: str | None) -> bytes | None: ...
     def seal(self, account_id: uuid.UUID, field: str, value: str | None) -> bytes | None:
         if value is None:
             return None
         aad = crypto.associated_data(_PURPOSE, account_id, field)
         return crypto.seal(self._profile_key, value.encode("utf-8"), aad)
 
+    @overload
+    def open(self, account_id: uuid.UUID, field: str, sealed: bytes) -> str: ...
+    @overload
+    def open(self, account_id: uuid.UUID, field: str, sealed: None) -> None: ...
+    @overload
+    def open(self, account_id: uuid.UUID, field: str, sealed: bytes | None) -> str | None: ...
     def open(self, account_id: uuid.UUID, field: str, sealed: bytes | None) -> str | None:
         """Raises ``crypto.DecryptionFailed`` if the value was moved or altered."""
         if sealed is None:

@@ -46,6 +46,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from medchat import audit
+from medchat.db import rows_changed
 from medchat.errors import Conflict, RoleKeyRequired
 from medchat.identity.principal import Principal
 from medchat.keys.custody import KeyCustody
@@ -264,7 +265,7 @@ class RotationService:
             custody.hold_sealing_lock(self.role, exclusive=True)
             old = session.get(RoleKey, plan.old.id)
             new = session.get(RoleKey, plan.new.id)
-            assert old is not None and new is not None
+            assert old is not None and new is not None  # nosec B101  # the plan's rows, locked
             if old.status != RoleKeyStatus.ACTIVE or new.status != RoleKeyStatus.PENDING:
                 raise Conflict(f"the {self.role} keys changed during the rotation; run it again")
             if not custody.is_pinned(new):
@@ -299,11 +300,11 @@ class RotationService:
                 raise Conflict(f"{self.role} wraps appeared during the sweep; run it again")
             # Holders granted the old key by a colleague during the rotation keep access.
             self._grant_missing(session, custody, plan)
-            removed = session.execute(
-                delete(RoleKeyGrant).where(RoleKeyGrant.role_key_id == plan.old.id)
-            ).rowcount  # type: ignore[attr-defined]
+            removed = rows_changed(
+                session.execute(delete(RoleKeyGrant).where(RoleKeyGrant.role_key_id == plan.old.id))
+            )
             old = session.get(RoleKey, plan.old.id)
-            assert old is not None
+            assert old is not None  # nosec B101  # the plan's old key, locked by this step
             old.status = RoleKeyStatus.RETIRED
             old.retired_at = rotation.finished_at = custody.now
             rotation.cursor = None

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from medchat.errors import RotationOverdue
 
@@ -41,7 +42,7 @@ def overdue(due: Mapping[str, datetime], now: datetime, deadline: timedelta) -> 
 
 
 def require_sealable(
-    due: Mapping[str, datetime], now: datetime, deadline: timedelta, info: dict[str, object]
+    due: Mapping[str, datetime], now: datetime, deadline: timedelta, info: dict[str, Any]
 ) -> None:
     """Refuse (``RotationOverdue``) a seal to a key past its deadline; note one that is due.
 
@@ -50,8 +51,7 @@ def require_sealable(
     """
     if not due:
         return
-    noted = info.setdefault(DUE_INFO, set())
-    assert isinstance(noted, set)
+    noted: set[str] = info.setdefault(DUE_INFO, set())
     noted.update(due)
     late = overdue(due, now, deadline)
     if late:

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from access_control import hybrid_kem
 from access_control.keyring import HeldRoleKey
 from medchat import audit
+from medchat.db import rows_changed
 from medchat.errors import Conflict, KeyIntegrityFailure, RoleKeyRequired
 from medchat.identity.principal import Principal
 from medchat.keys.custody import KeyCustody
@@ -257,7 +258,7 @@ def _resume(
     """The unfinished rotation's plan, or None after abandoning one nobody can finish."""
     old = session.get(RoleKey, rotation.from_key_id)
     new = session.get(RoleKey, rotation.to_key_id)
-    assert old is not None and new is not None  # foreign keys
+    assert old is not None and new is not None  # nosec B101  # foreign keys of the rotation
     old_key, new_key = held_role_key(actor, role, old.id), held_role_key(actor, role, new.id)
     activated = rotation.activated_at is not None
     if old_key is None:
@@ -275,9 +276,9 @@ def _resume(
     # Nothing has been sealed to the pending key yet, so giving it up loses nothing.
     new.status = RoleKeyStatus.RETIRED
     new.retired_at = custody.now
-    removed = session.execute(
-        delete(RoleKeyGrant).where(RoleKeyGrant.role_key_id == new.id)
-    ).rowcount  # type: ignore[attr-defined]
+    removed = rows_changed(
+        session.execute(delete(RoleKeyGrant).where(RoleKeyGrant.role_key_id == new.id))
+    )
     rotation.finished_at = custody.now
     audit.record(
         session,

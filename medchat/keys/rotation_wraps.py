@@ -97,7 +97,7 @@ def remaining_wraps(
     )
     if excluding:
         statement = statement.where(ConversationKeyWrap.conversation_id.notin_(excluding))
-    return session.scalar(statement)  # type: ignore[no-any-return]
+    return session.execute(statement).scalar_one()
 
 
 class WrapResealer:
@@ -235,14 +235,14 @@ class WrapResealer:
         if not rows:  # re-sealed already, created after the activation, or shredded
             return 0, ids[-1]
         present: dict[tuple[uuid.UUID, int], list[Any]] = {}
-        for there in session.execute(
+        for found in session.execute(
             select(wrap.id, wrap.conversation_id, wrap.epoch, wrap.holder, wrap.wrap).where(
                 wrap.conversation_id.in_([row.conversation_id for row in rows]),
                 wrap.holder.in_(self.holders),
                 wrap.recipient_key_id == self.new.key_id,
             )
         ):
-            present.setdefault((there.conversation_id, there.epoch), []).append(there)
+            present.setdefault((found.conversation_id, found.epoch), []).append(found)
         keys = ConversationKeys(session, custody, self.runtime.keys.integrity, self.gate)
         replacements: dict[uuid.UUID, dict[str, Any] | None] = {}
         unproven: dict[uuid.UUID, list[uuid.UUID]] = {}

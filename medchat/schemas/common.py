@@ -75,5 +75,7 @@ def utc_iso(value: datetime | None) -> str | None:
 class UtcDateTime(fields.DateTime):
     """ISO 8601 in UTC with a ``Z`` suffix, as API.md "Conventions" asks."""
 
-    def _serialize(self, value, attr, obj, **kwargs):  # type: ignore[no-untyped-def]
+    def _serialize(
+        self, value: datetime | None, attr: str | None, obj: Any, **kwargs: Any
+    ) -> str | None:
         return utc_iso(value)

@@ -68,7 +68,9 @@ class Rule:
     actor_role: str | None = None
 
     def condition(self) -> ColumnElement[bool]:
-        matches = [AuditEntry.action.in_(self.actions)] if self.actions else []
+        matches: list[ColumnElement[bool]] = (
+            [AuditEntry.action.in_(self.actions)] if self.actions else []
+        )
         matches += [AuditEntry.action.startswith(p, autoescape=True) for p in self.prefixes]
         condition = or_(*matches)
         if self.actor_role is not None:
@@ -118,7 +120,9 @@ class AccessLogService:
         self.session = session
         self.runtime = runtime
 
-    def page(self, actor: Principal, *, limit: int, before_seq: int | None = None) -> Page:
+    def page(
+        self, actor: Principal, *, limit: int, before_seq: int | None = None
+    ) -> Page[AccessLogEntry, int]:
         """The member's access log, newest first, from before the sequence ``before_seq``.
 
         Raises ``Forbidden`` for anyone but a member (staff have the audit trail itself).

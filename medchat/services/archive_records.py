@@ -55,7 +55,7 @@ class ArchiveRecordService:
 
     def search(
         self, actor: Principal, member_email: str, *, limit: int, before_seq: int | None = None
-    ) -> Page:
+    ) -> Page[RecordView, int]:
         """Sealed records of the member with this address, newest first (``before_seq``: the
         cursor). An unknown address finds nothing, exactly like one without records."""
         self._require_compliance(actor)

@@ -91,7 +91,7 @@ class ClinicianConversationService:
         status: str = ConversationStatus.OPEN,
         limit: int,
         after: ActivityPosition | None = None,
-    ) -> Page:
+    ) -> Page[CaseView, ActivityPosition]:
         """One page of conversations in ``status`` (order: see the module docstring)."""
         self._require_clinician(actor)
         # A sealed conversation is in no queue: it left every clinician view at deletion.
@@ -128,7 +128,7 @@ class ClinicianConversationService:
         limit: int,
         cursor: int | None = None,
         ascending: bool = False,
-    ) -> Page:
+    ) -> Page[MessageView, int]:
         """A page of messages (audited as a read), exactly as a member pages them."""
         self._require_clinician(actor)
         return self.conversations.messages(

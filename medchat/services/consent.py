@@ -14,10 +14,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Exists, bindparam, exists, select, update
+from sqlalchemy import Exists, SQLColumnExpression, bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
 from medchat import audit
+from medchat.db import rows_changed
 from medchat.errors import ConsentRequired
 from medchat.identity.principal import Principal
 from medchat.models import Consent
@@ -38,7 +39,7 @@ class ConsentState:
 NOT_GRANTED = ConsentState(granted=False)
 
 
-def current_consent_exists(account_id: ColumnElement[uuid.UUID]) -> Exists:
+def current_consent_exists(account_id: SQLColumnExpression[uuid.UUID]) -> Exists:
     """``EXISTS`` a current health-messaging grant of ``account_id``: the one definition of
     "current", for the check below and for statements that read it along with a row."""
     return exists().where(
@@ -143,4 +144,4 @@ class ConsentService:
             .values(withdrawn_at=now)
             .execution_options(synchronize_session="fetch")
         )
-        return result.rowcount or 0  # type: ignore[attr-defined]
+        return rows_changed(result) or 0

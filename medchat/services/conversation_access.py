@@ -107,7 +107,7 @@ _LOCK = (
 )
 
 #: The holder whose wraps a role opens (members their own, clinicians the physician role's).
-_HOLDERS = {Role.MEMBER: Holder.MEMBER, Role.CLINICIAN: Holder.PHYSICIAN}
+_HOLDERS: dict[str, Holder] = {Role.MEMBER: Holder.MEMBER, Role.CLINICIAN: Holder.PHYSICIAN}
 
 
 class ConversationAccess:
@@ -146,7 +146,7 @@ class ConversationAccess:
             _LOADS[for_update, with_consent],
             {"conversation_id": conversation_id, "holder": holder},
         ).all()
-        conversation = rows[0][0] if rows else None
+        conversation: Conversation | None = rows[0][0] if rows else None
         if conversation is None or conversation.status not in LIVE_STATUSES:
             raise NotFound
         if actor.role == Role.MEMBER:

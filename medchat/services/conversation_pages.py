@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Generic, TypeVar
 
 from sqlalchemy import Select, tuple_
 
@@ -18,17 +19,21 @@ from medchat.models import Conversation
 ActivityPosition = tuple[datetime, uuid.UUID]
 
 
+Item = TypeVar("Item")
+Cursor = TypeVar("Cursor")
+
+
 @dataclass
-class Page:
+class Page(Generic[Item, Cursor]):
     """One page of items and the position to resume from (``None`` on the last page)."""
 
-    items: list  # type: ignore[type-arg]
-    next_cursor: object | None
+    items: list[Item]
+    next_cursor: Cursor | None
 
 
 def order_by_activity(
-    statement: Select[tuple[Conversation]], after: ActivityPosition | None, *, descending: bool
-) -> Select[tuple[Conversation]]:
+    statement: Select[Conversation], after: ActivityPosition | None, *, descending: bool
+) -> Select[Conversation]:
     """Keyset order on (last_message_at, id), resuming strictly past ``after``.
 
     The id breaks ties between conversations touched at the same instant, so a walk through

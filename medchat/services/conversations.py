@@ -26,6 +26,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from access_control.roles import Role
 from medchat import audit
+from medchat.db import table_of
 from medchat.errors import Conflict, ConsentRequired, HistoryPending, NotFound
 from medchat.identity.principal import Principal
 from medchat.keys.epochs import ConversationDeks
@@ -54,7 +55,7 @@ def message_scope(conversation_id: uuid.UUID) -> str:
 
 # Statements of the hot paths, built once with bound parameters: building a statement costs
 # more CPU than running it.
-_conversations = Conversation.__table__
+_conversations = table_of(Conversation)
 _NEXT_SEQ = (
     update(_conversations)
     .where(_conversations.c.id == bindparam("conversation_id"))
@@ -65,7 +66,7 @@ _NEXT_SEQ = (
     )
     .returning(_conversations.c.message_count)
 )
-_messages = Message.__table__
+_messages = table_of(Message)
 _INSERT_MESSAGE = insert(_messages)
 #: Every message of a conversation in order (the export reads them all at once).
 _ALL_MESSAGES = (
@@ -282,7 +283,7 @@ class ConversationService(ConversationReader):
         limit: int,
         cursor: int | None = None,
         ascending: bool = False,
-    ) -> Page:
+    ) -> Page[MessageView, int]:
         """A page of messages, newest first unless ``ascending``; a clinician's read is audited.
 
         ``cursor`` is the sequence number the previous page ended on.

@@ -37,6 +37,7 @@ from medchat import audit
 from medchat.archive import gate as archive_gate
 from medchat.archive import ledger
 from medchat.archive.content_hashes import content_hash
+from medchat.db import rows_changed
 from medchat.errors import Forbidden, NotFound
 from medchat.identity.principal import Principal
 from medchat.models import (
@@ -165,7 +166,7 @@ class DeletionService:
             )
             .execution_options(synchronize_session=False)
         )
-        while self.session.execute(statement).rowcount:  # type: ignore[attr-defined]
+        while rows_changed(self.session.execute(statement)):
             pass
 
     def _lift_gate(self, conversation: Conversation, now: datetime) -> None:

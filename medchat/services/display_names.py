@@ -37,4 +37,4 @@ def display_names(session: Session, account_ids: Iterable[uuid.UUID]) -> dict[uu
     if not ids:
         return {}
     rows = session.execute(_DISPLAY_NAMES, {"account_ids": ids})
-    return {account_id: name for account_id, name in rows}
+    return {account_id: name for account_id, name in rows if name is not None}

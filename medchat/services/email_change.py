@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from access_control import crypto
 from access_control.roles import Role
 from medchat import audit
+from medchat.db import rows_changed
 from medchat.errors import EmailTaken, Forbidden, InvalidEmailChangeToken
 from medchat.identity.principal import Principal
 from medchat.models import Account, AccountStatus, EmailChangeToken
@@ -43,7 +44,7 @@ REQUEST_ACTION = "account.email_change_request"
 CHANGE_ACTION = "account.email_change"
 #: The sealed field of a pending address: not ``email``, so it never opens as the account's.
 PENDING_FIELD = "pending_email"
-TOKEN_PREFIX = "mce_"  # noqa: S105 - a prefix, not a secret
+TOKEN_PREFIX = "mce_"  # noqa: S105  # nosec B105  # a prefix, not a secret
 CONFIRM_SUBJECT = "Confirm your new medchat e-mail address"
 TAKEN_SUBJECT = "Your medchat e-mail address was not changed"
 NOTICE_SUBJECT = "Your medchat e-mail address was changed"
@@ -132,7 +133,6 @@ class EmailChangeService:
         record = self._live_token(account, token)
         now = self.runtime.clock.now()
         new_email = self.profiles.open(account.id, PENDING_FIELD, record.new_email_ciphertext)
-        assert new_email is not None
         new_index = self.profiles.email_index(new_email)
         holder = self.session.scalar(select(Account.id).where(Account.email_index == new_index))
         if holder is not None:
@@ -143,7 +143,7 @@ class EmailChangeService:
             .values(used_at=now)
             .execution_options(synchronize_session=False)
         )
-        if spent.rowcount != 1:  # type: ignore[attr-defined]
+        if rows_changed(spent) != 1:
             raise self._refuse(InvalidEmailChangeToken(), account)
         self._spend_open_tokens(account, now)
         old_email = self.accounts.email_of(account)

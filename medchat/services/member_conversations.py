@@ -139,7 +139,7 @@ class MemberConversationService:
 
     def list_own(
         self, actor: Principal, *, limit: int, after: ActivityPosition | None = None
-    ) -> Page:
+    ) -> Page[ConversationView, ActivityPosition]:
         """The member's conversations, newest activity first, from the position ``after``."""
         self._require_member(actor)
         statement = select(Conversation).where(
@@ -167,7 +167,7 @@ class MemberConversationService:
         limit: int,
         cursor: int | None = None,
         ascending: bool = False,
-    ) -> Page:
+    ) -> Page[MessageView, int]:
         """A page of the conversation's messages, newest first unless ``ascending``."""
         self._require_member(actor)
         return self.conversations.messages(

@@ -320,7 +320,7 @@ class ConversationReader:
         after_seq: int | None = None,
         ascending: bool = False,
         neutral_names: bool = False,
-    ) -> Page:
+    ) -> Page[MessageView, int]:
         """One page of messages: newest first by default, oldest first with ``ascending``.
 
         The cursor is a sequence number, so the query is an index range scan on

@@ -18,7 +18,7 @@ from medchat.services.mail import compose, deliver_after_commit
 
 
 class Notice(enum.StrEnum):
-    PASSWORD_CHANGED = "password_changed"  # noqa: S105 - the name of a notice
+    PASSWORD_CHANGED = "password_changed"  # noqa: S105  # nosec B105  # a notice's name
     MFA_ENABLED = "mfa_enabled"
     MFA_REMOVED = "mfa_removed"
 

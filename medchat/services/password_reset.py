@@ -31,6 +31,7 @@ from access_control.password_kdf import Password
 from access_control.passwords import check_strength
 from access_control.roles import Role
 from medchat import audit
+from medchat.db import rows_changed
 from medchat.errors import InvalidMfaCode, InvalidResetToken, MfaRequired
 from medchat.identity.tokens import TokenStore
 from medchat.keys.member_rewrap import RewrapQueue
@@ -125,7 +126,7 @@ class PasswordResetService:
             .values(used_at=now)
             .execution_options(synchronize_session=False)
         )
-        if spent.rowcount != 1:  # type: ignore[attr-defined]
+        if rows_changed(spent) != 1:
             raise self._refuse(InvalidResetToken())
         self._spend_open_tokens(account, now)
         chosen = Password(new_password)  # one scrypt run for the hash and the sealed key

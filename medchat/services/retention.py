@@ -57,6 +57,7 @@ from medchat.services.retention_due import (
     destroyed_already,
     list_due,
     live_batch,
+    sealed_position,
 )
 from medchat.services.retention_result import EarlyDestruction, RetentionResult
 from medchat.services.shredding import destroy_unless_busy, lock_free
@@ -154,8 +155,7 @@ class RetentionService:
                 pairs = archived_batch(session, cutoffs.archive, after, self.batch_size, lock=True)
                 if not pairs:
                     return
-                last = pairs[-1][0]
-                after = (last.sealed_at, last.id)  # type: ignore[assignment]
+                after = sealed_position(pairs[-1][0])
                 self._archive_batch(session, cutoffs, pairs, step, run_id)
             self._advance(result, step)
 

@@ -26,9 +26,9 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, func, literal_column, select, tuple_
+from sqlalchemy import ColumnClause, Select, and_, func, literal_column, select, tuple_
 from sqlalchemy.orm import Session
 
 from medchat.archive.records import RecordKind
@@ -37,7 +37,7 @@ from medchat.models import ArchiveRecord, Conversation
 
 #: The predicates of the partial indexes, spelled as in the index (a bound parameter would
 #: keep PostgreSQL from proving that the index covers the query).
-_SEALED = literal_column("'sealed'")
+_SEALED: ColumnClause[str] = literal_column("'sealed'")
 
 Cursor = tuple[datetime, uuid.UUID]
 
@@ -94,7 +94,11 @@ class DueItem:
         }
 
 
-def _lock(statement: Select[Any], lock: bool, session: Session) -> Select[Any]:
+#: Any select: ``_lock`` gives back the statement's own type.
+_Statement = TypeVar("_Statement", bound="Select[*tuple[Any, ...]]")
+
+
+def _lock(statement: _Statement, lock: bool, session: Session) -> _Statement:
     if lock and session.get_bind().dialect.name == "postgresql":
         return statement.with_for_update(skip_locked=True, of=Conversation)
     return statement
@@ -118,6 +122,13 @@ def live_batch(
     if after is not None:
         statement = statement.where(tuple_(Conversation.created_at, Conversation.id) > after)
     return list(session.scalars(_lock(statement, lock, session)))
+
+
+def sealed_position(conversation: Conversation) -> Cursor:
+    """Where a walk of sealed conversations (``archived_batch``) resumes after this one."""
+    if conversation.sealed_at is None:  # archived_batch finds only sealed conversations
+        raise ValueError(f"conversation {conversation.id} is not sealed")
+    return conversation.sealed_at, conversation.id
 
 
 def archived_batch(
@@ -189,7 +200,7 @@ def list_due(
     archive_period = timedelta(days=cutoffs.archive_retention_days)
     after: Cursor | None = None
     while pairs := archived_batch(session, cutoffs.archive, after, batch, lock=False):
-        after = (pairs[-1][0].sealed_at, pairs[-1][0].id)  # type: ignore[assignment]
+        after = sealed_position(pairs[-1][0])
         gone = destroyed_already(session, [record.id for _, record in pairs])
         for conversation, record in pairs:
             if record.sealed_at < cutoffs.archive and record.id not in gone:

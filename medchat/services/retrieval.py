@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -120,7 +120,7 @@ class RetrievalService:
         status: str = PENDING,
         limit: int,
         before: tuple[datetime, uuid.UUID] | None = None,
-    ) -> Page:
+    ) -> Page[RetrievalView, tuple[datetime, uuid.UUID]]:
         """Requests in ``status`` (``pending`` by default: what awaits a second officer),
         newest first, justification included; one whose justification does not open (altered
         in the database) is left out and audited as ``retrieval.integrity_refused``."""
@@ -357,7 +357,9 @@ class RetrievalService:
         if not self.runtime.custody(self.session).holds_current(actor.keyring, KeyRole.ARCHIVE):
             self._refuse(action, row, record, "role_key_required")
 
-    def _refuse(self, action: str, row: RetrievalRequest, record: ArchiveRecord, why: str) -> None:
+    def _refuse(
+        self, action: str, row: RetrievalRequest, record: ArchiveRecord, why: str
+    ) -> NoReturn:
         """Audit the refusal (after the rollback) and raise its error (``Forbidden`` mostly)."""
         audit.record_on_rollback(
             self.session,

@@ -56,6 +56,7 @@ from sqlalchemy.orm import Session
 
 from access_control.keyring import FORMAT_PREFIX
 from medchat import audit
+from medchat.db import rows_changed
 from medchat.models import (
     AuthToken,
     EmailChangeToken,
@@ -150,7 +151,7 @@ def _delete_batch(
     result = session.execute(
         delete(model).where(model.id.in_(ids), rule).execution_options(synchronize_session=False)
     )
-    return len(ids), int(result.rowcount)  # type: ignore[attr-defined]
+    return len(ids), rows_changed(result)
 
 
 def purge_account(

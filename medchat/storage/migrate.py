@@ -80,7 +80,8 @@ def _current_revisions(database_url: str) -> tuple[str, ...]:
 def schema_state(database_url: str) -> SchemaState:
     """The database's revision next to the head this release would bring it to."""
     head = _label(tuple(_scripts().get_heads()))
-    assert head is not None, f"no migrations in {MIGRATIONS}"
+    if head is None:
+        raise RuntimeError(f"no migrations in {MIGRATIONS}")
     return SchemaState(revision=_label(_current_revisions(database_url)), head=head)
 
 
@@ -91,7 +92,7 @@ def upgrade(database_url: str, revision: str = "head", keys: ServerKeys | None =
     after = _current_revisions(database_url)
     # Alembic walks from ``after`` down to (not including) ``before``: oldest first, reversed.
     walked = _scripts().iterate_revisions(after, before or "base") if after != before else ()
-    applied = tuple(reversed([script.revision for script in walked if script is not None]))
+    applied = tuple(reversed([script.revision for script in walked]))
     return Upgrade(before=_label(before), after=_label(after), applied=applied)
 
 
@@ -101,10 +102,10 @@ def migration_server_keys(purpose: str) -> ServerKeys:
     Raises ``RuntimeError`` naming ``purpose`` when the migration was started without them
     (plain ``alembic upgrade``): run ``medchat db upgrade`` on a host with ``MEDCHAT_KEY_DIR``.
     """
-    keys = context.config.attributes.get(_KEYS_ATTRIBUTE)
+    keys: ServerKeys | None = context.config.attributes.get(_KEYS_ATTRIBUTE)
     if keys is None:
         raise RuntimeError(
             f"this migration {purpose} and needs the server keys: "
             "run 'medchat db upgrade' with MEDCHAT_KEY_DIR set"
         )
-    return keys  # type: ignore[no-any-return]
+    return keys

@@ -39,14 +39,14 @@ log = logging.getLogger("medchat.integrity")
 TAGGER = "row_tagger"
 _SKIP_OPTION = "medchat_skip_tampered"
 _TAMPERED = "medchat_tampered"
-T = TypeVar("T")
+T = TypeVar("T", bound=Executable)
 
 
 def _tagger(session: Session) -> RowTagger:
-    tagger = session.info.get(TAGGER)
+    tagger: RowTagger | None = session.info.get(TAGGER)
     if tagger is None:
         raise RuntimeError("this session has no row tagger (build it through the ServiceContext)")
-    return tagger  # type: ignore[no-any-return]
+    return tagger
 
 
 def _columns(cls: type) -> tuple[str, ...] | None:
@@ -54,11 +54,12 @@ def _columns(cls: type) -> tuple[str, ...] | None:
     return spec.columns if spec is not None and spec.kind == "tagged" else None
 
 
-def _table(cls: type) -> str:
-    return cls.__tablename__  # type: ignore[attr-defined,no-any-return]
+def _table(cls: type[Base]) -> str:
+    name: str = cls.__tablename__
+    return name
 
 
-def tag_values(session: Session, model: type, values: Mapping[str, Any]) -> bytes:
+def tag_values(session: Session, model: type[Base], values: Mapping[str, Any]) -> bytes:
     """The tag of a row about to be written in bulk (``values`` has every tagged column)."""
     columns = _columns(model)
     if columns is None:
@@ -67,18 +68,19 @@ def tag_values(session: Session, model: type, values: Mapping[str, Any]) -> byte
 
 
 def verify_columns(
-    session: Session, model: type, values: Mapping[str, Any], tag: bytes | None
+    session: Session, model: type[Base], values: Mapping[str, Any], tag: bytes | None
 ) -> None:
     """Check a row read as columns; raise ``RowIntegrityFailure`` (and audit) if it fails."""
     columns = _columns(model)
-    assert columns is not None
+    if columns is None:
+        raise ValueError(f"{_table(model)} is not a tagged table")
     if not _tagger(session).verify(_table(model), [values[name] for name in columns], tag):
         _refuse(session, _table(model), values.get("id"))
 
 
 def skip_tampered(statement: T) -> T:
     """Run ``statement`` marking tampered rows instead of refusing the whole query."""
-    return statement.execution_options(**{_SKIP_OPTION: True})  # type: ignore[attr-defined,no-any-return]
+    return statement.execution_options(**{_SKIP_OPTION: True})
 
 
 def is_tampered(row: object) -> bool:
@@ -187,11 +189,15 @@ def _check_bulk(state: ORMExecuteState) -> None:
     if not (state.is_insert or state.is_update) or TAGGER not in state.session.info:
         return
     mapper = state.bind_mapper
-    columns = _columns(mapper.class_) if mapper is not None else None
+    if mapper is None:
+        return
+    columns = _columns(mapper.class_)
     if columns is None:
         return
     if state.is_insert:
-        rows = state.parameters if isinstance(state.parameters, list) else [state.parameters]
+        parameters = state.parameters
+        # One mapping of values per row (or none at all, refused below).
+        rows: Sequence[Any] = parameters if isinstance(parameters, list) else [parameters]
         if not rows or any(not row or row.get("row_tag") is None for row in rows):
             raise RuntimeError(f"a bulk INSERT into {_table(mapper.class_)} must tag each row")
         return

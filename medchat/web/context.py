@@ -13,12 +13,14 @@ from medchat.services.context import ServiceContext
 
 
 def runtime() -> ServiceContext:
-    return current_app.extensions["medchat"]  # type: ignore[no-any-return]
+    context: ServiceContext = current_app.extensions["medchat"]  # set by create_app
+    return context
 
 
 def db_session() -> Session:
     """The request's session; opened at the start of every request."""
-    return g.db  # type: ignore[no-any-return]
+    session: Session = g.db
+    return session
 
 
 def account_limit_key(email: str) -> str:

@@ -21,6 +21,8 @@ from typing import Any
 
 from apispec import BasePlugin
 from flask import Flask, Response, current_app, g, jsonify, request
+from flask.sansio.app import App
+from flask_limiter import RequestLimit
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -52,7 +54,7 @@ ERROR_PAGES = "medchat.error_pages"
 PageRenderer = Callable[[int, str, str], Response]
 
 
-def register_error_pages(app: Flask, prefix: str, render: PageRenderer) -> None:
+def register_error_pages(app: App, prefix: str, render: PageRenderer) -> None:
     """Answer failures under ``prefix`` with ``render(status, code, message)`` instead of the
     JSON contract: how the console shows its own error pages without this layer importing it."""
     app.extensions.setdefault(ERROR_PAGES, {})[prefix] = render
@@ -161,7 +163,7 @@ def _is_json_error(error: HTTPException) -> bool:
 
 
 def _retry_after() -> int:
-    current = getattr(g, "view_rate_limit", None)
+    current: RequestLimit | None = getattr(g, "view_rate_limit", None)
     if current is not None:
         try:
             return max(1, math.ceil(current.reset_at - time.time()))
@@ -223,7 +225,7 @@ def render_unexpected(error: Exception) -> Response:
     return error_response(500, "internal_error", "Something went wrong on our side.")
 
 
-class ErrorResponsesPlugin(BasePlugin):  # type: ignore[misc]
+class ErrorResponsesPlugin(BasePlugin):
     """Documents the 400 every JSON body can get (``medchat.web.json_bodies``: not UTF-8 JSON, too
     deep, a lone surrogate) beside flask-smorest's 422, on every operation that takes one."""
 

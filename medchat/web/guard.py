@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from flask import Flask
 from flask_login import current_user
@@ -18,15 +18,17 @@ from access_control.permissions import Permission, require
 from medchat.errors import NotAuthenticated
 from medchat.identity.principal import Principal
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 PERMISSION_ATTRIBUTE = "required_permission"
 
 
 def current_principal() -> Principal | None:
-    user = current_user
-    if user is None or not getattr(user, "is_authenticated", False):
+    # A proxy (never None itself): an anonymous user or none at all is not authenticated.
+    if not getattr(current_user, "is_authenticated", False):
         return None
-    return user._get_current_object()  # type: ignore[no-any-return,union-attr]
+    principal: Principal = current_user._get_current_object()
+    return principal
 
 
 def signed_in() -> Principal:
@@ -37,16 +39,16 @@ def signed_in() -> Principal:
     return principal
 
 
-def requires(permission: Permission) -> Callable[[F], F]:
+def requires(permission: Permission) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Refuse callers without ``permission`` before the view runs.
 
     Place it directly under ``@bp.route``: decorators below it (``@bp.arguments``) run after
     the check, so an anonymous or unauthorised caller learns nothing from body validation.
     """
 
-    def decorator(view: F) -> F:
+    def decorator(view: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(view)
-        def guarded(*args: Any, **kwargs: Any) -> Any:
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
             if permission is Permission.PUBLIC:
                 return view(*args, **kwargs)
             principal = current_principal()
@@ -59,7 +61,7 @@ def requires(permission: Permission) -> Callable[[F], F]:
             return view(*args, **kwargs)
 
         setattr(guarded, PERMISSION_ATTRIBUTE, permission)
-        return guarded  # type: ignore[return-value]
+        return guarded
 
     return decorator
 

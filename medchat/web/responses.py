@@ -4,7 +4,7 @@ header), message and conversation pages with their opaque cursors, and attachmen
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from flask import Response, jsonify
 
@@ -24,10 +24,9 @@ def created(outcome: Created[Any]) -> tuple[Any, int, dict[str, str]]:
     return outcome.result, 201, headers
 
 
-def activity_page(page: Page) -> dict[str, Any]:
+def activity_page(page: Page[Any, ActivityPosition]) -> dict[str, Any]:
     """A conversation page with its opaque cursor (the last one's activity time and id)."""
-    position = cast(ActivityPosition | None, page.next_cursor)
-    return {"items": page.items, "next_cursor": encode_activity_cursor(position)}
+    return {"items": page.items, "next_cursor": encode_activity_cursor(page.next_cursor)}
 
 
 def created_message(outcome: Created[Any]) -> tuple[Response, int, dict[str, str]]:
@@ -36,7 +35,7 @@ def created_message(outcome: Created[Any]) -> tuple[Response, int, dict[str, str
     return jsonify(message_json(response)), status, headers
 
 
-def message_page(page: Page) -> Response:
+def message_page(page: Page[Any, int]) -> Response:
     """A message page with its opaque cursor (the sequence number the page ended on).
 
     Shaped as ``MessagePageSchema`` dumps it, without marshmallow (``message_json``): a view

@@ -76,7 +76,9 @@ def init_app(app: Flask, storage_uri: str, key_prefix: str) -> Limiter:
         in_memory_fallback_enabled=True,
         swallow_errors=True,
     )
-    for endpoint, view in list(app.view_functions.items()):
+    for endpoint, route in list(app.view_functions.items()):
+        # Flask-Limiter's decorator is typed for one kind of view, sync or async, at a time.
+        view: Callable[..., Any] = route
         throttles: tuple[Throttle, ...] = getattr(view, _ATTRIBUTE, ())
         for throttle in throttles:
             # Shared by scope: every view declaring the same scope counts into one bucket,

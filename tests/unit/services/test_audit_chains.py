@@ -136,8 +136,8 @@ def test_swapped_sequence_numbers_across_chains_are_caught(runtime):
     """The access log's order is the global seq: moving an entry in it breaks its hash."""
     write(runtime)
     rows = entries(runtime)
-    a = rows[3]
-    b = next(row for row in rows[4:] if row.chain != a.chain)
+    # Two neighbours in the access log's order that sit on different chains.
+    a, b = next((x, y) for x, y in zip(rows, rows[1:]) if x.chain != y.chain)
     execute(runtime, "UPDATE audit_entries SET seq = -1 WHERE seq = :s", s=a.seq)
     execute(runtime, "UPDATE audit_entries SET seq = :new WHERE seq = :s", new=a.seq, s=b.seq)
     execute(runtime, "UPDATE audit_entries SET seq = :new WHERE seq = -1", new=b.seq)
