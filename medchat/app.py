@@ -29,7 +29,9 @@ from medchat.api import (
     health,
     member,
 )
-from medchat.api.errors import ErrorResponsesPlugin, register_error_handlers
+from medchat.api import docs as api_docs
+from medchat.api.errors import register_error_handlers
+from medchat.api.openapi import ContractPlugin, init_api
 from medchat.clock import Clock
 from medchat.config import Settings
 from medchat.console import cookie as console_cookie
@@ -41,12 +43,15 @@ from medchat.schemas.common import ErrorSchema
 
 class MedchatApi(Api):
     """flask-smorest's Api with our error contract instead of its default error body, in the
-    answers and in the OpenAPI document alike."""
+    answers and in the OpenAPI document alike; no catch-all ``default`` response: each
+    operation lists its own (``medchat.api.openapi``)."""
 
     ERROR_SCHEMA = ErrorSchema
+    DEFAULT_ERROR_RESPONSE_NAME = None
 
     def __init__(self, app: Flask) -> None:
-        super().__init__(app, spec_kwargs={"extra_plugins": [ErrorResponsesPlugin()]})
+        super().__init__(app, spec_kwargs={"extra_plugins": [ContractPlugin(app)]})
+        init_api(self)
 
     def _register_error_handlers(self) -> None:
         register_error_handlers(self._app)
@@ -115,6 +120,7 @@ def create_app(
     app.register_blueprint(console.bp)
     console_security.init_app(app)
     api = MedchatApi(app)
+    app.register_blueprint(api_docs.bp)
     for blueprint in (
         auth.bp,
         member.bp,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, g, request
 
-from access_control.guard import current_principal
+from access_control.guard import loaded_principal
 from access_control.roles import Role
 from medchat.models import KeyRole
 from medchat.services.rewrap import RewrapQueue
@@ -39,7 +39,7 @@ def _drain_after_request(response: Response) -> Response:
     limit = runtime().settings.rewrap_batch
     if session is None or limit <= 0:
         return response
-    principal = current_principal()
+    principal = loaded_principal()
     if principal is None or principal.role != Role.CLINICIAN:
         return response
     if not principal.keyring.holds_role(KeyRole.PHYSICIAN):

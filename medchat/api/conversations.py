@@ -21,7 +21,7 @@ from medchat.api.pagination import (
     encode_activity_cursor,
     encode_cursor,
 )
-from medchat.schemas.common import PageArgsSchema, StatusSchema
+from medchat.schemas.common import ActivityPageArgsSchema, StatusSchema
 from medchat.schemas.conversations import (
     ConversationCreatedSchema,
     ConversationCreateSchema,
@@ -99,7 +99,7 @@ def start(data: dict[str, Any], headers: dict[str, Any]) -> Any:
 
 @bp.route("", methods=["GET"])
 @requires(Permission.MEMBER_CONVERSATIONS)
-@bp.arguments(PageArgsSchema, location="query")
+@bp.arguments(ActivityPageArgsSchema, location="query")
 @bp.response(200, ConversationPageSchema)
 def list_own(args: dict[str, Any]) -> dict[str, Any]:
     """The member's conversations, newest activity first."""

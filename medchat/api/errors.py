@@ -4,7 +4,8 @@ Domain errors carry their code and status; schema errors become 422 with ``detai
 that is not JSON becomes 400; a key or ciphertext that fails its integrity check (a row
 altered in the database) is 409 ``key_integrity_failed``, whether the service raised
 ``KeyIntegrityFailure`` or a ``DecryptionFailed`` reached here unhandled; werkzeug's
-404/405/413/429 keep their status with our body; an outage of a dependency (the database, the
+404/405/413/429 keep their status with our body; a 401 under ``/api`` names the bearer scheme
+(``WWW-Authenticate``, RFC 6750) and every 429 and 503 carries ``Retry-After``; an outage of a dependency (the database, the
 rate limiter's storage: ``medchat.dependencies``) is 503 ``dependency_down`` with
 ``Retry-After``, logged in one line and audited when the database is not the one down; any
 other exception is logged with its trace and answered 500 with no trace. Refusals (403, 429)
@@ -18,7 +19,6 @@ import math
 import time
 from typing import Any
 
-from apispec import BasePlugin
 from flask import Flask, Response, g, jsonify, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -67,7 +67,21 @@ def error_response(
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
+    if status == 401:
+        response.headers["WWW-Authenticate"] = www_authenticate()
+    if status in (429, 503) and "Retry-After" not in response.headers:
+        # Every 429 and 503 says when to come back (the OpenAPI document requires it).
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
+
+
+def www_authenticate() -> str:
+    """RFC 6750 section 3: a 401 names the scheme it wants; when a bearer token was sent
+    and refused, it says so (``invalid_token``), so a client knows to refresh or sign in."""
+    sent = request.headers.get("Authorization", "")
+    if sent[:7].lower() == "bearer ":
+        return 'Bearer realm="medchat", error="invalid_token"'
+    return 'Bearer realm="medchat"'
 
 
 def audit_refusal(status: int, code: str) -> None:
@@ -203,19 +217,6 @@ def render_unexpected(error: Exception) -> Response:
         return render_dependency_down(dependency, error)
     log.exception("unhandled error on %s %s", request.method, request.path)
     return error_response(500, "internal_error", "Something went wrong on our side.")
-
-
-class ErrorResponsesPlugin(BasePlugin):  # type: ignore[misc]
-    """Documents the 400 every JSON body can get (``medchat.http_json``: not UTF-8 JSON, too
-    deep, a lone surrogate) beside flask-smorest's 422, on every operation that takes one."""
-
-    def operation_helper(
-        self, path: str | None = None, operations: dict[str, Any] | None = None, **_: Any
-    ) -> None:
-        for operation in (operations or {}).values():
-            content = (operation.get("requestBody") or {}).get("content") or {}
-            if "application/json" in content:
-                operation.setdefault("responses", {}).setdefault("400", "BAD_REQUEST")
 
 
 def register_error_handlers(app: Flask) -> None:
