@@ -62,13 +62,18 @@ _FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-def config(max_examples: int, max_steps: int, max_response_seconds: float) -> Any:
+def config(
+    max_examples: int, max_steps: int, max_seconds: int, max_response_seconds: float, seed: int
+) -> Any:
     """Every phase and every check; the size of the run is the fuzzing phase's examples and
-    the stateful phase's steps."""
+    the stateful phase's steps, and ``max_seconds`` bounds it on a loaded machine (the
+    engine stops there, reporting ``max_time``)."""
     return schemathesis.config.SchemathesisConfig.from_dict(
         {
             # Each run starts from nothing: no answers kept between runs (``.schemathesis/``).
             "cache": {"enabled": False},
+            "max-time": max_seconds,
+            "seed": seed,
             "generation": {"max-examples": max_examples},
             "checks": {"max_response_time": max_response_seconds},
             "phases": {"stateful": {"max-steps": max_steps}},
@@ -87,13 +92,14 @@ class RunResult:
     operations: set[str] = field(default_factory=set)
     statuses: Counter[int] = field(default_factory=Counter)
     phases: dict[str, float] = field(default_factory=dict)
+    stop_reason: str = ""
 
     def report(self) -> str:
         lines = [
             f"{self.role}: {self.cases} cases, {self.checks} checks, "
             f"{sum(self.failures.values())} failures, {len(self.errors)} errors, "
             f"{len(self.operations)} operations, statuses {dict(sorted(self.statuses.items()))}, "
-            f"seconds per phase {self.phases}"
+            f"seconds per phase {self.phases}, stopped: {self.stop_reason}"
         ]
         for key, count in sorted(self.failures.items()):
             lines.append(f"  {count} x {' | '.join(key)}\n    {self.examples[key]}")
@@ -213,12 +219,16 @@ def run_contract(
     *,
     max_examples: int,
     max_steps: int,
+    max_seconds: int,
     max_response_seconds: float,
+    seed: int,
 ) -> RunResult:
     """One role's run over every operation of the served document."""
     _each_request_from_its_own_address(app)
     schema = schemathesis.openapi.from_wsgi(
-        OPENAPI, app, config=config(max_examples, max_steps, max_response_seconds)
+        OPENAPI,
+        app,
+        config=config(max_examples, max_steps, max_seconds, max_response_seconds, seed),
     )
     schema.auth.providers.append(auth)
     result = RunResult(role)
@@ -235,6 +245,8 @@ def run_contract(
                 result.errors.append(f"{event.label}: {event.value!r}")
             elif isinstance(event, events.FatalError):
                 result.errors.append(f"fatal: {event.exception!r}")
+            elif isinstance(event, events.EngineFinished):
+                result.stop_reason = str(event.stop_reason)
     return result
 
 
