@@ -99,11 +99,10 @@ def _json_error_worker():
         """gunicorn's gthread worker; ``refusals`` answered as JSON (see above)."""
 
         def handle_error(self, req, client, addr, exc):
-            for kind, (status, reason, code, message) in refusals.items():
-                if isinstance(exc, kind):
-                    break
-            else:
+            named = [answer for kind, answer in refusals.items() if isinstance(exc, kind)]
+            if not named:
                 return super().handle_error(req, client, addr, exc)
+            status, reason, code, message = named[0]
             self.log.warning("Invalid request from ip=%s: %s", (addr or ("",))[0], exc)
             body = json.dumps({"error": {"code": code, "message": message}}).encode()
             head = (

@@ -4,12 +4,13 @@ Domain errors carry their code and status; schema errors become 422 with ``detai
 that is not JSON becomes 400; a key or ciphertext that fails its integrity check (a row
 altered in the database) is 409 ``key_integrity_failed``, whether the service raised
 ``KeyIntegrityFailure`` or a ``DecryptionFailed`` reached here unhandled; werkzeug's
-404/405/413/429 keep their status with our body; a 401 under ``/api`` names the bearer scheme
-(``WWW-Authenticate``, RFC 6750) and every 429 and 503 carries ``Retry-After``; an outage of a dependency (the database, the
+404/405/413/429 keep their status with our body; an outage of a dependency (the database, the
 rate limiter's storage: ``medchat.dependencies``) is 503 ``dependency_down`` with
 ``Retry-After``, logged in one line and audited when the database is not the one down; any
 other exception is logged with its trace and answered 500 with no trace. Refusals (403, 429)
-are audited after the request's own work is rolled back.
+are audited after the request's own work is rolled back. A 401 under ``/api`` names the
+bearer scheme (``WWW-Authenticate``, RFC 6750), and every 429 and 503 says ``Retry-After``:
+the OpenAPI document promises both (``medchat.api.openapi``).
 """
 
 from __future__ import annotations
