@@ -32,7 +32,8 @@ bind = os.environ.get("MEDCHAT_BIND", "127.0.0.1:8000")
 # Redis), so any number of workers on any number of hosts serve the same users.
 _default_workers = min(2 * multiprocessing.cpu_count() + 1, 8)
 workers = int(os.environ.get("MEDCHAT_WORKERS", _default_workers))
-worker_class = "gthread"
+# gthread, answering its own request-parsing refusals in the API's JSON (``JsonErrorWorker``
+# below; ``worker_class`` is set after it).
 threads = int(os.environ.get("MEDCHAT_THREADS", "4"))
 
 # -- Timeouts --------------------------------------------------------------------------------
@@ -59,7 +60,68 @@ access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms "%(a)s"'
 # -- Proxy and request limits ----------------------------------------------------------------
 forwarded_allow_ips = os.environ.get("MEDCHAT_FORWARDED_ALLOW_IPS", "127.0.0.1")
 proxy_protocol = False
+# The same limits as nginx's large_client_header_buffers (4 x 8k, deploy/nginx/medchat.conf):
+# a request line or header field over 8 KiB, or more than 100 header fields, is refused
+# before the application sees it, 414 or 431 in the API's error body (below).
 limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 8190
+
+
+# -- Refusals gunicorn answers itself ---------------------------------------------------------
+# A request line or headers over the limits never reach the application, so its error
+# contract (API.md "Conventions": a JSON body, never an HTML page on /api) cannot apply, and
+# gunicorn answers with an HTML page of its own. This worker answers those refusals with the
+# contract's body instead: {"error": {"code", "message"}}, no-store. It does so on every path
+# (the console's too): a request line that is too long was never parsed, so its path is not
+# known. Refusals it does not name (a malformed request line, an unsupported transfer
+# coding) keep gunicorn's own answer.
+def _json_error_worker():
+    import json
+
+    from gunicorn.http import errors
+    from gunicorn.util import write_nonblock
+    from gunicorn.workers.gthread import ThreadWorker
+
+    refusals = {
+        errors.LimitRequestLine: (414, "URI Too Long", "uri_too_long", "The URL is too long."),
+        errors.LimitRequestHeaders: (
+            431,
+            "Request Header Fields Too Large",
+            "headers_too_large",
+            "The request headers are too large or too many.",
+        ),
+        errors.InvalidHeader: (400, "Bad Request", "bad_request", "A header is malformed."),
+        errors.InvalidHeaderName: (400, "Bad Request", "bad_request", "A header is malformed."),
+    }
+
+    class JsonErrorWorker(ThreadWorker):
+        """gunicorn's gthread worker; ``refusals`` answered as JSON (see above)."""
+
+        def handle_error(self, req, client, addr, exc):
+            named = [answer for kind, answer in refusals.items() if isinstance(exc, kind)]
+            if not named:
+                return super().handle_error(req, client, addr, exc)
+            status, reason, code, message = named[0]
+            self.log.warning("Invalid request from ip=%s: %s", (addr or ("",))[0], exc)
+            body = json.dumps({"error": {"code": code, "message": message}}).encode()
+            head = (
+                f"HTTP/1.1 {status} {reason}\r\n"
+                "Connection: close\r\n"
+                "Content-Type: application/json\r\n"
+                "Cache-Control: no-store\r\n"
+                "X-Content-Type-Options: nosniff\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode("latin-1")
+            try:
+                write_nonblock(client, head + body)
+            except Exception:
+                self.log.debug("Failed to send error message.")
+
+    return JsonErrorWorker
+
+
+worker_class = _json_error_worker()
 
 # Each worker imports the application itself: no database connection or key material is
 # created in the master and then shared across fork(), and a reload (HUP) starts workers on

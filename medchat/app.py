@@ -27,6 +27,8 @@ from medchat.api import (
     health,
     member,
 )
+from medchat.api import docs as api_docs
+from medchat.api.openapi import ContractPlugin, init_api
 from medchat.clock import Clock
 from medchat.config import Settings
 from medchat.console import cookie as console_cookie
@@ -38,19 +40,23 @@ from medchat.web import json_bodies as http_json
 from medchat.web import rewrap_drain as http_rewrap
 from medchat.web import security_headers as http_security
 from medchat.web import transaction as http_transaction
-from medchat.web.errors import ErrorResponsesPlugin, register_error_handlers
+from medchat.web.errors import register_error_handlers
 from medchat.web.guard import check_routes_declare_permissions
 from medchat.web.uploads import InMemoryUploadRequest
 
 
 class MedchatApi(Api):
     """flask-smorest's Api with our error contract instead of its default error body, in the
-    answers and in the OpenAPI document alike."""
+    answers and in the OpenAPI document alike; no catch-all ``default`` response: each
+    operation lists its own (``medchat.api.openapi``)."""
 
     ERROR_SCHEMA = ErrorSchema  # type: ignore[assignment]  # smorest's documented override
+    # None: no catch-all error response (each operation lists its own: medchat.api.openapi).
+    DEFAULT_ERROR_RESPONSE_NAME = None  # type: ignore[assignment]  # smorest reads None as off
 
     def __init__(self, app: Flask) -> None:
-        super().__init__(app, spec_kwargs={"extra_plugins": [ErrorResponsesPlugin()]})
+        super().__init__(app, spec_kwargs={"extra_plugins": [ContractPlugin(app)]})
+        init_api(self)
 
     def _register_error_handlers(self) -> None:
         register_error_handlers(self._app)
@@ -120,6 +126,7 @@ def create_app(
     app.register_blueprint(console.bp)
     console_security.init_app(app)
     api = MedchatApi(app)
+    app.register_blueprint(api_docs.bp)
     for blueprint in (
         auth.bp,
         member.bp,

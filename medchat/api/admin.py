@@ -17,11 +17,11 @@ from medchat.schemas.admin import (
     StaffResetSchema,
 )
 from medchat.schemas.common import PageArgsSchema
+from medchat.schemas.cursors import decode_seq_cursor, encode_cursor
 from medchat.services.accounts import AccountService
 from medchat.services.audit_log import AuditLogService
 from medchat.services.staff_reset import StaffResetService
 from medchat.web.context import db_session, runtime
-from medchat.web.cursors import decode_seq_cursor, encode_cursor
 from medchat.web.guard import requires, signed_in
 from medchat.web.rotation_due import rotation_due_headers
 

@@ -23,9 +23,9 @@ from medchat.schemas.conversations import (
     MessagePageSchema,
     MessageSchema,
 )
+from medchat.schemas.cursors import decode_activity_cursor, decode_seq_cursor
 from medchat.services.clinician_conversations import ClinicianConversationService
 from medchat.web.context import db_session, runtime
-from medchat.web.cursors import decode_activity_cursor, decode_seq_cursor
 from medchat.web.guard import requires, signed_in
 from medchat.web.responses import activity_page, created_message, message_page
 

@@ -30,15 +30,15 @@ from medchat.schemas.compliance import (
     RetrievalPageSchema,
     RetrievalSchema,
 )
-from medchat.services.archive_records import ArchiveRecordService
-from medchat.services.retrieval import RetrievalService
-from medchat.web.context import db_session, runtime
-from medchat.web.cursors import (
+from medchat.schemas.cursors import (
     decode_activity_cursor,
     decode_seq_cursor,
     encode_activity_cursor,
     encode_cursor,
 )
+from medchat.services.archive_records import ArchiveRecordService
+from medchat.services.retrieval import RetrievalService
+from medchat.web.context import db_session, runtime
 from medchat.web.guard import requires, signed_in
 from medchat.web.responses import download_response
 

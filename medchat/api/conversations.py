@@ -14,7 +14,7 @@ from flask import Response
 from flask_smorest import Blueprint
 
 from access_control.permissions import Permission
-from medchat.schemas.common import PageArgsSchema, StatusSchema
+from medchat.schemas.common import ActivityPageArgsSchema, StatusSchema
 from medchat.schemas.conversations import (
     ConversationCreatedSchema,
     ConversationCreateSchema,
@@ -26,13 +26,13 @@ from medchat.schemas.conversations import (
     MessagePageSchema,
     MessageSchema,
 )
-from medchat.services.deletion import DeletionService
-from medchat.services.member_conversations import MemberConversationService
-from medchat.web.context import db_session, runtime
-from medchat.web.cursors import (
+from medchat.schemas.cursors import (
     decode_activity_cursor,
     decode_seq_cursor,
 )
+from medchat.services.deletion import DeletionService
+from medchat.services.member_conversations import MemberConversationService
+from medchat.web.context import db_session, runtime
 from medchat.web.guard import requires, signed_in
 from medchat.web.responses import activity_page, created, created_message, message_page
 
@@ -64,7 +64,7 @@ def start(data: dict[str, Any], headers: dict[str, Any]) -> Any:
 
 @bp.route("", methods=["GET"])
 @requires(Permission.MEMBER_CONVERSATIONS)
-@bp.arguments(PageArgsSchema, location="query")
+@bp.arguments(ActivityPageArgsSchema, location="query")
 @bp.response(200, ConversationPageSchema)
 def list_own(args: dict[str, Any]) -> dict[str, Any]:
     """The member's conversations, newest activity first."""

@@ -12,6 +12,7 @@ from flask_smorest import Blueprint
 from access_control.permissions import Permission
 from medchat.schemas import fhir_bundle
 from medchat.schemas.common import PageArgsSchema, StatusSchema
+from medchat.schemas.cursors import decode_seq_cursor, encode_cursor
 from medchat.schemas.member import (
     AccessLogPageSchema,
     AccountDeletionSchema,
@@ -31,7 +32,6 @@ from medchat.services.email_change import EmailChangeService
 from medchat.services.export import ExportService
 from medchat.services.profiles import ProfileService
 from medchat.web.context import db_session, runtime
-from medchat.web.cursors import decode_seq_cursor, encode_cursor
 from medchat.web.guard import requires, signed_in
 from medchat.web.throttling import (
     PER_ADDRESS,

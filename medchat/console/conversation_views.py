@@ -18,16 +18,16 @@ from medchat.console import bp
 from medchat.console.forms import ActionForm, AttachForm, ReplyForm
 from medchat.errors import MedchatError
 from medchat.models import Conversation, ConversationStatus
-from medchat.services.attachments import AttachmentService, Upload
-from medchat.services.clinician_conversations import ClinicianConversationService
-from medchat.services.read_markers import ReadMarkers
-from medchat.web.context import db_session, runtime
-from medchat.web.cursors import (
+from medchat.schemas.cursors import (
     decode_activity_cursor,
     decode_seq_cursor,
     encode_activity_cursor,
     encode_cursor,
 )
+from medchat.services.attachments import AttachmentService, Upload
+from medchat.services.clinician_conversations import ClinicianConversationService
+from medchat.services.read_markers import ReadMarkers
+from medchat.web.context import db_session, runtime
 from medchat.web.guard import requires, signed_in
 from medchat.web.responses import download_response
 

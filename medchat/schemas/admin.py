@@ -5,13 +5,13 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from medchat.schemas.common import StrictSchema, UtcDateTime
+from medchat.schemas.common import StrictSchema, UtcDateTime, email_field
 
 STAFF_ROLES = ("clinician", "compliance", "admin")
 
 
 class StaffCreateSchema(StrictSchema):
-    email = fields.Email(required=True, validate=validate.Length(max=254))
+    email = email_field()
     role = fields.String(required=True, validate=validate.OneOf(STAFF_ROLES))
     first_name = fields.String(required=True, validate=validate.Length(min=1, max=100))
     last_name = fields.String(required=True, validate=validate.Length(min=1, max=100))

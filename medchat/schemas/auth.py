@@ -7,24 +7,40 @@ from datetime import date
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from medchat.schemas.common import StrictSchema
+from access_control.passwords import MIN_LENGTH, MIN_SCORE
+from medchat.schemas.common import FullDate, Pattern, StrictSchema, email_field
 
 SEXES = ("female", "male", "other", "unknown")
 _password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+#: A password being set: the strength rule is checked by ``access_control.passwords`` (422
+#: ``weak_password`` with zxcvbn's feedback); the document states the part JSON Schema can.
+_new_password = fields.String(
+    required=True,
+    validate=validate.Length(min=1, max=1024),
+    metadata={
+        "minLength": MIN_LENGTH,
+        "description": f"At least {MIN_LENGTH} characters and hard to guess: a zxcvbn score of "
+        f"{MIN_SCORE} or more, the person's own name, e-mail and birth date counted as "
+        "guessed. A weaker one is refused: 422 `weak_password`.",
+    },
+)
 _name = fields.String(required=True, validate=validate.Length(min=1, max=100))
 #: A TOTP code or a recovery code: ASCII letters, digits, spaces and hyphens. A code in other
 #: digits ("١٢٣٤٥٦" passes ``str.isdigit``) is refused here, before it counts as a failed
 #: attempt anywhere.
 _CODE_RULES = [
     validate.Length(min=6, max=32),
-    validate.Regexp(r"^[A-Za-z0-9 -]+$", error="Only ASCII letters, digits, spaces and hyphens."),
+    Pattern(r"^[A-Za-z0-9 -]+$", "Only ASCII letters, digits, spaces and hyphens."),
 ]
 _code = fields.String(validate=_CODE_RULES)
 
 
+_REAL_BIRTH_DATE = "Must be a real birth date (1900 or later, not in the future)."
+
+
 def _not_in_future(value: date) -> None:
     if value > date.today() or value.year < 1900:
-        raise ma.ValidationError("Must be a real birth date (1900 or later, not in the future).")
+        raise ma.ValidationError(_REAL_BIRTH_DATE)
 
 
 class MemberDetailsSchema(StrictSchema):
@@ -33,17 +49,23 @@ class MemberDetailsSchema(StrictSchema):
 
     first_name = _name
     last_name = _name
-    birth_date = fields.Date(required=True, validate=_not_in_future)
-    sex = fields.String(required=True, validate=validate.OneOf(SEXES))
-    phone = fields.String(
-        validate=validate.Regexp(r"^\+?[0-9 ()./-]{4,30}$", error="Not a phone number.")
+    birth_date = FullDate(
+        required=True,
+        validate=_not_in_future,
+        # The year's lower bound as a pattern; "not after today" is in the description only.
+        metadata={
+            "pattern": r"^(19|[2-9][0-9])[0-9]{2}-[0-9]{2}-[0-9]{2}$",
+            "description": _REAL_BIRTH_DATE,
+        },
     )
+    sex = fields.String(required=True, validate=validate.OneOf(SEXES))
+    phone = fields.String(validate=Pattern(r"^\+?[0-9 ()./-]{4,30}$", "Not a phone number."))
     insurance_number = fields.String(validate=validate.Length(min=1, max=40))
 
 
 class RegisterSchema(MemberDetailsSchema):
-    email = fields.Email(required=True, validate=validate.Length(max=254))
-    password = _password
+    email = email_field()
+    password = _new_password
 
 
 class TokenRequestSchema(StrictSchema):
@@ -66,7 +88,7 @@ class RefreshSchema(StrictSchema):
 
 class EnrollSchema(StrictSchema):
     enrollment_token = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    password = _password
+    password = _new_password
 
 
 class EnrollConfirmSchema(StrictSchema):
@@ -101,7 +123,7 @@ class RecoveryCodesSchema(ma.Schema):
 
 class PasswordChangeSchema(StrictSchema):
     current_password = _password
-    new_password = _password
+    new_password = _new_password
 
 
 class PasswordResetRequestSchema(StrictSchema):
@@ -110,5 +132,5 @@ class PasswordResetRequestSchema(StrictSchema):
 
 class PasswordResetConfirmSchema(StrictSchema):
     reset_token = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    new_password = _password
+    new_password = _new_password
     totp_code = _code

@@ -10,13 +10,13 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from medchat.schemas.common import PageArgsSchema, UtcDateTime
+from medchat.schemas.common import ActivityPageArgsSchema, UtcDateTime
 from medchat.schemas.conversations import unavailable_field
 
 QUEUE_STATUSES = ("open", "answered", "closed")
 
 
-class QueueArgsSchema(PageArgsSchema):
+class QueueArgsSchema(ActivityPageArgsSchema):
     status = fields.String(load_default="open", validate=validate.OneOf(QUEUE_STATUSES))
 
 

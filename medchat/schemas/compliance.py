@@ -10,19 +10,27 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from medchat.schemas.common import PageArgsSchema, StrictSchema, UtcDateTime
+from medchat.schemas.common import (
+    ActivityPageArgsSchema,
+    Pattern,
+    StrictSchema,
+    UtcDateTime,
+    email_field,
+    text_spanning,
+)
 from medchat.schemas.conversations import MessageSchema
 from medchat.services.retrieval import JUSTIFICATION_MAX, JUSTIFICATION_MIN
 from medchat.services.retrieval_views import APPROVED, PENDING
 
-
-def _justified(value: str) -> None:
-    if len(value.strip()) < JUSTIFICATION_MIN:
-        raise ma.ValidationError(f"Write at least {JUSTIFICATION_MIN} characters.")
+#: At least ``JUSTIFICATION_MIN`` characters from the first to the last that is not white
+#: space (``len(value.strip())``), said as the pattern the document shows.
+_justified = Pattern(
+    text_spanning(JUSTIFICATION_MIN), f"Write at least {JUSTIFICATION_MIN} characters."
+)
 
 
 class ArchiveSearchSchema(StrictSchema):
-    member_email = fields.Email(required=True, validate=validate.Length(max=320))
+    member_email = email_field(max_length=320)
 
 
 class ArchiveRecordSchema(ma.Schema):
@@ -43,7 +51,10 @@ class ArchiveRecordPageSchema(ma.Schema):
 
 class RetrievalCreateSchema(StrictSchema):
     justification = fields.String(
-        required=True, validate=[validate.Length(max=JUSTIFICATION_MAX), _justified]
+        required=True,
+        # The length is implied by the pattern; said on its own so that no reader (or
+        # generator) of the document has to work it out.
+        validate=[validate.Length(min=JUSTIFICATION_MIN, max=JUSTIFICATION_MAX), _justified],
     )
 
 
@@ -63,7 +74,7 @@ class RetrievalSchema(RetrievalCreatedSchema):
     justification = fields.String(required=True)
 
 
-class RetrievalListArgsSchema(PageArgsSchema):
+class RetrievalListArgsSchema(ActivityPageArgsSchema):
     status = fields.String(load_default=PENDING, validate=validate.OneOf((PENDING, APPROVED)))
 
 

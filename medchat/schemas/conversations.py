@@ -13,18 +13,22 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from medchat.schemas.attachments import AttachmentSchema
-from medchat.schemas.common import PageArgsSchema, StrictSchema, UtcDateTime, utc_iso
+from medchat.schemas.common import (
+    NON_BLANK_TEXT_PATTERN,
+    PageArgsSchema,
+    Pattern,
+    StrictSchema,
+    UtcDateTime,
+    utc_iso,
+)
 
 SUBJECT_MAX = 200
 BODY_MAX = 10_000
 IDEMPOTENCY_KEY_MAX = 200
 
 
-def _not_blank(value: str) -> None:
-    if not value.strip():
-        raise ma.ValidationError("Must not be blank.")
-
-
+#: Something other than white space: the pattern is the check and what the document says.
+_not_blank = Pattern(NON_BLANK_TEXT_PATTERN, "Must not be blank.")
 _body = fields.String(required=True, validate=[validate.Length(min=1, max=BODY_MAX), _not_blank])
 
 
@@ -61,8 +65,8 @@ class IdempotencyHeaderSchema(ma.Schema):
     idempotency_key = fields.String(
         data_key="Idempotency-Key",
         load_default=None,
-        validate=validate.Regexp(
-            rf"^[\x20-\x7e]{{1,{IDEMPOTENCY_KEY_MAX}}}$",
+        validate=Pattern(
+            rf"^[\x20-\x7E]{{1,{IDEMPOTENCY_KEY_MAX}}}$",
             error=f"Must be 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters.",
         ),
         metadata={"description": "Retries with the same key and body return the first result."},

@@ -9,7 +9,7 @@ from marshmallow import fields, validate, validates_schema
 
 from medchat.schemas.attachments import AttachmentSchema
 from medchat.schemas.auth import MemberDetailsSchema
-from medchat.schemas.common import StrictSchema, UtcDateTime
+from medchat.schemas.common import Pattern, StrictSchema, UtcDateTime, email_field
 from medchat.schemas.conversations import unavailable_field
 
 
@@ -50,7 +50,7 @@ class ConsentGrantSchema(StrictSchema):
         required=True,
         validate=[
             validate.Length(min=1, max=32),
-            validate.Regexp(r"^[\x21-\x7e]+$", error="Printable ASCII without spaces."),
+            Pattern(r"^[\x21-\x7E]+$", "Printable ASCII without spaces."),
         ],
         metadata={"description": "The version of the consent text the member agreed to."},
     )
@@ -63,6 +63,10 @@ class ProfileUpdateSchema(MemberDetailsSchema):
     (``email`` and ``password`` have routes of their own), and an empty body is a 422: a
     rectification that changes nothing is a client mistake worth saying so.
     """
+
+    class Meta(MemberDetailsSchema.Meta):
+        #: The document says what ``_something_to_change`` checks (``medchat.api.openapi``).
+        json_schema = {"minProperties": 1}
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("partial", True)
@@ -154,7 +158,7 @@ class EmailChangeSchema(StrictSchema):
     registration checks one."""
 
     password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
-    new_email = fields.Email(required=True, validate=validate.Length(max=254))
+    new_email = email_field()
 
 
 class EmailChangeConfirmSchema(StrictSchema):

@@ -8,7 +8,9 @@ altered in the database) is 409 ``key_integrity_failed``, whether the service ra
 rate limiter's storage: ``medchat.storage.outages``) is 503 ``dependency_down`` with
 ``Retry-After``, logged in one line and audited when the database is not the one down; any
 other exception is logged with its trace and answered 500 with no trace. Refusals (403, 429)
-are audited after the request's own work is rolled back.
+are audited after the request's own work is rolled back. A 401 under ``/api`` names the
+bearer scheme (``WWW-Authenticate``, RFC 6750), and every 429 and 503 says ``Retry-After``:
+the OpenAPI document promises both (``medchat.api.openapi``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from apispec import BasePlugin
 from flask import Flask, Response, current_app, g, jsonify, request
 from flask.sansio.app import App
 from flask_limiter import RequestLimit
@@ -87,7 +88,21 @@ def error_response(
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
+    if status == 401:
+        response.headers["WWW-Authenticate"] = www_authenticate()
+    if status in (429, 503) and "Retry-After" not in response.headers:
+        # Every 429 and 503 says when to come back (the OpenAPI document requires it).
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
+
+
+def www_authenticate() -> str:
+    """RFC 6750 section 3: a 401 names the scheme it wants; when a bearer token was sent
+    and refused, it says so (``invalid_token``), so a client knows to refresh or sign in."""
+    sent = request.headers.get("Authorization", "")
+    if sent[:7].lower() == "bearer ":
+        return 'Bearer realm="medchat", error="invalid_token"'
+    return 'Bearer realm="medchat"'
 
 
 def audit_refusal(status: int, code: str) -> None:
@@ -223,19 +238,6 @@ def render_unexpected(error: Exception) -> Response:
         return render_dependency_down(dependency, error)
     log.exception("unhandled error on %s %s", request.method, request.path)
     return error_response(500, "internal_error", "Something went wrong on our side.")
-
-
-class ErrorResponsesPlugin(BasePlugin):
-    """Documents the 400 every JSON body can get (``medchat.web.json_bodies``: not UTF-8 JSON, too
-    deep, a lone surrogate) beside flask-smorest's 422, on every operation that takes one."""
-
-    def operation_helper(
-        self, path: str | None = None, operations: dict[str, Any] | None = None, **_: Any
-    ) -> None:
-        for operation in (operations or {}).values():
-            content = (operation.get("requestBody") or {}).get("content") or {}
-            if "application/json" in content:
-                operation.setdefault("responses", {}).setdefault("400", "BAD_REQUEST")
 
 
 def register_error_handlers(app: Flask) -> None:

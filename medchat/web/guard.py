@@ -11,7 +11,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
-from flask import Flask
+from flask import Flask, g
 from flask_login import current_user
 
 from access_control.permissions import Permission, require
@@ -29,6 +29,19 @@ def current_principal() -> Principal | None:
         return None
     principal: Principal = current_user._get_current_object()
     return principal
+
+
+def loaded_principal() -> Principal | None:
+    """The caller, if this request has already signed it in; never loads it (so never raises).
+
+    For steps after the view (``after_request``): a request whose view never ran (an
+    automatic ``OPTIONS``, a 404, a 405) has not checked its token, and loading it there
+    would raise ``InvalidToken`` for a dead one outside every error handler: a 500.
+    """
+    user = g.get("_login_user")
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return user  # type: ignore[no-any-return]
 
 
 def signed_in() -> Principal:
@@ -49,21 +62,26 @@ def requires(permission: Permission) -> Callable[[Callable[P, R]], Callable[P, R
     def decorator(view: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(view)
         def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-            if permission is Permission.PUBLIC:
-                return view(*args, **kwargs)
-            principal = current_principal()
-            require(
-                principal.role if principal else None,
-                permission,
-                mfa_verified=principal.mfa_verified if principal else False,
-                mfa_needed=principal.mfa_needed if principal else False,
-            )
+            enforce(permission)
             return view(*args, **kwargs)
 
         setattr(guarded, PERMISSION_ATTRIBUTE, permission)
         return guarded
 
     return decorator
+
+
+def enforce(permission: Permission) -> None:
+    """Raise (401, 403) unless the caller of this request has ``permission``."""
+    if permission is Permission.PUBLIC:
+        return
+    principal = current_principal()
+    require(
+        principal.role if principal else None,
+        permission,
+        mfa_verified=principal.mfa_verified if principal else False,
+        mfa_needed=principal.mfa_needed if principal else False,
+    )
 
 
 def declared_permission(view: Callable[..., Any]) -> Permission | None:

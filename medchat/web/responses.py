@@ -10,10 +10,10 @@ from flask import Response, jsonify
 
 from medchat.files.names import content_disposition
 from medchat.schemas.conversations import message_json
+from medchat.schemas.cursors import encode_activity_cursor, encode_cursor
 from medchat.services.attachments import AttachmentFile
 from medchat.services.conversation_pages import ActivityPosition, Page
 from medchat.services.idempotency import Created
-from medchat.web.cursors import encode_activity_cursor, encode_cursor
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 

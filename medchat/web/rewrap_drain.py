@@ -21,7 +21,7 @@ from access_control.roles import Role
 from medchat.keys.member_rewrap import RewrapQueue
 from medchat.models import KeyRole
 from medchat.web.context import runtime
-from medchat.web.guard import current_principal
+from medchat.web.guard import loaded_principal
 
 #: Where a clinician works with conversations (API and console).
 CLINICIAN_PATHS = (
@@ -39,7 +39,7 @@ def _drain_after_request(response: Response) -> Response:
     limit = runtime().settings.rewrap_batch
     if session is None or limit <= 0:
         return response
-    principal = current_principal()
+    principal = loaded_principal()
     if principal is None or principal.role != Role.CLINICIAN:
         return response
     if not principal.keyring.holds_role(KeyRole.PHYSICIAN):

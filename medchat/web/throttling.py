@@ -15,12 +15,16 @@ happen. While the storage is unreachable the limits are counted per process (see
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import Flask, Response, request
 from flask_limiter import Limiter
+
+from access_control.permissions import Permission
+from medchat.web.guard import declared_permission, enforce
 
 F = TypeVar("F", bound=Callable[..., Any])
 _ATTRIBUTE = "throttles"
@@ -60,6 +64,11 @@ def throttled(*throttles: Throttle) -> Callable[[F], F]:
     return decorator
 
 
+def throttles_of(view: Callable[..., Any]) -> tuple[Throttle, ...]:
+    """The limits a view declared (the OpenAPI document lists 429 for it)."""
+    return tuple(getattr(view, _ATTRIBUTE, ()))
+
+
 def init_app(app: Flask, storage_uri: str, key_prefix: str) -> Limiter:
     """Create this app's limiter and wrap every view that declared throttles."""
     limiter = Limiter(
@@ -78,6 +87,7 @@ def init_app(app: Flask, storage_uri: str, key_prefix: str) -> Limiter:
     )
     for endpoint, route in list(app.view_functions.items()):
         # Flask-Limiter's decorator is typed for one kind of view, sync or async, at a time.
+        declared: Callable[..., Any] = route
         view: Callable[..., Any] = route
         throttles: tuple[Throttle, ...] = getattr(view, _ATTRIBUTE, ())
         for throttle in throttles:
@@ -90,5 +100,25 @@ def init_app(app: Flask, storage_uri: str, key_prefix: str) -> Limiter:
                 deduct_when=throttle.deduct_when,
             )(view)
         if throttles:
-            app.view_functions[endpoint] = view
+            app.view_functions[endpoint] = _permission_first(declared, view)
     return limiter
+
+
+def _permission_first(declared: Callable[..., Any], limited: F) -> F:
+    """Refuse a caller without the view's permission (401, 403) before any limit counts it.
+
+    The limits guard what a view does with a password or a code; a request that may not
+    reach the view does none of it, so it neither spends the address's budget nor hides the
+    401 that tells a client to sign in (RFC 6750) behind a 429. Public views (sign-in) are
+    limited first, as before.
+    """
+    permission = declared_permission(declared)
+    if permission is None or permission is Permission.PUBLIC:
+        return limited
+
+    @functools.wraps(limited)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        enforce(permission)
+        return limited(*args, **kwargs)
+
+    return checked  # type: ignore[return-value]

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from access_control.roles import Role
 from medchat import audit
 from medchat.models import Account, AuditEntry
-from medchat.web.cursors import encode_cursor
+from medchat.schemas.cursors import encode_cursor
 from tests.support.accounts import PASSWORDS, Person, bearer, login, make_member, make_staff
 
 ACCOUNTS = "/api/v1/admin/accounts"

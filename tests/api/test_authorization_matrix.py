@@ -123,6 +123,11 @@ def test_public_routes_are_few_and_known(app):
         "/api/v1/auth/password-reset/confirm",
         # The archive-signing public key: anyone verifies exported records offline with it.
         "/api/v1/archive/public-key",
+        # Swagger UI for the OpenAPI document (public, as the document is): the page, its
+        # start-up script and the listed assets of flask-swagger-ui.
+        "/api/v1/docs",
+        "/api/v1/docs/medchat-docs.js",
+        "/api/v1/docs/<name>",
     }
 
 

@@ -256,7 +256,11 @@ def test_garbage_cursors_are_a_422(client, runtime, raw):
 def test_the_openapi_document_shows_the_400_and_the_real_error_body(client):
     spec = client.get("/api/v1/openapi.json").get_json()
     operation = spec["paths"]["/api/v1/auth/token"]["post"]
-    assert operation["responses"]["400"] == {"$ref": "#/components/responses/BAD_REQUEST"}
+    bad_request = operation["responses"]["400"]
+    assert bad_request["content"] == {
+        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+    }
+    assert "bad_request" in bad_request["description"]
     assert "400" not in spec["paths"]["/api/v1/conversations"]["get"]["responses"]  # no body
     schemas = spec["components"]["schemas"]
     assert schemas["Error"]["properties"] == {"error": {"$ref": "#/components/schemas/ErrorBody"}}

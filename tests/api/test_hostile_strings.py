@@ -127,6 +127,8 @@ def targets(app: Flask, spec: dict[str, Any]) -> list[Target]:
     for rule in app.url_map.iter_rules():
         if not rule.rule.startswith("/api/v1/") or rule.rule.endswith("/openapi.json"):
             continue
+        if rule.endpoint.startswith("docs."):  # the document's own pages (Swagger UI)
+            continue
         permission = declared_permission(app.view_functions[rule.endpoint])
         assert permission is not None, rule.rule
         path = spec["paths"].get(openapi_path(rule.rule))

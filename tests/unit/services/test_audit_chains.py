@@ -9,6 +9,7 @@ every head. Tampering goes through raw SQL, as someone with write access would d
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import Counter
 
@@ -137,7 +138,7 @@ def test_swapped_sequence_numbers_across_chains_are_caught(runtime):
     write(runtime)
     rows = entries(runtime)
     # Two neighbours in the access log's order that sit on different chains.
-    a, b = next((x, y) for x, y in zip(rows, rows[1:]) if x.chain != y.chain)
+    a, b = next((x, y) for x, y in itertools.pairwise(rows) if x.chain != y.chain)
     execute(runtime, "UPDATE audit_entries SET seq = -1 WHERE seq = :s", s=a.seq)
     execute(runtime, "UPDATE audit_entries SET seq = :new WHERE seq = :s", new=a.seq, s=b.seq)
     execute(runtime, "UPDATE audit_entries SET seq = :new WHERE seq = -1", new=b.seq)
