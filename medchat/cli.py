@@ -200,7 +200,7 @@ def demo(as_json: bool) -> None:
     base = runtime.settings.public_base_url
     lines += [
         "Staff sign in with a TOTP code: .venv/bin/python -m medchat.totp_code SECRET",
-        f"Doctor's console: {base}/console/login (the member's question is waiting there)",
+        f"Doctor's console: {base}/console/login (one question waiting, one answered)",
         f"Member API: POST {base}/api/v1/auth/token, then GET {base}/api/v1/conversations",
     ]
     click.echo("\n".join(lines))
