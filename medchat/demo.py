@@ -128,8 +128,7 @@ def _act_as(session: Session, account_id: Any, role: str) -> None:
 #: The question the demo doctor has answered, and the answer.
 ANSWERED = {
     "subject": "Persistent cough",
-    "body": "I have had a dry cough for two weeks, worse at night. No fever. "
-    "Should I see someone?",
+    "body": "I have had a dry cough for two weeks, worse at night. No fever. Should I see someone?",
     "answer": "Thank you for writing. A dry cough lasting two weeks is common after a cold, but "
     "it should be checked if it lasts beyond three weeks or if you become short of breath. "
     "Does anything make it worse, such as lying down or cold air?",
