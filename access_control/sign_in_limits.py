@@ -41,6 +41,7 @@ from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from medchat.errors import RateLimited
+from medchat.observability import metrics
 
 #: Failed passwords against one account from one client address.
 PAIR_FAILURES = "5 per 15 minutes; 10 per hour; 20 per day"
@@ -149,21 +150,30 @@ class SignInLimits:
 
     # -- counting ------------------------------------------------------------------------
 
-    def password_failed(self, account: str, address: str) -> None:
-        def count(limiter: FixedWindowRateLimiter) -> None:
-            for item in self._pair:
-                limiter.hit(item, self._prefix, "sign-in-pair", account, address)
-            for item in self._account:
-                limiter.hit(item, self._prefix, "sign-in-account", account)
+    def _spend(
+        self, limiter: FixedWindowRateLimiter, items: list[RateLimitItem], *ids: str
+    ) -> list[str]:
+        """Count one failure in every window of a budget; ``[budget]`` if this failure was
+        the one that spent a window (a lockout starts: ``medchat_sign_in_lockouts_total``)."""
+        spent = False
+        for item in items:
+            if limiter.hit(item, self._prefix, *ids) and not limiter.test(item, self._prefix, *ids):
+                spent = True
+        return [ids[0]] if spent else []
 
-        self._counter.run(count)
+    def password_failed(self, account: str, address: str) -> None:
+        def count(limiter: FixedWindowRateLimiter) -> list[str]:
+            return self._spend(limiter, self._pair, "sign-in-pair", account, address) + (
+                self._spend(limiter, self._account, "sign-in-account", account)
+            )
+
+        metrics.sign_in_failed("password", self._counter.run(count))
 
     def code_failed(self, account: str) -> None:
-        def count(limiter: FixedWindowRateLimiter) -> None:
-            for item in self._code:
-                limiter.hit(item, self._prefix, "sign-in-code", account)
+        def count(limiter: FixedWindowRateLimiter) -> list[str]:
+            return self._spend(limiter, self._code, "sign-in-code", account)
 
-        self._counter.run(count)
+        metrics.sign_in_failed("second_factor", self._counter.run(count))
 
     def storage_answers(self) -> bool:
         """The shared storage answers a ping (``/readyz``); never raises."""

@@ -17,7 +17,7 @@ from flask_smorest import Api
 from access_control import bearer, throttling
 from access_control.guard import check_routes_declare_permissions
 from access_control.networks import TrustedProxies
-from medchat import console, http_json, http_rewrap, http_security, http_transaction
+from medchat import console, http_json, http_rewrap, http_security, http_transaction, observability
 from medchat.api import (
     admin,
     attachments,
@@ -101,6 +101,8 @@ def create_app(
             app.wsgi_app, settings.trusted_proxy_networks, settings.trusted_proxies
         )
 
+    # Request ids, the JSON request log line and latency metrics, GET /metrics.
+    observability.init_app(app)
     # Order matters: the transaction opens first, so refusals after it (network, rate
     # limits: the limiter registers its checks last) can be audited in it.
     http_transaction.init_app(app)
