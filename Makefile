@@ -27,6 +27,15 @@ run: install
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+## requirements.lock: the production dependencies of pyproject.toml (and the setuptools that
+## builds medchat), pinned with the hash of every file, for every platform (deploy/Dockerfile
+## installs it with --require-hashes). Run after changing [project].dependencies; needs the index.
+lock: install
+	$(BIN)/python -m pip install --quiet 'uv>=0.5'
+	$(BIN)/uv pip compile pyproject.toml deploy/build-requirements.in --universal \
+		--python-version 3.11 --generate-hashes --custom-compile-command 'make lock' \
+		-o requirements.lock
+
 lint: install
 	$(BIN)/ruff check .
 
