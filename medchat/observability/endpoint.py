@@ -2,8 +2,8 @@
 
 Reached like the console and the staff API: ``/metrics`` is one of
 ``access_control.networks.STAFF_PATH_PREFIXES``, so a scraper outside
-``MEDCHAT_STAFF_NETWORKS`` gets 403 ``network_not_allowed``, audited as every such refusal
-(``medchat.http_security``). There is no sign-in: Prometheus scrapes without one, and nothing
+``MEDCHAT_STAFF_NETWORKS`` gets 403 ``network_not_allowed`` from ``medchat.http_security``,
+audited as every such refusal. There is no sign-in: Prometheus scrapes without one, and nothing
 here is about a person (``medchat.observability.metrics`` says why).
 
 Scrape each app host directly (``<host>:8000/metrics``), not through nginx, which answers 404
