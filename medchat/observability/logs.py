@@ -53,6 +53,8 @@ def get_logger(name: str) -> Any:
     return structlog.wrap_logger(
         logging.getLogger(name),
         processors=[
+            # Nothing more is done for a line nobody will write.
+            structlog.stdlib.filter_by_level,
             *_SHARED_PROCESSORS,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
