@@ -15,8 +15,11 @@ included, with its final status:
   its answer; the time to send a body to a slow client is not counted.
 - **Latency** in ``medchat_http_request_duration_seconds`` by route, method and status.
 
-The route and the role are read when the request context ends (``_note_route_and_role``):
-the role only if sign-in already loaded the caller (no database work for the log line).
+The role is noted when sign-in loads the caller (flask-login's ``user_loaded_from_request``,
+for bearer tokens and console sessions alike), while its rows are fresh: read later, after the
+commit, an account row would have to be loaded again, with no session left to do it. No caller
+loaded (no view asked who it was) is ``anonymous``: the log line never costs a database round.
+The route is noted when the request context ends, matched or not.
 A request that matches no route is ``unmatched``; a method outside HTTP's usual ones is
 ``other``, so a client cannot grow the number of series.
 """
@@ -30,7 +33,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
-from flask import Flask, g, request
+from flask import Flask, request
+from flask_login import user_loaded_from_request
 
 from medchat.observability import metrics
 from medchat.observability.logs import get_logger
@@ -53,14 +57,15 @@ def request_id_from(header: str | None) -> str:
     return uuid.uuid4().hex
 
 
-def _note_route_and_role(_error: BaseException | None) -> None:
-    environ = request.environ
-    environ[_ROUTE] = request.url_rule.rule if request.url_rule is not None else UNMATCHED
-    # Only a caller already loaded (flask_login keeps it in g): loading one here would cost
-    # a database round for a log line, and could fail after the answer was decided.
-    user = g.get("_login_user")
-    role = getattr(user, "role", None) if getattr(user, "is_authenticated", False) else None
-    environ[_ROLE] = str(role) if role else "anonymous"
+def _note_role(_app: Flask, user: Any = None, **_: Any) -> None:
+    role = getattr(user, "role", None)
+    if role:
+        request.environ[_ROLE] = str(role)
+
+
+def _note_route(_error: BaseException | None) -> None:
+    rule = request.url_rule
+    request.environ[_ROUTE] = rule.rule if rule is not None else UNMATCHED
 
 
 class RequestObserver:
@@ -109,5 +114,6 @@ class RequestObserver:
 
 
 def init_app(app: Flask) -> None:
-    app.teardown_request(_note_route_and_role)
+    user_loaded_from_request.connect(_note_role, app)
+    app.teardown_request(_note_route)
     app.wsgi_app = RequestObserver(app.wsgi_app)  # type: ignore[method-assign]

@@ -18,6 +18,7 @@ import pytest
 
 from medchat.observability.logs import configure_logging
 from tests.support.accounts import bearer, login, make_member
+from tests.support.console import console_login
 from tests.support.log_capture import captured_lines
 from tests.support.messaging import asked, care_team, give_consent
 
@@ -65,6 +66,19 @@ def test_each_request_writes_one_line_with_route_status_duration_and_role(client
         "anonymous",
     )
     assert second["request_id"] != first["request_id"]
+
+
+def test_a_console_page_names_the_clinician_after_its_commit(client, runtime):
+    """The role is noted when the session loads the caller: read after the commit, the
+    account row would need a session that is gone."""
+    team = care_team(runtime)
+    console_login(client, runtime, team.clinician)
+    with captured_lines(logging.INFO) as lines:
+        assert client.get("/console/queue").status_code == 200
+        assert client.get("/console/login").status_code in (200, 302)
+    queue, login_page = lines.requests()
+    assert (queue["route"], queue["actor_role"]) == ("/console/queue", "clinician")
+    assert login_page["route"] == "/console/login"
 
 
 def test_a_sane_request_id_is_kept_and_returned(client):
