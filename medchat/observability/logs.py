@@ -35,6 +35,14 @@ _SHARED_PROCESSORS: list[Any] = [
 ]
 
 
+#: Read first on every line, whatever added them last.
+_FIRST = ("time", "level", "logger", "event", "request_id")
+
+
+def _first_fields_first(_logger: Any, _name: str, event_dict: Any) -> Any:
+    return {**{key: event_dict[key] for key in _FIRST if key in event_dict}, **event_dict}
+
+
 def json_formatter() -> logging.Formatter:
     """A ``logging`` formatter that writes each record as one JSON object."""
     return structlog.stdlib.ProcessorFormatter(
@@ -42,6 +50,7 @@ def json_formatter() -> logging.Formatter:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            _first_fields_first,
             structlog.processors.JSONRenderer(sort_keys=False),
         ],
     )

@@ -52,6 +52,7 @@ def test_each_request_writes_one_line_with_route_status_duration_and_role(client
 
     first, second = lines.requests()
     assert set(first) == REQUEST_FIELDS
+    assert list(first)[:5] == ["time", "level", "logger", "event", "request_id"]
     assert first["event"] == "request"
     assert first["route"] == "/api/v1/clinician/conversations/<uuid:conversation_id>"
     assert (first["method"], first["status"], first["actor_role"]) == ("GET", 200, "clinician")
