@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint bench browser-deps clean
+.PHONY: install run test lint bench browser-deps nginx-deps lock clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,15 @@ run: install
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+## requirements.lock: the production dependencies of pyproject.toml (and the setuptools that
+## builds medchat), pinned with the hash of every file, for every platform (deploy/Dockerfile
+## installs it with --require-hashes). Run after changing [project].dependencies; needs the index.
+lock: install
+	$(BIN)/python -m pip install --quiet 'uv>=0.5'
+	$(BIN)/uv pip compile pyproject.toml deploy/build-requirements.in --universal \
+		--python-version 3.11 --generate-hashes --custom-compile-command 'make lock' \
+		-o requirements.lock
+
 ## Every static check CI runs (`make test` runs them first): lint and format, the layers,
 ## types ([tool.mypy]) and bandit's security lint ([tool.bandit]) of the package.
 lint: install
@@ -46,6 +55,14 @@ browser-deps:
 		echo "chromium and chromedriver are present"; \
 	else \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; \
+	fi
+
+## Debian's nginx, for the `nginx -t` check of deploy/nginx/medchat.conf (needs root).
+nginx-deps:
+	@if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then \
+		echo "nginx is present"; \
+	else \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx; \
 	fi
 
 clean:

@@ -24,6 +24,9 @@ STAFF_PATH_PREFIXES = (
     "/api/v1/clinician",
     "/api/v1/compliance",
     "/api/v1/admin",
+    # Prometheus' scrapes (medchat.web.metrics_endpoint): no sign-in, so the network is the
+    # whole of the check.
+    "/metrics",
 )
 #: ``REMOTE_ADDR`` when a trusted proxy forwarded something that is not an address: no
 #: network contains it, so staff surfaces refuse it, and the audit log says so.

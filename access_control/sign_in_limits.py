@@ -94,9 +94,17 @@ class _Counter:
 class SignInLimits:
     """The three budgets over one limits storage; every method is a single storage round."""
 
-    def __init__(self, storage_uri: str, key_prefix: str) -> None:
+    def __init__(
+        self,
+        storage_uri: str,
+        key_prefix: str,
+        on_failure: Callable[[str, list[str]], None] | None = None,
+    ) -> None:
         self._counter = _Counter(storage_uri)
         self._prefix = key_prefix
+        #: Told of each failure: the factor and the budgets it spent (each one a lockout now);
+        #: the service counts them in its metrics (``medchat.observability.metrics``).
+        self._on_failure = on_failure or (lambda factor, spent: None)
         self._pair = parse_many(PAIR_FAILURES)
         self._account = parse_many(ACCOUNT_FAILURES)
         self._code = parse_many(CODE_FAILURES)
@@ -149,21 +157,30 @@ class SignInLimits:
 
     # -- counting ------------------------------------------------------------------------
 
-    def password_failed(self, account: str, address: str) -> None:
-        def count(limiter: FixedWindowRateLimiter) -> None:
-            for item in self._pair:
-                limiter.hit(item, self._prefix, "sign-in-pair", account, address)
-            for item in self._account:
-                limiter.hit(item, self._prefix, "sign-in-account", account)
+    def _spend(
+        self, limiter: FixedWindowRateLimiter, items: list[RateLimitItem], *ids: str
+    ) -> list[str]:
+        """Count one failure in every window of a budget; ``[budget]`` if this failure was
+        the one that spent a window (a lockout starts: ``medchat_sign_in_lockouts_total``)."""
+        spent = False
+        for item in items:
+            if limiter.hit(item, self._prefix, *ids) and not limiter.test(item, self._prefix, *ids):
+                spent = True
+        return [ids[0]] if spent else []
 
-        self._counter.run(count)
+    def password_failed(self, account: str, address: str) -> None:
+        def count(limiter: FixedWindowRateLimiter) -> list[str]:
+            return self._spend(limiter, self._pair, "sign-in-pair", account, address) + (
+                self._spend(limiter, self._account, "sign-in-account", account)
+            )
+
+        self._on_failure("password", self._counter.run(count))
 
     def code_failed(self, account: str) -> None:
-        def count(limiter: FixedWindowRateLimiter) -> None:
-            for item in self._code:
-                limiter.hit(item, self._prefix, "sign-in-code", account)
+        def count(limiter: FixedWindowRateLimiter) -> list[str]:
+            return self._spend(limiter, self._code, "sign-in-code", account)
 
-        self._counter.run(count)
+        self._on_failure("second_factor", self._counter.run(count))
 
     def storage_answers(self) -> bool:
         """The shared storage answers a ping (``/readyz``); never raises."""

@@ -1,11 +1,13 @@
 """Gunicorn settings for medchat: tokens and personal data in URLs never reach a log line.
 
-The access log records the method and the *path* of each request (``%(U)s``), never the
-request line (``%(r)s``), the query string (``%(q)s``) or the referrer (``%(f)s``). A query
-string is the one part of a URL that a client, a mail link or a careless integration can
-fill with secrets (a token, an e-mail address, a search for a patient's name), and a log
-line is copied to places the database's protections do not reach: journald, log shippers,
-backups, support tickets. Paths carry only opaque ids (UUIDs), so they are safe to keep.
+Every line is one JSON object on stderr. gunicorn writes no access log: the application
+writes one line per request (``medchat.web.request_log``) with its route, the URL
+*rule* (``/api/v1/conversations/<uuid:conversation_id>``), never the path, whose ids tie a
+line to a member, nor the query string, the one part of a URL that a client, a mail link or a
+careless integration can fill with secrets (a token, an e-mail address, a search for a
+patient's name). A log line is copied to places the database's protections do not reach:
+journald, log shippers, backups, support tickets. gunicorn's own lines (workers starting,
+stopping, timing out) are rendered as JSON by ``JsonLogger`` below.
 
 Behind the reverse proxy, ``%(h)s`` is the proxy's address; the client's address is
 resolved by the application from ``X-Forwarded-For`` (``MEDCHAT_TRUSTED_PROXY_NETWORKS``,
@@ -14,13 +16,20 @@ recorded in the audit log. ``forwarded_allow_ips`` only decides whose ``X-Forwar
 gunicorn believes (the request scheme); keep it to the proxy's address.
 
 Read from the environment (the systemd unit's ``EnvironmentFile`` or the container's
-``ENV``): ``MEDCHAT_BIND``, ``MEDCHAT_WORKERS``, ``MEDCHAT_THREADS`` and
-``MEDCHAT_FORWARDED_ALLOW_IPS``.
+``ENV``): ``MEDCHAT_BIND``, ``MEDCHAT_WORKERS``, ``MEDCHAT_THREADS``,
+``MEDCHAT_FORWARDED_ALLOW_IPS`` and, optionally, ``PROMETHEUS_MULTIPROC_DIR`` (below).
 """
 
+import json
+import logging
 import multiprocessing
 import os
+import shutil
 import sys
+import tempfile
+from datetime import UTC, datetime
+
+from gunicorn.glogging import Logger
 
 # -- Where to listen -------------------------------------------------------------------------
 # 127.0.0.1 when nginx runs on the same host; the host's private address when a separate
@@ -51,11 +60,38 @@ keepalive = 5
 max_requests = 2000
 max_requests_jitter = 200
 
-# -- Logging (to stdout/stderr: journald or the container runtime collects them) -------------
-accesslog = "-"
+# -- Logging (to stderr: journald or the container runtime collects it) ---------------------
+# No access log: the application's request line replaces it (the module's docstring).
+accesslog = None
 errorlog = "-"
-# remote address, "METHOD /path", status, response bytes, duration in ms, user agent.
-access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms "%(a)s"'
+
+
+class _JsonFormatter(logging.Formatter):
+    """gunicorn's records with the fields of the application's lines (time, level, logger,
+    event); written here because the master never imports the application."""
+
+    def format(self, record):
+        line = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
+class JsonLogger(Logger):
+    """gunicorn's logger, every handler it sets up writing JSON."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        for handler in (*self.error_log.handlers, *self.access_log.handlers):
+            handler.setFormatter(_JsonFormatter())
+
+
+logger_class = JsonLogger
 
 # -- Proxy and request limits ----------------------------------------------------------------
 forwarded_allow_ips = os.environ.get("MEDCHAT_FORWARDED_ALLOW_IPS", "127.0.0.1")
@@ -147,10 +183,12 @@ PRELOADED_LIBRARIES = (
     "limits",
     "marshmallow",
     "psycopg",
+    "prometheus_client",
     "pyotp",
     "redis",
     "segno",
     "sqlalchemy.orm",
+    "structlog",
     "webargs",
     "zxcvbn",
 )
@@ -187,12 +225,51 @@ def forbid_core_dumps():
         raise OSError(error, f"prctl(PR_SET_DUMPABLE, 0) failed: {os.strerror(error)}")
 
 
+# -- Metrics: one /metrics for all the workers of this host ---------------------------------
+# prometheus-client's multiprocess mode: each worker writes its counts to files in
+# PROMETHEUS_MULTIPROC_DIR and /metrics adds them up (medchat/observability/). The directory
+# must be set before a worker imports prometheus_client, must start empty, and must not be
+# shared with another server. Unset, a private one is made under $TMPDIR (the unit's
+# PrivateTmp, the container's --tmpfs /tmp) for this master's life. A worker that exits is
+# marked dead, so its share of the live gauges (requests in flight) leaves the sum; its
+# counters stay counted.
+_METRICS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
+_made_metrics_directory = []
+
+
+def prepare_metrics_directory():
+    """The multiprocess directory, emptied of an earlier run's files, or a new private one."""
+    path = os.environ.get(_METRICS_DIRECTORY)
+    if not path:
+        path = tempfile.mkdtemp(prefix="medchat-metrics-")
+        _made_metrics_directory.append(path)
+        os.environ[_METRICS_DIRECTORY] = path
+        return path
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    for name in os.listdir(path):
+        if name.endswith(".db"):
+            os.unlink(os.path.join(path, name))
+    return path
+
+
 def on_starting(server):
     import importlib
 
     forbid_core_dumps()
+    prepare_metrics_directory()
     for name in PRELOADED_LIBRARIES:
         importlib.import_module(name)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    for path in _made_metrics_directory:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def post_fork(server, worker):

@@ -35,7 +35,7 @@ from medchat.console import cookie as console_cookie
 from medchat.console import security as console_security
 from medchat.schemas.common import ErrorSchema
 from medchat.services.context import build_service_context, verify_role_key_pins
-from medchat.web import bearer, rotation_due, throttling
+from medchat.web import bearer, metrics_endpoint, request_log, rotation_due, throttling
 from medchat.web import json_bodies as http_json
 from medchat.web import rewrap_drain as http_rewrap
 from medchat.web import security_headers as http_security
@@ -111,6 +111,9 @@ def create_app(
             app.wsgi_app, settings.trusted_proxy_networks, settings.trusted_proxies
         )
 
+    # Request ids, the JSON request log line and latency metrics, GET /metrics.
+    request_log.init_app(app)
+    app.register_blueprint(metrics_endpoint.bp)
     # Order matters: the transaction opens first, so refusals after it (network, rate
     # limits: the limiter registers its checks last) can be audited in it.
     http_transaction.init_app(app)

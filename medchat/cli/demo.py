@@ -1,8 +1,10 @@
-"""Demo data for ``make run``: one account per role, the role keys, one answered question.
+"""Demo data for ``make run``: one account per role, the role keys, two questions.
 
 For local use only: the demo doctor and compliance officer become the first holders of the
-role keys (as ``medchat keys init`` would make them), and the demo member's question is
-answered, so a newcomer can sign in as either side and see the exchange at once.
+role keys (as ``medchat keys init`` would make them). The demo member has asked two questions:
+one the demo doctor has answered, so a newcomer sees an exchange at once, and one still
+waiting, so the console's Waiting tab (the doctor's work) is not empty and the newcomer can
+answer it.
 
 Running it again finds the same accounts (by blind index) and prints the same sign-in data;
 it never duplicates them. Refused in production by the CLI.
@@ -16,7 +18,7 @@ from typing import Any
 import click
 import pyotp
 from flask.cli import with_appcontext
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from access_control.roles import Role
@@ -123,39 +125,65 @@ def _acting(session: Session, runtime: ServiceContext, email: str, password: str
     account = AccountService(session, runtime).find_by_email(email)
     assert account is not None  # nosec B101  # one of DEMO_ACCOUNTS, seeded first
     keyring = runtime.custody(session).open_keyring(account.id, password)
-    audit.set_context(
-        session, audit.AuditContext(actor_id=account.id, actor_role=account.role, address="cli")
-    )
+    _act_as(session, account.id, account.role)
     return Principal.in_process(account, keyring)
 
 
+def _act_as(session: Session, account_id: Any, role: str) -> None:
+    audit.set_context(
+        session, audit.AuditContext(actor_id=account_id, actor_role=role, address="cli")
+    )
+
+
+#: The question the demo doctor has answered, and the answer.
+ANSWERED = {
+    "subject": "Persistent cough",
+    "body": "I have had a dry cough for two weeks, worse at night. No fever. Should I see someone?",
+    "answer": "Thank you for writing. A dry cough lasting two weeks is common after a cold, but "
+    "it should be checked if it lasts beyond three weeks or if you become short of breath. "
+    "Does anything make it worse, such as lying down or cold air?",
+}
+#: The question left waiting in the console's queue.
+WAITING = {
+    "subject": "Skin rash",
+    "body": "Since Monday I have a rash on both arms. Should I worry?",
+}
+
+
 def _seed_keys_and_conversation(session: Session, runtime: ServiceContext) -> None:
-    """``keys init`` for the demo doctor and officer, then one question and its answer."""
+    """``keys init`` for the demo doctor and officer, then the answered and the waiting question.
+
+    Counted, not looked up (subjects are sealed): none yet, both are asked; one (a demo made
+    before the waiting question was added), only the waiting one. Once the newcomer has
+    answered the waiting question, running the demo again leaves it answered.
+    """
     member_spec, doctor_spec, compliance_spec = DEMO_ACCOUNTS[0], DEMO_ACCOUNTS[1], DEMO_ACCOUNTS[2]
     custody = runtime.custody(session)
     if not custody.role_keys(KeyRole.PHYSICIAN):
         RoleKeyService(session, runtime).initialise(doctor_spec["email"], compliance_spec["email"])
     member = _acting(session, runtime, member_spec["email"], member_spec["password"])
-    if session.scalar(select(Conversation.id).where(Conversation.member_id == member.id)):
-        return
-    ConsentService(session, runtime).grant(member, "2026-01")
-    started = (
-        MemberConversationService(session, runtime)
-        .start(
-            member,
-            subject="Persistent cough",
-            body="I have had a dry cough for two weeks, worse at night. No fever. "
-            "Should I see someone?",
+    asked = (
+        session.scalar(
+            select(func.count())
+            .select_from(Conversation)
+            .where(Conversation.member_id == member.id)
         )
-        .result
+        or 0
     )
-    doctor = _acting(session, runtime, doctor_spec["email"], doctor_spec["password"])
-    ConversationService(session, runtime).send(
-        doctor,
-        started.id,
-        "Thank you for writing. A dry cough lasting two weeks is common after a cold, but it "
-        "should be checked if it lasts beyond three weeks or if you become short of breath. "
-        "Does anything make it worse, such as lying down or cold air?",
+    if asked >= 2:
+        return
+    if asked == 0:
+        ConsentService(session, runtime).grant(member, "2026-01")
+        answered = (
+            MemberConversationService(session, runtime)
+            .start(member, subject=ANSWERED["subject"], body=ANSWERED["body"])
+            .result
+        )
+        doctor = _acting(session, runtime, doctor_spec["email"], doctor_spec["password"])
+        ConversationService(session, runtime).send(doctor, answered.id, ANSWERED["answer"])
+        _act_as(session, member.id, Role.MEMBER)
+    MemberConversationService(session, runtime).start(
+        member, subject=WAITING["subject"], body=WAITING["body"]
     )
 
 
@@ -182,7 +210,7 @@ def demo(as_json: bool) -> None:
     base = runtime.settings.public_base_url
     lines += [
         "Staff sign in with a TOTP code: .venv/bin/python -m medchat.cli.totp_code SECRET",
-        f"Doctor's console: {base}/console/login (the member's question is waiting there)",
+        f"Doctor's console: {base}/console/login (one question waiting, one answered)",
         f"Member API: POST {base}/api/v1/auth/token, then GET {base}/api/v1/conversations",
     ]
     click.echo("\n".join(lines))

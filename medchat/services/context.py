@@ -32,6 +32,7 @@ from medchat.keys.conversation_keys import ConversationKeys
 from medchat.keys.custody import KeyCustody
 from medchat.keys.personal_data import ProfileCipher
 from medchat.models import RoleKey, RoleKeyStatus
+from medchat.observability import metrics
 from medchat.services.mail import Mailer, Postman, mailer_from_url
 from medchat.storage.row_integrity import TAGGER
 
@@ -127,7 +128,11 @@ def build_service_context(settings: Settings, clock: Clock | None = None) -> Ser
             production=settings.is_production,
         ),
         archive_gate=ArchiveGate(keys.archive_gate),
-        sign_in_limits=SignInLimits(settings.ratelimit_storage_uri, settings.ratelimit_key_prefix),
+        sign_in_limits=SignInLimits(
+            settings.ratelimit_storage_uri,
+            settings.ratelimit_key_prefix,
+            on_failure=metrics.sign_in_failed,
+        ),
     )
 
 

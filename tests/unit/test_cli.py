@@ -243,8 +243,10 @@ def test_db_upgrade_is_idempotent_and_keeps_data(cli, runtime):
     assert cli("audit", "verify", "--json").exit_code == 0
 
 
-def test_demo_seeds_role_keys_and_one_answered_question_once(app):
-    from medchat.cli.demo import DEMO_ACCOUNTS
+def test_demo_leaves_one_question_answered_and_one_waiting_once(app, runtime):
+    """Issue 13 item 16: ``make run`` says a question is waiting; the Waiting tab shows one."""
+    from medchat.cli.demo import ANSWERED, DEMO_ACCOUNTS, WAITING
+    from tests.support.accounts import Person, login
 
     runner = cli_runner(app)
     for _ in range(2):
@@ -256,17 +258,36 @@ def test_demo_seeds_role_keys_and_one_answered_question_once(app):
     ).get_json()
     headers = {"Authorization": f"Bearer {tokens['access_token']}"}
     conversations = client.get("/api/v1/conversations", headers=headers).get_json()["items"]
-    assert [c["status"] for c in conversations] == ["answered"]
+    by_status = {c["status"]: c for c in conversations}
+    assert sorted(by_status) == ["answered", "open"] and len(conversations) == 2
+    answered = by_status["answered"]
     messages = client.get(
-        f"/api/v1/conversations/{conversations[0]['id']}/messages?order=asc", headers=headers
+        f"/api/v1/conversations/{answered['id']}/messages?order=asc", headers=headers
     ).get_json()["items"]
     assert [m["author"] for m in messages] == ["member", "clinician"]
+    assert [m["body"] for m in messages] == [ANSWERED["body"], ANSWERED["answer"]]
     assert messages[1]["author_name"] == "Dr. M."
     # The member's access log shows the demo doctor's answer, by display name only.
     log = client.get("/api/v1/me/access-log", headers=headers).get_json()["items"]
     assert [(e["actor"], e["action"], e["conversation_id"]) for e in log] == [
-        ("Dr. M.", "reply", conversations[0]["id"])
+        ("Dr. M.", "reply", answered["id"])
     ]
+
+    # The doctor's queue, as the console's Waiting and Answered tabs list it.
+    demo_doctor = next(spec for spec in DEMO_ACCOUNTS if spec["role"] == "clinician")
+    secret = one_json_object(runner.invoke(args=["demo", "--json"]).stdout)["accounts"][1][
+        "totp_secret"
+    ]
+    doctor = Person(None, demo_doctor["email"], demo_doctor["password"], "clinician", secret)
+    doctor_headers = {"Authorization": f"Bearer {login(client, runtime, doctor)['access_token']}"}
+
+    def queue(status: str) -> list[str]:
+        page = client.get(f"/api/v1/clinician/queue?status={status}", headers=doctor_headers)
+        assert page.status_code == 200, page.get_json()
+        return [item["subject"] for item in page.get_json()["items"]]
+
+    assert queue("open") == [WAITING["subject"]]
+    assert queue("answered") == [ANSWERED["subject"]]
 
 
 def test_version_prints_the_installed_distribution_version_without_an_app(monkeypatch):
