@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from access_control import crypto, signatures
 from medchat.audit.chain import AUDIT_CHAIN, VerifyResult, checked_head
+from medchat.clock import iso_z
 from medchat.models import AuditEntry
 
 FORMAT = "medchat/audit-anchor/v1"
@@ -108,7 +109,7 @@ class AnchorSigner:
             seq, entry_hash = checked_head(session, audit_key)
         except crypto.IntegrityCheckFailed as exc:
             raise AnchorRejected(f"not anchoring: {exc}") from exc
-        unsigned = Anchor(AUDIT_CHAIN, seq, entry_hash, _iso(now), self.public_key, b"")
+        unsigned = Anchor(AUDIT_CHAIN, seq, entry_hash, iso_z(now), self.public_key, b"")
         signature = signatures.sign(self._key, unsigned._message())
         return Anchor(
             AUDIT_CHAIN, seq, entry_hash, unsigned.anchored_at, self.public_key, signature
@@ -122,10 +123,6 @@ class AnchorSigner:
             raise AnchorRejected(
                 "its signature does not verify with audit-anchor.key (forged or edited)"
             ) from None
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
 
 
 def parse_anchor(document: object) -> Anchor:

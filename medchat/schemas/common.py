@@ -10,6 +10,8 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from medchat.clock import iso_z
+
 #: Characters no field of ours holds: C0 controls but tab, line feed and carriage return
 #: (NUL above all: PostgreSQL refuses it in text, so it was a 500), DEL, and lone surrogates
 #: (not Unicode: no encoder, blind index or driver takes them).
@@ -69,7 +71,7 @@ def utc_iso(value: datetime | None) -> str | None:
     """ISO 8601 in UTC with a ``Z`` suffix, as API.md "Conventions" asks."""
     if value is None:
         return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return iso_z(value.astimezone(UTC))
 
 
 class UtcDateTime(fields.DateTime):

@@ -56,6 +56,7 @@ from sqlalchemy.orm import Session
 
 from access_control.keyring import FORMAT_PREFIX
 from medchat import audit
+from medchat.clock import iso_z
 from medchat.models import (
     AuthToken,
     EmailChangeToken,
@@ -234,7 +235,7 @@ class TokenPurge(BatchJob):
             **counts.as_dict(),
             "batches": batches,
             "batch_size": self.batch_size,
-            "as_of": as_of.isoformat().replace("+00:00", "Z"),
+            "as_of": iso_z(as_of),
         }
         with self.runtime.database.transaction() as session:
             audit.set_context(session, self.audit_context)
