@@ -7,8 +7,9 @@ rolled-back change leaves no entry. Refusals (403, network refusals, lockouts, f
 are recorded with ``record_on_rollback`` and written after the rollback.
 
 The chain: ``entry_hash = SHA-256(fields, prev_hash)``, ``mac = HMAC(audit key, entry_hash)``
-with the key in ``MEDCHAT_KEY_DIR``. Appends lock the chain head row (``SELECT ... FOR UPDATE``
-on PostgreSQL, the database write lock on SQLite), so concurrent writers never fork the chain;
+with the key in ``MEDCHAT_KEY_DIR``; the genesis hash and the head's MAC are those of every
+hash chain (``medchat.audit.hash_chain``). Appends lock the chain head row (``SELECT ... FOR
+UPDATE`` on PostgreSQL, the database write lock on SQLite), so concurrent writers never fork;
 the head also records the last sequence number, so a truncated tail is caught. ``verify``
 names the first entry that is edited, missing, reordered, or carries a MAC the key did not make.
 A truncation followed by restoring an older head (its MAC is genuine: the key made it when
@@ -31,15 +32,14 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from access_control import crypto
+from medchat.audit.hash_chain import AUDIT, GENESIS_HASH
 from medchat.clock import Clock, SystemClock
 from medchat.db import on_rollback
 from medchat.models import AuditEntry, ChainHead
 
-AUDIT_CHAIN = "audit"
-GENESIS_HASH = bytes(32)
+AUDIT_CHAIN = AUDIT.name
 _ENTRY_LABEL = "medchat/audit-entry/v1"
 _MAC_LABEL = "medchat/audit-mac/v1"
-_HEAD_LABEL = "medchat/audit-head/v1"
 #: Core tables: the append writes rows, it needs no ORM objects (nor their flush).
 _ENTRIES = AuditEntry.__table__
 _HEADS = ChainHead.__table__
@@ -158,10 +158,6 @@ def _entry_hash(seq: int, entry_id: uuid.UUID, prev_hash: bytes, row: dict[str, 
     )
 
 
-def _head_mac(key: bytes, seq: int, entry_hash: bytes) -> bytes:
-    return crypto.mac(key, _HEAD_LABEL, seq, entry_hash)
-
-
 def _row(item: PendingEntry) -> dict[str, Any]:
     return {
         "at": item.at,
@@ -243,7 +239,8 @@ def append_pending(session: Session, *, commit: bool = False) -> None:
             mac=crypto.mac(key, _MAC_LABEL, entry_hash),
         )
         prev_hash = entry_hash
-    head = {"head_seq": seq, "head_hash": prev_hash, "head_mac": _head_mac(key, seq, prev_hash)}
+    head_mac = AUDIT.head_mac(key, seq, prev_hash)
+    head = {"head_seq": seq, "head_hash": prev_hash, "head_mac": head_mac}
     if commit and connection.dialect.name == "postgresql":
         _write_and_commit(connection, rows, head)
     else:
@@ -313,13 +310,13 @@ def checked_head(session: Session, key: bytes) -> tuple[int, bytes]:
     present, carries that hash and a MAC made with the key (a point check, not the walk of
     ``verify``). Raises ``IntegrityCheckFailed`` naming what does not hold.
     """
-    head = session.get(ChainHead, AUDIT_CHAIN)
+    head = AUDIT.read_head(session)
     if head is None:
         raise crypto.IntegrityCheckFailed("the chain head is missing")
     if head.seq == 0:
         return 0, GENESIS_HASH
     try:
-        crypto.verify_mac(key, head.mac, _HEAD_LABEL, head.seq, head.entry_hash)
+        AUDIT.verify_head_mac(key, head)
     except crypto.IntegrityCheckFailed:
         raise crypto.IntegrityCheckFailed(
             "the chain head's MAC was not made with the audit key"
@@ -368,7 +365,7 @@ def verify(session: Session, key: bytes) -> VerifyResult:
             return VerifyResult(False, count, entry.seq, "MAC not made with the audit key")
         prev_hash = entry.entry_hash
         expected_seq += 1
-    head = session.get(ChainHead, AUDIT_CHAIN)
+    head = AUDIT.read_head(session)
     last_seq = expected_seq - 1
     if head is None:
         return VerifyResult(False, count, None, "the chain head is missing")
@@ -380,7 +377,7 @@ def verify(session: Session, key: bytes) -> VerifyResult:
         return result
     if head.seq:
         try:
-            crypto.verify_mac(key, head.mac, _HEAD_LABEL, head.seq, head.entry_hash)
+            AUDIT.verify_head_mac(key, head)
         except crypto.IntegrityCheckFailed:
             result.ok = False
             result.first_bad = head.seq

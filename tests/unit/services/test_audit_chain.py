@@ -17,6 +17,7 @@ from sqlalchemy import func, select, text
 from access_control import crypto
 from medchat import audit
 from medchat.audit import chain as audit_chain
+from medchat.audit.hash_chain import AUDIT
 from medchat.models import AuditEntry, ChainHead
 
 ENTRIES = 5
@@ -193,7 +194,7 @@ def test_chain_recomputed_without_the_mac_key_is_named_at_the_edit(runtime):
         runtime,
         "UPDATE chain_heads SET entry_hash = :hash, mac = :mac WHERE chain = 'audit'",
         hash=prev_hash,
-        mac=audit_chain._head_mac(wrong_key, ENTRIES, prev_hash),
+        mac=AUDIT.head_mac(wrong_key, ENTRIES, prev_hash),
     )
 
     # The forgery is internally consistent: with the attacker's key it would verify.
