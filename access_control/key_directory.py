@@ -16,6 +16,7 @@ make existing data unreadable.
 from __future__ import annotations
 
 import os
+import pwd
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,9 +66,35 @@ class ServerKeys:
         raise TypeError("server keys must not be pickled")
 
 
+def unreadable(path: Path, error: OSError) -> ConfigurationError:
+    """One line for an operator: which file, why, whose it is and its mode, and the fix
+    (issue 13 item 5), instead of the traceback of a failed read."""
+    try:
+        stat = path.stat()
+        try:
+            owner = pwd.getpwuid(stat.st_uid).pw_name
+        except KeyError:
+            owner = str(stat.st_uid)
+        found = f"owner {owner}, mode {stat.st_mode & 0o7777:04o}"
+    except OSError:
+        found = "owner and mode unknown"
+    try:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        user = str(os.geteuid())
+    return ConfigurationError(
+        f"cannot read key file {path} ({error.strerror or type(error).__name__}; {found}): "
+        f"it must be a file the service's user ({user}) can read, e.g. "
+        f"'chown {user} {path} && chmod 0400 {path}'"
+    )
+
+
 def _read_or_create(path: Path, create: bool) -> bytes:
     if path.exists():
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise unreadable(path, error) from None
         if len(data) != KEY_BYTES:
             raise ConfigurationError(f"{path} does not hold a {KEY_BYTES}-byte key")
         return data

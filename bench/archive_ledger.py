@@ -28,6 +28,7 @@ from access_control.key_directory import load_server_keys
 from medchat.archive import ledger
 from medchat.archive.content_hashes import content_hashes
 from medchat.archive.signing import ArchiveSigner, load_archive_signer
+from medchat.audit.hash_chain import ARCHIVE
 from medchat.db import Database
 from medchat.models import Account, ArchiveRecord, Attachment, ChainHead, Conversation, Message
 from medchat.storage.migrate import upgrade
@@ -148,7 +149,7 @@ def seed(database: Database, signer: ArchiveSigner, args: argparse.Namespace) ->
                 .values(
                     seq=seq,
                     entry_hash=prev_hash,
-                    mac=ledger._head_mac(signer.head_mac_key, seq, prev_hash),
+                    mac=ARCHIVE.head_mac(signer.head_mac_key, seq, prev_hash),
                 )
             )
         if (offset // batch) % 10 == 0:

@@ -23,11 +23,11 @@ from medchat.schemas.conversations import (
     MessagePageSchema,
     MessageSchema,
 )
-from medchat.schemas.cursors import decode_activity_cursor, decode_seq_cursor
+from medchat.schemas.cursors import decode_activity_cursor
 from medchat.services.clinician_conversations import ClinicianConversationService
 from medchat.web.context import db_session, runtime
 from medchat.web.guard import requires, signed_in
-from medchat.web.responses import activity_page, created_message, message_page
+from medchat.web.responses import activity_page, messages_of, sent_by
 
 bp = Blueprint("clinician", __name__, url_prefix="/api/v1/clinician", description="Clinicians")
 
@@ -66,15 +66,7 @@ def conversation(conversation_id: uuid.UUID) -> Any:
 @bp.response(200, MessagePageSchema)
 def messages(args: dict[str, Any], conversation_id: uuid.UUID) -> Response:
     """Messages, newest first (``?order=asc`` pages from the oldest)."""
-    return message_page(
-        _service().messages(
-            signed_in(),
-            conversation_id,
-            limit=args["limit"],
-            cursor=decode_seq_cursor(args["cursor"]),
-            ascending=args["order"] == "asc",
-        )
-    )
+    return messages_of(_service(), conversation_id, args)
 
 
 @bp.route("/conversations/<uuid:conversation_id>/messages", methods=["POST"])
@@ -84,14 +76,7 @@ def messages(args: dict[str, Any], conversation_id: uuid.UUID) -> Response:
 @bp.response(201, MessageSchema)
 def reply(data: dict[str, Any], headers: dict[str, Any], conversation_id: uuid.UUID) -> Any:
     """Answer; the conversation becomes ``answered`` (409 when closed)."""
-    return created_message(
-        _service().reply(
-            signed_in(),
-            conversation_id,
-            data["body"],
-            idempotency_key=headers["idempotency_key"],
-        )
-    )
+    return sent_by(_service(), conversation_id, data, headers)
 
 
 @bp.route("/conversations/<uuid:conversation_id>/close", methods=["POST"])

@@ -28,13 +28,12 @@ from medchat.schemas.conversations import (
 )
 from medchat.schemas.cursors import (
     decode_activity_cursor,
-    decode_seq_cursor,
 )
 from medchat.services.deletion import DeletionService
 from medchat.services.member_conversations import MemberConversationService
 from medchat.web.context import db_session, runtime
 from medchat.web.guard import requires, signed_in
-from medchat.web.responses import activity_page, created, created_message, message_page
+from medchat.web.responses import activity_page, created, messages_of, sent_by
 
 bp = Blueprint(
     "conversations", __name__, url_prefix="/api/v1/conversations", description="Conversations"
@@ -100,15 +99,7 @@ def delete(conversation_id: uuid.UUID) -> dict[str, str]:
 @bp.response(200, MessagePageSchema)
 def messages(args: dict[str, Any], conversation_id: uuid.UUID) -> Response:
     """Messages, newest first (``?order=asc`` pages from the oldest)."""
-    return message_page(
-        _service().messages(
-            signed_in(),
-            conversation_id,
-            limit=args["limit"],
-            cursor=decode_seq_cursor(args["cursor"]),
-            ascending=args["order"] == "asc",
-        )
-    )
+    return messages_of(_service(), conversation_id, args)
 
 
 @bp.route("/<uuid:conversation_id>/messages", methods=["POST"])
@@ -118,11 +109,4 @@ def messages(args: dict[str, Any], conversation_id: uuid.UUID) -> Response:
 @bp.response(201, MessageSchema)
 def send(data: dict[str, Any], headers: dict[str, Any], conversation_id: uuid.UUID) -> Any:
     """Add a message; 409 when the conversation is closed, 403 once consent is withdrawn."""
-    return created_message(
-        _service().send(
-            signed_in(),
-            conversation_id,
-            data["body"],
-            idempotency_key=headers["idempotency_key"],
-        )
-    )
+    return sent_by(_service(), conversation_id, data, headers)

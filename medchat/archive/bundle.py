@@ -40,6 +40,7 @@ from typing import Any
 from access_control import crypto, signatures
 from medchat.archive.ledger import RecordFields, canonical_json, verify_record_signature
 from medchat.archive.signing import ALGORITHM, ArchiveSigner, verify_signed
+from medchat.clock import iso_z
 from medchat.models import ArchiveRecord
 
 FORMAT = "medchat-archive-export/v1"
@@ -219,10 +220,6 @@ def verify_bundle(data: bytes, public_key: bytes) -> BundleSummary:
     )
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
-
-
 def conversation_document(
     conversation_id: uuid.UUID,
     subject: str | None,
@@ -235,7 +232,7 @@ def conversation_document(
     return {
         "id": str(conversation_id),
         "subject": subject,
-        "created_at": _iso(created_at),
+        "created_at": iso_z(created_at),
         "messages": [
             {
                 "id": str(m.id),
@@ -243,7 +240,7 @@ def conversation_document(
                 "author": m.author,
                 "author_name": m.author_name,
                 "body": m.body,
-                "created_at": _iso(m.created_at),
+                "created_at": iso_z(m.created_at),
                 "attachments": [
                     {
                         "id": str(a.id),

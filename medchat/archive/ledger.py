@@ -15,7 +15,8 @@ record, the content it vouches for, or the order of records, and recomputes the 
   ``medchat.audit.chain`` does): concurrent sealings on PostgreSQL queue on it and never fork the
   chain; on SQLite every unit of work already holds the write lock. The head keeps the last
   sequence number and hash under a MAC only the signing key's holder can make, so a truncated
-  tail is caught.
+  tail is caught. The genesis hash, the head and its MAC are those of every hash chain
+  (``medchat.audit.hash_chain``).
 
 ``verify`` walks the records in sequence order in batches and names the first bad one: a gap,
 a broken link, fields that do not match their hash, a signature the pinned key did not make, a
@@ -47,6 +48,7 @@ from medchat.archive.records import (
     verify_record_signature,
 )
 from medchat.archive.signing import ArchiveSigner
+from medchat.audit.hash_chain import ARCHIVE, GENESIS_HASH, Head
 from medchat.models import ArchiveRecord, ChainHead, ConversationStatus
 
 # The records' names come from medchat.archive.records and are re-exported (see above).
@@ -65,10 +67,8 @@ __all__ = [
     "verify_record_signature",
 ]
 
-ARCHIVE_CHAIN = "archive"
-GENESIS_HASH = bytes(32)
+ARCHIVE_CHAIN = ARCHIVE.name
 VERIFY_BATCH = 500
-_HEAD_LABEL = "medchat/archive-head/v1"
 
 
 def check_record(session: Session, public_key: bytes, record: ArchiveRecord) -> None:
@@ -136,7 +136,7 @@ def append(
     session.execute(
         update(ChainHead)
         .where(ChainHead.chain == ARCHIVE_CHAIN)
-        .values(entry_hash=record_hash, mac=_head_mac(signer.head_mac_key, seq, record_hash))
+        .values(entry_hash=record_hash, mac=ARCHIVE.head_mac(signer.head_mac_key, seq, record_hash))
     )
     return record
 
@@ -160,10 +160,6 @@ def append_destroyed(
         content_hash=sealed.content_hash,
         metadata={"v": 1, "destroys": str(sealed.id)},
     )
-
-
-def _head_mac(key: bytes, seq: int, record_hash: bytes) -> bytes:
-    return crypto.mac(key, _HEAD_LABEL, seq, record_hash)
 
 
 # -- verification ----------------------------------------------------------------------------
@@ -218,22 +214,6 @@ def _batches(session: Session, size: int, last_seq: int) -> Iterator[list[Row[An
     while rows:
         yield list(rows)
         rows = session.execute(statement.where(ArchiveRecord.seq > rows[-1].seq)).all()
-
-
-@dataclass(frozen=True)
-class _Head:
-    seq: int
-    entry_hash: bytes
-    mac: bytes
-
-
-def _read_head(session: Session) -> _Head | None:
-    row = session.execute(
-        select(ChainHead.seq, ChainHead.entry_hash, ChainHead.mac).where(
-            ChainHead.chain == ARCHIVE_CHAIN
-        )
-    ).one_or_none()
-    return None if row is None else _Head(row.seq, row.entry_hash, row.mac)
 
 
 class _Walk:
@@ -307,7 +287,7 @@ def verify(
     commits with its head update) belong to a later verification, not to a false alarm.
     """
     walk = _Walk(public_key)
-    head = _read_head(session)
+    head = ARCHIVE.read_head(session)
     try:
         if head is None:
             raise _Bad(None, None, "the ledger head is missing")
@@ -343,7 +323,7 @@ def _record_id_at(session: Session, seq: int) -> uuid.UUID | None:
     return session.scalar(select(ArchiveRecord.id).where(ArchiveRecord.seq == seq))
 
 
-def _check_end(session: Session, walk: _Walk, head: _Head, head_mac_key: bytes) -> None:
+def _check_end(session: Session, walk: _Walk, head: Head, head_mac_key: bytes) -> None:
     """After the walk: content gone without a "destroyed" record, then the head itself, then
     records that no head covers (planted past the end)."""
     if walk.missing:
@@ -356,7 +336,7 @@ def _check_end(session: Session, walk: _Walk, head: _Head, head_mac_key: bytes) 
         raise _Bad(last or None, _record_id_at(session, last), "the head's hash is not the last's")
     if last:
         try:
-            crypto.verify_mac(head_mac_key, head.mac, _HEAD_LABEL, head.seq, head.entry_hash)
+            ARCHIVE.verify_head_mac(head_mac_key, head)
         except crypto.IntegrityCheckFailed:
             raise _Bad(
                 last, _record_id_at(session, last), "the head's MAC was not made with the key"
@@ -364,7 +344,7 @@ def _check_end(session: Session, walk: _Walk, head: _Head, head_mac_key: bytes) 
     # Read the highest record before the current head: a record committed in between comes
     # with its head update, so only a record no head ever covered is past the end.
     highest = session.scalar(select(func.max(ArchiveRecord.seq))) or 0
-    now = _read_head(session)
+    now = ARCHIVE.read_head(session)
     if now is not None and highest > now.seq:
         seq = now.seq + 1
         raise _Bad(seq, _record_id_at(session, seq), f"a record past the head (at {now.seq})")

@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from access_control import crypto, signatures
 from medchat.audit.verification import CHAINS, VerifyResult, checked_heads
+from medchat.clock import iso_z
 from medchat.models import AuditEntry
 
 FORMAT = "medchat/audit-anchor/v2"
@@ -135,7 +136,7 @@ class AnchorSigner:
             heads = tuple(Head(*head) for head in checked_heads(session, audit_key))
         except crypto.IntegrityCheckFailed as exc:
             raise AnchorRejected(f"not anchoring: {exc}") from exc
-        unsigned = Anchor(heads, _iso(now), self.public_key, b"")
+        unsigned = Anchor(heads, iso_z(now), self.public_key, b"")
         signature = signatures.sign(self._key, unsigned._message())
         return Anchor(heads, unsigned.anchored_at, self.public_key, signature)
 
@@ -147,10 +148,6 @@ class AnchorSigner:
             raise AnchorRejected(
                 "its signature does not verify with audit-anchor.key (forged or edited)"
             ) from None
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
 
 
 def _position(value: object) -> int:

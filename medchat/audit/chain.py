@@ -46,6 +46,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from access_control import crypto
+from medchat.audit.hash_chain import AUDIT
 from medchat.clock import Clock, SystemClock
 from medchat.config import AUDIT_MAX_CHAINS
 from medchat.db import on_rollback, table_of
@@ -58,13 +59,11 @@ AUDIT_CHAIN = "audit"
 #: Heads ``audit``, ``audit/1`` ... ``audit/63`` exist from migration 0015 on; a deployment
 #: appends to the first ``Settings.audit_chain_count`` of them (``chain_name``).
 MAX_CHAINS = AUDIT_MAX_CHAINS
-GENESIS_HASH = bytes(32)
 _ENTRY_LABEL = "medchat/audit-entry/v1"
 _ENTRY_LABEL_V2 = "medchat/audit-entry/v2"
 #: The format of every entry appended now (1: before chains; ``entry_hash`` tells them apart).
 FORMAT = 2
 _MAC_LABEL = "medchat/audit-mac/v1"
-_HEAD_LABEL = "medchat/audit-head/v1"
 #: Core tables: the append writes rows, it needs no ORM objects (nor their flush).
 _ENTRIES = table_of(AuditEntry)
 _HEADS = table_of(ChainHead)
@@ -181,7 +180,7 @@ def entry_mac(key: bytes, hash_: bytes) -> bytes:
 
 
 def head_mac(key: bytes, position: int, hash_: bytes) -> bytes:
-    return crypto.mac(key, _HEAD_LABEL, position, hash_)
+    return AUDIT.head_mac(key, position, hash_)
 
 
 def _row(item: PendingEntry) -> dict[str, Any]:

@@ -22,13 +22,12 @@ from sqlalchemy.orm import Session
 
 from access_control import crypto
 from medchat.audit.chain import (
-    _HEAD_LABEL,
     _MAC_LABEL,
-    GENESIS_HASH,
     MAX_CHAINS,
     chain_name,
     entry_hash,
 )
+from medchat.audit.hash_chain import AUDIT, GENESIS_HASH
 from medchat.models import AuditEntry, ChainHead
 
 #: Every chain a deployment may have appended to (heads made by migration 0015).
@@ -164,7 +163,7 @@ def _head_fault(
         )
     if head.seq:
         try:
-            crypto.verify_mac(key, head.mac, _HEAD_LABEL, head.seq, head.entry_hash)
+            crypto.verify_mac(key, head.mac, AUDIT.head_label, head.seq, head.entry_hash)
         except crypto.IntegrityCheckFailed:
             return _Fault(
                 last_seq, f"the head of chain {head.chain}: MAC not made with the audit key"
@@ -222,7 +221,7 @@ def checked_heads(session: Session, key: bytes) -> list[tuple[str, int, bytes]]:
                 checked.append((chain, 0, GENESIS_HASH))
             continue
         try:
-            crypto.verify_mac(key, head.mac, _HEAD_LABEL, head.seq, head.entry_hash)
+            crypto.verify_mac(key, head.mac, AUDIT.head_label, head.seq, head.entry_hash)
         except crypto.IntegrityCheckFailed:
             raise crypto.IntegrityCheckFailed(
                 f"the head of chain {chain}: MAC not made with the audit key"

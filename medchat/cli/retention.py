@@ -32,6 +32,7 @@ from medchat.cli.output import (
     json_option,
     loaded_runtime,
 )
+from medchat.clock import iso_z
 
 AS_OF_EXAMPLE = "2029-01-01T00:00:00Z"
 
@@ -91,7 +92,7 @@ def retention_run(dry_run: bool, as_of: str | None, batch: int | None, as_json: 
     tokens = purge.count_due(result.as_of) if dry_run else purge.run(result.as_of)
     sweep = RetiredKeySweep(runtime, batch_size=service.batch_size, audit_context=CLI_CONTEXT)
     retired_keys = sweep.count_due() if dry_run else sweep.run()
-    as_of_text = result.as_of.isoformat().replace("+00:00", "Z")
+    as_of_text = iso_z(result.as_of)
     payload: dict[str, Any] = {
         **result.counts(),
         "archive_records_refused": result.archive_records_refused,

@@ -27,14 +27,14 @@ import base64
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from access_control import crypto
 from access_control.keyring import Keyring, derive_token_key, is_current, seal_keyring
 from access_control.password_kdf import Password, ScryptParams, Stretched
 from medchat.errors import InvalidToken
-from medchat.identity.tokens import forget_opened_keys
+from medchat.identity.tokens import forget_opened_keys, token_row
 from medchat.models import Account, AuthToken, TokenKind
 
 PENDING_LIFETIME = timedelta(minutes=5)
@@ -166,14 +166,7 @@ class ConsoleSessions:
             raise InvalidToken from exc
 
     def _lookup(self, token: str, kind: TokenKind) -> tuple[AuthToken, Account]:
-        row = self.session.execute(
-            select(AuthToken, Account)
-            .join(Account, Account.id == AuthToken.account_id)
-            .where(AuthToken.token_hash == crypto.token_hash(token), AuthToken.kind == kind)
-        ).one_or_none()
-        if row is None:
-            raise InvalidToken
-        record, account = row
+        record, account = token_row(self.session, token, kind)
         if (
             record.expires_at <= self.now
             or record.family_expires_at <= self.now

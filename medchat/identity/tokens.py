@@ -110,6 +110,22 @@ def _live(
     )
 
 
+def token_row(session: Session, token: str, kind: TokenKind) -> tuple[AuthToken, Account]:
+    """The row of this kind that holds ``token``'s hash, and its account; ``InvalidToken``
+    when there is none. The one lookup of a presented token, for bearer tokens and console
+    sessions alike; whether the row is still live is the caller's rule (``_live`` here,
+    idle and absolute limits for the console)."""
+    row = session.execute(
+        select(AuthToken, Account)
+        .join(Account, Account.id == AuthToken.account_id)
+        .where(AuthToken.token_hash == crypto.token_hash(token), AuthToken.kind == kind)
+    ).one_or_none()
+    if row is None:
+        raise InvalidToken
+    record, account = row
+    return record, account
+
+
 class TokenStore:
     """Issues, checks, rotates and revokes tokens within the caller's transaction.
 
@@ -201,14 +217,7 @@ class TokenStore:
 
     def authenticate(self, token: str, kind: TokenKind) -> tuple[AuthToken, Account]:
         """The live token row and its active account; ``InvalidToken`` otherwise."""
-        row = self.session.execute(
-            select(AuthToken, Account)
-            .join(Account, Account.id == AuthToken.account_id)
-            .where(AuthToken.token_hash == crypto.token_hash(token), AuthToken.kind == kind)
-        ).one_or_none()
-        if row is None:
-            raise InvalidToken
-        record, account = row
+        record, account = token_row(self.session, token, kind)
         if not _live(
             record.used_at, record.expires_at, account.status, record.sealed_keys, self.now
         ):

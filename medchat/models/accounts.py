@@ -16,6 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from medchat.db import Base, new_id
 from medchat.models.integrity import TaggedRow, inert, tagged
+from medchat.models.tokens import SingleUseToken
 
 
 class AccountStatus(enum.StrEnum):
@@ -101,21 +102,10 @@ class MemberProfile(Base):
     account: Mapped[Account] = relationship(back_populates="profile")
 
 
-class EnrollmentToken(TaggedRow, Base):
+class EnrollmentToken(SingleUseToken, Base):
     """A one-time, expiring token that lets a staff account set its password and TOTP."""
 
     __tablename__ = "enrollment_tokens"
-    # ``used_at`` is left out: clearing it replays only a token the writer would have to know.
-    __row_integrity__ = tagged("id", "account_id", "token_hash", "expires_at")
-
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
-    account_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
-    )
-    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
-    created_at: Mapped[datetime]
-    expires_at: Mapped[datetime]
-    used_at: Mapped[datetime | None]
 
 
 class RecoveryCode(TaggedRow, Base):

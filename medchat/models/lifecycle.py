@@ -16,23 +16,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from medchat.db import Base, new_id
 from medchat.models.integrity import TaggedRow, tagged
+from medchat.models.tokens import SingleUseToken
 
 
-class PasswordResetToken(TaggedRow, Base):
+class PasswordResetToken(SingleUseToken, Base):
     """A single-use, 30-minute token mailed to a member who forgot their password."""
 
     __tablename__ = "password_reset_tokens"
-    # ``used_at`` is left out: clearing it replays only a token the writer would have to know.
-    __row_integrity__ = tagged("id", "account_id", "token_hash", "expires_at")
-
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
-    account_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
-    )
-    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
-    created_at: Mapped[datetime]
-    expires_at: Mapped[datetime]
-    used_at: Mapped[datetime | None]
 
 
 class RewrapRequest(TaggedRow, Base):
@@ -88,7 +78,7 @@ class RoleKeyRotation(TaggedRow, Base):
     resealed: Mapped[int] = mapped_column(default=0)
 
 
-class EmailChangeToken(TaggedRow, Base):
+class EmailChangeToken(SingleUseToken, Base):
     """A member's pending new e-mail address, waiting for the single-use token mailed to it.
 
     The address is held only sealed (``new_email_ciphertext``, profile key, the account id and
@@ -103,12 +93,4 @@ class EmailChangeToken(TaggedRow, Base):
         "id", "account_id", "token_hash", "new_email_ciphertext", "expires_at"
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
-    account_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
-    )
-    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
     new_email_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime]
-    expires_at: Mapped[datetime]
-    used_at: Mapped[datetime | None]

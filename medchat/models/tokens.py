@@ -1,4 +1,5 @@
-"""Bearer access tokens and rotating refresh tokens, stored only as hashes.
+"""Bearer access tokens and rotating refresh tokens, stored only as hashes; and the columns
+every mailed single-use token shares (``SingleUseToken``).
 
 A login starts a *family*: its access and refresh tokens share ``family_id``. Refresh tokens
 rotate; a refresh token that was already used is kept (without secrets) until the family
@@ -64,3 +65,27 @@ class AuthToken(TaggedRow, Base):
     last_used_at: Mapped[datetime | None]
     used_at: Mapped[datetime | None]
     sealed_keys: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class SingleUseToken(TaggedRow):
+    """The columns and the tag of a token mailed or handed to one account, good once, until
+    ``expires_at``: enrollment (``EnrollmentToken``), password reset (``PasswordResetToken``)
+    and e-mail change (``EmailChangeToken``, which adds the sealed new address).
+
+    One table each, not one shared table: a row's tag covers its table name, so the kind of a
+    token is bound by where it stands and a writer cannot turn one kind into another; merging
+    would re-tag every row with the key outside the database. Issuing, finding, spending and
+    the liveness rule are ``medchat.identity.single_use``; the purge is ``token_purge``.
+    """
+
+    # ``used_at`` is left out: clearing it replays only a token the writer would have to know.
+    __row_integrity__ = tagged("id", "account_id", "token_hash", "expires_at")
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]

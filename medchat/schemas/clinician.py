@@ -10,14 +10,12 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from medchat.schemas.common import ActivityPageArgsSchema, UtcDateTime
-from medchat.schemas.conversations import unavailable_field
-
-QUEUE_STATUSES = ("open", "answered", "closed")
+from medchat.schemas.common import ActivityPageArgsSchema
+from medchat.schemas.conversations import STATUSES, ConversationSchema
 
 
 class QueueArgsSchema(ActivityPageArgsSchema):
-    status = fields.String(load_default="open", validate=validate.OneOf(QUEUE_STATUSES))
+    status = fields.String(load_default="open", validate=validate.OneOf(STATUSES))
 
 
 class PatientSchema(ma.Schema):
@@ -27,18 +25,15 @@ class PatientSchema(ma.Schema):
     sex = fields.String(allow_none=True)
 
 
-class CaseSchema(ma.Schema):
-    id = fields.UUID(required=True)
-    subject = fields.String(allow_none=True)
-    status = fields.String(required=True, metadata={"enum": list(QUEUE_STATUSES)})
-    created_at = UtcDateTime(required=True)
-    last_message_at = UtcDateTime(required=True)
+class CaseSchema(ConversationSchema):
+    """A conversation as a clinician sees it: the member's, plus the patient object."""
+
     patient = fields.Nested(PatientSchema, required=True)
+    # A clinician's view has no re-seal pending: only a refusal makes it unreadable.
     readable = fields.Boolean(
         required=True,
         metadata={"description": "False when the conversation failed an integrity check."},
     )
-    unavailable = unavailable_field()
 
 
 class CasePageSchema(ma.Schema):

@@ -10,6 +10,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from medchat.clock import iso_z
 from medchat.schemas.cursors import (
     ACTIVITY_CURSOR_PATTERN,
     CURSOR_MESSAGE,
@@ -172,7 +173,7 @@ def utc_iso(value: datetime | None) -> str | None:
     """ISO 8601 in UTC with a ``Z`` suffix, as API.md "Conventions" asks."""
     if value is None:
         return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return iso_z(value.astimezone(UTC))
 
 
 class UtcDateTime(fields.DateTime):

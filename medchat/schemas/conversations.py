@@ -22,6 +22,8 @@ from medchat.schemas.common import (
     utc_iso,
 )
 
+#: A conversation's status as either audience sees it (a sealed one is in no view).
+STATUSES = ("open", "answered", "closed")
 SUBJECT_MAX = 200
 BODY_MAX = 10_000
 IDEMPOTENCY_KEY_MAX = 200
@@ -119,9 +121,12 @@ class MessagePageSchema(ma.Schema):
 
 
 class ConversationSchema(ma.Schema):
+    """A conversation as a member lists it; the clinician's (``schemas.clinician.CaseSchema``)
+    and the export's (``schemas.member.ExportConversationSchema``) extend it."""
+
     id = fields.UUID(required=True)
     subject = fields.String(allow_none=True)
-    status = fields.String(required=True, metadata={"enum": ["open", "answered", "closed"]})
+    status = fields.String(required=True, metadata={"enum": list(STATUSES)})
     created_at = UtcDateTime(required=True)
     last_message_at = UtcDateTime(required=True)
     readable = fields.Boolean(

@@ -23,9 +23,10 @@ and the tests validate the output against the R4 models of ``fhir.resources``.
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
+from medchat.clock import iso_z
 from medchat.services.export import ExportedConversation, MemberExport
 from medchat.services.message_views import MessageView
 
@@ -47,10 +48,6 @@ REFUSED_REASON = (
 
 def _urn(value: uuid.UUID) -> str:
     return f"urn:uuid:{value}"
-
-
-def _instant(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
 
 
 def _date(value: date | None) -> str | None:
@@ -142,7 +139,7 @@ def communication(
             "inResponseTo": [{"reference": _urn(previous.id)}] if previous else [],
             "topic": {"text": subject} if subject else None,
             "subject": patient_ref,
-            "sent": _instant(message.created_at),
+            "sent": iso_z(message.created_at),
             "recipient": [recipient],
             "sender": sender,
             "payload": payload,
@@ -182,8 +179,8 @@ def bundle(export: MemberExport) -> dict[str, Any]:
     return {
         "resourceType": "Bundle",
         "id": str(uuid.uuid4()),
-        "meta": {"lastUpdated": _instant(export.exported_at)},
+        "meta": {"lastUpdated": iso_z(export.exported_at)},
         "type": "collection",
-        "timestamp": _instant(export.exported_at),
+        "timestamp": iso_z(export.exported_at),
         "entry": entries,
     }

@@ -7,10 +7,9 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate, validates_schema
 
-from medchat.schemas.attachments import AttachmentSchema
 from medchat.schemas.auth import MemberDetailsSchema
 from medchat.schemas.common import Pattern, StrictSchema, UtcDateTime, email_field
-from medchat.schemas.conversations import unavailable_field
+from medchat.schemas.conversations import ConversationSchema, MessageSchema
 
 
 class ProfileSchema(ma.Schema):
@@ -99,21 +98,17 @@ class ConsentRecordSchema(ma.Schema):
     withdrawn_at = UtcDateTime(allow_none=True, required=True)
 
 
-class ExportMessageSchema(ma.Schema):
-    id = fields.UUID(required=True)
-    author = fields.String(required=True, metadata={"enum": ["member", "clinician"]})
+class ExportMessageSchema(MessageSchema):
+    """A message as the API shows it; in the export every key is always present."""
+
     author_name = fields.String(allow_none=True, required=True)
-    body = fields.String(required=True)
-    created_at = UtcDateTime(required=True)
-    attachments = fields.List(fields.Nested(AttachmentSchema), required=True)
 
 
-class ExportConversationSchema(ma.Schema):
-    id = fields.UUID(required=True)
+class ExportConversationSchema(ConversationSchema):
+    """A conversation as the member's list shows it, with its closing time and messages;
+    in the export every key is always present."""
+
     subject = fields.String(allow_none=True, required=True)
-    status = fields.String(required=True, metadata={"enum": ["open", "answered", "closed"]})
-    created_at = UtcDateTime(required=True)
-    last_message_at = UtcDateTime(required=True)
     closed_at = UtcDateTime(allow_none=True, required=True)
     readable = fields.Boolean(required=True)
     history_pending = fields.Boolean(
@@ -123,7 +118,6 @@ class ExportConversationSchema(ma.Schema):
             "subject and messages are not readable yet (export again later)."
         },
     )
-    unavailable = unavailable_field()
     messages = fields.List(fields.Nested(ExportMessageSchema), required=True)
 
 

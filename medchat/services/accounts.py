@@ -22,7 +22,7 @@ from access_control.passwords import PersonalData, check_strength
 from access_control.roles import Role, is_staff
 from medchat import audit
 from medchat.errors import Conflict, Forbidden, InvalidEnrollmentToken, InvalidMfaCode, NotFound
-from medchat.identity import totp
+from medchat.identity import single_use, totp
 from medchat.identity.tokens import TokenStore
 from medchat.keys.holders import require_another_holder
 from medchat.models import Account, AccountStatus, EnrollmentToken, MemberProfile
@@ -236,22 +236,14 @@ class AccountService:
         return token
 
     def store_enrollment_token(self, account_id: uuid.UUID, token: str) -> None:
-        now = self.runtime.clock.now()
-        for old in self.session.scalars(
-            select(EnrollmentToken).where(
-                EnrollmentToken.account_id == account_id, EnrollmentToken.used_at.is_(None)
-            )
-        ):
-            old.used_at = now
-        self.session.add(
-            EnrollmentToken(
-                account_id=account_id,
-                token_hash=crypto.token_hash(token),
-                created_at=now,
-                expires_at=now + self.runtime.settings.enrollment_token_ttl,
-            )
+        single_use.issue(
+            self.session,
+            EnrollmentToken,
+            account_id,
+            crypto.token_hash(token),
+            now=self.runtime.clock.now(),
+            lifetime=self.runtime.settings.enrollment_token_ttl,
         )
-        self.session.flush()
 
     def disable(self, account_id: uuid.UUID) -> list[str]:
         """Disable an account for good and end every one of its sessions at once.
@@ -285,16 +277,11 @@ class AccountService:
     # -- enrollment ----------------------------------------------------------------------
 
     def _enrollment(self, token: str) -> tuple[EnrollmentToken, Account]:
-        now = self.runtime.clock.now()
-        row = self.session.execute(
-            select(EnrollmentToken, Account)
-            .join(Account, Account.id == EnrollmentToken.account_id)
-            .where(EnrollmentToken.token_hash == crypto.token_hash(token))
-        ).one_or_none()
-        if row is None:
+        found = single_use.find(self.session, EnrollmentToken, token)
+        if found is None:
             raise InvalidEnrollmentToken
-        record, account = row
-        if record.used_at is not None or record.expires_at <= now:
+        record, account = found
+        if not single_use.is_live(record, self.runtime.clock.now()):
             raise InvalidEnrollmentToken
         if account.status == AccountStatus.DISABLED:
             raise InvalidEnrollmentToken
@@ -325,8 +312,9 @@ class AccountService:
         if account.password_hash is None or account.totp_secret_ciphertext is None:
             raise InvalidEnrollmentToken("Start enrollment with a password first.")
         codes = self._confirm_totp(account, code)
+        if not single_use.redeem(self.session, EnrollmentToken, record, self.runtime.clock.now()):
+            raise InvalidEnrollmentToken
         account.status = AccountStatus.ACTIVE
-        record.used_at = self.runtime.clock.now()
         audit.record(
             self.session, "auth.enroll_confirm", target_type="account", target_id=account.id
         )

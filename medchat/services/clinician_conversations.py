@@ -20,8 +20,6 @@ one that fails an integrity check is listed without content and audited as
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -32,57 +30,33 @@ from medchat.errors import Forbidden, ValidationFailed
 from medchat.identity.principal import Principal
 from medchat.models import LIVE_STATUSES, Conversation, ConversationStatus
 from medchat.services.context import ServiceContext
+from medchat.services.conversation_front import ConversationFront
 from medchat.services.conversation_pages import (
     ActivityPosition,
     Page,
     activity_position,
     order_by_activity,
 )
-from medchat.services.conversations import ConversationService
-from medchat.services.idempotency import Created
-from medchat.services.message_views import ConversationView, MessageView
-from medchat.services.patient_view import PatientView, patient_view, patient_views
+from medchat.services.message_views import CaseView
+from medchat.services.patient_view import patient_view, patient_views
 
 
-@dataclass
-class CaseView:
-    """A conversation as a clinician sees it: no member id, only the patient view."""
+class ClinicianConversationService(ConversationFront):
+    """A clinician's front: every conversation it returns is a ``CaseView`` (the patient
+    object, no member id). Paging messages and answering (``reply``) are
+    ``ConversationFront``'s."""
 
-    id: uuid.UUID
-    subject: str | None
-    status: str
-    created_at: datetime
-    last_message_at: datetime
-    patient: PatientView
-    #: False for a conversation refused by ``conversation_refusals`` (subject None then).
-    readable: bool = True
-    unavailable: str | None = None
-
-
-def case_view(conversation: ConversationView, patient: PatientView) -> CaseView:
-    return CaseView(
-        id=conversation.id,
-        subject=conversation.subject,
-        status=conversation.status,
-        created_at=conversation.created_at,
-        last_message_at=conversation.last_message_at,
-        patient=patient,
-        readable=conversation.readable,
-        unavailable=conversation.unavailable,
-    )
-
-
-class ClinicianConversationService:
     def __init__(self, session: Session, runtime: ServiceContext) -> None:
-        self.session = session
-        self.runtime = runtime
-        self.conversations = ConversationService(session, runtime)
+        super().__init__(session, runtime)
         self.access = self.conversations.access
 
-    def _require_clinician(self, actor: Principal) -> None:
+    def require_audience(self, actor: Principal) -> None:
         if actor.role != Role.CLINICIAN:
             raise Forbidden
         self.access.require_role_key(actor)
+
+    #: Answer: the conversation becomes ``answered`` (``ConversationFront.send``).
+    reply = ConversationFront.send
 
     def queue(
         self,
@@ -93,7 +67,7 @@ class ClinicianConversationService:
         after: ActivityPosition | None = None,
     ) -> Page[CaseView, ActivityPosition]:
         """One page of conversations in ``status`` (order: see the module docstring)."""
-        self._require_clinician(actor)
+        self.require_audience(actor)
         # A sealed conversation is in no queue: it left every clinician view at deletion.
         if status not in LIVE_STATUSES:
             raise ValidationFailed(details={"status": ["Not a conversation status."]})
@@ -111,47 +85,18 @@ class ClinicianConversationService:
             view = self.conversations.listed(actor, conversation)
             if view.readable:
                 self.conversations.audit_content_read(actor, conversation, "read.queue")
-            items.append(case_view(view, patients[conversation.id]))
+            items.append(view.for_clinician(patients[conversation.id]))
         return Page(items, activity_position(rows[-1]) if more else None)
 
     def case(self, actor: Principal, conversation_id: uuid.UUID) -> CaseView:
         """One conversation with its patient view (audited as a read)."""
-        self._require_clinician(actor)
+        self.require_audience(actor)
         view = self.conversations.conversation(actor, conversation_id)
-        return case_view(view, patient_view(self.session, self.runtime.keys.integrity, view))
-
-    def messages(
-        self,
-        actor: Principal,
-        conversation_id: uuid.UUID,
-        *,
-        limit: int,
-        cursor: int | None = None,
-        ascending: bool = False,
-    ) -> Page[MessageView, int]:
-        """A page of messages (audited as a read), exactly as a member pages them."""
-        self._require_clinician(actor)
-        return self.conversations.messages(
-            actor, conversation_id, limit=limit, cursor=cursor, ascending=ascending
-        )
-
-    def reply(
-        self,
-        actor: Principal,
-        conversation_id: uuid.UUID,
-        body: str,
-        *,
-        idempotency_key: str | None = None,
-    ) -> Created[MessageView]:
-        """Answer: the conversation becomes ``answered``. 409 when closed, 403 without consent."""
-        self._require_clinician(actor)
-        return self.conversations.send(
-            actor, conversation_id, body, idempotency_key=idempotency_key
-        )
+        return view.for_clinician(patient_view(self.session, self.runtime.keys.integrity, view))
 
     def close(self, actor: Principal, conversation_id: uuid.UUID) -> str:
         """Close the conversation: no more messages from either side. 409 if already closed."""
-        self._require_clinician(actor)
+        self.require_audience(actor)
         conversation = self.access.load(actor, conversation_id)
         self.conversations.lock_for_write(conversation)
         self.conversations.require_open(conversation)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import InvalidRequestError
@@ -37,6 +36,7 @@ from medchat import audit
 from medchat.archive import gate as archive_gate
 from medchat.archive import ledger
 from medchat.archive.content_hashes import content_hash
+from medchat.clock import iso_z
 from medchat.db import rows_changed
 from medchat.errors import Forbidden, NotFound
 from medchat.identity.principal import Principal
@@ -61,10 +61,6 @@ from medchat.services.member_conversations import START_SCOPE
 MEMBER_REQUEST = "member_request"
 #: The holders whose wraps a sealing destroys; the archive wrap is what the archive keeps.
 LIVE_HOLDERS = (Holder.MEMBER, Holder.PHYSICIAN)
-
-
-def _iso(value: Any) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
 class DeletionService:
@@ -148,9 +144,9 @@ class DeletionService:
                 "v": 1,
                 "member_id": str(conversation.member_id),
                 "status": prior_status,
-                "created_at": _iso(conversation.created_at),
-                "last_message_at": _iso(conversation.last_message_at),
-                "closed_at": _iso(conversation.closed_at),
+                "created_at": iso_z(conversation.created_at),
+                "last_message_at": iso_z(conversation.last_message_at),
+                "closed_at": iso_z(conversation.closed_at),
                 "attachment_count": int(attachments),
                 "attachment_bytes": int(attachment_bytes),
             },

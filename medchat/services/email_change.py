@@ -25,14 +25,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from access_control import crypto
 from access_control.roles import Role
 from medchat import audit
-from medchat.db import rows_changed
 from medchat.errors import EmailTaken, Forbidden, InvalidEmailChangeToken
+from medchat.identity import single_use
 from medchat.identity.principal import Principal
 from medchat.models import Account, AccountStatus, EmailChangeToken
 from medchat.services.accounts import AccountService
@@ -101,16 +101,15 @@ class EmailChangeService:
         if taken:
             self._mail(new_email, TAKEN_SUBJECT, taken_text(), now)
         else:
-            self._spend_open_tokens(account, now)
-            row = EmailChangeToken(
-                account_id=account.id,
-                token_hash=token_hash,
+            single_use.issue(
+                self.session,
+                EmailChangeToken,
+                account.id,
+                token_hash,
+                now=now,
+                lifetime=self.runtime.settings.password_reset_ttl,
                 new_email_ciphertext=self.profiles.seal(account.id, PENDING_FIELD, new_email),
-                created_at=now,
-                expires_at=now + self.runtime.settings.password_reset_ttl,
             )
-            self.session.add(row)
-            self.session.flush()
             minutes = self.runtime.settings.password_reset_minutes
             body = confirm_text(account.first_name, token, minutes)
             self._mail(new_email, CONFIRM_SUBJECT, body, now)
@@ -137,15 +136,8 @@ class EmailChangeService:
         holder = self.session.scalar(select(Account.id).where(Account.email_index == new_index))
         if holder is not None:
             raise self._refuse(EmailTaken(), account)
-        spent = self.session.execute(
-            update(EmailChangeToken)
-            .where(EmailChangeToken.id == record.id, EmailChangeToken.used_at.is_(None))
-            .values(used_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        if rows_changed(spent) != 1:
+        if not single_use.redeem(self.session, EmailChangeToken, record, now):
             raise self._refuse(InvalidEmailChangeToken(), account)
-        self._spend_open_tokens(account, now)
         old_email = self.accounts.email_of(account)
         # Through the ORM, both columns at once: the row's tag is renewed on this flush.
         account.email_index = new_index
@@ -168,24 +160,14 @@ class EmailChangeService:
         return actor.account
 
     def _live_token(self, account: Account, token: str) -> EmailChangeToken:
-        record = self.session.scalar(
-            select(EmailChangeToken).where(EmailChangeToken.token_hash == crypto.token_hash(token))
-        )
-        if record is None or record.account_id != account.id:
+        found = single_use.find(self.session, EmailChangeToken, token)
+        if found is None or found[0].account_id != account.id:
             raise self._refuse(InvalidEmailChangeToken(), account)
-        expired = record.expires_at <= self.runtime.clock.now()
-        if record.used_at is not None or expired or account.status != AccountStatus.ACTIVE:
+        record = found[0]
+        live = single_use.is_live(record, self.runtime.clock.now())
+        if not live or account.status != AccountStatus.ACTIVE:
             raise self._refuse(InvalidEmailChangeToken(), account)
         return record
-
-    def _spend_open_tokens(self, account: Account, now: datetime) -> None:
-        """Only the newest request works: earlier unspent ones die with a new one or a change."""
-        self.session.execute(
-            update(EmailChangeToken)
-            .where(EmailChangeToken.account_id == account.id, EmailChangeToken.used_at.is_(None))
-            .values(used_at=now)
-            .execution_options(synchronize_session=False)
-        )
 
     def _mail(self, to: str, subject: str, body: str, now: datetime) -> None:
         deliver_after_commit(self.session, self.runtime.postman, compose(to, subject, body, at=now))

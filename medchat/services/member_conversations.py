@@ -21,7 +21,6 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session
 
 from access_control.roles import Role
 from medchat import audit
@@ -30,16 +29,15 @@ from medchat.identity.principal import Principal
 from medchat.keys.sealing import ContentKey
 from medchat.models import Account, AccountStatus, Conversation, ConversationStatus
 from medchat.services import conversation_access
-from medchat.services.context import ServiceContext
+from medchat.services.conversation_front import ConversationFront
 from medchat.services.conversation_pages import (
     ActivityPosition,
     Page,
     activity_position,
     order_by_activity,
 )
-from medchat.services.conversations import ConversationService
 from medchat.services.idempotency import Created
-from medchat.services.message_views import ConversationView, MessageView
+from medchat.services.message_views import ConversationView
 
 #: Idempotency scope of a question: a key used to ask cannot replay as a message.
 START_SCOPE = "conversation.start"
@@ -50,14 +48,10 @@ LIVE_STATUSES = conversation_access.LIVE_STATUSES
 _ACCOUNT_STATUS = select(Account.status).where(Account.id == bindparam("account_id"))
 
 
-class MemberConversationService:
-    def __init__(self, session: Session, runtime: ServiceContext) -> None:
-        self.session = session
-        self.runtime = runtime
-        self.conversations = ConversationService(session, runtime)
+class MemberConversationService(ConversationFront):
+    """A member's front; paging messages and sending are ``ConversationFront``'s."""
 
-    @staticmethod
-    def _require_member(actor: Principal) -> None:
+    def require_audience(self, actor: Principal) -> None:
         if actor.role != Role.MEMBER:
             raise Forbidden
 
@@ -74,7 +68,7 @@ class MemberConversationService:
         Raises ``ConsentRequired`` without current consent, ``KeysNotInitialized`` before
         ``keys init`` and ``Conflict`` for an ``Idempotency-Key`` used on another request.
         """
-        self._require_member(actor)
+        self.require_audience(actor)
         conversations = self.conversations
         conversation_id = uuid.uuid4()
         if idempotency_key is not None:
@@ -141,7 +135,7 @@ class MemberConversationService:
         self, actor: Principal, *, limit: int, after: ActivityPosition | None = None
     ) -> Page[ConversationView, ActivityPosition]:
         """The member's conversations, newest activity first, from the position ``after``."""
-        self._require_member(actor)
+        self.require_audience(actor)
         statement = select(Conversation).where(
             Conversation.member_id == actor.id, Conversation.status.in_(LIVE_STATUSES)
         )
@@ -156,34 +150,5 @@ class MemberConversationService:
 
     def conversation(self, actor: Principal, conversation_id: uuid.UUID) -> ConversationView:
         """One of the member's conversations (``NotFound`` for anyone else's)."""
-        self._require_member(actor)
+        self.require_audience(actor)
         return self.conversations.conversation(actor, conversation_id)
-
-    def messages(
-        self,
-        actor: Principal,
-        conversation_id: uuid.UUID,
-        *,
-        limit: int,
-        cursor: int | None = None,
-        ascending: bool = False,
-    ) -> Page[MessageView, int]:
-        """A page of the conversation's messages, newest first unless ``ascending``."""
-        self._require_member(actor)
-        return self.conversations.messages(
-            actor, conversation_id, limit=limit, cursor=cursor, ascending=ascending
-        )
-
-    def send(
-        self,
-        actor: Principal,
-        conversation_id: uuid.UUID,
-        body: str,
-        *,
-        idempotency_key: str | None = None,
-    ) -> Created[MessageView]:
-        """Write to one's own conversation: 409 when closed, 403 once consent is withdrawn."""
-        self._require_member(actor)
-        return self.conversations.send(
-            actor, conversation_id, body, idempotency_key=idempotency_key
-        )

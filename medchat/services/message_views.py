@@ -24,7 +24,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +39,7 @@ from medchat.keys.sealing import ContentKey
 from medchat.models import Account, Attachment, Conversation, Message
 from medchat.services.conversation_pages import Page
 from medchat.services.display_names import display_names
+from medchat.services.patient_view import PatientView
 
 
 @dataclass
@@ -60,20 +61,43 @@ class MessageView:
     attachments: list[AttachmentView] = field(default_factory=list)
 
 
-@dataclass
-class ConversationView:
+@dataclass(kw_only=True)
+class ConversationSummary:
+    """What every reader is shown of a conversation, members and clinicians alike. Each
+    audience's view adds what it is shown of the member: ``ConversationView`` (the member's
+    own) their id, ``CaseView`` (a clinician's) only the patient object."""
+
     id: uuid.UUID
     subject: str | None
     status: str
     created_at: datetime
     last_message_at: datetime
-    member_id: uuid.UUID
-    messages: list[MessageView] = field(default_factory=list)
     #: False when the caller is shown no content (subject None); ``unavailable`` says why.
     readable: bool = True
     #: ``history_pending`` while a member's history waits to be re-sealed to their new key,
     #: ``integrity_failed`` for a conversation refused by ``conversation_refusals``.
     unavailable: str | None = None
+
+
+@dataclass(kw_only=True)
+class ConversationView(ConversationSummary):
+    """A conversation as the services read it and a member is shown it."""
+
+    member_id: uuid.UUID
+    messages: list[MessageView] = field(default_factory=list)
+
+    def for_clinician(self, patient: PatientView) -> CaseView:
+        """This conversation as a clinician is shown it: the summary and ``patient``."""
+        shared = {item.name: getattr(self, item.name) for item in fields(ConversationSummary)}
+        return CaseView(**shared, patient=patient)
+
+
+@dataclass(kw_only=True)
+class CaseView(ConversationSummary):
+    """A conversation as a clinician sees it: no member id (not even an attribute), only the
+    patient view (SECURITY-MODEL: first name, birth date, sex, pseudonym)."""
+
+    patient: PatientView
 
 
 #: ``ConversationView.unavailable`` while a member's history waits for its re-wrap.

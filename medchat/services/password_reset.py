@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from access_control import crypto
@@ -31,8 +30,8 @@ from access_control.password_kdf import Password
 from access_control.passwords import check_strength
 from access_control.roles import Role
 from medchat import audit
-from medchat.db import rows_changed
 from medchat.errors import InvalidMfaCode, InvalidResetToken, MfaRequired
+from medchat.identity import single_use
 from medchat.identity.tokens import TokenStore
 from medchat.keys.member_rewrap import RewrapQueue
 from medchat.models import Account, AccountStatus, PasswordResetToken
@@ -88,16 +87,14 @@ class PasswordResetService:
             audit.record(self.session, "auth.password_reset_request", outcome="ignored")
             return
         now = self.runtime.clock.now()
-        self._spend_open_tokens(account, now)
-        self.session.add(
-            PasswordResetToken(
-                account_id=account.id,
-                token_hash=token_hash,
-                created_at=now,
-                expires_at=now + self.runtime.settings.password_reset_ttl,
-            )
+        single_use.issue(
+            self.session,
+            PasswordResetToken,
+            account.id,
+            token_hash,
+            now=now,
+            lifetime=self.runtime.settings.password_reset_ttl,
         )
-        self.session.flush()
         minutes = self.runtime.settings.password_reset_minutes
         self._mail(account, RESET_SUBJECT, reset_text(account.first_name, token, minutes), now)
         audit.record(
@@ -120,15 +117,8 @@ class PasswordResetService:
             self._check_second_factor(account, totp_code)
         check_strength(new_password, self.accounts.personal_data(account))
         # Conditional: of two confirmations racing with one token, one wins.
-        spent = self.session.execute(
-            update(PasswordResetToken)
-            .where(PasswordResetToken.id == record.id, PasswordResetToken.used_at.is_(None))
-            .values(used_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        if rows_changed(spent) != 1:
+        if not single_use.redeem(self.session, PasswordResetToken, record, now):
             raise self._refuse(InvalidResetToken())
-        self._spend_open_tokens(account, now)
         chosen = Password(new_password)  # one scrypt run for the hash and the sealed key
         account.password_hash = self.runtime.hasher.hash(chosen)
         account.password_changed_at = now
@@ -152,16 +142,12 @@ class PasswordResetService:
     # -- steps ---------------------------------------------------------------------------
 
     def _live_token(self, reset_token: str) -> tuple[PasswordResetToken, Account]:
-        row = self.session.execute(
-            select(PasswordResetToken, Account)
-            .join(Account, Account.id == PasswordResetToken.account_id)
-            .where(PasswordResetToken.token_hash == crypto.token_hash(reset_token))
-        ).one_or_none()
-        if row is None:
+        found = single_use.find(self.session, PasswordResetToken, reset_token)
+        if found is None:
             raise self._refuse(InvalidResetToken())
-        record, account = row
-        expired = record.expires_at <= self.runtime.clock.now()
-        if record.used_at is not None or expired or account.role != Role.MEMBER:
+        record, account = found
+        live = single_use.is_live(record, self.runtime.clock.now())
+        if not live or account.role != Role.MEMBER:
             raise self._refuse(InvalidResetToken(), account)
         if account.status != AccountStatus.ACTIVE:
             raise self._refuse(InvalidResetToken(), account)
@@ -173,18 +159,6 @@ class PasswordResetService:
         # The account's one second-factor budget, as at sign-in (``verify_code``).
         if not AuthenticationService(self.session, self.runtime).verify_code(account, code):
             raise self._refuse(InvalidMfaCode(), account)
-
-    def _spend_open_tokens(self, account: Account, now: datetime) -> None:
-        """Only the newest token works: earlier unspent ones die when another is issued."""
-        self.session.execute(
-            update(PasswordResetToken)
-            .where(
-                PasswordResetToken.account_id == account.id,
-                PasswordResetToken.used_at.is_(None),
-            )
-            .values(used_at=now)
-            .execution_options(synchronize_session=False)
-        )
 
     def _mail(self, account: Account, subject: str, body: str, now: datetime) -> None:
         message = compose(self.accounts.email_of(account), subject, body, at=now)

@@ -44,6 +44,7 @@ from access_control import crypto
 from medchat import audit
 from medchat.archive import ledger
 from medchat.archive.content_hashes import SealedContent, content_hashes
+from medchat.clock import iso_z
 from medchat.models import ArchiveRecord, Conversation, ConversationStatus
 from medchat.services.context import ServiceContext
 from medchat.services.deletion import DeletionService
@@ -75,10 +76,6 @@ RETENTION = "retention"
 #: Called with (items handled so far, items due when the run began) after each batch.
 Progress = Callable[[int, int], None]
 log = logging.getLogger("medchat.retention")
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
 
 
 class RetentionService:
@@ -352,7 +349,7 @@ class RetentionService:
             "skipped_busy": result.skipped_busy,
             "batches": result.batches,
             "batch_size": self.batch_size,
-            "as_of": _iso(cutoffs.as_of),
+            "as_of": iso_z(cutoffs.as_of),
             "retention_days": cutoffs.retention_days,
             "archive_retention_days": cutoffs.archive_retention_days,
             "seal_expired": self.seal_expired,

@@ -32,6 +32,7 @@ from sqlalchemy import ColumnClause, Select, and_, func, literal_column, select,
 from sqlalchemy.orm import Session
 
 from medchat.archive.records import RecordKind
+from medchat.clock import iso_z
 from medchat.config import Settings
 from medchat.models import ArchiveRecord, Conversation
 
@@ -90,7 +91,7 @@ class DueItem:
             "kind": str(self.kind),
             "conversation_id": str(self.conversation_id),
             "record_id": None if self.record_id is None else str(self.record_id),
-            "due_at": self.due_at.isoformat().replace("+00:00", "Z"),
+            "due_at": iso_z(self.due_at),
         }
 
 

@@ -7,11 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from medchat.clock import iso_z
 from medchat.services.retention_due import DueItem
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
 
 
 class EarlyDestruction(ValueError):
@@ -19,7 +16,7 @@ class EarlyDestruction(ValueError):
 
     def __init__(self, as_of: datetime, now: datetime) -> None:
         super().__init__(
-            f"as of {_iso(as_of)} is later than now ({_iso(now)}): a run never destroys "
+            f"as of {iso_z(as_of)} is later than now ({iso_z(now)}): a run never destroys "
             "before retention is due (a dry run may look ahead)"
         )
 

@@ -34,6 +34,7 @@ from medchat import audit
 from medchat.archive import gate as archive_gate
 from medchat.archive import ledger
 from medchat.archive.bundle import conversation_document, record_document, sign_bundle
+from medchat.clock import iso_z
 from medchat.errors import (
     ArchiveGated,
     ArchiveIntegrityFailure,
@@ -181,7 +182,7 @@ class RetrievalService:
         row.approved_at = now
         row.expires_at = now + self.runtime.settings.retrieval_ttl
         self.session.flush()
-        self._audit("archive.retrieval.approve", row, record, {"expires_at": _iso(row.expires_at)})
+        self._audit("archive.retrieval.approve", row, record, {"expires_at": iso_z(row.expires_at)})
         return APPROVED
 
     # -- opening -------------------------------------------------------------------------------
@@ -215,14 +216,14 @@ class RetrievalService:
         opened = self._conversation(row, record, conversation, dek)
         digests = attachment_digests(self.session, conversation, dek)
         body = {
-            "exported_at": _iso(self.runtime.clock.now()),
+            "exported_at": iso_z(self.runtime.clock.now()),
             "exported_by": str(actor.id),
             "retrieval": {
                 "id": str(row.id),
                 "requested_by": str(row.requested_by),
                 "approved_by": str(row.approved_by),
-                "approved_at": _iso(row.approved_at),
-                "expires_at": _iso(row.expires_at),
+                "approved_at": iso_z(row.approved_at),
+                "expires_at": iso_z(row.expires_at),
             },
             "record": record_document(record),
             "conversation": conversation_document(
@@ -382,7 +383,3 @@ _REFUSALS: dict[str, tuple[type[MedchatError], str | None]] = {
     "role_key_required": (RoleKeyRequired, "Your session does not hold the archive key."),
     "gated": (ArchiveGated, None),  # audited and logged: only a database writer gets here
 }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")

@@ -49,14 +49,15 @@ from sqlalchemy import (
     func,
     literal,
     not_,
-    or_,
     select,
 )
 from sqlalchemy.orm import Session
 
 from access_control.keyring import FORMAT_PREFIX
 from medchat import audit
+from medchat.clock import iso_z
 from medchat.db import rows_changed
+from medchat.identity import single_use
 from medchat.models import (
     AuthToken,
     EmailChangeToken,
@@ -64,6 +65,7 @@ from medchat.models import (
     PasswordResetToken,
     TokenKind,
 )
+from medchat.models.tokens import SingleUseToken
 from medchat.storage.batch_jobs import BatchJob
 
 ACTION = "auth.token_purge"
@@ -71,7 +73,7 @@ ACTION = "auth.token_purge"
 SIGN_IN_LIMIT = 100
 log = logging.getLogger("medchat.token_purge")
 
-_Model = type[AuthToken] | type[PasswordResetToken] | type[EnrollmentToken] | type[EmailChangeToken]
+_Model = type[AuthToken] | type[SingleUseToken]
 
 
 @dataclass
@@ -118,18 +120,13 @@ def old_keyring_tokens() -> ColumnElement[bool]:
     )
 
 
-def spent_single_use(model: _Model, as_of: datetime) -> ColumnElement[bool]:
-    """A password-reset, enrollment or e-mail-change token past its expiry, or used."""
-    return or_(model.expires_at <= as_of, model.used_at.is_not(None))
-
-
 def _rules(as_of: datetime) -> list[tuple[str, _Model, ColumnElement[bool]]]:
     return [
         ("auth_tokens", AuthToken, expired_auth_tokens(as_of)),
         ("old_keyring_tokens", AuthToken, old_keyring_tokens()),
-        ("password_reset_tokens", PasswordResetToken, spent_single_use(PasswordResetToken, as_of)),
-        ("enrollment_tokens", EnrollmentToken, spent_single_use(EnrollmentToken, as_of)),
-        ("email_change_tokens", EmailChangeToken, spent_single_use(EmailChangeToken, as_of)),
+        ("password_reset_tokens", PasswordResetToken, single_use.dead(PasswordResetToken, as_of)),
+        ("enrollment_tokens", EnrollmentToken, single_use.dead(EnrollmentToken, as_of)),
+        ("email_change_tokens", EmailChangeToken, single_use.dead(EmailChangeToken, as_of)),
     ]
 
 
@@ -235,7 +232,7 @@ class TokenPurge(BatchJob):
             **counts.as_dict(),
             "batches": batches,
             "batch_size": self.batch_size,
-            "as_of": as_of.isoformat().replace("+00:00", "Z"),
+            "as_of": iso_z(as_of),
         }
         with self.runtime.database.transaction() as session:
             audit.set_context(session, self.audit_context)

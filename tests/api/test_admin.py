@@ -17,6 +17,7 @@ from medchat import audit
 from medchat.models import Account, AuditEntry
 from medchat.schemas.cursors import encode_cursor
 from tests.support.accounts import PASSWORDS, Person, bearer, login, make_member, make_staff
+from tests.support.responses import error_code
 
 ACCOUNTS = "/api/v1/admin/accounts"
 AUDIT = "/api/v1/admin/audit"
@@ -43,10 +44,6 @@ def new_staff(role: str = "clinician", **changes) -> dict:
 
 def create(client, headers, body):
     return client.post(ACCOUNTS, json=body, headers=headers)
-
-
-def error_code(response) -> str:
-    return response.get_json()["error"]["code"]
 
 
 def totp_secret(provisioning_uri: str) -> str:

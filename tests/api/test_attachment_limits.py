@@ -21,10 +21,10 @@ from tests.support.attachments import (
     MEMBER_UPLOAD,
     Clinic,
     build_clinic,
-    error_code,
     post_file,
     stored,
 )
+from tests.support.responses import error_code
 
 
 @pytest.fixture

@@ -23,13 +23,13 @@ from tests.support.attachments import (
     CLINICIAN_UPLOAD,
     MEMBER_DOWNLOAD,
     Clinic,
-    audit_entries,
     build_clinic,
-    error_code,
     post_file,
     stored,
 )
+from tests.support.audit import audit_entries
 from tests.support.console import console_login
+from tests.support.responses import error_code
 
 CANARY = "Jeanne Zzmoreau"
 NAME_CANARY = "Jeanne_Zzmoreau"

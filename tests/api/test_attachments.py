@@ -20,14 +20,14 @@ from tests.support.attachments import (
     MEMBER_DOWNLOAD,
     MEMBER_UPLOAD,
     Clinic,
-    audit_entries,
     build_clinic,
-    error_code,
     post_file,
     stored,
 )
+from tests.support.audit import audit_entries
 from tests.support.dump import database_dump
 from tests.support.messaging import asked, give_consent
+from tests.support.responses import error_code
 
 
 @pytest.fixture

@@ -19,15 +19,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from access_control.roles import Role
 from medchat import audit
 from medchat.archive.bundle import BundleRejected, bundle_bytes, verify_bundle
-from medchat.models import AuditEntry, RetrievalRequest
+from medchat.models import RetrievalRequest
 from tests.support.accounts import Person, bearer, login, make_member, make_staff
 from tests.support.archive import flip_byte
+from tests.support.audit import audit_entries
 from tests.support.messaging import CONVERSATIONS, asked, care_team, give_consent
+from tests.support.responses import error_code
 from tests.support.sample_files import as_stored, pdf
 
 ARCHIVE = "/api/v1/compliance/archive"
@@ -128,15 +129,6 @@ def approve(client, retrieval_id: str, auth: dict[str, str]) -> Any:
 
 def content(client, retrieval_id: str, auth: dict[str, str]) -> Any:
     return client.get(f"{RETRIEVALS}/{retrieval_id}/content", headers=auth)
-
-
-def code(response: Any) -> str:
-    return response.get_json()["error"]["code"]  # type: ignore[no-any-return]
-
-
-def audit_trail(runtime) -> list[AuditEntry]:
-    with runtime.database.transaction() as session:
-        return list(session.scalars(select(AuditEntry).order_by(AuditEntry.seq)))
 
 
 # -- finding records ----------------------------------------------------------------------------
@@ -254,7 +246,7 @@ def test_retrieval_is_refused_before_approval(client, archive):
     retrieval_id = ask(client, archive)
     response = content(client, retrieval_id, archive.a)
     assert response.status_code == 403
-    assert code(response) == "forbidden"
+    assert error_code(response) == "forbidden"
     export = client.get(f"{RETRIEVALS}/{retrieval_id}/export", headers=archive.a)
     assert export.status_code == 403
 
@@ -263,7 +255,7 @@ def test_the_requester_cannot_approve_their_own_request(client, archive):
     retrieval_id = ask(client, archive)
     response = approve(client, retrieval_id, archive.a)
     assert response.status_code == 403
-    assert code(response) == "forbidden"
+    assert error_code(response) == "forbidden"
     assert content(client, retrieval_id, archive.a).status_code == 403
 
 
@@ -280,7 +272,7 @@ def test_after_approval_only_the_requester_opens_the_decrypted_conversation(clie
 
     for other in (archive.b, archive.c):
         refused = content(client, retrieval_id, other)
-        assert refused.status_code == 403 and code(refused) == "forbidden"
+        assert refused.status_code == 403 and error_code(refused) == "forbidden"
 
     response = content(client, retrieval_id, archive.a)
     assert response.status_code == 200, response.get_json()
@@ -354,7 +346,7 @@ def test_an_officer_without_the_archive_key_opens_nothing_until_granted(client, 
     retrieval_id = ask(client, archive, archive.c)
     assert approve(client, retrieval_id, archive.a).status_code == 200
     refused = content(client, retrieval_id, archive.c)
-    assert refused.status_code == 403 and code(refused) == "role_key_required"
+    assert refused.status_code == 403 and error_code(refused) == "role_key_required"
 
     officer_c = archive.officers["c"]
     grant = client.post(f"/api/v1/compliance/colleagues/{officer_c.id}/grant", headers=archive.a)
@@ -369,8 +361,8 @@ def refused_steps(runtime) -> list[tuple[str, str, uuid.UUID]]:
     """(action, why, actor) of every refused retrieval step, in order."""
     return [
         (e.action, json.loads(e.details)["refused"], e.actor_id)
-        for e in audit_trail(runtime)
-        if e.action.startswith("archive.retrieval") and e.outcome == "denied"
+        for e in audit_entries(runtime, prefix="archive.retrieval")
+        if e.outcome == "denied"
     ]
 
 
@@ -381,7 +373,7 @@ def test_an_officer_never_granted_the_archive_key_cannot_approve(client, runtime
 
     refused = approve(client, retrieval_id, archive.c)
 
-    assert refused.status_code == 403 and code(refused) == "role_key_required"
+    assert refused.status_code == 403 and error_code(refused) == "role_key_required"
     assert refused_steps(runtime) == [
         ("archive.retrieval.approve", "role_key_required", archive.officers["c"].id)
     ]
@@ -401,7 +393,7 @@ def test_a_requester_without_the_archive_key_is_refused_and_audited(client, runt
 
     refused = content(client, retrieval_id, archive.c)
 
-    assert refused.status_code == 403 and code(refused) == "role_key_required"
+    assert refused.status_code == 403 and error_code(refused) == "role_key_required"
     assert refused_steps(runtime) == [
         ("archive.retrieval.open", "role_key_required", archive.officers["c"].id)
     ]
@@ -414,7 +406,7 @@ def test_altered_archived_content_is_refused_at_opening(client, runtime, archive
 
     response = content(client, retrieval_id, archive.a)
     assert response.status_code == 409
-    assert code(response) == "archive_integrity_failed"
+    assert error_code(response) == "archive_integrity_failed"
 
 
 # -- export --------------------------------------------------------------------------------------
@@ -519,7 +511,7 @@ def test_every_step_is_audited_with_the_member_as_subject(client, runtime, archi
     )
     client.get(f"{RETRIEVALS}/{retrieval_id}/export", headers=archive.a)
 
-    trail = [e for e in audit_trail(runtime) if e.action.startswith("archive.")]
+    trail = audit_entries(runtime, prefix="archive.")
     steps = [(e.action, e.outcome, json.loads(e.details).get("refused")) for e in trail]
     assert steps == [
         ("archive.search", "success", None),

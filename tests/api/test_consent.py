@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from medchat.models import AuditEntry, Consent, Conversation, Message
+from medchat.models import Consent, Conversation, Message
 from tests.support.accounts import bearer, login, make_member
+from tests.support.audit import audit_entries
 from tests.support.messaging import (
     CONSENT,
     CONSENT_VERSION,
@@ -37,15 +38,6 @@ def _consent_rows(runtime, member) -> list[Consent]:
                 select(Consent).where(Consent.account_id == member.id).order_by(Consent.granted_at)
             )
         )
-
-
-def _audit(runtime, prefix: str) -> list[AuditEntry]:
-    with runtime.database.transaction() as session:
-        return [
-            e
-            for e in session.scalars(select(AuditEntry).order_by(AuditEntry.seq))
-            if e.action.startswith(prefix)
-        ]
 
 
 def test_consent_is_not_granted_until_the_member_grants_it(client, tokens):
@@ -80,7 +72,7 @@ def test_each_grant_is_a_versioned_audited_record(client, runtime, member, token
     state = client.get(CONSENT, headers=bearer(tokens)).get_json()["health_messaging"]
     assert state["version"] == "2026-02" and state["granted"] is True
 
-    grants = _audit(runtime, "consent.")
+    grants = audit_entries(runtime, prefix="consent.")
     assert [e.action for e in grants] == ["consent.grant", "consent.grant"]
     assert {e.subject_id for e in grants} == {member.id}
     assert {e.actor_id for e in grants} == {member.id}
@@ -132,7 +124,7 @@ def test_withdrawal_stops_new_questions_and_messages_but_history_stays_readable(
     }
     (row,) = _consent_rows(runtime, member)
     assert row.withdrawn_at is not None  # the record stays, ended
-    (entry,) = _audit(runtime, "consent.withdraw")
+    (entry,) = audit_entries(runtime, prefix="consent.withdraw")
     assert entry.subject_id == member.id
 
     refused_question = ask(client, tokens, "Another question")
@@ -163,5 +155,5 @@ def test_withdrawal_stops_new_questions_and_messages_but_history_stays_readable(
 
 def test_withdrawing_without_consent_is_a_quiet_204(client, runtime, member, tokens):
     assert client.delete(CONSENT, headers=bearer(tokens)).status_code == 204
-    assert _audit(runtime, "consent.") == []
+    assert audit_entries(runtime, prefix="consent.") == []
     assert _consent_rows(runtime, member) == []

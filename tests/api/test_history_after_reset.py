@@ -23,6 +23,7 @@ from medchat.keys.member_rewrap import RewrapQueue
 from medchat.models import AuditEntry, RewrapRequest
 from medchat.services.context import ServiceContext
 from tests.support.accounts import Person, bearer, login, make_member
+from tests.support.audit import audit_entries
 from tests.support.console import console_login
 from tests.support.mailbox import delivered, reset_token_in
 from tests.support.messaging import CareTeam, asked, care_team, count, give_consent, send
@@ -257,17 +258,10 @@ def test_a_failing_drain_never_fails_the_clinicians_own_request(
         f"/api/v1/clinician/conversations/{cid}/messages", headers=before.clinician_auth
     )
     assert "Still here." in [m["body"] for m in seen.get_json()["items"]]
-    assert not [e for e in _audit(runtime) if e.action == "conversation.rewrap"], (
-        "a rolled-back re-seal was audited"
-    )
+    assert not audit_entries(runtime, "conversation.rewrap"), "a rolled-back re-seal was audited"
     monkeypatch.undo()
     assert client.get(QUEUE, headers=before.clinician_auth).status_code == 200
     assert count(runtime, RewrapRequest) == 0
-
-
-def _audit(runtime: ServiceContext) -> list[AuditEntry]:
-    with runtime.database.transaction() as session:
-        return list(session.scalars(select(AuditEntry)))
 
 
 def test_a_second_reset_before_the_drain_leaves_only_the_newest_key(make_app, tmp_path):

@@ -10,7 +10,6 @@ leave no other active holder answers 409 ``last_key_holder`` and changes nothing
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from sqlalchemy import func, select
 
@@ -18,15 +17,12 @@ from access_control.roles import Role
 from medchat.models import Account, AccountStatus, AuditEntry, KeyRole, RoleKey, RoleKeyGrant
 from tests.support.accounts import Person, bearer, login, make_staff
 from tests.support.messaging import care_team
+from tests.support.responses import error_code
 from tests.support.rotation import grant
 from tests.support.tampering import execute_sql
 
 CLINICIAN = "/api/v1/clinician/colleagues"
 COMPLIANCE = "/api/v1/compliance/colleagues"
-
-
-def error_code(response: Any) -> str:
-    return response.get_json()["error"]["code"]  # type: ignore[no-any-return]
 
 
 def grants_of(runtime, account_id: uuid.UUID) -> int:

@@ -26,6 +26,7 @@ from tests.support.accounts import Person, bearer, code_for, login, make_member,
 from tests.support.conversations import start_conversation
 from tests.support.mailbox import delivered, reset_token_in
 from tests.support.messaging import care_team
+from tests.support.responses import error_code
 from tests.support.sessions import sign_in
 
 RESET = "/api/v1/auth/password-reset"
@@ -41,10 +42,6 @@ def mail_dir(tmp_path):
 @pytest.fixture
 def app(make_app, mail_dir):
     return make_app(mail_url=f"file://{mail_dir}")
-
-
-def error_code(response: Any) -> str:
-    return response.get_json()["error"]["code"]  # type: ignore[no-any-return]
 
 
 def ask_reset(client, runtime, mail_dir, person: Person) -> str:

@@ -8,15 +8,17 @@ import json
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import select
 
 from medchat import audit
-from medchat.models import Account, AuditEntry, MemberProfile
+from medchat.models import Account, MemberProfile
 from tests.support.accounts import bearer, login, make_member
+from tests.support.audit import audit_entries
 from tests.support.dump import database_dump
 from tests.support.leaks import found_in
 from tests.support.messaging import asked, care_team, give_consent
 from tests.support.rights import CLINICIAN, ME
+
+UPDATE = "profile.update"
 
 CORRECTIONS = {
     "first_name": "Quentinecanary",
@@ -48,13 +50,6 @@ def patch(client, auth, body):
     return client.patch(ME, json=body, headers=auth)
 
 
-def audit_entries(runtime, action="profile.update"):
-    with runtime.database.transaction() as session:
-        entries = list(session.scalars(select(AuditEntry).where(AuditEntry.action == action)))
-        session.expunge_all()
-    return entries
-
-
 def test_every_field_can_be_corrected_and_the_profile_comes_back(client, runtime, member, auth):
     before = me(client, auth)
     response = patch(client, auth, CORRECTIONS)
@@ -76,7 +71,7 @@ def test_one_field_changes_and_the_others_stay(client, auth):
 
 def test_the_change_is_audited_by_field_names_only(client, runtime, member, auth):
     patch(client, auth, {"last_name": "Newname", "phone": "+33 1 99 99 99 99", "sex": "female"})
-    (entry,) = audit_entries(runtime)
+    (entry,) = audit_entries(runtime, UPDATE)
     # "sex" was already "female": not a change, so not named.
     assert json.loads(entry.details) == {"fields": ["last_name", "phone"]}
     assert entry.subject_id == member.id and entry.actor_id == member.id
@@ -91,7 +86,7 @@ def test_a_correction_to_the_same_values_writes_and_audits_nothing(client, runti
     same = {"first_name": current["first_name"], "birth_date": current["birth_date"]}
     response = patch(client, auth, same)
     assert response.status_code == 200 and response.get_json() == current
-    assert audit_entries(runtime) == []
+    assert audit_entries(runtime, UPDATE) == []
 
 
 INVALID = [
@@ -123,7 +118,7 @@ def test_invalid_corrections_are_422_with_details_and_change_nothing(client, run
         error = response.get_json()["error"]
         assert error["code"] == "validation_error" and field in error["details"], (body, error)
     assert me(client, auth) == before
-    assert audit_entries(runtime) == []
+    assert audit_entries(runtime, UPDATE) == []
 
 
 def test_a_body_that_is_not_json_is_400_and_changes_nothing(client, auth):

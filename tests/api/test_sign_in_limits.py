@@ -26,6 +26,7 @@ from medchat.services.accounts import AccountService
 from tests.support.accounts import Person, code_for, make_member, make_staff
 from tests.support.console import post_form
 from tests.support.mailbox import delivered, reset_token_in
+from tests.support.responses import error_code
 
 TOKEN = "/api/v1/auth/token"
 WRONG_PASSWORD = "not-the-password-1"
@@ -46,10 +47,6 @@ def wrong_code(person: Person, runtime) -> str:
 def sign_in(client, person: Person, address: str, password: str | None = None, **extra: Any):
     body = {"email": person.email, "password": password or person.password, **extra}
     return client.post(TOKEN, json=body, **at(address))
-
-
-def error_code(response) -> str:
-    return response.get_json()["error"]["code"]  # type: ignore[no-any-return]
 
 
 # -- item 2: one second-factor budget per account -----------------------------------------------

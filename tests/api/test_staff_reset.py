@@ -38,6 +38,7 @@ from tests.support.accounts import (
 )
 from tests.support.console import console_login, post_form
 from tests.support.messaging import asked, care_team, give_consent
+from tests.support.responses import error_code
 
 NEW_PASSWORD = "juniper-quartz-falcon-61"
 QUEUE = "/api/v1/clinician/queue"
@@ -45,10 +46,6 @@ QUEUE = "/api/v1/clinician/queue"
 
 def reset_path(account_id) -> str:
     return f"/api/v1/admin/accounts/{account_id}/reset"
-
-
-def error_code(response) -> str:
-    return response.get_json()["error"]["code"]
 
 
 @pytest.fixture

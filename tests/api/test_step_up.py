@@ -20,6 +20,7 @@ from access_control.roles import Role
 from medchat.models import Account, AuditEntry
 from tests.support.accounts import Person, bearer, login, make_member, make_staff
 from tests.support.mailbox import delivered
+from tests.support.responses import error_code
 
 AUTH = "/api/v1/auth"
 WRONG_PASSWORD = "not-the-password-1"
@@ -33,10 +34,6 @@ def mail_dir(tmp_path):
 @pytest.fixture
 def app(make_app, mail_dir):
     return make_app(mail_url=f"file://{mail_dir}")
-
-
-def error_code(response: Any) -> str:
-    return response.get_json()["error"]["code"]  # type: ignore[no-any-return]
 
 
 def subjects(runtime, mail_dir, person: Person) -> list[str]:

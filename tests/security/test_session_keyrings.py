@@ -24,8 +24,9 @@ from access_control.roles import Role
 from medchat.models import AuthToken, KeyRole
 from medchat.services.token_purge import ACTION, TokenPurge
 from tests.support.accounts import bearer, code_for, init_role_keys, make_member, make_staff
+from tests.support.audit import audit_entries
 from tests.support.console import console_login, csrf_from, post_form
-from tests.support.retention import audit_entries, every_stored_value
+from tests.support.retention import every_stored_value
 from tests.support.sessions import sign_in
 from tests.support.tampering import execute_sql
 

@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import func, select
 
-from medchat.models import Attachment, AuditEntry, Message
+from medchat.models import Attachment, Message
 from medchat.services.context import ServiceContext
 from tests.support.accounts import Person, bearer, login, make_member
 from tests.support.messaging import CareTeam, asked, care_team, give_consent
@@ -90,12 +90,3 @@ def stored(runtime: ServiceContext) -> tuple[int, int]:
             session.scalar(select(func.count()).select_from(Attachment)),
             session.scalar(select(func.count()).select_from(Message)),
         )
-
-
-def audit_entries(runtime: ServiceContext, action: str) -> list[AuditEntry]:
-    with runtime.database.transaction() as session:
-        return list(session.scalars(select(AuditEntry).where(AuditEntry.action == action)))
-
-
-def error_code(response: Any) -> str:
-    return response.get_json()["error"]["code"]  # type: ignore[no-any-return]

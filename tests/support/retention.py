@@ -11,7 +11,6 @@ from sqlalchemy import func, inspect, or_, select, text
 from medchat.db import Base
 from medchat.identity.principal import Principal
 from medchat.models import (
-    AuditEntry,
     ConversationKeyWrap,
     ConversationRead,
     IdempotencyRecord,
@@ -162,19 +161,6 @@ def wrap_holders(runtime: ServiceContext, conversation_id: uuid.UUID) -> list[st
                 )
             )
         )
-
-
-def audit_entries(runtime: ServiceContext, prefix: str = "retention.") -> list[AuditEntry]:
-    with runtime.database.transaction() as session:
-        rows = list(
-            session.scalars(
-                select(AuditEntry)
-                .where(AuditEntry.action.startswith(prefix))
-                .order_by(AuditEntry.seq)
-            )
-        )
-        session.expunge_all()
-    return rows
 
 
 def table_snapshot(

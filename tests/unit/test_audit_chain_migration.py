@@ -12,7 +12,8 @@ from sqlalchemy import create_engine, text
 
 from access_control.key_directory import load_server_keys
 from medchat import audit
-from medchat.audit.chain import GENESIS_HASH, entry_hash, entry_mac, head_mac
+from medchat.audit.chain import entry_hash, entry_mac, head_mac
+from medchat.audit.hash_chain import GENESIS_HASH
 from medchat.storage.migrate import upgrade
 
 

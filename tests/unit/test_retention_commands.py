@@ -15,10 +15,11 @@ from medchat.cli.retention import parse_as_of
 from medchat.models import AuthToken, EnrollmentToken
 from tests.support.accounts import make_member
 from tests.support.archive import seal
+from tests.support.audit import audit_entries
 from tests.support.cli import cli_runner
 from tests.support.conversations import start_conversation
 from tests.support.messaging import care_team
-from tests.support.retention import audit_entries, stored_rows
+from tests.support.retention import stored_rows
 from tests.support.sessions import sign_in
 
 LIVE = timedelta(days=730)
@@ -77,12 +78,12 @@ def test_run_without_as_of_uses_the_clock_and_a_second_run_finds_nothing(
 
     assert first["conversations_destroyed"] == 1
     assert second["conversations_destroyed"] == 0
-    assert [e.action for e in audit_entries(runtime)] == [
+    assert [e.action for e in audit_entries(runtime, prefix="retention.")] == [
         "retention.destroy",
         "retention.run",
         "retention.run",
     ]
-    assert all(e.actor_role == "cli" for e in audit_entries(runtime))
+    assert all(e.actor_role == "cli" for e in audit_entries(runtime, prefix="retention."))
 
 
 def test_text_output_and_a_progress_bar_on_stderr(cli, runtime, clock, member):
@@ -116,7 +117,7 @@ def test_dry_run_lists_what_would_go_and_changes_nothing(cli, runtime, clock, me
     assert all(d["due_at"].endswith("Z") for d in payload["due"])
     assert stored_rows(runtime, conversation_id)["messages"] == 1
     assert stored_rows(runtime, record.conversation_id)["messages"] == 1
-    assert [e.action for e in audit_entries(runtime)] == ["retention.dry_run"]
+    assert [e.action for e in audit_entries(runtime, prefix="retention.")] == ["retention.dry_run"]
     text = cli("retention", "run", "--dry-run", "--as-of", iso(as_of))
     assert f"destroy         conversation {conversation_id}" in text.stdout
     assert "would be destroyed" in text.stdout
@@ -168,7 +169,7 @@ def test_a_bad_as_of_exits_2_with_one_line_and_changes_nothing(cli, runtime, clo
     assert len(result.stderr.strip().splitlines()) == 1
     assert "--as-of" in result.stderr and "2029-01-01T00:00:00Z" in result.stderr
     assert stored_rows(runtime, conversation_id)["conversations"] == 1
-    assert audit_entries(runtime) == []
+    assert audit_entries(runtime, prefix="retention.") == []
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "20001", "many"])
@@ -193,7 +194,7 @@ def test_a_run_as_of_a_later_time_than_now_is_refused_and_changes_nothing(
     assert len(result.stderr.strip().splitlines()) == 1
     assert "later than now" in result.stderr and "--dry-run" in result.stderr
     assert stored_rows(runtime, conversation_id)["conversations"] == 1
-    assert audit_entries(runtime) == []
+    assert audit_entries(runtime, prefix="retention.") == []
     preview = cli("retention", "run", "--dry-run", "--as-of", iso(later), "--json")
     assert json.loads(preview.stdout)["conversations_destroyed"] == 1
     assert stored_rows(runtime, conversation_id)["conversations"] == 1

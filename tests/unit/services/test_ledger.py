@@ -22,6 +22,7 @@ from sqlalchemy import insert, select
 from access_control import crypto, signatures
 from medchat.archive import ledger
 from medchat.archive.signing import load_archive_signer, verify_signed
+from medchat.audit.hash_chain import ARCHIVE
 from medchat.models import (
     Account,
     ArchiveRecord,
@@ -429,7 +430,7 @@ def test_a_chain_re_signed_with_another_key_is_refused(runtime, history):
         runtime,
         "UPDATE chain_heads SET entry_hash = :hash, mac = :mac WHERE chain = 'archive'",
         hash=prev,
-        mac=ledger._head_mac(attacker.head_mac_key, 3, prev),
+        mac=ARCHIVE.head_mac(attacker.head_mac_key, 3, prev),
     )
     # Internally consistent: under the attacker's own key only record 1 (the real key's) fails.
     with runtime.database.transaction() as session:

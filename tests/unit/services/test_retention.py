@@ -31,11 +31,11 @@ from medchat.services.retention import DueKind, EarlyDestruction, RetentionServi
 from medchat.services.retrieval import RetrievalService
 from tests.support.accounts import bearer, login, make_member
 from tests.support.archive import archive_colleague, flip_byte, records, seal, verify_ledger
+from tests.support.audit import audit_entries
 from tests.support.conversations import add_attachment, start_conversation
 from tests.support.messaging import care_team
 from tests.support.retention import (
     add_live_traces,
-    audit_entries,
     every_stored_value,
     run,
     stored_bytes,
@@ -185,7 +185,7 @@ def test_each_destroyed_conversation_is_audited_with_its_member_as_subject(runti
 
     result = run(runtime, clock.now() + LIVE + timedelta(seconds=1))
 
-    entries = audit_entries(runtime)
+    entries = audit_entries(runtime, prefix="retention.")
     destroyed = {e.target_id: e for e in entries if e.action == "retention.destroy"}
     assert set(destroyed) == {str(mine), str(theirs)}
     assert destroyed[str(mine)].subject_id == member.id
@@ -221,13 +221,13 @@ def test_a_second_run_finds_nothing(runtime, clock, member):
     first = run(runtime, as_of)
     assert (first.conversations_destroyed, first.archive_records_destroyed) == (1, 1)
     ledger_before = records(runtime)
-    audited_before = len(audit_entries(runtime, ""))
+    audited_before = len(audit_entries(runtime))
 
     second = run(runtime, as_of)
 
     assert second.counts() == dict.fromkeys(second.counts(), 0)
     assert [r.id for r in records(runtime)] == [r.id for r in ledger_before]
-    new = audit_entries(runtime, "")[audited_before:]
+    new = audit_entries(runtime)[audited_before:]
     assert [e.action for e in new] == ["retention.run"]
 
 
@@ -243,7 +243,7 @@ def test_a_dry_run_lists_what_would_go_and_changes_nothing(runtime, clock, team,
     before = table_snapshot(runtime, leave_out=("audit_entries", "chain_heads"))
     with runtime.database.transaction() as session:
         archive_head = session.get(ChainHead, ledger.ARCHIVE_CHAIN).entry_hash
-    audited_before = len(audit_entries(runtime, ""))
+    audited_before = len(audit_entries(runtime))
 
     result = run(runtime, as_of, dry_run=True)
 
@@ -261,7 +261,7 @@ def test_a_dry_run_lists_what_would_go_and_changes_nothing(runtime, clock, team,
     assert table_snapshot(runtime, leave_out=("audit_entries", "chain_heads")) == before
     with runtime.database.transaction() as session:
         assert session.get(ChainHead, ledger.ARCHIVE_CHAIN).entry_hash == archive_head
-    new = audit_entries(runtime, "")[audited_before:]
+    new = audit_entries(runtime)[audited_before:]
     assert [e.action for e in new] == ["retention.dry_run"]
     assert json.loads(new[0].details)["conversations_destroyed"] == 1
 
@@ -282,7 +282,7 @@ def test_a_run_works_in_batches_and_reports_progress(runtime, clock, member):
     assert not any(exists(runtime, i) for i in ids)
     run_ids = {
         json.loads(e.details)["run_id"]
-        for e in audit_entries(runtime)
+        for e in audit_entries(runtime, prefix="retention.")
         if e.action == "retention.destroy"
     }
     assert len(run_ids) == 1
@@ -310,7 +310,7 @@ def test_a_failing_batch_leaves_nothing_of_itself(runtime, clock, member, monkey
         run(runtime, clock.now() + LIVE + timedelta(seconds=1), batch_size=2)
 
     assert [exists(runtime, i) for i in ids] == [False, False, True]
-    entries = audit_entries(runtime)
+    entries = audit_entries(runtime, prefix="retention.")
     assert sorted(e.target_id for e in entries if e.action == "retention.destroy") == sorted(
         str(i) for i in ids[:2]
     )
@@ -326,7 +326,7 @@ def test_a_time_without_a_zone_is_refused(runtime, clock, member):
     question(runtime, member)
     with pytest.raises(ValueError, match="time zone"):
         run(runtime, (clock.now() + LIVE * 2).replace(tzinfo=None))
-    assert audit_entries(runtime) == []
+    assert audit_entries(runtime, prefix="retention.") == []
 
 
 # -- seal-first ------------------------------------------------------------------------------
@@ -363,7 +363,7 @@ def test_seal_first_mode_seals_expired_conversations_into_the_archive(
     assert client.get(f"/api/v1/conversations/{conversation_id}", headers=own).status_code == 404
     clinician_path = f"/api/v1/clinician/conversations/{conversation_id}"
     assert client.get(clinician_path, headers=doctor).status_code == 404
-    (entry,) = [e for e in audit_entries(runtime) if e.action == "retention.seal"]
+    (entry,) = audit_entries(runtime, "retention.seal")
     assert (entry.target_id, entry.subject_id) == (str(conversation_id), member.id)
     assert json.loads(entry.details)["record_id"] == str(record.id)
 
@@ -446,7 +446,7 @@ def test_a_destroyed_record_is_refused_to_compliance_and_marked_destroyed(
     with runtime.database.transaction() as session:
         page = ArchiveRecordService(session, runtime).search(compliance, person.email, limit=10)
     assert [(item.id, item.content_destroyed) for item in page.items] == [(record.id, True)]
-    (entry,) = [e for e in audit_entries(runtime) if e.action == "retention.archive_destroy"]
+    (entry,) = audit_entries(runtime, "retention.archive_destroy")
     assert (entry.target_id, entry.subject_id, entry.outcome) == (
         str(conversation_id),
         member.id,
@@ -496,7 +496,7 @@ def test_altered_archive_content_is_left_in_place_as_evidence(runtime, clock, me
     assert exists(runtime, conversation_id)
     report = verify_ledger(runtime)
     assert report.first_bad == record.id and "content" in (report.reason or "")
-    (refused,) = [e for e in audit_entries(runtime) if e.outcome == "failed"]
+    (refused,) = [e for e in audit_entries(runtime, prefix="retention.") if e.outcome == "failed"]
     assert (refused.action, refused.target_id) == (
         "retention.archive_destroy",
         str(conversation_id),
@@ -557,7 +557,7 @@ def test_concurrent_runs_handle_each_item_exactly_once(runtime, clock, member, s
 
     action = "retention.seal" if seal_expired else "retention.destroy"
     per_conversation: dict[str, int] = {}
-    for entry in audit_entries(runtime):
+    for entry in audit_entries(runtime, prefix="retention."):
         if entry.action in (action, "retention.archive_destroy"):
             per_conversation[entry.target_id] = per_conversation.get(entry.target_id, 0) + 1
     expected = {str(r.conversation_id) for r in archived} | {str(i) for i in live}
@@ -618,7 +618,7 @@ def test_a_run_leaves_the_rows_another_run_holds_to_it(runtime, clock, member, m
     assert results["second"].conversations_destroyed == 4
     assert results["first"].conversations_destroyed == 2
     assert not any(exists(runtime, i) for i in ids)
-    targets = [e.target_id for e in audit_entries(runtime) if e.action == "retention.destroy"]
+    targets = [e.target_id for e in audit_entries(runtime, "retention.destroy")]
     assert sorted(targets) == sorted(str(i) for i in ids)
 
 
@@ -750,7 +750,7 @@ def test_a_run_never_looks_ahead_of_the_clock(runtime, clock, member):
         RetentionService(runtime).run(later)
 
     assert stored_rows(runtime, conversation_id)["messages"] == 2
-    assert audit_entries(runtime) == []
+    assert audit_entries(runtime, prefix="retention.") == []
     preview = RetentionService(runtime).run(later, dry_run=True)
     assert preview.conversations_destroyed == 1
     assert stored_rows(runtime, conversation_id)["messages"] == 2

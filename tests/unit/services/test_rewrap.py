@@ -20,7 +20,6 @@ from medchat.errors import RoleKeyRequired
 from medchat.keys.member_rewrap import RewrapQueue
 from medchat.keys.personal_keys import PersonalKeys
 from medchat.models import (
-    AuditEntry,
     Conversation,
     ConversationKeyWrap,
     Holder,
@@ -29,6 +28,7 @@ from medchat.models import (
 )
 from medchat.services.password_reset import PasswordResetService
 from tests.support.accounts import Person, code_for, make_member, make_staff
+from tests.support.audit import audit_entries
 from tests.support.cli import cli_runner
 from tests.support.conversations import start_conversation
 from tests.support.messaging import care_team
@@ -103,11 +103,6 @@ def member_wraps(runtime, member_id) -> list[ConversationKeyWrap]:
         )
 
 
-def audited(runtime, action: str) -> list[AuditEntry]:
-    with runtime.database.transaction() as session:
-        return list(session.scalars(select(AuditEntry).where(AuditEntry.action == action)))
-
-
 def test_draining_needs_a_clinician_session_holding_the_physician_key(runtime, team):
     member, _ = with_history(runtime, 1)
     reset(runtime, member)
@@ -167,7 +162,7 @@ def test_a_drain_reseals_to_the_current_key_and_audits_each_conversation(runtime
         for item in started:
             conversation = session.get(Conversation, item.id)
             assert keys.open_key(conversation, keyring, Holder.MEMBER).of(1) == item.dek
-    entries = audited(runtime, "conversation.rewrap")
+    entries = audit_entries(runtime, "conversation.rewrap")
     assert sorted(e.target_id for e in entries) == sorted(str(s.id) for s in started)
     assert {e.subject_id for e in entries} == {member.id}
 
@@ -258,7 +253,7 @@ def test_an_altered_conversation_stays_queued_and_the_others_go_on(runtime, clin
         (left,) = session.scalars(select(RewrapRequest))
     assert left.conversation_id == started[1].id
     assert "KeyIntegrityFailure" in caplog.text
-    assert {e.target_id for e in audited(runtime, "conversation.rewrap")} == {
+    assert {e.target_id for e in audit_entries(runtime, "conversation.rewrap")} == {
         str(started[0].id),
         str(started[2].id),
     }
@@ -287,10 +282,10 @@ def test_a_quiet_drain_that_fails_rolls_back_its_work_and_its_audit_entries(
     assert len(calls) == 2 and "re-wrap drain failed" in caplog.text
     assert pending(runtime) == 2
     assert member_wraps(runtime, member.id) == []
-    assert audited(runtime, "conversation.rewrap") == []
+    assert audit_entries(runtime, "conversation.rewrap") == []
     # The first re-seal's savepoint was released before the failure: the request's own
     # entries must not have been appended there and lost with the enclosing rollback.
-    assert len(audited(runtime, "test.own_work")) == 1
+    assert len(audit_entries(runtime, "test.own_work")) == 1
 
 
 @pytest.mark.postgresql_only
@@ -334,7 +329,7 @@ def test_two_concurrent_drains_process_each_request_once(runtime, clinician):
     assert errors == []
     assert results["first"].rewrapped == 2 and results["second"].rewrapped == 2
     assert pending(runtime) == 0
-    entries = audited(runtime, "conversation.rewrap")
+    entries = audit_entries(runtime, "conversation.rewrap")
     assert sorted(e.target_id for e in entries) == sorted(str(s.id) for s in started)
     assert {e.actor_id for e in entries} == {clinician.id, other.id}
     assert len(member_wraps(runtime, member.id)) == 4
@@ -373,7 +368,9 @@ def test_the_worker_asks_for_password_and_code_and_drains_everything(app, runtim
     assert json.loads(line) == {"rewrapped": 5, "superseded": 0, "skipped": 0, "remaining": 0}
     assert team.clinician.password not in result.output
     assert pending(runtime) == 0
-    assert {e.actor_id for e in audited(runtime, "conversation.rewrap")} == {team.clinician.id}
+    assert {e.actor_id for e in audit_entries(runtime, "conversation.rewrap")} == {
+        team.clinician.id
+    }
 
 
 def test_the_worker_prints_progress_for_people(app, runtime, team):

@@ -28,7 +28,7 @@ from medchat.services.authentication import AuthenticationService
 from medchat.services.password_reset import PasswordResetService
 from medchat.services.token_purge import ACTION, PurgeCounts, TokenPurge, purge_account
 from tests.support.accounts import make_member, make_staff
-from tests.support.retention import audit_entries
+from tests.support.audit import audit_entries
 from tests.support.tampering import execute_sql
 
 SECOND = timedelta(seconds=1)

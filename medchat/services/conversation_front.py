@@ -1,0 +1,64 @@
+"""What a member and a clinician do alike with a conversation: page its messages, write to it.
+
+Each audience has its own front (``member_conversations``, ``clinician_conversations``) whose
+one difference here is the check of who may use it (``require_audience``); the row check,
+the audit of a clinician's reads and the rules of a send are ``ConversationService``'s, the
+same for both.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.orm import Session
+
+from medchat.identity.principal import Principal
+from medchat.services.context import ServiceContext
+from medchat.services.conversation_pages import Page
+from medchat.services.conversations import ConversationService
+from medchat.services.idempotency import Created
+from medchat.services.message_views import MessageView
+
+
+class ConversationFront:
+    """The shared part of an audience's conversation service."""
+
+    def __init__(self, session: Session, runtime: ServiceContext) -> None:
+        self.session = session
+        self.runtime = runtime
+        self.conversations = ConversationService(session, runtime)
+
+    def require_audience(self, actor: Principal) -> None:
+        """Raise ``Forbidden`` (or the like) unless ``actor`` may use this front."""
+        raise NotImplementedError
+
+    def messages(
+        self,
+        actor: Principal,
+        conversation_id: uuid.UUID,
+        *,
+        limit: int,
+        cursor: int | None = None,
+        ascending: bool = False,
+    ) -> Page:
+        """A page of the conversation's messages, newest first unless ``ascending`` (a
+        clinician's read is audited)."""
+        self.require_audience(actor)
+        return self.conversations.messages(
+            actor, conversation_id, limit=limit, cursor=cursor, ascending=ascending
+        )
+
+    def send(
+        self,
+        actor: Principal,
+        conversation_id: uuid.UUID,
+        body: str,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Created[MessageView]:
+        """Write to the conversation: 409 when closed, 403 once its member's consent is
+        withdrawn. A member's message puts it in the open queue; a clinician's answers it."""
+        self.require_audience(actor)
+        return self.conversations.send(
+            actor, conversation_id, body, idempotency_key=idempotency_key
+        )

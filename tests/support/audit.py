@@ -1,0 +1,25 @@
+"""Reading the audit log back in tests."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from medchat.models import AuditEntry
+from medchat.services.context import ServiceContext
+
+
+def audit_entries(
+    runtime: ServiceContext, action: str | None = None, *, prefix: str | None = None
+) -> list[AuditEntry]:
+    """The audit log's entries in chain order: every one, those of exactly ``action``, or
+    those whose action starts with ``prefix`` (``"retention."``). Usable after the read's
+    session has ended."""
+    statement = select(AuditEntry).order_by(AuditEntry.seq)
+    if action is not None:
+        statement = statement.where(AuditEntry.action == action)
+    if prefix is not None:
+        statement = statement.where(AuditEntry.action.startswith(prefix))
+    with runtime.database.transaction() as session:
+        entries = list(session.scalars(statement))
+        session.expunge_all()
+    return entries
