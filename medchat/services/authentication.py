@@ -285,10 +285,11 @@ class AuthenticationService:
         self.step_up(account, typed, address=address, action="auth.password_change")
         check_strength(new, self.accounts.personal_data(account))
         chosen = Password(new)  # one scrypt run for the new hash and the re-sealed key
+        # The hash first: its run (made within the bound on password work) seals the key too.
+        account.password_hash = self.runtime.hasher.hash(chosen)
         custody = self.runtime.custody(self.session)
         if custody.personal_key(account.id) is not None:
             custody.reseal_personal_key(account.id, typed, chosen)
-        account.password_hash = self.runtime.hasher.hash(chosen)
         account.password_changed_at = self.runtime.clock.now()
         self._tokens().revoke_account(account.id, keep_family=token.family_id)
         email = self.accounts.email_of(account)
