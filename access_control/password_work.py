@@ -32,7 +32,8 @@ import contextlib
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Final, TypeVar
 
 from access_control.errors import PasswordWorkBusy
@@ -76,13 +77,35 @@ class PasswordWork:
     def run(self, fn: Callable[..., T], *args: object) -> T:
         if getattr(self._inside, "active", False):
             return fn(*args)  # already on a slot: the scrypt run inside a hash check
+        if getattr(self._inside, "reserved", False):
+            return self._on_own_thread(fn, args)  # this request holds a slot already
+        with self._slot():
+            return self._on_own_thread(fn, args)
+
+    @contextmanager
+    def reserved(self) -> Iterator[None]:
+        """Hold a slot for this thread across a whole sign-in check, from before its database
+        lookup: a refusal then costs no query, so a flood is turned away before the database.
+        ``run`` on the same thread meanwhile uses this slot. Raises ``PasswordWorkBusy``."""
+        if getattr(self._inside, "reserved", False) or getattr(self._inside, "active", False):
+            yield
+            return
+        with self._slot():
+            self._inside.reserved = True
+            try:
+                yield
+            finally:
+                self._inside.reserved = False
+
+    @contextmanager
+    def _slot(self) -> Iterator[None]:
         if not self._admitted.acquire(blocking=False):
             raise self._busy()
         try:
             if not self._running.acquire(timeout=self.wait_seconds):
                 raise self._busy()
             try:
-                return self._on_own_thread(fn, args)
+                yield
             finally:
                 self._running.release()
         finally:

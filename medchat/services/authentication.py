@@ -101,11 +101,14 @@ class AuthenticationService:
         (``PasswordHasher.needs_upgrade``); pass a ``Password`` on to ``open_keyring`` and the
         personal key follows it without another scrypt run.
         """
-        hasher = self.runtime.hasher
-        account = self.accounts.find_by_email(email)
-        ok = hasher.verify(password, account.password_hash if account else None)
+        # A slot of the process's password work first (``access_control.password_work``):
+        # under a flood the refusal (503) comes before any lookup, alike for every address.
+        with self.runtime.password_work.reserved():
+            account = self.accounts.find_by_email(email)
+            ok = self.runtime.hasher.verify(password, account.password_hash if account else None)
         if not ok or account is None or account.status == AccountStatus.DISABLED:
             raise self._fail("auth.login", account, InvalidCredentials())
+        hasher = self.runtime.hasher
         outside = address is not None and not in_networks(
             address, self.runtime.settings.staff_networks
         )

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from access_control.password_work import DEPENDENCY, RETRY_AFTER_SECONDS, PasswordWork
 from access_control.roles import Role
 from medchat.models import AuditEntry
+from medchat.services.accounts import AccountService
 from tests.support.accounts import bearer, login, make_member, make_staff
 from tests.support.console import post_form
 from tests.support.messaging import asked, care_team, give_consent
@@ -97,6 +98,26 @@ def test_a_full_gate_answers_503_at_once_alike_for_known_and_unknown(client, run
     assert len(actions(runtime, "request.dependency_down")) == 2
     assert actions(runtime, "auth.login") == []
     assert client.post(TOKEN, json=known).status_code == 200  # free again: signs in
+
+
+def test_a_refused_sign_in_looks_nothing_up(client, runtime, monkeypatch):
+    """The slot is taken before the account lookup: a flood's refusals cost no query."""
+    member = make_member(runtime)
+    lookups = []
+    real = AccountService.find_by_email
+    monkeypatch.setattr(
+        AccountService,
+        "find_by_email",
+        lambda self, email: lookups.append(email) or real(self, email),
+    )
+    with gate_full(runtime.password_work):
+        refused(client.post(TOKEN, json={"email": member.email, "password": member.password}))
+    assert lookups == []
+    assert (
+        client.post(TOKEN, json={"email": member.email, "password": member.password}).status_code
+        == 200
+    )
+    assert lookups == [member.email]
 
 
 def test_readers_are_served_while_the_gate_is_full(client, runtime):

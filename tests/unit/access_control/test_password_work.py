@@ -168,6 +168,35 @@ def test_a_later_scrypt_run_of_a_checked_password_goes_through_the_same_gate():
     assert typed.stretched(b"\x01" * 16, FAST).salt == b"\x01" * 16
 
 
+def test_a_reservation_holds_one_slot_for_the_work_done_under_it():
+    work = PasswordWork(1, 0.0)
+    with work.reserved():
+        # The slot is this thread's: its work runs (on a thread of its own) without a second
+        # slot, nested reservations are the same one, and nobody else gets in.
+        assert work.run(lambda: "first") == "first"
+        with work.reserved():
+            assert work.run(lambda: "second") == "second"
+        outsider: list[object] = []
+        thread = threading.Thread(target=lambda: outsider.append(_try(work)))
+        thread.start()
+        thread.join(10)
+        assert isinstance(outsider[0], PasswordWorkBusy)
+    assert work.run(lambda: "released") == "released"
+
+
+def test_a_reservation_is_refused_like_work_when_the_gate_is_full():
+    work = PasswordWork(1, 0.0)
+    with held(work, 1), pytest.raises(PasswordWorkBusy), work.reserved():
+        pytest.fail("reserved a slot of a full gate")
+
+
+def _try(work: PasswordWork) -> object:
+    try:
+        return work.run(lambda: "got in")
+    except PasswordWorkBusy as exc:
+        return exc
+
+
 @pytest.mark.parametrize("slots", [0, -1])
 def test_a_gate_needs_a_slot(slots):
     with pytest.raises(ValueError):
