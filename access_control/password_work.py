@@ -126,7 +126,9 @@ class PasswordWork:
                 # Per thread on Linux (a thread is a task with its own nice value). Best
                 # effort: a sandbox that refuses it still gets the bound on slots.
                 with contextlib.suppress(OSError):
-                    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWER_PRIORITY)
+                    me = threading.get_native_id()
+                    niceness = os.getpriority(os.PRIO_PROCESS, me)
+                    os.setpriority(os.PRIO_PROCESS, me, min(19, niceness + LOWER_PRIORITY))
             try:
                 outcome.append((True, fn(*args)))
             except BaseException as exc:  # handed to the caller's thread below
