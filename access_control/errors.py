@@ -2,9 +2,10 @@
 
 ``access_control`` knows nothing of Flask or of the rest of medchat, yet its refusals (a weak
 password, a network not allowed, a failed pin, a missing permission, a spent failure budget)
-reach clients as contract errors. So the base of every client-visible error and these
-refusals are defined here, and ``medchat.errors`` (the taxonomy services raise) builds on them
-and names them again: one class each, importable from either place.
+reach clients as contract errors. So the base of every client-visible error and these refusals
+are defined here (and the outage answer, ``DependencyDown``, which the bound on password work
+raises when it is full), and ``medchat.errors`` (the taxonomy services raise) builds on them and
+names them again: one class each, importable from either place.
 """
 
 from __future__ import annotations
@@ -71,3 +72,23 @@ class KeyIntegrityFailure(MedchatError):
     database), not a fault of ours to retry; never a 500 (API.md "Conventions")."""
 
     code, status, message = "key_integrity_failed", 409, "A key failed its integrity check."
+
+
+class DependencyDown(MedchatError):
+    """The database, the rate limiter's storage or the key files are unavailable: 503 with
+    ``Retry-After``, since the same request will work once they are back (never a 500, which
+    says the fault is ours). ``medchat.storage.outages`` decides which failures are outages."""
+
+    code, status, message = (
+        "dependency_down",
+        503,
+        "A service this needs is unavailable for a moment; try again shortly.",
+    )
+
+
+class PasswordWorkBusy(DependencyDown):
+    """Every slot for password hashing in this process is taken (``access_control.password_work``):
+    503 ``dependency_down`` with ``details.dependency`` ``"password_work"`` and ``Retry-After``,
+    before any password is looked at, the same for every account, known or not."""
+
+    message = "Too many sign-ins are being checked right now; try again in a moment."

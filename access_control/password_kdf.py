@@ -26,9 +26,9 @@ Part of the crypto core with ``crypto`` (symmetric), ``hybrid_kem`` and ``signat
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
@@ -141,10 +141,12 @@ class Password(SecretHandle):
     from, set by ``PasswordHasher`` when a hash verifies or is made: sealing uses it, so the
     hash and the key keep sharing their salt. A ``Password`` made from carried runs alone
     (``text=None``) opens only what those runs open and raises ``DecryptionFailed`` for
-    anything else.
+    anything else. ``runner`` runs each scrypt: the process's bound on password work
+    (``access_control.password_work``), set by ``PasswordHasher`` when it first sees this
+    password, so a later run (opening a key sealed with another salt) is bounded too.
     """
 
-    __slots__ = ("_fresh", "_memo", "_text", "account")
+    __slots__ = ("_fresh", "_memo", "_text", "account", "runner")
 
     def __init__(self, text: str | None, remembered: Iterable[Stretched] = ()) -> None:
         self._text = text
@@ -153,6 +155,7 @@ class Password(SecretHandle):
         }
         self._fresh: dict[ScryptParams, Stretched] = {}
         self.account: Stretched | None = None
+        self.runner: Callable[..., Any] | None = None
 
     def __repr__(self) -> str:
         return f"Password(runs={len(self._memo)})"
@@ -178,7 +181,11 @@ class Password(SecretHandle):
         if run is None:
             if self._text is None:
                 raise DecryptionFailed
-            run = Stretched(salt, params, _derive(self._text, salt, params))
+            if self.runner is not None:
+                output = self.runner(_derive, self._text, salt, params)
+            else:
+                output = _derive(self._text, salt, params)
+            run = Stretched(salt, params, output)
             self._memo[(salt, params)] = run
         return run
 

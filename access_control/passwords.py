@@ -22,6 +22,10 @@ sign-in (``AuthenticationService.check_password``), as it does for a hash of ano
 Equal work: an unknown account, a wrong password and an old-format hash each cost one scrypt
 of the configured cost and one bcrypt check, so "no such user", "wrong password" and "old
 hash" take the same time.
+
+Bounded work: given the process's ``PasswordWork`` (``access_control.password_work``), each
+check, hash and burn runs whole on its pool (one slot for the scrypt and the bcrypt of one
+check), and an unknown account's dummy check waits at the same gate as a real one.
 """
 
 from __future__ import annotations
@@ -30,14 +34,17 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from typing import Any, TypeVar
 
 import bcrypt
 from zxcvbn import zxcvbn
 
 from access_control.errors import WeakPassword
 from access_control.password_kdf import SALT_SIZE, Password, ScryptParams, Stretched
+from access_control.password_work import PasswordWork
 
 MIN_LENGTH = 9
 MIN_SCORE = 3
@@ -53,6 +60,8 @@ _BCRYPT_INFO = b"medchat/password-hash/v2/bcrypt-input"
 #: bcrypt's base64 alphabet: a hash is "$2b$", the cost, "$", 22 salt and 31 digest characters.
 _BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 _BCRYPT_DIGEST_CHARS = 31
+
+T = TypeVar("T")
 
 
 #: How people join names or date parts in a password ("jeanne.moreau", "12/06/1988").
@@ -220,16 +229,33 @@ def _checkpw(candidate: bytes, hashed: bytes) -> bool:
 
 
 class PasswordHasher:
-    """scrypt then bcrypt, at configured costs; tests lower them, production refuses that."""
+    """scrypt then bcrypt, at configured costs; tests lower them, production refuses that.
 
-    def __init__(self, rounds: int, scrypt: ScryptParams) -> None:
+    ``work``: the process's bound on password work; None runs the work where it is called
+    (a command-line tool, a test of the hashing alone). ``PasswordWorkBusy`` (503) when full.
+    """
+
+    def __init__(self, rounds: int, scrypt: ScryptParams, work: PasswordWork | None = None) -> None:
         self.rounds = rounds
         self.scrypt = scrypt
+        self.work = work
         self._dummy = _dummy_hash(rounds)
+
+    def _bounded(self, fn: Callable[..., T], password: str | Password, *args: Any) -> T:
+        """``fn(password, *args)`` on the ``work`` pool; the password's later scrypt runs (a
+        key sealed with another salt, opened after the check) go through the same bound."""
+        password = Password.of(password)
+        if self.work is not None and password.runner is None:
+            password.runner = self.work.run
+        if password.runner is None:
+            return fn(password, *args)
+        return password.runner(fn, password, *args)  # type: ignore[no-any-return]
 
     def hash(self, password: str | Password) -> bytes:
         """A new hash; the scrypt run it used becomes ``password.account`` (the key's salt)."""
-        password = Password.of(password)
+        return self._bounded(self._hash, password)
+
+    def _hash(self, password: Password) -> bytes:
         run = password.fresh(self.scrypt)
         hashed = _format(run, bcrypt.hashpw(_bcrypt_input(run), bcrypt.gensalt(self.rounds)))
         password.account = run
@@ -240,9 +266,11 @@ class PasswordHasher:
 
         When it verifies, ``password.account`` is the run the hash is made from (an old-format
         hash has none: ``hash`` makes the replacement from the run done here, at no extra
-        scrypt).
+        scrypt). The unknown account passes through the same ``work`` gate as a known one.
         """
-        password = Password.of(password)
+        return self._bounded(self._verify, password, hashed)
+
+    def _verify(self, password: Password, hashed: bytes | None) -> bool:
         stored = _parse(hashed) if hashed is not None else None
         if stored is None:
             run = password.fresh(self.scrypt)
@@ -263,7 +291,10 @@ class PasswordHasher:
 
     def burn(self, password: str | Password) -> None:
         """Spend one hash's work (registration of a taken address must not be faster)."""
-        run = Password.of(password).fresh(self.scrypt)
+        self._bounded(self._burn, password)
+
+    def _burn(self, password: Password) -> None:
+        run = password.fresh(self.scrypt)
         bcrypt.hashpw(_bcrypt_input(run), bcrypt.gensalt(self.rounds))
 
 

@@ -5,7 +5,8 @@ same worker settings, both up at once; for each operation (send, read-50) and ea
 count, the medchat and the bare cell are measured in alternating slices, so they share the
 same machine state (bench/cells.py). Then page 1 of a 1,000- against a 100,000-message
 conversation. Everything it made is removed at the end, also after an error or Ctrl-C. See
-bench/README.md.
+bench/README.md. Also: read-50 with and without a sign-in flood beside it (``bench.flood``),
+and with ``--scaling`` the cells at several worker counts (``bench.scaling``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench import cpu, page1, report
+from bench import cpu, flood, page1, report, scaling
 from bench.cells import measure_pair
 from bench.environment import Environment, Server, log
 from bench.load import CellResult, ClientSpec
@@ -75,6 +76,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="slices per cell, alternating the two stacks (bench/cells.py)",
     )
     parser.add_argument("--keep-logs", type=Path, default=None, help="copy gunicorn logs here")
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="measure the cells at 4 workers and at the core count (bench/scaling.py)",
+    )
+    parser.add_argument(
+        "--scaling-workers", default=None, help="worker counts for --scaling, e.g. 4,16"
+    )
+    parser.add_argument(
+        "--flood-clients",
+        type=int,
+        default=32,
+        help="clients of the sign-in flood beside read-50 (bench/flood.py); 0: no flood cell",
+    )
+    parser.add_argument("--flood-readers", type=int, default=8, help="readers in the flood cell")
     args = parser.parse_args(argv)
     quick = args.quick
     args.seconds = args.seconds if args.seconds is not None else (2.0 if quick else 10.0)
@@ -86,6 +102,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.client_counts = sorted({int(c) for c in args.clients.split(",") if c.strip()})
     if not args.client_counts or min(args.client_counts) < 1 or max(args.client_counts) > 256:
         parser.error("--clients takes counts between 1 and 256")
+    args.worker_counts = scaling.worker_counts(args) if args.scaling else [args.workers]
+    if not args.worker_counts:
+        parser.error("--scaling-workers takes worker counts of 1 or more")
+    args.workers = args.worker_counts[0]
+    if not 0 <= args.flood_clients <= 256 or not 1 <= args.flood_readers <= 256:
+        parser.error("--flood-clients takes 0 to 256, --flood-readers 1 to 256")
     return args
 
 
@@ -224,16 +246,19 @@ def main(argv: list[str] | None = None) -> int:
         servers = {"medchat": medchat, "bare": bare}
         groups = {name: server.process.pid for name, server in servers.items()}
         probe = (lambda: cpu.snapshot(groups)) if cpu.available() else None
-        cells: dict[str, list[tuple[CellResult, CellResult]]] = {"send": [], "read": []}
-        ports = {name: server.port for name, server in servers.items()}
-        for op in ("send", "read"):
-            for n in args.client_counts:
-                cell_specs = {stack: specs[stack, op][:n] for stack in ports}
-                before = {name: s.count_in_log(RECYCLED) for name, s in servers.items()}
-                pair = measure_pair(args, ports, cell_specs, probe, op, env.conninfo)
-                for name, cell in zip(("medchat", "bare"), pair, strict=True):
-                    cell.recycles = servers[name].count_in_log(RECYCLED) - before[name]
-                cells[op].append(pair)
+        by_workers: dict[int, dict[str, list[tuple[CellResult, CellResult]]]] = {}
+        restarts: dict[int, dict[str, int]] = {}
+        flooded = None
+        for index, workers in enumerate(args.worker_counts):
+            if index:
+                servers = restart_servers(env, servers, workers)
+                groups.update({name: server.process.pid for name, server in servers.items()})
+            by_workers[workers] = measure_cells(args, servers, specs, probe, env)
+            if index == 0 and args.flood_clients:
+                readers = (specs["medchat", "read"] * args.flood_readers)[: args.flood_readers]
+                flooded = flood.measure(args, servers["medchat"].port, readers, env.conninfo, probe)
+            restarts[workers] = {name: s.count_in_log(RECYCLED) for name, s in servers.items()}
+        medchat, bare = servers["medchat"], servers["bare"]
 
         owner_auth = {"Authorization": f"Bearer {owner.tokens[0]}"}
         page = {"small": args.small, "large": args.large, "samples": args.page1_samples}
@@ -255,23 +280,31 @@ def main(argv: list[str] | None = None) -> int:
             {},
             args.page1_samples,
         )
-        restarts = {name: s.count_in_log(RECYCLED) for name, s in servers.items()}
-
         print()
-        print(describe(args, env, restarts))
-        for op in ("send", "read"):
+        for workers, worker_cells in by_workers.items():
+            print(describe(args, env, workers, restarts[workers]))
+            for op in ("send", "read"):
+                print()
+                print(report.operation_table(op, worker_cells[op]))
+            if probe is not None:
+                print()
+                print(report.cpu_table(worker_cells))
             print()
-            print(report.operation_table(op, cells[op]))
-        if probe is not None:
+            print(report.activity_table(worker_cells))
             print()
-            print(report.cpu_table(cells))
-        print()
-        print(report.activity_table(cells))
-        print()
+        if args.scaling:
+            print(scaling.table(by_workers))
+            print()
+        if flooded is not None:
+            print(flood.table(flooded))
+            print()
         print(report.page1_table(page))
         print()
         if args.json:
-            report.write_json(args.json, document(args, env, cells, page, restarts, started))
+            report.write_json(
+                args.json,
+                document(args, env, by_workers, page, restarts, started, flooded),
+            )
             log(f"results written to {args.json}")
         return 0
     except KeyboardInterrupt:
@@ -281,6 +314,44 @@ def main(argv: list[str] | None = None) -> int:
         if seeder is not None:
             seeder.close()
         env.close(keep_logs=args.keep_logs)
+
+
+def measure_cells(
+    args: argparse.Namespace,
+    servers: dict[str, Server],
+    specs: dict[tuple[str, str], list[ClientSpec]],
+    probe: Any,
+    env: Environment,
+) -> dict[str, list[tuple[CellResult, CellResult]]]:
+    """Every (operation, client count) pair of cells against the servers as they run now."""
+    ports = {name: server.port for name, server in servers.items()}
+    cells: dict[str, list[tuple[CellResult, CellResult]]] = {"send": [], "read": []}
+    for op in ("send", "read"):
+        for n in args.client_counts:
+            cell_specs = {stack: specs[stack, op][:n] for stack in ports}
+            before = {name: s.count_in_log(RECYCLED) for name, s in servers.items()}
+            pair = measure_pair(args, ports, cell_specs, probe, op, env.conninfo)
+            for name, cell in zip(("medchat", "bare"), pair, strict=True):
+                cell.recycles = servers[name].count_in_log(RECYCLED) - before[name]
+            cells[op].append(pair)
+    return cells
+
+
+def restart_servers(
+    env: Environment, servers: dict[str, Server], workers: int
+) -> dict[str, Server]:
+    """Both stacks again with ``workers`` workers (the same database, data and ports' roles)."""
+    apps = {
+        "medchat": ("wsgi:app", {}),
+        "bare": ("bench.bare_app:create_app()", {"BENCH_BARE_DATABASE_URL": env.database_url}),
+    }
+    for server in servers.values():
+        env.stop_server(server)
+    env.workers = workers
+    return {
+        name: env.start_server(f"{name}-w{workers}", app, extra)
+        for name, (app, extra) in apps.items()
+    }
 
 
 def sanity_check(server: Server, owner: Any, chat: uuid.UUID, history: int) -> None:
@@ -297,12 +368,14 @@ def sanity_check(server: Server, owner: Any, chat: uuid.UUID, history: int) -> N
         raise RuntimeError("a seeded conversation does not read back as written")
 
 
-def describe(args: argparse.Namespace, env: Environment, restarts: dict[str, int]) -> str:
+def describe(
+    args: argparse.Namespace, env: Environment, workers: int, restarts: dict[str, int]
+) -> str:
     info = report.machine()
     return (
         f"machine: {info.get('cpus')} CPUs ({info.get('cpu_model', '?')}), "
         f"Python {info['python']}, PostgreSQL on 127.0.0.1 (same machine)\n"
-        f"gunicorn (deploy/gunicorn.conf.py): {env.workers} workers x {env.threads} threads "
+        f"gunicorn (deploy/gunicorn.conf.py): {workers} workers x {env.threads} threads "
         f"for both stacks; {args.seconds:g} s measured per cell in {args.rounds} slices "
         f"alternating the stacks, each after {args.warmup:g} s warm-up; "
         f"{args.load_procs} load processes; worker recycles (max_requests): "
@@ -313,11 +386,15 @@ def describe(args: argparse.Namespace, env: Environment, restarts: dict[str, int
 def document(
     args: argparse.Namespace,
     env: Environment,
-    cells: dict[str, list[tuple[CellResult, CellResult]]],
+    by_workers: dict[int, dict[str, list[tuple[CellResult, CellResult]]]],
     page: dict[str, Any],
-    restarts: dict[str, int],
+    restarts: dict[int, dict[str, int]],
     started: float,
+    flooded: flood.FloodResult | None,
 ) -> dict[str, Any]:
+    """Every figure; ``operations`` are the first worker count's (the only one without
+    ``--scaling``), ``by_workers`` holds each count's."""
+    first = args.worker_counts[0]
     out: dict[str, Any] = {
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "machine": report.machine(),
@@ -326,7 +403,8 @@ def document(
             "warmup": args.warmup,
             "rounds": args.rounds,
             "clients": args.client_counts,
-            "workers": env.workers,
+            "workers": first,
+            "worker_counts": args.worker_counts,
             "threads": env.threads,
             "members": args.members,
             "read_history": args.read_history,
@@ -334,12 +412,23 @@ def document(
             "setup_costs": args.setup_costs,
             "quick": args.quick,
         },
-        "worker_recycles": restarts,
-        "operations": {},
+        "worker_recycles": restarts[first],
+        "operations": _operations(by_workers[first]),
         "page1": page,
+        "flood": flooded.summary() if flooded is not None else None,
     }
-    for op, rows in cells.items():
-        out["operations"][op] = {
+    if args.scaling:
+        out["by_workers"] = {
+            str(workers): {"operations": _operations(cells), "worker_recycles": restarts[workers]}
+            for workers, cells in by_workers.items()
+        }
+    out["page1"]["pass"] = page["medchat"]["ratio_p50"] <= report.PAGE1_TARGET
+    return out
+
+
+def _operations(cells: dict[str, list[tuple[CellResult, CellResult]]]) -> dict[str, Any]:
+    return {
+        op: {
             "target_ratio": report.TARGETS[op],
             "cells": [
                 {
@@ -352,8 +441,8 @@ def document(
                 for medchat, bare in rows
             ],
         }
-    out["page1"]["pass"] = page["medchat"]["ratio_p50"] <= report.PAGE1_TARGET
-    return out
+        for op, rows in cells.items()
+    }
 
 
 if __name__ == "__main__":

@@ -107,8 +107,13 @@ class Environment:
     pg_user: str = "postgres"
     workers: int = 4
     threads: int = 4
+    #: Password costs of the accounts made in set-up (``--setup-costs``).
     bcrypt_rounds: int = 12
     scrypt_log2_n: int = 17
+    #: Password costs of the servers: production's always, so a sign-in in the measured
+    #: loop (the flood cell, ``bench.flood``) costs what it costs in production.
+    server_bcrypt_rounds: int = 12
+    server_scrypt_log2_n: int = 17
     db_name: str = field(default_factory=lambda: f"medchat_bench_{secrets.token_hex(4)}")
     tmp: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="medchat-bench-")))
     servers: list[Server] = field(default_factory=list)
@@ -195,6 +200,8 @@ class Environment:
                 "MEDCHAT_BIND": f"127.0.0.1:{port}",
                 "MEDCHAT_WORKERS": str(self.workers),
                 "MEDCHAT_THREADS": str(self.threads),
+                "MEDCHAT_BCRYPT_ROUNDS": str(self.server_bcrypt_rounds),
+                "MEDCHAT_SCRYPT_LOG2_N": str(self.server_scrypt_log2_n),
                 **(extra_env or {}),
             }
         )

@@ -6,11 +6,18 @@ worker processes (``python -m bench.load`` reading a JSON plan on stdin), so one
 interpreter's GIL does not add its own queueing to the latencies at 32 clients.
 
 Only loopback addresses are accepted. Every loop is bounded by the plan's end time.
+
+A client whose spec ``vary``-es (the sign-in flood, ``bench.flood``) makes every request
+unique: ``{n}`` in its body becomes a new token each time, and each request goes on a new
+connection from a new loopback source address (127.a.b.c: Linux answers the whole 127/8 on
+``lo``), as a flood from many machines would, so no per-address limit or failure budget turns
+it into cheap refusals.
 """
 
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import math
 import os
@@ -34,6 +41,8 @@ class ClientSpec:
     headers: dict[str, str]
     body: str | None = None
     expect: int = 200
+    #: A new ``{n}`` in the body, a new connection and a new source address per request.
+    vary: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +51,7 @@ class ClientSpec:
             "headers": self.headers,
             "body": self.body,
             "expect": self.expect,
+            "vary": self.vary,
         }
 
 
@@ -61,6 +71,8 @@ class CellResult:
     db_activity: dict[str, float] = field(default_factory=dict)
     #: Workers the server recycled (``max_requests``) while the cell ran, warm-ups included.
     recycles: int = 0
+    #: Answers in the measured window by HTTP status (what a flood got back).
+    statuses: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def merged(cls, parts: list[CellResult]) -> CellResult:
@@ -74,6 +86,8 @@ class CellResult:
             merged.reconnects += part.reconnects
             merged.recycles += part.recycles
             merged.error_samples.extend(part.error_samples)
+            for status, n in part.statuses.items():
+                merged.statuses[status] = merged.statuses.get(status, 0) + n
             for name, value in part.cpu_seconds.items():
                 merged.cpu_seconds[name] = merged.cpu_seconds.get(name, 0.0) + value
             for name, value in part.db_activity.items():
@@ -119,6 +133,7 @@ class CellResult:
             "errors": self.errors,
             "reconnects": self.reconnects,
             "recycles": self.recycles,
+            "statuses": self.statuses,
             "error_samples": self.error_samples[:5],
         }
 
@@ -134,6 +149,14 @@ def percentile(values: list[float], p: float) -> float:
 
 # -- one worker process -----------------------------------------------------------------------
 
+#: Unique per request within this process (``vary``); the process id makes it unique overall.
+_UNIQUE = itertools.count(1)
+
+
+def _source_address(unique: int) -> str:
+    """A loopback address of its own for this request: 127.<pid>.<n>.<n> (never .0 or .255)."""
+    return f"127.{os.getpid() % 250 + 1}.{unique // 254 % 254 + 1}.{unique % 254 + 1}"
+
 
 def _client(
     host: str,
@@ -148,7 +171,11 @@ def _client(
     headers = dict(spec["headers"])
     if body is not None:
         headers.setdefault("Content-Type", "application/json")
+    vary = bool(spec.get("vary"))
+    if vary:
+        headers["Connection"] = "close"
     latencies: list[float] = out["latencies_ms"]
+    statuses: dict[str, int] = out["statuses"]
     conn = http.client.HTTPConnection(host, port, timeout=60)
     consecutive_failures = 0
     try:
@@ -156,6 +183,13 @@ def _client(
             start = time.perf_counter()
             if start >= measure_to:
                 break
+            if vary:
+                unique = next(_UNIQUE)
+                body = spec["body"].replace("{n}", f"{os.getpid()}-{unique}").encode()
+                conn.close()
+                conn = http.client.HTTPConnection(
+                    host, port, timeout=60, source_address=(_source_address(unique), 0)
+                )
             try:
                 conn.request(spec["method"], spec["path"], body=body, headers=headers)
                 response = conn.getresponse()
@@ -181,6 +215,7 @@ def _client(
                 conn = http.client.HTTPConnection(host, port, timeout=60)
             if start < measure_from or end > measure_to:
                 continue
+            statuses[str(status)] = statuses.get(str(status), 0) + 1
             if status != spec["expect"]:
                 out["errors"] += 1
                 if len(out["error_samples"]) < 5:
@@ -202,7 +237,7 @@ def run_plan(plan: dict[str, Any]) -> dict[str, Any]:
     measure_from = begin + plan["warmup"]
     measure_to = measure_from + plan["seconds"]
     outs = [
-        {"latencies_ms": [], "errors": 0, "reconnects": 0, "error_samples": []}
+        {"latencies_ms": [], "errors": 0, "reconnects": 0, "error_samples": [], "statuses": {}}
         for _ in plan["clients"]
     ]
     threads = [
@@ -229,8 +264,11 @@ def run_plan(plan: dict[str, Any]) -> dict[str, Any]:
         "reconnects": 0,
         "error_samples": [],
         "cpu_seconds": cpu_seconds,
+        "statuses": {},
     }
     for out in outs:
+        for status, n in out["statuses"].items():
+            merged["statuses"][status] = merged["statuses"].get(status, 0) + n
         merged["latencies_ms"].extend(round(v, 4) for v in out["latencies_ms"])
         merged["errors"] += out["errors"]
         merged["reconnects"] += out["reconnects"]
@@ -306,6 +344,8 @@ def run_cell(
             result.reconnects += part["reconnects"]
             result.error_samples.extend(part["error_samples"])
             result.cpu_seconds["load"] += part["cpu_seconds"]
+            for status, n in part["statuses"].items():
+                result.statuses[status] = result.statuses.get(status, 0) + n
     finally:
         for child, _ in children:
             if child.poll() is None:

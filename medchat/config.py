@@ -35,6 +35,8 @@ MAX_RETENTION_BATCH = 20_000
 AUDIT_MAX_CHAINS = 64
 #: Chains a PostgreSQL deployment appends to when ``MEDCHAT_AUDIT_CHAINS`` is 0.
 AUDIT_DEFAULT_CHAINS = 16
+#: Each slot may hold scrypt's 128 MiB: more than this per process is a typo.
+MAX_PASSWORD_WORK_SLOTS = 64
 #: Pillow's own decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``, left at its default):
 #: it warns above it and refuses above twice it, a second net under ``max_image_pixels``, which
 #: may therefore not be set higher.
@@ -135,6 +137,12 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     bcrypt_rounds: int = PRODUCTION_BCRYPT_ROUNDS
     scrypt_log2_n: int = PRODUCTION_SCRYPT_LOG2_N
+    #: Password checks and hashes one process runs at once (``access_control.password_work``):
+    #: 1 by default, since gunicorn runs about as many workers as cores, each a process with
+    #: its own slots; as many more wait, each at most ``password_work_wait_ms``, and the rest
+    #: answer 503 at once, so a sign-in flood leaves CPUs and threads to the readers.
+    password_work_slots: int = 1
+    password_work_wait_ms: int = 1000
     access_token_minutes: int = 15
     member_refresh_days: int = 30
     staff_refresh_hours: int = 12
@@ -274,6 +282,12 @@ class Settings:
                 raise ConfigurationError(
                     f"MEDCHAT_{name.upper()} must be 1 to {MAX_RETENTION_DAYS} (days)"
                 )
+        if not 1 <= self.password_work_slots <= MAX_PASSWORD_WORK_SLOTS:
+            raise ConfigurationError(
+                f"MEDCHAT_PASSWORD_WORK_SLOTS must be 1 to {MAX_PASSWORD_WORK_SLOTS}"
+            )
+        if not 0 <= self.password_work_wait_ms <= 30_000:
+            raise ConfigurationError("MEDCHAT_PASSWORD_WORK_WAIT_MS must be 0 to 30000")
         if not 1 <= self.retention_batch <= MAX_RETENTION_BATCH:
             raise ConfigurationError(f"MEDCHAT_RETENTION_BATCH must be 1 to {MAX_RETENTION_BATCH}")
         if not 1 <= self.max_image_pixels <= PILLOW_MAX_IMAGE_PIXELS:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from access_control.errors import (
     ConfigurationError,
+    DependencyDown,
     Forbidden,
     KeyIntegrityFailure,
     MedchatError,
     MfaSessionRequired,
     NetworkNotAllowed,
     NotAuthenticated,
+    PasswordWorkBusy,
     RateLimited,
     ValidationFailed,
     WeakPassword,
@@ -49,6 +51,7 @@ __all__ = [
     "NetworkNotAllowed",
     "NotAuthenticated",
     "NotFound",
+    "PasswordWorkBusy",
     "PayloadTooLarge",
     "RateLimited",
     "RoleKeyRequired",
@@ -226,16 +229,4 @@ class RotationOverdue(MedchatError):
         "rotation_overdue",
         503,
         "New content cannot be sealed until a role key is rotated.",
-    )
-
-
-class DependencyDown(MedchatError):
-    """The database, the rate limiter's storage or the key files are unavailable: 503 with
-    ``Retry-After``, since the same request will work once they are back (never a 500, which
-    says the fault is ours). ``medchat.storage.outages`` decides which failures are outages."""
-
-    code, status, message = (
-        "dependency_down",
-        503,
-        "A service this needs is unavailable for a moment; try again shortly.",
     )

@@ -29,7 +29,7 @@ from medchat.console.forms import (
     PasswordChangeForm,
     TotpForm,
 )
-from medchat.errors import InvalidToken, MedchatError, RateLimited, WeakPassword
+from medchat.errors import DependencyDown, InvalidToken, MedchatError, RateLimited, WeakPassword
 from medchat.services.accounts import AccountService
 from medchat.services.authentication import AuthenticationService
 from medchat.web.context import account_limit_key, db_session, runtime
@@ -110,6 +110,8 @@ def login() -> Any:
         )
     except RateLimited as exc:
         return _too_many("login.html", exc, LOCKED, form=form, with_code=True)
+    except DependencyDown:
+        raise  # password work full: the "temporarily unavailable" page, never "wrong password"
     except MedchatError:
         error = "The e-mail, password or code is wrong."
         return page("login.html", 401, form=form, error=error, with_code=bool(form.code.data))
@@ -189,6 +191,8 @@ def enroll() -> Any:
     except WeakPassword as exc:
         hints = (exc.details or {}).get("password", [])
         return page("enroll.html", 422, form=form, error=exc.message, hints=hints)
+    except DependencyDown:
+        raise
     except MedchatError as exc:
         return page("enroll.html", 401, form=form, error=exc.message)
     secret = start.provisioning_uri.split("secret=", 1)[1].split("&", 1)[0]
@@ -249,6 +253,8 @@ def account() -> Any:
         except RateLimited as exc:
             audit_refusal(exc.status, exc.code)
             error, status = exc.message, exc.status
+        except DependencyDown:
+            raise
         except MedchatError:
             error, status = "The current password is wrong.", 401
     elif request.method == "POST":

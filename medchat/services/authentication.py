@@ -101,11 +101,14 @@ class AuthenticationService:
         (``PasswordHasher.needs_upgrade``); pass a ``Password`` on to ``open_keyring`` and the
         personal key follows it without another scrypt run.
         """
-        hasher = self.runtime.hasher
-        account = self.accounts.find_by_email(email)
-        ok = hasher.verify(password, account.password_hash if account else None)
+        # A slot of the process's password work first (``access_control.password_work``):
+        # under a flood the refusal (503) comes before any lookup, alike for every address.
+        with self.runtime.password_work.reserved():
+            account = self.accounts.find_by_email(email)
+            ok = self.runtime.hasher.verify(password, account.password_hash if account else None)
         if not ok or account is None or account.status == AccountStatus.DISABLED:
             raise self._fail("auth.login", account, InvalidCredentials())
+        hasher = self.runtime.hasher
         outside = address is not None and not in_networks(
             address, self.runtime.settings.staff_networks
         )
@@ -285,10 +288,11 @@ class AuthenticationService:
         self.step_up(account, typed, address=address, action="auth.password_change")
         check_strength(new, self.accounts.personal_data(account))
         chosen = Password(new)  # one scrypt run for the new hash and the re-sealed key
+        # The hash first: its run (made within the bound on password work) seals the key too.
+        account.password_hash = self.runtime.hasher.hash(chosen)
         custody = self.runtime.custody(self.session)
         if custody.personal_key(account.id) is not None:
             custody.reseal_personal_key(account.id, typed, chosen)
-        account.password_hash = self.runtime.hasher.hash(chosen)
         account.password_changed_at = self.runtime.clock.now()
         self._tokens().revoke_account(account.id, keep_family=token.family_id)
         email = self.accounts.email_of(account)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from access_control.key_directory import ServerKeys, load_server_keys
 from access_control.password_kdf import ScryptParams
+from access_control.password_work import PasswordWork
 from access_control.passwords import PasswordHasher
 from access_control.pins import RolePins
 from access_control.row_tags import RowTagger
@@ -57,6 +58,8 @@ class ServiceContext:
     archive_gate: ArchiveGate
     #: Failure budgets of sign-in and step-up, per account and address (shared storage).
     sign_in_limits: SignInLimits
+    #: The process's bound on password hashing (``hasher`` runs on it): a flood answers 503.
+    password_work: PasswordWork
 
     def __repr__(self) -> str:
         return f"ServiceContext(env={self.settings.env!r})"
@@ -111,11 +114,14 @@ def build_service_context(settings: Settings, clock: Clock | None = None) -> Ser
     # One cost for both uses of scrypt: the password hash's pre-hash and the personal key's
     # seal share a run only when their costs agree (access_control.password_kdf).
     scrypt = ScryptParams(log2_n=settings.scrypt_log2_n)
+    password_work = PasswordWork(
+        settings.password_work_slots, settings.password_work_wait_ms / 1000
+    )
     return ServiceContext(
         settings=settings,
         keys=keys,
         clock=clock,
-        hasher=PasswordHasher(settings.bcrypt_rounds, scrypt),
+        hasher=PasswordHasher(settings.bcrypt_rounds, scrypt, password_work),
         profiles=ProfileCipher(keys),
         database=database,
         pins=RolePins(settings.key_dir, settings.role_key_pins or None),
@@ -133,6 +139,7 @@ def build_service_context(settings: Settings, clock: Clock | None = None) -> Ser
             settings.ratelimit_key_prefix,
             on_failure=metrics.sign_in_failed,
         ),
+        password_work=password_work,
     )
 
 

@@ -1,14 +1,15 @@
 """The one place where failures become HTTP answers: ``{"error": {"code", "message"}}``.
 
 Domain errors carry their code and status; schema errors become 422 with ``details``; a body
-that is not JSON becomes 400; a key or ciphertext that fails its integrity check (a row
-altered in the database) is 409 ``key_integrity_failed``, whether the service raised
+that is not JSON becomes 400; a key or ciphertext that fails its integrity check (a row altered
+in the database) is 409 ``key_integrity_failed``, whether the service raised
 ``KeyIntegrityFailure`` or a ``DecryptionFailed`` reached here unhandled; werkzeug's
 404/405/413/429 keep their status with our body; an outage of a dependency (the database, the
-rate limiter's storage: ``medchat.storage.outages``) is 503 ``dependency_down`` with
-``Retry-After``, logged in one line and audited when the database is not the one down; any
-other exception is logged with its trace and answered 500 with no trace. Refusals (403, 429)
-are audited after the request's own work is rolled back. A 401 under ``/api`` names the
+rate limiter's storage: ``medchat.storage.outages``; or this process's password work, full:
+``access_control.password_work``) is 503 ``dependency_down`` with ``Retry-After``, logged in one
+line and audited when the database is not the one down; any other exception is logged with its
+trace and answered 500 with no trace. Refusals (403, 429) are audited after the request's own
+work is rolled back. A 401 under ``/api`` names the
 bearer scheme (``WWW-Authenticate``, RFC 6750), and every 429 and 503 says ``Retry-After``:
 the OpenAPI document promises both (``medchat.api.openapi``).
 """
@@ -195,7 +196,9 @@ def render_crypto_failure(error: Exception) -> Response:
     return error_response(failure.status, failure.code, failure.message)
 
 
-def render_dependency_down(dependency: str, error: BaseException | None = None) -> Response:
+def render_dependency_down(
+    dependency: str, error: BaseException | None = None, retry_after: str | None = None
+) -> Response:
     """503 ``dependency_down`` with ``Retry-After`` and the dependency's name (never its URL).
 
     Logged in one line, without the trace (an outage is not a bug, and hundreds of traces
@@ -223,13 +226,15 @@ def render_dependency_down(dependency: str, error: BaseException | None = None) 
         down.code,
         down.message,
         {"dependency": dependency},
-        {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        {"Retry-After": retry_after or str(RETRY_AFTER_SECONDS)},
     )
 
 
 def render_medchat_dependency_down(error: DependencyDown) -> Response:
+    """Raised by a service: the database, or a bound of this process (``password_work``,
+    whose error carries its own, shorter ``Retry-After``)."""
     dependency = (error.details or {}).get("dependency", DATABASE)
-    return render_dependency_down(dependency, error)
+    return render_dependency_down(dependency, error, error.headers.get("Retry-After"))
 
 
 def render_unexpected(error: Exception) -> Response:

@@ -209,6 +209,23 @@ def test_malformed_retention_settings_are_refused_naming_the_variable(environ, n
         Settings.from_env(environ)
 
 
+def test_password_work_defaults_to_one_slot_and_is_bounded():
+    settings = Settings.from_env({})
+    assert (settings.password_work_slots, settings.password_work_wait_ms) == (1, 1000)
+    read = Settings.from_env(
+        {"MEDCHAT_PASSWORD_WORK_SLOTS": "3", "MEDCHAT_PASSWORD_WORK_WAIT_MS": "250"}
+    )
+    assert (read.password_work_slots, read.password_work_wait_ms) == (3, 250)
+    for environ in (
+        {"MEDCHAT_PASSWORD_WORK_SLOTS": "0"},
+        {"MEDCHAT_PASSWORD_WORK_SLOTS": "65"},
+        {"MEDCHAT_PASSWORD_WORK_WAIT_MS": "-1"},
+        {"MEDCHAT_PASSWORD_WORK_WAIT_MS": "30001"},
+    ):
+        with pytest.raises(ConfigurationError, match=next(iter(environ))):
+            Settings.from_env(environ)
+
+
 def test_the_image_pixel_limit_is_read_and_bounded_by_pillows_own():
     from PIL import Image
 
