@@ -56,8 +56,9 @@ def test_a_send_runs_five_statements_on_postgresql(client, runtime, member_token
 
     if runtime.database.is_postgresql:
         # token; conversation row (locked) + wraps + consent; sequence UPDATE + message
-        # INSERT; audit head lock; audit entry + new head (sent with the COMMIT).
-        assert statements == ["SELECT", "SELECT", "WITH", "SELECT", "WITH"]
+        # INSERT; the audit chain's head lock with the entry's seq (a CTE); audit entry + new
+        # head (sent with the COMMIT).
+        assert statements == ["SELECT", "SELECT", "WITH", "WITH", "WITH"]
     else:
         assert statements == ["SELECT", "SELECT", "UPDATE", "INSERT", "SELECT", "INSERT", "UPDATE"]
 
