@@ -140,3 +140,15 @@ def test_an_admin_ends_a_staff_members_sign_ins_not_a_members(client, runtime, m
     assert own.status_code == 409
     unknown = client.post(f"/api/v1/admin/accounts/{uuid.uuid4()}/sign-out", headers=admin_auth)
     assert unknown.status_code == 404
+
+
+def test_a_sign_in_from_another_network_has_no_place(client, runtime, member):
+    client.environ_base["REMOTE_ADDR"] = "203.0.113.7"
+    away = login(client, runtime, member)
+    client.environ_base["REMOTE_ADDR"] = "198.51.100.20"
+    here = login(client, runtime, member)
+    neighbour = dict(client.environ_base, REMOTE_ADDR="198.51.100.99")
+    answer = client.get(SESSIONS, headers=bearer(here), environ_base=neighbour)
+    places = {item["current"]: item["place"] for item in answer.get_json()["items"]}
+    assert places == {True: "same_network", False: None}
+    assert client.get(SESSIONS, headers=bearer(away)).status_code == 200
