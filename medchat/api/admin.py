@@ -20,6 +20,7 @@ from medchat.schemas.common import PageArgsSchema
 from medchat.schemas.cursors import decode_seq_cursor, encode_cursor
 from medchat.services.accounts import AccountService
 from medchat.services.audit_log import AuditLogService
+from medchat.services.sign_ins import SignInService
 from medchat.services.staff_reset import StaffResetService
 from medchat.web.context import db_session, runtime
 from medchat.web.guard import requires, signed_in
@@ -62,6 +63,14 @@ def reset_account(account_id: uuid.UUID) -> dict[str, str]:
     """Clear a staff account's password and TOTP; it re-enrolls with the token returned."""
     token = StaffResetService(db_session(), runtime()).reset(signed_in(), account_id)
     return {"enrollment_token": token}
+
+
+@bp.route("/accounts/<uuid:account_id>/sign-out", methods=["POST"])
+@requires(Permission.ADMIN_ACCOUNTS)
+@bp.response(204)
+def sign_out_account(account_id: uuid.UUID) -> None:
+    """End every sign-in of a staff account (API and console); its credentials stay."""
+    SignInService(db_session(), runtime()).end_all_for_staff(signed_in(), account_id)
 
 
 @bp.route("/audit", methods=["GET"])

@@ -1,8 +1,10 @@
-"""``/api/v1/auth``: registration, sign-in, enrollment, refresh, logout, password, 2FA, and
-the forgotten-password flow (``password-reset``, ``password-reset/confirm``)."""
+"""``/api/v1/auth``: registration, sign-in, enrollment, refresh, logout, password, 2FA, the
+forgotten-password flow (``password-reset``, ``password-reset/confirm``), and the caller's
+sign-ins (``sessions``: list, end one, end every other)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from flask import request
@@ -22,6 +24,7 @@ from medchat.schemas.auth import (
     RecoveryCodesSchema,
     RefreshSchema,
     RegisterSchema,
+    SignInListSchema,
     StepUpSchema,
     TokenRequestSchema,
     TokenResponseSchema,
@@ -31,6 +34,7 @@ from medchat.services.accounts import AccountService, NewMember
 from medchat.services.authentication import AuthenticationService, SignIn
 from medchat.services.password_reset import PasswordResetService
 from medchat.services.second_factor import SecondFactorService
+from medchat.services.sign_ins import SignInService, sign_in_origin
 from medchat.web.context import account_limit_key, db_session, runtime
 from medchat.web.guard import requires, signed_in
 from medchat.web.throttling import (
@@ -121,8 +125,13 @@ def token(data: dict[str, Any]) -> dict[str, Any]:
 
     Failures count per account and address and per account (``sign_in_limits``); a locked
     account answers 429 unless the password and a valid code come together."""
+    address = client_address()
     sign_in = _auth().login(
-        data["email"], data["password"], data.get("totp_code"), address=client_address()
+        data["email"],
+        data["password"],
+        data.get("totp_code"),
+        address=address,
+        origin=sign_in_origin(runtime(), request.headers.get("User-Agent"), address),
     )
     return _token_body(sign_in)
 
@@ -258,3 +267,46 @@ def password_reset_confirm(data: dict[str, Any]) -> None:
     PasswordResetService(db_session(), runtime()).confirm(
         data["reset_token"], data["new_password"], data.get("totp_code")
     )
+
+
+def _sign_ins() -> SignInService:
+    return SignInService(db_session(), runtime())
+
+
+@bp.route("/sessions", methods=["GET"])
+@requires(Permission.SELF_MANAGE)
+@bp.response(200, SignInListSchema)
+def sessions() -> dict[str, Any]:
+    """The caller's live sign-ins, most recently used first; ``current`` marks this one."""
+    principal = signed_in()
+    views = _sign_ins().live(principal.account, principal.token, client_address())
+    items = [
+        {
+            "id": view.id,
+            "kind": view.kind,
+            "device": view.device,
+            "created_at": view.created_at,
+            "last_used_at": view.last_used_at,
+            "place": "same_network" if view.same_network else None,
+            "current": view.current,
+        }
+        for view in views
+    ]
+    return {"items": items}
+
+
+@bp.route("/sessions/<uuid:session_id>", methods=["DELETE"])
+@requires(Permission.SELF_MANAGE)
+@bp.response(204)
+def end_session(session_id: uuid.UUID) -> None:
+    """End one of the caller's sign-ins: its tokens stop at once. 404 for any other id."""
+    _sign_ins().end(signed_in().account, session_id)
+
+
+@bp.route("/sessions/revoke-others", methods=["POST"])
+@requires(Permission.SELF_MANAGE)
+@bp.response(204)
+def end_other_sessions() -> None:
+    """Sign out everywhere else: every sign-in of the caller ends but this one."""
+    principal = signed_in()
+    _sign_ins().end_others(principal.account, principal.token)

@@ -42,6 +42,19 @@ class TokenPair:
         return f"TokenPair(family_id={self.family_id})"
 
 
+@dataclass(frozen=True, repr=False)
+class SignInOrigin:
+    """Where a sign-in came from, as the sign-in list shows it: a device label from a fixed
+    vocabulary and a keyed MAC of the address's network (``identity.sign_ins``). Neither
+    decides anything, so neither is in the row tag."""
+
+    device: str | None = None
+    network: bytes | None = None
+
+    def __repr__(self) -> str:
+        return f"SignInOrigin(device={self.device!r})"
+
+
 @dataclass(frozen=True)
 class TokenLifetimes:
     access: timedelta
@@ -155,6 +168,7 @@ class TokenStore:
         family_expires_at: datetime,
         mfa_verified: bool,
         keyring: Keyring | None,
+        origin: SignInOrigin,
     ) -> str:
         prefix = ACCESS_PREFIX if kind is TokenKind.ACCESS else REFRESH_PREFIX
         token = prefix + crypto.random_token()
@@ -173,6 +187,8 @@ class TokenStore:
                 sealed_keys=(
                     seal_keyring(keyring, token, row_id, self.keyring_secret) if keyring else None
                 ),
+                device=origin.device,
+                network=origin.network,
             )
         )
         return token
@@ -186,12 +202,16 @@ class TokenStore:
         family_id: uuid.UUID | None = None,
         family_expires_at: datetime | None = None,
         keyring: Keyring | None = None,
+        origin: SignInOrigin | None = None,
     ) -> TokenPair:
         """Start a family (login) or continue one (refresh).
 
         ``keyring`` (the opened private keys) is sealed beside each token under a key derived
         from that token, which only the client holds, and the session-keyring server key.
+        ``origin`` (device label, network MAC) only informs the sign-in list; a refresh
+        carries it over from the spent token.
         """
+        origin = origin or SignInOrigin()
         family_id = family_id or uuid.uuid4()
         family_expires_at = family_expires_at or self.now + lifetimes.refresh
         access = self._add(
@@ -202,6 +222,7 @@ class TokenStore:
             family_expires_at,
             mfa_verified,
             keyring,
+            origin,
         )
         refresh = self._add(
             account_id,
@@ -211,6 +232,7 @@ class TokenStore:
             family_expires_at,
             mfa_verified,
             keyring,
+            origin,
         )
         self.session.flush()
         return TokenPair(access, refresh, int(lifetimes.access.total_seconds()), family_id)
@@ -309,6 +331,7 @@ class TokenStore:
             family_id=record.family_id,
             family_expires_at=record.family_expires_at,
             keyring=keyring,
+            origin=SignInOrigin(record.device, record.network),
         )
         return pair, account
 

@@ -36,7 +36,8 @@ class TokenKind(enum.StrEnum):
 class AuthToken(TaggedRow, Base):
     __tablename__ = "auth_tokens"
     # Whose session, of which kind, past which factor, until when. ``sealed_keys`` is sealed
-    # with the row id and account as associated data; ``last_used_at`` only informs.
+    # with the row id and account as associated data; ``last_used_at``, ``device`` and
+    # ``network`` only inform (the sign-in list, ``medchat.identity.sign_ins``).
     __row_integrity__ = tagged(
         "id",
         "account_id",
@@ -65,6 +66,10 @@ class AuthToken(TaggedRow, Base):
     last_used_at: Mapped[datetime | None]
     used_at: Mapped[datetime | None]
     sealed_keys: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # A label from a fixed vocabulary, never the User-Agent; a keyed MAC of the sign-in
+    # address's network, never the address (migration 0017).
+    device: Mapped[str | None] = mapped_column(String(64))
+    network: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
 
 class SingleUseToken(TaggedRow):

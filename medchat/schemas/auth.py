@@ -134,3 +134,30 @@ class PasswordResetConfirmSchema(StrictSchema):
     reset_token = fields.String(required=True, validate=validate.Length(min=1, max=200))
     new_password = _new_password
     totp_code = _code
+
+
+class SignInSchema(ma.Schema):
+    """One live sign-in of the caller (``GET /api/v1/auth/sessions``)."""
+
+    id = fields.UUID(required=True, metadata={"description": "Opaque; ends it with DELETE."})
+    kind = fields.String(required=True, validate=validate.OneOf(("api", "console")))
+    device = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": 'A coarse label from the User-Agent ("Firefox on Linux").'},
+    )
+    created_at = fields.DateTime(required=True)
+    last_used_at = fields.DateTime(
+        required=True, metadata={"description": "The last sign-in or refresh of this sign-in."}
+    )
+    place = fields.String(
+        required=True,
+        allow_none=True,
+        validate=validate.OneOf(("same_network",)),
+        metadata={"description": '"same_network" when it began on the network asking now.'},
+    )
+    current = fields.Boolean(required=True)
+
+
+class SignInListSchema(ma.Schema):
+    items = fields.List(fields.Nested(SignInSchema), required=True)

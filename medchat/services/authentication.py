@@ -33,7 +33,7 @@ from medchat.errors import (
     MfaRequired,
 )
 from medchat.identity import totp
-from medchat.identity.tokens import TokenPair, TokenStore
+from medchat.identity.tokens import SignInOrigin, TokenPair, TokenStore
 from medchat.models import Account, AccountStatus, AuthToken
 from medchat.services.accounts import AccountService, new_enrollment_token
 from medchat.services.context import ServiceContext
@@ -239,8 +239,19 @@ class AuthenticationService:
             self.limits.password_failed(key, address)
             raise self._fail(action, account, InvalidCredentials(), "step_up", subject_id)
 
-    def login(self, email: str, password: str, totp_code: str | None, *, address: str) -> SignIn:
-        """Password, second factor, then the keys: one scrypt and one bcrypt run in all."""
+    def login(
+        self,
+        email: str,
+        password: str,
+        totp_code: str | None,
+        *,
+        address: str,
+        origin: SignInOrigin | None = None,
+    ) -> SignIn:
+        """Password, second factor, then the keys: one scrypt and one bcrypt run in all.
+
+        ``origin`` (device label, network MAC) is what the sign-in list shows of this one.
+        """
         typed = Password(password)
         checked = self.authenticate(email, typed, totp_code, address=address)
         account, mfa = checked.account, bool(checked.mfa)
@@ -252,6 +263,7 @@ class AuthenticationService:
             self.runtime.token_lifetimes(is_staff(account.role)),
             mfa_verified=mfa,
             keyring=None if keyring.is_empty else keyring,
+            origin=origin,
         )
         audit.record(
             self.session,
