@@ -146,6 +146,16 @@ def test_undeclared_api_route_is_refused_at_start():
         check_routes_declare_permissions(app)
 
 
+def test_an_undeclared_route_after_the_openapi_document_is_refused_too():
+    # The exemption of the OpenAPI document skips that one route, not the rest of the map.
+    app = Flask(__name__)
+    app.add_url_rule("/api/v1/openapi.json", "document", lambda: "{}")
+    app.add_url_rule("/api/v1/forgotten", "forgotten", lambda: "open to all")
+
+    with pytest.raises(RuntimeError, match="/api/v1/forgotten"):
+        check_routes_declare_permissions(app)
+
+
 def test_declared_routes_pass_the_start_check():
     app = Flask(__name__)
     app.add_url_rule(

@@ -66,6 +66,9 @@ PROXIES = (ipaddress.ip_network("10.9.0.0/24"), ipaddress.ip_network("::1/128"))
         # one proxy: its entry, and nothing a client wrote in front of it
         ("10.9.0.2", "10.20.0.1", 1, ("10.20.0.1", 1)),
         ("10.9.0.2", "10.20.0.1, 203.0.113.9", 1, ("203.0.113.9", 1)),
+        # one proxy and a client inside the proxies' network: one hop is all that is read,
+        # so the address the client wrote in front of its own is never believed
+        ("10.9.0.2", "203.0.113.66, 10.9.0.7", 1, ("10.9.0.7", 1)),
         ("::1", "203.0.113.9", 1, ("203.0.113.9", 1)),
         # two proxies: the second hop only because the first came from a proxy
         ("10.9.0.2", "10.20.0.1, 10.9.0.1", 2, ("10.20.0.1", 2)),
@@ -101,3 +104,34 @@ def test_the_middleware_rewrites_the_address_and_scheme_only_for_a_proxy():
     middleware({"REMOTE_ADDR": "10.9.0.2", "wsgi.url_scheme": "http", **headers}, None)
     assert (seen["REMOTE_ADDR"], seen["wsgi.url_scheme"]) == ("10.20.0.1", "https")
     assert seen["medchat.proxy_peer"] == "10.9.0.2"
+
+
+@pytest.mark.parametrize(
+    ("scheme", "header", "expected"),
+    [
+        # the proxy's word, either way, even against the scheme it connected to us with
+        ("https", "http", "http"),
+        ("http", "https", "https"),
+        # several values (written without spaces): the one at the believed hop
+        ("http", "http,https", "https"),
+        ("https", "https , http", "http"),
+        # anything else leaves the scheme as it was
+        ("http", "HTTPS", "http"),
+        ("http", "gopher", "http"),
+    ],
+)
+def test_the_scheme_is_the_one_the_trusted_proxy_saw(scheme, header, expected):
+    seen = {}
+
+    def app(environ, start_response):
+        seen.update(environ)
+        return []
+
+    environ = {
+        "REMOTE_ADDR": "10.9.0.2",
+        "wsgi.url_scheme": scheme,
+        "HTTP_X_FORWARDED_FOR": "10.20.0.1",
+        "HTTP_X_FORWARDED_PROTO": header,
+    }
+    TrustedProxies(app, PROXIES, 1)(environ, None)
+    assert seen["wsgi.url_scheme"] == expected

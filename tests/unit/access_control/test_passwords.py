@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from datetime import date
 
 import bcrypt
@@ -24,6 +25,11 @@ from tests.support.password_work import count_password_work
 STRONG = "quokka-harbor-lantern-42"
 JEANNE = PersonalData("jeanne.moreau@example.org", "Jeanne", "Moreau", date(1988, 6, 12))
 FAST = ScryptParams(log2_n=10)  # production: 17, bcrypt 12 (tests/unit/test_config.py)
+#: STRONG hashed by PasswordHasher(4, FAST) when the format was made (issue 18).
+KNOWN_HASH = (
+    b"$msb1$ln=10,r=8,p=1$5-ywm0ER0Ia3oYDNspjYig$2b$04$"
+    b"ItXQvVzXc8KsZTrigLltOebNhlFbea1KX/E2.fSUe2KOxUXHxOXgq"
+)
 
 
 @pytest.fixture(scope="module")
@@ -215,3 +221,131 @@ def test_unknown_wrong_right_and_old_hashes_cost_one_scrypt_and_one_bcrypt(hashe
     work.clear()
     hasher.burn(STRONG)
     assert dict(work) == {"scrypt": 1, "bcrypt": 1}
+
+
+# -- what a refusal says, the edges, the inputs made of the person's data (issue 19) -------
+
+
+def test_a_short_password_is_refused_with_the_rule_it_broke():
+    with pytest.raises(WeakPassword) as caught:
+        check_strength("Zq8#pL2w")
+    assert caught.value.message == "The password needs at least 9 characters."
+    assert caught.value.details == {"password": ["At least 9 characters."], "score": 0}
+
+
+def test_1024_characters_are_allowed_and_1025_refused_with_the_rule():
+    strong = (STRONG + "-") * 50
+    check_strength(strong[:1024])  # the edge itself (zxcvbn judges its first 100 characters)
+    with pytest.raises(WeakPassword) as caught:
+        check_strength(strong[:1025])
+    assert caught.value.message == "The password may have at most 1024 characters."
+    assert caught.value.details == {"password": ["At most 1024 characters."]}
+
+
+def test_a_guessable_password_is_refused_with_zxcvbns_warning_and_suggestions():
+    with pytest.raises(WeakPassword) as caught:
+        check_strength("aaaaaaaaaa")
+    assert caught.value.message == "The password is too easy to guess."
+    assert caught.value.details == {
+        "password": [
+            'Repeats like "aaa" are easy to guess.',
+            "Add another word or two. Uncommon words are better.",
+            "Avoid repeated words and characters.",
+        ],
+        "score": 0,
+    }
+
+
+def test_a_person_with_only_a_last_name_on_file_gives_that_name_alone():
+    # No joins with a missing first name, and nothing invented for the empty fields.
+    assert user_inputs(PersonalData("", "", "Moreau")) == ["moreau"]
+    assert user_inputs(PersonalData("", "Jeanne", "")) == ["jeanne"]
+
+
+@pytest.mark.parametrize(
+    ("email", "pieces"),
+    [
+        ("zorglub-quixote@example.org", {"zorglub", "quixote", "example", "org"}),
+        ("zorglub_quixote@example.org", {"zorglub", "quixote"}),
+        ("zorglub+quixote@example.org", {"zorglub", "quixote"}),
+        ("zorglub quixote@example.org", {"zorglub", "quixote"}),
+        ("zorglub@quixote.example", {"zorglub", "quixote.example", "quixote", "example"}),
+        # three letters are a piece; two are not (too short to be worth a guess)
+        ("ann.jo@example.org", {"ann", "example", "org"}),
+    ],
+)
+def test_the_email_is_cut_at_every_separator_people_use(email, pieces):
+    inputs = user_inputs(PersonalData(email, "", ""))
+    assert pieces <= set(inputs)
+    assert email in inputs
+    assert "jo" not in inputs
+
+
+@pytest.mark.parametrize(
+    ("email", "password"),
+    [
+        # strong for a stranger, a pair of pieces of the address for anyone who has it
+        ("zorglub-vantreck@example.org", "Vantreckzorglub"),
+        ("zorglub_vantreck@example.org", "Vantreckzorglub"),
+        ("zorglub+vantreck@example.org", "Vantreckzorglub"),
+        ("zorglub vantreck@example.org", "Vantreckzorglub"),
+    ],
+)
+def test_a_password_made_of_pieces_of_the_email_is_refused(email, password):
+    check_strength(password)
+    with pytest.raises(WeakPassword):
+        check_strength(password, PersonalData(email, "Jeanne", "Moreau"))
+
+
+def test_a_password_made_of_the_names_is_refused_for_that_person_only():
+    person = PersonalData("j@example.org", "Zorglub", "Vantreck")
+    check_strength("Vantreckzorglub")
+    with pytest.raises(WeakPassword):
+        check_strength("Vantreckzorglub", person)
+    check_strength("Vantreckzorglub", PersonalData("j@example.org", "Jeanne", "Moreau"))
+
+
+def test_a_stored_hash_has_the_documented_format(hasher):
+    # $msb1$ln=<log2 N>,r=<r>,p=<p>$<salt, base64url without padding> then bcrypt's $2b$...
+    hashed = hasher.hash(STRONG)
+    shape = rb"\$msb1\$ln=10,r=8,p=1\$[A-Za-z0-9_-]{22}\$2b\$04\$[./A-Za-z0-9]{53}"
+    assert re.fullmatch(shape, hashed)
+
+
+def test_a_hash_made_before_verifies_the_same_password_today(hasher):
+    # Made by this code (cost ln=10, bcrypt 4) and kept: the bcrypt input, its label and the
+    # format may not drift, or every stored password stops verifying.
+    assert hasher.verify(STRONG, KNOWN_HASH)
+    assert not hasher.verify(STRONG + "!", KNOWN_HASH)
+
+
+def test_the_scrypt_costs_are_read_from_the_hash(hasher):
+    other = PasswordHasher(4, ScryptParams(log2_n=10, r=4, p=2))
+    hashed = other.hash(STRONG)
+    assert hasher.verify(STRONG, hashed)
+    assert hasher.needs_upgrade(hashed)
+    assert not other.needs_upgrade(hashed)
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        b"$msb1$ln=10,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA$2b$a4$" + b"a" * 53,  # cost not a number
+        b"$msb1$ln=10,r=8,p=1$AAAAAAAAAAAAAAAA$2b$04$" + b"a" * 53,  # salt too short
+    ],
+    ids=["bcrypt-cost", "salt"],
+)
+def test_a_malformed_current_hash_is_refused_and_asks_to_be_replaced(hasher, stored):
+    assert hasher.verify(STRONG, stored) is False
+    assert hasher.needs_upgrade(stored)
+
+
+def test_an_old_hash_of_exactly_72_bytes_is_bcrypt_of_the_password_itself(hasher):
+    password = "p" * 60 + "quokka-42!!!"
+    assert len(password.encode()) == 72
+    legacy = bcrypt.hashpw(password.encode(), bcrypt.gensalt(4))
+    assert hasher.verify(password, legacy)
+
+
+def test_a_stored_value_that_is_not_a_bcrypt_hash_verifies_nothing(hasher):
+    assert hasher.verify(STRONG, b"$2b$04$not-a-bcrypt-hash") is False

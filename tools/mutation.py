@@ -1,0 +1,298 @@
+"""Mutation testing of the security core: mutmut, one module at a time, each with its tests.
+
+``python tools/mutation.py [MODULE ...]`` runs mutmut over each module named in
+``[tool.medchat-mutation.modules]`` of pyproject.toml (all of them when none is named), with
+that module's own test selection, prints killed / survived / score per module and fails
+(exit 1) when a module scores below its ``threshold``. Why per module: mutmut runs, for each
+mutant, only the tests that called the mutated function during a first pass over the
+selection, so a narrow selection keeps that pass (and the clean run) short, and each
+module's score is read on its own.
+
+Each module runs in ``.mutation/<module>/`` (ignored by git): links to ``medchat``,
+``access_control`` and ``tests``, and a pyproject.toml holding the project's pytest settings
+and a ``[tool.mutmut]`` table for that module only (mutmut reads its settings from the
+working directory). The mutants are made afresh on every run: mutmut's cache keys on file
+times, and a stale mutant is worse than a slow run.
+
+Score = killed / (killed + survived), where a timeout or a crash of the test process counts
+as killed and a mutant no selected test runs counts as survived. Survivors that are
+equivalent mutants (no behaviour can tell them from the original) are listed in
+tests/mutation/equivalent.toml, each with the mutated line and a reason, and left out of the
+score; an entry whose line no longer matches the mutant of that name is reported as stale
+and fails the run, so the list is reviewed again whenever the code under it changes.
+
+``--survivors`` prints the diff of every survivor that is not listed as equivalent.
+``--check MUTANT [PYTEST ARGS]`` proves a test kills a mutant: it copies the code and the tests
+to a scratch directory, applies the mutant there (``mutmut apply``, from the last run of its
+module), prints the change and runs pytest with the given arguments against that copy; the
+checkout is never touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".mutation"
+EQUIVALENT = ROOT / "tests" / "mutation" / "equivalent.toml"
+LINKED = ("medchat", "access_control", "tests")
+KILLED = {"killed", "timeout", "segfault", "caught by type check"}
+SURVIVED = {"survived", "no tests", "suspicious"}
+
+
+@dataclass
+class Module:
+    name: str
+    mutate: list[str]
+    tests: list[str]
+    threshold: float
+    postgresql: bool = False
+
+
+@dataclass
+class Outcome:
+    module: Module
+    statuses: dict[str, str] = field(default_factory=dict)
+    equivalent: set[str] = field(default_factory=set)
+    stale: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def killed(self) -> int:
+        return sum(1 for s in self.statuses.values() if s in KILLED)
+
+    @property
+    def survivors(self) -> list[str]:
+        return sorted(
+            name
+            for name, status in self.statuses.items()
+            if status in SURVIVED and name not in self.equivalent
+        )
+
+    @property
+    def score(self) -> float:
+        counted = self.killed + len(self.survivors)
+        return 100.0 * self.killed / counted if counted else 100.0
+
+
+def load_modules() -> dict[str, Module]:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    table = data["tool"]["medchat-mutation"]["modules"]
+    return {
+        name: Module(
+            name=name,
+            mutate=entry["mutate"],
+            tests=entry["tests"],
+            threshold=float(entry["threshold"]),
+            postgresql=bool(entry.get("postgresql", False)),
+        )
+        for name, entry in table.items()
+    }
+
+
+def load_equivalent() -> dict[str, dict[str, str]]:
+    if not EQUIVALENT.exists():
+        return {}
+    return {e["mutant"]: e for e in tomllib.loads(EQUIVALENT.read_text()).get("equivalent", [])}
+
+
+def _toml_list(values: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(v) for v in values) + "]"
+
+
+def prepare(module: Module) -> Path:
+    """A fresh working directory for ``module``: links to the code and its own settings."""
+    workdir = WORK / module.name
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    for name in LINKED:
+        (workdir / name).symlink_to(ROOT / name)
+    pytest_settings = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]
+    options = pytest_settings["ini_options"]
+    lines = ["[tool.pytest.ini_options]"]
+    for key, value in options.items():
+        lines.append(f"{key} = {json.dumps(value)}")
+    lines += [
+        "",
+        "[tool.mutmut]",
+        f"source_paths = {_toml_list(['medchat', 'access_control'])}",
+        f"only_mutate = {_toml_list(module.mutate)}",
+        "pytest_add_cli_args = ['-p', 'no:cacheprovider', '-q']",
+        f"pytest_add_cli_args_test_selection = {_toml_list(module.tests)}",
+        # The first pass tells mutmut which tests reach which function; the check that every
+        # test's changes to the working directory are kept is for projects that write there.
+        "use_git_change_detection = false",
+        "",
+    ]
+    (workdir / "pyproject.toml").write_text("\n".join(lines))
+    return workdir
+
+
+def _environment(module: Module) -> dict[str, str]:
+    env = dict(os.environ)
+    # The mutated copy under mutants/ must be the one imported, never the checkout.
+    env.pop("PYTHONPATH", None)
+    if not module.postgresql:
+        env.pop("MEDCHAT_TEST_DATABASE_URL", None)
+    elif not env.get("MEDCHAT_TEST_DATABASE_URL"):
+        raise SystemExit(
+            f"mutation: module {module.name} needs PostgreSQL (MEDCHAT_TEST_DATABASE_URL)"
+        )
+    return env
+
+
+def _mutmut(workdir: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    mutmut = Path(sys.executable).with_name("mutmut")
+    return subprocess.run(  # noqa: S603 (our own tool, fixed arguments)
+        [str(mutmut), *args], cwd=workdir, env=env, text=True, capture_output=True, check=False
+    )
+
+
+def statuses(workdir: Path, env: dict[str, str]) -> dict[str, str]:
+    listed = _mutmut(workdir, "results", "--all", "true", env=env)
+    found = {}
+    for line in listed.stdout.splitlines():
+        match = re.match(r"\s+(\S+): (.+)$", line)
+        if match:
+            found[match.group(1)] = match.group(2).strip()
+    return found
+
+
+def mutated_line(workdir: Path, name: str, env: dict[str, str]) -> str:
+    """The first added line of a mutant's diff, stripped: what equivalent.toml records."""
+    diff = _mutmut(workdir, "show", name, env=env).stdout
+    for line in diff.splitlines():
+        if line.startswith("+") and not line.startswith("+++"):
+            return line[1:].strip()
+    return ""
+
+
+def run(module: Module, workers: int, equivalent: dict[str, dict[str, str]]) -> Outcome:
+    workdir = prepare(module)
+    env = _environment(module)
+    started = time.monotonic()
+    done = _mutmut(workdir, "run", "--max-children", str(workers), env=env)
+    outcome = Outcome(module, seconds=time.monotonic() - started)
+    (workdir / "mutmut-run.log").write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        print(done.stdout[-4000:], done.stderr[-4000:], sep="\n")
+        raise SystemExit(f"mutation: mutmut failed on {module.name} (exit {done.returncode})")
+    outcome.statuses = statuses(workdir, env)
+    for name, status in outcome.statuses.items():
+        entry = equivalent.get(name)
+        if entry is None or status not in SURVIVED:
+            continue
+        if mutated_line(workdir, name, env) == entry["line"].strip():
+            outcome.equivalent.add(name)
+        else:
+            outcome.stale.append(name)
+    return outcome
+
+
+def report(outcomes: list[Outcome]) -> bool:
+    print()
+    print(
+        f"{'module':<16} {'mutants':>7} {'killed':>6} {'survived':>8} {'equiv.':>6} "
+        f"{'score':>6} {'threshold':>9} {'time':>6}"
+    )
+    ok = True
+    for o in outcomes:
+        passed = o.score + 1e-9 >= o.module.threshold and not o.stale
+        ok &= passed
+        print(
+            f"{o.module.name:<16} {len(o.statuses):>7} {o.killed:>6} {len(o.survivors):>8} "
+            f"{len(o.equivalent):>6} {o.score:>5.1f}% {o.module.threshold:>8.0f}% "
+            f"{o.seconds:>5.0f}s {'' if passed else 'BELOW THRESHOLD' if not o.stale else 'STALE'}"
+        )
+        for name in o.stale:
+            print(f"  stale entry in {EQUIVALENT.relative_to(ROOT)}: {name} (line changed)")
+    return ok
+
+
+def _module_of(mutant: str, modules: dict[str, Module]) -> Module:
+    for module in modules.values():
+        for path in module.mutate:
+            dotted = path.removesuffix(".py").replace("/", ".") + "."
+            if mutant.startswith(dotted) and (WORK / module.name / "mutants").exists():
+                return module
+    raise SystemExit(f"mutation: no run holds {mutant}; run its module first")
+
+
+def check(mutant: str, pytest_args: list[str], modules: dict[str, Module]) -> int:
+    """Apply ``mutant`` to a copy of the code and run ``pytest_args`` there: exit 1 = killed."""
+    module = _module_of(mutant, modules)
+    with tempfile.TemporaryDirectory(prefix="mutant-") as scratch:
+        copy = Path(scratch)
+        for name in LINKED:
+            shutil.copytree(ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(WORK / module.name / "pyproject.toml", copy / "pyproject.toml")
+        (copy / "mutants").symlink_to(WORK / module.name / "mutants")
+        env = _environment(module)
+        applied = _mutmut(copy, "apply", mutant, env=env)
+        if applied.returncode != 0:
+            raise SystemExit(applied.stdout + applied.stderr)
+        for path in module.mutate:
+            diff = subprocess.run(  # noqa: S603
+                ["git", "diff", "--no-index", "-U0", str(ROOT / path), str(copy / path)],  # noqa: S607
+                text=True,
+                capture_output=True,
+                check=False,
+            ).stdout
+            print("\n".join(line for line in diff.splitlines() if line[:1] in "+-@"))
+        (copy / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
+        env["PYTHONPATH"] = str(copy)
+        ran = subprocess.run(  # noqa: S603
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *pytest_args],
+            cwd=copy,
+            env=env,
+            text=True,
+            capture_output=True,
+            check=False,
+        )
+        print(ran.stdout[-3000:])
+        verdict = "KILLED" if ran.returncode == 1 else "SURVIVED" if ran.returncode == 0 else "?"
+        print(f"mutation: {mutant}: {verdict} (pytest exit {ran.returncode})")
+        return 0 if ran.returncode == 1 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", help="modules to run (default: all)")
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("MUTATION_WORKERS", 2)))
+    parser.add_argument("--survivors", action="store_true", help="print each survivor's diff")
+    parser.add_argument("--check", metavar="MUTANT", help="apply MUTANT to a copy, run pytest")
+    args, rest = parser.parse_known_args(argv)
+    modules = load_modules()
+    if args.check:
+        return check(args.check, args.modules + rest, modules)
+    unknown = [m for m in args.modules if m not in modules]
+    if unknown:
+        parser.error(f"unknown module(s) {unknown}; known: {sorted(modules)}")
+    equivalent = load_equivalent()
+    outcomes = []
+    for name in args.modules or list(modules):
+        print(f"mutation: {name} ...", flush=True)
+        outcome = run(modules[name], args.workers, equivalent)
+        outcomes.append(outcome)
+        if args.survivors:
+            env = _environment(modules[name])
+            for survivor in outcome.survivors:
+                status = outcome.statuses[survivor]
+                print(f"--- {survivor} ({status})")
+                print(_mutmut(WORK / name, "show", survivor, env=env).stdout)
+    return 0 if report(outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
