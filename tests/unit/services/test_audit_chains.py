@@ -14,12 +14,13 @@ import threading
 from collections import Counter
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from medchat import audit
 from medchat.audit import anchor as audit_anchor
 from medchat.audit.anchor import AnchorSigner
 from medchat.models import AuditEntry, ChainHead
+from tests.unit.services.test_audit_chain import execute, verify
 
 CHAINS = 4
 COMMITS = 40
@@ -35,16 +36,6 @@ def write(runtime, commits: int = COMMITS, per_commit: int = 1) -> None:
         with runtime.database.transaction() as session:
             for k in range(per_commit):
                 audit.record(session, "test.chains", details={"n": n, "k": k})
-
-
-def verify(runtime) -> audit.VerifyResult:
-    with runtime.database.transaction() as session:
-        return audit.verify(session, runtime.keys.audit_mac)
-
-
-def execute(runtime, sql: str, **params) -> None:
-    with runtime.database.transaction() as session:
-        session.execute(text(sql), params)
 
 
 def entries(runtime) -> list[AuditEntry]:
