@@ -180,7 +180,9 @@ def test_every_worker_is_counted_even_after_it_is_gone(served):
     files = {path.name for path in directory.iterdir()}
     for pid in first_workers:
         assert f"gauge_livesum_{pid}.db" not in files
-        assert f"histogram_{pid}.db" in files
+    # A worker that answered none of the 20 (the master may give them all to one) wrote no
+    # histogram; those that answered keep theirs, which the count above adds up.
+    assert any(f"histogram_{pid}.db" in files for pid in first_workers)
 
     lines = log.read_text().splitlines()
     records = [json.loads(line) for line in lines]
