@@ -23,4 +23,9 @@ bp = Blueprint(
 )
 bp.record_once(lambda state: register_error_pages(state.app, "/console", render_console_error))
 
-from medchat.console import auth_views, colleague_views, conversation_views  # noqa: E402, F401
+from medchat.console import (  # noqa: E402, F401
+    auth_views,
+    colleague_views,
+    conversation_views,
+    sign_in_views,
+)

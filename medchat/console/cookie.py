@@ -15,7 +15,9 @@ from medchat import audit
 from medchat.errors import InvalidToken
 from medchat.identity.console_sessions import ConsoleSessions
 from medchat.identity.principal import Principal
+from medchat.services.sign_ins import sign_in_origin
 from medchat.web.context import db_session, runtime
+from medchat.web.throttling import client_address
 
 SESSION_KEY = "console"
 PENDING_KEY = "console_pending"
@@ -32,6 +34,7 @@ def console_sessions() -> ConsoleSessions:
         idle=settings.console_idle,
         absolute=settings.console_absolute,
         keyring_secret=runtime().keys.session_keyring,
+        origin=sign_in_origin(runtime(), request.headers.get("User-Agent"), client_address()),
     )
 
 

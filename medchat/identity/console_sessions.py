@@ -34,7 +34,7 @@ from access_control import crypto
 from access_control.keyring import Keyring, derive_token_key, is_current, seal_keyring
 from access_control.password_kdf import Password, ScryptParams, Stretched
 from medchat.errors import InvalidToken
-from medchat.identity.tokens import forget_opened_keys, token_row
+from medchat.identity.tokens import SignInOrigin, forget_opened_keys, token_row
 from medchat.models import Account, AuthToken, TokenKind
 
 PENDING_LIFETIME = timedelta(minutes=5)
@@ -82,8 +82,11 @@ class ConsoleSessions:
         idle: timedelta,
         absolute: timedelta,
         keyring_secret: bytes,
+        origin: SignInOrigin | None = None,
     ) -> None:
         self.session = session
+        #: Where this request comes from: recorded on the full session for the sign-in list.
+        self.origin = origin or SignInOrigin()
         self.now = now
         self.idle = idle
         self.absolute = absolute
@@ -98,6 +101,7 @@ class ConsoleSessions:
         family_expires_at: datetime,
         mfa_verified: bool,
         keyring: Keyring | None,
+        origin: SignInOrigin | None = None,
     ) -> tuple[str, uuid.UUID]:
         token = _PREFIX + crypto.random_token()
         row_id = uuid.uuid4()
@@ -113,6 +117,8 @@ class ConsoleSessions:
                 expires_at=expires_at,
                 family_expires_at=family_expires_at,
                 last_used_at=self.now,
+                device=origin.device if origin else None,
+                network=origin.network if origin else None,
                 sealed_keys=(
                     seal_keyring(keyring, token, row_id, self.keyring_secret) if keyring else None
                 ),
@@ -194,6 +200,7 @@ class ConsoleSessions:
             family_expires_at=self.now + self.absolute,
             mfa_verified=True,
             keyring=keyring if keyring is not None and not keyring.is_empty else None,
+            origin=self.origin,
         )
         return token
 
