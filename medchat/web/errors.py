@@ -32,6 +32,8 @@ from access_control.crypto import DecryptionFailed, IntegrityCheckFailed
 from medchat import audit
 from medchat.errors import DependencyDown, KeyIntegrityFailure, MedchatError
 from medchat.storage.outages import DATABASE, RETRY_AFTER_SECONDS, failed_dependency
+from medchat.web.refusal_tally import EXTENSION as TALLY
+from medchat.web.refusal_tally import RefusalTally
 
 log = logging.getLogger("medchat.errors")
 
@@ -204,21 +206,28 @@ def render_dependency_down(
     Logged in one line, without the trace (an outage is not a bug, and hundreds of traces
     would bury the first). Audited after the rollback when the database is up; when the
     database is the one down, the audit cannot be written and the log line is the record.
+    Both as a tally per process, dependency and endpoint (``web.refusal_tally``): the first
+    refusal of each second is written, with the number of refusals it stands for.
     """
-    log.warning(
-        "dependency down (%s) on %s %s: %s",
-        dependency,
-        request.method,
-        request.path,
-        type(error).__name__ if error is not None else "-",
-    )
+    endpoint = request.endpoint or request.path[:64]
+    tally: RefusalTally = current_app.extensions[TALLY]
+    refused = tally.admit(dependency, endpoint)
+    if refused is not None:  # the first of its window: logged and audited with the count
+        log.warning(
+            "dependency down (%s) on %s %s: %s (%d refused since the last line)",
+            dependency,
+            request.method,
+            request.path,
+            type(error).__name__ if error is not None else "-",
+            refused,
+        )
     session = g.get("db")
-    if session is not None and dependency != DATABASE:
+    if session is not None and dependency != DATABASE and refused is not None:
         audit.record_on_rollback(
             session,
             "request.dependency_down",
             outcome="failure",
-            details={"dependency": dependency, "endpoint": request.endpoint or request.path[:64]},
+            details={"dependency": dependency, "endpoint": endpoint, "refused": refused},
         )
     down = DependencyDown()
     return error_response(
@@ -246,6 +255,7 @@ def render_unexpected(error: Exception) -> Response:
 
 
 def register_error_handlers(app: Flask) -> None:
+    app.extensions[TALLY] = RefusalTally()
     app.register_error_handler(MedchatError, render_medchat_error)
     app.register_error_handler(DependencyDown, render_medchat_dependency_down)
     app.register_error_handler(DecryptionFailed, render_crypto_failure)
