@@ -24,15 +24,21 @@ from medchat.services.conversations import message_scope
 from medchat.services.member_conversations import START_SCOPE
 from medchat.services.retention import RetentionResult, RetentionService
 
+
 #: Every table with rows that belong to one conversation, and the column naming it.
-PER_CONVERSATION = {
-    "conversations": "id",
-    "messages": "conversation_id",
-    "attachments": "conversation_id",
-    "conversation_key_wraps": "conversation_id",
-    "conversation_reads": "conversation_id",
-    "rewrap_requests": "conversation_id",
-}
+def _per_conversation() -> dict[str, str]:
+    """Every table whose rows belong to a conversation, from the metadata: a table added
+    later with a foreign key to ``conversations`` is counted (and must be destroyed) by
+    itself, without anyone remembering this list."""
+    tables = {"conversations": "id"}
+    for table in Base.metadata.sorted_tables:
+        for key in table.foreign_keys:
+            if key.column.table.name == "conversations" and table.name != "conversations":
+                tables[table.name] = key.parent.name
+    return tables
+
+
+PER_CONVERSATION = _per_conversation()
 
 
 def run(runtime: ServiceContext, as_of: datetime | None = None, **kwargs: Any) -> RetentionResult:

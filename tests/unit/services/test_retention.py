@@ -35,6 +35,7 @@ from tests.support.audit import audit_entries
 from tests.support.conversations import add_attachment, start_conversation
 from tests.support.messaging import care_team
 from tests.support.retention import (
+    PER_CONVERSATION,
     add_live_traces,
     every_stored_value,
     run,
@@ -50,18 +51,8 @@ BODIES = ["Retention canary question R2: my ankle", "Retention canary follow-up 
 FILE_NAME = "retention-canary-R2.pdf"
 LIVE = timedelta(days=730)
 ARCHIVE = timedelta(days=3650)
-GONE = dict.fromkeys(
-    [
-        "conversations",
-        "messages",
-        "attachments",
-        "conversation_key_wraps",
-        "conversation_reads",
-        "rewrap_requests",
-        "idempotency_records",
-    ],
-    0,
-)
+#: Nothing left in any table that belongs to a conversation (derived from the metadata).
+GONE = dict.fromkeys([*PER_CONVERSATION, "idempotency_records"], 0)
 
 
 @pytest.fixture
