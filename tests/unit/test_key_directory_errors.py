@@ -1,5 +1,6 @@
 """A key file the service cannot read is named in one line, with its owner, mode and the fix
-(issue 13 item 5), never a traceback: at start (``build_service_context``) and from the CLI."""
+(issue 13 item 5), never a traceback: at start (``build_service_context``) and from the CLI
+(``medchat keys check``, which gunicorn's master runs before it forks a worker)."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def test_the_command_line_says_it_in_one_line(tmp_path):
         "MEDCHAT_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "medchat", "db", "current"],
+        [sys.executable, "-m", "medchat", "keys", "check"],
         capture_output=True,
         text=True,
         env=env,
