@@ -19,7 +19,10 @@ variables, as systemd does (no systemd, no ``medchat`` user here); the superuser
 test server's (``MEDCHAT_PSQL``); the release directory is the checkout. An unknown line in
 the sequence fails the test, so a step added to the script is a step this test must run.
 
-``-s`` shows each line and what it printed. Skipped without ``MEDCHAT_TEST_DATABASE_URL``.
+``-s`` shows each line and what it printed. Skipped, saying why, without
+``MEDCHAT_TEST_DATABASE_URL`` or without ``psql`` (``.ci/run`` installs it, ``make psql-deps``,
+and sets ``MEDCHAT_REQUIRE_PSQL``, so there it fails instead). About 90 s, most of it the real
+password costs (bcrypt 12, scrypt 2^17) of six enrollments and sign-ins.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import os
 import re
 import secrets
 import shlex
+import shutil
 import stat
 import subprocess
 import sys
@@ -48,10 +52,18 @@ from tests.support.databases import PG_ENV
 from tests.support.hosts import Host, free_port
 from tests.support.messaging import CONSENT_VERSION
 
-pytestmark = pytest.mark.skipif(
-    not os.environ.get(PG_ENV),
-    reason="the bootstrap runs against PostgreSQL: set MEDCHAT_TEST_DATABASE_URL (as .ci/run does)",
-)
+pytestmark = [
+    pytest.mark.bootstrap,
+    pytest.mark.skipif(
+        not os.environ.get(PG_ENV),
+        reason="the bootstrap runs against PostgreSQL: set MEDCHAT_TEST_DATABASE_URL "
+        "(as .ci/run does)",
+    ),
+    pytest.mark.skipif(
+        shutil.which("psql") is None and not os.environ.get("MEDCHAT_REQUIRE_PSQL"),
+        reason="deploy/bootstrap.sh runs psql: install Debian's postgresql-client (make psql-deps)",
+    ),
+]
 
 EXAMPLE = ROOT / "deploy" / "systemd" / "medchat.env.example"
 UNIT = ROOT / "deploy" / "systemd" / "medchat.service"
