@@ -47,7 +47,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from medchat.clock import SystemClock
-from tests.support.bootstrap_sequence import ROOT, sequence
+from tests.support.bootstrap_sequence import ROOT, RUN_AS, env_file, group, sequence, show, user
 from tests.support.databases import PG_ENV
 from tests.support.hosts import Host, free_port
 from tests.support.messaging import CONSENT_VERSION
@@ -65,7 +65,6 @@ pytestmark = [
     ),
 ]
 
-EXAMPLE = ROOT / "deploy" / "systemd" / "medchat.env.example"
 UNIT = ROOT / "deploy" / "systemd" / "medchat.service"
 PASSWORD = {
     "admin": "quarry-velvet-hinge-1973-orbit",
@@ -74,40 +73,6 @@ PASSWORD = {
     "member": "cobalt-meadow-riddle-1958-spool",
 }
 QUESTION = "A dry cough for three weeks, worse at night. Should I worry?"
-
-#: The stand-in for ``systemd-run -p EnvironmentFile=...``: ENVFILE... -- COMMAND...
-RUN_AS = """import os, sys
-files, command = sys.argv[1 : sys.argv.index("--")], sys.argv[sys.argv.index("--") + 1 :]
-env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "PYTHONPATH") if k in os.environ}
-for name in files:
-    for line in open(name).read().splitlines():
-        if line.strip() and not line.lstrip().startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            env[key.strip()] = value
-os.chdir(os.environ["MEDCHAT_HOME"])
-os.execvpe(command[0], command, env)
-"""
-
-
-def show(step: str, output: str = "") -> None:
-    print(f"\n$ {step}")
-    if output.strip():
-        print(output.rstrip())
-
-
-def _env_file(path: Path, values: dict[str, str | None]) -> None:
-    """The example with this host's values: a None drops the line, new names are added."""
-    lines, seen = [], set()
-    for line in EXAMPLE.read_text().splitlines():
-        name = line.split("=", 1)[0] if re.match(r"^[A-Z_]+=", line) else None
-        if name in values:
-            seen.add(name)
-            if values[name] is not None:
-                lines.append(f"{name}={values[name]}")
-            continue
-        lines.append(line)
-    lines += [f"{name}={value}" for name, value in values.items() if name not in seen and value]
-    path.write_text("\n".join(lines) + "\n")
 
 
 class Bootstrap:
@@ -124,7 +89,7 @@ class Bootstrap:
         self.keys = workdir / "keys"
         self.port = free_port()
         redis = os.environ.get("MEDCHAT_TEST_RATELIMIT_STORAGE_URI", "")
-        _env_file(
+        env_file(
             self.env_file,
             {
                 "PGSSLROOTCERT": None,  # the test server speaks no TLS
@@ -150,8 +115,8 @@ class Bootstrap:
             "MEDCHAT_ENV_FILE": str(self.env_file),
             "MEDCHAT_OWNER_ENV_FILE": str(owner_env),
             "MEDCHAT_BIN": str(Path(sys.executable).parent / "medchat"),
-            "MEDCHAT_SERVICE_USER": _user(),
-            "MEDCHAT_SERVICE_GROUP": _group(),
+            "MEDCHAT_SERVICE_USER": user(),
+            "MEDCHAT_SERVICE_GROUP": group(),
             "MEDCHAT_DB_NAME": self.database,
             "MEDCHAT_DB_OWNER": self.owner,
             "MEDCHAT_DB_APP": self.app,
@@ -320,18 +285,6 @@ class Bootstrap:
             engine.dispose()
 
 
-def _user() -> str:
-    import pwd
-
-    return pwd.getpwuid(os.geteuid()).pw_name
-
-
-def _group() -> str:
-    import grp
-
-    return grp.getgrgid(os.getegid()).gr_name
-
-
 @pytest.fixture
 def host(tmp_path: Path) -> Iterator[Bootstrap]:
     bootstrap = Bootstrap(tmp_path)
@@ -348,7 +301,7 @@ def test_the_documented_bootstrap_ends_with_a_clinician_reading_a_members_questi
     # What the sequence left: keys owned by the service user, read-only, the pin written;
     # the service role cannot rewrite the audit log.
     mode = stat.S_IMODE(host.keys.stat().st_mode)
-    assert (mode, host.keys.owner()) == (0o700, _user())
+    assert (mode, host.keys.owner()) == (0o700, user())
     assert {stat.S_IMODE(p.stat().st_mode) for p in host.keys.glob("*.key")} == {0o400}
     assert (host.keys / "role-pins.json").exists()
     assert re.search(
