@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint bench browser-deps nginx-deps lock clean
+.PHONY: install run test lint bench browser-deps nginx-deps psql-deps lock clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,14 @@ nginx-deps:
 		echo "nginx is present"; \
 	else \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx; \
+	fi
+
+## Debian's psql, the superuser's client deploy/bootstrap.sh runs (tests/e2e/test_bootstrap.py).
+psql-deps:
+	@if command -v psql >/dev/null; then \
+		echo "psql is present"; \
+	else \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql-client; \
 	fi
 
 clean:

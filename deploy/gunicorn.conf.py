@@ -161,7 +161,8 @@ worker_class = _json_error_worker()
 
 # Each worker imports the application itself: no database connection or key material is
 # created in the master and then shared across fork(), and a reload (HUP) starts workers on
-# the application code as it is on disk now.
+# the application code as it is on disk now. (The master's key check runs in a child process
+# for the same reason: ``check_keys`` below.)
 preload_app = False
 
 # The third-party libraries, though, are imported once in the master (``on_starting``) and
@@ -252,10 +253,37 @@ def prepare_metrics_directory():
     return path
 
 
+# -- Keys: checked once by the master, before any worker -------------------------------------
+# A worker that cannot load the server keys would exit with gunicorn's boot-error code, and the
+# master then stops the whole server (issue 13 item 6). So the master checks first: it runs
+# `medchat keys check` (the settings, every key file, the archive-signing pin and the role-key
+# pins, exactly what a worker loads) in a child process, which keeps medchat itself out of the
+# master (see preload_app), and refuses to start on the child's one-line reason. A worker that
+# later finds the keys unreadable (files moved or re-permissioned, then a max_requests recycle)
+# answers 503 and retries instead of exiting (medchat.web.standby, wsgi.py).
+KEY_CHECK = (sys.executable, "-m", "medchat", "keys", "check")
+KEY_CHECK_TIMEOUT = 120
+
+
+def check_keys():
+    """Run ``medchat keys check``; raise ``RuntimeError`` with its one-line reason on failure
+    (gunicorn prints it as ``Error: <reason>`` and exits 1 before it listens)."""
+    import subprocess
+
+    done = subprocess.run(  # noqa: S603  # a fixed argument list: this interpreter, no shell
+        KEY_CHECK, capture_output=True, text=True, timeout=KEY_CHECK_TIMEOUT, check=False
+    )
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()] or ["no reason given"]
+        reason = lines[-1].removeprefix("error: ")
+        raise RuntimeError(f"refusing to start, the keys do not load: {reason}")
+
+
 def on_starting(server):
     import importlib
 
     forbid_core_dumps()
+    check_keys()
     prepare_metrics_directory()
     for name in PRELOADED_LIBRARIES:
         importlib.import_module(name)

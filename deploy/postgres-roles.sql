@@ -25,14 +25,30 @@
 --   psql -d medchat -c '\password medchat_owner'
 --   psql -d medchat -c '\password medchat_app'
 --
+-- Other role names (several installations on one PostgreSQL server, or the bootstrap test):
+--
+--   psql -d medchat -v owner=other_owner -v app=other_app -f deploy/postgres-roles.sql
+--
 -- The file is idempotent. Run it again after every `medchat db upgrade`: the default
 -- privileges below give a new table all four privileges, and only this file takes UPDATE and
 -- DELETE back from the append-only ones (archive_records arrives in a later migration). It
 -- ends by checking the result and fails if medchat_app can still rewrite an append-only table.
 
 \set ON_ERROR_STOP on
+\if :{?owner}
+\else
+    \set owner medchat_owner
+\endif
+\if :{?app}
+\else
+    \set app medchat_app
+\endif
 
 BEGIN;
+
+-- The role names, for the DO blocks below (psql does not expand its variables inside them).
+SET LOCAL medchat.owner_role TO :'owner';
+SET LOCAL medchat.app_role TO :'app';
 
 -- This file locks PUBLIC out of the database it runs in: never a shared system database.
 DO $$
@@ -46,13 +62,13 @@ $$;
 -- Roles: log in, and nothing else (no superuser, no role or database creation, no RLS bypass).
 DO $$
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'medchat_owner') THEN
-        CREATE ROLE medchat_owner LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
-            NOBYPASSRLS;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = current_setting('medchat.owner_role')) THEN
+        EXECUTE format('CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION '
+                       'NOBYPASSRLS', current_setting('medchat.owner_role'));
     END IF;
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'medchat_app') THEN
-        CREATE ROLE medchat_app LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION
-            NOBYPASSRLS;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = current_setting('medchat.app_role')) THEN
+        EXECUTE format('CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION '
+                       'NOBYPASSRLS', current_setting('medchat.app_role'));
     END IF;
 END
 $$;
@@ -61,25 +77,27 @@ $$;
 DO $$
 BEGIN
     EXECUTE format('REVOKE ALL ON DATABASE %I FROM PUBLIC', current_database());
-    EXECUTE format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO medchat_owner', current_database());
-    EXECUTE format('GRANT CONNECT ON DATABASE %I TO medchat_app', current_database());
+    EXECUTE format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO %I', current_database(),
+                   current_setting('medchat.owner_role'));
+    EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(),
+                   current_setting('medchat.app_role'));
 END
 $$;
 
 -- The schema: only the owner creates objects; the service uses them.
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
-GRANT USAGE, CREATE ON SCHEMA public TO medchat_owner;
-GRANT USAGE ON SCHEMA public TO medchat_app;
+GRANT USAGE, CREATE ON SCHEMA public TO :"owner";
+GRANT USAGE ON SCHEMA public TO :"app";
 
 -- Tables and sequences that exist now...
-GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO medchat_app;
-GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO medchat_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO :"app";
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO :"app";
 
--- ...and those that medchat_owner creates in later migrations.
-ALTER DEFAULT PRIVILEGES FOR ROLE medchat_owner IN SCHEMA public
-    GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO medchat_app;
-ALTER DEFAULT PRIVILEGES FOR ROLE medchat_owner IN SCHEMA public
-    GRANT USAGE, SELECT ON SEQUENCES TO medchat_app;
+-- ...and those that the owner creates in later migrations.
+ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" IN SCHEMA public
+    GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO :"app";
+ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" IN SCHEMA public
+    GRANT USAGE, SELECT ON SEQUENCES TO :"app";
 
 -- Append-only tables: read and append, never rewrite. A table not created yet is skipped
 -- (run this file again after the migration that creates it).
@@ -93,8 +111,8 @@ BEGIN
                 append_only;
             CONTINUE;
         END IF;
-        EXECUTE format('REVOKE UPDATE, DELETE, TRUNCATE ON public.%I FROM medchat_app',
-                       append_only);
+        EXECUTE format('REVOKE UPDATE, DELETE, TRUNCATE ON public.%I FROM %I',
+                       append_only, current_setting('medchat.app_role'));
     END LOOP;
 END
 $$;
@@ -104,7 +122,8 @@ $$;
 DO $$
 BEGIN
     IF to_regclass('public.alembic_version') IS NOT NULL THEN
-        REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON public.alembic_version FROM medchat_app;
+        EXECUTE format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON public.alembic_version '
+                       'FROM %I', current_setting('medchat.app_role'));
     END IF;
 END
 $$;
@@ -118,9 +137,11 @@ BEGIN
     FOREACH append_only IN ARRAY ARRAY['audit_entries', 'archive_records'] LOOP
         CONTINUE WHEN to_regclass(format('public.%I', append_only)) IS NULL;
         FOREACH privilege IN ARRAY ARRAY['UPDATE', 'DELETE', 'TRUNCATE'] LOOP
-            IF has_table_privilege('medchat_app', format('public.%I', append_only), privilege)
+            IF has_table_privilege(current_setting('medchat.app_role'),
+                                   format('public.%I', append_only), privilege)
             THEN
-                RAISE EXCEPTION 'medchat_app still has % on %', privilege, append_only;
+                RAISE EXCEPTION '% still has % on %', current_setting('medchat.app_role'),
+                    privilege, append_only;
             END IF;
         END LOOP;
     END LOOP;

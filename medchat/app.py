@@ -33,6 +33,7 @@ from medchat.clock import Clock
 from medchat.config import Settings
 from medchat.console import cookie as console_cookie
 from medchat.console import security as console_security
+from medchat.errors import ConfigurationError
 from medchat.schemas.common import ErrorSchema
 from medchat.services.context import build_service_context, verify_role_key_pins
 from medchat.web import bearer, metrics_endpoint, request_log, rotation_due, throttling
@@ -77,7 +78,13 @@ def create_app(
     settings = Settings.from_env(overrides=config)
     runtime = build_service_context(settings, clock)
     if check_pins:
-        verify_role_key_pins(runtime)
+        try:
+            verify_role_key_pins(runtime)
+        except ConfigurationError:
+            # A worker retries a refused start every few seconds (``medchat.web.standby``):
+            # each attempt must leave no pooled connection behind.
+            runtime.database.dispose()
+            raise
 
     app = Flask(__name__)
     # Multipart files stay in bounded memory: werkzeug would spool uploads over 500 KB to

@@ -1,9 +1,11 @@
 """The ``medchat`` command group: one module per group, output conventions in ``output``.
 
 ``medchat`` (the console script) and ``python -m medchat`` both run ``main``. The group builds
-the app only when a command needs it (``with_appcontext``): ``--version``, ``keys``, ``archive
-verify-bundle``/``public-key`` and ``audit anchor-public-key`` work before the service can
-start. The app factory never imports this package, so there is no circle between them.
+the app only when a command needs it (``with_appcontext``): ``--version``, ``db upgrade`` and
+``db current`` (no server key: a schema migration runs before they exist), ``keys
+server-init`` and ``keys check``, ``archive verify-bundle``/``public-key`` and ``audit
+anchor-public-key`` work before the service can start. The app factory never imports this
+package, so there is no circle between them.
 """
 
 from __future__ import annotations

@@ -50,6 +50,33 @@ def keys_server_init(as_json: bool) -> None:
     )
 
 
+@keys_group.command(
+    "check", help="Check that the service can load its keys: key files, pins (before serving)."
+)
+@json_option
+@cli_errors
+def keys_check(as_json: bool) -> None:
+    """What the service checks before it serves, and nothing else: the settings, every server
+    key file readable (one line naming a file that is not), the archive-signing key against its
+    pin, and the role keys in the database against theirs. gunicorn's master runs it before it
+    forks a worker (``deploy/gunicorn.conf.py``): a start with keys the workers could not load
+    fails at once, in one line, instead of in every worker. Builds no app."""
+    from medchat.config import Settings
+    from medchat.services.context import build_service_context, verify_role_key_pins
+
+    settings = Settings.from_env()
+    runtime = build_service_context(settings)
+    try:
+        verify_role_key_pins(runtime)
+    finally:
+        runtime.database.dispose()
+    emit(
+        as_json,
+        {"ok": True, "key_dir": str(settings.key_dir)},
+        f"{settings.key_dir}: every key file loads and matches its pin",
+    )
+
+
 @keys_group.command("init", help="Create the role keys and seal them to their first holders.")
 @click.option("--clinician", required=True, help="E-mail of an enrolled clinician.")
 @click.option("--compliance", required=True, help="E-mail of an enrolled compliance officer.")

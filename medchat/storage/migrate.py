@@ -2,14 +2,15 @@
 
 Some migrations change data that only the server keys can vouch for: tagging the rows of
 tables that make the server act, gating live archive wraps (SECURITY-MODEL key hierarchy 10).
-``medchat db upgrade`` hands its ``ServerKeys`` to Alembic (``config.attributes``); such a
-migration asks ``migration_server_keys()`` for them, and refuses to run over existing rows
-without them rather than leave rows the service would then refuse. An empty database (a fresh
-install, the test suite) needs no keys.
+``medchat db upgrade`` hands Alembic a way to read the ``ServerKeys`` (``config.attributes``),
+called only when such a migration asks ``migration_server_keys()`` for them; it refuses to run
+over existing rows without them rather than leave rows the service would then refuse. An empty
+database (a fresh install, the test suite) needs no keys, so none are read.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +27,11 @@ from medchat.db import make_engine
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 _KEYS_ATTRIBUTE = "medchat_server_keys"
 
+#: The server keys, or how to read them when (and only if) a migration needs them.
+KeySource = ServerKeys | Callable[[], ServerKeys]
 
-def alembic_config(database_url: str, keys: ServerKeys | None = None) -> Config:
+
+def alembic_config(database_url: str, keys: KeySource | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
@@ -85,7 +89,7 @@ def schema_state(database_url: str) -> SchemaState:
     return SchemaState(revision=_label(_current_revisions(database_url)), head=head)
 
 
-def upgrade(database_url: str, revision: str = "head", keys: ServerKeys | None = None) -> Upgrade:
+def upgrade(database_url: str, revision: str = "head", keys: KeySource | None = None) -> Upgrade:
     """Bring the schema at ``database_url`` to ``revision`` (idempotent); says what it did."""
     before = _current_revisions(database_url)
     command.upgrade(alembic_config(database_url, keys), revision)
@@ -102,10 +106,10 @@ def migration_server_keys(purpose: str) -> ServerKeys:
     Raises ``RuntimeError`` naming ``purpose`` when the migration was started without them
     (plain ``alembic upgrade``): run ``medchat db upgrade`` on a host with ``MEDCHAT_KEY_DIR``.
     """
-    keys: ServerKeys | None = context.config.attributes.get(_KEYS_ATTRIBUTE)
+    keys: KeySource | None = context.config.attributes.get(_KEYS_ATTRIBUTE)
     if keys is None:
         raise RuntimeError(
             f"this migration {purpose} and needs the server keys: "
             "run 'medchat db upgrade' with MEDCHAT_KEY_DIR set"
         )
-    return keys
+    return keys if isinstance(keys, ServerKeys) else keys()

@@ -60,7 +60,10 @@ def served(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     deployed = ROOT / "deploy" / "gunicorn.conf.py"
     config.write_text(f"exec(open({str(deployed)!r}).read())\ntimeout = {WORKER_TIMEOUT}\n")
     environment = {
-        **os.environ,
+        **{name: value for name, value in os.environ.items() if not name.startswith("MEDCHAT_")},
+        # What the master's key check (``medchat keys check``) reads: this test's own.
+        "MEDCHAT_KEY_DIR": str(tmp_path / "keys"),
+        "MEDCHAT_DATABASE_URL": f"sqlite:///{tmp_path / 'medchat.sqlite3'}",
         "MEDCHAT_BIND": f"127.0.0.1:{port}",
         "MEDCHAT_WORKERS": "1",
         "MEDCHAT_THREADS": "2",

@@ -11,13 +11,20 @@ from typing import Any
 
 from click.testing import Result
 from flask import Flask
+from flask.cli import ScriptInfo
 from flask.testing import FlaskCliRunner
 
 from medchat.cli import build_cli
+from medchat.cli.db import SETTINGS
 
 
 class MedchatCliRunner(FlaskCliRunner):
     def invoke(self, cli: Any = None, args: Any = None, **kwargs: Any) -> Result:  # type: ignore[override]
+        if "obj" not in kwargs:
+            # The commands that build no app (``db``) read the test app's settings.
+            info = ScriptInfo(create_app=lambda: self.app)
+            info.data[SETTINGS] = self.app.extensions["medchat"].settings
+            kwargs["obj"] = info
         return super().invoke(build_cli() if cli is None else cli, args, **kwargs)
 
 

@@ -29,10 +29,12 @@ def backends() -> list[str]:
 
 
 @contextmanager
-def fresh_database(backend: str, workdir: Path) -> Iterator[str]:
+def fresh_database(backend: str, workdir: Path, *, migrate: bool = True) -> Iterator[str]:
+    """A database of this run's own; ``migrate=False``: left empty (no schema at all)."""
     if backend == "sqlite":
         url = f"sqlite:///{workdir / 'medchat-test.sqlite3'}"
-        upgrade(url)
+        if migrate:
+            upgrade(url)
         yield url
         return
     admin_url = make_url(os.environ[PG_ENV].replace("postgresql://", "postgresql+psycopg://", 1))
@@ -42,7 +44,8 @@ def fresh_database(backend: str, workdir: Path) -> Iterator[str]:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     url = admin_url.set(database=name).render_as_string(hide_password=False)
     try:
-        upgrade(url)
+        if migrate:
+            upgrade(url)
         yield url
     finally:
         with admin.connect() as connection:

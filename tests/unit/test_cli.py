@@ -5,6 +5,7 @@ reason on stderr with a non-zero exit on failure (API.md "Bootstrap and operatio
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from importlib import metadata
 
@@ -378,3 +379,36 @@ def test_python_dash_m_medchat_is_the_same_command() -> None:
     )
     for group in ("db", "keys", "archive", "audit", "retention", "demo", "create-admin"):
         assert f"  {group} " in listed.stdout
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_db_upgrade_and_current_need_no_server_keys(monkeypatch, tmp_path, backend):
+    """Issue 13 item 4: a schema migration reads no key file and no archive-signing pin; the
+    first ``db upgrade`` of a host runs before ``keys server-init`` (deploy/bootstrap.sh). In
+    production where PostgreSQL is configured (production refuses SQLite), in development on
+    SQLite with a key directory that cannot even be made."""
+    from tests.support.databases import PG_ENV, fresh_database
+
+    if backend == "postgresql" and not os.environ.get(PG_ENV):
+        pytest.skip("production needs PostgreSQL: set MEDCHAT_TEST_DATABASE_URL")
+    for name in [n for n in os.environ if n.startswith("MEDCHAT_") and "_TEST_" not in n]:
+        monkeypatch.delenv(name)
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setenv("MEDCHAT_KEY_DIR", str(blocker / "keys"))
+    if backend == "postgresql":
+        monkeypatch.setenv("MEDCHAT_ENV", "production")
+        monkeypatch.setenv("MEDCHAT_STAFF_NETWORKS", "10.20.0.0/16")
+    with fresh_database(backend, tmp_path, migrate=False) as url:
+        monkeypatch.setenv("MEDCHAT_DATABASE_URL", url)
+        run = lambda *args: CliRunner().invoke(build_cli(), list(args))  # noqa: E731
+
+        before = run("db", "current", "--json")
+        assert before.exit_code == 0, before.output
+        assert one_json_object(before.stdout)["revision"] is None
+        upgraded = run("db", "upgrade", "--json")
+        assert upgraded.exit_code == 0, upgraded.output
+        assert one_json_object(upgraded.stdout)["applied"] == REVISIONS
+        after = run("db", "current", "--json")
+        assert one_json_object(after.stdout)["is_head"] is True
+    assert not (blocker / "keys").exists()
