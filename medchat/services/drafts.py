@@ -49,11 +49,18 @@ class DraftService:
 
     def get(self, actor: Principal, conversation_id: uuid.UUID) -> DraftView:
         """The caller's draft of this conversation (404 ``not_found`` when there is none)."""
+        found = self.find(actor, conversation_id)
+        if found is None:
+            raise NotFound("No draft.")
+        return found
+
+    def find(self, actor: Principal, conversation_id: uuid.UUID) -> DraftView | None:
+        """The caller's draft, or None; audited as a content read when there is one."""
         self.front.require_audience(actor)
         conversation, deks = self.conversations.open(actor, conversation_id)
         row = self._row(conversation.id, actor.id)
         if row is None:
-            raise NotFound("No draft.")
+            return None
         self.conversations.audit_content_read(actor, conversation, "read.draft")
         body = ContentKey.for_conversation(deks, conversation).open_draft(actor.id, row.body)
         return DraftView(body, row.updated_at)
