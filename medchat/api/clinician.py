@@ -85,3 +85,7 @@ def reply(data: dict[str, Any], headers: dict[str, Any], conversation_id: uuid.U
 def close(conversation_id: uuid.UUID) -> dict[str, str]:
     """Close the conversation: no more messages from either side."""
     return {"status": _service().close(signed_in(), conversation_id)}
+
+
+# Routes of this blueprint kept in a module of their own (the draft answer).
+from medchat.api import clinician_drafts  # noqa: E402, F401

@@ -157,6 +157,9 @@ _EXTRA: dict[str, dict[int, str]] = {
         409: f"the conversation is closed (`conflict`), {_IDEMPOTENCY}",
     },
     "clinician.close": {403: _ROLE_KEY, 409: "already closed (`conflict`)"},
+    "clinician.draft": {403: _ROLE_KEY},
+    "clinician.save_draft": {403: _ROLE_KEY, 409: "the conversation is closed (`conflict`)"},
+    "clinician.discard_draft": {403: _ROLE_KEY},
     "colleagues.grant_physician_key": {
         403: _ROLE_KEY,
         409: "the colleague's key is not the fingerprint compared (`conflict`)",

@@ -26,6 +26,7 @@ from medchat.schemas.cursors import (
 )
 from medchat.services.attachments import AttachmentService, Upload
 from medchat.services.clinician_conversations import ClinicianConversationService
+from medchat.services.drafts import DraftService
 from medchat.services.read_markers import ReadMarkers
 from medchat.web.context import db_session, runtime
 from medchat.web.guard import requires, signed_in
@@ -94,12 +95,16 @@ def conversation(conversation_id: uuid.UUID) -> Any:
     row = db_session().get(Conversation, conversation_id)
     if row is not None and before is None:
         ReadMarkers(db_session()).mark_read(principal.id, row, runtime().clock.now())
+    reply_form = ReplyForm()
+    if case.status != "closed":
+        draft = DraftService(db_session(), runtime()).find(principal, conversation_id)
+        reply_form.body.data = draft.body if draft else None
     return render_template(
         "console/conversation.html",
         case=case,
         messages=messages,
         earlier_url=earlier_url,
-        reply_form=ReplyForm(),
+        reply_form=reply_form,
         attach_form=AttachForm(),
         close_form=ActionForm(),
         notice=request.args.get("notice"),
@@ -131,6 +136,24 @@ def reply(conversation_id: uuid.UUID) -> Any:
             raise
         return _problem(error)
     return _back(conversation_id, "sent")
+
+
+@bp.post("/conversations/<uuid:conversation_id>/draft")
+@requires(Permission.CLINICIAN_CONVERSATIONS)
+def save_draft(conversation_id: uuid.UUID) -> Any:
+    """The answer form's "Save draft": the text kept, sealed, for this clinician only."""
+    form = ReplyForm()
+    if not form.validate_on_submit():
+        return _problem(MedchatError("Write something to save (at most 10,000 characters)."))
+    try:
+        DraftService(db_session(), runtime()).save(
+            signed_in(), conversation_id, form.body.data or ""
+        )
+    except MedchatError as error:
+        if error.status in (404, 403):
+            raise
+        return _problem(error)
+    return _back(conversation_id, "draft_saved")
 
 
 @bp.post("/conversations/<uuid:conversation_id>/attach")

@@ -7,6 +7,7 @@ row copied, moved or relabelled by someone who can write the database fails to o
 The associated data of each format, the one definition every writer and reader uses
 (``crypto.associated_data``: typed, length-prefixed parts)::
 
+    any format         draft            ("medchat/draft/v1", conversation, author id)
     format 1 (PLACE)   message body     ("medchat/content/v1", conversation, message id, "body")
                        attachment field ("medchat/content/v1", conversation, attachment id, field)
     format 2 (BOUND)   message body     ("medchat/content/v2", conversation, message id, "body",
@@ -48,6 +49,9 @@ from medchat.models import Conversation
 
 _LABELS = {1: "medchat/content/v1", 2: "medchat/content/v2"}
 _SUBJECT_LABEL = _LABELS[1]
+#: A clinician's unsent answer: its own label, in every format (a re-seal of the content
+#: leaves drafts as they are), bound to the conversation and its author.
+_DRAFT_LABEL = "medchat/draft/v1"
 
 
 class ContentFormat(enum.IntEnum):
@@ -202,3 +206,12 @@ class ContentKey(crypto.SecretHandle):
 
     def open_subject(self, sealed: bytes) -> str:
         return self._open(sealed, self._subject_aad()).decode("utf-8")
+
+    def _draft_aad(self, author_id: uuid.UUID) -> bytes:
+        return crypto.associated_data(_DRAFT_LABEL, self._conversation_id, author_id)
+
+    def seal_draft(self, author_id: uuid.UUID, text: str) -> bytes:
+        return self._sealing.seal(text.encode("utf-8"), self._draft_aad(author_id))
+
+    def open_draft(self, author_id: uuid.UUID, sealed: bytes) -> str:
+        return self._open(sealed, self._draft_aad(author_id)).decode("utf-8")

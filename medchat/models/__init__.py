@@ -21,6 +21,7 @@ from medchat.models.conversations import (
     IdempotencyRecord,
     Message,
 )
+from medchat.models.drafts import ConversationDraft
 from medchat.models.epochs import ConversationKeyEpoch, KeyReaderRemoval
 from medchat.models.keys import KeyRole, PersonalKey, RoleKey, RoleKeyGrant, RoleKeyStatus
 from medchat.models.lifecycle import (
@@ -42,6 +43,7 @@ __all__ = [
     "ChainHead",
     "Consent",
     "Conversation",
+    "ConversationDraft",
     "ConversationKeyEpoch",
     "ConversationKeyWrap",
     "ConversationRead",

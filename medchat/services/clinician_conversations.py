@@ -37,7 +37,9 @@ from medchat.services.conversation_pages import (
     activity_position,
     order_by_activity,
 )
-from medchat.services.message_views import CaseView
+from medchat.services.draft_rows import forget_draft
+from medchat.services.idempotency import Created
+from medchat.services.message_views import CaseView, MessageView
 from medchat.services.patient_view import patient_view, patient_views
 
 
@@ -55,8 +57,22 @@ class ClinicianConversationService(ConversationFront):
             raise Forbidden
         self.access.require_role_key(actor)
 
-    #: Answer: the conversation becomes ``answered`` (``ConversationFront.send``).
-    reply = ConversationFront.send
+    def send(
+        self,
+        actor: Principal,
+        conversation_id: uuid.UUID,
+        body: str,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Created[MessageView]:
+        """Answer: the conversation becomes ``answered`` (``ConversationFront.send``), and the
+        author's draft of it, now sent, ends in the same transaction."""
+        created = super().send(actor, conversation_id, body, idempotency_key=idempotency_key)
+        if not created.replayed:
+            forget_draft(self.session, conversation_id, actor.id)
+        return created
+
+    reply = send
 
     def queue(
         self,

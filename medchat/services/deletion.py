@@ -56,6 +56,7 @@ from medchat.services.attachments import upload_scope
 from medchat.services.context import ServiceContext
 from medchat.services.conversation_access import ConversationAccess
 from medchat.services.conversations import message_scope
+from medchat.services.draft_rows import forget_drafts
 from medchat.services.member_conversations import START_SCOPE
 
 MEMBER_REQUEST = "member_request"
@@ -180,7 +181,8 @@ class DeletionService:
             )
 
     def _forget_live_traces(self, conversation: Conversation) -> None:
-        """Read markers and idempotency records only served the live conversation."""
+        """Read markers, drafts and idempotency records only served the live conversation."""
+        forget_drafts(self.session, [conversation.id])
         self.session.execute(
             delete(ConversationRead)
             .where(ConversationRead.conversation_id == conversation.id)

@@ -42,6 +42,7 @@ from medchat.errors import Conflict
 from medchat.models import (
     Attachment,
     Conversation,
+    ConversationDraft,
     ConversationKeyWrap,
     ConversationRead,
     IdempotencyRecord,
@@ -147,6 +148,10 @@ def destroy(session: Session, conversation_ids: Sequence[uuid.UUID]) -> dict[uui
                 ),
             )
         ),
+    )
+    _delete(
+        session,
+        delete(ConversationDraft).where(_among(session, ConversationDraft.conversation_id, ids)),
     )
     attachments = _delete_returning(session, Attachment, ids)
     messages = _delete_returning(session, Message, ids)

@@ -136,3 +136,18 @@ def test_unknown_conversation_is_a_404_page(client, clinic):
     response = client.get("/console/conversations/00000000-0000-0000-0000-000000000000")
     assert response.status_code == 404
     assert response.mimetype == "text/html"
+
+
+def test_save_draft_keeps_the_answer_for_its_author_until_it_is_sent(client, clinic):
+    """Issue 17, item 5: the answer form's "Save draft" (no JavaScript: a second button)."""
+    path = f"/console/conversations/{clinic['conversation_id']}"
+    html = _page(client, path)
+    assert "Save draft" in html
+    response = client.post(
+        f"{path}/draft", data={"csrf_token": csrf_from(html), "body": "Draft canary: rest it."}
+    )
+    assert response.status_code == 302 and "notice=draft_saved" in response.headers["Location"]
+    html = _page(client, path + "?notice=draft_saved")
+    assert "Draft canary: rest it." in html and "only you see it" in html
+    client.post(f"{path}/reply", data={"csrf_token": csrf_from(html), "body": "Rest it."})
+    assert "Draft canary" not in _page(client, path)
