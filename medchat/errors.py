@@ -103,6 +103,14 @@ class RoleKeyRequired(Forbidden):
     code, message = "role_key_required", "Your session does not hold the role key this needs."
 
 
+class PersonalKeyRequired(Forbidden):
+    """A session opened without the caller's personal key (made by the server for a test or a
+    tool, never by a sign-in): nothing sealed for this person alone opens in it."""
+
+    code = "personal_key_required"
+    message = "Your session does not hold your personal key: sign in again."
+
+
 class NotFound(MedchatError):
     code, status, message = "not_found", 404, "Not found."
 

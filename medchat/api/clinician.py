@@ -87,5 +87,5 @@ def close(conversation_id: uuid.UUID) -> dict[str, str]:
     return {"status": _service().close(signed_in(), conversation_id)}
 
 
-# Routes of this blueprint kept in a module of their own (the draft answer).
-from medchat.api import clinician_drafts  # noqa: E402, F401
+# Routes of this blueprint kept in modules of their own (the draft answer, canned replies).
+from medchat.api import clinician_drafts, clinician_templates  # noqa: E402, F401

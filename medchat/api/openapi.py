@@ -160,6 +160,13 @@ _EXTRA: dict[str, dict[int, str]] = {
     "clinician.draft": {403: _ROLE_KEY},
     "clinician.save_draft": {403: _ROLE_KEY, 409: "the conversation is closed (`conflict`)"},
     "clinician.discard_draft": {403: _ROLE_KEY},
+    "clinician.templates": {
+        403: "a session without the caller's personal key (`personal_key_required`)"
+    },
+    "clinician.create_template": {
+        403: "a session without the caller's personal key (`personal_key_required`)",
+        409: "100 templates already (`conflict`)",
+    },
     "colleagues.grant_physician_key": {
         403: _ROLE_KEY,
         409: "the colleague's key is not the fingerprint compared (`conflict`)",

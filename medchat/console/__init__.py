@@ -28,4 +28,5 @@ from medchat.console import (  # noqa: E402, F401
     colleague_views,
     conversation_views,
     sign_in_views,
+    template_views,
 )

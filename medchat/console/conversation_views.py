@@ -28,6 +28,7 @@ from medchat.services.attachments import AttachmentService, Upload
 from medchat.services.clinician_conversations import ClinicianConversationService
 from medchat.services.drafts import DraftService
 from medchat.services.read_markers import ReadMarkers
+from medchat.services.reply_templates import ReplyTemplateService
 from medchat.web.context import db_session, runtime
 from medchat.web.guard import requires, signed_in
 from medchat.web.responses import download_response
@@ -96,15 +97,21 @@ def conversation(conversation_id: uuid.UUID) -> Any:
     if row is not None and before is None:
         ReadMarkers(db_session()).mark_read(principal.id, row, runtime().clock.now())
     reply_form = ReplyForm()
+    templates = []
     if case.status != "closed":
         draft = DraftService(db_session(), runtime()).find(principal, conversation_id)
         reply_form.body.data = draft.body if draft else None
+        templates = ReplyTemplateService(db_session(), runtime()).list(principal)
+        chosen = next((t for t in templates if str(t.id) == request.args.get("template")), None)
+        if chosen is not None:  # "Use": the answer starts from the canned reply
+            reply_form.body.data = chosen.body
     return render_template(
         "console/conversation.html",
         case=case,
         messages=messages,
         earlier_url=earlier_url,
         reply_form=reply_form,
+        templates=templates,
         attach_form=AttachForm(),
         close_form=ActionForm(),
         notice=request.args.get("notice"),

@@ -30,6 +30,7 @@ from medchat.models.lifecycle import (
     RewrapRequest,
     RoleKeyRotation,
 )
+from medchat.models.templates import ReplyTemplate
 from medchat.models.tokens import AuthToken, TokenKind
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "PasswordResetToken",
     "PersonalKey",
     "RecoveryCode",
+    "ReplyTemplate",
     "RetrievalRequest",
     "RewrapRequest",
     "RoleKey",

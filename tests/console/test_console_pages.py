@@ -151,3 +151,24 @@ def test_save_draft_keeps_the_answer_for_its_author_until_it_is_sent(client, cli
     assert "Draft canary: rest it." in html and "only you see it" in html
     client.post(f"{path}/reply", data={"csrf_token": csrf_from(html), "body": "Rest it."})
     assert "Draft canary" not in _page(client, path)
+
+
+def test_canned_replies_are_added_and_used_in_an_answer(client, clinic):
+    """Issue 17, item 5: the Replies page, and "Use" starting an answer from one."""
+    html = _page(client, "/console/replies")
+    response = client.post(
+        "/console/replies",
+        data={"csrf_token": csrf_from(html), "title": "Knee", "body": "Canned canary: ice it."},
+    )
+    assert response.status_code == 302
+    assert "Canned canary: ice it." in _page(client, "/console/replies?notice=added")
+    path = f"/console/conversations/{clinic['conversation_id']}"
+    html = _page(client, path)
+    match = re.search(r'href="([^"]*\?template=[0-9a-f-]{36})"', html)
+    assert match, "no Use link"
+    used = _page(client, match.group(1).replace("&amp;", "&"))
+    assert "Canned canary: ice it.</textarea>" in used
+    html = _page(client, "/console/replies")
+    delete = re.search(r'action="(/console/replies/[0-9a-f-]{36}/delete)"', html).group(1)
+    assert client.post(delete, data={"csrf_token": csrf_from(html)}).status_code == 302
+    assert "Canned canary" not in _page(client, "/console/replies")
