@@ -11,6 +11,8 @@ Mails leave after the commit (``deliver_after_commit``): a refused revocation ma
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -32,12 +34,18 @@ def notice_text(role: str, reason: str, due_since: str, deadline: str) -> str:
 
 
 def mark_rotation_due(
-    session: Session, runtime: ServiceContext, role: str, reason: str
+    session: Session,
+    runtime: ServiceContext,
+    role: str,
+    reason: str,
+    *,
+    lost: uuid.UUID | None = None,
 ) -> list[RoleKey]:
-    """Mark ``role``'s key for rotation (``KeyCustody.mark_rotation_due``) and mail its
-    remaining active holders; returns the rows marked (none before ``keys init``)."""
+    """Mark ``role``'s key for rotation (``KeyCustody.mark_rotation_due``, which also makes
+    the successor key, leaving out ``lost``) and mail its remaining active holders; returns
+    the rows marked (none before ``keys init``)."""
     custody = runtime.custody(session)
-    rows = custody.mark_rotation_due(role, reason)
+    rows = custody.mark_rotation_due(role, reason, lost=lost)
     due = [row.rotation_due_at for row in rows if row.rotation_due_at is not None]
     if not due:
         return rows
