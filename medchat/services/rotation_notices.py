@@ -27,7 +27,8 @@ SUBJECT = "medchat: a role key must be rotated"
 def notice_text(role: str, reason: str, due_since: str, deadline: str) -> str:
     return (
         f"A holder of the {role} role key lost it ({reason}) on {due_since}.\n\n"
-        f"Until the key is rotated, whoever lost it may still open what is sealed to it. From\n"
+        f"New content already goes to a successor key they never held, but until the key is\n"
+        f"rotated, whoever lost it may still open what was sealed to it before. From\n"
         f"{deadline} on, no new question, message or file can be sent until a holder of the key\n"
         f"runs 'medchat keys rotate --role {role}' (docs/security.md, 'Rotate a role key').\n"
     )
