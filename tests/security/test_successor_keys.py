@@ -20,11 +20,14 @@ from sqlalchemy import select
 from access_control import hybrid_kem
 from access_control.roles import Role
 from medchat.keys.status import key_status
-from medchat.models import ConversationKeyWrap, Holder, KeyRole, RoleKeyGrant
+from medchat.models import ConversationKeyWrap, Holder, KeyRole, RoleKey, RoleKeyGrant
+from medchat.services.role_keys import RoleKeyService
 from tests.support.accounts import Person, bearer, login, make_member, make_staff
+from tests.support.archive import archive_colleague, retrieve, seal
 from tests.support.cli import cli_runner
 from tests.support.key_copies import Copy, deks_from, readable, role_keys_from, take_copy
 from tests.support.messaging import CONVERSATIONS, ask, asked, care_team, give_consent, send
+from tests.support.officer_copy import archive_keys_from_copy, conversations_opened_from_copy
 from tests.support.rotation import (
     audit_details,
     grant,
@@ -34,6 +37,7 @@ from tests.support.rotation import (
     statuses,
     wraps_sealed_to,
 )
+from tests.support.sessions import STAFF_ADDRESS, sign_in
 from tests.support.tampering import execute_sql
 
 CLINICIAN = "/api/v1/clinician"
@@ -248,3 +252,46 @@ def test_a_planted_successor_is_refused_and_never_sealed_to(client, runtime):
             )
         ).all()
     assert sealed == []
+
+
+def test_a_compliance_officer_who_lost_the_archive_key_opens_no_record_sealed_after(
+    client, runtime
+):
+    """The archive role: a compliance revocation makes an archive successor, and a record
+    sealed afterwards opens with it only (the remaining officers retrieve it)."""
+    team = care_team(runtime)
+    cora = archive_colleague(runtime, team.compliance)
+    leo = archive_colleague(runtime, team.compliance)
+    person = make_member(runtime)
+    member = login(client, runtime, person)
+    give_consent(client, member)
+    before = uuid.UUID(asked(client, member, "BEFORE sealed"))
+    seal(runtime, sign_in(runtime, person).principal, before)
+    leo_keys = archive_keys_from_copy(runtime, leo)  # his password and a copy taken now
+    assert before in conversations_opened_from_copy(runtime, leo_keys)
+
+    actor = sign_in(runtime, team.compliance).principal
+    with runtime.database.transaction() as session:
+        RoleKeyService(session, runtime).revoke(
+            actor,
+            KeyRole.ARCHIVE,
+            leo.id,
+            password=team.compliance.password,
+            address=STAFF_ADDRESS,
+        )
+    with runtime.database.transaction() as session:
+        archive = {
+            row.version: row.status
+            for row in session.scalars(select(RoleKey).where(RoleKey.role == KeyRole.ARCHIVE))
+        }
+    assert archive == {1: "active", 2: "successor"}
+    after = uuid.UUID(asked(client, member, "AFTER sealed"))
+    seal(runtime, sign_in(runtime, person).principal, after)
+
+    opened = conversations_opened_from_copy(runtime, leo_keys)
+    assert before in opened and after not in opened
+    record = retrieve(runtime, cora, team.compliance, after)
+    assert [m.body for m in record.messages] == ["AFTER sealed"]
+    assert [m.body for m in retrieve(runtime, team.compliance, cora, before).messages] == [
+        "BEFORE sealed"
+    ]
