@@ -21,6 +21,7 @@ from access_control import hybrid_kem
 from access_control.roles import Role
 from medchat.keys.status import key_status
 from medchat.models import ConversationKeyWrap, Holder, KeyRole, RoleKey, RoleKeyGrant
+from medchat.services.context import verify_role_key_pins
 from medchat.services.role_keys import RoleKeyService
 from tests.support.accounts import Person, bearer, login, make_member, make_staff
 from tests.support.archive import archive_colleague, retrieve, seal
@@ -102,6 +103,7 @@ def test_a_holder_who_lost_the_key_reads_nothing_written_after_the_loss(client, 
     _remove(event, client, runtime, alice, bob)
     assert statuses(runtime) == {1: "active", 2: "successor"}
     assert _physician_grantees(runtime, 2) == {alice.id, carol.id}
+    verify_role_key_pins(runtime)  # a host restarted now starts: the successor is unpinned
     assert send(client, member, mine, "AFTER member").status_code == 201
     assert send(client, doctor, theirs, "AFTER doctor").status_code == 201
     new_question = asked(client, member, "AFTER new question")
