@@ -6,7 +6,8 @@
   (``medchat.keys.personal_keys``, the half of ``KeyCustody`` it inherits).
 - A role private key (physician, compliance archive) is stored once per holder, wrapped to the
   holder's personal public key; the role public key must match a pinned fingerprint before
-  anything is sealed to it or a holder's copy is trusted.
+  anything is sealed to it or a holder's copy is trusted (a successor made at a holder's loss:
+  its row tag and fingerprint, ``medchat.keys.successors``).
 - Granting needs a caller whose session holds the role key; nothing on the server can grant
   on its own, and an admin never can (admins have no keys).
 - Rotation (``medchat.keys.rotation``) needs two orderings the database must enforce, not
@@ -248,12 +249,11 @@ class KeyCustody(PersonalKeys):
 
         Each loss is also recorded as a ``KeyReaderRemoval``: every conversation's key epoch
         begun before it is not sealed to again (``medchat.keys.epochs``), so whoever kept
-        conversation keys reads nothing written from now on; the rotation shuts out the role
-        key itself (its deadline: ``medchat.keys.rotation_deadline``).
-
-        And a successor role key is made for the remaining holders (``lost``, the account
-        that lost it, left out): new epochs are wrapped to it, never to the key the leaver
-        held (``medchat.keys.successors``).
+        conversation keys reads nothing written from now on. And a successor role key is
+        made for the remaining holders (``lost``, the account that lost it, left out): new
+        epochs are wrapped to it, never to the key the leaver held
+        (``medchat.keys.successors``). The rotation re-seals the old wraps and retires both
+        (its deadline: ``medchat.keys.rotation_deadline``).
         """
         # A pending key is marked too: a rotation under way may already have sealed its new
         # key to the holder who just lost access, so finishing it must not look like a cure.
