@@ -140,7 +140,8 @@ class RotationService:
     def run(self, *, max_batches: int | None = None, prepare_only: bool = False) -> RotationResult:
         """Start or resume the role's rotation and take it as far as it goes.
 
-        ``max_batches`` stops after that many re-seal batches (an interrupted run, resumable);
+        ``max_batches`` stops after that many re-seal batches of one key (an interrupted run,
+        resumable; the old key and each earlier successor count on their own);
         ``prepare_only`` stops before activation. Raises ``RoleKeyRequired`` when the actor
         holds no key the rotation needs, ``PinRequired`` (environment pins), ``Conflict`` when
         another run changed the rotation underneath, ``RotationBlocked`` when wraps do not open.
@@ -159,6 +160,8 @@ class RotationService:
                 return self._result(plan, activated=False, retired=False)
             self._activate(plan)
         for old, old_private in [(plan.old, plan.old_key.key), *successors]:
+            if not self._left(old):
+                continue  # done by an earlier run: its cursor belongs to the next key now
             resealer = WrapResealer(
                 self.runtime,
                 rotation_id=plan.rotation_id,
@@ -175,6 +178,10 @@ class RotationService:
                 return self._result(plan, activated=True, retired=False)
         self._retire(plan, [old for old, _ in successors])
         return self._result(plan, activated=True, retired=True)
+
+    def _left(self, key: RoleKey) -> int:
+        with self._step() as (session, _):
+            return remaining_wraps(session, self.holder, key.key_id)
 
     def _successors(self, plan: RotationPlan) -> list[tuple[RoleKey, PrivateKeyHandle]]:
         """The successors made before this rotation began, each with the actor's copy.

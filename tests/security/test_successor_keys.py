@@ -26,6 +26,7 @@ from medchat.services.role_keys import RoleKeyService
 from tests.support.accounts import Person, bearer, login, make_member, make_staff
 from tests.support.archive import archive_colleague, retrieve, seal
 from tests.support.cli import cli_runner
+from tests.support.conversations import read_bodies, reply
 from tests.support.key_copies import Copy, deks_from, readable, role_keys_from, take_copy
 from tests.support.messaging import CONVERSATIONS, ask, asked, care_team, give_consent, send
 from tests.support.officer_copy import archive_keys_from_copy, conversations_opened_from_copy
@@ -35,6 +36,7 @@ from tests.support.rotation import (
     physician_keys,
     revoke,
     rotate,
+    rotation_world,
     statuses,
     wraps_sealed_to,
 )
@@ -297,3 +299,29 @@ def test_a_compliance_officer_who_lost_the_archive_key_opens_no_record_sealed_af
     assert [m.body for m in retrieve(runtime, team.compliance, cora, before).messages] == [
         "BEFORE sealed"
     ]
+
+
+def test_an_interrupted_rotation_resumes_through_the_successors_wraps(runtime):
+    """Stopped after every batch, the rotation still moves the old key's wraps and then the
+    successor's (each key's own cursor pass), and retires both."""
+    world = rotation_world(runtime)
+    leaver = make_staff(runtime, Role.CLINICIAN)
+    grant(runtime, world.clinician, leaver)
+    revoke(runtime, world.clinician, leaver)
+    doctor = sign_in(runtime, world.colleague).principal
+    for conversation_id in world.deks:
+        reply(runtime, doctor, conversation_id, "after the loss")
+    keys = physician_keys(runtime)
+    assert (wraps_sealed_to(runtime, keys[1]), wraps_sealed_to(runtime, keys[2])) == (6, 6)
+
+    runs = []
+    while not (runs and runs[-1].retired) and len(runs) < 40:
+        runs.append(rotate(runtime, world.clinician, batch_size=2, max_batches=1))
+
+    assert runs[-1].retired and runs[-1].resealed == 12
+    assert statuses(runtime) == {1: "retired", 2: "retired", 3: "active"}
+    keys = physician_keys(runtime)
+    assert [wraps_sealed_to(runtime, keys[v]) for v in (1, 2, 3)] == [0, 0, 12]
+    reader = sign_in(runtime, world.clinician).principal
+    for conversation_id in world.deks:
+        assert "after the loss" in read_bodies(runtime, reader, conversation_id)
