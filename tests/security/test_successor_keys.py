@@ -325,3 +325,30 @@ def test_an_interrupted_rotation_resumes_through_the_successors_wraps(runtime):
     reader = sign_in(runtime, world.clinician).principal
     for conversation_id in world.deks:
         assert "after the loss" in read_bodies(runtime, reader, conversation_id)
+
+
+def test_a_loss_during_a_rotation_keeps_its_successor_for_the_next_rotation(runtime):
+    """A holder lost the key after the rotation's new key reached them: the successor made
+    then (a higher version) is not retired by that rotation; new epochs go to it, and the
+    next rotation retires it."""
+    world = rotation_world(runtime, conversations=2)
+    leaver = make_staff(runtime, Role.CLINICIAN)
+    grant(runtime, world.clinician, leaver)
+    rotate(runtime, world.clinician, prepare_only=True)  # v2 pending, sealed to the leaver too
+    revoke(runtime, world.clinician, leaver)
+    assert statuses(runtime) == {1: "active", 2: "pending", 3: "successor"}
+
+    assert rotate(runtime, world.clinician).retired
+    assert statuses(runtime) == {1: "retired", 2: "active", 3: "successor"}
+    doctor = sign_in(runtime, world.colleague).principal
+    first = next(iter(world.deks))
+    reply(runtime, doctor, first, "after the first rotation")
+    keys = physician_keys(runtime)
+    assert wraps_sealed_to(runtime, keys[3]) == 1  # not the v2 the leaver held
+
+    result = rotate(runtime, world.clinician)
+    assert (result.to_version, result.retired) == (4, True)
+    assert statuses(runtime) == {1: "retired", 2: "retired", 3: "retired", 4: "active"}
+    assert audit_details(runtime, "role_key.retire")[-1]["successors_retired"] == [3]
+    reader = sign_in(runtime, world.clinician).principal
+    assert "after the first rotation" in read_bodies(runtime, reader, first)
