@@ -241,6 +241,8 @@ def keys_status(as_json: bool) -> None:
             f"{v.role:<9} v{v.version:<3} {v.status:<8} {v.fingerprint[:16]}  "
             f"pinned: {'yes' if v.pinned else 'no':<3}  wraps: {v.wraps:<8} holders: {v.holders}"
         )
+        if v.status == "successor":
+            line += "  new epochs sealed here until 'medchat keys rotate' retires it"
         if v in status.due():
             line += f"  ROTATION DUE since {v.rotation_due_since} ({v.rotation_due_reason})"
             if v.status == "active" and v.rotation_deadline is not None:

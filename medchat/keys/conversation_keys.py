@@ -16,8 +16,8 @@ tag's version), so a writer who sets a conversation back to the older, weaker fo
 
 A conversation has one DEK per key epoch (``medchat.keys.epochs``): ``new_key`` begins epoch 1,
 ``start_epoch`` a later one (a fresh DEK, wrapped to the active keys and the member's current
-key only), ``open_key`` opens every epoch. Each epoch's commitment is in its tagged row; epoch
-1's is also the conversation row's, as it always was. Nothing is sealed to a role key whose
+key only, or their successors), ``open_key`` opens every epoch. Each epoch's commitment is in
+its tagged row; epoch 1's is the conversation row's too. Nothing is sealed while a role key's
 rotation is overdue (``medchat.keys.rotation_deadline``).
 """
 
@@ -43,9 +43,9 @@ from medchat.keys.epochs import (
     new_epoch_row,
     removals_recorded,
 )
-from medchat.keys.rotation_deadline import require_sealable
 from medchat.keys.sealing import CURRENT_FORMAT
-from medchat.models import Conversation, ConversationKeyWrap, Holder, KeyRole, RoleKey
+from medchat.keys.successors import epoch_keys
+from medchat.models import Conversation, ConversationKeyWrap, Holder, KeyRole
 
 _KEY_SET_PURPOSE = "conversation-keys"
 
@@ -145,9 +145,7 @@ class ConversationKeys:
         now: datetime,
     ) -> None:
         """The epoch's tagged row and its three wraps, to the keys it records."""
-        physician = self.custody.active_role_key(KeyRole.PHYSICIAN)
-        archive = self.custody.active_role_key(KeyRole.ARCHIVE)
-        self.require_sealable([physician, archive], now)
+        physician, archive = epoch_keys(self.custody, self._rotation_deadline, now)
         member = self.custody.verified_personal_key(conversation.member_id)
         row = new_epoch_row(
             conversation,
@@ -173,11 +171,6 @@ class ConversationKeys:
         else:
             deks.rows[1] = row
             deks.begun = 1
-
-    def require_sealable(self, role_keys: list[RoleKey], now: datetime) -> None:
-        """``RotationOverdue`` when one of the active keys is past its rotation deadline."""
-        due = {key.role: key.rotation_due_at for key in role_keys if key.rotation_due_at}
-        require_sealable(due, now, self._rotation_deadline, self.session.info)
 
     def add_wrap(
         self,

@@ -6,7 +6,8 @@
   (``medchat.keys.personal_keys``, the half of ``KeyCustody`` it inherits).
 - A role private key (physician, compliance archive) is stored once per holder, wrapped to the
   holder's personal public key; the role public key must match a pinned fingerprint before
-  anything is sealed to it or a holder's copy is trusted.
+  anything is sealed to it or a holder's copy is trusted (a successor made at a holder's loss:
+  its row tag and fingerprint, ``medchat.keys.successors``).
 - Granting needs a caller whose session holds the role key; nothing on the server can grant
   on its own, and an admin never can (admins have no keys).
 - Rotation (``medchat.keys.rotation``) needs two orderings the database must enforce, not
@@ -37,6 +38,7 @@ from medchat.keys.personal_keys import (  # the constants: re-exported for their
     RETIRED_PURPOSE,  # noqa: F401
     PersonalKeys,
 )
+from medchat.keys.successors import appoint_successor
 from medchat.models import (
     KeyReaderRemoval,
     RoleKey,
@@ -93,6 +95,14 @@ class KeyCustody(PersonalKeys):
         if fingerprint != row.fingerprint:
             raise KeyIntegrityFailure(f"The {row.role} role key does not match its fingerprint.")
         self.pins.require_pinned(row.role, fingerprint)
+
+    def require_trusted(self, row: RoleKey) -> None:
+        """``require_pinned``, except for a successor (``medchat.keys.successors``): never
+        pinned, trusted on its row tag (checked as it loaded) and its fingerprint."""
+        if row.status != RoleKeyStatus.SUCCESSOR:
+            self.require_pinned(row)
+        elif hybrid_kem.public_key_fingerprint(row.public_key) != row.fingerprint:
+            raise KeyIntegrityFailure(f"The {row.role} role key does not match its fingerprint.")
 
     def is_pinned(self, row: RoleKey) -> bool:
         """The key matches its fingerprint and the deployment pins it (no exception)."""
@@ -184,7 +194,7 @@ class KeyCustody(PersonalKeys):
         sign-in leaves it out while it is unpinned).
         """
         if require_pin:
-            self.require_pinned(role_key)
+            self.require_trusted(role_key)
         elif hybrid_kem.public_key_fingerprint(role_key.public_key) != role_key.fingerprint:
             raise KeyIntegrityFailure(
                 f"The {role_key.role} role key does not match its fingerprint."
@@ -226,7 +236,9 @@ class KeyCustody(PersonalKeys):
             statement = statement.where(RoleKeyGrant.role_key_id.in_(ids))
         return rows_changed(self.session.execute(statement))
 
-    def mark_rotation_due(self, role: str, reason: str) -> list[RoleKey]:
+    def mark_rotation_due(
+        self, role: str, reason: str, *, lost: uuid.UUID | None = None
+    ) -> list[RoleKey]:
         """Flag the role's active key for rotation because a holder lost access.
 
         SECURITY-MODEL 11: deleting a grant stops the live copy, but a database copy taken
@@ -237,8 +249,11 @@ class KeyCustody(PersonalKeys):
 
         Each loss is also recorded as a ``KeyReaderRemoval``: every conversation's key epoch
         begun before it is not sealed to again (``medchat.keys.epochs``), so whoever kept
-        conversation keys reads nothing written from now on; the rotation shuts out the role
-        key itself (its deadline: ``medchat.keys.rotation_deadline``).
+        conversation keys reads nothing written from now on. And a successor role key is
+        made for the remaining holders (``lost``, the account that lost it, left out): new
+        epochs are wrapped to it, never to the key the leaver held
+        (``medchat.keys.successors``). The rotation re-seals the old wraps and retires both
+        (its deadline: ``medchat.keys.rotation_deadline``).
         """
         # A pending key is marked too: a rotation under way may already have sealed its new
         # key to the holder who just lost access, so finishing it must not look like a cure.
@@ -249,6 +264,8 @@ class KeyCustody(PersonalKeys):
                 row.rotation_reason = reason[:64]
         if rows:
             self.session.add(KeyReaderRemoval(role=role, reason=reason[:64], created_at=self.now))
+            self.session.flush()
+            appoint_successor(self.session, self, role, reason, lost=lost)
         self.session.flush()
         return rows
 
@@ -285,7 +302,7 @@ class KeyCustody(PersonalKeys):
         for grant, role_key in rows:
             if self.awaiting_pin(role_key):
                 continue
-            self.require_pinned(role_key)
+            self.require_trusted(role_key)
             try:
                 seed = hybrid_kem.unwrap_key(
                     personal,

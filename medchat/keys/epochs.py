@@ -11,13 +11,15 @@ Now each conversation has numbered epochs, each its own DEK, commitment and wrap
 is **fresh**: begun after every event that removed a reader of the conversation, decided from
 facts read with the conversation row in the same statement:
 
-- the active physician and archive role key versions are the ones the epoch was sealed to (a
-  rotation's activation starts a new epoch everywhere);
+- the physician and archive role key versions new epochs are sealed to (the active key, or
+  the successor a loss made: ``medchat.keys.successors``) are the ones the epoch was sealed
+  to (a rotation's activation, or a successor, starts a new epoch everywhere);
 - the member's current personal key is the one the epoch was sealed to (a password reset);
 - no holder of a role key lost it since (``KeyReaderRemoval``: revoked, disabled, reset).
 
 Otherwise the next seal starts a new epoch first (``ConversationKeys.start_epoch``): a fresh
-DEK wrapped to the active, pinned role keys and the member's current, verified key only. So
+DEK wrapped to the active, pinned role keys (or their successors) and the member's current,
+verified key only. So
 nothing is done at the event itself beyond what it did before (and one counted row): the
 cost falls on the next write of each conversation, one DEK and three wraps, and a
 conversation nobody writes to again never pays it. Old epochs stay wrapped (rotations re-seal
@@ -25,10 +27,11 @@ them, re-wraps re-seal them to a member's new key), so history reads on; each ci
 envelope names the key id that sealed it, and ``medchat.keys.sealing.ContentKey`` opens it with
 that epoch's DEK.
 
-A revocation without a rotation leaves the role key itself unchanged: the new epoch is sealed
-to it too, so it shuts out a reader who kept only conversation keys, not one who kept the role
-key. The rotation that the revocation makes due (and that ``medchat.keys.rotation_deadline``
-enforces) shuts out the latter: after its activation no epoch is sealed to the old key.
+A loss also makes a successor role key at once (``medchat.keys.successors``), and the new
+epoch is wrapped to it, not to the role key the leaver may have kept: that shuts out a reader
+who kept the role key as well as one who kept conversation keys. The rotation that the loss
+makes due (and that ``medchat.keys.rotation_deadline`` enforces) re-seals the old wraps and
+replaces the successors with a pinned key.
 """
 
 from __future__ import annotations
@@ -219,20 +222,25 @@ def epoch_commitment(
 # -- freshness -------------------------------------------------------------------------------
 
 
-def _active(role: str, column: Any, aggregate: Any) -> ColumnElement[Any]:
+def _active(role: str, column: Any, aggregate: Any, *statuses: str) -> ColumnElement[Any]:
     return (
         select(aggregate(column))
-        .where(RoleKey.role == role, RoleKey.status == RoleKeyStatus.ACTIVE)
+        .where(RoleKey.role == role, RoleKey.status.in_(statuses or [RoleKeyStatus.ACTIVE]))
         .scalar_subquery()
     )
+
+
+#: The version a new epoch is wrapped to: the newest of the active key and its successors
+#: (``medchat.keys.successors.sealing_key``), so a successor made by a loss stales every epoch.
+_SEALED_TO = (RoleKeyStatus.ACTIVE, RoleKeyStatus.SUCCESSOR)
 
 
 def facts_columns(member_id: Any) -> list[ColumnElement[Any]]:
     """What ``SealingFacts`` holds, as columns a conversation's locked read adds (one
     statement for the row, its wraps, consent and these: the send's hot path)."""
     return [
-        _active(KeyRole.PHYSICIAN, RoleKey.version, func.max).label("fact_physician"),
-        _active(KeyRole.ARCHIVE, RoleKey.version, func.max).label("fact_archive"),
+        _active(KeyRole.PHYSICIAN, RoleKey.version, func.max, *_SEALED_TO).label("fact_physician"),
+        _active(KeyRole.ARCHIVE, RoleKey.version, func.max, *_SEALED_TO).label("fact_archive"),
         _active(KeyRole.PHYSICIAN, RoleKey.rotation_due_at, func.min).label("fact_physician_due"),
         _active(KeyRole.ARCHIVE, RoleKey.rotation_due_at, func.min).label("fact_archive_due"),
         select(PersonalKey.key_id)

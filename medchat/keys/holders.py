@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -29,7 +30,6 @@ from access_control.crypto import DecryptionFailed
 from access_control.hybrid_kem import wrap_key_id
 from access_control.roles import Role
 from medchat.errors import KeyIntegrityFailure, LastKeyHolder, NotFound
-from medchat.keys.custody import KeyCustody
 from medchat.models import (
     Account,
     AccountStatus,
@@ -40,6 +40,9 @@ from medchat.models import (
     RoleKeyStatus,
 )
 from medchat.storage.row_integrity import intact
+
+if TYPE_CHECKING:  # custody appoints successors through this module (``successors``)
+    from medchat.keys.custody import KeyCustody
 
 #: Which account role may hold which role key.
 HOLDER_ROLE = {KeyRole.PHYSICIAN: Role.CLINICIAN, KeyRole.ARCHIVE: Role.COMPLIANCE}

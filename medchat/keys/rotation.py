@@ -21,6 +21,11 @@ any point resumes where it stopped (``RoleKeyRotation`` keeps the state and the 
    transaction, the new key is sealed to anyone granted the old one meanwhile, the old key is
    RETIRED, its grants deleted and the rotation finished; its pin is removed after commit.
 
+The successors that losses made before the rotation began (``medchat.keys.successors``) go
+with the old key: their wraps are re-sealed to the new key after its own (step 4, one pass
+each) and they are retired with it (step 5). The new key is always the rotation's own, never
+a successor: only a key this run made is shown in the pin prompt.
+
 How a resumed run gets the new private key back, and when an unfinished start is abandoned
 instead: ``medchat.keys.rotation_plan``.
 
@@ -45,6 +50,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from access_control.hybrid_kem import PrivateKeyHandle
 from medchat import audit
 from medchat.db import rows_changed
 from medchat.errors import Conflict, RoleKeyRequired
@@ -54,6 +60,7 @@ from medchat.keys.holders import HOLDER_ROLE, verified_holders
 from medchat.keys.rotation_plan import (
     PinRequired,
     RotationPlan,
+    held_role_key,
     pin_request,
     start_or_resume,
 )
@@ -64,6 +71,7 @@ from medchat.keys.rotation_wraps import (
     locked_rotation,
     remaining_wraps,
 )
+from medchat.keys.successors import earlier_successors
 from medchat.models import (
     KeyRole,
     RoleKey,
@@ -132,7 +140,8 @@ class RotationService:
     def run(self, *, max_batches: int | None = None, prepare_only: bool = False) -> RotationResult:
         """Start or resume the role's rotation and take it as far as it goes.
 
-        ``max_batches`` stops after that many re-seal batches (an interrupted run, resumable);
+        ``max_batches`` stops after that many re-seal batches of one key (an interrupted run,
+        resumable; the old key and each earlier successor count on their own);
         ``prepare_only`` stops before activation. Raises ``RoleKeyRequired`` when the actor
         holds no key the rotation needs, ``PinRequired`` (environment pins), ``Conflict`` when
         another run changed the rotation underneath, ``RotationBlocked`` when wraps do not open.
@@ -142,6 +151,7 @@ class RotationService:
         self._unpin_retired()
         plan = self._start()
         self._unpin_retired()  # a pending key abandoned by ``_start``
+        successors = self._successors(plan)
         if not plan.activated:
             self._grant_holders(plan)
             if self.runtime.pins.fixed:
@@ -149,22 +159,49 @@ class RotationService:
             if prepare_only:
                 return self._result(plan, activated=False, retired=False)
             self._activate(plan)
-        resealer = WrapResealer(
-            self.runtime,
-            rotation_id=plan.rotation_id,
-            holder=self.holder,
-            old=plan.old,
-            old_private=plan.old_key.key,
-            new=plan.new,
-            new_private=plan.new_private,
-            batch_size=self.batch_size,
-            audit_context=self.audit_context,
-            progress=self.progress,
-        )
-        if not resealer.run(max_batches):
-            return self._result(plan, activated=True, retired=False)
-        self._retire(plan)
+        for old, old_private in [(plan.old, plan.old_key.key), *successors]:
+            if not self._left(old):
+                continue  # done by an earlier run: its cursor belongs to the next key now
+            resealer = WrapResealer(
+                self.runtime,
+                rotation_id=plan.rotation_id,
+                holder=self.holder,
+                old=old,
+                old_private=old_private,
+                new=plan.new,
+                new_private=plan.new_private,
+                batch_size=self.batch_size,
+                audit_context=self.audit_context,
+                progress=self.progress,
+            )
+            if not resealer.run(max_batches):
+                return self._result(plan, activated=True, retired=False)
+        self._retire(plan, [old for old, _ in successors])
         return self._result(plan, activated=True, retired=True)
+
+    def _left(self, key: RoleKey) -> int:
+        with self._step() as (session, _):
+            return remaining_wraps(session, self.holder, key.key_id)
+
+    def _successors(self, plan: RotationPlan) -> list[tuple[RoleKey, PrivateKeyHandle]]:
+        """The successors made before this rotation began, each with the actor's copy.
+
+        Their wraps are re-sealed to the new key after the old key's, one pass each (the
+        rotation's cursor carries over: a resealer finds its own wraps with a sweep), and
+        they retire with it. Raises ``RoleKeyRequired`` before anything else happens when
+        the actor's sign-in holds no copy of one (``medchat.keys.successors``)."""
+        with self._step() as (_, custody):
+            rows = earlier_successors(custody, self.role, plan.new.version)
+        found = []
+        for row in rows:
+            held = held_role_key(self.actor, self.role, row.id)
+            if held is None:
+                raise RoleKeyRequired(
+                    f"this {self.role} rotation also retires successor v{row.version}, and "
+                    "your sign-in holds no copy of it; let a holder who has it run it"
+                )
+            found.append((row, held.key))
+        return found
 
     def _result(self, plan: RotationPlan, *, activated: bool, retired: bool) -> RotationResult:
         with self._step() as (session, _):
@@ -292,32 +329,38 @@ class RotationService:
 
     # -- 5. retire -----------------------------------------------------------------------
 
-    def _retire(self, plan: RotationPlan) -> None:
+    def _retire(self, plan: RotationPlan, successors: list[RoleKey]) -> None:
+        """Retire the old key and the successors made before the rotation, in one step."""
+        retiring = [plan.old, *successors]
         with self._step() as (session, custody):
             custody.hold_grant_lock(self.role)
             rotation = self._locked(session, plan)
-            if remaining_wraps(session, self.holder, plan.old.key_id):
+            if any(remaining_wraps(session, self.holder, key.key_id) for key in retiring):
                 raise Conflict(f"{self.role} wraps appeared during the sweep; run it again")
             # Holders granted the old key by a colleague during the rotation keep access.
             self._grant_missing(session, custody, plan)
+            ids = [key.id for key in retiring]
             removed = rows_changed(
-                session.execute(delete(RoleKeyGrant).where(RoleKeyGrant.role_key_id == plan.old.id))
+                session.execute(delete(RoleKeyGrant).where(RoleKeyGrant.role_key_id.in_(ids)))
             )
-            old = session.get(RoleKey, plan.old.id)
-            assert old is not None  # nosec B101  # the plan's old key, locked by this step
-            old.status = RoleKeyStatus.RETIRED
-            old.retired_at = rotation.finished_at = custody.now
+            for key in retiring:
+                row = session.get(RoleKey, key.id)
+                assert row is not None  # nosec B101  # the plan's keys, locked by this step
+                row.status = RoleKeyStatus.RETIRED
+                row.retired_at = custody.now
+            rotation.finished_at = custody.now
             rotation.cursor = None
             audit.record(
                 session,
                 "role_key.retire",
                 target_type="role_key",
-                target_id=old.id,
+                target_id=plan.old.id,
                 details={
                     "role": str(self.role),
-                    "version": old.version,
+                    "version": plan.old.version,
                     "grants_removed": removed,
                     "resealed": rotation.resealed,
+                    "successors_retired": [key.version for key in successors],
                 },
             )
         # Unpinned only once the retirement is committed: a retiring key still opens wraps

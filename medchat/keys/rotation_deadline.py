@@ -3,9 +3,11 @@
 SECURITY-MODEL key hierarchy 11: each loss of a role key (grant revoked, account disabled,
 staff reset) makes the key's rotation due (``KeyCustody.mark_rotation_due``), because whoever
 lost it may still hold it (a copy kept, or rebuilt from an earlier database copy and their
-password). Until the rotation, new content is sealed under DEKs wrapped to that key (a new
-key epoch shuts out only readers who kept conversation keys: ``medchat.keys.epochs``).
-So the wait is bounded:
+password). New content no longer reaches it (new key epochs go to a successor key made at
+the loss: ``medchat.keys.successors``), but until the rotation the live database keeps every
+older wrap sealed to it (a later copy still opens the history with it), and the successors
+are trusted on their row tags, not pinned. The rotation re-seals those wraps to a pinned key
+and retires the old key and its successors. So the wait is bounded:
 
 - **due** (from the mark until ``MEDCHAT_ROTATION_DEADLINE_HOURS`` later): the service warns.
   The holders are mailed at the mark (``medchat.services.rotation_notices``), staff answers of

@@ -29,10 +29,13 @@ class KeyRole(enum.StrEnum):
 class RoleKeyStatus(enum.StrEnum):
     """``pending`` keys are pinned and granted but not sealed to yet; ``active`` is sealed
     to; ``retiring`` still opens wraps while a rotation re-seals them; ``retired`` opens
-    nothing and is unpinned."""
+    nothing and is unpinned. A ``successor`` is made when a holder loses the key and takes
+    the new key epochs in the active key's place until the rotation retires it (trusted on
+    its row tag and fingerprint, never pinned: ``medchat.keys.successors``)."""
 
     PENDING = "pending"
     ACTIVE = "active"
+    SUCCESSOR = "successor"
     RETIRING = "retiring"
     RETIRED = "retired"
 

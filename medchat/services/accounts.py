@@ -264,7 +264,7 @@ class AccountService:
         TokenStore(self.session, now).revoke_account(account.id)
         revoked = custody.revoke_grants(account.id)
         for role in held:
-            mark_rotation_due(self.session, self.runtime, role, DISABLED_REASON)
+            mark_rotation_due(self.session, self.runtime, role, DISABLED_REASON, lost=account.id)
         audit.record(
             self.session,
             "account.disable",

@@ -169,7 +169,7 @@ def verify_role_key_pins(runtime: ServiceContext) -> None:
                     # to it, so a host restarted before the operator added it still starts.
                     continue
                 try:
-                    custody.require_pinned(row)
+                    custody.require_trusted(row)  # a successor: its tag and fingerprint
                 except KeyIntegrityFailure as exc:
                     raise ConfigurationError(
                         f"refusing to start: the {row.role} role key version {row.version} "

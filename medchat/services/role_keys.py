@@ -169,10 +169,16 @@ class RoleKeyService:
         ``Conflict`` when ``expected_fingerprint`` (what the granter compared) is not the
         colleague's key now: nothing is sealed then.
         """
-        held = actor.keyring.role_keys(key_role)
+        held = list(actor.keyring.role_keys(key_role))
         if not held:
             raise RoleKeyRequired
         colleague = self._holder(colleague_id, key_role)
+        if actor.keyring.personal is not None:
+            # Versions made since the session opened (a successor after a loss: the
+            # newcomer must hold the key new epochs are sealed to), as signing in would.
+            have = {item.role_key_id for item in held}
+            fresh = self.custody.open_grants(actor.keyring.account_id, actor.keyring.personal)
+            held += [k for k in fresh if k.role == key_role and k.role_key_id not in have]
         compared = expected_fingerprint
         if compared is not None and not _matches(compared, self._fingerprint(colleague)):
             raise Conflict(
@@ -237,7 +243,7 @@ class RoleKeyService:
         TokenStore(self.session, self.runtime.clock.now()).revoke_account(colleague_id)
         due = [str(key_role)] if removed else []
         for role in due:
-            mark_rotation_due(self.session, self.runtime, role, REVOKED_REASON)
+            mark_rotation_due(self.session, self.runtime, role, REVOKED_REASON, lost=colleague_id)
         audit.record(
             self.session,
             "role_key.revoke",

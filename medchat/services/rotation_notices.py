@@ -11,6 +11,8 @@ Mails leave after the commit (``deliver_after_commit``): a refused revocation ma
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -25,19 +27,26 @@ SUBJECT = "medchat: a role key must be rotated"
 def notice_text(role: str, reason: str, due_since: str, deadline: str) -> str:
     return (
         f"A holder of the {role} role key lost it ({reason}) on {due_since}.\n\n"
-        f"Until the key is rotated, whoever lost it may still open what is sealed to it. From\n"
+        f"New content already goes to a successor key they never held, but until the key is\n"
+        f"rotated, whoever lost it may still open what was sealed to it before. From\n"
         f"{deadline} on, no new question, message or file can be sent until a holder of the key\n"
         f"runs 'medchat keys rotate --role {role}' (docs/security.md, 'Rotate a role key').\n"
     )
 
 
 def mark_rotation_due(
-    session: Session, runtime: ServiceContext, role: str, reason: str
+    session: Session,
+    runtime: ServiceContext,
+    role: str,
+    reason: str,
+    *,
+    lost: uuid.UUID | None = None,
 ) -> list[RoleKey]:
-    """Mark ``role``'s key for rotation (``KeyCustody.mark_rotation_due``) and mail its
-    remaining active holders; returns the rows marked (none before ``keys init``)."""
+    """Mark ``role``'s key for rotation (``KeyCustody.mark_rotation_due``, which also makes
+    the successor key, leaving out ``lost``) and mail its remaining active holders; returns
+    the rows marked (none before ``keys init``)."""
     custody = runtime.custody(session)
-    rows = custody.mark_rotation_due(role, reason)
+    rows = custody.mark_rotation_due(role, reason, lost=lost)
     due = [row.rotation_due_at for row in rows if row.rotation_due_at is not None]
     if not due:
         return rows

@@ -65,7 +65,9 @@ class StaffResetService:
         held = custody.granted_roles(account.id)
         revoked = custody.revoke_grants(account.id)
         for role in held:
-            mark_rotation_due(self.session, self.runtime, KeyRole(role), ROTATION_REASON)
+            mark_rotation_due(
+                self.session, self.runtime, KeyRole(role), ROTATION_REASON, lost=account.id
+            )
         token = self.accounts.issue_enrollment_token(account)
         audit.record(
             self.session,

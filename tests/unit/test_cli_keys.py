@@ -177,7 +177,13 @@ def test_a_revocation_answers_rotation_due_and_keys_status_shows_it_until_rotate
     assert response.status_code == 204
     assert response.headers["Medchat-Rotation-Due"] == "physician"
     status = one_json_object(cli("keys", "status", "--json").stdout)
-    [physician] = [v for v in status["versions"] if v["role"] == "physician"]
+    physician, successor = [v for v in status["versions"] if v["role"] == "physician"]
+    # The successor the revocation made takes new epochs until the rotation retires it.
+    assert (successor["version"], successor["status"], successor["pinned"]) == (
+        2,
+        "successor",
+        False,
+    )
     assert physician["rotation_due_reason"] == "grant_revoked"
     assert physician["rotation_due_since"] == runtime.clock.now().isoformat()
     assert "ROTATION DUE" in cli("keys", "status").stdout
@@ -185,8 +191,13 @@ def test_a_revocation_answers_rotation_due_and_keys_status_shows_it_until_rotate
     assert rotate(cli, runtime, world.clinician, "--json").exit_code == 0
 
     status = one_json_object(cli("keys", "status", "--json").stdout)
-    current = [v for v in status["versions"] if v["role"] == "physician" and v["version"] == 2]
+    current = [v for v in status["versions"] if v["role"] == "physician" and v["version"] == 3]
     assert current[0]["rotation_due_since"] is None
+    assert [v["status"] for v in status["versions"] if v["role"] == "physician"] == [
+        "retired",
+        "retired",
+        "active",
+    ]
     assert "ROTATION DUE" not in cli("keys", "status").stdout
 
 
@@ -200,13 +211,14 @@ def test_disabling_a_holder_answers_rotation_due_and_a_member_does_not(cli, clie
     assert holder.headers["Medchat-Rotation-Due"] == "physician"
     assert member.status_code == 204
     assert "Medchat-Rotation-Due" not in member.headers
-    [entry] = [
+    entry, successor = [
         v
         for v in one_json_object(cli("keys", "status", "--json").stdout)["versions"]
         if v["role"] == "physician"
     ]
     assert entry["rotation_due_reason"] == "account_disabled"
     assert entry["holders"] == 1
+    assert (successor["status"], successor["holders"]) == ("successor", 1)
 
 
 def test_an_unfinished_rotation_shows_its_progress(cli, runtime, world):

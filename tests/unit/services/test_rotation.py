@@ -70,14 +70,16 @@ def test_a_rotation_leaves_every_conversation_to_the_current_holders_and_none_to
 
     result = rotate(runtime, world.clinician, batch_size=5)
 
-    assert (result.from_version, result.to_version) == (1, 2)
+    # v2 is the successor the revocation made (``medchat.keys.successors``): the rotation
+    # makes its own key and retires both.
+    assert (result.from_version, result.to_version) == (1, 3)
     assert (result.resealed, result.retired) == (12, True)
     assert result.grants == 2  # the starter, then the colleague; never the leaver
-    assert statuses(runtime) == {1: "retired", 2: "active"}
+    assert statuses(runtime) == {1: "retired", 2: "retired", 3: "active"}
     for holder in (world.clinician, world.colleague):
         keyring = sign_in(runtime, holder).principal.keyring
         assert [k.role_key_id for k in keyring.role_keys(KeyRole.PHYSICIAN)] == [
-            physician_keys(runtime)[2].id
+            physician_keys(runtime)[3].id
         ]
         assert readable_by(runtime, keyring, world.deks) == 12
     # The leaver: no grant left, and the old role key they copied names no wrap any more.
