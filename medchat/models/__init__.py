@@ -29,6 +29,14 @@ from medchat.models.lifecycle import (
     RewrapRequest,
     RoleKeyRotation,
 )
+from medchat.models.notifications import (
+    Channel,
+    KnownDevice,
+    NotificationKind,
+    NotificationOutbox,
+    NotificationPreference,
+    PushSubscription,
+)
 from medchat.models.tokens import AuthToken, TokenKind
 
 __all__ = [
@@ -40,6 +48,7 @@ __all__ = [
     "AuditEntry",
     "AuthToken",
     "ChainHead",
+    "Channel",
     "Consent",
     "Conversation",
     "ConversationKeyEpoch",
@@ -52,10 +61,15 @@ __all__ = [
     "IdempotencyRecord",
     "KeyReaderRemoval",
     "KeyRole",
+    "KnownDevice",
     "MemberProfile",
     "Message",
+    "NotificationKind",
+    "NotificationOutbox",
+    "NotificationPreference",
     "PasswordResetToken",
     "PersonalKey",
+    "PushSubscription",
     "RecoveryCode",
     "RetrievalRequest",
     "RewrapRequest",

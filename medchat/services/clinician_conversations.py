@@ -28,7 +28,7 @@ from access_control.roles import Role
 from medchat import audit
 from medchat.errors import Forbidden, ValidationFailed
 from medchat.identity.principal import Principal
-from medchat.models import LIVE_STATUSES, Conversation, ConversationStatus
+from medchat.models import LIVE_STATUSES, Conversation, ConversationStatus, NotificationKind
 from medchat.services.context import ServiceContext
 from medchat.services.conversation_front import ConversationFront
 from medchat.services.conversation_pages import (
@@ -38,6 +38,7 @@ from medchat.services.conversation_pages import (
     order_by_activity,
 )
 from medchat.services.message_views import CaseView
+from medchat.services.notifications import enqueue
 from medchat.services.patient_view import patient_view, patient_views
 
 
@@ -110,4 +111,5 @@ class ClinicianConversationService(ConversationFront):
             target_id=conversation.id,
             subject_id=conversation.member_id,
         )
+        enqueue(self.session, self.runtime, NotificationKind.CLOSED, conversation.member_id)
         return ConversationStatus.CLOSED

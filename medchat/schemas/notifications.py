@@ -1,0 +1,69 @@
+"""Bodies of the member's notification settings and Web Push subscriptions (docs/api.md)."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from medchat.schemas.common import Pattern, StrictSchema, UtcDateTime
+
+#: base64url without padding (browsers send it so); the decoded size is checked by the service.
+_B64URL = r"^[A-Za-z0-9_-]+={0,2}$"
+
+
+class ChannelStateSchema(ma.Schema):
+    enabled = fields.Boolean(required=True)
+    updated_at = UtcDateTime(allow_none=True, required=True)
+
+
+class NotificationSettingsSchema(ma.Schema):
+    """One entry per channel this deployment offers (``webhook`` only where configured)."""
+
+    push = fields.Nested(ChannelStateSchema, required=True)
+    email = fields.Nested(ChannelStateSchema, required=True)
+    webhook = fields.Nested(ChannelStateSchema)
+
+
+class NotificationSettingsUpdateSchema(StrictSchema):
+    """Channels to turn on (``true``) or off; channels left out keep their state."""
+
+    push = fields.Boolean()
+    email = fields.Boolean()
+    webhook = fields.Boolean()
+
+
+class PushKeysSchema(StrictSchema):
+    p256dh = fields.String(
+        required=True,
+        validate=[validate.Length(min=86, max=88), Pattern(_B64URL, "Not base64url.")],
+        metadata={"description": "The subscription's P-256 public key, uncompressed (65 bytes)."},
+    )
+    auth = fields.String(
+        required=True,
+        validate=[validate.Length(min=22, max=24), Pattern(_B64URL, "Not base64url.")],
+        metadata={"description": "The subscription's authentication secret (16 bytes)."},
+    )
+
+
+class PushSubscriptionCreateSchema(StrictSchema):
+    """A browser's ``PushSubscription.toJSON()`` (``expirationTime`` is accepted and unused)."""
+
+    endpoint = fields.String(
+        required=True,
+        validate=validate.Length(min=12, max=2048),
+        metadata={"description": "The push service's https URL for this browser."},
+    )
+    keys = fields.Nested(PushKeysSchema, required=True)
+    expirationTime = fields.Integer(allow_none=True, load_default=None)
+
+
+class PushSubscriptionSchema(ma.Schema):
+    id = fields.UUID(required=True)
+    created_at = UtcDateTime(required=True)
+
+
+class VapidKeySchema(ma.Schema):
+    public_key = fields.String(
+        required=True,
+        metadata={"description": "`applicationServerKey` for `PushManager.subscribe` (base64url)."},
+    )
