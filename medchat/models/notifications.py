@@ -87,24 +87,24 @@ class PushSubscription(TaggedRow, Base):
 
 class NotificationPreference(TaggedRow, Base):
     __tablename__ = "notification_preferences"
-    __row_integrity__ = tagged("account_id", "channel", "enabled")
+    __row_integrity__ = tagged("id", "account_id", "channel", "enabled")
+    __table_args__ = (UniqueConstraint("account_id", "channel", name="uq_notification_choice"),)
 
-    account_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
-    )
-    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(16))
     enabled: Mapped[bool]
     updated_at: Mapped[datetime]
 
 
 class KnownDevice(TaggedRow, Base):
     __tablename__ = "known_devices"
-    __row_integrity__ = tagged("account_id", "device")
+    __row_integrity__ = tagged("id", "account_id", "device")
+    __table_args__ = (UniqueConstraint("account_id", "device", name="uq_known_device"),)
 
-    account_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
-    )
-    device: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    device: Mapped[str] = mapped_column(String(64))
     first_seen_at: Mapped[datetime]
 
 

@@ -67,22 +67,26 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_push_subscriptions_account_id'), ['account_id'], unique=False)
 
     op.create_table('notification_preferences',
+    sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('account_id', sa.Uuid(), nullable=False),
     sa.Column('channel', sa.String(length=16), nullable=False),
     sa.Column('enabled', sa.Boolean(), nullable=False),
     sa.Column('updated_at', medchat.db.UtcDateTime(timezone=True), nullable=False),
     sa.Column('row_tag', sa.LargeBinary(length=32), nullable=True),
     _account_fk('notification_preferences'),
-    sa.PrimaryKeyConstraint('account_id', 'channel', name=op.f('pk_notification_preferences')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_notification_preferences')),
+    sa.UniqueConstraint('account_id', 'channel', name='uq_notification_choice'),
     )
 
     op.create_table('known_devices',
+    sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('account_id', sa.Uuid(), nullable=False),
     sa.Column('device', sa.String(length=64), nullable=False),
     sa.Column('first_seen_at', medchat.db.UtcDateTime(timezone=True), nullable=False),
     sa.Column('row_tag', sa.LargeBinary(length=32), nullable=True),
     _account_fk('known_devices'),
-    sa.PrimaryKeyConstraint('account_id', 'device', name=op.f('pk_known_devices')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_known_devices')),
+    sa.UniqueConstraint('account_id', 'device', name='uq_known_device'),
     )
 
 
