@@ -158,6 +158,15 @@ class Settings:
     #: The insurer's push service: each notification is POSTed there, signed with
     #: ``notify-webhook.key`` (docs/security.md "Notifications"); empty: no webhook channel.
     notify_webhook_url: str = ""
+    #: Hosts (and their subdomains) a Web Push subscription may point at: the browsers' push
+    #: services. Anything else is refused, so a member cannot make the server POST to an
+    #: address of its choosing (server-side request forgery).
+    push_service_hosts: tuple[str, ...] = (
+        "fcm.googleapis.com",
+        "updates.push.services.mozilla.com",
+        "push.apple.com",
+        "notify.windows.com",
+    )
     #: The VAPID ``sub`` claim (RFC 8292): how a push service reaches the operator.
     notify_vapid_subject: str = "mailto:no-reply@medchat.invalid"
     #: ``physician:<fingerprint>,archive:<fingerprint>``; empty: the pin file in the key dir.

@@ -17,11 +17,11 @@ class ChannelStateSchema(ma.Schema):
 
 
 class NotificationSettingsSchema(ma.Schema):
-    """One entry per channel this deployment offers (``webhook`` only where configured)."""
+    """One entry per channel (``webhook`` notifies only where the deployment set one up)."""
 
     push = fields.Nested(ChannelStateSchema, required=True)
     email = fields.Nested(ChannelStateSchema, required=True)
-    webhook = fields.Nested(ChannelStateSchema)
+    webhook = fields.Nested(ChannelStateSchema, required=True)
 
 
 class NotificationSettingsUpdateSchema(StrictSchema):
@@ -36,7 +36,10 @@ class PushKeysSchema(StrictSchema):
     p256dh = fields.String(
         required=True,
         validate=[validate.Length(min=86, max=88), Pattern(_B64URL, "Not base64url.")],
-        metadata={"description": "The subscription's P-256 public key, uncompressed (65 bytes)."},
+        metadata={
+            "description": "The subscription's public key: an uncompressed point of P-256 "
+            "(65 bytes, base64url); any other bytes are a 422."
+        },
     )
     auth = fields.String(
         required=True,
@@ -51,7 +54,11 @@ class PushSubscriptionCreateSchema(StrictSchema):
     endpoint = fields.String(
         required=True,
         validate=validate.Length(min=12, max=2048),
-        metadata={"description": "The push service's https URL for this browser."},
+        metadata={
+            "description": "The push service's URL for this browser: https, on a push "
+            "service's host (MEDCHAT_PUSH_SERVICE_HOSTS; FCM, Mozilla, Apple and Windows by "
+            "default), no credentials or fragment; any other URL is a 422."
+        },
     )
     keys = fields.Nested(PushKeysSchema, required=True)
     expirationTime = fields.Integer(allow_none=True, load_default=None)

@@ -89,9 +89,9 @@ class NotificationPreferences:
         self.runtime = runtime
 
     def available(self) -> tuple[Channel, ...]:
-        if self.runtime.settings.notify_webhook_url:
-            return MEMBER_CHANNELS
-        return (Channel.PUSH, Channel.EMAIL)
+        """Every channel may be chosen (one schema for every deployment); the webhook only
+        notifies where ``MEDCHAT_NOTIFY_WEBHOOK_URL`` is set."""
+        return MEMBER_CHANNELS
 
     def _rows(self, account_id: uuid.UUID) -> dict[str, NotificationPreference]:
         rows = intact(
@@ -111,8 +111,14 @@ class NotificationPreferences:
         }
 
     def enabled(self, account_id: uuid.UUID) -> tuple[Channel, ...]:
+        """The channels to notify by: chosen, and (the webhook) configured."""
         rows = self._rows(account_id)
-        return tuple(c for c in self.available() if c in rows and rows[c].enabled)
+        configured = bool(self.runtime.settings.notify_webhook_url)
+        return tuple(
+            c
+            for c in self.available()
+            if c in rows and rows[c].enabled and (c != Channel.WEBHOOK or configured)
+        )
 
     def set(self, account_id: uuid.UUID, choices: dict[str, bool]) -> dict[str, Any]:
         """Turn channels on or off; each change is one audited consent decision."""
@@ -172,8 +178,15 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def check_endpoint(endpoint: str, *, production: bool) -> str:
-    """An https URL with a host (plain http to a loopback host in development, for tests)."""
+def _allowed_host(host: str, allowed: tuple[str, ...]) -> bool:
+    host = host.lower().rstrip(".")
+    return any(host == name or host.endswith("." + name) for name in allowed)
+
+
+def check_endpoint(endpoint: str, *, production: bool, allowed: tuple[str, ...]) -> str:
+    """An https URL on a push service's host (``MEDCHAT_PUSH_SERVICE_HOSTS``): never an
+    address of the member's choosing. In development a loopback host is let in too (plain
+    http included), for a local push endpoint in tests."""
     problem = None
     try:
         parts = urlsplit(endpoint)
@@ -186,6 +199,8 @@ def check_endpoint(endpoint: str, *, production: bool) -> str:
         parts.scheme == "http" and not production and _loopback(host)
     ):
         problem = "Must be an https URL."
+    elif not (_allowed_host(host, allowed) or (not production and _loopback(host))):
+        problem = "Not a known push service."
     elif len(endpoint) > MAX_ENDPOINT or any(ch.isspace() or ord(ch) < 33 for ch in endpoint):
         problem = "Too long, or holds spaces or control characters."
     if problem:
@@ -218,7 +233,10 @@ class PushSubscriptions:
         self, account_id: uuid.UUID, endpoint: str, p256dh: str, auth: str
     ) -> SubscriptionView:
         """Store a browser's subscription (the same endpoint again replaces its keys)."""
-        check_endpoint(endpoint, production=self.runtime.settings.is_production)
+        settings = self.runtime.settings
+        check_endpoint(
+            endpoint, production=settings.is_production, allowed=settings.push_service_hosts
+        )
         point = _b64url(p256dh, web_push.PUBLIC_KEY_SIZE, "keys.p256dh")
         if not web_push.is_subscription_key(point):
             raise ValidationFailed(details={"keys.p256dh": ["Not a P-256 public key."]})

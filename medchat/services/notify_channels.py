@@ -111,6 +111,9 @@ class Channels:
         vapid = Vapid.from_raw(web_push.vapid_private_raw(self.runtime.keys.vapid).encode())
         payload = json.dumps({"id": str(row.event_id), "text": GENERIC_TEXT})
         failed = 0
+        # No redirects: a push service answers where it was asked, or not at all.
+        http = requests.Session()
+        http.max_redirects = 0
         for target in targets:
             info = {
                 "endpoint": target.endpoint,
@@ -125,6 +128,7 @@ class Channels:
                     headers={"Topic": row.id.hex, "Idempotency-Key": str(row.id)},
                     ttl=PUSH_TTL_SECONDS,
                     timeout=HTTP_TIMEOUT,
+                    requests_session=http,
                 )
             except WebPushException as exc:
                 status = exc.response.status_code if exc.response is not None else None
@@ -237,7 +241,9 @@ class Channels:
             SIGNATURE_HEADER: webhook_signature(self.runtime.keys.notify_webhook, timestamp, body),
         }
         try:
-            answer = requests.post(url, data=body, headers=headers, timeout=HTTP_TIMEOUT)
+            answer = requests.post(
+                url, data=body, headers=headers, timeout=HTTP_TIMEOUT, allow_redirects=False
+            )
         except requests.RequestException as exc:
             log.warning("webhook delivery failed (%s)", type(exc).__name__)
             raise DeliveryFailed(type(exc).__name__) from None

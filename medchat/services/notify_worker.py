@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from access_control.roles import Role
 from medchat import audit
+from medchat.errors import RowIntegrityFailure
 from medchat.models import (
     Account,
     AccountStatus,
@@ -121,6 +122,12 @@ class NotifyWorker(BatchJob):
                     continue
                 try:
                     outcome = channels.deliver(row)
+                except RowIntegrityFailure:
+                    # The recipient's account (or a row it needs) fails its tag: audited as it
+                    # loaded; such a row never heals, so it is closed, not retried forever.
+                    row.delivered_at = now
+                    result.refused += 1
+                    outcome = "refused"
                 except DeliveryFailed:
                     row.attempts += 1
                     row.next_attempt_at = now + backoff(row.attempts)
@@ -138,7 +145,7 @@ class NotifyWorker(BatchJob):
                     "notification.deliver",
                     target_type="notification",
                     target_id=row.id,
-                    outcome="success" if outcome != "failed" else "failed",
+                    outcome={"failed": "failed", "refused": "denied"}.get(outcome, "success"),
                     details={
                         "kind": row.kind,
                         "channel": row.channel,

@@ -156,7 +156,7 @@ def test_erasure_deletes_subscriptions_choices_devices_and_pending_notifications
     member = make_member(runtime)
     tokens = _sign_in(client, runtime, member, FIREFOX)
     _sign_in(client, runtime, member, IPHONE)  # a pending new-device notice
-    body = BrowserKeys().as_json("https://push.example.com/abc")
+    body = BrowserKeys().as_json("https://web.push.apple.com/QGuQyav")
     assert (
         client.post("/api/v1/me/push-subscriptions", json=body, headers=bearer(tokens)).status_code
         == 201

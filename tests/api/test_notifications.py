@@ -334,9 +334,12 @@ def test_a_closed_question_notifies_too(client, runtime, endpoint):
 @pytest.mark.parametrize(
     "change, field",
     [
-        ({"endpoint": "http://push.example.com/x"}, "endpoint"),
-        ({"endpoint": "https://user:pw@push.example.com/x"}, "endpoint"),
-        ({"endpoint": "ftp://push.example.com/abcdef"}, "endpoint"),
+        ({"endpoint": "http://fcm.googleapis.com/x"}, "endpoint"),
+        ({"endpoint": "https://user:pw@fcm.googleapis.com/x"}, "endpoint"),
+        ({"endpoint": "ftp://fcm.googleapis.com/abcdef"}, "endpoint"),
+        ({"endpoint": "https://10.0.0.5/internal/admin"}, "endpoint"),
+        ({"endpoint": "https://push.example.com/abc"}, "endpoint"),
+        ({"endpoint": "https://fcm.googleapis.com.evil.example/abc"}, "endpoint"),
         ({"keys": {"p256dh": "B" + "A" * 86, "auth": "A" * 22}}, "keys.p256dh"),
         ({"keys": {"p256dh": "!" * 87, "auth": "A" * 22}}, "keys"),
         ({"keys": {"auth": "A" * 22}}, "keys"),
@@ -347,7 +350,10 @@ def test_a_closed_question_notifies_too(client, runtime, endpoint):
 def test_a_bad_subscription_is_a_422_and_stores_nothing(client, runtime, change, field):
     member = make_member(runtime)
     tokens = login(client, runtime, member)
-    body = {**push_endpoint.BrowserKeys().as_json("https://push.example.com/abc"), **change}
+    body = {
+        **push_endpoint.BrowserKeys().as_json("https://fcm.googleapis.com/fcm/send/abc"),
+        **change,
+    }
     answer = client.post(SUBSCRIPTIONS, json=body, headers=bearer(tokens))
     assert answer.status_code == 422, answer.get_json()
     assert field in json.dumps(answer.get_json()["error"]["details"])
@@ -358,7 +364,7 @@ def test_a_bad_subscription_is_a_422_and_stores_nothing(client, runtime, change,
 def test_subscriptions_are_removed_by_their_owner_only(client, runtime):
     owner = login(client, runtime, make_member(runtime))
     other = login(client, runtime, make_member(runtime))
-    body = push_endpoint.BrowserKeys().as_json("https://push.example.com/abc")
+    body = push_endpoint.BrowserKeys().as_json("https://fcm.googleapis.com/fcm/send/abc")
     created = client.post(SUBSCRIPTIONS, json=body, headers=bearer(owner)).get_json()
     path = f"{SUBSCRIPTIONS}/{created['id']}"
     assert client.delete(path, headers=bearer(other)).status_code == 404
@@ -368,11 +374,12 @@ def test_subscriptions_are_removed_by_their_owner_only(client, runtime):
     assert client.post(SUBSCRIPTIONS, json=body, headers=bearer(doctor)).status_code == 403
 
 
-def test_the_webhook_channel_is_offered_only_where_configured(make_app):
+def test_the_webhook_notifies_only_where_configured(make_app, endpoint):
     app = make_app(notify_webhook_url="")
     client = app.test_client()
     runtime = app.extensions["medchat"]
-    tokens = login(client, runtime, make_member(runtime))
-    assert "webhook" not in client.get(SETTINGS, headers=bearer(tokens)).get_json()
-    answer = client.put(SETTINGS, json={"webhook": True}, headers=bearer(tokens))
-    assert answer.status_code == 422
+    doctor = _doctor(client, runtime)
+    _, tokens, _ = _member(client, runtime, endpoint, channels=("webhook",))
+    assert client.get(SETTINGS, headers=bearer(tokens)).get_json()["webhook"]["enabled"]
+    _answered(client, runtime, tokens, doctor)
+    assert _outbox(runtime) == []
