@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
-from marshmallow import fields, validate
+from marshmallow import fields, validate, validates_schema
 
 from medchat.schemas.common import Pattern, StrictSchema, UtcDateTime
 
@@ -25,7 +27,16 @@ class NotificationSettingsSchema(ma.Schema):
 
 
 class NotificationSettingsUpdateSchema(StrictSchema):
-    """Channels to turn on (``true``) or off; channels left out keep their state."""
+    """Channels to turn on (``true``) or off; channels left out keep their state. An empty
+    body is a 422 (a consent decision that decides nothing is a client mistake)."""
+
+    class Meta(StrictSchema.Meta):
+        json_schema = {"minProperties": 1}
+
+    @validates_schema
+    def _something_to_decide(self, data: dict[str, bool], **_kwargs: Any) -> None:
+        if not data:
+            raise ma.ValidationError("Give at least one channel.", "_schema")
 
     push = fields.Boolean()
     email = fields.Boolean()
