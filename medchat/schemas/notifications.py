@@ -42,6 +42,20 @@ class NotificationSettingsUpdateSchema(StrictSchema):
     email = fields.Boolean()
     webhook = fields.Boolean()
 
+    @ma.pre_load
+    def _json_booleans_only(self, data: Any, **_kwargs: Any) -> Any:
+        """``true`` or ``false``, not 0, 1 or "yes": consent is not guessed from a number
+        (marshmallow's ``truthy`` cannot say so: ``1 in {True}`` holds in Python)."""
+        if isinstance(data, dict):
+            wrong = {
+                name: ["Not a valid boolean."]
+                for name in ("push", "email", "webhook")
+                if name in data and not isinstance(data[name], bool)
+            }
+            if wrong:
+                raise ma.ValidationError(wrong)
+        return data
+
 
 class PushKeysSchema(StrictSchema):
     p256dh = fields.String(

@@ -383,3 +383,12 @@ def test_the_webhook_notifies_only_where_configured(make_app, endpoint):
     assert client.get(SETTINGS, headers=bearer(tokens)).get_json()["webhook"]["enabled"]
     _answered(client, runtime, tokens, doctor)
     assert _outbox(runtime) == []
+
+
+@pytest.mark.parametrize("body", [{}, {"push": 1}, {"email": "yes"}, {"sms": True}, {"push": None}])
+def test_a_bad_settings_body_is_a_422_and_decides_nothing(client, runtime, body):
+    tokens = login(client, runtime, make_member(runtime))
+    answer = client.put(SETTINGS, json=body, headers=bearer(tokens))
+    assert answer.status_code == 422, answer.get_json()
+    state = client.get(SETTINGS, headers=bearer(tokens)).get_json()
+    assert not any(channel["enabled"] for channel in state.values())
