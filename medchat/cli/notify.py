@@ -47,7 +47,8 @@ def notify_run(once: bool, batch: int, interval: float, as_json: bool) -> None:
                 as_json,
                 result.as_dict(),
                 f"notifications: {result.sent} sent, {result.skipped} skipped, "
-                f"{result.failed} failed (retried later), {result.refused} refused",
+                f"{result.failed} failed (retried later), {result.refused} refused, "
+                f"{result.purged} delivered over 30 days ago deleted",
             )
         if once:
             return

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from access_control.roles import Role
 from medchat import audit
+from medchat.db import rows_changed
 from medchat.errors import RowIntegrityFailure
 from medchat.models import (
     Account,
@@ -44,6 +45,9 @@ from medchat.services.notify_channels import Channels, DeliveryFailed
 from medchat.storage.batch_jobs import BatchJob
 from medchat.storage.row_integrity import is_tampered, skip_tampered
 
+#: Delivered rows are kept this long (for the audit's ids to resolve), then deleted.
+KEEP_DELIVERED = timedelta(days=30)
+PURGE_LIMIT = 1000
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(hours=1)
 DEFAULT_BATCH = 50
@@ -62,17 +66,19 @@ class NotifyResult:
     skipped: int = 0
     failed: int = 0
     refused: int = 0
+    purged: int = 0
     by_channel: dict[str, int] = field(default_factory=dict)
 
     @property
     def handled(self) -> int:
-        return self.sent + self.skipped + self.failed + self.refused
+        return self.sent + self.skipped + self.failed + self.refused + self.purged
 
     def add(self, other: NotifyResult) -> None:
         self.sent += other.sent
         self.skipped += other.skipped
         self.failed += other.failed
         self.refused += other.refused
+        self.purged += other.purged
         for name, count in other.by_channel.items():
             self.by_channel[name] = self.by_channel.get(name, 0) + count
 
@@ -82,6 +88,7 @@ class NotifyResult:
             "skipped": self.skipped,
             "failed": self.failed,
             "refused": self.refused,
+            "purged": self.purged,
             "sent_by_channel": dict(sorted(self.by_channel.items())),
         }
 
@@ -161,6 +168,7 @@ class NotifyWorker(BatchJob):
         A batch whose rows all failed ends the run: they wait for their next attempt.
         """
         total = NotifyResult()
+        total.purged = self.purge_delivered()
         batches = 0
         while max_batches is None or batches < max_batches:
             result = self.run_batch()
@@ -169,6 +177,24 @@ class NotifyWorker(BatchJob):
             if result.handled < self.batch_size or result.failed == result.handled:
                 break
         return total
+
+    def purge_delivered(self) -> int:
+        """Delete up to ``PURGE_LIMIT`` rows delivered more than ``KEEP_DELIVERED`` ago."""
+        cutoff = self.runtime.clock.now() - KEEP_DELIVERED
+        with self.runtime.database.transaction() as session:
+            old = select(NotificationOutbox.id).where(
+                NotificationOutbox.delivered_at.is_not(None),
+                NotificationOutbox.delivered_at < cutoff,
+            )
+            ids = list(session.scalars(old.limit(PURGE_LIMIT)))
+            if not ids:
+                return 0
+            result = session.execute(
+                delete(NotificationOutbox)
+                .where(NotificationOutbox.id.in_(ids), NotificationOutbox.delivered_at < cutoff)
+                .execution_options(synchronize_session=False)
+            )
+            return rows_changed(result)
 
     def enqueue_digest(self) -> int:
         """One digest mail per active clinician, once per day however often it runs."""

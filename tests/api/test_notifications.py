@@ -186,6 +186,9 @@ def test_endpoint_down_then_up_loses_nothing_and_sends_once(client, runtime, end
     assert (third.sent, third.failed) == (1, 0)
     clock.advance(hours=2)
     assert NotifyWorker(runtime).run().handled == 0
+    clock.advance(days=30)
+    assert NotifyWorker(runtime).run().purged == 1
+    assert _outbox(runtime) == []
 
     assert len(endpoint.taken("/push/abc")) == 1
     assert {r.headers["topic"] for r in endpoint.requests} == {row.id.hex}
