@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from access_control import web_push
 from medchat import audit
-from medchat.errors import NotFound, ValidationFailed
+from medchat.errors import Conflict, NotFound, ValidationFailed
 from medchat.models import (
     Channel,
     KnownDevice,
@@ -146,7 +146,12 @@ class NotificationPreferences:
                 subject_id=account_id,
                 details={"channel": channel, "enabled": enabled},
             )
-        self.session.flush()
+        try:
+            # A savepoint: two first choices of one channel at once meet the unique key.
+            with self.session.begin_nested():
+                self.session.flush()
+        except IntegrityError:
+            raise Conflict("Another change of these settings came first; try again.") from None
         return self.state(account_id)
 
     def export(self, account_id: uuid.UUID) -> dict[str, Any]:
