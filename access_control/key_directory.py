@@ -34,6 +34,8 @@ KEY_NAMES = (
     "session-keyring",
     "archive-gate",
     "audit-anchor",
+    "vapid",
+    "notify-webhook",
 )
 KEY_BYTES = 32
 
@@ -57,6 +59,10 @@ class ServerKeys:
     archive_gate: bytes
     #: Ed25519 seed (RFC 8032) that signs audit-chain anchors (``medchat audit anchor``).
     audit_anchor: bytes
+    #: Seed of the P-256 VAPID key that signs Web Push requests (``access_control.web_push``).
+    vapid: bytes
+    #: HMAC-SHA256 key of the notification webhook's signature (``services/notify_channels``).
+    notify_webhook: bytes
     directory: Path
 
     def __repr__(self) -> str:

@@ -26,6 +26,7 @@ from medchat.api import (
     conversations,
     health,
     member,
+    notifications,
 )
 from medchat.api import docs as api_docs
 from medchat.api.openapi import ContractPlugin, init_api
@@ -140,6 +141,7 @@ def create_app(
     for blueprint in (
         auth.bp,
         member.bp,
+        notifications.bp,
         colleagues.bp,
         admin.bp,
         attachments.bp,

@@ -155,6 +155,20 @@ class Settings:
     #: cleaned of its metadata (``medchat.files.metadata``).
     max_image_pixels: int = 50_000_000
     public_base_url: str = "http://127.0.0.1:8000"
+    #: The insurer's push service: each notification is POSTed there, signed with
+    #: ``notify-webhook.key`` (docs/security.md "Notifications"); empty: no webhook channel.
+    notify_webhook_url: str = ""
+    #: Hosts (and their subdomains) a Web Push subscription may point at: the browsers' push
+    #: services. Anything else is refused, so a member cannot make the server POST to an
+    #: address of its choosing (server-side request forgery).
+    push_service_hosts: tuple[str, ...] = (
+        "fcm.googleapis.com",
+        "updates.push.services.mozilla.com",
+        "push.apple.com",
+        "notify.windows.com",
+    )
+    #: The VAPID ``sub`` claim (RFC 8292): how a push service reaches the operator.
+    notify_vapid_subject: str = "mailto:no-reply@medchat.invalid"
     #: ``physician:<fingerprint>,archive:<fingerprint>``; empty: the pin file in the key dir.
     role_key_pins: str = ""
     #: Ed25519 public key (64 hex digits) of ``archive-signing.key``: the ledger and exported
@@ -297,6 +311,10 @@ class Settings:
         pin = self.archive_signing_public_key
         if pin and (len(pin) != 64 or any(c not in "0123456789abcdefABCDEF" for c in pin)):
             raise ConfigurationError("MEDCHAT_ARCHIVE_SIGNING_PUBLIC_KEY must be 64 hex digits")
+        if self.notify_webhook_url and not self.notify_webhook_url.startswith(
+            ("https://", "http://")
+        ):
+            raise ConfigurationError("MEDCHAT_NOTIFY_WEBHOOK_URL must be an http(s) URL")
         if not self.is_production:
             return
         problems = []
@@ -308,6 +326,8 @@ class Settings:
             problems.append("cookies must be Secure (MEDCHAT_COOKIE_SECURE)")
         if self.database_url.startswith("sqlite"):
             problems.append("SQLite is for development; set MEDCHAT_DATABASE_URL to PostgreSQL")
+        if self.notify_webhook_url.startswith("http://"):
+            problems.append("MEDCHAT_NOTIFY_WEBHOOK_URL must use https")
         problems += self._staff_network_problems(given)
         if problems:
             raise ConfigurationError("refusing to start in production: " + "; ".join(problems))

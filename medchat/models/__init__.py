@@ -30,6 +30,14 @@ from medchat.models.lifecycle import (
     RewrapRequest,
     RoleKeyRotation,
 )
+from medchat.models.notifications import (
+    Channel,
+    KnownDevice,
+    NotificationKind,
+    NotificationOutbox,
+    NotificationPreference,
+    PushSubscription,
+)
 from medchat.models.templates import ReplyTemplate
 from medchat.models.tokens import AuthToken, TokenKind
 
@@ -42,6 +50,7 @@ __all__ = [
     "AuditEntry",
     "AuthToken",
     "ChainHead",
+    "Channel",
     "Consent",
     "Conversation",
     "ConversationDraft",
@@ -55,10 +64,15 @@ __all__ = [
     "IdempotencyRecord",
     "KeyReaderRemoval",
     "KeyRole",
+    "KnownDevice",
     "MemberProfile",
     "Message",
+    "NotificationKind",
+    "NotificationOutbox",
+    "NotificationPreference",
     "PasswordResetToken",
     "PersonalKey",
+    "PushSubscription",
     "RecoveryCode",
     "ReplyTemplate",
     "RetrievalRequest",

@@ -10,6 +10,14 @@ from marshmallow import fields, validate, validates_schema
 from medchat.schemas.auth import MemberDetailsSchema
 from medchat.schemas.common import Pattern, StrictSchema, UtcDateTime, email_field
 from medchat.schemas.conversations import ConversationSchema, MessageSchema
+from medchat.schemas.notifications import NotificationSettingsSchema
+
+
+class NotificationExportSchema(ma.Schema):
+    """The member's notification consent per channel, and how many browsers may be pushed to."""
+
+    channels = fields.Nested(NotificationSettingsSchema, required=True)
+    push_subscriptions = fields.Integer(required=True)
 
 
 class ProfileSchema(ma.Schema):
@@ -128,6 +136,7 @@ class ExportSchema(ma.Schema):
     profile = fields.Nested(ProfileSchema, required=True)
     consents = fields.List(fields.Nested(ConsentRecordSchema), required=True)
     conversations = fields.List(fields.Nested(ExportConversationSchema), required=True)
+    notifications = fields.Nested(NotificationExportSchema, required=True)
 
 
 class AccessLogEntrySchema(ma.Schema):

@@ -46,9 +46,13 @@ from medchat.models import (
     EmailChangeToken,
     Holder,
     IdempotencyRecord,
+    KnownDevice,
     MemberProfile,
+    NotificationOutbox,
+    NotificationPreference,
     PasswordResetToken,
     PersonalKey,
+    PushSubscription,
     RecoveryCode,
     RewrapRequest,
 )
@@ -142,6 +146,11 @@ class AccountDeletionService:
             delete(EmailChangeToken).where(EmailChangeToken.account_id == account_id),
             delete(RecoveryCode).where(RecoveryCode.account_id == account_id),
             delete(IdempotencyRecord).where(IdempotencyRecord.account_id == account_id),
+            # Nothing is sent to an erased account, and its browsers' endpoints go too.
+            delete(NotificationOutbox).where(NotificationOutbox.account_id == account_id),
+            delete(PushSubscription).where(PushSubscription.account_id == account_id),
+            delete(NotificationPreference).where(NotificationPreference.account_id == account_id),
+            delete(KnownDevice).where(KnownDevice.account_id == account_id),
         ):
             self.session.execute(statement.execution_options(synchronize_session=False))
 

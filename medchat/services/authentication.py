@@ -38,6 +38,7 @@ from medchat.models import Account, AccountStatus, AuthToken
 from medchat.services.accounts import AccountService, new_enrollment_token
 from medchat.services.context import ServiceContext
 from medchat.services.notices import Notice, notify
+from medchat.services.notifications import note_device
 from medchat.services.token_purge import purge_account
 
 
@@ -264,6 +265,13 @@ class AuthenticationService:
             mfa_verified=mfa,
             keyring=None if keyring.is_empty else keyring,
             origin=origin,
+        )
+        note_device(
+            self.session,
+            self.runtime,
+            account.id,
+            origin.device if origin else None,
+            pair.family_id,
         )
         audit.record(
             self.session,

@@ -28,7 +28,7 @@ from access_control.roles import Role
 from medchat import audit
 from medchat.errors import Forbidden, ValidationFailed
 from medchat.identity.principal import Principal
-from medchat.models import LIVE_STATUSES, Conversation, ConversationStatus
+from medchat.models import LIVE_STATUSES, Conversation, ConversationStatus, NotificationKind
 from medchat.services.context import ServiceContext
 from medchat.services.conversation_front import ConversationFront
 from medchat.services.conversation_pages import (
@@ -40,6 +40,7 @@ from medchat.services.conversation_pages import (
 from medchat.services.draft_rows import forget_draft
 from medchat.services.idempotency import Created
 from medchat.services.message_views import CaseView, MessageView
+from medchat.services.notifications import enqueue
 from medchat.services.patient_view import patient_view, patient_views
 
 
@@ -126,4 +127,5 @@ class ClinicianConversationService(ConversationFront):
             target_id=conversation.id,
             subject_id=conversation.member_id,
         )
+        enqueue(self.session, self.runtime, NotificationKind.CLOSED, conversation.member_id)
         return ConversationStatus.CLOSED

@@ -31,7 +31,7 @@ from medchat.errors import Conflict, ConsentRequired, HistoryPending, NotFound
 from medchat.identity.principal import Principal
 from medchat.keys.epochs import ConversationDeks
 from medchat.keys.sealing import ContentKey, MessageLabel
-from medchat.models import Conversation, ConversationStatus, Message
+from medchat.models import Conversation, ConversationStatus, Message, NotificationKind
 from medchat.services.consent import ConsentService
 from medchat.services.context import ServiceContext
 from medchat.services.conversation_access import ConversationAccess
@@ -45,6 +45,7 @@ from medchat.services.conversation_refusals import (
 from medchat.services.display_names import display_names
 from medchat.services.idempotency import Created, IdempotencyService
 from medchat.services.message_views import ConversationReader, ConversationView, MessageView
+from medchat.services.notifications import enqueue
 from medchat.services.patient_view import sees_upload_names
 
 
@@ -343,6 +344,9 @@ class ConversationService(ConversationReader):
             subject_id=conversation.member_id,
             details={"conversation_id": str(conversation.id), "author": message.author_role},
         )
+        if actor.role == Role.CLINICIAN:
+            # The member hears that a doctor answered, never what (services.notifications).
+            enqueue(self.session, self.runtime, NotificationKind.REPLY, conversation.member_id)
         return Created(
             MessageView(
                 id=message.id,

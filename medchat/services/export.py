@@ -38,6 +38,7 @@ from medchat.services.context import ServiceContext
 from medchat.services.conversation_refusals import INTEGRITY_FAILED
 from medchat.services.conversations import ConversationService
 from medchat.services.message_views import HISTORY_PENDING, ConversationView
+from medchat.services.notifications import NotificationPreferences
 from medchat.services.profiles import ProfileService
 
 FORMATS = ("json", "fhir")
@@ -74,6 +75,7 @@ class MemberExport:
     profile: dict[str, Any]
     consents: list[dict[str, Any]]
     conversations: list[ExportedConversation] = field(default_factory=list)
+    notifications: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +83,7 @@ class MemberExport:
             "profile": self.profile,
             "consents": self.consents,
             "conversations": [c.as_dict() for c in self.conversations],
+            "notifications": self.notifications,
         }
 
 
@@ -101,6 +104,7 @@ class ExportService:
             exported_at=self.runtime.clock.now(),
             profile=ProfileService(self.session, self.runtime).own_profile(actor.account),
             consents=self._consents(actor),
+            notifications=NotificationPreferences(self.session, self.runtime).export(actor.id),
         )
         rows = self.session.scalars(
             select(Conversation)

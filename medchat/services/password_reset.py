@@ -34,11 +34,12 @@ from medchat.errors import InvalidMfaCode, InvalidResetToken, MfaRequired
 from medchat.identity import single_use
 from medchat.identity.tokens import TokenStore
 from medchat.keys.member_rewrap import RewrapQueue
-from medchat.models import Account, AccountStatus, PasswordResetToken
+from medchat.models import Account, AccountStatus, NotificationKind, PasswordResetToken
 from medchat.services.accounts import AccountService
 from medchat.services.authentication import AuthenticationService
 from medchat.services.context import ServiceContext
 from medchat.services.mail import compose, deliver_after_commit
+from medchat.services.notifications import enqueue
 
 RESET_PREFIX = "mcp_"
 RESET_SUBJECT = "Your medchat password reset code"
@@ -130,6 +131,9 @@ class PasswordResetService:
         # password opens) goes now, not in some later database copy.
         custody.forget_retired(account.id)
         self._mail(account, NOTICE_SUBJECT, notice_text(account.first_name), now)
+        if queued:
+            # Their history opens again once a doctor's session re-wraps it: say so then.
+            enqueue(self.session, self.runtime, NotificationKind.HISTORY_PENDING, account.id)
         audit.record(
             self.session,
             "auth.password_reset",

@@ -55,7 +55,7 @@ def test_the_json_export_holds_profile_consents_and_every_live_conversation(clie
     assert response.headers["Content-Disposition"].startswith("attachment; filename=")
     assert response.mimetype == "application/json"
     data = response.get_json()
-    assert set(data) == {"exported_at", "profile", "consents", "conversations"}
+    assert set(data) == {"exported_at", "profile", "consents", "conversations", "notifications"}
     me = client.get("/api/v1/me", headers=history.auth).get_json()
     assert data["profile"] == me
     assert [(c["purpose"], c["version"], c["withdrawn_at"]) for c in data["consents"]] == [

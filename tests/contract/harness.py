@@ -170,6 +170,31 @@ def _not_in_future(value: Any) -> Any:
     return value
 
 
+#: A push service's endpoint and a browser's keys (a P-256 point, 16 bytes), as a browser
+#: hands them over: what the field descriptions of the subscription ask for.
+PUSH_SUBSCRIBE = "POST /api/v1/me/push-subscriptions"
+PUSH_ENDPOINT = "https://fcm.googleapis.com/fcm/send/contract-test"
+PUSH_KEYS = {
+    "p256dh": "BEA4EuUQ_bu0NF13yj9jO1ZJdGkDIx5dqObaR48mtkQnv3oaiKYxyXNivg-"
+    "LnqDr2DRmlmwM_HZMy9l-mNBsCkE",
+    "auth": "AAECAwQFBgcICQoLDA0ODw",
+}
+_B64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+
+
+def _push_subscription(body: dict[str, Any]) -> None:
+    """A schema-valid endpoint becomes a push service's; schema-valid keys a real pair."""
+    endpoint = body.get("endpoint")
+    if isinstance(endpoint, str) and 12 <= len(endpoint) <= 2048 and not _CONTROL.search(endpoint):
+        body["endpoint"] = PUSH_ENDPOINT
+    keys = body.get("keys")
+    if isinstance(keys, dict):
+        for name, (low, high) in (("p256dh", (86, 88)), ("auth", (22, 24))):
+            value = keys.get(name)
+            if isinstance(value, str) and low <= len(value) <= high and _B64URL.fullmatch(value):
+                keys[name] = PUSH_KEYS[name]
+
+
 def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     """The rules of the module docstring, applied to each case of every phase just before it
     is sent (a ``map_body`` hook would reach the fuzzing phase's cases only); schemathesis
@@ -187,6 +212,8 @@ def map_body(context: Any, body: dict[str, Any]) -> dict[str, Any]:
                 body[name] = _strong(body[name])
     if "birth_date" in body:
         body["birth_date"] = _not_in_future(body["birth_date"])
+    if label == PUSH_SUBSCRIBE:
+        _push_subscription(body)
     upload = body.get("file")
     if isinstance(upload, bytes | bytearray):
         body["file"] = pdf("contract")

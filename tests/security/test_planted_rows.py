@@ -41,6 +41,7 @@ from medchat.models import (
     AuthToken,
     ConversationKeyWrap,
     KeyRole,
+    NotificationKind,
     PersonalKey,
     RoleKeyGrant,
 )
@@ -48,6 +49,8 @@ from medchat.models.integrity import integrity_of, tagged
 from medchat.services.accounts import AccountService
 from medchat.services.context import ServiceContext
 from medchat.services.email_change import EmailChangeService
+from medchat.services.notifications import NotificationPreferences, PushSubscriptions, enqueue
+from medchat.services.notify_worker import NotifyWorker
 from medchat.services.password_reset import PasswordResetService
 from medchat.services.retrieval import RetrievalService
 from medchat.services.role_keys import RoleKeyService
@@ -66,6 +69,13 @@ TAGGED = {
     if (spec := integrity_of(cls)) is not None and spec.kind == "tagged"
 }
 ATTACKER_TOKEN = "mca_attacker-chose-this-token"
+#: A closed port on this host: deliveries fail at once, and are retried later.
+PUSH_SUBSCRIPTION = {
+    "endpoint": "http://127.0.0.1:9/push/victim",
+    "p256dh": "BEA4EuUQ_bu0NF13yj9jO1ZJdGkDIx5dqObaR48mtkQnv3oaiKYxyXNivg-"
+    "LnqDr2DRmlmwM_HZMy9l-mNBsCkE",
+    "auth": "AAECAwQFBgcICQoLDA0ODw",
+}
 PEOPLE = ("clinician", "colleague", "compliance", "second_officer", "victim", "attacker")
 
 
@@ -193,6 +203,12 @@ def build_world(client: Any, runtime: ServiceContext) -> World:
             )
         ).one()
         RewrapQueue(session, runtime).enqueue(victim.id, key)
+    # The victim hears of replies by push and mail (a subscription, choices, an outbox row);
+    # every sign-in above remembered its device.
+    with runtime.database.transaction() as session:
+        NotificationPreferences(session, runtime).set(victim.id, {"push": True, "email": True})
+        PushSubscriptions(session, runtime).register(victim.id, **PUSH_SUBSCRIPTION)
+        enqueue(session, runtime, NotificationKind.REPLY, victim.id)
     for name in TAGGED:
         assert _count(runtime, name), f"the world has no row of {name}"
     return World(
@@ -494,6 +510,7 @@ def server_work(client: Any, runtime: ServiceContext, world: World) -> list[str]
     attempt("physician rotation", lambda: rotate(runtime, world.clinician))
     attempt("archive rotation", lambda: rotate(runtime, world.compliance, KeyRole.ARCHIVE))
     attempt("retention", lambda: retention_run(runtime))
+    attempt("notifications", lambda: NotifyWorker(runtime).run())
 
     def reset_with_planted_token() -> None:
         with runtime.database.transaction() as session:

@@ -145,6 +145,8 @@ def server_keys(runtime: ServiceContext) -> dict[str, bytes]:
         "session-keyring": keys.session_keyring,
         "archive-gate": keys.archive_gate,
         "audit-anchor": keys.audit_anchor,
+        "vapid": keys.vapid,
+        "notify-webhook": keys.notify_webhook,
     }
 
 

@@ -55,7 +55,15 @@ def test_a_tagged_table_0008_does_not_list_was_created_after_it(tmp_path: Path):
     existing = set(inspect(engine).get_table_names())
     engine.dispose()
     later = set(_declared_tagged()) - set(_migration().TAGGED)
-    assert later == {"email_change_tokens", "conversation_key_epochs"}
+    assert later == {
+        "email_change_tokens",
+        "conversation_key_epochs",
+        # 0019: notifications (issue 17 item 1)
+        "notification_outbox",
+        "push_subscriptions",
+        "notification_preferences",
+        "known_devices",
+    }
     assert not later & existing
 
 
