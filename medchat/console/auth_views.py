@@ -10,6 +10,7 @@ still opens it.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from flask import abort, redirect, render_template, request, session, url_for
@@ -30,8 +31,10 @@ from medchat.console.forms import (
     TotpForm,
 )
 from medchat.errors import DependencyDown, InvalidToken, MedchatError, RateLimited, WeakPassword
+from medchat.identity.console_sessions import ConsoleSessions
 from medchat.services.accounts import AccountService
 from medchat.services.authentication import AuthenticationService
+from medchat.services.notifications import note_device
 from medchat.web.context import account_limit_key, db_session, runtime
 from medchat.web.errors import audit_refusal
 from medchat.web.guard import requires, signed_in
@@ -137,6 +140,7 @@ def login() -> Any:
         # keys open now, from the same scrypt run.
         keyring = custody.open_keyring(account.id, runs)
         cookie.begin(sessions.promote(token, keyring), pending=False)
+        _note_device(sessions, account.id)
         audit.record(db_session(), "console.login", target_type="account", target_id=account.id)
         return redirect(url_for("console.queue"))
     cookie.begin(token, pending=True, carried=carried)
@@ -171,9 +175,16 @@ def totp() -> Any:
         return redirect(url_for("console.login", ended=1))
     keyring = runtime().custody(db_session()).open_keyring(account.id, runs)
     token = sessions.promote(pending or "", keyring)
+    _note_device(sessions, account.id)
     cookie.begin(token, pending=False)
     audit.record(db_session(), "console.login", target_type="account", target_id=account.id)
     return redirect(url_for("console.queue"))
+
+
+def _note_device(sessions: ConsoleSessions, account_id: uuid.UUID) -> None:
+    """A console sign-in from a device the account never used is mailed, as the API's is."""
+    if sessions.promoted is not None:
+        note_device(db_session(), runtime(), account_id, sessions.origin.device, sessions.promoted)
 
 
 @bp.route("/enroll", methods=["GET", "POST"])

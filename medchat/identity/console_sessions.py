@@ -87,6 +87,8 @@ class ConsoleSessions:
         self.session = session
         #: Where this request comes from: recorded on the full session for the sign-in list.
         self.origin = origin or SignInOrigin()
+        #: The full session ``promote`` started (its token family), for the device notice.
+        self.promoted: uuid.UUID | None = None
         self.now = now
         self.idle = idle
         self.absolute = absolute
@@ -193,7 +195,7 @@ class ConsoleSessions:
         """
         record, account = self._lookup(pending_token, TokenKind.CONSOLE_PENDING)
         self.session.delete(record)
-        token, _row_id = self._insert(
+        token, self.promoted = self._insert(
             account.id,
             TokenKind.CONSOLE,
             expires_at=self.now + self.idle,

@@ -14,6 +14,7 @@ from medchat.models import KnownDevice, NotificationOutbox
 from medchat.services.notify_worker import NotifyWorker
 from tests.support.accounts import bearer, login, make_member, make_staff
 from tests.support.cli import cli_runner
+from tests.support.console import console_login
 from tests.support.mailbox import delivered, reset_token_in
 from tests.support.messaging import asked, care_team, give_consent
 
@@ -169,3 +170,17 @@ def test_erasure_deletes_subscriptions_choices_devices_and_pending_notifications
     with runtime.database.transaction() as session:
         for model in (PushSubscription, NotificationPreference, KnownDevice, NotificationOutbox):
             assert session.scalars(select(model)).all() == [], model.__name__
+
+
+def test_a_console_sign_in_from_a_new_device_is_mailed_too(app, runtime, mail_dir):
+    """Console sessions record their device (``ConsoleSessions.origin``): a clinician's
+    console sign-in from a browser the account never used is mailed like an API sign-in."""
+    doctor = care_team(runtime).clinician
+    for agent in (FIREFOX, FIREFOX, IPHONE):
+        browser = app.test_client()
+        browser.environ_base["HTTP_USER_AGENT"] = agent
+        console_login(browser, runtime, doctor)
+    assert _kinds(runtime) == ["new_device"]
+    assert NotifyWorker(runtime).run().sent == 1
+    (mail,) = _notifications(runtime, mail_dir)
+    assert mail["To"] == doctor.email and "Safari on iOS" in mail.get_content()
