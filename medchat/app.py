@@ -34,6 +34,7 @@ from medchat.config import Settings
 from medchat.console import cookie as console_cookie
 from medchat.console import security as console_security
 from medchat.schemas.common import ErrorSchema
+from medchat.services.consent_texts import current_text
 from medchat.services.context import build_service_context, verify_role_key_pins
 from medchat.web import bearer, metrics_endpoint, request_log, rotation_due, throttling
 from medchat.web import json_bodies as http_json
@@ -76,6 +77,8 @@ def create_app(
     """
     settings = Settings.from_env(overrides=config)
     runtime = build_service_context(settings, clock)
+    # The consent text members agree to must exist before the first member is asked.
+    current_text(settings)
     if check_pins:
         verify_role_key_pins(runtime)
 

@@ -18,6 +18,7 @@ from medchat.schemas.member import (
     AccountDeletionSchema,
     ConsentGrantSchema,
     ConsentSchema,
+    ConsentTextSchema,
     EmailChangeConfirmSchema,
     EmailChangeSchema,
     ExportArgsSchema,
@@ -28,6 +29,7 @@ from medchat.schemas.member import (
 from medchat.services.access_log import AccessLogService
 from medchat.services.account_deletion import AccountDeletionService
 from medchat.services.consent import ConsentService
+from medchat.services.consent_texts import ConsentText
 from medchat.services.email_change import EmailChangeService
 from medchat.services.export import ExportService
 from medchat.services.profiles import ProfileService
@@ -53,6 +55,14 @@ def _consent() -> ConsentService:
 def me() -> dict[str, Any]:
     """The signed-in member's own profile."""
     return ProfileService(db_session(), runtime()).own_profile(signed_in().account)
+
+
+@bp.route("/consent", methods=["GET"])
+@requires(Permission.PUBLIC)
+@bp.response(200, ConsentTextSchema)
+def consent_text() -> ConsentText:
+    """The consent text members agree to now and its version: a grant names this version."""
+    return _consent().current_text()
 
 
 @bp.route("/me/consent", methods=["GET"])

@@ -126,7 +126,15 @@ _EXTRA: dict[str, dict[int, str]] = {
         "was taken meanwhile (`email_taken`)",
     },
     "member.delete_account": {401: "the password is wrong (`invalid_credentials`)"},
-    "conversations.start": {403: "no consent (`consent_required`)", 409: _IDEMPOTENCY},
+    "member.grant_consent": {
+        409: "the version is not the one `GET /api/v1/consent` serves now "
+        "(`consent_version_not_current`, `details.current_version`)"
+    },
+    "conversations.start": {
+        403: "no consent (`consent_required`), or consent to an older text "
+        "(`consent_outdated`, `details.current_version`): consent again first",
+        409: _IDEMPOTENCY,
+    },
     "conversations.conversation": {409: _HISTORY},
     "conversations.messages": {409: _HISTORY},
     "conversations.send": {
@@ -292,7 +300,9 @@ _SUCCESS: dict[str, dict[str, Any]] = {
 }
 
 #: Operations that read no stored row an integrity check could refuse.
-_NO_STORED_STATE = frozenset({"compliance.public_key", "auth.password_reset"})
+_NO_STORED_STATE = frozenset(
+    {"compliance.public_key", "auth.password_reset", "member.consent_text"}
+)
 
 
 def _merge(target: dict[str, Any], extra: Mapping[str, Any]) -> None:

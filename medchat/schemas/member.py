@@ -30,6 +30,28 @@ class ConsentStateSchema(ma.Schema):
     granted = fields.Boolean(required=True)
     version = fields.String(allow_none=True, required=True)
     granted_at = UtcDateTime(allow_none=True, required=True)
+    current_version = fields.String(
+        required=True,
+        metadata={"description": "The version of the text the server serves now."},
+    )
+    outdated = fields.Boolean(
+        required=True,
+        metadata={
+            "description": "Granted to another version than the current one: the member is "
+            "asked again (GET /api/v1/consent) before a new question."
+        },
+    )
+
+
+class ConsentTextSchema(ma.Schema):
+    """``GET /api/v1/consent``: the text a member agrees to now."""
+
+    purpose = fields.String(required=True, metadata={"enum": ["health_messaging"]})
+    version = fields.String(required=True)
+    text = fields.String(required=True)
+    sha256 = fields.String(
+        required=True, metadata={"description": "SHA-256 of the text's UTF-8 bytes, hex."}
+    )
 
 
 class ConsentSchema(ma.Schema):
@@ -121,6 +143,25 @@ class ExportConversationSchema(ConversationSchema):
     messages = fields.List(fields.Nested(ExportMessageSchema), required=True)
 
 
+class KeptAfterDeletionSchema(ma.Schema):
+    """One kind of record an erasure leaves behind (``services/kept_after_deletion``)."""
+
+    kept = fields.String(
+        required=True,
+        metadata={
+            "enum": ["sealed_archive", "consent_history", "audit_trail", "account_tombstone"]
+        },
+    )
+    what = fields.String(required=True)
+    why = fields.String(required=True)
+    how_long = fields.String(required=True)
+    retention_days = fields.Integer(
+        allow_none=True,
+        required=True,
+        metadata={"description": "A fixed period in days; null: as long as `how_long` says."},
+    )
+
+
 class ExportSchema(ma.Schema):
     """Everything held about the member that they can read (API.md ``/me/export``)."""
 
@@ -128,6 +169,11 @@ class ExportSchema(ma.Schema):
     profile = fields.Nested(ProfileSchema, required=True)
     consents = fields.List(fields.Nested(ConsentRecordSchema), required=True)
     conversations = fields.List(fields.Nested(ExportConversationSchema), required=True)
+    kept_after_deletion = fields.List(
+        fields.Nested(KeptAfterDeletionSchema),
+        required=True,
+        metadata={"description": "What an erasure leaves behind, why and for how long."},
+    )
 
 
 class AccessLogEntrySchema(ma.Schema):

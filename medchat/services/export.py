@@ -4,7 +4,8 @@ Right of access and portability (docs/data-rights.md; API.md ``GET /api/v1/me/ex
 member's own full profile, the versioned history of their consents, and every live
 conversation of theirs with its subject, status, times, decrypted messages and attachment
 metadata (id, file name, type, size; the bytes stay behind ``GET /api/v1/attachments/{id}``).
-A clinician appears by display name only, as on messages.
+A clinician appears by display name only, as on messages. It ends with what an erasure would
+leave behind, why and for how long (``medchat.services.kept_after_deletion``).
 
 Sealed conversations are not exported: the member deleted them and they left the member's
 interface (SECURITY-MODEL "Deletion, sealed archive"). A conversation whose history waits to
@@ -37,6 +38,7 @@ from medchat.models import LIVE_STATUSES, Consent, Conversation
 from medchat.services.context import ServiceContext
 from medchat.services.conversation_refusals import INTEGRITY_FAILED
 from medchat.services.conversations import ConversationService
+from medchat.services.kept_after_deletion import KeptItem, kept_after_deletion
 from medchat.services.message_views import HISTORY_PENDING, ConversationView
 from medchat.services.profiles import ProfileService
 
@@ -73,6 +75,8 @@ class MemberExport:
     exported_at: datetime
     profile: dict[str, Any]
     consents: list[dict[str, Any]]
+    #: What an erasure would leave behind, why and for how long (``kept_after_deletion``).
+    kept_after_deletion: tuple[KeptItem, ...] = ()
     conversations: list[ExportedConversation] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -81,6 +85,7 @@ class MemberExport:
             "profile": self.profile,
             "consents": self.consents,
             "conversations": [c.as_dict() for c in self.conversations],
+            "kept_after_deletion": [item.as_dict() for item in self.kept_after_deletion],
         }
 
 
@@ -101,6 +106,7 @@ class ExportService:
             exported_at=self.runtime.clock.now(),
             profile=ProfileService(self.session, self.runtime).own_profile(actor.account),
             consents=self._consents(actor),
+            kept_after_deletion=kept_after_deletion(self.runtime.settings),
         )
         rows = self.session.scalars(
             select(Conversation)

@@ -65,7 +65,8 @@ class MemberConversationService(ConversationFront):
     ) -> Created[ConversationView]:
         """Ask a question: a new open conversation, its keys, and the first message.
 
-        Raises ``ConsentRequired`` without current consent, ``KeysNotInitialized`` before
+        Raises ``ConsentRequired`` without current consent (``ConsentOutdated`` when it names
+        an older text), ``KeysNotInitialized`` before
         ``keys init`` and ``Conflict`` for an ``Idempotency-Key`` used on another request.
         """
         self.require_audience(actor)
@@ -78,7 +79,7 @@ class MemberConversationService(ConversationFront):
             )
             if first is not None:
                 return Created(self._started_view(actor, first), replayed=True)
-        conversations.consent.require_current(actor.id)
+        conversations.consent.require_current_version(actor.id)
         now = conversations.now()
         conversation = Conversation(
             id=conversation_id,
