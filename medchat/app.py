@@ -24,6 +24,7 @@ from medchat.api import (
     colleagues,
     compliance,
     conversations,
+    dpo,
     health,
     member,
 )
@@ -142,6 +143,7 @@ def create_app(
         conversations.bp,
         clinician.bp,
         compliance.bp,
+        dpo.bp,
     ):
         api.register_blueprint(blueprint)
     check_routes_declare_permissions(app)

@@ -55,6 +55,7 @@ __all__ = [
     "NotFound",
     "PasswordWorkBusy",
     "PayloadTooLarge",
+    "ProcessingRestricted",
     "RateLimited",
     "RoleKeyRequired",
     "RowIntegrityFailure",
@@ -108,6 +109,16 @@ class ConsentOutdated(ConsentRequired):
     code, message = (
         "consent_outdated",
         "The consent text has changed: read the current version and consent again.",
+    )
+
+
+class ProcessingRestricted(Forbidden):
+    """The member restricted processing (or objected): their conversations are frozen."""
+
+    code, message = (
+        "processing_restricted",
+        "Processing of this member's data is restricted: nothing new may be added, and a "
+        "doctor may read only a question still waiting for its answer.",
     )
 
 

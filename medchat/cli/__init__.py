@@ -20,12 +20,22 @@ from medchat.cli.archive import archive_group
 from medchat.cli.audit import audit_group
 from medchat.cli.db import db_group
 from medchat.cli.demo import demo
+from medchat.cli.dpo import dpo_group
 from medchat.cli.keys import keys_group
 from medchat.cli.output import fail
 from medchat.cli.retention import retention_group
 from medchat.errors import ConfigurationError
 
-COMMANDS = (db_group, create_admin, audit_group, demo, keys_group, archive_group, retention_group)
+COMMANDS = (
+    db_group,
+    create_admin,
+    audit_group,
+    demo,
+    keys_group,
+    archive_group,
+    retention_group,
+    dpo_group,
+)
 
 
 def _create_app() -> Flask:

@@ -29,6 +29,7 @@ from medchat.models.lifecycle import (
     RewrapRequest,
     RoleKeyRotation,
 )
+from medchat.models.restrictions import ProcessingRestriction, RestrictionGround
 from medchat.models.tokens import AuthToken, TokenKind
 
 __all__ = [
@@ -56,7 +57,9 @@ __all__ = [
     "Message",
     "PasswordResetToken",
     "PersonalKey",
+    "ProcessingRestriction",
     "RecoveryCode",
+    "RestrictionGround",
     "RetrievalRequest",
     "RewrapRequest",
     "RoleKey",

@@ -19,6 +19,9 @@ and the tests validate the output against the R4 models of ``fhir.resources``.
   once withdrawn or replaced; scope ``patient-privacy``, category LOINC 59284-0 "Patient
   Consent"; the text version as ``policyRule`` (system ``CONSENT_TEXT_SYSTEM``, code
   ``<purpose>/<version>``); ``provision`` permit over the period it applied.
+- ``Consent`` per restriction of processing or objection (``medchat.services.restrictions``):
+  the member's refusal, so ``provision`` ``deny`` over the period it applied, ``policyRule``
+  coded ``restriction/<ground>`` (``member_request`` or ``objection``) in the same system.
 - What an erasure would leave behind (``medchat.services.kept_after_deletion``): the complex
   extension ``RETENTION_EXTENSION`` on the Patient, one per kind of record, with the
   sub-extensions ``kept`` (code), ``what``, ``why``, ``howLong`` (strings) and, for a fixed
@@ -122,6 +125,32 @@ def consent(
             "text": f"medchat consent to {record['purpose']}, text version {record['version']}",
         },
         "provision": {"type": "permit", "period": period},
+    }
+
+
+def restriction(
+    record: dict[str, Any], member_id: uuid.UUID, patient_ref: dict[str, str]
+) -> dict[str, Any]:
+    """One restriction of processing (or objection) as a FHIR Consent that denies."""
+    lifted = record["lifted_at"]
+    period = {"start": iso_z(record["restricted_at"])}
+    if lifted is not None:
+        period["end"] = iso_z(lifted)
+    code = f"restriction/{record['ground']}"
+    return {
+        "resourceType": "Consent",
+        "id": str(uuid.uuid5(member_id, f"{code}/{period['start']}")),
+        "status": "active" if lifted is None else "inactive",
+        "scope": {"coding": [{"system": _CONSENT_SCOPE, "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": _LOINC, "code": "59284-0"}]}],
+        "patient": patient_ref,
+        "dateTime": period["start"],
+        "policyRule": {
+            "coding": [{"system": CONSENT_TEXT_SYSTEM, "code": code}],
+            "text": "Restriction of processing"
+            + (" after an objection" if record["ground"] == "objection" else ""),
+        },
+        "provision": {"type": "deny", "period": period},
     }
 
 
@@ -236,6 +265,9 @@ def bundle(export: MemberExport) -> dict[str, Any]:
     entries = [{"fullUrl": patient_ref["reference"], "resource": person}]
     for record in export.consents:
         resource = consent(record, export.profile["id"], patient_ref)
+        entries.append({"fullUrl": _urn(uuid.UUID(resource["id"])), "resource": resource})
+    for record in export.restrictions:
+        resource = restriction(record, export.profile["id"], patient_ref)
         entries.append({"fullUrl": _urn(uuid.UUID(resource["id"])), "resource": resource})
     for conversation in export.conversations:
         if not conversation.view.readable:

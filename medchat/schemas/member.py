@@ -143,6 +143,26 @@ class ExportConversationSchema(ConversationSchema):
     messages = fields.List(fields.Nested(ExportMessageSchema), required=True)
 
 
+class RestrictionStateSchema(ma.Schema):
+    """Whether the member restricts processing now, on which ground, since when."""
+
+    restricted = fields.Boolean(required=True)
+    ground = fields.String(
+        allow_none=True, required=True, metadata={"enum": ["member_request", "objection", None]}
+    )
+    since = UtcDateTime(allow_none=True, required=True)
+
+
+class RestrictionRecordSchema(ma.Schema):
+    """One restriction in the export: who asked, when it began and ended."""
+
+    ground = fields.String(required=True, metadata={"enum": ["member_request", "objection"]})
+    requested_by = fields.String(required=True, metadata={"enum": ["member", "dpo"]})
+    restricted_at = UtcDateTime(required=True)
+    lifted_at = UtcDateTime(allow_none=True, required=True)
+    lifted_by = fields.String(allow_none=True, required=True)
+
+
 class KeptAfterDeletionSchema(ma.Schema):
     """One kind of record an erasure leaves behind (``services/kept_after_deletion``)."""
 
@@ -169,6 +189,11 @@ class ExportSchema(ma.Schema):
     profile = fields.Nested(ProfileSchema, required=True)
     consents = fields.List(fields.Nested(ConsentRecordSchema), required=True)
     conversations = fields.List(fields.Nested(ExportConversationSchema), required=True)
+    restrictions = fields.List(
+        fields.Nested(RestrictionRecordSchema),
+        required=True,
+        metadata={"description": "Every restriction of processing and objection, oldest first."},
+    )
     kept_after_deletion = fields.List(
         fields.Nested(KeptAfterDeletionSchema),
         required=True,
@@ -180,10 +205,27 @@ class AccessLogEntrySchema(ma.Schema):
     at = UtcDateTime(required=True)
     actor = fields.String(
         required=True,
-        metadata={"description": 'A doctor\'s display name ("Dr. A."), "compliance" or "system".'},
+        metadata={
+            "description": 'A doctor\'s display name ("Dr. A."), "compliance", "system", '
+            '"you" (the member\'s own restriction or objection) or "data protection officer".'
+        },
     )
     action = fields.String(
-        required=True, metadata={"enum": ["read", "reply", "close", "retrieval", "retention"]}
+        required=True,
+        metadata={
+            "enum": [
+                "read",
+                "reply",
+                "close",
+                "retrieval",
+                "retention",
+                "restrict",
+                "object",
+                "lift_restriction",
+                "export_request",
+                "rectification",
+            ]
+        },
     )
     conversation_id = fields.UUID(allow_none=True, required=True)
 

@@ -156,14 +156,19 @@ class ConsentService:
 
     def withdraw(self, actor: Principal) -> None:
         """End the current grant; nothing to do (and nothing audited) when there is none."""
-        ended = self._end_current(actor.id, self.runtime.clock.now())
+        self.withdraw_for(actor.id)
+
+    def withdraw_for(self, member_id: uuid.UUID) -> None:
+        """End ``member_id``'s current grant, whoever acts (the member, or an objection
+        recorded for them); audited with the member as subject."""
+        ended = self._end_current(member_id, self.runtime.clock.now())
         if ended:
             audit.record(
                 self.session,
                 "consent.withdraw",
                 target_type="account",
-                target_id=actor.id,
-                subject_id=actor.id,
+                target_id=member_id,
+                subject_id=member_id,
                 details={"purpose": HEALTH_MESSAGING},
             )
 

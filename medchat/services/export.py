@@ -41,6 +41,7 @@ from medchat.services.conversations import ConversationService
 from medchat.services.kept_after_deletion import KeptItem, kept_after_deletion
 from medchat.services.message_views import HISTORY_PENDING, ConversationView
 from medchat.services.profiles import ProfileService
+from medchat.services.restrictions import RestrictionService
 
 FORMATS = ("json", "fhir")
 
@@ -75,6 +76,8 @@ class MemberExport:
     exported_at: datetime
     profile: dict[str, Any]
     consents: list[dict[str, Any]]
+    #: Every restriction of processing and objection, oldest first (``services.restrictions``).
+    restrictions: list[dict[str, Any]] = field(default_factory=list)
     #: What an erasure would leave behind, why and for how long (``kept_after_deletion``).
     kept_after_deletion: tuple[KeptItem, ...] = ()
     conversations: list[ExportedConversation] = field(default_factory=list)
@@ -85,6 +88,7 @@ class MemberExport:
             "profile": self.profile,
             "consents": self.consents,
             "conversations": [c.as_dict() for c in self.conversations],
+            "restrictions": self.restrictions,
             "kept_after_deletion": [item.as_dict() for item in self.kept_after_deletion],
         }
 
@@ -106,6 +110,7 @@ class ExportService:
             exported_at=self.runtime.clock.now(),
             profile=ProfileService(self.session, self.runtime).own_profile(actor.account),
             consents=self._consents(actor),
+            restrictions=RestrictionService(self.session, self.runtime).history(actor.id),
             kept_after_deletion=kept_after_deletion(self.runtime.settings),
         )
         rows = self.session.scalars(

@@ -38,6 +38,7 @@ from medchat.services.conversation_pages import (
 )
 from medchat.services.idempotency import Created
 from medchat.services.message_views import ConversationView
+from medchat.services.restrictions import RestrictionService
 
 #: Idempotency scope of a question: a key used to ask cannot replay as a message.
 START_SCOPE = "conversation.start"
@@ -80,6 +81,7 @@ class MemberConversationService(ConversationFront):
             if first is not None:
                 return Created(self._started_view(actor, first), replayed=True)
         conversations.consent.require_current_version(actor.id)
+        RestrictionService(self.session, self.runtime).require_unrestricted(actor.id)
         now = conversations.now()
         conversation = Conversation(
             id=conversation_id,

@@ -49,6 +49,7 @@ from medchat.services.accounts import AccountService
 from medchat.services.context import ServiceContext
 from medchat.services.email_change import EmailChangeService
 from medchat.services.password_reset import PasswordResetService
+from medchat.services.restrictions import RestrictionService
 from medchat.services.retrieval import RetrievalService
 from medchat.services.role_keys import RoleKeyService
 from medchat.storage.row_integrity import TAGGER
@@ -193,6 +194,11 @@ def build_world(client: Any, runtime: ServiceContext) -> World:
             )
         ).one()
         RewrapQueue(session, runtime).enqueue(victim.id, key)
+    # A restriction of processing, asked and lifted (its row stays, as history).
+    with runtime.database.transaction() as session:
+        RestrictionService(session, runtime).restrict(victim.id)
+    with runtime.database.transaction() as session:
+        RestrictionService(session, runtime).lift(victim.id)
     for name in TAGGED:
         assert _count(runtime, name), f"the world has no row of {name}"
     return World(
