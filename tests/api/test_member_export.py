@@ -63,6 +63,7 @@ def test_the_json_export_holds_profile_consents_and_every_live_conversation(clie
         "profile",
         "consents",
         "conversations",
+        "restrictions",
         "kept_after_deletion",
     }
     me = client.get("/api/v1/me", headers=history.auth).get_json()
