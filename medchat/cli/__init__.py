@@ -18,6 +18,7 @@ from medchat.app import create_app
 from medchat.cli.admin import create_admin
 from medchat.cli.archive import archive_group
 from medchat.cli.audit import audit_group
+from medchat.cli.backup import backup_group
 from medchat.cli.db import db_group
 from medchat.cli.demo import demo
 from medchat.cli.dpo import dpo_group
@@ -35,6 +36,7 @@ COMMANDS = (
     archive_group,
     retention_group,
     dpo_group,
+    backup_group,
 )
 
 

@@ -39,6 +39,7 @@ def test_every_unit_is_found():
         "medchat.service",
         "medchat-retention.service",
         "medchat-audit-anchor.service",
+        "medchat-backup.service",
     }
 
 
