@@ -17,6 +17,7 @@ keys or its configuration: a restore runs on a fresh machine.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess  # nosec B404 - runs pg_dump and psql, resolved to absolute paths, no shell
@@ -29,7 +30,7 @@ from sqlalchemy.engine import make_url
 
 from access_control import backup_stream, hybrid_kem
 from access_control.crypto import DecryptionFailed, IntegrityCheckFailed
-from medchat.cli.output import fail
+from medchat.cli.output import emit, fail, json_option
 
 backup_group = click.Group("backup", help="Database backups sealed to an offline key.")
 
@@ -80,7 +81,8 @@ def _read_key_file(path: Path, label: str) -> bytes:
 @backup_group.command("keygen", help="Make a backup keypair (on the offline machine).")
 @click.option("--public-out", type=click.Path(path_type=Path), required=True)
 @click.option("--private-out", type=click.Path(path_type=Path), required=True)
-def keygen(public_out: Path, private_out: Path) -> None:
+@json_option
+def keygen(public_out: Path, private_out: Path, as_json: bool) -> None:
     keypair = hybrid_kem.generate_kem_keypair()
     seed = keypair.private_bytes_for_storage()
     fd = os.open(private_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -88,38 +90,56 @@ def keygen(public_out: Path, private_out: Path) -> None:
         handle.write(f"{_PRIVATE_LABEL}\n{seed.hex()}\n")
     public_out.write_text(f"{_PUBLIC_LABEL}\n{keypair.public_key_bytes.hex()}\n", "ascii")
     fingerprint = hybrid_kem.public_key_fingerprint(keypair.public_key_bytes)
-    click.echo(f"backup key {hybrid_kem.format_fingerprint(fingerprint)}")
+    emit(
+        as_json,
+        {"fingerprint": fingerprint},
+        f"backup key {hybrid_kem.format_fingerprint(fingerprint)}",
+    )
 
 
 @backup_group.command("create", help="Stream pg_dump sealed to the backup public key.")
 @click.option("--to", "public_key_file", type=click.Path(path_type=Path), required=True)
-@click.option("--output", type=click.File("wb"), default="-", show_default=True)
+@click.option("--output", default="-", show_default=True, help="The backup file; - for stdout.")
 @_database_url
-def create(public_key_file: Path, output: IO[bytes], database_url: str) -> None:
+@json_option
+def create(public_key_file: Path, output: str, database_url: str, as_json: bool) -> None:
+    """The summary goes to stderr when the backup itself goes to stdout."""
     public_key = _read_key_file(public_key_file, _PUBLIC_LABEL)
     environment = _client_environment(database_url)
     command = [_program("pg_dump"), "--no-owner", "--no-privileges", "--format=plain"]
-    with subprocess.Popen(  # noqa: S603  # nosec B603 - fixed arguments, no shell
-        command, stdout=subprocess.PIPE, env=environment
-    ) as dump:
-        if dump.stdout is None:  # pragma: no cover - stdout=PIPE
-            fail("pg_dump gave no output")
-        try:
-            chunks = backup_stream.seal_stream(dump.stdout, output, public_key)
-        except IntegrityCheckFailed:
-            dump.kill()
-            fail("the backup public key is malformed or unsafe")
+    to_stdout = output == "-"
+    if to_stdout:
+        sink: IO[bytes] = sys.stdout.buffer
+    else:
+        sink = Path(output).open("xb")  # noqa: SIM115 - closed below
+    try:
+        with subprocess.Popen(  # noqa: S603  # nosec B603 - fixed arguments, no shell
+            command, stdout=subprocess.PIPE, env=environment
+        ) as dump:
+            if dump.stdout is None:  # pragma: no cover - stdout=PIPE
+                fail("pg_dump gave no output")
+            try:
+                chunks = backup_stream.seal_stream(dump.stdout, sink, public_key)
+            except IntegrityCheckFailed:
+                dump.kill()
+                fail("the backup public key is malformed or unsafe")
+        sink.flush()
+    finally:
+        if not to_stdout:
+            sink.close()
     if dump.returncode != 0:
         fail(f"pg_dump failed (exit {dump.returncode}): the backup is incomplete, discard it")
-    output.flush()
-    click.echo(f"backup sealed: {chunks} chunks", err=True)
+    summary = {"ok": True, "chunks": chunks}
+    text = json.dumps(summary) if as_json else f"backup sealed: {chunks} chunks"
+    click.echo(text, err=to_stdout)
 
 
 @backup_group.command("restore", help="Open a backup with the private key into a database.")
 @click.option("--key", "private_key_file", type=click.Path(path_type=Path), required=True)
 @click.option("--input", "source", type=click.File("rb"), default="-", show_default=True)
 @_database_url
-def restore(private_key_file: Path, source: IO[bytes], database_url: str) -> None:
+@json_option
+def restore(private_key_file: Path, source: IO[bytes], database_url: str, as_json: bool) -> None:
     seed = _read_key_file(private_key_file, _PRIVATE_LABEL)
     try:
         private_key = hybrid_kem.load_private_key(seed)
@@ -153,5 +173,4 @@ def restore(private_key_file: Path, source: IO[bytes], database_url: str) -> Non
         psql.stdin.close()
     if psql.returncode != 0:
         fail(f"psql failed (exit {psql.returncode}); nothing was restored")
-    click.echo(f"backup restored: {chunks} chunks", err=True)
-    sys.stdout.flush()
+    emit(as_json, {"ok": True, "chunks": chunks}, f"backup restored: {chunks} chunks")
