@@ -24,6 +24,7 @@ STAFF_PATH_PREFIXES = (
     "/api/v1/clinician",
     "/api/v1/compliance",
     "/api/v1/admin",
+    "/api/v1/dpo",
     # Prometheus' scrapes (medchat.web.metrics_endpoint): no sign-in, so the network is the
     # whole of the check.
     "/metrics",

@@ -20,17 +20,22 @@ class Permission(enum.StrEnum):
     SELF_MANAGE = "account:self:manage"
     MEMBER_PROFILE = "member:profile:read"
     MEMBER_CONVERSATIONS = "member:conversation:use"
-    # The member's data rights (docs/data-rights.md): rectify, export, access log, erase.
+    # The member's data rights (docs/data-rights.md): rectify, export, access log, erase,
+    # restrict and object.
     MEMBER_PROFILE_UPDATE = "member:profile:update"
     MEMBER_EXPORT = "member:data:export"
     MEMBER_ACCESS_LOG = "member:access-log:read"
     MEMBER_ACCOUNT_DELETE = "member:account:delete"
+    MEMBER_RESTRICTION = "member:processing:restrict"
     CLINICIAN_CONVERSATIONS = "clinician:conversation:use"
     CLINICIAN_GRANT = "clinician:role-key:grant"
     COMPLIANCE_ARCHIVE = "compliance:archive:use"
     COMPLIANCE_GRANT = "compliance:archive-key:grant"
     ADMIN_ACCOUNTS = "admin:account:manage"
     ADMIN_AUDIT = "admin:audit:read"
+    # The data protection officer acting for a member on a mailed request (docs/security.md,
+    # "The data protection officer").
+    DPO_REQUESTS = "dpo:member-request:act"
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -43,6 +48,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.MEMBER_EXPORT,
             Permission.MEMBER_ACCESS_LOG,
             Permission.MEMBER_ACCOUNT_DELETE,
+            Permission.MEMBER_RESTRICTION,
         }
     ),
     Role.CLINICIAN: frozenset(
@@ -54,6 +60,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(
         {Permission.SELF_MANAGE, Permission.ADMIN_ACCOUNTS, Permission.ADMIN_AUDIT}
     ),
+    Role.DPO: frozenset({Permission.SELF_MANAGE, Permission.DPO_REQUESTS}),
 }
 
 

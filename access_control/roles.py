@@ -1,6 +1,6 @@
 """Roles: exactly one per account, so nobody is admin and clinician at once.
 
-SECURITY-MODEL "Who uses it": staff roles (clinician, compliance, admin) must use TOTP and
+SECURITY-MODEL "Who uses it": staff roles (clinician, compliance, admin, dpo) must use TOTP and
 reach their surfaces from allowed networks only; members may opt into TOTP.
 """
 
@@ -14,9 +14,12 @@ class Role(enum.StrEnum):
     CLINICIAN = "clinician"
     COMPLIANCE = "compliance"
     ADMIN = "admin"
+    #: The data protection officer: acts for a member on a request received by mail (export
+    #: notice, erasure, restriction, rectification); holds no key and reads no content.
+    DPO = "dpo"
 
 
-STAFF_ROLES = frozenset({Role.CLINICIAN, Role.COMPLIANCE, Role.ADMIN})
+STAFF_ROLES = frozenset({Role.CLINICIAN, Role.COMPLIANCE, Role.ADMIN, Role.DPO})
 
 
 def is_staff(role: str) -> bool:

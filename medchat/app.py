@@ -24,6 +24,7 @@ from medchat.api import (
     colleagues,
     compliance,
     conversations,
+    dpo,
     health,
     member,
     notifications,
@@ -36,6 +37,7 @@ from medchat.console import cookie as console_cookie
 from medchat.console import security as console_security
 from medchat.errors import ConfigurationError
 from medchat.schemas.common import ErrorSchema
+from medchat.services.consent_texts import current_text
 from medchat.services.context import build_service_context, verify_role_key_pins
 from medchat.web import bearer, metrics_endpoint, request_log, rotation_due, throttling
 from medchat.web import json_bodies as http_json
@@ -78,6 +80,8 @@ def create_app(
     """
     settings = Settings.from_env(overrides=config)
     runtime = build_service_context(settings, clock)
+    # The consent text members agree to must exist before the first member is asked.
+    current_text(settings)
     if check_pins:
         try:
             verify_role_key_pins(runtime)
@@ -148,6 +152,7 @@ def create_app(
         conversations.bp,
         clinician.bp,
         compliance.bp,
+        dpo.bp,
     ):
         api.register_blueprint(blueprint)
     check_routes_declare_permissions(app)

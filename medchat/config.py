@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -180,6 +181,12 @@ class Settings:
     #: Hours from a role key's rotation becoming due (a holder lost it) to the refusal of
     #: every new seal to it (``medchat.keys.rotation_deadline``); warned meanwhile.
     rotation_deadline_hours: int = 72
+    #: The version of the consent text members agree to now (``medchat.services.consent_texts``):
+    #: a member whose grant names another version is asked again before a new question.
+    consent_version: str = "2026-01"
+    #: A folder of consent texts (``health_messaging/<version>.txt``) replacing the ones the
+    #: package ships; empty: the shipped texts.
+    consent_text_dir: str = ""
 
     @property
     def is_production(self) -> bool:
@@ -307,6 +314,10 @@ class Settings:
         if not 1 <= self.max_image_pixels <= PILLOW_MAX_IMAGE_PIXELS:
             raise ConfigurationError(
                 f"MEDCHAT_MAX_IMAGE_PIXELS must be 1 to {PILLOW_MAX_IMAGE_PIXELS} (Pillow's limit)"
+            )
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}", self.consent_version):
+            raise ConfigurationError(
+                "MEDCHAT_CONSENT_VERSION must be 1 to 32 letters, digits, '.', '_' or '-'"
             )
         pin = self.archive_signing_public_key
         if pin and (len(pin) != 64 or any(c not in "0123456789abcdefABCDEF" for c in pin)):

@@ -28,7 +28,9 @@ __all__ = [
     "BadRequest",
     "ConfigurationError",
     "Conflict",
+    "ConsentOutdated",
     "ConsentRequired",
+    "ConsentVersionNotCurrent",
     "ContentResealed",
     "DependencyDown",
     "EmailTaken",
@@ -53,6 +55,7 @@ __all__ = [
     "NotFound",
     "PasswordWorkBusy",
     "PayloadTooLarge",
+    "ProcessingRestricted",
     "RateLimited",
     "RoleKeyRequired",
     "RowIntegrityFailure",
@@ -99,6 +102,26 @@ class ConsentRequired(Forbidden):
     code, message = "consent_required", "Consent to health messaging is required first."
 
 
+class ConsentOutdated(ConsentRequired):
+    """The member's consent names an older version of the text: asked again before a new
+    question (``details.current_version``)."""
+
+    code, message = (
+        "consent_outdated",
+        "The consent text has changed: read the current version and consent again.",
+    )
+
+
+class ProcessingRestricted(Forbidden):
+    """The member restricted processing (or objected): their conversations are frozen."""
+
+    code, message = (
+        "processing_restricted",
+        "Processing of this member's data is restricted: nothing new may be added, and a "
+        "doctor may read only a question still waiting for its answer.",
+    )
+
+
 class RoleKeyRequired(Forbidden):
     code, message = "role_key_required", "Your session does not hold the role key this needs."
 
@@ -117,6 +140,15 @@ class NotFound(MedchatError):
 
 class Conflict(MedchatError):
     code, status, message = "conflict", 409, "The request conflicts with the current state."
+
+
+class ConsentVersionNotCurrent(Conflict):
+    """A grant names a version other than the one the server serves now."""
+
+    code, message = (
+        "consent_version_not_current",
+        "Consent is given to the current version of the text only.",
+    )
 
 
 class LastKeyHolder(Conflict):

@@ -1,6 +1,6 @@
 """``/api/v1/me``: the member's own profile (full data: it is theirs), consent, and the
 member's data rights (docs/data-rights.md): rectification (e-mail included), export, access
-log, erasure."""
+log, erasure, restriction and objection."""
 
 from __future__ import annotations
 
@@ -18,19 +18,23 @@ from medchat.schemas.member import (
     AccountDeletionSchema,
     ConsentGrantSchema,
     ConsentSchema,
+    ConsentTextSchema,
     EmailChangeConfirmSchema,
     EmailChangeSchema,
     ExportArgsSchema,
     ExportSchema,
     ProfileSchema,
     ProfileUpdateSchema,
+    RestrictionStateSchema,
 )
 from medchat.services.access_log import AccessLogService
 from medchat.services.account_deletion import AccountDeletionService
 from medchat.services.consent import ConsentService
+from medchat.services.consent_texts import ConsentText
 from medchat.services.email_change import EmailChangeService
 from medchat.services.export import ExportService
 from medchat.services.profiles import ProfileService
+from medchat.services.restrictions import RestrictionService, RestrictionState
 from medchat.web.context import db_session, runtime
 from medchat.web.guard import requires, signed_in
 from medchat.web.throttling import (
@@ -53,6 +57,14 @@ def _consent() -> ConsentService:
 def me() -> dict[str, Any]:
     """The signed-in member's own profile."""
     return ProfileService(db_session(), runtime()).own_profile(signed_in().account)
+
+
+@bp.route("/consent", methods=["GET"])
+@requires(Permission.PUBLIC)
+@bp.response(200, ConsentTextSchema)
+def consent_text() -> ConsentText:
+    """The consent text members agree to now and its version: a grant names this version."""
+    return _consent().current_text()
 
 
 @bp.route("/me/consent", methods=["GET"])
@@ -78,6 +90,44 @@ def grant_consent(data: dict[str, Any]) -> dict[str, Any]:
 def withdraw_consent() -> None:
     """Withdraw consent: no new questions or messages; the history stays readable."""
     _consent().withdraw(signed_in())
+
+
+def _restrictions() -> RestrictionService:
+    return RestrictionService(db_session(), runtime())
+
+
+@bp.route("/me/restriction", methods=["GET"])
+@requires(Permission.MEMBER_RESTRICTION)
+@bp.response(200, RestrictionStateSchema)
+def restriction() -> RestrictionState:
+    """Whether the member restricts processing of their data now (docs/data-rights.md)."""
+    return _restrictions().state(signed_in().id)
+
+
+@bp.route("/me/restriction", methods=["POST"])
+@requires(Permission.MEMBER_RESTRICTION)
+@bp.response(200, RestrictionStateSchema)
+def restrict() -> RestrictionState:
+    """Restrict processing: conversations frozen (readable, exportable; nothing new; a doctor
+    reads only a question still waiting for its answer) until lifted."""
+    return _restrictions().restrict(signed_in().id)
+
+
+@bp.route("/me/restriction", methods=["DELETE"])
+@requires(Permission.MEMBER_RESTRICTION)
+@bp.response(204)
+def lift_restriction() -> None:
+    """Lift the restriction in force (nothing to do without one)."""
+    _restrictions().lift(signed_in().id)
+
+
+@bp.route("/me/objection", methods=["POST"])
+@requires(Permission.MEMBER_RESTRICTION)
+@bp.response(200, RestrictionStateSchema)
+def object_to_processing() -> RestrictionState:
+    """Object to processing: consent withdrawn and processing restricted (ground
+    ``objection``) until the member or the data protection officer lifts it."""
+    return _restrictions().object(signed_in().id)
 
 
 @bp.route("/me", methods=["PATCH"])

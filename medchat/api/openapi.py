@@ -73,6 +73,11 @@ _WEAK = "the password is too weak (`weak_password`, with zxcvbn's feedback in `d
 _NOT_A_MEMBER = "staff accounts cannot do this (`forbidden`)"
 _ROLE_KEY = "the session does not hold the role key (`role_key_required`)"
 _IDEMPOTENCY = "the `Idempotency-Key` was used with another body (`conflict`)"
+_RESTRICTED = "the member restricted processing (`processing_restricted`)"
+_FROZEN = (
+    "the member restricted processing and the conversation is no longer open "
+    "(`processing_restricted`)"
+)
 _HISTORY = "the history is being re-sealed after a password reset (`history_pending`)"
 
 #: Codes particular to one operation (by endpoint), appended to the generic text.
@@ -126,37 +131,48 @@ _EXTRA: dict[str, dict[int, str]] = {
         "was taken meanwhile (`email_taken`)",
     },
     "member.delete_account": {401: "the password is wrong (`invalid_credentials`)"},
-    "conversations.start": {403: "no consent (`consent_required`)", 409: _IDEMPOTENCY},
+    "member.grant_consent": {
+        409: "the version is not the one `GET /api/v1/consent` serves now "
+        "(`consent_version_not_current`, `details.current_version`)"
+    },
+    "conversations.start": {
+        403: "no consent (`consent_required`), or consent to an older text "
+        "(`consent_outdated`, `details.current_version`): consent again first; " + _RESTRICTED,
+        409: _IDEMPOTENCY,
+    },
     "conversations.conversation": {409: _HISTORY},
     "conversations.messages": {409: _HISTORY},
     "conversations.send": {
-        403: "consent withdrawn (`consent_required`)",
+        403: f"consent withdrawn (`consent_required`), {_RESTRICTED}",
         409: f"the conversation is closed (`conflict`), {_IDEMPOTENCY}, {_HISTORY}",
     },
     "attachments.upload_attachment": {
-        403: "consent withdrawn (`consent_required`)",
+        403: f"consent withdrawn (`consent_required`), {_RESTRICTED}",
         409: f"the conversation is closed (`conflict`), {_IDEMPOTENCY}",
         413: "or an image has more pixels than allowed (`image_too_large`)",
         415: "the bytes are not PDF, PNG, JPEG or HEIC, or the part's type names another",
         422: "or the file cannot be read (`unreadable_file`)",
     },
     "attachments.upload_clinician_attachment": {
-        403: _ROLE_KEY,
+        403: f"{_ROLE_KEY}, {_FROZEN}",
         409: f"the conversation is closed (`conflict`), {_IDEMPOTENCY}",
         413: "or an image has more pixels than allowed (`image_too_large`)",
         415: "the bytes are not PDF, PNG, JPEG or HEIC, or the part's type names another",
         422: "or the file cannot be read (`unreadable_file`)",
     },
     "attachments.download_attachment": {409: _HISTORY},
-    "attachments.download_clinician_attachment": {403: _ROLE_KEY},
+    "attachments.download_clinician_attachment": {403: f"{_ROLE_KEY}, {_FROZEN}"},
     "clinician.queue": {403: _ROLE_KEY},
-    "clinician.conversation": {403: _ROLE_KEY},
-    "clinician.messages": {403: _ROLE_KEY, 409: "the content was re-sealed meanwhile"},
+    "clinician.conversation": {403: f"{_ROLE_KEY}, {_FROZEN}"},
+    "clinician.messages": {
+        403: f"{_ROLE_KEY}, {_FROZEN}",
+        409: "the content was re-sealed meanwhile",
+    },
     "clinician.reply": {
-        403: _ROLE_KEY,
+        403: f"{_ROLE_KEY}, {_FROZEN}",
         409: f"the conversation is closed (`conflict`), {_IDEMPOTENCY}",
     },
-    "clinician.close": {403: _ROLE_KEY, 409: "already closed (`conflict`)"},
+    "clinician.close": {403: f"{_ROLE_KEY}, {_FROZEN}", 409: "already closed (`conflict`)"},
     "clinician.draft": {403: _ROLE_KEY},
     "clinician.save_draft": {403: _ROLE_KEY, 409: "the conversation is closed (`conflict`)"},
     "clinician.discard_draft": {403: _ROLE_KEY},
@@ -196,6 +212,9 @@ _EXTRA: dict[str, dict[int, str]] = {
         409: "the archive does not match its ledger (`archive_integrity_failed`)",
     },
 }
+# The data protection officer names the member by address: none active answers 404.
+for _dpo_act in ("export", "erasure", "restriction", "rectification"):
+    _EXTRA[f"dpo.{_dpo_act}"] = {404: "no active member has this address (`not_found`)"}
 # The same rules hold for the attachment and the export of an opened retrieval.
 _EXTRA["compliance.attachment"] = _EXTRA["compliance.export"] = _EXTRA["compliance.content"]
 
@@ -302,7 +321,9 @@ _SUCCESS: dict[str, dict[str, Any]] = {
 }
 
 #: Operations that read no stored row an integrity check could refuse.
-_NO_STORED_STATE = frozenset({"compliance.public_key", "auth.password_reset"})
+_NO_STORED_STATE = frozenset(
+    {"compliance.public_key", "auth.password_reset", "member.consent_text"}
+)
 
 
 def _merge(target: dict[str, Any], extra: Mapping[str, Any]) -> None:

@@ -20,8 +20,10 @@ from medchat.app import create_app
 from medchat.cli.admin import create_admin
 from medchat.cli.archive import archive_group
 from medchat.cli.audit import audit_group
+from medchat.cli.backup import backup_group
 from medchat.cli.db import db_group
 from medchat.cli.demo import demo
+from medchat.cli.dpo import dpo_group
 from medchat.cli.keys import keys_group
 from medchat.cli.notify import notify_group
 from medchat.cli.output import fail
@@ -37,6 +39,8 @@ COMMANDS = (
     archive_group,
     retention_group,
     notify_group,
+    dpo_group,
+    backup_group,
 )
 
 

@@ -38,6 +38,7 @@ from medchat.models.notifications import (
     NotificationPreference,
     PushSubscription,
 )
+from medchat.models.restrictions import ProcessingRestriction, RestrictionGround
 from medchat.models.templates import ReplyTemplate
 from medchat.models.tokens import AuthToken, TokenKind
 
@@ -72,9 +73,11 @@ __all__ = [
     "NotificationPreference",
     "PasswordResetToken",
     "PersonalKey",
+    "ProcessingRestriction",
     "PushSubscription",
     "RecoveryCode",
     "ReplyTemplate",
+    "RestrictionGround",
     "RetrievalRequest",
     "RewrapRequest",
     "RoleKey",

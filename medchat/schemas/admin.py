@@ -7,7 +7,7 @@ from marshmallow import fields, validate
 
 from medchat.schemas.common import StrictSchema, UtcDateTime, email_field
 
-STAFF_ROLES = ("clinician", "compliance", "admin")
+STAFF_ROLES = ("clinician", "compliance", "admin", "dpo")
 
 
 class StaffCreateSchema(StrictSchema):

@@ -15,6 +15,18 @@ and the tests validate the output against the R4 models of ``fhir.resources``.
   ``payload.contentAttachment`` metadata (title, contentType, size; never the bytes). The
   conversation's subject is the ``topic``; ``inResponseTo`` links each message to the one
   before it, so the thread survives.
+- ``Consent`` per consent decision (the history, oldest first): ``status`` active, or inactive
+  once withdrawn or replaced; scope ``patient-privacy``, category LOINC 59284-0 "Patient
+  Consent"; the text version as ``policyRule`` (system ``CONSENT_TEXT_SYSTEM``, code
+  ``<purpose>/<version>``); ``provision`` permit over the period it applied.
+- ``Consent`` per restriction of processing or objection (``medchat.services.restrictions``):
+  the member's refusal, so ``provision`` ``deny`` over the period it applied, ``policyRule``
+  coded ``restriction/<ground>`` (``member_request`` or ``objection``) in the same system.
+- What an erasure would leave behind (``medchat.services.kept_after_deletion``): the complex
+  extension ``RETENTION_EXTENSION`` on the Patient, one per kind of record, with the
+  sub-extensions ``kept`` (code), ``what``, ``why``, ``howLong`` (strings) and, for a fixed
+  period, ``period`` (a ``Duration`` in days, UCUM ``d``). Bundle itself carries no extension
+  (it is not a DomainResource), and the Patient is the one the statement is about.
 - A conversation whose history is not readable yet (after a password reset), or that failed
   an integrity check (``medchat.services.conversation_refusals``), becomes one Communication
   with status ``unknown`` and a ``statusReason``: listed, not dropped.
@@ -28,6 +40,7 @@ from typing import Any
 
 from medchat.clock import iso_z
 from medchat.services.export import ExportedConversation, MemberExport
+from medchat.services.kept_after_deletion import KeptItem
 from medchat.services.message_views import MessageView
 
 FHIR_VERSION = "4.0.1"
@@ -40,6 +53,12 @@ PENDING_REASON = (
     "This conversation's history is being restored after a password reset and cannot be "
     "read yet; export again later."
 )
+#: The code system of medchat's consent texts: code ``<purpose>/<version>``.
+CONSENT_TEXT_SYSTEM = "urn:medchat:consent-text"
+#: The complex extension stating what an erasure keeps (docs/data-rights.md, "FHIR").
+RETENTION_EXTENSION = "urn:medchat:fhir:StructureDefinition:retention-after-deletion"
+_CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
+_LOINC = "http://loinc.org"
 REFUSED_REASON = (
     "This conversation failed an integrity check and cannot be opened; the refusal was recorded "
     "for the service's operator."
@@ -59,8 +78,85 @@ def _without_empty(resource: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in resource.items() if value not in (None, [], {}, "")}
 
 
-def patient(profile: dict[str, Any]) -> dict[str, Any]:
-    """The member as a FHIR Patient (their own full data: the export is theirs)."""
+def retention_extension(item: KeptItem) -> dict[str, Any]:
+    """One kind of record an erasure keeps, as the complex extension ``RETENTION_EXTENSION``."""
+    parts: list[dict[str, Any]] = [
+        {"url": "kept", "valueCode": item.kept},
+        {"url": "what", "valueString": item.what},
+        {"url": "why", "valueString": item.why},
+        {"url": "howLong", "valueString": item.how_long},
+    ]
+    if item.retention_days is not None:
+        duration = {
+            "value": item.retention_days,
+            "unit": "d",
+            "system": "http://unitsofmeasure.org",
+            "code": "d",
+        }
+        parts.append({"url": "period", "valueDuration": duration})
+    return {"url": RETENTION_EXTENSION, "extension": parts}
+
+
+def consent(
+    record: dict[str, Any], member_id: uuid.UUID, patient_ref: dict[str, str]
+) -> dict[str, Any]:
+    """One consent decision as a FHIR Consent: active while it applies, inactive after. Its id
+    is derived from the member and the grant, so every export names it alike."""
+    withdrawn = record["withdrawn_at"]
+    name = f"{record['purpose']}/{record['version']}/{iso_z(record['granted_at'])}"
+    period = {"start": iso_z(record["granted_at"])}
+    if withdrawn is not None:
+        period["end"] = iso_z(withdrawn)
+    return {
+        "resourceType": "Consent",
+        "id": str(uuid.uuid5(member_id, name)),
+        "status": "active" if withdrawn is None else "inactive",
+        "scope": {"coding": [{"system": _CONSENT_SCOPE, "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": _LOINC, "code": "59284-0"}]}],
+        "patient": patient_ref,
+        "dateTime": iso_z(record["granted_at"]),
+        "policyRule": {
+            "coding": [
+                {
+                    "system": CONSENT_TEXT_SYSTEM,
+                    "code": f"{record['purpose']}/{record['version']}",
+                }
+            ],
+            "text": f"medchat consent to {record['purpose']}, text version {record['version']}",
+        },
+        "provision": {"type": "permit", "period": period},
+    }
+
+
+def restriction(
+    record: dict[str, Any], member_id: uuid.UUID, patient_ref: dict[str, str]
+) -> dict[str, Any]:
+    """One restriction of processing (or objection) as a FHIR Consent that denies."""
+    lifted = record["lifted_at"]
+    period = {"start": iso_z(record["restricted_at"])}
+    if lifted is not None:
+        period["end"] = iso_z(lifted)
+    code = f"restriction/{record['ground']}"
+    return {
+        "resourceType": "Consent",
+        "id": str(uuid.uuid5(member_id, f"{code}/{period['start']}")),
+        "status": "active" if lifted is None else "inactive",
+        "scope": {"coding": [{"system": _CONSENT_SCOPE, "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": _LOINC, "code": "59284-0"}]}],
+        "patient": patient_ref,
+        "dateTime": period["start"],
+        "policyRule": {
+            "coding": [{"system": CONSENT_TEXT_SYSTEM, "code": code}],
+            "text": "Restriction of processing"
+            + (" after an objection" if record["ground"] == "objection" else ""),
+        },
+        "provision": {"type": "deny", "period": period},
+    }
+
+
+def patient(profile: dict[str, Any], kept: tuple[KeptItem, ...] = ()) -> dict[str, Any]:
+    """The member as a FHIR Patient (their own full data: the export is theirs), with what an
+    erasure would keep of them."""
     telecom = []
     if profile.get("phone"):
         telecom.append({"system": "phone", "value": profile["phone"]})
@@ -90,6 +186,7 @@ def patient(profile: dict[str, Any]) -> dict[str, Any]:
         {
             "resourceType": "Patient",
             "id": str(profile["id"]),
+            "extension": [retention_extension(item) for item in kept],
             "identifier": identifier,
             "name": [name] if len(name) > 1 else [],
             "telecom": telecom,
@@ -163,9 +260,15 @@ def pending_communication(
 
 def bundle(export: MemberExport) -> dict[str, Any]:
     """The whole export as a FHIR R4 ``collection`` Bundle (JSON-ready dicts)."""
-    person = patient(export.profile)
+    person = patient(export.profile, export.kept_after_deletion)
     patient_ref = {"reference": _urn(export.profile["id"])}
     entries = [{"fullUrl": patient_ref["reference"], "resource": person}]
+    for record in export.consents:
+        resource = consent(record, export.profile["id"], patient_ref)
+        entries.append({"fullUrl": _urn(uuid.UUID(resource["id"])), "resource": resource})
+    for record in export.restrictions:
+        resource = restriction(record, export.profile["id"], patient_ref)
+        entries.append({"fullUrl": _urn(uuid.UUID(resource["id"])), "resource": resource})
     for conversation in export.conversations:
         if not conversation.view.readable:
             resource = pending_communication(conversation, patient_ref)

@@ -38,6 +38,28 @@ class ConsentStateSchema(ma.Schema):
     granted = fields.Boolean(required=True)
     version = fields.String(allow_none=True, required=True)
     granted_at = UtcDateTime(allow_none=True, required=True)
+    current_version = fields.String(
+        required=True,
+        metadata={"description": "The version of the text the server serves now."},
+    )
+    outdated = fields.Boolean(
+        required=True,
+        metadata={
+            "description": "Granted to another version than the current one: the member is "
+            "asked again (GET /api/v1/consent) before a new question."
+        },
+    )
+
+
+class ConsentTextSchema(ma.Schema):
+    """``GET /api/v1/consent``: the text a member agrees to now."""
+
+    purpose = fields.String(required=True, metadata={"enum": ["health_messaging"]})
+    version = fields.String(required=True)
+    text = fields.String(required=True)
+    sha256 = fields.String(
+        required=True, metadata={"description": "SHA-256 of the text's UTF-8 bytes, hex."}
+    )
 
 
 class ConsentSchema(ma.Schema):
@@ -129,6 +151,45 @@ class ExportConversationSchema(ConversationSchema):
     messages = fields.List(fields.Nested(ExportMessageSchema), required=True)
 
 
+class RestrictionStateSchema(ma.Schema):
+    """Whether the member restricts processing now, on which ground, since when."""
+
+    restricted = fields.Boolean(required=True)
+    ground = fields.String(
+        allow_none=True, required=True, metadata={"enum": ["member_request", "objection", None]}
+    )
+    since = UtcDateTime(allow_none=True, required=True)
+
+
+class RestrictionRecordSchema(ma.Schema):
+    """One restriction in the export: who asked, when it began and ended."""
+
+    ground = fields.String(required=True, metadata={"enum": ["member_request", "objection"]})
+    requested_by = fields.String(required=True, metadata={"enum": ["member", "dpo"]})
+    restricted_at = UtcDateTime(required=True)
+    lifted_at = UtcDateTime(allow_none=True, required=True)
+    lifted_by = fields.String(allow_none=True, required=True)
+
+
+class KeptAfterDeletionSchema(ma.Schema):
+    """One kind of record an erasure leaves behind (``services/kept_after_deletion``)."""
+
+    kept = fields.String(
+        required=True,
+        metadata={
+            "enum": ["sealed_archive", "consent_history", "audit_trail", "account_tombstone"]
+        },
+    )
+    what = fields.String(required=True)
+    why = fields.String(required=True)
+    how_long = fields.String(required=True)
+    retention_days = fields.Integer(
+        allow_none=True,
+        required=True,
+        metadata={"description": "A fixed period in days; null: as long as `how_long` says."},
+    )
+
+
 class ExportSchema(ma.Schema):
     """Everything held about the member that they can read (API.md ``/me/export``)."""
 
@@ -137,16 +198,43 @@ class ExportSchema(ma.Schema):
     consents = fields.List(fields.Nested(ConsentRecordSchema), required=True)
     conversations = fields.List(fields.Nested(ExportConversationSchema), required=True)
     notifications = fields.Nested(NotificationExportSchema, required=True)
+    restrictions = fields.List(
+        fields.Nested(RestrictionRecordSchema),
+        required=True,
+        metadata={"description": "Every restriction of processing and objection, oldest first."},
+    )
+    kept_after_deletion = fields.List(
+        fields.Nested(KeptAfterDeletionSchema),
+        required=True,
+        metadata={"description": "What an erasure leaves behind, why and for how long."},
+    )
 
 
 class AccessLogEntrySchema(ma.Schema):
     at = UtcDateTime(required=True)
     actor = fields.String(
         required=True,
-        metadata={"description": 'A doctor\'s display name ("Dr. A."), "compliance" or "system".'},
+        metadata={
+            "description": 'A doctor\'s display name ("Dr. A."), "compliance", "system", '
+            '"you" (the member\'s own restriction or objection) or "data protection officer".'
+        },
     )
     action = fields.String(
-        required=True, metadata={"enum": ["read", "reply", "close", "retrieval", "retention"]}
+        required=True,
+        metadata={
+            "enum": [
+                "read",
+                "reply",
+                "close",
+                "retrieval",
+                "retention",
+                "restrict",
+                "object",
+                "lift_restriction",
+                "export_request",
+                "rectification",
+            ]
+        },
     )
     conversation_id = fields.UUID(allow_none=True, required=True)
 

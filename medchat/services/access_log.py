@@ -15,11 +15,18 @@ audit action (``subject_id`` = the member)        ``action``        ``actor``
 ``archive.retrieval.*`` (ask, approve, open,      ``retrieval``     ``compliance``
 attachment, export)
 ``retention.*`` (destroy, seal, archive destroy)  ``retention``     ``system``
+``privacy.restrict``                              ``restrict``      ``you`` / DPO
+``privacy.objection``                             ``object``        ``you`` / DPO
+``privacy.restriction_lift``                      ``lift_restriction`` ``you`` / DPO
+``dpo.export_notice`` by the DPO                  ``export_request``  DPO
+``profile.update`` by the DPO                     ``rectification``   DPO
 ================================================  ================  =================
 
 Only entries with outcome ``success`` are listed (a refused attempt opened nothing; it stays
-in the audit trail for compliance review). The member's own actions are never listed, nor
-anything that names another member. A clinician is shown by the display name members already
+in the audit trail for compliance review). The member's own actions are never listed, but for
+restrictions and objections (``own`` rules): they change what others may do with the data, so
+the log shows when they began and ended, "you" when the member acted. Nothing that names
+another member is listed. A clinician is shown by the display name members already
 see on messages (``accounts.display_names``), never by e-mail or account id; compliance
 officers are shown by role only. ``conversation_id`` comes from the entry's target or details,
 or, for archive steps, from the archive record the entry names.
@@ -50,6 +57,10 @@ from medchat.services.display_names import display_names
 
 COMPLIANCE_ACTOR = "compliance"
 SYSTEM_ACTOR = "system"
+#: The member themself, for the own actions the log shows (restriction, objection).
+OWN_ACTOR = "you"
+#: The data protection officer acting on a request received by mail.
+DPO_ACTOR = "data protection officer"
 #: Shown if a clinician account somehow has no display name (never its e-mail or id).
 UNNAMED_CLINICIAN = "clinician"
 
@@ -66,8 +77,10 @@ class Rule:
     actions: tuple[str, ...] = ()
     prefixes: tuple[str, ...] = ()
     actor_role: str | None = None
+    #: Also the member's own entries (by default only others' acts are shown).
+    own: bool = False
 
-    def condition(self) -> ColumnElement[bool]:
+    def condition(self, member_id: uuid.UUID) -> ColumnElement[bool]:
         matches: list[ColumnElement[bool]] = (
             [AuditEntry.action.in_(self.actions)] if self.actions else []
         )
@@ -75,6 +88,9 @@ class Rule:
         condition = or_(*matches)
         if self.actor_role is not None:
             condition = and_(condition, AuditEntry.actor_role == self.actor_role)
+        if not self.own:
+            others = or_(AuditEntry.actor_id.is_(None), AuditEntry.actor_id != member_id)
+            condition = and_(condition, others)
         return condition
 
     def matches(self, action: str, actor_role: str | None) -> bool:
@@ -96,6 +112,17 @@ RULES: tuple[Rule, ...] = (
     # Retention runs from cron with no signed-in actor; whatever context it carries, the
     # member is told "system".
     Rule("retention", prefixes=("retention.",)),
+    Rule("restrict", actions=("privacy.restrict",), own=True),
+    Rule("object", actions=("privacy.objection",), own=True),
+    Rule("lift_restriction", actions=("privacy.restriction_lift",), own=True),
+    # The data protection officer acting on a mailed request (``services.dpo``); the
+    # restriction entries above show the officer too.
+    Rule("export_request", actions=("dpo.export_notice",), actor_role=Role.DPO),
+    Rule("rectification", actions=("profile.update",), actor_role=Role.DPO),
+)
+#: Access-log actions whose actor is the member or the data protection officer.
+_PRIVACY_ACTIONS = frozenset(
+    {"restrict", "object", "lift_restriction", "export_request", "rectification"}
 )
 
 
@@ -143,8 +170,7 @@ class AccessLogService:
             .where(
                 AuditEntry.subject_id == actor.id,
                 AuditEntry.outcome == "success",
-                or_(AuditEntry.actor_id.is_(None), AuditEntry.actor_id != actor.id),
-                or_(*(rule.condition() for rule in RULES)),
+                or_(*(rule.condition(actor.id) for rule in RULES)),
             )
             .order_by(AuditEntry.seq.desc())
             .limit(limit + 1)
@@ -154,14 +180,16 @@ class AccessLogService:
         rows = self.session.execute(statement).all()
         more = len(rows) > limit
         rows = rows[:limit]
-        items = self._entries(rows)
+        items = self._entries(rows, actor.id)
         return Page(items, rows[-1].seq if more else None)
 
-    def _entries(self, rows: Sequence[Any]) -> list[AccessLogEntry]:
+    def _entries(self, rows: Sequence[Any], member_id: uuid.UUID) -> list[AccessLogEntry]:
         """Name the actors and find the conversations of a page (two queries at most)."""
         shown = [(row, shown_action(row.action, row.actor_role)) for row in rows]
         clinicians = {
-            row.actor_id for row, action in shown if action != "retention" and row.actor_id
+            row.actor_id
+            for row, action in shown
+            if action != "retention" and action not in _PRIVACY_ACTIONS and row.actor_id
         }
         names = display_names(self.session, clinicians)
         details = {row.seq: _details(row.details) for row in rows}
@@ -173,7 +201,7 @@ class AccessLogService:
             entries.append(
                 AccessLogEntry(
                     at=row.at,
-                    actor=self._actor(action, row.actor_role, names.get(row.actor_id)),
+                    actor=self._actor(action, row, names.get(row.actor_id), member_id),
                     action=action,
                     conversation_id=_conversation_of(row, details[row.seq], records),
                 )
@@ -181,9 +209,12 @@ class AccessLogService:
         return entries
 
     @staticmethod
-    def _actor(action: str, actor_role: str | None, name: str | None) -> str:
+    def _actor(action: str, row: Any, name: str | None, member_id: uuid.UUID) -> str:
         if action == "retention":
             return SYSTEM_ACTOR
+        if action in _PRIVACY_ACTIONS:
+            return OWN_ACTOR if row.actor_id == member_id else DPO_ACTOR
+        actor_role = row.actor_role
         if actor_role == Role.COMPLIANCE:
             return COMPLIANCE_ACTOR
         return name or UNNAMED_CLINICIAN

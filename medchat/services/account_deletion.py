@@ -28,6 +28,7 @@ Audited as ``account.delete`` (ids and counts only), after the seals it caused.
 from __future__ import annotations
 
 import secrets
+import uuid
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -98,37 +99,47 @@ class AccountDeletionService:
         AuthenticationService(self.session, self.runtime).step_up(
             account, password, address=address, action="account.delete", subject_id=account.id
         )
-        sealed = self._seal_live_conversations(actor)
-        ConsentService(self.session, self.runtime).withdraw(actor)
-        self._destroy_secrets(actor)
-        self._remove_profile(actor)
+        return self.erase(account)
+
+    def erase(self, account: Account, *, ticket: str | None = None) -> str:
+        """Erase a member's account, whose request was checked by the caller: the member's
+        password (``delete_own``) or the data protection officer's ticket (``ticket``, in the
+        ``account.delete`` entry). The caller holds the account row's lock."""
+        if account.role != Role.MEMBER or account.status != AccountStatus.ACTIVE:
+            raise Forbidden
+        sealed = self._seal_live_conversations(account.id)
+        ConsentService(self.session, self.runtime).withdraw_for(account.id)
+        self._destroy_secrets(account.id)
+        self._remove_profile(account)
+        details: dict[str, object] = {"conversations_sealed": sealed}
+        if ticket:
+            details["ticket"] = ticket
         audit.record(
             self.session,
             "account.delete",
             target_type="account",
             target_id=account.id,
             subject_id=account.id,
-            details={"conversations_sealed": sealed},
+            details=details,
         )
         return DELETED
 
-    def _seal_live_conversations(self, actor: Principal) -> int:
+    def _seal_live_conversations(self, member_id: uuid.UUID) -> int:
         """Seal each live conversation as a deletion request would (audited one by one)."""
         ids = list(
             self.session.scalars(
                 select(Conversation.id)
-                .where(Conversation.member_id == actor.id, Conversation.status.in_(LIVE_STATUSES))
+                .where(Conversation.member_id == member_id, Conversation.status.in_(LIVE_STATUSES))
                 .order_by(Conversation.created_at, Conversation.id)
             )
         )
         deletion = DeletionService(self.session, self.runtime)
         for conversation_id in ids:
-            deletion.delete_own(actor, conversation_id)
+            deletion.seal_for_member(member_id, conversation_id)
         return len(ids)
 
-    def _destroy_secrets(self, actor: Principal) -> None:
+    def _destroy_secrets(self, account_id: uuid.UUID) -> None:
         """Sessions, keys and every single-use secret of the account."""
-        account_id = actor.id
         TokenStore(self.session, self.runtime.clock.now()).revoke_account(account_id)
         custody = self.runtime.custody(self.session)
         custody.revoke_grants(account_id)  # members hold none; a tombstone never will
@@ -154,9 +165,8 @@ class AccountDeletionService:
         ):
             self.session.execute(statement.execution_options(synchronize_session=False))
 
-    def _remove_profile(self, actor: Principal) -> None:
+    def _remove_profile(self, account: Account) -> None:
         """Leave a tombstone: the row and its id, nothing that names or reaches the person."""
-        account = actor.account
         self.session.execute(
             delete(MemberProfile)
             .where(MemberProfile.account_id == account.id)

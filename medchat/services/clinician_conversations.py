@@ -42,6 +42,7 @@ from medchat.services.idempotency import Created
 from medchat.services.message_views import CaseView, MessageView
 from medchat.services.notifications import enqueue
 from medchat.services.patient_view import patient_view, patient_views
+from medchat.services.restrictions import active_restriction_exists
 
 
 class ClinicianConversationService(ConversationFront):
@@ -89,6 +90,9 @@ class ClinicianConversationService(ConversationFront):
         if status not in LIVE_STATUSES:
             raise ValidationFailed(details={"status": ["Not a conversation status."]})
         statement = select(Conversation).where(Conversation.status == status)
+        if status != ConversationStatus.OPEN:
+            # A member who restricted processing: only their open questions are listed.
+            statement = statement.where(~active_restriction_exists(Conversation.member_id))
         descending = status != ConversationStatus.OPEN
         statement = order_by_activity(statement, after, descending=descending)
         rows = list(self.session.scalars(statement.limit(limit + 1)))

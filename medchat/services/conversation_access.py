@@ -12,6 +12,10 @@ for an id that never existed, and every API route, console page and list goes th
 filters on ``LIVE_STATUSES``. Only the compliance archive reaches it, through an approved
 retrieval (``medchat.services.retrieval``).
 
+A member who restricted processing (``medchat.services.restrictions``) freezes their
+conversations: ``load`` refuses a clinician every one but those still open (403
+``processing_restricted``), and writers call ``require_unrestricted``.
+
 A member's own conversation whose DEK their session cannot open is one whose history waits in
 the re-wrap queue after a password reset (SECURITY-MODEL key hierarchy 7): that is answered
 here, once, as 409 ``history_pending`` (the row check has passed, so it reveals nothing).
@@ -48,11 +52,13 @@ from medchat.models import (
     Conversation,
     ConversationKeyEpoch,
     ConversationKeyWrap,
+    ConversationStatus,
     Holder,
     KeyRole,
 )
 from medchat.services.consent import current_consent_exists
 from medchat.services.context import ServiceContext
+from medchat.services.restrictions import RestrictionService, active_restriction_exists
 
 
 def _load_statement(*, for_update: bool, with_consent: bool) -> Any:
@@ -68,6 +74,9 @@ def _load_statement(*, for_update: bool, with_consent: bool) -> Any:
         wraps.wrap,
         epochs,
         current_epoch_column(Conversation.id),
+        # Whether the member restricted processing (``services.restrictions``): read with
+        # the row, so the check costs no round trip.
+        active_restriction_exists(Conversation.member_id).label("restricted"),
     ]
     if with_consent:
         columns.append(current_consent_exists(Conversation.member_id).label("consents"))
@@ -120,6 +129,8 @@ class ConversationAccess:
         self._consents: dict[uuid.UUID, bool] = {}
         #: Read with the row by ``load(for_update=True)``: what ``ready_to_seal`` decides from.
         self._facts: dict[uuid.UUID, SealingFacts] = {}
+        #: Read with the row by ``load``: conversation id -> its member restricted processing.
+        self._restricted: dict[uuid.UUID, bool] = {}
 
     def load(
         self,
@@ -154,6 +165,11 @@ class ConversationAccess:
                 raise NotFound
         elif actor.role != Role.CLINICIAN:
             raise Forbidden
+        self._restricted[conversation.id] = bool(rows[0].restricted)
+        if actor.role == Role.CLINICIAN and conversation.status != ConversationStatus.OPEN:
+            # A restricted member's conversation: a doctor reads only a question still
+            # waiting for its answer (``services.restrictions``).
+            self.require_unrestricted(conversation)
         if holder is not None:
             found = EpochWraps(current=rows[0].current_epoch)
             for row in rows:
@@ -164,6 +180,14 @@ class ConversationAccess:
         if for_update:
             self._facts[conversation.id] = SealingFacts.from_row(rows[0])
         return conversation
+
+    def require_unrestricted(self, conversation: Conversation) -> None:
+        """Raise ``ProcessingRestricted`` while the conversation's member restricts processing
+        (what ``load`` read with the row; the restriction's row is loaded, its tag checked,
+        only when it exists)."""
+        RestrictionService(self.session, self.runtime).require_unrestricted(
+            conversation.member_id, known=self._restricted.get(conversation.id)
+        )
 
     def consent_known(self, conversation: Conversation) -> bool | None:
         """Whether the member consented when ``load(with_consent=True)`` read the row."""

@@ -386,7 +386,11 @@ class ConversationService(ConversationReader):
         self.session.refresh(conversation, ["status"], with_for_update=True)
 
     def require_consent(self, actor: Principal, conversation: Conversation) -> None:
-        """No new message, from either side, once the member has withdrawn consent."""
+        """No new message, from either side, once the member has withdrawn consent; none from
+        the member while they restrict processing (a doctor may still answer an open
+        question: ``ConversationAccess.load`` refused every other one)."""
+        if actor.role == Role.MEMBER:
+            self.access.require_unrestricted(conversation)
         try:
             self.consent.require_current(
                 conversation.member_id, known=self.access.consent_known(conversation)

@@ -41,6 +41,7 @@ from medchat.db import rows_changed
 from medchat.errors import Forbidden, NotFound
 from medchat.identity.principal import Principal
 from medchat.models import (
+    LIVE_STATUSES,
     Account,
     ArchiveRecord,
     Attachment,
@@ -78,6 +79,21 @@ class DeletionService:
         if actor.role != Role.MEMBER:
             raise Forbidden
         conversation = ConversationAccess(self.session, self.runtime).load(actor, conversation_id)
+        return self._seal_requested(conversation)
+
+    def seal_for_member(self, member_id: uuid.UUID, conversation_id: uuid.UUID) -> str:
+        """Seal a live conversation of ``member_id`` on their erasure (``AccountDeletion``),
+        whoever carries the request: the row check is the member id, no key is opened."""
+        conversation = self.session.get(Conversation, conversation_id)
+        if (
+            conversation is None
+            or conversation.member_id != member_id
+            or conversation.status not in LIVE_STATUSES
+        ):
+            raise NotFound
+        return self._seal_requested(conversation)
+
+    def _seal_requested(self, conversation: Conversation) -> str:
         try:
             self.session.refresh(conversation, with_for_update=True)
         except InvalidRequestError:

@@ -4,7 +4,8 @@ Right of access and portability (docs/data-rights.md; API.md ``GET /api/v1/me/ex
 member's own full profile, the versioned history of their consents, and every live
 conversation of theirs with its subject, status, times, decrypted messages and attachment
 metadata (id, file name, type, size; the bytes stay behind ``GET /api/v1/attachments/{id}``).
-A clinician appears by display name only, as on messages.
+A clinician appears by display name only, as on messages. It ends with what an erasure would
+leave behind, why and for how long (``medchat.services.kept_after_deletion``).
 
 Sealed conversations are not exported: the member deleted them and they left the member's
 interface (SECURITY-MODEL "Deletion, sealed archive"). A conversation whose history waits to
@@ -37,9 +38,11 @@ from medchat.models import LIVE_STATUSES, Consent, Conversation
 from medchat.services.context import ServiceContext
 from medchat.services.conversation_refusals import INTEGRITY_FAILED
 from medchat.services.conversations import ConversationService
+from medchat.services.kept_after_deletion import KeptItem, kept_after_deletion
 from medchat.services.message_views import HISTORY_PENDING, ConversationView
 from medchat.services.notifications import NotificationPreferences
 from medchat.services.profiles import ProfileService
+from medchat.services.restrictions import RestrictionService
 
 FORMATS = ("json", "fhir")
 
@@ -74,6 +77,10 @@ class MemberExport:
     exported_at: datetime
     profile: dict[str, Any]
     consents: list[dict[str, Any]]
+    #: Every restriction of processing and objection, oldest first (``services.restrictions``).
+    restrictions: list[dict[str, Any]] = field(default_factory=list)
+    #: What an erasure would leave behind, why and for how long (``kept_after_deletion``).
+    kept_after_deletion: tuple[KeptItem, ...] = ()
     conversations: list[ExportedConversation] = field(default_factory=list)
     notifications: dict[str, Any] = field(default_factory=dict)
 
@@ -84,6 +91,8 @@ class MemberExport:
             "consents": self.consents,
             "conversations": [c.as_dict() for c in self.conversations],
             "notifications": self.notifications,
+            "restrictions": self.restrictions,
+            "kept_after_deletion": [item.as_dict() for item in self.kept_after_deletion],
         }
 
 
@@ -105,6 +114,8 @@ class ExportService:
             profile=ProfileService(self.session, self.runtime).own_profile(actor.account),
             consents=self._consents(actor),
             notifications=NotificationPreferences(self.session, self.runtime).export(actor.id),
+            restrictions=RestrictionService(self.session, self.runtime).history(actor.id),
+            kept_after_deletion=kept_after_deletion(self.runtime.settings),
         )
         rows = self.session.scalars(
             select(Conversation)

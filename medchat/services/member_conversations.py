@@ -38,6 +38,7 @@ from medchat.services.conversation_pages import (
 )
 from medchat.services.idempotency import Created
 from medchat.services.message_views import ConversationView
+from medchat.services.restrictions import RestrictionService
 
 #: Idempotency scope of a question: a key used to ask cannot replay as a message.
 START_SCOPE = "conversation.start"
@@ -65,7 +66,8 @@ class MemberConversationService(ConversationFront):
     ) -> Created[ConversationView]:
         """Ask a question: a new open conversation, its keys, and the first message.
 
-        Raises ``ConsentRequired`` without current consent, ``KeysNotInitialized`` before
+        Raises ``ConsentRequired`` without current consent (``ConsentOutdated`` when it names
+        an older text), ``KeysNotInitialized`` before
         ``keys init`` and ``Conflict`` for an ``Idempotency-Key`` used on another request.
         """
         self.require_audience(actor)
@@ -78,7 +80,8 @@ class MemberConversationService(ConversationFront):
             )
             if first is not None:
                 return Created(self._started_view(actor, first), replayed=True)
-        conversations.consent.require_current(actor.id)
+        conversations.consent.require_current_version(actor.id)
+        RestrictionService(self.session, self.runtime).require_unrestricted(actor.id)
         now = conversations.now()
         conversation = Conversation(
             id=conversation_id,

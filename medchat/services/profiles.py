@@ -65,7 +65,16 @@ class ProfileService:
         """
         if actor.role != Role.MEMBER:
             raise Forbidden
-        account = actor.account
+        self.rectify_account(actor.account, changes)
+        return self.own_profile(actor.account)
+
+    def rectify_account(
+        self, account: Account, changes: dict[str, Any], *, ticket: str | None = None
+    ) -> list[str]:
+        """Apply ``changes`` to a member's account, for the member or for the data protection
+        officer acting on a mailed request (``ticket``, audited); the changed field names."""
+        if account.role != Role.MEMBER:
+            raise Forbidden
         profile = account.profile
         if profile is None:  # pragma: no cover - every member registers with a profile
             raise Conflict("This account has no member profile.")
@@ -91,6 +100,6 @@ class ProfileService:
                 target_type="account",
                 target_id=account.id,
                 subject_id=account.id,
-                details={"fields": changed},
+                details={"fields": changed, **({"ticket": ticket} if ticket else {})},
             )
-        return self.own_profile(account)
+        return changed

@@ -22,7 +22,8 @@ from medchat.web import guard
 from medchat.web.guard import check_routes_declare_permissions, declared_permission, requires
 from tests.support.accounts import Person, make_member, make_staff
 
-ROLES = (Role.MEMBER, Role.CLINICIAN, Role.COMPLIANCE, Role.ADMIN)
+#: Every role there is: a new one joins the matrix by itself.
+ROLES = tuple(Role)
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -125,6 +126,8 @@ def test_public_routes_are_few_and_known(app):
         "/api/v1/archive/public-key",
         # The VAPID public key: a browser subscribes with it before anything else.
         "/api/v1/push/vapid-key",
+        # The consent text a member agrees to: shown before registration too.
+        "/api/v1/consent",
         # Swagger UI for the OpenAPI document (public, as the document is): the page, its
         # start-up script and the listed assets of flask-swagger-ui.
         "/api/v1/docs",
@@ -138,6 +141,9 @@ def test_staff_surfaces_belong_to_one_role_each(app):
         if rule.startswith("/api/v1/admin/"):
             holders = {role for role in ROLES if has_permission(role, permission)}
             assert holders == {Role.ADMIN}, rule
+        if rule.startswith("/api/v1/dpo/"):
+            holders = {role for role in ROLES if has_permission(role, permission)}
+            assert holders == {Role.DPO}, rule
 
 
 def test_undeclared_api_route_is_refused_at_start():
@@ -176,6 +182,10 @@ def test_the_member_data_rights_routes_belong_to_members_alone(app):
         ("/api/v1/me/export", "GET"),
         ("/api/v1/me/access-log", "GET"),
         ("/api/v1/me/deletion", "POST"),
+        ("/api/v1/me/restriction", "GET"),
+        ("/api/v1/me/restriction", "POST"),
+        ("/api/v1/me/restriction", "DELETE"),
+        ("/api/v1/me/objection", "POST"),
     }
     declared = {
         (rule, method): permission

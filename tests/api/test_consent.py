@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from sqlalchemy import select
 
+from medchat.errors import ConfigurationError
 from medchat.models import Consent, Conversation, Message
 from tests.support.accounts import bearer, login, make_member
 from tests.support.audit import audit_entries
@@ -15,6 +18,7 @@ from tests.support.messaging import (
     ask,
     asked,
     care_team,
+    consent_texts,
     count,
     give_consent,
     send,
@@ -44,18 +48,32 @@ def test_consent_is_not_granted_until_the_member_grants_it(client, tokens):
     response = client.get(CONSENT, headers=bearer(tokens))
     assert response.status_code == 200
     assert response.get_json() == {
-        "health_messaging": {"granted": False, "version": None, "granted_at": None}
+        "health_messaging": {
+            "granted": False,
+            "version": None,
+            "granted_at": None,
+            "current_version": CONSENT_VERSION,
+            "outdated": False,
+        }
     }
     assert response.headers["Cache-Control"] == "no-store"
 
 
-def test_each_grant_is_a_versioned_audited_record(client, runtime, member, tokens):
+def test_each_grant_is_a_versioned_audited_record(
+    client, runtime, member, tokens, make_app, tmp_path
+):
     granted = client.put(
         CONSENT, json={"health_messaging": True, "version": "2026-01"}, headers=bearer(tokens)
     )
     assert granted.status_code == 200
     now = runtime.clock.now().isoformat().replace("+00:00", "Z")
-    expected = {"granted": True, "version": "2026-01", "granted_at": now}
+    expected = {
+        "granted": True,
+        "version": "2026-01",
+        "granted_at": now,
+        "current_version": "2026-01",
+        "outdated": False,
+    }
     assert granted.get_json() == {"health_messaging": expected}
     assert client.get(CONSENT, headers=bearer(tokens)).get_json()["health_messaging"] == expected
 
@@ -65,6 +83,9 @@ def test_each_grant_is_a_versioned_audited_record(client, runtime, member, token
 
     # A new version of the text is a new record that ends the previous one.
     runtime.clock.advance(minutes=5)
+    client = make_app(
+        consent_version="2026-02", consent_text_dir=consent_texts(tmp_path, "2026-02")
+    ).test_client()
     give_consent(client, tokens, "2026-02")
     first, second = _consent_rows(runtime, member)
     assert (first.version, second.version) == ("2026-01", "2026-02")
@@ -121,6 +142,8 @@ def test_withdrawal_stops_new_questions_and_messages_but_history_stays_readable(
         "granted": False,
         "version": None,
         "granted_at": None,
+        "current_version": CONSENT_VERSION,
+        "outdated": False,
     }
     (row,) = _consent_rows(runtime, member)
     assert row.withdrawn_at is not None  # the record stays, ended
@@ -157,3 +180,67 @@ def test_withdrawing_without_consent_is_a_quiet_204(client, runtime, member, tok
     assert client.delete(CONSENT, headers=bearer(tokens)).status_code == 204
     assert audit_entries(runtime, prefix="consent.") == []
     assert _consent_rows(runtime, member) == []
+
+
+def test_the_server_serves_the_current_consent_text_to_anyone(client, make_app, tmp_path):
+    response = client.get("/api/v1/consent")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert (body["purpose"], body["version"]) == ("health_messaging", CONSENT_VERSION)
+    assert "first name, birth date and sex" in body["text"]
+    assert body["sha256"] == hashlib.sha256(body["text"].encode()).hexdigest()
+
+    other = make_app(consent_version="2027-03", consent_text_dir=consent_texts(tmp_path, "2027-03"))
+    served = other.test_client().get("/api/v1/consent").get_json()
+    assert (served["version"], served["text"]) == ("2027-03", "Consent text, version 2027-03.\n")
+
+
+def test_an_app_whose_current_consent_text_is_missing_refuses_to_start(make_app, tmp_path):
+    with pytest.raises(ConfigurationError, match="consent text"):
+        make_app(consent_version="2099-01", consent_text_dir=consent_texts(tmp_path))
+
+
+def test_a_grant_to_a_version_the_server_does_not_serve_is_refused(client, runtime, member, tokens):
+    response = client.put(
+        CONSENT, json={"health_messaging": True, "version": "2025-12"}, headers=bearer(tokens)
+    )
+    assert response.status_code == 409
+    error = response.get_json()["error"]
+    assert error["code"] == "consent_version_not_current"
+    assert error["details"] == {"current_version": CONSENT_VERSION}
+    assert _consent_rows(runtime, member) == []
+
+
+def test_a_member_whose_consent_names_an_older_text_is_asked_again_before_a_new_question(
+    client, runtime, member, tokens, make_app, tmp_path
+):
+    care_team(runtime)
+    give_consent(client, tokens)
+    conversation_id = asked(client, tokens, "Is this rash serious?")
+    # The insurer publishes a new text.
+    client = make_app(
+        consent_version="2026-07", consent_text_dir=consent_texts(tmp_path, "2026-07")
+    ).test_client()
+    state = client.get(CONSENT, headers=bearer(tokens)).get_json()["health_messaging"]
+    assert (state["version"], state["current_version"], state["outdated"]) == (
+        CONSENT_VERSION,
+        "2026-07",
+        True,
+    )
+
+    refused = ask(client, tokens, "Another question")
+    assert refused.status_code == 403
+    error = refused.get_json()["error"]
+    assert error["code"] == "consent_outdated"
+    assert error["details"] == {"current_version": "2026-07"}
+    assert count(runtime, Conversation) == 1
+    # A follow-up in the conversation already asked goes on under the grant it was asked under.
+    messages = f"{CONVERSATIONS}/{conversation_id}/messages"
+    assert send(client, tokens, messages, "A follow-up").status_code == 201
+
+    give_consent(client, tokens, "2026-07")
+    assert ask(client, tokens, "Another question").status_code == 201
+    assert [(row.version, row.withdrawn_at is None) for row in _consent_rows(runtime, member)] == [
+        (CONSENT_VERSION, False),
+        ("2026-07", True),
+    ]

@@ -70,7 +70,8 @@ _ALPHABET = st.one_of(
 )
 GENERATED = st.text(_ALPHABET, max_size=40)
 GENERATED_PER_TARGET = 8
-ROLES = (Role.MEMBER, Role.CLINICIAN, Role.COMPLIANCE, Role.ADMIN)
+#: Every role there is: a new one joins by itself.
+ROLES = tuple(Role)
 _addresses = itertools.count(1)
 
 
@@ -204,6 +205,7 @@ def people(client, runtime) -> dict[Role, str]:
         Role.CLINICIAN: login(client, runtime, team.clinician),
         Role.COMPLIANCE: login(client, runtime, team.compliance),
         Role.ADMIN: login(client, runtime, make_staff(runtime, Role.ADMIN)),
+        Role.DPO: login(client, runtime, make_staff(runtime, Role.DPO)),
     }
     give_consent(client, tokens[Role.MEMBER])
     return {role: pair["access_token"] for role, pair in tokens.items()}

@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime, timedelta
 
 import pytest
 from fhir.resources import __fhir_version__ as FHIR_MODELS_VERSION
 from fhir.resources.bundle import Bundle
 from fhir.resources.communication import Communication
+from fhir.resources.consent import Consent
 from fhir.resources.patient import Patient
 from sqlalchemy import event, select
 
 from medchat import audit
 from medchat.models import AuditEntry
+from medchat.schemas.fhir_bundle import RETENTION_EXTENSION
 from medchat.services.export import ExportService
 from tests.api.test_history_after_reset import a_member_with_history as a_member_after_reset
 from tests.support.accounts import bearer, login
-from tests.support.messaging import CONVERSATIONS, asked, send
+from tests.support.messaging import CONVERSATIONS, asked, consent_texts, send
 from tests.support.rights import (
     ANSWER,
     EXPORT,
@@ -55,7 +58,15 @@ def test_the_json_export_holds_profile_consents_and_every_live_conversation(clie
     assert response.headers["Content-Disposition"].startswith("attachment; filename=")
     assert response.mimetype == "application/json"
     data = response.get_json()
-    assert set(data) == {"exported_at", "profile", "consents", "conversations", "notifications"}
+    assert set(data) == {
+        "exported_at",
+        "profile",
+        "consents",
+        "conversations",
+        "restrictions",
+        "kept_after_deletion",
+        "notifications",
+    }
     me = client.get("/api/v1/me", headers=history.auth).get_json()
     assert data["profile"] == me
     assert [(c["purpose"], c["version"], c["withdrawn_at"]) for c in data["consents"]] == [
@@ -115,13 +126,77 @@ def test_sealed_conversations_are_not_exported(client, history):
     assert SECOND_QUESTION not in json.dumps(data)
 
 
-def test_withdrawn_and_regranted_consents_are_all_in_the_history(client, history):
+def test_withdrawn_and_regranted_consents_are_all_in_the_history(
+    client, runtime, history, make_app, tmp_path
+):
     assert client.delete("/api/v1/me/consent", headers=history.auth).status_code == 204
+    runtime.clock.advance(minutes=1)
+    # The insurer publishes a new text; the member agrees to it.
+    client = make_app(
+        consent_version="2026-07", consent_text_dir=consent_texts(tmp_path, "2026-07")
+    ).test_client()
     regrant = {"health_messaging": True, "version": "2026-07"}
     assert client.put("/api/v1/me/consent", json=regrant, headers=history.auth).status_code == 200
     consents = export(client, history.auth).get_json()["consents"]
     assert [c["version"] for c in consents] == ["2026-01", "2026-07"]
     assert consents[0]["withdrawn_at"] is not None and consents[1]["withdrawn_at"] is None
+
+    # Both decisions are in the FHIR export too, as Consent resources.
+    bundle = Bundle.parse_obj(export(client, history.auth, "?format=fhir").get_json())
+    found = [e.resource for e in bundle.entry if isinstance(e.resource, Consent)]
+    assert [(c.status, c.policyRule.coding[0].code) for c in found] == [
+        ("inactive", "health_messaging/2026-01"),
+        ("active", "health_messaging/2026-07"),
+    ]
+    patient_url = f"urn:uuid:{history.member.id}"
+    assert {c.patient.reference for c in found} == {patient_url}
+    first, second = found
+    withdrawn = datetime.fromisoformat(consents[0]["withdrawn_at"].replace("Z", "+00:00"))
+    assert first.provision.period.end == withdrawn
+    assert second.provision.period.start == withdrawn + timedelta(minutes=1)
+    assert second.provision.period.end is None
+    # The same grant keeps its id from one export to the next.
+    again = Bundle.parse_obj(export(client, history.auth, "?format=fhir").get_json())
+    assert [e.resource.id for e in again.entry if isinstance(e.resource, Consent)] == [
+        c.id for c in found
+    ]
+
+
+def test_the_export_says_what_an_erasure_keeps_why_and_for_how_long(make_app):
+    client = make_app(archive_retention_days=4000).test_client()
+    runtime = client.application.extensions["medchat"]
+    history = a_member_with_history(client, runtime)
+    kept = export(client, history.auth).get_json()["kept_after_deletion"]
+    by_kind = {item["kept"]: item for item in kept}
+    assert list(by_kind) == [
+        "sealed_archive",
+        "consent_history",
+        "audit_trail",
+        "account_tombstone",
+    ]
+    archive = by_kind["sealed_archive"]
+    assert archive["retention_days"] == 4000 and "4000 days" in archive["how_long"]
+    assert "court" in archive["why"] and "encrypted" in archive["what"]
+    assert all(item["why"] and item["what"] and item["how_long"] for item in kept)
+
+    raw = export(client, history.auth, "?format=fhir").get_json()
+    patient = next(
+        e["resource"] for e in raw["entry"] if e["resource"]["resourceType"] == "Patient"
+    )
+    assert Patient.parse_obj(patient).extension is not None
+    statements = [x for x in patient["extension"] if x["url"] == RETENTION_EXTENSION]
+    assert len(statements) == 4
+    parts = {p["url"]: p for p in statements[0]["extension"]}
+    assert parts["kept"]["valueCode"] == "sealed_archive"
+    assert parts["period"]["valueDuration"] == {
+        "value": 4000,
+        "unit": "d",
+        "system": "http://unitsofmeasure.org",
+        "code": "d",
+    }
+    assert parts["why"]["valueString"] == archive["why"]
+    # Records kept as long as others are carry no fixed period.
+    assert "period" not in {p["url"] for p in statements[1]["extension"]}
 
 
 def test_a_conversation_waiting_for_its_rewrap_is_listed_as_pending(make_app, tmp_path):
@@ -159,8 +234,12 @@ def test_the_fhir_export_is_a_valid_r4_collection_bundle(client, history):
     resources = [entry.resource for entry in bundle.entry]
     patients = [r for r in resources if isinstance(r, Patient)]
     messages = [r for r in resources if isinstance(r, Communication)]
-    assert len(patients) == 1 and len(messages) == 5
-    assert len(resources) == 6
+    consents = [r for r in resources if isinstance(r, Consent)]
+    assert len(patients) == 1 and len(messages) == 5 and len(consents) == 1
+    assert len(resources) == 7
+    (granted,) = consents
+    assert granted.status == "active" and granted.provision.type == "permit"
+    assert granted.policyRule.coding[0].code == "health_messaging/2026-01"
     # Every entry is addressable within the bundle, and every reference resolves in it.
     full_urls = {entry.fullUrl for entry in bundle.entry}
     assert len(full_urls) == len(bundle.entry)

@@ -52,6 +52,7 @@ from medchat.services.email_change import EmailChangeService
 from medchat.services.notifications import NotificationPreferences, PushSubscriptions, enqueue
 from medchat.services.notify_worker import NotifyWorker
 from medchat.services.password_reset import PasswordResetService
+from medchat.services.restrictions import RestrictionService
 from medchat.services.retrieval import RetrievalService
 from medchat.services.role_keys import RoleKeyService
 from medchat.storage.row_integrity import TAGGER
@@ -209,6 +210,11 @@ def build_world(client: Any, runtime: ServiceContext) -> World:
         NotificationPreferences(session, runtime).set(victim.id, {"push": True, "email": True})
         PushSubscriptions(session, runtime).register(victim.id, **PUSH_SUBSCRIPTION)
         enqueue(session, runtime, NotificationKind.REPLY, victim.id)
+    # A restriction of processing, asked and lifted (its row stays, as history).
+    with runtime.database.transaction() as session:
+        RestrictionService(session, runtime).restrict(victim.id)
+    with runtime.database.transaction() as session:
+        RestrictionService(session, runtime).lift(victim.id)
     for name in TAGGED:
         assert _count(runtime, name), f"the world has no row of {name}"
     return World(

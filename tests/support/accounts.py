@@ -21,6 +21,7 @@ PASSWORDS = {
     Role.CLINICIAN: "fennel-orbit-cascade-17",
     Role.COMPLIANCE: "granite-willow-sonnet-93",
     Role.ADMIN: "meadow-copper-violin-58",
+    Role.DPO: "harbor-thistle-mosaic-64",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -30,6 +31,15 @@ def care_team(runtime: ServiceContext) -> CareTeam:
     compliance = make_staff(runtime, Role.COMPLIANCE)
     init_role_keys(runtime, clinician, compliance)
     return CareTeam(clinician, compliance)
+
+
+def consent_texts(folder: Path, *versions: str) -> str:
+    """A folder of consent texts (``MEDCHAT_CONSENT_TEXT_DIR``) holding ``versions``."""
+    texts = folder / "health_messaging"
+    texts.mkdir(parents=True, exist_ok=True)
+    for version in versions:
+        (texts / f"{version}.txt").write_text(f"Consent text, version {version}.\n")
+    return str(folder)
 
 
 def give_consent(client: Any, tokens: dict[str, Any], version: str = CONSENT_VERSION) -> None:

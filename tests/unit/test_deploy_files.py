@@ -40,6 +40,7 @@ def test_every_unit_is_found():
         "medchat-retention.service",
         "medchat-audit-anchor.service",
         "medchat-notify.service",
+        "medchat-backup.service",
     }
 
 

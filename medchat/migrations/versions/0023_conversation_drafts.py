@@ -1,7 +1,7 @@
 """Clinicians' drafts (issue 17, item 5): one sealed, unsent answer per author and conversation.
 
 Revision ID: 0023
-Revises: 0019
+Revises: 0022
 Create Date: 2026-12-04 23:00:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import medchat.db
 
 revision = '0023'
-down_revision = '0019'
+down_revision = '0022'
 branch_labels = None
 depends_on = None
 

@@ -36,6 +36,12 @@ CASES = [
     ("retention.seal", None, "retention"),
     ("retention.archive_destroy", None, "retention"),
     ("retention.destroy", "system", "retention"),
+    # Restrictions and objections: the member's own too; the data protection officer's acts.
+    ("privacy.restrict", Role.MEMBER, "restrict"),
+    ("privacy.objection", Role.MEMBER, "object"),
+    ("privacy.restriction_lift", Role.DPO, "lift_restriction"),
+    ("dpo.export_notice", Role.DPO, "export_request"),
+    ("profile.update", Role.DPO, "rectification"),
     # Look-alikes and other people's actions that must stay out.
     ("message.send", Role.MEMBER, None),
     ("attachment.upload", Role.MEMBER, None),
@@ -51,6 +57,8 @@ CASES = [
     ("contentXread", Role.CLINICIAN, None),
     ("retentionXdestroy", None, None),
     ("account.disable", Role.ADMIN, None),
+    ("dpo.export_notice", Role.ADMIN, None),
+    ("dpo.erasure", Role.DPO, None),
 ]
 
 
@@ -59,8 +67,19 @@ def test_each_audit_action_maps_to_one_access_log_action(action, role, shown):
     assert shown_action(action, role) == shown
 
 
-def test_the_documented_actions_are_exactly_five():
-    assert {rule.shown_as for rule in RULES} == {"read", "reply", "close", "retrieval", "retention"}
+def test_the_documented_actions_are_exactly_these():
+    assert {rule.shown_as for rule in RULES} == {
+        "read",
+        "reply",
+        "close",
+        "retrieval",
+        "retention",
+        "restrict",
+        "object",
+        "lift_restriction",
+        "export_request",
+        "rectification",
+    }
 
 
 def test_the_query_selects_exactly_what_the_mapping_shows(runtime):
