@@ -37,7 +37,10 @@ class AuditEntrySchema(ma.Schema):
     outcome = fields.String()
     target_type = fields.String(allow_none=True)
     target_id = fields.String(allow_none=True)
+    #: The client's network address while it is kept (``MEDCHAT_AUDIT_ADDRESS_DAYS``); null
+    #: when there was none (CLI, jobs) or once erased (``address_erased``).
     address = fields.String(allow_none=True)
+    address_erased = fields.Boolean()
     details = fields.Raw()
 
 

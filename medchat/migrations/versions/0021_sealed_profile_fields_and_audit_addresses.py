@@ -1,4 +1,13 @@
-"""First name, birth date and sex sealed at rest like the other personal fields (issue 16 item 4).
+"""First name, birth date and sex sealed at rest like the other personal fields (issue 16 item
+4), and the audit log's network addresses sealed (item 3).
+
+Audit: three nullable columns on ``audit_entries`` (``address_hash``, ``address_sealed``,
+``address_erasure_mac``; ``medchat.audit.addresses``). Entries written from now on are format 3;
+the ones already there keep their clear address and verify as before until the retention job
+erases it. Nothing is rewritten here. Going back is refused once a format 3 entry or an erased
+address exists (the code before this revision could not verify them).
+
+Profile fields:
 
 Adds ``accounts.first_name_ciphertext``, ``member_profiles.birth_date_ciphertext`` and
 ``member_profiles.sex_ciphertext``, seals the values already there under the profile key of
@@ -98,6 +107,12 @@ def upgrade() -> None:
     with op.batch_alter_table('member_profiles', schema=None) as batch_op:
         batch_op.add_column(sa.Column('birth_date_ciphertext', sa.LargeBinary(), nullable=True))
         batch_op.add_column(sa.Column('sex_ciphertext', sa.LargeBinary(), nullable=True))
+    with op.batch_alter_table('audit_entries', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('address_hash', sa.LargeBinary(length=32), nullable=True))
+        batch_op.add_column(sa.Column('address_sealed', sa.LargeBinary(), nullable=True))
+        batch_op.add_column(
+            sa.Column('address_erasure_mac', sa.LargeBinary(length=32), nullable=True)
+        )
     bind = op.get_bind()
     if _has_rows(bind):
         cipher = _cipher('seals the first names, birth dates and sexes already stored')
@@ -130,6 +145,19 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    bind = op.get_bind()
+    newer = bind.execute(
+        sa.text('SELECT 1 FROM audit_entries WHERE format = 3 OR address_erasure_mac IS NOT NULL')
+    ).first()
+    if newer is not None:
+        raise RuntimeError(
+            'audit entries of format 3 (sealed addresses) or with an erased address exist: '
+            'the code before 0021 cannot verify them'
+        )
+    with op.batch_alter_table('audit_entries', schema=None) as batch_op:
+        batch_op.drop_column('address_erasure_mac')
+        batch_op.drop_column('address_sealed')
+        batch_op.drop_column('address_hash')
     _add_to_accounts(
         sa.Column('first_name', sa.String(length=100), nullable=False, server_default='')
     )
