@@ -81,6 +81,6 @@ def audit_entries(args: dict[str, Any]) -> dict[str, Any]:
     before = decode_seq_cursor(args["cursor"])
     service = AuditLogService(db_session(), runtime())
     entries = service.page(before_seq=before, limit=args["limit"])
-    items = [service.shown(e) for e in entries]
+    items = service.shown_page(entries)
     more = len(entries) == args["limit"] and entries[-1].seq > 1
     return {"items": items, "next_cursor": encode_cursor(entries[-1].seq) if more else None}

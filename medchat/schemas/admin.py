@@ -42,6 +42,11 @@ class AuditEntrySchema(ma.Schema):
     address = fields.String(allow_none=True)
     address_erased = fields.Boolean()
     details = fields.Raw()
+    #: An entry about a member (their medical use, their account) names them only by this
+    #: pseudonym, new each UTC day; its member id, address, target and details are withheld
+    #: and a medical action is shown by class (docs/security.md "Who sees members in the
+    #: audit"). Null for staff and admin events, shown in full.
+    member = fields.String(allow_none=True)
 
 
 class AuditPageSchema(ma.Schema):

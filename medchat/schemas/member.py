@@ -134,10 +134,14 @@ class AccessLogEntrySchema(ma.Schema):
     at = UtcDateTime(required=True)
     actor = fields.String(
         required=True,
-        metadata={"description": 'A doctor\'s display name ("Dr. A."), "compliance" or "system".'},
+        metadata={
+            "description": 'A doctor\'s display name ("Dr. A."), "compliance", "system" or '
+            '"operator".'
+        },
     )
     action = fields.String(
-        required=True, metadata={"enum": ["read", "reply", "close", "retrieval", "retention"]}
+        required=True,
+        metadata={"enum": ["read", "reply", "close", "retrieval", "retention", "identified"]},
     )
     conversation_id = fields.UUID(allow_none=True, required=True)
 

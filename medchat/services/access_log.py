@@ -15,6 +15,7 @@ audit action (``subject_id`` = the member)        ``action``        ``actor``
 ``archive.retrieval.*`` (ask, approve, open,      ``retrieval``     ``compliance``
 attachment, export)
 ``retention.*`` (destroy, seal, archive destroy)  ``retention``     ``system``
+``audit.identify`` (an entry traced to them)      ``identified``    ``operator``
 ================================================  ================  =================
 
 Only entries with outcome ``success`` are listed (a refused attempt opened nothing; it stays
@@ -50,6 +51,7 @@ from medchat.services.display_names import display_names
 
 COMPLIANCE_ACTOR = "compliance"
 SYSTEM_ACTOR = "system"
+OPERATOR_ACTOR = "operator"
 #: Shown if a clinician account somehow has no display name (never its e-mail or id).
 UNNAMED_CLINICIAN = "clinician"
 
@@ -96,6 +98,9 @@ RULES: tuple[Rule, ...] = (
     # Retention runs from cron with no signed-in actor; whatever context it carries, the
     # member is told "system".
     Rule("retention", prefixes=("retention.",)),
+    # ``medchat audit identify``: an operator named the member behind a pseudonymised entry
+    # of the admin audit view (docs/security.md "Who sees members in the audit").
+    Rule("identified", actions=("audit.identify",)),
 )
 
 
@@ -161,7 +166,9 @@ class AccessLogService:
         """Name the actors and find the conversations of a page (two queries at most)."""
         shown = [(row, shown_action(row.action, row.actor_role)) for row in rows]
         clinicians = {
-            row.actor_id for row, action in shown if action != "retention" and row.actor_id
+            row.actor_id
+            for row, action in shown
+            if action not in ("retention", "identified") and row.actor_id
         }
         names = display_names(self.session, clinicians)
         details = {row.seq: _details(row.details) for row in rows}
@@ -184,6 +191,8 @@ class AccessLogService:
     def _actor(action: str, actor_role: str | None, name: str | None) -> str:
         if action == "retention":
             return SYSTEM_ACTOR
+        if action == "identified":
+            return OPERATOR_ACTOR
         if actor_role == Role.COMPLIANCE:
             return COMPLIANCE_ACTOR
         return name or UNNAMED_CLINICIAN

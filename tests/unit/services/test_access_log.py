@@ -21,6 +21,7 @@ from tests.support.sessions import sign_in
 #: (audit action, actor role, what the member sees: None = not listed)
 CASES = [
     ("content.read.conversation", Role.CLINICIAN, "read"),
+    ("audit.identify", "cli", "identified"),
     ("content.read.messages", Role.CLINICIAN, "read"),
     ("content.read.attachment", Role.CLINICIAN, "read"),
     ("message.send", Role.CLINICIAN, "reply"),
@@ -59,8 +60,15 @@ def test_each_audit_action_maps_to_one_access_log_action(action, role, shown):
     assert shown_action(action, role) == shown
 
 
-def test_the_documented_actions_are_exactly_five():
-    assert {rule.shown_as for rule in RULES} == {"read", "reply", "close", "retrieval", "retention"}
+def test_the_documented_actions_are_exactly_six():
+    assert {rule.shown_as for rule in RULES} == {
+        "read",
+        "reply",
+        "close",
+        "retrieval",
+        "retention",
+        "identified",
+    }
 
 
 def test_the_query_selects_exactly_what_the_mapping_shows(runtime):
