@@ -33,8 +33,11 @@ def app(make_app):
 
 
 def write(runtime, address: str | None, action: str = "test.action") -> None:
+    """An entry by a clinician: the admin view shows a staff member's address (a member's it
+    withholds, test_admin_audit_pseudonyms.py)."""
     with runtime.database.transaction() as session:
-        audit.set_context(session, audit.AuditContext(actor_role="member", address=address))
+        context = audit.AuditContext(actor_id=uuid.uuid4(), actor_role="clinician", address=address)
+        audit.set_context(session, context)
         audit.record(session, action, details={"n": 1})
 
 
@@ -158,7 +161,7 @@ def _write_legacy(runtime, address: str, count: int) -> None:
                 "format": 2,
                 "at": at,
                 "actor_id": None,
-                "actor_role": "member",
+                "actor_role": "clinician",
                 "action": f"old.action_{position}",
                 "outcome": "success",
                 "target_type": None,

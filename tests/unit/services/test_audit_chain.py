@@ -17,8 +17,8 @@ from sqlalchemy import func, select, text
 from access_control import crypto
 from medchat import audit
 from medchat.audit import chain as audit_chain
+from medchat.audit.addresses import AddressKeys, reveal
 from medchat.models import AuditEntry, ChainHead
-from medchat.services.audit_log import AuditLogService
 
 ENTRIES = 5
 
@@ -250,7 +250,8 @@ def test_refusal_is_recorded_after_rollback_as_denied(runtime):
         entries = list(session.scalars(select(AuditEntry)))
     assert [(e.action, e.outcome) for e in entries] == [("test.refused", "denied")]
     assert entries[0].address is None and entries[0].address_sealed is not None
-    assert AuditLogService(session, runtime).shown(entries[0])["address"] == "192.0.2.10"
+    keys = AddressKeys(seal=runtime.keys.profile, commit=runtime.keys.audit_mac)
+    assert reveal(keys, entries[0]) == "192.0.2.10"
     assert entries[0].actor_role == "member"
     assert entries[0].details == '{"code":"forbidden"}'
     assert verify(runtime).ok
