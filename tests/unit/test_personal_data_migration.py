@@ -107,3 +107,24 @@ def test_0021_seals_existing_rows_drops_the_clear_columns_and_goes_back(tmp_path
         ).one()
     assert tuple(back) == ("Annecanary", "1931-07-29", "female")
     engine.dispose()
+
+
+def test_0021_refuses_to_go_back_over_sealed_audit_addresses(tmp_path: Path):
+    """The code before 0021 could not verify a format 3 entry: going back is refused."""
+    url = f"sqlite:///{tmp_path / 'audit.sqlite3'}"
+    keys = load_server_keys(tmp_path / "keys", create_missing=True)
+    command.upgrade(alembic_config(url, keys), "0021")
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO audit_entries (seq, id, at, action, outcome, details, prev_hash,"
+                " entry_hash, mac, chain, position, format, address_hash, address_sealed)"
+                " VALUES (1, :id, '2026-01-01 00:00:00', 'test', 'success', '{}', :h, :h, :h,"
+                " 'audit', 1, 3, :h, :h)"
+            ),
+            {"id": uuid.uuid4().hex, "h": bytes(32)},
+        )
+    engine.dispose()
+    with pytest.raises(RuntimeError, match="format 3"):
+        command.downgrade(alembic_config(url, keys), "0017")
