@@ -122,6 +122,9 @@ class Settings:
     retention_seal_expired: bool = False
     #: Conversations (or archive records) handled per retention transaction.
     retention_batch: int = 500
+    #: The audit log's network addresses are erased this many days after the entry (the
+    #: retention job; ``medchat.audit.addresses``): long enough to investigate abuse.
+    audit_address_days: int = 180
     mail_url: str = "file://var/mail"
     #: How long a mailed password-reset or e-mail-confirmation token works (SECURITY-MODEL
     #: "Authentication"; ``services/email_change``).
@@ -298,7 +301,7 @@ class Settings:
             raise ConfigurationError("MEDCHAT_RETRIEVAL_HOURS must be 1 to 720")
         if not 1 <= self.rotation_deadline_hours <= 24 * 30:
             raise ConfigurationError("MEDCHAT_ROTATION_DEADLINE_HOURS must be 1 to 720")
-        for name in ("retention_days", "archive_retention_days"):
+        for name in ("retention_days", "archive_retention_days", "audit_address_days"):
             if not 1 <= getattr(self, name) <= MAX_RETENTION_DAYS:
                 raise ConfigurationError(
                     f"MEDCHAT_{name.upper()} must be 1 to {MAX_RETENTION_DAYS} (days)"

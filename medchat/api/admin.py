@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -80,22 +79,8 @@ def sign_out_account(account_id: uuid.UUID) -> None:
 def audit_entries(args: dict[str, Any]) -> dict[str, Any]:
     """Page through the audit trail, newest first."""
     before = decode_seq_cursor(args["cursor"])
-    entries = AuditLogService(db_session()).page(before_seq=before, limit=args["limit"])
-    items = [
-        {
-            "seq": e.seq,
-            "id": e.id,
-            "at": e.at,
-            "actor_id": e.actor_id,
-            "actor_role": e.actor_role,
-            "action": e.action,
-            "outcome": e.outcome,
-            "target_type": e.target_type,
-            "target_id": e.target_id,
-            "address": e.address,
-            "details": json.loads(e.details),
-        }
-        for e in entries
-    ]
+    service = AuditLogService(db_session(), runtime())
+    entries = service.page(before_seq=before, limit=args["limit"])
+    items = service.shown_page(entries)
     more = len(entries) == args["limit"] and entries[-1].seq > 1
     return {"items": items, "next_cursor": encode_cursor(entries[-1].seq) if more else None}

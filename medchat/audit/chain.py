@@ -18,7 +18,9 @@ first entry that is edited, missing, reordered, or carries a MAC the key did not
 truncation followed by restoring an older head (its MAC is genuine: the key made it when that
 head was current) is caught only against a record kept outside the database: the signed
 anchors of ``medchat.audit.anchor``, which sign every head at once.
-Entries never hold message content, names or e-mail addresses: only ids and codes.
+Entries never hold message content, names or e-mail addresses: only ids and codes. Network
+addresses are sealed, the hash covering a keyed commitment to them, and erased after
+``MEDCHAT_AUDIT_ADDRESS_DAYS`` (``medchat.audit.addresses``; format 3).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from access_control import crypto
+from medchat.audit.addresses import AddressKeys, protect
 from medchat.audit.hash_chain import AUDIT
 from medchat.clock import Clock, SystemClock
 from medchat.config import AUDIT_MAX_CHAINS
@@ -61,8 +64,13 @@ AUDIT_CHAIN = "audit"
 MAX_CHAINS = AUDIT_MAX_CHAINS
 _ENTRY_LABEL = "medchat/audit-entry/v1"
 _ENTRY_LABEL_V2 = "medchat/audit-entry/v2"
-#: The format of every entry appended now (1: before chains; ``entry_hash`` tells them apart).
-FORMAT = 2
+_ENTRY_LABEL_V3 = "medchat/audit-entry/v3"
+#: The format of every entry appended now (1: before chains; 2: chains, the address in clear;
+#: 3: the address sealed, the hash covering its keyed commitment). ``entry_hash`` tells them
+#: apart.
+FORMAT = 3
+#: The profile key in ``session.info``: it seals each entry's address (``addresses.protect``).
+ADDRESS_KEY = "audit_address_key"
 _MAC_LABEL = "medchat/audit-mac/v1"
 #: Core tables: the append writes rows, it needs no ORM objects (nor their flush).
 _ENTRIES = table_of(AuditEntry)
@@ -153,8 +161,30 @@ def entry_hash(row: dict[str, Any], prev_hash: bytes) -> bytes:
 
     ``row`` holds the entry's columns (``id``, ``seq``, ``chain``, ``position``, ``format``
     and the recorded fields). Format 1 (entries written before chains) covers ``seq`` as the
-    position in the one chain there was; format 2 covers the chain, the position and ``seq``.
+    position in the one chain there was; format 2 covers the chain, the position and ``seq``;
+    format 3 covers the same and, in place of the clear address, its keyed commitment
+    ``address_hash`` (``medchat.audit.addresses``), so erasing the sealed address leaves the
+    hash whole.
     """
+    if row["format"] >= 3:
+        return crypto.digest(
+            _ENTRY_LABEL_V3,
+            row["chain"],
+            row["position"],
+            row["seq"],
+            row["id"],
+            row["at"].isoformat(),
+            row["actor_id"],
+            row["actor_role"],
+            row["action"],
+            row["outcome"],
+            row["target_type"],
+            row["target_id"],
+            row["subject_id"],
+            row["address_hash"],
+            row["details"],
+            prev_hash,
+        )
     fields = (
         row["at"].isoformat(),
         row["actor_id"],
@@ -193,7 +223,7 @@ def _row(item: PendingEntry) -> dict[str, Any]:
         "target_type": item.target_type,
         "target_id": item.target_id,
         "subject_id": item.subject_id,
-        "address": item.context.address,
+        "address": None,
         "details": json.dumps(item.details, sort_keys=True, separators=(",", ":")),
     }
 
@@ -274,6 +304,10 @@ def append_pending(session: Session, *, commit: bool = False) -> None:
     # Everything that does not depend on the chain is made before the lock is taken.
     rows = [_row(item) for item in pending]
     entry_ids = [uuid.uuid4() for _ in pending]
+    address_keys = AddressKeys(seal=session.info[ADDRESS_KEY], commit=key)
+    for row, item, entry_id in zip(rows, pending, entry_ids, strict=True):
+        commitment, sealed = protect(address_keys, entry_id, item.context.address)
+        row.update(address_hash=commitment, address_sealed=sealed, address_erasure_mac=None)
     position, prev_hash, numbers = _lock_head(connection, chain, len(rows))
     for row, entry_id, seq in zip(rows, entry_ids, numbers, strict=True):
         position += 1

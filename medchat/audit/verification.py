@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from access_control import crypto
+from medchat.audit.addresses import legacy_erasure_holds
 from medchat.audit.chain import (
     _MAC_LABEL,
     MAX_CHAINS,
@@ -96,9 +97,22 @@ def _columns(entry: AuditEntry) -> dict[str, Any]:
             "target_id",
             "subject_id",
             "address",
+            "address_hash",
             "details",
         )
     }
+
+
+def _hash_holds(entry: AuditEntry, prev_hash: bytes, key: bytes) -> bool:
+    """A format 1 or 2 entry whose address was erased is checked by its erasure MAC (over
+    its stored hash and every other field); any other by recomputing its hash. A format 3
+    entry holds no clear address: one planted there fails too."""
+    columns = _columns(entry)
+    if entry.format >= 3 and entry.address is not None:
+        return False
+    if entry.format < 3 and entry.address_erasure_mac is not None:
+        return legacy_erasure_holds(key, columns, entry.entry_hash, entry.address_erasure_mac)
+    return entry_hash(columns, prev_hash) == entry.entry_hash
 
 
 def _walk(session: Session, chain: str, key: bytes) -> tuple[int, int, bytes, int, _Fault | None]:
@@ -131,7 +145,7 @@ def _walk(session: Session, chain: str, key: bytes) -> tuple[int, int, bytes, in
                 last_seq,
                 _Fault(entry.seq, "does not link to the previous entry"),
             )
-        if entry_hash(_columns(entry), prev_hash) != entry.entry_hash:
+        if not _hash_holds(entry, prev_hash, key):
             return (
                 count,
                 position,

@@ -13,6 +13,7 @@ Command conventions as in ``medchat.cli.output`` (``--json``, exit codes).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import click
@@ -21,9 +22,12 @@ from flask.cli import with_appcontext
 from medchat import audit
 from medchat.audit import anchor as audit_anchor
 from medchat.audit.anchor import AnchorRejected, AnchorSigner
-from medchat.cli.output import cli_errors, emit, fail, json_option, loaded_runtime
+from medchat.cli.output import CLI_CONTEXT, cli_errors, emit, fail, json_option, loaded_runtime
+from medchat.services.audit_log import AuditLogService
 
 _ANCHOR_FILE = click.Path(dir_okay=False, path_type=Path)
+#: A ticket reference is a code, never a name: it goes into the audit entry's details.
+_TICKET = re.compile(r"[A-Za-z0-9_./-]{1,64}")
 
 
 @click.group("audit", help="The audit trail.")
@@ -150,4 +154,33 @@ def audit_anchor_public_key(as_json: bool) -> None:
         as_json,
         {"public_key": signer.public_key.hex(), "fingerprint": signer.fingerprint},
         f"audit anchor public key {signer.public_key.hex()}\nfingerprint {signer.fingerprint}",
+    )
+
+
+@audit_group.command(
+    "identify",
+    help="Name the member behind a pseudonymised audit entry (audited, with the ticket).",
+)
+@click.argument("seq", type=click.IntRange(min=1))
+@click.option(
+    "--ticket",
+    required=True,
+    help="The request this lookup answers (a DPO or court ticket: letters, digits, -_/.).",
+)
+@json_option
+@with_appcontext
+@cli_errors
+def audit_identify(seq: int, ticket: str, as_json: bool) -> None:
+    """The audited way to the member id behind an admin view's pseudonym (docs/security.md,
+    "Who sees members in the audit"); the lookup shows in that member's access log."""
+    if not _TICKET.fullmatch(ticket):
+        fail("--ticket must be 1 to 64 letters, digits or -_/.")
+    runtime = loaded_runtime()
+    with runtime.database.transaction() as session:
+        audit.set_context(session, CLI_CONTEXT)
+        member = AuditLogService(session, runtime).identify(seq, ticket)
+    emit(
+        as_json,
+        {"seq": seq, "member_id": None if member is None else str(member)},
+        f"entry {seq}: " + ("about no member" if member is None else f"member {member}"),
     )

@@ -1,16 +1,20 @@
-"""Personal data at rest: e-mail, last name, phone and insurance number are never stored
-in clear, and e-mail addresses are found through a keyed blind index.
+"""Personal data at rest: e-mail, first and last name, birth date, sex, phone and insurance
+number are never stored in clear, and e-mail addresses are found through a keyed blind index.
 
 SECURITY-MODEL "What counts as content": these fields are not medical content but a database
 dump alone must name nobody. Each value is sealed (AES-256-GCM) under the profile key from
 ``MEDCHAT_KEY_DIR`` with the account id and field name as associated data, so a ciphertext
-moved to another account or field does not open.
+moved to another account or field does not open. The first name, birth date and sex are
+what a clinician may know of a patient (``medchat.services.patient_view``): sealed all the
+same, so a stolen database does not hand them out with the account ids beside them; the
+server opens them for whoever may see them. A birth date is sealed as its ISO form.
 """
 
 from __future__ import annotations
 
 import unicodedata
 import uuid
+from datetime import date
 from typing import overload
 
 from access_control import crypto
@@ -62,3 +66,11 @@ class ProfileCipher:
             return None
         aad = crypto.associated_data(_PURPOSE, account_id, field)
         return crypto.open_sealed(self._profile_key, sealed, aad).decode("utf-8")
+
+    def seal_date(self, account_id: uuid.UUID, field: str, value: date) -> bytes:
+        return self.seal(account_id, field, value.isoformat())
+
+    def open_date(self, account_id: uuid.UUID, field: str, sealed: bytes | None) -> date | None:
+        """Raises ``crypto.DecryptionFailed`` if the value was moved or altered."""
+        opened = self.open(account_id, field, sealed)
+        return None if opened is None else date.fromisoformat(opened)

@@ -158,7 +158,8 @@ def pin_request(session: Session, runtime: ServiceContext, rotation_id: uuid.UUI
     else:
         last_name = runtime.profiles.open(starter.id, "last_name", starter.last_name_ciphertext)
         email = runtime.profiles.open(starter.id, "email", starter.email_ciphertext)
-        name = f"{starter.first_name} {last_name or ''}".strip()
+        first_name = runtime.profiles.open(starter.id, "first_name", starter.first_name_ciphertext)
+        name = f"{first_name} {last_name or ''}".strip()
         started_by = f"{name} <{email or ''}>"
     return PinRequest(
         role=rotation.role,

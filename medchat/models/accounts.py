@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import date, datetime
+from datetime import datetime
 
 from sqlalchemy import ForeignKey, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -50,7 +50,7 @@ class Account(TaggedRow, Base):
     status: Mapped[str] = mapped_column(String(16), default=AccountStatus.ACTIVE)
     email_index: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
     email_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
-    first_name: Mapped[str] = mapped_column(String(100))
+    first_name_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     last_name_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     display_name: Mapped[str | None] = mapped_column(String(100))
     password_hash: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -94,8 +94,8 @@ class MemberProfile(Base):
     account_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
     )
-    birth_date: Mapped[date]
-    sex: Mapped[str] = mapped_column(String(8))
+    birth_date_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    sex_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     phone_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
     insurance_number_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
 

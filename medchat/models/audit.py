@@ -44,14 +44,22 @@ class AuditEntry(Base):
     target_type: Mapped[str | None] = mapped_column(String(32))
     target_id: Mapped[str | None] = mapped_column(String(64), index=True)
     subject_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    #: Clear only in entries of format 1 and 2 (until erased); format 3 seals it.
     address: Mapped[str | None] = mapped_column(String(64))
+    #: Format 3: the keyed, salted commitment the hash covers, and the sealed salt and address
+    #: (NULL once erased). ``medchat.audit.addresses``.
+    address_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    address_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: Format 1 and 2 entries whose clear address was erased: checked in place of the hash.
+    address_erasure_mac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     details: Mapped[str] = mapped_column(Text, default="{}")
     prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     entry_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
     mac: Mapped[bytes] = mapped_column(LargeBinary(32))
     chain: Mapped[str] = mapped_column(String(32), server_default="audit")
     position: Mapped[int] = mapped_column(BigInteger)
-    #: 1: written before chains (hash without chain and position); 2: the current format.
+    #: 1: written before chains (hash without chain and position); 2: chains, clear address;
+    #: 3: the current format (the address sealed and committed to).
     format: Mapped[int] = mapped_column(SmallInteger, server_default="1")
 
 

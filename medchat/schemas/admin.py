@@ -37,8 +37,16 @@ class AuditEntrySchema(ma.Schema):
     outcome = fields.String()
     target_type = fields.String(allow_none=True)
     target_id = fields.String(allow_none=True)
+    #: The client's network address while it is kept (``MEDCHAT_AUDIT_ADDRESS_DAYS``); null
+    #: when there was none (CLI, jobs) or once erased (``address_erased``).
     address = fields.String(allow_none=True)
+    address_erased = fields.Boolean()
     details = fields.Raw()
+    #: An entry about a member (their medical use, their account) names them only by this
+    #: pseudonym, new each UTC day; its member id, address, target and details are withheld
+    #: and a medical action is shown by class (docs/security.md "Who sees members in the
+    #: audit"). Null for staff and admin events, shown in full.
+    member = fields.String(allow_none=True)
 
 
 class AuditPageSchema(ma.Schema):

@@ -216,7 +216,8 @@ class AccessLogEntrySchema(ma.Schema):
         required=True,
         metadata={
             "description": 'A doctor\'s display name ("Dr. A."), "compliance", "system", '
-            '"you" (the member\'s own restriction or objection) or "data protection officer".'
+            '"you" (the member\'s own restriction or objection), "data protection officer" '
+            'or "operator".'
         },
     )
     action = fields.String(
@@ -233,6 +234,7 @@ class AccessLogEntrySchema(ma.Schema):
                 "lift_restriction",
                 "export_request",
                 "rectification",
+                "identified",
             ]
         },
     )

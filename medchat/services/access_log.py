@@ -20,6 +20,7 @@ attachment, export)
 ``privacy.restriction_lift``                      ``lift_restriction`` ``you`` / DPO
 ``dpo.export_notice`` by the DPO                  ``export_request``  DPO
 ``profile.update`` by the DPO                     ``rectification``   DPO
+``audit.identify`` (an entry traced to them)      ``identified``    ``operator``
 ================================================  ================  =================
 
 Only entries with outcome ``success`` are listed (a refused attempt opened nothing; it stays
@@ -61,6 +62,7 @@ SYSTEM_ACTOR = "system"
 OWN_ACTOR = "you"
 #: The data protection officer acting on a request received by mail.
 DPO_ACTOR = "data protection officer"
+OPERATOR_ACTOR = "operator"
 #: Shown if a clinician account somehow has no display name (never its e-mail or id).
 UNNAMED_CLINICIAN = "clinician"
 
@@ -119,6 +121,9 @@ RULES: tuple[Rule, ...] = (
     # restriction entries above show the officer too.
     Rule("export_request", actions=("dpo.export_notice",), actor_role=Role.DPO),
     Rule("rectification", actions=("profile.update",), actor_role=Role.DPO),
+    # ``medchat audit identify``: an operator named the member behind a pseudonymised entry
+    # of the admin audit view (docs/security.md "Who sees members in the audit").
+    Rule("identified", actions=("audit.identify",)),
 )
 #: Access-log actions whose actor is the member or the data protection officer.
 _PRIVACY_ACTIONS = frozenset(
@@ -189,7 +194,9 @@ class AccessLogService:
         clinicians = {
             row.actor_id
             for row, action in shown
-            if action != "retention" and action not in _PRIVACY_ACTIONS and row.actor_id
+            if action not in ("retention", "identified")
+            and action not in _PRIVACY_ACTIONS
+            and row.actor_id
         }
         names = display_names(self.session, clinicians)
         details = {row.seq: _details(row.details) for row in rows}
@@ -215,6 +222,8 @@ class AccessLogService:
         if action in _PRIVACY_ACTIONS:
             return OWN_ACTOR if row.actor_id == member_id else DPO_ACTOR
         actor_role = row.actor_role
+        if action == "identified":
+            return OPERATOR_ACTOR
         if actor_role == Role.COMPLIANCE:
             return COMPLIANCE_ACTOR
         return name or UNNAMED_CLINICIAN

@@ -178,7 +178,7 @@ class AccountDeletionService:
         account.email_index = secrets.token_bytes(_INDEX_BYTES)
         account.email_ciphertext = b""
         account.last_name_ciphertext = b""
-        account.first_name = ""
+        account.first_name_ciphertext = b""
         account.display_name = None
         account.forget_sign_in_secrets()
         account.password_changed_at = None

@@ -74,6 +74,9 @@ class AccountService:
     def email_of(self, account: Account) -> str:
         return self.profiles.open(account.id, "email", account.email_ciphertext) or ""
 
+    def first_name_of(self, account: Account) -> str:
+        return self.profiles.open(account.id, "first_name", account.first_name_ciphertext) or ""
+
     def last_name_of(self, account: Account) -> str:
         return self.profiles.open(account.id, "last_name", account.last_name_ciphertext) or ""
 
@@ -82,9 +85,15 @@ class AccountService:
         e-mail and, for a member, birth date): enrollment, reset and change all ask here."""
         return PersonalData(
             email=self.email_of(account),
-            first_name=account.first_name,
+            first_name=self.first_name_of(account),
             last_name=self.last_name_of(account),
-            birth_date=account.profile.birth_date if account.profile is not None else None,
+            birth_date=(
+                self.profiles.open_date(
+                    account.id, "birth_date", account.profile.birth_date_ciphertext
+                )
+                if account.profile is not None
+                else None
+            ),
         )
 
     # -- creation ------------------------------------------------------------------------
@@ -106,7 +115,7 @@ class AccountService:
             status=status,
             email_index=self.profiles.email_index(email),
             email_ciphertext=self.profiles.seal(account_id, "email", email.strip()),
-            first_name=first_name,
+            first_name_ciphertext=self.profiles.seal(account_id, "first_name", first_name),
             last_name_ciphertext=self.profiles.seal(account_id, "last_name", last_name),
             display_name=display_name,
             created_at=self.runtime.clock.now(),
@@ -143,8 +152,10 @@ class AccountService:
         self.runtime.custody(self.session).create_personal_key(account.id, chosen)
         account.profile = MemberProfile(
             account_id=account.id,
-            birth_date=data.birth_date,
-            sex=data.sex,
+            birth_date_ciphertext=self.profiles.seal_date(
+                account.id, "birth_date", data.birth_date
+            ),
+            sex_ciphertext=self.profiles.seal(account.id, "sex", data.sex),
             phone_ciphertext=self.profiles.seal(account.id, "phone", data.phone),
             insurance_number_ciphertext=self.profiles.seal(
                 account.id, "insurance_number", data.insurance_number

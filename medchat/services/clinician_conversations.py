@@ -98,7 +98,7 @@ class ClinicianConversationService(ConversationFront):
         rows = list(self.session.scalars(statement.limit(limit + 1)))
         more = len(rows) > limit
         rows = rows[:limit]
-        patients = patient_views(self.session, self.runtime.keys.integrity, rows)
+        patients = patient_views(self.session, self.runtime, rows)
         items = []
         for conversation in rows:
             # A conversation that fails an integrity check is shown without content and
@@ -113,7 +113,7 @@ class ClinicianConversationService(ConversationFront):
         """One conversation with its patient view (audited as a read)."""
         self.require_audience(actor)
         view = self.conversations.conversation(actor, conversation_id)
-        return view.for_clinician(patient_view(self.session, self.runtime.keys.integrity, view))
+        return view.for_clinician(patient_view(self.session, self.runtime, view))
 
     def close(self, actor: Principal, conversation_id: uuid.UUID) -> str:
         """Close the conversation: no more messages from either side. 409 if already closed."""

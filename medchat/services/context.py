@@ -102,6 +102,8 @@ def build_service_context(settings: Settings, clock: Clock | None = None) -> Ser
         settings.database_url,
         info={
             "audit_mac_key": keys.audit_mac,
+            # Seals each audit entry's network address (``medchat.audit.addresses``).
+            "audit_address_key": keys.profile,
             "audit_chains": settings.audit_chain_count,
             "clock": clock,
             # One per process (per app): shared by this database's sessions, never stored.

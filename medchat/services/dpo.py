@@ -92,7 +92,10 @@ class DpoService:
         account = self._member(actor, email)
         address = self.runtime.profiles.open(account.id, "email", account.email_ciphertext)
         now = self.runtime.clock.now()
-        body = export_notice_text(account.first_name, ticket)
+        first_name = self.runtime.profiles.open(
+            account.id, "first_name", account.first_name_ciphertext
+        )
+        body = export_notice_text(first_name or "", ticket)
         deliver_after_commit(
             self.session, self.runtime.postman, compose(address, EXPORT_SUBJECT, body, at=now)
         )

@@ -111,7 +111,7 @@ class EmailChangeService:
                 new_email_ciphertext=self.profiles.seal(account.id, PENDING_FIELD, new_email),
             )
             minutes = self.runtime.settings.password_reset_minutes
-            body = confirm_text(account.first_name, token, minutes)
+            body = confirm_text(self.accounts.first_name_of(account), token, minutes)
             self._mail(new_email, CONFIRM_SUBJECT, body, now)
         audit.record(
             self.session,
@@ -143,7 +143,9 @@ class EmailChangeService:
         account.email_index = new_index
         account.email_ciphertext = self.profiles.seal(account.id, "email", new_email)
         self.session.flush()
-        self._mail(old_email, NOTICE_SUBJECT, notice_text(account.first_name), now)
+        self._mail(
+            old_email, NOTICE_SUBJECT, notice_text(self.accounts.first_name_of(account)), now
+        )
         audit.record(
             self.session,
             CHANGE_ACTION,

@@ -56,6 +56,8 @@ def notify(
     session: Session, runtime: ServiceContext, account: Account, email: str, notice: Notice
 ) -> None:
     """Mail ``notice`` to ``email`` (the account's own address) once the change commits."""
-    subject, body = notice_text(account.first_name, notice)
+    subject, body = notice_text(
+        runtime.profiles.open(account.id, "first_name", account.first_name_ciphertext), notice
+    )
     message = compose(email, subject, body, at=runtime.clock.now())
     deliver_after_commit(session, runtime.postman, message)

@@ -97,7 +97,12 @@ class PasswordResetService:
             lifetime=self.runtime.settings.password_reset_ttl,
         )
         minutes = self.runtime.settings.password_reset_minutes
-        self._mail(account, RESET_SUBJECT, reset_text(account.first_name, token, minutes), now)
+        self._mail(
+            account,
+            RESET_SUBJECT,
+            reset_text(self.accounts.first_name_of(account), token, minutes),
+            now,
+        )
         audit.record(
             self.session,
             "auth.password_reset_request",
@@ -130,7 +135,7 @@ class PasswordResetService:
         # The wraps sealed to the old key went with the enqueue: its blob (which the old
         # password opens) goes now, not in some later database copy.
         custody.forget_retired(account.id)
-        self._mail(account, NOTICE_SUBJECT, notice_text(account.first_name), now)
+        self._mail(account, NOTICE_SUBJECT, notice_text(self.accounts.first_name_of(account)), now)
         if queued:
             # Their history opens again once a doctor's session re-wraps it: say so then.
             enqueue(self.session, self.runtime, NotificationKind.HISTORY_PENDING, account.id)

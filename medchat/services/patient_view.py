@@ -5,6 +5,9 @@ birth date, the sex and a per-conversation pseudonym; never the last name, e-mai
 insurance number, member id, or anything that links two conversations of one person.
 Every clinician-facing answer builds its ``patient`` object here, and the query below selects
 only those columns, so the other personal fields are not even loaded (let alone decrypted).
+The three are sealed at rest under the profile key like every personal field
+(``medchat.keys.personal_data``) and opened here, for the clinician's answer only: nothing
+sorts or filters on them (the queue is ordered by the conversation's own times).
 
 Files are shown to a clinician under a neutral name (``photo-2.jpg``), never the name the
 member uploaded them under: ``sees_upload_names`` is the one rule, applied wherever an
@@ -22,7 +25,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -30,6 +33,9 @@ from sqlalchemy.orm import Session
 from access_control import crypto
 from access_control.roles import Role
 from medchat.models import Account, MemberProfile
+
+if TYPE_CHECKING:
+    from medchat.services.context import ServiceContext
 
 _PSEUDONYM_LABEL = "medchat/patient-pseudonym/v1"
 #: 5 bytes = 40 bits = exactly 8 base32 characters: short enough to say over the phone.
@@ -67,7 +73,7 @@ def pseudonym_for(integrity_key: bytes, conversation_id: uuid.UUID) -> str:
 
 
 def patient_views(
-    session: Session, integrity_key: bytes, conversations: Iterable[OfMember]
+    session: Session, runtime: ServiceContext, conversations: Iterable[OfMember]
 ) -> dict[uuid.UUID, PatientView]:
     """The patient object for each conversation, keyed by conversation id (one query)."""
     conversations = list(conversations)
@@ -77,26 +83,40 @@ def patient_views(
         rows = {
             row.id: row
             for row in session.execute(
-                select(Account.id, Account.first_name, MemberProfile.birth_date, MemberProfile.sex)
+                select(
+                    Account.id,
+                    Account.first_name_ciphertext,
+                    MemberProfile.birth_date_ciphertext,
+                    MemberProfile.sex_ciphertext,
+                )
                 .outerjoin(MemberProfile, MemberProfile.account_id == Account.id)
                 .where(Account.id.in_(member_ids))
             )
         }
+    profiles = runtime.profiles
+    opened = {
+        row.id: (
+            profiles.open(row.id, "first_name", row.first_name_ciphertext) or "",
+            profiles.open_date(row.id, "birth_date", row.birth_date_ciphertext),
+            profiles.open(row.id, "sex", row.sex_ciphertext),
+        )
+        for row in rows.values()
+    }
     views = {}
     for conversation in conversations:
-        row = rows.get(conversation.member_id)
+        first_name, birth_date, sex = opened.get(conversation.member_id, ("", None, None))
         views[conversation.id] = PatientView(
-            pseudonym=pseudonym_for(integrity_key, conversation.id),
-            first_name=row.first_name if row else "",
-            birth_date=row.birth_date if row else None,
-            sex=row.sex if row else None,
+            pseudonym=pseudonym_for(runtime.keys.integrity, conversation.id),
+            first_name=first_name,
+            birth_date=birth_date,
+            sex=sex,
         )
     return views
 
 
-def patient_view(session: Session, integrity_key: bytes, conversation: OfMember) -> PatientView:
+def patient_view(session: Session, runtime: ServiceContext, conversation: OfMember) -> PatientView:
     """The patient object for one conversation."""
-    return patient_views(session, integrity_key, [conversation])[conversation.id]
+    return patient_views(session, runtime, [conversation])[conversation.id]
 
 
 def sees_upload_names(role: str) -> bool:

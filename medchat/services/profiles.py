@@ -2,12 +2,11 @@
 correction (the right to rectification, docs/data-rights.md).
 
 A correction goes through the same rules as registration (``MemberDetailsSchema``) and is
-stored the way registration stores it: the last name, phone and insurance number sealed under
-the profile key with the account id and field name as associated data
-(``medchat.keys.personal_data``); first name, birth date and sex in clear, since they are what a
-clinician sees (``medchat.services.patient_view`` reads them from the same columns, so the
-clinician's
-view follows at once). The audit entry names the changed fields, never their values.
+stored the way registration stores it: every field sealed under the profile key with the
+account id and field name as associated data (``medchat.keys.personal_data``). The first name,
+birth date and sex are what a clinician sees (``medchat.services.patient_view`` opens them from
+the same columns, so the clinician's view follows at once). The audit entry names the changed
+fields, never their values.
 """
 
 from __future__ import annotations
@@ -23,11 +22,10 @@ from medchat.identity.principal import Principal
 from medchat.models import Account
 from medchat.services.context import ServiceContext
 
-#: Fields kept sealed under the profile key (registration seals the same ones, by name).
-SEALED_ON_ACCOUNT = ("last_name",)
-SEALED_ON_PROFILE = ("phone", "insurance_number")
-#: Fields stored in clear: what a clinician may see (``patient_view``).
-CLEAR_ON_PROFILE = ("birth_date", "sex")
+#: Fields kept sealed under the profile key (registration seals the same ones, by name), in
+#: ``<field>_ciphertext``. The birth date is sealed as its ISO form (``seal_date``).
+SEALED_ON_ACCOUNT = ("first_name", "last_name")
+SEALED_ON_PROFILE = ("birth_date", "sex", "phone", "insurance_number")
 
 
 class ProfileService:
@@ -41,10 +39,14 @@ class ProfileService:
         return {
             "id": account.id,
             "email": open_(account.id, "email", account.email_ciphertext),
-            "first_name": account.first_name,
+            "first_name": open_(account.id, "first_name", account.first_name_ciphertext),
             "last_name": open_(account.id, "last_name", account.last_name_ciphertext),
-            "birth_date": profile.birth_date if profile else None,
-            "sex": profile.sex if profile else None,
+            "birth_date": (
+                self.profiles.open_date(account.id, "birth_date", profile.birth_date_ciphertext)
+                if profile
+                else None
+            ),
+            "sex": open_(account.id, "sex", profile.sex_ciphertext) if profile else None,
             "phone": open_(account.id, "phone", profile.phone_ciphertext) if profile else None,
             "insurance_number": (
                 open_(account.id, "insurance_number", profile.insurance_number_ciphertext)
@@ -82,14 +84,12 @@ class ProfileService:
         changed = sorted(name for name, value in changes.items() if current.get(name) != value)
         for name in changed:
             value = changes[name]
-            if name == "first_name":
-                account.first_name = value
+            if name == "birth_date":
+                profile.birth_date_ciphertext = self.profiles.seal_date(account.id, name, value)
             elif name in SEALED_ON_ACCOUNT:
-                account.last_name_ciphertext = self.profiles.seal(account.id, name, value)
+                setattr(account, f"{name}_ciphertext", self.profiles.seal(account.id, name, value))
             elif name in SEALED_ON_PROFILE:
                 setattr(profile, f"{name}_ciphertext", self.profiles.seal(account.id, name, value))
-            elif name in CLEAR_ON_PROFILE:
-                setattr(profile, name, value)
             else:  # pragma: no cover - the schema lets no other field through
                 raise Forbidden
         if changed:

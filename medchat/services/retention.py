@@ -17,6 +17,8 @@ explicit ``as_of``; what is due is ``medchat.services.retention_due``'s):
    reason ``retention`` (``DeletionService.seal``: the member and physician wraps go, the
    archive wrap's gate is lifted, the archive keeps the rest until archive retention).
    Archive records go first, so one run never seals and destroys the same conversation.
+3. **Audit network addresses** recorded more than ``audit_address_days`` (180) before: erased
+   (``medchat.audit.address_erasure``); the chains still verify. Counted in the run's entry.
 
 Each batch of ``retention_batch`` rows is one transaction: rows locked ``FOR UPDATE SKIP
 LOCKED`` and re-checked as of the lock, the work, and one audit entry per item with the member
@@ -35,7 +37,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -44,6 +46,7 @@ from access_control import crypto
 from medchat import audit
 from medchat.archive import ledger
 from medchat.archive.content_hashes import SealedContent, content_hashes
+from medchat.audit import address_erasure
 from medchat.clock import iso_z
 from medchat.models import ArchiveRecord, Conversation, ConversationStatus
 from medchat.services.context import ServiceContext
@@ -133,6 +136,7 @@ class RetentionService:
         try:
             self._archive_phase(cutoffs, result, run_id)
             self._live_phase(cutoffs, result, run_id)
+            self._address_phase(cutoffs, result)
         except BaseException:
             try:
                 self._summary("retention.run", cutoffs, result, run_id, outcome="failed")
@@ -314,6 +318,17 @@ class RetentionService:
 
     # -- bookkeeping ---------------------------------------------------------------------
 
+    def _address_phase(self, cutoffs: Cutoffs, result: RetentionResult) -> None:
+        before = cutoffs.as_of - timedelta(days=self.runtime.settings.audit_address_days)
+        key = self.runtime.keys.audit_mac
+        while True:
+            with self._step() as session:
+                erased, refused = address_erasure.erase(session, key, before, self.batch_size)
+            result.audit_addresses_erased += erased
+            result.audit_addresses_refused = max(result.audit_addresses_refused, refused)
+            if not erased:
+                return
+
     def _advance(self, result: RetentionResult, step: RetentionResult) -> None:
         """Count a committed batch and report progress."""
         result.add(step)
@@ -353,6 +368,8 @@ class RetentionService:
             "retention_days": cutoffs.retention_days,
             "archive_retention_days": cutoffs.archive_retention_days,
             "seal_expired": self.seal_expired,
+            "audit_addresses_erased": result.audit_addresses_erased,
+            "audit_addresses_refused": result.audit_addresses_refused,
         }
         with self._step() as session:
             audit.record(

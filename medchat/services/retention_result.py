@@ -35,6 +35,10 @@ class RetentionResult:
     #: Due rows whose wraps another transaction (a rotation, a re-wrap) held: the next run's.
     skipped_busy: int = 0
     batches: int = 0
+    #: Audit entries whose network address was erased; legacy entries left in place because
+    #: their hash did not hold (``medchat.audit.address_erasure``).
+    audit_addresses_erased: int = 0
+    audit_addresses_refused: int = 0
     #: A dry run's listing.
     due: list[DueItem] = field(default_factory=list)
 

@@ -160,7 +160,7 @@ def test_nothing_stored_names_the_person(client, runtime, history):
     with runtime.database.transaction() as session:
         account = session.get(Account, history.member.id)
         assert account.status == "deleted"
-        assert (account.first_name, account.display_name) == ("", None)
+        assert account.display_name is None and account.first_name_ciphertext == b""
         assert account.email_ciphertext == b"" and account.last_name_ciphertext == b""
         assert account.password_hash is None and account.totp_secret_ciphertext is None
         assert account.email_index != runtime.profiles.email_index(history.member.email)

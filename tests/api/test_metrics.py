@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from access_control.roles import Role
+from medchat.audit.addresses import AddressKeys, reveal
 from medchat.models import AuditEntry
 from tests.support.accounts import bearer, code_for, login, make_member, make_staff
 from tests.support.mailbox import delivered, reset_token_in
@@ -164,7 +165,8 @@ def test_a_scrape_from_outside_the_staff_networks_is_refused_and_audited(client,
         denied = session.scalars(
             select(AuditEntry).where(AuditEntry.action == "request.denied")
         ).all()
-    assert [entry.address for entry in denied] == [address]
+    keys = AddressKeys(seal=runtime.keys.profile, commit=runtime.keys.audit_mac)
+    assert [reveal(keys, entry) for entry in denied] == [address]
 
 
 def test_a_database_outage_leaves_the_request_metrics_scrapable(client, runtime):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from sqlalchemy import select, update
 
@@ -13,13 +15,16 @@ from tests.support.dump import database_dump
 
 CANARIES = {
     "email": "canary.qx7z@example.org",
+    # What a clinician sees of a patient is sealed as well (migration 0021).
+    "first_name": "Canaryfirstnameqx",
+    "birth_date": "1931-07-29",
     "last_name": "Canarylastnameqx",
     "phone": "+33 6 99 88 77 66",
     "insurance_number": "INS-CANARY-7731",
 }
 
 
-def test_the_dump_holds_no_email_last_name_phone_or_insurance_number(client, runtime):
+def test_the_dump_holds_no_personal_field_of_the_profile(client, runtime):
     body = {**REGISTRATION, **CANARIES}
     assert client.post("/api/v1/auth/register", json=body).status_code == 202
     token = client.post(
@@ -34,6 +39,32 @@ def test_the_dump_holds_no_email_last_name_phone_or_insurance_number(client, run
         for form in {value, value.lower(), value.upper()}:
             assert form.encode() not in dump, f"{name} found in clear in the database"
     assert b"canary.qx7z" not in dump
+    assert b"19310729" not in dump and b"29/07/1931" not in dump
+
+
+def test_a_sealed_first_name_or_birth_date_moved_to_another_account_does_not_open(client, runtime):
+    client.post("/api/v1/auth/register", json={**REGISTRATION, **CANARIES})
+    with runtime.database.transaction() as session:
+        victim = session.scalar(
+            select(Account).where(
+                Account.email_index == runtime.profiles.email_index(CANARIES["email"])
+            )
+        )
+        profiles = runtime.profiles
+        assert (
+            profiles.open(victim.id, "first_name", victim.first_name_ciphertext)
+            == (CANARIES["first_name"])
+        )
+        sealed_birth = victim.profile.birth_date_ciphertext
+        assert (
+            profiles.open_date(victim.id, "birth_date", sealed_birth).isoformat()
+            == (CANARIES["birth_date"])
+        )
+        assert profiles.open(victim.id, "sex", victim.profile.sex_ciphertext) == "female"
+        with pytest.raises(crypto.DecryptionFailed):
+            profiles.open(uuid.uuid4(), "first_name", victim.first_name_ciphertext)
+        with pytest.raises(crypto.DecryptionFailed):
+            profiles.open(victim.id, "sex", sealed_birth)
 
 
 def test_an_encrypted_field_moved_to_another_account_does_not_open(client, runtime):

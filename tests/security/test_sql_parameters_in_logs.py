@@ -1,11 +1,12 @@
 """A failed write never puts its SQL parameters in a log (issue 12, item 13).
 
-A statement's parameters are the very data the database seals or hashes: a first name, a
-bcrypt hash, sealed fields. SQLAlchemy formats them into a ``StatementError``'s text, which the
-error handler logs with its trace, and into the SQL echo an operator turns on to debug; the
-engine hides them (``hide_parameters``). PostgreSQL repeats them in its ``DETAIL`` ("Failing
-row contains ..."), which the engine drops (``medchat.db``). The failure here is a NOT NULL
-violation reached through the registration service, as a bug would reach it.
+A statement's parameters are the very data the database seals or hashes: an e-mail's blind
+index, a bcrypt hash, sealed fields (the first name among them since migration 0021).
+SQLAlchemy formats them into a ``StatementError``'s text, which the error handler logs with its
+trace, and into the SQL echo an operator turns on to debug; the engine hides them
+(``hide_parameters``). PostgreSQL repeats them in its ``DETAIL`` ("Failing row contains ..."),
+which the engine drops (``medchat.db``). The failure here is a NOT NULL violation reached
+through the registration service, as a bug would reach it.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def _flattened(parameters: object) -> list[object]:
     return values
 
 
-def test_a_failed_write_logs_neither_the_first_name_nor_the_password_hash(app, runtime, caplog):
+def test_a_failed_write_logs_neither_the_email_index_nor_the_password_hash(app, runtime, caplog):
     sent: list[object] = []
 
     def keep_parameters(_conn, _cursor, _statement, parameters, *_args) -> None:
@@ -73,12 +74,18 @@ def test_a_failed_write_logs_neither_the_first_name_nor_the_password_hash(app, r
     finally:
         event.remove(runtime.database.engine, "before_cursor_execute", keep_parameters)
 
-    # The failing statement did carry both canaries ...
+    # The failing statement did carry both canaries, and the first name only sealed ...
     # (a stored hash is "$msb1$<scrypt parameters>$" followed by the bcrypt hash)
     hashes = [value for value in sent if isinstance(value, bytes) and b"$2b$" in value]
-    assert CANARY_NAME in sent and hashes
+    index = runtime.profiles.email_index("canary@example.org")
+    assert index in sent and hashes
+    assert CANARY_NAME not in sent
     bcrypt_part = hashes[0][hashes[0].index(b"$2b$") :]
-    canaries = {"first name": CANARY_NAME, "bcrypt hash prefix": bcrypt_part[:29]}
+    canaries = {
+        "first name": CANARY_NAME,
+        "e-mail index": index,
+        "bcrypt hash prefix": bcrypt_part[:29],
+    }
     # ... and neither reached the log or the error's text.
     assert "INSERT INTO accounts" in caplog.text
     assert "Traceback" in caplog.text

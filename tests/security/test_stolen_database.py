@@ -29,6 +29,7 @@ import io
 import json
 import uuid
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +82,18 @@ from tests.support.sessions import SignedIn, sign_in
 
 PERSONAL_DATA = {
     "member email": "zephyrine.qv9canary@example.org",
+    "member first name": "Zephyrinecanaryqv",
+    # A clinician's slice of the member (first name, birth date, sex) is sealed too (0021):
+    # the date in every form it could be stored in, the sex as the one value this member has.
+    "member birth date": "1931-07-29",
+    "member birth date, compact": "19310729",
+    "member birth date, French": "29/07/1931",
+    "member sex": "female",
     "member last name": "Quillenbrookcanary",
     "member phone": "+33 6 71 42 93 05",
     "member insurance number": "INS-QV9-CANARY-55013",
 }
+BIRTH_DATE = date(1931, 7, 29)
 SUBJECT = "Canary subject QV9: brûlure d'estomac après les repas"
 BODIES = [
     "Canary body QV9-1: douleur thoracique depuis mardi",
@@ -101,8 +110,11 @@ ATTACHMENT_UPLOAD = pdf(ATTACHMENT_MARK, encoding="utf-8")
 #: Columns sealed under the server's profile key: personal data, never content or keys.
 PROFILE_COLUMNS = {
     ("accounts", "email_ciphertext"),
+    ("accounts", "first_name_ciphertext"),
     ("accounts", "last_name_ciphertext"),
     ("accounts", "totp_secret_ciphertext"),
+    ("member_profiles", "birth_date_ciphertext"),
+    ("member_profiles", "sex_ciphertext"),
     ("member_profiles", "phone_ciphertext"),
     ("member_profiles", "insurance_number_ciphertext"),
 }
@@ -171,6 +183,9 @@ def stolen(runtime: ServiceContext) -> Stolen:
     member = make_member(
         runtime,
         email=PERSONAL_DATA["member email"],
+        first_name=PERSONAL_DATA["member first name"],
+        birth_date=BIRTH_DATE,
+        sex=PERSONAL_DATA["member sex"],
         last_name=PERSONAL_DATA["member last name"],
         phone=PERSONAL_DATA["member phone"],
         insurance_number=PERSONAL_DATA["member insurance number"],
@@ -250,8 +265,8 @@ def test_the_dump_holds_no_content_and_no_personal_field_in_any_encoding(runtime
         "attachment bytes": ATTACHMENT_MARK,
         "attachment file": ATTACHMENT_DATA,
     }
-    # The search works: what is stored in clear by design (a clinician sees it) is found.
-    assert b"Camille" in dump and b"1988-04-12" in dump
+    # The search works: what is stored in clear by design (how staff are shown) is found.
+    assert b"Alice M." in dump and b"Dr. M." in dump
     assert found_in(dump, content) == []
     assert found_in(dump, PERSONAL_DATA) == []
     assert b"qv9canary" not in dump.lower()
@@ -528,6 +543,9 @@ def _fill_over_http(client, runtime) -> tuple[dict[str, str], dict[str, str], di
     member = make_member(
         runtime,
         email=PERSONAL_DATA["member email"],
+        first_name=PERSONAL_DATA["member first name"],
+        birth_date=BIRTH_DATE,
+        sex=PERSONAL_DATA["member sex"],
         last_name=PERSONAL_DATA["member last name"],
         phone=PERSONAL_DATA["member phone"],
         insurance_number=PERSONAL_DATA["member insurance number"],
@@ -578,7 +596,8 @@ def test_content_sent_through_the_api_leaves_nothing_readable_in_the_dump(app, c
         "attachment file name": ATTACHMENT_NAME,
         "attachment bytes": ATTACHMENT_MARK,
     }
-    assert b"Camille" in dump
+    # Control: a staff display name is stored in clear, and found.
+    assert b"Alice M." in dump
     # Control: the file as stored (cleaned) still carries the mark in clear.
     assert ATTACHMENT_MARK.encode() in as_stored(ATTACHMENT_UPLOAD)
     assert found_in(dump, content) == []

@@ -175,6 +175,8 @@ def test_retention_settings_have_documented_defaults():
     assert (settings.retention_days, settings.archive_retention_days) == (730, 3650)
     assert settings.retention_seal_expired is False  # the promise: destroyed after 2 years
     assert settings.retention_batch == 500
+    assert settings.audit_address_days == 180
+    assert Settings.from_env({"MEDCHAT_AUDIT_ADDRESS_DAYS": "30"}).audit_address_days == 30
 
 
 def test_retention_settings_are_read_from_the_environment():
@@ -198,6 +200,7 @@ def test_retention_settings_are_read_from_the_environment():
         ({"MEDCHAT_RETENTION_DAYS": "-30"}, "MEDCHAT_RETENTION_DAYS"),
         ({"MEDCHAT_RETENTION_DAYS": "two years"}, "MEDCHAT_RETENTION_DAYS"),
         ({"MEDCHAT_ARCHIVE_RETENTION_DAYS": "0"}, "MEDCHAT_ARCHIVE_RETENTION_DAYS"),
+        ({"MEDCHAT_AUDIT_ADDRESS_DAYS": "0"}, "MEDCHAT_AUDIT_ADDRESS_DAYS"),
         ({"MEDCHAT_ARCHIVE_RETENTION_DAYS": "36501"}, "MEDCHAT_ARCHIVE_RETENTION_DAYS"),
         ({"MEDCHAT_RETENTION_BATCH": "0"}, "MEDCHAT_RETENTION_BATCH"),
         ({"MEDCHAT_RETENTION_BATCH": "20001"}, "MEDCHAT_RETENTION_BATCH"),

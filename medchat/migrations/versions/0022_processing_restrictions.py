@@ -4,7 +4,7 @@ One row per restriction a member asked for (or that an objection began), kept af
 lifted; the row is tagged (``row_tag``), since it changes what the server does.
 
 Revision ID: 0022
-Revises: 0019
+Revises: 0021
 Create Date: 2026-12-04 22:30:00.000000
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 import medchat.db
 
 revision = '0022'
-down_revision = '0019'
+down_revision = '0021'
 branch_labels = None
 depends_on = None
 

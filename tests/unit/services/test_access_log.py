@@ -21,6 +21,7 @@ from tests.support.sessions import sign_in
 #: (audit action, actor role, what the member sees: None = not listed)
 CASES = [
     ("content.read.conversation", Role.CLINICIAN, "read"),
+    ("audit.identify", "cli", "identified"),
     ("content.read.messages", Role.CLINICIAN, "read"),
     ("content.read.attachment", Role.CLINICIAN, "read"),
     ("message.send", Role.CLINICIAN, "reply"),
@@ -79,6 +80,7 @@ def test_the_documented_actions_are_exactly_these():
         "lift_restriction",
         "export_request",
         "rectification",
+        "identified",
     }
 
 

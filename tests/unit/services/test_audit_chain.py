@@ -17,6 +17,7 @@ from sqlalchemy import func, select, text
 from access_control import crypto
 from medchat import audit
 from medchat.audit import chain as audit_chain
+from medchat.audit.addresses import AddressKeys, reveal
 from medchat.models import AuditEntry, ChainHead
 
 ENTRIES = 5
@@ -84,7 +85,9 @@ def test_empty_chain_verifies(runtime):
         ("action", "test.innocent"),
         ("details", '{"n":99}'),
         ("outcome", "denied"),
+        # The clear column is empty in format 3: one planted there is caught as well.
         ("address", "198.51.100.1"),
+        ("address_hash", bytes(32)),
     ],
 )
 def test_edited_entry_is_named(runtime, column, value):
@@ -187,6 +190,7 @@ def test_chain_recomputed_without_the_mac_key_is_named_at_the_edit(runtime):
             "target_id": entry.target_id,
             "subject_id": entry.subject_id,
             "address": entry.address,
+            "address_hash": entry.address_hash,
             "details": entry.details,
         }
         entry_hash = audit_chain.entry_hash(row, prev_hash)
@@ -245,7 +249,9 @@ def test_refusal_is_recorded_after_rollback_as_denied(runtime):
     with runtime.database.transaction() as session:
         entries = list(session.scalars(select(AuditEntry)))
     assert [(e.action, e.outcome) for e in entries] == [("test.refused", "denied")]
-    assert entries[0].address == "192.0.2.10"
+    assert entries[0].address is None and entries[0].address_sealed is not None
+    keys = AddressKeys(seal=runtime.keys.profile, commit=runtime.keys.audit_mac)
+    assert reveal(keys, entries[0]) == "192.0.2.10"
     assert entries[0].actor_role == "member"
     assert entries[0].details == '{"code":"forbidden"}'
     assert verify(runtime).ok
