@@ -166,6 +166,9 @@ class Settings:
     #: Hours from a role key's rotation becoming due (a holder lost it) to the refusal of
     #: every new seal to it (``medchat.keys.rotation_deadline``); warned meanwhile.
     rotation_deadline_hours: int = 72
+    #: How long a clinician's claim on a question holds before it returns to the queue
+    #: (``medchat.services.claims``); answering renews it.
+    claim_minutes: int = 30
 
     @property
     def is_production(self) -> bool:
@@ -198,6 +201,10 @@ class Settings:
     @property
     def rotation_deadline(self) -> timedelta:
         return timedelta(hours=self.rotation_deadline_hours)
+
+    @property
+    def claim_ttl(self) -> timedelta:
+        return timedelta(minutes=self.claim_minutes)
 
     def refresh_token_ttl(self, staff: bool) -> timedelta:
         """Members stay signed in on their phone for weeks; staff for one working day."""
@@ -277,6 +284,8 @@ class Settings:
             raise ConfigurationError("MEDCHAT_RETRIEVAL_HOURS must be 1 to 720")
         if not 1 <= self.rotation_deadline_hours <= 24 * 30:
             raise ConfigurationError("MEDCHAT_ROTATION_DEADLINE_HOURS must be 1 to 720")
+        if not 1 <= self.claim_minutes <= 24 * 60:
+            raise ConfigurationError("MEDCHAT_CLAIM_MINUTES must be 1 to 1440")
         for name in ("retention_days", "archive_retention_days"):
             if not 1 <= getattr(self, name) <= MAX_RETENTION_DAYS:
                 raise ConfigurationError(

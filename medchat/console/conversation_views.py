@@ -15,7 +15,7 @@ from flask import abort, redirect, render_template, request, url_for
 
 from access_control.permissions import Permission
 from medchat.console import bp
-from medchat.console.forms import ActionForm, AttachForm, ReplyForm
+from medchat.console.forms import REASON_LABELS, ActionForm, AttachForm, HandoffForm, ReplyForm
 from medchat.errors import MedchatError
 from medchat.models import Conversation, ConversationStatus
 from medchat.schemas.cursors import (
@@ -25,7 +25,7 @@ from medchat.schemas.cursors import (
     encode_cursor,
 )
 from medchat.services.attachments import AttachmentService, Upload
-from medchat.services.clinician_conversations import ClinicianConversationService
+from medchat.services.clinician_conversations import CLAIM_FILTERS, ClinicianConversationService
 from medchat.services.read_markers import ReadMarkers
 from medchat.web.context import db_session, runtime
 from medchat.web.guard import requires, signed_in
@@ -35,6 +35,10 @@ TABS = (
     (ConversationStatus.OPEN, "Waiting"),
     (ConversationStatus.ANSWERED, "Answered"),
     (ConversationStatus.CLOSED, "Closed"),
+)
+#: The queue's claim filters as the console names them (``?claim=``).
+CLAIM_TABS = tuple(
+    zip(CLAIM_FILTERS, ("All", "Unclaimed", "Claimed", "Mine"), strict=True)
 )
 PAGE_SIZE = 25
 MESSAGES_PER_PAGE = 50
@@ -47,9 +51,11 @@ def _service() -> ClinicianConversationService:
 @bp.get("/queue")
 @requires(Permission.CLINICIAN_CONVERSATIONS)
 def queue() -> Any:
-    """The three tabs: waiting (oldest first), answered, closed; unread ones marked."""
+    """The three tabs: waiting (oldest first), answered, closed; unread ones marked; each
+    filtered all / unclaimed / claimed / mine, with who holds each question."""
     status = request.args.get("status", ConversationStatus.OPEN)
-    if status not in {tab for tab, _ in TABS}:
+    claim = request.args.get("claim", "all")
+    if status not in {tab for tab, _ in TABS} or claim not in CLAIM_FILTERS:
         abort(404)
     principal = signed_in()
     page = _service().queue(
@@ -57,16 +63,22 @@ def queue() -> Any:
         status=status,
         limit=PAGE_SIZE,
         after=decode_activity_cursor(request.args.get("cursor")),
+        claim=claim,
     )
     unread = ReadMarkers(db_session()).unread(principal.id, [item.id for item in page.items])
     next_url = None
     if page.next_cursor is not None:
         next_url = url_for(
-            "console.queue", status=status, cursor=encode_activity_cursor(page.next_cursor)
+            "console.queue",
+            status=status,
+            claim=claim,
+            cursor=encode_activity_cursor(page.next_cursor),
         )
     return render_template(
         "console/queue.html",
         tabs=TABS,
+        claim_tabs=CLAIM_TABS,
+        claim=claim,
         status=status,
         items=page.items,
         unread=unread,
@@ -94,9 +106,17 @@ def conversation(conversation_id: uuid.UUID) -> Any:
     row = db_session().get(Conversation, conversation_id)
     if row is not None and before is None:
         ReadMarkers(db_session()).mark_read(principal.id, row, runtime().clock.now())
+    handoff_form = HandoffForm()
+    handoff_form.to.choices = [
+        (str(account_id), label)
+        for account_id, label in service.conversations.claims.colleagues(principal)
+    ]
     return render_template(
         "console/conversation.html",
         case=case,
+        handoff_form=handoff_form,
+        claim_form=ActionForm(),
+        reasons=REASON_LABELS,
         messages=messages,
         earlier_url=earlier_url,
         reply_form=ReplyForm(),
@@ -162,6 +182,60 @@ def close(conversation_id: uuid.UUID) -> Any:
             raise
         return _problem(error)
     return _back(conversation_id, "closed")
+
+
+@bp.post("/conversations/<uuid:conversation_id>/claim")
+@requires(Permission.CLINICIAN_CONVERSATIONS)
+def claim(conversation_id: uuid.UUID) -> Any:
+    """Take the question (or renew one's claim), as ``POST .../claim`` of the API."""
+    if not ActionForm().validate_on_submit():
+        abort(403)
+    try:
+        _service().claim(signed_in(), conversation_id)
+    except MedchatError as error:
+        if error.status != 409:
+            raise
+        return _problem(error)
+    return _back(conversation_id, "claimed")
+
+
+@bp.post("/conversations/<uuid:conversation_id>/release")
+@requires(Permission.CLINICIAN_CONVERSATIONS)
+def release(conversation_id: uuid.UUID) -> Any:
+    """Give one's claim up: the question is back in the queue."""
+    if not ActionForm().validate_on_submit():
+        abort(403)
+    try:
+        _service().release(signed_in(), conversation_id)
+    except MedchatError as error:
+        if error.status != 409:
+            raise
+        return _problem(error)
+    return _back(conversation_id, "released")
+
+
+@bp.post("/conversations/<uuid:conversation_id>/handoff")
+@requires(Permission.CLINICIAN_CONVERSATIONS)
+def handoff(conversation_id: uuid.UUID) -> Any:
+    """Hand one's claim to a colleague with a reason from the list."""
+    form = HandoffForm()
+    principal = signed_in()
+    service = _service()
+    form.to.choices = [
+        (str(account_id), label)
+        for account_id, label in service.conversations.claims.colleagues(principal)
+    ]
+    if not form.validate_on_submit():
+        if form.csrf_token.errors:
+            abort(403)
+        return _problem(MedchatError("Choose a colleague and a reason."))
+    try:
+        service.hand_over(principal, conversation_id, uuid.UUID(form.to.data), form.reason.data)
+    except MedchatError as error:
+        if error.status not in (409, 422):
+            raise
+        return _problem(error)
+    return _back(conversation_id, "handed_over")
 
 
 @bp.get("/attachments/<uuid:attachment_id>")

@@ -9,6 +9,7 @@ from medchat.models.accounts import (
 )
 from medchat.models.archive import ArchiveRecord, RetrievalRequest
 from medchat.models.audit import AuditEntry, ChainHead
+from medchat.models.claims import ConversationClaim
 from medchat.models.conversations import (
     LIVE_STATUSES,
     Attachment,
@@ -42,6 +43,7 @@ __all__ = [
     "ChainHead",
     "Consent",
     "Conversation",
+    "ConversationClaim",
     "ConversationKeyEpoch",
     "ConversationKeyWrap",
     "ConversationRead",

@@ -137,6 +137,13 @@ class ConversationSchema(ma.Schema):
         },
     )
     unavailable = unavailable_field()
+    in_review = fields.Boolean(
+        dump_default=False,
+        metadata={
+            "description": "A doctor is looking at this question (a clinician claimed it); "
+            "who is never said to the member."
+        },
+    )
 
 
 class ConversationCreatedSchema(ConversationSchema):

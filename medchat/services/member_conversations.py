@@ -146,9 +146,18 @@ class MemberConversationService(ConversationFront):
         # Each item decrypted, or listed without content while its re-wrap is pending or
         # when it fails an integrity check (refused and audited: ``conversation_refusals``).
         items = [self.conversations.listed(actor, conversation) for conversation in rows]
+        self._mark_in_review(items)
         return Page(items, activity_position(rows[-1]) if more else None)
 
     def conversation(self, actor: Principal, conversation_id: uuid.UUID) -> ConversationView:
         """One of the member's conversations (``NotFound`` for anyone else's)."""
         self.require_audience(actor)
-        return self.conversations.conversation(actor, conversation_id)
+        view = self.conversations.conversation(actor, conversation_id)
+        self._mark_in_review([view])
+        return view
+
+    def _mark_in_review(self, views: list[ConversationView]) -> None:
+        """"A doctor is looking at your question": a live claim, and nothing of whose."""
+        live = self.conversations.claims.live_of(view.id for view in views)
+        for view in views:
+            view.in_review = view.id in live

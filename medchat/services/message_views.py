@@ -77,6 +77,9 @@ class ConversationSummary:
     #: ``history_pending`` while a member's history waits to be re-sealed to their new key,
     #: ``integrity_failed`` for a conversation refused by ``conversation_refusals``.
     unavailable: str | None = None
+    #: A clinician holds a live claim on it (``medchat.services.claims``): all a member
+    #: learns is that "a doctor is looking at your question", never who.
+    in_review: bool = False
 
 
 @dataclass(kw_only=True)
@@ -98,6 +101,8 @@ class CaseView(ConversationSummary):
     patient view (SECURITY-MODEL: first name, birth date, sex, pseudonym)."""
 
     patient: PatientView
+    #: The live claim on it, as this clinician sees it (``medchat.services.claims``).
+    claim: Any = None
 
 
 #: ``ConversationView.unavailable`` while a member's history waits for its re-wrap.

@@ -74,3 +74,12 @@ def send(client: Any, tokens: dict[str, Any], path: str, body: str, key: str | N
 def count(runtime: ServiceContext, model: Any) -> int:
     with runtime.database.transaction() as session:
         return session.scalar(select(func.count()).select_from(model))  # type: ignore[no-any-return]
+
+
+def claim(client: Any, tokens: dict[str, Any], conversation_id: Any) -> dict[str, Any]:
+    """A clinician claims a question (answering needs it: ``medchat.services.claims``)."""
+    response = client.post(
+        f"/api/v1/clinician/conversations/{conversation_id}/claim", headers=bearer(tokens)
+    )
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()  # type: ignore[no-any-return]
