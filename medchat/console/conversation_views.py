@@ -13,10 +13,14 @@ from typing import Any
 
 from flask import abort, redirect, render_template, request, url_for
 
+# wtforms 3.3 has it (tuples are deprecated); its type stubs do not yet.
+from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]
+
 from access_control.permissions import Permission
 from medchat.console import bp
 from medchat.console.forms import REASON_LABELS, ActionForm, AttachForm, HandoffForm, ReplyForm
 from medchat.errors import MedchatError
+from medchat.identity.principal import Principal
 from medchat.models import Conversation, ConversationStatus
 from medchat.schemas.cursors import (
     decode_activity_cursor,
@@ -37,9 +41,7 @@ TABS = (
     (ConversationStatus.CLOSED, "Closed"),
 )
 #: The queue's claim filters as the console names them (``?claim=``).
-CLAIM_TABS = tuple(
-    zip(CLAIM_FILTERS, ("All", "Unclaimed", "Claimed", "Mine"), strict=True)
-)
+CLAIM_TABS = tuple(zip(CLAIM_FILTERS, ("All", "Unclaimed", "Claimed", "Mine"), strict=True))
 PAGE_SIZE = 25
 MESSAGES_PER_PAGE = 50
 
@@ -107,10 +109,7 @@ def conversation(conversation_id: uuid.UUID) -> Any:
     if row is not None and before is None:
         ReadMarkers(db_session()).mark_read(principal.id, row, runtime().clock.now())
     handoff_form = HandoffForm()
-    handoff_form.to.choices = [
-        (str(account_id), label)
-        for account_id, label in service.conversations.claims.colleagues(principal)
-    ]
+    handoff_form.to.choices = _colleagues(service, principal)
     return render_template(
         "console/conversation.html",
         case=case,
@@ -124,6 +123,14 @@ def conversation(conversation_id: uuid.UUID) -> Any:
         close_form=ActionForm(),
         notice=request.args.get("notice"),
     )
+
+
+def _colleagues(service: ClinicianConversationService, principal: Principal) -> list[Any]:
+    """The hand-over choices: the other active clinicians."""
+    return [
+        SelectChoice(str(account_id), label)
+        for account_id, label in service.conversations.claims.colleagues(principal)
+    ]
 
 
 def _back(conversation_id: uuid.UUID, notice: str | None = None) -> Any:
@@ -221,12 +228,9 @@ def handoff(conversation_id: uuid.UUID) -> Any:
     form = HandoffForm()
     principal = signed_in()
     service = _service()
-    form.to.choices = [
-        (str(account_id), label)
-        for account_id, label in service.conversations.claims.colleagues(principal)
-    ]
+    form.to.choices = _colleagues(service, principal)
     if not form.validate_on_submit():
-        if form.csrf_token.errors:
+        if "csrf_token" in form.errors:
             abort(403)
         return _problem(MedchatError("Choose a colleague and a reason."))
     try:

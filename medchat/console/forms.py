@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import HiddenField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]
 from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
 
@@ -82,4 +83,8 @@ class HandoffForm(FlaskForm):
     """Hand one's claim to a colleague: a reason from a list, never free text (health data)."""
 
     to = SelectField("Colleague", validators=[DataRequired()])
-    reason = SelectField("Reason", choices=list(REASON_LABELS.items()), validators=[DataRequired()])
+    reason = SelectField(
+        "Reason",
+        choices=[SelectChoice(code, label) for code, label in REASON_LABELS.items()],
+        validators=[DataRequired()],
+    )

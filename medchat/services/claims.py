@@ -20,8 +20,9 @@ answer it twice. The rules, all here:
   is where the medical text lives). Releasing ends one's own claim.
 - Members learn only that "a doctor is looking at your question" (``in_review``), never who.
 
-Every change is audited with the member as subject (their access log shows that a doctor took
-up their question). Claim rows are tagged (``medchat.models.claims``): a planted or altered one
+Every change is audited with the member as subject; the member's access log does not list
+claims (it lists reads and answers, ``services.access_log``), as a member learns no more than
+``in_review``. Claim rows are tagged (``medchat.models.claims``): a planted or altered one
 is refused when loaded (409 ``row_integrity_failed``); lists skip it (the queue still serves).
 """
 
@@ -138,9 +139,7 @@ class ClaimBook:
 
     def _refuse_other(self, row: ConversationClaim) -> None:
         name = display_names(self.session, [row.clinician_id]).get(row.clinician_id)
-        raise ClaimedByOther(
-            details={"claimed_by": name, "expires_at": row.expires_at.isoformat()}
-        )
+        raise ClaimedByOther(details={"claimed_by": name, "expires_at": row.expires_at.isoformat()})
 
     def _audit(self, action: str, conversation: Conversation, **details: str) -> None:
         audit.record(

@@ -45,6 +45,7 @@ from medchat.models import (
     ArchiveRecord,
     Attachment,
     Conversation,
+    ConversationClaim,
     ConversationKeyWrap,
     ConversationRead,
     ConversationStatus,
@@ -180,12 +181,13 @@ class DeletionService:
             )
 
     def _forget_live_traces(self, conversation: Conversation) -> None:
-        """Read markers and idempotency records only served the live conversation."""
-        self.session.execute(
-            delete(ConversationRead)
-            .where(ConversationRead.conversation_id == conversation.id)
-            .execution_options(synchronize_session=False)
-        )
+        """Read markers, claims and idempotency records only served the live conversation."""
+        for model in (ConversationRead, ConversationClaim):
+            self.session.execute(
+                delete(model)
+                .where(model.conversation_id == conversation.id)
+                .execution_options(synchronize_session=False)
+            )
         self.session.execute(
             delete(IdempotencyRecord)
             .where(

@@ -157,7 +157,7 @@ class MemberConversationService(ConversationFront):
         return view
 
     def _mark_in_review(self, views: list[ConversationView]) -> None:
-        """"A doctor is looking at your question": a live claim, and nothing of whose."""
+        """ "A doctor is looking at your question": a live claim, and nothing of whose."""
         live = self.conversations.claims.live_of(view.id for view in views)
         for view in views:
             view.in_review = view.id in live

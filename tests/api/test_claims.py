@@ -19,7 +19,15 @@ from medchat.errors import ConfigurationError
 from medchat.models import AuditEntry, ConversationClaim, KeyRole, Message
 from medchat.services.role_keys import RoleKeyService
 from tests.support.accounts import bearer, login, make_member, make_staff
-from tests.support.messaging import CONVERSATIONS, asked, care_team, claim, count, give_consent, send
+from tests.support.messaging import (
+    CONVERSATIONS,
+    asked,
+    care_team,
+    claim,
+    count,
+    give_consent,
+    send,
+)
 from tests.support.sessions import sign_in
 
 CASES = "/api/v1/clinician/conversations"
@@ -162,7 +170,8 @@ def test_hand_over_to_a_named_colleague_with_a_reason_code(
     assert handed.get_json()["clinician_name"] == "Dr. B."
     theirs = client.get(f"{CASES}/{question}", headers=bearer(colleague["tokens"])).get_json()
     assert theirs["claim"]["state"] == "mine"
-    assert theirs["claim"]["handed_by_name"] == "Dr. M." and theirs["claim"]["reason"] == "shift_end"
+    assert theirs["claim"]["handed_by_name"] == "Dr. M."
+    assert theirs["claim"]["reason"] == "shift_end"
     assert _queue_ids(client, colleague["tokens"], "mine") == [question]
     assert _queue_ids(client, doctor, "mine") == []
 
@@ -235,29 +244,33 @@ def test_claims_are_audited_with_the_member_as_subject(
     assert all("Secret" not in str(e.details) for e in entries)
 
 
+def _race_for(app, question: str, racers: dict[str, dict]) -> list[tuple[str, int, dict]]:
+    """Each racer claims ``question`` at the same moment, each request on its own
+    connection (PostgreSQL: concurrent transactions)."""
+    results: list[tuple[str, int, dict]] = []
+    barrier = threading.Barrier(len(racers))
+
+    def fire(name: str, tokens: dict) -> None:
+        racer = app.test_client()
+        barrier.wait()
+        response = racer.post(f"{CASES}/{question}/claim", headers=bearer(tokens))
+        results.append((name, response.status_code, response.get_json()))
+
+    threads = [threading.Thread(target=fire, args=item) for item in racers.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
 def test_two_doctors_racing_for_a_claim_exactly_one_wins(
     app, client, runtime, patient, doctor, colleague
 ):
-    """Each request on its own connection (PostgreSQL: two transactions at once)."""
+    racers = {"doctor": doctor, "colleague": colleague["tokens"]}
     for _round in range(3):
         question = asked(client, patient, "Question")
-        results: list[tuple[str, int, dict]] = []
-        barrier = threading.Barrier(2)
-
-        def fire(name: str, tokens: dict, question: str = question) -> None:
-            racer = app.test_client()
-            barrier.wait()
-            response = racer.post(f"{CASES}/{question}/claim", headers=bearer(tokens))
-            results.append((name, response.status_code, response.get_json()))
-
-        threads = [
-            threading.Thread(target=fire, args=("doctor", doctor)),
-            threading.Thread(target=fire, args=("colleague", colleague["tokens"])),
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        results = _race_for(app, question, racers)
         assert sorted(status for _, status, _ in results) == [200, 409], results
         (winner,) = [name for name, status, _ in results if status == 200]
         (loser,) = [body for _, status, body in results if status == 409]
@@ -268,9 +281,10 @@ def test_two_doctors_racing_for_a_claim_exactly_one_wins(
                     ConversationClaim.conversation_id == uuid.UUID(question)
                 )
             ).all()
-        assert len(rows) == 1
-        expected = doctor if winner == "doctor" else colleague["tokens"]
-        assert _answer(client, expected, question).status_code == 201
+        assert len(rows) == 1 and len({r.clinician_id for r in rows}) == 1
+        assert _answer(client, racers[winner], question).status_code == 201
+        loser_name = "colleague" if winner == "doctor" else "doctor"
+        assert _answer(client, racers[loser_name], question).status_code == 409
 
 
 def test_a_planted_claim_row_is_refused(client, runtime, patient, doctor, colleague):

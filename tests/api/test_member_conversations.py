@@ -16,6 +16,7 @@ from tests.support.messaging import (
     ask,
     asked,
     care_team,
+    claim,
     count,
     give_consent,
     send,
@@ -94,7 +95,16 @@ def test_a_question_starts_an_open_conversation_sealed_at_rest(client, runtime, 
     assert message["attachments"] == []
 
     listed = client.get(CONVERSATIONS, headers=bearer(tokens)).get_json()
-    fields = ("id", "subject", "status", "created_at", "last_message_at", "readable", "unavailable")
+    fields = (
+        "id",
+        "subject",
+        "status",
+        "created_at",
+        "last_message_at",
+        "readable",
+        "unavailable",
+        "in_review",
+    )
     summary = {k: created[k] for k in fields}
     assert listed == {"items": [summary], "next_cursor": None}
     one = client.get(f"{CONVERSATIONS}/{created['id']}", headers=bearer(tokens))
@@ -303,6 +313,7 @@ def test_member_sees_the_doctor_by_display_name_and_closed_means_409(client, run
     messages = f"{CONVERSATIONS}/{conversation_id}/messages"
     doctor = login(client, runtime, team.clinician)
     clinician_path = f"/api/v1/clinician/conversations/{conversation_id}"
+    claim(client, doctor, conversation_id)
     assert send(client, doctor, f"{clinician_path}/messages", "Yes, with food.").status_code == 201
 
     page = client.get(messages, headers=bearer(tokens))

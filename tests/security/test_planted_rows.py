@@ -46,6 +46,7 @@ from medchat.models import (
 )
 from medchat.models.integrity import integrity_of, tagged
 from medchat.services.accounts import AccountService
+from medchat.services.clinician_conversations import ClinicianConversationService
 from medchat.services.context import ServiceContext
 from medchat.services.email_change import EmailChangeService
 from medchat.services.password_reset import PasswordResetService
@@ -193,6 +194,8 @@ def build_world(client: Any, runtime: ServiceContext) -> World:
             )
         ).one()
         RewrapQueue(session, runtime).enqueue(victim.id, key)
+    with runtime.database.transaction() as session:  # a clinician has the victim's question
+        ClinicianConversationService(session, runtime).claim(holder, victim_conversation)
     for name in TAGGED:
         assert _count(runtime, name), f"the world has no row of {name}"
     return World(

@@ -76,6 +76,7 @@ from tests.support.conversations import (
 )
 from tests.support.dump import database_dump
 from tests.support.leaks import found_in, stored_blobs
+from tests.support.messaging import claim
 from tests.support.sample_files import as_stored, pdf
 from tests.support.sessions import SignedIn, sign_in
 
@@ -554,6 +555,7 @@ def _fill_over_http(client, runtime) -> tuple[dict[str, str], dict[str, str], di
         content_type="multipart/form-data",
     )
     assert uploaded.status_code == 201, uploaded.get_json()
+    claim(client, clinician_headers, conversation)
     replied = client.post(
         f"/api/v1/clinician/conversations/{conversation}/messages",
         json={"body": REPLY},

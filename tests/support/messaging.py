@@ -77,9 +77,11 @@ def count(runtime: ServiceContext, model: Any) -> int:
 
 
 def claim(client: Any, tokens: dict[str, Any], conversation_id: Any) -> dict[str, Any]:
-    """A clinician claims a question (answering needs it: ``medchat.services.claims``)."""
+    """A clinician claims a question (answering needs it: ``medchat.services.claims``).
+    ``tokens``: a sign-in's tokens, or the headers made of them."""
+    headers = tokens if "Authorization" in tokens else bearer(tokens)
     response = client.post(
-        f"/api/v1/clinician/conversations/{conversation_id}/claim", headers=bearer(tokens)
+        f"/api/v1/clinician/conversations/{conversation_id}/claim", headers=headers
     )
     assert response.status_code == 200, response.get_json()
     return response.get_json()  # type: ignore[no-any-return]
