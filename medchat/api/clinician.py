@@ -121,3 +121,11 @@ def release_claim(conversation_id: uuid.UUID) -> None:
 def hand_over(data: dict[str, Any], conversation_id: uuid.UUID) -> Any:
     """Hand one's own claim to a named colleague, with a reason code (never free text)."""
     return _service().hand_over(signed_in(), conversation_id, data["to"], data["reason"])
+
+
+@bp.route("/conversations/<uuid:conversation_id>/read", methods=["POST"])
+@requires(Permission.CLINICIAN_CONVERSATIONS)
+@bp.response(204)
+def mark_read(conversation_id: uuid.UUID) -> None:
+    """Mark every message so far as read by the caller (idempotent; audited as a read)."""
+    _service().mark_read(signed_in(), conversation_id)

@@ -160,6 +160,7 @@ _EXTRA: dict[str, dict[int, str]] = {
         403: _ROLE_KEY,
         409: f"the conversation is closed (`conflict`), {_IDEMPOTENCY}, {_CLAIM}",
     },
+    "clinician.mark_read": {403: _ROLE_KEY},
     "clinician.claim": {
         403: _ROLE_KEY,
         409: "a colleague holds a live claim (`claimed_by_other`, `details.claimed_by`), or "

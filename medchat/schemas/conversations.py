@@ -137,6 +137,29 @@ class ConversationSchema(ma.Schema):
         },
     )
     unavailable = unavailable_field()
+    unread_count = fields.Integer(
+        dump_default=0,
+        metadata={
+            "description": "The other side's messages past the caller's read marker (for a "
+            "member: the doctors' unread replies)."
+        },
+    )
+    read_through = UtcDateTime(
+        allow_none=True,
+        dump_default=None,
+        metadata={
+            "description": "The caller has read every message created at or before this "
+            "(null: none yet). Set by POST .../read."
+        },
+    )
+    read_by_other_through = UtcDateTime(
+        allow_none=True,
+        dump_default=None,
+        metadata={
+            "description": "The other side has read every message created at or before this: "
+            "for a member, the furthest any doctor has read (null: none yet)."
+        },
+    )
     in_review = fields.Boolean(
         dump_default=False,
         metadata={

@@ -111,6 +111,7 @@ class ClinicianConversationService(ConversationFront):
             case.claim = claims.get(conversation.id)
             case.in_review = case.claim is not None
             items.append(case)
+        self.with_read_state(actor, items)
         return Page(items, activity_position(rows[-1]) if more else None)
 
     def case(self, actor: Principal, conversation_id: uuid.UUID) -> CaseView:
@@ -120,6 +121,7 @@ class ClinicianConversationService(ConversationFront):
         case = view.for_clinician(patient_view(self.session, self.runtime.keys.integrity, view))
         case.claim = self.conversations.claims.view(actor, conversation_id)
         case.in_review = case.claim is not None
+        self.with_read_state(actor, [case])
         return case
 
     def _locked_open(self, actor: Principal, conversation_id: uuid.UUID) -> Conversation:

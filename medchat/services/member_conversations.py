@@ -147,6 +147,7 @@ class MemberConversationService(ConversationFront):
         # when it fails an integrity check (refused and audited: ``conversation_refusals``).
         items = [self.conversations.listed(actor, conversation) for conversation in rows]
         self._mark_in_review(items)
+        self.with_read_state(actor, items)
         return Page(items, activity_position(rows[-1]) if more else None)
 
     def conversation(self, actor: Principal, conversation_id: uuid.UUID) -> ConversationView:
@@ -154,6 +155,7 @@ class MemberConversationService(ConversationFront):
         self.require_audience(actor)
         view = self.conversations.conversation(actor, conversation_id)
         self._mark_in_review([view])
+        self.with_read_state(actor, [view])
         return view
 
     def _mark_in_review(self, views: list[ConversationView]) -> None:

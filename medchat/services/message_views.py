@@ -80,6 +80,11 @@ class ConversationSummary:
     #: A clinician holds a live claim on it (``medchat.services.claims``): all a member
     #: learns is that "a doctor is looking at your question", never who.
     in_review: bool = False
+    #: Read state for the viewer (``medchat.services.read_markers``): the other side's
+    #: messages past the viewer's marker, and up to which message time each side has read.
+    unread_count: int = 0
+    read_through: datetime | None = None
+    read_by_other_through: datetime | None = None
 
 
 @dataclass(kw_only=True)

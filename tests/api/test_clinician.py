@@ -142,9 +142,13 @@ def test_queue_filters_by_status_and_follows_every_transition(client, runtime, p
         "unavailable",
         "in_review",
         "claim",
+        "unread_count",
+        "read_through",
+        "read_by_other_through",
     }
     assert case["readable"] is True and case["unavailable"] is None
     assert case["in_review"] is False and case["claim"] is None
+    assert case["unread_count"] == 1 and case["read_through"] is None
     assert case["subject"] == "Cough" and case["status"] == "open"
     assert case["patient"]["first_name"] == "Noor"
     assert case["patient"]["birth_date"] == "1988-04-12" and case["patient"]["sex"] == "female"
@@ -291,6 +295,7 @@ def test_no_clinician_answer_reveals_contact_data_or_the_member_id(
     call("POST", "clinician.reply", body="An answer", **one)
     call("GET", "clinician.queue", "?status=answered")
     call("GET", "clinician.queue", "?claim=mine")
+    call("POST", "clinician.mark_read", **one)
     colleague = make_staff(runtime, Role.CLINICIAN)
     call("POST", "clinician.hand_over", to=str(colleague.id), reason="shift_end", **one)
     call("POST", "clinician.claim", path_args={"conversation_id": uuid.UUID(other_id)})
@@ -310,7 +315,7 @@ def test_admins_and_compliance_officers_get_403_on_every_content_route(
     admin = login(client, runtime, make_staff(runtime, Role.ADMIN))
     compliance = login(client, runtime, team.compliance)
     routes = _routes(app, "clinician", "conversations")
-    assert len(routes) == 14  # with the member's DELETE (deletion request)
+    assert len(routes) == 16  # with the member's DELETE (deletion request)
     for tokens in (admin, compliance):
         for method, rule in sorted(routes):
             path = rule.replace("<uuid:conversation_id>", conversation_id)

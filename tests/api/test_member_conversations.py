@@ -104,6 +104,9 @@ def test_a_question_starts_an_open_conversation_sealed_at_rest(client, runtime, 
         "readable",
         "unavailable",
         "in_review",
+        "unread_count",
+        "read_through",
+        "read_by_other_through",
     )
     summary = {k: created[k] for k in fields}
     assert listed == {"items": [summary], "next_cursor": None}
