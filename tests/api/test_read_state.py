@@ -93,7 +93,8 @@ def test_the_member_sees_what_the_doctor_read_and_which_replies_are_unread(
 
     # A follow-up: unread for the doctor, not yet read by any doctor.
     runtime.clock.advance(seconds=1)
-    assert send(client, patient, f"{CONVERSATIONS}/{question}/messages", "Thanks").status_code == 201
+    follow_up = send(client, patient, f"{CONVERSATIONS}/{question}/messages", "Thanks")
+    assert follow_up.status_code == 201
     state = _mine(client, patient, question)
     assert state["unread_count"] == 0 and state["read_by_other_through"] == times[-1]
     case = client.get(f"{CASES}/{question}", headers=bearer(doctor)).get_json()
