@@ -144,9 +144,7 @@ def test_marking_read_is_idempotent_and_audited_as_a_read(client, runtime, patie
     assert [item["action"] for item in log].count("read") == 2
 
 
-def test_marking_someone_elses_or_an_unknown_conversation_is_404(
-    client, runtime, patient, doctor
-):
+def test_marking_someone_elses_or_an_unknown_conversation_is_404(client, runtime, patient, doctor):
     question = asked(client, patient, "Question")
     intruder = login(client, runtime, make_member(runtime))
     for path, tokens in (
