@@ -26,6 +26,7 @@ from medchat.api import (
     conversations,
     health,
     member,
+    service,
 )
 from medchat.api import docs as api_docs
 from medchat.api.openapi import ContractPlugin, init_api
@@ -139,6 +140,7 @@ def create_app(
         conversations.bp,
         clinician.bp,
         compliance.bp,
+        service.bp,
     ):
         api.register_blueprint(blueprint)
     check_routes_declare_permissions(app)

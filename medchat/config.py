@@ -13,9 +13,10 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from medchat.errors import ConfigurationError
 
@@ -70,6 +71,38 @@ def _within(net: IPNetwork, outer: IPNetwork) -> bool:
     if isinstance(net, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
         return net.subnet_of(outer)
     return False
+
+
+#: Days as ``MEDCHAT_SERVICE_HOURS`` names them, Monday first (``datetime.weekday``).
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class ServicePeriod:
+    """Doctors answer on ``days`` (weekday numbers, Monday 0) from ``opens`` to ``closes``."""
+
+    days: tuple[int, ...]
+    opens: time
+    closes: time
+
+
+def parse_service_hours(text: str) -> tuple[ServicePeriod, ...]:
+    """``"mon-fri 08:00-18:00, sat 09:00-12:00"``: comma-separated periods, each a day or a
+    day range and a time range on one day (opens before closes). Raises ``ValueError``."""
+    periods = []
+    for part in text.split(","):
+        try:
+            day_text, hours_text = part.split()
+            first, _, last = day_text.lower().partition("-")
+            start, end = WEEKDAYS.index(first), WEEKDAYS.index(last or first)
+            opens_text, closes_text = hours_text.split("-")
+            opens, closes = time.fromisoformat(opens_text), time.fromisoformat(closes_text)
+        except ValueError:
+            raise ValueError(f"{part.strip()!r} is not like 'mon-fri 08:00-18:00'") from None
+        if len(opens_text) != 5 or len(closes_text) != 5 or not opens < closes or start > end:
+            raise ValueError(f"{part.strip()!r}: a day range in order, opening before closing")
+        periods.append(ServicePeriod(tuple(range(start, end + 1)), opens, closes))
+    return tuple(periods)
 
 
 def _is_loopback_only(networks: tuple[IPNetwork, ...]) -> bool:
@@ -169,6 +202,12 @@ class Settings:
     #: How long a clinician's claim on a question holds before it returns to the queue
     #: (``medchat.services.claims``); answering renews it.
     claim_minutes: int = 30
+    #: When doctors answer (``parse_service_hours``), in ``service_timezone``; served by
+    #: ``GET /api/v1/service`` with the expected response time, in hours of waiting after
+    #: which an open question is flagged in the queue and counted in the metrics.
+    service_hours: str = "mon-fri 08:00-18:00"
+    service_timezone: str = "Europe/Paris"
+    response_target_hours: int = 24
 
     @property
     def is_production(self) -> bool:
@@ -205,6 +244,14 @@ class Settings:
     @property
     def claim_ttl(self) -> timedelta:
         return timedelta(minutes=self.claim_minutes)
+
+    @property
+    def response_target(self) -> timedelta:
+        return timedelta(hours=self.response_target_hours)
+
+    @property
+    def service_periods(self) -> tuple[ServicePeriod, ...]:
+        return parse_service_hours(self.service_hours)
 
     def refresh_token_ttl(self, staff: bool) -> timedelta:
         """Members stay signed in on their phone for weeks; staff for one working day."""
@@ -286,6 +333,18 @@ class Settings:
             raise ConfigurationError("MEDCHAT_ROTATION_DEADLINE_HOURS must be 1 to 720")
         if not 1 <= self.claim_minutes <= 24 * 60:
             raise ConfigurationError("MEDCHAT_CLAIM_MINUTES must be 1 to 1440")
+        if not 1 <= self.response_target_hours <= 24 * 14:
+            raise ConfigurationError("MEDCHAT_RESPONSE_TARGET_HOURS must be 1 to 336")
+        try:
+            parse_service_hours(self.service_hours)
+        except ValueError as error:
+            raise ConfigurationError(f"MEDCHAT_SERVICE_HOURS: {error}") from None
+        try:
+            ZoneInfo(self.service_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigurationError(
+                "MEDCHAT_SERVICE_TIMEZONE must be an IANA time zone (Europe/Paris)"
+            ) from None
         for name in ("retention_days", "archive_retention_days"):
             if not 1 <= getattr(self, name) <= MAX_RETENTION_DAYS:
                 raise ConfigurationError(

@@ -50,13 +50,16 @@ def _service() -> MemberConversationService:
 @bp.arguments(IdempotencyHeaderSchema, location="headers")
 @bp.response(201, ConversationCreatedSchema)
 def start(data: dict[str, Any], headers: dict[str, Any]) -> Any:
-    """Ask a question: a new conversation with its first message (needs consent)."""
+    """Ask a question: a new conversation with its first message (needs consent and the
+    acknowledgement of the emergency notice; ``urgent`` puts it first in the queue)."""
     return created(
         _service().start(
             signed_in(),
             subject=data["subject"],
             body=data["body"],
             idempotency_key=headers["idempotency_key"],
+            urgent=data["urgent"],
+            notice_version=data["emergency_notice"],
         )
     )
 

@@ -313,7 +313,7 @@ _SUCCESS: dict[str, dict[str, Any]] = {
 }
 
 #: Operations that read no stored row an integrity check could refuse.
-_NO_STORED_STATE = frozenset({"compliance.public_key", "auth.password_reset"})
+_NO_STORED_STATE = frozenset({"compliance.public_key", "auth.password_reset", "service.service"})
 
 
 def _merge(target: dict[str, Any], extra: Mapping[str, Any]) -> None:

@@ -71,6 +71,13 @@ class CaseSchema(ConversationSchema):
     claim = fields.Nested(
         ClaimSchema, allow_none=True, required=True, metadata={"description": "The live claim."}
     )
+    overdue = fields.Boolean(
+        required=True,
+        metadata={
+            "description": "Open and waiting longer than the expected response time "
+            "(GET /api/v1/service)."
+        },
+    )
 
 
 class CasePageSchema(ma.Schema):

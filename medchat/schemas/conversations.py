@@ -21,6 +21,7 @@ from medchat.schemas.common import (
     UtcDateTime,
     utc_iso,
 )
+from medchat.services.service_info import NOTICE_VERSION
 
 #: A conversation's status as either audience sees it (a sealed one is in no view).
 STATUSES = ("open", "answered", "closed")
@@ -41,6 +42,18 @@ class ConversationCreateSchema(StrictSchema):
         validate=[validate.Length(min=1, max=SUBJECT_MAX), _not_blank],
     )
     body = _body
+    emergency_notice = fields.String(
+        required=True,
+        validate=validate.OneOf([NOTICE_VERSION]),
+        metadata={
+            "description": "The version of the emergency notice (GET /api/v1/service) the "
+            "member was shown and acknowledged; another version or none is a 422."
+        },
+    )
+    urgent = fields.Boolean(
+        load_default=False,
+        metadata={"description": "The member marks the question urgent: first in the queue."},
+    )
 
 
 def unavailable_field() -> fields.String:
@@ -160,6 +173,7 @@ class ConversationSchema(ma.Schema):
             "for a member, the furthest any doctor has read (null: none yet)."
         },
     )
+    urgent = fields.Boolean(dump_default=False, metadata={"description": "Marked urgent."})
     in_review = fields.Boolean(
         dump_default=False,
         metadata={

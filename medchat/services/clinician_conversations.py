@@ -6,8 +6,9 @@ audits every read of content with the member as subject: SECURITY-MODEL "Audit" 
 member's access log. Of the member, a clinician gets only what ``medchat.services.patient_view``
 builds: first name, birth date, sex and a per-conversation pseudonym.
 
-Queue order: ``open`` conversations oldest-waiting first (ascending last activity: the
-member's latest message), so the queue is worked front to back and nobody starves;
+Queue order: ``open`` conversations the member marked urgent first, then oldest-waiting first
+(ascending last activity: the member's latest message), so the queue is worked front to back
+and nobody starves; one waiting longer than ``MEDCHAT_RESPONSE_TARGET_HOURS`` is ``overdue``;
 ``answered`` and ``closed`` newest activity first, as a history is read. (The schema keeps no
 "waiting since" time, so a member's second message before any answer moves the conversation
 to the back of the open queue.) Both are keyset
@@ -41,6 +42,7 @@ from medchat.services.conversation_pages import (
     Page,
     activity_position,
     order_by_activity,
+    order_waiting_queue,
 )
 from medchat.services.message_views import CaseView
 from medchat.services.patient_view import patient_view, patient_views
@@ -92,8 +94,13 @@ class ClinicianConversationService(ConversationFront):
             if claim == "mine":
                 live = live.where(ConversationClaim.clinician_id == actor.id)
             statement = statement.where(~live if claim == "unclaimed" else live)
-        descending = status != ConversationStatus.OPEN
-        statement = order_by_activity(statement, after, descending=descending)
+        if status == ConversationStatus.OPEN:
+            urgent = after is not None and bool(
+                self.session.scalar(select(Conversation.urgent).where(Conversation.id == after[1]))
+            )
+            statement = order_waiting_queue(statement, after, urgent)
+        else:
+            statement = order_by_activity(statement, after, descending=True)
         rows = list(self.session.scalars(statement.limit(limit + 1)))
         more = len(rows) > limit
         rows = rows[:limit]
@@ -110,6 +117,7 @@ class ClinicianConversationService(ConversationFront):
             case = view.for_clinician(patients[conversation.id])
             case.claim = claims.get(conversation.id)
             case.in_review = case.claim is not None
+            case.overdue = self._overdue(conversation)
             items.append(case)
         self.with_read_state(actor, items)
         return Page(items, activity_position(rows[-1]) if more else None)
@@ -121,8 +129,18 @@ class ClinicianConversationService(ConversationFront):
         case = view.for_clinician(patient_view(self.session, self.runtime.keys.integrity, view))
         case.claim = self.conversations.claims.view(actor, conversation_id)
         case.in_review = case.claim is not None
+        row = self.session.get(Conversation, conversation_id)
+        case.overdue = row is not None and self._overdue(row)
         self.with_read_state(actor, [case])
         return case
+
+    def _overdue(self, conversation: Conversation) -> bool:
+        """Waiting (open) for longer than the response target since the member last wrote."""
+        waited = self.conversations.now() - conversation.last_message_at
+        return (
+            conversation.status == ConversationStatus.OPEN
+            and waited > self.runtime.settings.response_target
+        )
 
     def _locked_open(self, actor: Principal, conversation_id: uuid.UUID) -> Conversation:
         """The conversation, row-checked and locked, refused (409) once closed: claims are

@@ -62,11 +62,15 @@ class MemberConversationService(ConversationFront):
         subject: str | None,
         body: str,
         idempotency_key: str | None = None,
+        urgent: bool = False,
+        notice_version: str | None = None,
     ) -> Created[ConversationView]:
         """Ask a question: a new open conversation, its keys, and the first message.
 
         Raises ``ConsentRequired`` without current consent, ``KeysNotInitialized`` before
         ``keys init`` and ``Conflict`` for an ``Idempotency-Key`` used on another request.
+        ``notice_version``: the emergency notice the member acknowledged (the request schema
+        requires the current one); ``urgent`` sorts the question first in the open queue.
         """
         self.require_audience(actor)
         conversations = self.conversations
@@ -87,6 +91,8 @@ class MemberConversationService(ConversationFront):
             message_count=0,
             created_at=now,
             last_message_at=now,
+            urgent=urgent,
+            notice_version=notice_version,
         )
         dek = self.runtime.conversation_keys(self.session).new_key(conversation, now)
         if subject is not None:

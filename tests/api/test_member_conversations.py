@@ -131,7 +131,7 @@ def test_a_question_starts_an_open_conversation_sealed_at_rest(client, runtime, 
 
 
 INVALID_QUESTIONS = [
-    ({}, "body"),
+    ({"emergency_notice": "2026-12"}, "body"),
     ({"body": ""}, "body"),
     ({"body": "   \n"}, "body"),
     ({"body": "x" * 10_001}, "body"),
@@ -139,6 +139,9 @@ INVALID_QUESTIONS = [
     ({"body": "ok", "subject": ""}, "subject"),
     ({"body": "ok", "subject": "s" * 201}, "subject"),
     ({"body": "ok", "member_id": "someone"}, "member_id"),
+    ({"body": "ok"}, "emergency_notice"),  # the notice not acknowledged
+    ({"body": "ok", "emergency_notice": "2020-01"}, "emergency_notice"),  # an old version
+    ({"body": "ok", "emergency_notice": "2026-12", "urgent": "very"}, "urgent"),
 ]
 BAD_IDEMPOTENCY_KEYS = ["", "x" * 201, "tab\there", "caf\u00e9"]
 

@@ -12,6 +12,8 @@ from medchat.services.context import ServiceContext
 from tests.support.accounts import Person, bearer, init_role_keys, make_staff
 
 CONSENT_VERSION = "2026-01"
+#: The emergency notice a question acknowledges (``medchat.services.service_info``).
+NOTICE_VERSION = "2026-12"
 CONVERSATIONS = "/api/v1/conversations"
 CONSENT = "/api/v1/me/consent"
 
@@ -48,7 +50,7 @@ def ask(
     key: str | None = None,
 ) -> Any:
     """POST a new question; returns the response (assert on it in the test)."""
-    payload: dict[str, Any] = {"body": body}
+    payload: dict[str, Any] = {"body": body, "emergency_notice": NOTICE_VERSION}
     if subject is not None:
         payload["subject"] = subject
     headers = bearer(tokens)

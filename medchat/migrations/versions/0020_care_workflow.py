@@ -45,8 +45,14 @@ def upgrade() -> None:
         sa.UniqueConstraint('conversation_id', name=op.f('uq_conversation_claims_conversation_id')),
     )
     op.create_index(op.f('ix_conversation_claims_clinician_id'), 'conversation_claims', ['clinician_id'], unique=False)
+    with op.batch_alter_table('conversations', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('urgent', sa.Boolean(), server_default=sa.text('false'), nullable=False))
+        batch_op.add_column(sa.Column('notice_version', sa.String(length=16), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('conversations', schema=None) as batch_op:
+        batch_op.drop_column('notice_version')
+        batch_op.drop_column('urgent')
     op.drop_index(op.f('ix_conversation_claims_clinician_id'), table_name='conversation_claims')
     op.drop_table('conversation_claims')
