@@ -123,6 +123,8 @@ def test_public_routes_are_few_and_known(app):
         "/api/v1/auth/password-reset/confirm",
         # The archive-signing public key: anyone verifies exported records offline with it.
         "/api/v1/archive/public-key",
+        # Service hours, response time and the emergency notice: shown before sign-in.
+        "/api/v1/service",
         # Swagger UI for the OpenAPI document (public, as the document is): the page, its
         # start-up script and the listed assets of flask-swagger-ui.
         "/api/v1/docs",
