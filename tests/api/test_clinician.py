@@ -145,6 +145,8 @@ def test_queue_filters_by_status_and_follows_every_transition(client, runtime, p
         "unread_count",
         "read_through",
         "read_by_other_through",
+        "urgent",
+        "overdue",
     }
     assert case["readable"] is True and case["unavailable"] is None
     assert case["in_review"] is False and case["claim"] is None
