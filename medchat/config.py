@@ -13,11 +13,12 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import time, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from access_control.service_hours import ServicePeriod, parse_service_hours
 from medchat.errors import ConfigurationError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -71,38 +72,6 @@ def _within(net: IPNetwork, outer: IPNetwork) -> bool:
     if isinstance(net, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
         return net.subnet_of(outer)
     return False
-
-
-#: Days as ``MEDCHAT_SERVICE_HOURS`` names them, Monday first (``datetime.weekday``).
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-@dataclass(frozen=True)
-class ServicePeriod:
-    """Doctors answer on ``days`` (weekday numbers, Monday 0) from ``opens`` to ``closes``."""
-
-    days: tuple[int, ...]
-    opens: time
-    closes: time
-
-
-def parse_service_hours(text: str) -> tuple[ServicePeriod, ...]:
-    """``"mon-fri 08:00-18:00, sat 09:00-12:00"``: comma-separated periods, each a day or a
-    day range and a time range on one day (opens before closes). Raises ``ValueError``."""
-    periods = []
-    for part in text.split(","):
-        try:
-            day_text, hours_text = part.split()
-            first, _, last = day_text.lower().partition("-")
-            start, end = WEEKDAYS.index(first), WEEKDAYS.index(last or first)
-            opens_text, closes_text = hours_text.split("-")
-            opens, closes = time.fromisoformat(opens_text), time.fromisoformat(closes_text)
-        except ValueError:
-            raise ValueError(f"{part.strip()!r} is not like 'mon-fri 08:00-18:00'") from None
-        if len(opens_text) != 5 or len(closes_text) != 5 or not opens < closes or start > end:
-            raise ValueError(f"{part.strip()!r}: a day range in order, opening before closing")
-        periods.append(ServicePeriod(tuple(range(start, end + 1)), opens, closes))
-    return tuple(periods)
 
 
 def _is_loopback_only(networks: tuple[IPNetwork, ...]) -> bool:

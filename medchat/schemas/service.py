@@ -5,7 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from marshmallow import fields
 
-from medchat.config import WEEKDAYS
+from access_control.service_hours import WEEKDAYS
 
 
 class PeriodSchema(ma.Schema):

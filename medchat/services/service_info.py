@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from medchat.config import WEEKDAYS, Settings
+from access_control.service_hours import WEEKDAYS
+from medchat.config import Settings
 
 NOTICE_VERSION = "2026-12"
 NOTICE_TEXT = (
