@@ -71,7 +71,11 @@ def _scenario(client, runtime) -> dict[str, str]:
 
     asked = client.post(
         CONVERSATIONS,
-        json={"subject": CANARIES["subject"], "body": CANARIES["question"]},
+        json={
+            "subject": CANARIES["subject"],
+            "body": CANARIES["question"],
+            "emergency_notice": "2026-12",
+        },
         headers=auth,
     )
     assert asked.status_code == 201, asked.get_json()

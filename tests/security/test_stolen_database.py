@@ -535,7 +535,7 @@ def _fill_over_http(client, runtime) -> tuple[dict[str, str], dict[str, str], di
     clinician_headers = bearer(login(client, runtime, clinician))
     consent = {"health_messaging": True, "version": "2026-01"}
     assert client.put("/api/v1/me/consent", json=consent, headers=member_headers).status_code == 200
-    first = {"subject": SUBJECT, "body": BODIES[0]}
+    first = {"subject": SUBJECT, "body": BODIES[0], "emergency_notice": "2026-12"}
     created = client.post(
         CONVERSATIONS, json=first, headers={**member_headers, "Idempotency-Key": "start-1"}
     )
