@@ -277,7 +277,11 @@ def main() -> None:
         def start(subject: str) -> uuid.UUID:
             response = client.post(
                 "/api/v1/conversations",
-                json={"subject": subject, "body": seed.message_text(0)},
+                json={
+                    "subject": subject,
+                    "body": seed.message_text(0),
+                    "emergency_notice": "2026-12",
+                },
                 headers=auth,
             )
             assert response.status_code == 201, response.get_json()

@@ -213,7 +213,7 @@ class MedchatSeeder:
             "POST",
             "/api/v1/conversations",
             token,
-            {"subject": subject, "body": message_text(0)},
+            {"subject": subject, "body": message_text(0), "emergency_notice": "2026-12"},
         )
         data = expect(status, data, 201, "POST /api/v1/conversations")
         return uuid.UUID(data["id"])

@@ -28,6 +28,7 @@ from medchat.api import (
     health,
     member,
     notifications,
+    service,
 )
 from medchat.api import docs as api_docs
 from medchat.api.openapi import ContractPlugin, init_api
@@ -153,6 +154,7 @@ def create_app(
         clinician.bp,
         compliance.bp,
         dpo.bp,
+        service.bp,
     ):
         api.register_blueprint(blueprint)
     check_routes_declare_permissions(app)

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from access_control.service_hours import ServicePeriod, parse_service_hours
 from medchat.errors import ConfigurationError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -190,6 +192,15 @@ class Settings:
     #: A folder of consent texts (``health_messaging/<version>.txt``) replacing the ones the
     #: package ships; empty: the shipped texts.
     consent_text_dir: str = ""
+    #: How long a clinician's claim on a question holds before it returns to the queue
+    #: (``medchat.services.claims``); answering renews it.
+    claim_minutes: int = 30
+    #: When doctors answer (``parse_service_hours``), in ``service_timezone``; served by
+    #: ``GET /api/v1/service`` with the expected response time, in hours of waiting after
+    #: which an open question is flagged in the queue and counted in the metrics.
+    service_hours: str = "mon-fri 08:00-18:00"
+    service_timezone: str = "Europe/Paris"
+    response_target_hours: int = 24
 
     @property
     def is_production(self) -> bool:
@@ -222,6 +233,18 @@ class Settings:
     @property
     def rotation_deadline(self) -> timedelta:
         return timedelta(hours=self.rotation_deadline_hours)
+
+    @property
+    def claim_ttl(self) -> timedelta:
+        return timedelta(minutes=self.claim_minutes)
+
+    @property
+    def response_target(self) -> timedelta:
+        return timedelta(hours=self.response_target_hours)
+
+    @property
+    def service_periods(self) -> tuple[ServicePeriod, ...]:
+        return parse_service_hours(self.service_hours)
 
     def refresh_token_ttl(self, staff: bool) -> timedelta:
         """Members stay signed in on their phone for weeks; staff for one working day."""
@@ -301,6 +324,20 @@ class Settings:
             raise ConfigurationError("MEDCHAT_RETRIEVAL_HOURS must be 1 to 720")
         if not 1 <= self.rotation_deadline_hours <= 24 * 30:
             raise ConfigurationError("MEDCHAT_ROTATION_DEADLINE_HOURS must be 1 to 720")
+        if not 1 <= self.claim_minutes <= 24 * 60:
+            raise ConfigurationError("MEDCHAT_CLAIM_MINUTES must be 1 to 1440")
+        if not 1 <= self.response_target_hours <= 24 * 14:
+            raise ConfigurationError("MEDCHAT_RESPONSE_TARGET_HOURS must be 1 to 336")
+        try:
+            parse_service_hours(self.service_hours)
+        except ValueError as error:
+            raise ConfigurationError(f"MEDCHAT_SERVICE_HOURS: {error}") from None
+        try:
+            ZoneInfo(self.service_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigurationError(
+                "MEDCHAT_SERVICE_TIMEZONE must be an IANA time zone (Europe/Paris)"
+            ) from None
         for name in ("retention_days", "archive_retention_days", "audit_address_days"):
             if not 1 <= getattr(self, name) <= MAX_RETENTION_DAYS:
                 raise ConfigurationError(

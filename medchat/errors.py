@@ -26,6 +26,8 @@ __all__ = [
     "ArchiveGated",
     "ArchiveIntegrityFailure",
     "BadRequest",
+    "ClaimRequired",
+    "ClaimedByOther",
     "ConfigurationError",
     "Conflict",
     "ConsentOutdated",
@@ -149,6 +151,21 @@ class ConsentVersionNotCurrent(Conflict):
         "consent_version_not_current",
         "Consent is given to the current version of the text only.",
     )
+
+
+class ClaimRequired(Conflict):
+    """Answering a question needs the answerer's own claim on it (``services.claims``)."""
+
+    code, message = (
+        "claim_required",
+        "Claim this question before answering it (or claim it again: your claim expired).",
+    )
+
+
+class ClaimedByOther(Conflict):
+    """Another clinician holds the question; ``details`` names them (staff only)."""
+
+    code, message = "claimed_by_other", "A colleague has claimed this question."
 
 
 class LastKeyHolder(Conflict):

@@ -15,7 +15,14 @@ from flask import Response
 from flask_smorest import Blueprint
 
 from access_control.permissions import Permission
-from medchat.schemas.clinician import CasePageSchema, CaseSchema, ClosedSchema, QueueArgsSchema
+from medchat.schemas.clinician import (
+    CasePageSchema,
+    CaseSchema,
+    ClaimSchema,
+    ClosedSchema,
+    HandoffSchema,
+    QueueArgsSchema,
+)
 from medchat.schemas.conversations import (
     IdempotencyHeaderSchema,
     MessageCreateSchema,
@@ -41,13 +48,15 @@ def _service() -> ClinicianConversationService:
 @bp.arguments(QueueArgsSchema, location="query")
 @bp.response(200, CasePageSchema)
 def queue(args: dict[str, Any]) -> dict[str, Any]:
-    """Conversations by status: ``open`` oldest waiting first, the others newest first."""
+    """Conversations by status: ``open`` oldest waiting first, the others newest first;
+    ``claim`` filters on who holds them."""
     return activity_page(
         _service().queue(
             signed_in(),
             status=args["status"],
             limit=args["limit"],
             after=decode_activity_cursor(args["cursor"]),
+            claim=args["claim"],
         )
     )
 
@@ -75,7 +84,8 @@ def messages(args: dict[str, Any], conversation_id: uuid.UUID) -> Response:
 @bp.arguments(IdempotencyHeaderSchema, location="headers")
 @bp.response(201, MessageSchema)
 def reply(data: dict[str, Any], headers: dict[str, Any], conversation_id: uuid.UUID) -> Any:
-    """Answer; the conversation becomes ``answered`` (409 when closed)."""
+    """Answer (needs the caller's live claim, which it renews); the conversation becomes
+    ``answered`` (409 when closed)."""
     return sent_by(_service(), conversation_id, data, headers)
 
 
@@ -85,6 +95,40 @@ def reply(data: dict[str, Any], headers: dict[str, Any], conversation_id: uuid.U
 def close(conversation_id: uuid.UUID) -> dict[str, str]:
     """Close the conversation: no more messages from either side."""
     return {"status": _service().close(signed_in(), conversation_id)}
+
+
+@bp.route("/conversations/<uuid:conversation_id>/claim", methods=["POST"])
+@requires(Permission.CLINICIAN_CONVERSATIONS)
+@bp.response(200, ClaimSchema)
+def claim(conversation_id: uuid.UUID) -> Any:
+    """Claim the question (colleagues see it taken) or renew one's own claim, for
+    ``MEDCHAT_CLAIM_MINUTES``; then it returns to the queue."""
+    return _service().claim(signed_in(), conversation_id)
+
+
+@bp.route("/conversations/<uuid:conversation_id>/claim", methods=["DELETE"])
+@requires(Permission.CLINICIAN_CONVERSATIONS)
+@bp.response(204)
+def release_claim(conversation_id: uuid.UUID) -> None:
+    """Release one's own claim: the question is back in the queue."""
+    _service().release(signed_in(), conversation_id)
+
+
+@bp.route("/conversations/<uuid:conversation_id>/claim/handoff", methods=["POST"])
+@requires(Permission.CLINICIAN_CONVERSATIONS)
+@bp.arguments(HandoffSchema)
+@bp.response(200, ClaimSchema)
+def hand_over(data: dict[str, Any], conversation_id: uuid.UUID) -> Any:
+    """Hand one's own claim to a named colleague, with a reason code (never free text)."""
+    return _service().hand_over(signed_in(), conversation_id, data["to"], data["reason"])
+
+
+@bp.route("/conversations/<uuid:conversation_id>/read", methods=["POST"])
+@requires(Permission.CLINICIAN_CONVERSATIONS)
+@bp.response(204)
+def mark_read(conversation_id: uuid.UUID) -> None:
+    """Mark every message so far as read by the caller (idempotent; audited as a read)."""
+    _service().mark_read(signed_in(), conversation_id)
 
 
 # Routes of this blueprint kept in modules of their own (the draft answer, canned replies).

@@ -50,13 +50,16 @@ def _service() -> MemberConversationService:
 @bp.arguments(IdempotencyHeaderSchema, location="headers")
 @bp.response(201, ConversationCreatedSchema)
 def start(data: dict[str, Any], headers: dict[str, Any]) -> Any:
-    """Ask a question: a new conversation with its first message (needs consent)."""
+    """Ask a question: a new conversation with its first message (needs consent and the
+    acknowledgement of the emergency notice; ``urgent`` puts it first in the queue)."""
     return created(
         _service().start(
             signed_in(),
             subject=data["subject"],
             body=data["body"],
             idempotency_key=headers["idempotency_key"],
+            urgent=data["urgent"],
+            notice_version=data["emergency_notice"],
         )
     )
 
@@ -110,3 +113,12 @@ def messages(args: dict[str, Any], conversation_id: uuid.UUID) -> Response:
 def send(data: dict[str, Any], headers: dict[str, Any], conversation_id: uuid.UUID) -> Any:
     """Add a message; 409 when the conversation is closed, 403 once consent is withdrawn."""
     return sent_by(_service(), conversation_id, data, headers)
+
+
+@bp.route("/<uuid:conversation_id>/read", methods=["POST"])
+@requires(Permission.MEMBER_CONVERSATIONS)
+@bp.response(204)
+def mark_read(conversation_id: uuid.UUID) -> None:
+    """Mark every message so far as read (idempotent); the doctors' replies stop counting
+    in ``unread_count``."""
+    _service().mark_read(signed_in(), conversation_id)

@@ -81,6 +81,10 @@ _FROZEN = (
 _HISTORY = "the history is being re-sealed after a password reset (`history_pending`)"
 
 #: Codes particular to one operation (by endpoint), appended to the generic text.
+_CLAIM = (
+    "answering needs the caller's live claim: none or an expired one (`claim_required`), a "
+    "colleague's (`claimed_by_other`, `details.claimed_by`)"
+)
 _EXTRA: dict[str, dict[int, str]] = {
     "auth.register": {403: "registration is closed (`forbidden`)", 422: _WEAK},
     "auth.token": {
@@ -155,7 +159,7 @@ _EXTRA: dict[str, dict[int, str]] = {
     },
     "attachments.upload_clinician_attachment": {
         403: f"{_ROLE_KEY}, {_FROZEN}",
-        409: f"the conversation is closed (`conflict`), {_IDEMPOTENCY}",
+        409: f"the conversation is closed (`conflict`), {_IDEMPOTENCY}, {_CLAIM}",
         413: "or an image has more pixels than allowed (`image_too_large`)",
         415: "the bytes are not PDF, PNG, JPEG or HEIC, or the part's type names another",
         422: "or the file cannot be read (`unreadable_file`)",
@@ -170,7 +174,24 @@ _EXTRA: dict[str, dict[int, str]] = {
     },
     "clinician.reply": {
         403: f"{_ROLE_KEY}, {_FROZEN}",
-        409: f"the conversation is closed (`conflict`), {_IDEMPOTENCY}",
+        409: f"the conversation is closed (`conflict`), {_IDEMPOTENCY}, {_CLAIM}",
+    },
+    "clinician.mark_read": {403: _ROLE_KEY},
+    "clinician.claim": {
+        403: _ROLE_KEY,
+        409: "a colleague holds a live claim (`claimed_by_other`, `details.claimed_by`), or "
+        "the conversation is closed (`conflict`)",
+    },
+    "clinician.release_claim": {
+        403: _ROLE_KEY,
+        409: "the caller holds no live claim (`claim_required`) or a colleague does "
+        "(`claimed_by_other`), or the conversation is closed (`conflict`)",
+    },
+    "clinician.hand_over": {
+        403: _ROLE_KEY,
+        409: "the caller holds no live claim (`claim_required`) or a colleague does "
+        "(`claimed_by_other`), or the conversation is closed (`conflict`)",
+        422: "`to` is not an active colleague",
     },
     "clinician.close": {403: f"{_ROLE_KEY}, {_FROZEN}", 409: "already closed (`conflict`)"},
     "clinician.draft": {403: _ROLE_KEY},
@@ -322,7 +343,7 @@ _SUCCESS: dict[str, dict[str, Any]] = {
 
 #: Operations that read no stored row an integrity check could refuse.
 _NO_STORED_STATE = frozenset(
-    {"compliance.public_key", "auth.password_reset", "member.consent_text"}
+    {"compliance.public_key", "auth.password_reset", "member.consent_text", "service.service"}
 )
 
 

@@ -180,7 +180,10 @@ def _seed_keys_and_conversation(session: Session, runtime: ServiceContext) -> No
             .result
         )
         doctor = _acting(session, runtime, doctor_spec["email"], doctor_spec["password"])
-        ConversationService(session, runtime).send(doctor, answered.id, ANSWERED["answer"])
+        conversations = ConversationService(session, runtime)
+        # Answering needs the doctor's claim (``services.claims``), as on the console.
+        conversations.claims.take(doctor, conversations.access.load(doctor, answered.id))
+        conversations.send(doctor, answered.id, ANSWERED["answer"])
         _act_as(session, member.id, Role.MEMBER)
     MemberConversationService(session, runtime).start(
         member, subject=WAITING["subject"], body=WAITING["body"]

@@ -13,10 +13,14 @@ from typing import Any
 
 from flask import abort, redirect, render_template, request, url_for
 
+# wtforms 3.3 has it (tuples are deprecated); its type stubs do not yet.
+from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]
+
 from access_control.permissions import Permission
 from medchat.console import bp
-from medchat.console.forms import ActionForm, AttachForm, ReplyForm
+from medchat.console.forms import REASON_LABELS, ActionForm, AttachForm, HandoffForm, ReplyForm
 from medchat.errors import MedchatError
+from medchat.identity.principal import Principal
 from medchat.models import Conversation, ConversationStatus
 from medchat.schemas.cursors import (
     decode_activity_cursor,
@@ -25,7 +29,7 @@ from medchat.schemas.cursors import (
     encode_cursor,
 )
 from medchat.services.attachments import AttachmentService, Upload
-from medchat.services.clinician_conversations import ClinicianConversationService
+from medchat.services.clinician_conversations import CLAIM_FILTERS, ClinicianConversationService
 from medchat.services.drafts import DraftService
 from medchat.services.read_markers import ReadMarkers
 from medchat.services.reply_templates import ReplyTemplateService
@@ -38,6 +42,8 @@ TABS = (
     (ConversationStatus.ANSWERED, "Answered"),
     (ConversationStatus.CLOSED, "Closed"),
 )
+#: The queue's claim filters as the console names them (``?claim=``).
+CLAIM_TABS = tuple(zip(CLAIM_FILTERS, ("All", "Unclaimed", "Claimed", "Mine"), strict=True))
 PAGE_SIZE = 25
 MESSAGES_PER_PAGE = 50
 
@@ -49,9 +55,11 @@ def _service() -> ClinicianConversationService:
 @bp.get("/queue")
 @requires(Permission.CLINICIAN_CONVERSATIONS)
 def queue() -> Any:
-    """The three tabs: waiting (oldest first), answered, closed; unread ones marked."""
+    """The three tabs: waiting (oldest first), answered, closed; unread ones marked; each
+    filtered all / unclaimed / claimed / mine, with who holds each question."""
     status = request.args.get("status", ConversationStatus.OPEN)
-    if status not in {tab for tab, _ in TABS}:
+    claim = request.args.get("claim", "all")
+    if status not in {tab for tab, _ in TABS} or claim not in CLAIM_FILTERS:
         abort(404)
     principal = signed_in()
     page = _service().queue(
@@ -59,16 +67,22 @@ def queue() -> Any:
         status=status,
         limit=PAGE_SIZE,
         after=decode_activity_cursor(request.args.get("cursor")),
+        claim=claim,
     )
     unread = ReadMarkers(db_session()).unread(principal.id, [item.id for item in page.items])
     next_url = None
     if page.next_cursor is not None:
         next_url = url_for(
-            "console.queue", status=status, cursor=encode_activity_cursor(page.next_cursor)
+            "console.queue",
+            status=status,
+            claim=claim,
+            cursor=encode_activity_cursor(page.next_cursor),
         )
     return render_template(
         "console/queue.html",
         tabs=TABS,
+        claim_tabs=CLAIM_TABS,
+        claim=claim,
         status=status,
         items=page.items,
         unread=unread,
@@ -105,9 +119,14 @@ def conversation(conversation_id: uuid.UUID) -> Any:
         chosen = next((t for t in templates if str(t.id) == request.args.get("template")), None)
         if chosen is not None:  # "Use": the answer starts from the canned reply
             reply_form.body.data = chosen.body
+    handoff_form = HandoffForm()
+    handoff_form.to.choices = _colleagues(service, principal)
     return render_template(
         "console/conversation.html",
         case=case,
+        handoff_form=handoff_form,
+        claim_form=ActionForm(),
+        reasons=REASON_LABELS,
         messages=messages,
         earlier_url=earlier_url,
         reply_form=reply_form,
@@ -116,6 +135,14 @@ def conversation(conversation_id: uuid.UUID) -> Any:
         close_form=ActionForm(),
         notice=request.args.get("notice"),
     )
+
+
+def _colleagues(service: ClinicianConversationService, principal: Principal) -> list[Any]:
+    """The hand-over choices: the other active clinicians."""
+    return [
+        SelectChoice(str(account_id), label)
+        for account_id, label in service.conversations.claims.colleagues(principal)
+    ]
 
 
 def _back(conversation_id: uuid.UUID, notice: str | None = None) -> Any:
@@ -192,6 +219,57 @@ def close(conversation_id: uuid.UUID) -> Any:
             raise
         return _problem(error)
     return _back(conversation_id, "closed")
+
+
+@bp.post("/conversations/<uuid:conversation_id>/claim")
+@requires(Permission.CLINICIAN_CONVERSATIONS)
+def claim(conversation_id: uuid.UUID) -> Any:
+    """Take the question (or renew one's claim), as ``POST .../claim`` of the API."""
+    if not ActionForm().validate_on_submit():
+        abort(403)
+    try:
+        _service().claim(signed_in(), conversation_id)
+    except MedchatError as error:
+        if error.status != 409:
+            raise
+        return _problem(error)
+    return _back(conversation_id, "claimed")
+
+
+@bp.post("/conversations/<uuid:conversation_id>/release")
+@requires(Permission.CLINICIAN_CONVERSATIONS)
+def release(conversation_id: uuid.UUID) -> Any:
+    """Give one's claim up: the question is back in the queue."""
+    if not ActionForm().validate_on_submit():
+        abort(403)
+    try:
+        _service().release(signed_in(), conversation_id)
+    except MedchatError as error:
+        if error.status != 409:
+            raise
+        return _problem(error)
+    return _back(conversation_id, "released")
+
+
+@bp.post("/conversations/<uuid:conversation_id>/handoff")
+@requires(Permission.CLINICIAN_CONVERSATIONS)
+def handoff(conversation_id: uuid.UUID) -> Any:
+    """Hand one's claim to a colleague with a reason from the list."""
+    form = HandoffForm()
+    principal = signed_in()
+    service = _service()
+    form.to.choices = _colleagues(service, principal)
+    if not form.validate_on_submit():
+        if "csrf_token" in form.errors:
+            abort(403)
+        return _problem(MedchatError("Choose a colleague and a reason."))
+    try:
+        service.hand_over(principal, conversation_id, uuid.UUID(form.to.data), form.reason.data)
+    except MedchatError as error:
+        if error.status not in (409, 422):
+            raise
+        return _problem(error)
+    return _back(conversation_id, "handed_over")
 
 
 @bp.get("/attachments/<uuid:attachment_id>")

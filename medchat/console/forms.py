@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import HiddenField, PasswordField, StringField, TextAreaField
+from wtforms import HiddenField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]
 from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
 
@@ -66,3 +67,24 @@ class GrantForm(FlaskForm):
 
 class ActionForm(FlaskForm):
     """A button-only form (close, logout): just the CSRF token."""
+
+
+#: How each hand-over reason reads in the console (codes: ``medchat.services.claims``).
+REASON_LABELS = {
+    "shift_end": "End of my shift",
+    "specialty": "Needs another specialty",
+    "second_opinion": "Second opinion",
+    "workload": "Workload",
+    "other": "Other",
+}
+
+
+class HandoffForm(FlaskForm):
+    """Hand one's claim to a colleague: a reason from a list, never free text (health data)."""
+
+    to = SelectField("Colleague", validators=[DataRequired()])
+    reason = SelectField(
+        "Reason",
+        choices=[SelectChoice(code, label) for code, label in REASON_LABELS.items()],
+        validators=[DataRequired()],
+    )

@@ -9,6 +9,7 @@ from medchat.models.accounts import (
 )
 from medchat.models.archive import ArchiveRecord, RetrievalRequest
 from medchat.models.audit import AuditEntry, ChainHead
+from medchat.models.claims import ConversationClaim
 from medchat.models.conversations import (
     LIVE_STATUSES,
     Attachment,
@@ -54,6 +55,7 @@ __all__ = [
     "Channel",
     "Consent",
     "Conversation",
+    "ConversationClaim",
     "ConversationDraft",
     "ConversationKeyEpoch",
     "ConversationKeyWrap",

@@ -87,6 +87,12 @@ class Conversation(Base):
     last_message_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
     sealed_at: Mapped[datetime | None]
+    # The member marked the question urgent: first in the open queue. Order only (a writer
+    # who flips it reorders a list, hands nothing to anyone), so outside the key-set tag.
+    urgent: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    # The version of the "not for emergencies" notice the member acknowledged when asking
+    # (``medchat.services.service_info``); NULL for questions from before the notice.
+    notice_version: Mapped[str | None] = mapped_column(String(16))
 
 
 class ConversationKeyWrap(Base):

@@ -9,6 +9,10 @@ What is true of the whole service rather than of one process, so it is read, not
 - ``medchat_audit_chain_head_age_seconds``, ``medchat_audit_chain_length``: time since the
   newest audit entry, and how many there are. Every sign-in appends one: a head that stops
   moving while requests are answered means appends fail.
+- ``medchat_questions_waiting``, ``medchat_questions_overdue``: open questions, and those
+  waiting longer than the expected response time (``MEDCHAT_RESPONSE_TARGET_HOURS``, the
+  clinician queue's ``overdue`` flag); ``medchat_questions_urgent_waiting``: open ones the
+  member marked urgent. Alert on overdue above zero during service hours.
 - ``medchat_retention_last_run_*``: the newest ``retention.run`` audit entry (the daily
   ``medchat retention run`` writes one per run, on any host): when it ran, whether it
   succeeded, and its counts. Alert when it is older than a day and a half, or failed.
@@ -25,7 +29,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -35,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from medchat.audit.verification import CHAINS as AUDIT_CHAINS
 from medchat.clock import Clock
-from medchat.models import AuditEntry, ChainHead, RewrapRequest
+from medchat.models import AuditEntry, ChainHead, Conversation, ConversationStatus, RewrapRequest
 
 log = logging.getLogger("medchat.metrics")
 
@@ -56,9 +60,10 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
 class StateCollector(Collector):
     """Reads the values above through ``session`` when collected."""
 
-    def __init__(self, session: Session, clock: Clock) -> None:
+    def __init__(self, session: Session, clock: Clock, response_target: timedelta) -> None:
         self.session = session
         self.clock = clock
+        self.response_target = response_target
 
     def collect(self) -> Iterator[Metric]:
         try:
@@ -100,7 +105,25 @@ class StateCollector(Collector):
                 (now - newest).total_seconds(),
             )
 
+        yield from self._questions(now)
         yield from self._retention()
+
+    def _questions(self, now: datetime) -> Iterator[Metric]:
+        late = now - self.response_target
+        waiting, overdue, urgent = self.session.execute(
+            select(
+                func.count(),
+                func.count().filter(Conversation.last_message_at < late),
+                func.count().filter(Conversation.urgent.is_(True)),
+            ).where(Conversation.status == ConversationStatus.OPEN)
+        ).one()
+        yield _gauge("medchat_questions_waiting", "Open questions waiting for a doctor.", waiting)
+        yield _gauge(
+            "medchat_questions_overdue",
+            "Open questions waiting longer than the expected response time.",
+            overdue,
+        )
+        yield _gauge("medchat_questions_urgent_waiting", "Open questions marked urgent.", urgent)
 
     def _retention(self) -> Iterator[Metric]:
         row = self.session.execute(

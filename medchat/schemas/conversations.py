@@ -21,6 +21,7 @@ from medchat.schemas.common import (
     UtcDateTime,
     utc_iso,
 )
+from medchat.services.service_info import NOTICE_VERSION
 
 #: A conversation's status as either audience sees it (a sealed one is in no view).
 STATUSES = ("open", "answered", "closed")
@@ -41,6 +42,18 @@ class ConversationCreateSchema(StrictSchema):
         validate=[validate.Length(min=1, max=SUBJECT_MAX), _not_blank],
     )
     body = _body
+    emergency_notice = fields.String(
+        required=True,
+        validate=validate.OneOf([NOTICE_VERSION]),
+        metadata={
+            "description": "The version of the emergency notice (GET /api/v1/service) the "
+            "member was shown and acknowledged; another version or none is a 422."
+        },
+    )
+    urgent = fields.Boolean(
+        load_default=False,
+        metadata={"description": "The member marks the question urgent: first in the queue."},
+    )
 
 
 def unavailable_field() -> fields.String:
@@ -137,6 +150,37 @@ class ConversationSchema(ma.Schema):
         },
     )
     unavailable = unavailable_field()
+    unread_count = fields.Integer(
+        dump_default=0,
+        metadata={
+            "description": "The other side's messages past the caller's read marker (for a "
+            "member: the doctors' unread replies)."
+        },
+    )
+    read_through = UtcDateTime(
+        allow_none=True,
+        dump_default=None,
+        metadata={
+            "description": "The caller has read every message created at or before this "
+            "(null: none yet). Set by POST .../read."
+        },
+    )
+    read_by_other_through = UtcDateTime(
+        allow_none=True,
+        dump_default=None,
+        metadata={
+            "description": "The other side has read every message created at or before this: "
+            "for a member, the furthest any doctor has read (null: none yet)."
+        },
+    )
+    urgent = fields.Boolean(dump_default=False, metadata={"description": "Marked urgent."})
+    in_review = fields.Boolean(
+        dump_default=False,
+        metadata={
+            "description": "A doctor is looking at this question (a clinician claimed it); "
+            "who is never said to the member."
+        },
+    )
 
 
 class ConversationCreatedSchema(ConversationSchema):

@@ -136,7 +136,12 @@ class ExportMessageSchema(MessageSchema):
 
 class ExportConversationSchema(ConversationSchema):
     """A conversation as the member's list shows it, with its closing time and messages;
-    in the export every key is always present."""
+    in the export every key is always present. The live workflow state of the moment (a
+    doctor's claim, read markers) is not the member's data and stays out; ``urgent``, which
+    the member chose, is in."""
+
+    class Meta:
+        exclude = ("in_review", "unread_count", "read_through", "read_by_other_through")
 
     subject = fields.String(allow_none=True, required=True)
     closed_at = UtcDateTime(allow_none=True, required=True)

@@ -114,6 +114,7 @@ class AttachmentService:
                 return Created(self._stored_view(actor, conversation, dek, first), replayed=True)
         self.conversations.require_open(conversation)
         self.conversations.require_consent(actor, conversation)
+        self.conversations.claims.require_for_answer(actor, conversation)
         # The HTTP layer already stops reading past the limit; this keeps the rule true for
         # callers that are not HTTP (console, CLI, tests).
         if len(upload.data) > self.runtime.settings.max_attachment_bytes:

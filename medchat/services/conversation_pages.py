@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from sqlalchemy import Select, tuple_
+from sqlalchemy import Select, case, tuple_
 
 from medchat.models import Conversation
 
@@ -46,6 +46,25 @@ def order_by_activity(
     if descending:
         return statement.order_by(Conversation.last_message_at.desc(), Conversation.id.desc())
     return statement.order_by(Conversation.last_message_at.asc(), Conversation.id.asc())
+
+
+def order_waiting_queue(
+    statement: Select[Conversation], after: ActivityPosition | None, after_urgent: bool
+) -> Select[Conversation]:
+    """The open queue: urgent questions first, then each part oldest waiting first.
+
+    The cursor stays an activity position (its format is the contract's); whether the
+    conversation it names was urgent is read from that row by the caller (``after_urgent``:
+    urgency is set when a question is asked and never changes). Keyset on (not urgent,
+    last_message_at, id), resuming strictly past ``after``.
+    """
+    rank = case((Conversation.urgent.is_(True), 0), else_=1)
+    if after is not None:
+        position = (0 if after_urgent else 1, *after)
+        statement = statement.where(
+            tuple_(rank, Conversation.last_message_at, Conversation.id) > tuple_(*position)
+        )
+    return statement.order_by(rank, Conversation.last_message_at.asc(), Conversation.id.asc())
 
 
 def activity_position(conversation: Conversation) -> ActivityPosition:

@@ -32,6 +32,7 @@ from medchat.identity.principal import Principal
 from medchat.keys.epochs import ConversationDeks
 from medchat.keys.sealing import ContentKey, MessageLabel
 from medchat.models import Conversation, ConversationStatus, Message, NotificationKind
+from medchat.services.claims import ClaimBook
 from medchat.services.consent import ConsentService
 from medchat.services.context import ServiceContext
 from medchat.services.conversation_access import ConversationAccess
@@ -113,6 +114,7 @@ class ConversationService(ConversationReader):
         self.access = ConversationAccess(session, runtime)
         self.consent = ConsentService(session, runtime)
         self.idempotency = IdempotencyService(session, runtime)
+        self.claims = ClaimBook(session, runtime)
 
     # -- building blocks ---------------------------------------------------------------------
 
@@ -318,7 +320,9 @@ class ConversationService(ConversationReader):
 
         The row check comes first (someone else's conversation is a 404 whatever the key);
         then a retry is replayed; then ``Conflict`` if the conversation is closed and
-        ``ConsentRequired`` if its member has no current consent.
+        ``ConsentRequired`` if its member has no current consent; a clinician needs their own
+        live claim (``ClaimBook.require_for_answer``: 409 ``claim_required`` or
+        ``claimed_by_other``).
         """
         # Locked as it is read: a send never lands after a racing close, in one statement.
         conversation, dek = self.open(actor, conversation_id, for_update=True)
@@ -335,6 +339,7 @@ class ConversationService(ConversationReader):
                 return Created(self._sent_view(conversation, dek, first), replayed=True)
         self.require_open(conversation)
         self.require_consent(actor, conversation)
+        self.claims.require_for_answer(actor, conversation)
         message = self.append_message(conversation, dek, actor, body, message_id=message_id)
         audit.record(
             self.session,

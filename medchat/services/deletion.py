@@ -46,6 +46,7 @@ from medchat.models import (
     ArchiveRecord,
     Attachment,
     Conversation,
+    ConversationClaim,
     ConversationKeyWrap,
     ConversationRead,
     ConversationStatus,
@@ -197,13 +198,14 @@ class DeletionService:
             )
 
     def _forget_live_traces(self, conversation: Conversation) -> None:
-        """Read markers, drafts and idempotency records only served the live conversation."""
+        """Read markers, claims, drafts and idempotency records served the live conversation."""
         forget_drafts(self.session, [conversation.id])
-        self.session.execute(
-            delete(ConversationRead)
-            .where(ConversationRead.conversation_id == conversation.id)
-            .execution_options(synchronize_session=False)
-        )
+        for model in (ConversationRead, ConversationClaim):
+            self.session.execute(
+                delete(model)
+                .where(model.conversation_id == conversation.id)
+                .execution_options(synchronize_session=False)
+            )
         self.session.execute(
             delete(IdempotencyRecord)
             .where(

@@ -63,12 +63,16 @@ class MemberConversationService(ConversationFront):
         subject: str | None,
         body: str,
         idempotency_key: str | None = None,
+        urgent: bool = False,
+        notice_version: str | None = None,
     ) -> Created[ConversationView]:
         """Ask a question: a new open conversation, its keys, and the first message.
 
         Raises ``ConsentRequired`` without current consent (``ConsentOutdated`` when it names
         an older text), ``KeysNotInitialized`` before
         ``keys init`` and ``Conflict`` for an ``Idempotency-Key`` used on another request.
+        ``notice_version``: the emergency notice the member acknowledged (the request schema
+        requires the current one); ``urgent`` sorts the question first in the open queue.
         """
         self.require_audience(actor)
         conversations = self.conversations
@@ -90,6 +94,8 @@ class MemberConversationService(ConversationFront):
             message_count=0,
             created_at=now,
             last_message_at=now,
+            urgent=urgent,
+            notice_version=notice_version,
         )
         dek = self.runtime.conversation_keys(self.session).new_key(conversation, now)
         if subject is not None:
@@ -149,9 +155,20 @@ class MemberConversationService(ConversationFront):
         # Each item decrypted, or listed without content while its re-wrap is pending or
         # when it fails an integrity check (refused and audited: ``conversation_refusals``).
         items = [self.conversations.listed(actor, conversation) for conversation in rows]
+        self._mark_in_review(items)
+        self.with_read_state(actor, items)
         return Page(items, activity_position(rows[-1]) if more else None)
 
     def conversation(self, actor: Principal, conversation_id: uuid.UUID) -> ConversationView:
         """One of the member's conversations (``NotFound`` for anyone else's)."""
         self.require_audience(actor)
-        return self.conversations.conversation(actor, conversation_id)
+        view = self.conversations.conversation(actor, conversation_id)
+        self._mark_in_review([view])
+        self.with_read_state(actor, [view])
+        return view
+
+    def _mark_in_review(self, views: list[ConversationView]) -> None:
+        """ "A doctor is looking at your question": a live claim, and nothing of whose."""
+        live = self.conversations.claims.live_of(view.id for view in views)
+        for view in views:
+            view.in_review = view.id in live

@@ -77,6 +77,16 @@ class ConversationSummary:
     #: ``history_pending`` while a member's history waits to be re-sealed to their new key,
     #: ``integrity_failed`` for a conversation refused by ``conversation_refusals``.
     unavailable: str | None = None
+    #: A clinician holds a live claim on it (``medchat.services.claims``): all a member
+    #: learns is that "a doctor is looking at your question", never who.
+    in_review: bool = False
+    #: The member marked the question urgent (first in the open queue).
+    urgent: bool = False
+    #: Read state for the viewer (``medchat.services.read_markers``): the other side's
+    #: messages past the viewer's marker, and up to which message time each side has read.
+    unread_count: int = 0
+    read_through: datetime | None = None
+    read_by_other_through: datetime | None = None
 
 
 @dataclass(kw_only=True)
@@ -98,6 +108,10 @@ class CaseView(ConversationSummary):
     patient view (SECURITY-MODEL: first name, birth date, sex, pseudonym)."""
 
     patient: PatientView
+    #: The live claim on it, as this clinician sees it (``medchat.services.claims``).
+    claim: Any = None
+    #: Open and waiting longer than the response target (``MEDCHAT_RESPONSE_TARGET_HOURS``).
+    overdue: bool = False
 
 
 #: ``ConversationView.unavailable`` while a member's history waits for its re-wrap.
@@ -233,6 +247,7 @@ class ConversationReader:
             status=conversation.status,
             created_at=conversation.created_at,
             last_message_at=conversation.last_message_at,
+            urgent=bool(conversation.urgent),
             member_id=conversation.member_id,
         )
 
@@ -247,6 +262,7 @@ class ConversationReader:
             status=conversation.status,
             created_at=conversation.created_at,
             last_message_at=conversation.last_message_at,
+            urgent=bool(conversation.urgent),
             member_id=conversation.member_id,
             readable=False,
             unavailable=reason,

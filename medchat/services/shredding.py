@@ -42,6 +42,7 @@ from medchat.errors import Conflict
 from medchat.models import (
     Attachment,
     Conversation,
+    ConversationClaim,
     ConversationDraft,
     ConversationKeyWrap,
     ConversationRead,
@@ -135,6 +136,10 @@ def destroy(session: Session, conversation_ids: Sequence[uuid.UUID]) -> dict[uui
     _delete(
         session,
         delete(ConversationRead).where(_among(session, ConversationRead.conversation_id, ids)),
+    )
+    _delete(
+        session,
+        delete(ConversationClaim).where(_among(session, ConversationClaim.conversation_id, ids)),
     )
     scopes = [scope(i) for i in ids for scope in (message_scope, upload_scope)]
     _delete(

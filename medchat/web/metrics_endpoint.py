@@ -45,5 +45,6 @@ def metrics() -> Response:
         MultiProcessCollector(registry)
     else:
         registry.register(_ThisProcess())
-    registry.register(StateCollector(db_session(), runtime().clock))
+    context = runtime()
+    registry.register(StateCollector(db_session(), context.clock, context.settings.response_target))
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

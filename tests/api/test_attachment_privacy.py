@@ -29,6 +29,7 @@ from tests.support.attachments import (
 )
 from tests.support.audit import audit_entries
 from tests.support.console import console_login
+from tests.support.messaging import claim
 from tests.support.responses import error_code
 
 CANARY = "Jeanne Zzmoreau"
@@ -172,6 +173,7 @@ def test_the_clinician_sees_neutral_names_by_kind_and_order_and_the_member_their
         assert f'filename="{name}"' in _as_clinician(clinic, attachment_id)[1]
 
     # A clinician's own upload is named for them the same way; the member sees its name.
+    claim(clinic.client, clinic.clinician_auth, clinic.conversation_id)
     sent = post_file(
         clinic, files.pdf(), "care plan.pdf", path=CLINICIAN_UPLOAD, auth=clinic.clinician_auth
     )

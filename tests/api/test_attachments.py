@@ -26,7 +26,7 @@ from tests.support.attachments import (
 )
 from tests.support.audit import audit_entries
 from tests.support.dump import database_dump
-from tests.support.messaging import asked, give_consent
+from tests.support.messaging import asked, claim, give_consent
 from tests.support.responses import error_code
 
 
@@ -96,6 +96,7 @@ def test_each_upload_is_a_message_of_its_own_with_the_attachment(clinic):
 
 
 def test_a_clinicians_file_answers_the_conversation_and_reads_are_audited(clinic):
+    claim(clinic.client, clinic.clinician_auth, clinic.conversation_id)
     sent = post_file(
         clinic, files.png(), "schema.png", path=CLINICIAN_UPLOAD, auth=clinic.clinician_auth
     )

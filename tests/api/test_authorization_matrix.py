@@ -128,6 +128,8 @@ def test_public_routes_are_few_and_known(app):
         "/api/v1/push/vapid-key",
         # The consent text a member agrees to: shown before registration too.
         "/api/v1/consent",
+        # Service hours, response time and the emergency notice: shown before sign-in.
+        "/api/v1/service",
         # Swagger UI for the OpenAPI document (public, as the document is): the page, its
         # start-up script and the listed assets of flask-swagger-ui.
         "/api/v1/docs",

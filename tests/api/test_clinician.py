@@ -24,6 +24,7 @@ from tests.support.messaging import (
     CONVERSATIONS,
     asked,
     care_team,
+    claim,
     count,
     give_consent,
     send,
@@ -94,6 +95,13 @@ def _clinician_facing_routes(app) -> set[tuple[str, str]]:
     }
 
 
+def _body(rule: str) -> dict:
+    """A valid body for a route of the clinician or member conversations."""
+    if rule.endswith("/handoff"):
+        return {"to": str(uuid.uuid4()), "reason": "workload"}
+    return {"body": "x"}
+
+
 def _uploads_with_the_canaries(client, tokens, conversation_id: str) -> list[str]:
     """The member sends files named after them and carrying their identity in metadata."""
     last_name = CANARIES["last_name"]
@@ -132,8 +140,17 @@ def test_queue_filters_by_status_and_follows_every_transition(client, runtime, p
         "patient",
         "readable",
         "unavailable",
+        "in_review",
+        "claim",
+        "unread_count",
+        "read_through",
+        "read_by_other_through",
+        "urgent",
+        "overdue",
     }
     assert case["readable"] is True and case["unavailable"] is None
+    assert case["in_review"] is False and case["claim"] is None
+    assert case["unread_count"] == 1 and case["read_through"] is None
     assert case["subject"] == "Cough" and case["status"] == "open"
     assert case["patient"]["first_name"] == "Noor"
     assert case["patient"]["birth_date"] == "1988-04-12" and case["patient"]["sex"] == "female"
@@ -141,8 +158,9 @@ def test_queue_filters_by_status_and_follows_every_transition(client, runtime, p
     invalid = client.post(f"{CASES}/{first}/messages", json={"body": " "}, headers=bearer(doctor))
     assert invalid.status_code == 422 and "body" in invalid.get_json()["error"]["details"]
 
-    # open -> answered on a reply
+    # open -> answered on a reply (the doctor claims it first)
     runtime.clock.advance(seconds=5)
+    claim(client, doctor, first)
     reply = send(client, doctor, f"{CASES}/{first}/messages", "Drink warm water.")
     assert reply.status_code == 201
     assert reply.get_json()["author"] == "clinician"
@@ -187,6 +205,7 @@ def test_queue_pages_walk_every_conversation_once_in_the_documented_order(
         ids.append(asked(client, patient, f"Question {n}"))
     for conversation_id in ids[:3]:
         runtime.clock.advance(seconds=1)
+        claim(client, doctor, conversation_id)
         send(client, doctor, f"{CASES}/{conversation_id}/messages", "Answer")
 
     def walk(status: str) -> list[dict]:
@@ -274,8 +293,15 @@ def test_no_clinician_answer_reveals_contact_data_or_the_member_id(
         files={"file": (io.BytesIO(files.pdf()), "leaflet.pdf")},
         **one,
     )
+    call("POST", "clinician.claim", **one)
     call("POST", "clinician.reply", body="An answer", **one)
     call("GET", "clinician.queue", "?status=answered")
+    call("GET", "clinician.queue", "?claim=mine")
+    call("POST", "clinician.mark_read", **one)
+    colleague = make_staff(runtime, Role.CLINICIAN)
+    call("POST", "clinician.hand_over", to=str(colleague.id), reason="shift_end", **one)
+    call("POST", "clinician.claim", path_args={"conversation_id": uuid.UUID(other_id)})
+    call("DELETE", "clinician.release_claim", path_args={"conversation_id": uuid.UUID(other_id)})
     call("POST", "clinician.close", **one)
     call("POST", "clinician.close", **one)  # 409
     call("POST", "clinician.reply", body="Late", **one)  # 409
@@ -291,11 +317,11 @@ def test_admins_and_compliance_officers_get_403_on_every_content_route(
     admin = login(client, runtime, make_staff(runtime, Role.ADMIN))
     compliance = login(client, runtime, team.compliance)
     routes = _routes(app, "clinician", "conversations")
-    assert len(routes) == 11  # with the member's DELETE (deletion request)
+    assert len(routes) == 16  # with the member's DELETE (deletion request)
     for tokens in (admin, compliance):
         for method, rule in sorted(routes):
             path = rule.replace("<uuid:conversation_id>", conversation_id)
-            response = client.open(path, method=method, json={"body": "x"}, headers=bearer(tokens))
+            response = client.open(path, method=method, json=_body(rule), headers=bearer(tokens))
             assert response.status_code == 403, (method, path)
             assert response.get_json()["error"]["code"] == "forbidden"
             assert b"Secret" not in response.data
@@ -310,9 +336,7 @@ def test_a_clinician_without_the_role_key_is_told_so_until_granted_and_signed_in
     before_grant = login(client, runtime, newcomer)
     for method, rule in sorted(_clinician_routes(app)):
         path = rule.replace("<uuid:conversation_id>", conversation_id)
-        response = client.open(
-            path, method=method, json={"body": "x"}, headers=bearer(before_grant)
-        )
+        response = client.open(path, method=method, json=_body(rule), headers=bearer(before_grant))
         assert response.status_code == 403, (method, path)
         assert response.get_json()["error"]["code"] == "role_key_required"
 
@@ -334,6 +358,7 @@ def test_clinician_reads_and_writes_are_audited_with_the_member_as_subject(
     _queue(client, doctor)
     client.get(f"{CASES}/{conversation_id}", headers=bearer(doctor))
     client.get(f"{CASES}/{conversation_id}/messages", headers=bearer(doctor))
+    claim(client, doctor, conversation_id)
     send(client, doctor, f"{CASES}/{conversation_id}/messages", "Audited answer")
     client.post(f"{CASES}/{conversation_id}/close", headers=bearer(doctor))
     # The member's own reads are not "access by someone else".
@@ -354,7 +379,8 @@ def test_clinician_reads_and_writes_are_audited_with_the_member_as_subject(
         ("content.read.conversation", conversation_id),
         ("content.read.messages", conversation_id),
     ]
-    assert actions[4][0] == "message.send" and actions[5] == ("conversation.close", conversation_id)
+    assert actions[4] == ("conversation.claim", conversation_id)
+    assert actions[5][0] == "message.send" and actions[6] == ("conversation.close", conversation_id)
     assert {e.subject_id for e in entries} == {member.id}
     for entry in entries:
         assert "Audited" not in entry.details

@@ -27,7 +27,7 @@ from medchat.models import RetrievalRequest
 from tests.support.accounts import Person, bearer, login, make_member, make_staff
 from tests.support.archive import flip_byte
 from tests.support.audit import audit_entries
-from tests.support.messaging import CONVERSATIONS, asked, care_team, give_consent
+from tests.support.messaging import CONVERSATIONS, asked, care_team, claim, give_consent
 from tests.support.responses import error_code
 from tests.support.sample_files import as_stored, pdf
 
@@ -63,6 +63,7 @@ def archive(client, runtime) -> Archive:
     give_consent(client, tokens)
     conversation_id = asked(client, tokens, BODY, subject=SUBJECT)
     doctor = bearer(login(client, runtime, team.clinician))
+    claim(client, doctor, conversation_id)
     reply = client.post(
         f"/api/v1/clinician/conversations/{conversation_id}/messages",
         json={"body": REPLY},

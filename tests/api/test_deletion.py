@@ -25,6 +25,7 @@ from medchat.models import (
     ArchiveRecord,
     AuditEntry,
     Conversation,
+    ConversationClaim,
     ConversationKeyWrap,
     ConversationRead,
     Holder,
@@ -35,7 +36,15 @@ from medchat.services.deletion import DeletionService
 from tests.support.accounts import Person, bearer, login, make_member, make_staff
 from tests.support.archive import verify_ledger
 from tests.support.console import console_login, csrf_from
-from tests.support.messaging import CONVERSATIONS, asked, care_team, count, give_consent, send
+from tests.support.messaging import (
+    CONVERSATIONS,
+    asked,
+    care_team,
+    claim,
+    count,
+    give_consent,
+    send,
+)
 from tests.support.sample_files import pdf
 from tests.support.sessions import sign_in
 from tests.support.tampering import execute_sql
@@ -69,6 +78,7 @@ def case(client, runtime, team) -> Case:
     give_consent(client, tokens)
     conversation_id = asked(client, tokens, BODY, subject=SUBJECT, key="ask-once")
     doctor = bearer(login(client, runtime, team.clinician))
+    claim(client, doctor, conversation_id)
     reply = client.post(
         f"{CLINICIAN}/conversations/{conversation_id}/messages",
         json={"body": REPLY},
@@ -219,7 +229,7 @@ def test_deletion_keeps_the_ciphertexts_under_a_signed_ledger_record(client, run
     assert report.ok and report.records == 1
 
 
-def test_deletion_forgets_idempotency_records_and_read_markers(client, runtime, case):
+def test_deletion_forgets_idempotency_records_read_markers_and_claims(client, runtime, case):
     case_id = uuid.UUID(case.conversation_id)
     with runtime.database.transaction() as session:
         session.add(
@@ -231,10 +241,12 @@ def test_deletion_forgets_idempotency_records_and_read_markers(client, runtime, 
             )
         )
     assert count(runtime, IdempotencyRecord) == 2
+    assert count(runtime, ConversationClaim) == 1
 
     assert delete(client, case).status_code == 202
 
     assert (count(runtime, IdempotencyRecord), count(runtime, ConversationRead)) == (0, 0)
+    assert count(runtime, ConversationClaim) == 0
 
 
 def test_a_conversation_waiting_for_its_re_wrap_can_be_deleted(client, runtime, case):

@@ -26,7 +26,7 @@ from tests.support.accounts import Person, bearer, login, make_member
 from tests.support.audit import audit_entries
 from tests.support.console import console_login
 from tests.support.mailbox import delivered, reset_token_in
-from tests.support.messaging import CareTeam, asked, care_team, count, give_consent, send
+from tests.support.messaging import CareTeam, asked, care_team, claim, count, give_consent, send
 from tests.support.sample_files import as_stored, png
 from tests.support.sessions import sign_in
 from tests.support.wraps import assert_only_the_three_holders
@@ -80,6 +80,7 @@ def a_member_with_history(app: Flask, mail_dir, conversations: int = 2) -> Befor
         for n in range(conversations)
     ]
     first = ids[0]
+    claim(client, clinician_auth, first)
     answered = client.post(
         f"/api/v1/clinician/conversations/{first}/messages",
         json={"body": "Rest it and ice it twice a day."},

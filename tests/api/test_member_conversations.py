@@ -16,6 +16,7 @@ from tests.support.messaging import (
     ask,
     asked,
     care_team,
+    claim,
     count,
     give_consent,
     send,
@@ -94,7 +95,20 @@ def test_a_question_starts_an_open_conversation_sealed_at_rest(client, runtime, 
     assert message["attachments"] == []
 
     listed = client.get(CONVERSATIONS, headers=bearer(tokens)).get_json()
-    fields = ("id", "subject", "status", "created_at", "last_message_at", "readable", "unavailable")
+    fields = (
+        "id",
+        "subject",
+        "status",
+        "created_at",
+        "last_message_at",
+        "readable",
+        "unavailable",
+        "in_review",
+        "urgent",
+        "unread_count",
+        "read_through",
+        "read_by_other_through",
+    )
     summary = {k: created[k] for k in fields}
     assert listed == {"items": [summary], "next_cursor": None}
     one = client.get(f"{CONVERSATIONS}/{created['id']}", headers=bearer(tokens))
@@ -118,7 +132,7 @@ def test_a_question_starts_an_open_conversation_sealed_at_rest(client, runtime, 
 
 
 INVALID_QUESTIONS = [
-    ({}, "body"),
+    ({"emergency_notice": "2026-12"}, "body"),
     ({"body": ""}, "body"),
     ({"body": "   \n"}, "body"),
     ({"body": "x" * 10_001}, "body"),
@@ -126,6 +140,9 @@ INVALID_QUESTIONS = [
     ({"body": "ok", "subject": ""}, "subject"),
     ({"body": "ok", "subject": "s" * 201}, "subject"),
     ({"body": "ok", "member_id": "someone"}, "member_id"),
+    ({"body": "ok"}, "emergency_notice"),  # the notice not acknowledged
+    ({"body": "ok", "emergency_notice": "2020-01"}, "emergency_notice"),  # an old version
+    ({"body": "ok", "emergency_notice": "2026-12", "urgent": "very"}, "urgent"),
 ]
 BAD_IDEMPOTENCY_KEYS = ["", "x" * 201, "tab\there", "caf\u00e9"]
 
@@ -303,6 +320,7 @@ def test_member_sees_the_doctor_by_display_name_and_closed_means_409(client, run
     messages = f"{CONVERSATIONS}/{conversation_id}/messages"
     doctor = login(client, runtime, team.clinician)
     clinician_path = f"/api/v1/clinician/conversations/{conversation_id}"
+    claim(client, doctor, conversation_id)
     assert send(client, doctor, f"{clinician_path}/messages", "Yes, with food.").status_code == 201
 
     page = client.get(messages, headers=bearer(tokens))

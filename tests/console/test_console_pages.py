@@ -54,6 +54,9 @@ def test_reply_attach_and_close_reach_the_member(client, clinic):
     html = _page(client, path)
     assert "My knee hurts" in html
     token = csrf_from(html)
+    assert "Nobody has this question yet" in html
+    claimed = client.post(f"{path}/claim", data={"csrf_token": token})
+    assert claimed.status_code == 302 and "notice=claimed" in claimed.headers["Location"]
     response = client.post(
         f"{path}/reply", data={"csrf_token": token, "body": "Rest and ice for two days."}
     )

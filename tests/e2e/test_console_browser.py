@@ -73,9 +73,27 @@ def test_clinician_reads_replies_attaches_and_closes_in_a_real_browser(
     browser.find_element(By.LINK_TEXT, "Skin rash").click()
     assert _shows(browser, "rash on both arms")
     assert "Zzcanaryname" not in browser.page_source
+    # Answering needs the question claimed: first refused, then claimed and answered.
+    _fill(browser, "Your answer", "Answered before claiming.")
+    _click(browser, "Send answer")
+    assert _shows(browser, "Claim this question before answering it")
+    browser.get(f"{live_server}/console/conversations/{conversation_id}")
+    assert _shows(browser, "Nobody has this question yet")
+    _click(browser, "Claim")
+    assert _shows(browser, "You have this question.")
+    assert "Yours" in browser.page_source
+    seen = api.get(f"/api/v1/conversations/{conversation_id}", headers=bearer(tokens))
+    assert seen.get_json()["in_review"] is True  # the member: "a doctor is looking"
     _fill(browser, "Your answer", "Please send a photo; meanwhile avoid new soaps or creams.")
     _click(browser, "Send answer")
     assert _shows(browser, "Your answer was sent.")
+    browser.get(f"{live_server}/console/queue?claim=mine")
+    assert _shows(browser, "Mine")
+    assert "Skin rash" not in browser.page_source  # answered: not waiting any more
+    browser.get(f"{live_server}/console/queue?status=answered&claim=mine")
+    assert _shows(browser, "Skin rash")
+    browser.find_element(By.LINK_TEXT, "Skin rash").click()
+    assert _shows(browser, "rash on both arms")
     browser.find_element(By.ID, "file").send_keys(str(document))
     _click(browser, "Attach")
     # Staff see files by kind and order; the member (below) sees the name it was sent under.

@@ -195,7 +195,12 @@ def test_every_acknowledged_send_against_both_hosts_is_stored_exactly_once(hosts
     token = tokens["access_token"]
     consent = {"health_messaging": True, "version": CONSENT_VERSION}
     assert hosts.a.call("PUT", "/api/v1/me/consent", consent, token=token).status == 200
-    asked = hosts.b.call("POST", "/api/v1/conversations", {"body": "Question?"}, token=token)
+    asked = hosts.b.call(
+        "POST",
+        "/api/v1/conversations",
+        {"body": "Question?", "emergency_notice": "2026-12"},
+        token=token,
+    )
     assert asked.status == 201, asked.body
     conversation = asked.body["id"]
     path = f"/api/v1/conversations/{conversation}/messages"

@@ -28,7 +28,7 @@ from medchat.models import AuditEntry, Message
 from medchat.services.context import ServiceContext
 from tests.support.accounts import bearer, login, make_member, make_staff
 from tests.support.console import console_login
-from tests.support.messaging import CONVERSATIONS, asked, care_team, give_consent, send
+from tests.support.messaging import CONVERSATIONS, asked, care_team, claim, give_consent, send
 from tests.support.rights import EXPORT
 from tests.support.sample_files import as_stored, pdf
 from tests.support.tampering import execute_sql
@@ -72,6 +72,7 @@ def scene(app: Flask) -> Scene:
     conversation_id = uuid.UUID(asked(client, tokens, QUESTION))
     clinician_auth = bearer(login(client, runtime, team.clinician))
     path = f"/api/v1/clinician/conversations/{conversation_id}/messages"
+    claim(client, clinician_auth, conversation_id)
     assert client.post(path, json={"body": ANSWER}, headers=clinician_auth).status_code == 201
     messages_path = f"{CONVERSATIONS}/{conversation_id}/messages"
     assert send(client, tokens, messages_path, FOLLOW_UP).status_code == 201

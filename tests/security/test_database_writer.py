@@ -711,7 +711,11 @@ def test_conversation_refusals_over_http_are_key_integrity_failed_json(app, clie
         ).status_code
         == 200
     )
-    created = client.post("/api/v1/conversations", json={"body": "question"}, headers=member)
+    created = client.post(
+        "/api/v1/conversations",
+        json={"body": "question", "emergency_notice": "2026-12"},
+        headers=member,
+    )
     assert created.status_code == 201, created.get_json()
     conversation_id = created.get_json()["id"]
     messages = f"/api/v1/conversations/{conversation_id}/messages"
@@ -751,7 +755,11 @@ def test_conversation_refusals_over_http_are_key_integrity_failed_json(app, clie
         account_id=world.member.id,
     )
     assert_key_integrity_failed(
-        client.post("/api/v1/conversations", json={"body": "again"}, headers=member)
+        client.post(
+            "/api/v1/conversations",
+            json={"body": "again", "emergency_notice": "2026-12"},
+            headers=member,
+        )
     )
     assert conversation_count(runtime, world.member.id) == 1
     assert sealed_to(runtime, attacker.key_id) == []

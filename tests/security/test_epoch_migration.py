@@ -21,7 +21,7 @@ from medchat.keys.epoch_migration import EpochMigration, remaining_conversations
 from medchat.models import Conversation, ConversationKeyEpoch
 from tests.support.accounts import bearer, login, make_member
 from tests.support.cli import cli_runner
-from tests.support.messaging import CONVERSATIONS, asked, care_team, give_consent, send
+from tests.support.messaging import CONVERSATIONS, asked, care_team, claim, give_consent, send
 from tests.support.tampering import execute_sql
 
 CLINICIAN = "/api/v1/clinician/conversations"
@@ -37,6 +37,7 @@ def before_epochs(client, runtime):
     ids = []
     for n in range(5):
         conversation_id = asked(client, member, f"question {n}", subject=f"subject {n}")
+        claim(client, doctor, conversation_id)
         answer = send(client, doctor, f"{CLINICIAN}/{conversation_id}/messages", f"answer {n}")
         assert answer.status_code == 201
         ids.append(conversation_id)

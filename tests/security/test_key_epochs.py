@@ -46,7 +46,15 @@ from tests.support.key_copies import (
     take_copy,
 )
 from tests.support.mailbox import delivered, reset_token_in
-from tests.support.messaging import CONVERSATIONS, asked, care_team, count, give_consent, send
+from tests.support.messaging import (
+    CONVERSATIONS,
+    asked,
+    care_team,
+    claim,
+    count,
+    give_consent,
+    send,
+)
 from tests.support.rotation import grant, revoke, rotate
 from tests.support.sample_files import pdf
 from tests.support.sessions import sign_in
@@ -73,6 +81,7 @@ def _write(client: Any, member: dict, doctor: dict, conversation_id: str, tag: s
     theirs = f"{CLINICIAN}/conversations/{conversation_id}"
     marks = {f"{tag} member", f"{tag} doctor", f"{tag} file"}
     assert send(client, member, f"{mine}/messages", f"{tag} member").status_code == 201
+    claim(client, doctor, conversation_id)  # answering needs it (renewed if held)
     assert send(client, doctor, f"{theirs}/messages", f"{tag} doctor").status_code == 201
     _upload(client, f"{mine}/attachments", bearer(member), f"{tag} file")
     return marks
@@ -234,6 +243,7 @@ def test_a_sealed_record_binds_and_opens_every_epoch(client, runtime):
     assert _remove("revoke", client, runtime, team.clinician, bob).status_code == 204
     doctor = login(client, runtime, team.clinician)
     theirs = f"{CLINICIAN}/conversations/{conversation_id}/messages"
+    claim(client, doctor, conversation_id)
     assert send(client, doctor, theirs, "epoch two").status_code == 201
     seal(runtime, sign_in(runtime, person).principal, uuid.UUID(conversation_id))
 

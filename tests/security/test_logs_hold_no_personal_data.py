@@ -71,7 +71,11 @@ def _scenario(client, runtime) -> dict[str, str]:
 
     asked = client.post(
         CONVERSATIONS,
-        json={"subject": CANARIES["subject"], "body": CANARIES["question"]},
+        json={
+            "subject": CANARIES["subject"],
+            "body": CANARIES["question"],
+            "emergency_notice": "2026-12",
+        },
         headers=auth,
     )
     assert asked.status_code == 201, asked.get_json()
@@ -101,6 +105,13 @@ def _scenario(client, runtime) -> dict[str, str]:
     page = console.get(f"/console/conversations/{conversation}")
     assert page.status_code == 200
     assert CANARIES["subject"] in page.get_data(as_text=True)
+    claimed = post_form(
+        console,
+        f"/console/conversations/{conversation}/claim",
+        {},
+        page=f"/console/conversations/{conversation}",
+    )
+    assert claimed.status_code == 302, claimed.get_data(as_text=True)[:300]
     answered = post_form(
         console,
         f"/console/conversations/{conversation}/reply",

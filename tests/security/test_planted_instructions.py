@@ -260,7 +260,11 @@ def test_a_planted_idempotency_record_replays_nobody_elses_conversation(client, 
         created_at=runtime.clock.now(),
     )
     headers = dict(bearer(attacker_tokens), **{"Idempotency-Key": "replay-me"})
-    response = client.post("/api/v1/conversations", json={"body": "hello"}, headers=headers)
+    response = client.post(
+        "/api/v1/conversations",
+        json={"body": "hello", "emergency_notice": "2026-12"},
+        headers=headers,
+    )
     text = response.get_data(as_text=True)
     assert "CanaryVictim" not in text
     assert str(victim_conversation) not in text

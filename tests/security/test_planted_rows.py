@@ -47,6 +47,7 @@ from medchat.models import (
 )
 from medchat.models.integrity import integrity_of, tagged
 from medchat.services.accounts import AccountService
+from medchat.services.clinician_conversations import ClinicianConversationService
 from medchat.services.context import ServiceContext
 from medchat.services.email_change import EmailChangeService
 from medchat.services.notifications import NotificationPreferences, PushSubscriptions, enqueue
@@ -204,6 +205,8 @@ def build_world(client: Any, runtime: ServiceContext) -> World:
             )
         ).one()
         RewrapQueue(session, runtime).enqueue(victim.id, key)
+    with runtime.database.transaction() as session:  # a clinician has the victim's question
+        ClinicianConversationService(session, runtime).claim(holder, victim_conversation)
     # The victim hears of replies by push and mail (a subscription, choices, an outbox row);
     # every sign-in above remembered its device.
     with runtime.database.transaction() as session:

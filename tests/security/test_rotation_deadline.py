@@ -21,7 +21,16 @@ from medchat.models import Attachment, Conversation, Message
 from tests.support.accounts import bearer, login, make_member, make_staff
 from tests.support.cli import cli_runner
 from tests.support.mailbox import delivered
-from tests.support.messaging import CONVERSATIONS, ask, asked, care_team, count, give_consent, send
+from tests.support.messaging import (
+    CONVERSATIONS,
+    ask,
+    asked,
+    care_team,
+    claim,
+    count,
+    give_consent,
+    send,
+)
 from tests.support.rotation import grant, rotate
 from tests.support.sample_files import pdf
 
@@ -57,6 +66,7 @@ def test_past_the_deadline_nothing_new_is_sealed_until_a_holder_rotates(make_app
     theirs = f"{CLINICIAN}/conversations/{conversation_id}/messages"
 
     doctor = login(client, runtime, alice)
+    claim(client, doctor, conversation_id)
     revoked = client.delete(
         f"{CLINICIAN}/colleagues/{bob.id}/grant",
         json={"password": alice.password},
@@ -79,6 +89,7 @@ def test_past_the_deadline_nothing_new_is_sealed_until_a_holder_rotates(make_app
 
     clock.advance(hours=24)
     member, doctor = login(client, runtime, person), login(client, runtime, alice)
+    claim(client, doctor, conversation_id)  # a claim seals nothing: taken while overdue
     before = stored(runtime)
     refusals = [
         send(client, member, mine, "Overdue?"),

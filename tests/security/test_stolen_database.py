@@ -77,6 +77,7 @@ from tests.support.conversations import (
 )
 from tests.support.dump import database_dump
 from tests.support.leaks import found_in, stored_blobs
+from tests.support.messaging import claim
 from tests.support.sample_files import as_stored, pdf
 from tests.support.sessions import SignedIn, sign_in
 
@@ -554,7 +555,7 @@ def _fill_over_http(client, runtime) -> tuple[dict[str, str], dict[str, str], di
     clinician_headers = bearer(login(client, runtime, clinician))
     consent = {"health_messaging": True, "version": "2026-01"}
     assert client.put("/api/v1/me/consent", json=consent, headers=member_headers).status_code == 200
-    first = {"subject": SUBJECT, "body": BODIES[0]}
+    first = {"subject": SUBJECT, "body": BODIES[0], "emergency_notice": "2026-12"}
     created = client.post(
         CONVERSATIONS, json=first, headers={**member_headers, "Idempotency-Key": "start-1"}
     )
@@ -574,6 +575,7 @@ def _fill_over_http(client, runtime) -> tuple[dict[str, str], dict[str, str], di
         content_type="multipart/form-data",
     )
     assert uploaded.status_code == 201, uploaded.get_json()
+    claim(client, clinician_headers, conversation)
     replied = client.post(
         f"/api/v1/clinician/conversations/{conversation}/messages",
         json={"body": REPLY},

@@ -13,6 +13,8 @@ from medchat.services.context import ServiceContext
 from tests.support.accounts import Person, bearer, init_role_keys, make_staff
 
 CONSENT_VERSION = "2026-01"
+#: The emergency notice a question acknowledges (``medchat.services.service_info``).
+NOTICE_VERSION = "2026-12"
 CONVERSATIONS = "/api/v1/conversations"
 CONSENT = "/api/v1/me/consent"
 
@@ -58,7 +60,7 @@ def ask(
     key: str | None = None,
 ) -> Any:
     """POST a new question; returns the response (assert on it in the test)."""
-    payload: dict[str, Any] = {"body": body}
+    payload: dict[str, Any] = {"body": body, "emergency_notice": NOTICE_VERSION}
     if subject is not None:
         payload["subject"] = subject
     headers = bearer(tokens)
@@ -84,3 +86,14 @@ def send(client: Any, tokens: dict[str, Any], path: str, body: str, key: str | N
 def count(runtime: ServiceContext, model: Any) -> int:
     with runtime.database.transaction() as session:
         return session.scalar(select(func.count()).select_from(model))  # type: ignore[no-any-return]
+
+
+def claim(client: Any, tokens: dict[str, Any], conversation_id: Any) -> dict[str, Any]:
+    """A clinician claims a question (answering needs it: ``medchat.services.claims``).
+    ``tokens``: a sign-in's tokens, or the headers made of them."""
+    headers = tokens if "Authorization" in tokens else bearer(tokens)
+    response = client.post(
+        f"/api/v1/clinician/conversations/{conversation_id}/claim", headers=headers
+    )
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()  # type: ignore[no-any-return]

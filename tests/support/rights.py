@@ -13,7 +13,15 @@ from typing import Any
 
 from medchat.services.context import ServiceContext
 from tests.support.accounts import Person, bearer, login, make_member
-from tests.support.messaging import CONVERSATIONS, CareTeam, asked, care_team, give_consent, send
+from tests.support.messaging import (
+    CONVERSATIONS,
+    CareTeam,
+    asked,
+    care_team,
+    claim,
+    give_consent,
+    send,
+)
 from tests.support.sample_files import as_stored, pdf
 
 CLINICIAN = "/api/v1/clinician"
@@ -59,6 +67,7 @@ def a_member_with_history(
     auth = bearer(tokens)
     doctor = bearer(login(client, runtime, team.clinician))
     answered = asked(client, tokens, QUESTION, subject=SUBJECT)
+    claim(client, doctor, answered)
     reply = client.post(
         f"{CLINICIAN}/conversations/{answered}/messages", json={"body": ANSWER}, headers=doctor
     )

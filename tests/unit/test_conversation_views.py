@@ -15,7 +15,19 @@ from medchat.schemas.member import ExportConversationSchema, ExportMessageSchema
 from medchat.services.message_views import CaseView, ConversationSummary, ConversationView
 from medchat.services.patient_view import PatientView
 
-SUMMARY = {"id", "subject", "status", "created_at", "last_message_at", "readable", "unavailable"}
+#: What the moment's workflow adds (issue 17): a claim's existence, urgency, read state.
+WORKFLOW = {"in_review", "unread_count", "read_through", "read_by_other_through"}
+SUMMARY = {
+    "id",
+    "subject",
+    "status",
+    "created_at",
+    "last_message_at",
+    "readable",
+    "unavailable",
+    "urgent",
+    *WORKFLOW,
+}
 PATIENT = PatientView(
     pseudonym="P-ABCDEFGH", first_name="Ada", birth_date=date(1990, 1, 2), sex="f"
 )
@@ -28,7 +40,7 @@ def _names(cls: type) -> set[str]:
 def test_each_audience_adds_its_part_to_one_summary() -> None:
     assert _names(ConversationSummary) == SUMMARY
     assert _names(ConversationView) == SUMMARY | {"member_id", "messages"}
-    assert _names(CaseView) == SUMMARY | {"patient"}
+    assert _names(CaseView) == SUMMARY | {"patient", "claim", "overdue"}
 
 
 def test_a_clinicians_view_keeps_the_summary_and_drops_the_member() -> None:
@@ -52,9 +64,9 @@ def test_a_clinicians_view_keeps_the_summary_and_drops_the_member() -> None:
 
 def test_the_response_schemas_keep_their_fields() -> None:
     assert set(ConversationSchema().fields) == SUMMARY
-    assert set(CaseSchema().fields) == SUMMARY | {"patient"}
+    assert set(CaseSchema().fields) == SUMMARY | {"patient", "claim", "overdue"}
     export = ExportConversationSchema().fields
-    assert set(export) == SUMMARY | {"closed_at", "history_pending", "messages"}
+    assert set(export) == (SUMMARY - WORKFLOW) | {"closed_at", "history_pending", "messages"}
     # The export states every key; the API's subject and author_name may be left out.
     assert export["subject"].required and not ConversationSchema().fields["subject"].required
     assert set(ExportMessageSchema().fields) == set(MessageSchema().fields)

@@ -34,7 +34,7 @@ versions) until it is vacuumed, and in every backup taken before: after upgradin
 older backups expire (docs/data-rights.md).
 
 Revision ID: 0021
-Revises: 0019
+Revises: 0020
 Create Date: 2027-01-04 10:00:00.000000
 """
 
@@ -46,7 +46,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0021'
-down_revision = '0019'
+down_revision = '0020'
 branch_labels = None
 depends_on = None
 

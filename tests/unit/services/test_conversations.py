@@ -93,7 +93,9 @@ def test_status_moves_with_the_last_author_and_closed_refuses_writes(runtime, me
             return session.get(Conversation, conversation_id).status
 
     with runtime.database.transaction() as session:
-        ClinicianConversationService(session, runtime).reply(doctor, conversation_id, "Answer")
+        service = ClinicianConversationService(session, runtime)
+        service.claim(doctor, conversation_id)
+        service.reply(doctor, conversation_id, "Answer")
     assert status() == "answered"
     with runtime.database.transaction() as session:
         ConversationService(session, runtime).send(member, conversation_id, "Follow-up")
