@@ -18,7 +18,7 @@ from medchat.models import AuditEntry
 from medchat.services.audit_log import MEDICAL_CLASSES, action_class, member_pseudonym
 from tests.support.accounts import bearer, login, make_member, make_staff
 from tests.support.cli import cli_runner
-from tests.support.messaging import asked, care_team, give_consent
+from tests.support.messaging import asked, care_team, claim, give_consent
 
 AUDIT = "/api/v1/admin/audit"
 MEMBER_ADDRESS = "198.51.100.23"
@@ -42,6 +42,7 @@ def _scenario(app, client, runtime):
     clinician = bearer(login(client, runtime, team.clinician))
     path = f"/api/v1/clinician/conversations/{conversation}"
     assert client.get(path, headers=clinician).status_code == 200
+    claim(client, clinician, conversation)
     reply = client.post(f"{path}/messages", json={"body": "Rest."}, headers=clinician)
     assert reply.status_code == 201, reply.get_json()
     return member, team, conversation

@@ -10,7 +10,7 @@ from access_control.roles import Role
 from medchat.models import ConversationDraft
 from tests.support.accounts import bearer, login, make_member, make_staff
 from tests.support.audit import audit_entries
-from tests.support.messaging import asked, care_team, give_consent
+from tests.support.messaging import asked, care_team, claim, give_consent
 from tests.support.retention import every_stored_value
 from tests.support.rotation import grant
 
@@ -79,6 +79,7 @@ def test_a_colleague_never_sees_anothers_draft(client, runtime, case):
 
 def test_sending_the_answer_ends_the_draft(client, runtime, case):
     client.put(case["path"], json={"body": DRAFT_TEXT}, headers=bearer(case["doctor"]))
+    claim(client, case["doctor"], case["id"])  # answering needs the claim
     sent = client.post(
         f"{CASES}/{case['id']}/messages", json={"body": DRAFT_TEXT}, headers=bearer(case["doctor"])
     )

@@ -29,7 +29,7 @@ from medchat.services.notify_channels import SIGNATURE_HEADER
 from medchat.services.notify_worker import NotifyWorker
 from tests.support import push_endpoint
 from tests.support.accounts import bearer, login, make_member, make_staff
-from tests.support.messaging import asked, care_team, give_consent, send
+from tests.support.messaging import asked, care_team, claim, give_consent, send
 
 CASES = "/api/v1/clinician/conversations"
 SETTINGS = "/api/v1/me/notifications"
@@ -77,6 +77,7 @@ def _member(client, runtime, endpoint, channels=("push", "email", "webhook")):
 
 def _answered(client, runtime, tokens, doctor_tokens):
     conversation = asked(client, tokens, QUESTION, subject=SUBJECT)
+    claim(client, doctor_tokens, conversation)  # answering needs the claim (issue 17, item 3)
     reply = send(client, doctor_tokens, f"{CASES}/{conversation}/messages", ANSWER)
     assert reply.status_code == 201, reply.get_json()
     return conversation
@@ -204,6 +205,7 @@ def test_two_workers_at_once_send_each_notification_once(client, runtime, endpoi
     doctor = _doctor(client, runtime)
     _, tokens, _ = _member(client, runtime, endpoint, channels=("push",))
     conversation = asked(client, tokens, QUESTION, subject=SUBJECT)
+    claim(client, doctor, conversation)
     for n in range(6):
         answer = send(client, doctor, f"{CASES}/{conversation}/messages", f"{ANSWER} {n}")
         assert answer.status_code == 201

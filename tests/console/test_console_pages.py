@@ -152,7 +152,11 @@ def test_save_draft_keeps_the_answer_for_its_author_until_it_is_sent(client, cli
     assert response.status_code == 302 and "notice=draft_saved" in response.headers["Location"]
     html = _page(client, path + "?notice=draft_saved")
     assert "Draft canary: rest it." in html and "only you see it" in html
-    client.post(f"{path}/reply", data={"csrf_token": csrf_from(html), "body": "Rest it."})
+    client.post(f"{path}/claim", data={"csrf_token": csrf_from(html)})
+    html = _page(client, path)
+    assert "Draft canary: rest it." in html  # claiming keeps the draft
+    sent = client.post(f"{path}/reply", data={"csrf_token": csrf_from(html), "body": "Rest it."})
+    assert sent.status_code == 302 and "notice=sent" in sent.headers["Location"]
     assert "Draft canary" not in _page(client, path)
 
 

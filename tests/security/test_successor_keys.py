@@ -28,7 +28,7 @@ from tests.support.archive import archive_colleague, retrieve, seal
 from tests.support.cli import cli_runner
 from tests.support.conversations import read_bodies, reply
 from tests.support.key_copies import Copy, deks_from, readable, role_keys_from, take_copy
-from tests.support.messaging import CONVERSATIONS, ask, asked, care_team, give_consent, send
+from tests.support.messaging import CONVERSATIONS, ask, asked, care_team, claim, give_consent, send
 from tests.support.officer_copy import archive_keys_from_copy, conversations_opened_from_copy
 from tests.support.rotation import (
     audit_details,
@@ -96,6 +96,7 @@ def test_a_holder_who_lost_the_key_reads_nothing_written_after_the_loss(client, 
     conversation_id = asked(client, member, "BEFORE question")
     mine = f"{CONVERSATIONS}/{conversation_id}/messages"
     theirs = f"{CLINICIAN}/conversations/{conversation_id}/messages"
+    claim(client, doctor, conversation_id)  # answering needs the claim (issue 17, item 3)
     assert send(client, doctor, theirs, "BEFORE doctor").status_code == 201
     before = {"BEFORE question", "BEFORE doctor"}
     early = take_copy(runtime)  # taken while Bob held the key
