@@ -18,11 +18,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from access_control import crypto
-from access_control.roles import Role
 from medchat import audit
 from medchat.errors import (
     Conflict,
-    Forbidden,
     KeyIntegrityFailure,
     NotFound,
     PersonalKeyRequired,
@@ -30,6 +28,7 @@ from medchat.errors import (
 from medchat.identity.principal import Principal
 from medchat.keys.personal_sealing import PersonalSeal
 from medchat.models import ReplyTemplate
+from medchat.services.clinician_conversations import ClinicianConversationService
 from medchat.services.context import ServiceContext
 
 MAX_TEMPLATES = 100
@@ -50,8 +49,9 @@ class ReplyTemplateService:
         self.runtime = runtime
 
     def _seal(self, actor: Principal) -> tuple[PersonalSeal, uuid.UUID]:
-        if actor.role != Role.CLINICIAN:
-            raise Forbidden
+        # Every clinician route asks for the physician key (403 ``role_key_required``): one
+        # rule for the whole audience, and without it there is nothing to answer anyway.
+        ClinicianConversationService(self.session, self.runtime).require_audience(actor)
         keyring = actor.keyring
         if keyring.personal is None or keyring.personal_key_row_id is None:
             raise PersonalKeyRequired

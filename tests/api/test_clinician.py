@@ -99,6 +99,8 @@ def _body(rule: str) -> dict:
     """A valid body for a route of the clinician or member conversations."""
     if rule.endswith("/handoff"):
         return {"to": str(uuid.uuid4()), "reason": "workload"}
+    if "/templates" in rule:
+        return {"title": "t", "body": "x"}
     return {"body": "x"}
 
 
@@ -294,6 +296,15 @@ def test_no_clinician_answer_reveals_contact_data_or_the_member_id(
         **one,
     )
     call("POST", "clinician.claim", **one)
+    call("PUT", "clinician.save_draft", body="A draft", **one)
+    call("GET", "clinician.draft", **one)
+    call("DELETE", "clinician.discard_draft", **one)
+    call("POST", "clinician.create_template", title="Knee", body="Rest it.")
+    call("GET", "clinician.templates")
+    some_template = {"path_args": {"template_id": uuid.uuid4()}}  # 404s: no text to leak
+    call("GET", "clinician.template", **some_template)
+    call("PUT", "clinician.update_template", title="Knee", body="Ice it.", **some_template)
+    call("DELETE", "clinician.delete_template", **some_template)
     call("POST", "clinician.reply", body="An answer", **one)
     call("GET", "clinician.queue", "?status=answered")
     call("GET", "clinician.queue", "?claim=mine")
@@ -317,10 +328,14 @@ def test_admins_and_compliance_officers_get_403_on_every_content_route(
     admin = login(client, runtime, make_staff(runtime, Role.ADMIN))
     compliance = login(client, runtime, team.compliance)
     routes = _routes(app, "clinician", "conversations")
-    assert len(routes) == 16  # with the member's DELETE (deletion request)
+    # With the member's DELETE (deletion request), the claim and read routes, the draft (3) and
+    # the canned replies (5).
+    assert len(routes) == 24
     for tokens in (admin, compliance):
         for method, rule in sorted(routes):
-            path = rule.replace("<uuid:conversation_id>", conversation_id)
+            path = rule.replace("<uuid:conversation_id>", conversation_id).replace(
+                "<uuid:template_id>", str(uuid.uuid4())
+            )
             response = client.open(path, method=method, json=_body(rule), headers=bearer(tokens))
             assert response.status_code == 403, (method, path)
             assert response.get_json()["error"]["code"] == "forbidden"
@@ -335,7 +350,9 @@ def test_a_clinician_without_the_role_key_is_told_so_until_granted_and_signed_in
     newcomer = make_staff(runtime, Role.CLINICIAN)
     before_grant = login(client, runtime, newcomer)
     for method, rule in sorted(_clinician_routes(app)):
-        path = rule.replace("<uuid:conversation_id>", conversation_id)
+        path = rule.replace("<uuid:conversation_id>", conversation_id).replace(
+            "<uuid:template_id>", str(uuid.uuid4())
+        )
         response = client.open(path, method=method, json=_body(rule), headers=bearer(before_grant))
         assert response.status_code == 403, (method, path)
         assert response.get_json()["error"]["code"] == "role_key_required"

@@ -12,15 +12,27 @@ from tests.support.accounts import bearer, login, make_member, make_staff
 from tests.support.audit import audit_entries
 from tests.support.messaging import care_team
 from tests.support.retention import every_stored_value
+from tests.support.rotation import grant
 
 TEMPLATES = "/api/v1/clinician/templates"
 TEXT = {"title": "Sprain canary T5", "body": "Rest, ice, compression canary T5."}
 
 
 @pytest.fixture
-def doctor(client, runtime):
-    team = care_team(runtime)
+def team(runtime):
+    return care_team(runtime)
+
+
+@pytest.fixture
+def doctor(client, runtime, team):
     return login(client, runtime, team.clinician)
+
+
+def colleague_of(runtime, team):
+    """Another clinician holding the physician key (every clinician route asks for it)."""
+    colleague = make_staff(runtime, Role.CLINICIAN)
+    grant(runtime, team.clinician, colleague)
+    return colleague
 
 
 def stored(runtime) -> list[ReplyTemplate]:
@@ -69,9 +81,9 @@ def test_bad_bodies_are_422_and_change_nothing(client, runtime, doctor):
     assert stored(runtime) == []
 
 
-def test_a_colleague_sees_none_and_touches_none(client, runtime, doctor):
+def test_a_colleague_sees_none_and_touches_none(client, runtime, team, doctor):
     created = client.post(TEMPLATES, json=TEXT, headers=bearer(doctor)).get_json()
-    colleague = login(client, runtime, make_staff(runtime, Role.CLINICIAN))
+    colleague = login(client, runtime, colleague_of(runtime, team))
     path = f"{TEMPLATES}/{created['id']}"
     assert client.get(TEMPLATES, headers=bearer(colleague)).get_json()["items"] == []
     assert client.get(path, headers=bearer(colleague)).status_code == 404
@@ -89,11 +101,11 @@ def test_members_admins_and_officers_are_refused(client, runtime, doctor):
     assert stored(runtime) == []
 
 
-def test_a_template_moved_to_another_owner_opens_nothing(client, runtime, doctor):
+def test_a_template_moved_to_another_owner_opens_nothing(client, runtime, team, doctor):
     """A database writer gives the doctor's template to a colleague (same key id column too):
     the key is derived from the owner's personal key and the owner is in the associated data."""
     client.post(TEMPLATES, json=TEXT, headers=bearer(doctor))
-    colleague = make_staff(runtime, Role.CLINICIAN)
+    colleague = colleague_of(runtime, team)
     theirs = login(client, runtime, colleague)
     with runtime.database.transaction() as session:
         key_id = session.scalar(

@@ -63,6 +63,10 @@ def test_a_tagged_table_0008_does_not_list_was_created_after_it(tmp_path: Path):
         "push_subscriptions",
         "notification_preferences",
         "known_devices",
+        # 0020: claims on questions (issue 17 item 3)
+        "conversation_claims",
+        # 0022: restriction of processing (issue 16 item 6)
+        "processing_restrictions",
     }
     assert not later & existing
 

@@ -10,7 +10,12 @@ from medchat.errors import Forbidden, MfaSessionRequired, NotAuthenticated
 
 
 def test_staff_roles_require_mfa_and_members_do_not():
-    assert {r for r in Role if requires_mfa(r)} == {Role.CLINICIAN, Role.COMPLIANCE, Role.ADMIN}
+    assert {r for r in Role if requires_mfa(r)} == {
+        Role.CLINICIAN,
+        Role.COMPLIANCE,
+        Role.ADMIN,
+        Role.DPO,
+    }
 
 
 def test_admins_hold_no_content_permission():
