@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from urllib.parse import urlsplit
 
 import pytest
 
+from medchat.services.notify_worker import NotifyWorker
 from tests.e2e.conftest import requested_urls, screenshot
+from tests.support import push_endpoint
 from tests.support.accounts import bearer, code_for, login, make_member
 from tests.support.messaging import asked, care_team, give_consent
 from tests.support.sample_files import pdf
@@ -37,8 +40,16 @@ def _shows(driver, text: str) -> bool:
     return True
 
 
+@pytest.fixture
+def push_service():
+    server = push_endpoint.start()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
 def test_clinician_reads_replies_attaches_and_closes_in_a_real_browser(
-    app, runtime, live_server, browser, tmp_path
+    app, runtime, live_server, browser, tmp_path, push_service
 ):
     from selenium.webdriver.common.by import By
 
@@ -47,6 +58,17 @@ def test_clinician_reads_replies_attaches_and_closes_in_a_real_browser(
     api = app.test_client()
     tokens = login(api, runtime, member)
     give_consent(api, tokens)
+    # The member's phone takes Web Push (issue 17): the answer below must reach it, as a
+    # notification with no content (decrypted here as the phone would, RFC 8291).
+    phone = push_endpoint.BrowserKeys()
+    subscribed = api.post(
+        "/api/v1/me/push-subscriptions",
+        json=phone.as_json(f"{push_service.base}/push/phone"),
+        headers=bearer(tokens),
+    )
+    assert subscribed.status_code == 201, subscribed.get_json()
+    opted = api.put("/api/v1/me/notifications", json={"push": True}, headers=bearer(tokens))
+    assert opted.status_code == 200, opted.get_json()
     conversation_id = asked(
         api, tokens, "Since Monday I have a rash on both arms. Should I worry?", subject="Skin rash"
     )
@@ -87,6 +109,11 @@ def test_clinician_reads_replies_attaches_and_closes_in_a_real_browser(
     _fill(browser, "Your answer", "Please send a photo; meanwhile avoid new soaps or creams.")
     _click(browser, "Send answer")
     assert _shows(browser, "Your answer was sent.")
+    assert NotifyWorker(runtime).run().sent == 1  # the worker (``medchat notify run``)
+    (pushed,) = push_service.taken("/push/phone")
+    notice = json.loads(phone.decrypt(pushed.body))
+    assert set(notice) == {"id", "text"} and notice["text"] == "You have a new message"
+    assert not any(s in json.dumps(notice) for s in ("rash", "Camille", "soaps", "Skin"))
     browser.get(f"{live_server}/console/queue?claim=mine")
     assert _shows(browser, "Mine")
     assert "Skin rash" not in browser.page_source  # answered: not waiting any more
