@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import secrets
 import threading
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
 from access_control import crypto
 from medchat import audit
 from medchat.audit import chain as audit_chain
+from medchat.db import table_of
 from medchat.models import AuditEntry, ChainHead
 
 ENTRIES = 5
@@ -96,6 +99,129 @@ def test_edited_entry_is_named(runtime, column, value):
     assert not result.ok
     assert result.first_bad == 3
     assert "hash" in (result.reason or "")
+
+
+#: Every recorded field an entry's hash covers, with a value it never has in ``write_entries``
+#: (no actor, subject or address there). Each kills the mutant of ``entry_hash`` that leaves that
+#: field out of the hash (issue 19: medchat.audit.chain.x_entry_hash__mutmut_*, one per field);
+#: the timestamp is shifted by a second from the value read back.
+_EDITS = {
+    "at": None,
+    "actor_id": uuid.UUID("00000000-0000-4000-8000-00000000a11c"),
+    "actor_role": "admin",
+    "target_type": "other",
+    "target_id": "thing-99",
+    "subject_id": uuid.UUID("00000000-0000-4000-8000-00000000b0b0"),
+    "id": uuid.UUID("00000000-0000-4000-8000-00000000c0de"),
+}
+
+
+@pytest.mark.parametrize("column", sorted(_EDITS))
+def test_every_hashed_field_edited_is_named(runtime, column):
+    """Typed values go through a Core UPDATE (the database writer's SQL, with SQLAlchemy's
+    conversions of UUIDs and times for either database)."""
+    write_entries(runtime)
+    entries = table_of(AuditEntry)
+    value = _EDITS[column]
+    if column == "at":
+        with runtime.database.transaction() as session:
+            at = session.scalar(select(entries.c.at).where(entries.c.seq == 3))
+        value = at + timedelta(seconds=1)
+
+    with runtime.database.transaction() as session:
+        session.execute(update(entries).where(entries.c.seq == 3).values({column: value}))
+
+    result = verify(runtime)
+    assert not result.ok
+    assert result.first_bad == 3
+    assert "hash" in (result.reason or "")
+
+
+def test_an_edited_sequence_number_is_named(runtime):
+    """The last entry renumbered past the others keeps the chain's order: only its hash (which
+    covers ``seq``, the access log's order) names it. Kills the mutant of ``entry_hash`` that
+    leaves ``seq`` out of a format-2 hash."""
+    write_entries(runtime)
+
+    execute(runtime, "UPDATE audit_entries SET seq = 50 WHERE seq = 5")
+
+    result = verify(runtime)
+    assert not result.ok
+    assert result.first_bad == 50
+    assert "hash" in (result.reason or "")
+
+
+def _entry_row(format_: int) -> dict:
+    return {
+        "id": uuid.UUID("00000000-0000-4000-8000-000000000001"),
+        "seq": 7,
+        "chain": "audit/1",
+        "position": 3,
+        "format": format_,
+        "at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "actor_id": uuid.UUID("00000000-0000-4000-8000-000000000002"),
+        "actor_role": "physician",
+        "action": "test.action",
+        "outcome": "success",
+        "target_type": "thing",
+        "target_id": "thing-1",
+        "subject_id": uuid.UUID("00000000-0000-4000-8000-000000000003"),
+        "address": "192.0.2.1",
+        "details": '{"n":1}',
+    }
+
+
+def _changed(value: object) -> object:
+    if isinstance(value, uuid.UUID):
+        return uuid.UUID(int=value.int + 1)
+    if isinstance(value, datetime):
+        return value + timedelta(microseconds=1)
+    if isinstance(value, int):
+        return value + 1
+    return f"{value}x"
+
+
+_V1_FIELDS = sorted(set(_entry_row(1)) - {"chain", "position", "format"})
+_V2_FIELDS = sorted(set(_entry_row(2)) - {"format"})
+
+
+@pytest.mark.parametrize(
+    ("format_", "field"),
+    [(1, f) for f in [*_V1_FIELDS, "prev_hash"]] + [(2, f) for f in [*_V2_FIELDS, "prev_hash"]],
+)
+def test_an_entry_hash_covers_every_field_of_its_format(format_, field):
+    """What the hash does not cover, a database writer can change without trace. Kills each
+    mutant of ``entry_hash`` that drops a field, the predecessor's hash or the chain's place
+    (chain, position) from either format's digest (x_entry_hash__mutmut_*: the argument
+    removed or replaced by None)."""
+    row, prev_hash = _entry_row(format_), bytes(range(32))
+    original = audit_chain.entry_hash(row, prev_hash)
+    if field == "prev_hash":
+        changed = audit_chain.entry_hash(row, bytes(32))
+    else:
+        changed = audit_chain.entry_hash({**row, field: _changed(row[field])}, prev_hash)
+    assert changed != original
+
+
+def test_a_format_1_hash_is_the_pre_chain_digest_and_ignores_the_place():
+    """Entries written before chains (format 1) keep verifying: their hash is the v1 digest of
+    ``seq`` and ``id``, whatever chain and position the migration gave them. Kills the mutants
+    of the format test (``== 1`` to ``!= 1`` or ``== 2``) and of the v1 label or layout."""
+    row = _entry_row(1)
+    fields = (
+        row["at"].isoformat(),
+        *(row[name] for name in ("actor_id", "actor_role", "action", "outcome")),
+        *(row[name] for name in ("target_type", "target_id", "subject_id", "address")),
+        row["details"],
+        bytes(32),
+    )
+    expected = crypto.digest("medchat/audit-entry/v1", row["seq"], row["id"], *fields)
+    assert audit_chain.entry_hash(row, bytes(32)) == expected
+    moved = {**row, "chain": "audit", "position": 1}
+    assert audit_chain.entry_hash(moved, bytes(32)) == expected
+    assert audit_chain.entry_hash({**row, "format": 2}, bytes(32)) == crypto.digest(
+        "medchat/audit-entry/v2", row["chain"], row["position"], row["seq"], row["id"], *fields
+    )
 
 
 def test_deleted_middle_entry_is_named(runtime):
