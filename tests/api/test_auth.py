@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
 from urllib.parse import parse_qs, urlparse
 
 import pyotp
@@ -156,6 +158,19 @@ def test_access_token_expires(client, runtime, clock):
     response = client.get("/api/v1/me", headers=bearer(tokens))
     assert response.status_code == 401
     assert response.get_json()["error"]["code"] == "invalid_token"
+
+
+def test_an_access_token_is_refused_at_its_expiry_instant(client, runtime, clock):
+    """Expiry is exclusive. Kills the mutant of ``_live``'s ``expires_at > now`` to ``>=``."""
+    tokens = login(client, runtime, make_member(runtime))
+    with runtime.database.transaction() as session:
+        expires_at = session.scalar(
+            select(AuthToken.expires_at).where(AuthToken.kind == TokenKind.ACCESS)
+        )
+    clock.set(expires_at - timedelta(microseconds=1))
+    assert client.get("/api/v1/me", headers=bearer(tokens)).status_code == 200
+    clock.set(expires_at)
+    assert client.get("/api/v1/me", headers=bearer(tokens)).status_code == 401
 
 
 def test_garbage_bearer_token_is_refused(client):
@@ -468,6 +483,23 @@ def test_a_refresh_token_is_refused_at_its_expiry_instant(client, runtime, clock
     clock.set(expires_at)
 
     assert _refresh(client, tokens["refresh_token"]).status_code == 401
+
+
+def test_a_replay_is_audited_against_the_account_and_names_the_family(client, runtime):
+    """The record of a replay says whose family was revoked. Kills the mutants of the
+    ``auth.refresh_reuse`` entry in ``TokenStore.rotate`` (target or details dropped or
+    changed)."""
+    person = make_member(runtime)
+    tokens = login(client, runtime, person)
+    renewed = _refresh(client, tokens["refresh_token"]).get_json()
+    assert _refresh(client, tokens["refresh_token"]).status_code == 401
+    with runtime.database.transaction() as session:
+        entry = session.scalar(select(AuditEntry).where(AuditEntry.action == "auth.refresh_reuse"))
+        refreshed = session.scalar(select(AuditEntry).where(AuditEntry.action == "auth.refresh"))
+    assert (entry.target_type, entry.target_id) == ("account", str(person.id))
+    family = json.loads(refreshed.details)["family"]
+    assert json.loads(entry.details) == {"family_revoked": family}
+    assert client.get("/api/v1/me", headers=bearer(renewed)).status_code == 401
 
 
 def test_refresh_never_outlives_the_family(client, runtime, clock):
