@@ -8,6 +8,12 @@ mutant, only the tests that called the mutated function during a first pass over
 selection, so a narrow selection keeps that pass (and the clean run) short, and each
 module's score is read on its own.
 
+A module may name ``functions``: mutant-name patterns (``mutmut run`` takes them, fnmatch
+style) when only the functions that decide are mutated, because the whole module would not fit
+the job's time; its score then counts those mutants only. ``postgresql = true`` runs its tests
+against PostgreSQL too (``MEDCHAT_TEST_DATABASE_URL`` must be set), for paths only that
+database takes.
+
 Each module runs in ``.mutation/<module>/`` (ignored by git): links to ``medchat``,
 ``access_control`` and ``tests``, and a pyproject.toml holding the project's pytest settings
 and a ``[tool.mutmut]`` table for that module only (mutmut reads its settings from the
