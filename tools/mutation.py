@@ -41,6 +41,7 @@ import fnmatch
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -80,6 +81,9 @@ class Outcome:
     equivalent: set[str] = field(default_factory=set)
     stale: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: CPU seconds of mutmut and its workers: what the job costs on an idle machine (wall
+    #: time on a shared one says more about the neighbours).
+    cpu_seconds: float = 0.0
 
     @property
     def killed(self) -> int:
@@ -192,12 +196,17 @@ def mutated_line(workdir: Path, name: str, env: dict[str, str]) -> str:
     return ""
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run(module: Module, workers: int, equivalent: dict[str, dict[str, str]]) -> Outcome:
     workdir = prepare(module)
     env = _environment(module)
-    started = time.monotonic()
+    started, cpu = time.monotonic(), _children_cpu()
     done = _mutmut(workdir, "run", "--max-children", str(workers), *module.functions, env=env)
-    outcome = Outcome(module, seconds=time.monotonic() - started)
+    outcome = Outcome(module, seconds=time.monotonic() - started, cpu_seconds=_children_cpu() - cpu)
     (workdir / "mutmut-run.log").write_text(done.stdout + done.stderr)
     if done.returncode != 0:
         print(done.stdout[-4000:], done.stderr[-4000:], sep="\n")
@@ -218,9 +227,10 @@ def run(module: Module, workers: int, equivalent: dict[str, dict[str, str]]) -> 
 
 def report(outcomes: list[Outcome]) -> bool:
     print()
+    total = sum(o.seconds for o in outcomes), sum(o.cpu_seconds for o in outcomes)
     print(
         f"{'module':<16} {'mutants':>7} {'killed':>6} {'survived':>8} {'equiv.':>6} "
-        f"{'score':>6} {'threshold':>9} {'time':>6}"
+        f"{'score':>6} {'threshold':>9} {'time':>6} {'cpu':>6}"
     )
     ok = True
     for o in outcomes:
@@ -229,10 +239,12 @@ def report(outcomes: list[Outcome]) -> bool:
         print(
             f"{o.module.name:<16} {len(o.statuses):>7} {o.killed:>6} {len(o.survivors):>8} "
             f"{len(o.equivalent):>6} {o.score:>5.1f}% {o.module.threshold:>8.0f}% "
-            f"{o.seconds:>5.0f}s {'' if passed else 'BELOW THRESHOLD' if not o.stale else 'STALE'}"
+            f"{o.seconds:>5.0f}s {o.cpu_seconds:>5.0f}s "
+            f"{'' if passed else 'BELOW THRESHOLD' if not o.stale else 'STALE'}"
         )
         for name in o.stale:
             print(f"  stale entry in {EQUIVALENT.relative_to(ROOT)}: {name} (line changed)")
+    print(f"total: {total[0]:.0f}s wall, {total[1]:.0f}s CPU")
     return ok
 
 
