@@ -19,6 +19,7 @@ from sqlalchemy import func, select, text, update
 from access_control import crypto
 from medchat import audit
 from medchat.audit import chain as audit_chain
+from medchat.audit import verification
 from medchat.db import table_of
 from medchat.models import AuditEntry, ChainHead
 
@@ -222,6 +223,16 @@ def test_a_format_1_hash_is_the_pre_chain_digest_and_ignores_the_place():
     assert audit_chain.entry_hash({**row, "format": 2}, bytes(32)) == crypto.digest(
         "medchat/audit-entry/v2", row["chain"], row["position"], row["seq"], row["id"], *fields
     )
+
+
+def test_the_walk_reads_every_entry_across_batches(runtime):
+    """``verify`` reads a chain 2,000 entries at a time; each batch starts past the last one
+    read. Read here two at a time (kills the mutant of ``_rows`` that drops the ``seq > last``
+    condition: every batch after the first would come back empty and the walk would stop)."""
+    write_entries(runtime)
+    with runtime.database.transaction() as session:
+        walked = [entry.seq for entry in verification._rows(session, "audit", batch=2)]
+    assert walked == list(range(1, ENTRIES + 1))
 
 
 def test_deleted_middle_entry_is_named(runtime):
