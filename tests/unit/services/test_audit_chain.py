@@ -243,7 +243,21 @@ def test_deleted_middle_entry_is_named(runtime):
     result = verify(runtime)
     assert not result.ok
     assert result.first_bad == 3
-    assert "missing" in (result.reason or "")
+    # Where the hole is, exactly (kills the mutants of _walk's ``where``: position - 1, + 2).
+    assert result.reason == "an entry is missing before seq 4 (chain audit position 3)"
+
+
+def test_an_entry_renumbered_backwards_is_out_of_order(runtime):
+    """A position below the next expected one is out of order, not a hole (kills the mutant of
+    ``_walk``'s ``entry.position > position + 1`` to ``> position - 1``)."""
+    write_entries(runtime)
+
+    execute(runtime, "UPDATE audit_entries SET position = 0 WHERE seq = 1")
+
+    result = verify(runtime)
+    assert not result.ok
+    assert result.first_bad == 1
+    assert result.reason == "entry is out of order (chain audit position 1)"
 
 
 def test_deleted_first_entry_is_named(runtime):
