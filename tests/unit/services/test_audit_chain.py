@@ -307,6 +307,19 @@ def test_truncated_tail_is_caught_through_the_chain_head(runtime):
     assert result.reason == "chain audit ends at position 3 but its head records 5"
 
 
+def test_a_head_naming_another_last_hash_is_caught_before_its_mac(runtime):
+    """The head's hash must be the last entry's even when the position agrees (kills the
+    mutant of ``_head_fault``'s ``or`` to ``and``, which leaves it to the head MAC)."""
+    write_entries(runtime)
+
+    execute(runtime, "UPDATE chain_heads SET entry_hash = :h WHERE chain = 'audit'", h=bytes(32))
+
+    result = verify(runtime)
+    assert not result.ok
+    assert result.first_bad == ENTRIES + 1
+    assert result.reason == "chain audit ends at position 5 but its head records 5"
+
+
 def test_truncated_tail_with_rewound_head_is_caught_by_the_head_mac(runtime):
     """Rewinding ``chain_heads`` to the new end needs the audit key to MAC it."""
     write_entries(runtime)
