@@ -80,6 +80,16 @@ def test_empty_chain_verifies(runtime):
     result = verify(runtime)
     assert result.ok, result.reason
     assert result.entries == 0
+    assert result.head_hash == bytes(32).hex()  # the genesis hash (kills verify's mutants 9, 12)
+
+
+def test_a_log_of_one_entry_reports_that_entry_as_its_head(runtime):
+    """Kills the mutant of ``verify`` that starts ``newest`` at 1 (seq 1 would never count)."""
+    write_entries(runtime, 1)
+    result = verify(runtime)
+    assert result.ok, result.reason
+    with runtime.database.transaction() as session:
+        assert result.head_hash == session.scalar(select(AuditEntry.entry_hash)).hex()
 
 
 @pytest.mark.parametrize(

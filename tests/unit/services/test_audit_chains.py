@@ -19,6 +19,7 @@ from sqlalchemy import select
 from access_control import crypto
 from medchat import audit
 from medchat.audit import anchor as audit_anchor
+from medchat.audit import verification
 from medchat.audit.anchor import AnchorSigner
 from medchat.models import AuditEntry, ChainHead
 from tests.unit.services.test_audit_chain import execute, verify
@@ -160,6 +161,26 @@ def test_a_removed_head_is_named(runtime, chain):
     result = verify(runtime)
     assert not result.ok
     assert f"the head of chain {chain} is missing" == result.reason
+    # The walk goes on past it: every entry is counted (kills ``continue`` to ``break``).
+    assert result.entries == 4
+
+
+def test_the_lowest_seq_broken_is_named_first_whatever_its_chain(runtime):
+    """Two chains broken: the one edited at the lower seq is named, though its chain comes
+    later; a missing head (no seq) comes after both. Kills the mutants of the ordering key of
+    ``verify``'s faults (``is None`` to ``is not None``, ``or 0`` to ``and 0``)."""
+    write(runtime)
+    rows = entries(runtime)
+    order = {chain: index for index, chain in enumerate(verification.CHAINS)}
+    early, late = next(
+        (a, b) for a in rows for b in rows if order[a.chain] < order[b.chain] and b.seq < a.seq
+    )
+    for row in (early, late):
+        execute(runtime, "UPDATE audit_entries SET action = 'x.edited' WHERE seq = :s", s=row.seq)
+    execute(runtime, "DELETE FROM chain_heads WHERE chain = 'audit/9'")
+
+    result = verify(runtime)
+    assert (result.first_bad, result.reason) == (late.seq, "content does not match its hash")
 
 
 def test_a_chain_head_rolled_back_passes_the_walk_but_not_the_anchor(runtime):
