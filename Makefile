@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint bench browser-deps nginx-deps psql-deps lock clean
+.PHONY: install run test mutation lint bench browser-deps nginx-deps psql-deps lock clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ run: install
 ## MEDCHAT_TEST_DATABASE_URL is set.
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## Mutation testing of the security core (tools/mutation.py, docs/testing.md): mutmut over each
+## module of [tool.medchat-mutation.modules] with its own tests, 2 workers; prints the score
+## table and fails when a module is below its threshold. The modules marked `postgresql` need
+## MEDCHAT_TEST_DATABASE_URL. `make mutation MUTATION_ARGS="tokens --survivors"` runs one.
+mutation: install
+	$(BIN)/python tools/mutation.py $(MUTATION_ARGS)
 
 ## requirements.lock: the production dependencies of pyproject.toml (and the setuptools that
 ## builds medchat), pinned with the hash of every file, for every platform (deploy/Dockerfile

@@ -8,6 +8,12 @@ mutant, only the tests that called the mutated function during a first pass over
 selection, so a narrow selection keeps that pass (and the clean run) short, and each
 module's score is read on its own.
 
+A module may name ``functions``: mutant-name patterns (``mutmut run`` takes them, fnmatch
+style) when only the functions that decide are mutated, because the whole module would not fit
+the job's time; its score then counts those mutants only. ``postgresql = true`` runs its tests
+against PostgreSQL too (``MEDCHAT_TEST_DATABASE_URL`` must be set), for paths only that
+database takes.
+
 Each module runs in ``.mutation/<module>/`` (ignored by git): links to ``medchat``,
 ``access_control`` and ``tests``, and a pyproject.toml holding the project's pytest settings
 and a ``[tool.mutmut]`` table for that module only (mutmut reads its settings from the
@@ -31,9 +37,11 @@ checkout is never touched.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -58,6 +66,12 @@ class Module:
     tests: list[str]
     threshold: float
     postgresql: bool = False
+    #: Mutant-name patterns (fnmatch, as ``mutmut run`` takes them) when only the functions that
+    #: decide are mutated, to keep the module within the job's time; empty: every function.
+    functions: list[str] = field(default_factory=list)
+
+    def covers(self, mutant: str) -> bool:
+        return not self.functions or any(fnmatch.fnmatch(mutant, p) for p in self.functions)
 
 
 @dataclass
@@ -67,6 +81,9 @@ class Outcome:
     equivalent: set[str] = field(default_factory=set)
     stale: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: CPU seconds of mutmut and its workers: what the job costs on an idle machine (wall
+    #: time on a shared one says more about the neighbours).
+    cpu_seconds: float = 0.0
 
     @property
     def killed(self) -> int:
@@ -96,6 +113,7 @@ def load_modules() -> dict[str, Module]:
             tests=entry["tests"],
             threshold=float(entry["threshold"]),
             postgresql=bool(entry.get("postgresql", False)),
+            functions=list(entry.get("functions", [])),
         )
         for name, entry in table.items()
     }
@@ -178,17 +196,24 @@ def mutated_line(workdir: Path, name: str, env: dict[str, str]) -> str:
     return ""
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run(module: Module, workers: int, equivalent: dict[str, dict[str, str]]) -> Outcome:
     workdir = prepare(module)
     env = _environment(module)
-    started = time.monotonic()
-    done = _mutmut(workdir, "run", "--max-children", str(workers), env=env)
-    outcome = Outcome(module, seconds=time.monotonic() - started)
+    started, cpu = time.monotonic(), _children_cpu()
+    done = _mutmut(workdir, "run", "--max-children", str(workers), *module.functions, env=env)
+    outcome = Outcome(module, seconds=time.monotonic() - started, cpu_seconds=_children_cpu() - cpu)
     (workdir / "mutmut-run.log").write_text(done.stdout + done.stderr)
     if done.returncode != 0:
         print(done.stdout[-4000:], done.stderr[-4000:], sep="\n")
         raise SystemExit(f"mutation: mutmut failed on {module.name} (exit {done.returncode})")
-    outcome.statuses = statuses(workdir, env)
+    outcome.statuses = {
+        name: status for name, status in statuses(workdir, env).items() if module.covers(name)
+    }
     for name, status in outcome.statuses.items():
         entry = equivalent.get(name)
         if entry is None or status not in SURVIVED:
@@ -202,9 +227,10 @@ def run(module: Module, workers: int, equivalent: dict[str, dict[str, str]]) -> 
 
 def report(outcomes: list[Outcome]) -> bool:
     print()
+    total = sum(o.seconds for o in outcomes), sum(o.cpu_seconds for o in outcomes)
     print(
         f"{'module':<16} {'mutants':>7} {'killed':>6} {'survived':>8} {'equiv.':>6} "
-        f"{'score':>6} {'threshold':>9} {'time':>6}"
+        f"{'score':>6} {'threshold':>9} {'time':>6} {'cpu':>6}"
     )
     ok = True
     for o in outcomes:
@@ -213,10 +239,12 @@ def report(outcomes: list[Outcome]) -> bool:
         print(
             f"{o.module.name:<16} {len(o.statuses):>7} {o.killed:>6} {len(o.survivors):>8} "
             f"{len(o.equivalent):>6} {o.score:>5.1f}% {o.module.threshold:>8.0f}% "
-            f"{o.seconds:>5.0f}s {'' if passed else 'BELOW THRESHOLD' if not o.stale else 'STALE'}"
+            f"{o.seconds:>5.0f}s {o.cpu_seconds:>5.0f}s "
+            f"{'' if passed else 'BELOW THRESHOLD' if not o.stale else 'STALE'}"
         )
         for name in o.stale:
             print(f"  stale entry in {EQUIVALENT.relative_to(ROOT)}: {name} (line changed)")
+    print(f"total: {total[0]:.0f}s wall, {total[1]:.0f}s CPU")
     return ok
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
 from urllib.parse import parse_qs, urlparse
 
 import pyotp
@@ -9,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from access_control.roles import Role
-from medchat.models import Account, AuditEntry, AuthToken
+from medchat.models import Account, AccountStatus, AuditEntry, AuthToken, TokenKind
 from tests.support.accounts import bearer, code_for, login, make_member, make_staff
 
 REGISTRATION = {
@@ -156,6 +158,19 @@ def test_access_token_expires(client, runtime, clock):
     response = client.get("/api/v1/me", headers=bearer(tokens))
     assert response.status_code == 401
     assert response.get_json()["error"]["code"] == "invalid_token"
+
+
+def test_an_access_token_is_refused_at_its_expiry_instant(client, runtime, clock):
+    """Expiry is exclusive. Kills the mutant of ``_live``'s ``expires_at > now`` to ``>=``."""
+    tokens = login(client, runtime, make_member(runtime))
+    with runtime.database.transaction() as session:
+        expires_at = session.scalar(
+            select(AuthToken.expires_at).where(AuthToken.kind == TokenKind.ACCESS)
+        )
+    clock.set(expires_at - timedelta(microseconds=1))
+    assert client.get("/api/v1/me", headers=bearer(tokens)).status_code == 200
+    clock.set(expires_at)
+    assert client.get("/api/v1/me", headers=bearer(tokens)).status_code == 401
 
 
 def test_garbage_bearer_token_is_refused(client):
@@ -394,6 +409,97 @@ def test_refresh_token_reuse_revokes_family(client, runtime):
         == 401
     )
     assert ("auth.refresh_reuse", "denied") in _audit_actions(runtime)
+
+
+def _refresh(client, token: str):
+    return client.post("/api/v1/auth/refresh", json={"refresh_token": token})
+
+
+def test_an_access_token_is_refused_on_the_refresh_route_and_spends_nothing(client, runtime):
+    """Only a refresh token rotates a family. Kills the mutants of ``TokenStore.rotate`` that
+    drop or invert its ``kind == REFRESH`` filter (an access token, which opens the same
+    sealed keyring, would be spent for a new pair)."""
+    tokens = login(client, runtime, make_member(runtime))
+
+    assert _refresh(client, tokens["access_token"]).status_code == 401
+
+    assert client.get("/api/v1/me", headers=bearer(tokens)).status_code == 200
+    assert _refresh(client, tokens["refresh_token"]).status_code == 200
+
+
+def test_a_refresh_token_is_not_a_bearer_token(client, runtime):
+    """The bearer check looks up access tokens only. Kills the mutants of the kind filter of
+    ``_CHECK`` (every authenticated request) and of ``token_row``."""
+    tokens = login(client, runtime, make_member(runtime))
+    as_bearer = {"Authorization": f"Bearer {tokens['refresh_token']}"}
+
+    assert client.get("/api/v1/me", headers=as_bearer).status_code == 401
+    assert client.post("/api/v1/auth/logout", headers=as_bearer).status_code == 401
+    assert client.get("/api/v1/me", headers=bearer(tokens)).status_code == 200
+
+
+def test_a_refresh_and_a_replay_touch_only_their_own_family(client, runtime):
+    """Two sign-ins of one member are two families: rotating one ends only its own access
+    token, and a replay revokes only its own family. Kills the mutants that drop the
+    ``family_id`` filter of the access-token delete in ``rotate`` and of ``revoke_family``
+    (one refresh, or one thief's replay, would sign every session of everyone out)."""
+    person = make_member(runtime)
+    phone = login(client, runtime, person)
+    laptop = login(client, runtime, person)
+    other = login(client, runtime, make_member(runtime))
+
+    renewed = _refresh(client, phone["refresh_token"]).get_json()
+    assert client.get("/api/v1/me", headers=bearer(laptop)).status_code == 200
+    assert client.get("/api/v1/me", headers=bearer(other)).status_code == 200
+
+    assert _refresh(client, phone["refresh_token"]).status_code == 401  # the replay
+    assert client.get("/api/v1/me", headers=bearer(renewed)).status_code == 401
+    for session in (laptop, other):
+        assert client.get("/api/v1/me", headers=bearer(session)).status_code == 200
+        assert _refresh(client, session["refresh_token"]).status_code == 200
+
+
+@pytest.mark.parametrize("status", [AccountStatus.DISABLED, AccountStatus.PENDING])
+def test_an_account_that_is_not_active_cannot_refresh(client, runtime, status):
+    """Disabling an account deletes its tokens too; this is the rule under that, for any path
+    that leaves a token behind: the refresh looks at the account itself. Kills the mutants of
+    ``rotate``'s refusal (``or`` to ``and``, ``not account.is_active`` dropped)."""
+    person = make_member(runtime)
+    tokens = login(client, runtime, person)
+    with runtime.database.transaction() as session:
+        session.get(Account, person.id).status = status
+
+    assert _refresh(client, tokens["refresh_token"]).status_code == 401
+
+
+def test_a_refresh_token_is_refused_at_its_expiry_instant(client, runtime, clock):
+    """Expiry is exclusive: at ``expires_at`` the token is dead. Kills the mutant of
+    ``rotate``'s ``expires_at <= now`` to ``<``."""
+    tokens = login(client, runtime, make_member(runtime))
+    with runtime.database.transaction() as session:
+        expires_at = session.scalar(
+            select(AuthToken.expires_at).where(AuthToken.kind == TokenKind.REFRESH)
+        )
+    clock.set(expires_at)
+
+    assert _refresh(client, tokens["refresh_token"]).status_code == 401
+
+
+def test_a_replay_is_audited_against_the_account_and_names_the_family(client, runtime):
+    """The record of a replay says whose family was revoked. Kills the mutants of the
+    ``auth.refresh_reuse`` entry in ``TokenStore.rotate`` (target or details dropped or
+    changed)."""
+    person = make_member(runtime)
+    tokens = login(client, runtime, person)
+    renewed = _refresh(client, tokens["refresh_token"]).get_json()
+    assert _refresh(client, tokens["refresh_token"]).status_code == 401
+    with runtime.database.transaction() as session:
+        entry = session.scalar(select(AuditEntry).where(AuditEntry.action == "auth.refresh_reuse"))
+        refreshed = session.scalar(select(AuditEntry).where(AuditEntry.action == "auth.refresh"))
+    assert (entry.target_type, entry.target_id) == ("account", str(person.id))
+    family = json.loads(refreshed.details)["family"]
+    assert json.loads(entry.details) == {"family_revoked": family}
+    assert client.get("/api/v1/me", headers=bearer(renewed)).status_code == 401
 
 
 def test_refresh_never_outlives_the_family(client, runtime, clock):

@@ -77,6 +77,9 @@ def test_refresh_keeps_the_sign_in_and_its_device(client, runtime, member):
     assert len(after) == 1
     assert after[0]["id"] == before[0]["id"]
     assert after[0]["device"] == "Firefox on Linux"
+    # The network's MAC is carried over too (kills the mutant of TokenStore.rotate that drops
+    # it from the new pair's SignInOrigin: the sign-in would lose its place).
+    assert after[0]["place"] == before[0]["place"] == "same_network"
     assert after[0]["last_used_at"] > before[0]["last_used_at"]
     assert after[0]["created_at"] == before[0]["created_at"]
 

@@ -24,7 +24,8 @@ from access_control.permissions import ROLE_PERMISSIONS
 from access_control.roles import Role
 from medchat.errors import InvalidToken, RoleKeyRequired
 from medchat.identity.principal import Principal
-from medchat.models import AuthToken, KeyRole, RoleKeyGrant
+from medchat.identity.tokens import token_row as find_token_row
+from medchat.models import AuthToken, KeyRole, RoleKeyGrant, TokenKind
 from medchat.services.authentication import AuthenticationService
 from medchat.services.context import ServiceContext
 from medchat.services.role_keys import RoleKeyService
@@ -270,3 +271,24 @@ def test_an_admin_can_never_grant_a_role_key(app, client, runtime, holders):
     with runtime.database.transaction() as session:
         grantees = set(session.scalars(select(RoleKeyGrant.account_id)))
     assert grantees.isdisjoint({newcomer.id, officer.id, admin.id})
+
+
+def test_token_row_finds_only_the_presented_token_of_the_asked_kind(runtime):
+    """The one lookup of a presented token (console sessions use it directly): another
+    token's row is never the answer, and a token of another kind is unknown. A pending console
+    token looked up as a full session would skip the second factor. Kills the mutants of
+    ``token_row`` that drop its hash filter (x_token_row__mutmut_5: any token of the kind
+    opens the one live row) or its kind filter (x_token_row__mutmut_6)."""
+    member = make_member(runtime)
+    signed = sign_in(runtime, member)
+    access, refresh = signed.tokens.access_token, signed.tokens.refresh_token
+    with runtime.database.transaction() as session:
+        record, account = find_token_row(session, access, TokenKind.ACCESS)
+        assert (record.kind, account.id) == (TokenKind.ACCESS, member.id)
+        assert record.token_hash == crypto.token_hash(access)
+        with pytest.raises(InvalidToken):
+            find_token_row(session, "mca_" + "A" * 43, TokenKind.ACCESS)
+        for kind in (TokenKind.REFRESH, TokenKind.CONSOLE, TokenKind.CONSOLE_PENDING):
+            with pytest.raises(InvalidToken):
+                find_token_row(session, access, kind)
+        assert find_token_row(session, refresh, TokenKind.REFRESH)[0].kind == TokenKind.REFRESH

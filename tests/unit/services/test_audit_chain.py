@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import secrets
 import threading
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
 from access_control import crypto
 from medchat import audit
 from medchat.audit import chain as audit_chain
+from medchat.audit import verification
 from medchat.audit.addresses import AddressKeys, reveal
+from medchat.db import table_of
 from medchat.models import AuditEntry, ChainHead
 
 ENTRIES = 5
@@ -77,6 +81,16 @@ def test_empty_chain_verifies(runtime):
     result = verify(runtime)
     assert result.ok, result.reason
     assert result.entries == 0
+    assert result.head_hash == bytes(32).hex()  # the genesis hash (kills verify's mutants 9, 12)
+
+
+def test_a_log_of_one_entry_reports_that_entry_as_its_head(runtime):
+    """Kills the mutant of ``verify`` that starts ``newest`` at 1 (seq 1 would never count)."""
+    write_entries(runtime, 1)
+    result = verify(runtime)
+    assert result.ok, result.reason
+    with runtime.database.transaction() as session:
+        assert result.head_hash == session.scalar(select(AuditEntry.entry_hash)).hex()
 
 
 @pytest.mark.parametrize(
@@ -98,7 +112,167 @@ def test_edited_entry_is_named(runtime, column, value):
     result = verify(runtime)
     assert not result.ok
     assert result.first_bad == 3
-    assert "hash" in (result.reason or "")
+    assert result.reason == "content does not match its hash"
+
+
+#: Every recorded field an entry's hash covers, with a value it never has in ``write_entries``
+#: (no actor, subject or address there). Each kills the mutant of ``entry_hash`` that leaves that
+#: field out of the hash (issue 19: medchat.audit.chain.x_entry_hash__mutmut_*, one per field);
+#: the timestamp is shifted by a second from the value read back.
+_EDITS = {
+    "at": None,
+    "actor_id": uuid.UUID("00000000-0000-4000-8000-00000000a11c"),
+    "actor_role": "admin",
+    "target_type": "other",
+    "target_id": "thing-99",
+    "subject_id": uuid.UUID("00000000-0000-4000-8000-00000000b0b0"),
+    "id": uuid.UUID("00000000-0000-4000-8000-00000000c0de"),
+}
+
+
+@pytest.mark.parametrize("column", sorted(_EDITS))
+def test_every_hashed_field_edited_is_named(runtime, column):
+    """Typed values go through a Core UPDATE (the database writer's SQL, with SQLAlchemy's
+    conversions of UUIDs and times for either database)."""
+    write_entries(runtime)
+    entries = table_of(AuditEntry)
+    value = _EDITS[column]
+    if column == "at":
+        with runtime.database.transaction() as session:
+            at = session.scalar(select(entries.c.at).where(entries.c.seq == 3))
+        value = at + timedelta(seconds=1)
+
+    with runtime.database.transaction() as session:
+        session.execute(update(entries).where(entries.c.seq == 3).values({column: value}))
+
+    result = verify(runtime)
+    assert not result.ok
+    assert result.first_bad == 3
+    assert result.reason == "content does not match its hash"
+
+
+def test_an_edited_sequence_number_is_named(runtime):
+    """The last entry renumbered past the others keeps the chain's order: only its hash (which
+    covers ``seq``, the access log's order) names it. Kills the mutant of ``entry_hash`` that
+    leaves ``seq`` out of a format-2 hash."""
+    write_entries(runtime)
+
+    execute(runtime, "UPDATE audit_entries SET seq = 50 WHERE seq = 5")
+
+    result = verify(runtime)
+    assert not result.ok
+    assert result.first_bad == 50
+    assert result.reason == "content does not match its hash"
+
+
+def test_a_format_3_hash_leaves_the_erasable_address_out():
+    """Erasing a sealed address after ``MEDCHAT_AUDIT_ADDRESS_DAYS`` must leave the chain
+    verifying: format 3 commits to ``address_hash``, never to the address itself."""
+    row = _entry_row(3)
+    erased = {**row, "address": None}
+    assert audit_chain.entry_hash(row, bytes(32)) == audit_chain.entry_hash(erased, bytes(32))
+
+
+def _entry_row(format_: int) -> dict:
+    return {
+        "id": uuid.UUID("00000000-0000-4000-8000-000000000001"),
+        "seq": 7,
+        "chain": "audit/1",
+        "position": 3,
+        "format": format_,
+        "at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "actor_id": uuid.UUID("00000000-0000-4000-8000-000000000002"),
+        "actor_role": "physician",
+        "action": "test.action",
+        "outcome": "success",
+        "target_type": "thing",
+        "target_id": "thing-1",
+        "subject_id": uuid.UUID("00000000-0000-4000-8000-000000000003"),
+        "address": "192.0.2.1",
+        "address_hash": bytes(range(100, 132)),
+        "details": '{"n":1}',
+    }
+
+
+def _changed(value: object) -> object:
+    if isinstance(value, bytes):
+        return bytes([value[0] ^ 1]) + value[1:]
+    if isinstance(value, uuid.UUID):
+        return uuid.UUID(int=value.int + 1)
+    if isinstance(value, datetime):
+        return value + timedelta(microseconds=1)
+    if isinstance(value, int):
+        return value + 1
+    return f"{value}x"
+
+
+_V1_FIELDS = sorted(set(_entry_row(1)) - {"chain", "position", "format", "address_hash"})
+_V2_FIELDS = sorted(set(_entry_row(2)) - {"format", "address_hash"})
+#: Format 3 (sealed addresses): the keyed commitment in place of the erasable clear address.
+_V3_FIELDS = sorted(set(_entry_row(3)) - {"format", "address"})
+
+
+@pytest.mark.parametrize(
+    ("format_", "field"),
+    [(1, f) for f in [*_V1_FIELDS, "prev_hash"]]
+    + [(2, f) for f in [*_V2_FIELDS, "prev_hash"]]
+    + [(3, f) for f in [*_V3_FIELDS, "prev_hash"]],
+)
+def test_an_entry_hash_covers_every_field_of_its_format(format_, field):
+    """What the hash does not cover, a database writer can change without trace. Kills each
+    mutant of ``entry_hash`` that drops a field, the predecessor's hash or the chain's place
+    (chain, position) from either format's digest (x_entry_hash__mutmut_*: the argument
+    removed or replaced by None)."""
+    row, prev_hash = _entry_row(format_), bytes(range(32))
+    original = audit_chain.entry_hash(row, prev_hash)
+    if field == "prev_hash":
+        changed = audit_chain.entry_hash(row, bytes(32))
+    else:
+        changed = audit_chain.entry_hash({**row, field: _changed(row[field])}, prev_hash)
+    assert changed != original
+
+
+def test_a_format_1_hash_is_the_pre_chain_digest_and_ignores_the_place():
+    """Entries written before chains (format 1) keep verifying: their hash is the v1 digest of
+    ``seq`` and ``id``, whatever chain and position the migration gave them. Kills the mutants
+    of the format test (``== 1`` to ``!= 1`` or ``== 2``) and of the v1 label or layout."""
+    row = _entry_row(1)
+    fields = (
+        row["at"].isoformat(),
+        *(row[name] for name in ("actor_id", "actor_role", "action", "outcome")),
+        *(row[name] for name in ("target_type", "target_id", "subject_id", "address")),
+        row["details"],
+        bytes(32),
+    )
+    expected = crypto.digest("medchat/audit-entry/v1", row["seq"], row["id"], *fields)
+    assert audit_chain.entry_hash(row, bytes(32)) == expected
+    moved = {**row, "chain": "audit", "position": 1}
+    assert audit_chain.entry_hash(moved, bytes(32)) == expected
+    assert audit_chain.entry_hash({**row, "format": 2}, bytes(32)) == crypto.digest(
+        "medchat/audit-entry/v2", row["chain"], row["position"], row["seq"], row["id"], *fields
+    )
+
+
+def test_the_walk_reads_every_entry_across_batches(runtime):
+    """``verify`` reads a chain 2,000 entries at a time; each batch starts past the last one
+    read. Read here two at a time (kills the mutant of ``_rows`` that drops the ``seq > last``
+    condition: every batch after the first would come back empty and the walk would stop)."""
+    write_entries(runtime)
+    with runtime.database.transaction() as session:
+        walked = [entry.seq for entry in verification._rows(session, "audit", batch=2)]
+    assert walked == list(range(1, ENTRIES + 1))
+
+
+def test_an_entry_linked_to_another_predecessor_is_named(runtime):
+    """Kills the mutants of the broken-link fault in ``_walk`` (its seq or its reason)."""
+    write_entries(runtime)
+
+    execute(runtime, "UPDATE audit_entries SET prev_hash = :h WHERE seq = 3", h=bytes(32))
+
+    result = verify(runtime)
+    assert not result.ok
+    assert result.first_bad == 3
+    assert result.reason == "does not link to the previous entry"
 
 
 def test_deleted_middle_entry_is_named(runtime):
@@ -109,7 +283,21 @@ def test_deleted_middle_entry_is_named(runtime):
     result = verify(runtime)
     assert not result.ok
     assert result.first_bad == 3
-    assert "missing" in (result.reason or "")
+    # Where the hole is, exactly (kills the mutants of _walk's ``where``: position - 1, + 2).
+    assert result.reason == "an entry is missing before seq 4 (chain audit position 3)"
+
+
+def test_an_entry_renumbered_backwards_is_out_of_order(runtime):
+    """A position below the next expected one is out of order, not a hole (kills the mutant of
+    ``_walk``'s ``entry.position > position + 1`` to ``> position - 1``)."""
+    write_entries(runtime)
+
+    execute(runtime, "UPDATE audit_entries SET position = 0 WHERE seq = 1")
+
+    result = verify(runtime)
+    assert not result.ok
+    assert result.first_bad == 1
+    assert result.reason == "entry is out of order (chain audit position 1)"
 
 
 def test_deleted_first_entry_is_named(runtime):
@@ -144,6 +332,20 @@ def test_truncated_tail_is_caught_through_the_chain_head(runtime):
     assert not result.ok
     assert result.first_bad == 4
     assert result.entries == 3
+    assert result.reason == "chain audit ends at position 3 but its head records 5"
+
+
+def test_a_head_naming_another_last_hash_is_caught_before_its_mac(runtime):
+    """The head's hash must be the last entry's even when the position agrees (kills the
+    mutant of ``_head_fault``'s ``or`` to ``and``, which leaves it to the head MAC)."""
+    write_entries(runtime)
+
+    execute(runtime, "UPDATE chain_heads SET entry_hash = :h WHERE chain = 'audit'", h=bytes(32))
+
+    result = verify(runtime)
+    assert not result.ok
+    assert result.first_bad == ENTRIES + 1
+    assert result.reason == "chain audit ends at position 5 but its head records 5"
 
 
 def test_truncated_tail_with_rewound_head_is_caught_by_the_head_mac(runtime):
@@ -161,7 +363,9 @@ def test_truncated_tail_with_rewound_head_is_caught_by_the_head_mac(runtime):
 
     result = verify(runtime)
     assert not result.ok
-    assert "head" in (result.reason or "")
+    # Named at the last entry the forged head claims (kills the mutants of that fault).
+    assert result.first_bad == 3
+    assert result.reason == "the head of chain audit: MAC not made with the audit key"
 
 
 def test_chain_recomputed_without_the_mac_key_is_named_at_the_edit(runtime):
@@ -218,7 +422,7 @@ def test_chain_recomputed_without_the_mac_key_is_named_at_the_edit(runtime):
     result = verify(runtime)
     assert not result.ok
     assert result.first_bad == 3
-    assert "MAC" in (result.reason or "")
+    assert result.reason == "MAC not made with the audit key"
 
 
 def test_failed_transaction_leaves_no_entry(runtime):

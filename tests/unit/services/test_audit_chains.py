@@ -16,8 +16,10 @@ from collections import Counter
 import pytest
 from sqlalchemy import select
 
+from access_control import crypto
 from medchat import audit
 from medchat.audit import anchor as audit_anchor
+from medchat.audit import verification
 from medchat.audit.anchor import AnchorSigner
 from medchat.models import AuditEntry, ChainHead
 from tests.unit.services.test_audit_chain import execute, verify
@@ -159,6 +161,26 @@ def test_a_removed_head_is_named(runtime, chain):
     result = verify(runtime)
     assert not result.ok
     assert f"the head of chain {chain} is missing" == result.reason
+    # The walk goes on past it: every entry is counted (kills ``continue`` to ``break``).
+    assert result.entries == 4
+
+
+def test_the_lowest_seq_broken_is_named_first_whatever_its_chain(runtime):
+    """Two chains broken: the one edited at the lower seq is named, though its chain comes
+    later; a missing head (no seq) comes after both. Kills the mutants of the ordering key of
+    ``verify``'s faults (``is None`` to ``is not None``, ``or 0`` to ``and 0``)."""
+    write(runtime)
+    rows = entries(runtime)
+    order = {chain: index for index, chain in enumerate(verification.CHAINS)}
+    early, late = next(
+        (a, b) for a in rows for b in rows if order[a.chain] < order[b.chain] and b.seq < a.seq
+    )
+    for row in (early, late):
+        execute(runtime, "UPDATE audit_entries SET action = 'x.edited' WHERE seq = :s", s=row.seq)
+    execute(runtime, "DELETE FROM chain_heads WHERE chain = 'audit/9'")
+
+    result = verify(runtime)
+    assert (result.first_bad, result.reason) == (late.seq, "content does not match its hash")
 
 
 def test_a_chain_head_rolled_back_passes_the_walk_but_not_the_anchor(runtime):
@@ -199,3 +221,84 @@ def test_a_chain_head_rolled_back_passes_the_walk_but_not_the_anchor(runtime):
     assert not result.ok
     assert f"chain {chain} ends at entry {saved['seq']}" in (result.reason or "")
     assert "removed" in (result.reason or "")
+
+
+def checked(runtime) -> list[tuple[str, int, bytes]]:
+    with runtime.database.transaction() as session:
+        return audit.checked_heads(session, runtime.keys.audit_mac)
+
+
+def test_checked_heads_lists_every_chain_in_use_with_its_last_entry(runtime):
+    """What an anchor signs: ``audit`` always, the other chains once they hold entries, each
+    at its last position and hash (kills the mutants of ``checked_heads``' listing)."""
+    assert checked(runtime) == [("audit", 0, bytes(32))]
+    write(runtime)
+    heads = checked(runtime)
+    rows = entries(runtime)
+    last = {row.chain: row for row in rows}  # rows are in seq order: the last one wins
+    assert heads == [(c, last[c].position, last[c].entry_hash) for c in sorted(last, key=_index)]
+
+
+def test_checked_heads_reaches_a_chain_in_use_past_an_empty_one(make_app):
+    """With 64 chains and a few commits, some chain before a used one is empty: the listing
+    goes on past it (kills ``continue`` to ``break`` in ``checked_heads``; the chance that the
+    six commits land on a prefix of the chains, where both agree, is below one in 10^7)."""
+    runtime = make_app(audit_chains=64).extensions["medchat"]
+    write(runtime, commits=6)
+    used = {row.chain for row in entries(runtime)}
+    assert [chain for chain, _, _ in checked(runtime)] == sorted(used | {"audit"}, key=_index)
+
+
+def _index(chain: str) -> int:
+    return 0 if chain == "audit" else int(chain.split("/")[1])
+
+
+@pytest.mark.parametrize(
+    ("tamper", "reason"),
+    [
+        ("DELETE FROM chain_heads WHERE chain = :c", "the head of chain {c} is missing"),
+        (
+            "UPDATE chain_heads SET mac = :junk WHERE chain = :c",
+            "the head of chain {c}: MAC not made with the audit key",
+        ),
+        (
+            "DELETE FROM audit_entries WHERE chain = :c AND position = "
+            "(SELECT seq FROM chain_heads WHERE chain = :c)",
+            "chain {c}: position {p} is not the entry its head records",
+        ),
+        (
+            "UPDATE audit_entries SET entry_hash = :junk WHERE chain = :c AND position = "
+            "(SELECT seq FROM chain_heads WHERE chain = :c)",
+            "chain {c}: position {p} is not the entry its head records",
+        ),
+        (
+            "UPDATE audit_entries SET mac = :junk WHERE chain = :c AND position = "
+            "(SELECT seq FROM chain_heads WHERE chain = :c)",
+            "chain {c} position {p}: MAC not made with the audit key",
+        ),
+    ],
+)
+def test_checked_heads_refuses_a_head_it_cannot_vouch_for(runtime, tamper, reason):
+    """An anchor never signs a head whose MAC, entry or entry MAC does not check out, and says
+    which (kills the mutants of each refusal of ``checked_heads`` and of its messages)."""
+    write(runtime)
+    chain, mine = busiest_chain(runtime)
+    execute(runtime, tamper, c=chain, junk=bytes(32))
+
+    with pytest.raises(crypto.IntegrityCheckFailed) as refused:
+        checked(runtime)
+    assert str(refused.value) == reason.format(c=chain, p=mine[-1].position)
+
+
+def test_a_verify_result_reads_as_the_documented_dictionary(runtime):
+    """``medchat audit verify --json`` prints this (kills the mutants of ``as_dict``'s keys)."""
+    write(runtime, commits=3)
+    result = verify(runtime)
+    assert result.as_dict() == {
+        "ok": True,
+        "entries": 3,
+        "first_bad": None,
+        "reason": None,
+        "head_seq": 3,
+        "head_hash": entries(runtime)[-1].entry_hash.hex(),
+    }

@@ -15,6 +15,7 @@ import secrets
 import threading
 import uuid
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import insert, select
@@ -283,6 +284,58 @@ def test_an_edited_ledger_field_is_named(runtime, history, column, value):
         id=target.record.id,
     )
 
+    assert_names(verify_ledger(runtime), target, "hash")
+
+
+def _record_fields() -> ledger.RecordFields:
+    return ledger.RecordFields(
+        seq=4,
+        id=uuid.UUID("00000000-0000-4000-8000-000000000001"),
+        kind=ledger.RecordKind.DESTROYED,
+        refers_to=uuid.UUID("00000000-0000-4000-8000-000000000002"),
+        conversation_id=uuid.UUID("00000000-0000-4000-8000-000000000003"),
+        member_index=bytes(range(32)),
+        reason="retention",
+        message_count=3,
+        question_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        sealed_at=datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC),
+        content_hash=bytes(range(1, 33)),
+        metadata_json='{"v":1}',
+        prev_hash=bytes(range(2, 34)),
+    )
+
+
+def _changed(value: object) -> object:
+    if isinstance(value, uuid.UUID):
+        return uuid.UUID(int=value.int + 1)
+    if isinstance(value, datetime):
+        return value + timedelta(microseconds=1)
+    if isinstance(value, bytes):
+        return bytes(32 - len(value)) + value[1:] + b"\x00"
+    if isinstance(value, int):
+        return value + 1
+    return f"{value}x"
+
+
+@pytest.mark.parametrize("field", sorted(ledger.RecordFields.__dataclass_fields__))
+def test_a_record_hash_covers_every_field(field):
+    """What the hash does not cover, a database writer can change under a valid signature (the
+    signature is over the hash). Kills each mutant of ``RecordFields.record_hash`` that drops a
+    field or replaces it by None; the edits through SQL above and below reach the fields one by
+    one, this reaches all of them (``refers_to``, ``id``, ``seq``, ``question_at`` included)."""
+    fields = _record_fields()
+    edited = replace(fields, **{field: _changed(getattr(fields, field))})
+    assert edited.record_hash() != fields.record_hash()
+
+
+def test_an_edited_question_time_is_named(runtime, history):
+    target = history[1]
+    execute_sql(
+        runtime,
+        "UPDATE archive_records SET question_at = :value WHERE id = :id",
+        value=runtime.clock.now().replace(year=2020),
+        id=target.record.id,
+    )
     assert_names(verify_ledger(runtime), target, "hash")
 
 
