@@ -176,3 +176,18 @@ def test_a_client_request_id_reaches_the_application_only_when_sane():
     site = SHIPPED.read_text()
     assert f'"~{REQUEST_ID_PATTERN.pattern}" $http_x_request_id;' in site
     assert "proxy_set_header X-Request-ID $medchat_request_id;" in site
+
+
+def test_sign_ins_are_rate_limited_for_all_addresses_together_in_json():
+    """Issue 15: a sign-in flood comes from many addresses, so the proxy's limit is keyed on
+    the server, not the client; its refusal is the API's 429 with ``Retry-After``."""
+    text = SHIPPED.read_text()
+    assert "limit_req_zone $server_name zone=medchat_sign_in" in text
+    for route in ("location = /api/v1/auth/token {", "location = /console/login {"):
+        block = text.split(route, 1)[1].split("}", 1)[0]
+        assert "limit_req zone=medchat_sign_in" in block
+        assert "error_page 429 = @sign_in_busy" in block
+    busy = text.split("location @sign_in_busy {", 1)[1].split("\n    }", 1)[0]
+    assert "Retry-After" in busy and '"code": "rate_limited"' in busy
+    console = text.split("location = /console/login {", 1)[1].split("}", 1)[0]
+    assert "allow 10.20.0.0/16;" in console and "deny all;" in console  # the staff networks
