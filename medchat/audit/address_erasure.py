@@ -10,35 +10,13 @@ audit_entries``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from medchat.audit.addresses import erasure_mac
-from medchat.audit.chain import entry_hash
+from medchat.audit.chain import entry_columns, entry_hash
 from medchat.models import AuditEntry
-
-
-def _columns(entry: AuditEntry) -> dict[str, Any]:
-    names = [
-        "id",
-        "seq",
-        "chain",
-        "position",
-        "format",
-        "at",
-        "actor_id",
-        "actor_role",
-        "action",
-        "outcome",
-        "target_type",
-        "target_id",
-        "subject_id",
-        "address",
-        "details",
-    ]
-    return {name: getattr(entry, name) for name in names}
 
 
 def erase(session: Session, key: bytes, before: datetime, batch: int) -> tuple[int, int]:
@@ -76,7 +54,7 @@ def erase(session: Session, key: bytes, before: datetime, batch: int) -> tuple[i
         .limit(batch)
     ).all()
     for entry in legacy:
-        columns = _columns(entry)
+        columns = entry_columns(entry)
         if entry_hash(columns, entry.prev_hash) != entry.entry_hash:
             refused += 1
             continue

@@ -156,6 +156,32 @@ def chain_name(index: int) -> str:
     return AUDIT_CHAIN if index == 0 else f"{AUDIT_CHAIN}/{index}"
 
 
+#: The columns an entry's hash is computed from (``entry_hash`` reads those of its format).
+ENTRY_COLUMNS = (
+    "id",
+    "seq",
+    "chain",
+    "position",
+    "format",
+    "at",
+    "actor_id",
+    "actor_role",
+    "action",
+    "outcome",
+    "target_type",
+    "target_id",
+    "subject_id",
+    "address",
+    "address_hash",
+    "details",
+)
+
+
+def entry_columns(entry: Any) -> dict[str, Any]:
+    """A stored entry's hashed columns, as ``entry_hash`` takes them (verify, erasure)."""
+    return {name: getattr(entry, name) for name in ENTRY_COLUMNS}
+
+
 def entry_hash(row: dict[str, Any], prev_hash: bytes) -> bytes:
     """The hash an entry's fields and its predecessor's hash give, in the entry's format.
 

@@ -26,6 +26,7 @@ from medchat.audit.chain import (
     _MAC_LABEL,
     MAX_CHAINS,
     chain_name,
+    entry_columns,
     entry_hash,
 )
 from medchat.audit.hash_chain import AUDIT, GENESIS_HASH
@@ -79,35 +80,11 @@ def _rows(session: Session, chain: str, batch: int = 2000) -> Iterator[AuditEntr
         session.expunge_all()
 
 
-def _columns(entry: AuditEntry) -> dict[str, Any]:
-    return {
-        name: getattr(entry, name)
-        for name in (
-            "id",
-            "seq",
-            "chain",
-            "position",
-            "format",
-            "at",
-            "actor_id",
-            "actor_role",
-            "action",
-            "outcome",
-            "target_type",
-            "target_id",
-            "subject_id",
-            "address",
-            "address_hash",
-            "details",
-        )
-    }
-
-
 def _hash_holds(entry: AuditEntry, prev_hash: bytes, key: bytes) -> bool:
     """A format 1 or 2 entry whose address was erased is checked by its erasure MAC (over
     its stored hash and every other field); any other by recomputing its hash. A format 3
     entry holds no clear address: one planted there fails too."""
-    columns = _columns(entry)
+    columns = entry_columns(entry)
     if entry.format >= 3 and entry.address is not None:
         return False
     if entry.format < 3 and entry.address_erasure_mac is not None:
