@@ -340,9 +340,15 @@ def test_the_documented_bootstrap_ends_with_a_clinician_reading_a_members_questi
     signed = host.call("POST", "/api/v1/auth/token", member)
     assert signed.status == 200, signed.body
     token = signed.body["access_token"]
-    consent = {"health_messaging": True, "version": CONSENT_VERSION}
+    # As the app does: the consent text and the emergency notice the server serves now.
+    served = host.call("GET", "/api/v1/consent")
+    assert served.status == 200 and served.body["version"] == CONSENT_VERSION, served.body
+    consent = {"health_messaging": True, "version": served.body["version"]}
     assert host.call("PUT", "/api/v1/me/consent", consent, token=token).status == 200
-    asked = host.call("POST", "/api/v1/conversations", {"body": QUESTION}, token=token)
+    service = host.call("GET", "/api/v1/service")
+    assert service.status == 200, service.body
+    question = {"body": QUESTION, "emergency_notice": service.body["emergency_notice"]["version"]}
+    asked = host.call("POST", "/api/v1/conversations", question, token=token)
     assert asked.status == 201, asked.body
 
     doctor = host.sign_in_staff("clinician", host.script_env["CLINICIAN_EMAIL"])
