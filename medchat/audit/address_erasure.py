@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from medchat.audit.addresses import erasure_mac
-from medchat.audit.chain import entry_columns, entry_hash
+from medchat.audit.entry_format import entry_columns, entry_hash
 from medchat.models import AuditEntry
 
 

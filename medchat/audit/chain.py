@@ -47,9 +47,13 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from access_control import crypto
 from medchat.audit.addresses import AddressKeys, protect
-from medchat.audit.hash_chain import AUDIT
+from medchat.audit.entry_format import (
+    FORMAT,
+    entry_hash,
+    entry_mac,
+    head_mac,
+)
 from medchat.clock import Clock, SystemClock
 from medchat.config import AUDIT_MAX_CHAINS
 from medchat.db import on_rollback, table_of
@@ -62,16 +66,8 @@ AUDIT_CHAIN = "audit"
 #: Heads ``audit``, ``audit/1`` ... ``audit/63`` exist from migration 0015 on; a deployment
 #: appends to the first ``Settings.audit_chain_count`` of them (``chain_name``).
 MAX_CHAINS = AUDIT_MAX_CHAINS
-_ENTRY_LABEL = "medchat/audit-entry/v1"
-_ENTRY_LABEL_V2 = "medchat/audit-entry/v2"
-_ENTRY_LABEL_V3 = "medchat/audit-entry/v3"
-#: The format of every entry appended now (1: before chains; 2: chains, the address in clear;
-#: 3: the address sealed, the hash covering its keyed commitment). ``entry_hash`` tells them
-#: apart.
-FORMAT = 3
 #: The profile key in ``session.info``: it seals each entry's address (``addresses.protect``).
 ADDRESS_KEY = "audit_address_key"
-_MAC_LABEL = "medchat/audit-mac/v1"
 #: Core tables: the append writes rows, it needs no ORM objects (nor their flush).
 _ENTRIES = table_of(AuditEntry)
 _HEADS = table_of(ChainHead)
@@ -154,89 +150,6 @@ def record_on_rollback(session: Session, action: str, **kwargs: Any) -> None:
 def chain_name(index: int) -> str:
     """``audit`` for the first chain (the one every entry before 0015 is on), ``audit/N`` after."""
     return AUDIT_CHAIN if index == 0 else f"{AUDIT_CHAIN}/{index}"
-
-
-#: The columns an entry's hash is computed from (``entry_hash`` reads those of its format).
-ENTRY_COLUMNS = (
-    "id",
-    "seq",
-    "chain",
-    "position",
-    "format",
-    "at",
-    "actor_id",
-    "actor_role",
-    "action",
-    "outcome",
-    "target_type",
-    "target_id",
-    "subject_id",
-    "address",
-    "address_hash",
-    "details",
-)
-
-
-def entry_columns(entry: Any) -> dict[str, Any]:
-    """A stored entry's hashed columns, as ``entry_hash`` takes them (verify, erasure)."""
-    return {name: getattr(entry, name) for name in ENTRY_COLUMNS}
-
-
-def entry_hash(row: dict[str, Any], prev_hash: bytes) -> bytes:
-    """The hash an entry's fields and its predecessor's hash give, in the entry's format.
-
-    ``row`` holds the entry's columns (``id``, ``seq``, ``chain``, ``position``, ``format``
-    and the recorded fields). Format 1 (entries written before chains) covers ``seq`` as the
-    position in the one chain there was; format 2 covers the chain, the position and ``seq``;
-    format 3 covers the same and, in place of the clear address, its keyed commitment
-    ``address_hash`` (``medchat.audit.addresses``), so erasing the sealed address leaves the
-    hash whole.
-    """
-    if row["format"] >= 3:
-        return crypto.digest(
-            _ENTRY_LABEL_V3,
-            row["chain"],
-            row["position"],
-            row["seq"],
-            row["id"],
-            row["at"].isoformat(),
-            row["actor_id"],
-            row["actor_role"],
-            row["action"],
-            row["outcome"],
-            row["target_type"],
-            row["target_id"],
-            row["subject_id"],
-            row["address_hash"],
-            row["details"],
-            prev_hash,
-        )
-    fields = (
-        row["at"].isoformat(),
-        row["actor_id"],
-        row["actor_role"],
-        row["action"],
-        row["outcome"],
-        row["target_type"],
-        row["target_id"],
-        row["subject_id"],
-        row["address"],
-        row["details"],
-        prev_hash,
-    )
-    if row["format"] == 1:
-        return crypto.digest(_ENTRY_LABEL, row["seq"], row["id"], *fields)
-    return crypto.digest(
-        _ENTRY_LABEL_V2, row["chain"], row["position"], row["seq"], row["id"], *fields
-    )
-
-
-def entry_mac(key: bytes, hash_: bytes) -> bytes:
-    return crypto.mac(key, _MAC_LABEL, hash_)
-
-
-def head_mac(key: bytes, position: int, hash_: bytes) -> bytes:
-    return AUDIT.head_mac(key, position, hash_)
 
 
 def _row(item: PendingEntry) -> dict[str, Any]:

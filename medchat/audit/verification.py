@@ -22,13 +22,8 @@ from sqlalchemy.orm import Session
 
 from access_control import crypto
 from medchat.audit.addresses import legacy_erasure_holds
-from medchat.audit.chain import (
-    _MAC_LABEL,
-    MAX_CHAINS,
-    chain_name,
-    entry_columns,
-    entry_hash,
-)
+from medchat.audit.chain import MAX_CHAINS, chain_name
+from medchat.audit.entry_format import _MAC_LABEL, entry_columns, entry_hash
 from medchat.audit.hash_chain import AUDIT, GENESIS_HASH
 from medchat.models import AuditEntry, ChainHead
 

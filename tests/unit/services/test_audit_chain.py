@@ -19,7 +19,7 @@ from sqlalchemy import func, select, text, update
 from access_control import crypto
 from medchat import audit
 from medchat.audit import chain as audit_chain
-from medchat.audit import verification
+from medchat.audit import entry_format, verification
 from medchat.audit.addresses import AddressKeys, reveal
 from medchat.db import table_of
 from medchat.models import AuditEntry, ChainHead
@@ -405,7 +405,7 @@ def test_chain_recomputed_without_the_mac_key_is_named_at_the_edit(runtime):
             action=action,
             prev=prev_hash,
             hash=entry_hash,
-            mac=crypto.mac(wrong_key, audit_chain._MAC_LABEL, entry_hash),
+            mac=crypto.mac(wrong_key, entry_format._MAC_LABEL, entry_hash),
             seq=entry.seq,
         )
         prev_hash = entry_hash
