@@ -15,7 +15,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from access_control.errors import NetworkNotAllowed
+from access_control.errors import ConfigurationError, NetworkNotAllowed
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -32,6 +32,42 @@ STAFF_PATH_PREFIXES = (
 #: ``REMOTE_ADDR`` when a trusted proxy forwarded something that is not an address: no
 #: network contains it, so staff surfaces refuse it, and the audit log says so.
 UNKNOWN_ADDRESS = "unknown"
+
+
+#: Where a reverse proxy on the same host connects from: a deployment whose staff networks are
+#: only these sees every request as staff unless the proxy's forwarding is configured.
+_LOOPBACK = tuple(
+    ipaddress.ip_network(net) for net in ("127.0.0.0/8", "::1/128", "::ffff:127.0.0.0/104")
+)
+
+
+def parse_networks(value: str, name: str = "staff_networks") -> tuple[IPNetwork, ...]:
+    """A comma-separated list of CIDRs from ``MEDCHAT_<NAME>`` (``ConfigurationError`` names
+    the variable and the part that is not one)."""
+    networks = []
+    for part in value.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError as exc:
+            raise ConfigurationError(f"MEDCHAT_{name.upper()}: {part!r} is not a CIDR") from exc
+    return tuple(networks)
+
+
+def _within(net: IPNetwork, outer: IPNetwork) -> bool:
+    """``net`` lies inside ``outer``; never across IPv4 and IPv6 (``subnet_of`` refuses those)."""
+    if isinstance(net, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
+        return net.subnet_of(outer)
+    if isinstance(net, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
+        return net.subnet_of(outer)
+    return False
+
+
+def is_loopback_only(networks: tuple[IPNetwork, ...]) -> bool:
+    """Every network lies within the loopback ranges (a proxy on the same host)."""
+    return all(any(_within(net, loop) for loop in _LOOPBACK) for net in networks)
 
 
 def is_staff_path(path: str) -> bool:

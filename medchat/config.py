@@ -9,7 +9,6 @@ laptop: lowered password-hashing costs, generated keys, insecure cookies, SQLite
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -19,10 +18,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from access_control.networks import IPNetwork, is_loopback_only, parse_networks
 from access_control.service_hours import ServicePeriod, parse_service_hours
 from medchat.errors import ConfigurationError
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 PRODUCTION_BCRYPT_ROUNDS = 12
 #: scrypt cost for password-derived key encryption keys (SECURITY-MODEL key hierarchy 3).
@@ -44,39 +42,6 @@ MAX_PASSWORD_WORK_SLOTS = 64
 #: it warns above it and refuses above twice it, a second net under ``max_image_pixels``, which
 #: may therefore not be set higher.
 PILLOW_MAX_IMAGE_PIXELS = 89_478_485
-
-
-#: Where a reverse proxy on the same host connects from: a deployment whose staff networks are
-#: only these sees every request as staff unless the proxy's forwarding is configured.
-_LOOPBACK = tuple(
-    ipaddress.ip_network(net) for net in ("127.0.0.0/8", "::1/128", "::ffff:127.0.0.0/104")
-)
-
-
-def _parse_networks(value: str, name: str = "staff_networks") -> tuple[IPNetwork, ...]:
-    networks = []
-    for part in value.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(part, strict=False))
-        except ValueError as exc:
-            raise ConfigurationError(f"MEDCHAT_{name.upper()}: {part!r} is not a CIDR") from exc
-    return tuple(networks)
-
-
-def _within(net: IPNetwork, outer: IPNetwork) -> bool:
-    """``net`` lies inside ``outer``; never across IPv4 and IPv6 (``subnet_of`` refuses those)."""
-    if isinstance(net, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
-        return net.subnet_of(outer)
-    if isinstance(net, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
-        return net.subnet_of(outer)
-    return False
-
-
-def _is_loopback_only(networks: tuple[IPNetwork, ...]) -> bool:
-    return all(any(_within(net, loop) for loop in _LOOPBACK) for net in networks)
 
 
 def _parse_bool(value: str) -> bool:
@@ -103,7 +68,7 @@ class Settings:
     database_url: str = "sqlite:///var/medchat.sqlite3"
     key_dir: Path = Path("var/keys")
     staff_networks: tuple[IPNetwork, ...] = field(
-        default_factory=lambda: _parse_networks(DEVELOPMENT_STAFF_NETWORKS)
+        default_factory=lambda: parse_networks(DEVELOPMENT_STAFF_NETWORKS)
     )
     #: Reverse proxies between the client and gunicorn whose ``X-Forwarded-For`` hop is taken
     #: (1 behind one nginx); each hop only from an address in ``trusted_proxy_networks``.
@@ -391,7 +356,7 @@ class Settings:
             return ["MEDCHAT_STAFF_NETWORKS is not set (the loopback default is for development)"]
         if not self.staff_networks:
             return ["MEDCHAT_STAFF_NETWORKS is empty: staff could never sign in"]
-        if _is_loopback_only(self.staff_networks) and not self.trusted_proxy_networks:
+        if is_loopback_only(self.staff_networks) and not self.trusted_proxy_networks:
             return [
                 "MEDCHAT_STAFF_NETWORKS is loopback only: behind a proxy on this host every "
                 "request would come from it; set MEDCHAT_TRUSTED_PROXY_NETWORKS and "
@@ -412,7 +377,7 @@ def _parse_field(name: str, type_name: Any, raw: str) -> Any:
     if type_name == "Path":
         return Path(raw)
     if "IPNetwork" in type_name:
-        return _parse_networks(raw, name)
+        return parse_networks(raw, name)
     if type_name.startswith("tuple[str"):
         return tuple(p.strip() for p in raw.split(",") if p.strip())
     return raw
