@@ -16,7 +16,7 @@ from flask.cli import with_appcontext
 
 from access_control.roles import Role
 from medchat import audit
-from medchat.cli.keys import _signed_in_holder
+from medchat.cli.key_holder import ask_holder
 from medchat.cli.output import cli_errors, emit, fail, json_option, loaded_runtime
 from medchat.errors import Forbidden
 
@@ -32,9 +32,7 @@ def _act(officer: str | None, act: Any) -> Any:
     from medchat.services.dpo import DpoService
 
     runtime = loaded_runtime()
-    officer = officer or click.prompt("E-mail of the data protection officer", err=True)
-    password = click.prompt("Password", hide_input=True, err=True)
-    actor = _signed_in_holder(runtime, officer, password, click.prompt("One-time code", err=True))
+    actor = ask_holder(runtime, officer, "E-mail of the data protection officer")
     if actor.role != Role.DPO:
         raise Forbidden("Only the data protection officer acts on members' requests.")
     context = audit.AuditContext(actor_id=actor.id, actor_role=Role.DPO, address="cli")

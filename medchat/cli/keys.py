@@ -1,5 +1,5 @@
-"""``medchat keys``: server keys, role-key bootstrap, rotation, status, re-wraps and re-seals,
-and the key-epoch migration.
+"""``medchat keys``: server keys, role-key bootstrap, rotation and status; the re-wraps,
+re-seals and the key-epoch migration are ``medchat.cli.key_upgrades``.
 
 Commands that open role keys (``rotate``, ``rewrap``, ``reseal-content``) ask a current holder
 for their password and TOTP code: nothing on the server can open a conversation key on its own.
@@ -8,12 +8,11 @@ Conventions as in ``medchat.cli.output`` (``--json``, one-line errors, exit code
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 from flask.cli import with_appcontext
 
 from medchat import audit
+from medchat.cli.key_holder import ask_holder
 from medchat.cli.output import (
     CLI_CONTEXT,
     ProgressBar,
@@ -23,7 +22,6 @@ from medchat.cli.output import (
     json_option,
     loaded_runtime,
 )
-from medchat.services.context import ServiceContext
 
 
 @click.group("keys", help="Key custody.")
@@ -105,38 +103,6 @@ def keys_init(clinician: str, compliance: str, as_json: bool) -> None:
     )
 
 
-def _signed_in_holder(runtime: ServiceContext, email: str, password: str, code: str) -> Any:
-    """The holder as a principal with the keys their password opens, after password and TOTP.
-
-    The same checks as signing in (same failures, audited the same way); the keys stay in
-    this process's memory and no session row is written.
-    """
-    from access_control.password_kdf import Password
-    from medchat.errors import InvalidCredentials
-    from medchat.identity.principal import Principal
-    from medchat.models import AccountStatus
-    from medchat.services.authentication import AuthenticationService
-
-    with runtime.database.transaction() as session:
-        audit.set_context(session, CLI_CONTEXT)
-        authentication = AuthenticationService(session, runtime)
-        typed = Password(password)
-        account = authentication.check_password(email, typed, address=None)
-        if not authentication.check_second_factor(account, code):
-            raise InvalidCredentials("This command needs an account with two-factor sign-in.")
-        if account.status != AccountStatus.ACTIVE:
-            raise InvalidCredentials
-        keyring = runtime.custody(session).open_keyring(account.id, typed)
-        audit.record(
-            session,
-            "auth.login",
-            target_type="account",
-            target_id=account.id,
-            details={"mfa": True, "via": "cli"},
-        )
-    return Principal.in_process(account, keyring)
-
-
 @keys_group.command("rotate", help="Replace a role key: re-seal every wrap, retire the old key.")
 @click.option("--role", type=click.Choice(["physician", "archive"]), required=True)
 @click.option("--email", help="E-mail of a current holder of the role key (asked if missing).")
@@ -169,12 +135,9 @@ def keys_rotate(
     from medchat.models import KeyRole
 
     runtime = loaded_runtime()
-    email = email or click.prompt("E-mail of a current holder", err=True)
-    password = click.prompt("Password", hide_input=True, err=True)
-    code = click.prompt("One-time code", err=True)
+    actor = ask_holder(runtime, email, "E-mail of a current holder")
     progress = ProgressBar(enabled=not as_json, label="re-sealing wraps")
     try:
-        actor = _signed_in_holder(runtime, email, password, code)
         result = RotationService(
             runtime,
             actor,
@@ -267,140 +230,5 @@ def keys_status(as_json: bool) -> None:
     emit(as_json, status.as_dict(), "\n".join(lines) or "no role keys yet (medchat keys init)")
 
 
-@keys_group.command("rewrap", help="Re-seal members' histories after password resets.")
-@click.option("--email", help="E-mail of a clinician holding the physician key (asked if missing).")
-@click.option("--batch", type=click.IntRange(1, 10_000), default=200, show_default=True)
-@json_option
-@with_appcontext
-@cli_errors
-def keys_rewrap(email: str | None, batch: int, as_json: bool) -> None:
-    """Drain the whole re-wrap queue with a clinician's keys (password and one-time code are
-    asked), for when no clinician request drains it in passing. Exit 1 if some stay queued."""
-    from medchat.keys.member_rewrap import DrainResult, RewrapQueue
-
-    runtime = loaded_runtime()
-    email = email or click.prompt("E-mail of a clinician", err=True)
-    password = click.prompt("Password", hide_input=True, err=True)
-    actor = _signed_in_holder(runtime, email, password, click.prompt("One-time code", err=True))
-    context = audit.AuditContext(actor_id=actor.id, actor_role="cli", address="cli")
-    total, remaining = DrainResult(), 0
-    while True:
-        with runtime.database.transaction() as session:
-            audit.set_context(session, context)
-            step = RewrapQueue(session, runtime).drain(actor, batch)
-            remaining = RewrapQueue(session, runtime).pending()
-        total.add(step)
-        if not as_json:
-            click.echo(f"re-sealed {total.rewrapped}, {remaining} waiting", err=True)
-        if not step.progressed or remaining == 0:
-            break
-    summary = {**vars(total), "remaining": remaining}
-    emit(as_json, summary, f"{total.rewrapped} conversations re-sealed, {remaining} waiting")
-    if remaining:
-        fail(f"{remaining} conversations stay queued (see the log for why)")
-
-
-@keys_group.command(
-    "reseal-content", help="Re-seal older conversations' content to the current binding."
-)
-@click.option("--email", help="E-mail of a clinician holding the physician key (asked if missing).")
-@click.option(
-    "--batch",
-    type=click.IntRange(1, 10_000),
-    default=100,
-    show_default=True,
-    help="Conversations re-sealed per transaction.",
-)
-@click.option(
-    "--max-batches", type=click.IntRange(1), default=None, help="Stop after this many batches."
-)
-@json_option
-@with_appcontext
-@cli_errors
-def keys_reseal_content(
-    email: str | None, batch: int, max_batches: int | None, as_json: bool
-) -> None:
-    """Bind every live conversation's content to its author, order and placement (format 2)
-    with a clinician's keys (password and one-time code are asked): nothing on the server opens
-    a DEK alone. Resumes where it stopped; exit 1 if some conversations are refused."""
-    from medchat.keys.content_upgrade import ContentResealer
-
-    runtime = loaded_runtime()
-    email = email or click.prompt("E-mail of a clinician", err=True)
-    password = click.prompt("Password", hide_input=True, err=True)
-    actor = _signed_in_holder(runtime, email, password, click.prompt("One-time code", err=True))
-    progress = ProgressBar(enabled=not as_json, label="re-sealing content")
-    try:
-        result = ContentResealer(
-            runtime,
-            actor,
-            batch_size=batch,
-            progress=progress,
-            audit_context=audit.AuditContext(actor_id=actor.id, actor_role="cli", address="cli"),
-        ).run(max_batches=max_batches)
-    finally:
-        progress.close()
-    refused = len(result.refused)
-    summary = {
-        "resealed": result.resealed,
-        "refused": [str(i) for i in result.refused],
-        "remaining": result.remaining,
-        "finished": result.finished,
-    }
-    text = f"{result.resealed} conversations re-sealed, {result.remaining} left in format 1"
-    if not result.finished:
-        text += "; stopped by --max-batches, run again to resume"
-    emit(as_json, summary, text)
-    if refused:
-        fail(
-            f"{refused} conversations were refused and stay in format 1 "
-            "(see the content.reseal_refused audit entries)"
-        )
-
-
-@keys_group.command(
-    "migrate-epochs", help="Record the first key epoch of conversations from before epochs."
-)
-@click.option(
-    "--batch",
-    type=click.IntRange(1, 10_000),
-    default=500,
-    show_default=True,
-    help="Conversations per transaction.",
-)
-@click.option(
-    "--max-batches", type=click.IntRange(1), default=None, help="Stop after this many batches."
-)
-@json_option
-@with_appcontext
-@cli_errors
-def keys_migrate_epochs(batch: int, max_batches: int | None, as_json: bool) -> None:
-    """Write the epoch-1 row of every conversation created before migration 0016, in batches,
-    while the service runs; needs the key directory, no password (nothing is opened). Resumes
-    where it stopped; exit 1 if some conversations are refused (their key set fails)."""
-    from medchat.keys.epoch_migration import EpochMigration
-
-    runtime = loaded_runtime()
-    progress = ProgressBar(enabled=not as_json, label="recording key epochs")
-    context = audit.AuditContext(actor_role="cli", address="cli")
-    try:
-        result = EpochMigration(runtime, batch_size=batch, audit_context=context).run(
-            max_batches=max_batches, progress=progress
-        )
-    finally:
-        progress.close()
-    summary = {
-        "migrated": result.migrated,
-        "refused": [str(i) for i in result.refused],
-        "remaining": result.remaining,
-        "finished": result.finished,
-    }
-    text = f"{result.migrated} conversations given their epoch record, {result.remaining} left"
-    if not result.finished:
-        text += "; run again to resume"
-    emit(as_json, summary, text)
-    if result.refused:
-        fail(
-            f"{len(result.refused)} conversations were refused: their key set fails its tag "
-            "(see the key_epochs.migrate_refused audit entries)"
-        )
+# The commands that re-seal stored key material in bulk: a module of their own.
+from medchat.cli import key_upgrades  # noqa: E402, F401
