@@ -16,12 +16,16 @@ from medchat.cli.output import CLI_CONTEXT
 from medchat.services.context import ServiceContext
 
 
-def ask_holder(runtime: ServiceContext, email: str | None, who: str) -> Any:
-    """Prompt (on stderr) for what is missing, then sign the holder in (``signed_in_holder``)."""
+def ask_credentials(email: str | None, who: str) -> tuple[str, str, str]:
+    """E-mail (unless given), password and one-time code, prompted on stderr."""
     email = email or click.prompt(who, err=True)
     password = click.prompt("Password", hide_input=True, err=True)
-    code = click.prompt("One-time code", err=True)
-    return signed_in_holder(runtime, email, password, code)
+    return email, password, click.prompt("One-time code", err=True)
+
+
+def ask_holder(runtime: ServiceContext, email: str | None, who: str) -> Any:
+    """Prompt for what is missing, then sign the holder in (``signed_in_holder``)."""
+    return signed_in_holder(runtime, *ask_credentials(email, who))
 
 
 def signed_in_holder(runtime: ServiceContext, email: str, password: str, code: str) -> Any:

@@ -12,7 +12,7 @@ import click
 from flask.cli import with_appcontext
 
 from medchat import audit
-from medchat.cli.key_holder import ask_holder
+from medchat.cli.key_holder import ask_credentials, signed_in_holder
 from medchat.cli.output import (
     CLI_CONTEXT,
     ProgressBar,
@@ -135,9 +135,12 @@ def keys_rotate(
     from medchat.models import KeyRole
 
     runtime = loaded_runtime()
-    actor = ask_holder(runtime, email, "E-mail of a current holder")
+    credentials = ask_credentials(email, "E-mail of a current holder")
     progress = ProgressBar(enabled=not as_json, label="re-sealing wraps")
     try:
+        # Inside the try: a planted grant refused while the holder's keys open is reported
+        # like any other planted key row below.
+        actor = signed_in_holder(runtime, *credentials)
         result = RotationService(
             runtime,
             actor,
