@@ -79,7 +79,12 @@ def verified_holders(
     tag, status and role, and a grant sealed to the account's current, tagged personal key.
     The one rule for "who holds a role key": the last-holder check and a rotation's grants."""
     holders = []
-    grants = select(RoleKeyGrant).where(RoleKeyGrant.role_key_id == role_key.id)
+    # Oldest first: a rotation hands keys over in the order they were granted, every run alike.
+    grants = (
+        select(RoleKeyGrant)
+        .where(RoleKeyGrant.role_key_id == role_key.id)
+        .order_by(RoleKeyGrant.created_at, RoleKeyGrant.account_id)
+    )
     for grant in intact(session, grants):
         if lost_access_since(session, grant):
             continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import func, select
 
 from access_control.roles import Role
@@ -47,7 +48,10 @@ def test_the_last_holder_cannot_revoke_itself(client, runtime):
 
     assert refused.status_code == 409
     assert error_code(refused) == "last_key_holder"
-    assert "physician" in refused.get_json()["error"]["message"]
+    assert refused.get_json()["error"]["message"] == (
+        "This account is the last active holder of the physician key; removing it would lose "
+        "the key and everything sealed to it. Grant the key to a colleague first."
+    )
     assert grants_of(runtime, team.clinician.id) == 1
     assert client.get("/api/v1/clinician/queue", headers=doctor).status_code == 200
 
@@ -146,3 +150,30 @@ def test_a_grant_planted_through_sql_does_not_stand_in_for_a_colleague(client, r
             .where(AuditEntry.action == "integrity.row_refused")
         )
         assert session.get(Account, team.clinician.id).status == AccountStatus.ACTIVE
+
+
+def test_the_check_holds_the_roles_grant_lock_until_the_transaction_ends(runtime):
+    """Two revocations racing must not each see the other as the remaining holder: the check
+    takes the role's grant lock, which a rotation handing out the new key takes too."""
+    if runtime.database.engine.dialect.name != "postgresql":
+        pytest.skip("advisory locks are PostgreSQL's; SQLite serialises every writer")
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from medchat.keys.holders import require_another_holder
+
+    team = care_team(runtime)
+    colleague = make_staff(runtime, Role.CLINICIAN)
+    grant(runtime, team.clinician, colleague)
+    with runtime.database.transaction() as first:
+        require_another_holder(first, runtime.custody(first), colleague.id, ["physician"])
+        with (
+            pytest.raises(OperationalError, match="lock timeout"),
+            runtime.database.transaction() as second,
+        ):
+            second.execute(text("SET LOCAL lock_timeout = '200ms'"))
+            runtime.custody(second).hold_grant_lock("physician")
+        # Another role's lock is free.
+        with runtime.database.transaction() as third:
+            third.execute(text("SET LOCAL lock_timeout = '200ms'"))
+            runtime.custody(third).hold_grant_lock("archive")

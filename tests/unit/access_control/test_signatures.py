@@ -139,6 +139,31 @@ def test_fingerprint_is_full_sha256_and_names_the_key_id() -> None:
     assert bytes.fromhex(fingerprint)[:8] == SIGNER.key_id
 
 
+# SHA-256 over the domain-separated label and the RFC 8032 TEST 1 public key: a known answer,
+# so a change to the label, the parts hashed or the key id's length shows here first.
+RFC_FINGERPRINT = "c5b8abc65690ec1f16bd33e22263e2429885dcddea6e520818ff58933cb8c0ce"
+
+
+def test_key_id_and_fingerprint_match_the_known_answer() -> None:
+    opened = signatures.load_signing_key(RFC_SECRET)
+    assert signatures.signing_key_fingerprint(RFC_PUBLIC) == RFC_FINGERPRINT
+    assert opened.key_id == bytes.fromhex(RFC_FINGERPRINT)[:8]
+    assert opened.key_id.hex() in repr(opened)
+
+
+def test_a_generated_key_is_made_from_32_fresh_random_bytes() -> None:
+    asked: list[int] = []
+
+    def random_bytes(n: int) -> bytes:
+        asked.append(n)
+        return RFC_SECRET
+
+    generated = signatures.generate_signing_key(random_bytes=random_bytes)
+    assert asked == [32]
+    assert generated.public_key_bytes == RFC_PUBLIC
+    assert generated.key_id == bytes.fromhex(RFC_FINGERPRINT)[:8]
+
+
 _SMALL_ORDER_Y = [
     "01" + "00" * 31,  # identity
     "ec" + "ff" * 30 + "7f",  # order 2
@@ -153,10 +178,29 @@ SMALL_ORDER = [bytes.fromhex(y) for y in _SMALL_ORDER_Y] + [
 ]
 
 
+def _a_message_the_library_accepts(public_key: bytes, signature: bytes) -> bytes:
+    """A message for which OpenSSL alone accepts ``signature`` under ``public_key``: proves the
+    forgery is real, so only our small-order check stands between it and the ledger."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PublicKey.from_public_bytes(public_key)
+    for n in range(256):
+        message = b"ledger entry %d" % n
+        try:
+            key.verify(signature, message)
+        except InvalidSignature:
+            continue
+        return message
+    pytest.fail("no forgery accepted by the library: the test no longer shows the check's need")
+
+
 @pytest.mark.parametrize("public_key", SMALL_ORDER, ids=lambda k: k.hex()[:8] + k.hex()[-2:])
 def test_small_order_public_key_is_refused_whatever_its_encoding(public_key: bytes) -> None:
-    # Under a small-order key, (R, S) = (identity, 0) satisfies the cofactored equation for
-    # every message: no secret is needed to forge.
+    # Under a small-order key A, (R, S) = (identity, 0) satisfies [S]B = R + [k]A whenever k is
+    # a multiple of A's order: one message in at most eight, found without any secret. The
+    # library verifies it; we must not.
     forged = bytes.fromhex("01" + "00" * 31) + bytes(32)
+    message = _a_message_the_library_accepts(public_key, forged)
     with pytest.raises(IntegrityCheckFailed):
-        signatures.verify_signature(public_key, forged, b"any ledger entry")
+        signatures.verify_signature(public_key, forged, message)
