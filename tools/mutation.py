@@ -54,6 +54,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".mutation"
 EQUIVALENT = ROOT / "tests" / "mutation" / "equivalent.toml"
+SCHEMA_CACHE = WORK / "schema-cache"
 LINKED = ("medchat", "access_control", "tests")
 KILLED = {"killed", "timeout", "segfault", "caught by type check"}
 SURVIVED = {"survived", "no tests", "suspicious"}
@@ -161,6 +162,9 @@ def _environment(module: Module) -> dict[str, str]:
     env = dict(os.environ)
     # The mutated copy under mutants/ must be the one imported, never the checkout.
     env.pop("PYTHONPATH", None)
+    # Every mutant is a pytest run of its own: each copies the migrated schema made by the
+    # first instead of migrating again (tests/support/databases.py).
+    env["MEDCHAT_TEST_SCHEMA_CACHE"] = str(SCHEMA_CACHE)
     if not module.postgresql:
         env.pop("MEDCHAT_TEST_DATABASE_URL", None)
     elif not env.get("MEDCHAT_TEST_DATABASE_URL"):
@@ -309,17 +313,31 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown module(s) {unknown}; known: {sorted(modules)}")
     equivalent = load_equivalent()
     outcomes = []
-    for name in args.modules or list(modules):
-        print(f"mutation: {name} ...", flush=True)
-        outcome = run(modules[name], args.workers, equivalent)
-        outcomes.append(outcome)
-        if args.survivors:
-            env = _environment(modules[name])
-            for survivor in outcome.survivors:
-                status = outcome.statuses[survivor]
-                print(f"--- {survivor} ({status})")
-                print(_mutmut(WORK / name, "show", survivor, env=env).stdout)
+    _forget_schema_copies()
+    try:
+        for name in args.modules or list(modules):
+            print(f"mutation: {name} ...", flush=True)
+            outcome = run(modules[name], args.workers, equivalent)
+            outcomes.append(outcome)
+            if args.survivors:
+                env = _environment(modules[name])
+                for survivor in outcome.survivors:
+                    status = outcome.statuses[survivor]
+                    print(f"--- {survivor} ({status})")
+                    print(_mutmut(WORK / name, "show", survivor, env=env).stdout)
+    finally:
+        _forget_schema_copies()
     return 0 if report(outcomes) else 1
+
+
+def _forget_schema_copies() -> None:
+    """Remove the migrated copies the mutants' runs share (made afresh by each run)."""
+    shutil.rmtree(SCHEMA_CACHE, ignore_errors=True)
+    if os.environ.get("MEDCHAT_TEST_DATABASE_URL"):
+        sys.path.insert(0, str(ROOT))
+        from tests.support.databases import drop_schema_templates
+
+        drop_schema_templates(os.environ["MEDCHAT_TEST_DATABASE_URL"])
 
 
 if __name__ == "__main__":

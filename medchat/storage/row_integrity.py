@@ -39,6 +39,8 @@ log = logging.getLogger("medchat.integrity")
 TAGGER = "row_tagger"
 _SKIP_OPTION = "medchat_skip_tampered"
 _TAMPERED = "medchat_tampered"
+#: ``session.info`` key: the (table, id) pairs this session has audited a refusal of.
+_REFUSED = "medchat_integrity_refused"
 T = TypeVar("T", bound=Executable)
 
 
@@ -101,7 +103,7 @@ def intact(session: Session, statement: Executable) -> list[Any]:
 
 def _refuse(session: Session, table: str, row_id: object, *, raise_: bool = True) -> None:
     log.error("refused a row of %s whose integrity tag does not verify: %s", table, row_id)
-    seen: set[tuple[str, str]] = session.info.setdefault("integrity_refused", set())
+    seen: set[tuple[str, str]] = session.info.setdefault(_REFUSED, set())
     key = (table, str(row_id))
     if key not in seen:
         seen.add(key)
@@ -121,10 +123,8 @@ def _refuse(session: Session, table: str, row_id: object, *, raise_: bool = True
 
 def _skipping(context: QueryContext) -> bool:
     """The option set on the statement (``skip_tampered``) or passed to ``execute``."""
-    if context.execution_options.get(_SKIP_OPTION, False):
-        return True
-    query = getattr(context, "query", None)
-    return bool(getattr(query, "_execution_options", {}).get(_SKIP_OPTION, False))
+    on_statement = context.query._execution_options
+    return bool(context.execution_options.get(_SKIP_OPTION) or on_statement.get(_SKIP_OPTION))
 
 
 def _check_loaded(target: Any, context: QueryContext | None) -> None:

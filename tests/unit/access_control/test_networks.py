@@ -6,11 +6,13 @@ import ipaddress
 
 import pytest
 
+from access_control.errors import ConfigurationError
 from access_control.networks import (
     UNKNOWN_ADDRESS,
     TrustedProxies,
     forwarded_client,
     is_staff_path,
+    parse_networks,
     require_allowed_network,
 )
 from medchat.errors import NetworkNotAllowed
@@ -135,3 +137,25 @@ def test_the_scheme_is_the_one_the_trusted_proxy_saw(scheme, header, expected):
     }
     TrustedProxies(app, PROXIES, 1)(environ, None)
     assert seen["wsgi.url_scheme"] == expected
+
+
+def test_a_network_list_skips_empty_parts_and_keeps_what_follows() -> None:
+    assert parse_networks(" 10.0.0.0/8, ,,192.168.0.0/16 ,") == (
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("192.168.0.0/16"),
+    )
+    assert parse_networks("") == ()
+
+
+def test_a_network_written_with_its_host_bits_is_read_as_its_network() -> None:
+    assert parse_networks("10.1.2.3/8,2001:db8::1/32") == (
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("2001:db8::/32"),
+    )
+
+
+def test_a_part_that_is_not_a_network_names_the_setting_it_came_from() -> None:
+    with pytest.raises(ConfigurationError, match=r"^MEDCHAT_STAFF_NETWORKS: 'nope' is not a CIDR$"):
+        parse_networks("10.0.0.0/8, nope")
+    with pytest.raises(ConfigurationError, match=r"^MEDCHAT_TRUSTED_PROXIES: '300.1.1.1'"):
+        parse_networks("300.1.1.1", "trusted_proxies")

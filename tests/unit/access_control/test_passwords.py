@@ -349,3 +349,46 @@ def test_an_old_hash_of_exactly_72_bytes_is_bcrypt_of_the_password_itself(hasher
 
 def test_a_stored_value_that_is_not_a_bcrypt_hash_verifies_nothing(hasher):
     assert hasher.verify(STRONG, b"$2b$04$not-a-bcrypt-hash") is False
+
+
+@pytest.mark.parametrize("operation", ["hash", "verify", "burn"])
+def test_every_hashing_operation_passes_the_process_password_work(operation: str) -> None:
+    """The bound on password work (``access_control.password_work``) holds only if the hasher
+    sends every operation through it: with the one slot and its queue taken, each is refused
+    before any hashing, and with them free it runs on the work's own thread."""
+    import threading
+
+    from access_control.errors import PasswordWorkBusy
+    from access_control.password_work import PasswordWork
+
+    work = PasswordWork(1, 0)
+    bounded = PasswordHasher(4, FAST, work)
+    args = {"hash": (STRONG,), "verify": (STRONG, None), "burn": (STRONG,)}[operation]
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_slot() -> None:
+        with work.reserved():
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_slot)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        with pytest.raises(PasswordWorkBusy):
+            getattr(bounded, operation)(*args)
+    finally:
+        release.set()
+        holder.join()
+    threads: list[str] = []
+    real = bcrypt.gensalt if operation != "verify" else bcrypt.checkpw
+    name = "gensalt" if operation != "verify" else "checkpw"
+
+    def spy(*a: object, **k: object) -> object:
+        threads.append(threading.current_thread().name)
+        return real(*a, **k)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bcrypt, name, spy)
+        getattr(bounded, operation)(*args)
+    assert threads == ["password-work"]
