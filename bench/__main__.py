@@ -91,6 +91,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="clients of the sign-in flood beside read-50 (bench/flood.py); 0: no flood cell",
     )
     parser.add_argument("--flood-readers", type=int, default=8, help="readers in the flood cell")
+    parser.add_argument(
+        "--flood-only",
+        action="store_true",
+        help="measure the sign-in flood cell alone (for work on it: no other figures)",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     args.seconds = args.seconds if args.seconds is not None else (2.0 if quick else 10.0)
@@ -108,6 +113,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.workers = args.worker_counts[0]
     if not 0 <= args.flood_clients <= 256 or not 1 <= args.flood_readers <= 256:
         parser.error("--flood-clients takes 0 to 256, --flood-readers 1 to 256")
+    if args.flood_only and (not args.flood_clients or args.scaling):
+        parser.error("--flood-only needs flood clients and a single worker count")
     return args
 
 
@@ -195,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         owner = members[0]
         small_chat = seeder.create_conversation(medchat.port, owner.tokens[0], "bench small")
         large_chat = seeder.create_conversation(medchat.port, owner.tokens[0], "bench large")
+        if args.flood_only:  # no page-1 cell: the short and long histories are not needed
+            args.small = args.large = 0
         seed.timed(
             f"{args.small:,} sealed messages",
             lambda: seeder.add_history(owner, small_chat, args.small),
@@ -253,12 +262,17 @@ def main(argv: list[str] | None = None) -> int:
             if index:
                 servers = restart_servers(env, servers, workers)
                 groups.update({name: server.process.pid for name, server in servers.items()})
-            by_workers[workers] = measure_cells(args, servers, specs, probe, env)
+            if not args.flood_only:
+                by_workers[workers] = measure_cells(args, servers, specs, probe, env)
             if index == 0 and args.flood_clients:
                 readers = (specs["medchat", "read"] * args.flood_readers)[: args.flood_readers]
                 flooded = flood.measure(args, servers["medchat"].port, readers, env.conninfo, probe)
             restarts[workers] = {name: s.count_in_log(RECYCLED) for name, s in servers.items()}
         medchat, bare = servers["medchat"], servers["bare"]
+        if args.flood_only and flooded is not None:
+            print()
+            print(flood.table(flooded))
+            return 0
 
         owner_auth = {"Authorization": f"Bearer {owner.tokens[0]}"}
         page = {"small": args.small, "large": args.large, "samples": args.page1_samples}

@@ -45,7 +45,11 @@ def schema_key() -> str:
 
 
 def backends() -> list[str]:
-    return ["sqlite", "postgresql"] if os.environ.get(PG_ENV) else ["sqlite"]
+    """SQLite, and PostgreSQL when configured; ``MEDCHAT_TEST_BACKENDS`` (``tools/mutation.py``
+    for a module with no path of SQLite's own) may keep only some of them."""
+    available = ["sqlite", "postgresql"] if os.environ.get(PG_ENV) else ["sqlite"]
+    wanted = os.environ.get("MEDCHAT_TEST_BACKENDS")
+    return [b for b in available if b in wanted.split(",")] if wanted else available
 
 
 @contextmanager
