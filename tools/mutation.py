@@ -72,6 +72,9 @@ class Module:
     #: ``postgresql = "only"``: its tests run there and not on SQLite (the module has no path
     #: of SQLite's own, and one backend halves its time).
     postgresql_only: bool = False
+    #: ``default = false``: run only when named (a module not yet at its threshold is measured
+    #: by hand and kept out of the CI job until it is).
+    default: bool = True
     #: Mutant-name patterns (fnmatch, as ``mutmut run`` takes them) when only the functions that
     #: decide are mutated, to keep the module within the job's time; empty: every function.
     functions: list[str] = field(default_factory=list)
@@ -120,6 +123,7 @@ def load_modules() -> dict[str, Module]:
             threshold=float(entry["threshold"]),
             postgresql=bool(entry.get("postgresql", False)),
             postgresql_only=entry.get("postgresql") == "only",
+            default=bool(entry.get("default", True)),
             functions=list(entry.get("functions", [])),
         )
         for name, entry in table.items()
@@ -334,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = []
     _forget_schema_copies()
     try:
-        for name in args.modules or list(modules):
+        for name in args.modules or [n for n, m in modules.items() if m.default]:
             print(f"mutation: {name} ...", flush=True)
             outcome = run(modules[name], args.workers, equivalent)
             outcomes.append(outcome)
@@ -356,7 +360,7 @@ def _forget_schema_copies() -> None:
         sys.path.insert(0, str(ROOT))
         from tests.support.databases import drop_schema_templates
 
-        drop_schema_templates(os.environ["MEDCHAT_TEST_DATABASE_URL"])
+        drop_schema_templates(os.environ["MEDCHAT_TEST_DATABASE_URL"], str(SCHEMA_CACHE))
 
 
 if __name__ == "__main__":

@@ -95,10 +95,16 @@ def _copy_of_migrated_sqlite(cache: Path, path: Path) -> None:
     shutil.copyfile(kept, path)
 
 
+def _template_prefix(cache: str) -> str:
+    """Template names of one cache directory: another job's (a second checkout on the same
+    server) are never reused or dropped by this one."""
+    return f"medchat_schema_{hashlib.sha256(cache.encode()).hexdigest()[:8]}_"
+
+
 def _migrated_template(admin) -> str:  # type: ignore[no-untyped-def]
     """The name of a migrated template database for this schema, made once (under an
     advisory lock, so two runs starting together make it once) and never connected to again."""
-    name = f"medchat_schema_{schema_key()}"
+    name = _template_prefix(os.environ[CACHE_ENV]) + schema_key()
     with admin.connect() as connection:
         connection.execute(text("SELECT pg_advisory_lock(hashtext(:name))"), {"name": name})
         try:
@@ -115,13 +121,14 @@ def _migrated_template(admin) -> str:  # type: ignore[no-untyped-def]
     return name
 
 
-def drop_schema_templates(admin_url: str) -> None:
-    """Drop the PostgreSQL template databases ``MEDCHAT_TEST_SCHEMA_CACHE`` made."""
+def drop_schema_templates(admin_url: str, cache: str) -> None:
+    """Drop the PostgreSQL template databases made for the cache directory ``cache``."""
     admin = create_engine(make_url(admin_url), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
             names = connection.execute(
-                text("SELECT datname FROM pg_database WHERE datname LIKE 'medchat\\_schema\\_%'")
+                text("SELECT datname FROM pg_database WHERE starts_with(datname, :prefix)"),
+                {"prefix": _template_prefix(cache)},
             ).scalars()
             for name in list(names):
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
