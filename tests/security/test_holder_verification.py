@@ -35,7 +35,7 @@ from medchat.services.role_keys import RoleKeyService
 from tests.support.accounts import Person, make_staff
 from tests.support.messaging import care_team
 from tests.support.rotation import grant, revoke, rotate
-from tests.support.sessions import STAFF_ADDRESS, sign_in
+from tests.support.sessions import sign_in
 
 PHYSICIAN = KeyRole.PHYSICIAN.value
 
@@ -149,14 +149,7 @@ def test_a_grant_made_again_in_the_instant_of_the_revocation_counts(runtime):
     colleague = make_staff(runtime, Role.CLINICIAN)
     grant(runtime, team.clinician, colleague)
     actor = sign_in(runtime, team.clinician).principal  # signing in moves the test clock
-    with runtime.database.transaction() as session:
-        RoleKeyService(session, runtime).revoke(
-            actor,
-            KeyRole.PHYSICIAN,
-            colleague.id,
-            password=team.clinician.password,
-            address=STAFF_ADDRESS,
-        )
+    revoke(runtime, team.clinician, colleague, actor)
     with runtime.database.transaction() as session:
         RoleKeyService(session, runtime).grant(actor, KeyRole.PHYSICIAN, colleague.id)
         again = active_grant(session, colleague.id)

@@ -68,8 +68,12 @@ def grant(runtime: ServiceContext, holder: Person, colleague: Person) -> None:
         RoleKeyService(session, runtime).grant(actor, KeyRole.PHYSICIAN, colleague.id)
 
 
-def revoke(runtime: ServiceContext, holder: Person, colleague: Person) -> list[str]:
-    actor = sign_in(runtime, holder).principal
+def revoke(
+    runtime: ServiceContext, holder: Person, colleague: Person, actor: Any = None
+) -> list[str]:
+    """``holder`` revokes ``colleague``'s physician key; ``actor``: a session of ``holder``
+    already signed in (signing in again moves the test clock)."""
+    actor = actor or sign_in(runtime, holder).principal
     with runtime.database.transaction() as session:
         return RoleKeyService(session, runtime).revoke(
             actor, KeyRole.PHYSICIAN, colleague.id, password=holder.password, address=STAFF_ADDRESS
