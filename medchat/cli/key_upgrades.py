@@ -14,12 +14,21 @@ from flask.cli import with_appcontext
 from medchat import audit
 from medchat.cli.key_holder import ask_holder
 from medchat.cli.keys import keys_group
-from medchat.cli.output import ProgressBar, cli_errors, emit, fail, json_option, loaded_runtime
+from medchat.cli.output import (
+    ProgressBar,
+    batch_option,
+    cli_errors,
+    emit,
+    fail,
+    json_option,
+    loaded_runtime,
+    max_batches_option,
+)
 
 
 @keys_group.command("rewrap", help="Re-seal members' histories after password resets.")
 @click.option("--email", help="E-mail of a clinician holding the physician key (asked if missing).")
-@click.option("--batch", type=click.IntRange(1, 10_000), default=200, show_default=True)
+@batch_option(200, 10_000, "Conversations re-sealed")
 @json_option
 @with_appcontext
 @cli_errors
@@ -52,16 +61,8 @@ def keys_rewrap(email: str | None, batch: int, as_json: bool) -> None:
     "reseal-content", help="Re-seal older conversations' content to the current binding."
 )
 @click.option("--email", help="E-mail of a clinician holding the physician key (asked if missing).")
-@click.option(
-    "--batch",
-    type=click.IntRange(1, 10_000),
-    default=100,
-    show_default=True,
-    help="Conversations re-sealed per transaction.",
-)
-@click.option(
-    "--max-batches", type=click.IntRange(1), default=None, help="Stop after this many batches."
-)
+@batch_option(100, 10_000, "Conversations re-sealed")
+@max_batches_option
 @json_option
 @with_appcontext
 @cli_errors
@@ -107,16 +108,8 @@ def keys_reseal_content(
 @keys_group.command(
     "migrate-epochs", help="Record the first key epoch of conversations from before epochs."
 )
-@click.option(
-    "--batch",
-    type=click.IntRange(1, 10_000),
-    default=500,
-    show_default=True,
-    help="Conversations per transaction.",
-)
-@click.option(
-    "--max-batches", type=click.IntRange(1), default=None, help="Stop after this many batches."
-)
+@batch_option(500, 10_000, "Conversations")
+@max_batches_option
 @json_option
 @with_appcontext
 @cli_errors

@@ -16,6 +16,7 @@ from medchat.cli.key_holder import ask_credentials, signed_in_holder
 from medchat.cli.output import (
     CLI_CONTEXT,
     ProgressBar,
+    batch_option,
     cli_errors,
     emit,
     fail,
@@ -106,13 +107,7 @@ def keys_init(clinician: str, compliance: str, as_json: bool) -> None:
 @keys_group.command("rotate", help="Replace a role key: re-seal every wrap, retire the old key.")
 @click.option("--role", type=click.Choice(["physician", "archive"]), required=True)
 @click.option("--email", help="E-mail of a current holder of the role key (asked if missing).")
-@click.option(
-    "--batch",
-    type=click.IntRange(1, 20_000),
-    default=1000,
-    show_default=True,
-    help="Wraps re-sealed per transaction.",
-)
+@batch_option(1000, 20_000, "Wraps re-sealed")
 @click.option(
     "--prepare-only",
     is_flag=True,

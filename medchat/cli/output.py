@@ -22,6 +22,21 @@ from medchat.errors import ConfigurationError, MedchatError
 from medchat.services.context import ServiceContext
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+#: For a resumable command that works in batches: stop early, run again to go on.
+max_batches_option = click.option(
+    "--max-batches", type=click.IntRange(1), default=None, help="Stop after this many batches."
+)
+
+
+def batch_option(default: int, most: int, what: str) -> Any:
+    """``--batch``: how many ``what`` one transaction handles (1 to ``most``)."""
+    return click.option(
+        "--batch",
+        type=click.IntRange(1, most),
+        default=default,
+        show_default=True,
+        help=f"{what} per transaction.",
+    )
 
 
 def loaded_runtime() -> ServiceContext:

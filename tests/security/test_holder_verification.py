@@ -33,7 +33,7 @@ from medchat.models import (
 from medchat.services.context import ServiceContext
 from medchat.services.role_keys import RoleKeyService
 from tests.support.accounts import Person, make_staff
-from tests.support.messaging import care_team
+from tests.support.messaging import CareTeam, care_team
 from tests.support.rotation import grant, revoke, rotate
 from tests.support.sessions import sign_in
 
@@ -114,12 +114,18 @@ def test_a_disqualified_grant_is_skipped_and_the_holders_after_it_still_count(ru
     assert holders(runtime) == {team.clinician.id, later.id}
 
 
-def test_a_loss_of_access_counts_for_that_account_only(runtime):
+def two_colleagues(runtime) -> tuple[CareTeam, Person, Person]:
+    """The care team's clinician and two colleagues holding the physician key, a minute ago."""
     team = care_team(runtime)
     colleague, leaver = (make_staff(runtime, Role.CLINICIAN) for _ in range(2))
     grant(runtime, team.clinician, colleague)
     grant(runtime, team.clinician, leaver)
     runtime.clock.advance(seconds=60)
+    return team, colleague, leaver
+
+
+def test_a_loss_of_access_counts_for_that_account_only(runtime):
+    team, colleague, leaver = two_colleagues(runtime)
 
     revoke(runtime, team.clinician, leaver)
 
@@ -190,11 +196,7 @@ def test_a_rotation_names_the_holders_it_hands_the_key_to_in_the_order_they_were
 
 
 def test_a_holder_of_a_successor_key_only_does_not_hold_the_active_key(runtime):
-    team = care_team(runtime)
-    colleague, leaver = (make_staff(runtime, Role.CLINICIAN) for _ in range(2))
-    grant(runtime, team.clinician, colleague)
-    grant(runtime, team.clinician, leaver)
-    runtime.clock.advance(seconds=60)
+    team, colleague, leaver = two_colleagues(runtime)
     revoke(runtime, team.clinician, leaver)  # makes a successor sealed to both who remain
     with runtime.database.transaction() as session:
         statuses = set(
