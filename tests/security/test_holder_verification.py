@@ -34,7 +34,7 @@ from medchat.services.context import ServiceContext
 from medchat.services.role_keys import RoleKeyService
 from tests.support.accounts import Person, make_staff
 from tests.support.messaging import CareTeam, care_team
-from tests.support.rotation import grant, revoke, rotate
+from tests.support.rotation import grant, revoke, revoke_and_put_back, rotate
 from tests.support.sessions import sign_in
 
 PHYSICIAN = KeyRole.PHYSICIAN.value
@@ -51,22 +51,6 @@ def active_grant(session, account_id: uuid.UUID) -> RoleKeyGrant:
         .join(RoleKey, RoleKey.id == RoleKeyGrant.role_key_id)
         .where(RoleKeyGrant.account_id == account_id, RoleKey.status == RoleKeyStatus.ACTIVE)
     ).one()
-
-
-def _put_back_after_revocation(runtime: ServiceContext, first: Person, target: Person) -> None:
-    # The grant row the server tagged before the revocation, restored whole.
-    with runtime.database.engine.connect() as connection:
-        saved = dict(
-            connection.execute(
-                select(RoleKeyGrant.__table__).where(RoleKeyGrant.account_id == target.id)
-            )
-            .one()
-            ._mapping
-        )
-    runtime.clock.advance(seconds=60)
-    revoke(runtime, first, target)
-    with runtime.database.engine.begin() as connection:
-        connection.execute(RoleKeyGrant.__table__.insert().values(**saved))
 
 
 def _account(change: Callable[[Account], None]):
@@ -89,7 +73,7 @@ def _personal_key_gone(runtime: ServiceContext, _first: Person, target: Person) 
 
 
 DISQUALIFIERS = {
-    "grant-put-back-after-a-revocation": _put_back_after_revocation,
+    "grant-put-back-after-a-revocation": revoke_and_put_back,
     "account-disabled": _account(lambda a: setattr(a, "status", AccountStatus.DISABLED)),
     "account-pending": _account(lambda a: setattr(a, "status", AccountStatus.PENDING)),
     "account-of-another-role": _account(lambda a: setattr(a, "role", Role.COMPLIANCE.value)),

@@ -275,22 +275,11 @@ def test_a_revoked_grant_put_back_from_an_earlier_copy_gets_no_new_key(runtime, 
     """A rollback, not a forgery: the grant row the server tagged before the revocation is
     restored whole (its tag verifies). The audit trail, which the service's login cannot
     rewrite, records the revocation after it, so the rotation hands the new key elsewhere."""
-    from tests.support.rotation import grant, revoke
+    from tests.support.rotation import grant, revoke_and_put_back
 
     colleague = make_staff(runtime, Role.CLINICIAN)
     grant(runtime, team.clinician, colleague)
-    with runtime.database.engine.connect() as connection:
-        saved = dict(
-            connection.execute(
-                select(RoleKeyGrant.__table__).where(RoleKeyGrant.account_id == colleague.id)
-            )
-            .one()
-            ._mapping
-        )
-    runtime.clock.advance(seconds=60)
-    revoke(runtime, team.clinician, colleague)
-    with runtime.database.engine.begin() as connection:
-        connection.execute(RoleKeyGrant.__table__.insert().values(**saved))
+    revoke_and_put_back(runtime, team.clinician, colleague)
     result = rotate(runtime, team.clinician)
     assert result.retired
     with runtime.database.transaction() as session:

@@ -24,6 +24,7 @@ from medchat.models import (
     Holder,
     KeyRole,
     RoleKey,
+    RoleKeyGrant,
 )
 from medchat.services.context import ServiceContext
 from medchat.services.role_keys import RoleKeyService
@@ -78,6 +79,22 @@ def revoke(
         return RoleKeyService(session, runtime).revoke(
             actor, KeyRole.PHYSICIAN, colleague.id, password=holder.password, address=STAFF_ADDRESS
         )
+
+
+def revoke_and_put_back(runtime: ServiceContext, holder: Person, colleague: Person) -> None:
+    """A rollback, not a forgery: ``holder`` revokes ``colleague`` a minute on, then the grant
+    row the server tagged before the revocation is restored whole (its tag verifies)."""
+    grants = RoleKeyGrant.__table__
+    with runtime.database.engine.connect() as connection:
+        saved = dict(
+            connection.execute(select(grants).where(grants.c.account_id == colleague.id))
+            .one()
+            ._mapping
+        )
+    runtime.clock.advance(seconds=60)
+    revoke(runtime, holder, colleague)
+    with runtime.database.engine.begin() as connection:
+        connection.execute(grants.insert().values(**saved))
 
 
 def rotate(
