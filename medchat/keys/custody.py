@@ -124,6 +124,14 @@ class KeyCustody(PersonalKeys):
         )
         return self.session.scalar(rotating) is not None
 
+    def _retired_since_listed(self, row: RoleKey) -> bool:
+        """A rotation commits a key's retirement, then unpins it. A reader that listed the key
+        as not retired just before that commit meets it unpinned: it is retired, not planted.
+        A new statement sees the commit (the row as loaded would not); a key the database
+        still calls live stays refused."""
+        status = self.session.scalar(select(RoleKey.status).where(RoleKey.id == row.id))
+        return status == RoleKeyStatus.RETIRED
+
     def hold_sealing_lock(self, role: str, *, exclusive: bool) -> None:
         """Order "read the active key, seal to it" against a rotation's activation.
 
@@ -302,7 +310,12 @@ class KeyCustody(PersonalKeys):
         for grant, role_key in rows:
             if self.awaiting_pin(role_key):
                 continue
-            self.require_trusted(role_key)
+            try:
+                self.require_trusted(role_key)
+            except KeyIntegrityFailure:
+                if self._retired_since_listed(role_key):
+                    continue  # a rotation retired it (and then unpinned it) meanwhile
+                raise
             try:
                 seed = hybrid_kem.unwrap_key(
                     personal,
