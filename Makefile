@@ -24,9 +24,12 @@ run: install
 		$(BIN)/gunicorn -c deploy/gunicorn.conf.py wsgi:app
 
 ## The static checks, then the whole suite: SQLite always, PostgreSQL too when
-## MEDCHAT_TEST_DATABASE_URL is set.
+## MEDCHAT_TEST_DATABASE_URL is set. pytest-xdist runs it on every core (TEST_WORKERS=auto;
+## TEST_WORKERS=0 runs it in one process): each test has its own databases, key directory and
+## rate-limit prefix, so workers share nothing.
+TEST_WORKERS ?= auto
 test: lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 ## Mutation testing of the security core (tools/mutation.py, docs/testing.md): mutmut over each
 ## module of [tool.medchat-mutation.modules] with its own tests, 2 workers; prints the score
