@@ -22,6 +22,7 @@ from medchat import create_app
 from medchat.services.context import ServiceContext
 from tests.support.clock import ManualClock
 from tests.support.databases import backends, empty_all_tables, fresh_database
+from tests.support.fast_first import order_fastest_first
 
 TEST_SETTINGS: dict[str, Any] = {
     "bcrypt_rounds": 4,
@@ -90,3 +91,9 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def runtime(app: Flask) -> ServiceContext:
     return app.extensions["medchat"]  # type: ignore[no-any-return]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mutation runs only (``MEDCHAT_TEST_FAST_FIRST``): the fastest tests first."""
+    order_fastest_first(items)

@@ -55,7 +55,6 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".mutation"
 EQUIVALENT = ROOT / "tests" / "mutation" / "equivalent.toml"
 SCHEMA_CACHE = WORK / "schema-cache"
-_GENERATE_ONLY = "medchat-mutation-no-such-mutant"
 LINKED = ("medchat", "access_control", "tests")
 KILLED = {"killed", "timeout", "segfault", "caught by type check"}
 # "not checked" only for a mutant the run should have reached: counted against the score.
@@ -177,6 +176,9 @@ def _environment(module: Module) -> dict[str, str]:
     # Every mutant is a pytest run of its own: each copies the migrated schema made by the
     # first instead of migrating again (tests/support/databases.py).
     env["MEDCHAT_TEST_SCHEMA_CACHE"] = str(SCHEMA_CACHE)
+    # mutmut stops a mutant's run at the first failing test: the fastest go first, timed by
+    # its first pass over the selection (tests/support/fast_first.py).
+    env["MEDCHAT_TEST_FAST_FIRST"] = str(WORK / module.name / "mutants" / "mutmut-stats.json")
     env.pop("MEDCHAT_TEST_BACKENDS", None)
     if module.postgresql_only:
         env["MEDCHAT_TEST_BACKENDS"] = "postgresql"
@@ -215,6 +217,39 @@ def mutated_line(workdir: Path, name: str, env: dict[str, str]) -> str:
     return ""
 
 
+def generate(workdir: Path, workers: int, env: dict[str, str]) -> None:
+    """Make the module's mutants (``mutmut run``'s first step, on its own), running no test.
+
+    ``mutmut run`` has no generate-only mode: with a filter that matches nothing it still runs
+    the whole selection twice (its pass over which test reaches which function, and the clean
+    run) before it finds nothing to do. The names are needed first, to set the listed
+    equivalent mutants aside; the one ``mutmut run`` after this reuses the mutants made here.
+    """
+    made = subprocess.run(  # noqa: S603 (our own tool, fixed arguments)
+        [sys.executable, "-c", _GENERATE, str(workers)],
+        cwd=workdir,
+        env=env,
+        text=True,
+        capture_output=True,
+        check=False,
+    )
+    if made.returncode != 0:
+        raise SystemExit(f"mutation: making the mutants failed:\n{made.stderr[-4000:]}")
+
+
+# mutmut 3.8's own steps before it runs any test (mutmut.__main__._run), in its working dir.
+_GENERATE = """
+import os, sys
+from mutmut.__main__ import create_mutants
+from mutmut.utils.file_utils import copy_also_copy_files, copy_src_dir, setup_source_paths
+os.makedirs("mutants", exist_ok=True)
+copy_src_dir()
+copy_also_copy_files()
+setup_source_paths()
+create_mutants(int(sys.argv[1]))
+"""
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -227,9 +262,7 @@ def run(module: Module, workers: int, equivalent: dict[str, dict[str, str]]) -> 
     workdir = prepare(module)
     env = _environment(module)
     started, cpu = time.monotonic(), _children_cpu()
-    # A filter that matches nothing: mutmut makes the mutants and its first pass over the
-    # tests (which test reaches which function), then stops before running any mutant.
-    _mutmut(workdir, "run", "--max-children", str(workers), _GENERATE_ONLY, env=env)
+    generate(workdir, workers, env)
     generated = {n for n in statuses(workdir, env) if module.covers(n)}
     if not generated:
         raise SystemExit(f"mutation: mutmut made no mutants for {module.name}")
