@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -17,7 +18,9 @@ from medchat.services.context import ServiceContext
 from medchat.services.deletion import DeletionService
 from medchat.services.retrieval import RetrievalService
 from medchat.services.role_keys import RoleKeyService
-from tests.support.accounts import Person, make_staff
+from tests.support.accounts import Person, make_member, make_staff
+from tests.support.conversations import add_attachment, start_conversation
+from tests.support.messaging import care_team
 from tests.support.sessions import sign_in
 from tests.support.tampering import execute_sql
 
@@ -95,3 +98,50 @@ def flip_byte(
         value=bytes(value),
         id=row_id,
     )
+
+
+SUBJECT = "Sealed subject: chest pain after meals"
+BODIES = ["First message about the pain", "Second message: it started on Tuesday"]
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """A sealed conversation: what it held and its ledger record."""
+
+    conversation_id: uuid.UUID
+    message_ids: tuple[uuid.UUID, ...]
+    attachment_id: uuid.UUID
+    record: ArchiveRecord
+
+
+def seal_new(runtime: ServiceContext, member: Principal, n: int = 0) -> Sealed:
+    """A conversation of ``member`` with two messages and an attachment, then sealed."""
+    started = start_conversation(
+        runtime, member, subject=f"{SUBJECT} #{n}", bodies=[f"{b} #{n}" for b in BODIES]
+    )
+    attachment_id = add_attachment(
+        runtime,
+        started.id,
+        started.message_ids[0],
+        started.dek,
+        filename=f"scan-{n}.pdf",
+        content_type="application/pdf",
+        data=b"%PDF-1.7\nscan " + str(n).encode() + b"\n%%EOF\n",
+    )
+    return Sealed(started.id, started.message_ids, attachment_id, seal(runtime, member, started.id))
+
+
+def sealed_history(runtime: ServiceContext, count: int = 3) -> list[Sealed]:
+    """A care team and a member with ``count`` sealed conversations: records 1 to ``count``."""
+    care_team(runtime)
+    member = sign_in(runtime, make_member(runtime)).principal
+    return [seal_new(runtime, member, n) for n in range(count)]
+
+
+def assert_names(report: ledger.LedgerReport, sealed: Sealed, *words: str) -> None:
+    """The walk failed at ``sealed``'s record, for a reason holding each of ``words``."""
+    assert not report.ok
+    assert report.first_bad == sealed.record.id, report
+    assert report.first_bad_seq == sealed.record.seq
+    for word in words:
+        assert word in (report.reason or ""), report.reason

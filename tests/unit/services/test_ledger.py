@@ -14,7 +14,7 @@ import json
 import secrets
 import threading
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -35,22 +35,21 @@ from medchat.models import (
 )
 from medchat.services.deletion import DeletionService
 from tests.support.accounts import make_member
-from tests.support.archive import flip_byte, records, seal, verify_ledger
-from tests.support.conversations import add_attachment, start_conversation
+from tests.support.archive import (
+    BODIES,
+    SUBJECT,
+    Sealed,
+    assert_names,
+    flip_byte,
+    records,
+    seal,
+    seal_new,
+    verify_ledger,
+)
+from tests.support.conversations import start_conversation
 from tests.support.messaging import care_team
 from tests.support.sessions import sign_in
 from tests.support.tampering import execute_sql
-
-SUBJECT = "Sealed subject: chest pain after meals"
-BODIES = ["First message about the pain", "Second message: it started on Tuesday"]
-
-
-@dataclass(frozen=True)
-class Sealed:
-    conversation_id: uuid.UUID
-    message_ids: tuple[uuid.UUID, ...]
-    attachment_id: uuid.UUID
-    record: ArchiveRecord
 
 
 @pytest.fixture
@@ -63,34 +62,10 @@ def member(runtime, team):
     return sign_in(runtime, make_member(runtime)).principal
 
 
-def seal_new(runtime, member, n: int = 0) -> Sealed:
-    started = start_conversation(
-        runtime, member, subject=f"{SUBJECT} #{n}", bodies=[f"{b} #{n}" for b in BODIES]
-    )
-    attachment_id = add_attachment(
-        runtime,
-        started.id,
-        started.message_ids[0],
-        started.dek,
-        filename=f"scan-{n}.pdf",
-        content_type="application/pdf",
-        data=b"%PDF-1.7\nscan " + str(n).encode() + b"\n%%EOF\n",
-    )
-    return Sealed(started.id, started.message_ids, attachment_id, seal(runtime, member, started.id))
-
-
 @pytest.fixture
 def history(runtime, member) -> list[Sealed]:
     """Three sealed conversations: records 1, 2 and 3 of the ledger."""
     return [seal_new(runtime, member, n) for n in range(3)]
-
-
-def assert_names(report: ledger.LedgerReport, sealed: Sealed, *words: str) -> None:
-    assert not report.ok
-    assert report.first_bad == sealed.record.id, report
-    assert report.first_bad_seq == sealed.record.seq
-    for word in words:
-        assert word in (report.reason or ""), report.reason
 
 
 # -- the honest path --------------------------------------------------------------------------
