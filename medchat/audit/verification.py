@@ -78,11 +78,13 @@ def _rows(session: Session, chain: str, batch: int = 2000) -> Iterator[AuditEntr
 def _hash_holds(entry: AuditEntry, prev_hash: bytes, key: bytes) -> bool:
     """A format 1 or 2 entry whose address was erased is checked by its erasure MAC (over
     its stored hash and every other field); any other by recomputing its hash. A format 3
-    entry holds no clear address: one planted there fails too."""
+    entry holds no clear address and no erasure MAC (formats 1 and 2 only): one planted in
+    either fails too."""
     columns = entry_columns(entry)
-    if entry.format >= 3 and entry.address is not None:
-        return False
-    if entry.format < 3 and entry.address_erasure_mac is not None:
+    if entry.format >= 3:
+        if entry.address is not None or entry.address_erasure_mac is not None:
+            return False
+    elif entry.address_erasure_mac is not None:
         return legacy_erasure_holds(key, columns, entry.entry_hash, entry.address_erasure_mac)
     return entry_hash(columns, prev_hash) == entry.entry_hash
 

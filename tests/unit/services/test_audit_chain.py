@@ -102,6 +102,8 @@ def test_a_log_of_one_entry_reports_that_entry_as_its_head(runtime):
         # The clear column is empty in format 3: one planted there is caught as well.
         ("address", "198.51.100.1"),
         ("address_hash", bytes(32)),
+        # So is an erasure MAC, a column of formats 1 and 2 only (kills _hash_holds 9 and 10).
+        ("address_erasure_mac", bytes(32)),
     ],
 )
 def test_edited_entry_is_named(runtime, column, value):
@@ -251,6 +253,24 @@ def test_a_format_1_hash_is_the_pre_chain_digest_and_ignores_the_place():
     assert audit_chain.entry_hash({**row, "format": 2}, bytes(32)) == crypto.digest(
         "medchat/audit-entry/v2", row["chain"], row["position"], row["seq"], row["id"], *fields
     )
+
+
+def test_a_format_3_hash_is_the_v3_digest():
+    """Format 3 entries are hashed under their own label, never the v2 one: the same fields
+    in another format's layout are another hash. Kills ``x_entry_hash__mutmut_46``, ``_50``
+    and ``_51`` (the format test ``>= 3`` made false, ``> 3`` or ``>= 4``)."""
+    row = _entry_row(3)
+    fields = (
+        row["at"].isoformat(),
+        *(row[name] for name in ("actor_id", "actor_role", "action", "outcome")),
+        *(row[name] for name in ("target_type", "target_id", "subject_id", "address_hash")),
+        row["details"],
+        bytes(32),
+    )
+    place = (row["chain"], row["position"], row["seq"], row["id"])
+    expected = crypto.digest("medchat/audit-entry/v3", *place, *fields)
+    assert audit_chain.entry_hash(row, bytes(32)) == expected
+    assert expected != crypto.digest("medchat/audit-entry/v2", *place, *fields)
 
 
 def test_the_walk_reads_every_entry_across_batches(runtime):
