@@ -20,9 +20,9 @@ from flask.testing import FlaskClient
 
 from medchat import create_app
 from medchat.services.context import ServiceContext
+from tests.support import fast_first
 from tests.support.clock import ManualClock
 from tests.support.databases import backends, empty_all_tables, fresh_database
-from tests.support.fast_first import order_fastest_first
 
 TEST_SETTINGS: dict[str, Any] = {
     "bcrypt_rounds": 4,
@@ -93,7 +93,16 @@ def runtime(app: Flask) -> ServiceContext:
     return app.extensions["medchat"]  # type: ignore[no-any-return]
 
 
+# Mutation runs only (``MEDCHAT_TEST_FAST_FIRST``, tests/support/fast_first.py): the first run
+# times each test, the later ones run the fastest first.
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mutation runs only (``MEDCHAT_TEST_FAST_FIRST``): the fastest tests first."""
-    order_fastest_first(items)
+    fast_first.order_fastest_first(items)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    fast_first.measure(report)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    fast_first.write_record()

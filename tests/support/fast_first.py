@@ -3,21 +3,34 @@
 mutmut runs, for each mutant, the tests that reached the mutated function, with ``-x``: the
 run ends at the first test that fails. Most mutants are killed, so the order decides a run's
 cost; a cheap unit test that kills a mutant should not wait behind a slow API scenario.
-``MEDCHAT_TEST_FAST_FIRST`` names mutmut's record of each test's duration (from its first
-pass over the selection; absent during that pass); the tests are sorted by it, within each
-database (so a run still sets each database up once, SQLite first).
+
+``MEDCHAT_TEST_FAST_FIRST`` names a file of each test's whole duration (set-up, call and
+tear-down: mutmut's own record has the call only, and many tests here spend most of their
+time setting up, sealing conversations or signing in). The first run of a module (mutmut's
+pass over the selection) finds no file and writes it at its end. Every later run notes the
+test that failed (it killed that mutant) beside it, and sorts its tests by their time per
+mutant killed so far: a test that kills often and costs little goes first. Within each
+database: see ``order_fastest_first``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
 
 ENV = "MEDCHAT_TEST_FAST_FIRST"
 _BACKEND_RANK = {"sqlite": 1, "postgresql": 2}
+_LEAD = 5
+_measured: defaultdict[str, float] = defaultdict(float)
+
+
+def _record() -> Path | None:
+    value = os.environ.get(ENV)
+    return Path(value) if value else None
 
 
 def _backend_rank(item: pytest.Item) -> int:
@@ -27,10 +40,64 @@ def _backend_rank(item: pytest.Item) -> int:
 
 
 def order_fastest_first(items: list[pytest.Item]) -> None:
-    """Sort ``items`` in place by the recorded durations, if there is a record."""
-    record = os.environ.get(ENV)
-    if not record or not Path(record).is_file():
+    """Sort ``items`` in place by time per kill, if there is a record.
+
+    Tests without a database first; then the ``_LEAD`` fastest of each database, then the rest
+    of each. A mutant of a path one database takes alone (PostgreSQL's statements under the
+    audit head lock) is killed by that database's tests: they should not wait behind every
+    test of the other. Each database is set up at most twice.
+    """
+    record = _record()
+    if record is None or not record.is_file():
         return
-    durations: dict[str, float] = json.loads(Path(record).read_text())["duration_by_test"]
+    durations: dict[str, float] = json.loads(record.read_text())
     slowest = max(durations.values(), default=0.0)
-    items.sort(key=lambda item: (_backend_rank(item), durations.get(item.nodeid, slowest)))
+    kills = _kills(record)
+
+    def cost(item: pytest.Item) -> tuple[int, float]:
+        # A test's time per mutant it killed so far (one more, so a new test still counts).
+        return (_backend_rank(item), durations.get(item.nodeid, slowest) / (1 + kills[item.nodeid]))
+
+    ranked = sorted(items, key=cost)
+    groups: dict[int, list[pytest.Item]] = defaultdict(list)
+    for item in ranked:
+        groups[_backend_rank(item)].append(item)
+    lead = groups.pop(0, [])
+    lead += [item for rank in sorted(groups) for item in groups[rank][:_LEAD]]
+    rest = [item for rank in sorted(groups) for item in groups[rank][_LEAD:]]
+    items[:] = lead + rest
+
+
+def measure(report: pytest.TestReport) -> None:
+    """Add one phase's duration to its test's while there is no record yet (the first run);
+    after it, note each test that fails in a mutant's run: it killed that mutant."""
+    record = _record()
+    if record is None:
+        return
+    if not record.is_file():
+        _measured[report.nodeid] += report.duration
+    elif report.failed and "__mutmut_" in os.environ.get("MUTANT_UNDER_TEST", ""):
+        # One short line per kill, appended: the two workers' writes never interleave.
+        with _kills_file(record).open("a", encoding="utf-8") as kills:
+            kills.write(report.nodeid + "\n")
+
+
+def _kills_file(record: Path) -> Path:
+    return record.with_suffix(".kills")
+
+
+def _kills(record: Path) -> Counter[str]:
+    try:
+        return Counter(_kills_file(record).read_text(encoding="utf-8").splitlines())
+    except FileNotFoundError:
+        return Counter()
+
+
+def write_record() -> None:
+    """At the end of the first run: the record the later runs sort by (whole or absent)."""
+    record = _record()
+    if record is None or record.is_file() or not _measured:
+        return
+    partial = record.with_suffix(f".{os.getpid()}.partial")
+    partial.write_text(json.dumps(_measured))
+    os.replace(partial, record)

@@ -8,6 +8,7 @@ as someone with write access to the database would do it.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import threading
 import uuid
@@ -276,10 +277,13 @@ def test_a_format_3_hash_is_the_v3_digest():
 def test_the_walk_reads_every_entry_across_batches(runtime):
     """``verify`` reads a chain 2,000 entries at a time; each batch starts past the last one
     read. Read here two at a time (kills the mutant of ``_rows`` that drops the ``seq > last``
-    condition: every batch after the first would come back empty and the walk would stop)."""
+    condition: every batch after the first would come back empty and the walk would stop).
+    At most one entry more than there are is read: a reader that starts a batch at or before
+    the last one read (``>=``, or forgetting it) never ends, and fails here at once."""
     write_entries(runtime)
     with runtime.database.transaction() as session:
-        walked = [entry.seq for entry in verification._rows(session, "audit", batch=2)]
+        read = verification._rows(session, "audit", batch=2)
+        walked = [entry.seq for entry in itertools.islice(read, ENTRIES + 1)]
     assert walked == list(range(1, ENTRIES + 1))
 
 

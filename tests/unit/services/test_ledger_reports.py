@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import insert, select
@@ -18,7 +18,14 @@ from sqlalchemy import insert, select
 from medchat.archive import ledger
 from medchat.models import ArchiveRecord, ChainHead, Conversation
 from tests.support.accounts import make_member
-from tests.support.archive import Sealed, records, seal_new, sealed_history, verify_ledger
+from tests.support.archive import (
+    Sealed,
+    flip_byte,
+    records,
+    seal_new,
+    sealed_history,
+    verify_ledger,
+)
 from tests.support.sessions import sign_in
 from tests.support.tampering import execute_sql
 
@@ -242,6 +249,61 @@ def test_a_record_planted_past_the_head(runtime, history):
         **refused(runtime, records=3, bad=None, seq=4, reason="a record past the head (at 3)"),
         "first_bad": str(planted_id),
     }
+
+
+def test_a_signed_record_of_an_unknown_kind(runtime, history):
+    """A kind the walk does not know is named, even under a valid signature."""
+    with runtime.database.transaction() as session:
+        sealed = session.get(ArchiveRecord, history[0].record.id)
+        odd = ledger.append(
+            session,
+            runtime.archive_signer,
+            kind=cast(ledger.RecordKind, "restored"),
+            conversation_id=sealed.conversation_id,
+            member_index=sealed.member_index,
+            reason="retention",
+            message_count=sealed.message_count,
+            question_at=sealed.question_at,
+            sealed_at=runtime.clock.now(),
+            content_hash=sealed.content_hash,
+            metadata={"v": 1},
+        )
+        odd_id = odd.id
+
+    assert verify_ledger(runtime).as_dict() == {
+        **refused(
+            runtime, records=3, bad=None, seq=4, reason="unknown kind 'restored'", head_seq=4
+        ),
+        "first_bad": str(odd_id),
+    }
+
+
+def test_stored_content_that_no_longer_matches(runtime, history):
+    flip_byte(runtime, "messages", "body_ciphertext", history[1].message_ids[0])
+
+    assert verify_ledger(runtime).as_dict() == refused(
+        runtime,
+        records=3,
+        bad=history[1],
+        seq=2,
+        reason="its conversation's stored content does not match",
+    )
+
+
+def test_the_walk_reads_at_most_a_batch_at_a_time(runtime, history, monkeypatch):
+    """A ledger of years is never read into memory at once: each read holds ``batch`` rows."""
+    read = ledger._batches
+    sizes: list[int] = []
+
+    def counted(session, size, last_seq):
+        for rows in read(session, size, last_seq):
+            sizes.append(len(rows))
+            yield rows
+
+    monkeypatch.setattr(ledger, "_batches", counted)
+
+    assert verify_ledger(runtime, batch=2).ok
+    assert sizes == [2, 1]
 
 
 @pytest.mark.parametrize(
