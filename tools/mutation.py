@@ -28,10 +28,7 @@ score; an entry whose line no longer matches the mutant of that name is reported
 and fails the run, so the list is reviewed again whenever the code under it changes.
 
 ``--survivors`` prints the diff of every survivor that is not listed as equivalent.
-``--check MUTANT [PYTEST ARGS]`` proves a test kills a mutant: it copies the code and the tests
-to a scratch directory, applies the mutant there (``mutmut apply``, from the last run of its
-module), prints the change and runs pytest with the given arguments against that copy; the
-checkout is never touched.
+``--check MUTANT [PYTEST ARGS]`` proves a test kills a mutant (``tools/mutation_check.py``).
 """
 
 from __future__ import annotations
@@ -45,7 +42,6 @@ import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
@@ -308,52 +304,6 @@ def report(outcomes: list[Outcome], wall: float, cpu: float) -> bool:
     return ok
 
 
-def _module_of(mutant: str, modules: dict[str, Module]) -> Module:
-    for module in modules.values():
-        for path in module.mutate:
-            dotted = path.removesuffix(".py").replace("/", ".") + "."
-            if mutant.startswith(dotted) and (WORK / module.name / "mutants").exists():
-                return module
-    raise SystemExit(f"mutation: no run holds {mutant}; run its module first")
-
-
-def check(mutant: str, pytest_args: list[str], modules: dict[str, Module]) -> int:
-    """Apply ``mutant`` to a copy of the code and run ``pytest_args`` there: exit 1 = killed."""
-    module = _module_of(mutant, modules)
-    with tempfile.TemporaryDirectory(prefix="mutant-") as scratch:
-        copy = Path(scratch)
-        for name in LINKED:
-            shutil.copytree(ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copy(WORK / module.name / "pyproject.toml", copy / "pyproject.toml")
-        (copy / "mutants").symlink_to(WORK / module.name / "mutants")
-        env = _environment(module)
-        applied = _mutmut(copy, "apply", mutant, env=env)
-        if applied.returncode != 0:
-            raise SystemExit(applied.stdout + applied.stderr)
-        for path in module.mutate:
-            diff = subprocess.run(  # noqa: S603
-                ["git", "diff", "--no-index", "-U0", str(ROOT / path), str(copy / path)],  # noqa: S607
-                text=True,
-                capture_output=True,
-                check=False,
-            ).stdout
-            print("\n".join(line for line in diff.splitlines() if line[:1] in "+-@"))
-        (copy / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
-        env["PYTHONPATH"] = str(copy)
-        ran = subprocess.run(  # noqa: S603
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *pytest_args],
-            cwd=copy,
-            env=env,
-            text=True,
-            capture_output=True,
-            check=False,
-        )
-        print(ran.stdout[-3000:])
-        verdict = "KILLED" if ran.returncode == 1 else "SURVIVED" if ran.returncode == 0 else "?"
-        print(f"mutation: {mutant}: {verdict} (pytest exit {ran.returncode})")
-        return 0 if ran.returncode == 1 else 1
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", help="modules to run (default: all)")
@@ -369,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     modules = load_modules()
     if args.check:
+        from mutation_check import check  # the --check mode, in a module of its own
+
         return check(args.check, args.modules + rest, modules)
     unknown = [m for m in args.modules if m not in modules]
     if unknown:
