@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from access_control.roles import Role
 from medchat.archive import ledger
@@ -145,3 +147,60 @@ def assert_names(report: ledger.LedgerReport, sealed: Sealed, *words: str) -> No
     assert report.first_bad_seq == sealed.record.seq
     for word in words:
         assert word in (report.reason or ""), report.reason
+
+
+def plant_past_head(runtime: ServiceContext) -> uuid.UUID:
+    """A row inserted after the last record with SQL, no head update (that needs the key)."""
+    last = records(runtime)[-1]
+    planted = {
+        **{name: getattr(last, name) for name in ledger.RecordFields.__dataclass_fields__},
+        "id": uuid.uuid4(),
+        "seq": last.seq + 1,
+        "prev_hash": last.record_hash,
+        "record_hash": secrets.token_bytes(32),
+        "signature": last.signature,
+        "signing_key_id": last.signing_key_id,
+    }
+    with runtime.database.engine.begin() as connection:
+        connection.execute(insert(ArchiveRecord), [planted])
+    return planted["id"]  # type: ignore[no-any-return]
+
+
+def append_signed(runtime: ServiceContext, like: Sealed, **fields: Any) -> uuid.UUID:
+    """A record appended through ``ledger.append``, signed by the archive-signing key itself
+    (what only the key's holder can make), with ``like``'s metadata and ``fields`` over it."""
+    with runtime.database.transaction() as session:
+        sealed = session.get(ArchiveRecord, like.record.id)
+        assert sealed is not None
+        arguments = {
+            "kind": ledger.RecordKind.SEALED,
+            "conversation_id": sealed.conversation_id,
+            "member_index": sealed.member_index,
+            "reason": "retention",
+            "message_count": sealed.message_count,
+            "question_at": sealed.question_at,
+            "sealed_at": runtime.clock.now(),
+            "content_hash": sealed.content_hash,
+            "metadata": {"v": 1},
+            **fields,
+        }
+        return ledger.append(session, runtime.archive_signer, **arguments).id
+
+
+def example_record_fields() -> ledger.RecordFields:
+    """A record's fields with a distinct value in each (no database)."""
+    return ledger.RecordFields(
+        seq=4,
+        id=uuid.UUID("00000000-0000-4000-8000-000000000001"),
+        kind=ledger.RecordKind.DESTROYED,
+        refers_to=uuid.UUID("00000000-0000-4000-8000-000000000002"),
+        conversation_id=uuid.UUID("00000000-0000-4000-8000-000000000003"),
+        member_index=bytes(range(32)),
+        reason="retention",
+        message_count=3,
+        question_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        sealed_at=datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC),
+        content_hash=bytes(range(1, 33)),
+        metadata_json='{"v":1}',
+        prev_hash=bytes(range(2, 34)),
+    )

@@ -8,11 +8,9 @@ spaces, UTF-8 as is), or a record re-serialised elsewhere stops matching its sig
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
-
 from access_control import crypto
-from medchat.archive.records import RecordFields, RecordKind, canonical_json
+from medchat.archive.records import canonical_json
+from tests.support.archive import example_record_fields
 
 
 def test_canonical_json_is_one_spelling():
@@ -21,26 +19,8 @@ def test_canonical_json_is_one_spelling():
     assert canonical_json(value) == '{"a":{"y":true,"z":null},"b":[1,2],"reason":"Löschung"}'
 
 
-def _fields() -> RecordFields:
-    return RecordFields(
-        seq=4,
-        id=uuid.UUID("00000000-0000-4000-8000-000000000001"),
-        kind=RecordKind.DESTROYED,
-        refers_to=uuid.UUID("00000000-0000-4000-8000-000000000002"),
-        conversation_id=uuid.UUID("00000000-0000-4000-8000-000000000003"),
-        member_index=bytes(range(32)),
-        reason="retention",
-        message_count=3,
-        question_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
-        sealed_at=datetime(2027, 1, 2, 3, 4, 5, tzinfo=UTC),
-        content_hash=bytes(range(32, 64)),
-        metadata_json='{"v":1}',
-        prev_hash=bytes(range(64, 96)),
-    )
-
-
 def test_the_record_hash_is_the_v1_digest_of_every_field_in_order():
-    fields = _fields()
+    fields = example_record_fields()
     expected = crypto.digest(
         "medchat/archive-record/v1",
         fields.seq,

@@ -15,10 +15,10 @@ import secrets
 import threading
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from access_control import crypto, signatures
 from medchat.archive import ledger
@@ -40,7 +40,9 @@ from tests.support.archive import (
     SUBJECT,
     Sealed,
     assert_names,
+    example_record_fields,
     flip_byte,
+    plant_past_head,
     records,
     seal,
     seal_new,
@@ -262,24 +264,6 @@ def test_an_edited_ledger_field_is_named(runtime, history, column, value):
     assert_names(verify_ledger(runtime), target, "hash")
 
 
-def _record_fields() -> ledger.RecordFields:
-    return ledger.RecordFields(
-        seq=4,
-        id=uuid.UUID("00000000-0000-4000-8000-000000000001"),
-        kind=ledger.RecordKind.DESTROYED,
-        refers_to=uuid.UUID("00000000-0000-4000-8000-000000000002"),
-        conversation_id=uuid.UUID("00000000-0000-4000-8000-000000000003"),
-        member_index=bytes(range(32)),
-        reason="retention",
-        message_count=3,
-        question_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
-        sealed_at=datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC),
-        content_hash=bytes(range(1, 33)),
-        metadata_json='{"v":1}',
-        prev_hash=bytes(range(2, 34)),
-    )
-
-
 def _changed(value: object) -> object:
     if isinstance(value, uuid.UUID):
         return uuid.UUID(int=value.int + 1)
@@ -298,7 +282,7 @@ def test_a_record_hash_covers_every_field(field):
     signature is over the hash). Kills each mutant of ``RecordFields.record_hash`` that drops a
     field or replaces it by None; the edits through SQL above and below reach the fields one by
     one, this reaches all of them (``refers_to``, ``id``, ``seq``, ``question_at`` included)."""
-    fields = _record_fields()
+    fields = example_record_fields()
     edited = replace(fields, **{field: _changed(getattr(fields, field))})
     assert edited.record_hash() != fields.record_hash()
 
@@ -387,22 +371,11 @@ def test_a_truncated_tail_with_a_rewound_head_is_caught_by_the_head_mac(runtime,
 
 def test_a_record_planted_past_the_head_is_named(runtime, history):
     """A row inserted after the last record, with no head update (that needs the key)."""
-    last = records(runtime)[-1]
-    planted = {
-        **{name: getattr(last, name) for name in ledger.RecordFields.__dataclass_fields__},
-        "id": uuid.uuid4(),
-        "seq": 4,
-        "prev_hash": last.record_hash,
-        "record_hash": secrets.token_bytes(32),
-        "signature": last.signature,
-        "signing_key_id": last.signing_key_id,
-    }
-    with runtime.database.engine.begin() as connection:
-        connection.execute(insert(ArchiveRecord), [planted])
+    planted = plant_past_head(runtime)
 
     report = verify_ledger(runtime)
     assert not report.ok
-    assert (report.first_bad, report.first_bad_seq) == (planted["id"], 4)
+    assert (report.first_bad, report.first_bad_seq) == (planted, 4)
     assert "past the head" in (report.reason or "")
 
 

@@ -9,19 +9,19 @@ a changed reason is a failure too.
 from __future__ import annotations
 
 import secrets
-import uuid
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from medchat.archive import ledger
 from medchat.models import ArchiveRecord, ChainHead, Conversation
 from tests.support.accounts import make_member
 from tests.support.archive import (
     Sealed,
+    append_signed,
     flip_byte,
-    records,
+    plant_past_head,
     seal_new,
     sealed_history,
     verify_ledger,
@@ -140,23 +140,13 @@ def test_content_gone_in_an_earlier_batch_and_destroyed_in_a_later_one_verifies(
 def test_a_signed_destroyed_record_naming_no_sealed_record(runtime, history):
     """Even the signing key's holder cannot destroy what was never sealed: the walk checks
     that a "destroyed" record refers to an earlier sealed record of the same conversation."""
-    with runtime.database.transaction() as session:
-        sealed = session.get(ArchiveRecord, history[1].record.id)
-        wrong = ledger.append(
-            session,
-            runtime.archive_signer,
-            kind=ledger.RecordKind.DESTROYED,
-            refers_to=sealed.id,
-            conversation_id=history[0].conversation_id,
-            member_index=sealed.member_index,
-            reason="retention",
-            message_count=sealed.message_count,
-            question_at=sealed.question_at,
-            sealed_at=runtime.clock.now(),
-            content_hash=sealed.content_hash,
-            metadata={"v": 1},
-        )
-        wrong_id = wrong.id
+    wrong_id = append_signed(
+        runtime,
+        history[1],
+        kind=ledger.RecordKind.DESTROYED,
+        refers_to=history[1].record.id,
+        conversation_id=history[0].conversation_id,
+    )
 
     report = verify_ledger(runtime).as_dict()
     assert report == {
@@ -230,19 +220,7 @@ def test_a_head_mac_not_made_with_the_key(runtime, history):
 
 
 def test_a_record_planted_past_the_head(runtime, history):
-    last = records(runtime)[-1]
-    planted_id = uuid.uuid4()
-    planted = {
-        **{name: getattr(last, name) for name in ledger.RecordFields.__dataclass_fields__},
-        "id": planted_id,
-        "seq": 4,
-        "prev_hash": last.record_hash,
-        "record_hash": secrets.token_bytes(32),
-        "signature": last.signature,
-        "signing_key_id": last.signing_key_id,
-    }
-    with runtime.database.engine.begin() as connection:
-        connection.execute(insert(ArchiveRecord), [planted])
+    planted_id = plant_past_head(runtime)
 
     report = verify_ledger(runtime).as_dict()
     assert report == {
@@ -253,22 +231,7 @@ def test_a_record_planted_past_the_head(runtime, history):
 
 def test_a_signed_record_of_an_unknown_kind(runtime, history):
     """A kind the walk does not know is named, even under a valid signature."""
-    with runtime.database.transaction() as session:
-        sealed = session.get(ArchiveRecord, history[0].record.id)
-        odd = ledger.append(
-            session,
-            runtime.archive_signer,
-            kind=cast(ledger.RecordKind, "restored"),
-            conversation_id=sealed.conversation_id,
-            member_index=sealed.member_index,
-            reason="retention",
-            message_count=sealed.message_count,
-            question_at=sealed.question_at,
-            sealed_at=runtime.clock.now(),
-            content_hash=sealed.content_hash,
-            metadata={"v": 1},
-        )
-        odd_id = odd.id
+    odd_id = append_signed(runtime, history[0], kind=cast(ledger.RecordKind, "restored"))
 
     assert verify_ledger(runtime).as_dict() == {
         **refused(
