@@ -32,7 +32,8 @@ test: lint
 	$(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 ## Mutation testing of the security core (tools/mutation.py, docs/testing.md): mutmut over each
-## module of [tool.medchat-mutation.modules] with its own tests, 2 workers; prints the score
+## module of [tool.medchat-mutation.modules] with its own tests, 2 workers each, two modules at
+## a time (about 15 minutes on 2 cores); prints the score
 ## table and fails when a module is below its threshold. The modules marked `postgresql` need
 ## MEDCHAT_TEST_DATABASE_URL. `make mutation MUTATION_ARGS="tokens --survivors"` runs one.
 mutation: install
