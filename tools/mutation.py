@@ -343,9 +343,10 @@ def main(argv: list[str] | None = None) -> int:
 def _run_one(
     module: Module, args: argparse.Namespace, equivalent: dict[str, dict[str, str]]
 ) -> Outcome:
-    print(f"mutation: {module.name} ...", flush=True)
+    # One write per line: the two modules running at once print from two threads.
+    print(f"mutation: {module.name} ...\n", end="", flush=True)
     outcome = run(module, args.workers, equivalent)
-    print(f"mutation: {module.name} done in {outcome.seconds:.0f}s", flush=True)
+    print(f"mutation: {module.name} done in {outcome.seconds:.0f}s\n", end="", flush=True)
     if args.survivors:
         env = _environment(module)
         lines = []
