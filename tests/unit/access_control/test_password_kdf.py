@@ -171,3 +171,93 @@ def test_empty_password_cannot_seal_and_does_not_open() -> None:
 def test_every_seal_draws_a_fresh_salt() -> None:
     again = password_kdf.seal_with_password(SECRET, PASSWORD, aad=AAD, params=FAST)
     assert again[4:20] != BLOB[4:20]
+
+
+@pytest.mark.parametrize(
+    ("log2_n", "r", "p"),
+    [(20, 8, 1), (10, 1, 1), (10, 16, 1), (10, 8, 4), (19, 16, 1)],
+    ids=["largest N at exactly 1 GiB", "smallest r", "largest r", "largest p", "1 GiB by r"],
+)
+def test_parameters_at_each_bound_are_accepted(log2_n: int, r: int, p: int) -> None:
+    assert ScryptParams(log2_n=log2_n, r=r, p=p).memory_bytes <= 1 << 30
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"log2_n": 21}, "scrypt log2_n must be in [10, 20]"),
+        ({"log2_n": 10, "r": 17}, "scrypt needs 1 <= r <= 16 and 1 <= p <= 4"),
+        ({"log2_n": 10, "p": 5}, "scrypt needs 1 <= r <= 16 and 1 <= p <= 4"),
+        ({"log2_n": 20, "r": 9}, "scrypt parameters would need more than 1 GiB"),
+    ],
+)
+def test_parameters_out_of_bounds_are_refused_by_name(params: dict, message: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        ScryptParams(**params)
+    assert str(refused.value) == message
+
+
+def test_a_stretched_password_is_a_salt_and_an_output_of_their_sizes() -> None:
+    message = "a stretched password is a 16-byte salt and a 32-byte output"
+    for salt, output in [(bytes(16), bytes(31)), (bytes(15), bytes(32))]:
+        with pytest.raises(ValueError) as refused:
+            password_kdf.Stretched(salt, FAST, output)
+        assert str(refused.value) == message
+
+
+def test_an_empty_password_is_refused_by_name() -> None:
+    with pytest.raises(ValueError) as refused:
+        password_kdf.seal_with_password(SECRET, "", aad=AAD, params=FAST)
+    assert str(refused.value) == "an empty password protects nothing"
+
+
+def test_a_malformed_blob_is_sealed_under_no_run() -> None:
+    run = password_kdf.Password(PASSWORD).stretched(BLOB[4:20], FAST)
+    assert password_kdf.sealed_under(BLOB, run)
+    assert not password_kdf.sealed_under(BLOB[:10], run)
+
+
+def test_sealing_uses_the_accounts_run_at_its_cost_and_a_fresh_one_at_another() -> None:
+    password = password_kdf.Password(PASSWORD)
+    account = password.stretched(bytes(16), FAST)
+    password.account = account
+    assert password.for_sealing(FAST) is account
+    other = password.for_sealing(ScryptParams(log2_n=11))
+    assert other is not account
+    assert other.params == ScryptParams(log2_n=11)
+
+
+def test_a_fresh_run_is_made_once_per_cost() -> None:
+    password = password_kdf.Password(PASSWORD)
+    first = password.fresh(FAST)
+    assert password.fresh(FAST) is first
+    assert password.fresh(ScryptParams(log2_n=11)).salt != first.salt
+
+
+def test_a_runner_is_handed_the_derivation_and_all_of_its_arguments() -> None:
+    calls: list[tuple] = []
+
+    def runner(fn, *args):  # the shape of PasswordWork.run
+        calls.append(args)
+        return fn(*args)
+
+    password = password_kdf.Password(PASSWORD)
+    password.runner = runner
+    salt = bytes(range(16))
+    run = password.stretched(salt, FAST)
+    assert calls == [(PASSWORD, salt, FAST)]
+    direct = password_kdf.Password(PASSWORD).stretched(salt, FAST)
+    assert run.secret_output() == direct.secret_output()
+
+
+def test_runs_lists_every_scrypt_run_done() -> None:
+    password = password_kdf.Password(PASSWORD)
+    first = password.stretched(bytes(16), FAST)
+    second = password.stretched(bytes(range(16)), FAST)
+    assert password.runs() == (first, second)
+
+
+def test_utf8_gives_the_passwords_bytes_and_nothing_without_a_password() -> None:
+    assert password_kdf.Password("pässword").utf8() == "pässword".encode()
+    with pytest.raises(DecryptionFailed):
+        password_kdf.Password(None).utf8()

@@ -201,3 +201,46 @@ def _try(work: PasswordWork) -> object:
 def test_a_gate_needs_a_slot(slots):
     with pytest.raises(ValueError):
         PasswordWork(slots, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("slots", "wait", "message"),
+    [
+        (0, 1.0, "password work needs at least one slot"),
+        (1, -0.1, "the wait for a slot cannot be negative"),
+    ],
+)
+def test_a_misconfigured_gate_is_refused_by_name(slots, wait, message):
+    with pytest.raises(ValueError) as refused:
+        PasswordWork(slots, wait)
+    assert str(refused.value) == message
+
+
+def test_two_slots_admit_two_running_and_two_waiting_and_refuse_the_fifth():
+    work = PasswordWork(2, 5.0)
+    with held(work, 4):
+        assert isinstance(_try(work), PasswordWorkBusy)
+
+
+def test_the_work_runs_on_a_named_daemon_thread():
+    work = PasswordWork(1, 1.0)
+    name, daemon = work.run(
+        lambda: (threading.current_thread().name, threading.current_thread().daemon)
+    )
+    assert (name, daemon) == ("password-work", True)
+
+
+def test_a_gate_without_lower_priority_keeps_the_callers_priority():
+    if not sys.platform.startswith("linux"):
+        pytest.skip("per-thread nice values are Linux's")
+    work = PasswordWork(1, 1.0, lower_priority=False)
+    ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert work.run(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())) == ours
+
+
+def test_a_system_that_refuses_the_lower_priority_still_runs_the_work(monkeypatch):
+    def refused(*args):
+        raise PermissionError("not allowed here")
+
+    monkeypatch.setattr(os, "setpriority", refused)
+    assert PasswordWork(1, 1.0).run(lambda: "done") == "done"
