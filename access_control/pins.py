@@ -30,10 +30,14 @@ def parse_pins(value: str) -> dict[str, frozenset[str]]:
         if not part:
             continue
         role, _, fingerprint = part.partition(":")
-        if role not in pins or len(fingerprint) != 64:
+        if role not in pins or len(fingerprint) != 64 or not _is_hex(fingerprint):
             raise ConfigurationError(f"MEDCHAT_ROLE_KEY_PINS: cannot read {part!r}")
         pins[role].add(fingerprint.lower())
     return {role: frozenset(values) for role, values in pins.items()}
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 class RolePins:
@@ -101,7 +105,7 @@ class RolePins:
 
     def _write(self, pins: Mapping[str, Iterable[str]]) -> None:
         temporary = self._path.with_suffix(".tmp")
-        payload = {role: sorted(pins.get(role, ())) for role in ROLES}
+        payload = {role: sorted(pins[role]) for role in ROLES}
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(payload, handle, indent=2)

@@ -60,9 +60,10 @@ T = TypeVar("T")
 class _Counter:
     """The shared storage's limiter, or this process's memory while the storage is down."""
 
-    def __init__(self, storage_uri: str) -> None:
+    def __init__(self, storage_uri: str, monotonic: Callable[[], float] = time.monotonic) -> None:
         # wrap_exceptions: any outage of any storage surfaces as one type, StorageError.
         self.storage = storage_from_string(storage_uri, wrap_exceptions=True)
+        self._monotonic = monotonic
         self._shared = FixedWindowRateLimiter(self.storage)
         self._local = FixedWindowRateLimiter(MemoryStorage())
         self._down = False
@@ -70,7 +71,7 @@ class _Counter:
 
     def run(self, action: Callable[[FixedWindowRateLimiter], T]) -> T:
         if self._down:
-            now = time.monotonic()
+            now = self._monotonic()
             if now < self._next_check:
                 return action(self._local)
             self._next_check = now + RECHECK_SECONDS
@@ -87,7 +88,7 @@ class _Counter:
                 type(error.storage_error).__name__,
             )
             self._down = True
-            self._next_check = time.monotonic() + RECHECK_SECONDS
+            self._next_check = self._monotonic() + RECHECK_SECONDS
             return action(self._local)
 
 
@@ -99,8 +100,11 @@ class SignInLimits:
         storage_uri: str,
         key_prefix: str,
         on_failure: Callable[[str, list[str]], None] | None = None,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._counter = _Counter(storage_uri)
+        """``monotonic`` paces the re-checks of a storage found down (a test's own clock)."""
+        self._counter = _Counter(storage_uri, monotonic)
         self._prefix = key_prefix
         #: Told of each failure: the factor and the budgets it spent (each one a lockout now);
         #: the service counts them in its metrics (``medchat.observability.metrics``).
