@@ -124,7 +124,7 @@ class KeyCustody(PersonalKeys):
         )
         return self.session.scalar(rotating) is not None
 
-    def _retired_since_listed(self, row: RoleKey) -> bool:
+    def retired_since_listed(self, row: RoleKey) -> bool:
         """A rotation commits a key's retirement, then unpins it. A reader that listed the key
         as not retired just before that commit meets it unpinned: it is retired, not planted.
         A new statement sees the commit (the row as loaded would not); a key the database
@@ -313,7 +313,7 @@ class KeyCustody(PersonalKeys):
             try:
                 self.require_trusted(role_key)
             except KeyIntegrityFailure:
-                if self._retired_since_listed(role_key):
+                if self.retired_since_listed(role_key):
                     continue  # a rotation retired it (and then unpinned it) meanwhile
                 raise
             try:

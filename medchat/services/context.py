@@ -173,6 +173,8 @@ def verify_role_key_pins(runtime: ServiceContext) -> None:
                 try:
                     custody.require_trusted(row)  # a successor: its tag and fingerprint
                 except KeyIntegrityFailure as exc:
+                    if custody.retired_since_listed(row):
+                        continue  # another host's rotation retired it, then unpinned it
                     raise ConfigurationError(
                         f"refusing to start: the {row.role} role key version {row.version} "
                         f"({row.fingerprint}) is not pinned by this deployment"

@@ -14,10 +14,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select, update
 
+from access_control.errors import ConfigurationError
 from access_control.roles import Role
 from medchat.errors import KeyIntegrityFailure
 from medchat.keys.custody import KeyCustody
 from medchat.models import KeyRole, RoleKey, RoleKeyStatus
+from medchat.services.context import verify_role_key_pins
 from tests.support.accounts import init_role_keys, make_staff
 from tests.support.sessions import sign_in
 
@@ -69,3 +71,20 @@ def test_a_live_key_unpinned_after_it_was_listed_is_refused(runtime, doctor, mon
 
     with runtime.database.transaction() as session, pytest.raises(KeyIntegrityFailure):
         runtime.custody(session).open_grants(doctor.id, doctor.keyring.personal)
+
+
+# The same window at start-up: a host starting while another host's rotation ends lists the
+# keys in use, then checks their pins.
+
+
+def test_a_host_starting_as_a_rotation_retires_a_key_starts(runtime, doctor, monkeypatch):
+    _unpinned_between_listing_and_check(monkeypatch, runtime, retire=True)
+
+    verify_role_key_pins(runtime)  # starts: the key is retired, nothing is sealed to it
+
+
+def test_a_host_starting_with_a_live_key_unpinned_refuses_to_start(runtime, doctor, monkeypatch):
+    _unpinned_between_listing_and_check(monkeypatch, runtime, retire=False)
+
+    with pytest.raises(ConfigurationError, match=r"physician role key version 1 .* is not pinned"):
+        verify_role_key_pins(runtime)
