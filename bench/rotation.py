@@ -177,8 +177,8 @@ def _make_chunk(args: tuple[str, Recipients, int, int, datetime]) -> int:
     from access_control import crypto, hybrid_kem
     from access_control.key_directory import load_server_keys
     from medchat.archive.gate import GATED, ArchiveGate
-    from medchat.keys.conversation_keys import _key_set_tag, seal_wrap
     from medchat.keys.sealing import CURRENT_FORMAT
+    from medchat.keys.wrap_binding import key_set_tag, seal_wrap
 
     server_keys = load_server_keys(Path(recipients.key_dir), create_missing=False)
     integrity = server_keys.integrity
@@ -196,7 +196,7 @@ def _make_chunk(args: tuple[str, Recipients, int, int, datetime]) -> int:
         dek = crypto.generate_key()
         commitment = crypto.key_commitment(dek, conversation_id)
         # The key-set tag exactly as ConversationKeys.new_key makes it.
-        tag = _key_set_tag(
+        tag = key_set_tag(
             integrity,
             SimpleNamespace(  # type: ignore[arg-type]
                 id=conversation_id,

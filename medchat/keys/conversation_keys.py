@@ -45,44 +45,8 @@ from medchat.keys.epochs import (
 )
 from medchat.keys.sealing import CURRENT_FORMAT
 from medchat.keys.successors import epoch_keys
+from medchat.keys.wrap_binding import key_set_tag, seal_wrap, verify_key_set_tag, wrap_purpose
 from medchat.models import Conversation, ConversationKeyWrap, Holder, KeyRole
-
-_KEY_SET_PURPOSE = "conversation-keys"
-
-
-def wrap_purpose(holder: str) -> str:
-    """The holder is part of the HPKE info: a member wrap cannot pose as a physician wrap."""
-    return f"{hybrid_kem.PURPOSE_CONVERSATION_DEK}/{holder}"
-
-
-def _key_set_tag(integrity_key: bytes, conversation: Conversation) -> bytes:
-    """The tag's version is the conversation's content format (``medchat.keys.sealing``)."""
-    return crypto.key_integrity_tag(
-        integrity_key,
-        owner_id=conversation.id,
-        key_id=conversation.member_id.bytes,
-        key_bytes=conversation.key_commitment,
-        purpose=_KEY_SET_PURPOSE,
-        version=conversation.content_version,
-    )
-
-
-def seal_wrap(
-    recipient: hybrid_kem.KemPublicKey,
-    dek: bytes,
-    *,
-    holder: str,
-    recipient_id: uuid.UUID,
-    conversation_id: uuid.UUID,
-) -> bytes:
-    """The wrap of ``dek`` for one holder: HPKE info binds purpose, recipient, conversation."""
-    return hybrid_kem.wrap_key_to(
-        recipient,
-        dek,
-        recipient_id=recipient_id,
-        context_id=conversation_id,
-        purpose=wrap_purpose(holder),
-    )
 
 
 class ConversationKeys:
@@ -116,7 +80,7 @@ class ConversationKeys:
         dek = crypto.generate_key()
         conversation.key_commitment = crypto.key_commitment(dek, conversation.id)
         conversation.content_version = CURRENT_FORMAT
-        conversation.key_tag = _key_set_tag(self._integrity_key, conversation)
+        conversation.key_tag = key_set_tag(self._integrity_key, conversation)
         deks = ConversationDeks(conversation.id, {1: dek})
         self._begin(conversation, deks, 1, dek, now)
         return deks
@@ -233,14 +197,13 @@ class ConversationKeys:
         """Raise ``KeyIntegrityFailure`` unless the commitment and the content format are the
         ones the tag vouches for."""
         try:
-            crypto.verify_key_integrity(
+            verify_key_set_tag(
                 self._integrity_key,
                 tag,
-                owner_id=conversation_id,
-                key_id=member_id.bytes,
-                key_bytes=commitment,
-                purpose=_KEY_SET_PURPOSE,
-                version=content_version,
+                conversation_id=conversation_id,
+                member_id=member_id,
+                commitment=commitment,
+                content_version=content_version,
             )
         except crypto.IntegrityCheckFailed as exc:
             raise KeyIntegrityFailure("This conversation's key set was altered.") from exc
@@ -252,7 +215,7 @@ class ConversationKeys:
         conversation in this transaction (``medchat.keys.content_upgrade``).
         """
         conversation.content_version = content_version
-        conversation.key_tag = _key_set_tag(self._integrity_key, conversation)
+        conversation.key_tag = key_set_tag(self._integrity_key, conversation)
 
     @staticmethod
     def open_wrap(

@@ -64,13 +64,8 @@ from medchat.keys.rotation_plan import (
     pin_request,
     start_or_resume,
 )
-from medchat.keys.rotation_wraps import (
-    Progress,
-    RotationBlocked,
-    WrapResealer,
-    locked_rotation,
-    remaining_wraps,
-)
+from medchat.keys.rotation_state import Progress, RotationBlocked, locked_rotation, remaining_wraps
+from medchat.keys.rotation_wraps import WrapResealer
 from medchat.keys.successors import earlier_successors
 from medchat.models import (
     KeyRole,

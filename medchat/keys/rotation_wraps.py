@@ -34,21 +34,23 @@ new wrap (sessions opened before the rotation reach the new key through their gr
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, delete, func, insert, select
+from sqlalchemy import and_, delete, insert, select
 from sqlalchemy.orm import Session
 
 from access_control import hybrid_kem
 from medchat import audit
 from medchat.archive.gate import GATED, must_gate, stored_holders
-from medchat.errors import Conflict, KeyIntegrityFailure
-from medchat.keys.conversation_keys import ConversationKeys, seal_wrap
+from medchat.errors import KeyIntegrityFailure
+from medchat.keys.conversation_keys import ConversationKeys
 from medchat.keys.custody import KeyCustody
 from medchat.keys.epochs import epoch_commitment
+from medchat.keys.rotation_state import Progress, RotationBlocked, locked_rotation, remaining_wraps
+from medchat.keys.wrap_binding import seal_wrap
 from medchat.models import (
     Conversation,
     ConversationKeyEpoch,
@@ -60,44 +62,6 @@ from medchat.storage.row_integrity import is_tampered, skip_tampered
 
 if TYPE_CHECKING:  # the service context is passed in; importing it would run back up a layer
     from medchat.services.context import ServiceContext
-
-#: Called with (wraps re-sealed so far, wraps to re-seal in all) after each batch.
-Progress = Callable[[int, int], None]
-
-
-class RotationBlocked(Conflict):
-    """Some wraps do not open with the old key; retiring it would lose those conversations."""
-
-    code = "role_key_rotation_blocked"
-
-
-def locked_rotation(session: Session, rotation_id: uuid.UUID, role: str) -> RoleKeyRotation:
-    """The unfinished rotation row, locked for this transaction (concurrent runs take turns).
-
-    Raises ``Conflict`` when another run finished or abandoned it meanwhile.
-    """
-    rotation = session.get(RoleKeyRotation, rotation_id, with_for_update=True)
-    if rotation is None or rotation.finished_at is not None:
-        raise Conflict(f"the {role} rotation was finished or abandoned by another run")
-    return rotation
-
-
-def remaining_wraps(
-    session: Session, holder: str, key_id: bytes, *, excluding: set[uuid.UUID] | None = None
-) -> int:
-    """Wraps of ``holder`` (gated or not) still naming ``key_id`` (leaving out conversations
-    in ``excluding``)."""
-    statement = (
-        select(func.count())
-        .select_from(ConversationKeyWrap)
-        .where(
-            ConversationKeyWrap.holder.in_(stored_holders(holder)),
-            ConversationKeyWrap.recipient_key_id == key_id,
-        )
-    )
-    if excluding:
-        statement = statement.where(ConversationKeyWrap.conversation_id.notin_(excluding))
-    return session.execute(statement).scalar_one()
 
 
 class WrapResealer:

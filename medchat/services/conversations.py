@@ -20,17 +20,16 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Integer, bindparam, insert, select, update
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from access_control.roles import Role
 from medchat import audit
-from medchat.db import table_of
 from medchat.errors import Conflict, ConsentRequired, HistoryPending, NotFound
 from medchat.identity.principal import Principal
 from medchat.keys.epochs import ConversationDeks
-from medchat.keys.sealing import ContentKey, MessageLabel
+from medchat.keys.sealing import ContentKey
 from medchat.models import Conversation, ConversationStatus, Message, NotificationKind
 from medchat.services.claims import ClaimBook
 from medchat.services.consent import ConsentService
@@ -45,6 +44,7 @@ from medchat.services.conversation_refusals import (
 )
 from medchat.services.display_names import display_names
 from medchat.services.idempotency import Created, IdempotencyService
+from medchat.services.message_append import write_at_next_seq
 from medchat.services.message_views import ConversationReader, ConversationView, MessageView
 from medchat.services.notifications import enqueue
 from medchat.services.patient_view import sees_upload_names
@@ -55,55 +55,9 @@ def message_scope(conversation_id: uuid.UUID) -> str:
     return f"message.send:{conversation_id}"
 
 
-# Statements of the hot paths, built once with bound parameters: building a statement costs
-# more CPU than running it.
-_conversations = table_of(Conversation)
-_NEXT_SEQ = (
-    update(_conversations)
-    .where(_conversations.c.id == bindparam("conversation_id"))
-    .values(
-        message_count=_conversations.c.message_count + 1,
-        last_message_at=bindparam("now", type_=_conversations.c.last_message_at.type),
-        status=bindparam("next_status", type_=_conversations.c.status.type),
-    )
-    .returning(_conversations.c.message_count)
-)
-_messages = table_of(Message)
-_INSERT_MESSAGE = insert(_messages)
 #: Every message of a conversation in order (the export reads them all at once).
 _ALL_MESSAGES = (
     select(Message).where(Message.conversation_id == bindparam("id")).order_by(Message.seq)
-)
-#: PostgreSQL: the sequence number and the message in one statement, the INSERT selecting
-#: from the UPDATE ... RETURNING as a data-modifying CTE (SQLite runs the two in turn). The
-#: body is sealed to its sequence number before the statement runs, so the UPDATE moves the
-#: count only from the number the body was sealed for; otherwise neither row changes.
-_NEXT_SEQ_CTE = _NEXT_SEQ.where(
-    _conversations.c.message_count == bindparam("previous_count", type_=Integer)
-).cte("next_seq")
-_APPEND = (
-    insert(_messages)
-    .from_select(
-        [
-            "id",
-            "conversation_id",
-            "seq",
-            "author_role",
-            "author_id",
-            "body_ciphertext",
-            "created_at",
-        ],
-        select(
-            bindparam("message_id", type_=_messages.c.id.type),
-            bindparam("conversation_id", type_=_messages.c.conversation_id.type),
-            _NEXT_SEQ_CTE.c.message_count,
-            bindparam("author_role", type_=_messages.c.author_role.type),
-            bindparam("author_id", type_=_messages.c.author_id.type),
-            bindparam("body_ciphertext", type_=_messages.c.body_ciphertext.type),
-            bindparam("now", type_=_messages.c.created_at.type),
-        ),
-    )
-    .returning(_messages.c.seq)
 )
 
 
@@ -148,48 +102,18 @@ class ConversationService(ConversationReader):
         status = ConversationStatus.ANSWERED if author == "clinician" else ConversationStatus.OPEN
         # Core statements skip the ORM's autoflush: a conversation just added goes out first.
         self.session.flush()
-        connection = self.session.connection()
         message_id = message_id or uuid.uuid4()
-        key = ContentKey.for_conversation(dek, conversation)
-        params = {
-            "conversation_id": conversation.id,
-            "now": now,
-            "next_status": status,
-            "message_id": message_id,
-            "author_role": author,
-            "author_id": actor.id,
-        }
-        # The body's associated data names its sequence number and author (content format 2):
-        # it is sealed once the number is known.
-        if connection.dialect.name == "postgresql":
-            seq = None
-            for _attempt in range(2):
-                count = conversation.message_count
-                sealed = key.seal_body(MessageLabel(message_id, count + 1, author, actor.id), body)
-                params.update(previous_count=count, body_ciphertext=sealed)
-                seq = connection.execute(_APPEND, params).scalar_one_or_none()
-                if seq is not None:
-                    break
-                # The row was read before a concurrent send moved its count (callers that
-                # did not read it locked): lock it, read the count again, seal again.
-                self.session.refresh(conversation, ["message_count"], with_for_update=True)
-            if seq is None:  # pragma: no cover - the row is locked by this transaction now
-                raise Conflict("This conversation changed while the message was sent.")
-        else:
-            seq = connection.execute(_NEXT_SEQ, params).scalar_one()
-            sealed = key.seal_body(MessageLabel(message_id, seq, author, actor.id), body)
-            connection.execute(
-                _INSERT_MESSAGE,
-                {
-                    "id": message_id,
-                    "conversation_id": conversation.id,
-                    "seq": seq,
-                    "author_role": author,
-                    "author_id": actor.id,
-                    "body_ciphertext": sealed,
-                    "created_at": now,
-                },
-            )
+        seq, sealed = write_at_next_seq(
+            self.session,
+            conversation,
+            ContentKey.for_conversation(dek, conversation),
+            body,
+            message_id=message_id,
+            author=author,
+            author_id=actor.id,
+            now=now,
+            status=status,
+        )
         # The UPDATE above wrote these: record them as committed so the ORM does not write
         # them a second time at flush.
         set_committed_value(conversation, "message_count", seq)

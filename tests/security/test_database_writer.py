@@ -21,7 +21,7 @@ from access_control.roles import Role
 from medchat.archive.gate import GATED
 from medchat.errors import ConfigurationError, KeyIntegrityFailure, RoleKeyRequired
 from medchat.identity.principal import Principal
-from medchat.keys.conversation_keys import wrap_purpose
+from medchat.keys.wrap_binding import wrap_purpose
 from medchat.models import (
     AuthToken,
     Conversation,

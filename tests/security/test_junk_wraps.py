@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from access_control import crypto, hybrid_kem
 from medchat.archive.gate import GATED
 from medchat.identity.principal import Principal
-from medchat.keys.conversation_keys import wrap_purpose
+from medchat.keys.wrap_binding import wrap_purpose
 from medchat.models import ConversationKeyWrap, KeyRole, RoleKey
 from medchat.services.context import ServiceContext
 from tests.support.accounts import Person, make_member

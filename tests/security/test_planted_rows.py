@@ -597,8 +597,8 @@ def opened_by_attacker(runtime: ServiceContext, world: World) -> list[str]:
     other than the keys of the attacker's own conversation."""
     from access_control import crypto
     from access_control.password_kdf import open_with_password
-    from medchat.keys.conversation_keys import wrap_purpose
     from medchat.keys.personal_keys import _PERSONAL_AAD
+    from medchat.keys.wrap_binding import wrap_purpose
     from medchat.models import Conversation, RoleKey
 
     key = _personal_key(runtime, world.attacker.id)

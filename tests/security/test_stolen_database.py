@@ -51,9 +51,9 @@ from access_control.passwords import _bcrypt_input
 from access_control.pins import PIN_FILE
 from access_control.roles import Role
 from medchat.archive.gate import GATED, wrapped_for
-from medchat.keys.conversation_keys import wrap_purpose
 from medchat.keys.custody import _PERSONAL_AAD
 from medchat.keys.sealing import ContentKey
+from medchat.keys.wrap_binding import wrap_purpose
 from medchat.models import (
     Account,
     Attachment,

@@ -18,9 +18,9 @@ from sqlalchemy import select
 
 from access_control import crypto, hybrid_kem
 from access_control.password_kdf import open_with_password
-from medchat.keys.conversation_keys import wrap_purpose
 from medchat.keys.custody import _PERSONAL_AAD
 from medchat.keys.sealing import ContentKey
+from medchat.keys.wrap_binding import wrap_purpose
 from medchat.models import (
     Attachment,
     Conversation,

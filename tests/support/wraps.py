@@ -12,8 +12,8 @@ from sqlalchemy import and_, select
 from access_control import crypto, hybrid_kem
 from access_control.keyring import Keyring
 from medchat.archive.gate import GATED, wrapped_for
-from medchat.keys.conversation_keys import wrap_purpose
 from medchat.keys.epochs import epoch_commitment
+from medchat.keys.wrap_binding import wrap_purpose
 from medchat.models import (
     Conversation,
     ConversationKeyEpoch,

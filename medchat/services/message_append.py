@@ -1,0 +1,132 @@
+"""Writing one message at its conversation's next sequence number, sealed to that number.
+
+The hot path of a send, apart from the flow around it (``ConversationService.append_message``):
+the statements are built once with bound parameters (building a statement costs more CPU than
+running it), and each database gets the shortest safe round trip. The body's associated data
+names its sequence number and author (content format 2), so it is sealed once the number is
+known: on PostgreSQL one statement moves the count and inserts the message, and moves it only
+from the count the body was sealed for; SQLite runs the UPDATE, then seals, then inserts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Integer, bindparam, insert, select, update
+from sqlalchemy.orm import Session
+
+from medchat.db import table_of
+from medchat.errors import Conflict
+from medchat.keys.sealing import ContentKey, MessageLabel
+from medchat.models import Conversation, ConversationStatus, Message
+
+# Statements of the hot paths, built once with bound parameters: building a statement costs
+# more CPU than running it.
+_conversations = table_of(Conversation)
+_NEXT_SEQ = (
+    update(_conversations)
+    .where(_conversations.c.id == bindparam("conversation_id"))
+    .values(
+        message_count=_conversations.c.message_count + 1,
+        last_message_at=bindparam("now", type_=_conversations.c.last_message_at.type),
+        status=bindparam("next_status", type_=_conversations.c.status.type),
+    )
+    .returning(_conversations.c.message_count)
+)
+_messages = table_of(Message)
+_INSERT_MESSAGE = insert(_messages)
+#: PostgreSQL: the sequence number and the message in one statement, the INSERT selecting
+#: from the UPDATE ... RETURNING as a data-modifying CTE (SQLite runs the two in turn). The
+#: body is sealed to its sequence number before the statement runs, so the UPDATE moves the
+#: count only from the number the body was sealed for; otherwise neither row changes.
+_NEXT_SEQ_CTE = _NEXT_SEQ.where(
+    _conversations.c.message_count == bindparam("previous_count", type_=Integer)
+).cte("next_seq")
+_APPEND = (
+    insert(_messages)
+    .from_select(
+        [
+            "id",
+            "conversation_id",
+            "seq",
+            "author_role",
+            "author_id",
+            "body_ciphertext",
+            "created_at",
+        ],
+        select(
+            bindparam("message_id", type_=_messages.c.id.type),
+            bindparam("conversation_id", type_=_messages.c.conversation_id.type),
+            _NEXT_SEQ_CTE.c.message_count,
+            bindparam("author_role", type_=_messages.c.author_role.type),
+            bindparam("author_id", type_=_messages.c.author_id.type),
+            bindparam("body_ciphertext", type_=_messages.c.body_ciphertext.type),
+            bindparam("now", type_=_messages.c.created_at.type),
+        ),
+    )
+    .returning(_messages.c.seq)
+)
+
+
+def write_at_next_seq(
+    session: Session,
+    conversation: Conversation,
+    key: ContentKey,
+    body: str,
+    *,
+    message_id: uuid.UUID,
+    author: str,
+    author_id: uuid.UUID,
+    now: datetime,
+    status: ConversationStatus,
+) -> tuple[int, bytes]:
+    """Write the message and move the conversation's count, time and status; return the
+    sequence number and the sealed body.
+
+    The single ``UPDATE ... RETURNING`` serialises concurrent sends to one conversation (no
+    two messages share a number). On PostgreSQL it runs as a CTE of the INSERT, from the count
+    the caller read the row at; a row a concurrent send moved meanwhile is locked, read again
+    and sealed again.
+    """
+    connection = session.connection()
+    params = {
+        "conversation_id": conversation.id,
+        "now": now,
+        "next_status": status,
+        "message_id": message_id,
+        "author_role": author,
+        "author_id": author_id,
+    }
+    # The body's associated data names its sequence number and author (content format 2):
+    # it is sealed once the number is known.
+    if connection.dialect.name == "postgresql":
+        seq = None
+        for _attempt in range(2):
+            count = conversation.message_count
+            sealed = key.seal_body(MessageLabel(message_id, count + 1, author, author_id), body)
+            params.update(previous_count=count, body_ciphertext=sealed)
+            seq = connection.execute(_APPEND, params).scalar_one_or_none()
+            if seq is not None:
+                break
+            # The row was read before a concurrent send moved its count (callers that
+            # did not read it locked): lock it, read the count again, seal again.
+            session.refresh(conversation, ["message_count"], with_for_update=True)
+        if seq is None:  # pragma: no cover - the row is locked by this transaction now
+            raise Conflict("This conversation changed while the message was sent.")
+    else:
+        seq = connection.execute(_NEXT_SEQ, params).scalar_one()
+        sealed = key.seal_body(MessageLabel(message_id, seq, author, author_id), body)
+        connection.execute(
+            _INSERT_MESSAGE,
+            {
+                "id": message_id,
+                "conversation_id": conversation.id,
+                "seq": seq,
+                "author_role": author,
+                "author_id": author_id,
+                "body_ciphertext": sealed,
+                "created_at": now,
+            },
+        )
+    return seq, sealed
