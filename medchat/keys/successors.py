@@ -124,7 +124,7 @@ def appoint_successor(
     ]
     key, private = custody.create_role_key(role, RoleKeyStatus.SUCCESSOR)
     for account_id in recipients:
-        custody.grant(key, private, account_id, granted_by=None, require_pin=False)
+        custody.grant(key, private, account_id, granted_by=None)  # tag and fingerprint
     audit.record(
         session,
         "role_key.successor",
