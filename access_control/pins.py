@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import string
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -37,7 +38,7 @@ def parse_pins(value: str) -> dict[str, frozenset[str]]:
 
 
 def _is_hex(text: str) -> bool:
-    return all(c in "0123456789abcdefABCDEF" for c in text)
+    return all(c in string.hexdigits for c in text)
 
 
 class RolePins:

@@ -5,8 +5,8 @@
 that module's own test selection, prints killed / survived / score per module and fails
 (exit 1) when a module scores below its ``threshold``. Why per module: mutmut runs, for each
 mutant, only the tests that called the mutated function during a first pass over the
-selection, so a narrow selection keeps that pass (and the clean run) short, and each
-module's score is read on its own.
+selection, so a narrow selection keeps that pass short (the tool skips mutmut's clean run),
+and each module's score is read on its own.
 
 A module may name ``functions``: mutant-name patterns (``mutmut run`` takes them, fnmatch
 style) when only the functions that decide are mutated, because the whole module would not fit
@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     started, cpu = time.monotonic(), _children_cpu()
     _forget_schema_copies()
     try:
-        # Two modules at a time: a module's first pass and clean run use one core, its mutants
+        # Two modules at a time: a module's first pass uses one core, its mutants
         # both; a second module's work fills the other core meanwhile.
         with ThreadPoolExecutor(max_workers=args.parallel) as pool:
             outcomes = list(pool.map(lambda n: _run_one(modules[n], args, equivalent), names))
