@@ -7,11 +7,29 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
-from medchat.keys.rotation import RotationResult
-from medchat.models import AuditEntry, RoleKey, RoleKeyRotation, RoleKeyStatus
-from tests.support.rotation import physician_keys, revoke, rotate, rotation_world
+from medchat.errors import Conflict
+from medchat.keys.custody import KeyCustody
+from medchat.keys.rotation import RotationResult, RotationService
+from medchat.models import (
+    AuditEntry,
+    Conversation,
+    ConversationKeyWrap,
+    Holder,
+    RoleKey,
+    RoleKeyRotation,
+    RoleKeyStatus,
+)
+from tests.support.conversations import start_conversation
+from tests.support.rotation import (
+    physician_keys,
+    revoke,
+    rotate,
+    rotation_world,
+    wraps_sealed_to,
+)
+from tests.support.sessions import sign_in
 
 
 @pytest.fixture
@@ -79,3 +97,70 @@ def test_the_successors_made_before_a_rotation_retire_with_the_old_key(runtime, 
         2: RoleKeyStatus.RETIRED,
         3: RoleKeyStatus.ACTIVE,
     }
+
+
+def seal_a_conversation_to(runtime, world, key) -> None:
+    """What a host that read ``key`` as active a moment too long does: a new conversation
+    whose physician wrap is sealed to it."""
+    member = sign_in(runtime, world.members[0]).principal
+    started = start_conversation(runtime, member, subject=None, bodies=["late"])
+    with runtime.database.transaction() as session:
+        conversation = session.get(Conversation, started.id)
+        session.execute(
+            delete(ConversationKeyWrap).where(
+                ConversationKeyWrap.conversation_id == started.id,
+                ConversationKeyWrap.holder == Holder.PHYSICIAN,
+            )
+        )
+        keys = runtime.conversation_keys(session)
+        keys.add_wrap(
+            conversation,
+            started.dek,
+            Holder.PHYSICIAN,
+            key.id,
+            key.public_key,
+            key.key_id,
+            conversation.created_at,
+        )
+
+
+def test_a_wrap_to_the_old_key_arriving_after_the_sweep_stops_the_retirement(
+    runtime, world, monkeypatch
+):
+    old = physician_keys(runtime)[1]
+    retire = RotationService._retire
+
+    def after_a_late_seal(service, plan, successors):
+        monkeypatch.setattr(RotationService, "_retire", retire)  # once
+        seal_a_conversation_to(runtime, world, old)
+        return retire(service, plan, successors)
+
+    monkeypatch.setattr(RotationService, "_retire", after_a_late_seal)
+    with pytest.raises(Conflict) as refused:
+        rotate(runtime, world.clinician)
+    assert refused.value.message == "physician wraps appeared during the sweep; run it again"
+    assert physician_keys(runtime)[1].status != RoleKeyStatus.RETIRED
+    assert retire_entries(runtime) == []
+
+    assert rotate(runtime, world.clinician).retired  # the next run sweeps it and retires
+    assert wraps_sealed_to(runtime, old) == 0
+
+
+def test_the_retirement_holds_the_roles_grant_lock(runtime, world, monkeypatch):
+    taken: list[tuple[str, str, bool]] = []
+    lock = KeyCustody._advisory_lock
+
+    def noted(custody, purpose, role, *, exclusive):
+        taken.append((purpose, str(role), exclusive))
+        lock(custody, purpose, role, exclusive=exclusive)
+
+    retire = RotationService._retire
+
+    def watched(service, plan, successors):
+        taken.clear()
+        retire(service, plan, successors)
+        assert ("role-key-grants", "physician", True) in taken
+
+    monkeypatch.setattr(KeyCustody, "_advisory_lock", noted)
+    monkeypatch.setattr(RotationService, "_retire", watched)
+    assert rotate(runtime, world.clinician).retired
