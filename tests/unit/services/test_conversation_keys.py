@@ -9,11 +9,24 @@ attacks (junk wraps, swapped commitments) are in tests/security.
 
 from __future__ import annotations
 
-import pytest
+import uuid
+from datetime import UTC, datetime
 
+import pytest
+from sqlalchemy import delete, select
+
+from access_control import crypto
 from access_control.keyring import Keyring
-from medchat.errors import NotFound
-from medchat.models import Conversation, Holder
+from medchat.archive.gate import GATED
+from medchat.errors import Conflict, KeyIntegrityFailure, NotFound
+from medchat.keys.epochs import ConversationDeks
+from medchat.models import (
+    Conversation,
+    ConversationKeyWrap,
+    ConversationStatus,
+    Holder,
+    KeyRole,
+)
 from tests.support.accounts import make_member
 from tests.support.conversations import start_conversation
 from tests.support.messaging import care_team
@@ -74,3 +87,121 @@ def test_only_the_three_holders_open_a_conversation_key(runtime, world):
     with pytest.raises(ValueError) as refused:
         open_as(runtime, conversation_id, before, "nurse")
     assert str(refused.value) == "no holder 'nurse' opens a conversation key"
+
+
+# -- beginning epochs and adding wraps ---------------------------------------------------------
+
+
+@pytest.fixture
+def fresh(runtime):
+    """A care team and a member, keys initialised, no conversation yet."""
+    care_team(runtime)
+    return sign_in(runtime, make_member(runtime)).principal
+
+
+def new_conversation(session, member_id) -> Conversation:
+    now = datetime.now(UTC)
+    conversation = Conversation(
+        id=uuid.uuid4(),
+        member_id=member_id,
+        status=ConversationStatus.OPEN,
+        message_count=0,
+        created_at=now,
+        last_message_at=now,
+    )
+    session.add(conversation)
+    return conversation
+
+
+def test_a_new_key_is_epoch_one_of_its_conversation_with_its_row(runtime, fresh):
+    with runtime.database.transaction() as session:
+        conversation = new_conversation(session, fresh.id)
+        with session.no_autoflush:
+            deks = runtime.conversation_keys(session).new_key(conversation, runtime.clock.now())
+        assert deks.conversation_id == conversation.id
+        assert (deks.current, deks.begun) == (1, 1)
+        assert deks.rows[1].epoch == 1
+        crypto.verify_key_commitment(deks.of(1), conversation.key_commitment, conversation.id)
+        session.flush()
+        wraps = session.scalars(
+            select(ConversationKeyWrap).where(
+                ConversationKeyWrap.conversation_id == conversation.id
+            )
+        ).all()
+        # Live, so the archive wrap is gated; every wrap is epoch 1's.
+        assert sorted((w.holder, w.epoch) for w in wraps) == [
+            (GATED, 1),
+            (Holder.MEMBER, 1),
+            (Holder.PHYSICIAN, 1),
+        ]
+
+
+def test_a_later_epoch_is_numbered_after_the_last_and_a_stale_reader_is_refused(runtime, fresh):
+    with runtime.database.transaction() as session:
+        conversation = new_conversation(session, fresh.id)
+        keys = runtime.conversation_keys(session)
+        with session.no_autoflush:
+            deks = keys.new_key(conversation, runtime.clock.now())
+        session.flush()
+        stale = ConversationDeks(conversation.id, {1: deks.of(1)})
+        assert keys.start_epoch(conversation, deks, runtime.clock.now()) == 2
+        assert (deks.current, deks.begun, deks.rows[2].epoch) == (2, 2, 2)
+        session.flush()
+        with pytest.raises(Conflict) as refused:
+            keys.start_epoch(conversation, stale, runtime.clock.now())
+        assert refused.value.message == (
+            "This conversation changed while it was written to; send it again."
+        )
+
+
+def test_an_archive_wrap_is_plain_only_for_a_sealed_conversation(runtime, fresh):
+    with runtime.database.transaction() as session:
+        conversation = new_conversation(session, fresh.id)
+        keys = runtime.conversation_keys(session)
+        with session.no_autoflush:
+            deks = keys.new_key(conversation, runtime.clock.now())
+        session.flush()
+        archive = runtime.custody(session).role_keys(KeyRole.ARCHIVE)[0]
+        conversation.status = ConversationStatus.SEALED
+        session.execute(
+            delete(ConversationKeyWrap).where(
+                ConversationKeyWrap.conversation_id == conversation.id,
+                ConversationKeyWrap.holder == GATED,
+            )
+        )
+        keys.add_wrap(
+            conversation,
+            deks.of(1),
+            Holder.ARCHIVE,
+            archive.id,
+            archive.public_key,
+            archive.key_id,
+            runtime.clock.now(),
+        )
+        session.flush()
+        [plain] = session.scalars(
+            select(ConversationKeyWrap).where(
+                ConversationKeyWrap.conversation_id == conversation.id,
+                ConversationKeyWrap.holder.in_([Holder.ARCHIVE, GATED]),
+            )
+        ).all()
+        assert (plain.holder, plain.epoch) == (Holder.ARCHIVE, 1)
+        session.rollback()
+
+
+def test_a_retagged_conversation_verifies_at_its_new_format_only(runtime, fresh):
+    with runtime.database.transaction() as session:
+        conversation = new_conversation(session, fresh.id)
+        keys = runtime.conversation_keys(session)
+        with session.no_autoflush:
+            keys.new_key(conversation, runtime.clock.now())
+        old_tag, old_version = conversation.key_tag, conversation.content_version
+        keys.retag(conversation, old_version - 1)
+        assert conversation.content_version == old_version - 1
+        assert conversation.key_tag != old_tag
+        keys.verify_conversation(conversation)
+        conversation.content_version = old_version  # set back without a new tag
+        with pytest.raises(KeyIntegrityFailure) as refused:
+            keys.verify_conversation(conversation)
+        assert refused.value.message == "This conversation's key set was altered."
+        session.rollback()
