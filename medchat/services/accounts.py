@@ -49,7 +49,12 @@ class NewMember:
 @dataclass(frozen=True, repr=False)
 class EnrollmentStart:
     provisioning_uri: str
-    qr_svg: str
+
+    @property
+    def qr_svg(self) -> str:
+        """The URI as a QR code, drawn when a page or an answer shows it (about 20 ms: not for
+        the callers that only need the secret, such as ``medchat demo`` and the tests)."""
+        return totp.qr_svg(self.provisioning_uri)
 
 
 class AccountService:
@@ -362,7 +367,7 @@ class AccountService:
         account.totp_last_step = None
         self.session.flush()
         uri = totp.provisioning_uri(secret, email)
-        return EnrollmentStart(provisioning_uri=uri, qr_svg=totp.qr_svg(uri))
+        return EnrollmentStart(provisioning_uri=uri)
 
     def _confirm_totp(self, account: Account, code: str) -> list[str]:
         secret = self.totp_secret(account)
