@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from sqlalchemy import select
 
 from medchat.models import AuditEntry
@@ -23,3 +26,14 @@ def audit_entries(
         entries = list(session.scalars(statement))
         session.expunge_all()
     return entries
+
+
+def audit_records(
+    runtime: ServiceContext, action: str
+) -> list[tuple[str | None, str | None, dict[str, Any]]]:
+    """Each entry of ``action`` as (target type, target id, details), in chain order: what a
+    test of a step's record compares whole."""
+    return [
+        (entry.target_type, entry.target_id, json.loads(entry.details))
+        for entry in audit_entries(runtime, action)
+    ]

@@ -113,6 +113,16 @@ def new_conversation(session, member_id) -> Conversation:
     return conversation
 
 
+def keyed(runtime, session, member_id):
+    """A new conversation of ``member_id`` with its epoch 1 key, written (flushed)."""
+    conversation = new_conversation(session, member_id)
+    keys = runtime.conversation_keys(session)
+    with session.no_autoflush:
+        deks = keys.new_key(conversation, runtime.clock.now())
+    session.flush()
+    return conversation, keys, deks
+
+
 def test_a_new_key_is_epoch_one_of_its_conversation_with_its_row(runtime, fresh):
     with runtime.database.transaction() as session:
         conversation = new_conversation(session, fresh.id)
@@ -138,11 +148,7 @@ def test_a_new_key_is_epoch_one_of_its_conversation_with_its_row(runtime, fresh)
 
 def test_a_later_epoch_is_numbered_after_the_last_and_a_stale_reader_is_refused(runtime, fresh):
     with runtime.database.transaction() as session:
-        conversation = new_conversation(session, fresh.id)
-        keys = runtime.conversation_keys(session)
-        with session.no_autoflush:
-            deks = keys.new_key(conversation, runtime.clock.now())
-        session.flush()
+        conversation, keys, deks = keyed(runtime, session, fresh.id)
         stale = ConversationDeks(conversation.id, {1: deks.of(1)})
         assert keys.start_epoch(conversation, deks, runtime.clock.now()) == 2
         assert (deks.current, deks.begun, deks.rows[2].epoch) == (2, 2, 2)
@@ -156,11 +162,7 @@ def test_a_later_epoch_is_numbered_after_the_last_and_a_stale_reader_is_refused(
 
 def test_an_archive_wrap_is_plain_only_for_a_sealed_conversation(runtime, fresh):
     with runtime.database.transaction() as session:
-        conversation = new_conversation(session, fresh.id)
-        keys = runtime.conversation_keys(session)
-        with session.no_autoflush:
-            deks = keys.new_key(conversation, runtime.clock.now())
-        session.flush()
+        conversation, keys, deks = keyed(runtime, session, fresh.id)
         archive = runtime.custody(session).role_keys(KeyRole.ARCHIVE)[0]
         conversation.status = ConversationStatus.SEALED
         session.execute(
@@ -191,10 +193,7 @@ def test_an_archive_wrap_is_plain_only_for_a_sealed_conversation(runtime, fresh)
 
 def test_a_retagged_conversation_verifies_at_its_new_format_only(runtime, fresh):
     with runtime.database.transaction() as session:
-        conversation = new_conversation(session, fresh.id)
-        keys = runtime.conversation_keys(session)
-        with session.no_autoflush:
-            keys.new_key(conversation, runtime.clock.now())
+        conversation, keys, _ = keyed(runtime, session, fresh.id)
         old_tag, old_version = conversation.key_tag, conversation.content_version
         keys.retag(conversation, old_version - 1)
         assert conversation.content_version == old_version - 1

@@ -38,6 +38,13 @@ def physician_key(custody) -> RoleKey:
     return custody.role_keys(KeyRole.PHYSICIAN, RoleKeyStatus.ACTIVE)[0]
 
 
+def pinned_pending(runtime, custody):
+    """A rotation's new physician key, pinned (what ``keys rotate`` makes before granting it)."""
+    key, handle = custody.create_role_key(KeyRole.PHYSICIAN, RoleKeyStatus.PENDING)
+    runtime.pins.add(KeyRole.PHYSICIAN, [key.fingerprint])
+    return key, handle
+
+
 # -- making a version --------------------------------------------------------------------------
 
 
@@ -125,8 +132,7 @@ def test_a_grant_is_sealed_to_the_holder_once_and_names_who_granted_it(runtime, 
     clinician, _, colleague = team
     with runtime.database.transaction() as session:
         custody = runtime.custody(session)
-        key, handle = custody.create_role_key(KeyRole.PHYSICIAN, RoleKeyStatus.PENDING)
-        runtime.pins.add(KeyRole.PHYSICIAN, [key.fingerprint])
+        key, handle = pinned_pending(runtime, custody)
         printed = custody.grant(key, handle, colleague.id, granted_by=clinician.id)
         again = custody.grant(key, handle, colleague.id, granted_by=None)
 
@@ -170,8 +176,7 @@ def test_granted_roles_are_named_once_each_in_order(runtime, team):
     clinician, compliance, colleague = team
     with runtime.database.transaction() as session:
         custody = runtime.custody(session)
-        key, handle = custody.create_role_key(KeyRole.PHYSICIAN, RoleKeyStatus.PENDING)
-        runtime.pins.add(KeyRole.PHYSICIAN, [key.fingerprint])
+        key, handle = pinned_pending(runtime, custody)
         custody.grant(key, handle, colleague.id, granted_by=None)  # a second physician version
         assert custody.granted_roles(colleague.id) == ["physician"]
         assert custody.granted_roles(compliance.id) == ["archive"]

@@ -4,8 +4,6 @@ behaviour (who reads what, resuming, the sweep) is in tests/unit/services/test_r
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from sqlalchemy import delete, select
 
@@ -13,7 +11,6 @@ from medchat.errors import Conflict
 from medchat.keys.custody import KeyCustody
 from medchat.keys.rotation import RotationResult, RotationService
 from medchat.models import (
-    AuditEntry,
     Conversation,
     ConversationKeyWrap,
     Holder,
@@ -21,6 +18,7 @@ from medchat.models import (
     RoleKeyRotation,
     RoleKeyStatus,
 )
+from tests.support.audit import audit_records
 from tests.support.conversations import start_conversation
 from tests.support.rotation import (
     physician_keys,
@@ -35,16 +33,6 @@ from tests.support.sessions import sign_in
 @pytest.fixture
 def world(runtime):
     return rotation_world(runtime, conversations=3, members=1)
-
-
-def retire_entries(runtime) -> list[tuple[str | None, str | None, dict]]:
-    with runtime.database.transaction() as session:
-        entries = session.scalars(
-            select(AuditEntry)
-            .where(AuditEntry.action == "role_key.retire")
-            .order_by(AuditEntry.seq)
-        )
-        return [(e.target_type, e.target_id, json.loads(e.details)) for e in entries]
 
 
 def test_a_rotation_reports_and_records_what_it_did(runtime, world):
@@ -63,7 +51,7 @@ def test_a_rotation_reports_and_records_what_it_did(runtime, world):
         retired=True,
         unpin=None,  # the pin file is the service's to edit
     )
-    assert retire_entries(runtime) == [
+    assert audit_records(runtime, "role_key.retire") == [
         (
             "role_key",
             str(old.id),
@@ -90,7 +78,7 @@ def test_the_successors_made_before_a_rotation_retire_with_the_old_key(runtime, 
     result = rotate(runtime, world.clinician)
 
     assert (result.from_version, result.to_version, result.retired) == (1, 3, True)
-    [(_, _, details)] = retire_entries(runtime)
+    [(_, _, details)] = audit_records(runtime, "role_key.retire")
     assert details["successors_retired"] == [2]
     assert {v: row.status for v, row in physician_keys(runtime).items()} == {
         1: RoleKeyStatus.RETIRED,
@@ -140,7 +128,7 @@ def test_a_wrap_to_the_old_key_arriving_after_the_sweep_stops_the_retirement(
         rotate(runtime, world.clinician)
     assert refused.value.message == "physician wraps appeared during the sweep; run it again"
     assert physician_keys(runtime)[1].status != RoleKeyStatus.RETIRED
-    assert retire_entries(runtime) == []
+    assert audit_records(runtime, "role_key.retire") == []
 
     assert rotate(runtime, world.clinician).retired  # the next run sweeps it and retires
     assert wraps_sealed_to(runtime, old) == 0

@@ -4,15 +4,13 @@ after the loss) are in tests/security/test_successor_keys.py."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from sqlalchemy import select
 
 from access_control.roles import Role
 from medchat.keys.successors import appoint_successor, sealing_key
-from medchat.models import AuditEntry, KeyRole, RoleKeyStatus
+from medchat.models import KeyRole, RoleKeyStatus
 from tests.support.accounts import init_role_keys, make_staff
+from tests.support.audit import audit_records
 from tests.support.rotation import grant
 
 
@@ -30,16 +28,6 @@ def doctors(runtime):
     return [first, *colleagues]
 
 
-def successor_entries(runtime) -> list[tuple[str | None, str | None, dict]]:
-    with runtime.database.transaction() as session:
-        entries = session.scalars(
-            select(AuditEntry)
-            .where(AuditEntry.action == "role_key.successor")
-            .order_by(AuditEntry.seq)
-        )
-        return [(e.target_type, e.target_id, json.loads(e.details)) for e in entries]
-
-
 def test_each_loss_records_the_successor_and_every_version_it_succeeds(runtime, doctors):
     _, bea, cy = doctors
     with runtime.database.transaction() as session:
@@ -51,7 +39,7 @@ def test_each_loss_records_the_successor_and_every_version_it_succeeds(runtime, 
 
     (one_id, one_version, one_print), (two_id, two_version, two_print) = made
     assert (one_version, two_version) == (2, 3)
-    assert successor_entries(runtime) == [
+    assert audit_records(runtime, "role_key.successor") == [
         (
             "role_key",
             str(one_id),
@@ -110,5 +98,5 @@ def test_a_loss_during_a_rotation_succeeds_the_active_key_not_the_pending_one(ru
         assert successor is not None
         assert (pending.version, successor.version) == (2, 3)
 
-    [(_, _, details)] = successor_entries(runtime)
+    [(_, _, details)] = audit_records(runtime, "role_key.successor")
     assert details["succeeds_versions"] == [1]
