@@ -10,6 +10,7 @@ content format) under the integrity key kept outside the database (SECURITY-MODE
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from access_control import crypto, hybrid_kem
 from medchat.models import Conversation
@@ -22,15 +23,30 @@ def wrap_purpose(holder: str) -> str:
     return f"{hybrid_kem.PURPOSE_CONVERSATION_DEK}/{holder}"
 
 
+def _key_set_fields(
+    conversation_id: uuid.UUID, member_id: uuid.UUID, commitment: bytes, content_version: int
+) -> dict[str, Any]:
+    """What the key-set tag covers, in one place for making and checking it. Its version is
+    the conversation's content format (``medchat.keys.sealing``)."""
+    return {
+        "owner_id": conversation_id,
+        "key_id": member_id.bytes,
+        "key_bytes": commitment,
+        "purpose": _KEY_SET_PURPOSE,
+        "version": content_version,
+    }
+
+
 def key_set_tag(integrity_key: bytes, conversation: Conversation) -> bytes:
-    """The tag's version is the conversation's content format (``medchat.keys.sealing``)."""
+    """The tag over a conversation's member, key commitment and content format."""
     return crypto.key_integrity_tag(
         integrity_key,
-        owner_id=conversation.id,
-        key_id=conversation.member_id.bytes,
-        key_bytes=conversation.key_commitment,
-        purpose=_KEY_SET_PURPOSE,
-        version=conversation.content_version,
+        **_key_set_fields(
+            conversation.id,
+            conversation.member_id,
+            conversation.key_commitment,
+            conversation.content_version,
+        ),
     )
 
 
@@ -48,11 +64,7 @@ def verify_key_set_tag(
     crypto.verify_key_integrity(
         integrity_key,
         tag,
-        owner_id=conversation_id,
-        key_id=member_id.bytes,
-        key_bytes=commitment,
-        purpose=_KEY_SET_PURPOSE,
-        version=content_version,
+        **_key_set_fields(conversation_id, member_id, commitment, content_version),
     )
 
 
