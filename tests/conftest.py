@@ -19,7 +19,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from medchat import create_app
-from medchat.services.context import ServiceContext
+from medchat.config import Settings
+from medchat.services.context import ServiceContext, start_service_context
 from tests.support import fast_first
 from tests.support.clock import ManualClock
 from tests.support.databases import backends, empty_all_tables, fresh_database
@@ -50,37 +51,58 @@ def clock() -> ManualClock:
     return ManualClock()
 
 
-@pytest.fixture
-def make_app(database_url: str, key_dir: Path, clock: ManualClock) -> Iterator[Any]:
-    """Build apps with extra settings; every app built is torn down after the test."""
-    built: list[Flask] = []
+class AppFactory:
+    """Builds apps, or bare service contexts, on the test's database, key directory and clock;
+    tears every one down after the test (each table emptied)."""
 
-    def _make(**overrides: Any) -> Flask:
-        settings = {
+    def __init__(self, database_url: str, key_dir: Path, clock: ManualClock) -> None:
+        self.database_url, self.key_dir, self.clock = database_url, key_dir, clock
+        self.built: list[ServiceContext] = []
+
+    def settings(self, **overrides: Any) -> dict[str, Any]:
+        return {
             **TEST_SETTINGS,
-            "database_url": database_url,
-            "key_dir": key_dir,
+            "database_url": self.database_url,
+            "key_dir": self.key_dir,
             "ratelimit_storage_uri": os.environ.get(
                 "MEDCHAT_TEST_RATELIMIT_STORAGE_URI", "memory://"
             ),
             "ratelimit_key_prefix": f"medchat-test-{uuid.uuid4().hex}",
             **overrides,
         }
-        app = create_app(settings, clock=clock)
+
+    def __call__(self, **overrides: Any) -> Flask:
+        app = create_app(self.settings(**overrides), clock=self.clock)
         app.config["TESTING"] = True
-        built.append(app)
+        self.built.append(app.extensions["medchat"])
         return app
 
-    yield _make
-    for app in built:
-        runtime: ServiceContext = app.extensions["medchat"]
-        empty_all_tables(runtime.database.engine)
-        runtime.database.dispose()
+    def service_context(self, **overrides: Any) -> ServiceContext:
+        """What ``create_app`` starts before its blueprints (``start_service_context``), for
+        tests of services: a tenth of an app's cost."""
+        runtime = start_service_context(
+            Settings.from_env(overrides=self.settings(**overrides)), self.clock
+        )
+        self.built.append(runtime)
+        return runtime
+
+    def tear_down(self) -> None:
+        for runtime in self.built:
+            empty_all_tables(runtime.database.engine)
+            runtime.database.dispose()
 
 
 @pytest.fixture
-def app(make_app: Any) -> Flask:
-    return make_app()  # type: ignore[no-any-return]
+def make_app(database_url: str, key_dir: Path, clock: ManualClock) -> Iterator[AppFactory]:
+    """Build apps with extra settings; every app built is torn down after the test."""
+    factory = AppFactory(database_url, key_dir, clock)
+    yield factory
+    factory.tear_down()
+
+
+@pytest.fixture
+def app(make_app: AppFactory) -> Flask:
+    return make_app()
 
 
 @pytest.fixture
@@ -89,8 +111,13 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def runtime(app: Flask) -> ServiceContext:
-    return app.extensions["medchat"]  # type: ignore[no-any-return]
+def runtime(request: pytest.FixtureRequest, make_app: AppFactory) -> ServiceContext:
+    """The app's service context when the test has an app (it asks for ``app`` or ``client``,
+    or its module builds its own ``app``); otherwise one started without the web layer."""
+    if "app" in request.fixturenames or hasattr(request.module, "app"):
+        app: Flask = request.getfixturevalue("app")
+        return app.extensions["medchat"]  # type: ignore[no-any-return]
+    return make_app.service_context()
 
 
 # Mutation runs only (``MEDCHAT_TEST_FAST_FIRST``, tests/support/fast_first.py): the first run

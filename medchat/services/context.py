@@ -34,6 +34,7 @@ from medchat.keys.custody import KeyCustody
 from medchat.keys.personal_data import ProfileCipher
 from medchat.models import RoleKey, RoleKeyStatus
 from medchat.observability import metrics
+from medchat.services.consent_texts import current_text
 from medchat.services.mail import Mailer, Postman, mailer_from_url
 from medchat.storage.row_integrity import TAGGER
 
@@ -183,3 +184,26 @@ def verify_role_key_pins(runtime: ServiceContext) -> None:
         logging.getLogger("medchat.startup").warning(
             "the database does not answer; role-key pins are checked at each seal instead"
         )
+
+
+def start_service_context(
+    settings: Settings, clock: Clock | None = None, *, check_pins: bool = True
+) -> ServiceContext:
+    """What every process does before it serves anything, web or not: build the context,
+    make sure the consent text members agree to exists, check the role-key pins.
+
+    ``create_app`` starts with it; so do the tests of services that need no HTTP (they skip
+    the blueprints and the OpenAPI document, most of an app's cost).
+    """
+    runtime = build_service_context(settings, clock)
+    # The consent text members agree to must exist before the first member is asked.
+    current_text(settings)
+    if check_pins:
+        try:
+            verify_role_key_pins(runtime)
+        except ConfigurationError:
+            # A worker retries a refused start every few seconds (``medchat.web.standby``):
+            # each attempt must leave no pooled connection behind.
+            runtime.database.dispose()
+            raise
+    return runtime
