@@ -7,12 +7,13 @@ settings and clock; production reads ``MEDCHAT_*`` and refuses unsafe settings.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, g
 from flask_login import LoginManager
-from flask_smorest import Api
+from flask_smorest import Api, Blueprint
 
 from access_control.networks import TrustedProxies
 from medchat import console
@@ -36,10 +37,8 @@ from medchat.clock import Clock
 from medchat.config import Settings
 from medchat.console import cookie as console_cookie
 from medchat.console import security as console_security
-from medchat.errors import ConfigurationError
 from medchat.schemas.common import ErrorSchema
-from medchat.services.consent_texts import current_text
-from medchat.services.context import build_service_context, verify_role_key_pins
+from medchat.services.context import start_service_context
 from medchat.web import bearer, metrics_endpoint, request_log, rotation_due, throttling
 from medchat.web import json_bodies as http_json
 from medchat.web import rewrap_drain as http_rewrap
@@ -48,20 +47,58 @@ from medchat.web import transaction as http_transaction
 from medchat.web.errors import register_error_handlers
 from medchat.web.guard import check_routes_declare_permissions
 from medchat.web.uploads import InMemoryUploadRequest
+from medchat.web.url_rules import LazyBuilderRule
 
 
 class MedchatApi(Api):
     """flask-smorest's Api with our error contract instead of its default error body, in the
     answers and in the OpenAPI document alike; no catch-all ``default`` response: each
-    operation lists its own (``medchat.api.openapi``)."""
+    operation lists its own (``medchat.api.openapi``).
+
+    The document is written when it is first read (``spec``), not as each blueprint is
+    registered: about half of building an app, paid by every worker and every test's app,
+    while most never serve ``/api/v1/openapi.json``. It is the same document: the blueprints
+    are documented in the order they were registered, against the same URL map.
+    """
 
     ERROR_SCHEMA = ErrorSchema  # type: ignore[assignment]  # smorest's documented override
     # None: no catch-all error response (each operation lists its own: medchat.api.openapi).
     DEFAULT_ERROR_RESPONSE_NAME = None  # type: ignore[assignment]  # smorest reads None as off
 
     def __init__(self, app: Flask) -> None:
+        self._undocumented: list[tuple[Blueprint, str, Any]] = []
+        self._documenting = threading.Lock()
         super().__init__(app, spec_kwargs={"extra_plugins": [ContractPlugin(app)]})
         init_api(self)
+
+    @property  # smorest assigns it as a plain attribute; the setter below takes that
+    def spec(self) -> Any:
+        if self._undocumented:
+            self._document_registered()
+        return self._spec
+
+    @spec.setter
+    def spec(self, value: Any) -> None:
+        self._spec = value
+
+    def register_blueprint(self, blp: Blueprint, *, parameters: Any = None, **options: Any) -> None:
+        """``Api.register_blueprint`` but for the document, which ``spec`` writes later."""
+        name = options.get("name", blp.name)
+        self._app.extensions["flask-smorest"]["blp_name_to_api"][name] = self
+        self._app.register_blueprint(blp, **options)
+        self._undocumented.append((blp, name, parameters))
+
+    def _document_registered(self) -> None:
+        # A blueprint leaves the list only once documented: a reader that finds it empty
+        # reads the whole document.
+        with self._documenting:
+            while self._undocumented:
+                blp, name, parameters = self._undocumented[0]
+                blp.register_views_in_doc(
+                    self, self._app, self._spec, name=name, parameters=parameters
+                )
+                self._spec.tag({"name": name, "description": blp.description})
+                del self._undocumented[0]
 
     def _register_error_handlers(self) -> None:
         register_error_handlers(self._app)
@@ -80,22 +117,14 @@ def create_app(
     inspect and repair keys.
     """
     settings = Settings.from_env(overrides=config)
-    runtime = build_service_context(settings, clock)
-    # The consent text members agree to must exist before the first member is asked.
-    current_text(settings)
-    if check_pins:
-        try:
-            verify_role_key_pins(runtime)
-        except ConfigurationError:
-            # A worker retries a refused start every few seconds (``medchat.web.standby``):
-            # each attempt must leave no pooled connection behind.
-            runtime.database.dispose()
-            raise
+    runtime = start_service_context(settings, clock, check_pins=check_pins)
 
     app = Flask(__name__)
     # Multipart files stay in bounded memory: werkzeug would spool uploads over 500 KB to
     # temporary files, and attachment plaintext must never touch a disk (http_uploads).
     app.request_class = InMemoryUploadRequest
+    # URL builders compiled on first use, not ~240 of them at every start (medchat.web.url_rules).
+    app.url_rule_class = LazyBuilderRule
     app.config.update(
         SECRET_KEY=runtime.keys.session_signing,
         MAX_CONTENT_LENGTH=settings.max_attachment_bytes + 64 * 1024,

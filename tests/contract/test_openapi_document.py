@@ -4,7 +4,9 @@ fast half of the contract test; ``test_schemathesis`` is the generated half)."""
 from __future__ import annotations
 
 import re
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
@@ -190,3 +192,37 @@ def test_the_docs_page_is_served_from_here_under_the_csp(client):
     assert '"/api/v1/openapi.json"' in start
     assert client.get("/api/v1/docs/swagger-ui.js").status_code == 404  # not a listed asset
     assert client.get("/api/v1/docs/LICENSE").status_code == 404
+
+
+def _documented_path(rule):
+    return re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
+
+
+def test_every_route_of_an_api_blueprint_is_in_the_document(app, client):
+    """The document is written when first read (``MedchatApi.spec``): every blueprint
+    registered with the Api is in it, each of its routes and methods."""
+    document = client.get(OPENAPI).get_json()
+    api_blueprints = app.extensions["flask-smorest"]["blp_name_to_api"]
+    assert len(api_blueprints) >= 10
+    routes = [r for r in app.url_map.iter_rules() if r.endpoint.split(".")[0] in api_blueprints]
+    assert len(routes) > 50
+    for rule in routes:
+        item = document["paths"].get(_documented_path(rule))
+        assert item is not None, rule.rule
+        assert set(rule.methods) - {"HEAD", "OPTIONS"} <= {m.upper() for m in item}, rule
+    assert {tag["name"] for tag in document["tags"]} == set(api_blueprints)
+
+
+def test_readers_at_once_of_a_document_not_yet_written_each_read_it_whole(make_app):
+    written = make_app().test_client().get(OPENAPI).get_json()
+    fresh = make_app()
+    start = threading.Barrier(6)
+
+    def read(_: int) -> dict:
+        client = fresh.test_client()
+        start.wait()
+        return client.get(OPENAPI).get_json()  # type: ignore[no-any-return]
+
+    with ThreadPoolExecutor(6) as pool:
+        documents = list(pool.map(read, range(6)))
+    assert all(document == written for document in documents)
