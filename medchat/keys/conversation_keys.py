@@ -24,12 +24,13 @@ rotation is overdue (``medchat.keys.rotation_deadline``).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
 from access_control import crypto, hybrid_kem
-from access_control.keyring import Keyring
+from access_control.keyring import HeldRoleKey, Keyring
 from access_control.unwrap_memo import UnwrapMemo
 from medchat.archive.gate import GATED, ArchiveGate, must_gate
 from medchat.errors import Conflict, KeyIntegrityFailure, NotFound
@@ -287,7 +288,7 @@ class ConversationKeys:
                 dek = self._open_with(conversation, holder, candidates, held, commitment, keyring)
             if dek is None and holder != Holder.MEMBER and keyring.personal is not None:
                 if fresher is None:
-                    fresher = self._fresher(keyring, holder, conversation, candidates)
+                    fresher = self._fresher(keyring, holder)
                 dek = self._open_with(conversation, holder, fresher, held, commitment, None)
             if dek is None:
                 raise NotFound("No key this session holds opens this conversation.")
@@ -295,20 +296,15 @@ class ConversationKeys:
         return ConversationDeks(conversation.id, deks, wraps.rows)
 
     def _fresher(
-        self,
-        keyring: Keyring,
-        holder: str,
-        conversation: Conversation,
-        tried: dict[bytes, tuple[uuid.UUID, hybrid_kem.PrivateKeyHandle]],
+        self, keyring: Keyring, holder: str
     ) -> dict[bytes, tuple[uuid.UUID, hybrid_kem.PrivateKeyHandle]]:
-        """The role keys the session's personal key opens today, less those tried already."""
+        """The role keys the session's personal key opens today (the session's own among them:
+        none has a wrap here, or it would have opened already)."""
         if keyring.personal is None:  # only a keyring with a personal key reaches here
             raise NotFound
-        held = self.custody.open_grants(keyring.account_id, keyring.personal)
-        fresher = self._candidates(Keyring(keyring.account_id, roles=held), holder, conversation)
-        for key_id in tried:
-            fresher.pop(key_id, None)
-        return fresher
+        return _role_candidates(
+            self.custody.open_grants(keyring.account_id, keyring.personal), holder
+        )
 
     def _recall(
         self,
@@ -369,5 +365,12 @@ class ConversationKeys:
             if keyring.personal is None or keyring.account_id != conversation.member_id:
                 return {}
             return {keyring.personal.key_id: (keyring.account_id, keyring.personal)}
-        role = KeyRole.PHYSICIAN if holder == Holder.PHYSICIAN else KeyRole.ARCHIVE
-        return {held.key.key_id: (held.role_key_id, held.key) for held in keyring.role_keys(role)}
+        return _role_candidates(keyring.roles, holder)
+
+
+def _role_candidates(
+    held: Iterable[HeldRoleKey], holder: str
+) -> dict[bytes, tuple[uuid.UUID, hybrid_kem.PrivateKeyHandle]]:
+    """The held keys of the holder's role, by key id, each with the role key row it opens."""
+    role = KeyRole.PHYSICIAN if holder == Holder.PHYSICIAN else KeyRole.ARCHIVE
+    return {each.key.key_id: (each.role_key_id, each.key) for each in held if each.role == role}

@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import delete, select
 
-from access_control import crypto
+from access_control import crypto, hybrid_kem
 from access_control.keyring import Keyring
 from medchat.archive.gate import GATED
 from medchat.errors import Conflict, KeyIntegrityFailure, NotFound
-from medchat.keys.epochs import ConversationDeks
+from medchat.keys.epochs import ConversationDeks, EpochWraps, holder_wraps
 from medchat.models import (
     Conversation,
     ConversationKeyWrap,
@@ -204,3 +204,88 @@ def test_a_retagged_conversation_verifies_at_its_new_format_only(runtime, fresh)
             keys.verify_conversation(conversation)
         assert refused.value.message == "This conversation's key set was altered."
         session.rollback()
+
+
+# -- what does not open, and the memo ------------------------------------------------------------
+
+
+def test_a_wrap_that_opens_to_another_key_is_refused_by_name(runtime, fresh):
+    with runtime.database.transaction() as session:
+        conversation, keys, _deks = keyed(runtime, session, fresh.id)
+        [wrap] = session.scalars(
+            select(ConversationKeyWrap.wrap).where(
+                ConversationKeyWrap.conversation_id == conversation.id,
+                ConversationKeyWrap.holder == Holder.MEMBER,
+            )
+        ).all()
+        with pytest.raises(KeyIntegrityFailure) as refused:
+            keys.open_wrap(
+                wrap,
+                fresh.keyring.personal,
+                holder=Holder.MEMBER,
+                recipient_id=fresh.id,
+                conversation_id=conversation.id,
+                commitment=crypto.key_commitment(crypto.generate_key(), conversation.id),
+            )
+        assert refused.value.message == "This conversation's key does not match its commitment."
+        session.rollback()
+
+
+def wraps_with_an_unknown_one_first(runtime, session, conversation_id, holder):
+    """The holder's wraps with one more for epoch 1, first in its epoch, under a key id no
+    session holds."""
+    read = holder_wraps(session, conversation_id, holder)
+    wraps = EpochWraps(current=read.current, rows=read.rows)
+    wraps.add(1, b"\x07" * 16, b"not a wrap", read.rows.get(1))
+    for epoch, by_key in read.wraps.items():
+        for key_id, wrap in by_key.items():
+            wraps.add(epoch, key_id, wrap, read.rows.get(epoch))
+    return wraps
+
+
+def test_a_remembered_key_is_recalled_from_whichever_wrap_of_its_epoch_it_came(
+    runtime, fresh, monkeypatch
+):
+    """The memo is asked for every wrap of an epoch, not only the first
+    (``_recall__mutmut_12``: ``continue`` made ``break``)."""
+    started = start_conversation(runtime, fresh, subject="knee", bodies=["it hurts"])
+    keyring = fresh.keyring
+    with runtime.database.transaction() as session:
+        conversation = session.get(Conversation, started.id)
+        keys = runtime.conversation_keys(session)
+        assert keys.open_key(conversation, keyring, Holder.MEMBER).of(1) == started.dek
+    unwraps = []
+    unwrap = hybrid_kem.unwrap_key
+    monkeypatch.setattr(
+        hybrid_kem, "unwrap_key", lambda *a, **k: unwraps.append(1) or unwrap(*a, **k)
+    )
+    with runtime.database.transaction() as session:
+        conversation = session.get(Conversation, started.id)
+        keys = runtime.conversation_keys(session)
+        wraps = wraps_with_an_unknown_one_first(runtime, session, started.id, Holder.MEMBER)
+        assert next(iter(wraps.wraps[1])) == b"\x07" * 16
+        opened = keys.open_key(conversation, keyring, Holder.MEMBER, wraps=wraps)
+        assert opened.of(1) == started.dek
+    assert unwraps == []  # recalled, not unwrapped again
+
+
+def test_a_remembered_key_that_does_not_match_its_commitment_is_refused(runtime, fresh):
+    started = start_conversation(runtime, fresh, subject="knee", bodies=["it hurts"])
+    keyring = fresh.keyring
+    with runtime.database.transaction() as session:
+        conversation = session.get(Conversation, started.id)
+        [wrap] = holder_wraps(session, started.id, Holder.MEMBER).wraps[1].values()
+        memo = session.info["unwrap_memo"]
+    memo.remember(keyring, started.id, Holder.MEMBER, wrap, crypto.generate_key())
+    with runtime.database.transaction() as session, pytest.raises(KeyIntegrityFailure) as refused:
+        conversation = session.get(Conversation, started.id)
+        runtime.conversation_keys(session).open_key(conversation, keyring, Holder.MEMBER)
+    assert refused.value.message == "This conversation's key does not match its commitment."
+
+
+def test_a_members_session_without_its_personal_key_opens_nothing(runtime, fresh):
+    """Not even its own conversation (``_candidates__mutmut_2``: ``or`` made ``and``)."""
+    started = start_conversation(runtime, fresh, subject="knee", bodies=["it hurts"])
+    with runtime.database.transaction() as session, pytest.raises(NotFound):
+        conversation = session.get(Conversation, started.id)
+        runtime.conversation_keys(session).open_key(conversation, Keyring(fresh.id), Holder.MEMBER)
