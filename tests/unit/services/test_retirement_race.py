@@ -88,3 +88,21 @@ def test_a_host_starting_with_a_live_key_unpinned_refuses_to_start(runtime, doct
 
     with pytest.raises(ConfigurationError, match=r"physician role key version 1 .* is not pinned"):
         verify_role_key_pins(runtime)
+
+
+def test_the_keys_after_one_retired_meanwhile_are_still_opened(runtime, doctor, monkeypatch):
+    """Passing over the retired version goes on to the next grant
+    (``open_grants__mutmut_27``: ``continue`` made ``break``)."""
+    keyring = doctor.keyring
+    with runtime.database.transaction() as session:
+        custody = runtime.custody(session)
+        newer, handle = custody.create_role_key(KeyRole.PHYSICIAN, RoleKeyStatus.PENDING)
+        runtime.pins.add(KeyRole.PHYSICIAN, [newer.fingerprint])
+        custody.grant(newer, handle, doctor.id, granted_by=doctor.id)
+        newer_id = newer.id
+    _unpinned_between_listing_and_check(monkeypatch, runtime, retire=True)
+
+    with runtime.database.transaction() as session:
+        held = runtime.custody(session).open_grants(doctor.id, keyring.personal)
+
+    assert [key.role_key_id for key in held] == [newer_id]
