@@ -201,7 +201,8 @@ class RotationService:
     def _result(self, plan: RotationPlan, *, activated: bool, retired: bool) -> RotationResult:
         with self._step() as (session, _):
             rotation = session.get(RoleKeyRotation, plan.rotation_id)
-            resealed = rotation.resealed if rotation else 0
+            assert rotation is not None  # nosec B101  # rotation rows stay, finished or not
+            resealed = rotation.resealed
         return RotationResult(
             role=str(self.role),
             from_version=plan.old.version,

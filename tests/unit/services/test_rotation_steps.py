@@ -1,0 +1,300 @@
+"""The steps of a rotation one by one (``medchat.keys.rotation``, ``rotation_state``): the
+activation's record and its locks, each refusal with its words, and what counts as a wrap
+still left on a key. Whole runs read back by holders are in tests/unit/services/test_rotation.py.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
+
+from medchat import audit
+from medchat.errors import Conflict, KeyIntegrityFailure, RoleKeyRequired
+from medchat.keys.custody import KeyCustody
+from medchat.keys.rotation import RotationService
+from medchat.keys.rotation_state import locked_rotation, remaining_wraps
+from medchat.models import (
+    ConversationKeyWrap,
+    Holder,
+    KeyRole,
+    RoleKey,
+    RoleKeyGrant,
+    RoleKeyRotation,
+    RoleKeyStatus,
+)
+from tests.support.audit import audit_entries, audit_records
+from tests.support.rotation import physician_keys, revoke, rotate, rotation_world
+from tests.support.sessions import sign_in
+
+pytestmark = pytest.mark.usefixtures("world")
+
+
+@pytest.fixture
+def world(runtime):
+    return rotation_world(runtime, conversations=2, members=1)
+
+
+def after(monkeypatch, step: str, then) -> None:
+    """Run ``then(runtime)`` once, right after the rotation's ``step`` committed."""
+    original = getattr(RotationService, step)
+
+    def step_then(service, *args):
+        monkeypatch.setattr(RotationService, step, original)
+        result = original(service, *args)
+        then(service.runtime)
+        return result
+
+    monkeypatch.setattr(RotationService, step, step_then)
+
+
+def test_the_activation_is_recorded_with_both_versions_and_the_new_fingerprint(runtime, world):
+    rotate(runtime, world.clinician)
+    new = physician_keys(runtime)[2]
+    assert audit_records(runtime, "role_key.activate") == [
+        (
+            "role_key",
+            str(new.id),
+            {
+                "role": "physician",
+                "version": 2,
+                "retiring_version": 1,
+                "fingerprint": new.fingerprint,
+            },
+        )
+    ]
+    assert new.activated_at == runtime.clock.now()
+
+
+def test_the_activation_takes_the_grant_lock_then_the_sealing_lock_both_exclusive(
+    runtime, world, monkeypatch
+):
+    taken: list[tuple[str, str, bool]] = []
+    lock = KeyCustody._advisory_lock
+
+    def noted(custody, purpose, role, *, exclusive):
+        taken.append((purpose, str(role), exclusive))
+        lock(custody, purpose, role, exclusive=exclusive)
+
+    activate = RotationService._activate
+
+    def watched(service, plan):
+        taken.clear()
+        activate(service, plan)
+        assert taken == [
+            ("role-key-grants", "physician", True),
+            ("role-key-sealing", "physician", True),
+        ]
+        watched.ran = True
+
+    monkeypatch.setattr(KeyCustody, "_advisory_lock", noted)
+    monkeypatch.setattr(RotationService, "_activate", watched)
+    rotate(runtime, world.clinician)
+    assert watched.ran
+
+
+def test_a_rotation_another_run_finished_meanwhile_is_refused_by_name(runtime, world, monkeypatch):
+    def finish_it(runtime):
+        with runtime.database.transaction() as session:
+            for rotation in session.scalars(select(RoleKeyRotation)):
+                rotation.finished_at = runtime.clock.now()
+
+    after(monkeypatch, "_grant_holders", finish_it)
+    with pytest.raises(Conflict) as refused:
+        rotate(runtime, world.clinician)
+    assert (
+        refused.value.message == "the physician rotation was finished or abandoned by another run"
+    )
+    assert physician_keys(runtime)[1].status == RoleKeyStatus.ACTIVE
+
+
+def test_keys_changed_under_the_rotation_stop_its_activation(runtime, world, monkeypatch):
+    def retire_the_old_key(runtime):
+        with runtime.database.transaction() as session:
+            old = session.scalars(
+                select(RoleKey).where(RoleKey.role == KeyRole.PHYSICIAN, RoleKey.version == 1)
+            ).one()
+            old.status = RoleKeyStatus.RETIRING
+
+    after(monkeypatch, "_grant_holders", retire_the_old_key)
+    with pytest.raises(Conflict) as refused:
+        rotate(runtime, world.clinician)
+    assert refused.value.message == "the physician keys changed during the rotation; run it again"
+    assert physician_keys(runtime)[2].status == RoleKeyStatus.PENDING
+    assert audit_records(runtime, "role_key.activate") == []
+
+
+def test_an_unknown_rotation_is_refused_as_finished_or_abandoned(runtime):
+    with runtime.database.transaction() as session, pytest.raises(Conflict) as refused:
+        locked_rotation(session, uuid.uuid4(), "archive")
+    assert refused.value.message == "the archive rotation was finished or abandoned by another run"
+
+
+def test_the_rotation_row_is_locked_until_the_step_commits(runtime, world):
+    if not runtime.database.is_postgresql:
+        pytest.skip("row locks are PostgreSQL's (SQLite takes the write lock at BEGIN)")
+    rotate(runtime, world.clinician, prepare_only=True)
+    with runtime.database.transaction() as session:
+        rotation_id = session.scalars(select(RoleKeyRotation.id)).one()
+    with runtime.database.transaction() as holding:
+        locked_rotation(holding, rotation_id, "physician")
+        with runtime.database.engine.connect() as other:
+            other.execute(text("SET lock_timeout = '50ms'"))
+            with pytest.raises(OperationalError, match="lock timeout"):
+                other.execute(
+                    text("SELECT id FROM role_key_rotations WHERE id = :id FOR UPDATE"),
+                    {"id": rotation_id},
+                )
+            other.rollback()
+            # A plain read does not wait.
+            assert (
+                other.execute(
+                    text("SELECT count(*) FROM role_key_rotations WHERE id = :id"),
+                    {"id": rotation_id},
+                ).scalar_one()
+                == 1
+            )
+
+
+def test_wraps_left_on_a_key_are_the_holders_own_gated_or_not(runtime, world):
+    old = physician_keys(runtime)[1]
+    with runtime.database.transaction() as session:
+        wraps = list(
+            session.scalars(
+                select(ConversationKeyWrap).where(ConversationKeyWrap.holder == Holder.PHYSICIAN)
+            )
+        )
+        assert len(wraps) == 2
+        assert remaining_wraps(session, "physician", old.key_id) == 2
+        # A wrap of another holder naming the same key id is not the physician's to re-seal.
+        session.add(
+            ConversationKeyWrap(
+                conversation_id=wraps[0].conversation_id,
+                epoch=2,
+                holder=Holder.MEMBER,
+                recipient_key_id=old.key_id,
+                wrap=wraps[0].wrap,
+                created_at=runtime.clock.now(),
+            )
+        )
+        session.flush()
+        assert remaining_wraps(session, "physician", old.key_id) == 2
+        assert remaining_wraps(session, "physician", b"\x00" * len(old.key_id)) == 0
+        left_out = {wraps[0].conversation_id}
+        assert remaining_wraps(session, "physician", old.key_id, excluding=left_out) == 1
+        assert remaining_wraps(session, "physician", old.key_id, excluding=set()) == 2
+        session.rollback()
+
+
+def test_archive_wraps_left_on_a_key_count_gated_ones(runtime, world):
+    with runtime.database.transaction() as session:
+        archive = runtime.custody(session).role_keys(KeyRole.ARCHIVE)[0]
+        # The conversations are live: their archive wraps are stored gated.
+        gated = session.scalars(
+            select(ConversationKeyWrap.holder).where(
+                ConversationKeyWrap.recipient_key_id == archive.key_id
+            )
+        ).all()
+        assert gated and Holder.ARCHIVE not in gated
+        assert remaining_wraps(session, "archive", archive.key_id) == len(gated) == 2
+
+
+def test_the_grant_step_seals_the_new_key_to_each_holder_lacking_it_and_records_them(
+    runtime, world, monkeypatch
+):
+    taken: list[tuple[str, str, bool]] = []
+    lock = KeyCustody._advisory_lock
+
+    def noted(custody, purpose, role, *, exclusive):
+        taken.append((purpose, str(role), exclusive))
+        lock(custody, purpose, role, exclusive=exclusive)
+
+    grant_holders = RotationService._grant_holders
+
+    def watched(service, plan):
+        monkeypatch.setattr(KeyCustody, "_advisory_lock", noted)
+        grant_holders(service, plan)
+        monkeypatch.setattr(KeyCustody, "_advisory_lock", lock)
+
+    monkeypatch.setattr(RotationService, "_grant_holders", watched)
+    result = rotate(runtime, world.clinician, prepare_only=True)
+    assert taken == [("role-key-grants", "physician", True)]
+    new = physician_keys(runtime)[2]
+    assert result.grants == 2  # the starter's, sealed as it started, and the colleague's
+    assert audit_records(runtime, "role_key.rotation_grant") == [
+        (
+            "role_key",
+            str(new.id),
+            {"role": "physician", "version": 2, "holders": [str(world.colleague.id)]},
+        )
+    ]
+    with runtime.database.transaction() as session:
+        granted_by = dict(
+            session.execute(
+                select(RoleKeyGrant.account_id, RoleKeyGrant.granted_by).where(
+                    RoleKeyGrant.role_key_id == new.id
+                )
+            ).all()
+        )
+    starter = world.clinician.id
+    assert granted_by == {starter: starter, world.colleague.id: starter}
+
+
+def test_a_new_key_unpinned_before_its_grants_is_sealed_to_nobody_else(runtime, world, monkeypatch):
+    def unpin_the_new_key(runtime):
+        runtime.pins.retire(KeyRole.PHYSICIAN, [physician_keys(runtime)[2].fingerprint])
+
+    after(monkeypatch, "_start", unpin_the_new_key)
+    with pytest.raises(KeyIntegrityFailure):
+        rotate(runtime, world.clinician)
+    new = physician_keys(runtime)[2]
+    with runtime.database.transaction() as session:
+        assert runtime.custody(session).holders(new.id) == [world.clinician.id]
+    assert audit_records(runtime, "role_key.rotation_grant") == []
+
+
+def test_a_sign_in_without_a_copy_of_an_earlier_successor_cannot_rotate(runtime, world):
+    before_the_loss = sign_in(runtime, world.clinician).principal
+    revoke(runtime, world.clinician, world.colleague)  # a loss: successor version 2
+    service = RotationService(runtime, before_the_loss, KeyRole.PHYSICIAN)
+    with pytest.raises(RoleKeyRequired) as refused:
+        service.run()
+    assert refused.value.message == (
+        "this physician rotation also retires successor v2, and your sign-in holds no copy "
+        "of it; let a holder who has it run it"
+    )
+    assert {v: k.status for v, k in physician_keys(runtime).items()}[1] == RoleKeyStatus.ACTIVE
+
+
+def rotation_entries(runtime):
+    """The ``role_key.*`` entries from the rotation's start on (the world's come before)."""
+    entries = audit_entries(runtime, prefix="role_key.")
+    start = [e.action for e in entries].index("role_key.rotation_start")
+    return entries[start:]
+
+
+def test_a_batch_is_at_least_one_wrap(runtime, world):
+    actor = sign_in(runtime, world.clinician).principal
+    with pytest.raises(ValueError) as refused:
+        RotationService(runtime, actor, KeyRole.PHYSICIAN, batch_size=0)
+    assert str(refused.value) == "batch_size must be at least 1"
+    result = RotationService(runtime, actor, KeyRole.PHYSICIAN, batch_size=1).run()
+    assert (result.resealed, result.retired) == (2, True)
+
+
+def test_each_step_is_recorded_as_the_one_running_it_from_the_command_line(runtime, world):
+    rotate(runtime, world.clinician)
+    entries = rotation_entries(runtime)
+    assert {e.action for e in entries} >= {"role_key.activate", "role_key.retire"}
+    assert {(e.actor_id, e.actor_role) for e in entries} == {(world.clinician.id, "clinician")}
+    assert all(e.address_sealed is not None for e in entries)  # "cli"
+
+
+def test_a_rotation_given_its_callers_audit_context_records_that(runtime, world):
+    actor = sign_in(runtime, world.clinician).principal
+    context = audit.AuditContext(actor_id=actor.id, actor_role="clinician", address=None)
+    RotationService(runtime, actor, KeyRole.PHYSICIAN, audit_context=context).run()
+    entries = rotation_entries(runtime)
+    assert entries and all(e.address_sealed is None for e in entries)
