@@ -289,3 +289,17 @@ def test_a_members_session_without_its_personal_key_opens_nothing(runtime, fresh
     with runtime.database.transaction() as session, pytest.raises(NotFound):
         conversation = session.get(Conversation, started.id)
         runtime.conversation_keys(session).open_key(conversation, Keyring(fresh.id), Holder.MEMBER)
+
+
+def test_a_doctors_session_opens_with_the_role_key_it_holds_alone(runtime):
+    """Its held physician key, without its personal key to fall back on
+    (``_candidates__mutmut_6``: the holder's role dropped)."""
+    team = care_team(runtime)
+    member = sign_in(runtime, make_member(runtime)).principal
+    started = start_conversation(runtime, member, subject="knee", bodies=["it hurts"])
+    doctor = sign_in(runtime, team.clinician).principal.keyring
+    roles_only = Keyring(doctor.account_id, roles=doctor.roles)
+    with runtime.database.transaction() as session:
+        conversation = session.get(Conversation, started.id)
+        keys = runtime.conversation_keys(session)
+        assert keys.open_key(conversation, roles_only, Holder.PHYSICIAN).of(1) == started.dek
