@@ -25,6 +25,7 @@ from medchat.models import (
     RoleKeyRotation,
     RoleKeyStatus,
 )
+from medchat.services.audit_log import AuditLogService
 from tests.support.audit import audit_entries, audit_records
 from tests.support.rotation import physician_keys, revoke, rotate, rotation_world
 from tests.support.sessions import sign_in
@@ -220,6 +221,7 @@ def test_the_grant_step_seals_the_new_key_to_each_holder_lacking_it_and_records_
 
     monkeypatch.setattr(RotationService, "_grant_holders", watched)
     result = rotate(runtime, world.clinician, prepare_only=True)
+    assert (result.activated, result.retired) == (False, False)
     assert taken == [("role-key-grants", "physician", True)]
     new = physician_keys(runtime)[2]
     assert result.grants == 2  # the starter's, sealed as it started, and the colleague's
@@ -288,6 +290,9 @@ def test_each_step_is_recorded_as_the_one_running_it_from_the_command_line(runti
     rotate(runtime, world.clinician)
     entries = rotation_entries(runtime)
     assert {e.action for e in entries} >= {"role_key.activate", "role_key.retire"}
+    with runtime.database.transaction() as session:
+        service = AuditLogService(session, runtime)
+        assert {service.shown(session.merge(e))["address"] for e in entries} == {"cli"}
     assert {(e.actor_id, e.actor_role) for e in entries} == {(world.clinician.id, "clinician")}
     assert all(e.address_sealed is not None for e in entries)  # "cli"
 
