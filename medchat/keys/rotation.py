@@ -239,7 +239,7 @@ class RotationService:
                     RoleKey.role == self.role, RoleKey.status == RoleKeyStatus.RETIRED
                 )
             ).all()
-        pinned = self.runtime.pins.current().get(self.role, frozenset())
+        pinned = self.runtime.pins.current()[self.role]  # every role, pinned or not
         stale = [fp for fp in retired if fp in pinned]
         if stale:
             self.runtime.pins.retire(self.role, stale)

@@ -16,6 +16,7 @@ from medchat.errors import Conflict, KeyIntegrityFailure, RoleKeyRequired
 from medchat.keys.custody import KeyCustody
 from medchat.keys.rotation import RotationService
 from medchat.keys.rotation_state import locked_rotation, remaining_wraps
+from medchat.keys.rotation_wraps import WrapResealer
 from medchat.models import (
     ConversationKeyWrap,
     Holder,
@@ -27,7 +28,14 @@ from medchat.models import (
 )
 from medchat.services.audit_log import AuditLogService
 from tests.support.audit import audit_entries, audit_records
-from tests.support.rotation import physician_keys, revoke, rotate, rotation_world
+from tests.support.conversations import start_conversation
+from tests.support.rotation import (
+    physician_keys,
+    revoke,
+    rotate,
+    rotation_world,
+    wraps_sealed_to,
+)
 from tests.support.sessions import sign_in
 
 pytestmark = pytest.mark.usefixtures("world")
@@ -303,3 +311,30 @@ def test_a_rotation_given_its_callers_audit_context_records_that(runtime, world)
     RotationService(runtime, actor, KeyRole.PHYSICIAN, audit_context=context).run()
     entries = rotation_entries(runtime)
     assert entries and all(e.address_sealed is None for e in entries)
+
+
+def test_a_resumed_run_past_the_old_keys_wraps_goes_on_to_the_successors(
+    runtime, world, monkeypatch
+):
+    """(``run__mutmut_20``: ``continue`` made ``break``)"""
+    revoke(runtime, world.clinician, world.colleague)  # a loss: successor version 2
+    member = sign_in(runtime, world.members[0]).principal
+    start_conversation(runtime, member, subject=None, bodies=["after the loss"])
+    successor = physician_keys(runtime)[2]
+    assert wraps_sealed_to(runtime, successor) == 1
+    run = WrapResealer.run
+
+    def stopped_at_the_successor(resealer, max_batches=None):
+        if resealer.old.id == successor.id:
+            monkeypatch.setattr(WrapResealer, "run", run)
+            return False  # the first run stops here, the old key's wraps all re-sealed
+        return run(resealer, max_batches)
+
+    monkeypatch.setattr(WrapResealer, "run", stopped_at_the_successor)
+    first = rotate(runtime, world.clinician)
+    assert (first.activated, first.retired) == (True, False)
+    assert wraps_sealed_to(runtime, physician_keys(runtime)[1]) == 0
+
+    second = rotate(runtime, world.clinician)
+    assert second.retired
+    assert wraps_sealed_to(runtime, successor) == 0
