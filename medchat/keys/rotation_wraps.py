@@ -116,12 +116,15 @@ class WrapResealer:
         A pass runs from the stored cursor to the end. A wrap committed behind the cursor
         meanwhile (none should be: the activation waits for sealers) is found by a sweep, a
         pass from the start, repeated until nothing is left. Raises ``RotationBlocked`` when
-        only wraps that do not open are left: the old key then stays.
+        only wraps that do not open are left, or when a whole pass moved none of the wraps
+        still naming the old key (the next would not either: a run never spins): the old key
+        then stays.
         """
         with self._step() as (session, _, rotation):
             done = rotation.resealed
             total = done + remaining_wraps(session, self.holder, self.old.key_id)
         batches = 0
+        after_last_pass: int | None = None
         while max_batches is None or batches < max_batches:
             with self._step() as (session, custody, rotation):
                 resealed, cursor = self._batch(session, custody, rotation.cursor)
@@ -136,6 +139,12 @@ class WrapResealer:
                             f"{remaining} {self.holder} wraps do not open with the old key "
                             "(see the role_key.rewrap_batch audit entries); the old key stays"
                         )
+                    if remaining == after_last_pass:
+                        raise RotationBlocked(
+                            f"{remaining} {self.holder} wraps still name the old key and a "
+                            "whole pass moved none of them; the old key stays"
+                        )
+                    after_last_pass = remaining
                     total = done + remaining
                 rotation.cursor = cursor
                 rotation.resealed += resealed

@@ -13,8 +13,9 @@ from sqlalchemy.exc import OperationalError
 
 from medchat import audit
 from medchat.errors import Conflict, KeyIntegrityFailure, RoleKeyRequired
+from medchat.keys import rotation_wraps
 from medchat.keys.custody import KeyCustody
-from medchat.keys.rotation import RotationService
+from medchat.keys.rotation import RotationBlocked, RotationService
 from medchat.keys.rotation_state import locked_rotation, remaining_wraps
 from medchat.keys.rotation_wraps import WrapResealer
 from medchat.models import (
@@ -338,3 +339,23 @@ def test_a_resumed_run_past_the_old_keys_wraps_goes_on_to_the_successors(
     second = rotate(runtime, world.clinician)
     assert second.retired
     assert wraps_sealed_to(runtime, successor) == 0
+
+
+def test_a_wrap_no_pass_reaches_stops_the_run_instead_of_spinning(runtime, world, monkeypatch):
+    """Whatever the cause (here one wrap counted that no batch finds), a whole pass that moves
+    nothing ends the run: the old key stays, and a run that loops forever is impossible."""
+    counted = rotation_wraps.remaining_wraps
+
+    def one_more(session, holder, key_id, **options):
+        return counted(session, holder, key_id, **options) + 1
+
+    monkeypatch.setattr(rotation_wraps, "remaining_wraps", one_more)
+    with pytest.raises(RotationBlocked) as refused:
+        rotate(runtime, world.clinician)
+    assert refused.value.message == (
+        "1 physician wraps still name the old key and a whole pass moved none of them; "
+        "the old key stays"
+    )
+    assert physician_keys(runtime)[1].status == RoleKeyStatus.RETIRING
+    monkeypatch.setattr(rotation_wraps, "remaining_wraps", counted)
+    assert rotate(runtime, world.clinician).retired  # the next run finishes it
