@@ -48,6 +48,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import mutation_order
+
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".mutation"
 EQUIVALENT = ROOT / "tests" / "mutation" / "equivalent.toml"
@@ -276,6 +278,7 @@ def run(module: Module, workers: int, equivalent: dict[str, dict[str, str]]) -> 
     without running them (a survivor runs every test that reaches its function: the costliest
     mutants of a run, and known to survive), then run the rest."""
     workdir = prepare(module)
+    mutation_order.seed(module.name, workdir / "test-durations.kills")
     env = _environment(module)
     started = time.monotonic()
     generate(workdir, workers, env)
@@ -304,6 +307,7 @@ def run(module: Module, workers: int, equivalent: dict[str, dict[str, str]]) -> 
         raise SystemExit(f"mutation: mutmut failed on {module.name} (exit {done.returncode})")
     found = statuses(workdir, env)
     outcome.statuses = {name: found[name] for name in generated}
+    mutation_order.keep(module.name, workdir / "test-durations.kills")
     return outcome
 
 

@@ -12,7 +12,9 @@ test that failed (it killed that mutant) beside it, with the mutated function, a
 tests by their time per mutant killed so far, kills of the same function's mutants counting
 ten times: a function's mutants tend to fall to the same few tests (the ledger's walk is
 reached by every test of it, and killed by a handful), and a test that kills often and costs
-little goes first. Within each database: see ``order_fastest_first``.
+little goes first. Within each database: see ``order_fastest_first``. The record starts with
+the last run's killers of each function (``tools/mutation_order.py``), so a function's first
+mutants do not pay for finding them again.
 """
 
 from __future__ import annotations
@@ -98,17 +100,20 @@ def _function(mutant: str) -> str:
 
 
 def _kills(record: Path) -> Counter[tuple[str, str]]:
-    """Kills per test (under ``""``) and per (function, test)."""
+    """Kills per test (under ``""``) and per (function, test), the last run's included."""
     try:
         lines = _kills_file(record).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         return Counter()
     kills: Counter[tuple[str, str]] = Counter()
     for line in lines:
-        function, _, nodeid = line.rpartition("\t")
-        kills[("", nodeid)] += 1
+        # "function\ttest" per kill of this run, or "function\ttest\tcount" from the last
+        # run's (tools/mutation_order.py writes those first).
+        function, nodeid, *count = line.split("\t")
+        times = int(count[0]) if count else 1
+        kills[("", nodeid)] += times
         if function:
-            kills[(function, nodeid)] += 1
+            kills[(function, nodeid)] += times
     return kills
 
 
