@@ -359,3 +359,25 @@ def test_a_wrap_no_pass_reaches_stops_the_run_instead_of_spinning(runtime, world
     assert physician_keys(runtime)[1].status == RoleKeyStatus.RETIRING
     monkeypatch.setattr(rotation_wraps, "remaining_wraps", counted)
     assert rotate(runtime, world.clinician).retired  # the next run finishes it
+
+
+def test_progress_is_told_after_each_batch_and_a_stopped_run_reports_it(runtime, world):
+    told: list[tuple[int, int]] = []
+    stopped = rotate(
+        runtime,
+        world.clinician,
+        batch_size=1,
+        max_batches=1,
+        progress=lambda done, total: told.append((done, total)),
+    )
+    assert (stopped.activated, stopped.retired, stopped.resealed) == (True, False, 1)
+    assert told == [(1, 2)]
+    assert physician_keys(runtime)[1].status == RoleKeyStatus.RETIRING
+
+
+def test_a_retired_key_leaves_the_pin_file_and_the_new_one_stays(runtime, world):
+    old = physician_keys(runtime)[1]
+    rotate(runtime, world.clinician)
+    new = physician_keys(runtime)[2]
+    assert runtime.pins.current()["physician"] == {new.fingerprint}
+    assert old.fingerprint not in runtime.pins.current()["physician"]
