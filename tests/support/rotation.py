@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from access_control.keyring import Keyring
 from access_control.roles import Role
 from medchat.errors import NotFound
+from medchat.keys.custody import KeyCustody
 from medchat.keys.rotation import RotationResult, RotationService
 from medchat.models import (
     AuditEntry,
@@ -152,3 +153,27 @@ def audit_details(runtime: ServiceContext, action: str) -> list[dict[str, Any]]:
 
 def statuses(runtime: ServiceContext) -> dict[int, str]:
     return {version: row.status for version, row in physician_keys(runtime).items()}
+
+
+def locks_taken_in(monkeypatch: Any, step: str) -> list[tuple[str, str, bool]]:
+    """The advisory locks (purpose, role, exclusive) the rotation's ``step`` asks for, in
+    order, at its last call. Asked for on either database (SQLite's needs none, and
+    ``KeyCustody._advisory_lock`` returns there): what the step asks is what is checked."""
+    taken: list[tuple[str, str, bool]] = []
+    lock = KeyCustody._advisory_lock
+    original = getattr(RotationService, step)
+
+    def noted(custody: KeyCustody, purpose: str, role: str, *, exclusive: bool) -> None:
+        taken.append((purpose, str(role), exclusive))
+        lock(custody, purpose, role, exclusive=exclusive)
+
+    def recorded(service: RotationService, *args: Any) -> Any:
+        taken.clear()
+        monkeypatch.setattr(KeyCustody, "_advisory_lock", noted)
+        try:
+            return original(service, *args)
+        finally:
+            monkeypatch.setattr(KeyCustody, "_advisory_lock", lock)
+
+    monkeypatch.setattr(RotationService, step, recorded)
+    return taken

@@ -8,7 +8,6 @@ import pytest
 from sqlalchemy import delete, select
 
 from medchat.errors import Conflict
-from medchat.keys.custody import KeyCustody
 from medchat.keys.rotation import RotationResult, RotationService
 from medchat.models import (
     Conversation,
@@ -21,6 +20,7 @@ from medchat.models import (
 from tests.support.audit import audit_records
 from tests.support.conversations import start_conversation
 from tests.support.rotation import (
+    locks_taken_in,
     physician_keys,
     revoke,
     rotate,
@@ -135,23 +135,7 @@ def test_a_wrap_to_the_old_key_arriving_after_the_sweep_stops_the_retirement(
 
 
 def test_the_retirement_holds_the_roles_grant_lock(runtime, world, monkeypatch):
-    taken: list[tuple[str, str, bool]] = []
-    lock = KeyCustody._advisory_lock
-
-    def noted(custody, purpose, role, *, exclusive):
-        taken.append((purpose, str(role), exclusive))
-        lock(custody, purpose, role, exclusive=exclusive)
-
-    retire = RotationService._retire
-
-    def watched(service, plan, successors):
-        taken.clear()
-        retire(service, plan, successors)
-        # Its own, then the one of the grants it makes to holders the old key gained meanwhile.
-        assert taken == [("role-key-grants", "physician", True)] * 2
-        watched.ran = True
-
-    monkeypatch.setattr(KeyCustody, "_advisory_lock", noted)
-    monkeypatch.setattr(RotationService, "_retire", watched)
+    taken = locks_taken_in(monkeypatch, "_retire")
     assert rotate(runtime, world.clinician).retired
-    assert watched.ran
+    # Its own, then the one of the grants it makes to holders the old key gained meanwhile.
+    assert taken == [("role-key-grants", "physician", True)] * 2

@@ -14,7 +14,6 @@ from sqlalchemy.exc import OperationalError
 from medchat import audit
 from medchat.errors import Conflict, KeyIntegrityFailure, RoleKeyRequired
 from medchat.keys import rotation_wraps
-from medchat.keys.custody import KeyCustody
 from medchat.keys.rotation import RotationBlocked, RotationService
 from medchat.keys.rotation_state import locked_rotation, remaining_wraps
 from medchat.keys.rotation_wraps import WrapResealer
@@ -31,6 +30,7 @@ from medchat.services.audit_log import AuditLogService
 from tests.support.audit import audit_entries, audit_records
 from tests.support.conversations import start_conversation
 from tests.support.rotation import (
+    locks_taken_in,
     physician_keys,
     revoke,
     rotate,
@@ -81,28 +81,12 @@ def test_the_activation_is_recorded_with_both_versions_and_the_new_fingerprint(r
 def test_the_activation_takes_the_grant_lock_then_the_sealing_lock_both_exclusive(
     runtime, world, monkeypatch
 ):
-    taken: list[tuple[str, str, bool]] = []
-    lock = KeyCustody._advisory_lock
-
-    def noted(custody, purpose, role, *, exclusive):
-        taken.append((purpose, str(role), exclusive))
-        lock(custody, purpose, role, exclusive=exclusive)
-
-    activate = RotationService._activate
-
-    def watched(service, plan):
-        taken.clear()
-        activate(service, plan)
-        assert taken == [
-            ("role-key-grants", "physician", True),
-            ("role-key-sealing", "physician", True),
-        ]
-        watched.ran = True
-
-    monkeypatch.setattr(KeyCustody, "_advisory_lock", noted)
-    monkeypatch.setattr(RotationService, "_activate", watched)
+    taken = locks_taken_in(monkeypatch, "_activate")
     rotate(runtime, world.clinician)
-    assert watched.ran
+    assert taken == [
+        ("role-key-grants", "physician", True),
+        ("role-key-sealing", "physician", True),
+    ]
 
 
 def test_a_rotation_another_run_finished_meanwhile_is_refused_by_name(runtime, world, monkeypatch):
@@ -214,21 +198,7 @@ def test_archive_wraps_left_on_a_key_count_gated_ones(runtime, world):
 def test_the_grant_step_seals_the_new_key_to_each_holder_lacking_it_and_records_them(
     runtime, world, monkeypatch
 ):
-    taken: list[tuple[str, str, bool]] = []
-    lock = KeyCustody._advisory_lock
-
-    def noted(custody, purpose, role, *, exclusive):
-        taken.append((purpose, str(role), exclusive))
-        lock(custody, purpose, role, exclusive=exclusive)
-
-    grant_holders = RotationService._grant_holders
-
-    def watched(service, plan):
-        monkeypatch.setattr(KeyCustody, "_advisory_lock", noted)
-        grant_holders(service, plan)
-        monkeypatch.setattr(KeyCustody, "_advisory_lock", lock)
-
-    monkeypatch.setattr(RotationService, "_grant_holders", watched)
+    taken = locks_taken_in(monkeypatch, "_grant_holders")
     result = rotate(runtime, world.clinician, prepare_only=True)
     assert (result.activated, result.retired) == (False, False)
     assert taken == [("role-key-grants", "physician", True)]
