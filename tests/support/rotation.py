@@ -48,11 +48,15 @@ class RotationWorld:
 
 
 def rotation_world(
-    runtime: ServiceContext, conversations: int = 6, members: int = 2
+    runtime: ServiceContext, conversations: int = 6, members: int = 2, *, colleague: bool = True
 ) -> RotationWorld:
+    """``colleague=False``: no second physician holder (``colleague`` is then None), for a
+    test of one step that needs none (a third of the world's cost)."""
     team = care_team(runtime)
-    colleague = make_staff(runtime, Role.CLINICIAN, first_name="Bea", last_name="Roux")
-    grant(runtime, team.clinician, colleague)
+    second = None
+    if colleague:
+        second = make_staff(runtime, Role.CLINICIAN, first_name="Bea", last_name="Roux")
+        grant(runtime, team.clinician, second)
     people = [make_member(runtime) for _ in range(members)]
     principals = [sign_in(runtime, person).principal for person in people]
     deks = {}
@@ -61,7 +65,7 @@ def rotation_world(
             runtime, principals[n % members], subject=f"subject {n}", bodies=[f"question {n}"]
         )
         deks[started.id] = started.dek
-    return RotationWorld(team.clinician, colleague, team.compliance, people, deks)
+    return RotationWorld(team.clinician, second, team.compliance, people, deks)  # type: ignore[arg-type]
 
 
 def grant(runtime: ServiceContext, holder: Person, colleague: Person) -> None:

@@ -39,11 +39,16 @@ from tests.support.rotation import (
 )
 from tests.support.sessions import sign_in
 
-pytestmark = pytest.mark.usefixtures("world")
-
 
 @pytest.fixture
 def world(runtime):
+    """One physician holder, the compliance officer, a member and two conversations."""
+    return rotation_world(runtime, conversations=2, members=1, colleague=False)
+
+
+@pytest.fixture
+def with_colleague(runtime):
+    """The same with a second physician holder, granted the key."""
     return rotation_world(runtime, conversations=2, members=1)
 
 
@@ -196,10 +201,10 @@ def test_archive_wraps_left_on_a_key_count_gated_ones(runtime, world):
 
 
 def test_the_grant_step_seals_the_new_key_to_each_holder_lacking_it_and_records_them(
-    runtime, world, monkeypatch
+    runtime, with_colleague, monkeypatch
 ):
     taken = locks_taken_in(monkeypatch, "_grant_holders")
-    result = rotate(runtime, world.clinician, prepare_only=True)
+    result = rotate(runtime, with_colleague.clinician, prepare_only=True)
     assert (result.activated, result.retired) == (False, False)
     assert taken == [("role-key-grants", "physician", True)]
     new = physician_keys(runtime)[2]
@@ -208,7 +213,7 @@ def test_the_grant_step_seals_the_new_key_to_each_holder_lacking_it_and_records_
         (
             "role_key",
             str(new.id),
-            {"role": "physician", "version": 2, "holders": [str(world.colleague.id)]},
+            {"role": "physician", "version": 2, "holders": [str(with_colleague.colleague.id)]},
         )
     ]
     with runtime.database.transaction() as session:
@@ -219,26 +224,30 @@ def test_the_grant_step_seals_the_new_key_to_each_holder_lacking_it_and_records_
                 )
             ).all()
         )
-    starter = world.clinician.id
-    assert granted_by == {starter: starter, world.colleague.id: starter}
+    starter = with_colleague.clinician.id
+    assert granted_by == {starter: starter, with_colleague.colleague.id: starter}
 
 
-def test_a_new_key_unpinned_before_its_grants_is_sealed_to_nobody_else(runtime, world, monkeypatch):
+def test_a_new_key_unpinned_before_its_grants_is_sealed_to_nobody_else(
+    runtime, with_colleague, monkeypatch
+):
     def unpin_the_new_key(runtime):
         runtime.pins.retire(KeyRole.PHYSICIAN, [physician_keys(runtime)[2].fingerprint])
 
     after(monkeypatch, "_start", unpin_the_new_key)
     with pytest.raises(KeyIntegrityFailure):
-        rotate(runtime, world.clinician)
+        rotate(runtime, with_colleague.clinician)
     new = physician_keys(runtime)[2]
     with runtime.database.transaction() as session:
-        assert runtime.custody(session).holders(new.id) == [world.clinician.id]
+        assert runtime.custody(session).holders(new.id) == [with_colleague.clinician.id]
     assert audit_records(runtime, "role_key.rotation_grant") == []
 
 
-def test_a_sign_in_without_a_copy_of_an_earlier_successor_cannot_rotate(runtime, world):
-    before_the_loss = sign_in(runtime, world.clinician).principal
-    revoke(runtime, world.clinician, world.colleague)  # a loss: successor version 2
+def test_a_sign_in_without_a_copy_of_an_earlier_successor_cannot_rotate(runtime, with_colleague):
+    before_the_loss = sign_in(runtime, with_colleague.clinician).principal
+    revoke(
+        runtime, with_colleague.clinician, with_colleague.colleague
+    )  # a loss: successor version 2
     service = RotationService(runtime, before_the_loss, KeyRole.PHYSICIAN)
     with pytest.raises(RoleKeyRequired) as refused:
         service.run()
@@ -285,11 +294,13 @@ def test_a_rotation_given_its_callers_audit_context_records_that(runtime, world)
 
 
 def test_a_resumed_run_past_the_old_keys_wraps_goes_on_to_the_successors(
-    runtime, world, monkeypatch
+    runtime, with_colleague, monkeypatch
 ):
     """(``run__mutmut_20``: ``continue`` made ``break``)"""
-    revoke(runtime, world.clinician, world.colleague)  # a loss: successor version 2
-    member = sign_in(runtime, world.members[0]).principal
+    revoke(
+        runtime, with_colleague.clinician, with_colleague.colleague
+    )  # a loss: successor version 2
+    member = sign_in(runtime, with_colleague.members[0]).principal
     start_conversation(runtime, member, subject=None, bodies=["after the loss"])
     successor = physician_keys(runtime)[2]
     assert wraps_sealed_to(runtime, successor) == 1
@@ -302,11 +313,11 @@ def test_a_resumed_run_past_the_old_keys_wraps_goes_on_to_the_successors(
         return run(resealer, max_batches)
 
     monkeypatch.setattr(WrapResealer, "run", stopped_at_the_successor)
-    first = rotate(runtime, world.clinician)
+    first = rotate(runtime, with_colleague.clinician)
     assert (first.activated, first.retired) == (True, False)
     assert wraps_sealed_to(runtime, physician_keys(runtime)[1]) == 0
 
-    second = rotate(runtime, world.clinician)
+    second = rotate(runtime, with_colleague.clinician)
     assert second.retired
     assert wraps_sealed_to(runtime, successor) == 0
 
