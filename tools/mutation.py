@@ -251,18 +251,14 @@ create_mutants(int(sys.argv[1]))
 """
 
 
-# ``mutmut run`` without its clean run. Its pass over the selection that records which test
-# reaches which function already runs every test on the unmutated code and stops the run when
-# one fails; the clean run after it ran the same tests again (a whole selection per module).
-_RUN = """
+# ``mutmut run`` without its clean run, each mutant's tests run in a session kept across the
+# module's mutants (tools/mutation_session.py).
+_RUN = f"""
 import sys
+sys.path.append({str(Path(__file__).resolve().parent)!r})
 import mutmut.__main__ as mutmut_main
-make_runner = mutmut_main.get_mutant_runner
-def without_clean_run(*args, **kwargs):
-    runner = make_runner(*args, **kwargs)
-    runner.run_clean_tests = lambda tests: 0
-    return runner
-mutmut_main.get_mutant_runner = without_clean_run
+import mutation_session
+mutation_session.install(mutmut_main)
 sys.argv = ["mutmut", *sys.argv[1:]]
 sys.exit(mutmut_main.cli())
 """
