@@ -31,7 +31,6 @@ from tests.support.accounts import Person, code_for, make_member, make_staff
 from tests.support.audit import audit_entries
 from tests.support.cli import cli_runner
 from tests.support.conversations import start_conversation
-from tests.support.messaging import care_team
 from tests.support.sessions import sign_in
 from tests.support.tampering import execute_sql
 from tests.support.wraps import assert_only_the_three_holders
@@ -42,16 +41,6 @@ NEW_PASSWORD = "lichen-tundra-pelican-86"
 @pytest.fixture
 def app(make_app, tmp_path):
     return make_app(mail_url=f"file://{tmp_path / 'mail'}")
-
-
-@pytest.fixture
-def team(runtime):
-    return care_team(runtime)
-
-
-@pytest.fixture
-def clinician(runtime, team):
-    return sign_in(runtime, team.clinician).principal
 
 
 def reset(runtime, person: Person, password: str = NEW_PASSWORD) -> Person:

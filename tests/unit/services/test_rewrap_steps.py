@@ -23,7 +23,6 @@ from medchat.keys.personal_keys import PersonalKeys
 from medchat.models import PersonalKey, RewrapRequest
 from tests.support.audit import audit_entries, audit_records
 from tests.support.conversations import read_bodies, reply
-from tests.support.messaging import care_team
 from tests.support.sessions import sign_in
 from tests.support.tampering import execute_sql
 from tests.unit.services.test_rewrap import (
@@ -33,16 +32,6 @@ from tests.unit.services.test_rewrap import (
     reset,
     with_history,
 )
-
-
-@pytest.fixture
-def team(runtime):
-    return care_team(runtime)
-
-
-@pytest.fixture
-def clinician(runtime, team):
-    return sign_in(runtime, team.clinician).principal
 
 
 def requests(runtime) -> list[RewrapRequest]:
