@@ -15,8 +15,9 @@ PostgreSQL copies are dropped as before). Nothing of it is shared between childr
 works on its own copy of the process.
 
 What decides a verdict stays pytest's: a child's exit is 1 when a test failed (a failure in
-set-up included), 0 when every test passed, 3 when pytest itself broke (mutmut counts that as
-killed, as it does for ``pytest.main``). Two checks guard against this runner deciding in
+set-up included), 0 when every test passed, 2 when a test stopped the session, 3 when pytest
+itself broke (mutmut counts that as killed, as it does for ``pytest.main``): the codes
+``pytest.main`` returns. Two checks guard against this runner deciding in
 pytest's place, each at every start: the fastest test must pass without a mutant, and the
 fastest tests that reach a mutated function must fail under mutmut's forced failure. A mutant
 whose tests are not all in the kept collection runs the old way, with ``pytest.main``;
@@ -83,18 +84,20 @@ class KeptSession:
             hook.pytest_collection_modifyitems(session=session, config=self.config, items=items)
             session.items = items
             session.testscollected = len(items)
+            # The exit codes of pytest.main (``_pytest.main.wrap_session`` and ``_main``).
             try:
                 hook.pytest_runtestloop(session=session)
-            except (session.Failed, session.Interrupted):
-                pass  # -x: the first failure ends the loop
-            except Exception:  # pytest's own failure: what pytest.main reports as 3
-                session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
-            else:
-                session.exitstatus = pytest.ExitCode.OK
-            if session.testsfailed and session.exitstatus == pytest.ExitCode.OK:
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
-            if session.shouldfail and session.exitstatus == pytest.ExitCode.OK:
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+                if session.testsfailed:
+                    status = pytest.ExitCode.TESTS_FAILED
+                else:
+                    status = pytest.ExitCode.OK if items else pytest.ExitCode.NO_TESTS_COLLECTED
+            except session.Failed:  # -x: the first failure ends the loop
+                status = pytest.ExitCode.TESTS_FAILED
+            except (KeyboardInterrupt, pytest.exit.Exception):  # session.Interrupted is one
+                status = pytest.ExitCode.INTERRUPTED
+            except Exception:  # pytest's own failure
+                status = pytest.ExitCode.INTERNAL_ERROR
+            session.exitstatus = status
             hook.pytest_sessionfinish(session=session, exitstatus=session.exitstatus)
             return int(session.exitstatus)
 
@@ -154,7 +157,7 @@ def install(mutmut_main: Any) -> None:
     def runner_with_kept_session(*args: Any, **kwargs: Any) -> Any:
         runner = make_runner(*args, **kwargs)
         runner.run_clean_tests = lambda tests: 0
-        tests = runner.test_runner
+        test_runner = runner.test_runner
         startup = runner.startup
         kept: list[KeptSession] = []
 
@@ -164,7 +167,8 @@ def install(mutmut_main: Any) -> None:
             state = mutmut_main.state()
             arguments = [
                 "--rootdir=.", "--tb=native", "-x", "-q", "-p", "no:randomly",
-                *tests._pytest_add_cli_args_test_selection, *tests._pytest_add_cli_args,
+                *test_runner._pytest_add_cli_args_test_selection,
+                *test_runner._pytest_add_cli_args,
             ]  # fmt: skip
             session = KeptSession.start(arguments)
             # The forced failure needs a test that calls a mutated function.
@@ -172,11 +176,12 @@ def install(mutmut_main: Any) -> None:
             fastest = sorted(
                 reaching & session.items.keys(), key=lambda t: state.duration_by_test.get(t, 0.0)
             )
-            session.verify(fastest[:_VERIFIED])
-            kept.append(session)
+            if fastest:  # else no mutant has a test to run: nothing to keep a session for
+                session.verify(fastest[:_VERIFIED])
+                kept.append(session)
             startup()
 
-        plain_run = tests.run_tests
+        plain_run = test_runner.run_tests
 
         def run_tests(*, mutant_name: str | None, tests: Iterable[str]) -> int:
             wanted = list(tests)
@@ -185,7 +190,7 @@ def install(mutmut_main: Any) -> None:
             return plain_run(mutant_name=mutant_name, tests=wanted)
 
         runner.startup = start_then_fork
-        runner.test_runner.run_tests = run_tests
+        test_runner.run_tests = run_tests
         return runner
 
     mutmut_main.get_mutant_runner = runner_with_kept_session
