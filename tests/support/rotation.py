@@ -37,10 +37,11 @@ from tests.support.sessions import STAFF_ADDRESS, sign_in
 
 @dataclass
 class RotationWorld:
-    """Two physician holders, the compliance officer, and members' conversations."""
+    """Two physician holders (one with ``colleague=False``), the compliance officer, and
+    members' conversations."""
 
     clinician: Person
-    colleague: Person
+    colleague: Person | None
     compliance: Person
     members: list[Person]
     #: conversation id -> its DEK (kept by the test to compare what holders open)
@@ -65,7 +66,7 @@ def rotation_world(
             runtime, principals[n % members], subject=f"subject {n}", bodies=[f"question {n}"]
         )
         deks[started.id] = started.dek
-    return RotationWorld(team.clinician, second, team.compliance, people, deks)  # type: ignore[arg-type]
+    return RotationWorld(team.clinician, second, team.compliance, people, deks)
 
 
 def grant(runtime: ServiceContext, holder: Person, colleague: Person) -> None:

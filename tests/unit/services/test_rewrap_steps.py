@@ -16,7 +16,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from medchat.keys.member_rewrap import DrainResult, RewrapQueue
 from medchat.keys.personal_keys import PersonalKeys
@@ -42,10 +42,10 @@ def requests(runtime) -> list[RewrapRequest]:
 
 
 def keys_of(runtime, member_id) -> int:
+    """The member's personal keys, current and retired."""
+    owned = select(func.count()).where(PersonalKey.account_id == member_id)
     with runtime.database.transaction() as session:
-        return len(
-            list(session.scalars(select(PersonalKey.id).where(PersonalKey.account_id == member_id)))
-        )
+        return session.scalar(owned) or 0
 
 
 def wrap_rows(runtime, member_id) -> dict[int, tuple[uuid.UUID, bytes]]:
