@@ -246,6 +246,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--history", type=int, default=200)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--stats-dir",
+        help="also write each operation's cProfile statistics there (send.pstats, read.pstats), "
+        "to read by cumulative time with pstats or snakeviz",
+    )
     args = parser.parse_args()
 
     env = Environment(bcrypt_rounds=4, scrypt_log2_n=10)
@@ -324,6 +329,9 @@ def main() -> None:
                 call()
             profiler.disable()
             stats = pstats.Stats(profiler)
+            if args.stats_dir:
+                os.makedirs(args.stats_dir, exist_ok=True)
+                stats.dump_stats(os.path.join(args.stats_dir, f"{op}.pstats"))
             print(
                 f"\n== {op}: {cpu:.2f} ms CPU, {wall:.2f} ms wall per request, unprofiled "
                 "(test client, one thread)"
