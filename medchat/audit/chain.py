@@ -8,10 +8,12 @@ are recorded with ``record_on_rollback`` and written after the rollback.
 
 The chains: ``entry_hash = SHA-256(chain, position, seq, fields, prev_hash)``, ``mac =
 HMAC(audit key, entry_hash)`` with the key in ``MEDCHAT_KEY_DIR``. A commit appends its entries
-to one of ``audit_chains`` chains (``audit``, ``audit/1`` ...), drawn at random, and locks that
-chain's head row only (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's write lock serialises
-writers anyway, so it uses one chain): concurrent commits on other chains do not wait, and no
-chain ever forks. The global ``seq`` (the access log's total order) is taken from a database
+to one of ``audit_chains`` chains (``audit``, ``audit/1`` ...) and locks that chain's head row
+only: on PostgreSQL the first head no other commit holds, looked at from a chain drawn at
+random (``SELECT ... FOR UPDATE SKIP LOCKED``), so a commit waits only when every chain is
+taken, and then for the drawn one; SQLite's write lock serialises writers anyway, so there it
+takes the drawn chain. Concurrent commits on other chains do not wait, and no chain ever
+forks. The global ``seq`` (the access log's total order) is taken from a database
 sequence in the same statement as the head lock. Each head records its chain's last position,
 so a truncated tail is caught. ``medchat.audit.verification`` walks every chain and names the
 first entry that is edited, missing, reordered, or carries a MAC the key did not make. A
@@ -36,6 +38,7 @@ from sqlalchemy import (
     BigInteger,
     Connection,
     String,
+    any_,
     bindparam,
     event,
     func,
@@ -44,6 +47,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -180,12 +184,23 @@ _LOCKED_HEAD = (
     .with_for_update()
     .cte("locked_head")
 )
-_LOCK_HEAD_AND_NUMBER = select(
-    _LOCKED_HEAD.c.seq,
-    _LOCKED_HEAD.c.entry_hash,
-    text(
-        "(SELECT array_agg(nextval('audit_entry_seq')) FROM generate_series(1, :entries))"
-    ).bindparams(bindparam("entries", type_=BigInteger())),
+_NUMBERS = text(
+    "(SELECT array_agg(nextval('audit_entry_seq')) FROM generate_series(1, :entries))"
+).bindparams(bindparam("entries", type_=BigInteger()))
+_LOCK_HEAD_AND_NUMBER = select(_LOCKED_HEAD.c.seq, _LOCKED_HEAD.c.entry_hash, _NUMBERS)
+#: PostgreSQL: the first head of ``chains``, in that order, that no other commit holds, locked
+#: without waiting (a held head is skipped); no row when every one is held.
+_CHAINS = bindparam("chains", type_=ARRAY(String()))
+_FREE_HEAD = (
+    select(_HEADS.c.chain, _HEADS.c.seq, _HEADS.c.entry_hash)
+    .where(_HEADS.c.chain == any_(_CHAINS))
+    .order_by(func.array_position(_CHAINS, _HEADS.c.chain))
+    .limit(1)
+    .with_for_update(skip_locked=True)
+    .cte("free_head")
+)
+_LOCK_FREE_HEAD_AND_NUMBER = select(
+    _FREE_HEAD.c.chain, _FREE_HEAD.c.seq, _FREE_HEAD.c.entry_hash, _NUMBERS
 )
 #: SQLite: the head and the highest seq so far, in one statement (no sequences there).
 _READ_HEAD_AND_LAST_SEQ = select(
@@ -219,11 +234,13 @@ def append_pending(session: Session, *, commit: bool = False) -> None:
 
     The head row lock is held from the first statement here to the commit, so everything
     else the unit of work has to write is flushed before it is taken, and under it run only
-    what the chain needs: ``SELECT ... FOR UPDATE`` of the head (takes the lock, reads the
-    last sequence number and hash), the hashes and MACs, then the entries and the new head:
-    for one entry on PostgreSQL a single statement (the ``INSERT`` as a data-modifying CTE
-    of the head ``UPDATE``), otherwise one ``INSERT`` of every entry (executemany) and the
-    head ``UPDATE``. The head row gets one new version per append.
+    what the chain needs: ``SELECT ... FOR UPDATE`` of a head (takes the lock, reads the
+    last sequence number and hash; on PostgreSQL ``SKIP LOCKED`` over the chains from a drawn
+    one, and a second, waiting statement only when every head is held), the hashes and MACs,
+    then the entries and the new head: for one entry on PostgreSQL a single statement (the
+    ``INSERT`` as a data-modifying CTE of the head ``UPDATE``), otherwise one ``INSERT`` of
+    every entry (executemany) and the head ``UPDATE``. The head row gets one new version per
+    append.
 
     ``commit`` (the ``before_commit`` hook passes it): on PostgreSQL those writes and the
     ``COMMIT`` go to the server together, in one pipeline (``_write_and_commit``), so the
@@ -238,7 +255,9 @@ def append_pending(session: Session, *, commit: bool = False) -> None:
     if not pending:
         return
     key: bytes = session.info["audit_mac_key"]
-    chain = chain_name(secrets.randbelow(session.info.get("audit_chains", 1)))
+    count = session.info.get("audit_chains", 1)
+    drawn = secrets.randbelow(count)
+    chains = [chain_name((drawn + offset) % count) for offset in range(count)]
     connection = session.connection()
     # Everything that does not depend on the chain is made before the lock is taken.
     rows = [_row(item) for item in pending]
@@ -247,7 +266,7 @@ def append_pending(session: Session, *, commit: bool = False) -> None:
     for row, item, entry_id in zip(rows, pending, entry_ids, strict=True):
         commitment, sealed = protect(address_keys, entry_id, item.context.address)
         row.update(address_hash=commitment, address_sealed=sealed, address_erasure_mac=None)
-    position, prev_hash, numbers = _lock_head(connection, chain, len(rows))
+    chain, position, prev_hash, numbers = _lock_head(connection, chains, len(rows))
     for row, entry_id, seq in zip(rows, entry_ids, numbers, strict=True):
         position += 1
         row.update(seq=seq, id=entry_id, chain=chain, position=position, format=FORMAT)
@@ -266,17 +285,28 @@ def append_pending(session: Session, *, commit: bool = False) -> None:
         _write(connection, rows, head)
 
 
-def _lock_head(connection: Connection, chain: str, entries: int) -> tuple[int, bytes, list[int]]:
-    """Lock ``chain``'s head: its last position and hash, and ``entries`` new ``seq`` values."""
+def _lock_head(
+    connection: Connection, chains: list[str], entries: int
+) -> tuple[str, int, bytes, list[int]]:
+    """Lock the head of one of ``chains`` (the first no one holds, else wait for the first):
+    its name, last position and hash, and ``entries`` new ``seq`` values."""
     if connection.dialect.name == "postgresql":
+        params = {"chains": chains, "entries": entries}
+        free = connection.execute(_LOCK_FREE_HEAD_AND_NUMBER, params).one_or_none()
+        if free is not None:
+            chain, position, prev_hash, numbers = free
+            return chain, position, prev_hash, sorted(numbers)
+        # Every chain is held by a commit in flight: wait for the drawn one.
         position, prev_hash, numbers = connection.execute(
-            _LOCK_HEAD_AND_NUMBER, {"chain": chain, "entries": entries}
+            _LOCK_HEAD_AND_NUMBER, {"chain": chains[0], "entries": entries}
         ).one()
-        return position, prev_hash, sorted(numbers)
+        return chains[0], position, prev_hash, sorted(numbers)
     # SQLite: the transaction holds the database's write lock (BEGIN IMMEDIATE), so the
     # highest seq cannot move under us.
-    position, prev_hash, last = connection.execute(_READ_HEAD_AND_LAST_SEQ, {"chain": chain}).one()
-    return position, prev_hash, list(range(last + 1, last + 1 + entries))
+    position, prev_hash, last = connection.execute(
+        _READ_HEAD_AND_LAST_SEQ, {"chain": chains[0]}
+    ).one()
+    return chains[0], position, prev_hash, list(range(last + 1, last + 1 + entries))
 
 
 def _write(connection: Connection, rows: list[dict[str, Any]], head: dict[str, Any]) -> None:

@@ -1,5 +1,6 @@
-"""Several audit chains (issue 15): commits append to one of them at random, each under its own
-head lock, and every promise of the single chain holds across them.
+"""Several audit chains (issue 15): commits append to one of them, each under its own head lock
+(on PostgreSQL the first one free from a chain drawn at random), and every promise of the
+single chain holds across them.
 
 Verify walks every chain; an edit, a deletion, a reordering or a truncation in any chain is
 named by the global ``seq`` of the entry concerned; a removed head is named; a chain head
@@ -12,9 +13,11 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from access_control import crypto
 from medchat import audit
@@ -99,6 +102,60 @@ def test_concurrent_writers_leave_every_chain_unbroken(runtime):
     assert result.ok, result.reason
     assert result.entries == threads * transactions
     assert len({row.details for row in entries(runtime)}) == threads * transactions
+
+
+@contextmanager
+def heads_held(runtime, *chains: str) -> Iterator[None]:
+    """Another transaction holds these chains' head rows (as a commit in flight does)."""
+    with runtime.database.engine.connect() as other, other.begin():
+        held = other.execute(
+            text("SELECT chain FROM chain_heads WHERE chain = ANY(:chains) FOR UPDATE"),
+            {"chains": list(chains)},
+        )
+        assert sorted(held.scalars()) == sorted(chains)
+        yield
+
+
+def in_thread(work) -> threading.Thread:
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_commit_with_every_chain_free_takes_the_drawn_one(runtime, monkeypatch):
+    """The draw spreads concurrent commits over the chains; the free-head lock keeps it."""
+    for drawn in (2, 0, 3, 1):
+        monkeypatch.setattr(audit.chain.secrets, "randbelow", lambda n, drawn=drawn: drawn)
+        write(runtime, commits=1)
+    assert [row.chain for row in entries(runtime)] == ["audit/2", "audit", "audit/3", "audit/1"]
+
+
+def test_a_commit_takes_a_free_chain_instead_of_waiting_for_a_held_one(runtime):
+    if not runtime.database.is_postgresql:
+        pytest.skip("SQLite holds the write lock for the whole commit: one writer at a time")
+    with heads_held(runtime, "audit", "audit/1", "audit/2"):
+        writer = in_thread(lambda: write(runtime, commits=8))
+        writer.join(timeout=30)
+        waited = writer.is_alive()
+    writer.join(timeout=30)
+    assert not waited  # every commit found audit/3 free, whichever chain it drew
+    assert {row.chain for row in entries(runtime)} == {"audit/3"}
+    result = verify(runtime)
+    assert result.ok, result.reason
+
+
+def test_a_commit_waits_for_a_head_when_every_chain_is_held(runtime):
+    if not runtime.database.is_postgresql:
+        pytest.skip("SQLite holds the write lock for the whole commit: one writer at a time")
+    with heads_held(runtime, "audit", "audit/1", "audit/2", "audit/3"):
+        writer = in_thread(lambda: write(runtime, commits=1))
+        writer.join(timeout=1)
+        waited = writer.is_alive()
+    writer.join(timeout=30)
+    assert waited and not writer.is_alive()
+    assert len(entries(runtime)) == 1
+    result = verify(runtime)
+    assert result.ok, result.reason
 
 
 def test_an_edited_entry_in_any_chain_is_named(runtime):
