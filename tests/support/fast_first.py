@@ -119,8 +119,8 @@ def _kills_file(record: Path) -> Path:
 
 
 def killers_file(record: Path) -> Path:
-    """``mutant\ttest\tMS``: the test that killed the mutant after other tests ran for MS
-    milliseconds (this run), or ``mutant\ttest\tseed`` (the last run's, written first)."""
+    """``mutant\\ttest\\tMS``: the test that killed the mutant after other tests ran for MS
+    milliseconds (this run), or ``mutant\\ttest\\tseed`` (the last run's, written first)."""
     return record.with_suffix(".killers")
 
 
