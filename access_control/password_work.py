@@ -24,6 +24,11 @@ So every piece of password work of a process goes through one ``PasswordWork``:
 
 Work submitted from inside a slot (a scrypt run inside a hash check) runs inline: one
 request holds one slot for the whole check, never two, and cannot deadlock on itself.
+
+``full()`` says, without taking anything, that the slots and the queue are all taken: the web
+layer turns a sign-in away on that before the rest of the request is handled
+(``medchat.web.password_gate``), since under a flood a refusal is the common answer and what
+it costs is what the flood takes from the readers.
 """
 
 from __future__ import annotations
@@ -66,7 +71,9 @@ class PasswordWork:
             raise ValueError("the wait for a slot cannot be negative")
         self.slots = slots
         self.wait_seconds = wait_seconds
-        self._admitted = threading.BoundedSemaphore(2 * slots)  # running + waiting
+        self._places = 2 * slots  # running + waiting
+        self._admitted = 0
+        self._admission = threading.Lock()
         self._running = threading.BoundedSemaphore(slots)
         self._inside = threading.local()
         self._lower_priority = lower_priority
@@ -81,6 +88,14 @@ class PasswordWork:
             return self._on_own_thread(fn, args)  # this request holds a slot already
         with self._slot():
             return self._on_own_thread(fn, args)
+
+    def full(self) -> bool:
+        """Every slot and every queue place taken: work asked for now would be refused.
+
+        A peek, not a reservation: the answer may be stale by the time it is read (a place
+        frees, or the last one is taken), and ``run`` and ``reserved`` decide for themselves.
+        """
+        return self._admitted >= self._places
 
     @contextmanager
     def reserved(self) -> Iterator[None]:
@@ -99,8 +114,10 @@ class PasswordWork:
 
     @contextmanager
     def _slot(self) -> Iterator[None]:
-        if not self._admitted.acquire(blocking=False):
-            raise self._busy()
+        with self._admission:
+            if self._admitted >= self._places:
+                raise self._busy()
+            self._admitted += 1
         try:
             if not self._running.acquire(timeout=self.wait_seconds):
                 raise self._busy()
@@ -109,7 +126,8 @@ class PasswordWork:
             finally:
                 self._running.release()
         finally:
-            self._admitted.release()
+            with self._admission:
+                self._admitted -= 1
 
     def _busy(self) -> PasswordWorkBusy:
         return PasswordWorkBusy(

@@ -39,7 +39,14 @@ from medchat.console import cookie as console_cookie
 from medchat.console import security as console_security
 from medchat.schemas.common import ErrorSchema
 from medchat.services.context import start_service_context
-from medchat.web import bearer, metrics_endpoint, request_log, rotation_due, throttling
+from medchat.web import (
+    bearer,
+    metrics_endpoint,
+    password_gate,
+    request_log,
+    rotation_due,
+    throttling,
+)
 from medchat.web import json_bodies as http_json
 from medchat.web import rewrap_drain as http_rewrap
 from medchat.web import security_headers as http_security
@@ -188,6 +195,8 @@ def create_app(
         api.register_blueprint(blueprint)
     check_routes_declare_permissions(app)
     throttling.init_app(app, settings.ratelimit_storage_uri, settings.ratelimit_key_prefix)
+    # Outside every other layer, once every view is registered.
+    password_gate.init_app(app)
 
     logging.getLogger("medchat").setLevel(logging.INFO)
     return app

@@ -37,6 +37,7 @@ from medchat.services.second_factor import SecondFactorService
 from medchat.services.sign_ins import SignInService, sign_in_origin
 from medchat.web.context import account_limit_key, db_session, runtime
 from medchat.web.guard import requires, signed_in
+from medchat.web.password_gate import password_work_first
 from medchat.web.throttling import (
     PER_ACCOUNT_FAILURES,
     PER_ADDRESS,
@@ -116,6 +117,7 @@ def register(data: dict[str, Any]) -> dict[str, str]:
 
 
 @bp.route("/token", methods=["POST"])
+@password_work_first  # under a flood, refused before dispatch (medchat.web.password_gate)
 @requires(Permission.PUBLIC)
 @bp.arguments(TokenRequestSchema)
 @bp.response(200, TokenResponseSchema)

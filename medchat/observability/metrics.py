@@ -38,6 +38,12 @@ SIGN_IN_FAILURES = Counter(
     "Wrong passwords (sign-in and step-up) and wrong second-factor codes.",
     ["factor"],
 )
+REFUSED_BEFORE_DISPATCH = Counter(
+    "medchat_refused_before_dispatch_total",
+    "Sign-ins answered 503 while this process's password work was full, before Flask handled "
+    "them (medchat.web.password_gate); the first refusal of each second takes the full path.",
+    ["dependency"],
+)
 LOCKOUTS = Counter(
     "medchat_sign_in_lockouts_total",
     "Failure budgets spent (access_control.sign_in_limits): 'address' locks one address out "

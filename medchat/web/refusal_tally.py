@@ -13,6 +13,10 @@ account (a wrong password, a lockout, a 403) stay audited one by one elsewhere.
 
 What it costs: a process that stops within a window loses at most that window's count (not an
 entry: the first refusal of every window is written). The log line follows the same tally.
+
+``counted`` serves a refusal made before Flask handles the request (``web.password_gate``):
+it counts the refusal when its window's entry is already written, and otherwise leaves the
+request to the full path, whose error handler writes the entry (``admit``).
 """
 
 from __future__ import annotations
@@ -51,3 +55,15 @@ class RefusalTally:
             self._written[key] = now
             self._pending[key] = 0
             return pending
+
+    def counted(self, dependency: str, endpoint: str) -> bool:
+        """Count this refusal if its window's entry is written already; False: not counted,
+        so it must go where ``admit`` is called and the entry written."""
+        key = (dependency, endpoint)
+        now = self.clock()
+        with self._lock:
+            last = self._written.get(key)
+            if last is None or now - last >= self.window:
+                return False
+            self._pending[key] = self._pending.get(key, 0) + 1
+            return True

@@ -8,6 +8,8 @@ is refused unless ``MEDCHAT_CORS_ORIGINS`` names the origin.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from flask import Flask, Response, request
 
 from access_control.networks import is_staff_path, require_allowed_network
@@ -39,24 +41,45 @@ def _refuse_outside_staff_networks() -> None:
 _STATIC_NAMES = frozenset(name.lower() for name in STATIC_HEADERS)
 
 
+#: On every answer under these prefixes (personal or medical data: never cached).
+NO_STORE_PREFIXES = ("/api/", "/console")
+NO_STORE_HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+#: With an allowed ``Origin`` (``MEDCHAT_CORS_ORIGINS``), besides the origin itself.
+CORS_HEADERS = {
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, Idempotency-Key",
+    "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE",
+    "Vary": "Origin",
+}
+
+
 def _add_headers(response: Response) -> Response:
     # A view that set its own value of one of these keeps it; every other one is added.
     present = {name.lower() for name, _ in response.headers} & _STATIC_NAMES
     response.headers.extend(
         (name, value) for name, value in STATIC_HEADERS.items() if name.lower() not in present
     )
-    if request.path.startswith(("/api/", "/console")):
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["Pragma"] = "no-cache"
+    if request.path.startswith(NO_STORE_PREFIXES):
+        for name, value in NO_STORE_HEADERS.items():
+            response.headers[name] = value
     origin = request.headers.get("Origin")
     if origin and origin in runtime().settings.cors_origins:
         response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Allow-Headers"] = (
-            "Authorization, Content-Type, Idempotency-Key"
-        )
-        response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, PATCH, DELETE"
-        response.headers["Vary"] = "Origin"
+        for name, value in CORS_HEADERS.items():
+            response.headers[name] = value
     return response
+
+
+def headers_for(
+    path: str, origin: str | None, cors_origins: Sequence[str]
+) -> list[tuple[str, str]]:
+    """What ``_add_headers`` adds to an answer of its own, for the answers made before Flask
+    handles a request (``web.password_gate``)."""
+    headers = list(STATIC_HEADERS.items())
+    if path.startswith(NO_STORE_PREFIXES):
+        headers += NO_STORE_HEADERS.items()
+    if origin and origin in cors_origins:
+        headers += [("Access-Control-Allow-Origin", origin), *CORS_HEADERS.items()]
+    return headers
 
 
 def init_app(app: Flask) -> None:

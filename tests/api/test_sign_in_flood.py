@@ -10,16 +10,13 @@ audited, counted as no failure; and a member's reads are served while the gate i
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from access_control.password_work import DEPENDENCY, RETRY_AFTER_SECONDS, PasswordWork
+from access_control.password_work import DEPENDENCY, RETRY_AFTER_SECONDS
 from access_control.roles import Role
 from medchat.models import AuditEntry
 from medchat.services.accounts import AccountService
@@ -27,32 +24,9 @@ from medchat.web.refusal_tally import EXTENSION as TALLY
 from tests.support.accounts import bearer, login, make_member, make_staff
 from tests.support.console import post_form
 from tests.support.messaging import asked, care_team, give_consent
+from tests.support.password_work import gate_full
 
 TOKEN = "/api/v1/auth/token"
-
-
-@contextmanager
-def gate_full(work: PasswordWork) -> Iterator[None]:
-    """Every slot running and every queue place taken, until the block ends."""
-    release = threading.Event()
-    running = threading.Semaphore(0)
-
-    def blocking() -> None:
-        running.release()
-        release.wait(30)
-
-    threads = [threading.Thread(target=work.run, args=(blocking,)) for _ in range(2 * work.slots)]
-    for thread in threads:
-        thread.start()
-    for _ in range(work.slots):
-        assert running.acquire(timeout=10)
-    time.sleep(0.05)  # the queued ones reach their wait
-    try:
-        yield
-    finally:
-        release.set()
-        for thread in threads:
-            thread.join(timeout=30)
 
 
 @pytest.fixture

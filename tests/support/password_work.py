@@ -1,4 +1,4 @@
-"""Counting the expensive password work: scrypt runs and bcrypt operations.
+"""Counting the expensive password work (scrypt runs, bcrypt operations), and filling its gate.
 
 Equal work is how the tests show equal timing ("no such user", "wrong password", "old hash"
 and a taken address cost what the other branch costs), without measuring time.
@@ -6,12 +6,17 @@ and a taken address cost what the other branch costs), without measuring time.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import bcrypt
 
 from access_control import password_kdf
+from access_control.password_work import PasswordWork
 
 
 def count_password_work(monkeypatch: Any) -> Counter[str]:
@@ -35,3 +40,27 @@ def count_password_work(monkeypatch: Any) -> Counter[str]:
     monkeypatch.setattr(bcrypt, "checkpw", check)
     monkeypatch.setattr(bcrypt, "hashpw", hashpw)
     return work
+
+
+@contextmanager
+def gate_full(work: PasswordWork) -> Iterator[None]:
+    """Every slot running and every queue place taken, until the block ends."""
+    release = threading.Event()
+    running = threading.Semaphore(0)
+
+    def blocking() -> None:
+        running.release()
+        release.wait(30)
+
+    threads = [threading.Thread(target=work.run, args=(blocking,)) for _ in range(2 * work.slots)]
+    for thread in threads:
+        thread.start()
+    for _ in range(work.slots):
+        assert running.acquire(timeout=10)
+    time.sleep(0.05)  # the queued ones reach their wait
+    try:
+        yield
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(timeout=30)

@@ -244,3 +244,39 @@ def test_a_system_that_refuses_the_lower_priority_still_runs_the_work(monkeypatc
 
     monkeypatch.setattr(os, "setpriority", refused)
     assert PasswordWork(1, 1.0).run(lambda: "done") == "done"
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+def test_full_says_so_only_when_every_slot_and_queue_place_is_taken(slots):
+    work = PasswordWork(slots, 10.0)
+    assert not work.full()
+    with held(work, slots):  # every slot running, the queue empty
+        assert not work.full()
+    with held(work, 2 * slots - 1):  # one queue place left
+        assert not work.full()
+    with held(work, 2 * slots):
+        assert work.full()
+        assert isinstance(_try(work), PasswordWorkBusy)
+        assert work.full()  # a refusal takes no place and frees none
+    assert not work.full()
+
+
+def test_a_wait_that_ran_out_gives_its_place_back():
+    work = PasswordWork(1, 0.1)
+    with held(work, 1):
+        assert isinstance(_try(work), PasswordWorkBusy)  # queued, then out of time
+        assert not work.full()
+        with pytest.raises(PasswordWorkBusy), work.reserved():
+            pass
+        assert not work.full()
+    assert not work.full()
+
+
+def test_work_that_raised_gives_its_place_back():
+    work = PasswordWork(1, 1.0)
+    for _ in range(3):
+        with pytest.raises(KeyError):
+            work.run(lambda: {}["missing"])
+    assert not work.full()
+    with held(work, 2):
+        assert work.full()
