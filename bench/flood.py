@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -148,7 +149,27 @@ def table(result: FloodResult) -> str:
         f"{hashed / flood.seconds if flood.seconds else 0:.1f}/s went through a full password "
         f"check (401), p50 {flood.percentile(50):.1f} ms, p99 {flood.percentile(99):.1f} ms",
     ]
+    lines.append(cpu_line(quiet, flooded, flood))
     lock = flooded.db_activity.get("waiting_on_lock", 0.0)
     quiet_lock = quiet.db_activity.get("waiting_on_lock", 0.0)
     lines.append(f"connections waiting on a lock: quiet {quiet_lock:.2f}, flooded {lock:.2f}")
     return "\n".join(lines)
+
+
+def cpu_line(quiet: CellResult, flooded: CellResult, flood: CellResult) -> str:
+    """Where the machine's CPU went, quiet and flooded: the flood's own load generator shares
+    the cores here, as an attacker's machines would not (bench/README.md)."""
+    cores = os.cpu_count() or 1
+
+    def share(cell: CellResult, name: str) -> float:
+        seconds = cell.cpu_seconds.get(name, 0.0)
+        return 100 * seconds / (cell.seconds * cores) if cell.seconds else math.nan
+
+    parts = []
+    for label, cell in (("quiet", quiet), ("flooded", flooded)):
+        parts.append(
+            f"{label}: server {share(cell, 'medchat'):.0f} %, PostgreSQL "
+            f"{share(cell, 'postgres'):.0f} %, readers' load generator {share(cell, 'load'):.0f} %"
+            + (f", flood's load generator {share(flood, 'load'):.0f} %" if cell is flooded else "")
+        )
+    return f"CPU, share of the {cores} cores: " + "; ".join(parts)
