@@ -15,18 +15,21 @@ layer, and answers a POST for an endpoint marked ``password_work_first`` with th
 503, the same status, body and headers but for the rate limiter's for the address
 (``tests/api/test_password_gate.py`` compares the two), when
 
-- ``PasswordWork.full()`` says the slots and the queue are taken, and
+- ``PasswordWork.full()`` says the slots and the queue are taken,
+- the body is declared and small (``MAX_EARLY_BODY``; it is never read), and
 - the refusal tally has written this window's entry for that endpoint already
   (``RefusalTally.counted``, which counts this refusal into the next entry): the first refusal
   of each window still takes the full path and is logged and audited, with the count.
 
-Only views whose first step is the gate may be marked (``check_password`` takes it before the
-account lookup): for them answering earlier tells a caller nothing the full path would not,
-since the gate is the same for every caller and address. What does change, and only while the
-gate is full: the refusal comes before the per-address rate limit, the failure budgets and the
-body's validation (a malformed or locked sign-in gets this 503 instead of its 422 or 429; each
-of them changes nothing), and no request log line is written for it (the tally's line for the
-window stands for them; ``medchat_refused_before_dispatch_total`` counts them).
+Only views whose first piece of work is the gate may be marked (a sign-in takes it before the
+account lookup; what runs before it, the rate limit, the failure budgets and the body's
+validation, can only refuse): for them answering earlier tells a caller nothing the full path
+would not, since the gate is the same for every caller and address. What does change, and
+only while the gate is full: the refusal comes before the per-address rate limit, the failure
+budgets and the body's validation (a malformed or locked sign-in gets this 503 instead of its
+422 or 429; each of them changes nothing), and no request log line is written for it (the
+tally's line for the window stands for them; ``medchat_refused_before_dispatch_total`` counts
+them).
 
 Not marked: the console's sign-in. Its answer is a page of the session (a CSRF token), which
 must not be replayed to another client, and its CSRF check comes before the gate.
@@ -92,7 +95,7 @@ class RefuseWhilePasswordWorkFull:
         self.status = f"{down.status} {HTTP_STATUS_CODES[down.status].upper()}"
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if environ.get("REQUEST_METHOD") == "POST" and self.work.full():
+        if environ.get("REQUEST_METHOD") == "POST" and self.work.full() and _small_body(environ):
             endpoint = self._marked_endpoint(environ)
             if endpoint is not None and self.tally.counted(DEPENDENCY, endpoint):
                 return self._refuse(environ, start_response)
@@ -123,6 +126,18 @@ class RefuseWhilePasswordWorkFull:
 
 
 _DETAILS = {"dependency": DEPENDENCY}
+#: The largest body answered early. The early answer reads no body, and the server discards
+#: an unread one by reading it before the connection's next request: a sign-in's is a few
+#: hundred bytes, so anything declared larger, or not declared (chunked), takes the full
+#: path, whose own limit (413) applies.
+MAX_EARLY_BODY = 4096
+
+
+def _small_body(environ: dict[str, Any]) -> bool:
+    if environ.get("HTTP_TRANSFER_ENCODING"):
+        return False
+    declared = environ.get("CONTENT_LENGTH") or ""
+    return declared.isdigit() and int(declared) <= MAX_EARLY_BODY
 
 
 def init_app(app: Flask) -> None:

@@ -9,6 +9,7 @@ full nothing changes.
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -18,7 +19,11 @@ from sqlalchemy import select
 
 from access_control.password_work import DEPENDENCY, RETRY_AFTER_SECONDS
 from medchat.models import AuditEntry
-from medchat.web.password_gate import RefuseWhilePasswordWorkFull, marked_endpoints
+from medchat.web.password_gate import (
+    MAX_EARLY_BODY,
+    RefuseWhilePasswordWorkFull,
+    marked_endpoints,
+)
 from medchat.web.refusal_tally import EXTENSION as TALLY
 from tests.support.accounts import make_member
 from tests.support.password_work import gate_full
@@ -163,3 +168,23 @@ def test_with_the_gate_free_nothing_is_refused_and_sign_in_works(app, client, ru
     response = client.post(TOKEN, json={"email": member.email, "password": member.password})
     assert response.status_code == 200
     assert early_refusals() == before
+
+
+def test_a_body_larger_than_a_sign_in_takes_the_full_path(app, client, runtime, tally_clock):
+    """The early answer reads no body; one declared larger than any sign-in, or not declared
+    at all, is left to the full path and its own limits."""
+    large = {**VALID_BODIES["auth.token"], "padding": "x" * MAX_EARLY_BODY}
+    before = early_refusals()
+    with gate_full(runtime.password_work):
+        client.post(TOKEN, json=VALID_BODIES["auth.token"])  # this window's entry written
+        assert client.post(TOKEN, json=large).status_code in (413, 422, 503)
+        chunked = client.post(
+            TOKEN,
+            input_stream=io.BytesIO(json.dumps(VALID_BODIES["auth.token"]).encode()),
+            content_type="application/json",
+            headers={"Transfer-Encoding": "chunked"},
+        )
+        assert chunked.status_code in (400, 411, 422, 503)
+        assert early_refusals() == before
+        client.post(TOKEN, json=VALID_BODIES["auth.token"])
+        assert early_refusals() == before + 1
