@@ -10,12 +10,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import bcrypt
 
 from access_control import password_kdf
+from access_control.errors import PasswordWorkBusy
 from access_control.password_work import PasswordWork
 
 
@@ -43,20 +44,29 @@ def count_password_work(monkeypatch: Any) -> Counter[str]:
 
 
 @contextmanager
-def gate_full(work: PasswordWork) -> Iterator[None]:
-    """Every slot running and every queue place taken, until the block ends."""
+def held(work: PasswordWork, count: int) -> Iterator[None]:
+    """``count`` pieces of work inside the gate (running, then queued) until the block ends."""
     release = threading.Event()
-    running = threading.Semaphore(0)
+    entered = threading.Semaphore(0)
+    outcomes: list[object] = []
 
     def blocking() -> None:
-        running.release()
+        entered.release()
         release.wait(30)
 
-    threads = [threading.Thread(target=work.run, args=(blocking,)) for _ in range(2 * work.slots)]
+    def submit() -> None:
+        try:
+            work.run(blocking)
+            outcomes.append("ran")
+        except PasswordWorkBusy as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=submit) for _ in range(count)]
     for thread in threads:
         thread.start()
-    for _ in range(work.slots):
-        assert running.acquire(timeout=10)
+    running = min(count, work.slots)
+    for _ in range(running):
+        assert entered.acquire(timeout=10), "a slot was not taken"
     time.sleep(0.05)  # the queued ones reach their wait
     try:
         yield
@@ -64,3 +74,9 @@ def gate_full(work: PasswordWork) -> Iterator[None]:
         release.set()
         for thread in threads:
             thread.join(timeout=30)
+    assert outcomes == ["ran"] * count, outcomes
+
+
+def gate_full(work: PasswordWork) -> AbstractContextManager[None]:
+    """Every slot running and every queue place taken, until the block ends."""
+    return held(work, 2 * work.slots)

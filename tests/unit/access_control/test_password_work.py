@@ -10,8 +10,6 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
@@ -19,43 +17,10 @@ from access_control.errors import DependencyDown, PasswordWorkBusy
 from access_control.password_kdf import Password, ScryptParams
 from access_control.password_work import DEPENDENCY, RETRY_AFTER_SECONDS, PasswordWork
 from access_control.passwords import PasswordHasher
+from tests.support.password_work import held
 
 FAST = ScryptParams(log2_n=10)
 STRONG = "quokka-harbor-lantern-42"
-
-
-@contextmanager
-def held(work: PasswordWork, count: int) -> Iterator[None]:
-    """``count`` pieces of work inside the gate (running, then queued) until the block ends."""
-    release = threading.Event()
-    entered = threading.Semaphore(0)
-    outcomes: list[object] = []
-
-    def blocking() -> None:
-        entered.release()
-        release.wait(30)
-
-    def submit() -> None:
-        try:
-            work.run(blocking)
-            outcomes.append("ran")
-        except PasswordWorkBusy as exc:
-            outcomes.append(exc)
-
-    threads = [threading.Thread(target=submit) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    running = min(count, work.slots)
-    for _ in range(running):
-        assert entered.acquire(timeout=10), "a slot was not taken"
-    time.sleep(0.05)  # the queued ones reach their wait
-    try:
-        yield
-    finally:
-        release.set()
-        for thread in threads:
-            thread.join(timeout=30)
-    assert outcomes == ["ran"] * count, outcomes
 
 
 def test_run_returns_what_the_work_returns_and_raises_what_it_raises():
