@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench import cpu, flood, page1, report, scaling
+from bench import cpu, flood, page1, pinning, proxy, report, scaling
 from bench.cells import measure_pair
 from bench.environment import Environment, Server, log
 from bench.load import CellResult, ClientSpec
@@ -92,6 +92,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--flood-readers", type=int, default=8, help="readers in the flood cell")
     parser.add_argument(
+        "--flood-via-nginx",
+        action="store_true",
+        help="measure the flood cell again through the deployment's nginx (bench/proxy.py)",
+    )
+    parser.add_argument(
+        "--flood-cpus",
+        default=None,
+        help="run the flood's load generator on these CPUs (e.g. 1 or 8-15) and the server "
+        "side on the others (bench/pinning.py)",
+    )
+    parser.add_argument(
         "--flood-only",
         action="store_true",
         help="measure the sign-in flood cell alone (for work on it: no other figures)",
@@ -113,6 +124,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.workers = args.worker_counts[0]
     if not 0 <= args.flood_clients <= 256 or not 1 <= args.flood_readers <= 256:
         parser.error("--flood-clients takes 0 to 256, --flood-readers 1 to 256")
+    if args.flood_cpus is not None:
+        try:
+            pinning.parse(args.flood_cpus)
+        except ValueError as exc:
+            parser.error(str(exc))
+    if args.flood_via_nginx and (not args.flood_clients or proxy.nginx_binary() is None):
+        parser.error("--flood-via-nginx needs flood clients and nginx (make nginx-deps)")
     if args.flood_only and (not args.flood_clients or args.scaling):
         parser.error("--flood-only needs flood clients and a single worker count")
     return args
@@ -179,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
         members = seed.timed("accounts", lambda: seeder.create_members(member_count, per_member))
 
-        medchat = env.start_server("medchat", "wsgi:app")
+        medchat_env = proxy.TRUSTED_PROXY_ENV if args.flood_via_nginx else {}
+        medchat = env.start_server("medchat", "wsgi:app", medchat_env)
         check_endpoints(medchat)
         for member in members:
             seeder.give_consent(medchat.port, member)
@@ -257,21 +276,33 @@ def main(argv: list[str] | None = None) -> int:
         probe = (lambda: cpu.snapshot(groups)) if cpu.available() else None
         by_workers: dict[int, dict[str, list[tuple[CellResult, CellResult]]]] = {}
         restarts: dict[int, dict[str, int]] = {}
-        flooded = None
+        flooded = flooded_via_nginx = None
         for index, workers in enumerate(args.worker_counts):
             if index:
-                servers = restart_servers(env, servers, workers)
+                servers = restart_servers(env, servers, workers, medchat_env)
                 groups.update({name: server.process.pid for name, server in servers.items()})
             if not args.flood_only:
                 by_workers[workers] = measure_cells(args, servers, specs, probe, env)
             if index == 0 and args.flood_clients:
                 readers = (specs["medchat", "read"] * args.flood_readers)[: args.flood_readers]
-                flooded = flood.measure(args, servers["medchat"].port, readers, env.conninfo, probe)
+                flooded = flood.measure(
+                    args, servers["medchat"].port, readers, env.conninfo, probe, groups
+                )
+                if args.flood_via_nginx:
+                    with proxy.NginxProxy(servers["medchat"].port) as nginx:
+                        groups["nginx"] = nginx.pid
+                        flooded_via_nginx = flood.measure(
+                            args, nginx.port, readers, env.conninfo, probe, groups
+                        )
+                        del groups["nginx"]
             restarts[workers] = {name: s.count_in_log(RECYCLED) for name, s in servers.items()}
         medchat, bare = servers["medchat"], servers["bare"]
         if args.flood_only and flooded is not None:
             print()
             print(flood.table(flooded))
+            if flooded_via_nginx is not None:
+                print()
+                print(flood.table(flooded_via_nginx, via="the deployment's nginx"))
             return 0
 
         owner_auth = {"Authorization": f"Bearer {owner.tokens[0]}"}
@@ -311,13 +342,18 @@ def main(argv: list[str] | None = None) -> int:
             print()
         if flooded is not None:
             print(flood.table(flooded))
+        if flooded_via_nginx is not None:
+            print()
+            print(flood.table(flooded_via_nginx, via="the deployment's nginx"))
             print()
         print(report.page1_table(page))
         print()
         if args.json:
             report.write_json(
                 args.json,
-                document(args, env, by_workers, page, restarts, started, flooded),
+                document(
+                    args, env, by_workers, page, restarts, started, flooded, flooded_via_nginx
+                ),
             )
             log(f"results written to {args.json}")
         return 0
@@ -352,11 +388,11 @@ def measure_cells(
 
 
 def restart_servers(
-    env: Environment, servers: dict[str, Server], workers: int
+    env: Environment, servers: dict[str, Server], workers: int, medchat_env: dict[str, str]
 ) -> dict[str, Server]:
     """Both stacks again with ``workers`` workers (the same database, data and ports' roles)."""
     apps = {
-        "medchat": ("wsgi:app", {}),
+        "medchat": ("wsgi:app", medchat_env),
         "bare": ("bench.bare_app:create_app()", {"BENCH_BARE_DATABASE_URL": env.database_url}),
     }
     for server in servers.values():
@@ -405,6 +441,7 @@ def document(
     restarts: dict[int, dict[str, int]],
     started: float,
     flooded: flood.FloodResult | None,
+    flooded_via_nginx: flood.FloodResult | None = None,
 ) -> dict[str, Any]:
     """Every figure; ``operations`` are the first worker count's (the only one without
     ``--scaling``), ``by_workers`` holds each count's."""
@@ -425,11 +462,15 @@ def document(
             "load_processes": args.load_procs,
             "setup_costs": args.setup_costs,
             "quick": args.quick,
+            "flood_clients": args.flood_clients,
+            "flood_readers": args.flood_readers,
+            "flood_cpus": args.flood_cpus,
         },
         "worker_recycles": restarts[first],
         "operations": _operations(by_workers[first]),
         "page1": page,
         "flood": flooded.summary() if flooded is not None else None,
+        "flood_via_nginx": flooded_via_nginx.summary() if flooded_via_nginx is not None else None,
     }
     if args.scaling:
         out["by_workers"] = {

@@ -288,6 +288,7 @@ def run_cell(
     processes: int = 2,
     host: str = "127.0.0.1",
     probe: Callable[[], dict[str, float]] | None = None,
+    cpus: set[int] | None = None,
 ) -> CellResult:
     """Run ``len(specs)`` concurrent clients against ``host:port`` and collect the results.
 
@@ -317,6 +318,7 @@ def run_cell(
             stdout=subprocess.PIPE,
             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
             text=True,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         )
         children.append((child, json.dumps(plan)))
     result = CellResult(clients=len(specs), seconds=seconds)
