@@ -11,6 +11,11 @@ runs with production password costs whatever ``--setup-costs`` says.
 Measured in ``--rounds`` slices that alternate quiet and flooded (quiet, flooded, flooded,
 quiet, ...), as the stacks alternate in ``bench.cells``. In a flooded slice the flood starts
 with the readers and ends a second after them, so it covers their whole measured window.
+
+On one machine the flood's own load generator takes cores from the server it floods (the
+table's CPU line says how much): ``--flood-via-nginx`` measures the cell again through the
+deployment's nginx (``bench.proxy``), and ``--flood-cpus`` keeps the flood's generator on CPUs
+of its own, the server side on the others (``bench.pinning``).
 """
 
 from __future__ import annotations
