@@ -118,6 +118,18 @@ class StrictSchema(ma.Schema):
         return data
 
 
+class JsonBoolean(fields.Boolean):
+    """JSON's ``true`` or ``false`` and nothing else. marshmallow's ``Boolean`` also takes
+    ``"yes"``, ``"on"``, ``"1"``, ``1`` and more (and ``1 in {True}`` holds, so narrowing its
+    ``truthy`` set does not keep ``1`` out): a body the document refuses would be taken.
+    Every boolean of a request body is one (``tests/api/test_request_numbers.py``)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if value is True or value is False:
+            return value
+        raise self.make_error("invalid", input=value)
+
+
 class ErrorBodySchema(ma.Schema):
     code = fields.String(required=True, metadata={"description": "snake_case error code"})
     message = fields.String(required=True)

@@ -15,6 +15,7 @@ from marshmallow import fields, validate
 from medchat.schemas.attachments import AttachmentSchema
 from medchat.schemas.common import (
     NON_BLANK_TEXT_PATTERN,
+    JsonBoolean,
     PageArgsSchema,
     Pattern,
     StrictSchema,
@@ -50,7 +51,7 @@ class ConversationCreateSchema(StrictSchema):
             "member was shown and acknowledged; another version or none is a 422."
         },
     )
-    urgent = fields.Boolean(
+    urgent = JsonBoolean(
         load_default=False,
         metadata={"description": "The member marks the question urgent: first in the queue."},
     )

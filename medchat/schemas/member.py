@@ -8,7 +8,7 @@ import marshmallow as ma
 from marshmallow import fields, validate, validates_schema
 
 from medchat.schemas.auth import MemberDetailsSchema
-from medchat.schemas.common import Pattern, StrictSchema, UtcDateTime, email_field
+from medchat.schemas.common import JsonBoolean, Pattern, StrictSchema, UtcDateTime, email_field
 from medchat.schemas.conversations import ConversationSchema, MessageSchema
 from medchat.schemas.notifications import NotificationSettingsSchema
 
@@ -69,10 +69,8 @@ class ConsentSchema(ma.Schema):
 class ConsentGrantSchema(StrictSchema):
     """Grant only: withdrawal is ``DELETE /api/v1/me/consent``, never ``false`` here."""
 
-    health_messaging = fields.Boolean(
+    health_messaging = JsonBoolean(
         required=True,
-        truthy={True},
-        falsy={False},
         validate=validate.Equal(True, error="Withdraw consent with DELETE /api/v1/me/consent."),
     )
     version = fields.String(

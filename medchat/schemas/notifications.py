@@ -7,7 +7,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate, validates_schema
 
-from medchat.schemas.common import Pattern, StrictSchema, UtcDateTime
+from medchat.schemas.common import JsonBoolean, Pattern, StrictSchema, UtcDateTime
 
 #: base64url without padding (browsers send it so); the decoded size is checked by the service.
 _B64URL = r"^[A-Za-z0-9_-]+={0,2}$"
@@ -38,23 +38,10 @@ class NotificationSettingsUpdateSchema(StrictSchema):
         if not data:
             raise ma.ValidationError("Give at least one channel.", "_schema")
 
-    push = fields.Boolean()
-    email = fields.Boolean()
-    webhook = fields.Boolean()
-
-    @ma.pre_load
-    def _json_booleans_only(self, data: Any, **_kwargs: Any) -> Any:
-        """``true`` or ``false``, not 0, 1 or "yes": consent is not guessed from a number
-        (marshmallow's ``truthy`` cannot say so: ``1 in {True}`` holds in Python)."""
-        if isinstance(data, dict):
-            wrong = {
-                name: ["Not a valid boolean."]
-                for name in ("push", "email", "webhook")
-                if name in data and not isinstance(data[name], bool)
-            }
-            if wrong:
-                raise ma.ValidationError(wrong)
-        return data
+    # JSON's true or false, never 0, 1 or "yes": consent is not guessed (``JsonBoolean``).
+    push = JsonBoolean()
+    email = JsonBoolean()
+    webhook = JsonBoolean()
 
 
 class PushKeysSchema(StrictSchema):
@@ -86,7 +73,7 @@ class PushSubscriptionCreateSchema(StrictSchema):
         },
     )
     keys = fields.Nested(PushKeysSchema, required=True)
-    expirationTime = fields.Integer(allow_none=True, load_default=None)
+    expirationTime = fields.Integer(strict=True, allow_none=True, load_default=None)
 
 
 class PushSubscriptionSchema(ma.Schema):
