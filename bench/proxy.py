@@ -22,6 +22,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -125,16 +126,23 @@ class NginxProxy:
         return self.process.pid
 
     def __enter__(self) -> NginxProxy:
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__(None, None, None)  # no nginx and no directory left behind
+            raise
+        return self
+
+    def _start(self) -> None:
         pieces = shipped_pieces(SHIPPED.read_text())
-        indent = lambda block, by: "\n".join(" " * by + line for line in block.splitlines())  # noqa: E731
         config = CONFIG.format(
             dir=self.dir,
             upstream=self.upstream_port,
             port=self.port,
-            keepalive=indent(pieces["keepalive"], 8),
-            zone=indent(pieces["zone"], 4),
-            sign_in=indent(pieces["sign_in"].strip("\n"), 4),
-            busy=indent(pieces["busy"].strip("\n"), 4),
+            keepalive=textwrap.indent(pieces["keepalive"], " " * 8),
+            zone=textwrap.indent(pieces["zone"], " " * 4),
+            sign_in=textwrap.indent(pieces["sign_in"].strip("\n"), " " * 4),
+            busy=textwrap.indent(pieces["busy"].strip("\n"), " " * 4),
         )
         path = self.dir / "nginx.conf"
         path.write_text(config)
@@ -153,10 +161,9 @@ class NginxProxy:
         while time.monotonic() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
+                return
             except OSError:
                 time.sleep(0.05)
-        self.__exit__(None, None, None)
         raise RuntimeError("nginx did not start listening")
 
     def __exit__(self, *exc: object) -> None:
