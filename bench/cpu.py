@@ -16,7 +16,7 @@ from pathlib import Path
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def _stat(pid: int) -> list[str] | None:
+def process_stat(pid: int) -> list[str] | None:
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -27,7 +27,7 @@ def _stat(pid: int) -> list[str] | None:
     return [str(pid), comm, *rest.split()]
 
 
-def _pids() -> list[int]:
+def pids() -> list[int]:
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 
 
@@ -44,8 +44,8 @@ def snapshot(groups: dict[str, int]) -> dict[str, float]:
     totals["postgres"] = 0.0
     totals["machine"] = machine_busy()
     by_pgid = {pgid: name for name, pgid in groups.items()}
-    for pid in _pids():
-        fields = _stat(pid)
+    for pid in pids():
+        fields = process_stat(pid)
         if fields is None or len(fields) < 17:
             continue
         # fields: pid comm state ppid pgrp session ... utime(13) stime(14) cutime(15) cstime(16)
@@ -55,7 +55,7 @@ def snapshot(groups: dict[str, int]) -> dict[str, float]:
         if pgid in by_pgid:
             totals[by_pgid[pgid]] += own + (reaped if pid == pgid else 0.0)
         elif fields[1] == "postgres":
-            parent = _stat(ppid)
+            parent = process_stat(ppid)
             is_postmaster = parent is None or parent[1] != "postgres"
             totals["postgres"] += own + (reaped if is_postmaster else 0.0)
     return totals

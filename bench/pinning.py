@@ -15,7 +15,8 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
+
+from bench import cpu
 
 
 def all_cpus() -> set[int]:
@@ -43,20 +44,13 @@ def _threads(pid: int) -> list[int]:
 def server_side_pids(groups: Iterable[int]) -> list[int]:
     """Every process of the named process groups, and every ``postgres`` process."""
     wanted = set(groups)
-    pids = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            raw = Path(f"/proc/{name}/stat").read_text()
-        except OSError:
-            continue
-        head, _, rest = raw.rpartition(")")
-        comm = head.partition("(")[2]
-        pgid = int(rest.split()[2])
-        if pgid in wanted or comm == "postgres":
-            pids.append(int(name))
-    return pids
+    found = []
+    for pid in cpu.pids():
+        fields = cpu.process_stat(pid)
+        # fields: pid comm state ppid pgrp ...
+        if fields is not None and (int(fields[4]) in wanted or fields[1] == "postgres"):
+            found.append(pid)
+    return found
 
 
 def _set(pids: Iterable[int], cpus: set[int]) -> None:

@@ -26,6 +26,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from bench.environment import free_port
+
 SHIPPED = Path(__file__).resolve().parent.parent / "deploy" / "nginx" / "medchat.conf"
 #: medchat's settings behind one proxy on this host.
 TRUSTED_PROXY_ENV = {
@@ -100,12 +102,6 @@ http {{
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class NginxProxy:
     """``with NginxProxy(upstream_port) as proxy:`` nginx on ``proxy.port`` until the block ends."""
 
@@ -115,7 +111,7 @@ class NginxProxy:
             raise RuntimeError("nginx is not installed (make nginx-deps)")
         self.binary = binary
         self.upstream_port = upstream_port
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="medchat-bench-nginx-"))
         self.process: subprocess.Popen[bytes] | None = None
 

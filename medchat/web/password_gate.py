@@ -57,6 +57,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: The attribute ``password_work_first`` sets on a view (kept by ``functools.wraps``).
 MARK = "medchat_password_work_first"
+#: The 503's ``details``, as ``PasswordWorkBusy`` carries them on the full path.
+_DETAILS = {"dependency": DEPENDENCY}
+#: The largest body answered early. The early answer reads no body, and the server discards
+#: an unread one by reading it before the connection's next request: a sign-in's is a few
+#: hundred bytes, so anything declared larger, or not declared (chunked), takes the full
+#: path, whose own limit (413) applies.
+MAX_EARLY_BODY = 4096
+
+
+def _small_body(environ: dict[str, Any]) -> bool:
+    if environ.get("HTTP_TRANSFER_ENCODING"):
+        return False
+    declared = environ.get("CONTENT_LENGTH") or ""
+    return declared.isdigit() and int(declared) <= MAX_EARLY_BODY
 
 
 def password_work_first(view: F) -> F:
@@ -123,21 +137,6 @@ class RefuseWhilePasswordWorkFull:
         ]
         start_response(self.status, headers)
         return [self.body]
-
-
-_DETAILS = {"dependency": DEPENDENCY}
-#: The largest body answered early. The early answer reads no body, and the server discards
-#: an unread one by reading it before the connection's next request: a sign-in's is a few
-#: hundred bytes, so anything declared larger, or not declared (chunked), takes the full
-#: path, whose own limit (413) applies.
-MAX_EARLY_BODY = 4096
-
-
-def _small_body(environ: dict[str, Any]) -> bool:
-    if environ.get("HTTP_TRANSFER_ENCODING"):
-        return False
-    declared = environ.get("CONTENT_LENGTH") or ""
-    return declared.isdigit() and int(declared) <= MAX_EARLY_BODY
 
 
 def init_app(app: Flask) -> None:

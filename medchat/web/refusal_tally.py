@@ -48,8 +48,7 @@ class RefusalTally:
         now = self.clock()
         with self._lock:
             pending = self._pending.get(key, 0) + 1
-            last = self._written.get(key)
-            if last is not None and now - last < self.window:
+            if self._written_within(key, now):
                 self._pending[key] = pending
                 return None
             self._written[key] = now
@@ -62,8 +61,12 @@ class RefusalTally:
         key = (dependency, endpoint)
         now = self.clock()
         with self._lock:
-            last = self._written.get(key)
-            if last is None or now - last >= self.window:
+            if not self._written_within(key, now):
                 return False
             self._pending[key] = self._pending.get(key, 0) + 1
             return True
+
+    def _written_within(self, key: tuple[str, str], now: float) -> bool:
+        """This window's entry for ``key`` is written (call with the lock held)."""
+        last = self._written.get(key)
+        return last is not None and now - last < self.window
