@@ -56,9 +56,13 @@ graceful_timeout = 30
 keepalive = 5
 
 # Recycle workers now and then so a slow leak in a dependency never grows without bound;
-# the jitter keeps all workers from restarting at the same moment.
-max_requests = 2000
-max_requests_jitter = 200
+# the jitter keeps all workers from restarting at the same moment. A worker's start costs
+# about 0.5 s of CPU (importing medchat and building the app) and its first requests fill
+# the statement caches again: at 2,000 requests that was 0.3 ms of CPU per request (a send
+# costs 3-6 ms; bench/README.md); at 20,000 it is a tenth of that. Under full load
+# on 16 workers each worker still restarts every few minutes.
+max_requests = 20000
+max_requests_jitter = 2000
 
 # -- Logging (to stderr: journald or the container runtime collects it) ---------------------
 # No access log: the application's request line replaces it (the module's docstring).

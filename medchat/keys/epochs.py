@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, func, select
+from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from access_control import crypto
@@ -223,9 +223,17 @@ def epoch_commitment(
 
 
 def _active(role: str, column: Any, aggregate: Any, *statuses: str) -> ColumnElement[Any]:
+    """The aggregate over the role's keys in these statuses (the active key by default).
+
+    The statuses are compared one by one (``status = :a OR status = :b``), not with
+    ``IN (...)``: SQLAlchemy renders an ``IN`` of values anew at every execution (an
+    "expanding" parameter), and these columns ride on the send's locked read, the hottest
+    statement the service runs (tests/api/test_rendered_once.py).
+    """
+    wanted = statuses or (RoleKeyStatus.ACTIVE,)
     return (
         select(aggregate(column))
-        .where(RoleKey.role == role, RoleKey.status.in_(statuses or [RoleKeyStatus.ACTIVE]))
+        .where(RoleKey.role == role, or_(*(RoleKey.status == status for status in wanted)))
         .scalar_subquery()
     )
 

@@ -27,6 +27,12 @@ def default_display_name(role: str, first_name: str, last_name: str) -> str:
 _DISPLAY_NAMES = select(Account.id, Account.display_name).where(
     Account.id.in_(bindparam("account_ids", expanding=True)), Account.display_name.is_not(None)
 )
+#: The same for one account, the common case (a doctor's send names its author): an ``IN``
+#: list is an "expanding" parameter that SQLAlchemy renders to SQL again at every execution,
+#: this one is compiled once (tests/api/test_hot_path_statements.py).
+_DISPLAY_NAME = select(Account.id, Account.display_name).where(
+    Account.id == bindparam("account_id"), Account.display_name.is_not(None)
+)
 
 
 def display_names(session: Session, account_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
@@ -36,5 +42,8 @@ def display_names(session: Session, account_ids: Iterable[uuid.UUID]) -> dict[uu
     ids = list(set(account_ids))
     if not ids:
         return {}
-    rows = session.execute(_DISPLAY_NAMES, {"account_ids": ids})
+    if len(ids) == 1:
+        rows = session.execute(_DISPLAY_NAME, {"account_id": ids[0]})
+    else:
+        rows = session.execute(_DISPLAY_NAMES, {"account_ids": ids})
     return {account_id: name for account_id, name in rows if name is not None}

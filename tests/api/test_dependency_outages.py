@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 
 from medchat import create_app
+from medchat.db import make_engine, server_closed
 from tests.conftest import TEST_SETTINGS
 from tests.support.accounts import bearer, login, make_member
 from tests.support.clock import ManualClock
@@ -196,6 +198,60 @@ def test_every_backend_killed_costs_at_most_one_503(app, runtime, pg_admin):
 
     assert statuses.count(503) <= 1 and set(statuses) <= {200, 503}
     assert statuses[-1] == 200
+
+
+def _terminate_backends_and_wait(admin_engine: Engine, name: str) -> None:
+    """Every backend of the test database but the admin's, terminated and gone."""
+    others = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = :name AND pid <> pg_backend_pid()"
+    )
+    with admin_engine.connect() as admin:
+        admin.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": name},
+        )
+        for _ in range(200):
+            if admin.execute(text(others), {"name": name}).scalar() == 0:
+                return
+            time.sleep(0.01)
+    raise AssertionError("the terminated backends did not go away")
+
+
+def test_pooled_connections_the_server_closed_are_replaced_unseen(app, runtime, pg_admin):
+    """Idle in the pool when PostgreSQL ended them (a restart, a terminated backend): the
+    checkout sees the closed socket and opens a new connection, so no request fails."""
+    client = app.test_client()
+    member = make_member(runtime)
+    headers = bearer(login(client, runtime, member))
+    assert client.get("/api/v1/me", headers=headers).status_code == 200
+    _terminate_backends_and_wait(pg_admin, make_url(str(runtime.database.engine.url)).database)
+
+    statuses = [client.get("/api/v1/me", headers=headers).status_code for _ in range(4)]
+
+    assert statuses == [200] * 4
+
+
+def test_server_closed_tells_a_live_connection_from_one_the_server_ended(database_url, pg_admin):
+    engine = make_engine(database_url)
+    try:
+        raw = engine.raw_connection()
+        dbapi_connection = raw.dbapi_connection
+        raw.rollback()
+        assert server_closed(dbapi_connection) is False
+        _terminate_backends_and_wait(pg_admin, make_url(database_url).database)
+        assert server_closed(dbapi_connection) is True
+        raw.invalidate()
+        raw.close()
+        raw = engine.raw_connection()
+        assert server_closed(raw.dbapi_connection) is False
+        raw.dbapi_connection.close()
+        assert server_closed(raw.dbapi_connection) is True
+        raw.invalidate()
+    finally:
+        engine.dispose()
 
 
 def test_connections_opened_while_read_only_are_discarded_once_it_is_restored(

@@ -1,5 +1,6 @@
 """Regression guards for the two hot paths: how many SQL statements a send and a read run,
-and that the hand-shaped message JSON is exactly what the documented schema dumps.
+that each is rendered to SQL once, and that the hand-shaped message JSON is exactly what the
+documented schema dumps.
 
 Counts only, never times: each statement is a round trip and CPU in both the application
 and PostgreSQL, and the benchmark (bench/README.md) depends on these staying few.
@@ -16,15 +17,19 @@ from sqlalchemy import event
 from medchat.schemas.conversations import MessagePageSchema, MessageSchema, message_json
 from medchat.services.message_views import AttachmentView, MessageView
 from tests.support.accounts import bearer, login, make_member
-from tests.support.messaging import CONVERSATIONS, asked, care_team, give_consent, send
+from tests.support.messaging import CONVERSATIONS, asked, care_team, claim, give_consent, send
 
 #: Transaction control is not counted.
 _CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 
 
 @pytest.fixture
-def member_tokens(client, runtime):
-    care_team(runtime)
+def team(runtime):
+    return care_team(runtime)
+
+
+@pytest.fixture
+def member_tokens(client, runtime, team):
     tokens = login(client, runtime, make_member(runtime))
     give_consent(client, tokens)
     return tokens
@@ -77,6 +82,47 @@ def test_a_page_read_runs_three_statements(client, runtime, member_tokens, state
     assert len(response.get_json()["items"]) == 2
     # token; conversation row + wraps; the page with names and attachment flags.
     assert statements == ["SELECT", "SELECT", "SELECT"]
+
+
+@pytest.fixture
+def rendered_each_time(runtime):
+    """Statements whose SQL SQLAlchemy renders again at every execution: those with an
+    "expanding" parameter (``IN`` over a list), the per-execution cost the compiled cache
+    otherwise saves."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        compiled = getattr(context, "compiled", None)
+        if getattr(compiled, "post_compile_params", None) or getattr(
+            compiled, "literal_execute_params", None
+        ):
+            seen.append(" ".join(statement.split())[:120])
+
+    engine = runtime.database.engine
+    event.listen(engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(engine, "before_cursor_execute", record)
+
+
+def test_every_statement_of_a_send_and_a_page_read_is_rendered_once(
+    client, runtime, team, member_tokens, rendered_each_time
+):
+    """For the member and the doctor alike: the hot statements are compiled once per process
+    and reused, never re-rendered because of an ``IN`` list."""
+    conversation_id = asked(client, member_tokens)
+    doctor = bearer(login(client, runtime, team.clinician))
+    claim(client, doctor, conversation_id)
+    member_path = f"{CONVERSATIONS}/{conversation_id}/messages"
+    doctor_path = f"/api/v1/clinician/conversations/{conversation_id}/messages"
+    assert client.post(doctor_path, json={"body": "An answer."}, headers=doctor).status_code == 201
+    rendered_each_time.clear()
+
+    assert send(client, member_tokens, member_path, "A follow-up.").status_code == 201
+    assert client.get(member_path, headers=bearer(member_tokens)).status_code == 200
+    assert client.post(doctor_path, json={"body": "Another."}, headers=doctor).status_code == 201
+    assert client.get(doctor_path, headers=doctor).status_code == 200
+
+    assert rendered_each_time == []
 
 
 def _view(author: str, name: str | None, attachments: list[AttachmentView]) -> MessageView:
