@@ -277,7 +277,11 @@ class ConversationKeys:
         self.verify_conversation(conversation)
         if wraps is None:
             wraps = holder_wraps(self.session, conversation.id, holder)
-        candidates = self._candidates(keyring, holder, conversation)
+        # The session's keys by key id, made on the first epoch the memo does not know: a key
+        # id is a hash of the public key, which costs deriving the key pair from its seed
+        # (ML-KEM-768 key generation, about a twentieth of a read's CPU), and a memo hit
+        # needs no key at all.
+        candidates: dict[bytes, tuple[uuid.UUID, hybrid_kem.PrivateKeyHandle]] | None = None
         fresher: dict[bytes, tuple[uuid.UUID, hybrid_kem.PrivateKeyHandle]] | None = None
         deks = {}
         for epoch in range(1, wraps.current + 1):
@@ -285,6 +289,8 @@ class ConversationKeys:
             held = wraps.wraps.get(epoch, {})
             dek = self._recall(conversation, keyring, holder, held, commitment)
             if dek is None:
+                if candidates is None:
+                    candidates = self._candidates(keyring, holder, conversation)
                 dek = self._open_with(conversation, holder, candidates, held, commitment, keyring)
             if dek is None and holder != Holder.MEMBER and keyring.personal is not None:
                 if fresher is None:

@@ -79,6 +79,31 @@ def test_a_session_reading_again_skips_the_unwrap(client, runtime, member_sessio
     assert len(unwraps) == 1
 
 
+def test_a_memo_hit_derives_no_private_key_either(client, runtime, member_session, monkeypatch):
+    """What the memo saves includes deriving the session's key pair from its seed (ML-KEM-768
+    key generation, which naming the key by its id needs): a read or a send it answers
+    derives none."""
+    _member, tokens = member_session
+    conversation_id = asked(client, tokens)
+    assert read(client, tokens, conversation_id).status_code == 200
+    derived = []
+    real = conversation_keys.hybrid_kem._expand_seed
+
+    def counting(seed):
+        derived.append(seed)
+        return real(seed)
+
+    monkeypatch.setattr(conversation_keys.hybrid_kem, "_expand_seed", counting)
+
+    assert read(client, tokens, conversation_id).status_code == 200
+    sent = client.post(
+        f"{CONVERSATIONS}/{conversation_id}/messages", json={"body": "More."}, headers=bearer(tokens)
+    )
+
+    assert sent.status_code == 201
+    assert derived == []
+
+
 def test_the_memo_writes_nothing_to_the_database(client, runtime, member_session, unwraps):
     _member, tokens = member_session
     conversation_id = asked(client, tokens)
