@@ -35,6 +35,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
+    event,
     select,
     text,
     update,
@@ -92,12 +93,16 @@ class BareAudit(Base):
 
 
 def make_engine(url: str) -> Engine:
-    """The same engine settings as medchat's (``medchat.db.make_engine``)."""
+    """The same engine settings as medchat's (``medchat.db.make_engine``): its pool, and its
+    check of a pooled connection at checkout (a ``poll``, not a ``SELECT 1``), so the baseline
+    saves that round trip too."""
+    from medchat.db import replace_closed_connections
+
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    return create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True
-    )
+    engine = create_engine(url, pool_size=10, max_overflow=20, hide_parameters=True)
+    event.listen(engine, "checkout", replace_closed_connections)
+    return engine
 
 
 def create_schema(url: str) -> None:

@@ -177,7 +177,7 @@ def server_closed(dbapi_connection: Any) -> bool:
     return bool(poller.poll(0))
 
 
-def _replace_closed_connections(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+def replace_closed_connections(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     """Checkout hook: a connection the server closed is replaced before anyone uses it.
 
     This does the job of ``pool_pre_ping`` (a ``SELECT 1`` round trip on every checkout: about
@@ -196,7 +196,7 @@ def make_engine(url: str) -> Engine:
     """Create the engine for a SQLite file or a PostgreSQL (psycopg 3) URL.
 
     A pooled PostgreSQL connection the server has closed is replaced on checkout, unseen
-    (``_replace_closed_connections``), and one that fails in use is discarded
+    (``replace_closed_connections``), and one that fails in use is discarded
     (``_discard_stale_sessions``).
 
     Failures never carry the data they were writing, so the error log never does either:
@@ -216,7 +216,7 @@ def make_engine(url: str) -> Engine:
         _configure_sqlite(engine)
     else:
         engine = create_engine(url, pool_size=10, max_overflow=20, hide_parameters=True)
-        event.listen(engine, "checkout", _replace_closed_connections)
+        event.listen(engine, "checkout", replace_closed_connections)
     event.listen(engine, "handle_error", _withhold_row_data)
     event.listen(engine, "handle_error", _discard_stale_sessions)
     return engine

@@ -97,7 +97,9 @@ def test_a_memo_hit_derives_no_private_key_either(client, runtime, member_sessio
 
     assert read(client, tokens, conversation_id).status_code == 200
     sent = client.post(
-        f"{CONVERSATIONS}/{conversation_id}/messages", json={"body": "More."}, headers=bearer(tokens)
+        f"{CONVERSATIONS}/{conversation_id}/messages",
+        json={"body": "More."},
+        headers=bearer(tokens),
     )
 
     assert sent.status_code == 201

@@ -1,0 +1,168 @@
+"""``python -m bench.instructions``: instructions per send and per read-50, counted by valgrind.
+
+On a shared virtual machine the CPU time of one request drifts by a third within minutes (the
+same bare cell twice a minute apart; ``bench.profile`` runs back to back), which hides a
+change of a tenth. The number of instructions the Python process executes for a request does
+not drift: this counts them with callgrind (Debian's ``valgrind``), for medchat and for the
+bare app, each through its Flask test client in one process, as the difference between a run
+of ``--more`` requests and a run of ``--fewer`` (the set-up, identical in both, cancels out).
+Only that process is counted: the application, Flask, SQLAlchemy, psycopg and the
+cryptography, not PostgreSQL and not the kernel's side of the round trips. Not part of
+``make bench``; about ten minutes on two cores (four runs per stack, two at a time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from bench.environment import REPO, Environment, log
+
+OPERATIONS = ("send", "read")
+STACKS = ("medchat", "bare")
+#: Messages in the read conversation: a full page of 50 and one more.
+HISTORY = 51
+_COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
+
+
+def _medchat_calls(
+    env: Environment, closers: list[Callable[[], None]]
+) -> dict[str, Callable[[], Any]]:
+    from bench import seed
+
+    seeder = seed.MedchatSeeder(env)
+    closers.append(seeder.close)
+    seeder.create_staff_and_keys()
+    (member,) = seeder.create_members(1, [1])
+    os.environ.update(env.medchat_env())
+    from medchat import create_app
+
+    app = create_app()
+    closers.append(app.extensions["medchat"].database.engine.dispose)
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {member.tokens[0]}"}
+    consent = {"health_messaging": True, "version": seed.CONSENT_VERSION}
+    assert client.put("/api/v1/me/consent", json=consent, headers=auth).status_code == 200
+
+    def start(subject: str) -> uuid.UUID:
+        question = {"subject": subject, "body": seed.message_text(0), "emergency_notice": "2026-12"}
+        response = client.post("/api/v1/conversations", json=question, headers=auth)
+        assert response.status_code == 201, response.get_json()
+        return uuid.UUID(response.get_json()["id"])
+
+    send_chat, read_chat = start("send"), start("read")
+    seeder.add_history(member, read_chat, HISTORY)
+    body = json.dumps({"body": seed.message_text(7)})
+    return {
+        "send": lambda: client.post(
+            f"/api/v1/conversations/{send_chat}/messages",
+            data=body,
+            content_type="application/json",
+            headers=auth,
+        ),
+        "read": lambda: client.get(
+            f"/api/v1/conversations/{read_chat}/messages?limit=50", headers=auth
+        ),
+    }
+
+
+def _bare_calls(
+    env: Environment, closers: list[Callable[[], None]]
+) -> dict[str, Callable[[], Any]]:
+    from bench import bare_app, seed
+
+    bare_app.create_schema(env.database_url)
+    member_id = uuid.uuid4()
+    send_chat = seed.bare_conversation(env, member_id, 1)
+    read_chat = seed.bare_conversation(env, member_id, HISTORY)
+    app = bare_app.create_app(env.database_url)
+    client = app.test_client()
+    body = json.dumps({"body": seed.message_text(7)})
+    return {
+        "send": lambda: client.post(
+            f"/bare/conversations/{send_chat}/messages", data=body, content_type="application/json"
+        ),
+        "read": lambda: client.get(f"/bare/conversations/{read_chat}/messages?limit=50"),
+    }
+
+
+def child(stack: str, operation: str, requests: int) -> None:
+    """Set up one stack and run ``requests`` of one operation (run under valgrind)."""
+    env = Environment(bcrypt_rounds=4, scrypt_log2_n=10)
+    closers: list[Callable[[], None]] = []
+    try:
+        env.create_database()
+        env.migrate()
+        calls = (_medchat_calls if stack == "medchat" else _bare_calls)(env, closers)
+        expected = 201 if operation == "send" else 200
+        for _ in range(requests):
+            assert calls[operation]().status_code == expected
+    finally:
+        for close in reversed(closers):
+            close()
+        env.close()
+
+
+def count(stack: str, operation: str, requests: int) -> int:
+    """Instructions of one child run: set-up plus ``requests`` requests."""
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        "-m",
+        "bench.instructions",
+        "--child",
+        stack,
+        operation,
+        str(requests),
+    ]
+    # A fixed hash seed: set iteration order, and so the work, is the same in every run.
+    environment = {**os.environ, "PYTHONHASHSEED": "0"}
+    done = subprocess.run(
+        command, cwd=REPO, env=environment, capture_output=True, text=True, check=False
+    )
+    found = _COLLECTED.search(done.stderr)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"{stack} {operation} x{requests} failed:\n{done.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
+    parser.add_argument("--fewer", type=int, default=5)
+    parser.add_argument("--more", type=int, default=45)
+    parser.add_argument("--child", nargs=3, metavar=("STACK", "OPERATION", "REQUESTS"))
+    args = parser.parse_args(argv)
+    if args.child:
+        stack, operation, requests = args.child
+        child(stack, operation, int(requests))
+        return 0
+    runs = [(s, o, n) for s in STACKS for o in OPERATIONS for n in (args.fewer, args.more)]
+    log(f"{len(runs)} runs under callgrind, two at a time")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        totals = dict(zip(runs, pool.map(lambda run: count(*run), runs), strict=True))
+    per_request = {
+        (s, o): (totals[s, o, args.more] - totals[s, o, args.fewer]) / (args.more - args.fewer)
+        for s in STACKS
+        for o in OPERATIONS
+    }
+    print("\nmillion instructions per request (the Python process; not PostgreSQL, not the kernel)")
+    print("| operation | medchat | bare | medchat / bare |")
+    print("|:--|--:|--:|--:|")
+    for operation in OPERATIONS:
+        medchat, bare = per_request["medchat", operation], per_request["bare", operation]
+        print(f"| {operation} | {medchat / 1e6:.2f} | {bare / 1e6:.2f} | {medchat / bare:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
