@@ -140,27 +140,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.instructions", description=__doc__)
     parser.add_argument("--fewer", type=int, default=5)
     parser.add_argument("--more", type=int, default=45)
+    parser.add_argument(
+        "--stacks", default=",".join(STACKS), help="comma-separated: medchat, bare (default both)"
+    )
     parser.add_argument("--child", nargs=3, metavar=("STACK", "OPERATION", "REQUESTS"))
     args = parser.parse_args(argv)
     if args.child:
         stack, operation, requests = args.child
         child(stack, operation, int(requests))
         return 0
-    runs = [(s, o, n) for s in STACKS for o in OPERATIONS for n in (args.fewer, args.more)]
+    stacks = [stack for stack in STACKS if stack in args.stacks.split(",")]
+    runs = [(s, o, n) for s in stacks for o in OPERATIONS for n in (args.fewer, args.more)]
     log(f"{len(runs)} runs under callgrind, two at a time")
     with ThreadPoolExecutor(max_workers=2) as pool:
         totals = dict(zip(runs, pool.map(lambda run: count(*run), runs), strict=True))
     per_request = {
         (s, o): (totals[s, o, args.more] - totals[s, o, args.fewer]) / (args.more - args.fewer)
-        for s in STACKS
+        for s in stacks
         for o in OPERATIONS
     }
     print("\nmillion instructions per request (the Python process; not PostgreSQL, not the kernel)")
-    print("| operation | medchat | bare | medchat / bare |")
-    print("|:--|--:|--:|--:|")
+    both = len(stacks) == len(STACKS)
+    print(f"| operation | {' | '.join(stacks)} |" + (" medchat / bare |" if both else ""))
+    print("|:--|" + "--:|" * (len(stacks) + both))
     for operation in OPERATIONS:
-        medchat, bare = per_request["medchat", operation], per_request["bare", operation]
-        print(f"| {operation} | {medchat / 1e6:.2f} | {bare / 1e6:.2f} | {medchat / bare:.2f} |")
+        counts = [per_request[stack, operation] for stack in stacks]
+        ratio = f" {counts[0] / counts[1]:.2f} |" if both else ""
+        print(f"| {operation} | " + " | ".join(f"{c / 1e6:.2f}" for c in counts) + " |" + ratio)
     return 0
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from access_control import crypto
 from access_control.keyring import Keyring, is_current, open_keyring, seal_keyring
 from medchat import audit
-from medchat.db import on_rollback
+from medchat.db import on_rollback, table_of
 from medchat.errors import InvalidToken
 from medchat.models import Account, AccountStatus, AuthToken, TokenKind
 from medchat.storage.row_integrity import verify_columns
@@ -79,19 +79,23 @@ class LiveToken:
 
 #: Every authenticated request runs this: built once (building costs more than running it),
 #: columns only (no ORM objects, and not the member profile an Account row joins in). It
-#: reads every tagged column of both rows, so both tags are checked (``_verified``).
+#: reads every tagged column of both rows, so both tags are checked (``_verified``). Made of
+#: the tables' columns, not the mapped attributes: a statement of the ORM's attributes goes
+#: through the ORM's result machinery even when it loads no object (about 50 us more each
+#: time).
 _TOKEN_COLUMNS = AuthToken.__row_integrity__.columns
 _ACCOUNT_COLUMNS = Account.__row_integrity__.columns
+_tokens, _accounts = table_of(AuthToken), table_of(Account)
 _CHECK = (
     select(
-        *(getattr(AuthToken, name).label(f"t_{name}") for name in _TOKEN_COLUMNS),
-        AuthToken.row_tag.label("t_row_tag"),
-        AuthToken.sealed_keys,
-        *(getattr(Account, name).label(f"a_{name}") for name in _ACCOUNT_COLUMNS),
-        Account.row_tag.label("a_row_tag"),
+        *(_tokens.c[name].label(f"t_{name}") for name in _TOKEN_COLUMNS),
+        _tokens.c.row_tag.label("t_row_tag"),
+        _tokens.c.sealed_keys,
+        *(_accounts.c[name].label(f"a_{name}") for name in _ACCOUNT_COLUMNS),
+        _accounts.c.row_tag.label("a_row_tag"),
     )
-    .join(Account, Account.id == AuthToken.account_id)
-    .where(AuthToken.token_hash == bindparam("token_hash"), AuthToken.kind == bindparam("kind"))
+    .join_from(_tokens, _accounts, _accounts.c.id == _tokens.c.account_id)
+    .where(_tokens.c.token_hash == bindparam("token_hash"), _tokens.c.kind == bindparam("kind"))
 )
 
 

@@ -32,6 +32,7 @@ from sqlalchemy import and_, bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from access_control.crypto import DecryptionFailed
+from medchat.db import table_of
 from medchat.errors import ContentResealed
 from medchat.files import names as attachment_names
 from medchat.keys.epochs import ConversationDeks, current_epoch
@@ -145,30 +146,36 @@ _CONVERSATION_ATTACHMENTS = (
     .order_by(Message.seq, Attachment.id)
 )
 #: A page of messages in one statement: the clinician author's display name joined (members
-#: are never named), and whether a message has attachments (only those are looked up).
+#: are never named), and whether a message has attachments (only those are looked up). Made
+#: of the tables' columns: a statement of mapped attributes goes through the ORM's result
+#: machinery even when it loads no object.
+_messages, _accounts, _attachments = table_of(Message), table_of(Account), table_of(Attachment)
 _PAGE = (
     select(
-        Message.id,
-        Message.seq,
-        Message.author_role,
-        Message.author_id,
-        Message.body_ciphertext,
-        Message.created_at,
-        Account.display_name.label("author_name"),
-        exists().where(Attachment.message_id == Message.id).label("has_attachments"),
+        _messages.c.id,
+        _messages.c.seq,
+        _messages.c.author_role,
+        _messages.c.author_id,
+        _messages.c.body_ciphertext,
+        _messages.c.created_at,
+        _accounts.c.display_name.label("author_name"),
+        exists().where(_attachments.c.message_id == _messages.c.id).label("has_attachments"),
     )
-    .select_from(Message)
-    .outerjoin(Account, and_(Account.id == Message.author_id, Message.author_role == "clinician"))
-    .where(Message.conversation_id == bindparam("conversation_id"))
+    .select_from(_messages)
+    .outerjoin(
+        _accounts,
+        and_(_accounts.c.id == _messages.c.author_id, _messages.c.author_role == "clinician"),
+    )
+    .where(_messages.c.conversation_id == bindparam("conversation_id"))
 )
 _PAGES = {
-    (False, False): _PAGE.order_by(Message.seq.desc()).limit(bindparam("limit")),
-    (False, True): _PAGE.where(Message.seq < bindparam("cursor"))
-    .order_by(Message.seq.desc())
+    (False, False): _PAGE.order_by(_messages.c.seq.desc()).limit(bindparam("limit")),
+    (False, True): _PAGE.where(_messages.c.seq < bindparam("cursor"))
+    .order_by(_messages.c.seq.desc())
     .limit(bindparam("limit")),
-    (True, False): _PAGE.order_by(Message.seq.asc()).limit(bindparam("limit")),
-    (True, True): _PAGE.where(Message.seq > bindparam("cursor"))
-    .order_by(Message.seq.asc())
+    (True, False): _PAGE.order_by(_messages.c.seq.asc()).limit(bindparam("limit")),
+    (True, True): _PAGE.where(_messages.c.seq > bindparam("cursor"))
+    .order_by(_messages.c.seq.asc())
     .limit(bindparam("limit")),
 }
 
