@@ -8,7 +8,7 @@ bare app, each through its Flask test client in one process, as the difference b
 of ``--more`` requests and a run of ``--fewer`` (the set-up, identical in both, cancels out).
 Only that process is counted: the application, Flask, SQLAlchemy, psycopg and the
 cryptography, not PostgreSQL and not the kernel's side of the round trips. Not part of
-``make bench``; about ten minutes on two cores (four runs per stack, two at a time).
+``make bench``; two to three minutes on two cores (four runs per stack, two at a time).
 """
 
 from __future__ import annotations
