@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Final, cast
 
+import psycopg
 from sqlalchemy import DateTime, Engine, MetaData, Table, create_engine, event
 from sqlalchemy.engine import CursorResult, ExceptionContext, Result
 from sqlalchemy.exc import InvalidatePoolError
@@ -166,12 +167,14 @@ def server_closed(dbapi_connection: Any) -> bool:
     An idle connection in the pool expects nothing from the server: a backend that is
     terminated (``pg_terminate_backend``, a restart, a crash, ``idle_session_timeout``) sends
     its FATAL error and closes the socket, which then polls readable. So a readable socket,
-    or one psycopg already knows to be closed, means the session is gone. The rare readable
-    socket of a live session (a notification, which medchat never listens for) costs one
-    new connection, never a wrong answer.
+    or a connection psycopg or libpq already knows to be closed or broken, means the session
+    is gone. The rare readable socket of a live session (a notification, which medchat never
+    listens for) costs one new connection, never a wrong answer.
     """
-    if dbapi_connection.closed:
+    if dbapi_connection.closed or dbapi_connection.broken:
         return True
+    if dbapi_connection.info.status != psycopg.pq.ConnStatus.OK:
+        return True  # libpq's own verdict; its socket may be gone already
     poller = select.poll()
     poller.register(dbapi_connection.pgconn.socket, select.POLLIN)
     return bool(poller.poll(0))

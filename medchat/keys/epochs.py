@@ -228,7 +228,7 @@ def _active(role: str, column: Any, aggregate: Any, *statuses: str) -> ColumnEle
     The statuses are compared one by one (``status = :a OR status = :b``), not with
     ``IN (...)``: SQLAlchemy renders an ``IN`` of values anew at every execution (an
     "expanding" parameter), and these columns ride on the send's locked read, the hottest
-    statement the service runs (tests/api/test_rendered_once.py).
+    statement the service runs (tests/api/test_hot_path_statements.py).
     """
     wanted = statuses or (RoleKeyStatus.ACTIVE,)
     return (
