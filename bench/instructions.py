@@ -14,7 +14,6 @@ cryptography, not PostgreSQL and not the kernel's side of the round trips. Not p
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -22,8 +21,8 @@ import sys
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
+from bench import inprocess
 from bench.environment import REPO, Environment, log
 
 OPERATIONS = ("send", "read")
@@ -33,67 +32,6 @@ HISTORY = 51
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 
-def _medchat_calls(
-    env: Environment, closers: list[Callable[[], None]]
-) -> dict[str, Callable[[], Any]]:
-    from bench import seed
-
-    seeder = seed.MedchatSeeder(env)
-    closers.append(seeder.close)
-    seeder.create_staff_and_keys()
-    (member,) = seeder.create_members(1, [1])
-    os.environ.update(env.medchat_env())
-    from medchat import create_app
-
-    app = create_app()
-    closers.append(app.extensions["medchat"].database.engine.dispose)
-    client = app.test_client()
-    auth = {"Authorization": f"Bearer {member.tokens[0]}"}
-    consent = {"health_messaging": True, "version": seed.CONSENT_VERSION}
-    assert client.put("/api/v1/me/consent", json=consent, headers=auth).status_code == 200
-
-    def start(subject: str) -> uuid.UUID:
-        question = {"subject": subject, "body": seed.message_text(0), "emergency_notice": "2026-12"}
-        response = client.post("/api/v1/conversations", json=question, headers=auth)
-        assert response.status_code == 201, response.get_json()
-        return uuid.UUID(response.get_json()["id"])
-
-    send_chat, read_chat = start("send"), start("read")
-    seeder.add_history(member, read_chat, HISTORY)
-    body = json.dumps({"body": seed.message_text(7)})
-    return {
-        "send": lambda: client.post(
-            f"/api/v1/conversations/{send_chat}/messages",
-            data=body,
-            content_type="application/json",
-            headers=auth,
-        ),
-        "read": lambda: client.get(
-            f"/api/v1/conversations/{read_chat}/messages?limit=50", headers=auth
-        ),
-    }
-
-
-def _bare_calls(
-    env: Environment, closers: list[Callable[[], None]]
-) -> dict[str, Callable[[], Any]]:
-    from bench import bare_app, seed
-
-    bare_app.create_schema(env.database_url)
-    member_id = uuid.uuid4()
-    send_chat = seed.bare_conversation(env, member_id, 1)
-    read_chat = seed.bare_conversation(env, member_id, HISTORY)
-    app = bare_app.create_app(env.database_url)
-    client = app.test_client()
-    body = json.dumps({"body": seed.message_text(7)})
-    return {
-        "send": lambda: client.post(
-            f"/bare/conversations/{send_chat}/messages", data=body, content_type="application/json"
-        ),
-        "read": lambda: client.get(f"/bare/conversations/{read_chat}/messages?limit=50"),
-    }
-
-
 def child(stack: str, operation: str, requests: int) -> None:
     """Set up one stack and run ``requests`` of one operation (run under valgrind)."""
     env = Environment(bcrypt_rounds=4, scrypt_log2_n=10)
@@ -101,10 +39,12 @@ def child(stack: str, operation: str, requests: int) -> None:
     try:
         env.create_database()
         env.migrate()
-        calls = (_medchat_calls if stack == "medchat" else _bare_calls)(env, closers)
-        expected = 201 if operation == "send" else 200
+        if stack == "medchat":
+            calls = inprocess.medchat_requests(env, closers, history=HISTORY)[2]
+        else:
+            calls = inprocess.bare_requests(env, uuid.uuid4(), history=HISTORY)
         for _ in range(requests):
-            assert calls[operation]().status_code == expected
+            assert calls[operation]().status_code == inprocess.EXPECTED[operation]
     finally:
         for close in reversed(closers):
             close()

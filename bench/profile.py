@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import json
 import os
 import pstats
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
+from bench import inprocess
 from bench.environment import Environment, log
 
 #: (file suffix, function name, label): the steps of a request worth naming.
@@ -211,22 +212,9 @@ def _shorten(statement: str) -> str:
     return " ".join(words[:3])[:70]
 
 
-def bare_in_process(
-    env: Environment, member_id: uuid.UUID, requests: int, history: int, body: str
-) -> str:
+def bare_in_process(env: Environment, member_id: uuid.UUID, requests: int, history: int) -> str:
     """The same two requests on the bare baseline, through its test client (for scale)."""
-    from bench import bare_app, seed
-
-    bare_app.create_schema(env.database_url)
-    send_chat = seed.bare_conversation(env, member_id, 1)
-    read_chat = seed.bare_conversation(env, member_id, history)
-    client = bare_app.create_app(env.database_url).test_client()
-    calls = {
-        "send": lambda: client.post(
-            f"/bare/conversations/{send_chat}/messages", data=body, content_type="application/json"
-        ),
-        "read": lambda: client.get(f"/bare/conversations/{read_chat}/messages?limit=50"),
-    }
+    calls = inprocess.bare_requests(env, member_id, history=history)
     lines = ["\n== bare baseline, same test client, one thread:"]
     for op, call in calls.items():
         for _ in range(30):
@@ -254,63 +242,19 @@ def main() -> None:
     args = parser.parse_args()
 
     env = Environment(bcrypt_rounds=4, scrypt_log2_n=10)
-    seeder = None
+    closers: list[Callable[[], None]] = []
     try:
-        from bench import seed
-
         env.create_database()
         env.migrate()
-        seeder = seed.MedchatSeeder(env)
-        seeder.create_staff_and_keys()
-        (member,) = seeder.create_members(1, [1])
-        os.environ.update(env.medchat_env())
         sections = SectionTimer()
-        sections.install()  # before the app exists: it registers some of these functions
-        from medchat import create_app
-
-        app = create_app()
-        client = app.test_client()
-        statements = StatementLog(app.extensions["medchat"].database.engine)
-        auth = {"Authorization": f"Bearer {member.tokens[0]}"}
-        response = client.put(
-            "/api/v1/me/consent",
-            json={"health_messaging": True, "version": seed.CONSENT_VERSION},
-            headers=auth,
+        # Before the app exists: it registers some of these functions.
+        app, member, operations = inprocess.medchat_requests(
+            env, closers, history=args.history, before_app=sections.install
         )
-        assert response.status_code == 200, response.get_json()
-
-        def start(subject: str) -> uuid.UUID:
-            response = client.post(
-                "/api/v1/conversations",
-                json={
-                    "subject": subject,
-                    "body": seed.message_text(0),
-                    "emergency_notice": "2026-12",
-                },
-                headers=auth,
-            )
-            assert response.status_code == 201, response.get_json()
-            return uuid.UUID(response.get_json()["id"])
-
-        send_chat, read_chat = start("profile send"), start("profile read")
-        seeder.add_history(member, read_chat, args.history)
-        body = json.dumps({"body": seed.message_text(7)})
-
-        operations: dict[str, Any] = {
-            "send": lambda: client.post(
-                f"/api/v1/conversations/{send_chat}/messages",
-                data=body,
-                content_type="application/json",
-                headers=auth,
-            ),
-            "read": lambda: client.get(
-                f"/api/v1/conversations/{read_chat}/messages?limit=50", headers=auth
-            ),
-        }
-        expected = {"send": 201, "read": 200}
+        statements = StatementLog(app.extensions["medchat"].database.engine)
         for op, call in operations.items():
             for _ in range(30):
-                assert call().status_code == expected[op]
+                assert call().status_code == inprocess.EXPECTED[op]
             sections.reset()
             start_time, start_cpu = time.perf_counter(), time.process_time()
             for _ in range(args.requests):
@@ -350,10 +294,10 @@ def main() -> None:
             pstats.Stats(profiler, stream=buffer).sort_stats("tottime").print_stats(args.top)
             print(f"\n-- {op}: top {args.top} functions by own time ({args.requests} requests)")
             print("\n".join(buffer.getvalue().splitlines()[6:]))
-        print(bare_in_process(env, member.id, args.requests, args.history, body))
+        print(bare_in_process(env, member.id, args.requests, args.history))
     finally:
-        if seeder is not None:
-            seeder.close()
+        for close in reversed(closers):
+            close()
         env.close()
         log("cleaned up")
 
