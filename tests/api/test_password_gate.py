@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import uuid
 from typing import Any
 
 import pytest
@@ -28,6 +27,7 @@ from medchat.web.password_gate import (
 from medchat.web.refusal_tally import EXTENSION as TALLY
 from tests.support.accounts import make_member
 from tests.support.password_work import gate_full
+from tests.support.routes import sample_path
 
 TOKEN = "/api/v1/auth/token"
 ORIGIN = "https://app.example"
@@ -120,15 +120,6 @@ def test_every_marked_view_takes_the_gate_before_anything_else(app, client, runt
         assert response.status_code == 503, endpoint
         assert response.get_json()["error"]["details"] == {"dependency": DEPENDENCY}
         assert early_refusals() == before, f"{endpoint}: the first refusal went early"
-
-
-def sample_path(rule: Any) -> str:
-    """The rule's path with a made-up value for each of its arguments."""
-    values: dict[str, Any] = {}
-    for name in rule.arguments:
-        converter = type(rule._converters[name]).__name__
-        values[name] = {"UUIDConverter": uuid.uuid4(), "IntegerConverter": 1}.get(converter, "x")
-    return str(rule.build(values)[1])
 
 
 def test_only_marked_posts_are_refused_early(app, client, runtime, tally_clock):

@@ -4,19 +4,8 @@ limiter's request filter decides for a request routed to it."""
 
 from __future__ import annotations
 
-import uuid
-
 from medchat.web.throttling import throttles_of
-
-SAMPLES = {"int": 7, "uuid": uuid.UUID("5b0e7e0c-58f4-4a8e-9f8e-2f1d3c4b5a69")}
-
-
-def _path(app, rule) -> str:
-    values = {
-        name: SAMPLES.get(type(converter).__name__.removesuffix("Converter").lower(), "x")
-        for name, converter in rule._converters.items()
-    }
-    return app.url_map.bind("localhost").build(rule.endpoint, values)
+from tests.support.routes import sample_path
 
 
 def test_the_limiter_skips_exactly_the_views_that_declare_no_limit(app):
@@ -27,7 +16,7 @@ def test_the_limiter_skips_exactly_the_views_that_declare_no_limit(app):
 
     for rule in rules:
         method = sorted(rule.methods - {"HEAD", "OPTIONS"})[0]
-        with app.test_request_context(_path(app, rule), method=method) as context:
+        with app.test_request_context(sample_path(rule), method=method) as context:
             assert context.request.endpoint == rule.endpoint
             skipped = any(check() for check in limiter._request_filters)
         assert skipped == (rule.endpoint not in declared), rule.endpoint
