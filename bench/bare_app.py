@@ -93,14 +93,20 @@ class BareAudit(Base):
 
 
 def make_engine(url: str) -> Engine:
-    """The same engine settings as medchat's (``medchat.db.make_engine``): its pool, and its
+    """The same engine settings as medchat's (``medchat.db.make_engine``): its pool, its
     check of a pooled connection at checkout (a ``poll``, not a ``SELECT 1``), so the baseline
-    saves that round trip too."""
-    from medchat.db import replace_closed_connections
+    saves that round trip too, and its cursors (column descriptions made on first use)."""
+    from medchat.db import POSTGRESQL_CONNECT_ARGS, replace_closed_connections
 
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    engine = create_engine(url, pool_size=10, max_overflow=20, hide_parameters=True)
+    engine = create_engine(
+        url,
+        pool_size=10,
+        max_overflow=20,
+        hide_parameters=True,
+        connect_args=POSTGRESQL_CONNECT_ARGS,
+    )
     event.listen(engine, "checkout", replace_closed_connections)
     return engine
 

@@ -26,6 +26,8 @@ from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator, Uuid
 
+from medchat.db_cursor import ColumnsOnDemandCursor
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -195,10 +197,16 @@ def replace_closed_connections(dbapi_connection: Any, _record: Any, _proxy: Any)
         raise InvalidatePoolError("the server closed this pooled connection")
 
 
+#: What every PostgreSQL connection is opened with: cursors that make ``description``'s column
+#: objects only when something reads them (``medchat.db_cursor``).
+POSTGRESQL_CONNECT_ARGS: Final = {"cursor_factory": ColumnsOnDemandCursor}
+
+
 def make_engine(url: str) -> Engine:
     """Create the engine for a SQLite file or a PostgreSQL (psycopg 3) URL.
 
-    A pooled PostgreSQL connection the server has closed is replaced on checkout, unseen
+    PostgreSQL connections use ``ColumnsOnDemandCursor`` (``POSTGRESQL_CONNECT_ARGS``). A
+    pooled PostgreSQL connection the server has closed is replaced on checkout, unseen
     (``replace_closed_connections``), and one that fails in use is discarded
     (``_discard_stale_sessions``).
 
@@ -218,7 +226,13 @@ def make_engine(url: str) -> Engine:
         )
         _configure_sqlite(engine)
     else:
-        engine = create_engine(url, pool_size=10, max_overflow=20, hide_parameters=True)
+        engine = create_engine(
+            url,
+            pool_size=10,
+            max_overflow=20,
+            hide_parameters=True,
+            connect_args=POSTGRESQL_CONNECT_ARGS,
+        )
         event.listen(engine, "checkout", replace_closed_connections)
     event.listen(engine, "handle_error", _withhold_row_data)
     event.listen(engine, "handle_error", _discard_stale_sessions)

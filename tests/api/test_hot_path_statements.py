@@ -170,3 +170,39 @@ def test_the_openapi_document_still_names_the_message_schemas(client):
         sent = paths[path]["post"]["responses"]["201"]["content"]["application/json"]
         assert page["schema"]["$ref"].endswith("/MessagePage")
         assert sent["schema"]["$ref"].endswith("/Message")
+
+
+def test_a_warm_send_and_page_read_make_no_column_descriptions(
+    client, runtime, team, member_tokens, monkeypatch
+):
+    """psycopg builds a ``Column`` per result column whenever ``cursor.description`` is read;
+    SQLAlchemy reads it after every statement but needs it only the first time a compiled
+    statement runs. With ``medchat.db_cursor`` a warm send or read makes none (PostgreSQL)."""
+    if not runtime.database.is_postgresql:
+        pytest.skip("psycopg's column descriptions: PostgreSQL only")
+    import psycopg
+
+    conversation_id = asked(client, member_tokens)
+    doctor = bearer(login(client, runtime, team.clinician))
+    claim(client, doctor, conversation_id)
+    member_path = f"{CONVERSATIONS}/{conversation_id}/messages"
+    doctor_path = f"/api/v1/clinician/conversations/{conversation_id}/messages"
+
+    def both_audiences() -> None:
+        assert send(client, member_tokens, member_path, "A follow-up.").status_code == 201
+        assert client.get(member_path, headers=bearer(member_tokens)).status_code == 200
+        assert client.post(doctor_path, json={"body": "An answer."}, headers=doctor).status_code
+        assert client.get(doctor_path, headers=doctor).status_code == 200
+
+    both_audiences()
+    made: list[int] = []
+    original = psycopg.Column.__init__
+
+    def counted(self, cursor, index) -> None:
+        made.append(index)
+        original(self, cursor, index)
+
+    monkeypatch.setattr(psycopg.Column, "__init__", counted)
+    both_audiences()
+
+    assert made == []
