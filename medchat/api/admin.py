@@ -5,10 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from access_control.permissions import Permission
 from access_control.roles import Role
+from medchat.api.blueprint import Blueprint
 from medchat.schemas.admin import (
     AuditPageSchema,
     StaffCreatedSchema,

@@ -12,10 +12,10 @@ import uuid
 from typing import Any
 
 from flask import Response
-from flask_smorest import Blueprint
 from werkzeug.datastructures import FileStorage
 
 from access_control.permissions import Permission
+from medchat.api.blueprint import Blueprint
 from medchat.schemas.attachments import AttachmentSchema, AttachmentUploadSchema
 from medchat.schemas.conversations import IdempotencyHeaderSchema
 from medchat.services.attachments import AttachmentService, Upload

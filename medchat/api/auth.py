@@ -8,10 +8,10 @@ import uuid
 from typing import Any
 
 from flask import request
-from flask_smorest import Blueprint
 
 from access_control import crypto
 from access_control.permissions import Permission
+from medchat.api.blueprint import Blueprint
 from medchat.schemas.auth import (
     EnrollConfirmSchema,
     EnrollSchema,

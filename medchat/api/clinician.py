@@ -12,9 +12,9 @@ import uuid
 from typing import Any
 
 from flask import Response
-from flask_smorest import Blueprint
 
 from access_control.permissions import Permission
+from medchat.api.blueprint import Blueprint
 from medchat.schemas.clinician import (
     CasePageSchema,
     CaseSchema,

@@ -12,9 +12,8 @@ import uuid
 from dataclasses import asdict
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from access_control.permissions import Permission
+from medchat.api.blueprint import Blueprint
 from medchat.models import KeyRole
 from medchat.schemas.auth import StepUpSchema
 from medchat.schemas.colleagues import ColleagueKeySchema, GrantedSchema, GrantRequestSchema

@@ -13,9 +13,9 @@ import uuid
 from typing import Any
 
 from flask import Response
-from flask_smorest import Blueprint
 
 from access_control.permissions import Permission
+from medchat.api.blueprint import Blueprint
 from medchat.archive.bundle import bundle_bytes, signing_key_document
 from medchat.schemas.common import PageArgsSchema, StatusSchema
 from medchat.schemas.compliance import (

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from access_control.permissions import Permission
+from medchat.api.blueprint import Blueprint
 from medchat.schemas.dpo import (
     DpoDoneSchema,
     DpoRectificationDoneSchema,

@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, jsonify
-from flask_smorest import Blueprint
 
 from access_control.permissions import Permission
+from medchat.api.blueprint import Blueprint
 from medchat.schemas import fhir_bundle
 from medchat.schemas.common import PageArgsSchema, StatusSchema
 from medchat.schemas.cursors import decode_seq_cursor, encode_cursor

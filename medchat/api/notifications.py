@@ -7,9 +7,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from access_control.permissions import Permission
+from medchat.api.blueprint import Blueprint
 from medchat.schemas.notifications import (
     NotificationSettingsSchema,
     NotificationSettingsUpdateSchema,

@@ -6,9 +6,8 @@ Public: the app shows it before sign-in too, and it holds nothing about anyone
 
 from __future__ import annotations
 
-from flask_smorest import Blueprint
-
 from access_control.permissions import Permission
+from medchat.api.blueprint import Blueprint
 from medchat.schemas.service import ServiceSchema
 from medchat.services.service_info import ServiceInfo, service_info
 from medchat.web.context import runtime
