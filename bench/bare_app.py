@@ -34,8 +34,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
     select,
     text,
     update,
@@ -93,22 +91,15 @@ class BareAudit(Base):
 
 
 def make_engine(url: str) -> Engine:
-    """The same engine settings as medchat's (``medchat.db.make_engine``): its pool, its
-    check of a pooled connection at checkout (a ``poll``, not a ``SELECT 1``), so the baseline
-    saves that round trip too, and its cursors (column descriptions made on first use)."""
-    from medchat.db import POSTGRESQL_CONNECT_ARGS, replace_closed_connections
+    """The same engine settings as medchat's (``medchat.db.postgresql_engine``): its pool,
+    its check of a pooled connection at checkout (a ``poll``, not a ``SELECT 1``), so the
+    baseline saves that round trip too, and its cursors (column descriptions made on first
+    use)."""
+    from medchat.db import postgresql_engine
 
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    engine = create_engine(
-        url,
-        pool_size=10,
-        max_overflow=20,
-        hide_parameters=True,
-        connect_args=POSTGRESQL_CONNECT_ARGS,
-    )
-    event.listen(engine, "checkout", replace_closed_connections)
-    return engine
+    return postgresql_engine(url)
 
 
 def create_schema(url: str) -> None:

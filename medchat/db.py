@@ -197,15 +197,26 @@ def replace_closed_connections(dbapi_connection: Any, _record: Any, _proxy: Any)
         raise InvalidatePoolError("the server closed this pooled connection")
 
 
-#: What every PostgreSQL connection is opened with: cursors that make ``description``'s column
-#: objects only when something reads them (``medchat.db_cursor``).
-POSTGRESQL_CONNECT_ARGS: Final = {"cursor_factory": ColumnsOnDemandCursor}
+def postgresql_engine(url: str) -> Engine:
+    """An engine on PostgreSQL (psycopg 3) with medchat's pool, its cursors (column
+    descriptions made only when read, ``medchat.db_cursor``) and its check of a pooled
+    connection at checkout. The bare app of ``bench/`` is built on it too, so the baseline
+    has the same settings."""
+    engine = create_engine(
+        url,
+        pool_size=10,
+        max_overflow=20,
+        hide_parameters=True,
+        connect_args={"cursor_factory": ColumnsOnDemandCursor},
+    )
+    event.listen(engine, "checkout", replace_closed_connections)
+    return engine
 
 
 def make_engine(url: str) -> Engine:
     """Create the engine for a SQLite file or a PostgreSQL (psycopg 3) URL.
 
-    PostgreSQL connections use ``ColumnsOnDemandCursor`` (``POSTGRESQL_CONNECT_ARGS``). A
+    PostgreSQL connections use ``ColumnsOnDemandCursor`` (``postgresql_engine``). A
     pooled PostgreSQL connection the server has closed is replaced on checkout, unseen
     (``replace_closed_connections``), and one that fails in use is discarded
     (``_discard_stale_sessions``).
@@ -226,14 +237,7 @@ def make_engine(url: str) -> Engine:
         )
         _configure_sqlite(engine)
     else:
-        engine = create_engine(
-            url,
-            pool_size=10,
-            max_overflow=20,
-            hide_parameters=True,
-            connect_args=POSTGRESQL_CONNECT_ARGS,
-        )
-        event.listen(engine, "checkout", replace_closed_connections)
+        engine = postgresql_engine(url)
     event.listen(engine, "handle_error", _withhold_row_data)
     event.listen(engine, "handle_error", _discard_stale_sessions)
     return engine

@@ -8,6 +8,7 @@ import marshmallow
 from flask import Flask
 
 from medchat.api.blueprint import Blueprint
+from tests.support.made import objects_made
 
 
 def test_every_documented_blueprint_is_the_apis_own(app):
@@ -18,17 +19,10 @@ def test_every_documented_blueprint_is_the_apis_own(app):
 
 
 def test_a_schema_class_is_made_once_when_the_view_is_declared(monkeypatch):
-    made: list[type] = []
-    original = marshmallow.Schema.__init__
-
-    def counted(self, *args, **kwargs) -> None:
-        made.append(type(self))
-        original(self, *args, **kwargs)
-
     class Query(marshmallow.Schema):
         n = marshmallow.fields.Integer(required=True)
 
-    monkeypatch.setattr(marshmallow.Schema, "__init__", counted)
+    made = objects_made(monkeypatch, marshmallow.Schema)
     bp = Blueprint("probe", __name__, url_prefix="/probe")
 
     @bp.route("/")

@@ -11,12 +11,14 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import marshmallow
 import pytest
 from sqlalchemy import event
 
 from medchat.schemas.conversations import MessagePageSchema, MessageSchema, message_json
 from medchat.services.message_views import AttachmentView, MessageView
 from tests.support.accounts import bearer, login, make_member
+from tests.support.made import objects_made
 from tests.support.messaging import CONVERSATIONS, asked, care_team, claim, give_consent, send
 
 #: Transaction control is not counted.
@@ -105,22 +107,13 @@ def rendered_each_time(runtime):
 
 
 def test_every_statement_of_a_send_and_a_page_read_is_rendered_once(
-    client, runtime, team, member_tokens, rendered_each_time
+    both_audiences, rendered_each_time
 ):
     """For the member and the doctor alike: the hot statements are compiled once per process
     and reused, never re-rendered because of an ``IN`` list."""
-    conversation_id = asked(client, member_tokens)
-    doctor = bearer(login(client, runtime, team.clinician))
-    claim(client, doctor, conversation_id)
-    member_path = f"{CONVERSATIONS}/{conversation_id}/messages"
-    doctor_path = f"/api/v1/clinician/conversations/{conversation_id}/messages"
-    assert client.post(doctor_path, json={"body": "An answer."}, headers=doctor).status_code == 201
     rendered_each_time.clear()
 
-    assert send(client, member_tokens, member_path, "A follow-up.").status_code == 201
-    assert client.get(member_path, headers=bearer(member_tokens)).status_code == 200
-    assert client.post(doctor_path, json={"body": "Another."}, headers=doctor).status_code == 201
-    assert client.get(doctor_path, headers=doctor).status_code == 200
+    both_audiences()
 
     assert rendered_each_time == []
 
@@ -172,8 +165,28 @@ def test_the_openapi_document_still_names_the_message_schemas(client):
         assert sent["schema"]["$ref"].endswith("/Message")
 
 
+@pytest.fixture
+def both_audiences(client, runtime, team, member_tokens):
+    """A member's and a doctor's send and page read of one conversation, run once to warm
+    the statement caches; calling it runs the four again."""
+    conversation_id = asked(client, member_tokens)
+    doctor = bearer(login(client, runtime, team.clinician))
+    claim(client, doctor, conversation_id)
+    member_path = f"{CONVERSATIONS}/{conversation_id}/messages"
+    doctor_path = f"/api/v1/clinician/conversations/{conversation_id}/messages"
+
+    def run() -> None:
+        assert send(client, member_tokens, member_path, "A follow-up.").status_code == 201
+        assert client.get(member_path, headers=bearer(member_tokens)).status_code == 200
+        assert client.post(doctor_path, json={"body": "Another."}, headers=doctor).status_code
+        assert client.get(doctor_path, headers=doctor).status_code == 200
+
+    run()
+    return run
+
+
 def test_a_warm_send_and_page_read_make_no_column_descriptions(
-    client, runtime, team, member_tokens, monkeypatch
+    runtime, both_audiences, monkeypatch
 ):
     """psycopg builds a ``Column`` per result column whenever ``cursor.description`` is read;
     SQLAlchemy reads it after every statement but needs it only the first time a compiled
@@ -182,60 +195,16 @@ def test_a_warm_send_and_page_read_make_no_column_descriptions(
         pytest.skip("psycopg's column descriptions: PostgreSQL only")
     import psycopg
 
-    conversation_id = asked(client, member_tokens)
-    doctor = bearer(login(client, runtime, team.clinician))
-    claim(client, doctor, conversation_id)
-    member_path = f"{CONVERSATIONS}/{conversation_id}/messages"
-    doctor_path = f"/api/v1/clinician/conversations/{conversation_id}/messages"
-
-    def both_audiences() -> None:
-        assert send(client, member_tokens, member_path, "A follow-up.").status_code == 201
-        assert client.get(member_path, headers=bearer(member_tokens)).status_code == 200
-        assert client.post(doctor_path, json={"body": "An answer."}, headers=doctor).status_code
-        assert client.get(doctor_path, headers=doctor).status_code == 200
-
-    both_audiences()
-    made: list[int] = []
-    original = psycopg.Column.__init__
-
-    def counted(self, cursor, index) -> None:
-        made.append(index)
-        original(self, cursor, index)
-
-    monkeypatch.setattr(psycopg.Column, "__init__", counted)
+    made = objects_made(monkeypatch, psycopg.Column)
     both_audiences()
 
     assert made == []
 
 
-def test_a_warm_send_and_page_read_make_no_schema_objects(
-    client, runtime, team, member_tokens, monkeypatch
-):
+def test_a_warm_send_and_page_read_make_no_schema_objects(both_audiences, monkeypatch):
     """A marshmallow schema deep-copies its declared fields when made (about 0.1 ms each);
     the arguments of a view are parsed with schema objects made once, not one per request."""
-    import marshmallow
-
-    conversation_id = asked(client, member_tokens)
-    doctor = bearer(login(client, runtime, team.clinician))
-    claim(client, doctor, conversation_id)
-    member_path = f"{CONVERSATIONS}/{conversation_id}/messages"
-    doctor_path = f"/api/v1/clinician/conversations/{conversation_id}/messages"
-
-    def both_audiences() -> None:
-        assert send(client, member_tokens, member_path, "A follow-up.").status_code == 201
-        assert client.get(member_path, headers=bearer(member_tokens)).status_code == 200
-        assert client.post(doctor_path, json={"body": "An answer."}, headers=doctor).status_code
-        assert client.get(doctor_path, headers=doctor).status_code == 200
-
-    both_audiences()
-    made: list[str] = []
-    original = marshmallow.Schema.__init__
-
-    def counted(self, *args, **kwargs) -> None:
-        made.append(type(self).__name__)
-        original(self, *args, **kwargs)
-
-    monkeypatch.setattr(marshmallow.Schema, "__init__", counted)
+    made = objects_made(monkeypatch, marshmallow.Schema)
     both_audiences()
 
     assert made == []
