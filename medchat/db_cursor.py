@@ -6,14 +6,14 @@ reads the property after every statement that returns rows, but uses the columns
 first time a compiled statement runs; after that it takes the result's layout from the
 compiled statement's cache and looks at nothing but whether the description is ``None``. So
 on the request path psycopg made dozens of ``Column`` objects per statement that nobody read:
-about 6 % of a send's CPU in the worker (the locked read alone returns some forty columns;
+about 7 % of a send's samples in-process (the locked read alone returns some forty columns;
 ``python -m bench.instructions`` and bench/README.md have the figures).
 
 ``ColumnsOnDemandCursor.description`` answers ``None`` exactly when psycopg's does, and
 otherwise a sequence that holds the result it describes and makes psycopg's own ``Column``
 objects from it on first use: the same values, whichever result the cursor has moved on to
-meanwhile. Nothing else of the cursor changes. ``medchat.db.make_engine`` installs it on
-every PostgreSQL connection (``connect_args``); SQLite is untouched.
+meanwhile. Nothing else of the cursor changes. ``medchat.db.postgresql_engine`` installs it
+on every PostgreSQL connection (``connect_args``); SQLite is untouched.
 """
 
 from __future__ import annotations
