@@ -190,8 +190,16 @@ class Environment:
 
     # -- servers ----------------------------------------------------------------------------
 
-    def start_server(self, name: str, app: str, extra_env: dict[str, str] | None = None) -> Server:
-        """``gunicorn -c deploy/gunicorn.conf.py <app>`` with the run's worker settings."""
+    def start_server(
+        self,
+        name: str,
+        app: str,
+        extra_env: dict[str, str] | None = None,
+        *,
+        checkout: Path = REPO,
+    ) -> Server:
+        """``gunicorn -c deploy/gunicorn.conf.py <app>`` with the run's worker settings, in
+        ``checkout`` with its own configuration (another commit's, for ``bench.versus``)."""
         port = free_port()
         gunicorn = BIN / "gunicorn"
         command = [str(gunicorn)] if gunicorn.exists() else [python_bin(), "-m", "gunicorn"]
@@ -208,8 +216,8 @@ class Environment:
         log_path = self.tmp / f"{name}-gunicorn.log"
         handle = log_path.open("wb")
         process = subprocess.Popen(
-            [*command, "-c", str(GUNICORN_CONF), app],
-            cwd=REPO,
+            [*command, "-c", str(checkout / GUNICORN_CONF.relative_to(REPO)), app],
+            cwd=checkout,
             env=env,
             stdout=handle,
             stderr=subprocess.STDOUT,

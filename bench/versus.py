@@ -17,23 +17,11 @@ import json
 import sys
 from pathlib import Path
 
-import bench.environment as environment
 from bench import cpu, seed
-from bench.environment import Environment, Server, log
+from bench.environment import REPO, Environment, log
 from bench.load import ClientSpec, run_cell
 
 CLIENTS = 8
-
-
-def _start_from(env: Environment, checkout: Path, name: str) -> Server:
-    """``Environment.start_server`` with another checkout as the working directory and config."""
-    repo, config = environment.REPO, environment.GUNICORN_CONF
-    environment.REPO = checkout
-    environment.GUNICORN_CONF = checkout / "deploy" / "gunicorn.conf.py"
-    try:
-        return env.start_server(name, "wsgi:app")
-    finally:
-        environment.REPO, environment.GUNICORN_CONF = repo, config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         read_chat = seeder.create_conversation(this.port, member.tokens[0], "read")
         seeder.add_history(member, read_chat, 200)
         seed.analyze(env)
-        servers = {"this": this, "other": _start_from(env, other, "other")}
+        servers = {"this": this, "other": env.start_server("other", "wsgi:app", checkout=other)}
         body = json.dumps({"body": seed.message_text(1000)})
         auth = [{"Authorization": f"Bearer {token}"} for token in member.tokens]
         specs = {
@@ -103,10 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"CPU per request: server {per[name]:.2f} ms, PostgreSQL "
                         f"{per['postgres']:.2f} ms"
                     )
-        print(
-            f"\nCPU per request over {args.rounds} rounds "
-            f"(this: {environment.REPO}, other: {other})"
-        )
+        print(f"\nCPU per request over {args.rounds} rounds (this: {REPO}, other: {other})")
         print("| operation | server: this | other | this / other | PostgreSQL: this | other |")
         print("|:--|--:|--:|--:|--:|--:|")
         for op in specs:
