@@ -108,6 +108,25 @@ def associated_data(*parts: Part) -> bytes:
     return bytes(out)
 
 
+#: ``associated_data(u)`` for a UUID ``u`` is this and its 16 bytes.
+_UUID_PART: Final = (17).to_bytes(4, "big") + b"u"
+
+
+def part(value: Part) -> bytes:
+    """``associated_data(value)``: one part encoded alone, a piece of a longer associated data
+    (``associated_data(a, b) == part(a) + part(b)``).
+
+    A page of messages builds one associated data per body; the types each body passes (its
+    id, a UUID, and its sequence number, an int) are encoded here without the general loop.
+    """
+    if type(value) is uuid.UUID:
+        return _UUID_PART + value.bytes
+    if type(value) is int:
+        digits = str(value).encode()
+        return (len(digits) + 1).to_bytes(4, "big") + b"i" + digits
+    return associated_data(value)
+
+
 def key_id(key: bytes) -> bytes:
     """A short public name for a symmetric key, safe to store beside its ciphertexts."""
     return hmac.new(key, b"medchat/key-id", hashlib.sha256).digest()[:KEY_ID_SIZE]

@@ -52,6 +52,8 @@ _SUBJECT_LABEL = _LABELS[1]
 #: A clinician's unsent answer: its own label, in every format (a re-seal of the content
 #: leaves drafts as they are), bound to the conversation and its author.
 _DRAFT_LABEL = "medchat/draft/v1"
+#: The field part of a body's associated data, the same in every one.
+_BODY_PART = crypto.associated_data("body")
 
 
 class ContentFormat(enum.IntEnum):
@@ -112,7 +114,15 @@ class ContentKey(crypto.SecretHandle):
     relabelled, altered, is foreign or names a key of none of the epochs.
     """
 
-    __slots__ = ("_aad_head", "_conversation_id", "_keys", "_sealing", "epochs", "format")
+    __slots__ = (
+        "_aad_head",
+        "_authors",
+        "_conversation_id",
+        "_keys",
+        "_sealing",
+        "epochs",
+        "format",
+    )
 
     def __init__(
         self, deks: ConversationDeks | bytes, conversation_id: uuid.UUID, content_format: int
@@ -130,6 +140,8 @@ class ContentKey(crypto.SecretHandle):
         self._keys = {key.key_id: key for key in keys}
         self._conversation_id = conversation_id
         self._aad_head = crypto.associated_data(_LABELS[self.format], conversation_id)
+        #: (author_role, author_id) -> their encoded parts: a page has few authors.
+        self._authors: dict[tuple[str, uuid.UUID], bytes] = {}
 
     @classmethod
     def for_conversation(
@@ -148,6 +160,7 @@ class ContentKey(crypto.SecretHandle):
         other._conversation_id = self._conversation_id
         other.epochs = self.epochs
         other._aad_head = crypto.associated_data(_LABELS[other.format], self._conversation_id)
+        other._authors = {}
         return other
 
     def __repr__(self) -> str:
@@ -167,11 +180,24 @@ class ContentKey(crypto.SecretHandle):
 
     # -- associated data: the one definition of each format ---------------------------------
 
-    def _body_aad(self, message: MessagePlace) -> bytes:
+    def _body_aad(
+        self,
+        message_id: uuid.UUID,
+        seq: int,
+        author_role: str,
+        author_id: uuid.UUID,
+    ) -> bytes:
         if self.format is ContentFormat.PLACE:
-            return self._aad_head + crypto.associated_data(message.id, "body")
-        return self._aad_head + crypto.associated_data(
-            message.id, "body", message.seq, message.author_role, message.author_id
+            return self._aad_head + crypto.associated_data(message_id, "body")
+        # The head, then (message id, "body", seq, author_role, author_id) part by part,
+        # the author's parts encoded once per author (roles are text, so equal keys encode
+        # alike).
+        who = (author_role, author_id)
+        author = self._authors.get(who)
+        if author is None:
+            author = self._authors[who] = crypto.associated_data(author_role, author_id)
+        return b"".join(
+            (self._aad_head, crypto.part(message_id), _BODY_PART, crypto.part(seq), author)
         )
 
     def _attachment_aad(self, attachment: AttachmentPlace, field: str) -> bytes:
@@ -186,10 +212,25 @@ class ContentKey(crypto.SecretHandle):
     # -- seal and open ------------------------------------------------------------------------
 
     def seal_body(self, message: MessagePlace, text: str) -> bytes:
-        return self._sealing.seal(text.encode("utf-8"), self._body_aad(message))
+        aad = self._body_aad(message.id, message.seq, message.author_role, message.author_id)
+        return self._sealing.seal(text.encode("utf-8"), aad)
 
     def open_body(self, message: MessagePlace, sealed: bytes) -> str:
-        return self._open(sealed, self._body_aad(message)).decode("utf-8")
+        return self.open_body_at(
+            message.id, message.seq, message.author_role, message.author_id, sealed
+        )
+
+    def open_body_at(
+        self,
+        message_id: uuid.UUID,
+        seq: int,
+        author_role: str,
+        author_id: uuid.UUID,
+        sealed: bytes,
+    ) -> str:
+        """``open_body`` of a message given by its fields (a page's row, unpacked)."""
+        aad = self._body_aad(message_id, seq, author_role, author_id)
+        return self._open(sealed, aad).decode("utf-8")
 
     def seal_attachment(self, attachment: AttachmentPlace, field: str, data: bytes) -> bytes:
         """``field`` is ``data``, ``filename`` or ``content_type``."""

@@ -140,6 +140,25 @@ def test_associated_data_keeps_types_apart() -> None:
     assert len({crypto.associated_data(v) for v in values}) == len(values)
 
 
+class _Id(uuid.UUID):
+    """A subclass of UUID: ``part`` encodes it through the general path."""
+
+
+@examples
+@given(values=st.lists(parts, max_size=4))
+def test_part_is_one_part_of_associated_data(values: list) -> None:
+    assert b"".join(crypto.part(v) for v in values) == crypto.associated_data(*values)
+
+
+_ONE_OF_EACH = [uuid.UUID(int=0), uuid.uuid4(), _Id(int=5), 0, 7, -12, 10**40, True, False]
+_ONE_OF_EACH += ["", "body", b"", b"x", None]
+
+
+@pytest.mark.parametrize("value", _ONE_OF_EACH)
+def test_part_encodes_each_type_as_associated_data_does(value: object) -> None:
+    assert crypto.part(value) == crypto.associated_data(value)  # type: ignore[arg-type]
+
+
 # --- HKDF ------------------------------------------------------------------------------
 
 
