@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from access_control.roles import Role
@@ -62,6 +62,16 @@ if TYPE_CHECKING:  # the service context is passed in; importing it would run ba
     from medchat.services.context import ServiceContext
 
 log = logging.getLogger("medchat.rewrap")
+
+#: The oldest requests first, a tampered one marked instead of refusing the whole query; on
+#: PostgreSQL without those another drain holds. Built once: a drain runs on every clinician
+#: request, and building a statement costs more than running it.
+_OLDEST = skip_tampered(
+    select(RewrapRequest)
+    .order_by(RewrapRequest.created_at, RewrapRequest.id)
+    .limit(bindparam("limit"))
+)
+_OLDEST_UNHELD = _OLDEST.with_for_update(skip_locked=True)
 
 
 @dataclass
@@ -158,12 +168,8 @@ class RewrapQueue:
         result = DrainResult()
         if limit <= 0:
             return result
-        statement = (
-            select(RewrapRequest).order_by(RewrapRequest.created_at, RewrapRequest.id).limit(limit)
-        )
-        if self.runtime.database.is_postgresql:
-            statement = statement.with_for_update(skip_locked=True)
-        for request in list(self.session.scalars(skip_tampered(statement))):
+        statement = _OLDEST_UNHELD if self.runtime.database.is_postgresql else _OLDEST
+        for request in list(self.session.scalars(statement, {"limit": limit})):
             if is_tampered(request):
                 # Planted or altered (refused and audited on load): never acted on, dropped.
                 self.session.expunge(request)

@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from access_control.roles import Role
@@ -64,6 +64,12 @@ class ClaimView:
     reason: str | None = None
 
 
+#: A conversation's claim row, built once (building a statement costs more than running it).
+_CLAIM = select(ConversationClaim).where(
+    ConversationClaim.conversation_id == bindparam("conversation_id")
+)
+
+
 class ClaimBook:
     """Claims on conversations, for one unit of work (the caller locks the conversation)."""
 
@@ -76,9 +82,7 @@ class ClaimBook:
 
     def _row(self, conversation_id: uuid.UUID) -> ConversationClaim | None:
         """The claim row, live or dead (a tampered row raises ``RowIntegrityFailure``)."""
-        return self.session.scalar(
-            select(ConversationClaim).where(ConversationClaim.conversation_id == conversation_id)
-        )
+        return self.session.scalar(_CLAIM, {"conversation_id": conversation_id})
 
     def live(self, conversation_id: uuid.UUID) -> ConversationClaim | None:
         row = self._row(conversation_id)

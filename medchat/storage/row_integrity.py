@@ -89,9 +89,13 @@ def is_tampered(row: object) -> bool:
     return bool(inspect(row).info.get(_TAMPERED))
 
 
-def intact(session: Session, statement: Executable) -> list[Any]:
-    """The objects ``statement`` selects, less the tampered ones (refused and audited)."""
-    rows = list(session.scalars(skip_tampered(statement)))
+def intact(
+    session: Session, statement: Executable, params: dict[str, Any] | None = None
+) -> list[Any]:
+    """The objects ``statement`` selects with ``params``, less the tampered ones (refused and
+    audited). The skip option goes with the call, so a statement built once is run as it is,
+    not copied with the option at every call."""
+    rows = list(session.scalars(statement, params, execution_options={_SKIP_OPTION: True}))
     kept = []
     for row in rows:
         if is_tampered(row):

@@ -14,6 +14,11 @@ from datetime import UTC, datetime
 import marshmallow
 import pytest
 from sqlalchemy import event
+from sqlalchemy.sql.elements import (
+    ReleaseSavepointClause,
+    RollbackToSavepointClause,
+    SavepointClause,
+)
 
 from medchat.schemas.conversations import MessagePageSchema, MessageSchema, message_json
 from medchat.services.message_views import AttachmentView, MessageView
@@ -21,6 +26,7 @@ from tests.support.accounts import bearer, login, make_member
 from tests.support.made import objects_made
 from tests.support.messaging import CONVERSATIONS, asked, care_team, claim, give_consent, send
 
+_SAVEPOINTS = (SavepointClause, ReleaseSavepointClause, RollbackToSavepointClause)
 #: Transaction control is not counted.
 _CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 
@@ -208,3 +214,29 @@ def test_a_warm_send_and_page_read_make_no_schema_objects(both_audiences, monkey
     both_audiences()
 
     assert made == []
+
+
+def test_a_warm_send_and_page_read_build_no_statement(runtime, both_audiences):
+    """For the member and the doctor alike, every statement a warm send or read runs is an
+    object made before (a module constant with bound parameters), never one built for the
+    request: building a statement costs more CPU than running it, and SQLAlchemy's cache key
+    of a statement it has made one for is kept with the statement."""
+    ran: list[object] = []
+
+    def record(conn, clauseelement, *args) -> None:
+        if not isinstance(clauseelement, _SAVEPOINTS):  # SQLAlchemy's own, made per use
+            ran.append(clauseelement)
+
+    engine = runtime.database.engine
+    event.listen(engine, "before_execute", record)
+    try:
+        both_audiences()
+        first = {id(statement) for statement in ran}
+        kept = list(ran)  # held, so no id is reused by a statement made later
+        ran.clear()
+        both_audiences()
+    finally:
+        event.remove(engine, "before_execute", record)
+
+    built = [str(s).split("\n")[0][:100] for s in ran if id(s) not in first]
+    assert kept and built == []

@@ -14,7 +14,7 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import String, func, insert, select, update
+from sqlalchemy import String, bindparam, func, insert, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, load_only, mapped_column
 
 from access_control.row_tags import RowTagger
@@ -169,7 +169,8 @@ def test_intact_leaves_tampered_rows_out_audits_each_once_and_keeps_the_others(
     execute_sql(runtime, "UPDATE recovery_codes SET row_tag = NULL WHERE id = :id", id=bad)
     execute_sql(runtime, "UPDATE recovery_codes SET row_tag = NULL WHERE id = :id", id=worse)
     with runtime.database.transaction() as session:
-        kept = intact(session, select(RecoveryCode).where(RecoveryCode.account_id == member.id))
+        of_account = select(RecoveryCode).where(RecoveryCode.account_id == bindparam("account"))
+        kept = intact(session, of_account, {"account": member.id})
         assert [row.id for row in kept] == [good]
         # Asked for twice in one transaction, each refusal is audited once.
         intact(session, select(RecoveryCode))
