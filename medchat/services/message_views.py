@@ -168,6 +168,18 @@ _PAGE = (
     )
     .where(_messages.c.conversation_id == bindparam("conversation_id"))
 )
+#: The page's columns, in ``_PAGE``'s order: ``message_page`` reads its rows by position.
+PAGE_COLUMNS = (
+    "id",
+    "seq",
+    "author_role",
+    "author_id",
+    "body_ciphertext",
+    "created_at",
+    "author_name",
+    "has_attachments",
+)
+_SEQ, _HAS_ATTACHMENTS = PAGE_COLUMNS.index("seq"), PAGE_COLUMNS.index("has_attachments")
 _PAGES = {
     (False, False): _PAGE.order_by(_messages.c.seq.desc()).limit(bindparam("limit")),
     (False, True): _PAGE.where(_messages.c.seq < bindparam("cursor"))
@@ -379,17 +391,17 @@ class ConversationReader:
         params: dict[str, Any] = {"conversation_id": conversation.id, "limit": limit + 1}
         if cursor is not None:
             params["cursor"] = cursor
-        # Rows are read by position, in _PAGE's column order: a row's attribute costs a name
-        # lookup each time, and a page would read eleven of them for each of its fifty rows.
+        # Rows are read by position (PAGE_COLUMNS): a row's attribute costs a name lookup
+        # each time, and a page would read eleven of them for each of its fifty rows.
         rows = self.session.execute(_PAGES[ascending, cursor is not None], params).all()
         more = len(rows) > limit
         rows = rows[:limit]
-        next_cursor = rows[-1][1] if more and rows else None
+        next_cursor = rows[-1][_SEQ] if more and rows else None
         key = ContentKey.for_conversation(dek, conversation)
         with resealed_meanwhile(self.session, key, conversation):
             attachments = self._attachment_views(
                 key,
-                [row[0] for row in rows if row[7]],
+                [row[0] for row in rows if row[_HAS_ATTACHMENTS]],
                 conversation.id if neutral_names else None,
             )
             views = [

@@ -21,7 +21,7 @@ from sqlalchemy.sql.elements import (
 )
 
 from medchat.schemas.conversations import MessagePageSchema, MessageSchema, message_json
-from medchat.services.message_views import AttachmentView, MessageView
+from medchat.services.message_views import _PAGES, PAGE_COLUMNS, AttachmentView, MessageView
 from tests.support.accounts import bearer, login, make_member
 from tests.support.made import objects_made
 from tests.support.messaging import CONVERSATIONS, asked, care_team, claim, give_consent, send
@@ -134,6 +134,13 @@ def _view(author: str, name: str | None, attachments: list[AttachmentView]) -> M
         seq=7,
         attachments=attachments,
     )
+
+
+def test_a_page_is_read_in_the_column_order_its_rows_are_unpacked_in():
+    """``message_page`` reads each row by position: the page statements' columns are
+    ``PAGE_COLUMNS``, in that order, whichever way and from wherever the page is read."""
+    for statement in _PAGES.values():
+        assert tuple(column.key for column in statement.selected_columns) == PAGE_COLUMNS
 
 
 def test_message_json_is_exactly_what_the_schema_dumps():
