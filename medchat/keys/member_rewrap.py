@@ -63,15 +63,16 @@ if TYPE_CHECKING:  # the service context is passed in; importing it would run ba
 
 log = logging.getLogger("medchat.rewrap")
 
-#: The oldest requests first, a tampered one marked instead of refusing the whole query; on
-#: PostgreSQL without those another drain holds. Built once: a drain runs on every clinician
-#: request, and building a statement costs more than running it.
-_OLDEST = skip_tampered(
+#: The oldest requests first, a tampered one marked instead of refusing the whole query, and
+#: on PostgreSQL none that another drain holds (SQLite renders no ``FOR UPDATE``: its writer
+#: holds the database's write lock). Built once: a drain runs on every clinician request, and
+#: building a statement costs more than running it.
+_OLDEST_UNHELD = skip_tampered(
     select(RewrapRequest)
     .order_by(RewrapRequest.created_at, RewrapRequest.id)
     .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
 )
-_OLDEST_UNHELD = _OLDEST.with_for_update(skip_locked=True)
 
 
 @dataclass
@@ -168,8 +169,7 @@ class RewrapQueue:
         result = DrainResult()
         if limit <= 0:
             return result
-        statement = _OLDEST_UNHELD if self.runtime.database.is_postgresql else _OLDEST
-        for request in list(self.session.scalars(statement, {"limit": limit})):
+        for request in list(self.session.scalars(_OLDEST_UNHELD, {"limit": limit})):
             if is_tampered(request):
                 # Planted or altered (refused and audited on load): never acted on, dropped.
                 self.session.expunge(request)
