@@ -26,6 +26,7 @@ from tests.support.accounts import bearer, login, make_member
 from tests.support.made import objects_made
 from tests.support.messaging import CONVERSATIONS, asked, care_team, claim, give_consent, send
 
+#: SQLAlchemy's savepoint statements, which it makes at each use.
 _SAVEPOINTS = (SavepointClause, ReleaseSavepointClause, RollbackToSavepointClause)
 #: Transaction control is not counted.
 _CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
@@ -226,8 +227,8 @@ def test_a_warm_send_and_page_read_make_no_schema_objects(both_audiences, monkey
 def test_a_warm_send_and_page_read_build_no_statement(runtime, both_audiences):
     """For the member and the doctor alike, every statement a warm send or read runs is an
     object made before (a module constant with bound parameters), never one built for the
-    request: building a statement costs more CPU than running it, and SQLAlchemy's cache key
-    of a statement it has made one for is kept with the statement."""
+    request: building a statement, and SQLAlchemy's cache key of it, costs more CPU than
+    running it."""
     ran: list[object] = []
 
     def record(conn, clauseelement, *args) -> None:
