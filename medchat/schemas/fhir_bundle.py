@@ -39,9 +39,9 @@ from datetime import date
 from typing import Any
 
 from medchat.clock import iso_z
+from medchat.services.conversation_views import MessageView
 from medchat.services.export import ExportedConversation, MemberExport
 from medchat.services.kept_after_deletion import KeptItem
-from medchat.services.message_views import MessageView
 
 FHIR_VERSION = "4.0.1"
 MEDIA_TYPE = "application/fhir+json"

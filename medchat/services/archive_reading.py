@@ -26,8 +26,9 @@ from medchat.keys.sealing import ContentKey
 from medchat.models import ArchiveRecord, Attachment, Conversation, Message
 from medchat.services.attachments import AttachmentFile
 from medchat.services.context import ServiceContext
+from medchat.services.conversation_views import MessageView
 from medchat.services.conversations import ConversationService
-from medchat.services.message_views import MessageView, neutral_attachment_views
+from medchat.services.message_views import neutral_attachment_views
 
 _MESSAGES_PER_QUERY = 500
 

@@ -38,13 +38,10 @@ from medchat.keys.epochs import ConversationDeks
 from medchat.keys.sealing import ContentKey
 from medchat.models import Attachment, Conversation
 from medchat.services.context import ServiceContext
+from medchat.services.conversation_views import AttachmentView
 from medchat.services.conversations import ConversationService
 from medchat.services.idempotency import Created, IdempotencyService
-from medchat.services.message_views import (
-    AttachmentView,
-    neutral_attachment_views,
-    resealed_meanwhile,
-)
+from medchat.services.message_views import neutral_attachment_views, resealed_meanwhile
 from medchat.services.patient_view import sees_upload_names
 
 log = logging.getLogger("medchat.attachments")

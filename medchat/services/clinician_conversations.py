@@ -50,9 +50,9 @@ from medchat.services.conversation_pages import (
     order_by_activity,
     order_waiting_queue,
 )
+from medchat.services.conversation_views import CaseView, MessageView
 from medchat.services.draft_rows import forget_draft
 from medchat.services.idempotency import Created
-from medchat.services.message_views import CaseView, MessageView
 from medchat.services.notifications import enqueue
 from medchat.services.patient_view import patient_view, patient_views
 from medchat.services.restrictions import active_restriction_exists

@@ -19,9 +19,9 @@ from medchat.identity.principal import Principal
 from medchat.models import Conversation
 from medchat.services.context import ServiceContext
 from medchat.services.conversation_pages import Page
+from medchat.services.conversation_views import ConversationSummary, MessageView
 from medchat.services.conversations import ConversationService
 from medchat.services.idempotency import Created
-from medchat.services.message_views import ConversationSummary, MessageView
 from medchat.services.read_markers import ReadMarkers
 
 

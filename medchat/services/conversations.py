@@ -42,10 +42,11 @@ from medchat.services.conversation_refusals import (
     refuse_listed,
     refusing,
 )
+from medchat.services.conversation_views import ConversationView, MessageView
 from medchat.services.display_names import display_names
 from medchat.services.idempotency import Created, IdempotencyService
 from medchat.services.message_append import write_at_next_seq
-from medchat.services.message_views import ConversationReader, ConversationView, MessageView
+from medchat.services.message_views import ConversationReader
 from medchat.services.notifications import enqueue
 from medchat.services.patient_view import sees_upload_names
 

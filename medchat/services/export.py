@@ -37,9 +37,9 @@ from medchat.identity.principal import Principal
 from medchat.models import LIVE_STATUSES, Consent, Conversation
 from medchat.services.context import ServiceContext
 from medchat.services.conversation_refusals import INTEGRITY_FAILED
+from medchat.services.conversation_views import HISTORY_PENDING, ConversationView
 from medchat.services.conversations import ConversationService
 from medchat.services.kept_after_deletion import KeptItem, kept_after_deletion
-from medchat.services.message_views import HISTORY_PENDING, ConversationView
 from medchat.services.notifications import NotificationPreferences
 from medchat.services.profiles import ProfileService
 from medchat.services.restrictions import RestrictionService

@@ -36,8 +36,8 @@ from medchat.services.conversation_pages import (
     activity_position,
     order_by_activity,
 )
+from medchat.services.conversation_views import ConversationView
 from medchat.services.idempotency import Created
-from medchat.services.message_views import ConversationView
 from medchat.services.restrictions import RestrictionService
 
 #: Idempotency scope of a question: a key used to ask cannot replay as a message.

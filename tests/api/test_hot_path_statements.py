@@ -21,7 +21,8 @@ from sqlalchemy.sql.elements import (
 )
 
 from medchat.schemas.conversations import MessagePageSchema, MessageSchema, message_json
-from medchat.services.message_views import _PAGES, PAGE_COLUMNS, AttachmentView, MessageView
+from medchat.services.conversation_views import AttachmentView, MessageView
+from medchat.services.message_views import _PAGES, PAGE_COLUMNS
 from tests.support.accounts import bearer, login, make_member
 from tests.support.made import objects_made
 from tests.support.messaging import CONVERSATIONS, asked, care_team, claim, give_consent, send

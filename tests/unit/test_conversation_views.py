@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 from medchat.schemas.clinician import CaseSchema
 from medchat.schemas.conversations import ConversationSchema, MessageSchema
 from medchat.schemas.member import ExportConversationSchema, ExportMessageSchema
-from medchat.services.message_views import CaseView, ConversationSummary, ConversationView
+from medchat.services.conversation_views import CaseView, ConversationSummary, ConversationView
 from medchat.services.patient_view import PatientView
 
 #: What the moment's workflow adds (issue 17): a claim's existence, urgency, read state.
