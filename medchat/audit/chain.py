@@ -61,6 +61,7 @@ from medchat.audit.entry_format import (
 from medchat.clock import Clock, SystemClock
 from medchat.config import AUDIT_MAX_CHAINS
 from medchat.db import on_rollback, table_of
+from medchat.db_driver import DriverStatement
 from medchat.models import AuditEntry, ChainHead
 
 if TYPE_CHECKING:
@@ -199,8 +200,8 @@ _FREE_HEAD = (
     .with_for_update(skip_locked=True)
     .cte("free_head")
 )
-_LOCK_FREE_HEAD_AND_NUMBER = select(
-    _FREE_HEAD.c.chain, _FREE_HEAD.c.seq, _FREE_HEAD.c.entry_hash, _NUMBERS
+_LOCK_FREE_HEAD_AND_NUMBER = DriverStatement(
+    select(_FREE_HEAD.c.chain, _FREE_HEAD.c.seq, _FREE_HEAD.c.entry_hash, _NUMBERS)
 )
 #: SQLite: the head and the highest seq so far, in one statement (no sequences there).
 _READ_HEAD_AND_LAST_SEQ = select(
@@ -222,10 +223,12 @@ _INSERT_ENTRIES = insert(_ENTRIES)
 #: data-modifying CTE of the head UPDATE (both or neither). A multi-row VALUES statement is
 #: not cacheable by SQLAlchemy (it would be compiled on every commit), so several entries go
 #: in as one executemany INSERT followed by the head UPDATE.
-_INSERT_ONE_AND_MOVE_HEAD = _MOVE_HEAD.add_cte(
-    insert(_ENTRIES)
-    .values({c.name: bindparam(f"new_{c.name}", type_=c.type) for c in _ENTRIES.columns})
-    .cte("appended")
+_INSERT_ONE_AND_MOVE_HEAD = DriverStatement(
+    _MOVE_HEAD.add_cte(
+        insert(_ENTRIES)
+        .values({c.name: bindparam(f"new_{c.name}", type_=c.type) for c in _ENTRIES.columns})
+        .cte("appended")
+    )
 )
 
 
@@ -292,7 +295,7 @@ def _lock_head(
     its name, last position and hash, and ``entries`` new ``seq`` values."""
     if connection.dialect.name == "postgresql":
         params = {"chains": chains, "entries": entries}
-        free = connection.execute(_LOCK_FREE_HEAD_AND_NUMBER, params).one_or_none()
+        free = _LOCK_FREE_HEAD_AND_NUMBER.one_or_none(connection, params)
         if free is not None:
             chain, position, prev_hash, numbers = free
             return chain, position, prev_hash, sorted(numbers)
@@ -312,7 +315,7 @@ def _lock_head(
 def _write(connection: Connection, rows: list[dict[str, Any]], head: dict[str, Any]) -> None:
     if connection.dialect.name == "postgresql" and len(rows) == 1:
         params = {f"new_{name}": value for name, value in rows[0].items()}
-        connection.execute(_INSERT_ONE_AND_MOVE_HEAD, {**params, **head})
+        _INSERT_ONE_AND_MOVE_HEAD.send(connection, {**params, **head})
     else:
         connection.execute(_INSERT_ENTRIES, rows)
         connection.execute(_MOVE_HEAD, head)

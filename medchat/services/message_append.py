@@ -17,6 +17,7 @@ from sqlalchemy import Integer, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from medchat.db import table_of
+from medchat.db_driver import DriverStatement
 from medchat.errors import Conflict
 from medchat.keys.sealing import ContentKey, MessageLabel
 from medchat.models import Conversation, ConversationStatus, Message
@@ -43,7 +44,8 @@ _INSERT_MESSAGE = insert(_messages)
 _NEXT_SEQ_CTE = _NEXT_SEQ.where(
     _conversations.c.message_count == bindparam("previous_count", type_=Integer)
 ).cte("next_seq")
-_APPEND = (
+#: Run through the driver on PostgreSQL (``medchat.db_driver``), the only database it runs on.
+_APPEND = DriverStatement(
     insert(_messages)
     .from_select(
         [
@@ -106,7 +108,8 @@ def write_at_next_seq(
             count = conversation.message_count
             sealed = key.seal_body(MessageLabel(message_id, count + 1, author, author_id), body)
             params.update(previous_count=count, body_ciphertext=sealed)
-            seq = connection.execute(_APPEND, params).scalar_one_or_none()
+            row = _APPEND.one_or_none(connection, params)
+            seq = None if row is None else row[0]
             if seq is not None:
                 break
             # The row was read before a concurrent send moved its count (callers that

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from access_control.crypto import DecryptionFailed
 from medchat.db import table_of
+from medchat.db_driver import DriverStatement
 from medchat.errors import ContentResealed
 from medchat.files import names as attachment_names
 from medchat.keys.epochs import ConversationDeks, current_epoch
@@ -106,15 +107,22 @@ PAGE_COLUMNS = (
     "has_attachments",
 )
 _SEQ, _HAS_ATTACHMENTS = PAGE_COLUMNS.index("seq"), PAGE_COLUMNS.index("has_attachments")
+#: Run through the driver on PostgreSQL (``medchat.db_driver``): a read-50's largest statement.
 _PAGES = {
-    (False, False): _PAGE.order_by(_messages.c.seq.desc()).limit(bindparam("limit")),
-    (False, True): _PAGE.where(_messages.c.seq < bindparam("cursor"))
-    .order_by(_messages.c.seq.desc())
-    .limit(bindparam("limit")),
-    (True, False): _PAGE.order_by(_messages.c.seq.asc()).limit(bindparam("limit")),
-    (True, True): _PAGE.where(_messages.c.seq > bindparam("cursor"))
-    .order_by(_messages.c.seq.asc())
-    .limit(bindparam("limit")),
+    (False, False): DriverStatement(
+        _PAGE.order_by(_messages.c.seq.desc()).limit(bindparam("limit"))
+    ),
+    (False, True): DriverStatement(
+        _PAGE.where(_messages.c.seq < bindparam("cursor"))
+        .order_by(_messages.c.seq.desc())
+        .limit(bindparam("limit"))
+    ),
+    (True, False): DriverStatement(_PAGE.order_by(_messages.c.seq.asc()).limit(bindparam("limit"))),
+    (True, True): DriverStatement(
+        _PAGE.where(_messages.c.seq > bindparam("cursor"))
+        .order_by(_messages.c.seq.asc())
+        .limit(bindparam("limit"))
+    ),
 }
 
 
@@ -319,7 +327,9 @@ class ConversationReader:
             params["cursor"] = cursor
         # Rows are read by position (PAGE_COLUMNS): a row's attribute costs a name lookup
         # each time, and a page would read eleven of them for each of its fifty rows.
-        rows = self.session.execute(_PAGES[ascending, cursor is not None], params).all()
+        # Pending changes first, as ``Session.execute`` would (autoflush).
+        self.session.flush()
+        rows = _PAGES[ascending, cursor is not None].all(self.session.connection(), params)
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = rows[-1][_SEQ] if more and rows else None

@@ -142,7 +142,7 @@ def test_a_page_is_read_in_the_column_order_its_rows_are_unpacked_in():
     """``message_page`` reads each row by position: the page statements' columns are
     ``PAGE_COLUMNS``, in that order, whichever way and from wherever the page is read."""
     for statement in _PAGES.values():
-        assert tuple(column.key for column in statement.selected_columns) == PAGE_COLUMNS
+        assert tuple(column.key for column in statement.statement.selected_columns) == PAGE_COLUMNS
 
 
 def test_message_json_is_exactly_what_the_schema_dumps():

@@ -1,0 +1,264 @@
+"""``medchat.db_driver``: a statement run through psycopg gives what ``Connection.execute``
+gives (rows, value types, errors, cursor events), and every driver statement of the code is
+compiled as SQLAlchemy would run it."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Uuid,
+    bindparam,
+    create_engine,
+    event,
+    insert,
+    literal,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import ArgumentError, IntegrityError, StatementError
+
+import medchat
+from medchat.db import UtcDateTime, make_engine
+from medchat.db_driver import DriverStatement, _plan
+
+_metadata = MetaData()
+_things = Table(
+    "driver_things",
+    _metadata,
+    Column("id", Uuid(as_uuid=True), primary_key=True),
+    Column("n", Integer, nullable=False),
+    Column("big", BigInteger),
+    Column("name", String(16), unique=True),
+    Column("blob", LargeBinary),
+    Column("flag", Boolean),
+    Column("at", UtcDateTime()),
+    prefixes=["TEMPORARY"],
+)
+#: Every column, a literal of the statement's own and a bound value of each kind.
+_ALL = select(
+    _things.c.id,
+    _things.c.n,
+    _things.c.big,
+    _things.c.name,
+    _things.c.blob,
+    _things.c.flag,
+    _things.c.at,
+    literal(7).label("seven"),
+).where(
+    _things.c.n >= bindparam("least", type_=Integer),
+    _things.c.at <= bindparam("until", type_=UtcDateTime()),
+    _things.c.name != "never",
+)
+_INSERT = insert(_things).returning(_things.c.id)
+_PG = create_engine("postgresql+psycopg://", connect_args={}).dialect
+
+
+@pytest.fixture
+def connection(database_url: str) -> Iterator[Connection]:
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        _metadata.create_all(connection)
+        yield connection
+    engine.dispose()
+
+
+def _thing(i: int, **values: Any) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "n": i,
+        "big": 2**40 + i,
+        "name": f"thing {i}",
+        "blob": bytes([i]) * 5,
+        "flag": i % 2 == 0,
+        "at": datetime(2026, 12, 6, 9, 0, tzinfo=UTC) + timedelta(minutes=i),
+        **values,
+    }
+
+
+def _fill(connection: Connection, count: int = 3) -> None:
+    for i in range(count):
+        connection.execute(_INSERT, _thing(i))
+
+
+def _typed(rows: Any) -> list[list[tuple[type, Any]]]:
+    return [[(type(value), value) for value in row] for row in rows]
+
+
+def test_rows_and_their_types_are_what_sqlalchemy_returns(connection):
+    _fill(connection)
+    if connection.dialect.name == "postgresql":
+        # A zone of the session's own: only the column type's processor gives UTC back.
+        connection.exec_driver_sql("SET TIME ZONE 'Europe/Paris'")
+    params = {"least": 1, "until": datetime(2027, 1, 1, tzinfo=UTC)}
+
+    mine = DriverStatement(_ALL).all(connection, params)
+    theirs = connection.execute(_ALL, params).all()
+
+    assert len(mine) == 2
+    assert _typed(mine) == _typed(theirs)
+    assert all(row[6].tzinfo is UTC for row in mine)
+    assert all(type(row) is tuple or hasattr(row, "_mapping") for row in mine)
+
+
+def test_a_bound_value_goes_through_its_type(connection):
+    _fill(connection)
+    naive = {"least": 0, "until": datetime(2027, 1, 1)}
+
+    with pytest.raises(Exception, match="naive datetime"):
+        DriverStatement(_ALL).all(connection, naive)
+
+
+def test_an_insert_returns_its_row_and_a_page_holds_at_most_one(connection):
+    values = _thing(5)
+
+    assert DriverStatement(_INSERT).one_or_none(connection, values) == (values["id"],)
+    assert (
+        DriverStatement(select(_things.c.id).where(_things.c.n == 6)).one_or_none(connection, {})
+        is None
+    )
+    _fill(connection)
+    with pytest.raises(ArgumentError, match="at most one"):
+        DriverStatement(select(_things.c.id)).one_or_none(connection, {})
+
+
+def test_a_statement_sent_without_reading_is_written(connection):
+    DriverStatement(insert(_things)).send(connection, _thing(1, name="sent"))
+
+    assert connection.execute(select(_things.c.name)).scalar_one() == "sent"
+
+
+def test_a_missing_parameter_is_refused_before_anything_is_sent(connection):
+    sent: list[str] = []
+    event.listen(connection.engine, "before_cursor_execute", lambda *a: sent.append(a[2]))
+
+    with pytest.raises(StatementError, match="required for bind parameter 'until'"):
+        DriverStatement(_ALL).all(connection, {"least": 1})
+
+    assert sent == []
+
+
+def test_cursor_events_see_every_statement_with_its_parameters(connection):
+    seen: list[tuple[str, str, Any]] = []
+    engine = connection.engine
+    before = lambda conn, cursor, sql, params, *_: seen.append(("before", sql, params))  # noqa: E731
+    after = lambda conn, cursor, sql, params, *_: seen.append(("after", sql, params))  # noqa: E731
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        DriverStatement(_ALL).all(connection, {"least": 3, "until": datetime.now(UTC)})
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
+
+    assert [when for when, _, _ in seen] == ["before", "after"]
+    assert "driver_things" in seen[0][1]
+    if connection.dialect.name == "postgresql":
+        assert seen[0][2]["least"] == 3
+    else:  # SQLite's driver takes positional parameters
+        assert 3 in seen[0][2]
+
+
+def test_a_failed_statement_is_sqlalchemys_error_through_the_engines_hooks(connection):
+    _fill(connection, 1)
+    duplicate = _thing(1, name="thing 0")
+
+    with pytest.raises(IntegrityError) as raised:
+        DriverStatement(_INSERT).one_or_none(connection, duplicate)
+
+    message = str(raised.value)
+    # hide_parameters and _withhold_row_data: neither the values nor the DETAIL repeating them.
+    assert "thing 0" not in message
+    assert "parameters hidden" in message
+
+
+def test_an_engine_that_echoes_runs_the_statement_through_sqlalchemy(database_url):
+    contexts: list[Any] = []
+    engine = make_engine(database_url)
+    engine.echo = True
+    event.listen(engine, "before_cursor_execute", lambda *a: contexts.append(a[4]))
+    with engine.connect() as connection:
+        _metadata.create_all(connection)
+        contexts.clear()
+        DriverStatement(select(_things.c.id)).all(connection, {})
+    engine.dispose()
+
+    assert len(contexts) == 1
+    assert contexts[0] is not None
+
+
+@pytest.mark.parametrize(
+    ("statement", "reason"),
+    [
+        (select(_things.c.id).where(_things.c.n.in_(bindparam("ns", expanding=True))), "once"),
+        (
+            select(_things.c.id).where(_things.c.n == bindparam("n", callable_=lambda: 1)),
+            "computed",
+        ),
+        (select(_things.c.id).where(_things.c.name == bindparam("a name")), "escaping"),
+    ],
+)
+def test_a_statement_that_must_be_rendered_per_execution_is_refused(statement, reason):
+    with pytest.raises(ArgumentError, match=reason):
+        _plan(statement, _PG)
+
+
+def _driver_statements() -> dict[str, DriverStatement]:
+    """Every driver statement the package defines at module level (alone or in a dict)."""
+    found: dict[str, DriverStatement] = {}
+    for info in pkgutil.walk_packages(medchat.__path__, "medchat."):
+        if ".migrations" in info.name:
+            continue
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            values = value.items() if isinstance(value, dict) else [(None, value)]
+            for key, item in values:
+                if isinstance(item, DriverStatement):
+                    found[f"{info.name}.{name}" + ("" if key is None else f"[{key}]")] = item
+    return found
+
+
+def test_every_driver_statement_is_compiled_as_sqlalchemy_runs_it():
+    statements = _driver_statements()
+    # The hot paths' statements are among them (a search that finds nothing proves nothing).
+    assert {
+        "medchat.identity.tokens._CHECK",
+        "medchat.services.message_views._PAGES[(False, False)]",
+        "medchat.services.message_append._APPEND",
+        "medchat.audit.chain._LOCK_FREE_HEAD_AND_NUMBER",
+        "medchat.audit.chain._INSERT_ONE_AND_MOVE_HEAD",
+    } <= set(statements)
+    for name, driver in statements.items():
+        plan = _plan(driver.statement, _PG)
+        compiled: Any = driver.statement.compile(dialect=_PG)
+        assert plan.sql == compiled.string, name
+        assert {bound for bound, _ in plan.binds} == set(compiled._bind_processors), name
+        assert plan.required | set(plan.defaults) == set(compiled.bind_names.values()), name
+        assert compiled.construct_params(dict.fromkeys(plan.required)) == {
+            **plan.defaults,
+            **dict.fromkeys(plan.required),
+        }, name
+
+
+def test_the_chains_array_and_a_text_column_go_through_the_driver(connection):
+    if connection.dialect.name != "postgresql":
+        pytest.skip("arrays are PostgreSQL's")
+    statement = select(bindparam("names", type_=ARRAY(String())), text("42 AS answer"))
+
+    assert DriverStatement(statement).all(connection, {"names": ["a", "b"]}) == [(["a", "b"], 42)]
