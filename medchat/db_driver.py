@@ -170,9 +170,11 @@ def _execute(
 def _result_processors(
     plan: _Plan, dialect: Dialect, description: Any
 ) -> tuple[tuple[int, Processor], ...]:
+    # The type code (a description entry's second item) tells some types how to read it
+    # (psycopg's numerics).
     processors = (
-        type_.dialect_impl(dialect).result_processor(dialect, column[1])
-        for type_, column in zip(plan.result_types, description, strict=True)
+        type_.dialect_impl(dialect).result_processor(dialect, description[i][1])
+        for i, type_ in enumerate(plan.result_types)
     )
     return tuple((i, p) for i, p in enumerate(processors) if p is not None)
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Numeric,
     String,
     Table,
     Uuid,
@@ -32,7 +33,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import ArgumentError, IntegrityError, StatementError
+from sqlalchemy.exc import ArgumentError, IntegrityError, InvalidRequestError, StatementError
 
 import medchat
 from medchat.db import UtcDateTime, make_engine
@@ -49,6 +50,8 @@ _things = Table(
     Column("blob", LargeBinary),
     Column("flag", Boolean),
     Column("at", UtcDateTime()),
+    # A type whose result processor depends on the driver's type code (psycopg's numeric).
+    Column("price", Numeric(8, 2, asdecimal=False)),
     prefixes=["TEMPORARY"],
 )
 #: Every column, a literal of the statement's own and a bound value of each kind.
@@ -60,6 +63,7 @@ _ALL = select(
     _things.c.blob,
     _things.c.flag,
     _things.c.at,
+    _things.c.price,
     literal(7).label("seven"),
 ).where(
     _things.c.n >= bindparam("least", type_=Integer),
@@ -88,6 +92,7 @@ def _thing(i: int, **values: Any) -> dict[str, Any]:
         "blob": bytes([i]) * 5,
         "flag": i % 2 == 0,
         "at": datetime(2026, 12, 6, 9, 0, tzinfo=UTC) + timedelta(minutes=i),
+        "price": 10.25 + i,
         **values,
     }
 
@@ -108,13 +113,29 @@ def test_rows_and_their_types_are_what_sqlalchemy_returns(connection):
         connection.exec_driver_sql("SET TIME ZONE 'Europe/Paris'")
     params = {"least": 1, "until": datetime(2027, 1, 1, tzinfo=UTC)}
 
-    mine = DriverStatement(_ALL).all(connection, params)
+    driver = DriverStatement(_ALL)
+    mine = driver.all(connection, params)
     theirs = connection.execute(_ALL, params).all()
 
     assert len(mine) == 2
     assert _typed(mine) == _typed(theirs)
     assert all(row[6].tzinfo is UTC for row in mine)
-    assert all(type(row) is tuple or hasattr(row, "_mapping") for row in mine)
+    assert [row[7] for row in mine] == [11.25, 12.25]
+
+
+def test_a_statement_is_compiled_once_per_dialect(connection):
+    driver = DriverStatement(_ALL)
+    params = {"least": 0, "until": datetime.now(UTC)}
+    driver.all(connection, params)
+    first = dict(driver._plans)
+
+    driver.all(connection, params)
+
+    if connection.dialect.name == "postgresql":
+        assert list(first) == [connection.dialect]
+        assert driver._plans[connection.dialect] is first[connection.dialect]
+    else:  # SQLAlchemy runs it, from its own compiled cache
+        assert first == {}
 
 
 def test_a_bound_value_goes_through_its_type(connection):
@@ -133,8 +154,8 @@ def test_an_insert_returns_its_row_and_a_page_holds_at_most_one(connection):
         DriverStatement(select(_things.c.id).where(_things.c.n == 6)).one_or_none(connection, {})
         is None
     )
-    _fill(connection)
-    with pytest.raises(ArgumentError, match="at most one"):
+    connection.execute(_INSERT, _thing(6))
+    with pytest.raises(ArgumentError, match=r"^a driver statement expected at most one row$"):
         DriverStatement(select(_things.c.id)).one_or_none(connection, {})
 
 
@@ -148,17 +169,20 @@ def test_a_missing_parameter_is_refused_before_anything_is_sent(connection):
     sent: list[str] = []
     event.listen(connection.engine, "before_cursor_execute", lambda *a: sent.append(a[2]))
 
-    with pytest.raises(StatementError, match="required for bind parameter 'until'"):
+    with pytest.raises(StatementError, match="required for bind parameter 'until'") as raised:
         DriverStatement(_ALL).all(connection, {"least": 1})
 
     assert sent == []
+    assert "driver_things" in str(raised.value.statement)
+    assert isinstance(raised.value.orig, InvalidRequestError)
+    assert "A value is required for bind parameter 'until'" in str(raised.value.orig)
 
 
 def test_cursor_events_see_every_statement_with_its_parameters(connection):
-    seen: list[tuple[str, str, Any]] = []
+    seen: list[tuple[Any, ...]] = []
     engine = connection.engine
-    before = lambda conn, cursor, sql, params, *_: seen.append(("before", sql, params))  # noqa: E731
-    after = lambda conn, cursor, sql, params, *_: seen.append(("after", sql, params))  # noqa: E731
+    before = lambda *args: seen.append(("before", *args))  # noqa: E731
+    after = lambda *args: seen.append(("after", *args))  # noqa: E731
     event.listen(engine, "before_cursor_execute", before)
     event.listen(engine, "after_cursor_execute", after)
     try:
@@ -167,21 +191,36 @@ def test_cursor_events_see_every_statement_with_its_parameters(connection):
         event.remove(engine, "before_cursor_execute", before)
         event.remove(engine, "after_cursor_execute", after)
 
-    assert [when for when, _, _ in seen] == ["before", "after"]
-    assert "driver_things" in seen[0][1]
-    if connection.dialect.name == "postgresql":
-        assert seen[0][2]["least"] == 3
-    else:  # SQLite's driver takes positional parameters
-        assert 3 in seen[0][2]
+    assert [args[0] for args in seen] == ["before", "after"]
+    for _when, conn, cursor, statement, params, context, executemany in seen:
+        assert conn is connection
+        assert cursor is seen[0][2]
+        assert cursor is not None
+        assert "driver_things" in statement
+        assert executemany is False
+        if connection.dialect.name == "postgresql":
+            # The driver ran it: no SQLAlchemy execution context, psycopg's named parameters.
+            assert context is None
+            assert params["least"] == 3
+        else:  # SQLAlchemy ran it, with SQLite's positional parameters
+            assert context is not None
+            assert 3 in params
 
 
 def test_a_failed_statement_is_sqlalchemys_error_through_the_engines_hooks(connection):
     _fill(connection, 1)
     duplicate = _thing(1, name="thing 0")
+    cursors: list[Any] = []
+    keep = lambda conn, cursor, *_: cursors.append(cursor)  # noqa: E731
+    event.listen(connection.engine, "before_cursor_execute", keep)
 
     with pytest.raises(IntegrityError) as raised:
         DriverStatement(_INSERT).one_or_none(connection, duplicate)
 
+    event.remove(connection.engine, "before_cursor_execute", keep)
+    if connection.dialect.name == "postgresql":
+        # SQLAlchemy's handling closed the cursor the failed statement ran on.
+        assert cursors[0].closed
     message = str(raised.value)
     # hide_parameters and _withhold_row_data: neither the values nor the DETAIL repeating them.
     assert "thing 0" not in message
@@ -206,17 +245,34 @@ def test_an_engine_that_echoes_runs_the_statement_through_sqlalchemy(database_ur
 @pytest.mark.parametrize(
     ("statement", "reason"),
     [
-        (select(_things.c.id).where(_things.c.n.in_(bindparam("ns", expanding=True))), "once"),
+        (
+            select(_things.c.id).where(_things.c.n.in_(bindparam("ns", expanding=True))),
+            "a driver statement is rendered once: no expanding parameters",
+        ),
         (
             select(_things.c.id).where(_things.c.n == bindparam("n", callable_=lambda: 1)),
-            "computed",
+            "a driver statement takes no computed parameters",
         ),
-        (select(_things.c.id).where(_things.c.name == bindparam("a name")), "escaping"),
+        (
+            select(_things.c.id).where(_things.c.name == bindparam("a name")),
+            "a driver statement's parameter names need no escaping",
+        ),
+        (
+            select(_things.c.id).where(_things.c.n == bindparam("n", unique=True)),
+            r"parameter '%\(\d+ n\)s' is compiled as 'n_1'",
+        ),
     ],
 )
 def test_a_statement_that_must_be_rendered_per_execution_is_refused(statement, reason):
-    with pytest.raises(ArgumentError, match=reason):
+    with pytest.raises(ArgumentError, match=f"^{reason}$"):
         _plan(statement, _PG)
+
+
+def test_a_dialect_of_positional_parameters_is_refused():
+    positional = create_engine("postgresql+psycopg://", paramstyle="format").dialect
+
+    with pytest.raises(ArgumentError, match=r"^a driver statement needs named parameters$"):
+        _plan(select(_things.c.id), positional)
 
 
 def _driver_statements() -> dict[str, DriverStatement]:
