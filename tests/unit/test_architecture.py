@@ -51,6 +51,7 @@ def test_the_contracts_hold() -> None:
         ("medchat/web/errors.py", "import medchat.console.errors", "Each layer imports only"),
         ("medchat/services/consent.py", "import medchat.web.context", "Each layer imports only"),
         ("medchat/keys/sealing.py", "import medchat.services.context", "Each layer imports only"),
+        ("medchat/db_driver.py", "import medchat.models", "Each layer imports only"),
         ("medchat/api/member.py", "import medchat.console.forms", "never import each other"),
         ("access_control/crypto.py", "import flask", "knows nothing of Flask"),
         ("access_control/roles.py", "import medchat.errors", "knows nothing of Flask"),
