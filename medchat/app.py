@@ -52,6 +52,7 @@ from medchat.web import rewrap_drain as http_rewrap
 from medchat.web import security_headers as http_security
 from medchat.web import transaction as http_transaction
 from medchat.web.errors import register_error_handlers
+from medchat.web.flask_app import MedchatFlask
 from medchat.web.guard import check_routes_declare_permissions
 from medchat.web.uploads import InMemoryUploadRequest
 from medchat.web.url_rules import LazyBuilderRule
@@ -126,7 +127,7 @@ def create_app(
     settings = Settings.from_env(overrides=config)
     runtime = start_service_context(settings, clock, check_pins=check_pins)
 
-    app = Flask(__name__)
+    app = MedchatFlask(__name__)
     # Multipart files stay in bounded memory: werkzeug would spool uploads over 500 KB to
     # temporary files, and attachment plaintext must never touch a disk (http_uploads).
     app.request_class = InMemoryUploadRequest
