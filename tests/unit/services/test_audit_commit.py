@@ -14,6 +14,8 @@ from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from medchat import audit
+from medchat.audit import chain
+from medchat.audit.chain import chain_name
 from medchat.models import AuditEntry, ChainHead
 from tests.unit.services.test_audit_chain import verify, write_entries
 
@@ -24,14 +26,14 @@ def app(make_app):
     return make_app(audit_chains=1)
 
 
-def _statements(runtime, work) -> list[tuple[str, bool]]:
-    """(first word, ran inside a psycopg pipeline) of each statement ``work`` sends."""
+def _sql(runtime, work) -> list[tuple[str, bool]]:
+    """(statement, ran inside a psycopg pipeline) of each statement ``work`` sends."""
     seen: list[tuple[str, bool]] = []
 
     def log(conn, cursor, statement, *args) -> None:
         driver = conn.connection.driver_connection
         pgconn = getattr(driver, "pgconn", None)
-        seen.append((statement.split()[0].upper(), bool(pgconn and pgconn.pipeline_status)))
+        seen.append((statement, bool(pgconn and pgconn.pipeline_status)))
 
     engine = runtime.database.engine
     event.listen(engine, "before_cursor_execute", log)
@@ -39,7 +41,12 @@ def _statements(runtime, work) -> list[tuple[str, bool]]:
         work()
     finally:
         event.remove(engine, "before_cursor_execute", log)
-    return [item for item in seen if item[0] != "BEGIN"]
+    return [item for item in seen if item[0].split()[0].upper() != "BEGIN"]
+
+
+def _statements(runtime, work) -> list[tuple[str, bool]]:
+    """(first word, ran inside a psycopg pipeline) of each statement ``work`` sends."""
+    return [(sql.split()[0].upper(), piped) for sql, piped in _sql(runtime, work)]
 
 
 def test_one_entry_is_a_head_lock_and_one_write(runtime):
@@ -54,6 +61,57 @@ def test_one_entry_is_a_head_lock_and_one_write(runtime):
     lock = "WITH" if runtime.database.is_postgresql else "SELECT"
     assert [word for word, _ in batch] == [lock, "INSERT", "UPDATE"]
     assert verify(runtime).ok
+
+
+def test_on_postgresql_one_entry_draws_its_number_without_a_series(runtime):
+    """One entry's head lock is the statement PostgreSQL plans once (the next test)."""
+    if not runtime.database.is_postgresql:
+        pytest.skip("SQLite has no sequences: the highest seq is read under its write lock")
+    single = _sql(runtime, lambda: write_entries(runtime, 1))[0][0]
+    batch = _sql(runtime, lambda: write_entries(runtime, 3, per_transaction=3))[0][0]
+    two = _sql(runtime, lambda: write_entries(runtime, 2, per_transaction=2))[0][0]
+    assert "ARRAY[nextval('audit_entry_seq')]" in single and "generate_series" not in single
+    assert "generate_series" in batch and two == batch
+    entries = runtime.database.engine.connect()
+    with entries:
+        numbers = entries.scalars(select(AuditEntry.seq).order_by(AuditEntry.seq)).all()
+    assert len(numbers) == 6 == len(set(numbers))
+    assert verify(runtime).ok
+
+
+def test_on_postgresql_the_one_entry_head_lock_is_planned_once_per_connection(runtime):
+    """A set-returning function of a parameter (``generate_series(1, :entries)``) is priced
+    at 1,000 rows in a generic plan, so PostgreSQL plans that statement again at every
+    execution; the one-entry statement gets its generic plan after psycopg prepares it."""
+    if not runtime.database.is_postgresql:
+        pytest.skip("prepared statements and their plans are PostgreSQL's")
+    engine = runtime.database.engine
+    chains = [chain_name(0)]
+    plans = {}
+    for name, statement, given, marker in (
+        ("one", chain._LOCK_FREE_HEAD_AND_ONE_NUMBER, {}, "ARRAY[nextval("),
+        ("several", chain._LOCK_FREE_HEAD_AND_NUMBER, {"entries": 2}, "generate_series"),
+    ):
+        compiled = statement.statement.compile(dialect=engine.dialect)
+        params = {**compiled.params, "chains": chains, **given}
+        with engine.connect() as connection:
+            driver = connection.connection.driver_connection
+            # As autovacuum keeps it (the heads change at every commit): without statistics
+            # PostgreSQL prices the generic plan of the array comparison high as well.
+            driver.execute("ANALYZE chain_heads")
+            driver.commit()
+            for _ in range(8):
+                driver.execute(str(compiled), params, prepare=True).fetchall()
+                # Not a rollback: psycopg forgets every prepared statement at a ROLLBACK.
+                driver.commit()
+            plans[name] = driver.execute(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                " WHERE statement LIKE '%%free_head%%' AND strpos(statement, %s) > 0",
+                (marker,),
+            ).fetchall()
+            driver.rollback()
+    assert len(plans["one"]) == 1 and plans["one"][0][0] >= 1
+    assert plans["several"] == [(0, 8)]
 
 
 def test_on_postgresql_the_chain_writes_share_one_round_trip_with_the_commit(runtime, tmp_path):
