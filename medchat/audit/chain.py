@@ -206,8 +206,9 @@ _LOCK_FREE_HEAD_AND_NUMBER = DriverStatement(
 #: The same for one entry, a request's usual commit, with its number drawn without
 #: ``generate_series``: PostgreSQL prices a set-returning function of a parameter at 1,000
 #: rows, so the statement above never earns a generic plan and is planned again at every
-#: execution (about 0.1 ms of PostgreSQL's CPU per commit, bench/README.md). This one is
-#: planned once per connection.
+#: execution (about 0.1 ms of PostgreSQL's CPU per commit, bench/README.md). This one gets
+#: a generic plan, made once per connection, while the heads table is the page or two that
+#: autovacuum keeps it (PostgreSQL keeps whichever plan costs less).
 _LOCK_FREE_HEAD_AND_ONE_NUMBER = DriverStatement(
     select(
         _FREE_HEAD.c.chain,
