@@ -33,18 +33,24 @@ operator debugging reads every statement in SQLAlchemy's log). Rows come back as
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from weakref import WeakKeyDictionary
+from weakref import WeakKeyDictionary, WeakSet
 
-from sqlalchemy import Connection
+from psycopg.pq import TransactionStatus
+from sqlalchemy import ColumnClause, Connection, Row, Select, TextClause, UpdateBase
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import ArgumentError, InvalidRequestError, StatementError
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import visitors
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 Processor = Callable[[Any], Any]
+_IDLE = TransactionStatus.IDLE
 
 
 @dataclass
@@ -97,12 +103,18 @@ def _plan(statement: Any, dialect: Dialect) -> _Plan:
 
 
 class DriverStatement:
-    """A Core statement (no ORM entities) run through the driver on PostgreSQL."""
+    """A Core statement (no ORM entities) run through the driver on PostgreSQL.
 
-    __slots__ = ("_plans", "statement")
+    ``outside_transaction``: a plain read (``require_plain_read``) that opens no transaction
+    on a connection that has none open yet (``outside_transaction``)."""
 
-    def __init__(self, statement: Executable) -> None:
+    __slots__ = ("_plans", "outside_transaction", "statement")
+
+    def __init__(self, statement: Executable, *, outside_transaction: bool = False) -> None:
+        if outside_transaction:
+            require_plain_read(statement)
         self.statement = statement
+        self.outside_transaction = outside_transaction
         self._plans: WeakKeyDictionary[Dialect, _Plan] = WeakKeyDictionary()
 
     def all(self, connection: Connection, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
@@ -141,7 +153,83 @@ class DriverStatement:
         values = {**plan.defaults, **params}
         for name, processor in plan.binds:
             values[name] = processor(values[name])
+        if self.outside_transaction:
+            with outside_transaction(connection):
+                return _execute(connection, plan, values, fetch)
         return _execute(connection, plan, values, fetch)
+
+
+#: What a statement run outside a transaction may call: functions that only read (none
+#: writes, locks, draws from a sequence or reads the time of a transaction).
+READING_FUNCTIONS = frozenset({"array_position", "coalesce", "count", "max", "min"})
+_PLAIN_READS: WeakSet[Any] = WeakSet()
+
+
+def require_plain_read(statement: Executable) -> None:
+    """Refuse (``ArgumentError``) a statement that is not a plain read: one SELECT with no
+    row lock anywhere in it, no INSERT, UPDATE or DELETE (a data-modifying CTE), no SQL text
+    this check cannot see into, and no function outside ``READING_FUNCTIONS``. Such a
+    statement sees under READ COMMITTED exactly what it would see in a transaction."""
+    if statement in _PLAIN_READS:
+        return
+    if not isinstance(statement, Select):
+        raise ArgumentError("only a SELECT runs outside a transaction")
+    for element in visitors.iterate(statement):
+        if isinstance(element, Select) and element._for_update_arg is not None:
+            raise ArgumentError("a statement that locks rows runs in a transaction")
+        if isinstance(element, UpdateBase):
+            raise ArgumentError("a statement that writes runs in a transaction")
+        # A literal column is SQL text, but for the ``*`` of ``EXISTS (SELECT * ...)``.
+        literal = isinstance(element, ColumnClause) and element.is_literal and element.name != "*"
+        if isinstance(element, TextClause) or literal:
+            raise ArgumentError("SQL text cannot be checked: it runs in a transaction")
+        if isinstance(element, FunctionElement) and element.name not in READING_FUNCTIONS:
+            raise ArgumentError(f"{element.name}() is not known to only read")
+    _PLAIN_READS.add(statement)
+
+
+@contextmanager
+def outside_transaction(connection: Connection) -> Iterator[None]:
+    """Run the block's statements without opening a transaction, when the connection has
+    none open yet (PostgreSQL; elsewhere, or in a transaction, the block runs as it is).
+
+    psycopg opens a transaction (``BEGIN``, a round trip) before the first statement of a
+    connection that has none, and the request's commit then closes it (``COMMIT``, another).
+    A request that only reads, such as a member's read of a page, needs neither: under READ
+    COMMITTED each statement sees what was committed when it began, in a transaction or not.
+    So the block runs in psycopg's autocommit mode, which is turned off again after it: the
+    first statement that writes or locks still opens the transaction every later statement
+    and the commit share. A connection that is not idle after the block (it broke under a
+    statement) is invalidated, so it never returns to the pool in autocommit mode.
+    """
+    dbapi = connection.connection.dbapi_connection
+    if (
+        connection.dialect.name != "postgresql"
+        or dbapi.autocommit  # type: ignore[union-attr]
+        or dbapi.info.transaction_status != _IDLE  # type: ignore[union-attr]
+    ):
+        yield
+        return
+    dbapi.autocommit = True  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        if dbapi.info.transaction_status == _IDLE:  # type: ignore[union-attr]
+            dbapi.autocommit = False  # type: ignore[union-attr]
+        elif not connection.invalidated:
+            connection.invalidate()
+
+
+def read_outside_transaction(
+    session: Session, statement: Executable, params: Mapping[str, Any]
+) -> Sequence[Row[Any]]:
+    """``session.execute(statement, params).all()`` for a plain read (``require_plain_read``,
+    ORM entities allowed), run ``outside_transaction``. What the session holds unwritten is
+    flushed first, in its transaction, as ``Session.execute`` would have flushed it."""
+    require_plain_read(statement)
+    session.flush()
+    with outside_transaction(session.connection()):
+        return session.execute(statement, params).all()
 
 
 def _execute(

@@ -95,7 +95,8 @@ _CHECK = DriverStatement(
         _accounts.c.row_tag,
     )
     .join_from(_tokens, _accounts, _accounts.c.id == _tokens.c.account_id)
-    .where(_tokens.c.token_hash == bindparam("token_hash"), _tokens.c.kind == bindparam("kind"))
+    .where(_tokens.c.token_hash == bindparam("token_hash"), _tokens.c.kind == bindparam("kind")),
+    outside_transaction=True,
 )
 _SEALED_KEYS = len(_TOKEN_COLUMNS) + 1
 _ACCOUNT_START = _SEALED_KEYS + 1

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from access_control.keyring import Keyring
 from access_control.roles import Role
+from medchat.db_driver import read_outside_transaction
 from medchat.errors import Forbidden, HistoryPending, NotFound, RoleKeyRequired
 from medchat.identity.principal import Principal
 from medchat.keys.epochs import (
@@ -153,10 +154,13 @@ class ConversationAccess:
         if actor.role == Role.CLINICIAN:
             self.require_role_key(actor)
         holder = _HOLDERS.get(actor.role)
-        rows = self.session.execute(
-            _LOADS[for_update, with_consent],
-            {"conversation_id": conversation_id, "holder": holder},
-        ).all()
+        statement = _LOADS[for_update, with_consent]
+        params = {"conversation_id": conversation_id, "holder": holder}
+        if for_update:
+            rows = self.session.execute(statement, params).all()
+        else:
+            # A plain read: before anything is written, it opens no transaction.
+            rows = read_outside_transaction(self.session, statement, params)
         conversation: Conversation | None = rows[0][0] if rows else None
         if conversation is None or conversation.status not in LIVE_STATUSES:
             raise NotFound

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, select
+from sqlalchemy import BindParameter, and_, bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from access_control.crypto import DecryptionFailed
@@ -107,22 +107,28 @@ PAGE_COLUMNS = (
     "has_attachments",
 )
 _SEQ, _HAS_ATTACHMENTS = PAGE_COLUMNS.index("seq"), PAGE_COLUMNS.index("has_attachments")
+
+
 #: Run through the driver on PostgreSQL (``medchat.db_driver``): a read-50's largest statement.
+def _page(ascending: bool, after_cursor: bool) -> DriverStatement:
+    """A page in one direction, from the start or after a cursor. A plain read: on a
+    connection with no transaction open (a member's read), it opens none
+    (``db_driver.outside_transaction``)."""
+    seq = _messages.c.seq
+    statement = _PAGE
+    if after_cursor:
+        cursor: BindParameter[int] = bindparam("cursor")
+        statement = statement.where(seq > cursor if ascending else seq < cursor)
+    order = seq.asc() if ascending else seq.desc()
+    return DriverStatement(
+        statement.order_by(order).limit(bindparam("limit")), outside_transaction=True
+    )
+
+
 _PAGES = {
-    (False, False): DriverStatement(
-        _PAGE.order_by(_messages.c.seq.desc()).limit(bindparam("limit"))
-    ),
-    (False, True): DriverStatement(
-        _PAGE.where(_messages.c.seq < bindparam("cursor"))
-        .order_by(_messages.c.seq.desc())
-        .limit(bindparam("limit"))
-    ),
-    (True, False): DriverStatement(_PAGE.order_by(_messages.c.seq.asc()).limit(bindparam("limit"))),
-    (True, True): DriverStatement(
-        _PAGE.where(_messages.c.seq > bindparam("cursor"))
-        .order_by(_messages.c.seq.asc())
-        .limit(bindparam("limit"))
-    ),
+    (ascending, after_cursor): _page(ascending, after_cursor)
+    for ascending in (False, True)
+    for after_cursor in (False, True)
 }
 
 

@@ -94,6 +94,47 @@ def test_a_page_read_runs_three_statements(client, runtime, member_tokens, state
     assert statements == ["SELECT", "SELECT", "SELECT"]
 
 
+def test_on_postgresql_a_page_read_opens_no_transaction_and_a_send_one(
+    client, runtime, member_tokens
+):
+    """A member's read only reads: its three statements run outside a transaction (no
+    ``BEGIN``, no ``COMMIT``: two round trips fewer). A send's token check reads too, and its
+    locked row check opens the transaction every later statement and the commit share."""
+    if not runtime.database.is_postgresql:
+        pytest.skip("SQLite's transactions are the unit of work's (BEGIN IMMEDIATE)")
+    from psycopg.pq import TransactionStatus
+
+    conversation_id = asked(client, member_tokens)
+    path = f"{CONVERSATIONS}/{conversation_id}/messages"
+    assert send(client, member_tokens, path, "warm-up").status_code == 201
+    seen: list[tuple[str, str]] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        status = cursor.connection.info.transaction_status
+        seen.append((statement.split()[0].upper(), TransactionStatus(status).name))
+
+    engine = runtime.database.engine
+    event.listen(engine, "after_cursor_execute", record)
+    try:
+        assert client.get(path, headers=bearer(member_tokens)).status_code == 200
+        read = list(seen)
+        seen.clear()
+        assert send(client, member_tokens, path, "And then?").status_code == 201
+        sent = list(seen)
+    finally:
+        event.remove(engine, "after_cursor_execute", record)
+
+    assert read == [("SELECT", "IDLE")] * 3
+    # The pipelined write is answered at the COMMIT: its cursor reports the pipeline's state.
+    assert sent[:4] == [
+        ("SELECT", "IDLE"),
+        ("SELECT", "INTRANS"),
+        ("WITH", "INTRANS"),
+        ("WITH", "INTRANS"),
+    ]
+    assert len(sent) == 5
+
+
 @pytest.fixture
 def rendered_each_time(runtime):
     """Statements whose SQL SQLAlchemy renders again at every execution: those with an
