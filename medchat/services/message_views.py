@@ -109,7 +109,6 @@ PAGE_COLUMNS = (
 _SEQ, _HAS_ATTACHMENTS = PAGE_COLUMNS.index("seq"), PAGE_COLUMNS.index("has_attachments")
 
 
-#: Run through the driver on PostgreSQL (``medchat.db_driver``): a read-50's largest statement.
 def _page(ascending: bool, after_cursor: bool) -> DriverStatement:
     """A page in one direction, from the start or after a cursor. A plain read: on a
     connection with no transaction open (a member's read), it opens none
@@ -125,6 +124,7 @@ def _page(ascending: bool, after_cursor: bool) -> DriverStatement:
     )
 
 
+#: Run through the driver on PostgreSQL (``medchat.db_driver``): a read-50's largest statement.
 _PAGES = {
     (ascending, after_cursor): _page(ascending, after_cursor)
     for ascending in (False, True)

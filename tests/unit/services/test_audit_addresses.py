@@ -51,7 +51,9 @@ def entries(runtime) -> list[AuditEntry]:
 def shown(runtime) -> list[dict]:
     with runtime.database.transaction() as session:
         service = AuditLogService(session, runtime)
-        return [service.shown(e) for e in session.scalars(select(AuditEntry))]
+        # In the log's order: without it PostgreSQL returns the rows as they lie on disk.
+        entries = session.scalars(select(AuditEntry).order_by(AuditEntry.seq))
+        return [service.shown(e) for e in entries]
 
 
 def verify(runtime) -> audit.VerifyResult:
