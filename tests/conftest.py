@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import event
 
 from medchat import create_app
 from medchat.config import Settings
@@ -58,6 +59,9 @@ class AppFactory:
     def __init__(self, database_url: str, key_dir: Path, clock: ManualClock) -> None:
         self.database_url, self.key_dir, self.clock = database_url, key_dir, clock
         self.built: list[ServiceContext] = []
+        #: Connections handed back to a pool still in autocommit mode: a statement run
+        #: ``db_driver.outside_transaction`` must never leave one so, whatever the route.
+        self.returned_in_autocommit = 0
 
     def settings(self, **overrides: Any) -> dict[str, Any]:
         return {
@@ -74,7 +78,7 @@ class AppFactory:
     def __call__(self, **overrides: Any) -> Flask:
         app = create_app(self.settings(**overrides), clock=self.clock)
         app.config["TESTING"] = True
-        self.built.append(app.extensions["medchat"])
+        self._built(app.extensions["medchat"])
         return app
 
     def service_context(self, **overrides: Any) -> ServiceContext:
@@ -83,13 +87,23 @@ class AppFactory:
         runtime = start_service_context(
             Settings.from_env(overrides=self.settings(**overrides)), self.clock
         )
-        self.built.append(runtime)
+        self._built(runtime)
         return runtime
+
+    def _built(self, runtime: ServiceContext) -> None:
+        def checked_in(dbapi_connection: Any, _record: Any) -> None:
+            # psycopg's flag; SQLite's connections have none (or not True) here.
+            if getattr(dbapi_connection, "autocommit", False) is True:
+                self.returned_in_autocommit += 1
+
+        event.listen(runtime.database.engine, "checkin", checked_in)
+        self.built.append(runtime)
 
     def tear_down(self) -> None:
         for runtime in self.built:
             empty_all_tables(runtime.database.engine)
             runtime.database.dispose()
+        assert self.returned_in_autocommit == 0, "a pooled connection came back in autocommit"
 
 
 @pytest.fixture
