@@ -47,7 +47,7 @@ from medchat.keys.epochs import (
 from medchat.keys.sealing import CURRENT_FORMAT
 from medchat.keys.successors import epoch_keys
 from medchat.keys.wrap_binding import key_set_tag, seal_wrap, verify_key_set_tag, wrap_purpose
-from medchat.models import Conversation, ConversationKeyWrap, Holder, KeyRole
+from medchat.models import Conversation, ConversationKeyWrap, ConversationRow, Holder, KeyRole
 
 
 class ConversationKeys:
@@ -177,7 +177,7 @@ class ConversationKeys:
             )
         )
 
-    def verify_conversation(self, conversation: Conversation) -> None:
+    def verify_conversation(self, conversation: ConversationRow) -> None:
         """``verify_key_set`` for a loaded conversation row."""
         self.verify_key_set(
             conversation.id,
@@ -250,7 +250,7 @@ class ConversationKeys:
 
     def open_key(
         self,
-        conversation: Conversation,
+        conversation: ConversationRow,
         keyring: Keyring,
         holder: str,
         *,
@@ -314,7 +314,7 @@ class ConversationKeys:
 
     def _recall(
         self,
-        conversation: Conversation,
+        conversation: ConversationRow,
         keyring: Keyring,
         holder: str,
         wraps: dict[bytes, bytes],
@@ -339,7 +339,7 @@ class ConversationKeys:
 
     def _open_with(
         self,
-        conversation: Conversation,
+        conversation: ConversationRow,
         holder: str,
         candidates: dict[bytes, tuple[uuid.UUID, hybrid_kem.PrivateKeyHandle]],
         wraps: dict[bytes, bytes],
@@ -365,7 +365,7 @@ class ConversationKeys:
 
     @staticmethod
     def _candidates(
-        keyring: Keyring, holder: str, conversation: Conversation
+        keyring: Keyring, holder: str, conversation: ConversationRow
     ) -> dict[bytes, tuple[uuid.UUID, hybrid_kem.PrivateKeyHandle]]:
         if holder == Holder.MEMBER:
             if keyring.personal is None or keyring.account_id != conversation.member_id:

@@ -51,6 +51,7 @@ from medchat.models import (
     Conversation,
     ConversationKeyEpoch,
     ConversationKeyWrap,
+    ConversationRow,
     KeyReaderRemoval,
     KeyRole,
     PersonalKey,
@@ -192,7 +193,7 @@ def current_epoch(session: Session, conversation_id: uuid.UUID) -> int:
 
 
 def commitment_of(
-    conversation: Conversation, epoch: int, rows: Mapping[int, ConversationKeyEpoch]
+    conversation: ConversationRow, epoch: int, rows: Mapping[int, ConversationKeyEpoch]
 ) -> bytes:
     """The commitment an epoch's DEK must match (``epoch_commitment`` for a loaded row)."""
     return epoch_commitment(conversation.id, conversation.key_commitment, epoch, rows.get(epoch))

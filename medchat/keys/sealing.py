@@ -45,7 +45,7 @@ from typing import Protocol
 
 from access_control import crypto
 from medchat.keys.epochs import ConversationDeks
-from medchat.models import Conversation
+from medchat.models import ConversationRow
 
 _LABELS = {1: "medchat/content/v1", 2: "medchat/content/v2"}
 _SUBJECT_LABEL = _LABELS[1]
@@ -145,7 +145,7 @@ class ContentKey(crypto.SecretHandle):
 
     @classmethod
     def for_conversation(
-        cls, deks: ConversationDeks | bytes, conversation: Conversation
+        cls, deks: ConversationDeks | bytes, conversation: ConversationRow
     ) -> ContentKey:
         """The key for ``conversation``'s rows, in the format its verified key set names."""
         return cls(deks, conversation.id, conversation.content_version)

@@ -12,11 +12,14 @@ from medchat.models.audit import AuditEntry, ChainHead
 from medchat.models.claims import ConversationClaim
 from medchat.models.conversations import (
     LIVE_STATUSES,
+    RECORD_COLUMNS,
     Attachment,
     Consent,
     Conversation,
     ConversationKeyWrap,
     ConversationRead,
+    ConversationRecord,
+    ConversationRow,
     ConversationStatus,
     Holder,
     IdempotencyRecord,
@@ -45,6 +48,7 @@ from medchat.models.tokens import AuthToken, TokenKind
 
 __all__ = [
     "LIVE_STATUSES",
+    "RECORD_COLUMNS",
     "Account",
     "AccountStatus",
     "ArchiveRecord",
@@ -60,6 +64,8 @@ __all__ = [
     "ConversationKeyEpoch",
     "ConversationKeyWrap",
     "ConversationRead",
+    "ConversationRecord",
+    "ConversationRow",
     "ConversationStatus",
     "EmailChangeToken",
     "EnrollmentToken",

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import enum
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import ForeignKey, Index, LargeBinary, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -93,6 +95,48 @@ class Conversation(Base):
     # The version of the "not for emergencies" notice the member acknowledged when asking
     # (``medchat.services.service_info``); NULL for questions from before the notice.
     notice_version: Mapped[str | None] = mapped_column(String(16))
+
+
+class ConversationRow(Protocol):
+    """What a conversation's content is checked and opened by: its id, member, status and the
+    key set its tag vouches for. A loaded ``Conversation`` is one; so is a
+    ``ConversationRecord`` read as columns (a member's page read: no object for the session
+    to track)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def member_id(self) -> uuid.UUID: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def key_commitment(self) -> bytes: ...
+
+    @property
+    def key_tag(self) -> bytes: ...
+
+    @property
+    def content_version(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRecord:
+    """A conversation row read as columns (``ConversationRow``). Not mapped: nothing a flush
+    could write, and a change to it is an error, not a lost update."""
+
+    id: uuid.UUID
+    member_id: uuid.UUID
+    status: str
+    key_commitment: bytes
+    key_tag: bytes
+    content_version: int
+
+
+#: ``ConversationRecord``'s columns, in its order.
+RECORD_COLUMNS = ("id", "member_id", "status", "key_commitment", "key_tag", "content_version")
 
 
 class ConversationKeyWrap(Base):

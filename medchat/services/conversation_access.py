@@ -31,12 +31,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import Select, Table, and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from access_control.keyring import Keyring
 from access_control.roles import Role
-from medchat.db_driver import read_outside_transaction
+from medchat.db import table_of
+from medchat.db_driver import DriverStatement, read_outside_transaction
 from medchat.errors import Forbidden, HistoryPending, NotFound, RoleKeyRequired
 from medchat.identity.principal import Principal
 from medchat.keys.epochs import (
@@ -50,9 +51,12 @@ from medchat.keys.epochs import (
 from medchat.keys.rotation_deadline import require_sealable
 from medchat.models import (
     LIVE_STATUSES,
+    RECORD_COLUMNS,
     Conversation,
     ConversationKeyEpoch,
     ConversationKeyWrap,
+    ConversationRecord,
+    ConversationRow,
     ConversationStatus,
     Holder,
     KeyRole,
@@ -60,20 +64,38 @@ from medchat.models import (
 from medchat.services.consent import current_consent_exists
 from medchat.services.context import ServiceContext
 from medchat.services.restrictions import RestrictionService, active_restriction_exists
+from medchat.storage.row_integrity import verify_columns
+
+
+def _joined(columns: list[Any], conversations: Any, wraps: Any, epochs: Any) -> Select[Any]:
+    """``columns`` of the conversation row with the caller's holder's key wraps of every epoch
+    and the epochs' rows (outer joins: one row per wrap, usually one per epoch, two while a
+    rotation or re-wrap is under way). ``conversations``, ``wraps``, ``epochs``: the mapped
+    classes (an ORM load) or the tables (columns read through the driver)."""
+    c, w, e = (_columns_of(x) for x in (conversations, wraps, epochs))
+    return (
+        select(*columns)
+        .select_from(conversations)
+        .outerjoin(wraps, and_(w.conversation_id == c.id, w.holder == bindparam("holder")))
+        .outerjoin(epochs, and_(e.conversation_id == w.conversation_id, e.epoch == w.epoch))
+        .where(c.id == bindparam("conversation_id"))
+    )
+
+
+def _columns_of(source: Any) -> Any:
+    return source.c if isinstance(source, Table) else source
 
 
 def _load_statement(*, for_update: bool, with_consent: bool) -> Any:
-    """The row, the caller's holder's key wraps of every epoch with the epochs' rows (outer
-    joins: one row per wrap, usually one per epoch, two while a rotation or re-wrap is under
-    way), the highest epoch and, for writes, whether its member consents now and what a seal
-    decides from (``key_epochs.SealingFacts``)."""
-    wraps, epochs = ConversationKeyWrap, ConversationKeyEpoch
+    """The row as an object with its wraps (``_joined``), the highest epoch, whether the
+    member restricts processing and, for writes, whether the member consents now and what a
+    seal decides from (``key_epochs.SealingFacts``)."""
     columns: list[Any] = [
         Conversation,
-        wraps.epoch,
-        wraps.recipient_key_id,
-        wraps.wrap,
-        epochs,
+        ConversationKeyWrap.epoch,
+        ConversationKeyWrap.recipient_key_id,
+        ConversationKeyWrap.wrap,
+        ConversationKeyEpoch,
         current_epoch_column(Conversation.id),
         # Whether the member restricted processing (``services.restrictions``): read with
         # the row, so the check costs no round trip.
@@ -83,18 +105,7 @@ def _load_statement(*, for_update: bool, with_consent: bool) -> Any:
         columns.append(current_consent_exists(Conversation.member_id).label("consents"))
     if for_update:
         columns += facts_columns(Conversation.member_id)
-    statement = (
-        select(*columns)
-        .outerjoin(
-            wraps,
-            and_(wraps.conversation_id == Conversation.id, wraps.holder == bindparam("holder")),
-        )
-        .outerjoin(
-            epochs,
-            and_(epochs.conversation_id == wraps.conversation_id, epochs.epoch == wraps.epoch),
-        )
-        .where(Conversation.id == bindparam("conversation_id"))
-    )
+    statement = _joined(columns, Conversation, ConversationKeyWrap, ConversationKeyEpoch)
     if for_update:
         # A write reads the row fresh and locked (SQLite ignores it; its unit of work holds
         # the write lock already). Only the conversation row: the wraps are not locked.
@@ -109,6 +120,36 @@ _LOADS = {
     for for_update in (False, True)
     for with_consent in (False, True)
 }
+
+
+_conversations, _wraps, _epochs = (
+    table_of(model) for model in (Conversation, ConversationKeyWrap, ConversationKeyEpoch)
+)
+#: Every column of an epoch row: each one read is checked against its tag.
+_EPOCH_COLUMNS = tuple(column.key for column in _epochs.c)
+#: ``check``'s statement: ``load``'s for a plain read, as columns (``RECORD_COLUMNS``, the
+#: wrap, the epoch row's every column), through the driver and outside a transaction.
+_CHECK = DriverStatement(
+    _joined(
+        [
+            *(_conversations.c[name] for name in RECORD_COLUMNS),
+            _wraps.c.epoch,
+            _wraps.c.recipient_key_id,
+            _wraps.c.wrap,
+            *(_epochs.c[name] for name in _EPOCH_COLUMNS),
+            current_epoch_column(_conversations.c.id),
+            active_restriction_exists(_conversations.c.member_id).label("restricted"),
+        ],
+        _conversations,
+        _wraps,
+        _epochs,
+    ),
+    outside_transaction=True,
+)
+_WRAP = len(RECORD_COLUMNS)
+_EPOCH = _WRAP + 3
+_CURRENT = _EPOCH + len(_EPOCH_COLUMNS)
+_EPOCH_ID = _EPOCH + _EPOCH_COLUMNS.index("id")
 
 
 #: The conversation row, locked (SQLite: the unit of work holds the write lock already).
@@ -151,9 +192,7 @@ class ConversationAccess:
         ``with_consent``, whether the member consents now (``consent_known``); neither is
         used unless the row check passes.
         """
-        if actor.role == Role.CLINICIAN:
-            self.require_role_key(actor)
-        holder = _HOLDERS.get(actor.role)
+        holder = self._holder_to_check(actor)
         statement = _LOADS[for_update, with_consent]
         params = {"conversation_id": conversation_id, "holder": holder}
         if for_update:
@@ -162,18 +201,9 @@ class ConversationAccess:
             # A plain read: before anything is written, it opens no transaction.
             rows = read_outside_transaction(self.session, statement, params)
         conversation: Conversation | None = rows[0][0] if rows else None
-        if conversation is None or conversation.status not in LIVE_STATUSES:
+        if conversation is None:
             raise NotFound
-        if actor.role == Role.MEMBER:
-            if conversation.member_id != actor.id:
-                raise NotFound
-        elif actor.role != Role.CLINICIAN:
-            raise Forbidden
-        self._restricted[conversation.id] = bool(rows[0].restricted)
-        if actor.role == Role.CLINICIAN and conversation.status != ConversationStatus.OPEN:
-            # A restricted member's conversation: a doctor reads only a question still
-            # waiting for its answer (``services.restrictions``).
-            self.require_unrestricted(conversation)
+        self._admit(actor, conversation, restricted=bool(rows[0].restricted))
         if holder is not None:
             found = EpochWraps(current=rows[0].current_epoch)
             for row in rows:
@@ -185,7 +215,63 @@ class ConversationAccess:
             self._facts[conversation.id] = SealingFacts.from_row(rows[0])
         return conversation
 
-    def require_unrestricted(self, conversation: Conversation) -> None:
+    def check(self, actor: Principal, conversation_id: uuid.UUID) -> ConversationRecord:
+        """``load`` for a read of content: the same checks and answers, the row read as
+        columns through the driver (``_CHECK``) into a ``ConversationRecord``, which no
+        session tracks. A member's page read runs it with no transaction open.
+
+        Each epoch row read is checked against its tag here (``load``'s rows are checked as
+        the ORM loads them), once the caller may see the conversation.
+        """
+        holder = self._holder_to_check(actor)
+        self.session.flush()
+        rows = _CHECK.all(
+            self.session.connection(), {"conversation_id": conversation_id, "holder": holder}
+        )
+        if not rows:
+            raise NotFound
+        first = rows[0]
+        conversation = ConversationRecord(*first[:_WRAP])
+        self._admit(actor, conversation, restricted=bool(first[-1]))
+        if holder is not None:
+            found = EpochWraps(current=first[_CURRENT])
+            for row in rows:
+                epoch_row = None
+                if row[_EPOCH_ID] is not None:
+                    values = dict(zip(_EPOCH_COLUMNS, row[_EPOCH:_CURRENT], strict=True))
+                    verify_columns(self.session, ConversationKeyEpoch, values, values["row_tag"])
+                    epoch_row = ConversationKeyEpoch(**values)
+                epoch, key_id, wrap = row[_WRAP:_EPOCH]
+                found.add(epoch, key_id, wrap, epoch_row)
+            self._wraps[conversation.id] = (holder, found)
+        return conversation
+
+    def _holder_to_check(self, actor: Principal) -> Holder | None:
+        """Whose wraps the row check reads; a clinician without the physician role key in
+        their session is refused first (``RoleKeyRequired``)."""
+        if actor.role == Role.CLINICIAN:
+            self.require_role_key(actor)
+        return _HOLDERS.get(actor.role)
+
+    def _admit(self, actor: Principal, conversation: ConversationRow, *, restricted: bool) -> None:
+        """The row check itself, whichever way the row was read: ``NotFound`` for a sealed
+        conversation, or a member's not their own; ``Forbidden`` for any other role than a
+        member or a clinician; a clinician reads a restricted member's question only while it
+        is open."""
+        if conversation.status not in LIVE_STATUSES:
+            raise NotFound
+        if actor.role == Role.MEMBER:
+            if conversation.member_id != actor.id:
+                raise NotFound
+        elif actor.role != Role.CLINICIAN:
+            raise Forbidden
+        self._restricted[conversation.id] = restricted
+        if actor.role == Role.CLINICIAN and conversation.status != ConversationStatus.OPEN:
+            # A restricted member's conversation: a doctor reads only a question still
+            # waiting for its answer (``services.restrictions``).
+            self.require_unrestricted(conversation)
+
+    def require_unrestricted(self, conversation: ConversationRow) -> None:
         """Raise ``ProcessingRestricted`` while the conversation's member restricts processing
         (what ``load`` read with the row; the restriction's row is loaded, its tag checked,
         only when it exists)."""
@@ -210,7 +296,7 @@ class ConversationAccess:
             return Holder.PHYSICIAN
         raise Forbidden
 
-    def open_key(self, actor: Principal, conversation: Conversation) -> ConversationDeks:
+    def open_key(self, actor: Principal, conversation: ConversationRow) -> ConversationDeks:
         """The DEKs, opened with a key in the actor's session (after the row check).
 
         Raises ``HistoryPending`` when a member's session holds no key with a wrap here yet:
@@ -229,7 +315,7 @@ class ConversationAccess:
 
     def dek(
         self,
-        conversation: Conversation,
+        conversation: ConversationRow,
         keyring: Keyring,
         holder: Holder,
         wraps: EpochWraps | None = None,

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from access_control.crypto import DecryptionFailed, IntegrityCheckFailed
 from medchat import audit
 from medchat.errors import KeyIntegrityFailure, NotFound
-from medchat.models import Conversation
+from medchat.models import Conversation, ConversationRow
 
 log = logging.getLogger("medchat.integrity")
 
@@ -52,7 +52,7 @@ _KINDS: dict[type[Exception], str] = {
 def _audit(
     write: Callable[..., None],
     session: Session,
-    conversation: Conversation,
+    conversation: ConversationRow,
     error: Exception,
     where: str,
 ) -> None:
@@ -75,7 +75,7 @@ def refuse_listed(session: Session, conversation: Conversation, error: Exception
 
 
 @contextmanager
-def refusing(session: Session, conversation: Conversation) -> Iterator[None]:
+def refusing(session: Session, conversation: ConversationRow) -> Iterator[None]:
     """Around a read of one conversation: an integrity failure inside is audited (after the
     rollback) and raised as ``KeyIntegrityFailure`` (409 ``key_integrity_failed``)."""
     try:

@@ -30,7 +30,14 @@ from medchat.errors import Conflict, ConsentRequired, HistoryPending, NotFound
 from medchat.identity.principal import Principal
 from medchat.keys.epochs import ConversationDeks
 from medchat.keys.sealing import ContentKey
-from medchat.models import Conversation, ConversationStatus, Message, NotificationKind
+from medchat.models import (
+    Conversation,
+    ConversationRecord,
+    ConversationRow,
+    ConversationStatus,
+    Message,
+    NotificationKind,
+)
 from medchat.services.claims import ClaimBook
 from medchat.services.consent import ConsentService
 from medchat.services.context import ServiceContext
@@ -133,7 +140,9 @@ class ConversationService(ConversationReader):
         )
         return message
 
-    def audit_content_read(self, actor: Principal, conversation: Conversation, what: str) -> None:
+    def audit_content_read(
+        self, actor: Principal, conversation: ConversationRow, what: str
+    ) -> None:
         """Each read of content by a clinician is audited (who, which conversation, when)."""
         if actor.role == Role.MEMBER:
             return
@@ -167,8 +176,19 @@ class ConversationService(ConversationReader):
         conversation = self.access.load(
             actor, conversation_id, for_update=for_update, with_consent=for_update
         )
+        return conversation, self._key_of(actor, conversation)
+
+    def open_to_read(
+        self, actor: Principal, conversation_id: uuid.UUID
+    ) -> tuple[ConversationRecord, ConversationDeks]:
+        """``open`` for a read that changes nothing of the conversation (a page of messages):
+        the row checked as columns (``ConversationAccess.check``), no object to track."""
+        conversation = self.access.check(actor, conversation_id)
+        return conversation, self._key_of(actor, conversation)
+
+    def _key_of(self, actor: Principal, conversation: ConversationRow) -> ConversationDeks:
         with refusing(self.session, conversation):
-            return conversation, self.access.open_key(actor, conversation)
+            return self.access.open_key(actor, conversation)
 
     def listed(
         self, actor: Principal, conversation: Conversation, *, with_messages: bool = False
@@ -216,7 +236,7 @@ class ConversationService(ConversationReader):
 
         ``cursor`` is the sequence number the previous page ended on.
         """
-        conversation, dek = self.open(actor, conversation_id)
+        conversation, dek = self.open_to_read(actor, conversation_id)
         self.audit_content_read(actor, conversation, "read.messages")
         neutral = not sees_upload_names(actor.role)
         with refusing(self.session, conversation):

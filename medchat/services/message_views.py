@@ -36,7 +36,7 @@ from medchat.errors import ContentResealed
 from medchat.files import names as attachment_names
 from medchat.keys.epochs import ConversationDeks, current_epoch
 from medchat.keys.sealing import ContentKey
-from medchat.models import Account, Attachment, Conversation, Message
+from medchat.models import Account, Attachment, Conversation, ConversationRow, Message
 from medchat.services.conversation_pages import Page
 from medchat.services.conversation_views import (
     HISTORY_PENDING,
@@ -139,7 +139,7 @@ _CONTENT_VERSION = select(Conversation.content_version).where(
 
 @contextmanager
 def resealed_meanwhile(
-    session: Session, key: ContentKey, conversation: Conversation
+    session: Session, key: ContentKey, conversation: ConversationRow
 ) -> Iterator[None]:
     """Around the opening of a conversation's content: tell a re-seal race from tampering.
 
@@ -229,7 +229,7 @@ class ConversationReader:
 
     def message_views(
         self,
-        conversation: Conversation,
+        conversation: ConversationRow,
         dek: ConversationDeks,
         messages: Sequence[Message],
         *,
@@ -311,7 +311,7 @@ class ConversationReader:
 
     def message_page(
         self,
-        conversation: Conversation,
+        conversation: ConversationRow,
         dek: ConversationDeks,
         *,
         limit: int,

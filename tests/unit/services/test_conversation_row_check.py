@@ -1,0 +1,173 @@
+"""The row check read two ways answers the same: ``load`` (an ORM object) and ``check`` (columns
+through the driver, for a page read).
+
+``check`` is ``load``'s statement as columns: one rule (``ConversationAccess._admit``), two
+reads of the row. So every actor against every state of a conversation gets the same answer
+from both (the same refusal, or the same row and the same keys), and an epoch row altered in
+SQL is refused by ``check`` as the ORM refuses it when ``load`` reads it: 409
+``row_integrity_failed``, audited. ``check`` verifies the epoch rows only once the caller may
+see the conversation, so someone else's is still a plain 404.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from access_control.roles import Role
+from medchat.errors import MedchatError, RowIntegrityFailure
+from medchat.models import (
+    RECORD_COLUMNS,
+    AuditEntry,
+    ConversationKeyEpoch,
+    ConversationRecord,
+)
+from medchat.models.integrity import integrity_of
+from medchat.services.conversation_access import ConversationAccess
+from medchat.services.restrictions import RestrictionService
+from tests.support.accounts import make_member, make_staff
+from tests.support.conversations import start_conversation
+from tests.support.messaging import care_team
+from tests.support.sessions import sign_in
+from tests.support.tampering import execute_sql
+
+_EPOCH_TAGGED = integrity_of(ConversationKeyEpoch).columns  # type: ignore[union-attr]
+
+
+def _answer(runtime: Any, read: str, actor: Any, conversation_id: uuid.UUID) -> Any:
+    """What ``read`` ("load" or "check") gives ``actor``: the refusal's name, or the row's
+    record columns, the DEKs the actor's session opens with what was read and each epoch row's
+    tagged columns."""
+    with runtime.database.transaction() as session:
+        access = ConversationAccess(session, runtime)
+        try:
+            row = getattr(access, read)(actor, conversation_id)
+            deks = access.open_key(actor, row)
+        except MedchatError as error:
+            return type(error).__name__
+        return (
+            {name: getattr(row, name) for name in RECORD_COLUMNS},
+            {epoch: deks.of(epoch) for epoch in deks.epochs()},
+            {
+                epoch: {name: getattr(epoch_row, name) for name in _EPOCH_TAGGED}
+                for epoch, epoch_row in deks.rows.items()
+            },
+        )
+
+
+@pytest.fixture
+def people(runtime):
+    team = care_team(runtime)
+    return {
+        "owner": sign_in(runtime, make_member(runtime)).principal,
+        "other member": sign_in(runtime, make_member(runtime)).principal,
+        "doctor": sign_in(runtime, team.clinician).principal,
+        "doctor without the key": sign_in(runtime, make_staff(runtime, Role.CLINICIAN)).principal,
+        "admin": sign_in(runtime, make_staff(runtime, Role.ADMIN)).principal,
+        "compliance": sign_in(runtime, team.compliance).principal,
+    }
+
+
+STATES = ("open", "answered", "closed", "sealed", "answered, restricted", "open, restricted")
+
+
+def _put_in_state(runtime: Any, conversation_id: uuid.UUID, owner: Any, state: str) -> None:
+    status, _, restricted = state.partition(", ")
+    execute_sql(
+        runtime, "UPDATE conversations SET status = :s WHERE id = :id", s=status, id=conversation_id
+    )
+    if restricted:
+        with runtime.database.transaction() as session:
+            RestrictionService(session, runtime).restrict(owner.id)
+
+
+@pytest.mark.parametrize("state", STATES)
+def test_every_actor_gets_the_same_answer_from_both_reads(runtime, people, state):
+    owner = people["owner"]
+    started = start_conversation(runtime, owner, subject="Headache", bodies=["Since Monday."])
+    _put_in_state(runtime, started.id, owner, state)
+    answers = {}
+    for name, actor in people.items():
+        loaded = _answer(runtime, "load", actor, started.id)
+        checked = _answer(runtime, "check", actor, started.id)
+        assert checked == loaded, name
+        answers[name] = checked
+    # Not one answer for everyone: the matrix tells the actors and the states apart.
+    assert answers["other member"] == "NotFound"
+    assert answers["admin"] == ("NotFound" if state == "sealed" else "Forbidden")
+    assert answers["doctor without the key"] == "RoleKeyRequired"
+    visible = state != "sealed"
+    assert isinstance(answers["owner"], tuple) == visible
+    assert isinstance(answers["doctor"], tuple) == (
+        visible and state in ("open", "answered", "closed", "open, restricted")
+    )
+    if visible:
+        record, deks, rows = answers["owner"]
+        assert record["id"] == started.id and deks[1] == started.dek and 1 in rows
+
+
+def test_an_unknown_conversation_is_not_found_by_either(runtime, people):
+    for actor in people.values():
+        for read in ("load", "check"):
+            answer = _answer(runtime, read, actor, uuid.uuid4())
+            assert answer in ("NotFound", "RoleKeyRequired")
+
+
+def test_check_gives_a_record_no_session_tracks(runtime, people):
+    started = start_conversation(runtime, people["owner"], subject=None, bodies=["Hello."])
+    with runtime.database.transaction() as session:
+        record = ConversationAccess(session, runtime).check(people["owner"], started.id)
+        assert type(record) is ConversationRecord
+        assert not session.new and not session.dirty and not list(session.identity_map)
+        with pytest.raises(AttributeError):
+            record.status = "closed"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("column", [*_EPOCH_TAGGED, "row_tag"])
+def test_an_altered_epoch_row_is_refused_by_the_page_read(runtime, people, column):
+    owner = people["owner"]
+    started = start_conversation(runtime, owner, subject=None, bodies=["Hello."])
+    with runtime.database.transaction() as session:
+        genuine = session.scalars(
+            select(ConversationKeyEpoch).where(ConversationKeyEpoch.conversation_id == started.id)
+        ).one()
+        original = getattr(genuine, column)
+    if column in ("id", "conversation_id", "epoch"):
+        pytest.skip("names the row the join finds: altered, the row is not read at all")
+    altered = {
+        bytes: lambda v: bytes(reversed(v)) if v else b"\x01" * 8,
+        int: lambda v: v + 10,
+    }.get(type(original), lambda v: v.replace(year=v.year + 1))(original)
+    if original is None:
+        altered = b"\x01" * 8
+    execute_sql(
+        runtime,
+        f"UPDATE conversation_key_epochs SET {column} = :v WHERE id = :id",
+        v=altered,
+        id=genuine.id,
+    )
+
+    def refused() -> int:
+        with runtime.database.transaction() as session:
+            ids = session.scalars(
+                select(AuditEntry.id).where(AuditEntry.action == "integrity.row_refused")
+            )
+            return len(ids.all())
+
+    before = refused()
+    for actor in ("owner", "doctor"):
+        with pytest.raises(RowIntegrityFailure), runtime.database.transaction() as session:
+            ConversationAccess(session, runtime).check(people[actor], started.id)
+    assert refused() > before
+    # Someone who may not see the conversation learns nothing more than before.
+    assert _answer(runtime, "check", people["other member"], started.id) == "NotFound"
+    execute_sql(
+        runtime,
+        f"UPDATE conversation_key_epochs SET {column} = :v WHERE id = :id",
+        v=original,
+        id=genuine.id,
+    )
+    assert isinstance(_answer(runtime, "check", owner, started.id), tuple)
