@@ -86,7 +86,9 @@ class ConversationKeys:
         self._begin(conversation, deks, 1, dek, now)
         return deks
 
-    def start_epoch(self, conversation: Conversation, deks: ConversationDeks, now: datetime) -> int:
+    def start_epoch(
+        self, conversation: ConversationRow, deks: ConversationDeks, now: datetime
+    ) -> int:
         """Begin the next key epoch of a verified conversation: new content goes under a fresh
         DEK wrapped to the active role keys and the member's current key (``key_epochs``).
 
@@ -103,7 +105,7 @@ class ConversationKeys:
 
     def _begin(
         self,
-        conversation: Conversation,
+        conversation: ConversationRow,
         deks: ConversationDeks,
         epoch: int,
         dek: bytes,
@@ -139,7 +141,7 @@ class ConversationKeys:
 
     def add_wrap(
         self,
-        conversation: Conversation,
+        conversation: ConversationRow,
         dek: bytes,
         holder: str,
         recipient_id: uuid.UUID,

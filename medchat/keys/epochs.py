@@ -48,7 +48,6 @@ from sqlalchemy.orm import Session, aliased
 from access_control import crypto
 from medchat.errors import KeyIntegrityFailure
 from medchat.models import (
-    Conversation,
     ConversationKeyEpoch,
     ConversationKeyWrap,
     ConversationRow,
@@ -314,7 +313,7 @@ def removals_recorded(session: Session) -> int:
 
 
 def new_epoch_row(
-    conversation: Conversation,
+    conversation: ConversationRow,
     epoch: int,
     commitment: bytes,
     *,

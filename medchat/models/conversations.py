@@ -98,10 +98,10 @@ class Conversation(Base):
 
 
 class ConversationRow(Protocol):
-    """What a conversation's content is checked and opened by: its id, member, status and the
-    key set its tag vouches for. A loaded ``Conversation`` is one; so is a
-    ``ConversationRecord`` read as columns (a member's page read: no object for the session
-    to track)."""
+    """What a conversation's content is checked, opened and written by: its id, member,
+    status, message count and the key set its tag vouches for. A loaded ``Conversation`` is
+    one; so is a ``ConversationRecord`` read as columns (a page read, a send: no object for
+    the session to track)."""
 
     @property
     def id(self) -> uuid.UUID: ...
@@ -111,6 +111,9 @@ class ConversationRow(Protocol):
 
     @property
     def status(self) -> str: ...
+
+    @property
+    def message_count(self) -> int: ...
 
     @property
     def key_commitment(self) -> bytes: ...
@@ -130,13 +133,22 @@ class ConversationRecord:
     id: uuid.UUID
     member_id: uuid.UUID
     status: str
+    message_count: int
     key_commitment: bytes
     key_tag: bytes
     content_version: int
 
 
 #: ``ConversationRecord``'s columns, in its order.
-RECORD_COLUMNS = ("id", "member_id", "status", "key_commitment", "key_tag", "content_version")
+RECORD_COLUMNS = (
+    "id",
+    "member_id",
+    "status",
+    "message_count",
+    "key_commitment",
+    "key_tag",
+    "content_version",
+)
 
 
 class ConversationKeyWrap(Base):

@@ -40,7 +40,13 @@ from access_control.roles import Role
 from medchat import audit
 from medchat.errors import ClaimedByOther, ClaimRequired, ValidationFailed
 from medchat.identity.principal import Principal
-from medchat.models import Account, AccountStatus, Conversation, ConversationClaim
+from medchat.models import (
+    Account,
+    AccountStatus,
+    Conversation,
+    ConversationClaim,
+    ConversationRow,
+)
 from medchat.services.context import ServiceContext
 from medchat.services.display_names import display_names
 from medchat.storage.row_integrity import intact
@@ -181,7 +187,7 @@ class ClaimBook:
         self._audit("claim", conversation)
         return row
 
-    def _own(self, actor: Principal, conversation: Conversation) -> ConversationClaim:
+    def _own(self, actor: Principal, conversation: ConversationRow) -> ConversationClaim:
         """The actor's live claim on the conversation, or the 409 that says why not."""
         row = self.live(conversation.id)
         if row is None:
@@ -222,7 +228,7 @@ class ClaimBook:
         self._audit("claim_handoff", conversation, to=str(to), reason=reason)
         return row
 
-    def require_for_answer(self, actor: Principal, conversation: Conversation) -> None:
+    def require_for_answer(self, actor: Principal, conversation: ConversationRow) -> None:
         """A clinician's answer needs their own live claim, which the answer renews."""
         if actor.role != Role.CLINICIAN:
             return

@@ -29,6 +29,7 @@ from is read with the locked row, in the same statement, so a send costs no extr
 from __future__ import annotations
 
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Select, Table, and_, bindparam, select
@@ -127,29 +128,45 @@ _conversations, _wraps, _epochs = (
 )
 #: Every column of an epoch row: each one read is checked against its tag.
 _EPOCH_COLUMNS = tuple(column.key for column in _epochs.c)
-#: ``check``'s statement: ``load``'s for a plain read, as columns (``RECORD_COLUMNS``, the
-#: wrap, the epoch row's every column), through the driver and outside a transaction.
-_CHECK = DriverStatement(
-    _joined(
-        [
-            *(_conversations.c[name] for name in RECORD_COLUMNS),
-            _wraps.c.epoch,
-            _wraps.c.recipient_key_id,
-            _wraps.c.wrap,
-            *(_epochs.c[name] for name in _EPOCH_COLUMNS),
-            current_epoch_column(_conversations.c.id),
-            active_restriction_exists(_conversations.c.member_id).label("restricted"),
-        ],
-        _conversations,
-        _wraps,
-        _epochs,
-    ),
-    outside_transaction=True,
-)
+#: The names of ``facts_columns``, in their order (``SealingFacts.from_row`` reads them).
+_FACT_NAMES = tuple(column.name for column in facts_columns(_conversations.c.member_id))
+
+
+def _check_statement(*, for_update: bool) -> DriverStatement:
+    """``check``'s statement: ``load``'s as columns (``RECORD_COLUMNS``, the wrap, the epoch
+    row's every column, the highest epoch, whether the member restricts processing), through
+    the driver. A plain read runs outside a transaction; a write's locks the conversation row
+    and also reads whether the member consents now and what a seal decides from."""
+    columns: list[Any] = [
+        *(_conversations.c[name] for name in RECORD_COLUMNS),
+        _wraps.c.epoch,
+        _wraps.c.recipient_key_id,
+        _wraps.c.wrap,
+        *(_epochs.c[name] for name in _EPOCH_COLUMNS),
+        current_epoch_column(_conversations.c.id),
+        active_restriction_exists(_conversations.c.member_id).label("restricted"),
+    ]
+    if not for_update:
+        return DriverStatement(
+            _joined(columns, _conversations, _wraps, _epochs), outside_transaction=True
+        )
+    columns += [
+        current_consent_exists(_conversations.c.member_id).label("consents"),
+        *facts_columns(_conversations.c.member_id),
+    ]
+    return DriverStatement(
+        _joined(columns, _conversations, _wraps, _epochs).with_for_update(of=_conversations)
+    )
+
+
+_CHECKS = {for_update: _check_statement(for_update=for_update) for for_update in (False, True)}
+#: Where ``check``'s rows hold what: the wrap, the epoch row, the highest epoch, the
+#: restriction, then (a write's) the consent and the facts.
 _WRAP = len(RECORD_COLUMNS)
 _EPOCH = _WRAP + 3
 _CURRENT = _EPOCH + len(_EPOCH_COLUMNS)
 _EPOCH_ID = _EPOCH + _EPOCH_COLUMNS.index("id")
+_RESTRICTED, _CONSENTS, _FACTS = _CURRENT + 1, _CURRENT + 2, _CURRENT + 3
 
 
 #: The conversation row, locked (SQLite: the unit of work holds the write lock already).
@@ -215,24 +232,32 @@ class ConversationAccess:
             self._facts[conversation.id] = SealingFacts.from_row(rows[0])
         return conversation
 
-    def check(self, actor: Principal, conversation_id: uuid.UUID) -> ConversationRecord:
-        """``load`` for a read of content: the same checks and answers, the row read as
-        columns through the driver (``_CHECK``) into a ``ConversationRecord``, which no
-        session tracks. A member's page read runs it with no transaction open.
+    def check(
+        self, actor: Principal, conversation_id: uuid.UUID, *, for_update: bool = False
+    ) -> ConversationRecord:
+        """``load`` for a flow that changes the conversation only through statements (a read
+        of a page, a send): the same checks and answers, the row read as columns through the
+        driver (``_CHECKS``) into a ``ConversationRecord``, which no session tracks. A
+        member's page read runs it with no transaction open; ``for_update`` locks the row as
+        ``load`` does and reads what ``load(with_consent=True)`` reads with it.
 
         Each epoch row read is checked against its tag here (``load``'s rows are checked as
         the ORM loads them), once the caller may see the conversation.
         """
         holder = self._holder_to_check(actor)
         self.session.flush()
-        rows = _CHECK.all(
+        rows = _CHECKS[for_update].all(
             self.session.connection(), {"conversation_id": conversation_id, "holder": holder}
         )
         if not rows:
             raise NotFound
         first = rows[0]
         conversation = ConversationRecord(*first[:_WRAP])
-        self._admit(actor, conversation, restricted=bool(first[-1]))
+        self._admit(actor, conversation, restricted=bool(first[_RESTRICTED]))
+        if for_update:
+            self._consents[conversation.id] = bool(first[_CONSENTS])
+            facts = dict(zip(_FACT_NAMES, first[_FACTS:], strict=True))
+            self._facts[conversation.id] = SealingFacts.from_row(SimpleNamespace(**facts))
         if holder is not None:
             found = EpochWraps(current=first[_CURRENT])
             for row in rows:
@@ -279,7 +304,7 @@ class ConversationAccess:
             conversation.member_id, known=self._restricted.get(conversation.id)
         )
 
-    def consent_known(self, conversation: Conversation) -> bool | None:
+    def consent_known(self, conversation: ConversationRow) -> bool | None:
         """Whether the member consented when ``load(with_consent=True)`` read the row."""
         return self._consents.get(conversation.id)
 
@@ -325,7 +350,7 @@ class ConversationAccess:
         )
 
     def ready_to_seal(
-        self, actor: Principal, conversation: Conversation, deks: ConversationDeks
+        self, actor: Principal, conversation: ConversationRow, deks: ConversationDeks
     ) -> None:
         """Make ``deks`` seal new content under a fresh key epoch, starting one if needed.
 

@@ -85,7 +85,7 @@ class ConversationService(ConversationReader):
 
     def append_message(
         self,
-        conversation: Conversation,
+        conversation: ConversationRow,
         dek: ConversationDeks,
         actor: Principal,
         body: str,
@@ -122,11 +122,12 @@ class ConversationService(ConversationReader):
             now=now,
             status=status,
         )
-        # The UPDATE above wrote these: record them as committed so the ORM does not write
-        # them a second time at flush.
-        set_committed_value(conversation, "message_count", seq)
-        set_committed_value(conversation, "last_message_at", now)
-        set_committed_value(conversation, "status", status)
+        if isinstance(conversation, Conversation):
+            # The UPDATE above wrote these: record them as committed so the ORM does not
+            # write them a second time at flush (a record is no object: nothing to write).
+            set_committed_value(conversation, "message_count", seq)
+            set_committed_value(conversation, "last_message_at", now)
+            set_committed_value(conversation, "status", status)
         # The caller gets the message as a plain object, not one the session tracks: the row
         # is written, nothing is left for a flush to do.
         message = Message(
@@ -154,7 +155,7 @@ class ConversationService(ConversationReader):
             subject_id=conversation.member_id,
         )
 
-    def require_open(self, conversation: Conversation) -> None:
+    def require_open(self, conversation: ConversationRow) -> None:
         """Checked after ``lock_for_write``: ``Conflict`` when closed, ``NotFound`` when a
         deletion sealed it while this request waited for the lock (nothing may be added to
         content the archive ledger has hashed)."""
@@ -178,12 +179,13 @@ class ConversationService(ConversationReader):
         )
         return conversation, self._key_of(actor, conversation)
 
-    def open_to_read(
-        self, actor: Principal, conversation_id: uuid.UUID
+    def open_record(
+        self, actor: Principal, conversation_id: uuid.UUID, *, for_update: bool = False
     ) -> tuple[ConversationRecord, ConversationDeks]:
-        """``open`` for a read that changes nothing of the conversation (a page of messages):
-        the row checked as columns (``ConversationAccess.check``), no object to track."""
-        conversation = self.access.check(actor, conversation_id)
+        """``open`` for a flow that changes the conversation only through statements (a page
+        read, a send): the row checked as columns (``ConversationAccess.check``), no object
+        for the session to track."""
+        conversation = self.access.check(actor, conversation_id, for_update=for_update)
         return conversation, self._key_of(actor, conversation)
 
     def _key_of(self, actor: Principal, conversation: ConversationRow) -> ConversationDeks:
@@ -236,7 +238,7 @@ class ConversationService(ConversationReader):
 
         ``cursor`` is the sequence number the previous page ended on.
         """
-        conversation, dek = self.open_to_read(actor, conversation_id)
+        conversation, dek = self.open_record(actor, conversation_id)
         self.audit_content_read(actor, conversation, "read.messages")
         neutral = not sees_upload_names(actor.role)
         with refusing(self.session, conversation):
@@ -270,7 +272,7 @@ class ConversationService(ConversationReader):
         ``claimed_by_other``).
         """
         # Locked as it is read: a send never lands after a racing close, in one statement.
-        conversation, dek = self.open(actor, conversation_id, for_update=True)
+        conversation, dek = self.open_record(actor, conversation_id, for_update=True)
         message_id = uuid.uuid4()
         if idempotency_key is not None:
             first = self.idempotency.claim(
@@ -315,7 +317,7 @@ class ConversationService(ConversationReader):
         return display_names(self.session, [actor.id]).get(actor.id)
 
     def _sent_view(
-        self, conversation: Conversation, dek: ConversationDeks, message_id: uuid.UUID
+        self, conversation: ConversationRow, dek: ConversationDeks, message_id: uuid.UUID
     ) -> MessageView:
         message = self.session.scalar(
             select(Message).where(
@@ -335,7 +337,7 @@ class ConversationService(ConversationReader):
         """
         self.session.refresh(conversation, ["status"], with_for_update=True)
 
-    def require_consent(self, actor: Principal, conversation: Conversation) -> None:
+    def require_consent(self, actor: Principal, conversation: ConversationRow) -> None:
         """No new message, from either side, once the member has withdrawn consent; none from
         the member while they restrict processing (a doctor may still answer an open
         question: ``ConversationAccess.load`` refused every other one)."""

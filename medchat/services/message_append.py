@@ -20,7 +20,7 @@ from medchat.db import table_of
 from medchat.db_driver import DriverStatement
 from medchat.errors import Conflict
 from medchat.keys.sealing import ContentKey, MessageLabel
-from medchat.models import Conversation, ConversationStatus, Message
+from medchat.models import Conversation, ConversationRow, ConversationStatus, Message
 
 # Statements of the hot paths, built once with bound parameters: building a statement costs
 # more CPU than running it.
@@ -34,6 +34,12 @@ _NEXT_SEQ = (
         status=bindparam("next_status", type_=_conversations.c.status.type),
     )
     .returning(_conversations.c.message_count)
+)
+#: The count again, locked: for a caller that read the row without locking it.
+_LOCKED_COUNT = (
+    select(_conversations.c.message_count)
+    .where(_conversations.c.id == bindparam("id"))
+    .with_for_update()
 )
 _messages = table_of(Message)
 _INSERT_MESSAGE = insert(_messages)
@@ -73,7 +79,7 @@ _APPEND = DriverStatement(
 
 def write_at_next_seq(
     session: Session,
-    conversation: Conversation,
+    conversation: ConversationRow,
     key: ContentKey,
     body: str,
     *,
@@ -104,8 +110,8 @@ def write_at_next_seq(
     # it is sealed once the number is known.
     if connection.dialect.name == "postgresql":
         seq = None
+        count = conversation.message_count
         for _attempt in range(2):
-            count = conversation.message_count
             sealed = key.seal_body(MessageLabel(message_id, count + 1, author, author_id), body)
             params.update(previous_count=count, body_ciphertext=sealed)
             row = _APPEND.one_or_none(connection, params)
@@ -114,7 +120,7 @@ def write_at_next_seq(
                 break
             # The row was read before a concurrent send moved its count (callers that
             # did not read it locked): lock it, read the count again, seal again.
-            session.refresh(conversation, ["message_count"], with_for_update=True)
+            count = session.execute(_LOCKED_COUNT, {"id": conversation.id}).scalar_one()
         if seq is None:  # pragma: no cover - the row is locked by this transaction now
             raise Conflict("This conversation changed while the message was sent.")
     else:

@@ -243,7 +243,7 @@ def test_the_hot_reads_run_outside_a_transaction_and_nothing_that_writes_does():
     flagged = {name for name, s in _driver_statements().items() if s.outside_transaction}
     assert {
         "medchat.identity.tokens._CHECK",
-        "medchat.services.conversation_access._CHECK",
+        "medchat.services.conversation_access._CHECKS[False]",
         "medchat.services.message_views._PAGES[(False, False)]",
         "medchat.services.message_views._PAGES[(False, True)]",
         "medchat.services.message_views._PAGES[(True, False)]",

@@ -1,9 +1,10 @@
 """The row check read two ways answers the same: ``load`` (an ORM object) and ``check`` (columns
-through the driver, for a page read).
+through the driver, for a page read and a send).
 
 ``check`` is ``load``'s statement as columns: one rule (``ConversationAccess._admit``), two
 reads of the row. So every actor against every state of a conversation gets the same answer
-from both (the same refusal, or the same row and the same keys), and an epoch row altered in
+from both (the same refusal, or the same row and the same keys; locked, also the same consent
+and the same facts a seal decides from), and an epoch row altered in
 SQL is refused by ``check`` as the ORM refuses it when ``load`` reads it: 409
 ``row_integrity_failed``, audited. ``check`` verifies the epoch rows only once the caller may
 see the conversation, so someone else's is still a plain 404.
@@ -26,25 +27,34 @@ from medchat.models import (
     ConversationRecord,
 )
 from medchat.models.integrity import integrity_of
+from medchat.services.consent import ConsentService
 from medchat.services.conversation_access import ConversationAccess
 from medchat.services.restrictions import RestrictionService
 from tests.support.accounts import make_member, make_staff
 from tests.support.conversations import start_conversation
 from tests.support.messaging import care_team
-from tests.support.sessions import sign_in
+from tests.support.sessions import attached, sign_in
 from tests.support.tampering import execute_sql
 
 _EPOCH_TAGGED = integrity_of(ConversationKeyEpoch).columns  # type: ignore[union-attr]
 
 
-def _answer(runtime: Any, read: str, actor: Any, conversation_id: uuid.UUID) -> Any:
+def _answer(
+    runtime: Any, read: str, actor: Any, conversation_id: uuid.UUID, *, for_update: bool = False
+) -> Any:
     """What ``read`` ("load" or "check") gives ``actor``: the refusal's name, or the row's
     record columns, the DEKs the actor's session opens with what was read and each epoch row's
-    tagged columns."""
+    tagged columns; locked (a write's read), also whether the member consents and what a seal
+    decides from."""
     with runtime.database.transaction() as session:
         access = ConversationAccess(session, runtime)
         try:
-            row = getattr(access, read)(actor, conversation_id)
+            if read == "load":
+                row = access.load(
+                    actor, conversation_id, for_update=for_update, with_consent=for_update
+                )
+            else:
+                row = access.check(actor, conversation_id, for_update=for_update)
             deks = access.open_key(actor, row)
         except MedchatError as error:
             return type(error).__name__
@@ -55,6 +65,8 @@ def _answer(runtime: Any, read: str, actor: Any, conversation_id: uuid.UUID) -> 
                 epoch: {name: getattr(epoch_row, name) for name in _EPOCH_TAGGED}
                 for epoch, epoch_row in deks.rows.items()
             },
+            access.consent_known(row),
+            access._facts.get(row.id),
         )
 
 
@@ -71,28 +83,39 @@ def people(runtime):
     }
 
 
-STATES = ("open", "answered", "closed", "sealed", "answered, restricted", "open, restricted")
+STATES = (
+    "open",
+    "answered",
+    "closed",
+    "sealed",
+    "answered, restricted",
+    "open, restricted",
+    "open, consents",
+)
 
 
 def _put_in_state(runtime: Any, conversation_id: uuid.UUID, owner: Any, state: str) -> None:
-    status, _, restricted = state.partition(", ")
+    status, _, also = state.partition(", ")
     execute_sql(
         runtime, "UPDATE conversations SET status = :s WHERE id = :id", s=status, id=conversation_id
     )
-    if restricted:
-        with runtime.database.transaction() as session:
+    with runtime.database.transaction() as session:
+        if also == "restricted":
             RestrictionService(session, runtime).restrict(owner.id)
+        if also == "consents":
+            ConsentService(session, runtime).grant(attached(owner, session), "2026-01")
 
 
+@pytest.mark.parametrize("for_update", [False, True], ids=["read", "locked"])
 @pytest.mark.parametrize("state", STATES)
-def test_every_actor_gets_the_same_answer_from_both_reads(runtime, people, state):
+def test_every_actor_gets_the_same_answer_from_both_reads(runtime, people, state, for_update):
     owner = people["owner"]
     started = start_conversation(runtime, owner, subject="Headache", bodies=["Since Monday."])
     _put_in_state(runtime, started.id, owner, state)
     answers = {}
     for name, actor in people.items():
-        loaded = _answer(runtime, "load", actor, started.id)
-        checked = _answer(runtime, "check", actor, started.id)
+        loaded = _answer(runtime, "load", actor, started.id, for_update=for_update)
+        checked = _answer(runtime, "check", actor, started.id, for_update=for_update)
         assert checked == loaded, name
         answers[name] = checked
     # Not one answer for everyone: the matrix tells the actors and the states apart.
@@ -101,12 +124,16 @@ def test_every_actor_gets_the_same_answer_from_both_reads(runtime, people, state
     assert answers["doctor without the key"] == "RoleKeyRequired"
     visible = state != "sealed"
     assert isinstance(answers["owner"], tuple) == visible
-    assert isinstance(answers["doctor"], tuple) == (
-        visible and state in ("open", "answered", "closed", "open, restricted")
-    )
+    assert isinstance(answers["doctor"], tuple) == (visible and state != "answered, restricted")
     if visible:
-        record, deks, rows = answers["owner"]
+        record, deks, rows, consents, facts = answers["owner"]
         assert record["id"] == started.id and deks[1] == started.dek and 1 in rows
+        assert record["message_count"] == 1
+        # What a write reads besides the row, and only a write.
+        assert consents == (state.endswith("consents") if for_update else None)
+        assert (facts is not None) == for_update
+        if for_update:
+            assert facts.member_key_id == rows[1]["member_key_id"]
 
 
 def test_an_unknown_conversation_is_not_found_by_either(runtime, people):
@@ -126,8 +153,15 @@ def test_check_gives_a_record_no_session_tracks(runtime, people):
             record.status = "closed"  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("column", [*_EPOCH_TAGGED, "row_tag"])
-def test_an_altered_epoch_row_is_refused_by_the_page_read(runtime, people, column):
+#: Every tagged column and the tag, but those the join finds the row by: altered, those leave
+#: the wrap without its epoch row, which ``epochs.epoch_commitment`` answers (epoch 1 falls back
+#: to the conversation row's commitment, under its key-set tag; a later epoch is refused).
+_ALTERABLE = [c for c in (*_EPOCH_TAGGED, "row_tag") if c not in ("id", "conversation_id", "epoch")]
+
+
+@pytest.mark.parametrize("for_update", [False, True], ids=["read", "locked"])
+@pytest.mark.parametrize("column", _ALTERABLE)
+def test_an_altered_epoch_row_is_refused_by_the_check(runtime, people, column, for_update):
     owner = people["owner"]
     started = start_conversation(runtime, owner, subject=None, bodies=["Hello."])
     with runtime.database.transaction() as session:
@@ -135,8 +169,6 @@ def test_an_altered_epoch_row_is_refused_by_the_page_read(runtime, people, colum
             select(ConversationKeyEpoch).where(ConversationKeyEpoch.conversation_id == started.id)
         ).one()
         original = getattr(genuine, column)
-    if column in ("id", "conversation_id", "epoch"):
-        pytest.skip("names the row the join finds: altered, the row is not read at all")
     altered = {
         bytes: lambda v: bytes(reversed(v)) if v else b"\x01" * 8,
         int: lambda v: v + 10,
@@ -160,10 +192,12 @@ def test_an_altered_epoch_row_is_refused_by_the_page_read(runtime, people, colum
     before = refused()
     for actor in ("owner", "doctor"):
         with pytest.raises(RowIntegrityFailure), runtime.database.transaction() as session:
-            ConversationAccess(session, runtime).check(people[actor], started.id)
+            access = ConversationAccess(session, runtime)
+            access.check(people[actor], started.id, for_update=for_update)
     assert refused() > before
     # Someone who may not see the conversation learns nothing more than before.
-    assert _answer(runtime, "check", people["other member"], started.id) == "NotFound"
+    other = _answer(runtime, "check", people["other member"], started.id, for_update=for_update)
+    assert other == "NotFound"
     execute_sql(
         runtime,
         f"UPDATE conversation_key_epochs SET {column} = :v WHERE id = :id",
