@@ -43,7 +43,8 @@ class AuditEntry(Base):
     outcome: Mapped[str] = mapped_column(String(32))
     target_type: Mapped[str | None] = mapped_column(String(32))
     target_id: Mapped[str | None] = mapped_column(String(64), index=True)
-    subject_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    # Indexed with seq (``ix_audit_entries_subject_seq``), which serves a lookup by it alone.
+    subject_id: Mapped[uuid.UUID | None] = mapped_column()
     #: Clear only in entries of format 1 and 2 (until erased); format 3 seals it.
     address: Mapped[str | None] = mapped_column(String(64))
     #: Format 3: the keyed, salted commitment the hash covers, and the sealed salt and address

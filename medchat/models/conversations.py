@@ -160,8 +160,9 @@ class ConversationKeyWrap(Base):
     __table_args__ = (UniqueConstraint("conversation_id", "epoch", "holder", "recipient_key_id"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    # Looked up through the unique constraint above, which it leads.
     conversation_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+        ForeignKey("conversations.id", ondelete="CASCADE")
     )
     # The key epoch whose DEK this wraps (``medchat.models.epochs``); the unwrapped DEK must
     # match that epoch's commitment, so a wrap moved to another epoch opens nothing.

@@ -94,9 +94,8 @@ class RoleKeyGrant(TaggedRow, Base):
     __table_args__ = (UniqueConstraint("role_key_id", "account_id"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
-    role_key_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("role_keys.id", ondelete="CASCADE"), index=True
-    )
+    # Looked up through the unique constraint above, which it leads.
+    role_key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("role_keys.id", ondelete="CASCADE"))
     account_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), index=True
     )

@@ -37,8 +37,9 @@ class RewrapRequest(TaggedRow, Base):
     __table_args__ = (UniqueConstraint("conversation_id", "personal_key_id"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    # Looked up through the unique constraint above, which it leads.
     conversation_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+        ForeignKey("conversations.id", ondelete="CASCADE")
     )
     member_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), index=True

@@ -1,0 +1,63 @@
+"""No index is served by another: every index of every table earns the cost of its writes.
+
+Each index is written on every insert into its table (and on every update that is not a HOT
+update). One whose columns lead another index or a unique constraint of the same table serves
+no lookup the other does not, so it only costs. Walks the metadata (what the migrations make:
+``test_migrations`` holds the two equal), so a new table or index joins by itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Index, MetaData, PrimaryKeyConstraint, UniqueConstraint
+
+from medchat.db import Base
+
+
+def _keys(table: Any) -> list[tuple[str, tuple[str, ...], bool]]:
+    """(name, columns, whether it only serves: a plain index over all rows) of every index,
+    unique constraint and the primary key."""
+    keys = []
+    for index in table.indexes:
+        partial = any(
+            options.get("where") is not None for options in index.dialect_options.values()
+        )
+        columns = tuple(column.name for column in index.columns)
+        keys.append((index.name, columns, not index.unique and not partial))
+    for constraint in table.constraints:
+        if isinstance(constraint, (UniqueConstraint, PrimaryKeyConstraint)):
+            columns = tuple(column.name for column in constraint.columns)
+            keys.append((constraint.name or "primary key", columns, False))
+    return keys
+
+
+def redundant(metadata: MetaData) -> list[str]:
+    """Each plain index whose columns lead another index or constraint of its table."""
+    found = []
+    for table in metadata.sorted_tables:
+        keys = _keys(table)
+        for name, columns, plain in keys:
+            if not plain:
+                continue
+            for other, other_columns, _ in keys:
+                if other != name and other_columns[: len(columns)] == columns:
+                    found.append(f"{table.name}: {name} {columns} is led by {other}")
+    return found
+
+
+def test_no_index_is_served_by_another():
+    assert redundant(Base.metadata) == []
+
+
+def test_a_served_index_is_found():
+    metadata = MetaData()
+    for name in Base.metadata.tables:
+        Base.metadata.tables[name].to_metadata(metadata)
+    audit = metadata.tables["audit_entries"]
+    Index("ix_served", audit.c.subject_id)  # led by ix_audit_entries_subject_seq
+    Index("ix_partial", audit.c.chain, postgresql_where=audit.c.format == 1)  # not plain
+    Index("ix_unique_alone", audit.c.actor_role, unique=True)  # unique: leads nothing
+    assert redundant(metadata) == [
+        "audit_entries: ix_served ('subject_id',) is led by ix_audit_entries_subject_seq"
+    ]
