@@ -15,7 +15,8 @@ model's ``__row_integrity__``). How, in one place, for every session of a ``Data
   transaction when it goes on, after its rollback when it fails. A query run with
   ``skip_tampered()`` instead marks such rows and ``intact()`` leaves them out, for work that
   must go on past one bad row (a queue, a list of holders). Code that reads tagged columns
-  without objects (the bearer check of every request) checks them with ``verify_columns``.
+  without objects (the bearer check of every request, the key epochs a page read's and a
+  send's row check reads) checks them with ``verify_columns``.
 """
 
 from __future__ import annotations
