@@ -36,8 +36,9 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import ArgumentError, IntegrityError, InvalidRequestError, StatementError
 
 import medchat
-from medchat.db import UtcDateTime, make_engine
+from medchat.db import Base, UtcDateTime, make_engine
 from medchat.db_driver import DriverStatement, _plan
+from medchat.models.integrity import integrity_of
 
 _metadata = MetaData()
 _things = Table(
@@ -318,3 +319,45 @@ def test_the_chains_array_and_a_text_column_go_through_the_driver(connection):
     statement = select(bindparam("names", type_=ARRAY(String())), text("42 AS answer"))
 
     assert DriverStatement(statement).all(connection, {"names": ["a", "b"]}) == [(["a", "b"], 42)]
+
+
+def _tagged_reads(statement: Any) -> dict[str, set[str]]:
+    """The tagged tables whose deciding columns a statement returns, and which of them: rows
+    of columns are not loaded as objects, so the ORM's check never sees them."""
+    reads: dict[str, set[str]] = {}
+    for column in getattr(statement, "selected_columns", ()):
+        table = getattr(column, "table", None)
+        model = _MODELS.get(getattr(table, "name", None))
+        spec = integrity_of(model) if model is not None else None
+        if spec is not None and spec.kind == "tagged" and column.name in spec.columns:
+            reads.setdefault(table.name, set()).add(column.name)
+    return reads
+
+
+_MODELS = {mapper.class_.__tablename__: mapper.class_ for mapper in Base.registry.mappers}
+
+
+def test_every_driver_read_of_tagged_columns_verifies_them():
+    """A driver statement that returns a tagged table's deciding columns hands the server rows
+    no load event checks: each must call ``verify_columns`` on them, and is listed here with
+    the test that alters every such column and sees the read refused. A new one fails here
+    until it does and is tested."""
+    verified = {
+        # tests/security/test_planted_instructions.py: a planted token row, an account's
+        # role and status altered under a live token
+        "medchat.identity.tokens._CHECK": {"auth_tokens", "accounts"},
+        # tests/unit/services/test_conversation_row_check.py
+        "medchat.services.conversation_access._CHECKS[False]": {"conversation_key_epochs"},
+        "medchat.services.conversation_access._CHECKS[True]": {"conversation_key_epochs"},
+    }
+    found = {
+        name: set(reads)
+        for name, driver in _driver_statements().items()
+        if (reads := _tagged_reads(driver.statement))
+    }
+    assert found == verified
+    # What it finds is the deciding columns themselves: the row check reads every one.
+    check = _driver_statements()["medchat.services.conversation_access._CHECKS[False]"]
+    spec = integrity_of(_MODELS["conversation_key_epochs"])
+    assert spec is not None
+    assert _tagged_reads(check.statement)["conversation_key_epochs"] == set(spec.columns)
