@@ -273,28 +273,30 @@ class SealingFacts:
     due: dict[str, datetime]
 
     @classmethod
-    def from_row(cls, row: Any) -> SealingFacts:
+    def from_columns(cls, row: Mapping[Any, Any]) -> SealingFacts:
+        """From ``facts_columns`` by their labels (a result row's ``_mapping``, or the
+        columns a driver statement read)."""
         due = {
             role: at
             for role, at in (
-                (str(KeyRole.PHYSICIAN), row.fact_physician_due),
-                (str(KeyRole.ARCHIVE), row.fact_archive_due),
+                (str(KeyRole.PHYSICIAN), row["fact_physician_due"]),
+                (str(KeyRole.ARCHIVE), row["fact_archive_due"]),
             )
             if at is not None
         }
-        member_key = row.fact_member_key
+        member_key = row["fact_member_key"]
         return cls(
-            physician_version=row.fact_physician,
-            archive_version=row.fact_archive,
+            physician_version=row["fact_physician"],
+            archive_version=row["fact_archive"],
             member_key_id=bytes(member_key) if member_key is not None else None,
-            removals=row.fact_removals or 0,
+            removals=row["fact_removals"] or 0,
             due=due,
         )
 
     @classmethod
     def read(cls, session: Session, member_id: uuid.UUID) -> SealingFacts:
         """The facts as committed now (a statement of their own)."""
-        return cls.from_row(session.execute(select(*facts_columns(member_id))).one())
+        return cls.from_columns(session.execute(select(*facts_columns(member_id))).one()._mapping)
 
     def fresh(self, row: ConversationKeyEpoch | None) -> bool:
         """Whether an epoch (its row; None for a migrated epoch 1) may still be sealed to."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Protocol
 
@@ -140,15 +140,7 @@ class ConversationRecord:
 
 
 #: ``ConversationRecord``'s columns, in its order.
-RECORD_COLUMNS = (
-    "id",
-    "member_id",
-    "status",
-    "message_count",
-    "key_commitment",
-    "key_tag",
-    "content_version",
-)
+RECORD_COLUMNS = tuple(field.name for field in fields(ConversationRecord))
 
 
 class ConversationKeyWrap(Base):

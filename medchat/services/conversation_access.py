@@ -29,7 +29,6 @@ from is read with the locked row, in the same statement, so a send costs no extr
 from __future__ import annotations
 
 import uuid
-from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Select, Table, and_, bindparam, select
@@ -87,25 +86,34 @@ def _columns_of(source: Any) -> Any:
     return source.c if isinstance(source, Table) else source
 
 
+def _decided_by(conversations: Any, *, consent: bool, facts: bool) -> list[Any]:
+    """What the row check reads besides the row and its wraps, in this order: the highest
+    epoch, whether the member restricts processing (``services.restrictions``: read with the
+    row, so the check costs no round trip) and, when asked, whether the member consents now
+    and what a seal decides from (``key_epochs.SealingFacts``)."""
+    c = _columns_of(conversations)
+    columns: list[Any] = [
+        current_epoch_column(c.id),
+        active_restriction_exists(c.member_id).label("restricted"),
+    ]
+    if consent:
+        columns.append(current_consent_exists(c.member_id).label("consents"))
+    if facts:
+        columns += facts_columns(c.member_id)
+    return columns
+
+
 def _load_statement(*, for_update: bool, with_consent: bool) -> Any:
-    """The row as an object with its wraps (``_joined``), the highest epoch, whether the
-    member restricts processing and, for writes, whether the member consents now and what a
-    seal decides from (``key_epochs.SealingFacts``)."""
+    """The row as an object with its wraps (``_joined``) and ``_decided_by``'s columns (the
+    facts for writes)."""
     columns: list[Any] = [
         Conversation,
         ConversationKeyWrap.epoch,
         ConversationKeyWrap.recipient_key_id,
         ConversationKeyWrap.wrap,
         ConversationKeyEpoch,
-        current_epoch_column(Conversation.id),
-        # Whether the member restricted processing (``services.restrictions``): read with
-        # the row, so the check costs no round trip.
-        active_restriction_exists(Conversation.member_id).label("restricted"),
+        *_decided_by(Conversation, consent=with_consent, facts=for_update),
     ]
-    if with_consent:
-        columns.append(current_consent_exists(Conversation.member_id).label("consents"))
-    if for_update:
-        columns += facts_columns(Conversation.member_id)
     statement = _joined(columns, Conversation, ConversationKeyWrap, ConversationKeyEpoch)
     if for_update:
         # A write reads the row fresh and locked (SQLite ignores it; its unit of work holds
@@ -128,7 +136,7 @@ _conversations, _wraps, _epochs = (
 )
 #: Every column of an epoch row: each one read is checked against its tag.
 _EPOCH_COLUMNS = tuple(column.key for column in _epochs.c)
-#: The names of ``facts_columns``, in their order (``SealingFacts.from_row`` reads them).
+#: The labels of ``facts_columns``, in their order (``SealingFacts.from_columns`` reads them).
 _FACT_NAMES = tuple(column.name for column in facts_columns(_conversations.c.member_id))
 
 
@@ -143,25 +151,16 @@ def _check_statement(*, for_update: bool) -> DriverStatement:
         _wraps.c.recipient_key_id,
         _wraps.c.wrap,
         *(_epochs.c[name] for name in _EPOCH_COLUMNS),
-        current_epoch_column(_conversations.c.id),
-        active_restriction_exists(_conversations.c.member_id).label("restricted"),
+        *_decided_by(_conversations, consent=for_update, facts=for_update),
     ]
+    statement = _joined(columns, _conversations, _wraps, _epochs)
     if not for_update:
-        return DriverStatement(
-            _joined(columns, _conversations, _wraps, _epochs), outside_transaction=True
-        )
-    columns += [
-        current_consent_exists(_conversations.c.member_id).label("consents"),
-        *facts_columns(_conversations.c.member_id),
-    ]
-    return DriverStatement(
-        _joined(columns, _conversations, _wraps, _epochs).with_for_update(of=_conversations)
-    )
+        return DriverStatement(statement, outside_transaction=True)
+    return DriverStatement(statement.with_for_update(of=_conversations))
 
 
 _CHECKS = {for_update: _check_statement(for_update=for_update) for for_update in (False, True)}
-#: Where ``check``'s rows hold what: the wrap, the epoch row, the highest epoch, the
-#: restriction, then (a write's) the consent and the facts.
+#: Where ``check``'s rows hold what: the wrap, the epoch row, then ``_decided_by``'s columns.
 _WRAP = len(RECORD_COLUMNS)
 _EPOCH = _WRAP + 3
 _CURRENT = _EPOCH + len(_EPOCH_COLUMNS)
@@ -229,7 +228,7 @@ class ConversationAccess:
         if with_consent:
             self._consents[conversation.id] = bool(rows[0].consents)
         if for_update:
-            self._facts[conversation.id] = SealingFacts.from_row(rows[0])
+            self._facts[conversation.id] = SealingFacts.from_columns(rows[0]._mapping)
         return conversation
 
     def check(
@@ -257,7 +256,7 @@ class ConversationAccess:
         if for_update:
             self._consents[conversation.id] = bool(first[_CONSENTS])
             facts = dict(zip(_FACT_NAMES, first[_FACTS:], strict=True))
-            self._facts[conversation.id] = SealingFacts.from_row(SimpleNamespace(**facts))
+            self._facts[conversation.id] = SealingFacts.from_columns(facts)
         if holder is not None:
             found = EpochWraps(current=first[_CURRENT])
             for row in rows:

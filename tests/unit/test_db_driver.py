@@ -321,6 +321,10 @@ def test_the_chains_array_and_a_text_column_go_through_the_driver(connection):
     assert DriverStatement(statement).all(connection, {"names": ["a", "b"]}) == [(["a", "b"], 42)]
 
 
+#: Every mapped model by its table's name.
+_MODELS = {mapper.class_.__tablename__: mapper.class_ for mapper in Base.registry.mappers}
+
+
 def _tagged_reads(statement: Any) -> dict[str, set[str]]:
     """The tagged tables whose deciding columns a statement returns, and which of them: rows
     of columns are not loaded as objects, so the ORM's check never sees them."""
@@ -332,9 +336,6 @@ def _tagged_reads(statement: Any) -> dict[str, set[str]]:
         if spec is not None and spec.kind == "tagged" and column.name in spec.columns:
             reads.setdefault(table.name, set()).add(column.name)
     return reads
-
-
-_MODELS = {mapper.class_.__tablename__: mapper.class_ for mapper in Base.registry.mappers}
 
 
 def test_every_driver_read_of_tagged_columns_verifies_them():
