@@ -1,22 +1,47 @@
 """The rate limiter looks at the views that declare limits and at no other
-(``medchat.web.throttling``): every view of the URL map, its own declarations against what the
-limiter's request filter decides for a request routed to it."""
+(``medchat.web.throttling``): no request reaches it before its view, and the views that
+declare limits check them in their own wrapper (``tests/api/test_sign_in_limits.py`` shows
+those limits holding)."""
 
 from __future__ import annotations
 
+from flask_limiter import Limiter
+
 from medchat.web.throttling import throttles_of
-from tests.support.routes import sample_path
+from tests.support.accounts import make_member
 
 
-def test_the_limiter_skips_exactly_the_views_that_declare_no_limit(app):
+def test_no_before_request_step_of_any_blueprint_is_the_limiters(app):
     (limiter,) = app.extensions["limiter"]
-    rules = [rule for rule in app.url_map.iter_rules() if rule.endpoint != "static"]
-    declared = {r.endpoint for r in rules if throttles_of(app.view_functions[r.endpoint])}
-    assert {"auth.token", "console.login"} <= declared
+    hooks = [hook for hooks in app.before_request_funcs.values() for hook in hooks]
+    assert hooks, "the app has before-request steps: the check below looks at them"
+    assert [hook for hook in hooks if getattr(hook, "__self__", None) is limiter] == []
 
-    for rule in rules:
-        method = sorted(rule.methods - {"HEAD", "OPTIONS"})[0]
-        with app.test_request_context(sample_path(rule), method=method) as context:
-            assert context.request.endpoint == rule.endpoint
-            skipped = any(check() for check in limiter._request_filters)
-        assert skipped == (rule.endpoint not in declared), rule.endpoint
+
+def test_a_request_reaches_the_limiter_only_through_a_view_that_declares_a_limit(
+    app, client, runtime, monkeypatch
+):
+    """Counted at the limiter itself: a sign-in (limited) reaches it once, a health check and
+    a member's read (not limited) never."""
+    seen: list[str | None] = []
+    original = Limiter._check_request_limit
+
+    def recording(self: Limiter, *args: object, **kwargs: object) -> None:
+        from flask import request
+
+        seen.append(request.endpoint)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Limiter, "_check_request_limit", recording)
+    assert throttles_of(app.view_functions["auth.token"])
+    assert not throttles_of(app.view_functions["health.healthz"])
+    member = make_member(runtime)
+
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/api/v1/me").status_code == 401
+    signed_in = client.post(
+        "/api/v1/auth/token", json={"email": member.email, "password": member.password}
+    )
+
+    assert signed_in.status_code == 200
+    assert seen == ["auth.token"]
