@@ -5,6 +5,7 @@ those limits holding)."""
 
 from __future__ import annotations
 
+from flask import request
 from flask_limiter import Limiter
 
 from medchat.web.throttling import throttles_of
@@ -21,14 +22,12 @@ def test_no_before_request_step_of_any_blueprint_is_the_limiters(app):
 def test_a_request_reaches_the_limiter_only_through_a_view_that_declares_a_limit(
     app, client, runtime, monkeypatch
 ):
-    """Counted at the limiter itself: a sign-in (limited) reaches it once, a health check and
-    a member's read (not limited) never."""
+    """Counted at the limiter itself: a sign-in (limited) reaches it once; a health check and
+    a request for the member's profile (neither limited) never."""
     seen: list[str | None] = []
     original = Limiter._check_request_limit
 
     def recording(self: Limiter, *args: object, **kwargs: object) -> None:
-        from flask import request
-
         seen.append(request.endpoint)
         original(self, *args, **kwargs)
 
