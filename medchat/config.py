@@ -32,7 +32,7 @@ DEVELOPMENT_STAFF_NETWORKS = "127.0.0.0/8,::1/128"
 MAX_RETENTION_DAYS = 36_500
 #: Rows locked by one retention transaction at most (they stay locked until it commits).
 MAX_RETENTION_BATCH = 20_000
-#: Audit chain heads that exist (migration 0015; ``medchat.audit.chain.MAX_CHAINS``).
+#: Audit chain heads that exist (migration 0015; ``medchat.audit.heads.MAX_CHAINS``).
 AUDIT_MAX_CHAINS = 64
 #: Chains a PostgreSQL deployment appends to when ``MEDCHAT_AUDIT_CHAINS`` is 0.
 AUDIT_DEFAULT_CHAINS = 16
@@ -96,7 +96,7 @@ class Settings:
     #: How long a mailed password-reset or e-mail-confirmation token works (SECURITY-MODEL
     #: "Authentication"; ``services/email_change``).
     password_reset_minutes: int = 30
-    #: Audit chains commits append to, each under its own head lock (``medchat.audit.chain``);
+    #: Audit chains commits append to, each under its own head lock (``medchat.audit.heads``);
     #: 0: 16 on PostgreSQL, 1 on SQLite (whose writers take one database lock anyway).
     audit_chains: int = 0
     #: Re-wrap requests a clinician request drains before it commits (key hierarchy 7).

@@ -6,7 +6,6 @@ the chain's public functions are named here.
 """
 
 from medchat.audit.chain import (
-    AUDIT_CHAIN,
     AuditContext,
     append_pending,
     get_context,
@@ -14,6 +13,7 @@ from medchat.audit.chain import (
     record_on_rollback,
     set_context,
 )
+from medchat.audit.heads import AUDIT_CHAIN
 from medchat.audit.verification import VerifyResult, checked_heads, verify
 
 __all__ = [

@@ -22,9 +22,9 @@ from sqlalchemy.orm import Session
 
 from access_control import crypto
 from medchat.audit.addresses import legacy_erasure_holds
-from medchat.audit.chain import MAX_CHAINS, chain_name
 from medchat.audit.entry_format import _MAC_LABEL, entry_columns, entry_hash
 from medchat.audit.hash_chain import AUDIT, GENESIS_HASH
+from medchat.audit.heads import MAX_CHAINS, chain_name
 from medchat.models import AuditEntry, ChainHead
 
 #: Every chain a deployment may have appended to (heads made by migration 0015).

@@ -13,9 +13,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Integer, bindparam, insert, select, update
+from sqlalchemy import Integer, bindparam, insert, select, true, update
 from sqlalchemy.orm import Session
 
+from medchat.audit import heads
 from medchat.db import table_of
 from medchat.db_driver import DriverStatement
 from medchat.errors import Conflict
@@ -50,8 +51,8 @@ _INSERT_MESSAGE = insert(_messages)
 _NEXT_SEQ_CTE = _NEXT_SEQ.where(
     _conversations.c.message_count == bindparam("previous_count", type_=Integer)
 ).cte("next_seq")
-#: Run through the driver on PostgreSQL (``medchat.db_driver``), the only database it runs on.
-_APPEND = DriverStatement(
+#: The message, inserted from the UPDATE's new count.
+_INSERTED = (
     insert(_messages)
     .from_select(
         [
@@ -74,6 +75,16 @@ _APPEND = DriverStatement(
         ),
     )
     .returning(_messages.c.seq)
+)
+#: Run through the driver on PostgreSQL (``medchat.db_driver``), the only database it runs on.
+_APPEND = DriverStatement(_INSERTED)
+#: The same, also taking a free audit chain head for the commit (``medchat.audit.heads``:
+#: looked for only once the message is in), so the commit needs no statement of its own to
+#: lock one: the message's number, then the head's columns (NULL when every head is held).
+_WRITTEN = _INSERTED.cte("appended")
+_HEAD, _HEAD_COLUMNS = heads.head_after(_WRITTEN)
+_APPEND_AND_TAKE_HEAD = DriverStatement(
+    select(_WRITTEN.c.seq, *_HEAD_COLUMNS).select_from(_WRITTEN.outerjoin(_HEAD, true()))
 )
 
 
@@ -114,7 +125,13 @@ def write_at_next_seq(
         for _attempt in range(2):
             sealed = key.seal_body(MessageLabel(message_id, count + 1, author, author_id), body)
             params.update(previous_count=count, body_ciphertext=sealed)
-            row = _APPEND.one_or_none(connection, params)
+            if heads.may_hold(session):
+                params["chains"] = heads.chain_order(session)
+                row = _APPEND_AND_TAKE_HEAD.one_or_none(connection, params)
+                if row is not None:
+                    heads.hold(session, row[1:])
+            else:
+                row = _APPEND.one_or_none(connection, params)
             seq = None if row is None else row[0]
             if seq is not None:
                 break

@@ -298,7 +298,8 @@ def test_every_driver_statement_is_compiled_as_sqlalchemy_runs_it():
         "medchat.identity.tokens._CHECK",
         "medchat.services.message_views._PAGES[(False, False)]",
         "medchat.services.message_append._APPEND",
-        "medchat.audit.chain._LOCK_FREE_HEAD_AND_NUMBER",
+        "medchat.services.message_append._APPEND_AND_TAKE_HEAD",
+        "medchat.audit.heads._LOCK_FREE_HEAD_AND_NUMBER",
         "medchat.audit.chain._INSERT_ONE_AND_MOVE_HEAD",
     } <= set(statements)
     for name, driver in statements.items():

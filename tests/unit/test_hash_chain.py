@@ -11,7 +11,7 @@ import pytest
 
 from access_control import crypto
 from medchat.archive import ledger
-from medchat.audit import chain, verification
+from medchat.audit import chain, heads, verification
 from medchat.audit.hash_chain import ARCHIVE, AUDIT, GENESIS_HASH, Head
 
 KEY = bytes(range(32))
@@ -24,7 +24,7 @@ def test_names_labels_and_genesis_never_change() -> None:
     assert GENESIS_HASH.hex() == "00" * 32
     assert (AUDIT.name, AUDIT.head_label) == ("audit", "medchat/audit-head/v1")
     assert (ARCHIVE.name, ARCHIVE.head_label) == ("archive", "medchat/archive-head/v1")
-    assert chain.AUDIT_CHAIN == "audit" and ledger.ARCHIVE_CHAIN == "archive"
+    assert heads.AUDIT_CHAIN == "audit" and ledger.ARCHIVE_CHAIN == "archive"
     assert verification.GENESIS_HASH is GENESIS_HASH and ledger.GENESIS_HASH is GENESIS_HASH
     # The audit chains' head MAC is the shared one (every chain, one label).
     assert chain.head_mac(KEY, 3, ENTRY_HASH).hex() == AUDIT_HEAD_MAC

@@ -125,7 +125,7 @@ def in_thread(work) -> threading.Thread:
 def test_a_commit_with_every_chain_free_takes_the_drawn_one(runtime, monkeypatch):
     """The draw spreads concurrent commits over the chains; the free-head lock keeps it."""
     for drawn in (2, 0, 3, 1):
-        monkeypatch.setattr(audit.chain.secrets, "randbelow", lambda n, drawn=drawn: drawn)
+        monkeypatch.setattr(audit.heads.secrets, "randbelow", lambda n, drawn=drawn: drawn)
         write(runtime, commits=1)
     assert [row.chain for row in entries(runtime)] == ["audit/2", "audit", "audit/3", "audit/1"]
 

@@ -14,8 +14,8 @@ from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from medchat import audit
-from medchat.audit import chain
-from medchat.audit.chain import chain_name
+from medchat.audit import heads
+from medchat.audit.heads import chain_name
 from medchat.models import AuditEntry, ChainHead
 from tests.unit.services.test_audit_chain import verify, write_entries
 
@@ -91,8 +91,8 @@ def test_on_postgresql_the_one_entry_head_lock_is_planned_once_per_connection(ru
     chains = [chain_name(0)]
     plans = {}
     for name, statement, given, marker in (
-        ("one", chain._LOCK_FREE_HEAD_AND_ONE_NUMBER, {}, "ARRAY[nextval("),
-        ("several", chain._LOCK_FREE_HEAD_AND_NUMBER, {"entries": 2}, "generate_series"),
+        ("one", heads._LOCK_FREE_HEAD_AND_ONE_NUMBER, {}, "ARRAY[nextval("),
+        ("several", heads._LOCK_FREE_HEAD_AND_NUMBER, {"entries": 2}, "generate_series"),
     ):
         compiled = statement.statement.compile(dialect=engine.dialect)
         params = {**compiled.params, "chains": chains, **given}
