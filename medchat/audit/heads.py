@@ -71,7 +71,7 @@ def chain_name(index: int) -> str:
 def chain_order(session: Session) -> list[str]:
     """The chains this session appends to, from one drawn at random: the order a commit
     looks for a free head in."""
-    count = session.info.get("audit_chains", 1)
+    count: int = session.info["audit_chains"]
     drawn = secrets.randbelow(count)
     return [chain_name((drawn + offset) % count) for offset in range(count)]
 

@@ -144,6 +144,20 @@ def test_a_commit_takes_a_free_chain_instead_of_waiting_for_a_held_one(runtime):
     assert result.ok, result.reason
 
 
+def test_a_commit_whose_drawn_chain_is_held_takes_the_next_one_on(runtime, monkeypatch):
+    """Looking from the drawn chain on: drawn audit/1 held, audit/2 is next (then audit/3)."""
+    if not runtime.database.is_postgresql:
+        pytest.skip("SQLite holds the write lock for the whole commit: one writer at a time")
+    monkeypatch.setattr(audit.heads.secrets, "randbelow", lambda n: 1)
+    with heads_held(runtime, "audit/1"):
+        writer = in_thread(lambda: write(runtime, commits=1))
+        writer.join(timeout=30)
+    with heads_held(runtime, "audit/1", "audit/2"):
+        writer = in_thread(lambda: write(runtime, commits=1))
+        writer.join(timeout=30)
+    assert [row.chain for row in entries(runtime)] == ["audit/2", "audit/3"]
+
+
 def test_a_commit_waits_for_a_head_when_every_chain_is_held(runtime):
     if not runtime.database.is_postgresql:
         pytest.skip("SQLite holds the write lock for the whole commit: one writer at a time")
