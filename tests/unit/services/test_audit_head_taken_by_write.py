@@ -14,12 +14,15 @@ import threading
 import uuid
 
 import pytest
+from sqlalchemy import event
 
 from medchat import audit
 from medchat.audit import heads
 from medchat.services import message_append
 from tests.support.accounts import login, make_member
+from tests.support.conversations import start_conversation
 from tests.support.messaging import CONVERSATIONS, asked, care_team, give_consent, send
+from tests.support.sessions import sign_in
 from tests.unit.services.test_audit_chain import verify
 from tests.unit.services.test_audit_chains import entries, heads_held, in_thread
 
@@ -128,6 +131,26 @@ def test_a_head_is_taken_once_per_transaction_and_never_in_a_savepoint(runtime):
         assert heads.may_hold(session)
     finally:
         session.close()
+
+
+def test_a_transaction_of_several_appends_takes_one_head(runtime):
+    care_team(runtime)
+    member = sign_in(runtime, make_member(runtime)).principal
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        seen.append(statement)
+
+    event.listen(runtime.database.engine, "before_cursor_execute", record)
+    try:
+        start_conversation(runtime, member, subject=None, bodies=["one", "two", "three"])
+    finally:
+        event.remove(runtime.database.engine, "before_cursor_execute", record)
+    appends = [sql for sql in seen if "INSERT INTO messages" in sql]
+    assert len(appends) == 3
+    assert ["free_head" in sql for sql in appends] == [True, False, False]
+    assert not any("FOR UPDATE SKIP LOCKED" in sql for sql in seen if sql not in appends)
+    assert_whole(runtime)
 
 
 def test_no_head_held_when_the_write_found_none_free(runtime):
