@@ -17,6 +17,7 @@ from medchat import audit
 from medchat.audit import heads
 from medchat.audit.heads import chain_name
 from medchat.models import AuditEntry, ChainHead
+from tests.support.plans import plans_after
 from tests.unit.services.test_audit_chain import verify, write_entries
 
 
@@ -89,31 +90,13 @@ def test_on_postgresql_the_one_entry_head_lock_is_planned_once_per_connection(ru
         pytest.skip("prepared statements and their plans are PostgreSQL's")
     engine = runtime.database.engine
     chains = [chain_name(0)]
-    plans = {}
-    for name, statement, given, marker in (
-        ("one", heads._LOCK_FREE_HEAD_AND_ONE_NUMBER, {}, "ARRAY[nextval("),
-        ("several", heads._LOCK_FREE_HEAD_AND_NUMBER, {"entries": 2}, "generate_series"),
-    ):
-        compiled = statement.statement.compile(dialect=engine.dialect)
-        params = {**compiled.params, "chains": chains, **given}
-        with engine.connect() as connection:
-            driver = connection.connection.driver_connection
-            # The heads table as it stays in service, a page or two that autovacuum keeps
-            # analyzed (the tests before this one leave it tens of pages long, which prices
-            # any generic plan over a custom one).
-            driver.autocommit = True
-            driver.execute("VACUUM (FULL, ANALYZE) chain_heads")
-            driver.autocommit = False
-            for _ in range(8):
-                driver.execute(str(compiled), params, prepare=True).fetchall()
-                # Not a rollback: psycopg forgets every prepared statement at a ROLLBACK.
-                driver.commit()
-            plans[name] = driver.execute(
-                "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
-                " WHERE statement LIKE '%%free_head%%' AND strpos(statement, %s) > 0",
-                (marker,),
-            ).fetchall()
-            driver.rollback()
+    plans = {
+        name: plans_after(engine, statement.statement, {"chains": chains, **given}, marker)
+        for name, statement, given, marker in (
+            ("one", heads._LOCK_FREE_HEAD_AND_ONE_NUMBER, {}, "ARRAY[nextval("),
+            ("several", heads._LOCK_FREE_HEAD_AND_NUMBER, {"entries": 2}, "generate_series"),
+        )
+    }
     assert len(plans["one"]) == 1 and plans["one"][0][0] >= 1
     assert plans["several"] == [(0, 8)]
 

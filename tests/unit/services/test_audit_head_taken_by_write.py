@@ -22,6 +22,7 @@ from medchat.services import message_append
 from tests.support.accounts import login, make_member
 from tests.support.conversations import start_conversation
 from tests.support.messaging import CONVERSATIONS, asked, care_team, give_consent, send
+from tests.support.plans import plans_after
 from tests.support.sessions import sign_in
 from tests.unit.services.test_audit_chain import verify
 from tests.unit.services.test_audit_chains import entries, heads_held, in_thread
@@ -205,11 +206,7 @@ def test_concurrent_sends_leave_every_chain_whole(client, runtime, conversation)
 
 def test_the_append_that_takes_a_head_is_planned_once_per_connection(runtime):
     """Like the commit's own head lock (``test_audit_commit``): a generic plan, made once."""
-    engine = runtime.database.engine
-    statement = message_append._APPEND_AND_TAKE_HEAD.statement
-    compiled = statement.compile(dialect=engine.dialect)
     params = {
-        **compiled.params,
         "conversation_id": uuid.uuid4(),  # no such row: nothing is written, nothing locked
         "now": None,
         "next_status": "open",
@@ -220,17 +217,6 @@ def test_the_append_that_takes_a_head_is_planned_once_per_connection(runtime):
         "body_ciphertext": b"",
         "chains": [heads.chain_name(0)],
     }
-    with engine.connect() as connection:
-        driver = connection.connection.driver_connection
-        driver.autocommit = True
-        driver.execute("VACUUM (FULL, ANALYZE) chain_heads")
-        driver.autocommit = False
-        for _ in range(8):
-            assert driver.execute(str(compiled), params, prepare=True).fetchall() == []
-            driver.commit()  # not a rollback: psycopg forgets prepared statements at one
-        plans = driver.execute(
-            "SELECT generic_plans FROM pg_prepared_statements"
-            " WHERE statement LIKE '%%free_head%%' AND statement LIKE '%%INSERT INTO messages%%'"
-        ).fetchall()
-        driver.rollback()
+    statement = message_append._APPEND_AND_TAKE_HEAD.statement
+    plans = plans_after(runtime.database.engine, statement, params, "INSERT INTO messages")
     assert len(plans) == 1 and plans[0][0] >= 1
