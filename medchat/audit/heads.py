@@ -14,13 +14,13 @@ will audit, a message's append (``medchat.services.message_append``), may take a
 in the same statement (``head_after``): the head's row, locked, and one ``seq`` come back with
 the write's own result, and the commit appends to that head (``take``) instead of locking one
 in a statement of its own, one round trip fewer on every send. The head is then held from
-that statement to the commit, a little longer than from the commit's first statement, which
-is what more chains are for: by Little's law the heads held at once are the appends a second
-times the time each holds one (1,000 sends a second holding a head 2 ms each hold 2 on
-average), far below the 16 chains. A head is taken early only by the outermost transaction
-(a savepoint rolled back would release its lock) and once per transaction; a held head
-belongs to the transaction that took it (``HeldHead.transaction``) and to no later one. A
-commit with more entries than drawn ``seq`` values draws the rest after the first.
+that statement to the commit, a little longer than from the commit's first statement; by
+Little's law the heads held at once are the appends a second times the time each holds one
+(1,000 sends a second holding a head 2 ms each hold 2 on average), far below the 16 chains.
+A head is taken early only by the outermost transaction (a savepoint rolled back would
+release its lock) and once per transaction; a held head belongs to the transaction that took
+it (``HeldHead.transaction``) and to no later one. A commit with more entries than drawn
+``seq`` values draws the rest after the first.
 """
 
 from __future__ import annotations
