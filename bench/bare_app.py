@@ -77,7 +77,7 @@ class BareAudit(Base):
     __table_args__ = (Index("ix_bare_audit_at", "at"),)
 
     seq: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    id: Mapped[uuid.UUID]
     at: Mapped[datetime]
     actor_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
     actor_role: Mapped[str | None] = mapped_column(String(16))

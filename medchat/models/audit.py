@@ -35,7 +35,9 @@ class AuditEntry(Base):
     )
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    # No index on ``id`` or ``entry_hash``: random values, each a random leaf page per insert,
+    # and nothing looks an entry up by either (migration 0026; ``tests/unit/test_indexes.py``).
+    id: Mapped[uuid.UUID] = mapped_column()
     at: Mapped[datetime] = mapped_column(index=True)
     actor_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
     actor_role: Mapped[str | None] = mapped_column(String(16))
@@ -55,7 +57,7 @@ class AuditEntry(Base):
     address_erasure_mac: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     details: Mapped[str] = mapped_column(Text, default="{}")
     prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
-    entry_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    entry_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     mac: Mapped[bytes] = mapped_column(LargeBinary(32))
     chain: Mapped[str] = mapped_column(String(32), server_default="audit")
     position: Mapped[int] = mapped_column(BigInteger)

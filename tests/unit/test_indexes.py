@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Index, MetaData, PrimaryKeyConstraint, UniqueConstraint
+from sqlalchemy import Index, LargeBinary, MetaData, PrimaryKeyConstraint, UniqueConstraint
 
 from medchat.db import Base
 
@@ -60,4 +60,35 @@ def test_a_served_index_is_found():
     Index("ix_unique_alone", audit.c.actor_role, unique=True)  # unique: leads nothing
     assert redundant(metadata) == [
         "audit_entries: ix_served ('subject_id',) is led by ix_audit_entries_subject_seq"
+    ]
+
+
+def random_keys(table: Any) -> list[str]:
+    """Each index or constraint of the audit table over a column of random values: the entry's
+    id (a UUID4) or any binary column (hashes, MACs, sealed values)."""
+    random = {"id"} | {c.name for c in table.columns if isinstance(c.type, LargeBinary)}
+    return [
+        f"{name} {columns}" for name, columns, _ in _keys(table) if random.intersection(columns)
+    ]
+
+
+def test_the_audit_table_has_no_index_on_a_random_value():
+    """Every request that changes or reads content writes an audit entry. A B-tree over a
+    random value takes each insert to a random leaf page: once the index outgrows the buffers,
+    a page that is read in and, after each checkpoint, written to the WAL whole (migration
+    0026). Nothing looks an entry up by one: ``verify`` walks by chain and seq."""
+    assert random_keys(Base.metadata.tables["audit_entries"]) == []
+
+
+def test_a_random_key_is_found():
+    metadata = MetaData()
+    Base.metadata.tables["audit_entries"].to_metadata(metadata)
+    audit = metadata.tables["audit_entries"]
+    UniqueConstraint(audit.c.entry_hash, name="uq_hash")
+    Index("ix_id", audit.c.id)
+    Index("ix_address", audit.c.subject_id, audit.c.address_hash)
+    assert sorted(random_keys(audit)) == [
+        "ix_address ('subject_id', 'address_hash')",
+        "ix_id ('id',)",
+        "uq_hash ('entry_hash',)",
     ]
