@@ -12,11 +12,12 @@ the record of the refusal is kept.
 
 from __future__ import annotations
 
+import secrets
 import select
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
 
 import psycopg
@@ -103,6 +104,36 @@ def table_of(model: type[Base]) -> Table:
 def new_id() -> uuid.UUID:
     """Primary keys are made in Python so SQLite and PostgreSQL behave alike."""
     return uuid.uuid4()
+
+
+_UNIX_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND: Final = timedelta(milliseconds=1)
+
+
+def time_ordered_id(now: datetime) -> uuid.UUID:
+    """A UUID version 7 (RFC 9562): ``now`` in Unix milliseconds (48 bits), then 74 random
+    bits, for the rows of a large table written in time order (messages).
+
+    A random id takes each insert to a random leaf of the primary key's B-tree: in a table
+    larger than the buffers a page read in and, after every checkpoint, a whole page in the
+    WAL. Ids that rise with time land on the index's newest pages (bench/README.md, "Past one
+    database": 3.3 against 0.8 KB of WAL per message in a table of 2,000,000). The id tells
+    the millisecond the row was made, which whoever sees a message's id sees beside it (its
+    ``created_at``, the audit entry's time); the random bits keep it unguessable.
+    """
+    # 48 bits of milliseconds last past the year 10000, beyond any ``datetime``.
+    milliseconds = (now - _UNIX_EPOCH) // _MILLISECOND
+    if milliseconds < 0:
+        raise ValueError("a time-ordered id needs a time after 1970")
+    random = secrets.randbits(74)
+    value = (
+        milliseconds << 80
+        | 0x7 << 76  # version 7
+        | (random >> 62) << 64  # 12 random bits
+        | 0b10 << 62  # the RFC 9562 variant
+        | random & ((1 << 62) - 1)  # 62 random bits
+    )
+    return uuid.UUID(int=value)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -26,6 +26,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from access_control.roles import Role
 from medchat import audit
+from medchat.db import time_ordered_id
 from medchat.errors import Conflict, ConsentRequired, HistoryPending, NotFound
 from medchat.identity.principal import Principal
 from medchat.keys.epochs import ConversationDeks
@@ -110,7 +111,7 @@ class ConversationService(ConversationReader):
         status = ConversationStatus.ANSWERED if author == "clinician" else ConversationStatus.OPEN
         # Core statements skip the ORM's autoflush: a conversation just added goes out first.
         self.session.flush()
-        message_id = message_id or uuid.uuid4()
+        message_id = message_id or time_ordered_id(now)
         seq, sealed = write_at_next_seq(
             self.session,
             conversation,
@@ -273,7 +274,7 @@ class ConversationService(ConversationReader):
         """
         # Locked as it is read: a send never lands after a racing close, in one statement.
         conversation, dek = self.open_record(actor, conversation_id, for_update=True)
-        message_id = uuid.uuid4()
+        message_id = time_ordered_id(self.now())
         if idempotency_key is not None:
             first = self.idempotency.claim(
                 actor,

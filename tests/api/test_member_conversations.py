@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import threading
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -21,6 +22,8 @@ from tests.support.messaging import (
     give_consent,
     send,
 )
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -337,3 +340,24 @@ def test_member_sees_the_doctor_by_display_name_and_closed_means_409(client, run
     assert refused.get_json()["error"]["code"] == "conflict"
     assert client.get(messages, headers=bearer(tokens)).status_code == 200
     assert count(runtime, Message) == 2
+
+
+def test_every_message_id_rises_with_its_time(client, runtime, team, tokens):
+    """Whatever flow writes a message (a question, a send, a retried send, a clinician's
+    answer), its id is time-ordered (``medchat.db.time_ordered_id``): the millisecond it was
+    written, so the primary key's index takes each message on its newest pages."""
+    conversation_id = asked(client, tokens, "Question?")
+    messages = f"{CONVERSATIONS}/{conversation_id}/messages"
+    assert send(client, tokens, messages, "More.", key="k-1").status_code == 201
+    assert send(client, tokens, messages, "More.", key="k-1").status_code == 201  # replayed
+    doctor = login(client, runtime, team.clinician)
+    claim(client, doctor, conversation_id)
+    answer = f"/api/v1/clinician/conversations/{conversation_id}/messages"
+    assert send(client, doctor, answer, "An answer.").status_code == 201
+
+    with runtime.database.transaction() as session:
+        rows = session.execute(select(Message.id, Message.created_at)).all()
+    assert len(rows) == 3
+    for message_id, created_at in rows:
+        assert message_id.version == 7
+        assert message_id.int >> 80 == (created_at - EPOCH) // timedelta(milliseconds=1)

@@ -10,7 +10,7 @@ database can drop a constraint. What they cost grows with the table: once an ind
 than the buffers, each insert touches a page no other recent insert touched, and after every
 checkpoint that page is written to the WAL whole. Measured on a 2,000,000-entry table from a
 checkpoint: 12.0 KB of WAL per entry with the two, 5.0 KB without (``python -m
-bench.audit_wal``; bench/README.md, "Past one database").
+bench.wal_at_scale``; bench/README.md, "Past one database").
 
 Revision ID: 0026
 Revises: 0025
