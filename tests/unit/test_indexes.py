@@ -3,7 +3,9 @@
 Each index is written on every insert into its table (and on every update that is not a HOT
 update). One whose columns lead another index or a unique constraint of the same table serves
 no lookup the other does not, so it only costs. Walks the metadata (what the migrations make:
-``test_migrations`` holds the two equal), so a new table or index joins by itself.
+``test_migrations`` holds the two equal), so a new table or index joins by itself. And the
+audit table, written by every request that changes or reads content, keeps no index over a
+random value (its id, a hash, a MAC): each would cost every entry a random leaf page.
 """
 
 from __future__ import annotations
