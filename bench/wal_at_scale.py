@@ -26,6 +26,7 @@ Not part of ``make bench``. Everything is removed at the end.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import random
 import sys
@@ -87,14 +88,15 @@ def _account(n: int) -> uuid.UUID:
 
 
 def _wal_per_commit(
-    conn: psycopg.Connection[Any], inserts: int, statement: str, params: Callable[[int], Any]
+    conn: psycopg.Connection[Any], inserts: int, statement: str, params: Callable[[], Any]
 ) -> tuple[float, float]:
-    """(WAL bytes, wall seconds) per commit of ``inserts`` one-row commits from a checkpoint."""
+    """(WAL bytes, wall seconds) per commit of ``inserts`` one-row commits from a checkpoint,
+    each row's parameters from ``params``."""
     conn.execute("CHECKPOINT")
     start = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]  # type: ignore[index]
     began = time.perf_counter()
-    for i in range(inserts):
-        conn.execute(statement, params(i), prepare=True)
+    for _ in range(inserts):
+        conn.execute(statement, params(), prepare=True)
         conn.commit()
     seconds = time.perf_counter() - began
     row = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s)", (start,))
@@ -108,11 +110,10 @@ def _audit(conn: psycopg.Connection[Any], args: argparse.Namespace) -> dict[str,
     conn.execute("ANALYZE audit_entries")
     conn.commit()
     log(f"{args.entries:,} audit entries")
-    next_seq = [args.entries + 1]
+    seqs = itertools.count(args.entries + 1)
 
-    def entry(_: int) -> dict[str, Any]:
-        seq = next_seq[0]
-        next_seq[0] += 1
+    def entry() -> dict[str, Any]:
+        seq = next(seqs)
         return {
             "seq": seq,
             "id": uuid.uuid4(),
@@ -164,7 +165,7 @@ def _messages(conn: psycopg.Connection[Any], args: argparse.Namespace) -> dict[s
         for name in list(makers) if index % 2 == 0 else list(reversed(makers)):
             make = makers[name]
 
-            def message(_: int, make: Callable[[], uuid.UUID] = make) -> dict[str, Any]:
+            def message(make: Callable[[], uuid.UUID] = make) -> dict[str, Any]:
                 conversation, author = chooser.choice(active)
                 counts[conversation] += 1
                 return {
