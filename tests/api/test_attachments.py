@@ -295,3 +295,12 @@ def test_the_openapi_document_describes_the_multipart_body(client):
         assert schema["properties"]["file"]["format"] == "binary"
     download = spec["paths"]["/api/v1/attachments/{attachment_id}"]["get"]["responses"]["200"]
     assert "application/pdf" in download["content"]
+
+
+def test_an_upload_writes_its_message_with_a_time_ordered_id(clinic):
+    """An upload is a message too (``ConversationService.append_message``): its id rises with
+    time like every other message's (``tests/api/test_member_conversations.py``)."""
+    assert post_file(clinic, files.pdf("ordered"), "bilan.pdf").status_code == 201
+    with clinic.runtime.database.transaction() as session:
+        uploaded = session.scalar(select(Message.id).join(Attachment).limit(1))
+    assert uploaded is not None and uploaded.version == 7
