@@ -77,6 +77,7 @@ def seed(database: Database, signer: ArchiveSigner, args: argparse.Namespace) ->
                         "key_tag": secrets.token_bytes(32),
                         "created_at": at,
                         "last_message_at": at,
+                        "status_since": at,
                         "sealed_at": at,
                     }
                 )

@@ -161,9 +161,9 @@ def _make_chunk(args: tuple[str, Recipients, uuid.UUID, int, int, int, datetime]
         for statement, rows in (
             (
                 "COPY conversations (id, member_id, status, subject_ciphertext, message_count, "
-                "key_commitment, key_tag, content_version, created_at, last_message_at) "
-                "FROM STDIN",
-                conversations,
+                "key_commitment, key_tag, content_version, created_at, last_message_at, "
+                "status_since) FROM STDIN",
+                [(*row, row[-1]) for row in conversations],  # in its status since then
             ),
             (
                 "COPY conversation_key_wraps (id, conversation_id, holder, recipient_key_id, "

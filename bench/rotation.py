@@ -227,10 +227,10 @@ def _make_chunk(args: tuple[str, Recipients, int, int, datetime]) -> int:
     with psycopg.connect(conninfo) as conn, conn.cursor() as cur:
         with cur.copy(
             "COPY conversations (id, member_id, status, message_count, key_commitment, "
-            "key_tag, content_version, created_at, last_message_at) FROM STDIN"
+            "key_tag, content_version, created_at, last_message_at, status_since) FROM STDIN"
         ) as copy:
             for row in conversations:
-                copy.write_row(row)
+                copy.write_row((*row, row[-1]))  # open since its last message
         with cur.copy(
             "COPY conversation_key_wraps (id, conversation_id, holder, recipient_key_id, wrap, "
             "created_at) FROM STDIN"

@@ -1,11 +1,13 @@
-"""``python -m bench.wal_at_scale``: the WAL a send's two growing tables cost once they are large.
+"""``python -m bench.wal_at_scale``: the WAL a send's tables cost once they are large.
 
 Every request that changes or reads content writes an audit entry, and every send a message,
 so ``audit_entries`` and ``messages`` are the tables that grow without bound and whose indexes
 are written the most. A B-tree over a random value takes each insert to a random leaf page;
 once the index is larger than the buffers, that page is read in, and the first change to a
 page after a checkpoint writes the whole page to the WAL, which the primary writes and ships to
-every replica ("Past one database" in bench/README.md).
+every replica ("Past one database" in bench/README.md). And every send updates its
+conversation's row: an update that changes an indexed column gets a new entry in each of the
+table's indexes, one that changes none stays in the heap page (a HOT update).
 
 On a fresh database with medchat's migrations, each measurement fills a table with
 ``--entries`` rows shaped like a service's, then, from a checkpoint, commits ``--inserts``
@@ -19,6 +21,11 @@ single-row transactions and reads the WAL they wrote, alternating the two varian
 - ``messages`` (a table made ``LIKE messages INCLUDING ALL``: its columns and indexes, not its
   foreign keys), rows over 100,000 conversations, new ones sent to 2,000 of them: ids made by
   ``medchat.db.time_ordered_id`` (what a send makes) and random ones (``uuid4``, before).
+- ``conversations`` (``LIKE conversations INCLUDING ALL``), ``--entries`` / 2 rows, a quarter
+  of them open, each commit the update a send makes of one of 2,000 open ones (its count and
+  time; the status kept): with the clinicians' index on (status, status_since, id), which
+  leaves that update heap-only, and on (status, last_message_at, id) (before migration 0027),
+  which gives it a new entry in each live index.
 
 Not part of ``make bench``. Everything is removed at the end.
 """
@@ -181,6 +188,62 @@ def _messages(conn: psycopg.Connection[Any], args: argparse.Namespace) -> dict[s
     return results
 
 
+_FILL_CONVERSATIONS = """
+INSERT INTO scale_conversations (id, member_id, status, subject_ciphertext, message_count,
+    key_commitment, key_tag, content_version, created_at, last_message_at, status_since,
+    urgent, notice_version)
+SELECT gen_random_uuid(), gen_random_uuid(),
+    (ARRAY['open', 'answered', 'closed', 'closed'])[g %% 4 + 1], decode(repeat('ab', 60), 'hex'),
+    10, sha256(int8send(g)), sha256(int8send(-g)), 2, now() - interval '1 second' * (%(n)s - g),
+    now() - interval '1 second' * (%(n)s - g), now() - interval '1 second' * (%(n)s - g), false,
+    '1'
+FROM generate_series(1, %(n)s) AS g
+"""
+#: What a send's statement does to its conversation (``medchat.services.message_append``).
+_SEND_UPDATE = """
+UPDATE scale_conversations SET message_count = message_count + 1, last_message_at = now(),
+    status = 'open',
+    status_since = CASE WHEN status = 'open' THEN status_since ELSE now() END
+WHERE id = %(id)s
+"""
+_QUEUE_INDEXES = {
+    "status_since index (now)": "(status, status_since, id)",
+    "last_message_at index (before)": "(status, last_message_at, id)",
+}
+
+
+def _conversations(conn: psycopg.Connection[Any], args: argparse.Namespace) -> dict[str, list[Any]]:
+    conn.execute("CREATE TABLE scale_conversations (LIKE conversations INCLUDING ALL)")
+    conn.execute("DROP INDEX scale_conversations_status_status_since_id_idx")
+    conn.execute("ALTER TABLE scale_conversations SET (fillfactor = 90)")  # as migrated (0027)
+    conn.execute(_FILL_CONVERSATIONS, {"n": args.entries // 2})
+    conn.commit()
+    conn.autocommit = True
+    conn.execute("VACUUM ANALYZE scale_conversations")
+    conn.autocommit = False
+    rows = conn.execute(
+        "SELECT id FROM scale_conversations WHERE status = 'open' ORDER BY random() LIMIT %s",
+        (_ACTIVE,),
+    )
+    active = [row[0] for row in rows.fetchall()]
+    conn.commit()
+    log(f"{args.entries // 2:,} conversations")
+    chooser = random.Random(27)
+    results: dict[str, list[Any]] = {name: [] for name in _QUEUE_INDEXES}
+    for index in range(args.rounds):
+        for name in list(results) if index % 2 == 0 else list(reversed(results)):
+            conn.execute("DROP INDEX IF EXISTS scale_queue")
+            conn.execute(f"CREATE INDEX scale_queue ON scale_conversations {_QUEUE_INDEXES[name]}")
+            conn.commit()
+            results[name].append(
+                _wal_per_commit(
+                    conn, args.inserts, _SEND_UPDATE, lambda: {"id": chooser.choice(active)}
+                )
+            )
+            log(f"conversations round {index} {name}: {results[name][-1][0]:,.0f} WAL bytes")
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.wal_at_scale", description=__doc__)
     parser.add_argument("--entries", type=int, default=2_000_000, help="rows in each table")
@@ -192,12 +255,16 @@ def main(argv: list[str] | None = None) -> int:
         env.create_database()
         env.migrate()
         with psycopg.connect(env.conninfo) as conn:
-            tables = {"audit_entries": _audit(conn, args), "messages": _messages(conn, args)}
+            tables = {
+                "audit_entries": _audit(conn, args),
+                "messages": _messages(conn, args),
+                "conversations": _conversations(conn, args),
+            }
         print(
             f"\nOne-row commits into a table of {args.entries:,} rows, {args.inserts:,} from a "
             f"checkpoint, {args.rounds} rounds alternating"
         )
-        print("| table | variant | WAL bytes per row | wall us per commit |")
+        print("| table | variant | WAL bytes per row written | wall us per commit |")
         print("|:--|:--|--:|--:|")
         for table, results in tables.items():
             for name, runs in results.items():

@@ -113,7 +113,7 @@ class StateCollector(Collector):
         waiting, overdue, urgent = self.session.execute(
             select(
                 func.count(),
-                func.count().filter(Conversation.last_message_at < late),
+                func.count().filter(Conversation.status_since < late),
                 func.count().filter(Conversation.urgent.is_(True)),
             ).where(Conversation.status == ConversationStatus.OPEN)
         ).one()

@@ -143,6 +143,14 @@ class ConversationSchema(ma.Schema):
     status = fields.String(required=True, metadata={"enum": list(STATUSES)})
     created_at = UtcDateTime(required=True)
     last_message_at = UtcDateTime(required=True)
+    status_since = UtcDateTime(
+        required=True,
+        metadata={
+            "description": "When the conversation entered its status: for an open one, since "
+            "when the member has waited (their first message after the last answer; the "
+            "clinicians' queue is ordered on it), else when it was answered, closed or sealed."
+        },
+    )
     readable = fields.Boolean(
         required=True,
         metadata={

@@ -7,15 +7,15 @@ member's access log. Of the member, a clinician gets only what ``medchat.service
 builds: first name, birth date, sex and a per-conversation pseudonym.
 
 Queue order: ``open`` conversations the member marked urgent first, then oldest-waiting first
-(ascending last activity: the member's latest message), so the queue is worked front to back
-and nobody starves; one waiting longer than ``MEDCHAT_RESPONSE_TARGET_HOURS`` is ``overdue``;
-``answered`` and ``closed`` newest activity first, as a history is read. (The schema keeps no
-"waiting since" time, so a member's second message before any answer moves the conversation
-to the back of the open queue.) Both are keyset
-walks of ``ix_conversations_status_last``. The queue is audited per conversation listed (one
-``content.read.queue`` entry each, since each shows a sealed subject and has its own member);
-one that fails an integrity check is listed without content and audited as
-``conversation.integrity_refused`` instead (``conversation_refusals``), and the rest is served.
+(``status_since``: the member's first message after the last answer, so a second message
+before the answer keeps the conversation's place), so the queue is worked front to back and
+nobody starves; one waiting longer than ``MEDCHAT_RESPONSE_TARGET_HOURS`` is ``overdue``;
+``answered`` and ``closed`` the most recently answered or closed first, as a history is read.
+Both are keyset walks of ``ix_conversations_status_since``. The queue is audited per
+conversation listed (one ``content.read.queue`` entry each, since each shows a sealed subject
+and has its own member); one that fails an integrity check is listed without content and
+audited as ``conversation.integrity_refused`` instead (``conversation_refusals``), and the rest
+is served.
 
 Claims (``medchat.services.claims``): each case carries its live claim as this clinician sees
 it, the queue filters on them (``claim``: ``all``, ``unclaimed``, ``claimed``, ``mine``), and
@@ -46,9 +46,9 @@ from medchat.services.conversation_front import ConversationFront
 from medchat.services.conversation_pages import (
     ActivityPosition,
     Page,
-    activity_position,
-    order_by_activity,
+    order_by_status_time,
     order_waiting_queue,
+    status_position,
 )
 from medchat.services.conversation_views import CaseView, MessageView
 from medchat.services.draft_rows import forget_draft
@@ -127,7 +127,7 @@ class ClinicianConversationService(ConversationFront):
             )
             statement = order_waiting_queue(statement, after, urgent)
         else:
-            statement = order_by_activity(statement, after, descending=True)
+            statement = order_by_status_time(statement, after)
         rows = list(self.session.scalars(statement.limit(limit + 1)))
         more = len(rows) > limit
         rows = rows[:limit]
@@ -147,7 +147,7 @@ class ClinicianConversationService(ConversationFront):
             case.overdue = self._overdue(conversation)
             items.append(case)
         self.with_read_state(actor, items)
-        return Page(items, activity_position(rows[-1]) if more else None)
+        return Page(items, status_position(rows[-1]) if more else None)
 
     def case(self, actor: Principal, conversation_id: uuid.UUID) -> CaseView:
         """One conversation with its patient view (audited as a read)."""
@@ -162,8 +162,9 @@ class ClinicianConversationService(ConversationFront):
         return case
 
     def _overdue(self, conversation: Conversation) -> bool:
-        """Waiting (open) for longer than the response target since the member last wrote."""
-        waited = self.conversations.now() - conversation.last_message_at
+        """Waiting (open) for longer than the response target: since the member's first
+        message after the last answer (``status_since``)."""
+        waited = self.conversations.now() - conversation.status_since
         return (
             conversation.status == ConversationStatus.OPEN
             and waited > self.runtime.settings.response_target
@@ -203,8 +204,8 @@ class ClinicianConversationService(ConversationFront):
         conversation = self.access.load(actor, conversation_id)
         self.conversations.lock_for_write(conversation)
         self.conversations.require_open(conversation)
-        conversation.status = ConversationStatus.CLOSED
         conversation.closed_at = self.conversations.now()
+        conversation.enter(ConversationStatus.CLOSED, conversation.closed_at)
         self.session.flush()
         audit.record(
             self.session,

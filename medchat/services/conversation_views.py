@@ -47,6 +47,9 @@ class ConversationSummary:
     status: str
     created_at: datetime
     last_message_at: datetime
+    #: When it entered its status (for an open one: since when the member has waited); the
+    #: clinicians' lists are ordered on it.
+    status_since: datetime
     #: False when the caller is shown no content (subject None); ``unavailable`` says why.
     readable: bool = True
     #: ``history_pending`` while a member's history waits to be re-sealed to their new key,

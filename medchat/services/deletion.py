@@ -132,7 +132,7 @@ class DeletionService:
         self._destroy_live_wraps(conversation.id)
         self._lift_gate(conversation, now)
         self._forget_live_traces(conversation)
-        conversation.status = ConversationStatus.SEALED
+        conversation.enter(ConversationStatus.SEALED, now)
         conversation.sealed_at = now
         self.session.flush()
         sealed_hash = content_hash(self.session, conversation.id)

@@ -64,6 +64,7 @@ class ExportedConversation:
             "status": view.status,
             "created_at": view.created_at,
             "last_message_at": view.last_message_at,
+            "status_since": view.status_since,
             "closed_at": self.closed_at,
             "readable": view.readable,
             "history_pending": self.history_pending,

@@ -94,6 +94,7 @@ class MemberConversationService(ConversationFront):
             message_count=0,
             created_at=now,
             last_message_at=now,
+            status_since=now,
             urgent=urgent,
             notice_version=notice_version,
         )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Integer, bindparam, insert, select, true, update
+from sqlalchemy import Integer, bindparam, case, insert, select, true, update
 from sqlalchemy.orm import Session
 
 from medchat.audit import heads
@@ -26,13 +26,21 @@ from medchat.models import Conversation, ConversationRow, ConversationStatus, Me
 # Statements of the hot paths, built once with bound parameters: building a statement costs
 # more CPU than running it.
 _conversations = table_of(Conversation)
+_NOW = bindparam("now", type_=_conversations.c.last_message_at.type)
+_NEXT_STATUS = bindparam("next_status", type_=_conversations.c.status.type)
+#: The count, the time and the status; ``status_since`` moves only with the status, so a send
+#: that keeps the status changes no indexed column and PostgreSQL updates the row heap-only.
 _NEXT_SEQ = (
     update(_conversations)
     .where(_conversations.c.id == bindparam("conversation_id"))
     .values(
         message_count=_conversations.c.message_count + 1,
-        last_message_at=bindparam("now", type_=_conversations.c.last_message_at.type),
-        status=bindparam("next_status", type_=_conversations.c.status.type),
+        last_message_at=_NOW,
+        status=_NEXT_STATUS,
+        status_since=case(
+            (_conversations.c.status == _NEXT_STATUS, _conversations.c.status_since),
+            else_=_NOW,
+        ),
     )
     .returning(_conversations.c.message_count)
 )

@@ -206,6 +206,7 @@ class ConversationReader:
             status=conversation.status,
             created_at=conversation.created_at,
             last_message_at=conversation.last_message_at,
+            status_since=conversation.status_since,
             urgent=bool(conversation.urgent),
             member_id=conversation.member_id,
         )
@@ -221,6 +222,7 @@ class ConversationReader:
             status=conversation.status,
             created_at=conversation.created_at,
             last_message_at=conversation.last_message_at,
+            status_since=conversation.status_since,
             urgent=bool(conversation.urgent),
             member_id=conversation.member_id,
             readable=False,

@@ -139,6 +139,7 @@ def test_queue_filters_by_status_and_follows_every_transition(client, runtime, p
         "status",
         "created_at",
         "last_message_at",
+        "status_since",
         "patient",
         "readable",
         "unavailable",
@@ -223,8 +224,8 @@ def test_queue_pages_walk_every_conversation_once_in_the_documented_order(
     open_items, answered = walk("open"), walk("answered")
     assert sorted(_ids({"items": open_items})) == sorted(ids[3:])
     assert sorted(_ids({"items": answered})) == sorted(ids[:3])
-    open_keys = [(c["last_message_at"], c["id"]) for c in open_items]
-    answered_keys = [(c["last_message_at"], c["id"]) for c in answered]
+    open_keys = [(c["status_since"], c["id"]) for c in open_items]
+    answered_keys = [(c["status_since"], c["id"]) for c in answered]
     assert open_keys == sorted(open_keys)  # oldest waiting first
     assert answered_keys == sorted(answered_keys, reverse=True)  # most recent first
 

@@ -178,3 +178,53 @@ def test_a_question_waiting_past_the_target_is_flagged_everywhere(
     console_login(console, runtime, team.clinician)
     html = console.get("/console/queue").get_data(as_text=True)
     assert html.count('class="badge overdue"') == 1
+
+
+def test_a_follow_up_before_the_answer_keeps_the_questions_place_and_its_clock(
+    client, runtime, team
+):
+    """The queue's order and the overdue flag count from the member's first message after the
+    last answer (``status_since``), not from their latest: "any news?" neither sends a
+    question to the back of the queue nor resets how long it has waited."""
+    member = make_member(runtime)
+    patient = login(client, runtime, member)
+    give_consent(client, patient)
+    first = asked(client, patient, "Asked first")
+    asked_at = runtime.clock.now()
+    runtime.clock.advance(minutes=1)
+    other = login(client, runtime, make_member(runtime))
+    give_consent(client, other)
+    second = asked(client, other, "Asked second")
+    runtime.clock.advance(minutes=1)
+    follow_up = send(client, patient, f"{CONVERSATIONS}/{first}/messages", "Any news?")
+    assert follow_up.status_code == 201
+
+    def queue() -> list[dict]:
+        doctor = login(client, runtime, team.clinician)
+        return client.get(QUEUE, headers=bearer(doctor)).get_json()["items"]
+
+    listed = queue()
+    assert [c["id"] for c in listed] == [first, second]
+    assert listed[0]["status_since"] == asked_at.isoformat().replace("+00:00", "Z")
+    assert listed[0]["last_message_at"] > listed[0]["status_since"]
+
+    # 24 h after the question, 23 h 58 min after the follow-up: overdue all the same.
+    runtime.clock.advance(hours=23, minutes=58, seconds=1)
+    assert {c["id"]: c["overdue"] for c in queue()} == {first: True, second: True}
+    assert value(scrape(client), "medchat_questions_overdue") == 2
+
+    # Answered, then asked again: now it waits from the new message, behind the other one.
+    doctor = login(client, runtime, team.clinician)
+    claim(client, doctor, first)
+    assert send(client, doctor, f"{CASES}/{first}/messages", "Answer").status_code == 201
+    answered_at = runtime.clock.now()
+    runtime.clock.advance(minutes=1)
+    patient = login(client, runtime, member)
+    assert send(client, patient, f"{CONVERSATIONS}/{first}/messages", "Again").status_code == 201
+    asked_again_at = runtime.clock.now()
+    listed = queue()
+    assert [c["id"] for c in listed] == [second, first]
+    assert {c["id"]: c["overdue"] for c in listed} == {first: False, second: True}
+    with runtime.database.transaction() as session:
+        row = session.get(Conversation, uuid.UUID(first))
+        assert row.status_since == asked_again_at > answered_at

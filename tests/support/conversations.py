@@ -46,6 +46,7 @@ def start_conversation(
             message_count=0,
             created_at=now,
             last_message_at=now,
+            status_since=now,
         )
         session.add(conversation)
         # The row is inserted once its commitment and tag are set (they are NOT NULL).

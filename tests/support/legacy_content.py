@@ -53,6 +53,7 @@ def legacy_conversation(
             message_count=0,
             created_at=now,
             last_message_at=now,
+            status_since=now,
         )
         session.add(conversation)
         with session.no_autoflush:

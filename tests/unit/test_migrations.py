@@ -174,3 +174,101 @@ def test_0016_puts_existing_wraps_in_epoch_1_and_refuses_to_go_back_over_epoch_2
             (b"old",)
         ]
     engine.dispose()
+
+
+def test_0027_dates_each_conversations_status_from_its_messages(tmp_path):
+    """``status_since`` for rows from before it: an open conversation waits since the member's
+    first message after the last answer, an answered one since its first answer after the
+    member's last message, a closed or sealed one since it was closed or sealed."""
+    import uuid
+
+    from alembic import command
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import create_engine
+
+    from medchat.storage.migrate import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'before.sqlite3'}"
+    config = alembic_config(url)
+    before = ScriptDirectory.from_config(config).get_revision("0027").down_revision
+    command.upgrade(config, before)
+    engine = create_engine(url)
+    at = "2026-01-01 00:00:0{}".format
+    cases = {  # name: (status, its messages' authors and times)
+        "asked again": ("open", [("member", 1), ("clinician", 2), ("member", 3), ("member", 4)]),
+        "never answered": ("open", [("member", 1), ("member", 2)]),
+        "no messages": ("open", []),
+        "answered twice": ("answered", [("member", 1), ("clinician", 2), ("clinician", 3)]),
+        "closed": ("closed", [("member", 1), ("clinician", 2)]),
+        "sealed": ("sealed", [("member", 1)]),
+    }
+    ids = {name: uuid.uuid4().hex for name in cases}
+    with engine.begin() as connection:
+        for name, (status, messages) in cases.items():
+            connection.execute(
+                text(
+                    "INSERT INTO conversations (id, member_id, status, message_count,"
+                    " key_commitment, key_tag, created_at, last_message_at, closed_at,"
+                    " sealed_at) VALUES (:id, :member, :status, :count, :c, :t, :first, :last,"
+                    " :closed, :sealed)"
+                ),
+                {
+                    "id": ids[name],
+                    "member": uuid.uuid4().hex,
+                    "status": status,
+                    "count": len(messages),
+                    "c": bytes(32),
+                    "t": bytes(32),
+                    "first": at(0),
+                    "last": at(5),
+                    "closed": at(8) if status == "closed" else None,
+                    "sealed": at(9) if status == "sealed" else None,
+                },
+            )
+            for seq, (author, second) in enumerate(messages, start=1):
+                connection.execute(
+                    text(
+                        "INSERT INTO messages (id, conversation_id, seq, author_role, author_id,"
+                        " body_ciphertext, created_at) VALUES (:id, :c, :seq, :author, :who,"
+                        " :body, :at)"
+                    ),
+                    {
+                        "id": uuid.uuid4().hex,
+                        "c": ids[name],
+                        "seq": seq,
+                        "author": author,
+                        "who": uuid.uuid4().hex,
+                        "body": b"sealed",
+                        "at": at(second),
+                    },
+                )
+    command.upgrade(config, "0027")
+    with engine.begin() as connection:
+        since = dict(connection.execute(text("SELECT id, status_since FROM conversations")).all())
+    assert {name: since[ids[name]] for name in cases} == {
+        "asked again": at(3),
+        "never answered": at(1),
+        "no messages": at(5),
+        "answered twice": at(2),
+        "closed": at(8),
+        "sealed": at(9),
+    }
+    # No rebuild of the table: its messages are all there, after the upgrade and going back.
+    written = sum(len(messages) for _, messages in cases.values())
+    with engine.begin() as connection:
+        assert connection.execute(text("SELECT count(*) FROM messages")).scalar() == written
+    command.downgrade(config, before)
+    with engine.begin() as connection:
+        assert connection.execute(text("SELECT count(*) FROM messages")).scalar() == written
+    engine.dispose()
+
+
+def test_conversations_leave_room_in_each_page_for_a_sends_update(runtime):
+    """A heap-only update needs room for the row's new version in its own page (0027)."""
+    if not runtime.database.is_postgresql:
+        pytest.skip("a storage parameter of PostgreSQL's")
+    with runtime.database.engine.connect() as connection:
+        options = connection.execute(
+            text("SELECT reloptions FROM pg_class WHERE relname = 'conversations'")
+        ).scalar_one()
+    assert options == ["fillfactor=90"]

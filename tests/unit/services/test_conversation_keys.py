@@ -108,6 +108,7 @@ def new_conversation(session, member_id) -> Conversation:
         message_count=0,
         created_at=now,
         last_message_at=now,
+        status_since=now,
     )
     session.add(conversation)
     return conversation

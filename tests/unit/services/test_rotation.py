@@ -247,6 +247,7 @@ def test_a_wrap_sealed_to_the_old_key_behind_the_cursor_is_found_by_the_sweep(ru
             message_count=0,
             created_at=conversation.created_at,
             last_message_at=conversation.created_at,
+            status_since=conversation.created_at,
         )
         session.add(copy)
         with session.no_autoflush:
@@ -524,6 +525,7 @@ def test_the_activation_waits_for_a_conversation_being_sealed_to_the_old_key(run
             message_count=0,
             created_at=now,
             last_message_at=now,
+            status_since=now,
         )
         session.add(conversation)
         with session.no_autoflush:
