@@ -261,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
                 "conversations": _conversations(conn, args),
             }
         print(
-            f"\nOne-row commits into a table of {args.entries:,} rows, {args.inserts:,} from a "
-            f"checkpoint, {args.rounds} rounds alternating"
+            f"\nOne-row commits into a table of {args.entries:,} rows (conversations: "
+            f"{args.entries // 2:,}), {args.inserts:,} from a checkpoint, {args.rounds} rounds "
+            "alternating"
         )
         print("| table | variant | WAL bytes per row written | wall us per commit |")
         print("|:--|:--|--:|--:|")
