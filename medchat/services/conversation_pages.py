@@ -1,8 +1,8 @@
 """Keyset pages: cost independent of how much history exists (API.md "Conventions").
 
 Conversations are paged on (last_message_at, id) for their member, on (status_since, id) for
-clinicians, messages on their sequence number: each page
-is an index range scan that starts where the previous page ended, never an offset.
+clinicians, messages on their sequence number: each page is an index range scan that starts
+where the previous page ended, never an offset.
 """
 
 from __future__ import annotations

@@ -128,9 +128,10 @@ class ConversationService(ConversationReader):
             # write them a second time at flush (a record is no object: nothing to write).
             set_committed_value(conversation, "message_count", seq)
             set_committed_value(conversation, "last_message_at", now)
+            if conversation.status != status:
+                # Moved with the status only, as the UPDATE does (``Conversation.enter``).
+                set_committed_value(conversation, "status_since", now)
             set_committed_value(conversation, "status", status)
-            # Moved with the status only (the UPDATE decides): read again if asked for.
-            self.session.expire(conversation, ["status_since"])
         # The caller gets the message as a plain object, not one the session tracks: the row
         # is written, nothing is left for a flush to do.
         message = Message(

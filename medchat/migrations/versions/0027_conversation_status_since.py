@@ -57,7 +57,6 @@ UPDATE conversations SET status_since = COALESCE(
 )
 """
 
-
 _COLUMN = 'status_since'
 #: SQLite adds a NOT NULL column only with a constant default; every writer sets the column
 #: (PostgreSQL, which keeps no default, holds them to it), so the default is only ever seen by
