@@ -181,6 +181,7 @@ def test_queue_filters_by_status_and_follows_every_transition(client, runtime, p
     assert _ids(_queue(client, doctor, "answered")) == []
 
     # -> closed; then nobody can write, and closing again is a conflict too
+    runtime.clock.advance(seconds=5)
     closed = client.post(f"{CASES}/{first}/close", headers=bearer(doctor))
     assert closed.status_code == 200 and closed.get_json() == {"status": "closed"}
     assert _ids(_queue(client, doctor, "closed")) == [first]
@@ -196,6 +197,7 @@ def test_queue_filters_by_status_and_follows_every_transition(client, runtime, p
     with runtime.database.transaction() as session:
         row = session.get(Conversation, uuid.UUID(first))
         assert row.status == "closed" and row.closed_at is not None
+        assert row.status_since == row.closed_at  # Conversation.enter: the closed list's order
 
 
 def test_queue_pages_walk_every_conversation_once_in_the_documented_order(

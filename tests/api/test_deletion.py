@@ -208,6 +208,7 @@ def test_the_live_wraps_no_longer_exist_in_the_database(client, runtime, case):
             )
         }
 
+    runtime.clock.advance(seconds=5)  # sealed later than asked: status_since moves with it
     assert delete(client, case).status_code == 202
 
     assert wrap_holders(runtime, case.conversation_id) == ["archive"]
@@ -215,6 +216,7 @@ def test_the_live_wraps_no_longer_exist_in_the_database(client, runtime, case):
         stored = set(session.scalars(select(ConversationKeyWrap.wrap)))
         conversation = session.get(Conversation, uuid.UUID(case.conversation_id))
         assert conversation.status == "sealed" and conversation.sealed_at == runtime.clock.now()
+        assert conversation.status_since == conversation.sealed_at
     assert len(live) == 2 and not live & stored
 
 
