@@ -54,6 +54,7 @@ from medchat.web import transaction as http_transaction
 from medchat.web.errors import register_error_handlers
 from medchat.web.flask_app import MedchatFlask
 from medchat.web.guard import check_routes_declare_permissions
+from medchat.web.row_checks import row_check_of
 from medchat.web.uploads import InMemoryUploadRequest
 from medchat.web.url_rules import LazyBuilderRule
 
@@ -212,7 +213,9 @@ def _init_login(app: Flask) -> None:
         if "Authorization" not in req.headers and req.path.startswith("/console"):
             return console_cookie.load_principal()
         runtime = app.extensions["medchat"]
-        return bearer.load_principal(req, g.db, runtime.clock, runtime.keys.session_keyring)
+        return bearer.load_principal(
+            req, g.db, runtime.clock, runtime.keys.session_keyring, row_check_of(app, req)
+        )
 
     @login.unauthorized_handler
     def _unauthorized() -> Any:  # pragma: no cover - views raise NotAuthenticated instead

@@ -35,6 +35,7 @@ from medchat.services.clinician_conversations import ClinicianConversationServic
 from medchat.web.context import db_session, runtime
 from medchat.web.guard import requires, signed_in
 from medchat.web.responses import activity_page, messages_of, sent_by
+from medchat.web.row_checks import checks_conversation_row
 
 bp = Blueprint("clinician", __name__, url_prefix="/api/v1/clinician", description="Clinicians")
 
@@ -70,6 +71,7 @@ def conversation(conversation_id: uuid.UUID) -> Any:
 
 
 @bp.route("/conversations/<uuid:conversation_id>/messages", methods=["GET"])
+@checks_conversation_row(for_update=False)
 @requires(Permission.CLINICIAN_CONVERSATIONS)
 @bp.arguments(MessagePageArgsSchema, location="query")
 @bp.response(200, MessagePageSchema)
@@ -79,6 +81,7 @@ def messages(args: dict[str, Any], conversation_id: uuid.UUID) -> Response:
 
 
 @bp.route("/conversations/<uuid:conversation_id>/messages", methods=["POST"])
+@checks_conversation_row(for_update=True)
 @requires(Permission.CLINICIAN_CONVERSATIONS)
 @bp.arguments(MessageCreateSchema)
 @bp.arguments(IdempotencyHeaderSchema, location="headers")

@@ -34,6 +34,7 @@ from medchat.services.member_conversations import MemberConversationService
 from medchat.web.context import db_session, runtime
 from medchat.web.guard import requires, signed_in
 from medchat.web.responses import activity_page, created, messages_of, sent_by
+from medchat.web.row_checks import checks_conversation_row
 
 bp = Blueprint(
     "conversations", __name__, url_prefix="/api/v1/conversations", description="Conversations"
@@ -97,6 +98,7 @@ def delete(conversation_id: uuid.UUID) -> dict[str, str]:
 
 
 @bp.route("/<uuid:conversation_id>/messages", methods=["GET"])
+@checks_conversation_row(for_update=False)
 @requires(Permission.MEMBER_CONVERSATIONS)
 @bp.arguments(MessagePageArgsSchema, location="query")
 @bp.response(200, MessagePageSchema)
@@ -106,6 +108,7 @@ def messages(args: dict[str, Any], conversation_id: uuid.UUID) -> Response:
 
 
 @bp.route("/<uuid:conversation_id>/messages", methods=["POST"])
+@checks_conversation_row(for_update=True)
 @requires(Permission.MEMBER_CONVERSATIONS)
 @bp.arguments(MessageCreateSchema)
 @bp.arguments(IdempotencyHeaderSchema, location="headers")

@@ -86,7 +86,9 @@ class LiveToken:
 _TOKEN_COLUMNS = AuthToken.__row_integrity__.columns
 _ACCOUNT_COLUMNS = Account.__row_integrity__.columns
 _tokens, _accounts = table_of(AuthToken), table_of(Account)
-_CHECK = DriverStatement(
+#: ``TOKEN_CHECK`` is also the first part of a statement that reads a conversation's row check
+#: with it (``medchat.services.request_checks``): its rows start with these columns.
+TOKEN_CHECK = (
     select(
         *(_tokens.c[name] for name in _TOKEN_COLUMNS),
         _tokens.c.row_tag,
@@ -95,12 +97,19 @@ _CHECK = DriverStatement(
         _accounts.c.row_tag,
     )
     .join_from(_tokens, _accounts, _accounts.c.id == _tokens.c.account_id)
-    .where(_tokens.c.token_hash == bindparam("token_hash"), _tokens.c.kind == bindparam("kind")),
-    outside_transaction=True,
+    .where(_tokens.c.token_hash == bindparam("token_hash"), _tokens.c.kind == bindparam("kind"))
 )
+_CHECK = DriverStatement(TOKEN_CHECK, outside_transaction=True)
 _SEALED_KEYS = len(_TOKEN_COLUMNS) + 1
 _ACCOUNT_START = _SEALED_KEYS + 1
 _ACCOUNT_TAG = _ACCOUNT_START + len(_ACCOUNT_COLUMNS)
+#: How many columns of a row ``TOKEN_CHECK`` reads.
+TOKEN_CHECK_WIDTH = _ACCOUNT_TAG + 1
+
+
+def check_params(token: str, kind: TokenKind) -> dict[str, Any]:
+    """``TOKEN_CHECK``'s parameters for a presented token."""
+    return {"token_hash": crypto.token_hash(token), "kind": kind}
 
 
 def _verified(
@@ -262,9 +271,12 @@ class TokenStore:
         Raises ``InvalidToken`` for an unknown, spent or expired token, or an account that is
         not active.
         """
-        row = _CHECK.one_or_none(
-            self.session.connection(), {"token_hash": crypto.token_hash(token), "kind": kind}
-        )
+        return self.live(_CHECK.one_or_none(self.session.connection(), check_params(token, kind)))
+
+    def live(self, row: Sequence[Any] | None) -> LiveToken:
+        """The token a row of ``TOKEN_CHECK`` (read with ``check_params``) holds, checked:
+        ``InvalidToken`` for no row, a spent or expired token, or an account that is not
+        active; both rows' tags are verified first."""
         if row is None:
             raise InvalidToken
         record, account, sealed_keys = _verified(self.session, row)

@@ -64,19 +64,25 @@ from medchat.models import (
 from medchat.services.consent import current_consent_exists
 from medchat.services.context import ServiceContext
 from medchat.services.restrictions import RestrictionService, active_restriction_exists
+from medchat.services.row_check_prefetch import prefetched_row_check
 from medchat.storage.row_integrity import verify_columns
 
 
-def _joined(columns: list[Any], conversations: Any, wraps: Any, epochs: Any) -> Select[Any]:
+def _joined(
+    columns: list[Any], conversations: Any, wraps: Any, epochs: Any, holder: Any = None
+) -> Select[Any]:
     """``columns`` of the conversation row with the caller's holder's key wraps of every epoch
     and the epochs' rows (outer joins: one row per wrap, usually one per epoch, two while a
     rotation or re-wrap is under way). ``conversations``, ``wraps``, ``epochs``: the mapped
-    classes (an ORM load) or the tables (columns read through the driver)."""
+    classes (an ORM load) or the tables (columns read through the driver); ``holder``: the
+    parameter ``holder`` unless another expression is given."""
     c, w, e = (_columns_of(x) for x in (conversations, wraps, epochs))
+    if holder is None:
+        holder = bindparam("holder")
     return (
         select(*columns)
         .select_from(conversations)
-        .outerjoin(wraps, and_(w.conversation_id == c.id, w.holder == bindparam("holder")))
+        .outerjoin(wraps, and_(w.conversation_id == c.id, w.holder == holder))
         .outerjoin(epochs, and_(e.conversation_id == w.conversation_id, e.epoch == w.epoch))
         .where(c.id == bindparam("conversation_id"))
     )
@@ -140,11 +146,12 @@ _EPOCH_COLUMNS = tuple(column.key for column in _epochs.c)
 _FACT_NAMES = tuple(column.name for column in facts_columns(_conversations.c.member_id))
 
 
-def _check_statement(*, for_update: bool) -> DriverStatement:
+def row_check(*, for_update: bool, holder: Any = None, visible: Any = None) -> Select[Any]:
     """``check``'s statement: ``load``'s as columns (``RECORD_COLUMNS``, the wrap, the epoch
-    row's every column, the highest epoch, whether the member restricts processing), through
-    the driver. A plain read runs outside a transaction; a write's locks the conversation row
-    and also reads whether the member consents now and what a seal decides from."""
+    row's every column, the highest epoch, whether the member restricts processing). A
+    write's locks the conversation row and also reads whether the member consents now and
+    what a seal decides from. ``holder``: whose wraps (``_joined``); ``visible``: a condition
+    the row must meet besides its id (``medchat.services.request_checks``: the caller's)."""
     columns: list[Any] = [
         *(_conversations.c[name] for name in RECORD_COLUMNS),
         _wraps.c.epoch,
@@ -153,10 +160,17 @@ def _check_statement(*, for_update: bool) -> DriverStatement:
         *(_epochs.c[name] for name in _EPOCH_COLUMNS),
         *_decided_by(_conversations, consent=for_update, facts=for_update),
     ]
-    statement = _joined(columns, _conversations, _wraps, _epochs)
-    if not for_update:
-        return DriverStatement(statement, outside_transaction=True)
-    return DriverStatement(statement.with_for_update(of=_conversations))
+    statement = _joined(columns, _conversations, _wraps, _epochs, holder)
+    if visible is not None:
+        statement = statement.where(visible)
+    if for_update:
+        statement = statement.with_for_update(of=_conversations)
+    return statement
+
+
+def _check_statement(*, for_update: bool) -> DriverStatement:
+    """``row_check`` through the driver; a plain read runs outside a transaction."""
+    return DriverStatement(row_check(for_update=for_update), outside_transaction=not for_update)
 
 
 _CHECKS = {for_update: _check_statement(for_update=for_update) for for_update in (False, True)}
@@ -174,7 +188,7 @@ _LOCK = (
 )
 
 #: The holder whose wraps a role opens (members their own, clinicians the physician role's).
-_HOLDERS: dict[str, Holder] = {Role.MEMBER: Holder.MEMBER, Role.CLINICIAN: Holder.PHYSICIAN}
+HOLDERS: dict[str, Holder] = {Role.MEMBER: Holder.MEMBER, Role.CLINICIAN: Holder.PHYSICIAN}
 
 
 class ConversationAccess:
@@ -244,10 +258,12 @@ class ConversationAccess:
         the ORM loads them), once the caller may see the conversation.
         """
         holder = self._holder_to_check(actor)
-        self.session.flush()
-        rows = _CHECKS[for_update].all(
-            self.session.connection(), {"conversation_id": conversation_id, "holder": holder}
-        )
+        rows = prefetched_row_check(self.session, conversation_id, holder, for_update=for_update)
+        if rows is None:
+            self.session.flush()
+            rows = _CHECKS[for_update].all(
+                self.session.connection(), {"conversation_id": conversation_id, "holder": holder}
+            )
         if not rows:
             raise NotFound
         first = rows[0]
@@ -275,7 +291,7 @@ class ConversationAccess:
         their session is refused first (``RoleKeyRequired``)."""
         if actor.role == Role.CLINICIAN:
             self.require_role_key(actor)
-        return _HOLDERS.get(actor.role)
+        return HOLDERS.get(actor.role)
 
     def _admit(self, actor: Principal, conversation: ConversationRow, *, restricted: bool) -> None:
         """The row check itself, whichever way the row was read: ``NotFound`` for a sealed

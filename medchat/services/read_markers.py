@@ -11,7 +11,7 @@ and each clinician's. Positions are message sequence numbers, so no content is i
 - ``read_through`` is the time of the last message the viewer has read, and
   ``read_by_other_through`` the same for the other side (for a member: the furthest any
   doctor has read), so an app marks each message read or not by its ``created_at`` without a
-  per-message field: message pages stay three statements (``test_hot_path_statements``).
+  per-message field: message pages stay two statements on PostgreSQL (``test_hot_path_statements``).
 - A marker is inert (``models.conversations.ConversationRead``): a planted one shows a wrong
   dot or count, nothing more.
 """

@@ -7,6 +7,8 @@ an active account; the account's role and id become the audit context of the req
 
 from __future__ import annotations
 
+import uuid
+
 from flask import Request
 from sqlalchemy.orm import Session
 
@@ -16,6 +18,7 @@ from medchat.errors import InvalidToken
 from medchat.identity.principal import Principal
 from medchat.identity.tokens import TokenStore
 from medchat.models import TokenKind
+from medchat.services.request_checks import token_and_row_check
 
 
 def bearer_token(request: Request) -> str | None:
@@ -29,14 +32,26 @@ def bearer_token(request: Request) -> str | None:
 
 
 def load_principal(
-    request: Request, session: Session, clock: Clock, keyring_secret: bytes
+    request: Request,
+    session: Session,
+    clock: Clock,
+    keyring_secret: bytes,
+    row_check: tuple[uuid.UUID, bool] | None = None,
 ) -> Principal | None:
     """The caller of a bearer request; ``keyring_secret`` (the session-keyring server key)
-    opens its keyring together with the token when a view needs the keys."""
+    opens its keyring together with the token when a view needs the keys. ``row_check``
+    (``medchat.web.row_checks``): the conversation the view checks, and whether it locks
+    it, read with the token in one statement."""
     token = bearer_token(request)
     if token is None:
         return None
-    live = TokenStore(session, clock.now()).check(token, TokenKind.ACCESS)
+    if row_check is None:
+        live = TokenStore(session, clock.now()).check(token, TokenKind.ACCESS)
+    else:
+        conversation_id, for_update = row_check
+        live = token_and_row_check(
+            session, clock.now(), token, conversation_id, for_update=for_update
+        )
     audit.set_context(
         session,
         audit.AuditContext(

@@ -1,5 +1,7 @@
-"""The row check read two ways answers the same: ``load`` (an ORM object) and ``check`` (columns
-through the driver, for a page read and a send).
+"""The row check read three ways answers the same: ``load`` (an ORM object), ``check`` (columns
+through the driver, for a page read and a send) and ``check`` answered from the rows read with
+the caller's token (``medchat.services.request_checks``, on PostgreSQL; on SQLite it reads
+them itself).
 
 ``check`` is ``load``'s statement as columns: one rule (``ConversationAccess._admit``), two
 reads of the row. So every actor against every state of a conversation gets the same answer
@@ -29,7 +31,9 @@ from medchat.models import (
 from medchat.models.integrity import integrity_of
 from medchat.services.consent import ConsentService
 from medchat.services.conversation_access import ConversationAccess
+from medchat.services.request_checks import token_and_row_check
 from medchat.services.restrictions import RestrictionService
+from medchat.services.row_check_prefetch import PREFETCHED
 from tests.support.accounts import make_member, make_staff
 from tests.support.conversations import start_conversation
 from tests.support.messaging import care_team
@@ -42,10 +46,10 @@ _EPOCH_TAGGED = integrity_of(ConversationKeyEpoch).columns  # type: ignore[union
 def _answer(
     runtime: Any, read: str, actor: Any, conversation_id: uuid.UUID, *, for_update: bool = False
 ) -> Any:
-    """What ``read`` ("load" or "check") gives ``actor``: the refusal's name, or the row's
-    record columns, the DEKs the actor's session opens with what was read and each epoch row's
-    tagged columns; locked (a write's read), also whether the member consents and what a seal
-    decides from."""
+    """What ``read`` ("load", "check" or "combined") gives ``actor``: the refusal's name, or
+    the row's record columns, the DEKs the actor's session opens with what was read and each
+    epoch row's tagged columns; locked (a write's read), also whether the member consents and
+    what a seal decides from."""
     with runtime.database.transaction() as session:
         access = ConversationAccess(session, runtime)
         try:
@@ -54,7 +58,12 @@ def _answer(
                     actor, conversation_id, for_update=for_update, with_consent=for_update
                 )
             else:
+                if read == "combined":
+                    token = actor._presented  # the access token the principal was loaded from
+                    now = runtime.clock.now()
+                    token_and_row_check(session, now, token, conversation_id, for_update=for_update)
                 row = access.check(actor, conversation_id, for_update=for_update)
+                assert PREFETCHED not in session.info  # none kept, or taken
             deks = access.open_key(actor, row)
         except MedchatError as error:
             return type(error).__name__
@@ -116,7 +125,9 @@ def test_every_actor_gets_the_same_answer_from_both_reads(runtime, people, state
     for name, actor in people.items():
         loaded = _answer(runtime, "load", actor, started.id, for_update=for_update)
         checked = _answer(runtime, "check", actor, started.id, for_update=for_update)
+        combined = _answer(runtime, "combined", actor, started.id, for_update=for_update)
         assert checked == loaded, name
+        assert combined == loaded, name
         answers[name] = checked
     # Not one answer for everyone: the matrix tells the actors and the states apart.
     assert answers["other member"] == "NotFound"
@@ -138,7 +149,7 @@ def test_every_actor_gets_the_same_answer_from_both_reads(runtime, people, state
 
 def test_an_unknown_conversation_is_not_found_by_either(runtime, people):
     for actor in people.values():
-        for read in ("load", "check"):
+        for read in ("load", "check", "combined"):
             answer = _answer(runtime, read, actor, uuid.uuid4())
             assert answer in ("NotFound", "RoleKeyRequired")
 
