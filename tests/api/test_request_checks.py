@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 import medchat.app
+from access_control import crypto
 from medchat.db import table_of
-from medchat.models import Account, Conversation
+from medchat.models import Account, AuthToken, Conversation
+from medchat.models.integrity import integrity_of
 from medchat.services import conversation_access
 from medchat.services.request_checks import token_and_row_check
 from medchat.services.row_check_prefetch import (
@@ -223,3 +226,67 @@ def test_kept_rows_answer_only_their_own_question_and_only_once():
     assert PREFETCHED not in session.info
     session.add(Conversation())
     assert kept() is None
+
+
+def _tagged(model: Any) -> list[str]:
+    spec = integrity_of(model)
+    assert spec is not None
+    return [*spec.columns, "row_tag"]
+
+
+def _altered(value: Any, other_account: uuid.UUID) -> Any:
+    """Another value of the same kind: what a database writer would put there."""
+    if isinstance(value, uuid.UUID):
+        return other_account
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, bytes):
+        return bytes(reversed(value)) if value else b"\x01" * 8
+    if isinstance(value, str):
+        return value[::-1]
+    if isinstance(value, datetime):
+        return value + timedelta(days=365)
+    return value
+
+
+#: Every deciding column of the token's row and of its account's row, and each row's tag.
+_COLUMNS = [("auth_tokens", c) for c in _tagged(AuthToken)] + [
+    ("accounts", c)
+    for c in _tagged(Account)
+    if c != "id"  # the tokens' foreign key holds it
+]
+
+
+@pytest.mark.parametrize(("table", "column"), _COLUMNS, ids=[f"{t}.{c}" for t, c in _COLUMNS])
+def test_an_altered_token_or_account_column_is_refused_by_every_marked_view_alike(
+    client, runtime, member, other, table, column, monkeypatch
+):
+    """Each column altered as a database writer would: every marked view refuses the
+    request (never a success, never a 500), with the answer the token check alone gives."""
+    conversation_id = asked(client, member)
+    account_id = uuid.UUID(client.get("/api/v1/me", headers=bearer(member)).get_json()["id"])
+    other_id = uuid.UUID(client.get("/api/v1/me", headers=bearer(other)).get_json()["id"])
+    token_hash = crypto.token_hash(member["access_token"])
+    key, where = ("token_hash", token_hash) if table == "auth_tokens" else ("id", account_id)
+    with runtime.database.engine.connect() as connection:
+        rows = table_of(AuthToken if table == "auth_tokens" else Account)
+        value = connection.execute(select(rows.c[column]).where(rows.c[key] == where)).scalar()
+    if value is None:
+        value = runtime.clock.now() if column.endswith("_at") else None
+        altered = value if value is not None else b"\x01" * 8
+    else:
+        altered = _altered(value, other_id)
+    with runtime.database.engine.begin() as connection:
+        changed = connection.execute(
+            update(rows).where(rows.c[key] == where).values({column: altered})
+        )
+        assert changed.rowcount == 1
+    path = f"{CONVERSATIONS}/{conversation_id}/messages"
+    requests = [
+        lambda: client.get(path, headers=bearer(member)),
+        lambda: send(client, member, path, "Hi"),
+    ]
+    combined = _answers(client, requests)
+    monkeypatch.setattr(medchat.app, "row_check_of", lambda app, request: None)
+    assert _answers(client, requests) == combined
+    assert all(400 <= status < 500 for status, _ in combined), combined

@@ -330,12 +330,14 @@ def _tagged_reads(statement: Any) -> dict[str, set[str]]:
     """The tagged tables whose deciding columns a statement returns, and which of them: rows
     of columns are not loaded as objects, so the ORM's check never sees them."""
     reads: dict[str, set[str]] = {}
-    for column in getattr(statement, "selected_columns", ()):
-        table = getattr(column, "table", None)
-        model = _MODELS.get(getattr(table, "name", None))
-        spec = integrity_of(model) if model is not None else None
-        if spec is not None and spec.kind == "tagged" and column.name in spec.columns:
-            reads.setdefault(table.name, set()).add(column.name)
+    for selected in getattr(statement, "selected_columns", ()):
+        # A subquery's column (a LATERAL's too) is read from the table column it proxies.
+        for column in selected.proxy_set:
+            table = getattr(column, "table", None)
+            model = _MODELS.get(getattr(table, "name", None))
+            spec = integrity_of(model) if model is not None else None
+            if spec is not None and spec.kind == "tagged" and column.name in spec.columns:
+                reads.setdefault(table.name, set()).add(column.name)
     return reads
 
 
@@ -351,6 +353,19 @@ def test_every_driver_read_of_tagged_columns_verifies_them():
         # tests/unit/services/test_conversation_row_check.py
         "medchat.services.conversation_access._CHECKS[False]": {"conversation_key_epochs"},
         "medchat.services.conversation_access._CHECKS[True]": {"conversation_key_epochs"},
+        # The token check and the row check in one statement: tests/api/test_request_checks.py
+        # (every token and account column altered) and test_conversation_row_check.py (every
+        # epoch column altered, read with the token)
+        "medchat.services.request_checks._STATEMENTS[False]": {
+            "auth_tokens",
+            "accounts",
+            "conversation_key_epochs",
+        },
+        "medchat.services.request_checks._STATEMENTS[True]": {
+            "auth_tokens",
+            "accounts",
+            "conversation_key_epochs",
+        },
     }
     found = {
         name: set(reads)
@@ -363,3 +378,6 @@ def test_every_driver_read_of_tagged_columns_verifies_them():
     spec = integrity_of(_MODELS["conversation_key_epochs"])
     assert spec is not None
     assert _tagged_reads(check.statement)["conversation_key_epochs"] == set(spec.columns)
+    # Also through the LATERAL subquery the combined read holds them in.
+    combined = _driver_statements()["medchat.services.request_checks._STATEMENTS[True]"]
+    assert _tagged_reads(combined.statement)["conversation_key_epochs"] == set(spec.columns)

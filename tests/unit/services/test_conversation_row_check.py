@@ -14,6 +14,7 @@ see the conversation, so someone else's is still a plain 404.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from typing import Any
 
@@ -201,8 +202,11 @@ def test_an_altered_epoch_row_is_refused_by_the_check(runtime, people, column, f
             return len(ids.all())
 
     before = refused()
-    for actor in ("owner", "doctor"):
+    for actor, combined in itertools.product(("owner", "doctor"), (False, True)):
         with pytest.raises(RowIntegrityFailure), runtime.database.transaction() as session:
+            if combined:  # the row check read with the token (PostgreSQL)
+                token, now = people[actor]._presented, runtime.clock.now()
+                token_and_row_check(session, now, token, started.id, for_update=for_update)
             access = ConversationAccess(session, runtime)
             access.check(people[actor], started.id, for_update=for_update)
     assert refused() > before
