@@ -85,7 +85,9 @@ class LiveToken:
 #: sealed keyring, then the account's columns and tag, read by position.
 _TOKEN_COLUMNS = AuthToken.__row_integrity__.columns
 _ACCOUNT_COLUMNS = Account.__row_integrity__.columns
-_tokens, _accounts = table_of(AuthToken), table_of(Account)
+#: Short aliases keep the longer statement it is part of short (``medchat.db_driver``'s limit).
+_tokens, TOKEN_CHECK_ACCOUNTS = table_of(AuthToken).alias("t"), table_of(Account).alias("a")
+_accounts = TOKEN_CHECK_ACCOUNTS
 #: ``TOKEN_CHECK`` is also the first part of a statement that reads a conversation's row check
 #: with it (``medchat.services.request_checks``): its rows start with these columns.
 TOKEN_CHECK = (

@@ -29,9 +29,10 @@ from is read with the locked row, in the same statement, so a send costs no extr
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Select, Table, and_, bindparam, select
+from sqlalchemy import Alias, Select, Table, and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from access_control.keyring import Keyring
@@ -89,7 +90,7 @@ def _joined(
 
 
 def _columns_of(source: Any) -> Any:
-    return source.c if isinstance(source, Table) else source
+    return source.c if isinstance(source, (Table, Alias)) else source
 
 
 def _decided_by(conversations: Any, *, consent: bool, facts: bool) -> list[Any]:
@@ -137,8 +138,16 @@ _LOADS = {
 }
 
 
+#: Short aliases: the row check is also part of a longer statement
+#: (``medchat.services.request_checks``), and psycopg parses a statement's text again at every
+#: execution once it is longer than 4,096 characters (``tests/unit/test_db_driver.py``).
 _conversations, _wraps, _epochs = (
-    table_of(model) for model in (Conversation, ConversationKeyWrap, ConversationKeyEpoch)
+    table_of(model).alias(name)
+    for model, name in (
+        (Conversation, "c"),
+        (ConversationKeyWrap, "w"),
+        (ConversationKeyEpoch, "e"),
+    )
 )
 #: Every column of an epoch row: each one read is checked against its tag.
 _EPOCH_COLUMNS = tuple(column.key for column in _epochs.c)
@@ -146,12 +155,15 @@ _EPOCH_COLUMNS = tuple(column.key for column in _epochs.c)
 _FACT_NAMES = tuple(column.name for column in facts_columns(_conversations.c.member_id))
 
 
-def row_check(*, for_update: bool, holder: Any = None, visible: Any = None) -> Select[Any]:
+def row_check(
+    *, for_update: bool, holder: Any = None, visible: Callable[[Any], Any] | None = None
+) -> Select[Any]:
     """``check``'s statement: ``load``'s as columns (``RECORD_COLUMNS``, the wrap, the epoch
     row's every column, the highest epoch, whether the member restricts processing). A
     write's locks the conversation row and also reads whether the member consents now and
     what a seal decides from. ``holder``: whose wraps (``_joined``); ``visible``: a condition
-    the row must meet besides its id (``medchat.services.request_checks``: the caller's)."""
+    on the conversations' columns the row must meet besides its id
+    (``medchat.services.request_checks``: the caller's)."""
     columns: list[Any] = [
         *(_conversations.c[name] for name in RECORD_COLUMNS),
         _wraps.c.epoch,
@@ -162,7 +174,7 @@ def row_check(*, for_update: bool, holder: Any = None, visible: Any = None) -> S
     ]
     statement = _joined(columns, _conversations, _wraps, _epochs, holder)
     if visible is not None:
-        statement = statement.where(visible)
+        statement = statement.where(visible(_conversations.c))
     if for_update:
         statement = statement.with_for_update(of=_conversations)
     return statement

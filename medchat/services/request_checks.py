@@ -31,33 +31,37 @@ from sqlalchemy import and_, case, or_, true
 from sqlalchemy.orm import Session
 
 from access_control.roles import Role
-from medchat.db import table_of
 from medchat.db_driver import DriverStatement
 from medchat.identity.tokens import (
     TOKEN_CHECK,
+    TOKEN_CHECK_ACCOUNTS,
     TOKEN_CHECK_WIDTH,
     LiveToken,
     TokenStore,
     check_params,
 )
-from medchat.models import RECORD_COLUMNS, Account, Conversation, TokenKind
+from medchat.models import RECORD_COLUMNS, TokenKind
 from medchat.services.conversation_access import HOLDERS, row_check
 from medchat.services.row_check_prefetch import PrefetchedRowCheck, keep
 
-_accounts, _conversations = table_of(Account), table_of(Conversation)
+#: The account's row as ``TOKEN_CHECK`` reads it.
+_accounts = TOKEN_CHECK_ACCOUNTS
 #: Whose wraps the caller's role opens (``HOLDERS``), from the account's row: NULL for a
 #: role that holds none.
 _HOLDER = case({role: str(holder) for role, holder in HOLDERS.items()}, value=_accounts.c.role)
+
+
 #: The conversations the row check reads for the caller: a member's own, any for a
 #: clinician (``ConversationAccess._admit`` decides the rest), none for another role.
-_VISIBLE = or_(
-    _accounts.c.role == Role.CLINICIAN,
-    and_(_accounts.c.role == Role.MEMBER, _conversations.c.member_id == _accounts.c.id),
-)
+def _visible(conversations: Any) -> Any:
+    return or_(
+        _accounts.c.role == Role.CLINICIAN,
+        and_(_accounts.c.role == Role.MEMBER, conversations.member_id == _accounts.c.id),
+    )
 
 
 def _statement(*, for_update: bool) -> DriverStatement:
-    checked = row_check(for_update=for_update, holder=_HOLDER, visible=_VISIBLE).lateral("checked")
+    checked = row_check(for_update=for_update, holder=_HOLDER, visible=_visible).lateral("rc")
     statement = TOKEN_CHECK.add_columns(*checked.c, _HOLDER.label("holder")).outerjoin(
         checked, true()
     )
