@@ -25,6 +25,9 @@ What SQLAlchemy's execution does that matters, kept here:
   any are registered (tests, ``bench.profile``), get every statement, with no execution
   context (``None``).
 
+Each statement stays within what psycopg parses once and keeps (4,096 characters, 50
+parameters; a longer one is parsed again at every execution): ``tests/unit/test_db_driver.py``.
+
 Everywhere else the statement simply runs through ``Connection.execute``: SQLite (its
 driver wants other parameter styles and types), and an engine that echoes its SQL (an
 operator debugging reads every statement in SQLAlchemy's log). Rows come back as tuples
