@@ -51,9 +51,9 @@ _accounts = TOKEN_CHECK_ACCOUNTS
 _HOLDER = case({role: str(holder) for role, holder in HOLDERS.items()}, value=_accounts.c.role)
 
 
-#: The conversations the row check reads for the caller: a member's own, any for a
-#: clinician (``ConversationAccess._admit`` decides the rest), none for another role.
 def _visible(conversations: Any) -> Any:
+    """The conversations the row check reads for the caller: a member's own, any for a
+    clinician (``ConversationAccess._admit`` decides the rest), none for another role."""
     return or_(
         _accounts.c.role == Role.CLINICIAN,
         and_(_accounts.c.role == Role.MEMBER, conversations.member_id == _accounts.c.id),
