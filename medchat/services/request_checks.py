@@ -91,7 +91,7 @@ def token_and_row_check(
     live = store.live(rows[0] if rows else None)
     holder = rows[0][-1]
     if holder is not None:
-        # Another role's check refuses before any row is read (``_admit``): none kept.
+        # Another role holds no wraps; nothing is kept, and its check reads for itself.
         checked = [row[TOKEN_CHECK_WIDTH:-1] for row in rows if row[_CONVERSATION_ID] is not None]
         keep(session, PrefetchedRowCheck(conversation_id, holder, for_update, checked))
     return live
