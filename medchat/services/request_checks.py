@@ -5,7 +5,7 @@ then the conversation's row (``ConversationAccess.check``): two statements, each
 from a request thread that then waits for a core again, and PostgreSQL's work of starting a
 statement. Neither reads what the other could change, so they are read together: the token's
 and its account's columns (``TOKEN_CHECK``) and, beside them, the row check's columns
-(``conversation_access.row_check``) of the conversation the request names, as a lateral
+(``row_check_statements.row_check``) of the conversation the request names, as a lateral
 subquery whose holder (whose key wraps) and visible rows come from the account's role in the
 same row: a member's own conversations, any for a clinician, none for another role, so a
 send never locks a row its caller may not write. No rule moves here. The token is checked
@@ -41,8 +41,9 @@ from medchat.identity.tokens import (
     check_params,
 )
 from medchat.models import RECORD_COLUMNS, TokenKind
-from medchat.services.conversation_access import HOLDERS, row_check
+from medchat.services.conversation_access import HOLDERS
 from medchat.services.row_check_prefetch import PrefetchedRowCheck, keep
+from medchat.services.row_check_statements import row_check
 
 #: The account's row as ``TOKEN_CHECK`` reads it.
 _accounts = TOKEN_CHECK_ACCOUNTS
