@@ -69,7 +69,8 @@ def _check_statement(*, for_update: bool) -> DriverStatement:
 
 
 _CHECKS = {for_update: _check_statement(for_update=for_update) for for_update in (False, True)}
-#: Where ``check``'s rows hold what: the wrap, the epoch row, then ``row_check_statements._decided_by``'s columns.
+#: Where ``check``'s rows hold what: the wrap, the epoch row, then the columns of
+#: ``row_check_statements._decided_by``.
 _WRAP = len(RECORD_COLUMNS)
 _EPOCH = _WRAP + 3
 _CURRENT = _EPOCH + len(EPOCH_COLUMNS)
