@@ -174,19 +174,15 @@ def test_the_reset_mail_carries_the_token_and_the_first_name_only(client, runtim
 
     reset_mail, notice = delivered(runtime, mail_dir)
     for message, raw in (reset_mail, notice):
-        text = raw.decode()
         assert message["To"] == member.email
         assert "Hello Camille," in message.get_content()
-        for private in (
-            subject,
-            body,
-            "Durand",
-            "+33 6 12 34 56 78",
-            "FR-0000-1",
-            "1988",
-            "forearm",
-        ):
-            assert private not in text, private
+        for private in (subject, body, "Durand", "+33 6 12 34 56 78", "FR-0000-1", "forearm"):
+            assert private not in raw.decode(), private
+        # The birth year is four digits: looked for in what a reader sees, less the two random
+        # strings (the Message-ID's digits and the token's letters may hold any four digits).
+        seen = "\n".join(f"{name}: {value}" for name, value in message.items())
+        seen = (seen + "\n" + message.get_content()).replace(message["Message-ID"], "")
+        assert "1988" not in seen.replace(token, ""), seen
     assert reset_mail[0]["Subject"] == "Your medchat password reset code"
     assert token.startswith("mcp_")
     assert notice[0]["Subject"] == "Your medchat password was changed"
