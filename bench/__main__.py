@@ -17,10 +17,9 @@ import signal
 import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
-from bench import cpu, flood, page1, pinning, proxy, report, scaling
+from bench import cpu, flood, options, page1, proxy, report, results, scaling
 from bench.cells import measure_pair
 from bench.environment import Environment, Server, log
 from bench.load import CellResult, ClientSpec
@@ -33,107 +32,6 @@ REQUIRED_PATHS = (
     ("GET", "/api/v1/conversations/{id}/messages"),
     ("PUT", "/api/v1/me/consent"),
 )
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=None, help="measured seconds per cell")
-    parser.add_argument("--warmup", type=float, default=None, help="unmeasured seconds per slice")
-    parser.add_argument("--clients", default="1,8,32", help="comma-separated client counts")
-    parser.add_argument("--quick", action="store_true", help="short smoke run (not for figures)")
-    parser.add_argument("--json", type=Path, default=None, help="also write results here")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (both stacks)")
-    parser.add_argument("--threads", type=int, default=4, help="gthread threads per worker")
-    parser.add_argument("--members", type=int, default=8, help="members sharing the clients")
-    parser.add_argument("--read-history", type=int, default=200, help="messages in read chats")
-    parser.add_argument("--small", type=int, default=1000, help="short conversation (page 1)")
-    parser.add_argument("--large", type=int, default=None, help="long conversation (page 1)")
-    parser.add_argument("--page1-samples", type=int, default=None, help="requests per chat")
-    parser.add_argument("--load-procs", type=int, default=2, help="load generator processes")
-    parser.add_argument(
-        "--setup-costs",
-        choices=("production", "low"),
-        default=None,
-        help="bcrypt/scrypt cost for accounts made in set-up (never in the measured loop)",
-    )
-    parser.add_argument(
-        "--wait-quiet",
-        type=float,
-        default=120.0,
-        help="before each slice, wait up to this many seconds for other CPU use to stop",
-    )
-    parser.add_argument(
-        "--max-other",
-        type=float,
-        default=0.10,
-        help="repeat a slice if other processes used more than this share of the CPUs",
-    )
-    parser.add_argument("--attempts", type=int, default=3, help="tries per slice (see above)")
-    parser.add_argument(
-        "--rounds",
-        type=int,
-        default=None,
-        help="slices per cell, alternating the two stacks (bench/cells.py)",
-    )
-    parser.add_argument("--keep-logs", type=Path, default=None, help="copy gunicorn logs here")
-    parser.add_argument(
-        "--scaling",
-        action="store_true",
-        help="measure the cells at 4 workers and at the core count (bench/scaling.py)",
-    )
-    parser.add_argument(
-        "--scaling-workers", default=None, help="worker counts for --scaling, e.g. 4,16"
-    )
-    parser.add_argument(
-        "--flood-clients",
-        type=int,
-        default=32,
-        help="clients of the sign-in flood beside read-50 (bench/flood.py); 0: no flood cell",
-    )
-    parser.add_argument("--flood-readers", type=int, default=8, help="readers in the flood cell")
-    parser.add_argument(
-        "--flood-via-nginx",
-        action="store_true",
-        help="measure the flood cell again through the deployment's nginx (bench/proxy.py)",
-    )
-    parser.add_argument(
-        "--flood-cpus",
-        default=None,
-        help="run the flood's load generator on these CPUs (e.g. 1 or 8-15) and the server "
-        "side on the others (bench/pinning.py)",
-    )
-    parser.add_argument(
-        "--flood-only",
-        action="store_true",
-        help="measure the sign-in flood cell alone (for work on it: no other figures)",
-    )
-    args = parser.parse_args(argv)
-    quick = args.quick
-    args.seconds = args.seconds if args.seconds is not None else (2.0 if quick else 10.0)
-    args.warmup = args.warmup if args.warmup is not None else (0.5 if quick else 2.0)
-    args.rounds = args.rounds if args.rounds is not None else (1 if quick else 4)
-    args.large = args.large if args.large is not None else (10_000 if quick else 100_000)
-    args.page1_samples = args.page1_samples or (50 if quick else 200)
-    args.setup_costs = args.setup_costs or ("low" if quick else "production")
-    args.client_counts = sorted({int(c) for c in args.clients.split(",") if c.strip()})
-    if not args.client_counts or min(args.client_counts) < 1 or max(args.client_counts) > 256:
-        parser.error("--clients takes counts between 1 and 256")
-    args.worker_counts = scaling.worker_counts(args) if args.scaling else [args.workers]
-    if not args.worker_counts:
-        parser.error("--scaling-workers takes worker counts of 1 or more")
-    args.workers = args.worker_counts[0]
-    if not 0 <= args.flood_clients <= 256 or not 1 <= args.flood_readers <= 256:
-        parser.error("--flood-clients takes 0 to 256, --flood-readers 1 to 256")
-    if args.flood_cpus is not None:
-        try:
-            pinning.parse(args.flood_cpus)
-        except ValueError as exc:
-            parser.error(str(exc))
-    if args.flood_via_nginx and (not args.flood_clients or proxy.nginx_binary() is None):
-        parser.error("--flood-via-nginx needs flood clients and nginx (make nginx-deps)")
-    if args.flood_only and (not args.flood_clients or args.scaling):
-        parser.error("--flood-only needs flood clients and a single worker count")
-    return args
 
 
 def check_endpoints(server: Server) -> None:
@@ -166,7 +64,7 @@ def _same_shape(served: str, wanted: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = options.parse_args(argv, __doc__)
 
     def _terminate(_signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt
@@ -327,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print()
         for workers, worker_cells in by_workers.items():
-            print(describe(args, env, workers, restarts[workers]))
+            print(results.describe(args, env, workers, restarts[workers]))
             for op in ("send", "read"):
                 print()
                 print(report.operation_table(op, worker_cells[op]))
@@ -351,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             report.write_json(
                 args.json,
-                document(
+                results.document(
                     args, env, by_workers, page, restarts, started, flooded, flooded_via_nginx
                 ),
             )
@@ -416,88 +314,6 @@ def sanity_check(server: Server, owner: Any, chat: uuid.UUID, history: int) -> N
     items = data["items"]
     if len(items) != 50 or items[0]["body"] != message_text(history):
         raise RuntimeError("a seeded conversation does not read back as written")
-
-
-def describe(
-    args: argparse.Namespace, env: Environment, workers: int, restarts: dict[str, int]
-) -> str:
-    info = report.machine()
-    return (
-        f"machine: {info.get('cpus')} CPUs ({info.get('cpu_model', '?')}), "
-        f"Python {info['python']}, PostgreSQL on 127.0.0.1 (same machine)\n"
-        f"gunicorn (deploy/gunicorn.conf.py): {workers} workers x {env.threads} threads "
-        f"for both stacks; {args.seconds:g} s measured per cell in {args.rounds} slices "
-        f"alternating the stacks, each after {args.warmup:g} s warm-up; "
-        f"{args.load_procs} load processes; worker recycles (max_requests): "
-        f"medchat {restarts['medchat']}, bare {restarts['bare']}"
-    )
-
-
-def document(
-    args: argparse.Namespace,
-    env: Environment,
-    by_workers: dict[int, dict[str, list[tuple[CellResult, CellResult]]]],
-    page: dict[str, Any],
-    restarts: dict[int, dict[str, int]],
-    started: float,
-    flooded: flood.FloodResult | None,
-    flooded_via_nginx: flood.FloodResult | None = None,
-) -> dict[str, Any]:
-    """Every figure; ``operations`` are the first worker count's (the only one without
-    ``--scaling``), ``by_workers`` holds each count's."""
-    first = args.worker_counts[0]
-    out: dict[str, Any] = {
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "machine": report.machine(),
-        "settings": {
-            "seconds": args.seconds,
-            "warmup": args.warmup,
-            "rounds": args.rounds,
-            "clients": args.client_counts,
-            "workers": first,
-            "worker_counts": args.worker_counts,
-            "threads": env.threads,
-            "members": args.members,
-            "read_history": args.read_history,
-            "load_processes": args.load_procs,
-            "setup_costs": args.setup_costs,
-            "quick": args.quick,
-            "flood_clients": args.flood_clients,
-            "flood_readers": args.flood_readers,
-            "flood_cpus": args.flood_cpus,
-        },
-        "worker_recycles": restarts[first],
-        "operations": _operations(by_workers[first]),
-        "page1": page,
-        "flood": flooded.summary() if flooded is not None else None,
-        "flood_via_nginx": flooded_via_nginx.summary() if flooded_via_nginx is not None else None,
-    }
-    if args.scaling:
-        out["by_workers"] = {
-            str(workers): {"operations": _operations(cells), "worker_recycles": restarts[workers]}
-            for workers, cells in by_workers.items()
-        }
-    out["page1"]["pass"] = page["medchat"]["ratio_p50"] <= report.PAGE1_TARGET
-    return out
-
-
-def _operations(cells: dict[str, list[tuple[CellResult, CellResult]]]) -> dict[str, Any]:
-    return {
-        op: {
-            "target_ratio": report.TARGETS[op],
-            "cells": [
-                {
-                    "clients": medchat.clients,
-                    "medchat": medchat.summary(),
-                    "bare": bare.summary(),
-                    "ratio": round(report.cell_ratio(medchat, bare), 3),
-                    "pass": report.cell_ratio(medchat, bare) >= report.TARGETS[op],
-                }
-                for medchat, bare in rows
-            ],
-        }
-        for op, rows in cells.items()
-    }
 
 
 if __name__ == "__main__":
