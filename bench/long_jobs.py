@@ -13,7 +13,9 @@ import signal
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from bench.environment import Environment
@@ -199,3 +201,75 @@ def login(port: int, email: str, secret: str) -> str:
 def _own_cpu() -> float:
     times = os.times()
     return times.user + times.system
+
+
+class ConversationKeyMaker:
+    """In a set-up process: a new conversation's DEK, commitment and key-set tag, and its three
+    wraps, exactly as ``ConversationKeys.new_key`` and ``add_wrap`` make them, from the public
+    keys alone (rows for ``COPY``)."""
+
+    def __init__(self, recipients: Recipients) -> None:
+        from access_control import hybrid_kem
+        from access_control.key_directory import load_server_keys
+        from medchat.archive.gate import ArchiveGate
+
+        server_keys = load_server_keys(Path(recipients.key_dir), create_missing=False)
+        self._integrity = server_keys.integrity
+        # A live conversation's archive wrap is gated, as ConversationKeys.add_wrap stores it.
+        self._gate = ArchiveGate(server_keys.archive_gate)
+        self._staff = tuple(
+            (holder, hybrid_kem.load_public_key(public), row_id, key_id)
+            for holder, (row_id, key_id, public) in (
+                ("physician", recipients.physician),
+                ("archive", recipients.archive),
+            )
+        )
+        #: (account id, key id, public key) of each member.
+        self.members = [(m, k, hybrid_kem.load_public_key(p)) for m, k, p in recipients.members]
+
+    def new_key(self, conversation_id: uuid.UUID, member_id: uuid.UUID) -> tuple[bytes, ...]:
+        """(DEK, its commitment, the key-set tag) of a conversation in the current format."""
+        from access_control import crypto
+        from medchat.keys.sealing import CURRENT_FORMAT
+        from medchat.keys.wrap_binding import key_set_tag
+
+        dek = crypto.generate_key()
+        commitment = crypto.key_commitment(dek, conversation_id)
+        tag = key_set_tag(
+            self._integrity,
+            SimpleNamespace(  # type: ignore[arg-type]
+                id=conversation_id,
+                member_id=member_id,
+                key_commitment=commitment,
+                content_version=CURRENT_FORMAT,
+            ),
+        )
+        return dek, commitment, tag
+
+    def wraps(
+        self, dek: bytes, conversation_id: uuid.UUID, member: tuple[Any, ...], at: datetime
+    ) -> list[tuple[Any, ...]]:
+        """The physician, archive (gated) and member wraps: ``conversation_key_wraps`` rows."""
+        from medchat.archive.gate import GATED
+        from medchat.keys.wrap_binding import seal_wrap
+
+        member_id, member_key_id, member_key = member
+        rows = []
+        for holder, recipient, recipient_id, key_id in (
+            *self._staff,
+            ("member", member_key, member_id, member_key_id),
+        ):
+            wrap = seal_wrap(
+                recipient,
+                dek,
+                holder=holder,
+                recipient_id=recipient_id,
+                conversation_id=conversation_id,
+            )
+            if holder == "archive":
+                holder = GATED
+                wrap = self._gate.close(
+                    wrap, conversation_id=conversation_id, recipient_key_id=key_id
+                )
+            rows.append((uuid.uuid4(), conversation_id, holder, key_id, wrap, at))
+        return rows

@@ -10,13 +10,11 @@ import multiprocessing as mp
 import time
 import uuid
 from datetime import datetime, timedelta
-from pathlib import Path
-from types import SimpleNamespace
 
 import psycopg
 
 from bench.environment import Environment, log
-from bench.long_jobs import Recipients, _default_signals
+from bench.long_jobs import ConversationKeyMaker, Recipients, _default_signals
 from bench.seed import message_text
 
 CHUNK = 5000
@@ -26,37 +24,17 @@ def _make_chunk(args: tuple[str, Recipients, uuid.UUID, int, int, int, datetime]
     """One worker process: ``count`` conversations asked at ``asked_at`` (a millisecond apart),
     their three wraps and ``messages`` sealed messages each, loaded by COPY."""
     conninfo, recipients, clinician_id, start, count, messages, asked_at = args
-    from access_control import crypto, hybrid_kem
-    from access_control.key_directory import load_server_keys
-    from medchat.archive.gate import GATED, ArchiveGate
     from medchat.keys.sealing import CURRENT_FORMAT, ContentKey, MessageLabel
-    from medchat.keys.wrap_binding import key_set_tag, seal_wrap
 
-    server_keys = load_server_keys(Path(recipients.key_dir), create_missing=False)
-    integrity = server_keys.integrity
-    # A live conversation's archive wrap is gated, as ConversationKeys.add_wrap stores it.
-    gate = ArchiveGate(server_keys.archive_gate)
-    physician_id, physician_key_id, physician_public = recipients.physician
-    archive_id, archive_key_id, archive_public = recipients.archive
-    physician = hybrid_kem.load_public_key(physician_public)
-    archive = hybrid_kem.load_public_key(archive_public)
-    members = [(m, k, hybrid_kem.load_public_key(p)) for m, k, p in recipients.members]
+    keys = ConversationKeyMaker(recipients)
+    members = keys.members
     conversations, wraps, bodies = [], [], []
     for n in range(start, start + count):
         conversation_id = uuid.uuid4()
-        member_id, member_key_id, member_key = members[n % len(members)]
+        member = members[n % len(members)]
+        member_id = member[0]
         at = asked_at + timedelta(milliseconds=n)
-        dek = crypto.generate_key()
-        commitment = crypto.key_commitment(dek, conversation_id)
-        tag = key_set_tag(
-            integrity,
-            SimpleNamespace(  # type: ignore[arg-type]
-                id=conversation_id,
-                member_id=member_id,
-                key_commitment=commitment,
-                content_version=CURRENT_FORMAT,
-            ),
-        )
+        dek, commitment, tag = keys.new_key(conversation_id, member_id)
         key = ContentKey(dek, conversation_id, CURRENT_FORMAT)
         subject = key.seal_subject(f"Question #{n}")
         conversations.append(
@@ -73,22 +51,7 @@ def _make_chunk(args: tuple[str, Recipients, uuid.UUID, int, int, int, datetime]
                 at,
             )
         )
-        for holder, recipient, recipient_id, key_id in (
-            ("physician", physician, physician_id, physician_key_id),
-            ("archive", archive, archive_id, archive_key_id),
-            ("member", member_key, member_id, member_key_id),
-        ):
-            wrap = seal_wrap(
-                recipient,
-                dek,
-                holder=holder,
-                recipient_id=recipient_id,
-                conversation_id=conversation_id,
-            )
-            if holder == "archive":
-                holder = GATED
-                wrap = gate.close(wrap, conversation_id=conversation_id, recipient_key_id=key_id)
-            wraps.append((uuid.uuid4(), conversation_id, holder, key_id, wrap, at))
+        wraps.extend(keys.wraps(dek, conversation_id, member, at))
         for seq in range(1, messages + 1):
             message_id = uuid.uuid4()
             clinician = seq % 2 == 0

@@ -27,7 +27,6 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import psycopg
@@ -36,6 +35,7 @@ from bench import cpu
 from bench.environment import Environment, log
 from bench.long_jobs import (
     STAFF_PASSWORD,
+    ConversationKeyMaker,
     Recipients,
     Setup,
     _default_signals,
@@ -74,56 +74,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _make_chunk(args: tuple[str, Recipients, int, int, datetime]) -> int:
     """One worker process: ``count`` conversations with their three wraps, loaded by COPY."""
     conninfo, recipients, start, count, now = args
-    from access_control import crypto, hybrid_kem
-    from access_control.key_directory import load_server_keys
-    from medchat.archive.gate import GATED, ArchiveGate
     from medchat.keys.sealing import CURRENT_FORMAT
-    from medchat.keys.wrap_binding import key_set_tag, seal_wrap
 
-    server_keys = load_server_keys(Path(recipients.key_dir), create_missing=False)
-    integrity = server_keys.integrity
-    # A live conversation's archive wrap is gated, as ConversationKeys.add_wrap stores it.
-    gate = ArchiveGate(server_keys.archive_gate)
-    physician_id, physician_key_id, physician_public = recipients.physician
-    archive_id, archive_key_id, archive_public = recipients.archive
-    physician = hybrid_kem.load_public_key(physician_public)
-    archive = hybrid_kem.load_public_key(archive_public)
-    members = [(m, k, hybrid_kem.load_public_key(p)) for m, k, p in recipients.members]
+    keys = ConversationKeyMaker(recipients)
+    members = keys.members
     conversations, wraps = [], []
     for n in range(start, start + count):
         conversation_id = uuid.uuid4()
-        member_id, member_key_id, member_key = members[n % len(members)]
-        dek = crypto.generate_key()
-        commitment = crypto.key_commitment(dek, conversation_id)
-        # The key-set tag exactly as ConversationKeys.new_key makes it.
-        tag = key_set_tag(
-            integrity,
-            SimpleNamespace(  # type: ignore[arg-type]
-                id=conversation_id,
-                member_id=member_id,
-                key_commitment=commitment,
-                content_version=CURRENT_FORMAT,
-            ),
-        )
+        member = members[n % len(members)]
+        dek, commitment, tag = keys.new_key(conversation_id, member[0])
         conversations.append(
-            (conversation_id, member_id, "open", 0, commitment, tag, int(CURRENT_FORMAT), now, now)
+            (conversation_id, member[0], "open", 0, commitment, tag, int(CURRENT_FORMAT), now, now)
         )
-        for holder, recipient, recipient_id, key_id in (
-            ("physician", physician, physician_id, physician_key_id),
-            ("archive", archive, archive_id, archive_key_id),
-            ("member", member_key, member_id, member_key_id),
-        ):
-            wrap = seal_wrap(
-                recipient,
-                dek,
-                holder=holder,
-                recipient_id=recipient_id,
-                conversation_id=conversation_id,
-            )
-            if holder == "archive":
-                holder = GATED
-                wrap = gate.close(wrap, conversation_id=conversation_id, recipient_key_id=key_id)
-            wraps.append((uuid.uuid4(), conversation_id, holder, key_id, wrap, now))
+        wraps.extend(keys.wraps(dek, conversation_id, member, now))
     with psycopg.connect(conninfo) as conn, conn.cursor() as cur:
         with cur.copy(
             "COPY conversations (id, member_id, status, message_count, key_commitment, "
