@@ -24,7 +24,7 @@ of the configured cost and one bcrypt check, so "no such user", "wrong password"
 hash" take the same time.
 
 Bounded work: given the process's ``PasswordWork`` (``access_control.password_work``), each
-check, hash and burn runs whole on its pool (one slot for the scrypt and the bcrypt of one
+check and hash runs whole on its pool (one slot for the scrypt and the bcrypt of one
 check), and an unknown account's dummy check waits at the same gate as a real one.
 """
 
@@ -288,14 +288,6 @@ class PasswordHasher:
         """An old-format hash, or one of other costs than configured: replace it at sign-in."""
         stored = _parse(hashed)
         return stored is None or stored.params != self.scrypt or stored.bcrypt_rounds != self.rounds
-
-    def burn(self, password: str | Password) -> None:
-        """Spend one hash's work (registration of a taken address must not be faster)."""
-        self._bounded(self._burn, password)
-
-    def _burn(self, password: Password) -> None:
-        run = password.fresh(self.scrypt)
-        bcrypt.hashpw(_bcrypt_input(run), bcrypt.gensalt(self.rounds))
 
 
 def _dummy_hash(rounds: int) -> bytes:

@@ -137,9 +137,12 @@ class AccountService:
             PersonalData(data.email, data.first_name, data.last_name, data.birth_date),
         )
         chosen = Password(data.password)  # one scrypt run for the hash and the sealed key
+        # Hashed before the lookup, for a taken address too: no connection is held while the
+        # hash runs (the lookup would have opened the transaction), and a full password work
+        # gate answers 503 before any query, as for a sign-in.
+        password_hash = self.runtime.hasher.hash(chosen)
         if self.find_by_email(data.email) is not None:
-            # The new-address branch's work, kept nowhere: one scrypt run, bcrypt, a keypair.
-            self.runtime.hasher.burn(chosen)
+            # The rest of the new-address branch's work, kept nowhere: a keypair, sealed.
             self.runtime.custody(self.session).spend_personal_key_work(chosen)
             audit.record(self.session, "account.register", outcome="duplicate")
             return
@@ -151,7 +154,7 @@ class AccountService:
             display_name=None,
             status=AccountStatus.ACTIVE,
         )
-        account.password_hash = self.runtime.hasher.hash(chosen)
+        account.password_hash = password_hash
         account.password_changed_at = account.created_at
         self.session.flush()
         self.runtime.custody(self.session).create_personal_key(account.id, chosen)

@@ -8,7 +8,10 @@ account with the right or a wrong password, an unknown address) looks the accoun
 that transaction, hashes, and reads the account again by id; a password changed while the
 hash ran is refused like a wrong one.
 
-Observed through the engine's pool events: the connections checked out while ``verify`` runs.
+Registration hashes before it looks the address up, a taken one too.
+
+Observed through the engine's pool events: the connections checked out while ``verify`` or
+``hash`` runs.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ TOKEN = "/api/v1/auth/token"
 
 @pytest.fixture
 def held_while_hashing(runtime: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """Connections checked out of the pool at each ``verify`` (the hash) during the test."""
+    """Connections checked out of the pool at each ``verify`` or ``hash`` during the test."""
     engine = runtime.database.engine
     out = [0]
 
@@ -45,13 +48,16 @@ def held_while_hashing(runtime: Any, monkeypatch: pytest.MonkeyPatch) -> Iterato
     event.listen(engine, "checkout", checked_out)
     event.listen(engine, "checkin", checked_in)
     seen: list[int] = []
-    verify = runtime.hasher.verify
 
-    def counting(password: Any, stored: Any) -> bool:
-        seen.append(out[0])
-        return bool(verify(password, stored))
+    def counting(work: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(*args: Any) -> Any:
+            seen.append(out[0])
+            return work(*args)
 
-    monkeypatch.setattr(runtime.hasher, "verify", counting)
+        return counted
+
+    for name in ("verify", "hash"):  # every hashing operation of the hasher
+        monkeypatch.setattr(runtime.hasher, name, counting(getattr(runtime.hasher, name)))
     yield seen
     event.remove(engine, "checkout", checked_out)
     event.remove(engine, "checkin", checked_in)
@@ -77,6 +83,7 @@ def test_no_connection_is_held_while_the_password_is_hashed(
     client, runtime, held_while_hashing, way, case
 ):
     person = make_member(runtime) if way == "api" else make_staff(runtime, Role.CLINICIAN)
+    held_while_hashing.clear()  # the account's own password was hashed in-process
     email = "nobody.here@example.org" if case == "unknown" else person.email
     password = person.password if case == "right" else "not-the-password-at-all"
 
@@ -87,11 +94,33 @@ def test_no_connection_is_held_while_the_password_is_hashed(
     assert held_while_hashing == [0]
 
 
+@pytest.mark.parametrize("address", ["new", "taken"])
+def test_registration_holds_no_connection_while_hashing(
+    client, runtime, held_while_hashing, address
+):
+    taken = make_member(runtime)
+    email = taken.email if address == "taken" else "brand.new.member@example.org"
+    body = {
+        "email": email,
+        "password": "quokka-harbor-lantern-42",
+        "first_name": "Jeanne",
+        "last_name": "Moreau",
+        "birth_date": "1979-02-03",
+        "sex": "female",
+    }
+    held_while_hashing.clear()  # the member made above was hashed in-process
+
+    assert client.post("/api/v1/auth/register", json=body).status_code == 202
+
+    assert held_while_hashing == [0]
+
+
 def test_the_command_lines_key_holder_holds_no_connection_while_hashing(
     runtime, held_while_hashing
 ):
     clinician = make_staff(runtime, Role.CLINICIAN)
     runtime.clock.advance(seconds=30)
+    held_while_hashing.clear()
 
     signed_in_holder(runtime, clinician.email, clinician.password, code_for(clinician, runtime))
 
@@ -127,6 +156,7 @@ def test_the_command_line_refuses_a_wrong_password_after_the_same_steps(
     runtime, held_while_hashing
 ):
     clinician = make_staff(runtime, Role.CLINICIAN)
+    held_while_hashing.clear()
 
     with pytest.raises(InvalidCredentials):
         signed_in_holder(runtime, clinician.email, "not-the-password-at-all", "000000")
@@ -139,6 +169,7 @@ def test_a_callers_own_work_in_the_session_is_never_undone(runtime, held_while_h
     """The lookup's transaction is ended only when it was the session's first work: a caller
     that read or changed something before keeps it (and its connection, for as long)."""
     member, other = make_member(runtime), make_member(runtime)
+    held_while_hashing.clear()
     session = runtime.database.session()
     try:
         account = session.get(Account, other.id)

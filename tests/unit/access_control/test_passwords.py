@@ -218,9 +218,6 @@ def test_unknown_wrong_right_and_old_hashes_cost_one_scrypt_and_one_bcrypt(hashe
     assert hasher.verify(typed, legacy)
     hasher.hash(typed)
     assert dict(work) == {"scrypt": 1, "bcrypt": 2}
-    work.clear()
-    hasher.burn(STRONG)
-    assert dict(work) == {"scrypt": 1, "bcrypt": 1}
 
 
 # -- what a refusal says, the edges, the inputs made of the person's data (issue 19) -------
@@ -351,7 +348,7 @@ def test_a_stored_value_that_is_not_a_bcrypt_hash_verifies_nothing(hasher):
     assert hasher.verify(STRONG, b"$2b$04$not-a-bcrypt-hash") is False
 
 
-@pytest.mark.parametrize("operation", ["hash", "verify", "burn"])
+@pytest.mark.parametrize("operation", ["hash", "verify"])
 def test_every_hashing_operation_passes_the_process_password_work(operation: str) -> None:
     """The bound on password work (``access_control.password_work``) holds only if the hasher
     sends every operation through it: with the one slot and its queue taken, each is refused
@@ -363,7 +360,7 @@ def test_every_hashing_operation_passes_the_process_password_work(operation: str
 
     work = PasswordWork(1, 0)
     bounded = PasswordHasher(4, FAST, work)
-    args = {"hash": (STRONG,), "verify": (STRONG, None), "burn": (STRONG,)}[operation]
+    args = {"hash": (STRONG,), "verify": (STRONG, None)}[operation]
     holding, release = threading.Event(), threading.Event()
 
     def hold_the_slot() -> None:
