@@ -7,18 +7,20 @@ clinician's reads against gunicorn while its job runs (``_reader``, ``latency``)
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import random
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from bench.environment import Environment
+from bench.environment import Environment, log
 from bench.report import percentile
 from bench.seed import call, expect
 
@@ -137,6 +139,20 @@ def _default_signals() -> None:
     """Pool workers end on SIGTERM quietly (the parent's handler turns it into Ctrl-C)."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def made_in_two_processes(
+    make_chunk: Callable[[Any], int], chunks: list[Any], total: int, chunk: int
+) -> None:
+    """Run ``make_chunk`` over ``chunks`` in two forked processes, logging the conversations
+    made every four chunks."""
+    made = 0
+    started = time.perf_counter()
+    with mp.get_context("fork").Pool(2, initializer=_default_signals) as pool:
+        for count in pool.imap_unordered(make_chunk, chunks):
+            made += count
+            if made % (chunk * 4) == 0 or made == total:
+                log(f"  {made:,} conversations ({time.perf_counter() - started:.0f} s)")
 
 
 # -- the reader ---------------------------------------------------------------------------------

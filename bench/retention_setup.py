@@ -6,15 +6,13 @@ it, so that retention destroys what a live database holds (bench/RETENTION.md).
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import time
 import uuid
 from datetime import datetime, timedelta
 
 import psycopg
 
-from bench.environment import Environment, log
-from bench.long_jobs import ConversationKeyMaker, Recipients, _default_signals
+from bench.environment import Environment
+from bench.long_jobs import ConversationKeyMaker, Recipients, made_in_two_processes
 from bench.seed import message_text
 
 CHUNK = 5000
@@ -115,13 +113,7 @@ def make_conversations(
         )
         for start in range(0, total, CHUNK)
     ]
-    made = 0
-    started = time.perf_counter()
-    with mp.get_context("fork").Pool(2, initializer=_default_signals) as pool:
-        for count in pool.imap_unordered(_make_chunk, chunks):
-            made += count
-            if made % (CHUNK * 4) == 0 or made == total:
-                log(f"  {made:,} conversations ({time.perf_counter() - started:.0f} s)")
+    made_in_two_processes(_make_chunk, chunks, total, CHUNK)
 
 
 def analyze(env: Environment) -> None:

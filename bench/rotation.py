@@ -38,12 +38,12 @@ from bench.long_jobs import (
     ConversationKeyMaker,
     Recipients,
     Setup,
-    _default_signals,
     _next_totp_step,
     _own_cpu,
     _reader,
     latency,
     login,
+    made_in_two_processes,
 )
 from bench.seed import call
 
@@ -109,13 +109,7 @@ def make_conversations(env: Environment, recipients: Recipients, total: int) -> 
         (env.conninfo, recipients, start, min(CHUNK, total - start), now)
         for start in range(0, total, CHUNK)
     ]
-    made = 0
-    started = time.perf_counter()
-    with mp.get_context("fork").Pool(2, initializer=_default_signals) as pool:
-        for count in pool.imap_unordered(_make_chunk, chunks):
-            made += count
-            if made % (CHUNK * 4) == 0 or made == total:
-                log(f"  {made:,} conversations ({time.perf_counter() - started:.0f} s)")
+    made_in_two_processes(_make_chunk, chunks, total, CHUNK)
     with psycopg.connect(env.conninfo, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE conversations")
         conn.execute("VACUUM ANALYZE conversation_key_wraps")
