@@ -17,7 +17,8 @@ gunicorn believes (the request scheme); keep it to the proxy's address.
 
 Read from the environment (the systemd unit's ``EnvironmentFile`` or the container's
 ``ENV``): ``MEDCHAT_BIND``, ``MEDCHAT_WORKERS``, ``MEDCHAT_THREADS``,
-``MEDCHAT_FORWARDED_ALLOW_IPS`` and, optionally, ``PROMETHEUS_MULTIPROC_DIR`` (below).
+``MEDCHAT_FORWARDED_ALLOW_IPS`` and, optionally, ``MEDCHAT_REQUESTS_PER_CONNECTION`` and
+``PROMETHEUS_MULTIPROC_DIR`` (below).
 """
 
 import json
@@ -54,6 +55,22 @@ threads = int(os.environ.get("MEDCHAT_THREADS", "4"))
 timeout = 30
 graceful_timeout = 30
 keepalive = 5
+
+# A kept-alive connection is closed after this many requests (its last answer says
+# ``Connection: close``; ``JsonErrorWorker`` below), as Apache's ``MaxKeepAliveRequests`` and
+# nginx's ``keepalive_requests`` do. A connection stays with the worker that accepted it, and
+# nginx keeps up to 32 open to each host (deploy/nginx/medchat.conf): when a worker restarts
+# (``max_requests`` below), the connections it held go to the workers still running, since the
+# new one listens only once it has started, and stay there, and the new worker idles beside
+# an overloaded one (a worker runs Python one thread at a time: about one core). Closing each
+# connection after 100 requests hands the load out again within about a second of that load;
+# it costs a new connection every 100 requests. Measured on 2 cores, 2 workers, 8 clients
+# reading (bench/README.md, "Connections after a worker restarts"): with a restart every 2,500
+# requests per worker, 435 requests a second without the limit and 648 with it; with no
+# restart, 730-844 and 779-798.
+requests_per_connection = int(os.environ.get("MEDCHAT_REQUESTS_PER_CONNECTION", "100"))
+if requests_per_connection < 1:
+    raise ValueError("MEDCHAT_REQUESTS_PER_CONNECTION must be 1 or more")
 
 # Recycle workers now and then so a slow leak in a dependency never grows without bound;
 # the jitter keeps all workers from restarting at the same moment. A worker's start costs
@@ -137,6 +154,15 @@ def _json_error_worker():
 
     class JsonErrorWorker(ThreadWorker):
         """gunicorn's gthread worker; ``refusals`` answered as JSON (see above)."""
+
+        def handle_request(self, req, conn):
+            # ``requests_per_connection`` (above): the last request of a connection is
+            # answered with ``Connection: close``, so the client knows not to send another on it.
+            served = getattr(conn, "medchat_requests", 0) + 1
+            conn.medchat_requests = served
+            if served >= requests_per_connection:
+                req.must_close = True
+            return super().handle_request(req, conn)
 
         def handle_error(self, req, client, addr, exc):
             named = [answer for kind, answer in refusals.items() if isinstance(exc, kind)]

@@ -3,14 +3,15 @@
 ``/slow?seconds=N`` answers after N seconds (at most 10); ``/process`` describes the worker
 process as JSON (its GIL switch interval, which of the given modules it has loaded, though
 this app imports none of them: ``?module=zxcvbn&module=medchat``, and whether it may dump
-core: ``prctl(PR_GET_DUMPABLE)`` on Linux, else null, and its RLIMIT_CORE); every other path
-answers at once.
+core: ``prctl(PR_GET_DUMPABLE)`` on Linux, else null, and its RLIMIT_CORE); ``/pid`` answers
+the worker's process id; every other path answers at once.
 """
 
 from __future__ import annotations
 
 import ctypes
 import json
+import os
 import resource
 import sys
 import time
@@ -40,6 +41,8 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
                 "core_limit": list(resource.getrlimit(resource.RLIMIT_CORE)),
             }
         ).encode()
+    elif environ.get("PATH_INFO") == "/pid":
+        body = str(os.getpid()).encode()
     else:
         body = b"ok"
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
