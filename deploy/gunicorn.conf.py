@@ -66,8 +66,8 @@ keepalive = 5
 # connection after 100 requests hands the load out again within about a second of that load;
 # it costs a new connection every 100 requests. Measured on 2 cores, 2 workers, 8 clients
 # reading (bench/README.md, "Connections after a worker restarts"): with a restart every 2,500
-# requests per worker, 435 requests a second without the limit and 648 with it; with no
-# restart, 730-844 and 779-798.
+# requests per worker, 435-488 requests a second without the limit and 606-692 with it; with
+# no restart, 730-844 and 779-798.
 requests_per_connection = int(os.environ.get("MEDCHAT_REQUESTS_PER_CONNECTION", "100"))
 if requests_per_connection < 1:
     raise ValueError("MEDCHAT_REQUESTS_PER_CONNECTION must be 1 or more")
