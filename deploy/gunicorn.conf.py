@@ -198,26 +198,41 @@ preload_app = False
 # The third-party libraries, though, are imported once in the master (``on_starting``) and
 # inherited by every worker: a worker that starts (at boot, after ``max_requests``, after a
 # crash) then only imports medchat and builds the app, about half of its start-up CPU
-# otherwise, and the libraries' pages are shared between workers. Importing them creates no
-# connection, key or thread. The cost: a reload keeps these libraries as they were when the
-# master started, so an upgrade of the dependencies needs a restart (deploy/README.md).
+# otherwise, and the libraries' pages are shared between workers. Every third-party package
+# the app imports is here (tests/e2e/test_worker_start.py fails naming one that is not):
+# while a worker starts, its connections wait on the others (``requests_per_connection``).
+# Importing them creates no connection, key or thread (the same test). The cost: a reload
+# keeps these libraries as they were when the master started, so an upgrade of the
+# dependencies needs a restart (deploy/README.md).
 PRELOADED_LIBRARIES = (
     "bcrypt",
     "cryptography.hazmat.primitives.ciphers.aead",
+    "cryptography.hazmat.primitives.asymmetric.mlkem",
     "cryptography.hazmat.primitives.hpke",
+    "cryptography.hazmat.primitives.serialization",
     "flask",
     "flask_limiter",
     "flask_login",
     "flask_smorest",
+    "flask_swagger_ui",
     "flask_wtf",
     "jinja2",
     "limits",
     "marshmallow",
+    "PIL.Image",
+    "PIL.ImageCms",
+    "PIL.ImageOps",
+    "pikepdf",
+    "pillow_heif",
     "psycopg",
     "prometheus_client",
     "pyotp",
     "redis",
     "segno",
+    "smtplib",
+    "sqlite3",
+    "sqlalchemy.dialects.postgresql.psycopg",
+    "sqlalchemy.dialects.sqlite.pysqlite",
     "sqlalchemy.orm",
     "structlog",
     "webargs",
