@@ -74,7 +74,7 @@ if requests_per_connection < 1:
 
 # Recycle workers now and then so a slow leak in a dependency never grows without bound;
 # the jitter keeps all workers from restarting at the same moment. A worker's start costs
-# about 0.5 s of CPU (importing medchat and building the app) and its first requests fill
+# about 0.35 s of CPU (importing medchat and building the app) and its first requests fill
 # the statement caches again: at 2,000 requests that was 0.3 ms of CPU per request (a send
 # costs 3-6 ms; bench/README.md); at 20,000 it is a tenth of that. Under full load
 # on 16 workers each worker still restarts every few minutes.
