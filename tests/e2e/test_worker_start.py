@@ -30,6 +30,7 @@ import importlib, json, os, runpy, sys, threading
 config = runpy.run_path(os.path.join("deploy", "gunicorn.conf.py"))
 for name in config["PRELOADED_LIBRARIES"]:
     importlib.import_module(name)
+threads = threading.active_count()  # before the app, whose own (the limiter's) may run
 sockets = []
 for fd in os.listdir("/proc/self/fd"):
     try:
@@ -43,7 +44,7 @@ from medchat import create_app
 app = create_app()
 after = {name.partition(".")[0] for name in sys.modules}
 print(json.dumps({
-    "threads": threading.active_count(),
+    "threads": threads,
     "sockets": sockets,
     "app": type(app).__name__,
     "new_packages": sorted(after - before - set(sys.stdlib_module_names)),
