@@ -13,15 +13,28 @@ again. Served for real, with the deployment's config, on the tiny probe app.
 from __future__ import annotations
 
 import os
+import runpy
 import signal
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.e2e.test_gunicorn_config import served  # noqa: F401  (the fixture)
 
 REQUESTS_PER_CONNECTION = 100
+CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "gunicorn.conf.py"
+
+
+def test_the_limit_is_100_unless_the_environment_says_otherwise_and_never_below_1(monkeypatch):
+    monkeypatch.delenv("MEDCHAT_REQUESTS_PER_CONNECTION", raising=False)
+    assert runpy.run_path(str(CONFIG))["requests_per_connection"] == REQUESTS_PER_CONNECTION
+    monkeypatch.setenv("MEDCHAT_REQUESTS_PER_CONNECTION", "7")
+    assert runpy.run_path(str(CONFIG))["requests_per_connection"] == 7
+    monkeypatch.setenv("MEDCHAT_REQUESTS_PER_CONNECTION", "0")
+    with pytest.raises(ValueError, match="1 or more"):
+        runpy.run_path(str(CONFIG))
 
 
 class _KeptAlive:
@@ -34,9 +47,10 @@ class _KeptAlive:
     def __init__(self, port: int) -> None:
         self.port = port
         self.buffer = b""
+        self.socket: socket.socket | None = None
 
     def get(self, path: str) -> tuple[dict[str, str], bytes]:
-        if not hasattr(self, "socket"):
+        if self.socket is None:
             self.socket = socket.create_connection(("127.0.0.1", self.port), timeout=30)
         self.socket.sendall(f"GET {path} HTTP/1.1\r\nHost: probe\r\n\r\n".encode())
         while b"\r\n\r\n" not in self.buffer:
@@ -52,17 +66,19 @@ class _KeptAlive:
         return headers, body
 
     def closed_by_the_server(self) -> bool:
+        assert self.socket is not None
         self.socket.settimeout(10)
         return self.socket.recv(1) == b""
 
     def _more(self) -> None:
+        assert self.socket is not None
         chunk = self.socket.recv(65536)
         if not chunk:
             raise ConnectionError("the server closed the connection")
         self.buffer += chunk
 
     def close(self) -> None:
-        if hasattr(self, "socket"):
+        if self.socket is not None:
             self.socket.close()
 
 
