@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test mutation lint bench browser-deps nginx-deps psql-deps lock clean
+.PHONY: install run test mutation lint bench devbench browser-deps nginx-deps psql-deps lock clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,12 @@ lint: install
 
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## The benchmark's bundle for a lent machine without network, in .devbench (bench/README.md,
+## "On a lent machine"): ../shared/devbench/build.sh with the lock's versions and a wheel for
+## each dependency the index has only as source. Needs the index.
+devbench: install
+	PYTHON=$(BIN)/python bash tools/devbench-bundle.sh .devbench
 
 ## Debian's chromium and chromium-driver for the console's browser tests (needs root).
 browser-deps:

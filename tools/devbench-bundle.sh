@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# tools/devbench-bundle.sh [DIR]: the benchmark bundle for a lent machine without network
+# (bench/README.md, "On a lent machine"), built by the shared ../shared/devbench/build.sh
+# with two things it cannot do alone:
+#
+#   - a wheel for every locked dependency the package index holds only as source (http-ece,
+#     under pywebpush): build.sh downloads binaries only (the machine has no compiler or
+#     network), so without one the bundle does not build at all. `pip wheel` makes them here;
+#     the pure-Python ones (py3-none-any) install on the machine's Python 3.12;
+#   - the versions of requirements.lock, as constraints, so the bundle measures what
+#     production installs rather than whatever is newest on the index that day.
+#
+# It then checks the bundle against the device tool's limit on what a run may carry
+# (64 MiB for all carried paths): a bundle over it would only fail when the machine is
+# already started, on the session's few minutes of device time.
+set -euo pipefail
+dir=${1:-.devbench}
+shared=${DEVBENCH_SHARED:-../shared/devbench}
+limit_bytes=${DEVBENCH_LIMIT_BYTES:-$((64 * 1024 * 1024))}
+python=${PYTHON:-python3}  # with pip and packaging
+target_python=3.12          # the Python build.sh downloads for
+
+[ -f requirements.lock ] || { echo "run from the project's root" >&2; exit 2; }
+[ -f "$shared/build.sh" ] || { echo "no $shared/build.sh (DEVBENCH_SHARED names it)" >&2; exit 2; }
+
+extra=$(mktemp -d)
+trap 'rm -rf "$extra"' EXIT
+
+# The lock's pins that apply on the machine's Python (tools/lock_pins.py says why).
+"$python" tools/lock_pins.py requirements.lock "$target_python" > "$extra/constraints.txt"
+[ -s "$extra/constraints.txt" ] || { echo "no pins read from requirements.lock" >&2; exit 2; }
+
+# Every locked dependency as a wheel for this interpreter, checked against the lock's hashes;
+# only the pure-Python ones serve the other machine's interpreter.
+"$python" -m pip wheel --quiet --no-deps --require-hashes -r requirements.lock -w "$extra/built"
+mkdir "$extra/wheels"
+find "$extra/built" -name '*-none-any.whl' -exec mv {} "$extra/wheels/" \;
+
+PIP_FIND_LINKS="$extra/wheels" PIP_CONSTRAINT="$extra/constraints.txt" bash "$shared/build.sh" "$dir"
+
+size=$(du -sb "$dir" | cut -f1)
+echo "bundle: $dir, $size bytes (the limit on what a run carries: $limit_bytes)"
+if [ "$size" -gt "$limit_bytes" ]; then
+    echo "the bundle is over the limit: a run could not carry it" >&2
+    exit 3
+fi
