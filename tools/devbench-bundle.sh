@@ -10,9 +10,11 @@
 #   - the versions of requirements.lock, as constraints, so the bundle measures what
 #     production installs rather than whatever is newest on the index that day.
 #
-# It then checks the bundle against the device tool's limit on what a run may carry
-# (64 MiB for all carried paths): a bundle over it would only fail when the machine is
-# already started, on the session's few minutes of device time.
+# It then checks the bundle: every wheel of a locked package is a file the lock pins by hash
+# or one built here from a source the lock's hash vouched for (tools/lock_pins.py, check), and
+# the whole is under the device tool's limit on what a run may carry (64 MiB for all carried
+# paths): a bundle over it would only fail once the machine is started, on the session's few
+# minutes of device time.
 set -euo pipefail
 dir=${1:-.devbench}
 shared=${DEVBENCH_SHARED:-../shared/devbench}
@@ -27,7 +29,7 @@ extra=$(mktemp -d)
 trap 'rm -rf "$extra"' EXIT
 
 # The lock's pins that apply on the machine's Python (tools/lock_pins.py says why).
-"$python" tools/lock_pins.py requirements.lock "$target_python" > "$extra/constraints.txt"
+"$python" tools/lock_pins.py constraints requirements.lock "$target_python" > "$extra/constraints.txt"
 [ -s "$extra/constraints.txt" ] || { echo "no pins read from requirements.lock" >&2; exit 2; }
 
 # Every locked dependency as a wheel for this interpreter, checked against the lock's hashes;
@@ -37,6 +39,8 @@ mkdir "$extra/wheels"
 find "$extra/built" -name '*-none-any.whl' -exec mv {} "$extra/wheels/" \;
 
 PIP_FIND_LINKS="$extra/wheels" PIP_CONSTRAINT="$extra/constraints.txt" bash "$shared/build.sh" "$dir"
+
+"$python" tools/lock_pins.py check requirements.lock "$dir/whl" "$extra/wheels"
 
 size=$(du -sb "$dir" | cut -f1)
 echo "bundle: $dir, $size bytes (the limit on what a run carries: $limit_bytes)"
