@@ -11,10 +11,15 @@
 #     production installs rather than whatever is newest on the index that day.
 #
 # It then checks the bundle: every wheel of a locked package is a file the lock pins by hash
-# or one built here from a source the lock's hash vouched for (tools/lock_pins.py, check), and
-# the whole is under the device tool's limit on what a run may carry (64 MiB for all carried
-# paths): a bundle over it would only fail once the machine is started, on the session's few
-# minutes of device time.
+# or one built here from a source the lock's hash vouched for (tools/lock_pins.py, check).
+#
+# What a run may carry is 64 MiB for the working tree and the carried paths together, and the
+# bundle's wheels alone are about 57 MiB: with build.sh's copy of the tree (src/) beside the
+# tree itself it was over. So src/ is left out of the bundle and DIR/go.sh, the command a run
+# calls, makes it on the machine from the tree that travelled with it, then runs run.sh. The
+# size checked is the tree's (tracked and untracked files git does not ignore) and the
+# bundle's together: over the limit, a run would be refused only once it is asked for, on the
+# session's few minutes of device time.
 set -euo pipefail
 dir=${1:-.devbench}
 shared=${DEVBENCH_SHARED:-../shared/devbench}
@@ -42,9 +47,28 @@ PIP_FIND_LINKS="$extra/wheels" PIP_CONSTRAINT="$extra/constraints.txt" bash "$sh
 
 "$python" tools/lock_pins.py check requirements.lock "$dir/whl" "$extra/wheels"
 
-size=$(du -sb "$dir" | cut -f1)
-echo "bundle: $dir, $size bytes (the limit on what a run carries: $limit_bytes)"
-if [ "$size" -gt "$limit_bytes" ]; then
-    echo "the bundle is over the limit: a run could not carry it" >&2
+rm -rf "${dir:?}/src"
+cat > "$dir/go.sh" <<'EOF'
+#!/usr/bin/env bash
+# Written by tools/devbench-bundle.sh: run.sh with src/ made from the working tree that
+# travelled beside this bundle (the bundle leaves it out; see that script). On the machine,
+# from the project's root: bash .devbench/go.sh (results in $OUT).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+rm -rf "$here/src" && mkdir "$here/src"
+tar -C "$here/.." --exclude="./$(basename "$here")" --exclude=./.git --exclude=./.venv -cf - . \
+    | tar -C "$here/src" -xf -
+exec bash "$here/run.sh"
+EOF
+
+bundle=$(du -sb "$dir" | cut -f1)
+# (a tracked file deleted in the tree does not travel: stat skips it)
+tree=$({ git ls-files -z --cached --others --exclude-standard \
+    | xargs -0 -r stat -c %s -- 2>/dev/null || true; } | awk '{ total += $1 } END { print total + 0 }')
+echo "bundle: $dir, $bundle bytes; with the working tree ($tree bytes): $((bundle + tree))" \
+    "(the limit on what a run carries: $limit_bytes)"
+if [ $((bundle + tree)) -gt "$limit_bytes" ]; then
+    echo "over the limit: a run could not carry the tree and the bundle" >&2
     exit 3
 fi
+echo "to run it: carry [\"$dir\"], command \"bash $dir/go.sh\""
