@@ -36,6 +36,7 @@ from medchat.services.row_check_prefetch import (
 from medchat.web.row_checks import ROW_CHECK_ATTRIBUTE
 from tests.support.accounts import bearer, login, make_member
 from tests.support.messaging import CONVERSATIONS, asked, care_team, claim, give_consent, send
+from tests.support.tampering import flipped
 
 CLINICIAN = "/api/v1/clinician/conversations"
 
@@ -240,10 +241,8 @@ def _altered(value: Any, other_account: uuid.UUID) -> Any:
         return other_account
     if isinstance(value, bool):
         return not value
-    if isinstance(value, bytes):
-        return bytes(reversed(value)) if value else b"\x01" * 8
-    if isinstance(value, str):
-        return value[::-1]
+    if isinstance(value, (bytes, str)):
+        return flipped(value)
     if isinstance(value, datetime):
         return value + timedelta(days=365)
     return value
@@ -270,12 +269,12 @@ def test_an_altered_token_or_account_column_is_refused_by_every_marked_view_alik
     key, where = ("token_hash", token_hash) if table == "auth_tokens" else ("id", account_id)
     with runtime.database.engine.connect() as connection:
         rows = table_of(AuthToken if table == "auth_tokens" else Account)
-        value = connection.execute(select(rows.c[column]).where(rows.c[key] == where)).scalar()
-    if value is None:
-        value = runtime.clock.now() if column.endswith("_at") else None
-        altered = value if value is not None else b"\x01" * 8
+        stored = connection.execute(select(rows.c[column]).where(rows.c[key] == where)).scalar()
+    if stored is None:
+        altered = runtime.clock.now() if column.endswith("_at") else b"\x01" * 8
     else:
-        altered = _altered(value, other_id)
+        altered = _altered(stored, other_id)
+    assert altered != stored, f"{table}.{column}: the altered value is the stored one"
     with runtime.database.engine.begin() as connection:
         changed = connection.execute(
             update(rows).where(rows.c[key] == where).values({column: altered})

@@ -63,6 +63,7 @@ from tests.support.messaging import ask, care_team, give_consent
 from tests.support.retention import run as retention_run
 from tests.support.rotation import rotate
 from tests.support.sessions import attached, sign_in
+from tests.support.tampering import flipped
 
 MAPPERS = {mapper.local_table.name: mapper.class_ for mapper in Base.registry.mappers}
 TAGGED = {
@@ -342,9 +343,7 @@ def _attacker_value(
                 context_id=uuid.uuid4(),
                 purpose=hybrid_kem.PURPOSE_ROLE_KEY,
             )
-        if current is None or len(set(current)) <= 1:
-            return b"\x01" * 32
-        return bytes(reversed(current))
+        return b"\x01" * 32 if current is None else flipped(current)
     if python_type is int:
         return current + 10
     choices = {
@@ -354,7 +353,7 @@ def _attacker_value(
     }
     if column in choices:
         return choices[column]
-    return (f"{current}"[:-1] + "x") if current else "x"  # same length: fits the column
+    return flipped(f"{current}" if current is not None else "")  # same length: fits the column
 
 
 def _other_referenced(runtime: ServiceContext, target: Any, current: Any) -> Any:
@@ -387,6 +386,7 @@ def test_altering_any_deciding_column_gets_the_row_refused(runtime, world, as_ap
         value = _attacker_value(runtime, world, table, column, genuine[column])
         if value is None:
             continue  # no other value fits the schema (e.g. the only row it may name)
+        assert value != genuine[column], f"{table}.{column}: the attacker wrote the genuine value"
         try:
             _write(
                 runtime,

@@ -31,6 +31,23 @@ def execute_sql(runtime: ServiceContext, statement: str, **params: Any) -> int:
         return result.rowcount
 
 
+def flipped(value: bytes | str) -> bytes | str:
+    """Another value of the same type and length, never the value itself.
+
+    Reversing or overwriting a last character is what a tampering test reaches for, and
+    either can hand back what was there ("Chrome on Linux" already ends in "x"; a palindrome
+    reverses to itself): the row is then never altered and the test proves nothing.
+    """
+    if isinstance(value, bytes):
+        if not value:
+            return b"\x01"
+        changed = bytes(reversed(value))
+        return changed if changed != value else bytes([value[0] ^ 0xFF]) + value[1:]
+    if not value:
+        return "x"
+    return value[:-1] + ("x" if value[-1] != "x" else "y")
+
+
 def sealed_to(runtime: ServiceContext, key_id: bytes) -> list[str]:
     """Every stored wrap or grant sealed to the public key named ``key_id``."""
     found = []

@@ -39,7 +39,7 @@ from tests.support.accounts import make_member, make_staff
 from tests.support.conversations import start_conversation
 from tests.support.messaging import care_team
 from tests.support.sessions import attached, sign_in
-from tests.support.tampering import execute_sql
+from tests.support.tampering import execute_sql, flipped
 
 _EPOCH_TAGGED = integrity_of(ConversationKeyEpoch).columns  # type: ignore[union-attr]
 
@@ -182,7 +182,7 @@ def test_an_altered_epoch_row_is_refused_by_the_check(runtime, people, column, f
         ).one()
         original = getattr(genuine, column)
     altered = {
-        bytes: lambda v: bytes(reversed(v)) if v else b"\x01" * 8,
+        bytes: flipped,
         int: lambda v: v + 10,
     }.get(type(original), lambda v: v.replace(year=v.year + 1))(original)
     if original is None:
