@@ -318,8 +318,10 @@ def _attacker_value(
         "personal_key_id": world.attacker_key.id,
         "conversation_id": world.attacker_conversation,
     }
-    if column in ids:
+    if column in ids and ids[column] != current:
         return ids[column]
+    # A row that already names the attacker (their own token, device, conversation) gets
+    # another genuine row's id below: writing their own id back would alter nothing.
     sa_column = Base.metadata.tables[table].c[column]
     for key in sa_column.foreign_keys:
         return _other_referenced(runtime, key.column, current)
@@ -370,6 +372,21 @@ def _load_every_row(runtime: ServiceContext, cls: type) -> None:
 
 
 # -- 2. every deciding column of every tagged table is covered ---------------------------------
+
+
+def test_the_attackers_value_differs_from_every_stored_one(runtime, world):
+    """The alteration below takes whichever row the database returns first, and PostgreSQL's
+    order varies: so every row of every tagged table must get a value that alters it. (CI once
+    drew the attacker's own known device, and ``account_id`` was written back unchanged.)"""
+    unaltered = [
+        f"{table}.{column} of {row['id']}"
+        for table in sorted(TAGGED)
+        for row in _rows(runtime, table)
+        for column in integrity_of(TAGGED[table]).columns  # type: ignore[union-attr]
+        if column != "id"
+        and _attacker_value(runtime, world, table, column, row[column]) == row[column]
+    ]
+    assert not unaltered
 
 
 @pytest.mark.parametrize("table", sorted(TAGGED))

@@ -1,9 +1,8 @@
 """The tampering tests' altered values really differ from what they replace.
 
-A tampering test that writes back the value already there alters nothing and proves nothing;
-it then fails or passes on which row the database happened to return first (CI once took a
-known-device row labelled "Chrome on Linux", which the old "last letter becomes x" left as it
-was).
+A tampering test that writes back the value already there alters nothing and proves nothing.
+The rules this helper replaced could: a last letter overwritten with "x" leaves a device label
+such as "Chrome on Linux" as it was, and reversing leaves a palindrome, or bytes all alike.
 """
 
 from __future__ import annotations
