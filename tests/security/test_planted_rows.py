@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import Uuid, bindparam, select, text
+from sqlalchemy import UniqueConstraint, Uuid, bindparam, select, text
 from sqlalchemy.exc import DataError, IntegrityError
 
 from access_control import hybrid_kem
@@ -183,6 +183,9 @@ def build_world(client: Any, runtime: ServiceContext) -> World:
     sealed = _ask(client, runtime, victim, "victim-2")
     attacker_conversation = _ask(client, runtime, attacker, "attacker-1")
     record = seal(runtime, sign_in(runtime, victim).principal, sealed)
+    # A second sealed record: a retrieval request re-pointed at it (four eyes on one record,
+    # another opened) is an alteration the row tags must catch, and needs a record to name.
+    seal(runtime, sign_in(runtime, victim).principal, _ask(client, runtime, victim, "victim-3"))
     with runtime.database.transaction() as session:
         retrieval = RetrievalService(session, runtime).request(
             officer, record.id, "Regulator inquiry 2036/44 about this exchange."
@@ -361,9 +364,31 @@ def _attacker_value(
 def _other_referenced(runtime: ServiceContext, target: Any, current: Any) -> Any:
     """Another existing row a foreign key may name: the last one (the first is often the
     genuine row's own partner, and unique constraints pair them)."""
+    others = _referenced_other_than(runtime, target, current)
+    return others[0] if others else None
+
+
+def _referenced_other_than(runtime: ServiceContext, target: Any, current: Any) -> list[Any]:
+    """Every other existing row a foreign key may name, the last-returned first."""
     with runtime.database.engine.connect() as connection:
         others = connection.execute(select(target).where(target != current)).scalars().all()
-    return others[-1] if others else None
+    return list(reversed(others))
+
+
+def _attacker_values(
+    runtime: ServiceContext, world: World, table: str, column: str, current: Any
+) -> list[Any]:
+    """The attacker's value, then for a foreign key every other row it may name.
+
+    A unique constraint refuses some of them (a conversation's epoch numbers, an account's
+    device labels), and which ones depends on the row the database returned first: trying
+    them all keeps a column from going unproven by the luck of the draw.
+    """
+    first = _attacker_value(runtime, world, table, column, current)
+    values = [] if first is None else [first]
+    for key in Base.metadata.tables[table].c[column].foreign_keys:
+        values += [v for v in _referenced_other_than(runtime, key.column, current) if v != first]
+    return values
 
 
 def _load_every_row(runtime: ServiceContext, cls: type) -> None:
@@ -397,23 +422,26 @@ def test_altering_any_deciding_column_gets_the_row_refused(runtime, world, as_ap
     _load_every_row(runtime, cls)  # the genuine rows load
     refused_before = _audited(runtime, "integrity.row_refused")
     altered = 0
+    unalterable: list[str] = []
     for column in columns:
         if column == "id":
             continue
-        value = _attacker_value(runtime, world, table, column, genuine[column])
-        if value is None:
-            continue  # no other value fits the schema (e.g. the only row it may name)
-        assert value != genuine[column], f"{table}.{column}: the attacker wrote the genuine value"
-        try:
-            _write(
-                runtime,
-                as_app_role,
-                f"UPDATE {table} SET {column} = :{column} WHERE id = :id",
-                table,
-                {column: value, "id": genuine["id"]},
-            )
-        except (IntegrityError, DataError):
-            continue  # the schema itself refuses this value: no row to refuse
+        for value in _attacker_values(runtime, world, table, column, genuine[column]):
+            assert value != genuine[column], f"{table}.{column}: the attacker wrote it back"
+            try:
+                _write(
+                    runtime,
+                    as_app_role,
+                    f"UPDATE {table} SET {column} = :{column} WHERE id = :id",
+                    table,
+                    {column: value, "id": genuine["id"]},
+                )
+            except (IntegrityError, DataError):
+                continue  # the schema itself refuses this value: try the next
+            break
+        else:
+            unalterable.append(column)  # the schema admits no other value here
+            continue
         altered += 1
         with pytest.raises(RowIntegrityFailure):
             _load_every_row(runtime, cls)
@@ -425,6 +453,15 @@ def test_altering_any_deciding_column_gets_the_row_refused(runtime, world, as_ap
             {column: genuine[column], "id": genuine["id"]},
         )
         _load_every_row(runtime, cls)
+    # Only a column that a unique constraint pairs with another (a conversation's epoch
+    # numbers) may hold out against every single-column write; any other went unproven.
+    paired = {
+        column.name
+        for constraint in Base.metadata.tables[table].constraints
+        if isinstance(constraint, UniqueConstraint) and len(constraint.columns) > 1
+        for column in constraint.columns
+    }
+    assert set(unalterable) <= paired, f"{table}: no value could be written to {unalterable}"
     assert altered >= len(columns) // 2, "too few columns could be altered to prove anything"
     assert _audited(runtime, "integrity.row_refused") > refused_before
 
