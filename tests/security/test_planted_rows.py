@@ -474,8 +474,13 @@ def _audited(runtime: ServiceContext, action: str) -> int:
 # -- 3. planted and altered rows, then the server's work ---------------------------------------
 
 
-def plant_rows(runtime: ServiceContext, world: World, role: str | None, table: str) -> None:
-    """Copies of each genuine row naming the attacker, and each genuine row altered so."""
+def plant_rows(runtime: ServiceContext, world: World, role: str | None, table: str) -> int:
+    """Copies of each genuine row naming the attacker, and each genuine row altered so.
+
+    Returns how many of those writes the schema took: a unique constraint may refuse any one
+    of them, but a table where it refused them all was never attacked at all.
+    """
+    taken = 0
     columns = integrity_of(TAGGED[table]).columns  # type: ignore[union-attr]
     for genuine in _rows(runtime, table):
         planted = dict(genuine, id=uuid.uuid4())
@@ -497,6 +502,7 @@ def plant_rows(runtime: ServiceContext, world: World, role: str | None, table: s
                 table,
                 planted,
             )
+            taken += 1
         for column in columns[1:]:
             if column.endswith("_id") or column.endswith("_by") or column == "role":
                 with contextlib.suppress(Exception):
@@ -510,6 +516,8 @@ def plant_rows(runtime: ServiceContext, world: World, role: str | None, table: s
                             "id": genuine["id"],
                         },
                     )
+                    taken += 1
+    return taken
 
 
 def hybrid_kem_free_hash(token: str) -> bytes:
@@ -710,7 +718,7 @@ def test_planted_rows_make_the_server_hand_nothing_to_the_attacker(
     client, runtime, world, as_app_role, table
 ):
     before = facts(runtime, world)
-    plant_rows(runtime, world, as_app_role, table)
+    assert plant_rows(runtime, world, as_app_role, table), f"nothing could be planted in {table}"
     failures = server_work(client, runtime, world)
     after = facts(runtime, world)
 
