@@ -1,9 +1,10 @@
-"""Retention runs and what the database still stores of a conversation (read as raw rows)."""
+"""Retention runs, the canary conversations they are tried on, and what the database still
+stores of a conversation (read as raw rows)."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, inspect, or_, select, text
@@ -23,6 +24,7 @@ from medchat.services.context import ServiceContext
 from medchat.services.conversations import message_scope
 from medchat.services.member_conversations import START_SCOPE
 from medchat.services.retention import RetentionResult, RetentionService
+from tests.support.conversations import add_attachment, start_conversation
 
 
 #: Every table with rows that belong to one conversation, and the column naming it.
@@ -39,6 +41,37 @@ def _per_conversation() -> dict[str, str]:
 
 
 PER_CONVERSATION = _per_conversation()
+#: Nothing left in any table that belongs to a conversation (derived from the metadata).
+GONE = dict.fromkeys([*PER_CONVERSATION, "idempotency_records"], 0)
+
+#: The canary content of a question: looked for in the audit trail, which must hold none of it.
+SUBJECT = "Retention canary subject R2"
+BODIES = ["Retention canary question R2: my ankle", "Retention canary follow-up R2"]
+FILE_NAME = "retention-canary-R2.pdf"
+#: The default live and archive retention periods.
+LIVE = timedelta(days=730)
+ARCHIVE = timedelta(days=3650)
+
+
+def question(runtime: ServiceContext, member: Principal, n: int = 0) -> uuid.UUID:
+    """A conversation asked now (the clock's time): subject, two messages, one attachment."""
+    started = start_conversation(
+        runtime, member, subject=f"{SUBJECT} #{n}", bodies=[f"{b} #{n}" for b in BODIES]
+    )
+    add_attachment(
+        runtime,
+        started.id,
+        started.message_ids[0],
+        started.dek,
+        filename=FILE_NAME,
+        content_type="application/pdf",
+        data=b"%PDF-1.7\nretention canary\n%%EOF\n",
+    )
+    return started.id
+
+
+def exists(runtime: ServiceContext, conversation_id: uuid.UUID) -> bool:
+    return stored_rows(runtime, conversation_id)["conversations"] == 1
 
 
 def run(runtime: ServiceContext, as_of: datetime | None = None, **kwargs: Any) -> RetentionResult:
