@@ -17,9 +17,9 @@ from sqlalchemy import select
 from access_control.roles import Role
 from medchat import audit
 from medchat.models import ArchiveRecord, AuditEntry
-from tests.api.test_compliance import JUSTIFICATION
 from tests.support.accounts import bearer, login, make_staff
 from tests.support.archive import archive_colleague
+from tests.support.compliance import JUSTIFICATION
 from tests.support.messaging import CONVERSATIONS
 from tests.support.rights import ACCESS_LOG, CLINICIAN, a_member_with_history
 

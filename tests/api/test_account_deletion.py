@@ -33,9 +33,9 @@ from medchat.models import (
     RewrapRequest,
 )
 from tests.api.test_auth import REGISTRATION
-from tests.api.test_compliance import JUSTIFICATION
 from tests.support.accounts import bearer, login, make_member, make_staff
 from tests.support.archive import archive_colleague, verify_ledger
+from tests.support.compliance import JUSTIFICATION
 from tests.support.dump import database_dump
 from tests.support.leaks import found_in
 from tests.support.messaging import CONVERSATIONS, asked, count, give_consent
