@@ -1,12 +1,14 @@
-"""Reading the audit log back in tests."""
+"""Reading the audit log back in tests; and, for the audit log's own tests, appending to it,
+verifying it and tampering with it."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
+from medchat import audit
 from medchat.models import AuditEntry
 from medchat.services.context import ServiceContext
 
@@ -37,3 +39,52 @@ def audit_records(
         (entry.target_type, entry.target_id, json.loads(entry.details))
         for entry in audit_entries(runtime, action)
     ]
+
+
+def audit_actions(runtime: ServiceContext) -> list[tuple[str, str]]:
+    """Each entry as (action, outcome), in chain order: what a test compares when it asks only
+    whether a step was recorded and how it ended (a failed sign-in is audited although the
+    request fails)."""
+    return [(entry.action, entry.outcome) for entry in audit_entries(runtime)]
+
+
+#: How many entries ``write_entries`` appends unless told: enough for a first, a middle and a
+#: tail entry to tamper with.
+ENTRIES = 5
+
+
+def write_entries(
+    runtime: ServiceContext, count: int = ENTRIES, *, per_transaction: int = 1
+) -> None:
+    """Append ``count`` entries, ``per_transaction`` per commit (each commit appends)."""
+    written = 0
+    while written < count:
+        with runtime.database.transaction() as session:
+            for _ in range(min(per_transaction, count - written)):
+                written += 1
+                audit.record(
+                    session,
+                    f"test.action_{written}",
+                    target_type="thing",
+                    target_id=f"thing-{written}",
+                    details={"n": written},
+                )
+
+
+def verify(runtime: ServiceContext) -> audit.VerifyResult:
+    """Walk the whole audit log under the app's own audit key, as the verify command does."""
+    with runtime.database.transaction() as session:
+        return audit.verify(session, runtime.keys.audit_mac)
+
+
+def seqs(runtime: ServiceContext) -> list[int]:
+    """Every entry's sequence number in order: gapless from 1 when no append was lost."""
+    with runtime.database.transaction() as session:
+        return list(session.scalars(select(AuditEntry.seq).order_by(AuditEntry.seq)))
+
+
+def execute(runtime: ServiceContext, sql: str, **params: Any) -> None:
+    """Run raw SQL in a transaction of its own: how the audit tests tamper with the log, as
+    someone with write access to the database would."""
+    with runtime.database.transaction() as session:
+        session.execute(text(sql), params)
