@@ -25,12 +25,7 @@ from medchat.services.context import ServiceContext, start_service_context
 from tests.support import fast_first
 from tests.support.clock import ManualClock
 from tests.support.databases import backends, empty_all_tables, fresh_database
-
-TEST_SETTINGS: dict[str, Any] = {
-    "bcrypt_rounds": 4,
-    "scrypt_log2_n": 10,
-    "staff_networks": "127.0.0.0/8,::1/128",
-}
+from tests.support.settings import TEST_SETTINGS
 
 
 @pytest.fixture(scope="session", params=backends())

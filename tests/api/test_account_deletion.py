@@ -32,8 +32,7 @@ from medchat.models import (
     RecoveryCode,
     RewrapRequest,
 )
-from tests.api.test_auth import REGISTRATION
-from tests.support.accounts import bearer, login, make_member, make_staff
+from tests.support.accounts import REGISTRATION, bearer, login, make_member, make_staff
 from tests.support.archive import archive_colleague, verify_ledger
 from tests.support.compliance import JUSTIFICATION
 from tests.support.dump import database_dump
@@ -329,7 +328,7 @@ def test_a_member_with_two_factor_and_no_conversations_is_erased_too(client, run
 
 
 def test_a_history_waiting_for_its_rewrap_is_sealed_too(make_app, tmp_path):
-    from tests.api.test_history_after_reset import a_member_with_history as after_reset
+    from tests.support.reset_history import a_member_after_reset as after_reset
 
     before = after_reset(make_app(mail_url=f"file://{tmp_path}"), tmp_path)
     client, runtime = before.client, before.runtime

@@ -20,17 +20,8 @@ from sqlalchemy import func, select
 
 from access_control.roles import Role
 from medchat.models import Account, AuthToken, TokenKind
-from tests.support.accounts import bearer, code_for, login, make_member, make_staff
+from tests.support.accounts import REGISTRATION, bearer, code_for, login, make_member, make_staff
 from tests.support.audit import audit_actions
-
-REGISTRATION = {
-    "email": "new.member@example.org",
-    "password": "quokka-harbor-lantern-42",
-    "first_name": "Jeanne",
-    "last_name": "Moreau",
-    "birth_date": "1979-02-03",
-    "sex": "female",
-}
 
 
 def _count(runtime, model) -> int:

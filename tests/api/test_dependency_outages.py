@@ -20,10 +20,10 @@ from sqlalchemy.engine import Engine, make_url
 
 from medchat import create_app
 from medchat.db import make_engine, server_closed
-from tests.conftest import TEST_SETTINGS
 from tests.support.accounts import bearer, login, make_member
 from tests.support.clock import ManualClock
 from tests.support.console import post_form
+from tests.support.settings import TEST_SETTINGS
 
 TOKEN = "/api/v1/auth/token"
 

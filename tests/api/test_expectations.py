@@ -12,7 +12,6 @@ import pytest
 from medchat.config import Settings
 from medchat.errors import ConfigurationError
 from medchat.models import Conversation
-from tests.api.test_metrics import scrape, value
 from tests.support.accounts import bearer, login, make_member
 from tests.support.console import console_login
 from tests.support.messaging import (
@@ -25,6 +24,7 @@ from tests.support.messaging import (
     give_consent,
     send,
 )
+from tests.support.metrics import scrape, value
 
 SERVICE = "/api/v1/service"
 QUEUE = "/api/v1/clinician/queue"

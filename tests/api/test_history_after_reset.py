@@ -10,120 +10,31 @@ member's current personal key.
 
 from __future__ import annotations
 
-import io
 import logging
-from dataclasses import dataclass
-from typing import Any
 
-from flask import Flask
 from sqlalchemy import select, text
 
 from access_control.roles import Role
 from medchat.keys.member_rewrap import RewrapQueue
 from medchat.models import AuditEntry, RewrapRequest
-from medchat.services.context import ServiceContext
-from tests.support.accounts import Person, bearer, login, make_member
+from tests.support.accounts import Person, bearer, login
 from tests.support.audit import audit_entries
 from tests.support.console import console_login
 from tests.support.mailbox import delivered, reset_token_in
-from tests.support.messaging import CareTeam, asked, care_team, claim, count, give_consent, send
-from tests.support.sample_files import as_stored, png
+from tests.support.messaging import asked, count
+from tests.support.reset_history import (
+    CONVERSATIONS,
+    PICTURE,
+    Before,
+    a_member_after_reset,
+    history,
+    listing,
+)
+from tests.support.sample_files import as_stored
 from tests.support.sessions import sign_in
 from tests.support.wraps import assert_only_the_three_holders
 
-CONVERSATIONS = "/api/v1/conversations"
 QUEUE = "/api/v1/clinician/queue"
-NEW_PASSWORD = "lichen-tundra-pelican-86"
-PICTURE = png(2, 2)
-
-
-@dataclass
-class Before:
-    """What the member could read before the reset, to compare with after."""
-
-    app: Flask
-    client: Any
-    runtime: ServiceContext
-    team: CareTeam
-    member: Person
-    clinician_auth: dict[str, str]
-    listed: dict[str, dict[str, Any]]
-    histories: dict[str, list[dict[str, Any]]]
-    attachment_id: str
-
-
-def history(client, auth, conversation_id: str) -> list[dict[str, Any]]:
-    response = client.get(
-        f"{CONVERSATIONS}/{conversation_id}/messages?order=asc&limit=100", headers=auth
-    )
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()["items"]  # type: ignore[no-any-return]
-
-
-def listing(client, auth) -> dict[str, dict[str, Any]]:
-    response = client.get(CONVERSATIONS, headers=auth)
-    assert response.status_code == 200, response.get_json()
-    return {item["id"]: item for item in response.get_json()["items"]}
-
-
-def a_member_with_history(app: Flask, mail_dir, conversations: int = 2) -> Before:
-    """Questions, answers, an attachment and a closed case; then a reset by mail."""
-    runtime: ServiceContext = app.extensions["medchat"]
-    client = app.test_client()
-    team = care_team(runtime)
-    member = make_member(runtime)
-    tokens = login(client, runtime, member)
-    give_consent(client, tokens)
-    clinician_auth = bearer(login(client, runtime, team.clinician))
-    ids = [
-        asked(client, tokens, f"Question {n}: my knee hurts.", subject=f"Knee {n}")
-        for n in range(conversations)
-    ]
-    first = ids[0]
-    claim(client, clinician_auth, first)
-    answered = client.post(
-        f"/api/v1/clinician/conversations/{first}/messages",
-        json={"body": "Rest it and ice it twice a day."},
-        headers=clinician_auth,
-    )
-    assert answered.status_code == 201
-    assert (
-        send(client, tokens, f"{CONVERSATIONS}/{first}/messages", "Thank you.").status_code == 201
-    )
-    upload = client.post(
-        f"{CONVERSATIONS}/{first}/attachments",
-        headers=bearer(tokens),
-        data={"file": (io.BytesIO(PICTURE), "knee.png", "image/png")},
-        content_type="multipart/form-data",
-    )
-    assert upload.status_code == 201, upload.get_json()
-    if conversations > 1:
-        closed = client.post(
-            f"/api/v1/clinician/conversations/{ids[1]}/close", headers=clinician_auth
-        )
-        assert closed.status_code == 200
-    before = Before(
-        app,
-        client,
-        runtime,
-        team,
-        member,
-        clinician_auth,
-        listing(client, bearer(tokens)),
-        {cid: history(client, bearer(tokens), cid) for cid in ids},
-        upload.get_json()["id"],
-    )
-    assert (
-        client.post("/api/v1/auth/password-reset", json={"email": member.email}).status_code == 202
-    )
-    token = reset_token_in(delivered(runtime, mail_dir)[-1][0])
-    confirmed = client.post(
-        "/api/v1/auth/password-reset/confirm",
-        json={"reset_token": token, "new_password": NEW_PASSWORD},
-    )
-    assert confirmed.status_code == 204, confirmed.get_json()
-    before.member = Person(member.id, member.email, NEW_PASSWORD, Role.MEMBER)
-    return before
 
 
 def holders_now(before: Before, *, member_can_read: bool):
@@ -140,7 +51,7 @@ def holders_now(before: Before, *, member_can_read: bool):
 def test_history_is_unreadable_after_a_reset_until_a_clinician_request_then_whole(
     make_app, tmp_path
 ):
-    before = a_member_with_history(make_app(mail_url=f"file://{tmp_path}"), tmp_path)
+    before = a_member_after_reset(make_app(mail_url=f"file://{tmp_path}"), tmp_path)
     client, runtime = before.client, before.runtime
     auth = bearer(login(client, runtime, before.member))
     ids = list(before.histories)
@@ -193,7 +104,7 @@ def test_history_is_unreadable_after_a_reset_until_a_clinician_request_then_whol
 
 
 def test_each_clinician_request_drains_a_bounded_batch(make_app, tmp_path):
-    before = a_member_with_history(
+    before = a_member_after_reset(
         make_app(mail_url=f"file://{tmp_path}", rewrap_batch=2), tmp_path, conversations=5
     )
     client, runtime = before.client, before.runtime
@@ -207,9 +118,7 @@ def test_each_clinician_request_drains_a_bounded_batch(make_app, tmp_path):
 
 
 def test_a_batch_of_zero_leaves_draining_to_the_worker(make_app, tmp_path):
-    before = a_member_with_history(
-        make_app(mail_url=f"file://{tmp_path}", rewrap_batch=0), tmp_path
-    )
+    before = a_member_after_reset(make_app(mail_url=f"file://{tmp_path}", rewrap_batch=0), tmp_path)
 
     assert before.client.get(QUEUE, headers=before.clinician_auth).status_code == 200
 
@@ -217,7 +126,7 @@ def test_a_batch_of_zero_leaves_draining_to_the_worker(make_app, tmp_path):
 
 
 def test_a_console_page_drains_the_queue_too(make_app, tmp_path):
-    before = a_member_with_history(make_app(mail_url=f"file://{tmp_path}"), tmp_path)
+    before = a_member_after_reset(make_app(mail_url=f"file://{tmp_path}"), tmp_path)
     console = before.app.test_client()
     console_login(console, before.runtime, before.team.clinician)
 
@@ -232,7 +141,7 @@ def test_a_console_page_drains_the_queue_too(make_app, tmp_path):
 def test_a_failing_drain_never_fails_the_clinicians_own_request(
     make_app, tmp_path, monkeypatch, caplog
 ):
-    before = a_member_with_history(make_app(mail_url=f"file://{tmp_path}"), tmp_path)
+    before = a_member_after_reset(make_app(mail_url=f"file://{tmp_path}"), tmp_path)
     client, runtime = before.client, before.runtime
     cid = next(iter(before.histories))
     calls = []
@@ -266,7 +175,7 @@ def test_a_failing_drain_never_fails_the_clinicians_own_request(
 
 
 def test_a_second_reset_before_the_drain_leaves_only_the_newest_key(make_app, tmp_path):
-    before = a_member_with_history(make_app(mail_url=f"file://{tmp_path}"), tmp_path)
+    before = a_member_after_reset(make_app(mail_url=f"file://{tmp_path}"), tmp_path)
     client, runtime = before.client, before.runtime
     again = client.post("/api/v1/auth/password-reset", json={"email": before.member.email})
     assert again.status_code == 202

@@ -19,9 +19,9 @@ from medchat import audit
 from medchat.models import AuditEntry
 from medchat.schemas.fhir_bundle import RETENTION_EXTENSION
 from medchat.services.export import ExportService
-from tests.api.test_history_after_reset import a_member_with_history as a_member_after_reset
 from tests.support.accounts import bearer, login
 from tests.support.messaging import CONVERSATIONS, asked, consent_texts, send
+from tests.support.reset_history import a_member_after_reset
 from tests.support.rights import (
     ANSWER,
     EXPORT,

@@ -13,7 +13,6 @@ import os
 import re
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from access_control.roles import Role
@@ -22,25 +21,10 @@ from medchat.models import AuditEntry
 from tests.support.accounts import bearer, code_for, login, make_member, make_staff
 from tests.support.mailbox import delivered, reset_token_in
 from tests.support.messaging import asked, care_team, give_consent
+from tests.support.metrics import scrape, value
 from tests.support.retention import run as run_retention
 
 OUTSIDE = "203.0.113.7"
-
-
-def scrape(client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of a scrape from 127.0.0.1, by name and sorted labels."""
-    response = client.get("/metrics")
-    assert response.status_code == 200, response.get_data(as_text=True)[:300]
-    assert response.mimetype == "text/plain"
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.get_data(as_text=True))
-        for sample in family.samples
-    }
-
-
-def value(samples, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def test_request_latency_is_counted_by_route_method_and_status(client, runtime):

@@ -9,8 +9,7 @@ from sqlalchemy import select, update
 
 from access_control import crypto
 from medchat.models import Account
-from tests.api.test_auth import REGISTRATION
-from tests.support.accounts import bearer
+from tests.support.accounts import REGISTRATION, bearer
 from tests.support.dump import database_dump
 
 CANARIES = {

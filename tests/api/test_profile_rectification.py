@@ -135,7 +135,7 @@ def test_a_body_that_is_not_json_is_400_and_changes_nothing(client, auth):
 
 def test_the_same_rules_as_registration(client):
     """Registration refuses exactly what rectification refuses (one set of rules)."""
-    from tests.api.test_auth import REGISTRATION
+    from tests.support.accounts import REGISTRATION
 
     for body, field in INVALID:
         if field in ("_schema", "email", "password", "role"):

@@ -8,7 +8,7 @@ from sqlalchemy import func, select, text
 from medchat import audit
 from medchat.audit.addresses import AddressKeys, reveal
 from medchat.models import Account, AuditEntry
-from tests.api.test_auth import REGISTRATION
+from tests.support.accounts import REGISTRATION
 
 
 def _count(runtime, model) -> int:

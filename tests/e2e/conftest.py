@@ -3,14 +3,13 @@
 The app under test is served by werkzeug in a thread (same database, keys and injected clock
 as the test), and Chromium is driven by Selenium with the system chromedriver: no browser or
 driver is ever downloaded. Every request the browser makes is read from Chromium's
-performance log, so a test can prove that nothing went to another origin. Tests skip with a
-reason where chromium is absent, unless ``MEDCHAT_REQUIRE_BROWSER`` is set (CI), where its
-absence is an error.
+performance log (``tests.support.browser.requested_urls``), so a test can prove that nothing
+went to another origin. Tests skip with a reason where chromium is absent, unless
+``MEDCHAT_REQUIRE_BROWSER`` is set (CI), where its absence is an error.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -22,9 +21,10 @@ from typing import Any
 import pytest
 from werkzeug.serving import make_server
 
+from tests.support.gunicorn_probe import serve_probe
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 def _browser_available() -> bool:
@@ -79,18 +79,8 @@ def browser() -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def requested_urls(driver: Any) -> list[str]:
-    """Every URL the browser asked for since the last call (from the performance log)."""
-    urls = []
-    for entry in driver.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
-        if message.get("method") == "Network.requestWillBeSent":
-            urls.append(message["params"]["request"]["url"])
-    return urls
-
-
-def screenshot(driver: Any, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    driver.save_screenshot(str(path))
-    return path
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """gunicorn with the deployment's configuration on the probe app: its port and log file."""
+    with serve_probe(tmp_path) as address:
+        yield address

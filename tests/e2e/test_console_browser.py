@@ -8,9 +8,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from medchat.services.notify_worker import NotifyWorker
-from tests.e2e.conftest import requested_urls, screenshot
 from tests.support import push_endpoint
 from tests.support.accounts import bearer, code_for, login, make_member
+from tests.support.browser import requested_urls, screenshot
 from tests.support.messaging import asked, care_team, give_consent
 from tests.support.sample_files import pdf
 

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.conftest import requested_urls, screenshot
+from tests.support.browser import requested_urls, screenshot
 
 pytestmark = pytest.mark.browser
 

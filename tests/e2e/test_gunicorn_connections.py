@@ -21,8 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_gunicorn_config import served  # noqa: F401  (the fixture)
-
 REQUESTS_PER_CONNECTION = 100
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "gunicorn.conf.py"
 
@@ -82,7 +80,7 @@ class _KeptAlive:
             self.socket.close()
 
 
-def test_a_connection_is_answered_close_at_its_hundredth_request_and_closed(served):  # noqa: F811
+def test_a_connection_is_answered_close_at_its_hundredth_request_and_closed(served):
     port, _ = served
     connection = _KeptAlive(port)
     try:
@@ -104,7 +102,7 @@ def _worker_pids(master: int) -> set[int]:
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads /proc (Linux)")
-def test_a_worker_that_restarts_gets_connections_again(served):  # noqa: F811
+def test_a_worker_that_restarts_gets_connections_again(served):
     """Four kept-alive clients all on the one worker; a second worker is started (``TTIN``
     to the master): once it has started, some of the clients' requests are answered by it
     within a connection's lifetime. Without the limit none ever is: the four connections

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import socket
 
-from tests.e2e.test_gunicorn_config import served  # noqa: F401  (the fixture)
-
 
 def _raw(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
     with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
@@ -37,27 +35,27 @@ def _assert_contract(answer: tuple[int, dict[str, str], bytes], status: int, cod
     assert b"<html" not in body
 
 
-def test_a_url_over_the_limit_is_a_json_414(served):  # noqa: F811
+def test_a_url_over_the_limit_is_a_json_414(served):
     port, _ = served
     path = "/api/v1/conversations?cursor=" + "1" * 9000
     answer = _raw(port, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     _assert_contract(answer, 414, "uri_too_long")
 
 
-def test_a_header_over_the_limit_is_a_json_431(served):  # noqa: F811
+def test_a_header_over_the_limit_is_a_json_431(served):
     port, _ = served
     request = b"GET /api/v1/me HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n"
     _assert_contract(_raw(port, request), 431, "headers_too_large")
 
 
-def test_too_many_headers_are_a_json_431(served):  # noqa: F811
+def test_too_many_headers_are_a_json_431(served):
     port, _ = served
     many = b"".join(b"X-H%d: 1\r\n" % n for n in range(120))
     request = b"GET /api/v1/me HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n"
     _assert_contract(_raw(port, request), 431, "headers_too_large")
 
 
-def test_requests_within_the_limits_still_reach_the_application(served):  # noqa: F811
+def test_requests_within_the_limits_still_reach_the_application(served):
     port, _ = served
     status, _, _ = _raw(port, b"GET /api/v1/probe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert status == 200

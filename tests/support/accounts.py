@@ -24,6 +24,16 @@ PASSWORDS = {
     Role.DPO: "harbor-thistle-mosaic-64",
 }
 
+#: A complete, valid body for ``POST /api/v1/auth/register``.
+REGISTRATION = {
+    "email": "new.member@example.org",
+    "password": "quokka-harbor-lantern-42",
+    "first_name": "Jeanne",
+    "last_name": "Moreau",
+    "birth_date": "1979-02-03",
+    "sex": "female",
+}
+
 
 @dataclass
 class Person:

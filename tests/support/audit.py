@@ -4,6 +4,9 @@ verifying it and tampering with it."""
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import select, text
@@ -88,3 +91,22 @@ def execute(runtime: ServiceContext, sql: str, **params: Any) -> None:
     someone with write access to the database would."""
     with runtime.database.transaction() as session:
         session.execute(text(sql), params)
+
+
+@contextmanager
+def heads_held(runtime: ServiceContext, *chains: str) -> Iterator[None]:
+    """Another transaction holds these chains' head rows (as a commit in flight does)."""
+    with runtime.database.engine.connect() as other, other.begin():
+        held = other.execute(
+            text("SELECT chain FROM chain_heads WHERE chain = ANY(:chains) FOR UPDATE"),
+            {"chains": list(chains)},
+        )
+        assert sorted(held.scalars()) == sorted(chains)
+        yield
+
+
+def in_thread(work: Callable[[], Any]) -> threading.Thread:
+    """Start ``work`` on a daemon thread: a second commit racing the test's own."""
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread

@@ -17,9 +17,8 @@ from sqlalchemy import create_engine, make_url, text
 from access_control import backup_stream, hybrid_kem
 from access_control.crypto import DecryptionFailed
 from medchat.cli.backup import backup_group
+from tests.support.backups import CANARY, Trickle
 from tests.support.databases import PG_ENV, fresh_database
-
-CANARY = b"Backup canary B5: Jeanne Moreau, bloodwork"
 
 
 @pytest.fixture
@@ -39,22 +38,6 @@ def _opened(sealed: bytes, key: hybrid_kem.PrivateKeyHandle) -> bytes:
     return sink.getvalue()
 
 
-class _Trickle(io.RawIOBase):
-    """A pipe that hands out a few bytes per read, as pg_dump's stdout may."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = memoryview(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
-        n = min(len(buffer), 7919, len(self._data))
-        buffer[:n] = self._data[:n]
-        self._data = self._data[n:]
-        return n
-
-
 @pytest.mark.parametrize(
     "size",
     [
@@ -71,7 +54,7 @@ def test_a_stream_round_trips_in_chunks_and_hides_its_content(keypair, size):
     assert CANARY not in sealed and CANARY[:16] not in sealed
     assert _opened(sealed, keypair) == data
     sink = io.BytesIO()
-    backup_stream.seal_stream(io.BufferedReader(_Trickle(data)), sink, keypair.public_key_bytes)  # type: ignore[arg-type]
+    backup_stream.seal_stream(io.BufferedReader(Trickle(data)), sink, keypair.public_key_bytes)  # type: ignore[arg-type]
     assert _opened(sink.getvalue(), keypair) == data
 
 

@@ -4,8 +4,6 @@ compiled as SQLAlchemy would run it."""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -35,10 +33,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import ArgumentError, IntegrityError, InvalidRequestError, StatementError
 
-import medchat
 from medchat.db import Base, UtcDateTime, make_engine
 from medchat.db_driver import DriverStatement, _plan
 from medchat.models.integrity import integrity_of
+from tests.support.db_driver import driver_statements
 
 _metadata = MetaData()
 _things = Table(
@@ -276,23 +274,8 @@ def test_a_dialect_of_positional_parameters_is_refused():
         _plan(select(_things.c.id), positional)
 
 
-def _driver_statements() -> dict[str, DriverStatement]:
-    """Every driver statement the package defines at module level (alone or in a dict)."""
-    found: dict[str, DriverStatement] = {}
-    for info in pkgutil.walk_packages(medchat.__path__, "medchat."):
-        if ".migrations" in info.name:
-            continue
-        module = importlib.import_module(info.name)
-        for name, value in vars(module).items():
-            values = value.items() if isinstance(value, dict) else [(None, value)]
-            for key, item in values:
-                if isinstance(item, DriverStatement):
-                    found[f"{info.name}.{name}" + ("" if key is None else f"[{key}]")] = item
-    return found
-
-
 def test_every_driver_statement_is_compiled_as_sqlalchemy_runs_it():
-    statements = _driver_statements()
+    statements = driver_statements()
     # The hot paths' statements are among them (a search that finds nothing proves nothing).
     assert {
         "medchat.identity.tokens._CHECK",
@@ -322,7 +305,7 @@ def test_psycopg_keeps_every_driver_statement_parsed():
     Every driver statement runs on a hot path: each stays within both."""
     from psycopg import _queries
 
-    for name, driver in _driver_statements().items():
+    for name, driver in driver_statements().items():
         plan = _plan(driver.statement, _PG)
         assert len(plan.sql) <= _queries.MAX_CACHED_STATEMENT_LENGTH, name
         assert len(plan.required) + len(plan.defaults) <= _queries.MAX_CACHED_STATEMENT_PARAMS
@@ -383,15 +366,15 @@ def test_every_driver_read_of_tagged_columns_verifies_them():
     }
     found = {
         name: set(reads)
-        for name, driver in _driver_statements().items()
+        for name, driver in driver_statements().items()
         if (reads := _tagged_reads(driver.statement))
     }
     assert found == verified
     # What it finds is the deciding columns themselves: the row check reads every one.
-    check = _driver_statements()["medchat.services.conversation_access._CHECKS[False]"]
+    check = driver_statements()["medchat.services.conversation_access._CHECKS[False]"]
     spec = integrity_of(_MODELS["conversation_key_epochs"])
     assert spec is not None
     assert _tagged_reads(check.statement)["conversation_key_epochs"] == set(spec.columns)
     # Also through the LATERAL subquery the combined read holds them in.
-    combined = _driver_statements()["medchat.services.request_checks._STATEMENTS[True]"]
+    combined = driver_statements()["medchat.services.request_checks._STATEMENTS[True]"]
     assert _tagged_reads(combined.statement)["conversation_key_epochs"] == set(spec.columns)

@@ -37,7 +37,7 @@ from medchat.db_driver import (
     read_outside_transaction,
     require_plain_read,
 )
-from tests.unit.test_db_driver import _driver_statements
+from tests.support.db_driver import driver_statements
 
 IDLE, INTRANS = TransactionStatus.IDLE, TransactionStatus.INTRANS
 
@@ -240,7 +240,7 @@ def test_reads_with_the_functions_that_only_read_are_plain_reads():
 
 
 def test_the_hot_reads_run_outside_a_transaction_and_nothing_that_writes_does():
-    flagged = {name for name, s in _driver_statements().items() if s.outside_transaction}
+    flagged = {name for name, s in driver_statements().items() if s.outside_transaction}
     assert {
         "medchat.identity.tokens._CHECK",
         "medchat.services.conversation_access._CHECKS[False]",
@@ -252,4 +252,4 @@ def test_the_hot_reads_run_outside_a_transaction_and_nothing_that_writes_does():
         "medchat.services.request_checks._STATEMENTS[False]",
     } == flagged
     for name in flagged:
-        require_plain_read(_driver_statements()[name].statement)
+        require_plain_read(driver_statements()[name].statement)

@@ -15,7 +15,7 @@ import pytest
 
 from access_control import backup_stream, hybrid_kem
 from access_control.crypto import AeadKey, associated_data
-from tests.unit.test_backup import CANARY, _Trickle
+from tests.support.backups import CANARY, Trickle
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def test_both_ends_read_a_pipe_that_hands_out_a_few_bytes_at_a_time(keypair):
     """``_read_exactly`` 6, 9: a short read is followed by the rest, never more, never lost."""
     data = CANARY * (backup_stream.CHUNK_SIZE // len(CANARY) + 2)
     sink = io.BytesIO()
-    backup_stream.seal_stream(_Trickle(data), sink, keypair.public_key_bytes)  # type: ignore[arg-type]
+    backup_stream.seal_stream(Trickle(data), sink, keypair.public_key_bytes)  # type: ignore[arg-type]
     opened = io.BytesIO()
-    chunks = backup_stream.open_stream(_Trickle(sink.getvalue()), opened, keypair)  # type: ignore[arg-type]
+    chunks = backup_stream.open_stream(Trickle(sink.getvalue()), opened, keypair)  # type: ignore[arg-type]
     assert (opened.getvalue(), chunks) == (data, 2)

@@ -13,11 +13,8 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import select, text
 
 from access_control import crypto
 from medchat import audit
@@ -25,7 +22,7 @@ from medchat.audit import anchor as audit_anchor
 from medchat.audit import verification
 from medchat.audit.anchor import AnchorSigner
 from medchat.models import AuditEntry, ChainHead
-from tests.unit.services.test_audit_chain import execute, verify
+from tests.support.audit import audit_entries, execute, heads_held, in_thread, verify
 
 CHAINS = 4
 COMMITS = 40
@@ -43,16 +40,9 @@ def write(runtime, commits: int = COMMITS, per_commit: int = 1) -> None:
                 audit.record(session, "test.chains", details={"n": n, "k": k})
 
 
-def entries(runtime) -> list[AuditEntry]:
-    with runtime.database.transaction() as session:
-        rows = list(session.scalars(select(AuditEntry).order_by(AuditEntry.seq)))
-        session.expunge_all()
-        return rows
-
-
 def busiest_chain(runtime) -> tuple[str, list[AuditEntry]]:
     """The chain holding the most entries (at least 3 with 40 commits over 4 chains)."""
-    rows = entries(runtime)
+    rows = audit_entries(runtime)
     chain, _ = Counter(row.chain for row in rows).most_common(1)[0]
     mine = [row for row in rows if row.chain == chain]
     assert len(mine) >= 3
@@ -62,7 +52,7 @@ def busiest_chain(runtime) -> tuple[str, list[AuditEntry]]:
 def test_commits_spread_over_the_chains_and_each_chain_is_whole(runtime):
     write(runtime, per_commit=2)
 
-    rows = entries(runtime)
+    rows = audit_entries(runtime)
     used = Counter(row.chain for row in rows)
     assert len(used) > 1 and set(used) <= {"audit", "audit/1", "audit/2", "audit/3"}
     for chain in used:
@@ -101,25 +91,7 @@ def test_concurrent_writers_leave_every_chain_unbroken(runtime):
     result = verify(runtime)
     assert result.ok, result.reason
     assert result.entries == threads * transactions
-    assert len({row.details for row in entries(runtime)}) == threads * transactions
-
-
-@contextmanager
-def heads_held(runtime, *chains: str) -> Iterator[None]:
-    """Another transaction holds these chains' head rows (as a commit in flight does)."""
-    with runtime.database.engine.connect() as other, other.begin():
-        held = other.execute(
-            text("SELECT chain FROM chain_heads WHERE chain = ANY(:chains) FOR UPDATE"),
-            {"chains": list(chains)},
-        )
-        assert sorted(held.scalars()) == sorted(chains)
-        yield
-
-
-def in_thread(work) -> threading.Thread:
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    return thread
+    assert len({row.details for row in audit_entries(runtime)}) == threads * transactions
 
 
 def test_a_commit_with_every_chain_free_takes_the_drawn_one(runtime, monkeypatch):
@@ -127,7 +99,12 @@ def test_a_commit_with_every_chain_free_takes_the_drawn_one(runtime, monkeypatch
     for drawn in (2, 0, 3, 1):
         monkeypatch.setattr(audit.heads.secrets, "randbelow", lambda n, drawn=drawn: drawn)
         write(runtime, commits=1)
-    assert [row.chain for row in entries(runtime)] == ["audit/2", "audit", "audit/3", "audit/1"]
+    assert [row.chain for row in audit_entries(runtime)] == [
+        "audit/2",
+        "audit",
+        "audit/3",
+        "audit/1",
+    ]
 
 
 def test_a_commit_takes_a_free_chain_instead_of_waiting_for_a_held_one(runtime):
@@ -139,7 +116,7 @@ def test_a_commit_takes_a_free_chain_instead_of_waiting_for_a_held_one(runtime):
         waited = writer.is_alive()
     writer.join(timeout=30)
     assert not waited  # every commit found audit/3 free, whichever chain it drew
-    assert {row.chain for row in entries(runtime)} == {"audit/3"}
+    assert {row.chain for row in audit_entries(runtime)} == {"audit/3"}
     result = verify(runtime)
     assert result.ok, result.reason
 
@@ -155,7 +132,7 @@ def test_a_commit_whose_drawn_chain_is_held_takes_the_next_one_on(runtime, monke
     with heads_held(runtime, "audit/1", "audit/2"):
         writer = in_thread(lambda: write(runtime, commits=1))
         writer.join(timeout=30)
-    assert [row.chain for row in entries(runtime)] == ["audit/2", "audit/3"]
+    assert [row.chain for row in audit_entries(runtime)] == ["audit/2", "audit/3"]
 
 
 def test_a_commit_waits_for_a_head_when_every_chain_is_held(runtime):
@@ -167,7 +144,7 @@ def test_a_commit_waits_for_a_head_when_every_chain_is_held(runtime):
         waited = writer.is_alive()
     writer.join(timeout=30)
     assert waited and not writer.is_alive()
-    assert len(entries(runtime)) == 1
+    assert len(audit_entries(runtime)) == 1
     result = verify(runtime)
     assert result.ok, result.reason
 
@@ -200,7 +177,7 @@ def test_a_deleted_entry_in_any_chain_is_named_where_it_was(runtime):
 def test_swapped_sequence_numbers_across_chains_are_caught(runtime):
     """The access log's order is the global seq: moving an entry in it breaks its hash."""
     write(runtime)
-    rows = entries(runtime)
+    rows = audit_entries(runtime)
     # Two neighbours in the access log's order that sit on different chains.
     a, b = next((x, y) for x, y in itertools.pairwise(rows) if x.chain != y.chain)
     execute(runtime, "UPDATE audit_entries SET seq = -1 WHERE seq = :s", s=a.seq)
@@ -241,7 +218,7 @@ def test_the_lowest_seq_broken_is_named_first_whatever_its_chain(runtime):
     later; a missing head (no seq) comes after both. Kills the mutants of the ordering key of
     ``verify``'s faults (``is None`` to ``is not None``, ``or 0`` to ``and 0``)."""
     write(runtime)
-    rows = entries(runtime)
+    rows = audit_entries(runtime)
     order = {chain: index for index, chain in enumerate(verification.CHAINS)}
     early, late = next(
         (a, b) for a in rows for b in rows if order[a.chain] < order[b.chain] and b.seq < a.seq
@@ -305,7 +282,7 @@ def test_checked_heads_lists_every_chain_in_use_with_its_last_entry(runtime):
     assert checked(runtime) == [("audit", 0, bytes(32))]
     write(runtime)
     heads = checked(runtime)
-    rows = entries(runtime)
+    rows = audit_entries(runtime)
     last = {row.chain: row for row in rows}  # rows are in seq order: the last one wins
     assert heads == [(c, last[c].position, last[c].entry_hash) for c in sorted(last, key=_index)]
 
@@ -316,7 +293,7 @@ def test_checked_heads_reaches_a_chain_in_use_past_an_empty_one(make_app):
     six commits land on a prefix of the chains, where both agree, is below one in 10^7)."""
     runtime = make_app(audit_chains=64).extensions["medchat"]
     write(runtime, commits=6)
-    used = {row.chain for row in entries(runtime)}
+    used = {row.chain for row in audit_entries(runtime)}
     assert [chain for chain, _, _ in checked(runtime)] == sorted(used | {"audit"}, key=_index)
 
 
@@ -371,5 +348,5 @@ def test_a_verify_result_reads_as_the_documented_dictionary(runtime):
         "first_bad": None,
         "reason": None,
         "head_seq": 3,
-        "head_hash": entries(runtime)[-1].entry_hash.hex(),
+        "head_hash": audit_entries(runtime)[-1].entry_hash.hex(),
     }

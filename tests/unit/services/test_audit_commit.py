@@ -17,8 +17,8 @@ from medchat import audit
 from medchat.audit import heads
 from medchat.audit.heads import chain_name
 from medchat.models import AuditEntry, ChainHead
+from tests.support.audit import verify, write_entries
 from tests.support.plans import plans_after
-from tests.unit.services.test_audit_chain import verify, write_entries
 
 
 @pytest.fixture

@@ -20,12 +20,11 @@ from medchat import audit
 from medchat.audit import heads
 from medchat.services import message_append
 from tests.support.accounts import login, make_member
+from tests.support.audit import audit_entries, heads_held, in_thread, verify
 from tests.support.conversations import start_conversation
 from tests.support.messaging import CONVERSATIONS, asked, care_team, give_consent, send
 from tests.support.plans import plans_after
 from tests.support.sessions import sign_in
-from tests.unit.services.test_audit_chain import verify
-from tests.unit.services.test_audit_chains import entries, heads_held, in_thread
 
 CHAINS = 4
 
@@ -57,7 +56,7 @@ def lock_free_head(session):
 
 
 def assert_whole(runtime) -> None:
-    rows = entries(runtime)
+    rows = audit_entries(runtime)
     for chain in {row.chain for row in rows}:
         positions = [row.position for row in rows if row.chain == chain]
         assert positions == list(range(1, len(positions) + 1))
@@ -77,7 +76,7 @@ def test_a_sends_commit_appends_to_the_head_its_append_took(
     for n in range(6):
         assert send(client, tokens, path, f"message {n}").status_code == 201
 
-    sent = [row for row in entries(runtime) if row.action == "message.send"]
+    sent = [row for row in audit_entries(runtime) if row.action == "message.send"]
     assert len(sent) == 6
     assert_whole(runtime)
 
@@ -110,7 +109,7 @@ def test_a_head_held_by_a_rolled_back_transaction_is_not_used_by_the_next(runtim
         session.commit()
     finally:
         session.close()
-    rows = entries(runtime)
+    rows = audit_entries(runtime)
     assert [(row.action, row.chain, row.position) for row in rows] == [
         ("test.between", "audit", stale[1] + 1),
         ("test.after", "audit", stale[1] + 2),
@@ -172,7 +171,7 @@ def test_a_commit_of_several_entries_on_a_held_head_draws_the_rest_after_it(runt
         for n in range(3):
             audit.record(session, "test.several", details={"n": n})
 
-    rows = entries(runtime)
+    rows = audit_entries(runtime)
     assert [(row.chain, row.position) for row in rows] == [
         (chain, position + 1),
         (chain, position + 2),
@@ -200,7 +199,7 @@ def test_concurrent_sends_leave_every_chain_whole(client, runtime, conversation)
     for thread in workers:
         thread.join(timeout=120)
     assert errors == []
-    assert len([row for row in entries(runtime) if row.action == "message.send"]) == 32
+    assert len([row for row in audit_entries(runtime) if row.action == "message.send"]) == 32
     assert_whole(runtime)
 
 

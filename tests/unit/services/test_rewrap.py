@@ -7,13 +7,11 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import uuid
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
-from access_control import crypto
 from access_control.roles import Role
 from medchat import audit
 from medchat.errors import RoleKeyRequired
@@ -21,75 +19,21 @@ from medchat.keys.member_rewrap import RewrapQueue
 from medchat.keys.personal_keys import PersonalKeys
 from medchat.models import (
     Conversation,
-    ConversationKeyWrap,
     Holder,
-    PasswordResetToken,
     RewrapRequest,
 )
-from medchat.services.password_reset import PasswordResetService
 from tests.support.accounts import Person, code_for, make_member, make_staff
 from tests.support.audit import audit_entries
 from tests.support.cli import cli_runner
-from tests.support.conversations import start_conversation
+from tests.support.rewrap import drain, member_wraps, pending, reset, with_history
 from tests.support.sessions import sign_in
 from tests.support.tampering import execute_sql
 from tests.support.wraps import assert_only_the_three_holders
-
-NEW_PASSWORD = "lichen-tundra-pelican-86"
 
 
 @pytest.fixture
 def app(make_app, tmp_path):
     return make_app(mail_url=f"file://{tmp_path / 'mail'}")
-
-
-def reset(runtime, person: Person, password: str = NEW_PASSWORD) -> Person:
-    """The member's reset through ``PasswordResetService.confirm`` with a token we planted."""
-    token = f"mcp_{uuid.uuid4().hex}"
-    now = runtime.clock.now()
-    with runtime.database.transaction() as session:
-        session.add(
-            PasswordResetToken(
-                account_id=person.id,
-                token_hash=crypto.token_hash(token),
-                created_at=now,
-                expires_at=now + timedelta(minutes=30),
-            )
-        )
-    with runtime.database.transaction() as session:
-        PasswordResetService(session, runtime).confirm(token, password, None)
-    return Person(person.id, person.email, password, Role.MEMBER)
-
-
-def with_history(runtime, conversations: int = 2) -> tuple[Person, list]:
-    member = make_member(runtime)
-    principal = sign_in(runtime, member).principal
-    started = [
-        start_conversation(runtime, principal, subject=f"Subject {n}", bodies=[f"Body {n}"])
-        for n in range(conversations)
-    ]
-    return member, started
-
-
-def drain(runtime, actor, limit: int = 100):
-    with runtime.database.transaction() as session:
-        return RewrapQueue(session, runtime).drain(actor, limit)
-
-
-def pending(runtime) -> int:
-    with runtime.database.transaction() as session:
-        return RewrapQueue(session, runtime).pending()
-
-
-def member_wraps(runtime, member_id) -> list[ConversationKeyWrap]:
-    with runtime.database.transaction() as session:
-        return list(
-            session.scalars(
-                select(ConversationKeyWrap)
-                .join(Conversation, Conversation.id == ConversationKeyWrap.conversation_id)
-                .where(Conversation.member_id == member_id, ConversationKeyWrap.holder == "member")
-            )
-        )
 
 
 def test_draining_needs_a_clinician_session_holding_the_physician_key(runtime, team):

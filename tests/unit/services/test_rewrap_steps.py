@@ -23,15 +23,15 @@ from medchat.keys.personal_keys import PersonalKeys
 from medchat.models import PersonalKey, RewrapRequest
 from tests.support.audit import audit_entries, audit_records
 from tests.support.conversations import read_bodies, reply
-from tests.support.sessions import sign_in
-from tests.support.tampering import execute_sql
-from tests.unit.services.test_rewrap import (
+from tests.support.rewrap import (
     drain,
     member_wraps,
     pending,
     reset,
     with_history,
 )
+from tests.support.sessions import sign_in
+from tests.support.tampering import execute_sql
 
 
 def requests(runtime) -> list[RewrapRequest]:
