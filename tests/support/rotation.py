@@ -26,10 +26,11 @@ from medchat.models import (
     KeyRole,
     RoleKey,
     RoleKeyGrant,
+    RoleKeyStatus,
 )
 from medchat.services.context import ServiceContext
 from medchat.services.role_keys import RoleKeyService
-from tests.support.accounts import Person, make_member, make_staff
+from tests.support.accounts import Person, init_role_keys, make_member, make_staff
 from tests.support.conversations import start_conversation
 from tests.support.messaging import care_team
 from tests.support.sessions import STAFF_ADDRESS, sign_in
@@ -73,6 +74,18 @@ def grant(runtime: ServiceContext, holder: Person, colleague: Person) -> None:
     actor = sign_in(runtime, holder).principal
     with runtime.database.transaction() as session:
         RoleKeyService(session, runtime).grant(actor, KeyRole.PHYSICIAN, colleague.id)
+
+
+def team_with_colleague(runtime: ServiceContext) -> tuple[Person, Person, Person]:
+    """The first physician and archive holders, and a colleague granted the physician key:
+    ``(clinician, compliance, colleague)``, with no conversation (what ``KeyCustody``'s tests in
+    ``tests/unit/services/test_custody*.py`` start from)."""
+    clinician = make_staff(runtime, Role.CLINICIAN)
+    compliance = make_staff(runtime, Role.COMPLIANCE)
+    init_role_keys(runtime, clinician, compliance)
+    colleague = make_staff(runtime, Role.CLINICIAN, first_name="Bea", last_name="Roux")
+    grant(runtime, clinician, colleague)
+    return clinician, compliance, colleague
 
 
 def revoke(
@@ -135,6 +148,11 @@ def physician_keys(runtime: ServiceContext) -> dict[int, RoleKey]:
     with runtime.database.transaction() as session:
         rows = session.scalars(select(RoleKey).where(RoleKey.role == KeyRole.PHYSICIAN))
         return {row.version: row for row in rows}
+
+
+def physician_key(custody: KeyCustody) -> RoleKey:
+    """The active physician key, read in ``custody``'s transaction."""
+    return custody.role_keys(KeyRole.PHYSICIAN, RoleKeyStatus.ACTIVE)[0]
 
 
 def wraps_sealed_to(runtime: ServiceContext, key: RoleKey) -> int:

@@ -2,7 +2,7 @@
 
 The pins are what stops a database writer from planting a role public key of their own
 (SECURITY-MODEL 9), so each rule is tested here without a database: the services' tests
-(tests/unit/services/test_role_keys.py, test_rotation.py) show the same rules in use.
+(tests/unit/services/test_role_keys.py, test_rotation_resume.py) show the same rules in use.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """What ``medchat archive verify`` reports, to the word, for each way the ledger can break.
 
 The report is what the operator acts on: which record (id and sequence number), why, how
-many records linked before it and the head to anchor. test_ledger.py shows that each attack
-is caught; this file pins the whole report of each, so a wrong sequence number, a lost id or
-a changed reason is a failure too.
+many records linked before it and the head to anchor. test_ledger_content.py and
+test_ledger_chain.py show that each attack is caught; this file pins the whole report of
+each, so a wrong sequence number, a lost id or a changed reason is a failure too.
 """
 
 from __future__ import annotations

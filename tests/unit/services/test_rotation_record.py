@@ -1,6 +1,7 @@
 """What a finished rotation reports and records: the result handed to ``medchat keys rotate``,
 the ``role_key.retire`` audit entry, and the times on the rows it closes. The rotation's
-behaviour (who reads what, resuming, the sweep) is in tests/unit/services/test_rotation.py."""
+behaviour is in tests/unit/services/: who reads what in test_rotation.py, resuming in
+test_rotation_resume.py, the sweep in test_rotation_concurrency.py."""
 
 from __future__ import annotations
 
