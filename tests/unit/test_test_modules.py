@@ -18,16 +18,20 @@ def imports_of_test_modules(source: str) -> list[str]:
     """The modules named ``test_*`` (or ``conftest``) that this source imports from."""
     named = []
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        if isinstance(node, ast.ImportFrom):
+            # A relative import (``from .test_auth import ...``) is inside tests/ by being here.
+            module = "." * node.level + (node.module or "")
+            names = [module] + [f"{module}.{alias.name}".replace("..", ".") for alias in node.names]
+            inside = node.level > 0
         elif isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
+            inside = False
         else:
             continue
         named += [
             name
             for name in names
-            if name.split(".")[0] == "tests"
+            if (inside or name.split(".")[0] == "tests")
             and any(part.startswith("test_") or part == "conftest" for part in name.split("."))
         ]
     return named
@@ -50,12 +54,18 @@ def test_the_import_check_can_fail():
         "    from tests.security.conftest import planted_world\n"
         "from tests.support.accounts import login\n"
         "from tests.api import test_compliance\n"
+        "from .test_metrics import scrape\n"
+        "from . import conftest\n"
+        "from .support import helpers\n"
     )
     assert imports_of_test_modules(source) == [
         "tests.api.test_auth",
         "tests.api.test_auth.REGISTRATION",
         "tests.unit.test_backup",
         "tests.api.test_compliance",
+        ".test_metrics",
+        ".test_metrics.scrape",
+        ".conftest",
         "tests.security.conftest",
         "tests.security.conftest.planted_world",
     ]
