@@ -69,9 +69,7 @@ class Stolen:
 
     people: dict[str, Person]
     sessions: dict[str, SignedIn]
-    conversation_id: uuid.UUID
     dek: bytes
-    attachment_id: uuid.UUID
     secrets: dict[str, bytes | str] = field(default_factory=dict)
 
     def password_of(self, account_id: uuid.UUID) -> str:
@@ -117,7 +115,7 @@ def fill_database(runtime: ServiceContext) -> Stolen:
     started = start_conversation(
         runtime, sessions["member"].principal, subject=SUBJECT, bodies=BODIES
     )
-    attachment_id = add_attachment(
+    add_attachment(
         runtime,
         started.id,
         started.message_ids[-1],
@@ -131,7 +129,7 @@ def fill_database(runtime: ServiceContext) -> Stolen:
     for name in ("member", "clinician"):
         assert read_bodies(runtime, sessions[name].principal, started.id) == [*BODIES, REPLY]
 
-    stolen = Stolen(people, sessions, started.id, started.dek, attachment_id)
+    stolen = Stolen(people, sessions, started.dek)
     stolen.secrets["conversation DEK"] = started.dek
     for name, signed in sessions.items():
         keyring = signed.principal.keyring
