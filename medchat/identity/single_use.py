@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from access_control import crypto
 from medchat.models import Account
 from medchat.models.tokens import SingleUseToken
+from medchat.storage.row_integrity import withdrawing
 
 T = TypeVar("T", bound=SingleUseToken)
 
@@ -98,10 +99,13 @@ def redeem(session: Session, model: type[T], record: T, now: datetime) -> bool:
 
 def spend_open(session: Session, model: type[T], account_id: uuid.UUID, now: datetime) -> None:
     """Spend every unspent token of this kind of the account. A bulk update: ``used_at`` is
-    not a tagged column (``SingleUseToken``), so no row needs re-tagging."""
+    not a tagged column (``SingleUseToken``), so no row needs re-tagging, and it only spends
+    (``withdrawing``): a planted row it matches is spent, never trusted."""
     session.execute(
-        update(model)
-        .where(model.account_id == account_id, model.used_at.is_(None))
-        .values(used_at=now)
-        .execution_options(synchronize_session=False)
+        withdrawing(
+            update(model)
+            .where(model.account_id == account_id, model.used_at.is_(None))
+            .values(used_at=now)
+            .execution_options(synchronize_session=False)
+        )
     )

@@ -89,14 +89,25 @@ def new_recovery_codes(session: Session, account_id: uuid.UUID) -> list[str]:
 def consume_recovery_code(
     session: Session, account_id: uuid.UUID, code: str, now: datetime
 ) -> bool:
-    """Spend a recovery code; False when it is unknown or was used before."""
-    result = session.execute(
-        update(RecoveryCode)
-        .where(
+    """Spend a recovery code; False when it is unknown or was used before.
+
+    The row is loaded as an object first, so its row tag is checked (a code row planted or
+    moved to another account through SQL is refused and audited, ``row_integrity``); only then
+    is it spent, by its id and on condition it is still unused (a used code is refused here,
+    and of two requests racing with one code one wins). A bulk UPDATE matching on the code's
+    hash would have trusted a row nobody checked.
+    """
+    row = session.scalars(
+        select(RecoveryCode).where(
             RecoveryCode.account_id == account_id,
             RecoveryCode.code_hash == crypto.token_hash(_normalise_recovery_code(code)),
-            RecoveryCode.used_at.is_(None),
         )
+    ).first()
+    if row is None:
+        return False
+    result = session.execute(
+        update(RecoveryCode)
+        .where(RecoveryCode.id == row.id, RecoveryCode.used_at.is_(None))
         .values(used_at=now)
         .execution_options(synchronize_session=False)
     )

@@ -10,6 +10,11 @@ model's ``__row_integrity__``). How, in one place, for every session of a ``Data
   row loaded as tampered (``skip`` mode below) is never re-tagged. Bulk statements bypass
   the flush, so they are checked as they run: a bulk INSERT must carry each row's tag
   (``tag_values``), and a bulk UPDATE may not set a tagged column (load the rows instead).
+  Nor may a bulk UPDATE choose its rows by what they hold: its WHERE names them by id (rows
+  loaded, so checked, before), unless ``withdrawing()`` says it only takes something away
+  (spends every open token of an account), so that no row it matches is trusted. An UPDATE
+  matching on a tagged column and acting on how many rows it changed is an unchecked read:
+  a planted recovery code once passed as a second factor that way.
 - **Reading.** Every row of a tagged table loaded as an object is checked. A tag that fails
   raises ``RowIntegrityFailure`` (409 in HTTP), and the refusal is audited: in the request's
   transaction when it goes on, after its rollback when it fails. A query run with
@@ -27,7 +32,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import ORMExecuteState, QueryContext, Session
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import Executable, operators
+from sqlalchemy.sql.elements import BinaryExpression, BooleanClauseList, ColumnClause
 
 from access_control.row_tags import RowTagger
 from medchat import audit
@@ -39,6 +45,7 @@ log = logging.getLogger("medchat.integrity")
 
 TAGGER = "row_tagger"
 _SKIP_OPTION = "medchat_skip_tampered"
+_WITHDRAWING_OPTION = "medchat_withdrawing"
 _TAMPERED = "medchat_tampered"
 #: ``session.info`` key: the (table, id) pairs this session has audited a refusal of.
 _REFUSED = "medchat_integrity_refused"
@@ -84,6 +91,13 @@ def verify_columns(
 def skip_tampered(statement: T) -> T:
     """Run ``statement`` marking tampered rows instead of refusing the whole query."""
     return statement.execution_options(**{_SKIP_OPTION: True})
+
+
+def withdrawing(statement: T) -> T:
+    """Mark a bulk UPDATE of a tagged table that only takes something away (spends or ends
+    what it matches) and whose outcome decides nothing: it may match rows by other columns
+    than their id. A row planted to be matched gains its writer nothing but a spent row."""
+    return statement.execution_options(**{_WITHDRAWING_OPTION: True})
 
 
 def is_tampered(row: object) -> bool:
@@ -190,7 +204,8 @@ def _tag_before_flush(session: Session, _context: Any, _instances: Any) -> None:
 
 @event.listens_for(Session, "do_orm_execute")
 def _check_bulk(state: ORMExecuteState) -> None:
-    """Bulk writes bypass the flush: an INSERT brings its tags, an UPDATE leaves tags alone."""
+    """Bulk writes bypass the flush: an INSERT brings its tags, an UPDATE leaves tags alone and
+    names its rows by id (or is ``withdrawing``)."""
     if not (state.is_insert or state.is_update) or TAGGER not in state.session.info:
         return
     mapper = state.bind_mapper
@@ -206,8 +221,34 @@ def _check_bulk(state: ORMExecuteState) -> None:
         if not rows or any(not row or row.get("row_tag") is None for row in rows):
             raise RuntimeError(f"a bulk INSERT into {_table(mapper.class_)} must tag each row")
         return
+    table = _table(mapper.class_)
     values = getattr(state.statement, "_values", None) or {}
     names = {getattr(key, "key", key) for key in values}
     if names & {*columns, "row_tag"}:
-        table = _table(mapper.class_)
         raise RuntimeError(f"bulk UPDATE of tagged columns of {table}: load the rows instead")
+    if state.execution_options.get(_WITHDRAWING_OPTION):
+        return
+    if not _names_rows_by_id(state.statement, mapper.local_table):
+        raise RuntimeError(
+            f"bulk UPDATE of {table} that does not name its rows by id: load them (checked) "
+            "first, or mark it withdrawing()"
+        )
+
+
+def _names_rows_by_id(statement: Any, table: Any) -> bool:
+    """Whether the WHERE clause, at its top level (an AND of criteria), holds ``id = ...`` or
+    ``id IN (...)`` for ``table``'s own id: only then are the rows it changes rows the caller
+    chose by identity rather than by content."""
+    where = statement.whereclause
+    if where is None:
+        return False
+    anded = isinstance(where, BooleanClauseList) and where.operator is operators.and_
+    criteria = list(where.clauses) if anded else [where]
+    return any(
+        isinstance(criterion, BinaryExpression)
+        and criterion.operator in (operators.eq, operators.in_op)
+        and isinstance(criterion.left, ColumnClause)
+        and criterion.left.table is table
+        and criterion.left.name == "id"
+        for criterion in criteria
+    )

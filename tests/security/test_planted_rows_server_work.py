@@ -34,6 +34,7 @@ from medchat.services.retrieval import RetrievalService
 from medchat.storage.row_integrity import TAGGER
 from tests.support.accounts import Person, bearer, login
 from tests.support.planted_world import (
+    ATTACKER_RECOVERY_CODE,
     ATTACKER_TOKEN,
     PEOPLE,
     TAGGED,
@@ -48,6 +49,22 @@ from tests.support.retention import run as retention_run
 from tests.support.rotation import rotate
 from tests.support.sessions import sign_in
 
+#: Secret columns (hashes of what a person presents) and the hash of the attacker's own choice.
+SECRETS = {
+    "token_hash": crypto.token_hash(ATTACKER_TOKEN),
+    "code_hash": crypto.token_hash(ATTACKER_RECOVERY_CODE.lower().replace("-", "")),
+}
+
+
+def _insert(runtime: ServiceContext, role: str | None, table: str, values: dict) -> int:
+    """1 when the schema took the row, 0 when a constraint refused it."""
+    with contextlib.suppress(IntegrityError, DataError):
+        names = ", ".join(values)
+        marks = ", ".join(f":{name}" for name in values)
+        write(runtime, role, f"INSERT INTO {table} ({names}) VALUES ({marks})", table, values)
+        return 1
+    return 0
+
 
 def plant_rows(runtime: ServiceContext, world: World, role: str | None, table: str) -> int:
     """Copies of each genuine row naming the attacker, and each genuine row altered so.
@@ -57,27 +74,27 @@ def plant_rows(runtime: ServiceContext, world: World, role: str | None, table: s
     """
     taken = 0
     columns = integrity_of(TAGGED[table]).columns  # type: ignore[union-attr]
+    owners = set()
     for genuine in rows(runtime, table):
+        if SECRETS.keys() & genuine.keys() and genuine["account_id"] not in owners:
+            # The genuine owner's row again, its secret one the attacker knows: a planted
+            # token or recovery code that would pass as the victim's own. One for each owner
+            # (two alike would match twice, which a single-use check may refuse for that
+            # alone), and first, as a secret's hash may be unique: the copy naming the attacker
+            # below is the lesser attack.
+            owners.add(genuine["account_id"])
+            theirs = dict(genuine, id=uuid.uuid4())
+            theirs.update({name: hashed for name, hashed in SECRETS.items() if name in genuine})
+            taken += _insert(runtime, role, table, theirs)
         planted = dict(genuine, id=uuid.uuid4())
         for column in columns[1:]:
             if column.endswith(("_id", "_by")) or column in ("role", "status", "wrap"):
                 value = attacker_value(runtime, world, table, column, genuine[column])
                 planted[column] = genuine[column] if value is None else value
-        if "token_hash" in planted:
-            planted["token_hash"] = crypto.token_hash(ATTACKER_TOKEN)
+        planted.update({name: hashed for name, hashed in SECRETS.items() if name in planted})
         if "key" in planted:
             planted["key"] = f"planted-{planted['id']}"
-        with contextlib.suppress(IntegrityError, DataError):  # a unique constraint may refuse it
-            names = ", ".join(planted)
-            marks = ", ".join(f":{name}" for name in planted)
-            write(
-                runtime,
-                role,
-                f"INSERT INTO {table} ({names}) VALUES ({marks})",
-                table,
-                planted,
-            )
-            taken += 1
+        taken += _insert(runtime, role, table, planted)  # a unique constraint may refuse it
         for column in columns[1:]:
             if column.endswith(("_id", "_by")) or column == "role":
                 taken += alter(runtime, world, role, table, genuine, column)
@@ -129,6 +146,23 @@ def server_work(client: Any, runtime: ServiceContext, world: World) -> list[str]
     response = client.post("/api/v1/auth/refresh", json={"refresh_token": ATTACKER_TOKEN})
     if response.status_code < 400 or response.status_code >= 500:
         failures.append(f"planted token refreshed: HTTP {response.status_code}")
+
+    # The recovery code the attacker planted, as a second factor beside a phished password.
+    # (Everyone with a second factor: the attacker, without one, signs in on a password.)
+    for name in PEOPLE:
+        person = getattr(world, name)
+        if person.totp_secret is None:
+            continue
+        response = client.post(
+            "/api/v1/auth/token",
+            json={
+                "email": person.email,
+                "password": person.password,
+                "totp_code": ATTACKER_RECOVERY_CODE,
+            },
+        )
+        if response.status_code < 400 or response.status_code >= 500:
+            failures.append(f"planted recovery code for {name}: HTTP {response.status_code}")
 
     def drain() -> None:
         actor = sign_in(runtime, world.clinician).principal

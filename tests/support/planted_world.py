@@ -51,6 +51,8 @@ TAGGED = {
     if (spec := integrity_of(cls)) is not None and spec.kind == "tagged"
 }
 ATTACKER_TOKEN = "mca_attacker-chose-this-token"
+#: A recovery code the attacker chose, as a member would type it (``totp`` normalises it).
+ATTACKER_RECOVERY_CODE = "ATTK-RCHS-THIS-CODE"
 #: A closed port on this host: deliveries fail at once, and are retried later.
 PUSH_SUBSCRIPTION = {
     "endpoint": "http://127.0.0.1:9/push/victim",

@@ -14,7 +14,7 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import String, bindparam, func, insert, select, update
+from sqlalchemy import String, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, load_only, mapped_column
 
 from access_control.row_tags import RowTagger
@@ -27,6 +27,7 @@ from medchat.storage.row_integrity import (
     skip_tampered,
     tag_values,
     verify_columns,
+    withdrawing,
 )
 from tests.support.accounts import make_member
 from tests.support.tampering import execute_sql
@@ -328,3 +329,37 @@ def test_a_bulk_update_may_not_touch_a_tagged_column(runtime, member):
     with runtime.database.transaction() as session:
         assert session.get(RecoveryCode, code).used_at == WHEN
         assert session.get(Account, member.id) is not None
+
+
+def test_a_bulk_update_names_its_rows_by_id_unless_it_only_withdraws(runtime, member):
+    """An UPDATE matching rows by what they hold, whose count then decides, trusts rows no one
+    checked (a planted recovery code once passed as a second factor so)."""
+    code = _code(runtime, member.id)
+    by_content = [
+        RecoveryCode.account_id == member.id,
+        RecoveryCode.code_hash == b"h" * 32,
+        RecoveryCode.used_at.is_(None),
+    ]
+    with runtime.database.transaction() as session:
+        for where in (
+            by_content,
+            [RecoveryCode.id != code],
+            [RecoveryCode.id.is_not(None)],
+            [literal(code) == RecoveryCode.id],  # the id on the right: not this rule's shape
+            [RecoveryCode.account_id == member.id, RecoveryCode.used_at.is_(None)],
+            [or_(RecoveryCode.id == code, RecoveryCode.account_id == member.id)],
+            [Account.id == member.id],  # another table's id
+        ):
+            with pytest.raises(RuntimeError, match="does not name its rows by id"):
+                session.execute(update(RecoveryCode).where(*where).values(used_at=WHEN))
+        with pytest.raises(RuntimeError, match="does not name its rows by id"):
+            session.execute(update(RecoveryCode).values(used_at=WHEN))
+        # By id, alone or beside other criteria, one or several.
+        for where in ([RecoveryCode.id == code], [RecoveryCode.id.in_([code]), *by_content[2:]]):
+            session.execute(update(RecoveryCode).where(*where).values(used_at=WHEN))
+        # Only taking away: spending every open code of the account.
+        session.execute(
+            withdrawing(update(RecoveryCode).where(*by_content[:1]).values(used_at=WHEN))
+        )
+    with runtime.database.transaction() as session:
+        assert session.get(RecoveryCode, code).used_at == WHEN
