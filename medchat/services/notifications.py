@@ -17,12 +17,14 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import requests
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -191,17 +193,53 @@ def _allowed_host(host: str, allowed: tuple[str, ...]) -> bool:
     return any(host == name or host.endswith("." + name) for name in allowed)
 
 
+#: What an endpoint may be made of: RFC 3986's unreserved and reserved characters and
+#: percent escapes. A backslash, a non-ASCII dot or a space is read differently by different
+#: URL parsers (``https://127.0.0.1\.fcm.googleapis.com/`` is a push service's host to
+#: ``urlsplit`` and 127.0.0.1 to the HTTP client that delivers).
+_URL = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
+#: A host name as DNS spells it (an IP literal is matched by ``ipaddress``).
+_HOST = re.compile(
+    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.?"
+)
+
+
+def _delivered_to(endpoint: str) -> str | None:
+    """The host the HTTP client that delivers (requests, parsing with urllib3) connects to."""
+    try:
+        url = requests.Request("POST", endpoint).prepare().url
+    except (requests.RequestException, ValueError):
+        return None
+    return urlsplit(url).hostname if url else None
+
+
 def check_endpoint(endpoint: str, *, production: bool, allowed: tuple[str, ...]) -> str:
     """An https URL on a push service's host (``MEDCHAT_PUSH_SERVICE_HOSTS``): never an
     address of the member's choosing. In development a loopback host is let in too (plain
-    http included), for a local push endpoint in tests."""
+    http included), for a local push endpoint in tests.
+
+    The host is read twice, by ``urlsplit`` and by urllib3 (what delivers), and the two must
+    agree: a URL the two parsers read differently is refused, whatever either makes of it.
+    Checked again at each delivery (``notify_channels``), so a row stored before a rule
+    tightened is not delivered to.
+    """
     problem = None
     try:
         parts = urlsplit(endpoint)
         host = parts.hostname or ""
     except ValueError:
         parts, host = None, ""
-    if parts is None or not host or parts.username or parts.password or parts.fragment:
+    if len(endpoint) > MAX_ENDPOINT or _URL.fullmatch(endpoint) is None:
+        problem = "Too long, or holds characters a URL may not (spaces, backslashes, ...)."
+    elif (
+        parts is None
+        or not host
+        or parts.username
+        or parts.password
+        or parts.fragment
+        or (_delivered_to(endpoint) or "").rstrip(".") != host.rstrip(".")
+        or not (_HOST.fullmatch(host) or _is_ip(host))
+    ):
         problem = "Must be an absolute URL with a host and nothing else before it."
     elif parts.scheme != "https" and not (
         parts.scheme == "http" and not production and _loopback(host)
@@ -209,11 +247,17 @@ def check_endpoint(endpoint: str, *, production: bool, allowed: tuple[str, ...])
         problem = "Must be an https URL."
     elif not (_allowed_host(host, allowed) or (not production and _loopback(host))):
         problem = "Not a known push service."
-    elif len(endpoint) > MAX_ENDPOINT or any(ch.isspace() or ord(ch) < 33 for ch in endpoint):
-        problem = "Too long, or holds spaces or control characters."
     if problem:
         raise ValidationFailed(details={"endpoint": [problem]})
     return endpoint
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from access_control import web_push
+from medchat import audit
 from medchat.clock import iso_z
+from medchat.errors import ValidationFailed
 from medchat.models import (
     Account,
     AccountStatus,
@@ -44,11 +46,16 @@ from medchat.models import (
     ConversationStatus,
     NotificationKind,
     NotificationOutbox,
+    PushSubscription,
 )
 from medchat.services.accounts import AccountService
 from medchat.services.context import ServiceContext
 from medchat.services.mail import compose
-from medchat.services.notifications import NotificationPreferences, PushSubscriptions
+from medchat.services.notifications import (
+    NotificationPreferences,
+    PushSubscriptions,
+    check_endpoint,
+)
 
 log = logging.getLogger("medchat.notify")
 
@@ -110,11 +117,14 @@ class Channels:
             return "skipped"
         vapid = Vapid.from_raw(web_push.vapid_private_raw(self.runtime.keys.vapid).encode())
         payload = json.dumps({"id": str(row.event_id), "text": GENERIC_TEXT})
-        failed = 0
+        failed = delivered = 0
         # No redirects: a push service answers where it was asked, or not at all.
         http = requests.Session()
         http.max_redirects = 0
         for target in targets:
+            if not self._still_allowed(target.endpoint):
+                self._drop(target, "endpoint_refused")
+                continue
             info = {
                 "endpoint": target.endpoint,
                 "keys": {"p256dh": _b64url(target.p256dh), "auth": _b64url(target.auth)},
@@ -134,16 +144,44 @@ class Channels:
                 status = exc.response.status_code if exc.response is not None else None
                 if status in (404, 410):
                     # The browser dropped it (RFC 8030 7.3): nothing will ever arrive there.
-                    self.session.delete(target)
+                    self._drop(target, f"push_service_{status}")
                     continue
                 log.warning("push delivery failed (status %s)", status)
                 failed += 1
             except requests.RequestException as exc:
                 log.warning("push delivery failed (%s)", type(exc).__name__)
                 failed += 1
+            else:
+                delivered += 1
         if failed:
             raise DeliveryFailed(f"{failed} of {len(targets)} push endpoints did not take it")
-        return "sent"
+        return "sent" if delivered else "skipped"
+
+    def _still_allowed(self, endpoint: str) -> bool:
+        """The registration's rule again (``check_endpoint``): the allowed hosts may have
+        narrowed, or the row be older than a rule, since it was stored."""
+        settings = self.runtime.settings
+        try:
+            check_endpoint(
+                endpoint,
+                production=settings.is_production,
+                allowed=settings.push_service_hosts,
+            )
+        except ValidationFailed:
+            return False
+        return True
+
+    def _drop(self, target: PushSubscription, reason: str) -> None:
+        """Delete a subscription nothing will reach again; a data change, so audited."""
+        self.session.delete(target)
+        audit.record(
+            self.session,
+            "notification.push_drop",
+            subject_id=target.account_id,
+            target_type="push_subscription",
+            target_id=target.id,
+            details={"reason": reason},
+        )
 
     # -- e-mail --------------------------------------------------------------------------
 

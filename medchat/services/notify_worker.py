@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from access_control.roles import Role
 from medchat import audit
+from medchat.clock import iso_z
 from medchat.db import rows_changed
 from medchat.errors import RowIntegrityFailure
 from medchat.models import (
@@ -194,7 +195,12 @@ class NotifyWorker(BatchJob):
                 .where(NotificationOutbox.id.in_(ids), NotificationOutbox.delivered_at < cutoff)
                 .execution_options(synchronize_session=False)
             )
-            return rows_changed(result)
+            purged = rows_changed(result)
+            # A deletion is a data change: audited, as the token purge's and retention's are.
+            audit.record(
+                session, "notification.purge", details={"purged": purged, "before": iso_z(cutoff)}
+            )
+            return purged
 
     def enqueue_digest(self) -> int:
         """One digest mail per active clinician, once per day however often it runs."""

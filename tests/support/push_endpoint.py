@@ -33,6 +33,8 @@ class Endpoint:
     server: ThreadingHTTPServer
     requests: list[Request] = field(default_factory=list)
     down: bool = False
+    #: Answer 410 Gone, as a push service does for a subscription the browser dropped.
+    gone: bool = False
     delay: float = 0.0
 
     @property
@@ -53,7 +55,7 @@ def start() -> Endpoint:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             if endpoint.delay:
                 time.sleep(endpoint.delay)
-            status = 503 if endpoint.down else 201
+            status = 503 if endpoint.down else 410 if endpoint.gone else 201
             headers = {k.lower(): v for k, v in self.headers.items()}
             headers["x-answer"] = str(status)
             endpoint.requests.append(Request(self.path, headers, body))
