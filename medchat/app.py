@@ -210,7 +210,10 @@ def _init_login(app: Flask) -> None:
 
     @login.request_loader
     def _load(req: Any) -> Any:
-        if "Authorization" not in req.headers and req.path.startswith("/console"):
+        # The console knows its own session only (the cookie, with its idle and absolute
+        # limits), whatever header comes with a request: an API token, a member's among them,
+        # opened console pages, and a malformed one failed again inside the error page.
+        if req.path.startswith("/console"):
             return console_cookie.load_principal()
         runtime = app.extensions["medchat"]
         return bearer.load_principal(
