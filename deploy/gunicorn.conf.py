@@ -131,8 +131,10 @@ limit_request_field_size = 8190
 # gunicorn answers with an HTML page of its own. This worker answers those refusals with the
 # contract's body instead: {"error": {"code", "message"}}, no-store. It does so on every path
 # (the console's too): a request line that is too long was never parsed, so its path is not
-# known. Refusals it does not name (a malformed request line, an unsupported transfer
-# coding) keep gunicorn's own answer.
+# known. Every other malformed request (a request line, a method, an HTTP version, a chunk
+# gunicorn cannot parse) is a JSON 400, an unsupported transfer coding a JSON 501; only the
+# server's own errors (a configuration problem, a response header the application got
+# wrong) keep gunicorn's answer.
 def _json_error_worker():
     import json
 
@@ -150,7 +152,20 @@ def _json_error_worker():
         ),
         errors.InvalidHeader: (400, "Bad Request", "bad_request", "A header is malformed."),
         errors.InvalidHeaderName: (400, "Bad Request", "bad_request", "A header is malformed."),
+        errors.UnsupportedTransferCoding: (
+            501,
+            "Not Implemented",
+            "not_implemented",
+            "The transfer coding is not supported.",
+        ),
+        # Last: whatever else the client sent that gunicorn could not parse.
+        errors.ParseException: (400, "Bad Request", "bad_request", "The request is malformed."),
     }
+    servers_own = (
+        errors.ConfigurationProblem,
+        errors.InvalidResponseHeader,
+        errors.InvalidResponseHeaderName,
+    )
 
     class JsonErrorWorker(ThreadWorker):
         """gunicorn's gthread worker; ``refusals`` answered as JSON (see above)."""
@@ -166,7 +181,7 @@ def _json_error_worker():
 
         def handle_error(self, req, client, addr, exc):
             named = [answer for kind, answer in refusals.items() if isinstance(exc, kind)]
-            if not named:
+            if not named or isinstance(exc, servers_own):
                 return super().handle_error(req, client, addr, exc)
             status, reason, code, message = named[0]
             self.log.warning("Invalid request from ip=%s: %s", (addr or ("",))[0], exc)

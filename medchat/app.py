@@ -54,6 +54,7 @@ from medchat.web import transaction as http_transaction
 from medchat.web.errors import register_error_handlers
 from medchat.web.flask_app import MedchatFlask
 from medchat.web.guard import check_routes_declare_permissions
+from medchat.web.request_body import ReadableBodies
 from medchat.web.row_checks import row_check_of
 from medchat.web.uploads import InMemoryUploadRequest
 from medchat.web.url_rules import LazyBuilderRule
@@ -162,6 +163,8 @@ def create_app(
             app.wsgi_app, settings.trusted_proxy_networks, settings.trusted_proxies
         )
 
+    # A body that cannot be read (a malformed chunk) is a 400 wherever it is first read.
+    app.wsgi_app = ReadableBodies(app.wsgi_app)  # type: ignore[method-assign]
     # Request ids, the JSON request log line and latency metrics, GET /metrics.
     request_log.init_app(app)
     app.register_blueprint(metrics_endpoint.bp)

@@ -3,13 +3,17 @@
 A request line or a header over the limits of ``deploy/gunicorn.conf.py`` never reaches the
 application; gunicorn's stock answer is an HTML page, which API.md "Conventions" rules out on
 ``/api``. The deployment's worker answers 414 and 431 (and a malformed header's 400) as
-``{"error": {"code", "message"}}`` instead. Served for real, with the deployment's config.
+``{"error": {"code", "message"}}`` instead, and every other request gunicorn cannot parse
+(400) or whose transfer coding it does not support (501). Served for real, with the
+deployment's config.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+
+import pytest
 
 
 def _raw(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -53,6 +57,27 @@ def test_too_many_headers_are_a_json_431(served):
     many = b"".join(b"X-H%d: 1\r\n" % n for n in range(120))
     request = b"GET /api/v1/me HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n"
     _assert_contract(_raw(port, request), 431, "headers_too_large")
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        b"GET /api/v1/\xff HTTP/1.1",  # a raw 8-bit byte in the path
+        b"get /api/v1/me HTTP/1.1",  # a method gunicorn refuses
+        b"GET /api/v1/me HTTP/9.9",
+        b"GET  HTTP/1.1",
+        b"\x16\x03\x01\x02\x00\x01",  # TLS spoken to the plain port
+    ],
+)
+def test_a_malformed_request_is_a_json_400(served, request_line):
+    port, _ = served
+    _assert_contract(_raw(port, request_line + b"\r\nHost: x\r\n\r\n"), 400, "bad_request")
+
+
+def test_an_unsupported_transfer_coding_is_a_json_501(served):
+    port, _ = served
+    request = b"POST /api/v1/probe HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: br, chunked\r\n\r\n"
+    _assert_contract(_raw(port, request), 501, "not_implemented")
 
 
 def test_requests_within_the_limits_still_reach_the_application(served):
