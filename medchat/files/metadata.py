@@ -15,17 +15,21 @@ it; the member's own download is the cleaned file too (nothing else is stored).
   JPEGs keep their quantisation tables, so the quality is the uploader's. Only the primary
   image is kept: thumbnails, depth maps and the extra frames of an animated or multi-picture
   file are dropped.
-- PDFs are rewritten by qpdf (``pikepdf``) without the document information dictionary, any
-  ``/Metadata`` (XMP) stream of the catalogue, a page, an image or a font, ``/PieceInfo``
-  (private data of the application that made it) and the file identifier; only the objects
-  still reachable are written, so an earlier revision kept by an incremental update goes too.
+- PDFs are rebuilt from what their pages show (``medchat.files.pdf_cleaning``, where the
+  allow-list is described): a new file holding the pages (their geometry, resources and
+  content, annotations that show flattened into them) and nothing of the catalogue, the
+  trailer or the annotations themselves; inside what the pages use, XMP, private data and
+  layer names are dropped, colour profiles replaced by device spaces and JPEG images stripped
+  of their APPn segments and comments (EXIF, XMP, ICC) by a walk of their markers. Only the
+  rebuilt objects are written, so an earlier revision kept by an incremental update goes too.
   Streams are copied as they are (never inflated). What a page shows is content and is kept.
 
 Decompression bombs: an image over ``max_image_pixels`` is refused from its header, before any
 pixel is decoded (``ImageTooLarge``, 413). Pillow's own limit stays as a second net. A file
 that its decoder cannot read is refused (``UnreadableFile``, 422): what cannot be parsed cannot
 be cleaned. The decoders are Pillow, pillow-heif (libheif) and pikepdf (qpdf), maintained
-parsers of these formats, rather than segment surgery of our own; the type was sniffed before
+parsers of these formats, rather than segment surgery of our own (a PDF's embedded JPEGs,
+which must keep their bits, are the one exception); the type was sniffed before
 (``medchat.files.types``) and only that format's decoder is tried.
 """
 
@@ -34,11 +38,11 @@ from __future__ import annotations
 import io
 import logging
 
-import pikepdf
 import pillow_heif
 from PIL import Image, ImageCms, ImageOps, JpegImagePlugin
 
 from medchat.errors import ImageTooLarge, UnreadableFile
+from medchat.files import pdf_cleaning
 from medchat.files import types as attachment_types
 
 log = logging.getLogger("medchat.attachments")
@@ -60,10 +64,6 @@ _HEIF_QUALITY = 90
 #: ``info`` entries that describe pixels, not people: kept when re-encoding.
 _PIXEL_INFO = ("transparency",)
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
-#: Keys removed from every PDF object: XMP streams and applications' private data.
-_PDF_METADATA_KEYS = ("/Metadata", "/PieceInfo")
-
-ENCRYPTED_PDF = "Password-protected PDFs are not accepted; send the file without a password."
 
 
 def strip(data: bytes, media_type: str, *, max_pixels: int) -> bytes:
@@ -73,7 +73,7 @@ def strip(data: bytes, media_type: str, *, max_pixels: int) -> bytes:
     file its decoder cannot read.
     """
     if media_type == attachment_types.PDF:
-        return _strip_pdf(data)
+        return pdf_cleaning.clean(data)
     return _strip_image(data, media_type, max_pixels)
 
 
@@ -151,35 +151,3 @@ def _encode(image: Image.Image, output_format: str, jpeg_options: dict[str, obje
     else:  # not reached: _DECODERS names only the formats above
         raise UnreadableFile
     return out.getvalue()
-
-
-def _strip_pdf(data: bytes) -> bytes:
-    try:
-        with pikepdf.open(io.BytesIO(data)) as pdf:
-            for key in ("/Info", "/ID"):
-                if key in pdf.trailer:
-                    del pdf.trailer[key]
-            for item in pdf.objects:
-                if isinstance(item, pikepdf.Dictionary | pikepdf.Stream):
-                    for key in _PDF_METADATA_KEYS:
-                        if key in item:
-                            del item[key]
-            out = io.BytesIO()
-            pdf.save(
-                out,
-                # A file identifier from the content, not from the time and the file's path.
-                deterministic_id=True,
-                # Streams are copied as they are, neither inflated (a compressed bomb stays
-                # compressed) nor compressed: what a page holds is the uploader's.
-                stream_decode_level=pikepdf.StreamDecodeLevel.none,
-                compress_streams=False,
-                encryption=False,
-                fix_metadata_version=False,
-            )
-            return out.getvalue()
-    except pikepdf.PasswordError as exc:
-        raise UnreadableFile(ENCRYPTED_PDF) from exc
-    except Exception as exc:
-        # As for images: qpdf's errors on untrusted bytes are "not a readable PDF".
-        log.info("an uploaded PDF could not be read: %s", type(exc).__name__)
-        raise UnreadableFile from exc

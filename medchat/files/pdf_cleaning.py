@@ -1,0 +1,434 @@
+"""A PDF rebuilt from what its pages show, so nothing else it carries reaches the doctor.
+
+Why a module of its own: a PDF can name the patient in far more places than an image (the
+review that led here found twelve), and cleaning it by deleting the places one knows of (a
+deny-list) leaves every place one does not. So the file is rebuilt from an allow-list instead,
+and that takes more code than the rest of ``medchat.files.metadata``, which calls ``clean``
+(``metadata.strip`` stays the one entry point).
+
+What is built (a new ``Pdf``; only what is reachable from its catalogue is written, so an
+earlier revision kept by an incremental update, or any object nothing shows, is not):
+
+- The trailer holds only ``/Root`` (and the ``/ID`` written from the content,
+  ``deterministic_id``). The catalogue holds only ``/Type`` and ``/Pages``: no document
+  information, XMP, outlines (bookmark titles), name trees (embedded files, document
+  JavaScript, named destinations), article threads, form (``/AcroForm``), signatures, page
+  labels, optional-content layer names, structure tree (``/Alt`` text), output intents,
+  actions, permissions or any private key.
+- Each page keeps only ``_PAGE_KEYS`` (its boxes, rotation, user unit, transparency group,
+  resources and content); inherited boxes, rotation and resources are copied onto it.
+  Annotations that show (not hidden, not ``NoView``, not a pop-up, of a non-empty rectangle)
+  are first flattened into the page (qpdf ``flatten_annotations("screen")``, after qpdf has
+  drawn the appearance of form fields that ask for it, ``/NeedAppearances``): a filled form or
+  a stamp stays visible as content, while the author, the note's text, field names and values
+  nothing draws, pop-ups, links and the form itself go with ``/Annots``.
+- Everything the pages reach (resources, form XObjects, patterns, Type 3 fonts, appearance
+  streams, soft masks) is walked once (``_clean_graph``): ``_DROPPED_KEYS`` go from every
+  dictionary (XMP, private application data, structure and optional-content membership,
+  associated files, geospatial data, OPI file names); image and form XObjects keep only
+  ``_IMAGE_KEYS`` / ``_FORM_KEYS``; every marked-content property list in ``/Properties`` is
+  replaced by an empty one, so a layer's name goes and its content is drawn as if it had no
+  layer (a layer that was off shows too: what a page holds is shown, never hidden); an
+  ``ICCBased`` colour space becomes the device space of as many components (its profile's
+  description can name a person or a device); a PostScript XObject (never drawn by PDF
+  viewers) is emptied; a stream stored outside the file (``/F``) loses that reference.
+- JPEG images (``DCTDecode``) lose every APPn segment (EXIF, XMP, ICC profile, IPTC, JFIF,
+  maker data) and comment by a walk of their markers up to and between the scans
+  (``jpeg_without_metadata``), and anything after the end-of-image marker; the tables, frame,
+  scans and entropy-coded data are copied as they are, so the pixels are the same bits. An
+  Adobe APP14 segment is kept, rewritten with its colour transform alone (its other fields are
+  flags, zeroed): a CMYK or YCCK JPEG needs it to decode its colours right. A JPEG whose markers
+  cannot be walked is refused, as is one behind another filter.
+- JPEG 2000 images (``JPXDecode``) are refused (``JPEG2000_PDF``): their XML, UUID and
+  colour-profile boxes and codestream comments would need a parser of their own, and a
+  re-encoding from pixels cannot tell a CMYK picture from an RGB one with transparency.
+  Phones and office suites write JPEG; scanners set to JPEG 2000 are asked to save again.
+- A stream whose filter is not one of the standard ones is refused.
+
+What is left as content (what the page draws, which the doctor is meant to read): content
+streams as written, with any marked-content text or inline images they hold; fonts (font
+programs, their names, encodings); images of the other codings (Flate, LZW, run-length,
+CCITT fax, JBIG2) as they are: their bytes are samples (a JBIG2 stream may also hold comment
+extension segments, which no common encoder writes); colorant names of spot colours.
+
+Decompression bombs: no stream is decoded (``stream_decode_level=none`` when saving); the
+JPEG walk reads the raw bytes of a ``DCTDecode`` stream, bounded by the upload's size limit.
+A password-protected PDF is refused (``ENCRYPTED_PDF``); a PDF qpdf cannot read, or one that
+does not parse as expected, is refused as ``UnreadableFile``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+
+import pikepdf
+from pikepdf import Array, Dictionary, Name, Stream
+
+from medchat.errors import UnreadableFile
+
+log = logging.getLogger("medchat.attachments")
+
+ENCRYPTED_PDF = "Password-protected PDFs are not accepted; send the file without a password."
+JPEG2000_PDF = (
+    "PDFs holding JPEG 2000 images are not accepted: their metadata cannot be removed."
+    " Save the document again with JPEG images, or send photos of its pages."
+)
+
+#: What a page keeps: its geometry, transparency group, resources and content.
+_PAGE_KEYS = (
+    "/MediaBox",
+    "/CropBox",
+    "/BleedBox",
+    "/TrimBox",
+    "/ArtBox",
+    "/Rotate",
+    "/UserUnit",
+    "/Group",
+    "/Resources",
+    "/Contents",
+)
+#: The page attributes a page may take from its ancestors in the page tree (ISO 32000-1, 7.7.3.4).
+_INHERITABLE = frozenset({"/Resources", "/MediaBox", "/CropBox", "/Rotate"})
+#: A page tree deeper than this is not a page tree (qpdf refuses far shallower loops itself).
+_MAX_TREE_DEPTH = 256
+#: Annotation flags (ISO 32000-1, 12.5.3) of annotations that do not show on screen.
+_HIDDEN, _NO_VIEW = 2, 32
+#: What an image XObject keeps (ISO 32000-1, table 89): how to draw its samples.
+_IMAGE_KEYS = frozenset(
+    {
+        "/Type",
+        "/Subtype",
+        "/Width",
+        "/Height",
+        "/ColorSpace",
+        "/BitsPerComponent",
+        "/Intent",
+        "/ImageMask",
+        "/Mask",
+        "/Decode",
+        "/Interpolate",
+        "/SMask",
+        "/SMaskInData",
+        "/Matte",
+        "/Length",
+        "/Filter",
+        "/DecodeParms",
+    }
+)
+#: What a form XObject keeps (ISO 32000-1, table 95): how to draw its content.
+_FORM_KEYS = frozenset(
+    {
+        "/Type",
+        "/Subtype",
+        "/FormType",
+        "/BBox",
+        "/Matrix",
+        "/Resources",
+        "/Group",
+        "/Length",
+        "/Filter",
+        "/DecodeParms",
+    }
+)
+#: Removed from every dictionary the pages reach: XMP, applications' private data, links into
+#: the structure tree and optional content, associated (embedded) files, geospatial data,
+#: OPI's file names of the original images, modification dates.
+_DROPPED_KEYS = (
+    "/Metadata",
+    "/PieceInfo",
+    "/OC",
+    "/StructParent",
+    "/StructParents",
+    "/AF",
+    "/Measure",
+    "/PtData",
+    "/OPI",
+    "/LastModified",
+)
+#: Removed from every stream: data kept in another file, named by a file specification.
+_EXTERNAL_STREAM_KEYS = ("/F", "/FFilter", "/FDecodeParms", "/DL")
+#: The standard filters (ISO 32000-1, 7.4.1); ``Crypt`` and any other name are refused.
+_FILTERS = frozenset(
+    {
+        "/ASCIIHexDecode",
+        "/ASCII85Decode",
+        "/LZWDecode",
+        "/FlateDecode",
+        "/RunLengthDecode",
+        "/CCITTFaxDecode",
+        "/JBIG2Decode",
+        "/DCTDecode",
+        "/JPXDecode",
+    }
+)
+#: The device colour space of an ICC profile's number of components.
+_DEVICE_SPACES: dict[object, Name] = {1: Name.DeviceGray, 3: Name.DeviceRGB, 4: Name.DeviceCMYK}
+
+
+def clean(data: bytes) -> bytes:
+    """``data``, a PDF, rebuilt from its pages (see the module's docstring).
+
+    Raises ``UnreadableFile`` (with ``ENCRYPTED_PDF`` or ``JPEG2000_PDF`` where that is why)
+    for a PDF that cannot be cleaned.
+    """
+    try:
+        with pikepdf.open(io.BytesIO(data)) as source, pikepdf.new() as rebuilt:
+            _flatten_annotations(source)
+            for page in source.pages:
+                view = source.make_indirect(_page_view(page.obj))
+                rebuilt.pages.append(pikepdf.Page(view))
+            _clean_graph(rebuilt.Root)
+            out = io.BytesIO()
+            rebuilt.save(
+                out,
+                # A file identifier from the content, not from the time and the file's path.
+                deterministic_id=True,
+                # Streams are copied as they are, neither inflated (a compressed bomb stays
+                # compressed) nor compressed: what a page holds is the uploader's.
+                stream_decode_level=pikepdf.StreamDecodeLevel.none,
+                compress_streams=False,
+                encryption=False,
+                fix_metadata_version=False,
+                min_version=source.pdf_version,
+            )
+            return out.getvalue()
+    except pikepdf.PasswordError as exc:
+        raise UnreadableFile(ENCRYPTED_PDF) from exc
+    except UnreadableFile:
+        raise
+    except Exception as exc:
+        # As for images: qpdf's errors on untrusted bytes (and a structure of the wrong
+        # types) are "not a readable PDF".
+        log.info("an uploaded PDF could not be read: %s", type(exc).__name__)
+        raise UnreadableFile from exc
+
+
+def _flatten_annotations(pdf: pikepdf.Pdf) -> None:
+    """Annotations that show drawn into their pages' content; the others left to be dropped."""
+    for page in pdf.pages:
+        annotations = page.obj.get("/Annots")
+        if annotations is None:
+            continue
+        shown = [a for a in annotations if _shows(a)] if isinstance(annotations, Array) else []
+        page.obj["/Annots"] = Array(shown)
+    form = pdf.Root.get("/AcroForm")
+    if isinstance(form, Dictionary) and bool(form.get("/NeedAppearances", False)):
+        pdf.generate_appearance_streams()
+    pdf.flatten_annotations("screen")
+
+
+def _shows(annotation: object) -> bool:
+    if not isinstance(annotation, Dictionary) or annotation.get("/Subtype") == Name.Popup:
+        return False
+    flags = annotation.get("/F", 0)
+    if not isinstance(flags, int) or flags & (_HIDDEN | _NO_VIEW):
+        return False
+    rect = annotation.get("/Rect")
+    if not isinstance(rect, Array) or len(rect) != 4:
+        return False
+    try:
+        x1, y1, x2, y2 = (float(value) for value in rect)
+    except (TypeError, ValueError):
+        return False
+    return x1 != x2 and y1 != y2
+
+
+def _page_view(page: Dictionary) -> Dictionary:
+    """A new page dictionary with only the allowed keys of ``page``, inherited ones included."""
+    view = Dictionary(Type=Name.Page)
+    for key in _PAGE_KEYS:
+        value = _inherited(page, key) if key in _INHERITABLE else page.get(key)
+        if value is not None:
+            view[key] = value
+    if "/Resources" not in view:
+        view["/Resources"] = Dictionary()
+    return view
+
+
+def _inherited(page: Dictionary, key: str) -> object | None:
+    node: object = page
+    for _ in range(_MAX_TREE_DEPTH):
+        if not isinstance(node, Dictionary):
+            return None
+        if key in node:
+            return node[key]
+        node = node.get("/Parent")
+    raise UnreadableFile
+
+
+def _clean_graph(root: pikepdf.Object) -> None:
+    """Every dictionary, array and stream reachable from ``root`` cleaned, each once."""
+    seen = pikepdf.ObjectSet()
+    pending: list[pikepdf.Object] = [root]
+    while pending:
+        item = pending.pop()
+        if not seen.add(item):
+            continue
+        if isinstance(item, Dictionary | Stream):
+            pending.extend(_clean_dictionary(item))
+        elif isinstance(item, Array):
+            pending.extend(_clean_array(item))
+
+
+def _clean_dictionary(item: Dictionary | Stream) -> Iterator[pikepdf.Object]:
+    """``item`` cleaned in place; yields the containers it holds, to be walked."""
+    if isinstance(item, Stream):
+        _clean_stream(item)
+    for key in _DROPPED_KEYS:
+        if key in item:
+            del item[key]
+    resources = item.get("/Resources")
+    if isinstance(resources, Dictionary):
+        properties = resources.get("/Properties")
+        if isinstance(properties, Dictionary):
+            for name in list(properties.keys()):
+                properties[name] = Dictionary()
+    for key in list(item.keys()):
+        value = item[key]
+        device = _device_space(value)
+        if device is not None:
+            item[key] = device
+        elif isinstance(value, Dictionary | Stream | Array):
+            yield value
+
+
+def _clean_array(item: Array) -> Iterator[pikepdf.Object]:
+    for index, value in enumerate(list(item)):
+        device = _device_space(value)
+        if device is not None:
+            item[index] = device
+        elif isinstance(value, Dictionary | Stream | Array):
+            yield value
+
+
+def _device_space(value: object) -> Name | None:
+    """The device space replacing ``value`` if it is an ``ICCBased`` colour space, else None."""
+    if not (isinstance(value, Array) and len(value) == 2 and value[0] == Name.ICCBased):
+        return None
+    profile = value[1]
+    device = _DEVICE_SPACES.get(profile.get("/N") if isinstance(profile, Stream) else None)
+    if device is None:
+        raise UnreadableFile  # a profile of another number of components is no colour space
+    return device
+
+
+def _clean_stream(stream: Stream) -> None:
+    subtype = stream.get("/Subtype")
+    if subtype == Name.Image:
+        _keep_only(stream, _IMAGE_KEYS)
+    elif subtype == Name.Form:
+        _keep_only(stream, _FORM_KEYS)
+    elif subtype == Name.PS and stream.get("/Type") == Name.XObject:
+        stream.write(b"")  # PostScript for printers of the 1990s: no PDF viewer draws it
+    for key in _EXTERNAL_STREAM_KEYS:
+        if key in stream:
+            del stream[key]
+    filters = _filters(stream)
+    if "/JPXDecode" in filters:
+        raise UnreadableFile(JPEG2000_PDF)
+    if "/DCTDecode" in filters:
+        if filters != ["/DCTDecode"]:
+            raise UnreadableFile  # a JPEG behind another filter: not walked, so not kept
+        parameters = stream.get("/DecodeParms")
+        stream.write(
+            jpeg_without_metadata(stream.read_raw_bytes()),
+            filter=Name.DCTDecode,
+            decode_parms=parameters if isinstance(parameters, Dictionary | Array) else None,
+        )
+
+
+def _keep_only(stream: Stream, allowed: frozenset[str]) -> None:
+    for key in list(stream.keys()):
+        if key not in allowed:
+            del stream[key]
+
+
+def _filters(stream: Stream) -> list[str]:
+    value = stream.get("/Filter")
+    names = [] if value is None else list(value) if isinstance(value, Array) else [value]
+    if not all(isinstance(name, Name) and str(name) in _FILTERS for name in names):
+        raise UnreadableFile
+    return [str(name) for name in names]
+
+
+# JPEG markers (ITU-T T.81, table B.1). Kept: the frame (SOF0-3, 5-7, 9-11, 13-15), the
+# tables (DHT, DAC, DQT), scans (SOS), restart interval (DRI), number of lines (DNL) and the
+# hierarchical ones (DHP, EXP). Dropped: APP0-APP15 and COM. Any other is refused.
+_SOI, _EOI, _SOS, _APP14, _COM = 0xD8, 0xD9, 0xDA, 0xEE, 0xFE
+_KEPT_MARKERS = frozenset(
+    [*range(0xC0, 0xC8), *range(0xC9, 0xD0), _SOS, 0xDB, 0xDC, 0xDD, 0xDE, 0xDF]
+)
+_DROPPED_MARKERS = frozenset([*range(0xE0, 0xF0), _COM])
+#: The Adobe segment (ITU-T T.872, 6.5.3): its length, "Adobe", a version, two flag words,
+#: then the colour transform (0: none or CMYK, 1: YCbCr, 2: YCCK).
+_ADOBE_LENGTH = 14
+
+
+def jpeg_without_metadata(data: bytes) -> bytes:
+    """A JPEG's bytes without its APPn segments, comments and trailing bytes (see the module
+    docstring); raises ``UnreadableFile`` if its markers cannot be walked."""
+    if not data.startswith(b"\xff\xd8"):
+        raise UnreadableFile
+    out = [b"\xff\xd8"]
+    position = 2
+    while True:
+        marker, position = _next_marker(data, position)
+        if marker == _EOI:
+            break
+        if position + 2 > len(data):
+            raise UnreadableFile
+        length = int.from_bytes(data[position : position + 2], "big")
+        end = position + length
+        if length < 2 or end > len(data):
+            raise UnreadableFile
+        segment = data[position:end]
+        position = end
+        if marker in _KEPT_MARKERS:
+            out.append(bytes((0xFF, marker)) + segment)
+        elif marker == _APP14 and segment[2:7] == b"Adobe":
+            out.append(_adobe_segment(segment))
+        elif marker not in _DROPPED_MARKERS:
+            raise UnreadableFile
+        if marker == _SOS:
+            scan_end = _entropy_coded_end(data, position)
+            out.append(data[position:scan_end].rstrip(b"\xff"))
+            position = scan_end
+            if position == len(data):  # no end-of-image marker: decoders accept that
+                break
+    out.append(b"\xff\xd9")
+    return b"".join(out)
+
+
+def _next_marker(data: bytes, position: int) -> tuple[int, int]:
+    """The marker at ``position`` (after any fill bytes) and the position after it."""
+    if position >= len(data) or data[position] != 0xFF:
+        raise UnreadableFile
+    while position < len(data) and data[position] == 0xFF:
+        position += 1
+    if position >= len(data):
+        raise UnreadableFile
+    return data[position], position + 1
+
+
+def _entropy_coded_end(data: bytes, position: int) -> int:
+    """Where the entropy-coded data from ``position`` ends: at the next marker that is not a
+    stuffed zero or a restart (RST0-7), or at the end of the data."""
+    while True:
+        found = data.find(b"\xff", position)
+        if found < 0 or found + 1 >= len(data):
+            return len(data)
+        following = data[found + 1]
+        if following == 0x00 or 0xD0 <= following <= 0xD7 or following == 0xFF:
+            position = found + 1
+            continue
+        return found
+
+
+def _adobe_segment(segment: bytes) -> bytes:
+    """The Adobe APP14 segment rebuilt from its colour transform alone (version 100, no flags):
+    the other fields could carry a few bytes of anything, and no decoder reads them."""
+    if len(segment) != _ADOBE_LENGTH or segment[13] > 2:
+        raise UnreadableFile
+    return b"\xff\xee\x00\x0eAdobe\x00\x64" + b"\x00" * 4 + segment[13:14]
