@@ -17,10 +17,9 @@ import pikepdf
 from PIL import Image, ImageCms, PngImagePlugin
 
 from medchat.files import metadata as attachment_metadata
-
-#: The colour of the top-left corner of ``marked_image``, elsewhere ``BACKGROUND``: where it
 from medchat.files import types as attachment_types
 
+#: The colour of the top-left corner of ``marked_image``, elsewhere ``BACKGROUND``: where it
 #: lands after a rotation shows whether the orientation was applied.
 MARK, BACKGROUND = (10, 200, 10), (200, 10, 10)
 #: EXIF tags (TIFF/EXIF 2.32): what names the owner, the device, the place.
