@@ -202,6 +202,130 @@ def pdf_with_metadata(canary: str, text: str = "Results") -> bytes:
     return first + bytes(update)
 
 
+def cmyk_jpeg(canary: str = "") -> bytes:
+    """A CMYK JPEG, as Pillow (libjpeg) writes one: with the Adobe APP14 segment that tells
+    decoders its colours are stored inverted; with ``canary`` in its EXIF and a comment too."""
+    image = Image.new("CMYK", (16, 8), (0, 180, 200, 20))
+    image.paste((200, 0, 40, 0), (0, 0, 8, 8))
+    options: dict[str, object] = {"quality": 95}
+    if canary:
+        options.update(exif=identifying_exif(canary), comment=f"{canary} comment".encode())
+    out = io.BytesIO()
+    image.save(out, "JPEG", **options)
+    return out.getvalue()
+
+
+def image_pdf(jpeg: bytes, size: tuple[int, int], colour_space: str = "/DeviceRGB") -> bytes:
+    """A one-page PDF showing ``jpeg`` over the whole page, its bytes copied unchanged (a
+    ``DCTDecode`` image XObject, metadata and all), as phone apps make a PDF of a photo."""
+    width, height = size
+    pdf = pikepdf.new()
+    page = pdf.add_blank_page(page_size=size)
+    image = pikepdf.Stream(
+        pdf,
+        jpeg,
+        Type=pikepdf.Name.XObject,
+        Subtype=pikepdf.Name.Image,
+        Width=width,
+        Height=height,
+        ColorSpace=pikepdf.Name(colour_space),
+        BitsPerComponent=8,
+        Filter=pikepdf.Name.DCTDecode,
+    )
+    page.Resources = pikepdf.Dictionary(XObject=pikepdf.Dictionary(Im0=image))
+    page.Contents = pdf.make_stream(b"q %d 0 0 %d 0 0 cm /Im0 Do Q" % (width, height))
+    out = io.BytesIO()
+    pdf.save(out)
+    return out.getvalue()
+
+
+def photo_pdf(canary: str) -> bytes:
+    """``photo_jpeg(canary)`` (EXIF with owner, device and GPS position, XMP, an ICC profile, a
+    comment) turned into a PDF by ``image_pdf``."""
+    return image_pdf(photo_jpeg(canary), marked_image().size)
+
+
+#: The filters whose bytes are a picture's own coding: searched as they are, not decoded.
+PICTURE_FILTERS = frozenset({"/DCTDecode", "/JPXDecode", "/JBIG2Decode", "/CCITTFaxDecode"})
+
+
+def pdf_texts(data: bytes) -> list[bytes]:
+    """Everything a PDF holds, as bytes to search: the file as it is, then every string and
+    name of every object and of the trailer, and every stream's data, decoded (all of its
+    filters undone, but a picture's coding: ``PICTURE_FILTERS``, where metadata lives)."""
+    texts = [data]
+    with pikepdf.open(io.BytesIO(data)) as pdf:
+        pending: list[object] = [pdf.trailer, *pdf.objects]
+        while pending:
+            item = pending.pop()
+            if isinstance(item, pikepdf.String):
+                texts.append(bytes(item))
+            elif isinstance(item, pikepdf.Name):
+                texts.append(str(item).encode())
+            elif isinstance(item, pikepdf.Dictionary | pikepdf.Stream):
+                for key, value in item.items():
+                    texts.append(key.encode())
+                    if not _is_indirect(value):  # an indirect one is in pdf.objects itself
+                        pending.append(value)
+                if isinstance(item, pikepdf.Stream):
+                    texts.append(_stream_data(item))
+            elif isinstance(item, pikepdf.Array):
+                pending.extend(v for v in item if not _is_indirect(v))
+    return texts
+
+
+def _is_indirect(value: object) -> bool:
+    return isinstance(value, pikepdf.Object) and value.is_indirect
+
+
+def _stream_data(stream: pikepdf.Stream) -> bytes:
+    value = stream.get("/Filter")
+    names = list(value) if isinstance(value, pikepdf.Array) else [value] if value else []
+    if {str(name) for name in names} & PICTURE_FILTERS:
+        return stream.read_raw_bytes()
+    return stream.read_bytes()
+
+
+def pdf_carries(data: bytes, canary: str) -> list[str]:
+    """The encodings (ASCII, latin-1, UTF-16 either way) in which ``canary``, in any case,
+    is somewhere in ``pdf_texts(data)``; none, for a PDF that does not carry it."""
+    texts = [text.lower() for text in pdf_texts(data)]
+    return [
+        encoding
+        for encoding in ("ascii", "latin-1", "utf-16-be", "utf-16-le")
+        if any(canary.lower().encode(encoding) in text for text in texts)
+    ]
+
+
+def pdf_jpegs(data: bytes) -> list[bytes]:
+    """The bytes of every JPEG (``DCTDecode`` stream) in a PDF."""
+    with pikepdf.open(io.BytesIO(data)) as pdf:
+        return [
+            item.read_raw_bytes()
+            for item in pdf.objects
+            if isinstance(item, pikepdf.Stream) and item.get("/Filter") == pikepdf.Name.DCTDecode
+        ]
+
+
+def jpeg_metadata(jpeg: bytes) -> dict[str, object]:
+    """What Pillow reads of a JPEG beyond its pixels: EXIF, XMP, ICC profile, comment and the
+    APPn segments it met (by marker and first bytes). Empty but for an Adobe APP14, for a
+    JPEG without metadata."""
+    with Image.open(io.BytesIO(jpeg)) as image:
+        found: dict[str, object] = {
+            key: image.info[key]
+            for key in ("exif", "xmp", "icc_profile", "comment")
+            if key in image.info
+        }
+        if image.getexif():
+            found["parsed exif"] = dict(image.getexif())
+        segments = [(marker, body[:5]) for marker, body in image.applist]  # type: ignore[attr-defined]
+        others = [segment for segment in segments if segment != ("APP14", b"Adobe")]
+        if others:
+            found["segments"] = others
+    return found
+
+
 def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
     """A few dozen bytes that claim ``width`` x ``height`` pixels (a decompression bomb's
     header: the pixels would take tens of gigabytes once decoded)."""
