@@ -1,10 +1,11 @@
 """Attachments reach the doctor without the patient's identity (issue 16, item 1).
 
 Real files made here, as a phone or an office suite writes them, carry a canary in their
-metadata (EXIF owner, device and GPS position; PNG text chunks; a PDF's Author, Title, XMP
-and an earlier revision) and in their file name. What the clinician downloads holds none of
-it, read back by the decoders themselves, and is named by kind and order (``photo-1.jpg``);
-the member keeps the name they gave. Images over the pixel limit are refused unread.
+metadata (EXIF owner, device and GPS position; PNG text chunks; a PDF's Author, Title, XMP,
+an earlier revision and a photo's EXIF inside it) and in their file name. What the clinician
+downloads holds none of it, read back by the decoders themselves, and is named by kind and
+order (``photo-1.jpg``); the member keeps the name they gave. Images over the pixel limit are
+refused unread.
 """
 
 from __future__ import annotations
@@ -133,6 +134,23 @@ def _has_metadata(item: object) -> bool:
     return isinstance(item, pikepdf.Dictionary | pikepdf.Stream) and (
         "/Metadata" in item or "/PieceInfo" in item
     )
+
+
+def test_a_phone_photo_made_into_a_pdf_reaches_the_doctor_without_its_exif(clinic):
+    original = files.photo_pdf(CANARY)
+    assert files.pdf_carries(original, "Zzmoreau")  # the JPEG inside carries the identity
+    attachment_id = _uploaded(clinic, original, f"{NAME_CANARY}_rash.pdf")
+    data, disposition = _as_clinician(clinic, attachment_id)
+    _no_canary(data)
+    assert files.pdf_carries(data, "Zzmoreau") == []
+    [jpeg] = files.pdf_jpegs(data)
+    assert files.jpeg_metadata(jpeg) == {}
+    picture = files.opened(jpeg)
+    assert picture.getexif() == {} and picture.size == files.marked_image().size
+    # The same pixels: the JPEG lost its segments, not a bit of its picture.
+    [before] = files.pdf_jpegs(original)
+    assert picture.tobytes() == files.opened(before).tobytes()
+    assert "document-1.pdf" in disposition
 
 
 def test_a_heic_loses_its_exif_and_xmp_and_stays_upright(clinic):
