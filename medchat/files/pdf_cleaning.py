@@ -14,7 +14,7 @@ earlier revision kept by an incremental update, or any object nothing shows, is 
   information, XMP, outlines (bookmark titles), name trees (embedded files, document
   JavaScript, named destinations), article threads, form (``/AcroForm``), signatures, page
   labels, optional-content layer names, structure tree (``/Alt`` text), output intents,
-  actions, permissions or any private key.
+  actions, permissions or any application's own entry.
 - Each page keeps only ``_PAGE_KEYS`` (its boxes, rotation, user unit, transparency group,
   resources and content); inherited boxes, rotation and resources are copied onto it.
   Annotations that show (not hidden, not ``NoView``, not a pop-up, of a non-empty rectangle)
@@ -25,10 +25,11 @@ earlier revision kept by an incremental update, or any object nothing shows, is 
 - Everything the pages reach (resources, form XObjects, patterns, Type 3 fonts, appearance
   streams, soft masks) is walked once (``_clean_graph``): ``_DROPPED_KEYS`` go from every
   dictionary (XMP, private application data, structure and optional-content membership,
-  associated files, geospatial data, OPI file names); image and form XObjects keep only
-  ``_IMAGE_KEYS`` / ``_FORM_KEYS``; every marked-content property list in ``/Properties`` is
-  replaced by an empty one, so a layer's name goes and its content is drawn as if it had no
-  layer (a layer that was off shows too: what a page holds is shown, never hidden); an
+  associated files, geospatial data, OPI file names); resource dictionaries keep only the
+  standard kinds (``_RESOURCE_KINDS``), image and form XObjects only ``_IMAGE_KEYS`` /
+  ``_FORM_KEYS``; every marked-content property list in ``/Properties`` is replaced by an
+  empty one, so a layer's name goes and its content is drawn as if it had no layer (a layer
+  that was off shows too: what a page holds is shown, never hidden); an
   ``ICCBased`` colour space becomes the device space of as many components (its profile's
   description can name a person or a device); a PostScript XObject (never drawn by PDF
   viewers) is emptied; a stream stored outside the file (``/F``) loses that reference.
@@ -36,8 +37,9 @@ earlier revision kept by an incremental update, or any object nothing shows, is 
   maker data) and comment by a walk of their markers up to and between the scans
   (``jpeg_without_metadata``), and anything after the end-of-image marker; the tables, frame,
   scans and entropy-coded data are copied as they are, so the pixels are the same bits. An
-  Adobe APP14 segment is kept, rewritten with its colour transform alone (its other fields are
-  flags, zeroed): a CMYK or YCCK JPEG needs it to decode its colours right. A JPEG whose markers
+  Adobe APP14 segment is kept, rewritten with its colour transform alone (version and flags,
+  which no decoder reads, are set to constants): a CMYK or YCCK JPEG needs it to decode its
+  colours right. A JPEG whose markers
   cannot be walked is refused, as is one behind another filter.
 - JPEG 2000 images (``JPXDecode``) are refused (``JPEG2000_PDF``): their XML, UUID and
   colour-profile boxes and codestream comments would need a parser of their own, and a
@@ -46,10 +48,13 @@ earlier revision kept by an incremental update, or any object nothing shows, is 
 - A stream whose filter is not one of the standard ones is refused.
 
 What is left as content (what the page draws, which the doctor is meant to read): content
-streams as written, with any marked-content text or inline images they hold; fonts (font
-programs, their names, encodings); images of the other codings (Flate, LZW, run-length,
-CCITT fax, JBIG2) as they are: their bytes are samples (a JBIG2 stream may also hold comment
-extension segments, which no common encoder writes); colorant names of spot colours.
+streams as written, with any marked-content text or inline images they hold (rewriting them
+would mean inflating them); resources a page lists but does not draw (telling which it draws
+would too); fonts (font programs, their names, encodings, their dictionaries but for
+``_DROPPED_KEYS``); images of the other codings (Flate, LZW, run-length, CCITT fax, JBIG2)
+as they are: their bytes are samples (a JBIG2 stream may also hold comment extension
+segments, which no common encoder writes); colorant names of spot colours. Links, bookmarks
+and fillable fields do not survive: a form arrives filled in, no longer fillable.
 
 Decompression bombs: no stream is decoded (``stream_decode_level=none`` when saving); the
 JPEG walk reads the raw bytes of a ``DCTDecode`` stream, bounded by the upload's size limit.
@@ -130,6 +135,19 @@ _FORM_KEYS = frozenset(
         "/Length",
         "/Filter",
         "/DecodeParms",
+    }
+)
+#: The kinds of resources (ISO 32000-1, table 33); any other entry is an application's own.
+_RESOURCE_KINDS = frozenset(
+    {
+        "/ExtGState",
+        "/ColorSpace",
+        "/Pattern",
+        "/Shading",
+        "/XObject",
+        "/Font",
+        "/ProcSet",
+        "/Properties",
     }
 )
 #: Removed from every dictionary the pages reach: XMP, applications' private data, links into
@@ -281,10 +299,7 @@ def _clean_dictionary(item: Dictionary | Stream) -> Iterator[pikepdf.Object]:
             del item[key]
     resources = item.get("/Resources")
     if isinstance(resources, Dictionary):
-        properties = resources.get("/Properties")
-        if isinstance(properties, Dictionary):
-            for name in list(properties.keys()):
-                properties[name] = Dictionary()
+        _clean_resources(resources)
     for key in list(item.keys()):
         value = item[key]
         device = _device_space(value)
@@ -292,6 +307,17 @@ def _clean_dictionary(item: Dictionary | Stream) -> Iterator[pikepdf.Object]:
             item[key] = device
         elif isinstance(value, Dictionary | Stream | Array):
             yield value
+
+
+def _clean_resources(resources: Dictionary) -> None:
+    """Only the standard kinds of resources kept; every property list emptied."""
+    for key in list(resources.keys()):
+        if key not in _RESOURCE_KINDS:
+            del resources[key]
+    properties = resources.get("/Properties")
+    if isinstance(properties, Dictionary):
+        for name in list(properties.keys()):
+            properties[name] = Dictionary()
 
 
 def _clean_array(item: Array) -> Iterator[pikepdf.Object]:
