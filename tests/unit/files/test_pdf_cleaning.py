@@ -193,6 +193,7 @@ def private_keys(pdf: pikepdf.Pdf) -> None:
     _page(pdf)["/MyAppPage"] = String(CANARY)
     _page(pdf)["/PieceInfo"] = Dictionary(App=Dictionary(Private=String(CANARY)))
     pdf.Root.Pages["/MyAppTree"] = String(CANARY)
+    _page(pdf).Resources["/MyAppResources"] = Dictionary(Owner=String(CANARY))
     pdf.trailer["/MyAppTrailer"] = String(CANARY)
     pdf.docinfo["/Author"] = CANARY
 
@@ -294,10 +295,23 @@ def form_xobject_private_data(pdf: pikepdf.Pdf) -> None:
     _add_xobject(pdf, "/Fm0", form)
 
 
+def font_metadata(pdf: pikepdf.Pdf) -> None:
+    """The page's font carrying XMP, an application's data and an associated file."""
+    font = _page(pdf).Resources.Font.F1
+    font["/Metadata"] = pdf.make_stream(f"<x:xmpmeta>{CANARY}</x:xmpmeta>".encode())
+    font["/PieceInfo"] = Dictionary(App=Dictionary(Private=String(CANARY)))
+    font["/AF"] = Array([Dictionary(Type=Name.Filespec, F=String(f"{CANARY}.txt"))])
+
+
 def thumbnail_and_page_extras(pdf: pikepdf.Pdf) -> None:
-    """A page's thumbnail image, XMP, transition and separation information."""
+    """A page's thumbnail image, XMP and separation information; its content stream said to
+    come from a file; a PostScript XObject (which PDF viewers never draw)."""
     thumbnail = pdf.make_stream(f"{CANARY} thumbnail".encode(), Width=1, Height=1)
     page = _page(pdf)
+    page.Contents["/F"] = String(f"C:/{CANARY}/page.txt")
+    postscript = pdf.make_stream(f"({CANARY}) show".encode(), Type=Name.XObject)
+    postscript["/Subtype"] = Name.PS
+    _add_xobject(pdf, "/PS0", postscript)
     page["/Thumb"] = thumbnail
     page["/Metadata"] = pdf.make_stream(f"<x:xmpmeta>{CANARY}</x:xmpmeta>".encode())
     page["/SeparationInfo"] = Dictionary(DeviceColorant=String(CANARY))
@@ -319,6 +333,7 @@ CARRIERS: list[Callable[[pikepdf.Pdf], None]] = [
     layer_names,
     structure_tree_alt_text,
     form_xobject_private_data,
+    font_metadata,
     thumbnail_and_page_extras,
 ]
 
