@@ -145,7 +145,7 @@ def token(data: dict[str, Any]) -> dict[str, Any]:
 @_per_address
 def refresh(data: dict[str, Any]) -> dict[str, Any]:
     """Spend a refresh token for a new pair; a reused one revokes its whole family."""
-    return _token_body(_auth().refresh(data["refresh_token"]))
+    return _token_body(_auth().refresh(data["refresh_token"], address=request.remote_addr))
 
 
 @bp.route("/enroll", methods=["POST"])

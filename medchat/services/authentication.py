@@ -31,6 +31,7 @@ from medchat.errors import (
     InvalidMfaCode,
     MfaEnrollmentRequired,
     MfaRequired,
+    NetworkNotAllowed,
 )
 from medchat.identity import totp
 from medchat.identity.tokens import SignInOrigin, TokenPair, TokenStore
@@ -310,10 +311,18 @@ class AuthenticationService:
         )
         return SignIn(pair, account)
 
-    def refresh(self, refresh_token: str) -> SignIn:
+    def refresh(self, refresh_token: str, *, address: str | None) -> SignIn:
+        """A new pair for a live refresh token. A staff account's only from the staff
+        networks, as its sign-in (refused in the rotation's transaction, so nothing is spent);
+        ``address`` is ``None`` only off HTTP, as for ``check_password``."""
         pair, account = self._tokens().rotate(
             refresh_token, lambda acc: self.runtime.token_lifetimes(is_staff(acc.role))
         )
+        outside = address is not None and not in_networks(
+            address, self.runtime.settings.staff_networks
+        )
+        if outside and is_staff(account.role):
+            raise self._fail("auth.refresh", account, NetworkNotAllowed(), reason="network")
         audit.record(
             self.session,
             "auth.refresh",

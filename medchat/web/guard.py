@@ -11,12 +11,15 @@ import functools
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
-from flask import Flask, g
+from flask import Flask, g, request
 from flask_login import current_user
 
+from access_control.networks import require_allowed_network
 from access_control.permissions import Permission, require
+from access_control.roles import is_staff
 from medchat.errors import NotAuthenticated
 from medchat.identity.principal import Principal
+from medchat.web.context import runtime
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -76,6 +79,10 @@ def enforce(permission: Permission) -> None:
     if permission is Permission.PUBLIC:
         return
     principal = current_principal()
+    if principal is not None and is_staff(principal.role):
+        # A staff session answers only from the staff networks, on every path its token
+        # reaches (its own sessions, a password change), not only on the staff surfaces.
+        require_allowed_network(request.remote_addr, runtime().settings.staff_networks)
     require(
         principal.role if principal else None,
         permission,

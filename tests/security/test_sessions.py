@@ -210,7 +210,7 @@ def test_refresh_reseals_the_keys_under_the_new_tokens_and_wipes_the_spent_copy(
     spent_id = token_row(runtime, old_refresh).id
 
     with runtime.database.transaction() as session:
-        renewed = AuthenticationService(session, runtime).refresh(old_refresh).tokens
+        renewed = AuthenticationService(session, runtime).refresh(old_refresh, address=None).tokens
 
     with runtime.database.transaction() as session:
         spent = session.get(AuthToken, spent_id)

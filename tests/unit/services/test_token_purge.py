@@ -71,7 +71,7 @@ def log_in(runtime, person):
 
 def refresh(runtime, refresh_token: str):
     with runtime.database.transaction() as session:
-        return AuthenticationService(session, runtime).refresh(refresh_token)
+        return AuthenticationService(session, runtime).refresh(refresh_token, address=None)
 
 
 def ask_reset(runtime, email: str) -> None:
