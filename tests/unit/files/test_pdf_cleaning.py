@@ -19,7 +19,7 @@ import pytest
 from pikepdf import Array, Dictionary, Name, String
 
 from medchat.errors import UnreadableFile
-from medchat.files import pdf_cleaning
+from medchat.files import jpeg_segments, pdf_cleaning
 from tests.support import sample_files as files
 
 CANARY = "Zyxwlastname"
@@ -472,7 +472,7 @@ def test_the_jpeg_walk_drops_segments_between_scans_and_bytes_after_the_end():
     tampered = original[:second_scan] + comment + app + original[second_scan:] + CANARY.encode() * 2
     assert files.opened(tampered).tobytes() == files.opened(original).tobytes()
 
-    cleaned = pdf_cleaning.jpeg_without_metadata(tampered)
+    cleaned = jpeg_segments.jpeg_without_metadata(tampered)
 
     assert CANARY.encode() not in cleaned and b"\xff\xfe" not in cleaned
     assert cleaned.endswith(b"\xff\xd9")
@@ -506,7 +506,7 @@ def test_the_jpeg_walk_drops_segments_between_scans_and_bytes_after_the_end():
 )
 def test_a_jpeg_whose_markers_cannot_be_walked_is_refused(jpeg):
     with pytest.raises(UnreadableFile):
-        pdf_cleaning.jpeg_without_metadata(jpeg)
+        jpeg_segments.jpeg_without_metadata(jpeg)
     pdf = pikepdf.open(io.BytesIO(files.image_pdf(files.photo_jpeg(), (40, 20))))
     [image] = [
         item for item in pdf.objects if isinstance(item, pikepdf.Stream) and "/Width" in item
