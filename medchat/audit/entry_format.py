@@ -82,5 +82,20 @@ def entry_mac(key: bytes, hash_: bytes) -> bytes:
     return crypto.mac(key, _MAC_LABEL, hash_)
 
 
+def is_genuine(key: bytes, entry: Any) -> bool:
+    """Whether ``entry``'s columns are the ones the server hashed and MAC'd, on its own: its
+    hash recomputed from them and its stored predecessor's hash, and its MAC under ``key``.
+
+    Not the chain's check (``verification`` walks the links: a deleted or reordered entry is
+    only seen there), but enough for a view that decides on an entry's columns (whom it is
+    about, who acted) before showing it: a row planted or altered through SQL fails here, as
+    its writer has no audit key.
+    """
+    expected = entry_hash(entry_columns(entry), entry.prev_hash)
+    return crypto.constant_time_equal(expected, entry.entry_hash) and crypto.constant_time_equal(
+        entry_mac(key, entry.entry_hash), entry.mac
+    )
+
+
 def head_mac(key: bytes, position: int, hash_: bytes) -> bytes:
     return AUDIT.head_mac(key, position, hash_)

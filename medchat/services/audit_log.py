@@ -15,6 +15,9 @@ What an admin sees (issue 16 item 2; docs/security.md "Who sees members in the a
   profile, e-mail) keep their action. A staff member acting on a member's data (a clinician's
   read, an officer's retrieval) is shown in full as the actor, their own address included.
 
+- **Entries that do not verify on their own** (``is_genuine``: hash and MAC) with their seq,
+  time and action class only: a row planted through SQL decides nothing of what is shown.
+
 The address shown is the one the log still keeps: sealed entries are opened here after their
 commitment is checked (``medchat.audit.addresses.reveal``); once retention has erased it the
 address is null and ``address_erased`` true.
@@ -35,6 +38,7 @@ from access_control import crypto
 from access_control.roles import Role, is_staff
 from medchat import audit
 from medchat.audit.addresses import AddressKeys, is_erased, reveal
+from medchat.audit.entry_format import is_genuine
 from medchat.errors import NotFound
 from medchat.models import Account, AuditEntry
 from medchat.services.context import ServiceContext
@@ -152,6 +156,18 @@ class AuditLogService:
             "details": json.loads(entry.details),
             "member": None,
         }
+        if not is_genuine(self.runtime.keys.audit_mac, entry):
+            # Planted or altered through SQL: its columns decide nothing (whom it is about,
+            # who acted, whether its address may be shown), so nothing of it is shown but
+            # that it is there (``medchat audit verify`` says where the chain broke).
+            return {
+                **full,
+                "actor_id": None,
+                "action": action_class(entry.action) or "unverified",
+                "target_id": None,
+                "address": None,
+                "details": {},
+            }
         member = _member_of(entry, members or set())
         by_member = entry.actor_role == Role.MEMBER
         if member is None and not by_member:
