@@ -21,7 +21,7 @@ from medchat.console import bp
 from medchat.console.forms import REASON_LABELS, ActionForm, AttachForm, HandoffForm, ReplyForm
 from medchat.errors import MedchatError
 from medchat.identity.principal import Principal
-from medchat.models import Conversation, ConversationStatus
+from medchat.models import ConversationStatus
 from medchat.schemas.cursors import (
     decode_activity_cursor,
     decode_seq_cursor,
@@ -107,9 +107,8 @@ def conversation(conversation_id: uuid.UUID) -> Any:
             conversation_id=conversation_id,
             before=encode_cursor(page.next_cursor),
         )
-    row = db_session().get(Conversation, conversation_id)
-    if row is not None and before is None:
-        ReadMarkers(db_session()).mark_read(principal.id, row, runtime().clock.now())
+    if before is None:  # the latest page: read through (audited, as the API's mark is)
+        service.mark_read(principal, conversation_id)
     reply_form = ReplyForm()
     templates = []
     if case.status != "closed":

@@ -171,3 +171,9 @@ def test_opening_a_conversation_in_the_console_shows_the_member_it_was_read(
     assert console.get(f"/console/conversations/{question}").status_code == 200
     state = _mine(client, patient, question)
     assert state["read_by_other_through"] == _times(client, patient, question)[-1]
+    # The marker moved: a data change, audited as the API's mark is (the member sees it).
+    with runtime.database.transaction() as session:
+        marks = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "content.read.marked")
+        ).all()
+    assert [(m.target_id, m.actor_id) for m in marks] == [(str(question), team.clinician.id)]
