@@ -87,6 +87,31 @@ def in_networks(address: str | None, networks: Iterable[IPNetwork]) -> bool:
     return any(ip.version == net.version and ip in net for net in networks)
 
 
+#: How much of an IPv6 address rate limits count as one client: a /64, the smallest prefix a
+#: site is given (RFC 6177), within which any host may take any of 2^64 addresses.
+RATE_LIMIT_IPV6_PREFIX = 64
+
+
+def rate_limit_address(address: str | None) -> str:
+    """The part of a client address that per-address limits count.
+
+    An IPv4 address is itself (an IPv4-mapped IPv6 address too); an IPv6 address is its /64
+    (``2001:db8:1:1::/64``): counted address by address, one subscriber's prefix had 2^64
+    budgets. What is not an address is counted as it is.
+    """
+    if not address:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/{RATE_LIMIT_IPV6_PREFIX}", strict=False))
+    return str(ip)
+
+
 def require_allowed_network(address: str | None, networks: Iterable[IPNetwork]) -> None:
     """Raise ``NetworkNotAllowed`` unless ``address`` lies in one of ``networks``."""
     if not in_networks(address, networks):

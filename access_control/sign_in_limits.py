@@ -41,6 +41,7 @@ from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from access_control.errors import RateLimited
+from access_control.networks import rate_limit_address
 
 #: Failed passwords against one account from one client address.
 PAIR_FAILURES = "5 per 15 minutes; 10 per hour; 20 per day"
@@ -147,7 +148,7 @@ class SignInLimits:
         second-factor budget (whoever guesses codes holds the password: nobody gets in).
         """
         return self._refusal(
-            (self._pair, ("sign-in-pair", account, address)),
+            (self._pair, ("sign-in-pair", account, rate_limit_address(address))),
             (self._code, ("sign-in-code", account)),
         )
 
@@ -174,7 +175,8 @@ class SignInLimits:
 
     def password_failed(self, account: str, address: str) -> None:
         def count(limiter: FixedWindowRateLimiter) -> list[str]:
-            return self._spend(limiter, self._pair, "sign-in-pair", account, address) + (
+            pair = ("sign-in-pair", account, rate_limit_address(address))
+            return self._spend(limiter, self._pair, *pair) + (
                 self._spend(limiter, self._account, "sign-in-account", account)
             )
 

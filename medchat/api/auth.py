@@ -10,6 +10,7 @@ from typing import Any
 from flask import request
 
 from access_control import crypto
+from access_control.networks import rate_limit_address
 from access_control.permissions import Permission
 from medchat.api.blueprint import Blueprint
 from medchat.schemas.auth import (
@@ -58,7 +59,7 @@ def _account_key() -> str:
         token = body.get("enrollment_token") if isinstance(body, dict) else None
         if isinstance(token, str) and token:
             return "enroll:" + crypto.token_hash(token).hex()
-        return "address:" + (request.remote_addr or "unknown")
+        return "address:" + rate_limit_address(request.remote_addr)
     return account_limit_key(email)
 
 
@@ -68,7 +69,7 @@ def _reset_token_key() -> str:
     token = body.get("reset_token") if isinstance(body, dict) else None
     if isinstance(token, str) and token:
         return "reset:" + crypto.token_hash(token).hex()
-    return "address:" + (request.remote_addr or "unknown")
+    return "address:" + rate_limit_address(request.remote_addr)
 
 
 #: Reset mails per address asked for, counted for every address alike (known or not), so

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from flask import Flask, Response, request
 from flask_limiter import Limiter
 
+from access_control.networks import rate_limit_address
 from access_control.permissions import Permission
 from medchat.web.guard import declared_permission, enforce
 
@@ -37,8 +38,9 @@ PER_ACCOUNT_FAILURES = "5 per 15 minutes; 10 per hour; 20 per day"
 
 def client_address() -> str:
     """The client address after ``access_control.networks.TrustedProxies`` (a forwarded
-    address is believed only from a configured proxy)."""
-    return request.remote_addr or "unknown"
+    address is believed only from a configured proxy), as limits count it: an IPv6 address by
+    its /64 (``rate_limit_address``)."""
+    return rate_limit_address(request.remote_addr)
 
 
 def is_failed_attempt(response: Response) -> bool:

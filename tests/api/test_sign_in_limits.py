@@ -124,6 +124,33 @@ def test_wrong_passwords_from_one_address_lock_that_address_not_the_clinician(cl
     assert clinician_at_work.status_code == 200, clinician_at_work.get_json()
 
 
+def test_wrong_passwords_from_one_ipv6_prefix_lock_the_prefix_not_the_member(client, runtime):
+    """A /64 is one subscriber's: each of its 2^64 addresses is not a budget of its own."""
+    member = make_member(runtime)
+    for n in range(5):
+        answer = sign_in(client, member, f"2001:db8:1:1::{n + 1:x}", WRONG_PASSWORD)
+        assert answer.status_code == 401
+
+    same_prefix = sign_in(client, member, "2001:db8:1:1:ffff:ffff:ffff:fff0", WRONG_PASSWORD)
+    next_prefix = sign_in(client, member, "2001:db8:1:2::1")
+
+    assert same_prefix.status_code == 429
+    assert next_prefix.status_code == 200, next_prefix.get_json()
+
+
+def test_the_per_address_limit_counts_an_ipv6_prefix_once(client, runtime):
+    """``PER_ADDRESS`` (30 a minute) for every sign-in from a /64, whichever addresses."""
+    answers = Counter(
+        client.post(
+            TOKEN,
+            json={"email": f"nobody{n}@example.org", "password": WRONG_PASSWORD},
+            **at(f"2001:db8:7:7::{n + 1:x}"),
+        ).status_code
+        for n in range(31)
+    )
+    assert answers == {401: 30, 429: 1}
+
+
 def _attack_from_many_addresses(client, person: Person) -> None:
     """Twenty wrong passwords, four from each of five addresses: no address is locked."""
     for n in range(20):

@@ -13,6 +13,7 @@ from access_control.networks import (
     forwarded_client,
     is_staff_path,
     parse_networks,
+    rate_limit_address,
     require_allowed_network,
 )
 from medchat.errors import NetworkNotAllowed
@@ -159,3 +160,22 @@ def test_a_part_that_is_not_a_network_names_the_setting_it_came_from() -> None:
         parse_networks("10.0.0.0/8, nope")
     with pytest.raises(ConfigurationError, match=r"^MEDCHAT_TRUSTED_PROXIES: '300.1.1.1'"):
         parse_networks("300.1.1.1", "trusted_proxies")
+
+
+@pytest.mark.parametrize(
+    ("address", "counted"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:1::1", "2001:db8:1:1::/64"),
+        ("2001:db8:1:1:ffff:ffff:ffff:ffff", "2001:db8:1:1::/64"),
+        ("2001:DB8:1:1:0:0:0:2", "2001:db8:1:1::/64"),
+        ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+        ("::1", "::/64"),
+        ("unknown", "unknown"),
+        ("", "unknown"),
+        (None, "unknown"),
+    ],
+)
+def test_rate_limits_count_an_ipv6_address_by_its_64_prefix(address, counted):
+    assert rate_limit_address(address) == counted
