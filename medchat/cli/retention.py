@@ -96,6 +96,7 @@ def retention_run(dry_run: bool, as_of: str | None, batch: int | None, as_json: 
     payload: dict[str, Any] = {
         **result.counts(),
         "archive_records_refused": result.archive_records_refused,
+        "live_refused": result.live_refused,
         "skipped_busy": result.skipped_busy,
         "as_of": as_of_text,
         "dry_run": dry_run,
@@ -128,6 +129,11 @@ def retention_run(dry_run: bool, as_of: str | None, batch: int | None, as_json: 
             f"{result.archive_records_refused} archive records fail their integrity check and "
             "were left in place: run 'medchat archive verify'"
         )
+    if result.live_refused:
+        lines.append(
+            f"{result.live_refused} conversations were left in place: their question time "
+            "was moved (the audit trail says later); run 'medchat audit verify'"
+        )
     if result.skipped_busy:
         lines.append(
             f"{result.skipped_busy} items were busy (a rotation?); the next run takes them"
@@ -135,3 +141,5 @@ def retention_run(dry_run: bool, as_of: str | None, batch: int | None, as_json: 
     emit(as_json, payload, "\n".join(lines))
     if result.archive_records_refused:
         fail(f"{result.archive_records_refused} archive records fail their integrity check")
+    if result.live_refused:
+        fail(f"{result.live_refused} conversations have a moved question time")

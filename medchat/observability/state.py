@@ -49,6 +49,7 @@ RETENTION_COUNTS = (
     "conversations_sealed",
     "archive_records_destroyed",
     "archive_records_refused",
+    "live_refused",
     "skipped_busy",
 )
 

@@ -51,6 +51,7 @@ from medchat.clock import iso_z
 from medchat.models import ArchiveRecord, Conversation, ConversationStatus
 from medchat.services.context import ServiceContext
 from medchat.services.deletion import DeletionService
+from medchat.services.question_times import drop_moved
 from medchat.services.retention_due import (
     Cursor,
     Cutoffs,
@@ -255,6 +256,10 @@ class RetentionService:
                     for c in conversations
                     if c.status != ConversationStatus.SEALED and c.created_at < cutoffs.live
                 ]
+                action = "retention.seal" if self.seal_expired else "retention.destroy"
+                due, step.live_refused = drop_moved(
+                    session, self.runtime.keys.audit_mac, due, cutoffs.live, action, run_id
+                )
                 if self.seal_expired:
                     # Sealing deletes wraps one conversation at a time: take them up front.
                     free = lock_free(session, [c.id for c in due])
@@ -361,6 +366,7 @@ class RetentionService:
         details: dict[str, Any] = {
             **result.counts(),
             "archive_records_refused": result.archive_records_refused,
+            "live_refused": result.live_refused,
             "skipped_busy": result.skipped_busy,
             "batches": result.batches,
             "batch_size": self.batch_size,

@@ -32,6 +32,9 @@ class RetentionResult:
     archive_records_destroyed: int = 0
     #: Archive records left in place: their record or stored content failed its check.
     archive_records_refused: int = 0
+    #: Live conversations left in place: the audit trail contradicts their question time
+    #: (``medchat.services.question_times``).
+    live_refused: int = 0
     #: Due rows whose wraps another transaction (a rotation, a re-wrap) held: the next run's.
     skipped_busy: int = 0
     batches: int = 0
@@ -49,6 +52,7 @@ class RetentionResult:
             + self.conversations_sealed
             + self.archive_records_destroyed
             + self.archive_records_refused
+            + self.live_refused
             + self.skipped_busy
         )
 
@@ -65,5 +69,6 @@ class RetentionResult:
         self.conversations_sealed += other.conversations_sealed
         self.archive_records_destroyed += other.archive_records_destroyed
         self.archive_records_refused += other.archive_records_refused
+        self.live_refused += other.live_refused
         self.skipped_busy += other.skipped_busy
         self.batches += 1

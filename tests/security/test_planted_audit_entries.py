@@ -72,7 +72,8 @@ def _plant_copy(runtime, member, changes: dict) -> dict:
             .first()
         )
         top = db.execute(select(func.max(table.c.seq))).scalar_one()
-        row.update(seq=top + 1, chain="audit/63", position=1)  # a chain of its own
+        # A chain of its own, past every seq the database sequence will hand out here.
+        row.update(seq=top + 10**9, chain="audit/63", position=1)
         for name, value in changes.items():
             if name == "at":
                 value = row["at"].replace(microsecond=(row["at"].microsecond + 1) % 1_000_000)
