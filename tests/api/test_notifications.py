@@ -43,10 +43,8 @@ SECRETS = (SUBJECT, QUESTION, ANSWER, FIRST_NAME, "Durand", "Martin", "rash", "c
 
 @pytest.fixture
 def endpoint():
-    server = push_endpoint.start()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+    with push_endpoint.running() as server:
+        yield server
 
 
 @pytest.fixture

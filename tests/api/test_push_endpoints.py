@@ -91,23 +91,21 @@ def test_whatever_is_accepted_is_delivered_to_an_allowed_host(endpoint, producti
 
 
 @pytest.mark.parametrize(
-    "endpoint",
+    "url",
     [
         "https://fcm.googleapis.com/fcm/send/abc:def-ghi_jkl",
         "https://updates.push.services.mozilla.com/wpush/v2/gAAAAABk%2Bx",
         "https://FCM.googleapis.com./fcm/send/abc",
     ],
 )
-def test_a_push_service_url_is_taken_as_it_is(endpoint):
-    assert check_endpoint(endpoint, production=True, allowed=ALLOWED) == endpoint
+def test_a_push_service_url_is_taken_as_it_is(url):
+    assert check_endpoint(url, production=True, allowed=ALLOWED) == url
 
 
 @pytest.fixture
 def endpoint():
-    server = push_endpoint.start()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+    with push_endpoint.running() as server:
+        yield server
 
 
 def _answered_member(client, runtime, endpoint_url):

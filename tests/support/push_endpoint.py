@@ -9,9 +9,11 @@ test can decrypt what arrives (RFC 8291, aes128gcm) as a browser would.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -45,6 +47,17 @@ class Endpoint:
     def taken(self, path: str) -> list[Request]:
         """Requests to ``path`` that were answered 2xx (made while the endpoint was up)."""
         return [r for r in self.requests if r.path == path and r.headers.get("x-answer") == "201"]
+
+
+@contextlib.contextmanager
+def running() -> Iterator[Endpoint]:
+    """A local push endpoint for the block's length (``start``, then shut down)."""
+    endpoint = start()
+    try:
+        yield endpoint
+    finally:
+        endpoint.server.shutdown()
+        endpoint.server.server_close()
 
 
 def start() -> Endpoint:
