@@ -243,6 +243,7 @@ PRELOADED_LIBRARIES = (
     "prometheus_client",
     "pyotp",
     "redis",
+    "requests",
     "segno",
     "smtplib",
     "sqlite3",
