@@ -179,13 +179,17 @@ def _b64url(value: str, size: int, field: str) -> bytes:
     return raw
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``host`` as an IP address, or None for a name."""
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host)
     except ValueError:
-        return False
+        return None
+
+
+def _loopback(host: str) -> bool:
+    ip = _ip(host)
+    return host == "localhost" or (ip is not None and ip.is_loopback)
 
 
 def _allowed_host(host: str, allowed: tuple[str, ...]) -> bool:
@@ -238,7 +242,7 @@ def check_endpoint(endpoint: str, *, production: bool, allowed: tuple[str, ...])
         or parts.password
         or parts.fragment
         or (_delivered_to(endpoint) or "").rstrip(".") != host.rstrip(".")
-        or not (_HOST.fullmatch(host) or _is_ip(host))
+        or not (_HOST.fullmatch(host) or _ip(host) is not None)
     ):
         problem = "Must be an absolute URL with a host and nothing else before it."
     elif parts.scheme != "https" and not (
@@ -250,14 +254,6 @@ def check_endpoint(endpoint: str, *, production: bool, allowed: tuple[str, ...])
     if problem:
         raise ValidationFailed(details={"endpoint": [problem]})
     return endpoint
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 @dataclass(frozen=True)
